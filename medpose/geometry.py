@@ -150,7 +150,7 @@ class Transform:
             return Landmarks(points.names, self.apply(points.positions), frame=self.target)
         if frame is not None and frame != self.source:
             raise FrameMismatch(f"Transform {self.source}->{self.target} applied to points in frame '{frame}'")
-        p = np.asarray(points, dtype=float)
+        p = np.array(points, dtype=float)  # a writable copy: scipy rejects read-only buffers
         if p.shape[-1:] != (3,):
             raise InputError(f"Transform.apply: points must have shape (..., 3), found {p.shape}")
         flat = p.reshape(-1, 3)
@@ -161,7 +161,7 @@ class Transform:
         """The transform from ``target`` back to ``source``."""
         rinv = self.rotation.inv()
         s = 1.0 / self.scale
-        return Transform(rinv, -s * rinv.apply(self.translation), s, self.target, self.source)
+        return Transform(rinv, -s * rinv.apply(np.array(self.translation)), s, self.target, self.source)
 
     def __matmul__(self, other: "Transform") -> "Transform":
         """``a @ b`` applies ``b`` first, then ``a``; needs ``b.target == a.source``."""
@@ -171,7 +171,7 @@ class Transform:
             raise FrameMismatch(f"cannot compose ({self.source}->{self.target}) @ ({other.source}->{other.target}): "
                                 f"'{other.target}' is not '{self.source}'")
         rot = self.rotation * other.rotation
-        return Transform(rot, self.scale * self.rotation.apply(other.translation) + self.translation,
+        return Transform(rot, self.scale * self.rotation.apply(np.array(other.translation)) + self.translation,
                          self.scale * other.scale, other.source, self.target)
 
     def allclose(self, other: "Transform", atol: float = 1e-9) -> bool:
