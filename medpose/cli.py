@@ -1,0 +1,124 @@
+"""The ``medpose`` command line (``medpose --help``; also ``python -m medpose``).
+
+Commands: ``validate`` (check a session folder) and ``demo`` (build and check a
+synthetic session).  Exit codes: 0 success, 1 invalid input or a medpose error,
+2 wrong usage (argparse).  See ``docs/cli.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from ._version import __version__
+from .errors import MedposeError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: one subparser per command."""
+    parser = argparse.ArgumentParser(
+        prog="medpose",
+        description="Medical motion assessment and surgical navigation: imaging landmarks, camera keypoints, "
+                    "registration, constrained skeleton fits and rehabilitation scores.",
+        epilog="Exit codes: 0 success, 1 invalid input or error, 2 wrong usage. Run 'medpose COMMAND --help'.")
+    parser.add_argument("--version", action="version", version=f"medpose {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check a session folder and every file it names",
+                       description="Check session.yaml against the schema and open every file it names "
+                                   "(imaging, calibration, keypoints). Prints the problems file by file. "
+                                   "Exit 0 if the session is valid, 1 otherwise.")
+    p.add_argument("session", metavar="SESSION", type=Path, help="session folder (or its session.yaml)")
+    p.add_argument("--json", action="store_true", help="print a JSON object {valid, problems: [...]} instead")
+    p.add_argument("--schema-only", action="store_true",
+                   help="check the YAML and the paths only, without opening the files")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("demo", help="build a synthetic demo session and validate it",
+                       description="Write a synthetic patient session (known truth) to OUT/session with "
+                                   "medpose.synthetic.make_session, validate it and summarise it.")
+    p.add_argument("--out", type=Path, default=Path("medpose-demo"),
+                   help="output folder (default: ./medpose-demo); the session is written to OUT/session")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0); the same seed gives the same files")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _print_problems(problems: list, stream: TextIO | None = None) -> None:
+    stream = sys.stdout if stream is None else stream
+    by_file: dict[str, list] = {}
+    for pr in problems:
+        by_file.setdefault(pr.file, []).append(pr)
+    for file, items in by_file.items():
+        print(file, file=stream)
+        for pr in items:
+            print(f"  {pr.field + ': ' if pr.field else ''}{pr.message}", file=stream)
+    print(f"{len(problems)} problem(s) in {len(by_file)} file(s)", file=stream)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .protocol.session import validate_session
+
+    problems = validate_session(args.session, check_files=not args.schema_only)
+    if args.json:
+        print(json.dumps({"valid": not problems, "problems": [p.to_dict() for p in problems]}, indent=2))
+    elif problems:
+        _print_problems(problems)
+    else:
+        print("session is valid")
+    return EXIT_OK if not problems else EXIT_INVALID
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from .synthetic import make_session
+    except ImportError as e:
+        print(f"error: the synthetic session generator is not available ({e})", file=sys.stderr)
+        return EXIT_INVALID
+    from .protocol.session import Session, validate_session
+
+    target = args.out / "session"
+    make_session(target, seed=args.seed)
+    problems = validate_session(target)
+    if problems:
+        print("the demo session is not valid:", file=sys.stderr)
+        _print_problems(problems, stream=sys.stderr)
+        return EXIT_INVALID
+    s = Session.load(target, check_files=False)
+    print(f"demo session written to {target} (seed {args.seed})")
+    print(f"  date {s.date.isoformat()}, side of interest: {s.side_of_interest}")
+    if s.imaging.volume or s.imaging.landmarks:
+        print(f"  imaging: {', '.join(p.relative_to(s.root).as_posix() for p in (s.imaging.volume, s.imaging.landmarks) if p)}")
+    if s.calibration_path:
+        print(f"  calibration: {s.calibration_path.relative_to(s.root).as_posix()} "
+              f"({len(s.read_calibration())} cameras)")
+    for t in s.trials:
+        what = [t.keypoints.relative_to(s.root).as_posix()] if t.keypoints else []
+        if t.cameras:
+            what.append(f"{len(t.cameras)} camera folders" + (f" at {t.rate_hz:g} Hz" if t.rate_hz else ""))
+        print(f"  trial {t.name} ({t.kind}{', ' + t.exercise if t.exercise else ''}): {'; '.join(what)}")
+    print("session is valid")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``medpose`` command; returns the exit code (``--help``/``--version`` included)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors
+        return int(e.code) if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except MedposeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INVALID

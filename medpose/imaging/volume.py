@@ -1,0 +1,412 @@
+"""Image volumes (CT, MRI) with their voxel-to-LPS geometry.
+
+A :class:`Volume` holds a 3D mono-channel array and the ITK/DICOM geometry that places
+each voxel in the patient's LPS world (x to the patient's Left, y to Posterior, z to
+Superior, millimetres):
+
+.. math::  x_{LPS} = o + D \\, \\mathrm{diag}(s) \\, (i, j, k)^T
+
+with origin ``o``, direction ``D`` (columns = directions of the i, j, k axes in LPS) and
+spacing ``s``.  This is the ITK image geometry (ITK Software Guide, section 4.1.4 "Defining
+Origin and Spacing" / "Direction"), identical to DICOM's Image Plane module (PS3.3
+C.7.6.2.1.1) for a stack of slices.
+
+``Volume.array`` is indexed ``[i, j, k]`` like the ITK index and like nibabel, i.e. it is
+the transpose of :func:`SimpleITK.GetArrayFromImage` (which is ``[k, j, i]``).
+
+Reading and writing go through SimpleITK: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``,
+``.nhdr``), MetaImage (``.mha``, ``.mhd``) and DICOM series folders.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import shutil
+import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+from ..io._util import display_name
+
+__all__ = [
+    "Volume",
+    "read_volume",
+    "write_volume",
+    "list_dicom_series",
+    "VOLUME_EXTENSIONS",
+]
+
+#: File extensions :func:`read_volume` and :func:`write_volume` accept, with their format.
+VOLUME_EXTENSIONS: dict[str, str] = {
+    ".nii": "NIfTI",
+    ".nii.gz": "NIfTI",
+    ".nrrd": "NRRD",
+    ".nhdr": "NRRD",
+    ".mha": "MetaImage",
+    ".mhd": "MetaImage",
+}
+
+
+def _extension(path: Path) -> str:
+    name = path.name.lower()
+    for ext in sorted(VOLUME_EXTENSIONS, key=len, reverse=True):
+        if name.endswith(ext):
+            return ext
+    return "".join(path.suffixes[-2:]).lower() or "(none)"
+
+
+def _readonly_view(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.setflags(write=False)
+    return v
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D mono-channel image and its voxel-to-LPS geometry.
+
+    Parameters
+    ----------
+    array : ndarray, shape (I, J, K)
+        Voxel values indexed ``[i, j, k]`` (ITK index order; the transpose of
+        ``SimpleITK.GetArrayFromImage``).  Kept in its own dtype (e.g. int16 for CT) and
+        stored as a read-only view (no copy).
+    spacing : array_like, shape (3,)
+        Distance between voxel centres along i, j, k, millimetres, > 0.
+    origin : array_like, shape (3,)
+        LPS position of voxel ``[0, 0, 0]``'s centre, millimetres.
+    direction : array_like, shape (3, 3)
+        Columns are the unit directions of the i, j, k axes in LPS.  Must be invertible.
+
+    Raises
+    ------
+    InputError
+        If the array is not 3D or the geometry is not finite / invertible.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = Volume(np.zeros((4, 5, 6), np.int16), spacing=[1, 2, 3], origin=[10, 0, 0], direction=np.eye(3))
+    >>> v.index_to_lps([[1, 1, 1]])
+    array([[11.,  2.,  3.]])
+    >>> v.lps_to_index([11.0, 2.0, 3.0])
+    array([1., 1., 1.])
+    """
+
+    array: np.ndarray
+    spacing: np.ndarray
+    origin: np.ndarray
+    direction: np.ndarray
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.array)
+        if arr.ndim != 3:
+            raise InputError(f"Volume: array must be 3D indexed [i, j, k], found shape {arr.shape}")
+        spacing = np.asarray(self.spacing, dtype=float).reshape(-1)
+        origin = np.asarray(self.origin, dtype=float).reshape(-1)
+        direction = np.asarray(self.direction, dtype=float)
+        if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+            raise InputError(f"Volume: spacing must be 3 finite positive numbers (mm), found {spacing.tolist()}")
+        if origin.shape != (3,) or not np.all(np.isfinite(origin)):
+            raise InputError(f"Volume: origin must be 3 finite numbers (mm, LPS), found {origin.tolist()}")
+        if direction.shape != (3, 3) or not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction)) < 1e-6:
+            raise InputError(f"Volume: direction must be an invertible 3x3 matrix, found {direction.tolist()}")
+        for name, value in (("array", arr), ("spacing", spacing), ("origin", origin), ("direction", direction)):
+            object.__setattr__(self, name, _readonly_view(value))
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Number of voxels along i, j, k."""
+        return tuple(int(n) for n in self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def frame(self) -> str:
+        """Always ``"LPS"``: the frame of :meth:`index_to_lps`."""
+        return "LPS"
+
+    @property
+    def affine(self) -> np.ndarray:
+        """4x4 homogeneous matrix from continuous index ``(i, j, k, 1)`` to LPS mm."""
+        m = np.eye(4)
+        m[:3, :3] = self.direction * self.spacing[None, :]
+        m[:3, 3] = self.origin
+        return m
+
+    def index_to_lps(self, ijk: Any) -> np.ndarray:
+        """LPS position (mm) of continuous voxel indices.
+
+        Parameters
+        ----------
+        ijk : array_like, shape (..., 3)
+            Indices ``(i, j, k)``; integers are voxel centres.
+
+        Returns
+        -------
+        ndarray, shape (..., 3)
+            ``origin + direction @ (spacing * ijk)``.
+        """
+        ijk = np.asarray(ijk, dtype=float)
+        if ijk.shape[-1:] != (3,):
+            raise InputError(f"Volume.index_to_lps: indices must have shape (..., 3), found {ijk.shape}")
+        return ijk @ (self.direction * self.spacing[None, :]).T + self.origin
+
+    def lps_to_index(self, xyz: Any) -> np.ndarray:
+        """Continuous voxel indices ``(i, j, k)`` of LPS positions (mm), shape (..., 3) -> (..., 3)."""
+        xyz = np.asarray(xyz, dtype=float)
+        if xyz.shape[-1:] != (3,):
+            raise InputError(f"Volume.lps_to_index: points must have shape (..., 3), found {xyz.shape}")
+        inv = np.linalg.inv(self.direction * self.spacing[None, :])
+        return (xyz - self.origin) @ inv.T
+
+    # ------------------------------------------------------------------ SimpleITK
+    def to_sitk(self) -> sitk.Image:
+        """A SimpleITK image with the same voxels and geometry (bool arrays become uint8)."""
+        arr = self.array.astype(np.uint8) if self.array.dtype == bool else self.array
+        img = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)), isVector=False)
+        img.SetSpacing(tuple(float(s) for s in self.spacing))
+        img.SetOrigin(tuple(float(o) for o in self.origin))
+        img.SetDirection(tuple(float(d) for d in self.direction.reshape(-1)))  # row-major, as ITK
+        return img
+
+    @classmethod
+    def from_sitk(cls, image: sitk.Image, *, source: str = "image") -> "Volume":
+        """Build from a 3D mono-channel SimpleITK image.
+
+        Parameters
+        ----------
+        image : SimpleITK.Image
+            3D image with one component per pixel.
+        source : str
+            Name used in error messages (a file's display name).
+
+        Raises
+        ------
+        InputError
+            For vector (multi-component) images and images that are not 3D.
+        """
+        n_comp = image.GetNumberOfComponentsPerPixel()
+        if n_comp != 1:
+            raise InputError(f"{source}: vector image with {n_comp} components per voxel; medpose volumes are "
+                             "mono-channel only (extract one with SimpleITK.VectorIndexSelectionCast)")
+        if image.GetDimension() != 3:
+            raise InputError(f"{source}: {image.GetDimension()}D image of size {image.GetSize()}; expected a 3D volume")
+        arr = sitk.GetArrayViewFromImage(image).transpose(2, 1, 0).copy(order="F")
+        direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+        return cls(arr, np.asarray(image.GetSpacing()), np.asarray(image.GetOrigin()), direction)
+
+    def __repr__(self) -> str:
+        return (f"Volume(shape={self.shape}, dtype={self.array.dtype}, spacing={np.round(self.spacing, 4).tolist()} mm, "
+                f"origin={np.round(self.origin, 3).tolist()} mm LPS)")
+
+
+# ---------------------------------------------------------------------- reading
+def _itk_error(exc: Exception, path: Path) -> str:
+    """ITK's reason, last line only, with the full path replaced by the display name."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    reason = lines[-1] if lines else type(exc).__name__
+    for text in (str(path.resolve()), str(path)):
+        reason = reason.replace(text, display_name(path))
+    return reason
+
+
+def list_dicom_series(folder: str | os.PathLike) -> list[str]:
+    """SeriesInstanceUIDs of the DICOM series in ``folder`` (not recursive), via GDCM."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{display_name(folder)}: DICOM folder not found")
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+
+
+def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
+    name = display_name(folder)
+    uids = list_dicom_series(folder)
+    if not uids:
+        raise InputError(f"{name}: folder holds no DICOM series; expected the files of one DICOM series "
+                         f"(or pass a file with one of {sorted(VOLUME_EXTENSIONS)})")
+    if series_uid is None:
+        if len(uids) > 1:
+            raise InputError(f"{name}: folder holds {len(uids)} DICOM series; pass series_uid= to choose one "
+                             "(medpose.imaging.volume.list_dicom_series(folder) lists their UIDs)")
+        series_uid = uids[0]
+    elif series_uid not in uids:
+        raise InputError(f"{name}: series_uid {series_uid!r} not found; the folder holds {len(uids)} other series")
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(f"{name}: could not read DICOM series ({len(files)} files): {_itk_error(exc, folder)}") from None
+
+
+def _nifti_header(path: Path) -> Any:
+    """nibabel's view of a NIfTI file (header only), after checking the voxel data are all there.
+
+    ITK 5.4 reads a truncated ``.nii``/``.nii.gz`` without complaint (the missing voxels come
+    back as zeros), so the size is checked here: the file size for ``.nii``, the decompressed
+    size for ``.nii.gz``.  Returns None when nibabel cannot parse the header (ITK then
+    reports the problem).
+    """
+    import nibabel as nib
+
+    name = display_name(path)
+    if path.name.lower().endswith(".gz"):
+        size = 0
+        try:
+            with gzip.open(path, "rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    size += len(chunk)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise InputError(f"{name}: truncated or corrupt gzip stream ({type(exc).__name__} after {size} "
+                             "decompressed bytes); expected a complete .nii.gz file") from None
+    else:
+        size = path.stat().st_size
+    try:
+        img = nib.load(str(path))
+        hdr = img.header
+        nbytes = int(np.prod(hdr.get_data_shape())) * hdr.get_data_dtype().itemsize
+        offset = int(hdr.get_data_offset())
+    except Exception:  # not parseable by nibabel (e.g. a header cut short): ITK will say why
+        return None
+    if size - offset < nbytes:
+        raise InputError(f"{name}: truncated NIfTI: {max(size - offset, 0)} bytes of voxel data, the header promises "
+                         f"{nbytes} ({hdr.get_data_shape()} x {hdr.get_data_dtype()})")
+    return img
+
+
+def _nifti_fixups(path: Path, volume: Volume, img: Any) -> Volume:
+    """Compare ITK's reading of a NIfTI with nibabel's and repair what ITK 5 loses.
+
+    * Geometry: ITK prefers the sform only when ``sform_code`` is 1 (scanner) or the qform
+      is absent; nibabel whenever ``sform_code > 0``; with neither set they also differ.
+      A disagreement larger than 1e-3 mm at the volume's corners is warned about.
+    * Non-finite voxels: ITK < 6 replaces every NaN and +-Inf of a float NIfTI by 0
+      (ITK pull request #6683); they are put back from the file, since NaN means missing.
+    """
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in volume.shape], indexing="ij")).reshape(3, -1).T
+    lps = (corners @ img.affine[:3, :3].T + img.affine[:3, 3]) * np.array([-1.0, -1.0, 1.0])
+    err = float(np.max(np.linalg.norm(lps - volume.index_to_lps(corners), axis=1)))
+    if err > 1e-3:
+        hdr = img.header
+        warnings.warn(f"{display_name(path)}: the NIfTI qform (code {int(hdr['qform_code'])}) and sform "
+                      f"(code {int(hdr['sform_code'])}) disagree; medpose uses ITK's choice, which places voxels "
+                      f"up to {err:.3g} mm away from where nibabel puts them", UserWarning, stacklevel=3)
+    same_voxels = tuple(img.shape[:3]) == volume.shape and all(n == 1 for n in img.shape[3:])  # (I, J, K, 1) too
+    if np.issubdtype(volume.array.dtype, np.floating) and same_voxels:
+        raw = np.asarray(img.dataobj, dtype=volume.array.dtype).reshape(volume.shape)
+        bad = ~np.isfinite(raw)
+        if bad.any():
+            arr = np.array(volume.array, order="F")
+            arr[bad] = raw[bad]
+            volume = Volume(arr, volume.spacing, volume.origin, volume.direction)
+    return volume
+
+
+def read_volume(path: str | os.PathLike, *, series_uid: str | None = None) -> Volume:
+    """Read a 3D image: NIfTI, NRRD, MetaImage file, or a folder holding one DICOM series.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A ``.nii``/``.nii.gz``/``.nrrd``/``.nhdr``/``.mha``/``.mhd`` file, or a folder of DICOM files.
+    series_uid : str, optional
+        SeriesInstanceUID to read when the DICOM folder holds several series.
+
+    Returns
+    -------
+    Volume
+        Geometry in LPS millimetres, as ITK reads it (NIfTI's RAS header is converted by
+        ITK; DICOM slices are sorted by position along the slice normal by GDCM).  NaN and
+        +-Inf voxels of float NIfTI files are kept (ITK 5 alone would turn them into 0).
+
+    Raises
+    ------
+    InputError
+        Missing path, unknown extension, unreadable or truncated file, empty DICOM folder,
+        folder with several series and no ``series_uid``, vector or non-3D image.
+
+    Warns
+    -----
+    UserWarning
+        For a NIfTI whose qform and sform disagree so that ITK and nibabel would place the
+        voxels differently.
+    """
+    p = Path(path)
+    name = display_name(p)
+    if not p.exists():
+        raise InputError(f"{name}: image file or DICOM folder not found")
+    if p.is_dir():
+        return Volume.from_sitk(_read_dicom_series(p, series_uid), source=name)
+    ext = _extension(p)
+    if ext not in VOLUME_EXTENSIONS:
+        raise InputError(f"{name}: unknown image extension {ext!r}; expected one of {sorted(VOLUME_EXTENSIONS)} "
+                         "or a DICOM series folder")
+    nifti = _nifti_header(p) if VOLUME_EXTENSIONS[ext] == "NIfTI" else None
+    try:
+        image = sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        raise InputError(f"{name}: could not read {VOLUME_EXTENSIONS[ext]} image: {_itk_error(exc, p)}") from None
+    volume = Volume.from_sitk(image, source=name)
+    if nifti is not None:
+        volume = _nifti_fixups(p, volume, nifti)
+    return volume
+
+
+# ---------------------------------------------------------------------- writing
+def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = False) -> Path:
+    """Write a volume as NIfTI, NRRD or MetaImage, atomically.
+
+    SimpleITK writes into a hidden temporary folder beside ``path`` under the final file
+    name (so the format follows the extension and a detached header names the right data
+    file); the files are then renamed into place, data file first and header last.  A
+    crash leaves no half-written file under ``path``.
+
+    Parameters
+    ----------
+    volume : Volume
+    path : str or PathLike
+        Output file; its extension picks the format (see :data:`VOLUME_EXTENSIONS`).
+    compress : bool
+        Ask the writer to compress the pixel data (``.nii.gz`` is always compressed).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    InputError
+        Unknown extension or a write that SimpleITK refuses.
+    """
+    p = Path(path)
+    ext = _extension(p)
+    if ext not in VOLUME_EXTENSIONS:
+        raise InputError(f"{display_name(p)}: unknown image extension {ext!r}; expected one of "
+                         f"{sorted(VOLUME_EXTENSIONS)}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    try:
+        tmp = tmpdir / p.name
+        try:
+            sitk.WriteImage(volume.to_sitk(), str(tmp), useCompression=compress)
+        except RuntimeError as exc:
+            raise InputError(f"{display_name(p)}: could not write {VOLUME_EXTENSIONS[ext]} image: "
+                             f"{_itk_error(exc, tmp)}") from None
+        for extra in sorted(tmpdir.iterdir()):  # detached data file(s) first
+            if extra.name != p.name:
+                os.replace(extra, p.parent / extra.name)
+        os.replace(tmp, p)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmpdir)
+    return p

@@ -1,0 +1,137 @@
+"""C3D motion-capture files, through ezc3d (optional extra ``medpose[c3d]``).
+
+Read: ``POINT:LABELS`` (and ``LABELS2``... for more than 255 points), ``POINT:RATE``,
+``POINT:UNITS`` (``mm``, ``cm``, ``m``; converted to mm).  A point whose residual is negative
+is missing (C3D User Guide, "3D point data": a negative residual marks an invalid sample);
+ezc3d already returns those as NaN, medpose also checks the residuals itself.
+The header's first frame gives ``start`` (``first_frame / rate``).  Axes are kept as stored
+(laboratory frame of the capture system).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import KeypointSequence
+from ..errors import InputError
+from ._util import atomic_path, display_name, require_file
+from .keypoints import canonical_names, unit_scale
+
+__all__ = ["read_c3d", "write_c3d"]
+
+
+def _ezc3d() -> Any:
+    try:
+        import ezc3d
+    except ImportError:
+        raise ImportError("reading/writing C3D needs the optional dependency ezc3d: "
+                          "pip install 'medpose[c3d]'") from None
+    return ezc3d
+
+
+def _param(params: dict, group: str, name: str, src: str) -> list:
+    try:
+        return list(params[group][name]["value"])
+    except KeyError:
+        raise InputError(f"{src}: parameter {group}:{name} missing; expected a C3D with 3D points") from None
+
+
+def read_c3d(path: str | os.PathLike, *, rename: bool = True, frame: str = "camera") -> KeypointSequence:
+    """Read the 3D points of a C3D file.
+
+    Parameters
+    ----------
+    path : path-like
+    rename : bool
+        Map point labels to medpose names through the layouts (unknown labels are kept).
+    frame : str
+        Frame name of the result.
+
+    Returns
+    -------
+    KeypointSequence
+        ``(T, K, 3)`` in millimetres, confidence 1 where valid and 0 where missing.
+
+    Raises
+    ------
+    ImportError
+        If ezc3d is not installed (``pip install 'medpose[c3d]'``).
+    InputError
+        Unreadable file, missing POINT parameters, unknown units, label count not matching
+        the points.
+
+    References
+    ----------
+    C3D.org, "The C3D File Format User Guide" (Motion Lab Systems, 2008), chapters on the
+    POINT group and 3D point data.
+    """
+    ezc3d = _ezc3d()
+    p = require_file(path, "C3D file")
+    src = display_name(p)
+    try:
+        c = ezc3d.c3d(str(p), extract_forceplat_data=False)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise InputError(f"{src}: not a readable C3D file ({type(e).__name__})") from None
+    params = c["parameters"]
+    labels = [str(s).strip() for s in _param(params, "POINT", "LABELS", src)]
+    i = 2
+    while f"LABELS{i}" in params["POINT"]:
+        labels += [str(s).strip() for s in params["POINT"][f"LABELS{i}"]["value"]]
+        i += 1
+    rate_v = _param(params, "POINT", "RATE", src)
+    rate = float(rate_v[0]) if rate_v else float("nan")
+    if not np.isfinite(rate) or rate <= 0:
+        raise InputError(f"{src}: POINT:RATE is {rate_v!r}; expected a positive rate in Hz")
+    units_v = _param(params, "POINT", "UNITS", src)
+    if not units_v:
+        raise InputError(f"{src}: POINT:UNITS is empty; expected mm, cm or m")
+    scale = unit_scale(units_v[0], src, "POINT:UNITS")
+    pts = np.asarray(c["data"]["points"], dtype=float)  # (4, K, T)
+    k = pts.shape[1]
+    if len(labels) < k:
+        raise InputError(f"{src}: POINT:LABELS has {len(labels)} labels for {k} points")
+    labels = labels[:k]
+    pos = np.transpose(pts[:3], (2, 1, 0)) * scale  # (T, K, 3)
+    res = c["data"].get("meta_points", {}).get("residuals")
+    if res is not None and np.size(res):
+        bad = np.asarray(res, dtype=float)[0].T < 0  # (T, K)
+        pos[bad] = np.nan
+    first = int(c["header"]["points"].get("first_frame", 0))
+    names = canonical_names(labels, src, rename)
+    return KeypointSequence(pos, names, rate, frame=frame, start=first / rate)
+
+
+def write_c3d(seq: KeypointSequence, path: str | os.PathLike, *, units: str = "mm") -> Path:
+    """Write a 3D :class:`KeypointSequence` as a C3D file (points only), atomically.
+
+    Missing points get residual -1 (invalid), as the C3D specification says; the header's first
+    frame is ``round(start * rate)`` so that :func:`read_c3d` restores ``start``.
+    """
+    ezc3d = _ezc3d()
+    p = Path(path)
+    if seq.ndim != 3:
+        raise InputError(f"{display_name(p)}: C3D holds 3D points; the sequence is {seq.ndim}D")
+    scale = unit_scale(units, display_name(p), "units")
+    t, k, _ = seq.positions.shape
+    c = ezc3d.c3d()
+    c["parameters"]["POINT"]["RATE"]["value"] = [float(seq.rate)]
+    c["parameters"]["POINT"]["LABELS"]["value"] = list(seq.names)
+    c["parameters"]["POINT"]["UNITS"]["value"] = [units]
+    pts = np.ones((4, k, t))
+    pts[:3] = np.transpose(seq.positions / scale, (2, 1, 0))
+    res = np.zeros((1, k, t))
+    res[0][np.isnan(pts[:3]).any(axis=0)] = -1.0
+    c["data"]["points"] = pts
+    c["data"]["meta_points"] = {"residuals": res}
+    c["header"]["points"]["first_frame"] = int(round(seq.start * seq.rate))
+    with atomic_path(p) as tmp:
+        out = Path(str(tmp) + ".c3d")  # ezc3d appends .c3d to other names
+        try:
+            c.write(str(out))
+            os.replace(out, tmp)
+        finally:
+            out.unlink(missing_ok=True)
+    return p

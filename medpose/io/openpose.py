@@ -1,0 +1,281 @@
+"""OpenPose JSON folders: one file per video frame, 2D keypoints in pixels.
+
+Each file ``<anything>_<frameNumber>.json`` (OpenPose itself writes
+``<video>_<12 digits>_keypoints.json``) holds ``{"people": [{"pose_keypoints_2d": [x0, y0, c0,
+x1, y1, c1, ...]}, ...]}`` with x, y in pixels (origin top-left, y down) and c a confidence in
+[0, 1] (OpenPose doc/02_output.md, "JSON-UI Output Format").  OpenPose writes undetected points
+as ``0, 0, 0``: those are read as missing (NaN, confidence 0).  Frames are ordered by the
+trailing number; numbers missing from the sequence become all-NaN frames.
+
+The JSON carries no frame rate: pass ``rate=`` (default 30 Hz, :data:`DEFAULT_RATE`).
+The sequence's ``frame`` is the camera name: the folder name without a trailing ``_json``
+(``cam01_json`` -> ``cam01``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..data import KeypointSequence
+from ..errors import InputError
+from ..layouts import Layout, detect_layout, get_layout
+from ._util import atomic_write, display_name
+from .keypoints import canonical_names
+
+__all__ = ["read_openpose", "read_openpose_people", "write_openpose", "DEFAULT_RATE"]
+
+#: Frame rate assumed when none is given (OpenPose JSON has none), Hz.
+DEFAULT_RATE = 30.0
+
+_NUMBER = re.compile(r"(\d+)(?:_keypoints)?\.json$", re.IGNORECASE)
+
+
+def _camera_name(folder: Path) -> str:
+    name = folder.name
+    return name[:-5] if name.lower().endswith("_json") and len(name) > 5 else name
+
+
+def _load_folder(folder: str | os.PathLike, layout: str | Layout | None
+                 ) -> tuple[Path, np.ndarray, list[list[np.ndarray]], Layout]:
+    """Files -> (folder, frame numbers, per-frame list of per-person (K, 3) arrays, layout)."""
+    d = Path(folder)
+    src = display_name(d)
+    if not d.is_dir():
+        raise InputError(f"{src}: OpenPose folder not found")
+    found = []
+    for f in d.iterdir():
+        if f.suffix.lower() != ".json":
+            continue
+        m = _NUMBER.search(f.name)
+        if m is None:
+            raise InputError(f"{display_name(f)}: file name has no trailing frame number; expected "
+                             "<name>_<frameNumber>.json")
+        found.append((int(m.group(1)), f))
+    if not found:
+        raise InputError(f"{src}: no .json files; expected OpenPose files <name>_<frameNumber>.json")
+    found.sort()
+    numbers = np.array([n for n, _ in found])
+    if np.any(np.diff(numbers) == 0):
+        dup = int(numbers[np.flatnonzero(np.diff(numbers) == 0)[0]])
+        raise InputError(f"{src}: two files have frame number {dup}")
+    people: list[list[np.ndarray]] = []
+    n_kp = None
+    for _, f in found:
+        try:
+            with open(f, encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{display_name(f)}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("people"), list):
+            raise InputError(f"{display_name(f)}: field 'people' missing or not a list")
+        frame_people = []
+        for i, person in enumerate(doc["people"]):
+            kp = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
+            if kp is None:
+                raise InputError(f"{display_name(f)}: people[{i}] has no 'pose_keypoints_2d'")
+            try:
+                a = np.asarray(kp, dtype=float)
+            except (TypeError, ValueError):
+                raise InputError(f"{display_name(f)}: people[{i}].pose_keypoints_2d has non-numeric "
+                                 "values; expected numbers x, y, c") from None
+            if a.ndim != 1 or a.size % 3:
+                raise InputError(f"{display_name(f)}: people[{i}].pose_keypoints_2d has {a.size} values; "
+                                 "expected a flat list of x, y, c triplets")
+            if n_kp is None:
+                n_kp = a.size // 3
+            elif a.size // 3 != n_kp:
+                raise InputError(f"{display_name(f)}: people[{i}] has {a.size // 3} keypoints; earlier "
+                                 f"frames have {n_kp}")
+            frame_people.append(a.reshape(-1, 3))
+        people.append(frame_people)
+    if isinstance(layout, Layout):
+        lay = layout
+    elif layout is not None:
+        lay = get_layout(layout)
+    elif n_kp is None:
+        raise InputError(f"{src}: no frame has a person, so the layout cannot be detected; pass layout=")
+    else:
+        lay = detect_layout(n_kp)
+    if n_kp is not None and n_kp != len(lay):
+        raise InputError(f"{src}: files have {n_kp} keypoints per person but layout {lay.name} has {len(lay)}")
+    return d, numbers, people, lay
+
+
+def _to_sequences(d: Path, numbers: np.ndarray, people: list[list[np.ndarray]], lay: Layout,
+                  slots: list[int], rate: float | None, rename: bool, camera: str | None
+                  ) -> list[KeypointSequence]:
+    rate = DEFAULT_RATE if rate is None else float(rate)
+    k = len(lay)
+    t = int(numbers[-1] - numbers[0] + 1)
+    n_slots = max(slots) + 1 if slots else 0
+    raw = np.zeros((t, max(n_slots, 1), k, 3))
+    present = np.zeros((t, max(n_slots, 1)), dtype=bool)
+    rows = numbers - numbers[0]
+    for r, frame_people in zip(rows, people):
+        for s, a in enumerate(frame_people[:n_slots]):
+            raw[r, s] = a
+            present[r, s] = True
+    xy, conf = raw[..., :2], raw[..., 2]
+    missing = ~present[..., None] | ((conf == 0) & np.all(xy == 0, axis=-1))
+    xy = np.where(missing[..., None], np.nan, xy)
+    conf = np.where(missing, 0.0, conf)
+    src = display_name(d)
+    if np.any((conf < 0) | (conf > 1)):
+        raise InputError(f"{src}: confidences range from {conf.min():.3g} to {conf.max():.3g}; "
+                         "expected values in [0, 1]")
+    names = canonical_names(lay.native, src, rename)
+    cam = camera or _camera_name(d)
+    start = float(numbers[0]) / rate
+    return [KeypointSequence(xy[:, s], names, rate, conf[:, s], cam, start) for s in slots]
+
+
+def read_openpose(folder: str | os.PathLike, *, person: int = 0, layout: str | Layout | None = None,
+                  rate: float | None = None, rename: bool = True, camera: str | None = None
+                  ) -> KeypointSequence:
+    """Read one person's 2D keypoints from a folder of OpenPose JSON files.
+
+    Parameters
+    ----------
+    folder : path-like
+        Folder of ``<name>_<frameNumber>.json`` files (e.g. ``cam01_json``).
+    person : int
+        Index into ``people`` in every file (OpenPose does not track identities: slot
+        ``person`` is whichever person the detector listed there).  Frames with fewer people
+        are all-NaN with confidence 0.
+    layout : str or Layout, optional
+        Keypoint layout; detected from the count when not given (25 -> body25,
+        26 -> halpe26, 33 -> mediapipe33, 17 -> coco17).
+    rate : float, optional
+        Frame rate in Hz; OpenPose JSON has none.  Default :data:`DEFAULT_RATE` (30 Hz).
+    rename : bool
+        Use medpose keypoint names (default) or the layout's native names.
+    camera : str, optional
+        Frame name of the result; default the folder name without a trailing ``_json``.
+
+    Returns
+    -------
+    KeypointSequence
+        ``(T, K, 2)`` in pixels with confidence; ``start`` = first frame number / rate.
+
+    Raises
+    ------
+    InputError
+        Missing folder, no JSON files, a file name without a frame number, invalid JSON,
+        keypoint counts that differ between files or from ``layout``, confidences outside [0, 1].
+
+    References
+    ----------
+    OpenPose, doc/02_output.md, https://github.com/CMU-Perceptual-Computing-Lab/openpose
+    """
+    if int(person) < 0:
+        raise InputError(f"{display_name(folder)}: person must be >= 0, found {person}")
+    d, numbers, people, lay = _load_folder(folder, layout)
+    return _to_sequences(d, numbers, people, lay, [int(person)], rate, rename, camera)[0]
+
+
+def read_openpose_people(folder: str | os.PathLike, *, layout: str | Layout | None = None,
+                         rate: float | None = None, rename: bool = True, camera: str | None = None
+                         ) -> list[KeypointSequence]:
+    """Read every person slot of an OpenPose JSON folder: one sequence per slot.
+
+    Slot ``i`` holds ``people[i]`` of each file (NaN where a file lists fewer people).  The list
+    is as long as the most people found in any one file.  Parameters as :func:`read_openpose`.
+    """
+    d, numbers, people, lay = _load_folder(folder, layout)
+    n = max((len(p) for p in people), default=0)
+    return _to_sequences(d, numbers, people, lay, list(range(n)), rate, rename, camera)
+
+
+def write_openpose(seq: KeypointSequence, folder: str | os.PathLike, *,
+                   layout: str | Layout | None = None, prefix: str | None = None) -> Path:
+    """Write a 2D sequence as OpenPose JSON files, one per frame.
+
+    Files are ``<prefix>_<frameNumber:012d>_keypoints.json`` (OpenPose's own naming), frame
+    numbers counted from ``round(start * rate)``.  Keypoints are written in the layout's
+    order; missing keypoints (NaN) are written as ``0, 0, 0`` and a frame with no keypoint
+    as ``"people": []``, as OpenPose does.
+
+    Parameters
+    ----------
+    seq : KeypointSequence
+        2D, pixels; names medpose or the layout's native names.
+    folder : path-like
+        Created if absent (written into a temporary folder and renamed into place);
+        if it exists, each file is written atomically.
+    layout : str or Layout, optional
+        Default: the layout whose medpose names are exactly the sequence's names.
+    prefix : str, optional
+        File name prefix; default the sequence's ``frame`` (camera name).
+
+    Raises
+    ------
+    InputError
+        3D sequence, no matching layout, or keypoints that the layout does not have.
+    """
+    d = Path(folder)
+    src = display_name(d)
+    if seq.ndim != 2:
+        raise InputError(f"{src}: OpenPose JSON holds 2D keypoints in pixels; the sequence is {seq.ndim}D")
+    if layout is None:
+        from ..layouts import list_layouts
+        cands = [get_layout(n) for n in list_layouts()]
+        match = [lay for lay in cands if set(lay.medpose) == set(seq.names) or set(lay.native) == set(seq.names)]
+        if not match:
+            raise InputError(f"{src}: no layout has exactly the keypoints {list(seq.names)[:6]}...; pass layout=")
+        lay = match[0]
+    else:
+        lay = layout if isinstance(layout, Layout) else get_layout(layout)
+    lookup = {}
+    for i, (nat, med, al) in enumerate(zip(lay.native, lay.medpose, lay.aliases)):
+        for n in (nat, med, *al):
+            lookup[n] = i
+    extra = [n for n in seq.names if n not in lookup]
+    if extra:
+        raise InputError(f"{src}: keypoints {extra} are not in layout {lay.name}; select the layout's "
+                         "keypoints first (seq.select)")
+    t = seq.n_frames
+    out = np.zeros((t, len(lay), 3))
+    idx = [lookup[n] for n in seq.names]
+    finite = np.all(np.isfinite(seq.positions), axis=2)
+    out[:, idx, :2] = np.where(finite[..., None], seq.positions, 0.0)
+    out[:, idx, 2] = np.where(finite, seq.confidence, 0.0)
+    any_point = finite.any(axis=1)
+    first = int(round(seq.start * seq.rate))
+    stem = prefix if prefix is not None else seq.frame
+
+    def write_all(target: Path, atomic: bool) -> None:
+        for i in range(t):
+            people = []
+            if any_point[i]:
+                people = [{"person_id": [-1], "pose_keypoints_2d": np.round(out[i], 6).reshape(-1).tolist(),
+                           "face_keypoints_2d": [], "hand_left_keypoints_2d": [],
+                           "hand_right_keypoints_2d": []}]
+            doc = json.dumps({"version": 1.3, "people": people})
+            fp = target / f"{stem}_{first + i:012d}_keypoints.json"
+            if atomic:
+                with atomic_write(fp) as fh:
+                    fh.write(doc)
+            else:
+                fp.write_text(doc, encoding="utf-8")
+
+    if d.exists():
+        if not d.is_dir():
+            raise InputError(f"{src}: exists and is not a folder")
+        write_all(d, atomic=True)
+        return d
+    d.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", suffix=".tmp", dir=d.parent))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private (0700)
+        write_all(tmp, atomic=False)
+        os.replace(tmp, d)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return d

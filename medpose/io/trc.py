@@ -1,0 +1,167 @@
+"""OpenSim marker trajectories (``.trc``).
+
+Layout (OpenSim User's Guide, "Marker (.trc) Files"; tab-separated)::
+
+    PathFileType  4  (X/Y/Z)  trial.trc
+    DataRate  CameraRate  NumFrames  NumMarkers  Units  OrigDataRate  OrigDataStartFrame  OrigNumFrames
+    60        60          100        21          m      60            1                   100
+    Frame#  Time  RHip            RKnee           ...
+                  X1   Y1   Z1    X2   Y2   Z2    ...
+    <optional blank line>
+    1       0.0   ...
+
+Empty cells are missing markers (NaN).  ``Units`` (``mm``, ``cm``, ``m``) is honoured: values are
+returned in millimetres.  Axes are kept as they are in the file: OpenSim and Pose2Sim files are
+Y-up (X forward, Z right), not the OpenCV camera convention; medpose records the frame name only.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from ..data import KeypointSequence
+from ..errors import InputError
+from ._util import atomic_write, display_name, require_file
+from .keypoints import canonical_names, numeric_columns, read_table_lines, unit_scale, write_csv_table
+
+__all__ = ["read_trc", "write_trc"]
+
+_HEADER_KEYS = ("DataRate", "CameraRate", "NumFrames", "NumMarkers", "Units",
+                "OrigDataRate", "OrigDataStartFrame", "OrigNumFrames")
+
+
+def read_trc(path: str | os.PathLike, *, rename: bool = True, frame: str = "camera",
+             axes: Literal["as_is"] = "as_is") -> KeypointSequence:
+    """Read an OpenSim ``.trc`` marker file.
+
+    Parameters
+    ----------
+    path : path-like
+    rename : bool
+        Map marker names to medpose names through the layouts (``RHip`` -> ``hip_r``);
+        unknown names are kept.
+    frame : str
+        Frame name given to the result (default ``"camera"``).
+    axes : {"as_is"}
+        Axes are kept as in the file (OpenSim/Pose2Sim files are Y-up).
+
+    Returns
+    -------
+    KeypointSequence
+        ``(T, K, 3)`` in millimetres; ``rate`` = ``DataRate``; ``start`` = first time stamp.
+
+    Raises
+    ------
+    InputError
+        Truncated header, unknown ``Units``, ``NumMarkers`` disagreeing with the name row,
+        ``NumFrames`` disagreeing with the data rows, rows with the wrong number of cells,
+        non-numeric cells (line and column named), time stamps not increasing (line named).
+
+    References
+    ----------
+    OpenSim documentation, "Marker (.trc) Files",
+    https://opensimconfluence.atlassian.net/wiki/spaces/OpenSim/pages/53089972
+    """
+    p = require_file(path, "marker file")
+    src = display_name(p)
+    if axes != "as_is":
+        raise InputError(f"{src}: axes={axes!r} is not supported; only 'as_is'")
+    lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
+    if len(lines) < 5:
+        raise InputError(f"{src}: truncated file: {len(lines)} lines; a .trc needs 5 header lines "
+                         "(PathFileType, keys, values, marker names, X1/Y1/Z1)")
+    if not lines[0].startswith("PathFileType"):
+        raise InputError(f"{src}: line 1: found {lines[0][:40]!r}; expected 'PathFileType'")
+    keys = [k.strip() for k in lines[1].split("\t")]
+    vals = [v.strip() for v in lines[2].split("\t")]
+    header = dict(zip(keys, vals))
+    for k in ("DataRate", "NumFrames", "NumMarkers", "Units"):
+        if k not in header or header[k] == "":
+            raise InputError(f"{src}: line 2-3: header field {k!r} missing; expected {list(_HEADER_KEYS)}")
+    try:
+        rate = float(header["DataRate"])
+        n_frames = int(float(header["NumFrames"]))
+        n_markers = int(float(header["NumMarkers"]))
+    except ValueError:
+        raise InputError(f"{src}: line 3: DataRate/NumFrames/NumMarkers must be numbers, found "
+                         f"{header['DataRate']!r}, {header['NumFrames']!r}, {header['NumMarkers']!r}") from None
+    if not np.isfinite(rate) or rate <= 0:
+        raise InputError(f"{src}: line 3: DataRate is {header['DataRate']!r}; expected a positive rate in Hz")
+    scale = unit_scale(header["Units"], src, "Units (line 3)")
+
+    name_cells = lines[3].split("\t")
+    if len(name_cells) < 2 or name_cells[0].strip() != "Frame#":
+        raise InputError(f"{src}: line 4: found {lines[3][:40]!r}; expected 'Frame#<tab>Time<tab>names...'")
+    names = [c.strip() for c in name_cells[2:] if c.strip()]
+    if len(names) != n_markers:
+        raise InputError(f"{src}: line 4 names {len(names)} markers but NumMarkers is {n_markers}")
+    names_out = canonical_names(names, src, rename)
+
+    ncol = 2 + 3 * n_markers
+    body = [(i + 1, ln) for i, ln in enumerate(lines[5:], start=5) if ln.strip()]
+    if len(body) != n_frames:
+        raise InputError(f"{src}: NumFrames is {n_frames} but {len(body)} data rows were found"
+                         + (" (truncated file?)" if len(body) < n_frames else ""))
+    if n_frames == 0:
+        raise InputError(f"{src}: no data rows; expected NumFrames >= 1")
+    df = read_table_lines(body, ncol, src)
+    columns = ["column Frame#", "column Time"] + [f"column {n}/{a}" for n in names for a in "XYZ"]
+    table = numeric_columns(df, src, body[0][0], columns)
+    times = table[:, 1]
+    if not np.all(np.isfinite(times)):
+        r = int(np.flatnonzero(~np.isfinite(times))[0])
+        raise InputError(f"{src}: line {body[r][0]}: Time is empty; every row needs a time stamp")
+    dt = np.diff(times)
+    if np.any(dt <= 0):
+        r = int(np.flatnonzero(dt <= 0)[0]) + 1
+        raise InputError(f"{src}: line {body[r][0]}: time {times[r]:g} s does not increase "
+                         f"(previous {times[r - 1]:g} s)")
+    pos = table[:, 2:].reshape(n_frames, n_markers, 3) * scale
+    return KeypointSequence(pos, names_out, rate, frame=frame, start=float(times[0]))
+
+
+def write_trc(seq: KeypointSequence, path: str | os.PathLike, *, units: str = "mm",
+              precision: int = 6) -> Path:
+    """Write a 3D :class:`KeypointSequence` as an OpenSim ``.trc`` file.
+
+    Parameters
+    ----------
+    seq : KeypointSequence
+        3D, millimetres.  Names are written as they are.
+    path : path-like
+    units : {"mm", "cm", "m"}
+        Units in the file (OpenSim models are in metres: use ``"m"`` for OpenSim).
+    precision : int
+        Decimals written (in the file's units).
+
+    Returns
+    -------
+    Path
+        The written file (written atomically).
+    """
+    p = Path(path)
+    if seq.ndim != 3:
+        raise InputError(f"{display_name(p)}: .trc holds 3D markers; the sequence is {seq.ndim}D")
+    scale = unit_scale(units, display_name(p), "units")
+    t, k, _ = seq.positions.shape
+    pos = np.round(seq.positions / scale, int(precision)).reshape(t, 3 * k)
+    table = pd.DataFrame(pos, columns=[str(i) for i in range(3 * k)])
+    table.insert(0, "Time", np.round(seq.times, 10))
+    table.insert(0, "Frame#", np.arange(1, t + 1))
+    start_frame = int(round(seq.start * seq.rate)) + 1
+    out = [
+        f"PathFileType\t4\t(X/Y/Z)\t{p.name}",
+        "\t".join(_HEADER_KEYS),
+        "\t".join(map(str, [f"{seq.rate:.10g}", f"{seq.rate:.10g}", t, k, units.lower(), f"{seq.rate:.10g}",
+                            start_frame, t])),
+        "Frame#\tTime\t" + "\t".join(f"{n}\t\t" for n in seq.names),
+        "\t\t" + "\t".join(f"X{i}\tY{i}\tZ{i}" for i in range(1, k + 1)),
+    ]
+    with atomic_write(p, "wb") as fh:
+        fh.write(("\n".join(out) + "\n").encode("utf-8"))
+        write_csv_table(table, fh, delimiter="\t", header=False)
+    return p

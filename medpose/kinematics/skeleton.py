@@ -1,0 +1,495 @@
+"""The human skeleton: a kinematic tree of rigid segments, declared in ``resources/skeleton.yaml``.
+
+The tree, its degrees of freedom (DoFs), joint offsets and keypoints are data, not code: this
+module only reads and checks them and turns lengths (mm) into offset arrays that
+:func:`medpose.kinematics.forward_kinematics` consumes.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import yaml
+
+from ..errors import InputError
+from ..io._util import display_name
+
+__all__ = ["Skeleton", "default_ranges", "SKELETON_FRAME"]
+
+#: Name of the world frame of a skeleton's forward kinematics: ISB global axes
+#: (X anterior, Y superior, Z right), millimetres.
+SKELETON_FRAME = "skeleton"
+
+_AXES = "XYZ"
+_SIDES = ("r", "l")
+
+
+# ---------------------------------------------------------------------------------- spec records
+@dataclass(frozen=True)
+class _Offset:
+    """A point ``sum(coef * lengths[name]) + mm`` (mm) in some segment frame."""
+
+    terms: tuple[tuple[str, tuple[float, float, float]], ...]
+
+    def evaluate(self, lengths: Mapping[str, float]) -> np.ndarray:
+        out = np.zeros(3)
+        for name, coef in self.terms:
+            out += np.asarray(coef) * (1.0 if name == "mm" else lengths[name])
+        return out
+
+
+@dataclass(frozen=True)
+class _Segment:
+    name: str
+    parent: str | None
+    joint: str
+    offset: _Offset
+    sequence: str
+    dofs: tuple[tuple[str, float] | None, ...]
+    translations: tuple[str, ...]
+    keypoints: tuple[tuple[str, _Offset], ...]
+
+
+def _mirror_name(name: str, side: str) -> str:
+    return f"{name}_{side}"
+
+
+def _parse_offset(raw: Any, where: str, lengths: Iterable[str], side: str | None,
+                  bilateral: set[str]) -> _Offset:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise InputError(f"{where}: offset must be a mapping {{length name: [cx, cy, cz], mm: [x, y, z]}}, "
+                         f"found {raw!r}")
+    known = set(lengths) | {"mm"}
+    terms = []
+    for key, coef in raw.items():
+        if key not in known:
+            raise InputError(f"{where}: unknown length {key!r} in offset; known: {sorted(known)}")
+        c = np.asarray(coef, dtype=float) if isinstance(coef, (list, tuple)) else np.array([np.nan])
+        if c.shape != (3,) or not np.all(np.isfinite(c)):
+            raise InputError(f"{where}: offset term {key!r} must be 3 finite numbers, found {coef!r}")
+        if side == "l":
+            c = c * np.array([1.0, 1.0, -1.0])
+        name = _mirror_name(key, side) if (side and key in bilateral) else key
+        terms.append((name, tuple(float(v) for v in c)))
+    return _Offset(tuple(terms))
+
+
+def _parse_spec(spec: Any, source: str) -> tuple[dict[str, tuple[float, str]], tuple[_Segment, ...]]:
+    """Check a skeleton YAML document and expand bilateral segments into ``_r``/``_l``."""
+    if not isinstance(spec, Mapping) or "lengths" not in spec or "segments" not in spec:
+        raise InputError(f"{source}: expected a mapping with 'lengths' and 'segments'")
+    ratios: dict[str, tuple[float, str]] = {}
+    for name, row in spec["lengths"].items():
+        if not (isinstance(row, list) and len(row) == 2):
+            raise InputError(f"{source}: lengths.{name} must be [fraction of height, source], found {row!r}")
+        ratios[str(name)] = (float(row[0]), str(row[1]))
+    bilateral = {str(n) for n, s in spec["segments"].items() if isinstance(s, Mapping) and s.get("bilateral")}
+    for b in bilateral:
+        if b not in ratios:
+            raise InputError(f"{source}: bilateral segment {b!r} needs a length of the same name")
+    length_names = set(ratios)
+
+    segments: list[_Segment] = []
+    for sname, sraw in spec["segments"].items():
+        where = f"{source}: segments.{sname}"
+        if not isinstance(sraw, Mapping) or "joint" not in sraw:
+            raise InputError(f"{where}: expected a mapping with 'parent', 'joint' and 'keypoints'")
+        jraw = sraw["joint"]
+        seq = str(jraw.get("sequence", ""))
+        if len(seq) != 3 or not set(seq) <= set(_AXES) or len(set(seq)) != 3:
+            raise InputError(f"{where}.joint.sequence: expected 3 distinct axes of XYZ (Tait-Bryan), found {seq!r}")
+        raw_dofs = list(jraw.get("dofs") or [])
+        if len(raw_dofs) != 3:
+            raise InputError(f"{where}.joint.dofs: expected 3 entries ({{name, sign}} or null), found {len(raw_dofs)}")
+        sides: tuple[str | None, ...] = _SIDES if sraw.get("bilateral") else (None,)
+        for side in sides:
+            name = _mirror_name(sname, side) if side else str(sname)
+            parent = sraw.get("parent")
+            if parent is not None and side and parent in bilateral:
+                parent = _mirror_name(parent, side)
+            dofs: list[tuple[str, float] | None] = []
+            for axis, d in zip(seq, raw_dofs):
+                if d is None:
+                    dofs.append(None)
+                    continue
+                sign = float(d.get("sign", 0))
+                if sign not in (1.0, -1.0):
+                    raise InputError(f"{where}.joint.dofs: sign of {d.get('name')!r} must be 1 or -1, found {sign}")
+                if side == "l" and axis in "XY":  # mirror across the sagittal plane
+                    sign = -sign
+                dofs.append((_mirror_name(str(d["name"]), side) if side else str(d["name"]), sign))
+            kps = []
+            for kname, kraw in (sraw.get("keypoints") or {}).items():
+                kname = _mirror_name(str(kname), side) if side else str(kname)
+                kps.append((kname, _parse_offset(kraw, f"{where}.keypoints.{kname}", length_names, side, bilateral)))
+            segments.append(_Segment(
+                name=name, parent=parent,
+                joint=_mirror_name(str(jraw.get("name", sname)), side) if side else str(jraw.get("name", sname)),
+                offset=_parse_offset(jraw.get("offset"), f"{where}.joint.offset", length_names, side, bilateral),
+                sequence=seq, dofs=tuple(dofs),
+                translations=tuple(str(t) for t in (jraw.get("translations") or ())),
+                keypoints=tuple(kps)))
+    # topology: exactly one root, parents declared before children
+    seen: set[str] = set()
+    roots = [s.name for s in segments if s.parent is None]
+    if len(roots) != 1:
+        raise InputError(f"{source}: expected exactly one root segment (parent: null), found {roots}")
+    for s in segments:
+        if s.parent is not None and s.parent not in seen:
+            raise InputError(f"{source}: segment {s.name!r} has parent {s.parent!r}, which is not declared "
+                             "before it; known so far: " + str(sorted(seen)))
+        if s.translations and s.parent is not None:
+            raise InputError(f"{source}: only the root segment may have translations, found on {s.name!r}")
+        if len(s.translations) not in (0, 3):
+            raise InputError(f"{source}: root translations must be 3 names (X, Y, Z), found {list(s.translations)}")
+        seen.add(s.name)
+    names = [n for s in segments for n in (*s.translations, *(d[0] for d in s.dofs if d))]
+    kp_names = [k for s in segments for k, _ in s.keypoints]
+    for what, lst in (("DoF", names), ("keypoint", kp_names)):
+        dup = sorted({n for n in lst if lst.count(n) > 1})
+        if dup:
+            raise InputError(f"{source}: duplicate {what} names {dup}")
+    return ratios, tuple(segments)
+
+
+@functools.lru_cache(maxsize=None)
+def _resource_text(resource: str) -> str:
+    return resources.files("medpose.resources").joinpath(resource).read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=None)
+def _resource_yaml(resource: str) -> Any:
+    """The packaged YAML file, parsed once (callers must not mutate it)."""
+    return yaml.safe_load(_resource_text(resource))
+
+
+def _read_yaml(path: str | os.PathLike | None, resource: str) -> tuple[Any, str]:
+    if path is None:
+        return _resource_yaml(resource), f"medpose/resources/{resource}"
+    else:
+        p = os.fspath(path)
+        source = display_name(p)
+        try:
+            with open(p, encoding="utf-8") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            raise InputError(f"{source}: file not found") from None
+    try:
+        return yaml.safe_load(text), source
+    except yaml.YAMLError as exc:
+        raise InputError(f"{source}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
+
+
+# ---------------------------------------------------------------------------------- Skeleton
+@dataclass(frozen=True, eq=False)
+class Skeleton:
+    """A whole-body kinematic tree with clinical joint angles (ISB conventions).
+
+    Build it with :meth:`default` (or :meth:`from_yaml`), personalise it with
+    :meth:`with_lengths`, and pose it with :func:`~medpose.kinematics.forward_kinematics`.
+
+    **Frames.**  World and every segment frame use the ISB axes (Wu et al. 2002, 2005):
+    X anterior, Y superior, Z to the patient's right; the world frame is named
+    ``"skeleton"`` (:data:`SKELETON_FRAME`).  In the zero pose every segment frame is
+    parallel to the world frame.
+
+    **Zero pose** (all DoFs 0): anatomical neutral standing: trunk and head upright,
+    pelvis with both ASIS and both PSIS in one horizontal plane, legs vertical with the feet
+    pointing forward, arms hanging by the side with the forearms in neutral rotation
+    (**palms facing the thighs**, thumbs forward), wrists straight.  All joint centres then
+    lie in the frontal plane x = pelvis_tx, feet below the hips.
+
+    **Joints** (child relative to parent; intrinsic Euler sequences, first axis fixed in
+    the proximal segment, last axis the distal segment's, middle axis floating, as the ISB
+    joint coordinate systems):
+
+    ============  =====  =================================================================
+    joint         order  DoFs (positive direction)
+    ============  =====  =================================================================
+    pelvis/world  Z-X-Y  ``pelvis_tilt`` (anterior tilt), ``pelvis_list`` (right side down),
+                         ``pelvis_rotation`` (turns to face left); ``pelvis_tx/ty/tz`` mm
+    hip           Z-X-Y  ``hip_flexion``, ``hip_adduction``, ``hip_rotation`` (internal)
+    knee          Z      ``knee_flexion``
+    ankle         Z-X    ``ankle_dorsiflexion``, ``subtalar_inversion``
+    lumbar        Z-X-Y  ``lumbar_flexion``, ``lumbar_bending`` (to the right),
+                         ``lumbar_rotation`` (trunk turns to face left)
+    neck          Z-X-Y  ``neck_flexion``, ``neck_bending`` (right), ``neck_rotation`` (left)
+    shoulder      Z-X-Y  ``shoulder_flexion``, ``shoulder_abduction``, ``shoulder_rotation``
+                         (internal); gimbal lock at abduction +-90 deg
+    elbow         Z-(X)-Y ``elbow_flexion``, ``forearm_pronation`` (from thumb-up neutral)
+    wrist         X-Z    ``wrist_flexion`` (palm towards the forearm), ``wrist_deviation``
+                         (ulnar); the flexion axis is X because the palm faces medially
+    ============  =====  =================================================================
+
+    Bilateral DoFs end in ``_r``/``_l``; rotations about X and Y are mirrored on the left so
+    that the same value is the same anatomical motion on both sides.  Full tables with
+    gimbal locks: ``medpose/resources/joint_conventions.md`` and ``docs/conventions.md``.
+
+    **Lengths** (mm) are keyed by segment name (``thigh_r``...) plus ``pelvis_width``
+    (inter-ASIS), ``pelvis_depth`` (mid-ASIS to mid-PSIS) and ``shoulder_width``
+    (between glenohumeral centres).  Defaults are fractions of body height after Winter
+    (2009, Fig. 4.1, Drillis & Contini); hip centres follow Harrington et al. (2007).
+
+    Attributes
+    ----------
+    lengths : Mapping[str, float]
+        Every named length in mm (read-only).
+    height_mm : float or None
+        Body height the defaults were scaled to, if any.
+    segment_names, dof_names, keypoint_names : tuple of str
+        Segments in topological order (root first), DoFs in the order of ``q`` columns,
+        keypoints in the order of the last-but-one axis of the FK output.
+    parent_index : numpy.ndarray, shape (S,)
+        Index of each segment's parent, -1 for the root.
+    joint_offsets : numpy.ndarray, shape (S, 3)
+        Each joint centre (segment origin) in its parent's frame, mm (the root's is 0).
+    keypoint_segment : numpy.ndarray, shape (K,)
+        Index of the segment each keypoint moves with.
+    keypoint_offsets : numpy.ndarray, shape (K, 3)
+        Each keypoint in its segment's frame, mm.
+    sequences : tuple of str
+        Each joint's intrinsic Euler sequence, e.g. ``"ZXY"``.
+    joint_dof_index : numpy.ndarray, shape (S, 3)
+        Column of ``q`` driving each rotation of the sequence, -1 where it is fixed at 0.
+    joint_dof_sign : numpy.ndarray, shape (S, 3)
+        +-1: rotation angle = sign * q column (0 where fixed).
+    translation_dof_index : numpy.ndarray, shape (3,)
+        Columns of ``q`` holding the root translation along world X, Y, Z (mm).
+    rotational : numpy.ndarray of bool, shape (D,)
+        True for angular DoFs (degrees), False for translations (mm).
+    frame : str
+        ``"skeleton"``.
+
+    Examples
+    --------
+    >>> sk = Skeleton.default(height_mm=1700.0)
+    >>> q = sk.make_q({"knee_flexion_r": 90.0})
+    >>> q.shape == (1, len(sk.dof_names))
+    True
+    """
+
+    _ratios: Mapping[str, tuple[float, str]]
+    _segments: tuple[_Segment, ...]
+    lengths: Mapping[str, float]
+    height_mm: float | None = None
+    frame: str = SKELETON_FRAME
+    _source: str = field(default="skeleton", repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)   # per (device, dtype) tensors for FK
+
+    def __post_init__(self) -> None:
+        segs = self._segments
+        names = tuple(s.name for s in segs)
+        lengths = dict(self.lengths)
+        needed = self.length_names
+        missing = [n for n in needed if n not in lengths]
+        if missing:
+            raise InputError(f"{self._source}: missing lengths {missing}")
+        for name in needed:
+            _check_length(name, lengths[name])
+        lengths = {n: float(lengths[n]) for n in needed}
+        dof_names = tuple(n for s in segs for n in (*s.translations, *(d[0] for d in s.dofs if d)))
+        dpos = {n: i for i, n in enumerate(dof_names)}
+        rot = np.array([not any(n in s.translations for s in segs) for n in dof_names])
+        idx = np.full((len(segs), 3), -1, dtype=np.int64)
+        sgn = np.zeros((len(segs), 3))
+        for i, s in enumerate(segs):
+            for j, d in enumerate(s.dofs):
+                if d is not None:
+                    idx[i, j], sgn[i, j] = dpos[d[0]], d[1]
+        root = segs[0]
+        kp = [(k, i, off) for i, s in enumerate(segs) for k, off in s.keypoints]
+        values = {
+            "lengths": MappingProxyType(lengths),
+            "segment_names": names,
+            "parent_index": np.array([names.index(s.parent) if s.parent else -1 for s in segs]),
+            "dof_names": dof_names,
+            "rotational": rot,
+            "sequences": tuple(s.sequence for s in segs),
+            "joint_names": tuple(s.joint for s in segs),
+            "joint_dof_index": idx,
+            "joint_dof_sign": sgn,
+            "translation_dof_index": np.array([dpos[t] for t in root.translations], dtype=np.int64),
+            "joint_offsets": np.stack([s.offset.evaluate(lengths) for s in segs]),
+            "keypoint_names": tuple(k for k, _, _ in kp),
+            "keypoint_segment": np.array([i for _, i, _ in kp], dtype=np.int64),
+            "keypoint_offsets": np.stack([o.evaluate(lengths) for _, _, o in kp]),
+        }
+        for key, val in values.items():
+            if isinstance(val, np.ndarray):
+                val.setflags(write=False)
+            object.__setattr__(self, key, val)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def default(cls, height_mm: float = 1700.0) -> "Skeleton":
+        """The packaged skeleton (``resources/skeleton.yaml``) scaled to a body height.
+
+        Parameters
+        ----------
+        height_mm : float
+            Standing height in mm (vertex to floor); every default length is a fraction of it
+            (Winter 2009, Fig. 4.1).
+
+        Raises
+        ------
+        InputError
+            If ``height_mm`` is not a finite positive number.
+        """
+        return cls.from_yaml(None, height_mm=height_mm)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike | None, height_mm: float = 1700.0) -> "Skeleton":
+        """Read a skeleton declared in the layout of ``resources/skeleton.yaml`` (None: that file)."""
+        h = _check_length("height_mm", height_mm)
+        spec, source = _read_yaml(path, "skeleton.yaml")
+        ratios, segments = _parse_spec(spec, source)
+        bil = {s.name[:-2] for s in segments if s.name[-2:] in ("_r", "_l") and s.name[:-2] in ratios}
+        lengths = {}
+        for name, (ratio, _) in ratios.items():
+            for n in ([f"{name}_r", f"{name}_l"] if name in bil else [name]):
+                lengths[n] = ratio * h
+        return cls(MappingProxyType(ratios), segments, lengths, h, SKELETON_FRAME, source)
+
+    def with_lengths(self, lengths: Mapping[str, float]) -> "Skeleton":
+        """A copy with some lengths replaced (mm); keypoints and joint offsets rescale with them.
+
+        Parameters
+        ----------
+        lengths : Mapping[str, float]
+            Keys from :attr:`length_names` (``thigh_r``, ``pelvis_width``...); a bilateral
+            name without its side (``thigh``) sets both sides.
+
+        Raises
+        ------
+        InputError
+            Unknown length name (the message lists the known ones), or a length that is not a
+            finite positive number (the message names the segment and the value).
+        """
+        new = dict(self.lengths)
+        for key, val in lengths.items():
+            keys = [key] if key in new else [k for k in (f"{key}_r", f"{key}_l") if k in new]
+            if not keys:
+                raise InputError(f"Skeleton.with_lengths: unknown length {key!r}; known: {sorted(new)}")
+            for k in keys:
+                new[k] = _check_length(k, val)
+        return Skeleton(self._ratios, self._segments, new, self.height_mm, self.frame, self._source)
+
+    # ------------------------------------------------------------------ look-ups
+    @property
+    def length_names(self) -> tuple[str, ...]:
+        """All length names (mm) this skeleton needs, bilateral ones per side."""
+        segs = {s.name for s in self._segments}
+        out = []
+        for name in self._ratios:
+            if f"{name}_r" in segs:
+                out += [f"{name}_r", f"{name}_l"]
+            else:
+                out.append(name)
+        return tuple(out)
+
+    def dof_index(self, names: str | Sequence[str]) -> np.ndarray | int:
+        """Column(s) of ``q`` for DoF name(s); unknown names raise InputError listing the known."""
+        return _index(self.dof_names, names, "DoF")
+
+    def keypoint_index(self, names: str | Sequence[str]) -> np.ndarray | int:
+        """Index (indices) of keypoint name(s) in :attr:`keypoint_names`."""
+        return _index(self.keypoint_names, names, "keypoint")
+
+    def segment_index(self, names: str | Sequence[str]) -> np.ndarray | int:
+        """Index (indices) of segment name(s) in :attr:`segment_names`."""
+        return _index(self.segment_names, names, "segment")
+
+    def make_q(self, values: Mapping[str, Any] | None = None, n_frames: int | None = None) -> np.ndarray:
+        """A ``(T, D)`` pose array: zeros except the named DoFs (degrees or mm).
+
+        Parameters
+        ----------
+        values : Mapping[str, float or array_like of shape (T,)]
+            DoF name -> value(s).
+        n_frames : int, optional
+            T; defaults to the length of the longest value array (1 for scalars).
+
+        Raises
+        ------
+        InputError
+            Unknown DoF name (the message lists the known ones) or mismatched lengths.
+        """
+        values = dict(values or {})
+        arrs = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in values.items()}
+        t = n_frames if n_frames is not None else max([a.shape[0] for a in arrs.values()] + [1])
+        q = np.zeros((t, len(self.dof_names)))
+        for k, a in arrs.items():
+            if a.ndim != 1 or a.shape[0] not in (1, t):
+                raise InputError(f"Skeleton.make_q: {k!r} must be a number or shape ({t},), found shape {a.shape}")
+            q[:, self.dof_index(k)] = a
+        return q
+
+    def __repr__(self) -> str:
+        h = f", height {self.height_mm:g} mm" if self.height_mm else ""
+        return (f"Skeleton({len(self.segment_names)} segments, {len(self.dof_names)} DoF, "
+                f"{len(self.keypoint_names)} keypoints{h})")
+
+
+def _check_length(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"Skeleton: length of {name!r} must be a finite positive number of mm, "
+                         f"found {value!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise InputError(f"Skeleton: length of {name!r} must be a finite positive number of mm, found {v!r}")
+    return v
+
+
+def _index(known: tuple[str, ...], names: str | Sequence[str], what: str) -> np.ndarray | int:
+    single = isinstance(names, str)
+    lst = [names] if single else list(names)
+    pos = {n: i for i, n in enumerate(known)}
+    bad = [n for n in lst if n not in pos]
+    if bad:
+        raise InputError(f"Skeleton: unknown {what} name(s) {bad}; known: {list(known)}")
+    idx = np.array([pos[n] for n in lst], dtype=np.int64)
+    return int(idx[0]) if single else idx
+
+
+# ---------------------------------------------------------------------------------- ranges
+def default_ranges(skeleton: Skeleton | None = None) -> dict[str, tuple[float, float]]:
+    """Default joint ranges from ``resources/joint_ranges.yaml``: DoF name -> (min, max).
+
+    Degrees for rotations (adult normative active ROM: AAOS 1965 / Greene & Heckman 1994,
+    Soucie et al. 2011; see the file for the source of each row), ``(-inf, inf)`` mm for the
+    pelvis translations.  Rows without a side apply to ``_r`` and ``_l``.
+
+    Parameters
+    ----------
+    skeleton : Skeleton, optional
+        Whose DoFs to cover (default: :meth:`Skeleton.default`); the result has one entry per
+        DoF, in ``skeleton.dof_names`` order.
+
+    Raises
+    ------
+    InputError
+        If the file lacks a DoF of the skeleton or a row has min > max.
+    """
+    sk = skeleton if skeleton is not None else Skeleton.default()
+    spec, source = _read_yaml(None, "joint_ranges.yaml")
+    rows = spec.get("ranges", {}) if isinstance(spec, Mapping) else {}
+    out: dict[str, tuple[float, float]] = {}
+    for name in sk.dof_names:
+        base = name[:-2] if name[-2:] in ("_r", "_l") else name
+        row = rows.get(name, rows.get(base))
+        if row is None:
+            raise InputError(f"{source}: no range for DoF {name!r}")
+        lo, hi = float(row["min"]), float(row["max"])
+        if not lo <= hi:
+            raise InputError(f"{source}: ranges.{base}: min {lo} > max {hi}")
+        out[name] = (lo, hi)
+    return out

@@ -1,0 +1,150 @@
+"""Quality gate for a registration: pass or fail, with the reasons.
+
+A :class:`QualityGate` holds thresholds on the fiducial registration error, on the predicted
+target registration error at named targets and on the number of fiducials (and outliers).
+:meth:`QualityGate.check` applies them to a :class:`~medpose.registration.Registration` and
+returns a :class:`GateResult`; the navigation-check protocol builds one with
+:meth:`QualityGate.from_dict` from its YAML.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..data import Landmarks
+from ..errors import InputError
+from .paired import Registration
+
+__all__ = ["QualityGate", "GateResult"]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Outcome of :meth:`QualityGate.check`.
+
+    Attributes
+    ----------
+    passed : bool
+    reasons : tuple of str
+        One sentence per failed criterion (empty when passed).
+    values : dict
+        What was measured: ``fre_mm``, ``n_fiducials``, ``n_outliers``, ``tre_mm`` (target -> mm).
+    """
+
+    passed: bool
+    reasons: tuple[str, ...] = ()
+    values: dict = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return "PASS" if self.passed else "FAIL: " + "; ".join(self.reasons)
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """Thresholds a registration must meet before it is trusted.
+
+    Parameters
+    ----------
+    max_fre_mm : float, optional
+        Largest acceptable fiducial registration error (RMS, mm).
+    max_tre_mm : float or mapping name -> float, optional
+        Largest acceptable predicted RMS TRE (mm), at every target or per named target.
+    min_fiducials : int
+        Fewest fiducials that must remain in the fit (after outlier rejection), default 4.
+    max_outliers : int, optional
+        Most fiducials that robust registration may reject.
+
+    Examples
+    --------
+    >>> gate = QualityGate(max_fre_mm=2.0, max_tre_mm={"tumour": 3.0}, min_fiducials=4)
+    >>> gate.max_tre_mm["tumour"]
+    3.0
+    """
+
+    max_fre_mm: float | None = None
+    max_tre_mm: float | Mapping[str, float] | None = None
+    min_fiducials: int = 4
+    max_outliers: int | None = None
+
+    def __post_init__(self) -> None:
+        def positive(v: Any, what: str) -> None:
+            if v is not None and not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise InputError(f"QualityGate: {what} must be a positive number (mm), found {v!r}")
+        positive(self.max_fre_mm, "max_fre_mm")
+        if isinstance(self.max_tre_mm, Mapping):
+            for k, v in self.max_tre_mm.items():
+                positive(v, f"max_tre_mm[{k!r}]")
+            object.__setattr__(self, "max_tre_mm", {str(k): float(v) for k, v in self.max_tre_mm.items()})
+        else:
+            positive(self.max_tre_mm, "max_tre_mm")
+        if not isinstance(self.min_fiducials, int) or self.min_fiducials < 3:
+            raise InputError(f"QualityGate: min_fiducials must be an integer >= 3, found {self.min_fiducials!r}")
+        if self.max_outliers is not None and (not isinstance(self.max_outliers, int) or self.max_outliers < 0):
+            raise InputError(f"QualityGate: max_outliers must be an integer >= 0, found {self.max_outliers!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "quality gate") -> "QualityGate":
+        """Build from a mapping (e.g. a protocol's YAML); unknown keys are an error naming them."""
+        if not isinstance(d, Mapping):
+            raise InputError(f"{source}: expected a mapping of thresholds, found {type(d).__name__}")
+        known = {"max_fre_mm", "max_tre_mm", "min_fiducials", "max_outliers"}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(f"{source}: unknown keys {sorted(map(str, unknown))}; expected some of {sorted(known)}")
+        try:
+            return cls(**dict(d))
+        except InputError as e:
+            raise InputError(f"{source}: {e}") from None
+
+    def to_dict(self) -> dict:
+        return {"max_fre_mm": self.max_fre_mm, "max_tre_mm": self.max_tre_mm,
+                "min_fiducials": self.min_fiducials, "max_outliers": self.max_outliers}
+
+    def check(self, registration: Registration, targets: Landmarks | None = None, fle: Any = None) -> GateResult:
+        """Apply the thresholds.
+
+        Parameters
+        ----------
+        registration : Registration
+        targets : Landmarks, optional
+            Targets in the moving frame; needed when ``max_tre_mm`` is set.  With a per-target
+            mapping, every named target must be present.
+        fle : optional
+            FLE for the TRE prediction (default: the registration's, else estimated from FRE).
+
+        Raises
+        ------
+        InputError
+            When TRE thresholds are set but targets are missing.
+        """
+        reasons: list[str] = []
+        n = registration.n_fiducials
+        n_out = len(registration.outliers)
+        values: dict[str, Any] = {"fre_mm": registration.fre, "n_fiducials": n, "n_outliers": n_out}
+        if n < self.min_fiducials:
+            reasons.append(f"{n} fiducials in the fit, fewer than the {self.min_fiducials} required")
+        if self.max_outliers is not None and n_out > self.max_outliers:
+            reasons.append(f"{n_out} outlier fiducials {list(registration.outliers)}, more than the "
+                           f"{self.max_outliers} allowed")
+        if self.max_fre_mm is not None and registration.fre > self.max_fre_mm:
+            reasons.append(f"FRE {registration.fre:.2f} mm exceeds {self.max_fre_mm:g} mm")
+        if self.max_tre_mm is not None:
+            if targets is None or len(targets) == 0:
+                raise InputError("QualityGate.check: max_tre_mm is set but no targets were given")
+            limits = (self.max_tre_mm if isinstance(self.max_tre_mm, dict)
+                      else {t: float(self.max_tre_mm) for t in targets.names})
+            missing = [t for t in limits if t not in targets.names]
+            if missing:
+                raise InputError(f"QualityGate.check: targets {missing} have a TRE threshold but are not among the "
+                                 f"targets given {list(targets.names)}")
+            tre = registration.predict_tre(targets.subset(list(limits)), fle=fle)
+            values["tre_mm"] = {k: float(v) for k, v in tre.items()}
+            for name, lim in limits.items():
+                if tre[name] > lim:
+                    reasons.append(f"predicted TRE at {name} {tre[name]:.2f} mm exceeds {lim:g} mm")
+        return GateResult(not reasons, tuple(reasons), values)

@@ -1,0 +1,217 @@
+"""Outlier frames and gaps in keypoint trajectories.
+
+* :func:`hampel_outliers` flags frames whose speed is an outlier against a running median
+  (a Hampel identifier on velocities; Hampel 1974, *JASA* 69:383; Pearson 2002, *IEEE
+  Trans. Control Syst. Technol.* 10:403 for the filter form).
+* :func:`fill_gaps` fills gaps up to a stated length with a cubic spline (or linear
+  interpolation) through the samples around them, leaves longer gaps missing and reports
+  every gap with its extent.
+* :func:`clean_gaps` runs both on a 3D :class:`~medpose.data.KeypointSequence`.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.interpolate import CubicSpline, PchipInterpolator
+
+from ..data import KeypointSequence
+from ..errors import InputError
+from .filters import finite_runs
+
+__all__ = ["hampel_outliers", "fill_gaps", "clean_gaps", "GapResult", "CleanResult"]
+
+
+def hampel_outliers(positions: np.ndarray, fs: float, window_s: float = 0.25, n_sigmas: float = 4.0,
+                    min_speed: float = 0.0) -> np.ndarray:
+    """Frames whose keypoint position jumps: a Hampel identifier on speeds.
+
+    The speed ``v[t] = |p[t+1] - p[t]| * fs`` of every keypoint is compared with its running
+    median ``m`` over a centred window; ``|v - m| > n_sigmas * 1.4826 * MAD`` (and
+    ``v > min_speed``) flags the transition (Hampel identifier, Pearson 2002).  A frame is an
+    outlier when both the transition into it and the one out of it are flagged (a spike that
+    leaves and comes back), or when it is the first/last finite frame of a run and its one
+    transition is flagged.
+
+    Parameters
+    ----------
+    positions : array_like, shape (T, K, D)
+        Keypoint positions (mm or px); NaN = missing.
+    fs : float
+        Sampling rate, Hz.
+    window_s : float
+        Length of the running window in seconds (at least 3 samples).
+    n_sigmas : float
+        Threshold in robust standard deviations.
+    min_speed : float
+        Speeds below this (units of positions per second) are never outliers; guards
+        against flagging jitter on a keypoint at rest, where the MAD is tiny.
+
+    Returns
+    -------
+    ndarray of bool, shape (T, K)
+    """
+    p = np.asarray(positions, dtype=float)
+    if p.ndim != 3:
+        raise InputError(f"hampel_outliers: positions must have shape (T, K, D), found {p.shape}")
+    if not (np.isfinite(fs) and fs > 0):
+        raise InputError(f"hampel_outliers: fs must be a positive number of Hz, found {fs!r}")
+    n_t = p.shape[0]
+    out = np.zeros(p.shape[:2], dtype=bool)
+    if n_t < 3:
+        return out
+    v = np.linalg.norm(np.diff(p, axis=0), axis=2) * fs  # (T-1, K)
+    w = max(3, int(round(window_s * fs)) | 1)
+    half = w // 2
+    padded = np.pad(v, ((half, half), (0, 0)), constant_values=np.nan)
+    win = sliding_window_view(padded, w, axis=0)  # (T-1, K, w)
+    with warnings.catch_warnings():  # all-NaN windows give NaN medians: those never flag
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(win, axis=2)
+        mad = np.nanmedian(np.abs(win - med[..., None]), axis=2)
+    flag = (np.abs(v - med) > n_sigmas * 1.4826 * mad) & (v > min_speed) & np.isfinite(v)
+    into = np.zeros_like(out)
+    outof = np.zeros_like(out)
+    into[1:] = flag
+    outof[:-1] = flag
+    fin = np.all(np.isfinite(p), axis=2)
+    has_prev = np.zeros_like(fin)
+    has_prev[1:] = fin[:-1] & fin[1:]
+    has_next = np.zeros_like(fin)
+    has_next[:-1] = fin[1:] & fin[:-1]
+    out = (into & outof) | (into & ~has_next) | (outof & ~has_prev)
+    return out & fin
+
+
+@dataclass(frozen=True)
+class GapResult:
+    """The outcome of :func:`fill_gaps`.
+
+    Attributes
+    ----------
+    values : ndarray
+        The input with the short gaps filled (same shape).
+    gaps : pandas.DataFrame
+        One row per gap: ``column`` (index into the trailing axes, or the keypoint name when
+        known), ``start_frame``, ``stop_frame`` (exclusive), ``n_frames``, ``duration_s``,
+        ``filled`` (bool) and ``reason`` (``"filled"``, ``"too long"``, ``"at the start"``,
+        ``"at the end"``, ``"too few samples"``).
+    """
+
+    values: np.ndarray
+    gaps: pd.DataFrame
+
+
+def fill_gaps(x: np.ndarray, fs: float, max_gap_s: float = 0.2, method: str = "spline",
+              names: list[str] | tuple[str, ...] | None = None) -> GapResult:
+    """Fill interior gaps up to ``max_gap_s`` long; report every gap.
+
+    A gap is a run of NaN between two finite samples.  Gaps of at most
+    ``round(max_gap_s * fs)`` frames are filled by a cubic spline through all finite
+    samples of the column (:class:`scipy.interpolate.CubicSpline`, not-a-knot ends;
+    de Boor 1978), by shape-preserving PCHIP (:class:`scipy.interpolate.PchipInterpolator`;
+    Fritsch & Carlson 1980) or linearly (:func:`numpy.interp`).  Longer gaps and gaps
+    touching the start or end (no extrapolation) stay NaN and are reported.
+
+    Parameters
+    ----------
+    x : array_like, shape (T, ...)
+        Time on axis 0; columns are handled independently but a (T, K, 3) array is reported
+        per keypoint (a gap is where any coordinate is missing).
+    fs : float
+        Sampling rate, Hz.
+    max_gap_s : float
+        Longest gap filled, seconds (>= 0).
+    method : {"spline", "pchip", "linear"}
+    names : sequence of str, optional
+        Keypoint names for axis 1, used in the report.
+
+    Returns
+    -------
+    GapResult
+    """
+    if method not in ("spline", "pchip", "linear"):
+        raise InputError(f"fill_gaps: method must be 'spline', 'pchip' or 'linear', found {method!r}")
+    if not (np.isfinite(fs) and fs > 0):
+        raise InputError(f"fill_gaps: fs must be a positive number of Hz, found {fs!r}")
+    if not (np.isfinite(max_gap_s) and max_gap_s >= 0):
+        raise InputError(f"fill_gaps: max_gap_s must be a non-negative number of seconds, found {max_gap_s!r}")
+    a = np.asarray(x, dtype=float)
+    if a.ndim == 0 or a.shape[0] == 0:
+        raise InputError(f"fill_gaps: expected an array with time on axis 0, found shape {a.shape}")
+    shape = a.shape
+    n_t = shape[0]
+    # a "point" is axis 1 (keypoint) when there is one; its coordinates are filled together
+    pts = a.reshape(n_t, shape[1] if a.ndim >= 2 else 1, -1)
+    if names is not None and len(names) != pts.shape[1]:
+        raise InputError(f"fill_gaps: {len(names)} names for {pts.shape[1]} keypoints")
+    max_n = int(round(max_gap_s * fs))
+    out = pts.copy()
+    t = np.arange(n_t, dtype=float)
+    rows = []
+    present = np.all(np.isfinite(pts), axis=2)  # (T, P)
+    for j in range(pts.shape[1]):
+        ok = present[:, j]
+        label = names[j] if names is not None else j
+        holes = finite_runs(~ok)
+        if len(holes) == 0:
+            continue
+        fill_idx = []
+        n_ok = int(ok.sum())
+        for s, e in holes:
+            n = int(e - s)
+            if s == 0:
+                reason = "at the start"
+            elif e == n_t:
+                reason = "at the end"
+            elif n > max_n:
+                reason = "too long"
+            elif n_ok < 2 or (method != "linear" and n_ok < 4):
+                reason = "too few samples"
+            else:
+                reason = "filled"
+                fill_idx.append(np.arange(s, e))
+            rows.append((label, int(s), int(e), n, n / fs, reason == "filled", reason))
+        if fill_idx:
+            idx = np.concatenate(fill_idx)
+            tk, yk = t[ok], pts[ok, j, :]
+            if method == "spline":
+                out[idx, j, :] = CubicSpline(tk, yk, axis=0)(t[idx])
+            elif method == "pchip":
+                out[idx, j, :] = PchipInterpolator(tk, yk, axis=0)(t[idx])
+            else:
+                for c in range(pts.shape[2]):
+                    out[idx, j, c] = np.interp(t[idx], tk, yk[:, c])
+    gaps = pd.DataFrame(rows, columns=["keypoint", "start_frame", "stop_frame", "n_frames", "duration_s",
+                                       "filled", "reason"])
+    gaps.attrs.update({"rate_hz": float(fs), "max_gap_s": float(max_gap_s), "method": method})
+    return GapResult(out.reshape(shape), gaps)
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """Outcome of :func:`clean_gaps`: the sequence, the outlier mask (T, K) and the gap table."""
+
+    sequence: KeypointSequence
+    outliers: np.ndarray
+    gaps: pd.DataFrame
+
+
+def clean_gaps(sequence: KeypointSequence, max_gap_s: float = 0.2, method: str = "spline",
+               hampel_window_s: float = 0.25, n_sigmas: float = 4.0, min_speed: float = 0.0) -> CleanResult:
+    """Remove velocity outliers (Hampel) and fill short gaps in a 3D sequence.
+
+    Outlier samples become NaN, then :func:`fill_gaps` fills gaps up to ``max_gap_s``.
+    Filled samples get confidence 0 (they were not measured); the gap table says which were
+    filled and which are left missing.  See :func:`hampel_outliers` and :func:`fill_gaps`.
+    """
+    flags = hampel_outliers(sequence.positions, sequence.rate, hampel_window_s, n_sigmas, min_speed)
+    pos = np.where(flags[..., None], np.nan, sequence.positions)
+    res = fill_gaps(pos, sequence.rate, max_gap_s, method, names=sequence.names)
+    was = np.all(np.isfinite(pos), axis=2)
+    conf = np.where(was, sequence.confidence, 0.0)
+    return CleanResult(sequence.with_positions(res.values, conf), flags, res.gaps)
+
