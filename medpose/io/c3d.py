@@ -39,7 +39,8 @@ def _param(params: dict, group: str, name: str, src: str) -> list:
         raise InputError(f"{src}: parameter {group}:{name} missing; expected a C3D with 3D points") from None
 
 
-def read_c3d(path: str | os.PathLike, *, rename: bool = True, frame: str = "camera") -> KeypointSequence:
+def read_c3d(path: str | os.PathLike, *, rename: bool = True, frame: str = "camera",
+             units: str | None = None) -> KeypointSequence:
     """Read the 3D points of a C3D file.
 
     Parameters
@@ -49,6 +50,8 @@ def read_c3d(path: str | os.PathLike, *, rename: bool = True, frame: str = "came
         Map point labels to medpose names through the layouts (unknown labels are kept).
     frame : str
         Frame name of the result.
+    units : {"mm", "cm", "m"}, optional
+        Units to assume when the file has no ``POINT:UNITS`` (a file's own units win).
 
     Returns
     -------
@@ -85,10 +88,14 @@ def read_c3d(path: str | os.PathLike, *, rename: bool = True, frame: str = "came
     rate = float(rate_v[0]) if rate_v else float("nan")
     if not np.isfinite(rate) or rate <= 0:
         raise InputError(f"{src}: POINT:RATE is {rate_v!r}; expected a positive rate in Hz")
-    units_v = _param(params, "POINT", "UNITS", src)
-    if not units_v:
-        raise InputError(f"{src}: POINT:UNITS is empty; expected mm, cm or m")
-    scale = unit_scale(units_v[0], src, "POINT:UNITS")
+    units_v = [str(u).strip() for u in params["POINT"].get("UNITS", {}).get("value", [])]
+    if units_v and units_v[0]:
+        scale = unit_scale(units_v[0], src, "POINT:UNITS")
+    elif units is not None:
+        scale = unit_scale(units, src, "units")
+    else:
+        raise InputError(f"{src}: POINT:UNITS is missing or empty; pass units='mm' (or 'cm', 'm') "
+                         "if you know the file's units")
     pts = np.asarray(c["data"]["points"], dtype=float)  # (4, K, T)
     k = pts.shape[1]
     if len(labels) < k:

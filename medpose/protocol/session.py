@@ -475,6 +475,13 @@ class Session:
     def load(cls, path: str | os.PathLike, *, check_files: bool = True) -> "Session":
         """Validate and load a session folder.
 
+        Parameters
+        ----------
+        path : path-like
+            The session folder (or its ``session.yaml``).
+        check_files : bool
+            Open every file to check it (default); ``False`` checks the schema and paths only.
+
         Raises
         ------
         ProtocolError
