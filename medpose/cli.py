@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import tempfile
 import sys
 from pathlib import Path
 from typing import Sequence, TextIO
@@ -84,7 +87,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .protocol.session import Session, validate_session
 
     target = args.out / "session"
-    make_session(target, seed=args.seed)
+    if target.exists() and any(target.iterdir()) and not (target / "session.yaml").is_file():
+        print(f"error: {target} exists and is not a medpose session; choose another --out", file=sys.stderr)
+        return EXIT_INVALID
+    # Build into a fresh folder beside the target, then swap it in: re-running the demo replaces
+    # the previous demo session, and an interrupted run never leaves a half-written one.
+    args.out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".session-", dir=args.out))
+    try:
+        make_session(staging / "session", seed=args.seed)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging / "session", target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     problems = validate_session(target)
     if problems:
         print("the demo session is not valid:", file=sys.stderr)

@@ -275,7 +275,11 @@ class KeypointSequence:
         d = 3 if "z" in df.columns else 2
         names = list(dict.fromkeys(df["keypoint"].astype(str)))
         key = "frame" if "frame" in df.columns else "time_s"
-        frames = np.sort(df[key].unique())
+        if key == "frame":  # integer frame numbers: a frame with no rows stays a (missing) frame
+            fr = df["frame"].to_numpy()
+            frames = np.arange(int(fr.min()), int(fr.max()) + 1) if len(fr) else np.arange(0)
+        else:
+            frames = np.sort(df[key].unique())
         fi = np.searchsorted(frames, df[key].to_numpy())
         ki = pd.Index(names).get_indexer(df["keypoint"].astype(str))
         pos = np.full((len(frames), len(names), d), np.nan)

@@ -99,7 +99,6 @@ def canonical_keypoints() -> dict[str, dict]:
     return dict(_load_yaml("keypoints.yaml")["keypoints"])
 
 
-@lru_cache(maxsize=None)
 def get_layout(name: str) -> Layout:
     """A layout by id (case-insensitive): one of :func:`list_layouts`.
 
@@ -111,6 +110,11 @@ def get_layout(name: str) -> Layout:
     key = str(name).lower().replace("_", "").replace("-", "")
     if key not in _LAYOUT_NAMES:
         raise InputError(f"unknown keypoint layout {name!r}; known layouts: {list(_LAYOUT_NAMES)}")
+    return _load_layout(key)
+
+
+@lru_cache(maxsize=None)
+def _load_layout(key: str) -> Layout:
     d = _load_yaml("layouts", f"{key}.yaml")
     kps = d["keypoints"]
     return Layout(name=d["name"],

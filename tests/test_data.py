@@ -108,3 +108,11 @@ def test_joint_angles_dataframe():
     np.testing.assert_array_equal(back.values, ja.values)
     assert back.rate == 100.0
     np.testing.assert_array_equal(ja["hip_flexion_r"], [1, 3, 5])
+
+
+def test_from_dataframe_keeps_frames_without_rows():
+    df = pd.DataFrame({"frame": [0, 1, 3], "keypoint": ["a"] * 3, "x": [1.0, 2, 3], "y": [0.0] * 3,
+                       "z": [0.0] * 3})
+    s = mp.KeypointSequence.from_dataframe(df, rate=10)
+    assert s.n_frames == 4
+    assert np.isnan(s.positions[2]).all() and s.confidence[2, 0] == 0

@@ -77,20 +77,25 @@ def main() -> None:
     fig.savefig(OUT / "synthetic_keypoints.png", dpi=110)
     plt.close(fig)
 
-    # 3. stick figures of every exercise
-    fig, axs = plt.subplots(1, len(EXERCISES), figsize=(3.0 * len(EXERCISES), 4.2))
-    for ax, name in zip(axs, EXERCISES):
+    # 3. stick figures of every exercise: four frames from rest to the peak of repetition 1
+    fig, axs = plt.subplots(2, 4, figsize=(14, 8.5))
+    for ax, name in zip(axs.ravel(), EXERCISES):
         e = make_exercise(name, skeleton=sk, repetitions=1)
         q = np.array(e.angles.values)
         kp = forward_kinematics(sk, q)
-        frontal = name in ("shoulder_abduction",)
+        a0, a1 = (int(round(v * e.angles.rate)) for v in e.repetitions[0])
+        stop = a1 if name == "gait" else a0 + int(0.45 * (a1 - a0))
+        frontal = name == "shoulder_abduction"
         a = 2 if frontal else 0
-        for k, fi in enumerate(np.linspace(0, len(q) // 2 if name != "gait" else len(q) - 1, 4).astype(int)):
-            _sticks(ax, kp[fi], names, a, 1, lw=1.2, alpha=0.35 + 0.2 * k)
-        ax.set(aspect="equal", title=name, xlabel=("Z" if frontal else "X") + " (mm)")
+        for k, fi in enumerate(np.linspace(a0, min(stop, len(q) - 1), 4).astype(int)):
+            _sticks(ax, kp[fi], names, a, 1, lw=1.5, alpha=0.3 + 0.23 * k)
+        ax.set(aspect="equal", title=f"{name} (frames {a0}-{stop})", xlabel=("Z right" if frontal else "X anterior")
+               + " (mm)", ylabel="Y up (mm)")
         ax.axhline(0, color="0.6", lw=0.8)
+    axs.ravel()[-1].axis("off")
+    fig.suptitle("true skeleton, sagittal view (frontal for shoulder abduction); darker = later; red right, blue left")
     fig.tight_layout()
-    fig.savefig(OUT / "synthetic_sticks.png", dpi=100)
+    fig.savefig(OUT / "synthetic_sticks.png", dpi=90)
     plt.close(fig)
 
 

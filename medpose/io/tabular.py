@@ -25,7 +25,6 @@ Empty cells are missing values (NaN).
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -102,6 +101,15 @@ def _finish(pos: np.ndarray, conf: np.ndarray | None, names: list[str], *, src: 
                             frame or str(meta.get("frame", "camera")), start)
 
 
+def _check_unique(fi: np.ndarray, ki: np.ndarray, kp: np.ndarray, k: int, src: str, first_line: int) -> None:
+    key = fi * k + ki
+    counts = np.bincount(key)
+    if counts.max() > 1:
+        rows = np.flatnonzero(key == int(np.argmax(counts)))
+        raise InputError(f"{src}: line {first_line + int(rows[1])}: keypoint {kp[rows[1]]!r} appears twice "
+                         "in the same frame")
+
+
 def _from_tidy(df: pd.DataFrame, src: str, first_line: int, *, numeric_done: bool = False,
                **kw: Any) -> KeypointSequence:
     """Tidy table (text or numeric cells) -> KeypointSequence."""
@@ -133,10 +141,11 @@ def _from_tidy(df: pd.DataFrame, src: str, first_line: int, *, numeric_done: boo
         f = v["frame"]
         if not np.all(np.isfinite(f)) or np.any(f != np.round(f)) or np.any(f < 0):
             r = int(np.flatnonzero(~np.isfinite(f) | (f != np.round(f)) | (f < 0))[0])
-            raise InputError(f"{src}: line {first_line + r}: frame is {f[r]!r}; expected an integer >= 0")
+            raise InputError(f"{src}: line {first_line + r}: frame is {f[r]:g}; expected an integer >= 0")
         f = f.astype(np.int64)
         fi = f - f.min()
         t = int(fi.max()) + 1
+        _check_unique(fi, ki, kp, len(names), src, first_line)
         start = None
         if "time_s" in v:
             tt = v["time_s"]
@@ -164,12 +173,7 @@ def _from_tidy(df: pd.DataFrame, src: str, first_line: int, *, numeric_done: boo
         fi = np.round((tt - times[0]) * float(rate)).astype(np.int64)
         t = int(fi.max()) + 1
         start = float(times[0])
-    key = fi * len(names) + ki
-    counts = np.bincount(key)
-    if counts.max() > 1:
-        rows = np.flatnonzero(key == int(np.argmax(counts)))
-        raise InputError(f"{src}: line {first_line + int(rows[1])}: keypoint {kp[rows[1]]!r} appears twice "
-                         "in the same frame")
+        _check_unique(fi, ki, kp, len(names), src, first_line)
     pos = np.full((t, len(names), d), np.nan)
     pos[fi, ki] = np.column_stack([v[a] for a in "xyz"[:d]])
     conf = None
@@ -219,7 +223,7 @@ def _from_wide(df: pd.DataFrame, src: str, first_line: int, *, layout: str | Lay
         for a in ("x", "y"):
             if (i, a) not in axes:
                 raise InputError(f"{src}: keypoint {names[i]!r} has no {a} column")
-    num_cols = [c for c in ("frame", time_col) if c] + data_cols
+    num_cols = [c for c in ("frame", time_col) if c and c in df.columns] + data_cols
     values = numeric_columns(df[num_cols], src, first_line, [f"column {c!r}" for c in num_cols])
     col = {c: values[:, j] for j, c in enumerate(num_cols)}
     n_rows = values.shape[0]

@@ -75,13 +75,13 @@ def read_trc(path: str | os.PathLike, *, rename: bool = True, frame: str = "came
         raise InputError(f"{src}: truncated file: {len(lines)} lines; a .trc needs 5 header lines "
                          "(PathFileType, keys, values, marker names, X1/Y1/Z1)")
     if not lines[0].startswith("PathFileType"):
-        raise InputError(f"{src}: line 1: found {lines[0][:40]!r}; expected 'PathFileType'")
+        raise InputError(f"{src}: line 1 does not start with 'PathFileType'; expected an OpenSim .trc header")
     keys = [k.strip() for k in lines[1].split("\t")]
     vals = [v.strip() for v in lines[2].split("\t")]
     header = dict(zip(keys, vals))
     for k in ("DataRate", "NumFrames", "NumMarkers", "Units"):
         if k not in header or header[k] == "":
-            raise InputError(f"{src}: line 2-3: header field {k!r} missing; expected {list(_HEADER_KEYS)}")
+            raise InputError(f"{src}: lines 2-3: header field {k!r} missing; expected {list(_HEADER_KEYS)}")
     try:
         rate = float(header["DataRate"])
         n_frames = int(float(header["NumFrames"]))
@@ -95,7 +95,7 @@ def read_trc(path: str | os.PathLike, *, rename: bool = True, frame: str = "came
 
     name_cells = lines[3].split("\t")
     if len(name_cells) < 2 or name_cells[0].strip() != "Frame#":
-        raise InputError(f"{src}: line 4: found {lines[3][:40]!r}; expected 'Frame#<tab>Time<tab>names...'")
+        raise InputError(f"{src}: line 4 does not start with 'Frame#<tab>Time'; expected the marker name row")
     names = [c.strip() for c in name_cells[2:] if c.strip()]
     if len(names) != n_markers:
         raise InputError(f"{src}: line 4 names {len(names)} markers but NumMarkers is {n_markers}")

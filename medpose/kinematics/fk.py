@@ -4,7 +4,7 @@ One torch implementation serves both: numpy input is wrapped as a float64 CPU te
 result handed back as numpy, torch input keeps its device and dtype and stays differentiable
 (the later constrained fit back-propagates through it).  Elementary rotations about
 the coordinate axes are assembled from cos/sin entries (the textbook matrices, e.g. Craig,
-*Introduction to Robotics*, 3rd ed., eq. 2.74) and composed in each joint's intrinsic
+*Introduction to Robotics*, 3rd ed., ch. 2) and composed in each joint's intrinsic
 sequence, ``R = R_a1(t1) R_a2(t2) R_a3(t3)``, the same convention as scipy's
 ``Rotation.from_euler`` with uppercase axes; written by hand only because scipy's Rotation
 has no autograd.

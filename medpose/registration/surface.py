@@ -116,14 +116,18 @@ def extract_surface(volume: Any, lower: float, upper: float | None = None, *, ma
     """
     if not np.isfinite(lower) or (upper is not None and (not np.isfinite(upper) or upper < lower)):
         raise InputError(f"extract_surface: threshold must be finite with upper >= lower, found {lower!r}, {upper!r}")
-    hi = float(np.max(volume.array)) if upper is None else float(upper)
+    vmin, vmax = float(np.min(volume.array)), float(np.max(volume.array))
+    hi = vmax if upper is None else float(upper)
+    if lower > vmax or hi < vmin:
+        raise InputError(f"extract_surface: no surface at threshold [{lower:g}, {hi:g}]: volume values span "
+                         f"[{vmin:g}, {vmax:g}]")
     image = volume.to_sitk()
     mask = sitk.BinaryThreshold(image, float(lower), hi, 1, 0)
     contour = sitk.BinaryContour(mask, fullyConnected=False, backgroundValue=0, foregroundValue=1)
     kji = np.argwhere(sitk.GetArrayViewFromImage(contour) > 0)
     if len(kji) < 3:
         raise InputError(f"extract_surface: no surface at threshold [{lower:g}, {hi:g}]: {len(kji)} boundary voxels; "
-                         f"volume values span [{float(np.min(volume.array)):g}, {float(np.max(volume.array)):g}]")
+                         f"volume values span [{vmin:g}, {vmax:g}]")
     ijk = kji[:, ::-1]
     if max_points is not None and len(ijk) > max_points:
         ijk = ijk[np.sort(np.random.default_rng(seed).choice(len(ijk), max_points, replace=False))]

@@ -25,7 +25,7 @@ from scipy.spatial.transform import Rotation
 
 from ..data import JointAngles, KeypointSequence, Landmarks
 from ..errors import InputError
-from ..geometry import CAMERA, LPS, Transform
+from ..geometry import CAMERA, Transform
 from ..io._util import atomic_write
 from .exercises import EXERCISES, ExerciseTruth, make_exercise
 from .observation import marker_based, markerless

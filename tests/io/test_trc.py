@@ -168,7 +168,12 @@ def test_truncated_header(tmp_path: Path) -> None:
 
 
 def test_not_a_trc(tmp_path: Path) -> None:
-    _err(tmp_path, "hello\n" * 6, r"bad\.trc.*line 1.*expected 'PathFileType'")
+    _err(tmp_path, "hello\n" * 6, r"bad\.trc: line 1 does not start with 'PathFileType'")
+
+
+def test_bad_name_row(tmp_path: Path) -> None:
+    text = trc_text().replace("Frame#\tTime", "Frame\tTime")
+    _err(tmp_path, text, r"bad\.trc: line 4 does not start with 'Frame#<tab>Time'")
 
 
 def test_missing_header_field(tmp_path: Path) -> None:

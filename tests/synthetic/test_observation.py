@@ -48,7 +48,6 @@ def test_markerless_faults_match_the_report(truth):
             d_sw = np.linalg.norm(got[ok] - truth[fr[ok], ib] - bias[ib], axis=1)
             assert np.all(d_sw < 6 * 5.0 * np.sqrt(3) + 300 * np.isin(fr[ok], [o["frame"] for o in rep["outliers"]]))
     for o in rep["outliers"]:
-        j = NAMES.index(o["keypoint"])
         assert 100 <= np.linalg.norm(o["offset_mm"]) <= 300
     # away from every fault, error = bias + jitter
     clean = np.ones(truth.shape[:2], bool)

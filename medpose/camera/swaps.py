@@ -1,0 +1,129 @@
+"""Left/right identity repair in each camera view, before triangulation.
+
+2D detectors confuse the left and right limbs of a person seen from behind or from the side,
+in one view at a time.  For every left/right pair of keypoints (``knee_l``/``knee_r`` ...),
+every frame and every assignment of "swapped / not swapped" to the views, the pair is
+triangulated (the consensus of :mod:`medpose.camera.triangulation`) and scored by its
+capped reprojection error ``sum_c min(e_c, cap)`` over the views that saw it; the assignment
+with the lowest score wins if it beats keeping the labels by ``penalty`` per relabelled
+view.  Swapping every view at once changes nothing but the names, so only the assignments
+that relabel at most half of the views are tried.  All pairs, frames and assignments are
+solved in one batched call.  Pose2Sim does the same test point by point inside its
+triangulation loop (Pagnon et al. 2021, *Sensors* 21:6530, ``handle_LR_swap``).
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data import KeypointSequence
+from ..errors import InputError
+from .model import Camera
+
+__all__ = ["lr_pairs", "repair_view_swaps", "swap_assignments"]
+
+
+def lr_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    """Left/right pairs among keypoint names: ``x_l`` with ``x_r`` (medpose naming)."""
+    names = list(names)
+    return [(n, n[:-2] + "_r") for n in names if n.endswith("_l") and n[:-2] + "_r" in names]
+
+
+def swap_assignments(n_cameras: int) -> np.ndarray:
+    """Assignments of swapped views worth trying: (G, C) bool, at most half the views swapped
+    (with exactly half, only those that keep the first view), the no-swap one first."""
+    all_ = np.array(list(itertools.product([False, True], repeat=n_cameras)), dtype=bool).reshape(-1, n_cameras)
+    k = all_.sum(axis=1)
+    keep = (2 * k < n_cameras) | ((2 * k == n_cameras) & ~all_[:, 0])
+    return all_[keep]
+
+
+def repair_view_swaps(cameras: Sequence[Camera], keypoints_2d: Mapping[str, KeypointSequence], *,
+                      pairs: Sequence[tuple[str, str]] | None = None, min_confidence: float = 0.3,
+                      threshold_px: float = 20.0, cap_px: float = 30.0, penalty_px: float = 2.0
+                      ) -> tuple[dict[str, KeypointSequence], pd.DataFrame]:
+    """Undo per-view left/right swaps that raise the reprojection error.
+
+    Parameters
+    ----------
+    cameras : sequence of Camera
+        The cameras named in ``keypoints_2d`` (others are ignored).
+    keypoints_2d : mapping camera name -> 2D KeypointSequence
+        Synchronised, same keypoint names (as :func:`~medpose.camera.triangulate` checks).
+    pairs : sequence of (left, right) names, optional
+        Default: every ``x_l`` / ``x_r`` pair present (:func:`lr_pairs`).
+    min_confidence, threshold_px : float
+        As in :func:`~medpose.camera.triangulation.triangulate_points`.
+    cap_px : float
+        Errors above this count as ``cap_px`` in the score (an outlier view costs the same
+        whatever its labels).
+    penalty_px : float
+        Score a relabelled view must gain.
+
+    Returns
+    -------
+    repaired : dict camera name -> KeypointSequence
+        The keypoints with the chosen views' labels (positions and confidences) exchanged.
+    report : pandas.DataFrame
+        One row per relabelled (frame, camera, pair): ``stage`` ("view"), ``frame``,
+        ``time_s``, ``camera``, ``keypoint_l``, ``keypoint_r``, ``cost_before`` and
+        ``cost_after`` (the pair's capped reprojection score, px).
+    """
+    from .triangulation import triangulate_points
+
+    by_name = {c.name: c for c in cameras}
+    cam_names = [n for n in keypoints_2d]
+    missing = [n for n in cam_names if n not in by_name]
+    if missing:
+        raise InputError(f"repair_view_swaps: no calibration for camera(s) {missing}; known {sorted(by_name)}")
+    cams = [by_name[n] for n in cam_names]
+    seqs = [keypoints_2d[n] for n in cam_names]
+    names = seqs[0].names
+    pairs = lr_pairs(names) if pairs is None else list(pairs)
+    for a, b in pairs:
+        for n in (a, b):
+            if n not in names:
+                raise InputError(f"repair_view_swaps: pair keypoint {n!r} not in the keypoints {list(names)}")
+    out = {n: s for n, s in zip(cam_names, seqs)}
+    report = pd.DataFrame(columns=["stage", "frame", "time_s", "camera", "keypoint_l", "keypoint_r",
+                                   "cost_before", "cost_after"])
+    if not pairs:
+        return out, report
+    li = np.array([names.index(a) for a, _ in pairs])
+    ri = np.array([names.index(b) for _, b in pairs])
+    px = np.stack([s.positions for s in seqs], axis=2)   # (T, K, C, 2)
+    cf = np.stack([s.confidence for s in seqs], axis=2)  # (T, K, C)
+    G = swap_assignments(len(cams))                      # (G, C)
+    pl, pr = px[:, li][:, :, None], px[:, ri][:, :, None]  # (T, P, 1, C, 2)
+    cl, cr = cf[:, li][:, :, None], cf[:, ri][:, :, None]
+    g2 = G[:, :, None]
+    PL, PR = np.where(g2, pr, pl), np.where(g2, pl, pr)  # (T, P, G, C, 2)
+    CL, CR = np.where(G, cr, cl), np.where(G, cl, cr)
+    pts = np.stack([PL, PR], axis=3)                     # (T, P, G, 2, C, 2)
+    cfs = np.stack([CL, CR], axis=3)
+    _, err, _ = triangulate_points(cams, pts, cfs, min_confidence=min_confidence, threshold_px=threshold_px)
+    valid = np.all(np.isfinite(pts), axis=-1) & (cfs >= min_confidence)
+    capped = np.where(valid, np.minimum(np.nan_to_num(err, nan=cap_px), cap_px), 0.0)
+    score = capped.sum(axis=(-1, -2))                    # (T, P, G)
+    cost = score + penalty_px * G.sum(axis=1)
+    best = np.argmin(cost, axis=-1)                      # (T, P)
+    sw = G[best]                                         # (T, P, C)
+    new_px, new_cf = px.copy(), cf.copy()
+    new_px[:, li] = np.where(sw[..., None], px[:, ri], px[:, li])
+    new_px[:, ri] = np.where(sw[..., None], px[:, li], px[:, ri])
+    new_cf[:, li] = np.where(sw, cf[:, ri], cf[:, li])
+    new_cf[:, ri] = np.where(sw, cf[:, li], cf[:, ri])
+    out = {n: s.with_positions(new_px[:, :, c], new_cf[:, :, c]) for c, (n, s) in enumerate(zip(cam_names, seqs))}
+    t, p, c = np.nonzero(sw)
+    if len(t):
+        before = score[t, p, 0]
+        after = score[t, p, best[t, p]]
+        report = pd.DataFrame({"stage": "view", "frame": t, "time_s": seqs[0].start + t / seqs[0].rate,
+                               "camera": np.array(cam_names, dtype=object)[c],
+                               "keypoint_l": np.array([a for a, _ in pairs], dtype=object)[p],
+                               "keypoint_r": np.array([b for _, b in pairs], dtype=object)[p],
+                               "cost_before": before, "cost_after": after})
+    return out, report
