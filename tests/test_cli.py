@@ -106,7 +106,9 @@ def test_demo_plumbing_with_stand_in_generator(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(medpose.synthetic, "make_session", fake_make_session, raising=False)
     assert main(["demo", "--out", str(tmp_path / "d"), "--seed", "7"]) == 0
-    assert calls == [(tmp_path / "d" / "session", 7)]
+    # built in a staging folder beside OUT/session, then moved into place
+    assert len(calls) == 1 and calls[0][0].name == "session" and calls[0][1] == 7
+    assert calls[0][0].parent.parent == tmp_path / "d"
     out = capsys.readouterr().out
     assert "(seed 7)" in out and "trial static (static): trials/static.trc" in out
     assert out.strip().endswith("session is valid")
@@ -135,3 +137,23 @@ def test_python_dash_m_version():
                          timeout=120, cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"medpose {__version__}"
+
+
+def test_demo_with_the_real_generator_twice(tmp_path, capsys):
+    """`medpose demo` builds a real synthetic session that validates; a second run replaces it."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    first = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert "session/session.yaml" in first and "session/imaging/ct.nii.gz" in first
+    assert main(["demo", "--out", str(out)]) == 0
+    second = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert first == second  # replaced, no staging folders or duplicates left behind
+    assert "session is valid" in capsys.readouterr().out
+
+
+def test_demo_refuses_a_folder_that_is_not_a_session(tmp_path, capsys):
+    (tmp_path / "session").mkdir()
+    (tmp_path / "session" / "precious.txt").write_text("keep me")
+    assert main(["demo", "--out", str(tmp_path)]) == 1
+    assert (tmp_path / "session" / "precious.txt").read_text() == "keep me"
+    assert "not a medpose session" in capsys.readouterr().err

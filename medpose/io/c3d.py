@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from ..errors import InputError
 from ._util import atomic_path, display_name, require_file
 from .keypoints import canonical_names, unit_scale
 
-__all__ = ["read_c3d", "write_c3d"]
+__all__ = ["read_c3d", "write_c3d", "write_c3d_points"]
 
 
 def _ezc3d() -> Any:
@@ -111,34 +111,72 @@ def read_c3d(path: str | os.PathLike, *, rename: bool = True, frame: str = "came
     return KeypointSequence(pos, names, rate, frame=frame, start=first / rate)
 
 
+# ezc3d and SimpleITK are both SWIG modules; once SimpleITK is loaded in a process, ezc3d's
+# writer fails (TypeError on Parameter.set) or crashes, while ezc3d's reader keeps working
+# (ezc3d 1.7.2 with SimpleITK 2.5, seen here).  medpose loads SimpleITK for volumes, so C3D files are
+# written by ezc3d in a short-lived child interpreter that imports only numpy and ezc3d.
+_WRITER = """
+import sys, numpy as np, ezc3d
+src, out = sys.argv[1], sys.argv[2]
+d = np.load(src, allow_pickle=False)
+c = ezc3d.c3d()
+c["parameters"]["POINT"]["RATE"]["value"] = [float(d["rate"])]
+c["parameters"]["POINT"]["LABELS"]["value"] = [str(x) for x in d["labels"]]
+if str(d["units"]):
+    c["parameters"]["POINT"]["UNITS"]["value"] = [str(d["units"])]
+c["data"]["points"] = d["points"]
+if d["residuals"].size:
+    c["data"]["meta_points"] = {"residuals": d["residuals"]}
+c["header"]["points"]["first_frame"] = int(d["first_frame"])
+c.write(out)
+"""
+
+
+def write_c3d_points(path: str | os.PathLike, points: np.ndarray, labels: Sequence[str], *, rate: float,
+                     units: str = "mm", residuals: np.ndarray | None = None, first_frame: int = 0) -> Path:
+    """Write raw C3D points with ezc3d (in a child interpreter, see the note above), atomically.
+
+    Parameters
+    ----------
+    points : ndarray, shape (4, K, T)
+        ezc3d's layout: x, y, z (in ``units``) and 1.
+    residuals : ndarray, shape (1, K, T), optional
+        -1 marks an invalid point (C3D specification).
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    _ezc3d()  # a clear ImportError naming the extra when ezc3d is absent
+    p = Path(path)
+    with atomic_path(p) as tmp, tempfile.TemporaryDirectory() as work:
+        src = Path(work) / "points.npz"
+        np.savez(src, points=np.asarray(points, dtype=float), labels=np.array([str(x) for x in labels]),
+                 rate=float(rate), units=str(units), first_frame=int(first_frame),
+                 residuals=np.zeros(0) if residuals is None else np.asarray(residuals, dtype=float))
+        out = Path(work) / "out.c3d"
+        run = subprocess.run([sys.executable, "-c", _WRITER, str(src), str(out)], capture_output=True, text=True)
+        if run.returncode != 0 or not out.is_file():
+            raise InputError(f"{display_name(p)}: ezc3d could not write the file: "
+                             f"{run.stderr.strip().splitlines()[-1] if run.stderr.strip() else 'no output'}")
+        os.replace(out, tmp)
+    return p
+
+
 def write_c3d(seq: KeypointSequence, path: str | os.PathLike, *, units: str = "mm") -> Path:
     """Write a 3D :class:`KeypointSequence` as a C3D file (points only), atomically.
 
     Missing points get residual -1 (invalid), as the C3D specification says; the header's first
     frame is ``round(start * rate)`` so that :func:`read_c3d` restores ``start``.
     """
-    ezc3d = _ezc3d()
     p = Path(path)
     if seq.ndim != 3:
         raise InputError(f"{display_name(p)}: C3D holds 3D points; the sequence is {seq.ndim}D")
     scale = unit_scale(units, display_name(p), "units")
     t, k, _ = seq.positions.shape
-    c = ezc3d.c3d()
-    c["parameters"]["POINT"]["RATE"]["value"] = [float(seq.rate)]
-    c["parameters"]["POINT"]["LABELS"]["value"] = list(seq.names)
-    c["parameters"]["POINT"]["UNITS"]["value"] = [units]
     pts = np.ones((4, k, t))
     pts[:3] = np.transpose(seq.positions / scale, (2, 1, 0))
     res = np.zeros((1, k, t))
     res[0][np.isnan(pts[:3]).any(axis=0)] = -1.0
-    c["data"]["points"] = pts
-    c["data"]["meta_points"] = {"residuals": res}
-    c["header"]["points"]["first_frame"] = int(round(seq.start * seq.rate))
-    with atomic_path(p) as tmp:
-        out = Path(str(tmp) + ".c3d")  # ezc3d appends .c3d to other names
-        try:
-            c.write(str(out))
-            os.replace(out, tmp)
-        finally:
-            out.unlink(missing_ok=True)
-    return p
+    return write_c3d_points(p, pts, seq.names, rate=seq.rate, units=units, residuals=res,
+                            first_frame=int(round(seq.start * seq.rate)))

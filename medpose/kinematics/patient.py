@@ -133,7 +133,8 @@ def _estimate(positions: np.ndarray, confidence: np.ndarray, names: tuple[str, .
     measured: dict[str, float] = {}
     method: dict[str, str] = {}
     spread: dict[str, float] = {}
-    nf = {}
+    nf: dict[str, int] = {}
+    used: dict[str, tuple[str, str]] = {}
     for L, a, b in _expand_pairs(base.length_names):
         if L in measured or a not in idx or b not in idx:
             continue
@@ -145,7 +146,7 @@ def _estimate(positions: np.ndarray, confidence: np.ndarray, names: tuple[str, .
         spread[L] = float(np.subtract(*np.percentile(d, [75, 25])))
         nf[L] = int(good.sum())
         method[L] = f"median of {int(good.sum())} frames, {a}-{b}"
-    pairs = {L: (a, b) for L, a, b in reversed(_expand_pairs(base.length_names))}
+        used[L] = (a, b)
     if not measured:
         raise InputError(f"{what}: no keypoint pair measures a segment length (need e.g. hip_r and knee_r "
                          f"with confidence >= {min_confidence}); recognised keypoints: {sorted(set(names))}")
@@ -154,7 +155,7 @@ def _estimate(positions: np.ndarray, confidence: np.ndarray, names: tuple[str, .
     order = sorted(measured, key=lambda n: n != "pelvis_width")
     raw = {}
     for L in order:
-        a, b = method[L].split(", ")[1].split("-")
+        a, b = used[L]
         slope, off = _affine(base, L, a, b, lengths)
         raw[L] = (measured[L] - off) / slope
         if L == "pelvis_width" and raw[L] > 0:
@@ -164,10 +165,10 @@ def _estimate(positions: np.ndarray, confidence: np.ndarray, names: tuple[str, .
     lo_h, hi_h = plausible_height_mm
     if not (lo_h <= h <= hi_h):
         med = {L: round(measured[L], 3) for L in list(measured)[:4]}
-        hint = (" the keypoints look like metres" if 0.5 <= h <= 3.0 else
-                " the keypoints look like centimetres" if 50 <= h <= 300 else "")
+        hint = (" The keypoints look like metres." if 0.5 <= h <= 3.0 else
+                " The keypoints look like centimetres." if 50 <= h <= 300 else "")
         raise InputError(f"{what}: implausible bone lengths for a human: distances {med} imply a body height "
-                         f"of {h:.4g} mm, expected {lo_h:g}-{hi_h:g} mm;{hint} medpose expects millimetres "
+                         f"of {h:.4g} mm, expected {lo_h:g}-{hi_h:g} mm.{hint} medpose expects millimetres "
                          "(readers convert .trc/.c3d units; multiply other arrays by 1000 if in metres)")
     out: dict[str, float] = {}
     for n in base.length_names:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,16 @@ from ..data import KeypointSequence
 from ..errors import InputError
 from .filters import finite_runs
 
-__all__ = ["hampel_outliers", "fill_gaps", "clean_gaps", "GapResult", "CleanResult"]
+__all__ = ["hampel_outliers", "bone_length_outliers", "fill_gaps", "clean_gaps", "GapResult", "CleanResult",
+           "DEFAULT_BONES"]
+
+#: Segments whose length is constant on a rigid body, in medpose keypoint names (thigh, shank,
+#: foot, upper arm, forearm, pelvis and shoulder widths).  Pairs absent from a sequence are skipped.
+DEFAULT_BONES: tuple[tuple[str, str], ...] = tuple(
+    [(f"hip_{s}", f"knee_{s}") for s in "lr"] + [(f"knee_{s}", f"ankle_{s}") for s in "lr"]
+    + [(f"ankle_{s}", f"heel_{s}") for s in "lr"] + [(f"heel_{s}", f"big_toe_{s}") for s in "lr"]
+    + [(f"shoulder_{s}", f"elbow_{s}") for s in "lr"] + [(f"elbow_{s}", f"wrist_{s}") for s in "lr"]
+    + [("hip_l", "hip_r"), ("shoulder_l", "shoulder_r")])
 
 
 def hampel_outliers(positions: np.ndarray, fs: float, window_s: float = 0.25, n_sigmas: float = 4.0,
@@ -30,8 +40,9 @@ def hampel_outliers(positions: np.ndarray, fs: float, window_s: float = 0.25, n_
     """Frames whose keypoint position jumps: a Hampel identifier on speeds.
 
     The speed ``v[t] = |p[t+1] - p[t]| * fs`` of every keypoint is compared with its running
-    median ``m`` over a centred window; ``|v - m| > n_sigmas * 1.4826 * MAD`` (and
-    ``v > min_speed``) flags the transition (Hampel identifier, Pearson 2002).  A frame is an
+    median ``m`` over a centred window; ``|v - m| > n_sigmas * max(1.4826 * MAD, 0.1 m)`` (and
+    ``v > min_speed``) flags the transition (Hampel identifier, Pearson 2002; the floor keeps
+    a steady movement, whose MAD is near zero, from being flagged).  A frame is an
     outlier when both the transition into it and the one out of it are flagged (a spike that
     leaves and comes back), or when it is the first/last finite frame of a run and its one
     transition is flagged.
@@ -72,7 +83,8 @@ def hampel_outliers(positions: np.ndarray, fs: float, window_s: float = 0.25, n_
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(win, axis=2)
         mad = np.nanmedian(np.abs(win - med[..., None]), axis=2)
-    flag = (np.abs(v - med) > n_sigmas * 1.4826 * mad) & (v > min_speed) & np.isfinite(v)
+    scale = np.maximum(1.4826 * mad, 0.1 * med)  # floor: a steady movement has a MAD near 0
+    flag = (np.abs(v - med) > n_sigmas * scale) & (v > min_speed) & np.isfinite(v)
     into = np.zeros_like(out)
     outof = np.zeros_like(out)
     into[1:] = flag
@@ -84,6 +96,59 @@ def hampel_outliers(positions: np.ndarray, fs: float, window_s: float = 0.25, n_
     has_next[:-1] = fin[1:] & fin[:-1]
     out = (into & outof) | (into & ~has_next) | (outof & ~has_prev)
     return out & fin
+
+
+def bone_length_outliers(positions: np.ndarray, names: Sequence[str],
+                         bones: Sequence[tuple[str, str]] = DEFAULT_BONES, tolerance: float = 0.15) -> np.ndarray:
+    """Keypoints that make a rigid segment change length: a bone-length consistency check.
+
+    Every bone whose length differs from its median over the sequence by more than
+    ``tolerance`` (a fraction) is bad in that frame.  A keypoint is flagged when all of its
+    bones present in that frame are bad (it is the odd one out); a bad bone with neither end
+    flagged flags both ends.
+
+    Parameters
+    ----------
+    positions : array_like, shape (T, K, 3)
+        mm.
+    names : sequence of str, length K
+    bones : sequence of (a, b) names
+        Default :data:`DEFAULT_BONES`; bones with a name not in ``names`` are skipped.
+    tolerance : float
+        Allowed relative deviation from the median length.
+
+    Returns
+    -------
+    ndarray of bool, shape (T, K)
+    """
+    p = np.asarray(positions, dtype=float)
+    names = list(names)
+    if p.ndim != 3 or p.shape[1] != len(names):
+        raise InputError(f"bone_length_outliers: positions must have shape (T, {len(names)}, 3), found {p.shape}")
+    if not (np.isfinite(tolerance) and tolerance > 0):
+        raise InputError(f"bone_length_outliers: tolerance must be a positive fraction, found {tolerance!r}")
+    idx = {n: i for i, n in enumerate(names)}
+    use = [(idx[a], idx[b]) for a, b in bones if a in idx and b in idx]
+    flags = np.zeros(p.shape[:2], dtype=bool)
+    if not use:
+        return flags
+    ia, ib = np.array(use).T
+    length = np.linalg.norm(p[:, ia] - p[:, ib], axis=-1)            # (T, B)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(length, axis=0)
+    present = np.isfinite(length)
+    bad = present & (np.abs(length - med) > tolerance * med)
+    k = p.shape[1]
+    onehot_a = np.eye(k, dtype=int)[ia]                               # (B, K)
+    onehot_b = np.eye(k, dtype=int)[ib]
+    inc = onehot_a + onehot_b
+    n_bad = bad.astype(int) @ inc                                      # (T, K)
+    n_present = present.astype(int) @ inc
+    flags = (n_bad > 0) & (n_bad == n_present)
+    orphan = bad & ~flags[:, ia] & ~flags[:, ib]                       # (T, B)
+    flags |= (orphan.astype(int) @ inc) > 0
+    return flags
 
 
 @dataclass(frozen=True)
@@ -201,14 +266,24 @@ class CleanResult:
 
 
 def clean_gaps(sequence: KeypointSequence, max_gap_s: float = 0.2, method: str = "spline",
-               hampel_window_s: float = 0.25, n_sigmas: float = 4.0, min_speed: float = 0.0) -> CleanResult:
-    """Remove velocity outliers (Hampel) and fill short gaps in a 3D sequence.
+               hampel_window_s: float = 0.25, n_sigmas: float = 4.0, min_speed: float = 0.0,
+               bones: Sequence[tuple[str, str]] | None = DEFAULT_BONES, bone_tolerance: float = 0.15
+               ) -> CleanResult:
+    """Remove outliers (speed spikes, bone-length breaks) and fill short gaps in a 3D sequence.
 
-    Outlier samples become NaN, then :func:`fill_gaps` fills gaps up to ``max_gap_s``.
-    Filled samples get confidence 0 (they were not measured); the gap table says which were
-    filled and which are left missing.  See :func:`hampel_outliers` and :func:`fill_gaps`.
+    Samples flagged by :func:`hampel_outliers` or :func:`bone_length_outliers` (skipped when
+    ``bones`` is None) become NaN, then :func:`fill_gaps` fills gaps up to ``max_gap_s``;
+    longer gaps stay NaN and are reported.  Filled samples get confidence 0 (they were not
+    measured).
+
+    Returns
+    -------
+    CleanResult
+        ``sequence``, ``outliers`` (T, K) bool, ``gaps`` (the table of :func:`fill_gaps`).
     """
     flags = hampel_outliers(sequence.positions, sequence.rate, hampel_window_s, n_sigmas, min_speed)
+    if bones is not None:
+        flags |= bone_length_outliers(sequence.positions, sequence.names, bones, bone_tolerance)
     pos = np.where(flags[..., None], np.nan, sequence.positions)
     res = fill_gaps(pos, sequence.rate, max_gap_s, method, names=sequence.names)
     was = np.all(np.isfinite(pos), axis=2)

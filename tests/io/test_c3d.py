@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medpose.io.c3d import write_c3d_points
+
 from medpose.data import KeypointSequence
 from medpose.errors import InputError
 from medpose.io.c3d import read_c3d, write_c3d
@@ -17,19 +19,15 @@ ezc3d = pytest.importorskip("ezc3d", reason="ezc3d (medpose[c3d]) is not install
 
 def make_c3d(path: Path, points: np.ndarray, labels: list[str], *, rate: float = 100.0, units: str = "mm",
              residuals: np.ndarray | None = None, first_frame: int = 0) -> Path:
-    """A C3D written by ezc3d (independent of medpose's writer). points: (T, K, 3)."""
-    c = ezc3d.c3d()
-    c["parameters"]["POINT"]["RATE"]["value"] = [rate]
-    c["parameters"]["POINT"]["LABELS"]["value"] = labels
-    c["parameters"]["POINT"]["UNITS"]["value"] = [units]
+    """A C3D written by ezc3d's own API (not medpose's sequence writer). points: (T, K, 3).
+
+    ezc3d writes in a child interpreter (``write_c3d_points``): once SimpleITK is loaded in a
+    process, ezc3d's writer breaks, and other tests in this worker load SimpleITK.
+    """
     pts = np.ones((4, points.shape[1], points.shape[0]))
     pts[:3] = np.transpose(points, (2, 1, 0))
-    c["data"]["points"] = pts
-    if residuals is not None:
-        c["data"]["meta_points"] = {"residuals": residuals.T[None]}
-    c["header"]["points"]["first_frame"] = first_frame
-    c.write(str(path))
-    return path
+    return write_c3d_points(path, pts, labels, rate=rate, units=units,
+                            residuals=None if residuals is None else residuals.T[None], first_frame=first_frame)
 
 
 @pytest.fixture
@@ -79,11 +77,8 @@ def test_unknown_units(tmp_path: Path, points: np.ndarray) -> None:
 
 
 def test_missing_units(tmp_path: Path) -> None:
-    c = ezc3d.c3d()  # ezc3d leaves POINT:UNITS empty unless told
-    c["parameters"]["POINT"]["RATE"]["value"] = [100.0]
-    c["parameters"]["POINT"]["LABELS"]["value"] = ["a", "b", "c"]
-    c["data"]["points"] = np.full((4, 3, 5), 2.0)
-    c.write(str(tmp_path / "nounits.c3d"))
+    # ezc3d leaves POINT:UNITS empty unless told
+    write_c3d_points(tmp_path / "nounits.c3d", np.full((4, 3, 5), 2.0), ["a", "b", "c"], rate=100.0, units="")
     with pytest.raises(InputError, match=r"nounits\.c3d: POINT:UNITS is missing or empty; pass units="):
         read_c3d(tmp_path / "nounits.c3d")
     seq = read_c3d(tmp_path / "nounits.c3d", units="cm")

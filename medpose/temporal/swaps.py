@@ -1,0 +1,138 @@
+"""Left/right identity repair of 3D keypoint trajectories over time.
+
+A left/right swap that survives triangulation shows in 3D as both keypoints of a pair
+jumping into each other's place from one frame to the next.  For each pair ``(l, r)`` and
+each pair of consecutive observed frames, the displacement with the labels kept
+(``|l_t - l_s| + |r_t - r_s|``) is compared with the displacement with the labels
+exchanged (``|l_t - r_s| + |r_t - l_s|``); a clear win for the exchange (below ``ratio``
+times the kept one, and by at least ``min_jump_mm``) marks a label flip between the frames.
+The label state of every frame is the parity of the flips before it (a cumulative sum, no
+loop over frames), and the state held by most frames is taken as the true labelling: the
+minority frames are relabelled.  When a bone table is given, a flip is also only accepted
+if it lowers the deviation of the pair's bones from their median lengths (a swap makes
+bone lengths jump).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data import KeypointSequence
+from ..errors import InputError
+
+__all__ = ["repair_swaps_3d", "lr_pairs"]
+
+
+def lr_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    """Left/right pairs among keypoint names: ``x_l`` with ``x_r``."""
+    names = list(names)
+    return [(n, n[:-2] + "_r") for n in names if n.endswith("_l") and n[:-2] + "_r" in names]
+
+
+def repair_swaps_3d(sequence: KeypointSequence, pairs: Sequence[tuple[str, str]] | None = None,
+                    ratio: float = 0.5, min_jump_mm: float = 50.0,
+                    bones: Sequence[tuple[str, str]] | None = None) -> tuple[KeypointSequence, pd.DataFrame]:
+    """Detect and undo left/right label swaps in a 3D sequence.
+
+    Parameters
+    ----------
+    sequence : KeypointSequence
+        3D, mm.
+    pairs : sequence of (left, right) names, optional
+        Default: every ``x_l`` / ``x_r`` pair.
+    ratio : float
+        The exchanged displacement must be below ``ratio`` times the kept one.
+    min_jump_mm : float
+        ... and smaller by at least this many millimetres.
+    bones : sequence of (a, b) names, optional
+        Segments (e.g. ``("hip_l", "knee_l")``); a flip of a pair with a bone in this table is
+        kept only if exchanging the pair's labels in the flipped frames brings its bone
+        lengths closer to their medians.
+
+    Returns
+    -------
+    sequence : KeypointSequence
+        Relabelled copy (positions and confidence exchanged in the flipped frames).
+    report : pandas.DataFrame
+        One row per relabelled (frame, pair): ``stage`` ("3d"), ``frame``, ``time_s``,
+        ``camera`` (empty), ``keypoint_l``, ``keypoint_r``, ``cost_before`` and ``cost_after``
+        (displacement from the previous observed frame, mm, as labelled before and after).
+    """
+    if sequence.ndim != 3:
+        raise InputError("repair_swaps_3d: expected a 3D sequence (mm); found 2D keypoints")
+    names = sequence.names
+    pairs = lr_pairs(names) if pairs is None else list(pairs)
+    for a, b in pairs:
+        for n in (a, b):
+            if n not in names:
+                raise InputError(f"repair_swaps_3d: pair keypoint {n!r} not in the sequence's keypoints")
+    cols = ["stage", "frame", "time_s", "camera", "keypoint_l", "keypoint_r", "cost_before", "cost_after"]
+    if not pairs or sequence.n_frames < 2:
+        return sequence, pd.DataFrame(columns=cols)
+    pos = sequence.positions
+    li = np.array([names.index(a) for a, _ in pairs])
+    ri = np.array([names.index(b) for _, b in pairs])
+    L, R = pos[:, li], pos[:, ri]                                    # (T, P, 3)
+    ok = np.all(np.isfinite(L), -1) & np.all(np.isfinite(R), -1)    # (T, P)
+    t_idx = np.arange(sequence.n_frames)
+    # previous observed frame of each pair (forward fill of indices)
+    last = np.where(ok, t_idx[:, None], -1)
+    last = np.maximum.accumulate(last, axis=0)
+    prev = np.full_like(last, -1)
+    prev[1:] = last[:-1]
+    has_prev = ok & (prev >= 0)
+    pidx = np.arange(len(pairs))
+    Lp, Rp = L[np.maximum(prev, 0), pidx], R[np.maximum(prev, 0), pidx]
+    keep = np.linalg.norm(L - Lp, axis=-1) + np.linalg.norm(R - Rp, axis=-1)
+    exch = np.linalg.norm(L - Rp, axis=-1) + np.linalg.norm(R - Lp, axis=-1)
+    flip = has_prev & (exch < ratio * keep) & (keep - exch > min_jump_mm)
+    state = np.cumsum(flip, axis=0) % 2 == 1                         # label state vs the first frame
+    # majority labelling is the truth
+    n1 = np.sum(state & ok, axis=0)
+    n0 = np.sum(~state & ok, axis=0)
+    relabel = np.where(n1 > n0, ~state, state) & ok                  # (T, P)
+    if bones:
+        relabel &= _bones_agree(pos, names, pairs, li, ri, relabel, bones)
+    t, p = np.nonzero(relabel)
+    new = pos.copy()
+    conf = sequence.confidence.copy()
+    new[t, li[p]], new[t, ri[p]] = pos[t, ri[p]], pos[t, li[p]]
+    conf[t, li[p]], conf[t, ri[p]] = sequence.confidence[t, ri[p]], sequence.confidence[t, li[p]]
+    out = sequence.with_positions(new, conf)
+    Lp2, Rp2 = new[np.maximum(prev, 0), li], new[np.maximum(prev, 0), ri]
+    after = np.linalg.norm(new[:, li] - Lp2, axis=-1) + np.linalg.norm(new[:, ri] - Rp2, axis=-1)
+    report = pd.DataFrame({"stage": "3d", "frame": t, "time_s": sequence.start + t / sequence.rate, "camera": "",
+                           "keypoint_l": np.array([a for a, _ in pairs], dtype=object)[p],
+                           "keypoint_r": np.array([b for _, b in pairs], dtype=object)[p],
+                           "cost_before": np.where(has_prev[t, p], keep[t, p], np.nan),
+                           "cost_after": np.where(has_prev[t, p], after[t, p], np.nan)}, columns=cols)
+    return out, report
+
+
+def _bones_agree(pos: np.ndarray, names: tuple[str, ...], pairs, li, ri, relabel: np.ndarray,
+                 bones: Sequence[tuple[str, str]]) -> np.ndarray:
+    """(T, P) True where relabelling brings the pair's bones closer to their median lengths."""
+    idx = {n: i for i, n in enumerate(names)}
+    for a, b in bones:
+        for n in (a, b):
+            if n not in idx:
+                raise InputError(f"repair_swaps_3d: bone keypoint {n!r} not in the sequence's keypoints")
+    agree = np.ones(relabel.shape, dtype=bool)
+    for j, (l, r) in enumerate(pairs):
+        own = [(a, b) for a, b in bones if l in (a, b) or r in (a, b)]
+        if not own:
+            continue
+        swap = {l: r, r: l}
+        dev_keep = np.zeros(pos.shape[0])
+        dev_swap = np.zeros(pos.shape[0])
+        for a, b in own:
+            length = np.linalg.norm(pos[:, idx[a]] - pos[:, idx[b]], axis=-1)
+            med = np.nanmedian(np.where(relabel[:, j], np.nan, length))
+            sa, sb = swap.get(a, a), swap.get(b, b)
+            length_sw = np.linalg.norm(pos[:, idx[sa]] - pos[:, idx[sb]], axis=-1)
+            dev_keep += np.abs(length - med)
+            dev_swap += np.abs(length_sw - med)
+        agree[:, j] = ~(dev_swap >= dev_keep)
+    return agree

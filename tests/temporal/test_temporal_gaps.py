@@ -1,0 +1,118 @@
+"""Outliers, gaps and 3D left/right repair."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medpose.data import KeypointSequence
+from medpose.errors import InputError
+from medpose.temporal import (bone_length_outliers, clean_gaps, fill_gaps, hampel_outliers, repair_swaps_3d)
+
+FS = 60.0
+
+
+def _walk(t=120, k=3, seed=0):
+    tt = np.arange(t) / FS
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 300, (1, k, 3))
+    return base + 100 * np.stack([np.sin(tt), np.cos(tt), tt], -1)[:, None, :]
+
+
+def test_hampel_flags_a_spike_and_nothing_else():
+    p = _walk()
+    p[40, 1] += 200.0
+    flags = hampel_outliers(p, FS)
+    assert flags[40, 1] and flags.sum() == 1
+
+
+def test_hampel_bad_shape():
+    with pytest.raises(InputError, match=r"\(T, K, D\)"):
+        hampel_outliers(np.zeros((10, 3)), FS)
+
+
+def test_fill_gaps_fills_short_leaves_long_and_reports():
+    p = _walk()
+    truth = p.copy()
+    p[30:35, 0] = np.nan      # 5 frames: filled
+    p[60:90, 1] = np.nan      # 30 frames = 0.5 s: left
+    p[:3, 2] = np.nan         # at the start: left
+    res = fill_gaps(p, FS, max_gap_s=0.1, names=["a", "b", "c"])
+    np.testing.assert_allclose(res.values[30:35, 0], truth[30:35, 0], atol=0.05)
+    assert np.isnan(res.values[60:90, 1]).all() and np.isnan(res.values[:3, 2]).all()
+    g = res.gaps.set_index("keypoint")
+    assert g.loc["a", "filled"] and g.loc["a", "n_frames"] == 5
+    assert not g.loc["b", "filled"] and g.loc["b", "reason"] == "too long"
+    assert g.loc["b", "duration_s"] == pytest.approx(0.5)
+    assert g.loc["c", "reason"] == "at the start"
+    lin = fill_gaps(p, FS, 0.1, method="linear").values
+    np.testing.assert_allclose(lin[32, 0], (p[29, 0] + p[35, 0]) / 2 + (p[35, 0] - p[29, 0]) * (3 / 6 - 1 / 2),
+                               atol=1e-9)
+
+
+@pytest.mark.parametrize("kw, msg", [({"method": "cubic"}, "method"), ({"max_gap_s": -1}, "max_gap_s"),
+                                     ({"fs": 0}, "fs")])
+def test_fill_gaps_bad_arguments(kw, msg):
+    args = {"fs": FS} | kw
+    with pytest.raises(InputError, match=msg):
+        fill_gaps(_walk(), **args)
+
+
+def _legs(t=90):
+    names = ("hip_l", "knee_l", "ankle_l", "hip_r", "knee_r", "ankle_r")
+    tt = np.arange(t) / FS
+    p = np.zeros((t, 6, 3))
+    for j, side in enumerate((-1, 1)):
+        hip = np.stack([0.2 * np.sin(tt) * 100, np.full(t, side * 100.0), np.full(t, 900.0)], -1)
+        ang = 0.5 * np.sin(2 * np.pi * 0.5 * tt + j)
+        knee = hip + 400 * np.stack([np.sin(ang), np.zeros(t), -np.cos(ang)], -1)
+        ankle = knee + np.array([0, 0, -400.0])
+        p[:, 3 * j:3 * j + 3] = np.stack([hip, knee, ankle], 1)
+    return p, names
+
+
+def test_bone_length_outliers_blames_the_odd_keypoint():
+    p, names = _legs()
+    p[20, names.index("ankle_l")] += [0, 0, 150.0]   # shank shortens, only the ankle's bone
+    p[50, names.index("knee_r")] += [0, 300.0, 0]    # both bones of the knee break
+    flags = bone_length_outliers(p, names)
+    assert flags[20, names.index("ankle_l")] and flags[50, names.index("knee_r")]
+    assert flags.sum() == 3  # the ankle's lone bone blames both of its ends (knee_l too)
+    with pytest.raises(InputError, match="tolerance"):
+        bone_length_outliers(p, names, tolerance=0)
+
+
+def test_clean_gaps_removes_outliers_and_fills():
+    p, names = _legs()
+    truth = p.copy()
+    p[50, names.index("knee_r")] += [0, 300.0, 0]
+    seq = KeypointSequence(p, names, FS)
+    res = clean_gaps(seq)
+    assert res.outliers[50, names.index("knee_r")]
+    np.testing.assert_allclose(res.sequence.positions[50, names.index("knee_r")], truth[50, names.index("knee_r")],
+                               atol=2.0)
+    assert res.sequence.confidence[50, names.index("knee_r")] == 0.0
+
+
+def test_repair_swaps_3d_finds_and_undoes_swaps():
+    p, names = _legs()
+    seq_true = KeypointSequence(p, names, FS)
+    q = p.copy()
+    li, ri = names.index("knee_l"), names.index("knee_r")
+    q[[10, 11, 12, 40]] = q[[10, 11, 12, 40]][:, [0, ri, 2, 3, li, 5]]
+    fixed, report = repair_swaps_3d(KeypointSequence(q, names, FS))
+    np.testing.assert_allclose(fixed.positions, seq_true.positions)
+    assert sorted(report["frame"]) == [10, 11, 12, 40]
+    assert set(report["keypoint_l"]) == {"knee_l"} and (report["stage"] == "3d").all()
+    assert (report["cost_after"] <= report["cost_before"]).all()
+    starts = report.set_index("frame").loc[[10, 40]]
+    assert (starts["cost_after"] < 0.1 * starts["cost_before"]).all()
+
+
+def test_repair_swaps_3d_leaves_clean_data_alone_and_checks_input():
+    p, names = _legs()
+    fixed, report = repair_swaps_3d(KeypointSequence(p, names, FS))
+    assert report.empty and np.array_equal(fixed.positions, p)
+    with pytest.raises(InputError, match="3D"):
+        repair_swaps_3d(KeypointSequence(p[..., :2], names, FS))
+    with pytest.raises(InputError, match="'foo_l'"):
+        repair_swaps_3d(KeypointSequence(p, names, FS), pairs=[("foo_l", "foo_r")])
