@@ -46,7 +46,8 @@ def segment_repetitions(signal: np.ndarray, fs: float, min_range: float, min_dur
 
     The signal is low-passed (:func:`~medpose.temporal.butterworth`, ``smooth_hz``) for
     detection only; peaks are local extrema with prominence at least ``min_range`` and at
-    least ``min_duration_s`` apart (:func:`scipy.signal.find_peaks`).  A repetition spans from
+    least ``min_duration_s`` apart (:func:`scipy.signal.find_peaks`); neighbouring peaks
+    between which the signal does not drop by ``min_range`` (a hold) count as one.  A repetition spans from
     the lowest point between the previous peak and its peak to the lowest point between its
     peak and the next one; its ends are then moved in to where the signal leaves (and
     returns to) within ``rest_fraction`` of its range of that low point, so time spent
@@ -67,8 +68,8 @@ def segment_repetitions(signal: np.ndarray, fs: float, min_range: float, min_dur
         Allowed repetition duration, seconds.
     direction : {"auto", "up", "down"}
         ``"up"``: repetitions are excursions to a maximum (knee flexion in a squat);
-        ``"down"``: to a minimum; ``"auto"``: up if the signal's median lies in the lower half
-        of its range (it rests low), else down.
+        ``"down"``: to a minimum; ``"auto"``: up if the rest level (the median of the first and
+        last 5 % of the trial) lies in the lower half of the range, else down.
     smooth_hz : float or None
         Low-pass cut-off for detection (clipped below Nyquist); None = no smoothing.
     rest_fraction : float
@@ -108,13 +109,25 @@ def segment_repetitions(signal: np.ndarray, fs: float, min_range: float, min_dur
     y = xf
     if smooth_hz is not None and x.size > 12:
         y = butterworth(xf, fs, min(float(smooth_hz), 0.45 * fs), order=2)
-    if direction == "auto":
+    if direction == "auto":  # a trial starts and ends at rest: the rest level is at its edges
         lo, hi = np.min(y), np.max(y)
-        direction = "up" if np.median(y) <= (lo + hi) / 2 else "down"
+        n_edge = max(1, y.size // 20)
+        rest = np.median(np.concatenate([y[:n_edge], y[-n_edge:]]))
+        direction = "up" if rest - lo <= hi - rest else "down"
     s = y if direction == "up" else -y
     raw = xf if direction == "up" else -xf
     distance = max(1, int(round(min_duration_s * fs)))
     peaks, _ = find_peaks(s, prominence=min_range, distance=distance)
+    # two maxima on one plateau (a hold) both get full prominence: merge peaks that the signal
+    # does not leave by min_range between them
+    merged: list[int] = []
+    for p in peaks:
+        if merged and s[merged[-1]:p + 1].min() > min(s[merged[-1]], s[p]) - min_range:
+            if s[p] > s[merged[-1]]:
+                merged[-1] = int(p)
+            continue
+        merged.append(int(p))
+    peaks = np.asarray(merged, dtype=int)
     rows = []
     bounds = np.concatenate([[0], peaks, [x.size - 1]])
     for i, p in enumerate(peaks):
