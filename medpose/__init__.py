@@ -34,6 +34,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Registration": ("medpose.registration", "Registration"),
     "simulate_tre": ("medpose.registration", "simulate_tre"),
     "QualityGate": ("medpose.registration", "QualityGate"),
+    "triangulate": ("medpose.camera.triangulation", "triangulate"),
     "camera": ("medpose.camera", None),
     "imaging": ("medpose.imaging", None),
     "io": ("medpose.io", None),

@@ -1,6 +1,10 @@
-"""Cameras: the calibrated camera model (calibration files are read by :mod:`medpose.io.calibration`)."""
+"""Cameras: the calibrated camera model, triangulation and per-view left/right repair
+(calibration files are read by :mod:`medpose.io.calibration`)."""
 from __future__ import annotations
 
 from .model import Camera
+from .swaps import repair_view_swaps
+from .triangulation import ImageSizeWarning, TriangulationResult, triangulate, triangulate_points
 
-__all__ = ["Camera"]
+__all__ = ["Camera", "triangulate", "triangulate_points", "TriangulationResult", "ImageSizeWarning",
+           "repair_view_swaps"]

@@ -4,9 +4,11 @@
 in one view at a time.  For every left/right pair of keypoints (``knee_l``/``knee_r`` ...),
 every frame and every assignment of "swapped / not swapped" to the views, the pair is
 triangulated (the consensus of :mod:`medpose.camera.triangulation`) and scored by its
-capped reprojection error ``sum_c min(e_c, cap)`` over the views that saw it; the assignment
-with the lowest score wins if it beats keeping the labels by ``penalty`` per relabelled
-view.  Swapping every view at once changes nothing but the names, so only the assignments
+capped reprojection error ``sum_c min(e_c, cap)`` over the views that saw it.  The
+assignment with the lowest score summed over all pairs is chosen for the whole body first
+(it must beat keeping the labels by ``penalty`` per relabelled view); a pair then departs
+from it only if its own score gains ``penalty`` per view changed (limb-only swaps, and pairs
+too close together to decide alone follow the body).  Swapping every view at once changes nothing but the names, so only the assignments
 that relabel at most half of the views are tried.  All pairs, frames and assignments are
 solved in one batched call.  Pose2Sim does the same test point by point inside its
 triangulation loop (Pagnon et al. 2021, *Sensors* 21:6530, ``handle_LR_swap``).
@@ -108,7 +110,12 @@ def repair_view_swaps(cameras: Sequence[Camera], keypoints_2d: Mapping[str, Keyp
     valid = np.all(np.isfinite(pts), axis=-1) & (cfs >= min_confidence)
     capped = np.where(valid, np.minimum(np.nan_to_num(err, nan=cap_px), cap_px), 0.0)
     score = capped.sum(axis=(-1, -2))                    # (T, P, G)
-    cost = score + penalty_px * G.sum(axis=1)
+    # whole-body decision first (detectors swap whole bodies or limbs in a view): the
+    # assignment with the lowest summed score over all pairs, then per pair only a different
+    # assignment that pays ``penalty`` per view it changes
+    body = np.argmin(score.sum(axis=1) + penalty_px * G.sum(axis=1), axis=-1)          # (T,)
+    differ = (G[None, :, :] != G[body][:, None, :]).sum(axis=-1)                      # (T, G)
+    cost = score + penalty_px * differ[:, None, :]
     best = np.argmin(cost, axis=-1)                      # (T, P)
     sw = G[best]                                         # (T, P, C)
     new_px, new_cf = px.copy(), cf.copy()

@@ -176,7 +176,9 @@ def _observable(skeleton: Skeleton, kp_index: np.ndarray, lower: np.ndarray, upp
     q = torch.as_tensor(lo + (hi - lo) * rng.uniform(0.2, 0.8, size=(4, len(lo))), dtype=torch.float64)
     ctx = _Context(skeleton, kp_index, torch.device("cpu"), torch.float64)
     _, _, _, J = ctx.evaluate(q, jacobian=True)
-    return (J.abs().amax(dim=(0, 1, 2)) > 1e-9).numpy()
+    obs = np.zeros(len(lo), dtype=bool)
+    obs[ctx.var_dofs.numpy()] = (J.abs().amax(dim=(0, 1, 2)) > 1e-9).numpy()
+    return obs
 
 
 def prepare(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: JointLimits | None = None, *,
@@ -222,95 +224,97 @@ def prepare(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits
 
 # ------------------------------------------------------------------------------ torch context
 class _Context:
-    """Skeleton constants as tensors, and the batched residual / analytic Jacobian."""
+    """Skeleton constants as tensors, and the batched keypoints / analytic Jacobian.
 
-    def __init__(self, skeleton: Skeleton, kp_index: np.ndarray, device: torch.device, dtype: torch.dtype):
+    The solver's variables are the ``free`` DoFs only (observable ones), ordered as
+    :attr:`var_dofs`: the free rotational DoFs, then the free translations.
+    """
+
+    def __init__(self, skeleton: Skeleton, kp_index: np.ndarray, device: torch.device, dtype: torch.dtype,
+                 free: np.ndarray | None = None):
         sk = skeleton
         self.sk, self.device, self.dtype = sk, device, dtype
         S, D = len(sk.segment_names), len(sk.dof_names)
+        free = np.ones(D, dtype=bool) if free is None else np.asarray(free, dtype=bool)
         t = lambda a, dt=dtype: torch.as_tensor(np.array(a), device=device, dtype=dt)  # noqa: E731
         self.kseg = t(sk.keypoint_segment[kp_index], torch.long)
         self.koff = t(sk.keypoint_offsets[kp_index])
         parent = sk.parent_index
-        # descendant[k, s]: keypoint k moves with segment s
-        anc = np.zeros((S, S), dtype=bool)
+        anc = np.zeros((S, S), dtype=bool)                 # anc[s, a]: a is s or an ancestor of s
         for s in range(S):
             a = s
             while a >= 0:
                 anc[s, a] = True
                 a = parent[a]
-        rot = [(d, s, j) for s in range(S) for j in range(3) if (d := int(sk.joint_dof_index[s, j])) >= 0]
-        self.rot_dofs = t([r[0] for r in rot], torch.long)
-        seg = np.array([r[1] for r in rot])
-        slot = np.array([r[2] for r in rot])
+        rot = [(d, s, j) for s in range(S) for j in range(3)
+               if (d := int(sk.joint_dof_index[s, j])) >= 0 and free[d]]
+        seg = np.array([r[1] for r in rot], dtype=np.int64)
+        slot = np.array([r[2] for r in rot], dtype=np.int64)
         seqs = [sk.sequences[s] for s in seg]
-        a1 = np.array([_AX[q[0]] for q in seqs])
-        a2 = np.array([_AX[q[1]] for q in seqs])
-        a3 = np.array([_AX[q[2]] for q in seqs])
-        k12 = 3 - a1 - a2
-        eps12 = np.where((a2 - a1) % 3 == 1, 1.0, -1.0)
-        theta1_dof = sk.joint_dof_index[seg, 0]
+        a1 = np.array([_AX[q[0]] for q in seqs], dtype=np.int64)
+        a2 = np.array([_AX[q[1]] for q in seqs], dtype=np.int64)
+        a3 = np.array([_AX[q[2]] for q in seqs], dtype=np.int64)
+        th1 = sk.joint_dof_index[seg, 0]
         self.seg, self.slot = t(seg, torch.long), t(slot, torch.long)
-        self.parent1 = t(parent[seg] + 1, torch.long)              # index into [I, R...]
-        self.a1, self.a2, self.a3, self.k12 = (t(v, torch.long) for v in (a1, a2, a3, k12))
-        self.eps12 = t(eps12)
-        self.th1_dof = t(np.where(theta1_dof >= 0, theta1_dof, D), torch.long)
+        self.parent1 = t(parent[seg] + 1, torch.long)      # index into [I, R_0, R_1, ...]
+        self.a1, self.a2, self.a3, self.k12 = (t(v, torch.long) for v in (a1, a2, a3, 3 - a1 - a2))
+        self.eps12 = t(np.where((a2 - a1) % 3 == 1, 1.0, -1.0))
+        self.th1_dof = t(np.where(th1 >= 0, th1, D), torch.long)
         self.th1_sign = t(sk.joint_dof_sign[seg, 0])
-        self.rsign = t(sk.joint_dof_sign[seg, slot] * np.pi / 180.0)
-        self.desc = t(anc[sk.keypoint_segment[kp_index]][:, seg])          # (K, Dr)
-        self.trans = t(sk.translation_dof_index, torch.long)
+        # d x / d q (per degree) = sign * pi/180 * (w x lever), for keypoints below the joint
+        self.scale = t((sk.joint_dof_sign[seg, slot] * np.pi / 180.0)[None, :]
+                       * anc[sk.keypoint_segment[kp_index]][:, seg])          # (K, Fr)
+        trans = [int(d) for d in sk.translation_dof_index if free[d]]
+        self.trans_axes = t([list(sk.translation_dof_index).index(d) for d in trans], torch.long)
+        self.var_dofs = t([r[0] for r in rot] + trans, torch.long)           # (F,)
+        self.n_rot = len(rot)
         self.D = D
 
     def keypoints(self, R: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         """Keypoints (T, K, 3) from segment poses: ``o[seg] + R[seg] @ offset``."""
-        return o[:, self.kseg] + torch.einsum("tkij,kj->tki", R[:, self.kseg], self.koff)
+        return o[:, self.kseg] + (R[:, self.kseg] @ self.koff[..., None])[..., 0]
 
     def evaluate(self, q: torch.Tensor, jacobian: bool = False):
-        """Segment poses, keypoints and (optionally) the Jacobian (T, K, 3, D) per degree / mm."""
+        """Segment poses, keypoints and (optionally) the Jacobian (T, K, 3, F) per degree / mm."""
         R, o = segment_poses(self.sk, q)
         x = self.keypoints(R, o)
-        if not jacobian:
-            return R, o, x, None
-        return R, o, x, self.jacobian(q, R, o, x)
+        return R, o, x, (self.jacobian(q, R, o, x) if jacobian else None)
 
     def jacobian(self, q: torch.Tensor, R: torch.Tensor, o: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        T = q.shape[0]
+        T, K = x.shape[:2]
+        Rt = R.transpose(-1, -2)                                        # Rt[t, s, c] = column c of R
         eye = torch.eye(3, device=q.device, dtype=q.dtype).expand(T, 1, 3, 3)
-        Rext = torch.cat([eye, R], dim=1)                               # (T, S+1, 3, 3)
-        Rp = Rext[:, self.parent1]                                      # (T, Dr, 3, 3)
-        Rs = R[:, self.seg]
-        cols = lambda M, ax: torch.gather(M, 3, ax.view(1, -1, 1, 1).expand(T, -1, 3, 1))[..., 0]  # noqa: E731
-        w1 = cols(Rp, self.a1)
+        Rpt = torch.cat([eye, Rt], dim=1)
         qz = torch.cat([q, q.new_zeros(T, 1)], dim=1)
-        th1 = torch.deg2rad(qz[:, self.th1_dof] * self.th1_sign)        # (T, Dr)
-        w2 = torch.cos(th1)[..., None] * cols(Rp, self.a2) + (self.eps12 * torch.sin(th1))[..., None] * cols(Rp, self.k12)
-        w3 = cols(Rs, self.a3)
-        slot = self.slot.view(1, -1, 1)
-        w = torch.where(slot == 0, w1, torch.where(slot == 1, w2, w3))   # (T, Dr, 3)
-        lever = x[:, :, None, :] - o[:, None, self.seg, :]               # (T, K, Dr, 3)
-        Jr = torch.linalg.cross(w[:, None].expand_as(lever), lever, dim=-1) * (self.rsign * self.desc)[None, :, :, None]
-        J = x.new_zeros(T, x.shape[1], 3, self.D)
-        J[..., self.rot_dofs] = Jr.transpose(2, 3)
-        J[:, :, torch.arange(3, device=q.device), self.trans] = 1.0
-        return J
+        th1 = torch.deg2rad(qz[:, self.th1_dof] * self.th1_sign)[..., None]   # (T, Fr, 1)
+        w1 = Rpt[:, self.parent1, self.a1]                              # (T, Fr, 3)
+        w2 = torch.cos(th1) * Rpt[:, self.parent1, self.a2] + self.eps12[:, None] * torch.sin(th1) * Rpt[:, self.parent1, self.k12]
+        w3 = Rt[:, self.seg, self.a3]
+        slot = self.slot[:, None]
+        w = torch.where(slot == 0, w1, torch.where(slot == 1, w2, w3))[:, None]   # (T, 1, Fr, 3)
+        lev = x[:, :, None, :] - o[:, None, self.seg, :]                # (T, K, Fr, 3)
+        cx = w[..., 1] * lev[..., 2] - w[..., 2] * lev[..., 1]
+        cy = w[..., 2] * lev[..., 0] - w[..., 0] * lev[..., 2]
+        cz = w[..., 0] * lev[..., 1] - w[..., 1] * lev[..., 0]
+        Jr = torch.stack([cx, cy, cz], dim=2) * self.scale[:, None, :]  # (T, K, 3, Fr)
+        Jt = torch.eye(3, device=q.device, dtype=q.dtype)[:, self.trans_axes].expand(T, K, 3, -1)
+        return torch.cat([Jr, Jt], dim=3)
 
 
 # ------------------------------------------------------------------------------ the solver
-def _prior_terms(q: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, margin: float, weight: float,
+def _prior_terms(z: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, margin: float, weight: float,
                  smooth: float, mean_nb: torch.Tensor | None, nb_ok: torch.Tensor | None):
-    """Residual-like prior terms (T, D) and their diagonal Jacobian (T, D)."""
-    r = torch.zeros_like(q)
-    dj = torch.zeros_like(q)
+    """Prior residuals (T, F) and their diagonal Jacobians (T, F): soft limits, smoothness."""
     terms = []
     if weight > 0 and margin > 0:
-        up = torch.clamp(q - (hi - margin), min=0.0)
-        dn = torch.clamp((lo + margin) - q, min=0.0)
-        band = ((up > 0) | (dn > 0)).to(q.dtype)
+        up = torch.clamp(z - (hi - margin), min=0.0)
+        dn = torch.clamp((lo + margin) - z, min=0.0)
+        band = ((up > 0) | (dn > 0)).to(z.dtype)
         terms.append((weight * (up - dn), weight * band))
     if smooth > 0 and mean_nb is not None:
-        ok = nb_ok.to(q.dtype)[:, None]
-        terms.append((smooth * (q - mean_nb) * ok, smooth * ok.expand_as(q)))
-    return terms if terms else [(r, dj)]
+        ok = nb_ok.to(z.dtype)[:, None]
+        terms.append((smooth * (z - mean_nb) * ok, smooth * ok.expand_as(z)))
+    return terms
 
 
 def _cost(res: torch.Tensor, terms) -> torch.Tensor:
@@ -320,72 +324,67 @@ def _cost(res: torch.Tensor, terms) -> torch.Tensor:
     return c
 
 
-def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-           free: torch.Tensor, *, margin: float, weight: float, smooth: float = 0.0, neighbours=None,
-           max_iter: int = 100, tol: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Projected LM on a batch of frames.  Returns q, x_fit, cost, converged."""
+def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, lo: torch.Tensor,
+           hi: torch.Tensor, *, margin: float, weight: float, smooth: float = 0.0, neighbours=None,
+           max_iter: int = 100, tol: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Projected Levenberg-Marquardt on a batch of frames.
+
+    Only frames that have not converged are carried into the next iteration (the batch
+    shrinks), so the slowest frames do not cost the others anything.
+
+    Returns q (T, D), fitted keypoints (T, K, 3) and converged (T,).
+    """
     T, D = q0.shape
-    sw = torch.sqrt(w)[..., None]                                       # (T, K, 1)
-    q = torch.clamp(q0, lo, hi)
-    lam = q.new_full((T,), 1e-3)
+    var = ctx.var_dofs
+    lo_v, hi_v = lo[var], hi[var]
+    q = q0.clone()
+    q[:, var] = torch.clamp(q[:, var], lo_v, hi_v)
+    sw_all = torch.sqrt(w)[..., None]
+    lam_all = q.new_full((T,), 1e-3)
     conv = torch.zeros(T, dtype=torch.bool, device=q.device)
-    eye = torch.eye(D, device=q.device, dtype=q.dtype)
-    fixed_any = ~free
-
-    def neighbour_mean(qc):
-        if neighbours is None:
-            return None, None
-        return neighbours(qc)
-
-    R, o, x, J = ctx.evaluate(q, jacobian=True)
-    mnb, nbok = neighbour_mean(q)
-    terms = _prior_terms(q, lo, hi, margin, weight, smooth, mnb, nbok)
-    res = sw * (x - x_obs)
-    cost = _cost(res, terms)
+    act = torch.arange(T, device=q.device)
     for _ in range(max_iter):
-        Jw = (sw[..., None] * J).reshape(T, -1, D)
+        if act.numel() == 0:
+            break
+        qa, sw, xo, lam = q[act], sw_all[act], x_obs[act], lam_all[act]
+        za = qa[:, var]
+        mnb = nbok = None
+        if neighbours is not None:
+            mnb, nbok = neighbours(q)
+            mnb, nbok = mnb[act][:, var], nbok[act]
+        R, o, x, J = ctx.evaluate(qa, jacobian=True)
+        res = sw * (x - xo)
+        terms = _prior_terms(za, lo_v, hi_v, margin, weight, smooth, mnb, nbok)
+        cost = _cost(res, terms)
+        Jw = (sw[..., None] * J).reshape(qa.shape[0], -1, var.numel())
         H = Jw.transpose(1, 2) @ Jw
-        g = (Jw.transpose(1, 2) @ res.reshape(T, -1, 1))[..., 0]
+        g = (Jw.transpose(1, 2) @ res.reshape(qa.shape[0], -1, 1))[..., 0]
         for r, dj in terms:
             H = H + torch.diag_embed(dj * dj)
             g = g + dj * r
-        at_lo = (q <= lo) & (g > 0)
-        at_hi = (q >= hi) & (g < 0)
-        frozen = at_lo | at_hi | fixed_any[None, :]
+        frozen = ((za <= lo_v) & (g > 0)) | ((za >= hi_v) & (g < 0))
         keep = (~frozen).to(q.dtype)
-        H = H * keep[:, :, None] * keep[:, None, :] + torch.diag_embed(frozen.to(q.dtype))
-        g = g * keep
+        H = H * keep[:, :, None] * keep[:, None, :]
         diag = torch.diagonal(H, dim1=1, dim2=2)
-        A = H + torch.diag_embed(lam[:, None] * diag + 1e-12)
+        A = H + torch.diag_embed(lam[:, None] * diag + 1e-9 + frozen.to(q.dtype))
         L, info = torch.linalg.cholesky_ex(A)
-        step = -torch.cholesky_solve(g[..., None], L)[..., 0]
+        step = -torch.cholesky_solve((g * keep)[..., None], L)[..., 0] * keep
         bad = info != 0
-        step = torch.where(bad[:, None], torch.zeros_like(step), step) * keep
-        q_new = torch.clamp(q + step, lo, hi)
-        R2, o2, x2, _ = ctx.evaluate(q_new)
-        terms2 = _prior_terms(q_new, lo, hi, margin, weight, smooth, mnb, nbok)
-        res2 = sw * (x2 - x_obs)
-        cost2 = _cost(res2, terms2)
-        ok = (cost2 <= cost) & torch.isfinite(cost2) & ~bad & ~conv
-        small = (cost - cost2).abs() <= tol * cost + 1e-14 * x_obs.shape[1]
-        tiny_step = (q_new - q).abs().amax(dim=1) <= 1e-9
-        conv = conv | (ok & (small | tiny_step)) | (lam > 1e12)
-        lam = torch.where(ok, torch.clamp(lam / 3.0, min=1e-9), lam * 5.0)
-        sel = ok[:, None]
-        q = torch.where(sel, q_new, q)
-        x = torch.where(sel[..., None], x2, x)
-        R = torch.where(sel[..., None, None], R2, R)
-        o = torch.where(sel[..., None], o2, o)
-        cost = torch.where(ok, cost2, cost)
-        if bool(conv.all()):
-            break
-        if neighbours is not None:
-            mnb, nbok = neighbour_mean(q)
-        terms = _prior_terms(q, lo, hi, margin, weight, smooth, mnb, nbok)
-        res = sw * (x - x_obs)
-        cost = _cost(res, terms)
-        J = ctx.jacobian(q, R, o, x)
-    return q, x, cost, conv
+        step = torch.where(bad[:, None], torch.zeros_like(step), step)
+        z_new = torch.clamp(za + step, lo_v, hi_v)
+        q_new = qa.clone()
+        q_new[:, var] = z_new
+        _, _, x2, _ = ctx.evaluate(q_new)
+        cost2 = _cost(sw * (x2 - xo), _prior_terms(z_new, lo_v, hi_v, margin, weight, smooth, mnb, nbok))
+        ok = (cost2 <= cost) & torch.isfinite(cost2) & ~bad
+        dz = (z_new - za).abs().amax(dim=1)
+        done = (ok & (((cost - cost2) <= tol * cost) | (dz <= 1e-6))) | (lam > 1e10) | (cost <= 1e-20)
+        q[act] = torch.where(ok[:, None], q_new, qa)
+        lam_all[act] = torch.where(ok, torch.clamp(lam / 3.0, min=1e-7), lam * 4.0)
+        conv[act] = done
+        act = act[~done]
+    R, o = segment_poses(ctx.sk, q)
+    return q, ctx.keypoints(R, o), conv
 
 
 def _rigid_init(ctx: _Context, template: torch.Tensor, torso: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor,
@@ -632,7 +631,7 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     sk = prob.skeleton
     T, K = pos.shape[:2]
     D = len(sk.dof_names)
-    ctx = _Context(sk, prob.kp_index, dev, dt)
+    ctx = _Context(sk, prob.kp_index, dev, dt, prob.observable)
     tt = lambda a, d=dt: torch.as_tensor(np.array(a), device=dev, dtype=d)  # noqa: E731
     lo, hi = tt(prob.lower), tt(prob.upper)
     free = torch.as_tensor(prob.observable, device=dev)
@@ -684,8 +683,8 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         if vidx.numel():
             # stage 1: every warm_stride-th valid frame from the rigid initialisation
             coarse = vidx[::warm_stride]
-            qc, _, _, _ = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, free, margin=margin,
-                                 weight=weight, max_iter=max_iter)
+            qc, _, _ = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, margin=margin,
+                              weight=weight, max_iter=max_iter)
             # stage 2: every valid frame from its nearest solved neighbour (translation re-centred)
             pos_in_coarse = torch.clamp(torch.round(torch.arange(vidx.numel(), device=dev) / warm_stride).long(),
                                         max=coarse.numel() - 1)
@@ -694,8 +693,8 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             nb = None
             if smoothness > 0:
                 nb = _neighbours(vidx, n, prev_last if s0 > 0 else None)
-            qv, xv, _, cvv = _solve(ctx, qn, x_obs[vidx], w[vidx], lo, hi, free, margin=margin, weight=weight,
-                                    smooth=smoothness, neighbours=nb, max_iter=max_iter)
+            qv, xv, cvv = _solve(ctx, qn, x_obs[vidx], w[vidx], lo, hi, margin=margin, weight=weight,
+                                 smooth=smoothness, neighbours=nb, max_iter=max_iter)
             q[vidx], xf[vidx], cv[vidx] = qv, xv, cvv
             prev_last = q[-1].clone() if bool(valid[-1]) else None
         wv = w_np > 0

@@ -6,6 +6,8 @@ each pair of consecutive observed frames, the displacement with the labels kept
 (``|l_t - l_s| + |r_t - r_s|``) is compared with the displacement with the labels
 exchanged (``|l_t - r_s| + |r_t - l_s|``); a clear win for the exchange (below ``ratio``
 times the kept one, and by at least ``min_jump_mm``) marks a label flip between the frames.
+The test is made first for the whole body (displacements summed over all pairs, so pairs
+too close together to decide alone follow the body), then for each pair on its own.
 The label state of every frame is the parity of the flips before it (a cumulative sum, no
 loop over frames), and the state held by most frames is taken as the true labelling: the
 minority frames are relabelled.  When a bone table is given, a flip is also only accepted
@@ -84,15 +86,30 @@ def repair_swaps_3d(sequence: KeypointSequence, pairs: Sequence[tuple[str, str]]
     prev[1:] = last[:-1]
     has_prev = ok & (prev >= 0)
     pidx = np.arange(len(pairs))
-    Lp, Rp = L[np.maximum(prev, 0), pidx], R[np.maximum(prev, 0), pidx]
-    keep = np.linalg.norm(L - Lp, axis=-1) + np.linalg.norm(R - Rp, axis=-1)
-    exch = np.linalg.norm(L - Rp, axis=-1) + np.linalg.norm(R - Lp, axis=-1)
-    flip = has_prev & (exch < ratio * keep) & (keep - exch > min_jump_mm)
-    state = np.cumsum(flip, axis=0) % 2 == 1                         # label state vs the first frame
-    # majority labelling is the truth
-    n1 = np.sum(state & ok, axis=0)
-    n0 = np.sum(~state & ok, axis=0)
-    relabel = np.where(n1 > n0, ~state, state) & ok                  # (T, P)
+
+    def flips(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        A, B = P[:, li], P[:, ri]
+        Ap, Bp = A[np.maximum(prev, 0), pidx], B[np.maximum(prev, 0), pidx]
+        k = np.where(has_prev, np.linalg.norm(A - Ap, axis=-1) + np.linalg.norm(B - Bp, axis=-1), 0.0)
+        e = np.where(has_prev, np.linalg.norm(A - Bp, axis=-1) + np.linalg.norm(B - Ap, axis=-1), 0.0)
+        return k, e, has_prev & (e < ratio * k) & (k - e > min_jump_mm)
+
+    def majority(state: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        n1, n0 = np.sum(state & valid, axis=0), np.sum(~state & valid, axis=0)
+        return np.where(n1 > n0, ~state, state) & valid
+
+    # whole-body flips first (all pairs together: decides pairs too close to decide alone) ...
+    keep, exch, _ = flips(pos)
+    kb, eb = keep.sum(axis=1), exch.sum(axis=1)
+    body_flip = (eb < ratio * kb) & (kb - eb > min_jump_mm * len(pairs) ** 0.5)
+    body = majority((np.cumsum(body_flip) % 2 == 1)[:, None], np.ones((len(t_idx), 1), bool))[:, 0]
+    relabel = body[:, None] & ok
+    staged = pos.copy()
+    tb, pb = np.nonzero(relabel)
+    staged[tb, li[pb]], staged[tb, ri[pb]] = pos[tb, ri[pb]], pos[tb, li[pb]]
+    # ... then each pair on its own
+    _, _, flip = flips(staged)
+    relabel ^= majority(np.cumsum(flip, axis=0) % 2 == 1, ok)
     if bones:
         relabel &= _bones_agree(pos, names, pairs, li, ri, relabel, bones)
     t, p = np.nonzero(relabel)

@@ -69,7 +69,6 @@ def test_dtw_bad_input():
 
 
 def test_average_template_recovers_the_shape():
-    truth = 90 * np.sin(np.pi * np.linspace(0, 1, 101)) ** 2
     reps = [_warped(n, s) for n, s in ((80, 4), (95, 5), (120, 6), (70, 7))]
     tmpl = average_template(reps)
     assert tmpl.shape == (101,)
