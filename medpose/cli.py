@@ -79,47 +79,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    try:
-        from .synthetic import make_session
-    except ImportError as e:
-        print(f"error: the synthetic session generator is not available ({e})", file=sys.stderr)
-        return EXIT_INVALID
-    from .protocol.session import Session, validate_session
-
     target = args.out / "session"
     if target.exists() and any(target.iterdir()) and not (target / "session.yaml").is_file():
         print(f"error: {target} exists and is not a medpose session; choose another --out", file=sys.stderr)
         return EXIT_INVALID
-    # Build into a fresh folder beside the target, then swap it in: re-running the demo replaces
-    # the previous demo session, and an interrupted run never leaves a half-written one.
-    args.out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".session-", dir=args.out))
     try:
-        make_session(staging / "session", seed=args.seed)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging / "session", target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    problems = validate_session(target)
-    if problems:
-        print("the demo session is not valid:", file=sys.stderr)
-        _print_problems(problems, stream=sys.stderr)
+        from .demo import run_demo
+    except ImportError as e:
+        print(f"error: the demo needs the synthetic session generator ({e})", file=sys.stderr)
         return EXIT_INVALID
-    s = Session.load(target, check_files=False)
-    print(f"demo session written to {target} (seed {args.seed})")
-    print(f"  date {s.date.isoformat()}, side of interest: {s.side_of_interest}")
-    if s.imaging.volume or s.imaging.landmarks:
-        print(f"  imaging: {', '.join(p.relative_to(s.root).as_posix() for p in (s.imaging.volume, s.imaging.landmarks) if p)}")
-    if s.calibration_path:
-        print(f"  calibration: {s.calibration_path.relative_to(s.root).as_posix()} "
-              f"({len(s.read_calibration())} cameras)")
-    for t in s.trials:
-        what = [t.keypoints.relative_to(s.root).as_posix()] if t.keypoints else []
-        if t.cameras:
-            what.append(f"{len(t.cameras)} camera folders" + (f" at {t.rate_hz:g} Hz" if t.rate_hz else ""))
-        print(f"  trial {t.name} ({t.kind}{', ' + t.exercise if t.exercise else ''}): {'; '.join(what)}")
-    print("session is valid")
+    summary = run_demo(args.out, seed=args.seed)
+    if not summary.get("valid"):
+        print("the demo session is not valid:", file=sys.stderr)
+        for p in summary.get("problems", []):
+            print(f"  {p}", file=sys.stderr)
+        return EXIT_INVALID
+    print("session is valid; demo finished")
     return EXIT_OK
 
 
