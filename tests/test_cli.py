@@ -96,24 +96,6 @@ def test_validate_missing_folder(tmp_path, capsys):
     assert "the folder does not exist" in capsys.readouterr().out
 
 
-def test_demo_plumbing_with_stand_in_generator(tmp_path, capsys, monkeypatch):
-    """The demo command writes OUT/session with make_session(seed=...), validates and summarises it."""
-    calls = []
-
-    def fake_make_session(path, seed=0):
-        calls.append((Path(path), seed))
-        return _tiny_session(Path(path))
-
-    monkeypatch.setattr(medpose.synthetic, "make_session", fake_make_session, raising=False)
-    assert main(["demo", "--out", str(tmp_path / "d"), "--seed", "7"]) == 0
-    # built in a staging folder beside OUT/session, then moved into place
-    assert len(calls) == 1 and calls[0][0].name == "session" and calls[0][1] == 7
-    assert calls[0][0].parent.parent == tmp_path / "d"
-    out = capsys.readouterr().out
-    assert "(seed 7)" in out and "trial static (static): trials/static.trc" in out
-    assert out.strip().endswith("session is valid")
-
-
 def test_demo_reports_invalid_session_and_errors(tmp_path, capsys, monkeypatch):
     def broken(path, seed=0):
         root = _tiny_session(Path(path))
@@ -139,17 +121,30 @@ def test_python_dash_m_version():
     assert res.stdout.strip() == f"medpose {__version__}"
 
 
-def test_demo_with_the_real_generator_twice(tmp_path, capsys):
-    """`medpose demo` builds a real synthetic session that validates; a second run replaces it."""
+def test_demo_runs_every_stage_against_truth(tmp_path, capsys):
+    """`medpose demo` builds a real synthetic session, validates it and runs the stages."""
+    import json
+
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
-    first = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert "session/session.yaml" in first and "session/imaging/ct.nii.gz" in first
-    assert main(["demo", "--out", str(out)]) == 0
-    second = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert first == second  # replaced, no staging folders or duplicates left behind
-    assert "session is valid" in capsys.readouterr().out
+    assert "demo finished" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["valid"] is True
+    reg = summary["registration"]
+    assert reg["gate_passed"] and reg["max_fiducial_error_mm"] < 2.0
+    for trial in summary["trials"].values():
+        assert trial["triangulation"]["error_median_mm"] < 15.0
 
+
+def test_demo_rebuild_replaces_previous_session(tmp_path):
+    from medpose.demo import _build
+
+    _, target = _build(tmp_path, seed=3)
+    first = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    (target / "stale.txt").write_text("from the previous run")
+    _build(tmp_path, seed=3)
+    second = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert first == second  # replaced: no staging folders, no stale files left behind
 
 def test_demo_refuses_a_folder_that_is_not_a_session(tmp_path, capsys):
     (tmp_path / "session").mkdir()
