@@ -30,7 +30,7 @@ gives it 3D confidence 0).
 """
 from __future__ import annotations
 
-import itertools
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -39,18 +39,11 @@ import numpy as np
 from ..errors import InputError
 from .model import Camera
 
-__all__ = ["TrackResult", "candidate_assignments", "track_points"]
+__all__ = ["TrackResult", "track_points", "refine_points"]
 
 #: (point, candidate) systems per block: bounds memory
 _CHUNK = 4000
-
-
-def candidate_assignments(n_cameras: int, paired: bool = True) -> np.ndarray:
-    """Observation choices per camera: (N, C) int, 0 = not used, 1 = own label, 2 = the
-    opposite side's label (only when ``paired``); every row uses at least two cameras."""
-    opts = (0, 1, 2) if paired else (0, 1)
-    a = np.array(list(itertools.product(opts, repeat=n_cameras)), dtype=np.int8).reshape(-1, n_cameras)
-    return a[(a > 0).sum(axis=1) >= 2]
+INLIER_SLOPE = 0.25
 
 
 @dataclass(frozen=True)
@@ -79,34 +72,47 @@ class TrackResult:
     cost: np.ndarray
 
 
-def _solve(rig, xn: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted DLT per (point, candidate): xn (..., C, 2) normalised, w (..., C) -> (..., 3)."""
-    A = np.nan_to_num(xn)[..., :, None] * rig.P[:, 2:3, :] - rig.P[:, :2, :]
-    A = A * w[..., None, None]
-    M = np.einsum("...cij,...cik->...jk", A, A)
-    from .triangulation import _smallest_eigvec
-    return _smallest_eigvec(M) * rig.scale + rig.origin
+def _viterbi(X: np.ndarray, cost: np.ndarray, motion_weight: float) -> np.ndarray:
+    """Minimum-cost path through candidate states (Viterbi 1967; Forney 1973).
+
+    X (T, B, M, J, 3): the J points of each of the M states of B independent chains;
+    cost (T, B, M), ``inf`` for impossible states.  Moving from state i to state j costs
+    ``motion_weight * sum_J |X_t,j - X_t-1,i|`` (a NaN point costs nothing).
+    Returns the state index per frame and chain, (T, B).
+    """
+    n_t, n_b, _ = cost.shape
+    back = np.zeros(cost.shape, dtype=np.int32)
+    D = cost[0].copy()
+    for t in range(1, n_t):  # the recursion is sequential in time; chains and states are batched
+        d = np.linalg.norm(X[t][:, :, None] - X[t - 1][:, None, :], axis=-1)            # (B, M, M, J)
+        tot = D[:, None, :] + motion_weight * np.nan_to_num(d, nan=0.0).sum(axis=-1)
+        back[t] = np.argmin(tot, axis=-1)
+        D = cost[t] + np.take_along_axis(tot, back[t][..., None], axis=-1)[..., 0]
+    path = np.zeros((n_t, n_b), dtype=np.int64)
+    path[-1] = np.argmin(D, axis=-1)
+    for t in range(n_t - 1, 0, -1):
+        path[t - 1] = back[t, np.arange(n_b), path[t]]
+    return path
 
 
-def _image_cost(cams, X: np.ndarray, own: np.ndarray, other: np.ndarray, v_own: np.ndarray, v_other: np.ndarray,
-                swap_penalty_px: float, cap_px: float) -> np.ndarray:
-    """Truncated reprojection cost of points X (P, N, 3) against (P, C, 2) observations."""
-    from .triangulation import reproject
-    proj = reproject(cams, X)                                                    # (P, N, C, 2)
-    e_own = np.linalg.norm(proj - own[:, None], axis=-1)
-    e_oth = np.linalg.norm(proj - other[:, None], axis=-1) + swap_penalty_px
-    e_own = np.where(v_own[:, None], e_own, np.inf)
-    e_oth = np.where(v_other[:, None], e_oth, np.inf)
-    seen = (v_own | v_other)[:, None]
-    c = np.minimum(np.minimum(e_own, e_oth), cap_px)
-    c = np.where(seen, np.nan_to_num(c, nan=cap_px), 0.0)
-    return c.sum(axis=-1)
+def _bone_cost(cand: np.ndarray, est: np.ndarray, bones: np.ndarray, lengths: np.ndarray, weight: float
+               ) -> np.ndarray:
+    """``weight * sum | |X - est_other_end| - length |`` over each point's bones: cand (T, K, n, 3) -> (T, K, n)."""
+    out = np.zeros(cand.shape[:3])
+    for (a, b), length in zip(bones, lengths):
+        if not np.isfinite(length):
+            continue
+        for k, j in ((a, b), (b, a)):
+            dev = np.abs(np.linalg.norm(cand[:, k] - est[:, j, None], axis=-1) - length)
+            out[:, k] += weight * np.nan_to_num(dev, nan=0.0)
+    return out
 
 
-def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.ndarray, names: Sequence[str],
-                 rate: float, *, min_confidence: float = 0.3, threshold_px: float = 20.0, cap_px: float = 30.0,
-                 swap_penalty_px: float = 5.0, motion_weight: float = 0.1, n_keep: int = 16,
-                 pairs: Sequence[tuple[str, str]] | None = None) -> TrackResult:
+def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.ndarray, names: Sequence[str], *,
+                 min_confidence: float = 0.3, threshold_px: float = 20.0, inlier_slope: float = 0.5,
+                 swap_penalty_px: float = 2.0, motion_weight: float = 0.05, n_keep: int = 3,
+                 bones: Sequence[tuple[str, str]] | None = None, bone_weight: float = 0.25, n_iter: int = 2,
+                 pairs: Sequence[tuple[str, str]] | None = None, refine: bool = True) -> TrackResult:
     """Temporally consistent robust triangulation of a keypoint sequence (see the module notes).
 
     Parameters
@@ -115,111 +121,217 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
     pixels : array_like, shape (T, K, C, 2)
         Distorted pixel observations; NaN = not seen.
     confidence : array_like, shape (T, K, C)
-        Detector confidence; observations below ``min_confidence`` are not used.
+        Detector confidence in [0, 1]: DLT weights; observations below ``min_confidence``
+        are not used.
     names : sequence of str, length K
-        Keypoint names; ``x_l``/``x_r`` pairs may exchange observations.
-    rate : float
-        Frame rate, Hz (the motion weight is per frame; kept for the report).
+        Keypoint names (``x_l``/``x_r`` pairs are decided together).
     min_confidence, threshold_px : float
         As in :func:`~medpose.camera.triangulation.triangulate_points`.
-    cap_px : float
-        A camera's reprojection error counts at most this much (an outlier view costs the
-        same wherever the point is).
+    inlier_slope : float
+        Cost per pixel of reprojection error of a camera in the subset (below
+        ``threshold_px``); each observing camera left out costs ``threshold_px``.  Small
+        values approach the per-frame consensus rule (largest consistent subset first).
     swap_penalty_px : float
-        Extra cost of explaining a view by the opposite side's observation.
+        Cost of each view whose left/right labels are exchanged.
     motion_weight : float
         Cost of motion between consecutive frames, px per mm.
     n_keep : int
-        Candidates kept per (frame, keypoint) for the recursion (those of lowest image cost).
+        Camera subsets kept per point and view labelling (those of lowest image cost).
+    bones : sequence of (a, b) names, optional
+        Rigid segments (e.g. :data:`medpose.temporal.DEFAULT_BONES`); when given and
+        ``bone_weight`` > 0, ``n_iter`` further passes add ``bone_weight * | |X_a - X_b| -
+        L_ab |`` (px per mm) to each candidate of ``a``, with ``X_b`` the previous pass's
+        point and ``L_ab`` the previous pass's median length over the sequence.
     pairs : sequence of (left, right) names, optional
         Default: every ``x_l``/``x_r`` pair of ``names``.
 
     Returns
     -------
     TrackResult
+
+    Raises
+    ------
+    InputError
+        Shapes that do not agree, a pair or bone naming an unknown keypoint, negative weights.
     """
-    from .swaps import lr_pairs
-    from .triangulation import _Rig, reproject
+    from .swaps import lr_pairs, swap_assignments
+    from .triangulation import _Rig, _smallest_eigvec, reproject
 
     cams = tuple(cameras)
     px = np.asarray(pixels, dtype=float)
     cf = np.asarray(confidence, dtype=float)
-    n_t, n_k, n_c = px.shape[:3]
-    if px.shape != (n_t, n_k, len(cams), 2) or cf.shape != px.shape[:-1] or len(names) != n_k:
+    if px.ndim != 4 or px.shape[2:] != (len(cams), 2) or cf.shape != px.shape[:-1] or len(names) != px.shape[1]:
         raise InputError(f"track_points: expected pixels (T, K, {len(cams)}, 2), confidence (T, K, {len(cams)}) and "
                          f"K names; found {px.shape}, {cf.shape} and {len(names)} names")
-    if not (motion_weight >= 0 and cap_px > 0 and n_keep >= 1):
-        raise InputError(f"track_points: motion_weight >= 0, cap_px > 0 and n_keep >= 1 expected; found "
-                         f"{motion_weight!r}, {cap_px!r}, {n_keep!r}")
+    if not (motion_weight >= 0 and bone_weight >= 0 and inlier_slope >= 0 and threshold_px > 0 and n_keep >= 1):
+        raise InputError(f"track_points: motion_weight, bone_weight and inlier_slope >= 0, threshold_px > 0 and "
+                         f"n_keep >= 1 expected; found {motion_weight!r}, {bone_weight!r}, {inlier_slope!r}, "
+                         f"{threshold_px!r}, {n_keep!r}")
+    n_t, n_k, n_c = px.shape[:3]
     names = list(names)
+    idx = {n: i for i, n in enumerate(names)}
     pairs = lr_pairs(names) if pairs is None else list(pairs)
-    mate = np.arange(n_k)
-    for a, b in pairs:
-        mate[names.index(a)], mate[names.index(b)] = names.index(b), names.index(a)
-    valid = np.all(np.isfinite(px), axis=-1) & (cf >= min_confidence)           # (T, K, C)
-    opx, ocf, oval = px[:, mate], cf[:, mate], valid[:, mate]
-    oval = oval & (mate != np.arange(n_k))[None, :, None]
+    bones = [] if bones is None else list(bones)
+    unknown = sorted({n for pr in pairs + bones for n in pr if n not in idx})
+    if unknown:
+        raise InputError(f"track_points: pairs or bones name keypoints {unknown} that are not among the keypoints")
+    li = np.array([idx[a] for a, _ in pairs], dtype=int)
+    ri = np.array([idx[b] for _, b in pairs], dtype=int)
+    single = np.setdiff1d(np.arange(n_k), np.concatenate([li, ri]))
+    valid = np.all(np.isfinite(px), axis=-1) & (cf >= min_confidence)                 # (T, K, C)
     rig = _Rig.build(cams, 2)
-    xn, oxn = rig.normalise(px), rig.normalise(opx)
-    assign = candidate_assignments(n_c, paired=bool(pairs))                    # (N, C)
-    n_keep = min(n_keep, len(assign))
+    xn = rig.normalise(px)
+    S = rig.subsets                                                                     # (S, C)
+    n_keep = min(n_keep, len(S))
+    tau = float(threshold_px)
 
-    # ---- candidates and their image cost, in blocks of points
-    P = n_t * n_k
-    flat = lambda a: a.reshape((P,) + a.shape[2:])  # noqa: E731
-    fpx, fopx, fxn, foxn = flat(px), flat(opx), flat(xn), flat(oxn)
-    fcf, focf, fval, foval = flat(cf), flat(ocf), flat(valid), flat(oval)
-    keepX = np.full((P, n_keep, 3), np.nan)
-    keepC = np.full((P, n_keep), np.inf)
-    step = max(1, _CHUNK // len(assign))
-    own_sel, oth_sel = assign == 1, assign == 2                                # (N, C)
-    for a in range(0, P, step):
-        b = min(P, a + step)
-        feas = np.all((~own_sel | fval[a:b, None]) & (~oth_sel | foval[a:b, None]), axis=-1)  # (p, N)
-        xc = np.where(oth_sel[None, :, :, None], foxn[a:b, None], fxn[a:b, None])          # (p, N, C, 2)
-        wc = np.where(own_sel, fcf[a:b, None], np.where(oth_sel, focf[a:b, None], 0.0))     # (p, N, C)
-        X = _solve(rig, xc, wc)
-        X = np.where(feas[..., None], X, np.nan)
-        cost = _image_cost(cams, X, fpx[a:b], fopx[a:b], fval[a:b], foval[a:b], swap_penalty_px, cap_px)
-        cost = np.where(np.all(np.isfinite(X), -1), cost, np.inf)
-        idx = np.argsort(cost, axis=1)[:, :n_keep]
-        keepX[a:b] = np.take_along_axis(X, idx[..., None], axis=1)
-        keepC[a:b] = np.take_along_axis(cost, idx, axis=1)
-    keepX = keepX.reshape(n_t, n_k, n_keep, 3)
-    keepC = keepC.reshape(n_t, n_k, n_keep)
-    none = ~np.isfinite(keepC[..., 0])                                          # no candidate at all
-    keepC[..., 0] = np.where(none, 0.0, keepC[..., 0])                          # a placeholder state
+    def candidates(ia: np.ndarray, ib: np.ndarray, G: np.ndarray):
+        """Candidates of the chains (ia[b], ib[b]) under each view labelling G (g, C): the
+        n_keep best subsets of each point: X (T, B, G, 2, n, 3), cost (T, B, G, 2, n), subset (same)."""
+        n_b, n_g = len(ia), len(G)
+        X_out = np.full((n_t, n_b, n_g, 2, n_keep, 3), np.nan)
+        C_out = np.full((n_t, n_b, n_g, 2, n_keep), np.inf)
+        I_out = np.zeros((n_t, n_b, n_g, 2, n_keep), dtype=np.int64)
+        g = G[:, :, None]
+        step = max(1, 40000 // max(1, n_b * n_g * 2 * len(S)))
+        for a in range(0, n_t, step):  # blocks of frames bound the memory; each block is batched
+            fr = slice(a, min(n_t, a + step))
+            def two(arr: np.ndarray) -> np.ndarray:
+                """(T, K, C[, 2]) -> (t, B, G, 2, C[, 2]): the two points' observations under each labelling."""
+                m = G if arr.ndim == 3 else g
+                a_, b_ = arr[fr][:, ia][:, :, None], arr[fr][:, ib][:, :, None]
+                return np.stack([np.where(m, b_, a_), np.where(m, a_, b_)], axis=3)
 
-    # ---- Viterbi over frames, batched over keypoints and candidates
-    back = np.zeros((n_t, n_k, n_keep), dtype=np.int32)
-    D = keepC[0].copy()
-    for t in range(1, n_t):
-        d = np.linalg.norm(keepX[t][:, :, None] - keepX[t - 1][:, None, :], axis=-1)   # (K, M, M)
-        d = np.nan_to_num(d, nan=0.0)
-        tot = D[:, None, :] + motion_weight * d
-        back[t] = np.argmin(tot, axis=-1)
-        D = keepC[t] + np.take_along_axis(tot, back[t][..., None], axis=-1)[..., 0]
-    path = np.zeros((n_t, n_k), dtype=np.int64)
-    path[-1] = np.argmin(D, axis=-1)
-    for t in range(n_t - 1, 0, -1):
-        path[t - 1] = back[t, np.arange(n_k), path[t]]
-    Xs = np.take_along_axis(keepX, path[..., None, None], axis=2)[:, :, 0]       # (T, K, 3)
-    Cs = np.take_along_axis(keepC, path[..., None], axis=2)[..., 0]
+            obs, nrm = two(px), two(xn)                                                 # (t, B, G, 2, C, 2)
+            val, wts = two(valid), two(cf)                                              # (t, B, G, 2, C)
+            A = np.nan_to_num(nrm)[..., :, None] * rig.P[:, 2:3, :] - rig.P[:, :2, :]
+            A = A * np.where(val, wts, 0.0)[..., None, None]
+            Ms = np.einsum("sc,...cjk->...sjk", S.astype(float), np.einsum("...cij,...cik->...cjk", A, A))
+            X = _smallest_eigvec(Ms) * rig.scale + rig.origin                          # (t, B, G, 2, S, 3)
+            e = np.linalg.norm(reproject(cams, X) - obs[..., None, :, :], axis=-1)      # (t, B, G, 2, S, C)
+            e = np.nan_to_num(e, nan=np.inf)
+            inside = np.where(e < tau, inlier_slope * e, tau + e)
+            v = val[..., None, :]
+            cost = np.where(S & v, inside, 0.0).sum(-1) + tau * (~S & v).sum(-1)
+            feas = np.all(v | ~S, axis=-1) & np.all(np.isfinite(X), axis=-1)
+            cost = np.where(feas, cost, np.inf)
+            order = np.argsort(cost, axis=-1)[..., :n_keep]
+            X_out[fr] = np.take_along_axis(X, order[..., None], axis=-2)
+            C_out[fr] = np.take_along_axis(cost, order, axis=-1)
+            I_out[fr] = order
+        return X_out, C_out, I_out
 
-    # ---- attribute the observations: per view and pair, the labelling that explains best
-    proj = reproject(cams, Xs)                                                  # (T, K, C, 2)
-    e_own = np.where(valid, np.linalg.norm(proj - px, axis=-1), np.nan)
-    e_oth = np.where(oval, np.linalg.norm(proj - opx, axis=-1), np.nan)
-    cap = lambda e: np.minimum(np.nan_to_num(e, nan=cap_px), cap_px)            # noqa: E731
-    kept = cap(e_own) + cap(e_own[:, mate])
-    exch = cap(e_oth) + cap(e_oth[:, mate])
-    swapped = (exch + swap_penalty_px < kept) & (mate != np.arange(n_k))[None, :, None]
-    rpx = np.where(swapped[..., None], opx, px)
-    rcf = np.where(swapped, ocf, cf)
-    rval = np.where(swapped, oval, valid)
-    err = np.where(rval, np.linalg.norm(proj - rpx, axis=-1), np.inf)
-    used = rval & (err < threshold_px)
-    explained = used.sum(axis=-1) >= 2
-    Xr = _solve(rig, rig.normalise(rpx), np.where(used, rcf, 0.0))
-    Xf = np.where(explained[..., None], Xr, Xs)
-    return TrackResult(Xf, swapped, used & explained[..., None], explained, Cs)
+    chains = []   # (points (B, J) indices, labellings G, state X (T, B, M, J, 3), state cost, state subsets)
+    if len(pairs):
+        G = swap_assignments(n_c)
+        Xc, Cc, Ic = candidates(li, ri, G)
+        shape = (n_t, len(pairs), len(G), n_keep, n_keep)
+        sx = np.stack([np.broadcast_to(Xc[:, :, :, 0, :, None], shape + (3,)),
+                       np.broadcast_to(Xc[:, :, :, 1, None, :], shape + (3,))], axis=-2)
+        sc = Cc[:, :, :, 0, :, None] + Cc[:, :, :, 1, None, :] + swap_penalty_px * G.sum(1)[:, None, None]
+        si = np.stack([np.broadcast_to(Ic[:, :, :, 0, :, None], shape), np.broadcast_to(Ic[:, :, :, 1, None, :], shape)],
+                      axis=-1)
+        chains.append((np.stack([li, ri], 1), G, sx.reshape(n_t, len(pairs), -1, 2, 3),
+                       sc.reshape(n_t, len(pairs), -1), si.reshape(n_t, len(pairs), -1, 2)))
+    if len(single):
+        G1 = np.zeros((1, n_c), dtype=bool)
+        Xc, Cc, Ic = candidates(single, single, G1)
+        chains.append((single[:, None], G1, Xc[:, :, 0, :1].transpose(0, 1, 3, 2, 4), Cc[:, :, 0, 0],
+                       Ic[:, :, 0, :1].transpose(0, 1, 3, 2)))
+
+    def run(extra: list | None):
+        est = np.full((n_t, n_k, 3), np.nan)
+        cst = np.full((n_t, n_k), np.nan)
+        sw = np.zeros((n_t, n_k, n_c), dtype=bool)
+        sub = np.zeros((n_t, n_k), dtype=np.int64)
+        for i, (pts, G, sx, sc, si) in enumerate(chains):
+            cost = sc if extra is None else sc + extra[i]
+            none = ~np.isfinite(cost).any(axis=-1)                                      # nothing feasible
+            cost = cost.copy()
+            cost[..., 0] = np.where(none, 0.0, cost[..., 0])                            # a placeholder state
+            path = _viterbi(np.where(np.isfinite(cost)[..., None, None], sx, np.nan), cost, motion_weight)
+            take = lambda a: np.take_along_axis(a, path.reshape(path.shape + (1,) * (a.ndim - 2)), axis=2)[:, :, 0]  # noqa: E731
+            Xp = np.where(none[..., None, None], np.nan, take(sx))                      # (T, B, J, 3)
+            m_per_g = sx.shape[2] // len(G)
+            for j in range(pts.shape[1]):
+                est[:, pts[:, j]] = Xp[:, :, j]
+                sw[:, pts[:, j]] = G[path // m_per_g]
+                sub[:, pts[:, j]] = take(si)[:, :, j]
+                cst[:, pts[:, j]] = take(sc)
+        return est, sw, sub, cst
+
+    est, sw, sub, cst = run(None)
+    bl = np.array([(idx[a], idx[b]) for a, b in bones], dtype=int).reshape(-1, 2)
+    if len(bl) and bone_weight > 0:
+        for _ in range(n_iter):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                L = np.nanmedian(np.linalg.norm(est[:, bl[:, 0]] - est[:, bl[:, 1]], axis=-1), axis=0)
+            extra = []
+            for pts, G, sx, sc, si in chains:
+                parts = []
+                for j in range(pts.shape[1]):
+                    full = np.full((n_t, n_k, sx.shape[2], 3), np.nan)
+                    full[:, pts[:, j]] = sx[:, :, :, j]
+                    parts.append(_bone_cost(full, est, bl, L, bone_weight)[:, pts[:, j]])
+                extra.append(sum(parts))
+            est, sw, sub, cst = run(extra)
+
+    # the chosen subset's cameras (after relabelling) explain the point if all are within threshold
+    mate = np.arange(n_k)
+    mate[li], mate[ri] = ri, li
+    rpx = np.where(sw[..., None], px[:, mate], px)
+    used = S[sub] & np.isfinite(est).all(-1)[..., None]
+    if refine:
+        rcf = np.where(sw, cf[:, mate], cf)
+        est = refine_points(cams, est, rpx, np.where(used, rcf, 0.0))
+    err = np.linalg.norm(reproject(cams, est) - rpx, axis=-1)
+    explained = np.all(~used | (np.nan_to_num(err, nan=np.inf) < tau), axis=-1) & (used.sum(-1) >= 2)
+    return TrackResult(est, sw, used, explained, cst)
+
+
+def refine_points(cameras: Sequence[Camera], points: np.ndarray, pixels: np.ndarray, weights: np.ndarray, *,
+                  iterations: int = 5, step_mm: float = 0.5) -> np.ndarray:
+    """Minimise the weighted squared reprojection error (pixels, with distortion) of 3D points.
+
+    The "gold standard" non-linear triangulation (Hartley & Zisserman 2004, sec. 12.3 and
+    4.2.3), started from the DLT: Gauss-Newton steps with a central-difference Jacobian,
+    for every point at once (one 3x3 solve each).
+
+    Parameters
+    ----------
+    cameras : sequence of Camera, length C
+    points : array_like, shape (..., 3)
+        Starting points, mm; NaN stays NaN.
+    pixels : array_like, shape (..., C, 2)
+        Observations (distorted pixels).
+    weights : array_like, shape (..., C)
+        0 for cameras not used; points with fewer than two used cameras are returned as given.
+    iterations : int
+    step_mm : float
+        Finite-difference step.
+
+    Returns
+    -------
+    ndarray, shape (..., 3)
+    """
+    from .triangulation import reproject
+
+    cams = tuple(cameras)
+    X = np.array(points, dtype=float, copy=True)
+    obs = np.nan_to_num(np.asarray(pixels, dtype=float))
+    w = np.asarray(weights, dtype=float)
+    ok = np.isfinite(X).all(-1) & ((w > 0).sum(-1) >= 2)
+    w = np.where(ok[..., None], w, 0.0)
+    eye = np.eye(3) * step_mm
+    for _ in range(iterations):
+        Xs = np.where(ok[..., None], X, 0.0)
+        r = reproject(cams, Xs) - obs                                                     # (..., C, 2)
+        J = np.stack([(reproject(cams, Xs + eye[i]) - reproject(cams, Xs - eye[i])) / (2 * step_mm)
+                      for i in range(3)], axis=-1)                                        # (..., C, 2, 3)
+        J = np.nan_to_num(J)
+        r = np.nan_to_num(r)
+        H = np.einsum("...c,...cui,...cuj->...ij", w, J, J) + 1e-9 * np.eye(3)
+        b = np.einsum("...c,...cui,...cu->...i", w, J, r)
+        X = np.where(ok[..., None], X - np.linalg.solve(H, b[..., None])[..., 0], X)
+    return X

@@ -334,7 +334,8 @@ def _check_sizes(cams: Sequence[Camera], seqs: Sequence[KeypointSequence],
 def triangulate(cameras: Sequence[Camera] | Mapping[str, Camera], keypoints_2d: Mapping[str, KeypointSequence], *,
                 min_confidence: float = 0.3, threshold_px: float = 20.0, min_cameras: int = 2,
                 repair_swaps: bool = True, swap_cap_px: float = 30.0, swap_penalty_px: float = 2.0,
-                image_sizes: Mapping[str, Sequence[int]] | None = None, size_tolerance_px: float = 2.0
+                image_sizes: Mapping[str, Sequence[int]] | None = None, size_tolerance_px: float = 2.0,
+                temporal: bool = False, motion_weight: float = 0.05, bone_weight: float = 0.25
                 ) -> TriangulationResult:
     """Triangulate synchronised 2D keypoints of several calibrated cameras into 3D.
 
@@ -367,6 +368,14 @@ def triangulate(cameras: Sequence[Camera] | Mapping[str, Camera], keypoints_2d: 
         Actual image sizes of the videos; a difference from the calibration beyond
         ``size_tolerance_px`` gives an :class:`ImageSizeWarning` naming the camera and the amount.
     size_tolerance_px : float
+    temporal : bool
+        Choose each point's cameras and each view's left/right labels over the whole
+        sequence instead of frame by frame (:func:`medpose.camera.tracking.track_points`:
+        robust image cost + ``motion_weight`` px per mm of motion + ``bone_weight`` px per mm
+        of deviation from the median segment lengths, solved by dynamic programming); the 3D
+        swap repair over time is then not needed and not run.
+    motion_weight, bone_weight : float
+        Weights of the temporal mode.
 
     Returns
     -------
@@ -404,8 +413,15 @@ def triangulate(cameras: Sequence[Camera] | Mapping[str, Camera], keypoints_2d: 
         reports.append(view_report)
     px = np.stack([kp[n].positions for n in cam_names], axis=2)      # (T, K, C, 2)
     cf = np.stack([kp[n].confidence for n in cam_names], axis=2)     # (T, K, C)
-    X, E, U = triangulate_points(cams, px, cf, min_confidence=min_confidence, threshold_px=threshold_px,
-                                 min_cameras=min_cameras)
+    if temporal:
+        X, E, U, kp, report_t = _temporal(cams, kp, names, min_confidence=min_confidence, threshold_px=threshold_px,
+                                          swap_penalty_px=swap_penalty_px, motion_weight=motion_weight,
+                                          bone_weight=bone_weight, pairs=lr_pairs(names) if repair_swaps else [])
+        cf = np.stack([kp[n].confidence for n in cam_names], axis=2)
+        reports.append(report_t)
+    else:
+        X, E, U = triangulate_points(cams, px, cf, min_confidence=min_confidence, threshold_px=threshold_px,
+                                     min_cameras=min_cameras)
     if not np.isfinite(X).any():
         raise DegenerateConfiguration(f"triangulate: no keypoint was seen by {min_cameras} cameras with confidence "
                                       f">= {min_confidence:g} in any frame (cameras {list(cam_names)})")
@@ -420,7 +436,7 @@ def triangulate(cameras: Sequence[Camera] | Mapping[str, Camera], keypoints_2d: 
     conf3 = np.where(np.isfinite(X).all(axis=2),
                      mean_conf * np.clip(1.0 - np.nan_to_num(mean_err, nan=np.inf) / threshold_px, 0.0, 1.0), 0.0)
     seq = KeypointSequence(X, names, ref.rate, conf3, cams[0].world, ref.start)
-    if repair_swaps and lr_pairs(names):
+    if repair_swaps and lr_pairs(names) and not temporal:
         seq, report3 = repair_swaps_3d(seq)
         reports.append(report3)
         flips = _flip_mask(report3, names, seq.n_frames)
@@ -452,3 +468,38 @@ def _flip_mask(report: pd.DataFrame, names: tuple[str, ...], n_frames: int):
     cols = [pidx[p] for p in zip(report["keypoint_l"], report["keypoint_r"])]
     fl[report["frame"].to_numpy(int), cols] = True
     return li, ri, fl
+
+
+def _temporal(cams, kp: dict, names, *, min_confidence, threshold_px, swap_penalty_px, motion_weight, bone_weight,
+              pairs):
+    """The temporal mode of :func:`triangulate`: points, errors (T, K, C), used, relabelled 2D, report."""
+    from ..temporal.gaps import DEFAULT_BONES
+    from .tracking import track_points
+
+    cam_names = [c.name for c in cams]
+    px = np.stack([kp[n].positions for n in cam_names], axis=2)
+    cf = np.stack([kp[n].confidence for n in cam_names], axis=2)
+    r = track_points(cams, px, cf, names, min_confidence=min_confidence, threshold_px=threshold_px,
+                     swap_penalty_px=swap_penalty_px, motion_weight=motion_weight, bone_weight=bone_weight,
+                     bones=[b for b in DEFAULT_BONES if b[0] in names and b[1] in names], pairs=pairs)
+    mate = np.arange(len(names))
+    for a, b in pairs:
+        mate[names.index(a)], mate[names.index(b)] = names.index(b), names.index(a)
+    rpx = np.where(r.swapped[..., None], px[:, mate], px)
+    rcf = np.where(r.swapped, cf[:, mate], cf)
+    E = np.linalg.norm(reproject(cams, r.points) - rpx, axis=-1)
+    E = np.where(np.all(np.isfinite(rpx), axis=-1), E, np.nan)
+    used = r.used & r.explained[..., None]
+    new_kp = {n: kp[n].with_positions(rpx[:, :, c], rcf[:, :, c]) for c, n in enumerate(cam_names)}
+    li = {names.index(a): (a, b) for a, b in pairs}
+    t, k, c = np.nonzero(r.swapped)
+    keep = np.isin(k, list(li))
+    t, k, c = t[keep], k[keep], c[keep]
+    ref = kp[cam_names[0]]
+    report = pd.DataFrame({"stage": "temporal", "frame": t, "time_s": ref.start + t / ref.rate,
+                           "camera": np.array(cam_names, dtype=object)[c],
+                           "keypoint_l": np.array([li[i][0] for i in k], dtype=object),
+                           "keypoint_r": np.array([li[i][1] for i in k], dtype=object),
+                           "cost_before": np.nan, "cost_after": r.cost[t, k]},
+                          columns=_empty_report().columns)
+    return r.points, E, used, new_kp, report

@@ -36,7 +36,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -326,7 +326,7 @@ def _cost(res: torch.Tensor, terms) -> torch.Tensor:
 
 def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, lo: torch.Tensor,
            hi: torch.Tensor, *, margin: float, weight: float, smooth: float = 0.0, neighbours=None,
-           max_iter: int = 100, tol: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+           max_iter: int = 100, tol: float = 1e-6, xtol: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projected Levenberg-Marquardt on a batch of frames.
 
     Only frames that have not converged are carried into the next iteration (the batch
@@ -378,7 +378,7 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
         cost2 = _cost(sw * (x2 - xo), _prior_terms(z_new, lo_v, hi_v, margin, weight, smooth, mnb, nbok))
         ok = (cost2 <= cost) & torch.isfinite(cost2) & ~bad
         dz = (z_new - za).abs().amax(dim=1)
-        done = (ok & (((cost - cost2) <= tol * cost) | (dz <= 1e-6))) | (lam > 1e10) | (cost <= 1e-20)
+        done = (ok & (((cost - cost2) <= tol * cost) | (dz <= xtol))) | (lam > 1e10) | (cost <= 1e-20)
         q[act] = torch.where(ok[:, None], q_new, qa)
         lam_all[act] = torch.where(ok, torch.clamp(lam / 3.0, min=1e-7), lam * 4.0)
         conv[act] = done
@@ -566,7 +566,7 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         Weight of the temporal smoothness term, mm of keypoint residual per degree of
         departure from the mean of the two neighbouring frames (0 = off; 1-5 smooths jitter).
     chunk_size : int, optional
-        Frames per batch (default 4096 on the CPU, 1,048,576 on a GPU); memory grows with it,
+        Frames per batch (default 256 on the CPU, cache-sized, 1,048,576 on a GPU); memory grows with it,
         not with the recording.
     progress : bool, optional
         Show a tqdm progress bar (default: when there is more than one chunk).
@@ -606,7 +606,7 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     if smoothness < 0 or not math.isfinite(smoothness):
         raise InputError(f"fit: smoothness must be a finite number >= 0, found {smoothness!r}")
     T = sequence.n_frames
-    cs = int(chunk_size) if chunk_size is not None else (1 << 20 if dev.type == "cuda" else 4096)
+    cs = int(chunk_size) if chunk_size is not None else (1 << 20 if dev.type == "cuda" else 256)
     if cs < 1:
         raise InputError(f"fit: chunk_size must be a positive number of frames, found {chunk_size!r}")
     out = _run(prob, sequence.positions[:, prob.seq_index], sequence.confidence[:, prob.seq_index], dev, dt,
@@ -693,8 +693,10 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             nb = None
             if smoothness > 0:
                 nb = _neighbours(vidx, n, prev_last if s0 > 0 else None)
+            # with smoothness the frames are coupled (block-Jacobi): a few sweeps, not to full tolerance
             qv, xv, cvv = _solve(ctx, qn, x_obs[vidx], w[vidx], lo, hi, margin=margin, weight=weight,
-                                 smooth=smoothness, neighbours=nb, max_iter=max_iter)
+                                 smooth=smoothness, neighbours=nb,
+                                 max_iter=max_iter if nb is None else min(max_iter, 20))
             q[vidx], xf[vidx], cv[vidx] = qv, xv, cvv
             prev_last = q[-1].clone() if bool(valid[-1]) else None
         wv = w_np > 0

@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
+
+from medpose.data import KeypointSequence
+from medpose.errors import InputError, LimitError
+from medpose.io.keypoints import read_keypoints
+from medpose.io.mot import read_mot
+from medpose.io.trc import write_trc
+from medpose.kinematics.fit import _Context, euler_from_matrix, fit, prepare
+from medpose.kinematics.fk import forward_kinematics
+from medpose.kinematics.limits import JointLimits
+from medpose.kinematics.reference import fit_reference
+from medpose.kinematics.skeleton import Skeleton
+from medpose.layouts import get_layout
+from medpose.synthetic.exercises import make_exercise
+
+HALPE = get_layout("halpe26")
+
+
+@pytest.fixture(scope="module")
+def sk():
+    return Skeleton.default(1750.0)
+
+
+@pytest.fixture(scope="module")
+def squat(sk):
+    tr = make_exercise("squat", skeleton=sk, rate=10.0, repetitions=1, seed=1)
+    return tr.angles.values
+
+
+@pytest.fixture(scope="module")
+def arms(sk):
+    tr = make_exercise("shoulder_abduction", skeleton=sk, rate=10.0, repetitions=1, seed=2)
+    q = tr.angles.values.copy()
+    e = make_exercise("elbow_flexion", skeleton=sk, rate=10.0, repetitions=1, seed=3).angles.values
+    n = min(len(q), len(e))
+    for c in ("elbow_flexion_r", "elbow_flexion_l"):
+        q[:n, sk.dof_index(c)] = e[:n, sk.dof_index(c)]
+    return q
+
+
+def _seq(sk, q, names=None, noise=0.0, seed=0, rate=10.0):
+    names = list(names or sk.keypoint_names)
+    x = forward_kinematics(sk, q, keypoints=names)
+    x = x + np.random.default_rng(seed).normal(0, noise, x.shape) if noise else x
+    return KeypointSequence(x, tuple(names), rate, frame="camera")
+
+
+# ------------------------------------------------------------------------------ building blocks
+@pytest.mark.parametrize("seq", ["XYZ", "ZXY", "YZX", "XZY", "ZYX", "YXZ"])
+def test_euler_from_matrix_matches_scipy(seq):
+    a = np.random.default_rng(0).uniform(-80, 80, (20, 3))
+    R = Rotation.from_euler(seq, a, degrees=True).as_matrix()
+    got = np.degrees(euler_from_matrix(torch.as_tensor(R), seq).numpy())
+    np.testing.assert_allclose(got, a, atol=1e-9)
+
+
+def test_analytic_jacobian_matches_autograd(sk):
+    kp = sk.keypoint_index(list(HALPE.medpose))
+    free = np.ones(len(sk.dof_names), bool)
+    free[sk.dof_index(["forearm_pronation_r", "wrist_flexion_l"])] = False
+    ctx = _Context(sk, kp, torch.device("cpu"), torch.float64, free)
+    q = torch.as_tensor(np.random.default_rng(1).uniform(-60, 60, (4, len(sk.dof_names))))
+    _, _, _, J = ctx.evaluate(q, jacobian=True)
+    f = lambda qq: forward_kinematics(sk, qq[None], keypoints=list(HALPE.medpose))[0]  # noqa: E731
+    Jn = torch.func.vmap(torch.func.jacfwd(f))(q)[..., ctx.var_dofs]
+    torch.testing.assert_close(J, Jn, atol=1e-10, rtol=0)
+
+
+# ------------------------------------------------------------------------------ recovery
+@pytest.mark.parametrize("which", ["squat", "arms"])
+def test_noise_free_recovery(sk, squat, arms, which):
+    q = squat if which == "squat" else arms
+    f = fit(_seq(sk, q), sk)
+    assert f.observable.all()
+    err = np.abs(f.q - q)
+    assert np.nanmax(err) < 0.1, dict(zip(sk.dof_names, err.max(0).round(3)))
+    assert f.converged.all() and f.residuals.to_numpy().max() < 0.05
+    assert list(f.angles.columns) == [n for n, r in zip(sk.dof_names, sk.rotational) if r]
+    assert f.angles.index.name == "time_s"
+
+
+def test_halpe26_layout_noise_free_limbs(sk, squat):
+    """HALPE_26 names are recognised; knee/ankle/elbow recovered; hand DoFs reported NaN."""
+    seq = _seq(sk, squat, HALPE.medpose).rename(dict(zip(HALPE.medpose, HALPE.native)))
+    f = fit(seq, sk)
+    a = f.angles
+    for c in ("knee_flexion_r", "knee_flexion_l", "elbow_flexion_r"):
+        assert np.abs(a[c].to_numpy() - squat[:, sk.dof_index(c)]).max() < 0.1, c
+    assert a["forearm_pronation_r"].isna().all() and a["wrist_flexion_l"].isna().all()
+    assert f.keypoints.names == tuple(HALPE.medpose)
+
+
+def test_noise_5mm_knee_elbow_rms(sk, squat, arms):
+    """Marker-like keypoint set (all skeleton keypoints), 5 mm Gaussian noise per axis."""
+    for q, dofs in ((squat, ("knee_flexion_r", "knee_flexion_l")), (arms, ("elbow_flexion_r", "elbow_flexion_l"))):
+        f = fit(_seq(sk, q, noise=5.0, seed=4), sk)
+        for c in dofs:
+            rms = np.sqrt(np.mean((f.angles[c].to_numpy() - q[:, sk.dof_index(c)]) ** 2))
+            assert rms < 1.5, (c, rms)
+
+
+def test_torch_matches_scipy_reference(sk, arms):
+    seq = _seq(sk, arms[::6], noise=5.0, seed=7)
+    f = fit(seq, sk)
+    prob = prepare(seq, sk)
+    q0 = f.q + np.random.default_rng(0).uniform(-3, 3, f.q.shape) * prob.observable
+    q_ref = fit_reference(prob, seq, q0)
+    np.testing.assert_allclose(f.q[:, prob.observable], q_ref[:, prob.observable], atol=0.02)
+
+
+def test_chunks_missing_and_low_confidence(sk, squat):
+    seq = _seq(sk, squat)
+    x = seq.positions.copy()
+    conf = np.ones(x.shape[:2])
+    x[3, 10:14] = np.nan                                   # missing keypoints: ignored
+    x[5, 20] += 400.0                                      # wild but unconfident: ignored
+    conf[5, 20] = 0.05
+    f = fit(KeypointSequence(x, seq.names, seq.rate, conf), sk, chunk_size=4, progress=False)
+    assert np.nanmax(np.abs(f.q - squat)) < 0.1
+    assert np.isnan(f.residuals.iloc[3, 10]) and np.isfinite(f.residuals.iloc[4, 10])
+
+
+def test_z_up_data_and_trc_in_metres(tmp_path, sk, squat):
+    """A Pose2Sim-like HALPE_26 .trc (metres, Y up) and a Z-up copy both just work."""
+    seq = _seq(sk, squat, HALPE.medpose).rename(dict(zip(HALPE.medpose, HALPE.native)))
+    p = write_trc(seq, tmp_path / "trial.trc", units="m")
+    f = fit(read_keypoints(p))
+    assert np.abs(f.angles["knee_flexion_r"] - squat[:, sk.dof_index("knee_flexion_r")]).max() < 1.0
+    assert f.patient is not None and f.patient.height_mm == pytest.approx(1750, rel=0.05)
+    zup = Rotation.from_euler("x", 90, degrees=True).as_matrix()     # Y up -> Z up
+    g = fit(seq.with_positions(seq.positions @ zup.T), sk)
+    np.testing.assert_allclose(g.alignment @ zup, np.eye(3), atol=1e-12)
+    assert np.abs(g.angles["knee_flexion_l"] - squat[:, sk.dof_index("knee_flexion_l")]).max() < 0.1
+
+
+def test_truth_outside_limits_is_clamped_and_flagged(sk, arms):
+    lim = JointLimits.default(sk).with_overrides({"elbow_flexion": (None, 60.0)})
+    f = fit(_seq(sk, arms), sk, lim)
+    e = f.angles["elbow_flexion_r"].to_numpy()
+    over = arms[:, sk.dof_index("elbow_flexion_r")] > 60.5
+    assert over.any() and np.all(e <= 60.0)
+    assert f.at_limit["elbow_flexion_r"].to_numpy()[over].all()
+    assert not f.at_limit["elbow_flexion_r"].to_numpy()[arms[:, sk.dof_index("elbow_flexion_r")] < 55].any()
+
+
+def test_soft_prior_and_smoothness_run(sk, squat):
+    lim = JointLimits.default(sk).with_soft_prior(10.0, 1.0)
+    f = fit(_seq(sk, squat, noise=5.0), sk, lim, smoothness=2.0)
+    g = fit(_seq(sk, squat, noise=5.0), sk)
+    jerk = lambda a: np.nanmean(np.abs(np.diff(a["knee_flexion_r"].to_numpy(), 2)))  # noqa: E731
+    assert jerk(f.angles) < jerk(g.angles)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), spread=st.floats(0.5, 2.0), noise=st.floats(0.0, 30.0),
+       knee_max=st.floats(10.0, 140.0))
+def test_property_fitted_angles_never_leave_hard_limits(sk, seed, spread, noise, knee_max):
+    rng = np.random.default_rng(seed)
+    lim = JointLimits.default(sk).with_overrides({"knee_flexion_r": (-2.0, knee_max)})
+    lo, hi = lim.for_skeleton(sk)
+    fin = np.isfinite(lo)
+    mid = np.zeros_like(lo)
+    half = np.full_like(lo, 100.0)
+    mid[fin], half[fin] = 0.5 * (lo[fin] + hi[fin]), 0.5 * (hi[fin] - lo[fin])
+    q = mid + spread * half * rng.uniform(-1, 1, (3, len(lo)))          # truth may lie outside
+    f = fit(_seq(sk, q, HALPE.medpose, noise=noise, seed=seed), sk, lim)
+    ok = np.isfinite(f.q)
+    assert np.all((f.q >= lo) | ~ok) and np.all((f.q <= hi) | ~ok)
+
+
+# ------------------------------------------------------------------------------ exports
+def test_exports(tmp_path, sk, squat):
+    f = fit(_seq(sk, squat), sk)
+    m = read_mot(f.to_mot(tmp_path / "ik.mot"))
+    np.testing.assert_allclose(m["knee_flexion_r"], f.angles["knee_flexion_r"], atol=1e-6)
+    import pandas as pd
+    pq = pd.read_parquet(f.to_parquet(tmp_path / "a.parquet"))
+    cs = pd.read_csv(f.to_csv(tmp_path / "a.csv"))
+    np.testing.assert_allclose(pq["hip_flexion_l"], f.angles["hip_flexion_l"])
+    np.testing.assert_allclose(cs["pelvis_ty_mm"], f.translations["pelvis_ty"])
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_too_few_keypoints_gives_nan_and_warning(sk, squat):
+    seq = _seq(sk, squat)
+    x = seq.positions.copy()
+    x[[2, 4], 5:] = np.nan
+    with pytest.warns(UserWarning, match=r"2 of \d+ frames have fewer than"):
+        f = fit(seq.with_positions(x), sk)
+    assert f.angles.iloc[[2, 4]].isna().all().all() and not f.converged.iloc[2]
+    assert np.isfinite(f.angles.iloc[3]).all()
+
+
+def test_unusable_layout(sk):
+    x = np.random.default_rng(0).normal(0, 100, (4, 3, 3))
+    with pytest.raises(InputError) as ei:
+        fit(KeypointSequence(x, ("RWrist", "LWrist", "m1"), 30.0))
+    assert "hip_r" in str(ei.value) and "neck or shoulder" in str(ei.value) and "layout" in str(ei.value)
+
+
+def test_metres_refused(sk, squat):
+    seq = _seq(sk, squat, HALPE.medpose)
+    with pytest.raises(InputError, match="metres"):
+        fit(seq.with_positions(seq.positions / 1000.0))
+    with pytest.raises(InputError, match="metres"):
+        fit(seq.with_positions(seq.positions / 1000.0), sk)
+
+
+@pytest.mark.parametrize("kw, match", [({"smoothness": -1.0}, "smoothness"), ({"chunk_size": 0}, "chunk_size"),
+                                       ({"up": "sideways"}, "up="), ({"min_confidence": 2.0}, "min_confidence"),
+                                       ({"limits": {"knee": (0, 1)}}, "JointLimits")])
+def test_bad_arguments(sk, squat, kw, match):
+    with pytest.raises(InputError, match=match):
+        fit(_seq(sk, squat[:3]), sk, **kw)
+
+
+def test_bad_sequences(sk):
+    with pytest.raises(InputError, match="KeypointSequence"):
+        fit(np.zeros((3, 4, 3)))
+    with pytest.raises(InputError, match="3D keypoints"):
+        fit(KeypointSequence(np.zeros((2, 3, 2)), ("hip_r", "hip_l", "neck"), 30.0))
+    with pytest.raises(LimitError, match="knee_flexion_r"):
+        JointLimits.default(sk).with_overrides({"knee_flexion_r": (90, 10)})
