@@ -5,28 +5,36 @@ detector confuses the legs in several views at once: two cameras then agree with
 on the wrong leg as well as two others do on the right one, and the choice flips from frame
 to frame.  Looking at one frame cannot decide; looking at the trajectory can.
 
-For every keypoint and frame, candidate 3D points are triangulated from every assignment of
-an observation to each camera (its own label, for a left/right keypoint also the opposite
-side's label, or none; at least two cameras).  Each candidate ``X`` gets a robust image cost,
-the truncated-L1 reprojection error over all the cameras that saw the point::
+Candidates.  For every left/right pair (``x_l``/``x_r``), frame and labelling ``g`` of the
+views (all ``2**C`` of them: each view's two observations kept or exchanged), both points are
+solved for every camera subset ``s`` of at least two cameras (confidence-weighted DLT, all at
+once).  A subset's image cost is the per-frame consensus rule written as a cost::
 
-    cost(X) = sum_c min(e_c,own(X), e_c,other(X) + swap_penalty_px, cap_px)
+    cost(s) = sum_{c in s} rho(e_c) + threshold_px * #(observing cameras not in s),
+    rho(e) = inlier_slope * e  if e < threshold_px  else  threshold_px + e
 
-and the candidates of consecutive frames are linked by a motion cost ``motion_weight *
-|X_t - X_t-1|`` (px per mm; a total-variation prior: an excursion to a wrong candidate and
-back costs twice its distance).  The sequence of candidates with the smallest total cost is
-found exactly by dynamic programming (Viterbi 1967, *IEEE Trans. Inf. Theory* 13:260;
-Forney 1973, *Proc. IEEE* 61:268), for all keypoints at once (a loop over frames only,
-which the recursion needs).  This is the multiple-hypothesis idea of tracking (Reid 1979)
-with the robust camera-subset triangulation of Pose2Sim (Pagnon et al. 2021, *Sensors*
-21:6530) as hypothesis generator.
+(a larger consistent subset wins unless it raises the errors of the others by much).  The
+``n_keep`` best subsets of each point under each labelling are kept; a pair's states are
+(labelling, left subset, right subset), the ``n_states`` cheapest per frame.  Points without
+a mate (the nose) have one state per subset.
 
-The chosen points are then attributed their 2D observations: per view and left/right pair
-the labelling that best explains the two chosen points (capped error) is kept, and each
-point is solved again (confidence-weighted DLT) from the cameras whose observation lies
-within ``threshold_px`` of it.  A point that fewer than two cameras explain keeps its
-Viterbi position but is flagged (``explained`` False; :func:`~medpose.camera.triangulate`
-gives it 3D confidence 0).
+Costs.  A state costs its two image costs, ``swap_penalty_px`` per view whose labelling
+differs from the *body's* labelling of the frame (the one most pairs chose in a first pass:
+detectors swap whole bodies, and pairs too close together to decide alone follow it), and,
+with ``bones``, ``bone_weight * | |X_a - X_b| - L_ab |`` for each segment of the point, with
+``X_b`` the previous pass's neighbour and ``L_ab`` its median length over the sequence.
+Moving between consecutive frames costs ``motion_weight`` times the distance moved by the
+state's points (px per mm; a total-variation prior: an excursion to a wrong solution and back
+costs twice its distance).
+
+Solution.  The sequence of states with the smallest total cost is found exactly by dynamic
+programming (Viterbi 1967, *IEEE Trans. Inf. Theory* 13:260; Forney 1973, *Proc. IEEE*
+61:268), for all pairs at once (the loop is over frames only, which the recursion needs).
+This is the multiple-hypothesis idea of tracking (Reid 1979, *IEEE Trans. Autom. Control*
+24:843) with the camera-subset triangulation of Pose2Sim (Pagnon et al. 2021, *Sensors*
+21:6530) as hypothesis generator.  The chosen labelling relabels the 2D views; the chosen
+subset's cameras are the point's cameras (``explained`` when they all reproject within
+``threshold_px``).
 """
 from __future__ import annotations
 
@@ -42,9 +50,6 @@ from .model import Camera
 
 __all__ = ["TrackResult", "track_points", "refine_points"]
 
-#: (point, candidate) systems per block: bounds memory
-_CHUNK = 4000
-INLIER_SLOPE = 0.25
 
 
 @dataclass(frozen=True)
@@ -59,11 +64,11 @@ class TrackResult:
         Views whose left/right labels are exchanged for this keypoint (the same for both
         keypoints of a pair).
     used : ndarray (T, K, C) bool
-        Cameras (after relabelling) within ``threshold_px`` of the point, used to solve it.
+        The cameras of the chosen subset (after relabelling), which the point is solved from.
     explained : ndarray (T, K) bool
-        At least two cameras agree within ``threshold_px``.
+        At least two cameras used, all within ``threshold_px``.
     cost : ndarray (T, K)
-        The image cost of the chosen candidate, px.
+        The image cost of the chosen state (for a pair: both points), px.
     """
 
     points: np.ndarray
@@ -239,7 +244,7 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
         shape = (n_t, len(pairs), len(G), n_keep, n_keep)
         sx = np.stack([np.broadcast_to(Xc[:, :, :, 0, :, None], shape + (3,)),
                        np.broadcast_to(Xc[:, :, :, 1, None, :], shape + (3,))], axis=-2)
-        sc = Cc[:, :, :, 0, :, None] + Cc[:, :, :, 1, None, :] + swap_penalty_px * G.sum(1)[:, None, None]
+        sc = Cc[:, :, :, 0, :, None] + Cc[:, :, :, 1, None, :]
         si = np.stack([np.broadcast_to(Ic[:, :, :, 0, :, None], shape), np.broadcast_to(Ic[:, :, :, 1, None, :], shape)],
                       axis=-1)
         sx, sc = sx.reshape(n_t, len(pairs), -1, 2, 3), sc.reshape(n_t, len(pairs), -1)
@@ -257,13 +262,15 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
         chains.append((single[:, None], G1, Xc[:, :, 0, :1].transpose(0, 1, 3, 2, 4), Cc[:, :, 0, 0],
                        Ic[:, :, 0, :1].transpose(0, 1, 3, 2), np.zeros(Cc[:, :, 0, 0].shape, dtype=np.int64)))
 
-    def run(extra: list | None):
+    def run(extra: list | None, body: np.ndarray):
         est = np.full((n_t, n_k, 3), np.nan)
         cst = np.full((n_t, n_k), np.nan)
         sw = np.zeros((n_t, n_k, n_c), dtype=bool)
         sub = np.zeros((n_t, n_k), dtype=np.int64)
         for i, (pts, G, sx, sc, si, gi) in enumerate(chains):
             cost = sc if extra is None else sc + extra[i]
+            # each view relabelled away from the body's labelling of the frame pays the penalty
+            cost = cost + swap_penalty_px * (G[gi] != body[:, None, None, :]).sum(-1)
             none = ~np.isfinite(cost).any(axis=-1)                                      # nothing feasible
             cost = cost.copy()
             cost[..., 0] = np.where(none, 0.0, cost[..., 0])                            # a placeholder state
@@ -277,7 +284,13 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
                 cst[:, pts[:, j]] = take(sc)
         return est, sw, sub, cst
 
-    est, sw, sub, cst = run(None)
+    body = np.zeros((n_t, n_c), dtype=bool)
+    est, sw, sub, cst = run(None, body)
+    if len(pairs):
+        # the body's labelling per frame and view: what most pairs chose (detectors swap whole
+        # bodies; pairs too close together to decide alone then follow it)
+        body = 2 * sw[:, li].sum(axis=1) > len(li)
+        est, sw, sub, cst = run(None, body)
     bl = np.array([(idx[a], idx[b]) for a, b in bones], dtype=int).reshape(-1, 2)
     if len(bl) and bone_weight > 0:
         for _ in range(n_iter):
@@ -292,7 +305,7 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
                     full[:, pts[:, j]] = sx[:, :, :, j]
                     parts.append(_bone_cost(full, est, bl, L, bone_weight)[:, pts[:, j]])
                 extra.append(sum(parts))
-            est, sw, sub, cst = run(extra)
+            est, sw, sub, cst = run(extra, body)
 
     # the chosen subset's cameras (after relabelling) explain the point if all are within threshold
     mate = np.arange(n_k)

@@ -407,7 +407,7 @@ def triangulate(cameras: Sequence[Camera] | Mapping[str, Camera], keypoints_2d: 
     cam_names = tuple(c.name for c in cams)
     kp = dict(zip(cam_names, seqs))
     reports = []
-    if repair_swaps:
+    if repair_swaps and not temporal:
         kp, view_report = repair_view_swaps(cams, kp, min_confidence=min_confidence, threshold_px=threshold_px,
                                             cap_px=swap_cap_px, penalty_px=swap_penalty_px)
         reports.append(view_report)

@@ -36,7 +36,8 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from types import MappingProxyType
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,8 @@ from .limits import JointLimits
 from .patient import PatientSkeleton, estimate_skeleton
 from .skeleton import Skeleton
 
-__all__ = ["Fit", "fit", "FitProblem", "prepare", "alignment_rotation", "euler_from_matrix"]
+__all__ = ["Fit", "fit", "FitProblem", "prepare", "alignment_rotation", "euler_from_matrix", "DEFAULT_PRIOR",
+           "prior_weights"]
 
 _AX = {"X": 0, "Y": 1, "Z": 2}
 #: Keypoints the fit cannot do without: the pelvis (both hips) and the trunk's direction.
@@ -146,6 +148,60 @@ class FitProblem:
     patient: PatientSkeleton | None
     min_confidence: float
     min_keypoints: int
+    prior_weight: np.ndarray       # (D,) posture prior, mm per degree away from prior_mean
+    prior_mean: np.ndarray         # (D,) neutral pose (0 clipped into the limits)
+
+
+#: Default posture prior: mm of keypoint residual charged per degree away from the neutral pose.
+#: ``"*"``: every rotational DoF (0.05 mm/deg: far below what a keypoint pins, so it only
+#: decides directions the keypoints leave free, e.g. upper-arm rotation with a straight elbow,
+#: flexion vs rotation at the shoulder's gimbal lock).  The lumbar DoFs get 1 mm/deg because
+#: keypoint sets without pelvis landmarks (HALPE_26, COCO) cannot tell pelvis tilt + hip
+#: flexion from lumbar flexion; the prior makes the trunk and pelvis move together unless the
+#: data say otherwise (what OpenSim models without a lumbar joint, e.g. Pose2Sim's, impose
+#: rigidly).  The pelvis (whole-body orientation) carries no prior.
+DEFAULT_PRIOR: Mapping[str, float] = MappingProxyType({
+    "*": 0.05, "lumbar_flexion": 1.0, "lumbar_bending": 1.0, "lumbar_rotation": 1.0,
+    "pelvis_tilt": 0.0, "pelvis_list": 0.0, "pelvis_rotation": 0.0})
+
+
+def prior_weights(skeleton: Skeleton, prior: Mapping[str, float] | None = None) -> np.ndarray:
+    """Posture-prior weight per DoF (D,), mm per degree, from :data:`DEFAULT_PRIOR` updated by ``prior``.
+
+    Keys: a DoF name (``shoulder_rotation_r``), a name without its side (``shoulder_rotation``:
+    both sides) or ``"*"`` (every other rotational DoF); the most specific key wins.
+    Translations never carry a prior.
+
+    Raises
+    ------
+    InputError
+        An unknown key, or a weight that is not a finite number >= 0.
+    """
+    merged = dict(DEFAULT_PRIOR)
+    if prior is not None:
+        if not isinstance(prior, Mapping):
+            raise InputError(f"fit: prior must be a mapping of DoF name to weight (mm per degree), "
+                             f"found {type(prior).__name__}")
+        merged.update(prior)
+    names = skeleton.dof_names
+    bases = {n[:-2] for n in names if n[-2:] in ("_r", "_l")}
+    for key, val in merged.items():
+        if key != "*" and key not in names and key not in bases and (prior is None or key in prior):
+            raise InputError(f"fit: prior: unknown DoF {key!r}; expected '*', a DoF name or one without "
+                             f"its side, e.g. 'shoulder_rotation'")
+        try:
+            v = float(val)
+        except (TypeError, ValueError):
+            v = float("nan")
+        if not (math.isfinite(v) and v >= 0):
+            raise InputError(f"fit: prior: weight of {key!r} must be a finite number >= 0 (mm per degree), "
+                             f"found {val!r}")
+    out = np.zeros(len(names))
+    for i, (n, rot) in enumerate(zip(names, skeleton.rotational)):
+        if rot:
+            base = n[:-2] if n[-2:] in ("_r", "_l") else n
+            out[i] = float(merged.get(n, merged.get(base, merged.get("*", 0.0))))
+    return out
 
 
 def _map_keypoints(sequence: KeypointSequence, skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
@@ -182,7 +238,8 @@ def _observable(skeleton: Skeleton, kp_index: np.ndarray, lower: np.ndarray, upp
 
 
 def prepare(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: JointLimits | None = None, *,
-            min_confidence: float = 0.3, min_keypoints: int | None = None, up: str | None = None) -> FitProblem:
+            min_confidence: float = 0.3, min_keypoints: int | None = None, up: str | None = None,
+            prior: Mapping[str, float] | None = None) -> FitProblem:
     """Check a sequence against a skeleton and set up the fit (see :func:`fit` for parameters)."""
     if not isinstance(sequence, KeypointSequence):
         raise InputError(f"fit: expected a KeypointSequence, found {type(sequence).__name__}")
@@ -218,16 +275,21 @@ def prepare(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits
     mk = int(min_keypoints) if min_keypoints is not None else max(4, math.ceil(0.5 * k))
     if mk < 3:
         raise InputError(f"fit: min_keypoints must be at least 3, found {min_keypoints!r}")
-    return FitProblem(skeleton, lim, np.asarray(lo, float), np.asarray(hi, float), seq_idx, kp_idx, used, obs, A,
-                      patient, float(min_confidence), mk)
+    pw = prior_weights(skeleton, prior)
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    return FitProblem(skeleton, lim, lo, hi, seq_idx, kp_idx, used, obs, A, patient, float(min_confidence), mk,
+                      pw, np.clip(0.0, lo, hi))
 
 
 # ------------------------------------------------------------------------------ torch context
 class _Context:
-    """Skeleton constants as tensors, and the batched keypoints / analytic Jacobian.
+    """Skeleton constants as tensors; batched keypoints and analytic Jacobian in one pass.
 
     The solver's variables are the ``free`` DoFs only (observable ones), ordered as
-    :attr:`var_dofs`: the free rotational DoFs, then the free translations.
+    :attr:`var_dofs`: the free rotational DoFs, then the free translations.  Forward
+    kinematics is written out here (rather than calling :func:`~medpose.kinematics.fk.segment_poses`)
+    so that one pass gives the keypoints *and* the world axis of every joint rotation the
+    Jacobian needs, level by level of the tree (a handful of batched 3x3 products per level).
     """
 
     def __init__(self, skeleton: Skeleton, kp_index: np.ndarray, device: torch.device, dtype: torch.dtype,
@@ -240,97 +302,158 @@ class _Context:
         self.kseg = t(sk.keypoint_segment[kp_index], torch.long)
         self.koff = t(sk.keypoint_offsets[kp_index])
         parent = sk.parent_index
+        depth = np.zeros(S, dtype=np.int64)
         anc = np.zeros((S, S), dtype=bool)                 # anc[s, a]: a is s or an ancestor of s
         for s in range(S):
             a = s
             while a >= 0:
                 anc[s, a] = True
                 a = parent[a]
+            depth[s] = anc[s].sum() - 1
+        self.levels = [(t(np.flatnonzero(depth == d), torch.long), t(parent[depth == d], torch.long))
+                       for d in range(1, int(depth.max()) + 1)]
+        self.root = int(np.flatnonzero(parent < 0)[0])
+        self.offs = t(sk.joint_offsets)                                  # (S, 3)
+        # elementary rotation of slot j of segment s about axis i:  E = B + cos(t) P + sin(t) Q
+        B = np.zeros((3, S, 3, 3))
+        P = np.zeros((3, S, 3, 3))
+        Qm = np.zeros((3, S, 3, 3))
+        for s, seq in enumerate(sk.sequences):
+            for j, ax in enumerate(seq):
+                i = _AX[ax]
+                k1, k2 = (i + 1) % 3, (i + 2) % 3
+                B[j, s, i, i] = 1.0
+                P[j, s, k1, k1] = P[j, s, k2, k2] = 1.0
+                Qm[j, s, k2, k1], Qm[j, s, k1, k2] = 1.0, -1.0
+        self.B, self.P, self.Q = t(B), t(P), t(Qm)
+        idx = sk.joint_dof_index                                         # (S, 3), -1 fixed
+        self.ang_dof = t(np.where(idx >= 0, idx, D).T, torch.long)       # (3, S) -> column D is 0
+        self.ang_scale = t((np.where(idx >= 0, sk.joint_dof_sign, 0.0) * np.pi / 180.0).T)  # (3, S)
         rot = [(d, s, j) for s in range(S) for j in range(3)
-               if (d := int(sk.joint_dof_index[s, j])) >= 0 and free[d]]
+               if (d := int(idx[s, j])) >= 0 and free[d]]
         seg = np.array([r[1] for r in rot], dtype=np.int64)
         slot = np.array([r[2] for r in rot], dtype=np.int64)
-        seqs = [sk.sequences[s] for s in seg]
-        a1 = np.array([_AX[q[0]] for q in seqs], dtype=np.int64)
-        a2 = np.array([_AX[q[1]] for q in seqs], dtype=np.int64)
-        a3 = np.array([_AX[q[2]] for q in seqs], dtype=np.int64)
-        th1 = sk.joint_dof_index[seg, 0]
-        self.seg, self.slot = t(seg, torch.long), t(slot, torch.long)
-        self.parent1 = t(parent[seg] + 1, torch.long)      # index into [I, R_0, R_1, ...]
-        self.a1, self.a2, self.a3, self.k12 = (t(v, torch.long) for v in (a1, a2, a3, 3 - a1 - a2))
-        self.eps12 = t(np.where((a2 - a1) % 3 == 1, 1.0, -1.0))
-        self.th1_dof = t(np.where(th1 >= 0, th1, D), torch.long)
-        self.th1_sign = t(sk.joint_dof_sign[seg, 0])
-        # d x / d q (per degree) = sign * pi/180 * (w x lever), for keypoints below the joint
-        self.scale = t((sk.joint_dof_sign[seg, slot] * np.pi / 180.0)[None, :]
-                       * anc[sk.keypoint_segment[kp_index]][:, seg])          # (K, Fr)
+        axis = np.array([_AX[sk.sequences[s][j]] for s, j in zip(seg, slot)], dtype=np.int64)
+        self.seg, self.slot, self.axis = t(seg, torch.long), t(slot, torch.long), t(axis, torch.long)
+        # d x_k / d q_f (per degree) = sign * pi/180 * w_f x (x_k - o_f) for keypoints below the joint
+        self.scale = t((sk.joint_dof_sign[seg, slot] * np.pi / 180.0)[:, None]
+                       * anc[sk.keypoint_segment[kp_index]][:, seg].T)[..., None]   # (Fr, K, 1)
         trans = [int(d) for d in sk.translation_dof_index if free[d]]
-        self.trans_axes = t([list(sk.translation_dof_index).index(d) for d in trans], torch.long)
-        self.var_dofs = t([r[0] for r in rot] + trans, torch.long)           # (F,)
+        tax = [list(sk.translation_dof_index).index(d) for d in trans]
+        Jt_t = np.zeros((len(trans), len(kp_index), 3))
+        for n, a in enumerate(tax):
+            Jt_t[n, :, a] = 1.0
+        self.Jt_trans = t(Jt_t)                                          # (Ft, K, 3)
+        self.trans_axes = t(tax, torch.long)
+        self.trans_dofs = t(sk.translation_dof_index, torch.long)
+        self.var_dofs = t([r[0] for r in rot] + trans, torch.long)       # (F,)
         self.n_rot = len(rot)
         self.D = D
+
+    def poses(self, q: torch.Tensor):
+        """Parent rotation, rotations after the first and second elementary rotation, segment
+        rotation (each (T, S, 3, 3)) and segment origins (T, S, 3), from q (T, D) in degrees."""
+        T = q.shape[0]
+        qz = torch.cat([q, q.new_zeros(T, 1)], dim=1)
+        ang = qz[:, self.ang_dof] * self.ang_scale                      # (T, 3, S) radians
+        E = self.B + torch.cos(ang)[..., None, None] * self.P + torch.sin(ang)[..., None, None] * self.Q
+        S = self.offs.shape[0]
+        eye = torch.eye(3, device=q.device, dtype=q.dtype)
+        PR = eye.expand(T, S, 3, 3).clone()
+        RA = torch.empty_like(PR)
+        RB = torch.empty_like(PR)
+        R = torch.empty_like(PR)
+        o = torch.empty(T, S, 3, device=q.device, dtype=q.dtype)
+        r = self.root
+        RA[:, r] = E[:, 0, r]
+        RB[:, r] = RA[:, r] @ E[:, 1, r]
+        R[:, r] = RB[:, r] @ E[:, 2, r]
+        o[:, r] = self.offs[r] + q[:, self.trans_dofs]
+        for seg, par in self.levels:                                    # tree depth (~6), not frames
+            Rp = R[:, par]
+            PR[:, seg] = Rp
+            o[:, seg] = o[:, par] + (Rp @ self.offs[seg][..., None])[..., 0]
+            a = Rp @ E[:, 0, seg]
+            b = a @ E[:, 1, seg]
+            RA[:, seg], RB[:, seg], R[:, seg] = a, b, b @ E[:, 2, seg]
+        return PR, RA, RB, R, o
 
     def keypoints(self, R: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         """Keypoints (T, K, 3) from segment poses: ``o[seg] + R[seg] @ offset``."""
         return o[:, self.kseg] + (R[:, self.kseg] @ self.koff[..., None])[..., 0]
 
-    def evaluate(self, q: torch.Tensor, jacobian: bool = False):
-        """Segment poses, keypoints and (optionally) the Jacobian (T, K, 3, F) per degree / mm."""
-        R, o = segment_poses(self.sk, q)
-        x = self.keypoints(R, o)
-        return R, o, x, (self.jacobian(q, R, o, x) if jacobian else None)
+    def jacobian(self, PR: torch.Tensor, RA: torch.Tensor, RB: torch.Tensor, o: torch.Tensor,
+                 x: torch.Tensor) -> torch.Tensor:
+        """Transposed Jacobian (T, F, K, 3) of the keypoints ``x``, per degree / mm."""
+        T = x.shape[0]
+        # world axis of each free rotation: the parent's axis, then axes carried by the previous rotations
+        stk = torch.stack([PR, RA, RB], dim=1).transpose(-1, -2)       # (T, 3, S, column, row)
+        w = stk[:, self.slot, self.seg, self.axis]                      # (T, Fr, 3)
+        wx = torch.linalg.cross(w[:, :, None, :].expand(-1, -1, x.shape[1], -1),
+                                x[:, None, :, :].expand(-1, w.shape[1], -1, -1), dim=-1)   # (T, Fr, K, 3)
+        wo = torch.linalg.cross(w, o[:, self.seg], dim=-1)[:, :, None, :]             # (T, Fr, 1, 3)
+        Jr = (wx - wo) * self.scale
+        if self.Jt_trans.shape[0]:
+            Jr = torch.cat([Jr, self.Jt_trans.expand(T, -1, -1, -1)], dim=1)
+        return Jr
 
-    def jacobian(self, q: torch.Tensor, R: torch.Tensor, o: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        T, K = x.shape[:2]
-        Rt = R.transpose(-1, -2)                                        # Rt[t, s, c] = column c of R
-        eye = torch.eye(3, device=q.device, dtype=q.dtype).expand(T, 1, 3, 3)
-        Rpt = torch.cat([eye, Rt], dim=1)
-        qz = torch.cat([q, q.new_zeros(T, 1)], dim=1)
-        th1 = torch.deg2rad(qz[:, self.th1_dof] * self.th1_sign)[..., None]   # (T, Fr, 1)
-        w1 = Rpt[:, self.parent1, self.a1]                              # (T, Fr, 3)
-        w2 = torch.cos(th1) * Rpt[:, self.parent1, self.a2] + self.eps12[:, None] * torch.sin(th1) * Rpt[:, self.parent1, self.k12]
-        w3 = Rt[:, self.seg, self.a3]
-        slot = self.slot[:, None]
-        w = torch.where(slot == 0, w1, torch.where(slot == 1, w2, w3))[:, None]   # (T, 1, Fr, 3)
-        lev = x[:, :, None, :] - o[:, None, self.seg, :]                # (T, K, Fr, 3)
-        cx = w[..., 1] * lev[..., 2] - w[..., 2] * lev[..., 1]
-        cy = w[..., 2] * lev[..., 0] - w[..., 0] * lev[..., 2]
-        cz = w[..., 0] * lev[..., 1] - w[..., 1] * lev[..., 0]
-        Jr = torch.stack([cx, cy, cz], dim=2) * self.scale[:, None, :]  # (T, K, 3, Fr)
-        Jt = torch.eye(3, device=q.device, dtype=q.dtype)[:, self.trans_axes].expand(T, K, 3, -1)
-        return torch.cat([Jr, Jt], dim=3)
+    def evaluate_t(self, q: torch.Tensor, jacobian: bool = True):
+        """Keypoints (T, K, 3) and the transposed Jacobian (T, F, K, 3), per degree / mm."""
+        PR, RA, RB, R, o = self.poses(q)
+        x = self.keypoints(R, o)
+        return x, (self.jacobian(PR, RA, RB, o, x) if jacobian else None)
+
+    def evaluate(self, q: torch.Tensor, jacobian: bool = False):
+        """Segment rotations (T, S, 3, 3), origins, keypoints and (optionally) the Jacobian
+        (T, K, 3, F) per degree / mm."""
+        PR, RA, RB, R, o = self.poses(q)
+        x = self.keypoints(R, o)
+        return R, o, x, (self.jacobian(PR, RA, RB, o, x).permute(0, 2, 3, 1) if jacobian else None)
 
 
 # ------------------------------------------------------------------------------ the solver
-def _prior_terms(z: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, margin: float, weight: float,
-                 smooth: float, mean_nb: torch.Tensor | None, nb_ok: torch.Tensor | None):
-    """Prior residuals (T, F) and their diagonal Jacobians (T, F): soft limits, smoothness."""
+def _prior_terms(z: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, pri: "_Priors",
+                 mean_nb: torch.Tensor | None = None, nb_ok: torch.Tensor | None = None):
+    """Prior residuals (T, F) and their diagonal Jacobians: soft limits, posture, smoothness."""
     terms = []
-    if weight > 0 and margin > 0:
-        up = torch.clamp(z - (hi - margin), min=0.0)
-        dn = torch.clamp((lo + margin) - z, min=0.0)
+    if pri.weight > 0 and pri.margin > 0:
+        up = torch.clamp(z - (hi - pri.margin), min=0.0)
+        dn = torch.clamp((lo + pri.margin) - z, min=0.0)
         band = ((up > 0) | (dn > 0)).to(z.dtype)
-        terms.append((weight * (up - dn), weight * band))
-    if smooth > 0 and mean_nb is not None:
+        terms.append((pri.weight * (up - dn), pri.weight * band))
+    if pri.tik is not None:
+        terms.append((pri.tik * (z - pri.mu), pri.tik.expand_as(z)))
+    if pri.smooth > 0 and mean_nb is not None:
         ok = nb_ok.to(z.dtype)[:, None]
-        terms.append((smooth * (z - mean_nb) * ok, smooth * ok.expand_as(z)))
+        terms.append((pri.smooth * (z - mean_nb) * ok, pri.smooth * ok.expand_as(z)))
     return terms
 
 
-def _cost(res: torch.Tensor, terms) -> torch.Tensor:
-    c = (res ** 2).sum(dim=(1, 2))
-    for r, _ in terms:
-        c = c + (r ** 2).sum(dim=1)
-    return c
+@dataclass(frozen=True)
+class _Priors:
+    margin: float                      # soft-limit band, degrees
+    weight: float                      # soft-limit weight, mm per degree
+    tik: torch.Tensor | None           # (F,) posture-prior weight per variable, mm per degree
+    mu: torch.Tensor | None            # (F,) neutral value per variable
+    smooth: float = 0.0
+
+
+def _normal_equations(Jt: torch.Tensor, sw: torch.Tensor, x: torch.Tensor, xo: torch.Tensor):
+    """Weighted data cost (T,), J^T J (T, F, F) and J^T r (T, F) from Jt (T, F, K, 3)."""
+    r = (sw * (x - xo)).flatten(1)                                       # (T, 3K)
+    Jw = (Jt * sw[:, None]).flatten(2)                                   # (T, F, 3K)
+    return (r * r).sum(dim=1), Jw @ Jw.transpose(1, 2), (Jw @ r[..., None])[..., 0]
 
 
 def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, lo: torch.Tensor,
-           hi: torch.Tensor, *, margin: float, weight: float, smooth: float = 0.0, neighbours=None,
-           max_iter: int = 100, tol: float = 1e-6, xtol: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+           hi: torch.Tensor, pri: _Priors, *, neighbours=None, max_iter: int = 100, tol: float = 1e-6,
+           xtol: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projected Levenberg-Marquardt on a batch of frames.
 
-    Only frames that have not converged are carried into the next iteration (the batch
-    shrinks), so the slowest frames do not cost the others anything.
+    One forward-kinematics pass per iteration gives the trial point's keypoints and, for the
+    frames that accept it and go on, the Jacobian of the next step; a rejected frame keeps its
+    normal equations and only raises its damping.  Converged frames leave the batch, so the
+    slowest frames do not cost the others anything.
 
     Returns q (T, D), fitted keypoints (T, K, 3) and converged (T,).
     """
@@ -340,51 +463,63 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
     q = q0.clone()
     q[:, var] = torch.clamp(q[:, var], lo_v, hi_v)
     sw_all = torch.sqrt(w)[..., None]
-    lam_all = q.new_full((T,), 1e-3)
+    x, Jt = ctx.evaluate_t(q)
+    xf = x
+    dc, H, g = _normal_equations(Jt, sw_all, x, x_obs)
+    del Jt
+    lam = q.new_full((T,), 1e-3)
     conv = torch.zeros(T, dtype=torch.bool, device=q.device)
     act = torch.arange(T, device=q.device)
+    eye = torch.eye(var.numel(), device=q.device, dtype=q.dtype)
     for _ in range(max_iter):
         if act.numel() == 0:
             break
-        qa, sw, xo, lam = q[act], sw_all[act], x_obs[act], lam_all[act]
+        qa, sw, xo = q[act], sw_all[act], x_obs[act]
         za = qa[:, var]
         mnb = nbok = None
         if neighbours is not None:
             mnb, nbok = neighbours(q)
             mnb, nbok = mnb[act][:, var], nbok[act]
-        R, o, x, J = ctx.evaluate(qa, jacobian=True)
-        res = sw * (x - xo)
-        terms = _prior_terms(za, lo_v, hi_v, margin, weight, smooth, mnb, nbok)
-        cost = _cost(res, terms)
-        Jw = (sw[..., None] * J).reshape(qa.shape[0], -1, var.numel())
-        H = Jw.transpose(1, 2) @ Jw
-        g = (Jw.transpose(1, 2) @ res.reshape(qa.shape[0], -1, 1))[..., 0]
+        terms = _prior_terms(za, lo_v, hi_v, pri, mnb, nbok)
+        cost, Ht, gt = dc, H, g
         for r, dj in terms:
-            H = H + torch.diag_embed(dj * dj)
-            g = g + dj * r
-        frozen = ((za <= lo_v) & (g > 0)) | ((za >= hi_v) & (g < 0))
+            cost = cost + (r * r).sum(dim=1)
+            Ht = Ht + torch.diag_embed(dj * dj)
+            gt = gt + dj * r
+        frozen = ((za <= lo_v) & (gt > 0)) | ((za >= hi_v) & (gt < 0))
         keep = (~frozen).to(q.dtype)
-        H = H * keep[:, :, None] * keep[:, None, :]
-        diag = torch.diagonal(H, dim1=1, dim2=2)
-        A = H + torch.diag_embed(lam[:, None] * diag + 1e-9 + frozen.to(q.dtype))
+        Ht = Ht * keep[:, :, None] * keep[:, None, :]
+        diag = torch.diagonal(Ht, dim1=1, dim2=2)
+        A = Ht + eye * (lam[:, None] * diag + 1e-9 + frozen.to(q.dtype))[:, None, :]
         L, info = torch.linalg.cholesky_ex(A)
-        step = -torch.cholesky_solve((g * keep)[..., None], L)[..., 0] * keep
+        step = -torch.cholesky_solve((gt * keep)[..., None], L)[..., 0] * keep
         bad = info != 0
         step = torch.where(bad[:, None], torch.zeros_like(step), step)
         z_new = torch.clamp(za + step, lo_v, hi_v)
         q_new = qa.clone()
         q_new[:, var] = z_new
-        _, _, x2, _ = ctx.evaluate(q_new)
-        cost2 = _cost(sw * (x2 - xo), _prior_terms(z_new, lo_v, hi_v, margin, weight, smooth, mnb, nbok))
+        PR, RA, RB, R, o = ctx.poses(q_new)
+        x2 = ctx.keypoints(R, o)
+        r2 = (sw * (x2 - xo)).flatten(1)
+        dc2 = (r2 * r2).sum(dim=1)
+        cost2 = dc2
+        for r, _ in _prior_terms(z_new, lo_v, hi_v, pri, mnb, nbok):
+            cost2 = cost2 + (r * r).sum(dim=1)
         ok = (cost2 <= cost) & torch.isfinite(cost2) & ~bad
         dz = (z_new - za).abs().amax(dim=1)
         done = (ok & (((cost - cost2) <= tol * cost) | (dz <= xtol))) | (lam > 1e10) | (cost <= 1e-20)
         q[act] = torch.where(ok[:, None], q_new, qa)
-        lam_all[act] = torch.where(ok, torch.clamp(lam / 3.0, min=1e-7), lam * 4.0)
+        xf[act] = torch.where(ok[:, None, None], x2, xf[act])
+        lam = torch.where(ok, torch.clamp(lam / 3.0, min=1e-7), lam * 4.0)
         conv[act] = done
-        act = act[~done]
-    R, o = segment_poses(ctx.sk, q)
-    return q, ctx.keypoints(R, o), conv
+        go = ~done
+        upd = torch.nonzero(ok & go)[:, 0]
+        if upd.numel():                                                  # Jacobian where needed only
+            Jn = ctx.jacobian(PR[upd], RA[upd], RB[upd], o[upd], x2[upd])
+            dcn, Hn, gn = _normal_equations(Jn, sw[upd], x2[upd], xo[upd])
+            dc[upd], H[upd], g[upd] = dcn, Hn, gn
+        act, dc, H, g, lam = act[go], dc[go], H[go], g[go], lam[go]
+    return q, xf, conv
 
 
 def _rigid_init(ctx: _Context, template: torch.Tensor, torso: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor,
@@ -543,9 +678,9 @@ def _default_dtype(device: torch.device) -> torch.dtype:
 
 def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: JointLimits | None = None, *,
         device: str | torch.device | None = None, dtype: torch.dtype | None = None, smoothness: float = 0.0,
-        chunk_size: int | None = None, progress: bool | None = None, min_confidence: float = 0.3,
-        min_keypoints: int | None = None, max_iter: int = 100, warm_stride: int = 4,
-        up: str | None = None) -> Fit:
+        prior: Mapping[str, float] | None = None, chunk_size: int | None = None, progress: bool | None = None,
+        min_confidence: float = 0.3, min_keypoints: int | None = None, max_iter: int = 100,
+        warm_stride: int = 4, tol_deg: float = 1e-3, up: str | None = None) -> Fit:
     """Fit a skeleton to every frame of a 3D keypoint sequence under joint limits.
 
     Parameters
@@ -565,8 +700,14 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     smoothness : float
         Weight of the temporal smoothness term, mm of keypoint residual per degree of
         departure from the mean of the two neighbouring frames (0 = off; 1-5 smooths jitter).
+    prior : Mapping[str, float], optional
+        Posture prior: mm of keypoint residual per degree away from the neutral pose, by DoF
+        (``"lumbar_flexion"``), by DoF without side (``"shoulder_rotation"``) or ``"*"``;
+        updates :data:`DEFAULT_PRIOR` (0.05 mm/deg everywhere, 1 mm/deg on the lumbar DoFs,
+        0 on the pelvis).  ``{"*": 0, "lumbar_flexion": 0, "lumbar_bending": 0,
+        "lumbar_rotation": 0}`` turns it off.
     chunk_size : int, optional
-        Frames per batch (default 256 on the CPU, cache-sized, 1,048,576 on a GPU); memory grows with it,
+        Frames per batch (default 2048 on the CPU, 262,144 on a GPU); memory grows with it,
         not with the recording.
     progress : bool, optional
         Show a tqdm progress bar (default: when there is more than one chunk).
@@ -578,7 +719,11 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     max_iter : int
         Levenberg-Marquardt iterations per stage.
     warm_stride : int
-        Every ``warm_stride``-th frame is solved first; the others start from its solution.
+        Every ``warm_stride``-th frame is solved first; the others start from the linear
+        interpolation of their solved neighbours.
+    tol_deg : float
+        A frame has converged when its step is below ``tol_deg`` (degrees, mm) or its cost
+        falls by less than 1e-6 relative.
     up : str, optional
         The data's up axis (``"+y"``, ``"+z"``...) if it should not be estimated.
 
@@ -590,7 +735,8 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     ------
     InputError
         Not a 3D KeypointSequence; a layout missing the keypoints the fit needs (named);
-        bone lengths implausible for a human (e.g. metres instead of millimetres).
+        bone lengths implausible for a human (e.g. metres instead of millimetres); a bad
+        ``prior``, ``smoothness``, ``chunk_size`` or ``up``.
     LimitError
         Empty or inverted limits (from :class:`JointLimits`).
 
@@ -600,18 +746,21 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     >>> f = mp.fit(mp.read_keypoints("trial.trc"))               # doctest: +SKIP
     >>> f.angles["knee_flexion_r"].max()                         # doctest: +SKIP
     """
-    prob = prepare(sequence, skeleton, limits, min_confidence=min_confidence, min_keypoints=min_keypoints, up=up)
+    prob = prepare(sequence, skeleton, limits, min_confidence=min_confidence, min_keypoints=min_keypoints, up=up,
+                   prior=prior)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     dt = dtype or _default_dtype(dev)
     if smoothness < 0 or not math.isfinite(smoothness):
         raise InputError(f"fit: smoothness must be a finite number >= 0, found {smoothness!r}")
+    if not (tol_deg > 0 and math.isfinite(tol_deg)):
+        raise InputError(f"fit: tol_deg must be a finite number > 0, found {tol_deg!r}")
     T = sequence.n_frames
-    cs = int(chunk_size) if chunk_size is not None else (1 << 20 if dev.type == "cuda" else 256)
+    cs = int(chunk_size) if chunk_size is not None else (1 << 18 if dev.type == "cuda" else 2048)
     if cs < 1:
         raise InputError(f"fit: chunk_size must be a positive number of frames, found {chunk_size!r}")
     out = _run(prob, sequence.positions[:, prob.seq_index], sequence.confidence[:, prob.seq_index], dev, dt,
                smoothness=float(smoothness), chunk_size=cs, progress=progress, max_iter=int(max_iter),
-               warm_stride=max(1, int(warm_stride)))
+               warm_stride=max(1, int(warm_stride)), xtol=float(tol_deg))
     q, fitted, resid, conv, valid = out
     n_bad = int((~valid).sum())
     if n_bad:
@@ -626,8 +775,117 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
                prob.observable, prob.alignment, prob.kp_names, fitted, resid, at, conv, valid)
 
 
+# ------------------------------------------------------------------------------ Euler branches
+def _branch_moves(sk: Skeleton, free: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Re-parametrisations of a ball joint that leave its segment's (and children's) pose unchanged.
+
+    For ``R = R_i(a) R_j(b) R_k(c)``: the other Euler branch ``(a + 180, 180 - b, c + 180)``
+    (Diebel 2006, sec. 5) gives the same rotation; a half turn of the segment about its own
+    last axis ``k`` with each child joint re-expressed (``R_k(180) R_u(d) R_v(e) R_k(f) =
+    R_u(-d) R_v(-e) R_k(f + 180)`` for the child's axes ``u, v`` perpendicular to ``k``) moves
+    nothing but what turns with it about that axis; they compose.  Returned per move: DoF
+    columns, per-column multiplier (+-1) and offset (degrees, in the DoF's own sign), applied
+    as ``q' = m q + c``.  Whether a move is exact for the keypoints at hand (a child keypoint
+    off the axis, a child DoF held fixed) is not assumed: :func:`_choose_branches` compares costs.
+    """
+    moves = []
+    idx, sign = sk.joint_dof_index, sk.joint_dof_sign
+    for s, seq in enumerate(sk.sequences):
+        if sk.parent_index[s] < 0 or not all(idx[s] >= 0) or not free[idx[s]].all():
+            continue
+        cols, mult, off = [], [], []
+        # Euler twin: raw (a, b, c) -> (a + 180, 180 - b, c + 180); in DoF units q = raw * sign
+        twin = (list(idx[s]), [1.0, -1.0, 1.0], [180.0 * sign[s, 0], 180.0 * sign[s, 1], 180.0 * sign[s, 2]])
+        k = seq[2]
+        flip_c, flip_m, flip_o = [int(idx[s, 2])], [1.0], [180.0 * sign[s, 2]]
+        for c in np.flatnonzero(sk.parent_index == s):
+            for j, ax in enumerate(sk.sequences[c]):
+                d = int(idx[c, j])
+                if d < 0 or not free[d]:
+                    continue
+                flip_c.append(d)
+                flip_m.append(1.0 if ax == k else -1.0)
+                flip_o.append(180.0 * sign[c, j] if ax == k else 0.0)
+        flip = (flip_c, flip_m, flip_o)
+        both_c = list(flip_c)
+        both_m, both_o = list(flip_m), list(flip_o)
+        for d, m, o in zip(*twin):
+            if d in both_c:                                           # compose on the shared column
+                n = both_c.index(d)
+                both_m[n], both_o[n] = both_m[n] * m, m * both_o[n] + o
+            else:
+                both_c.append(d)
+                both_m.append(m)
+                both_o.append(o)
+        for c_, m_, o_ in (twin, flip, (both_c, both_m, both_o)):
+            cols, mult, off = np.array(c_), np.array(m_), np.array(o_)
+            moves.append((cols, mult, off))
+    return moves
+
+
+def _wrap_into(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """The 360-degree equivalent of ``v`` inside ``[lo, hi]`` where there is one."""
+    v = torch.remainder(v + 180.0, 360.0) - 180.0
+    v = torch.where(v > hi, v - 360.0, v)
+    return torch.where(v < lo, v + 360.0, v)
+
+
+def _choose_branches(ctx: _Context, moves, q: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor,
+                     lo: torch.Tensor, hi: torch.Tensor, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Among poses that fit the keypoints equally well, keep the one nearest the neutral pose.
+
+    Each move of :func:`_branch_moves` is tried on every frame; it is taken where it stays
+    inside the hard limits, does not raise the keypoint cost (beyond rounding) and brings the
+    joint nearer neutral (squared distance to ``mu`` of the DoFs it changes).  Returns the new
+    q and a mask of the frames that changed.
+    """
+    changed = torch.zeros(q.shape[0], dtype=torch.bool, device=q.device)
+    if not moves or q.shape[0] == 0:
+        return q, changed
+    sw = torch.sqrt(w)[..., None]
+    x, _ = ctx.evaluate_t(q, jacobian=False)
+    cost = ((sw * (x - x_obs)) ** 2).sum(dim=(1, 2))
+    for cols, mult, off in moves:
+        c = torch.as_tensor(cols, device=q.device)
+        cand = _wrap_into(q[:, c] * torch.as_tensor(mult, device=q.device, dtype=q.dtype)
+                          + torch.as_tensor(off, device=q.device, dtype=q.dtype), lo[c], hi[c])
+        inside = ((cand >= lo[c]) & (cand <= hi[c])).all(dim=1)
+        nearer = ((cand - mu[c]) ** 2).sum(dim=1) < ((q[:, c] - mu[c]) ** 2).sum(dim=1) - 1e-6
+        sel = torch.nonzero(inside & nearer)[:, 0]
+        if sel.numel() == 0:
+            continue
+        qn = q[sel].clone()
+        qn[:, c] = cand[sel]
+        xn, _ = ctx.evaluate_t(qn, jacobian=False)
+        cn = ((sw[sel] * (xn - x_obs[sel])) ** 2).sum(dim=(1, 2))
+        ok = cn <= cost[sel] * (1.0 + 1e-5) + 1e-6 * x_obs.shape[1]
+        take = sel[ok]
+        q = q.clone()
+        q[take] = qn[ok]
+        cost = cost.clone()
+        cost[take] = cn[ok]
+        changed[take] = True
+    return q, changed
+
+
+def _interpolate(q_c: torch.Tensor, at_c: torch.Tensor, at: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Start values for frames ``at`` from solved frames ``at_c`` (sorted): linear in time, or
+    the nearer solved frame for a rotational DoF that jumps by more than 45 degrees between them."""
+    n = at_c.numel()
+    i = torch.clamp(torch.searchsorted(at_c, at, right=True) - 1, 0, n - 1)
+    j = torch.clamp(i + 1, max=n - 1)
+    span = (at_c[j] - at_c[i]).to(q_c.dtype)
+    a = torch.where(span > 0, (at - at_c[i]).to(q_c.dtype) / span.clamp(min=1), torch.zeros_like(span))[:, None]
+    qi, qj = q_c[i], q_c[j]
+    lin = qi + a * (qj - qi)
+    near = torch.where(a > 0.5, qj, qi)
+    jump = ((qj - qi).abs() > 45.0) & rot[None]
+    return torch.where(jump, near, lin)
+
+
 def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device, dt: torch.dtype, *,
-         smoothness: float, chunk_size: int, progress: bool | None, max_iter: int, warm_stride: int):
+         smoothness: float, chunk_size: int, progress: bool | None, max_iter: int, warm_stride: int,
+         xtol: float):
     sk = prob.skeleton
     T, K = pos.shape[:2]
     D = len(sk.dof_names)
@@ -635,8 +893,14 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     tt = lambda a, d=dt: torch.as_tensor(np.array(a), device=dev, dtype=d)  # noqa: E731
     lo, hi = tt(prob.lower), tt(prob.upper)
     free = torch.as_tensor(prob.observable, device=dev)
-    # neutral value of unobservable DoFs: 0 clipped into range
-    neutral = tt(np.clip(0.0, prob.lower, prob.upper))
+    rot = torch.as_tensor(sk.rotational, device=dev)
+    neutral = tt(prob.prior_mean)
+    var = ctx.var_dofs
+    tik = tt(prob.prior_weight)[var]
+    pri = _Priors(prob.limits.soft_margin_deg, prob.limits.soft_weight,
+                  tik if bool((tik > 0).any()) else None, neutral[var], smoothness)
+    pri0 = _Priors(pri.margin, pri.weight, pri.tik, pri.mu, 0.0)
+    moves = _branch_moves(sk, prob.observable)
     template = tt(forward_kinematics(sk, np.zeros((1, D)))[0][prob.kp_index])
     seg_names = sk.segment_names
     torso_seg = {sk.segment_index("pelvis") if "pelvis" in seg_names else 0}
@@ -648,8 +912,8 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     root_rot = tt([d if d >= 0 else D for d in sk.joint_dof_index[root]], torch.long)
     root_sign = tt(np.where(sk.joint_dof_index[root] >= 0, sk.joint_dof_sign[root], 1.0))
     trans = tt(sk.translation_dof_index, torch.long)
-    margin, weight = prob.limits.soft_margin_deg, prob.limits.soft_weight
     A = prob.alignment
+    At = tt(A.T)
 
     q_all = np.full((T, D), np.nan)
     fit_all = np.full((T, K, 3), np.nan)
@@ -664,50 +928,65 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     prev_last: torch.Tensor | None = None
     for s0 in starts:
         s1 = min(T, s0 + chunk_size)
-        P = np.asarray(pos[s0:s1], dtype=float)
-        C = np.asarray(conf[s0:s1], dtype=float)
-        finite = np.isfinite(P).all(axis=2)
-        w_np = np.where(finite & (C >= prob.min_confidence), C, 0.0)
-        x_np = np.where(finite[..., None], P, 0.0) @ A.T                 # skeleton axes
-        x_obs, w = tt(x_np), tt(w_np)
+        n = s1 - s0
+        P = torch.as_tensor(np.asarray(pos[s0:s1]), device=dev)
+        C = torch.as_tensor(np.asarray(conf[s0:s1]), device=dev)
+        finite = torch.isfinite(P).all(dim=2)
+        w = torch.where(finite & (C >= prob.min_confidence), C, 0.0).to(dt)
+        x_obs = torch.where(finite[..., None], P, 0.0).to(dt) @ At           # skeleton axes
         q0, rig_ok = _rigid_init(ctx, template, torso, x_obs, w, sk.sequences[root], root_sign, root_rot,
                                  trans, D + 1)    # column D catches fixed root axes
         q0 = q0[:, :D]
         q0 = torch.where(free[None], q0, neutral[None])
         valid = rig_ok & ((w > 0).sum(dim=1) >= prob.min_keypoints)
         vidx = torch.nonzero(valid)[:, 0]
-        n = s1 - s0
+        # work relative to the chunk's mean pelvis position (float32 keeps its precision)
+        centre = q0[vidx][:, trans].mean(dim=0) if vidx.numel() else q0.new_zeros(3)
+        x_obs = x_obs - centre
+        q0[:, trans] = q0[:, trans] - centre
         q = torch.full((n, D), float("nan"), device=dev, dtype=dt)
         xf = torch.full((n, K, 3), float("nan"), device=dev, dtype=dt)
         cv = torch.zeros(n, dtype=torch.bool, device=dev)
         if vidx.numel():
-            # stage 1: every warm_stride-th valid frame from the rigid initialisation
+            # stage 1: every warm_stride-th valid frame from the rigid initialisation, then the
+            # branch of each ball joint nearest neutral among equally good fits
             coarse = vidx[::warm_stride]
-            qc, _, _ = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, margin=margin,
-                              weight=weight, max_iter=max_iter)
-            # stage 2: every valid frame from its nearest solved neighbour (translation re-centred)
-            pos_in_coarse = torch.clamp(torch.round(torch.arange(vidx.numel(), device=dev) / warm_stride).long(),
-                                        max=coarse.numel() - 1)
-            qn = qc[pos_in_coarse].clone()
-            qn[:, trans] = qn[:, trans] + (q0[vidx][:, trans] - q0[coarse][pos_in_coarse][:, trans])
+            qc, _, _ = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, pri0, max_iter=max_iter, xtol=xtol)
+            qc, moved = _choose_branches(ctx, moves, qc, x_obs[coarse], w[coarse], lo, hi, neutral)
+            # stage 2: every valid frame from the interpolation of its solved neighbours
+            qn = _interpolate(qc, coarse, vidx, rot) if coarse.numel() < vidx.numel() else qc
+            qn = torch.where(free[None], qn, neutral[None])
             nb = None
             if smoothness > 0:
-                nb = _neighbours(vidx, n, prev_last if s0 > 0 else None)
+                pl = None if prev_last is None else torch.cat([prev_last[:, :3 * 0 + D]], 0)[0]
+                if pl is not None:
+                    pl = pl.clone()
+                    pl[trans] = pl[trans] - centre
+                nb = _neighbours(vidx, n, pl if s0 > 0 else None)
             # with smoothness the frames are coupled (block-Jacobi): a few sweeps, not to full tolerance
-            qv, xv, cvv = _solve(ctx, qn, x_obs[vidx], w[vidx], lo, hi, margin=margin, weight=weight,
-                                 smooth=smoothness, neighbours=nb,
-                                 max_iter=max_iter if nb is None else min(max_iter, 20))
+            qv, xv, cvv = _solve(ctx, qn, x_obs[vidx], w[vidx], lo, hi, pri, neighbours=nb,
+                                 max_iter=max_iter if nb is None else min(max_iter, 20), xtol=xtol)
+            qb, moved = _choose_branches(ctx, moves, qv, x_obs[vidx], w[vidx], lo, hi, neutral)
+            m = torch.nonzero(moved)[:, 0]
+            if m.numel():                                                  # polish the frames that moved
+                qm, xm, cm = _solve(ctx, qb[m], x_obs[vidx][m], w[vidx][m], lo, hi, pri0, max_iter=max_iter,
+                                    xtol=xtol)
+                qv, xv, cvv = qv.clone(), xv.clone(), cvv.clone()
+                qv[m], xv[m], cvv[m] = qm, xm, cm
             q[vidx], xf[vidx], cv[vidx] = qv, xv, cvv
-            prev_last = q[-1].clone() if bool(valid[-1]) else None
-        wv = w_np > 0
-        xf_np = xf.double().cpu().numpy()
+            q[:, trans] = q[:, trans] + centre
+            xf = xf + centre
+            prev_last = q[-1:].clone() if bool(valid[-1]) else None
+        wv = (w > 0).cpu().numpy()
+        xf_np = xf.double().cpu().numpy() @ A                                # back to the data frame
+        P_np = np.asarray(pos[s0:s1], dtype=float)
         q_all[s0:s1] = q.double().cpu().numpy()
-        fit_all[s0:s1] = xf_np @ A                                         # back to the data frame
-        res_all[s0:s1] = np.where(wv, np.linalg.norm(xf_np @ A - P, axis=2), np.nan)
+        fit_all[s0:s1] = xf_np
+        res_all[s0:s1] = np.where(wv, np.linalg.norm(xf_np - P_np, axis=2), np.nan)
         conv_all[s0:s1] = cv.cpu().numpy()
         valid_all[s0:s1] = valid.cpu().numpy()
         if bar is not None:
-            bar.update(s1 - s0)
+            bar.update(n)
     if bar is not None:
         bar.close()
     return q_all, fit_all, res_all, conv_all, valid_all

@@ -54,7 +54,18 @@ def test_result_is_named_framed_and_in_mm(result):
     assert (res.swaps["stage"] == "view").sum() > 0   # this recording has per-view swaps
 
 
+@pytest.fixture(scope="module")
+def temporal(shared_data):
+    root = shared_data / "pose2sim"
+    cams = read_calibration(root / "Calib_qualisys.toml")
+    kp = {c.name: read_openpose(root / "keypoints-mediapipe" / f"{c.name}_json", rate=60.0) for c in cams}
+    with pytest.warns(ImageSizeWarning):
+        return triangulate(cams, kp, image_sizes=VIDEO_SIZES, temporal=True)
+
+
 def _lengths(res):
+    """Thigh and shank lengths (mm) per frame after clean_gaps and a 6 Hz Butterworth; frames
+    left missing (gaps longer than 0.2 s) are dropped."""
     seq = res.sequence
     clean = clean_gaps(seq, max_gap_s=0.2)
     p = butterworth(clean.sequence.positions, seq.rate, 6.0)
@@ -66,16 +77,43 @@ def _lengths(res):
     return out
 
 
+def _cv(d):
+    return np.std(d) / np.mean(d)
+
+
 def test_segment_lengths_plausible(result):
     res, _ = result
     for name, d in _lengths(res).items():
         assert 300 < np.median(d) < 480, f"{name}: median {np.median(d):.0f} mm"
-        assert np.std(d) / np.mean(d) < 0.12, f"{name} varies by {np.std(d) / np.mean(d):.1%}"
+        assert _cv(d) < 0.12, f"{name} varies by {_cv(d):.1%}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue target not reached yet: thigh_l varies by 5.0%, the shanks by ~10% "
-                                       "(frames 60-80, legs confused in several views); see docs/triangulation.md")
-def test_segment_lengths_steady_within_5_percent(result):
-    res, _ = result
-    for name, d in _lengths(res).items():
-        assert np.std(d) / np.mean(d) < 0.05, f"{name} varies by {np.std(d) / np.mean(d):.1%}"
+def test_temporal_mode_segment_lengths_steady_within_5_percent(temporal):
+    """The issue's "< 5 %" as the coefficient of variation over frames (std / mean)."""
+    lengths = _lengths(temporal)
+    for name, d in lengths.items():
+        assert len(d) >= 80, f"{name}: only {len(d)} of 100 frames"
+        assert 300 < np.median(d) < 480, f"{name}: median {np.median(d):.0f} mm"
+        assert _cv(d) < 0.05, f"{name} varies by {_cv(d):.1%}"
+
+
+def test_temporal_mode_reprojection(temporal):
+    tab = temporal.error_table(min_visibility=0.5)
+    assert len(tab) > 12000 and tab["error_px"].notna().all()
+    assert (tab["error_px"] < 20).mean() >= 0.85
+    assert tab["error_px"].median() < 11.0          # measured 10.66 px: above the issue's 10 px, see the xfail
+    assert set(temporal.swaps["stage"]) == {"temporal"}
+
+
+@pytest.mark.xfail(strict=True, reason="issue target not reached on one output: the default mode has median "
+                                       "9.86 px / 85.2 % within 20 px but shank CV ~10 %; temporal=True has "
+                                       "thigh/shank CV <= 4.7 % and 87.7 % within 20 px but a 10.66 px median; "
+                                       "see docs/triangulation.md")
+def test_issue_target_on_one_output(result, temporal):
+    for res in (result[0], temporal):
+        tab = res.error_table(min_visibility=0.5)
+        ok_reprojection = tab["error_px"].median() < 10.0 and (tab["error_px"] < 20).mean() >= 0.85
+        ok_lengths = all(_cv(d) < 0.05 for d in _lengths(res).values())
+        if ok_reprojection and ok_lengths:
+            return
+    raise AssertionError("no mode meets the reprojection and the segment-length targets together")
