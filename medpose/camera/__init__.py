@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .model import Camera
 from .swaps import repair_view_swaps
+from .tracking import TrackResult, track_points
 from .triangulation import ImageSizeWarning, TriangulationResult, triangulate, triangulate_points
 
 __all__ = ["Camera", "triangulate", "triangulate_points", "TriangulationResult", "ImageSizeWarning",
-           "repair_view_swaps"]
+           "repair_view_swaps", "track_points", "TrackResult"]

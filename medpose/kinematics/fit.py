@@ -53,7 +53,7 @@ from .patient import PatientSkeleton, estimate_skeleton
 from .skeleton import Skeleton
 
 __all__ = ["Fit", "fit", "FitProblem", "prepare", "alignment_rotation", "euler_from_matrix", "DEFAULT_PRIOR",
-           "prior_weights"]
+           "prior_sd", "NOISE_FLOOR_MM"]
 
 _AX = {"X": 0, "Y": 1, "Z": 2}
 #: Keypoints the fit cannot do without: the pelvis (both hips) and the trunk's direction.
@@ -148,39 +148,45 @@ class FitProblem:
     patient: PatientSkeleton | None
     min_confidence: float
     min_keypoints: int
-    prior_weight: np.ndarray       # (D,) posture prior, mm per degree away from prior_mean
+    prior_sd: np.ndarray           # (D,) posture prior standard deviation about prior_mean, deg
     prior_mean: np.ndarray         # (D,) neutral pose (0 clipped into the limits)
 
 
-#: Default posture prior: mm of keypoint residual charged per degree away from the neutral pose.
-#: ``"*"``: every rotational DoF (0.05 mm/deg: far below what a keypoint pins, so it only
-#: decides directions the keypoints leave free, e.g. upper-arm rotation with a straight elbow,
-#: flexion vs rotation at the shoulder's gimbal lock).  The lumbar DoFs get 1 mm/deg because
-#: keypoint sets without pelvis landmarks (HALPE_26, COCO) cannot tell pelvis tilt + hip
-#: flexion from lumbar flexion; the prior makes the trunk and pelvis move together unless the
-#: data say otherwise (what OpenSim models without a lumbar joint, e.g. Pose2Sim's, impose
-#: rigidly).  The pelvis (whole-body orientation) carries no prior.
+#: Default posture prior: standard deviation (degrees) of each DoF about the neutral pose.
+#: The fit charges ``(sigma / sd * (q - neutral))**2`` per DoF, where ``sigma`` (mm) is the keypoint
+#: noise it measures on the first, coarse pass (at least :data:`NOISE_FLOOR_MM`): a Gaussian
+#: prior on the angle beside Gaussian keypoint noise (maximum a posteriori, e.g. Bishop 2006,
+#: *Pattern Recognition and Machine Learning*, sec. 3.3), so clean data are barely pulled.
+#: ``"*"`` (100 deg) only decides directions the keypoints leave free (upper-arm rotation with
+#: a straight elbow, flexion vs rotation at the shoulder's gimbal lock).  The lumbar DoFs get
+#: 5 deg: keypoint sets without pelvis landmarks (HALPE_26, COCO) barely tell pelvis tilt +
+#: hip flexion from lumbar flexion, and noise would swing them by several degrees (OpenSim
+#: models without a lumbar joint, e.g. Pose2Sim's, hold them together rigidly).  The pelvis
+#: (whole-body orientation) carries no prior (``inf``).
 DEFAULT_PRIOR: Mapping[str, float] = MappingProxyType({
-    "*": 0.05, "lumbar_flexion": 1.0, "lumbar_bending": 1.0, "lumbar_rotation": 1.0,
-    "pelvis_tilt": 0.0, "pelvis_list": 0.0, "pelvis_rotation": 0.0})
+    "*": 100.0, "lumbar_flexion": 5.0, "lumbar_bending": 5.0, "lumbar_rotation": 5.0,
+    "pelvis_tilt": math.inf, "pelvis_list": math.inf, "pelvis_rotation": math.inf})
+
+#: Lowest keypoint noise (mm) the posture prior assumes, so that it still breaks exact ties.
+NOISE_FLOOR_MM = 0.1
 
 
-def prior_weights(skeleton: Skeleton, prior: Mapping[str, float] | None = None) -> np.ndarray:
-    """Posture-prior weight per DoF (D,), mm per degree, from :data:`DEFAULT_PRIOR` updated by ``prior``.
+def prior_sd(skeleton: Skeleton, prior: Mapping[str, float] | None = None) -> np.ndarray:
+    """Posture-prior standard deviation per DoF (D,), degrees, from :data:`DEFAULT_PRIOR` updated by ``prior``.
 
     Keys: a DoF name (``shoulder_rotation_r``), a name without its side (``shoulder_rotation``:
-    both sides) or ``"*"`` (every other rotational DoF); the most specific key wins.
-    Translations never carry a prior.
+    both sides) or ``"*"`` (every other rotational DoF); the most specific key wins; ``inf``
+    means no prior.  Translations never carry one.
 
     Raises
     ------
     InputError
-        An unknown key, or a weight that is not a finite number >= 0.
+        An unknown key, or a value that is not a number > 0.
     """
     merged = dict(DEFAULT_PRIOR)
     if prior is not None:
         if not isinstance(prior, Mapping):
-            raise InputError(f"fit: prior must be a mapping of DoF name to weight (mm per degree), "
+            raise InputError(f"fit: prior must be a mapping of DoF name to standard deviation in degrees, "
                              f"found {type(prior).__name__}")
         merged.update(prior)
     names = skeleton.dof_names
@@ -193,14 +199,14 @@ def prior_weights(skeleton: Skeleton, prior: Mapping[str, float] | None = None) 
             v = float(val)
         except (TypeError, ValueError):
             v = float("nan")
-        if not (math.isfinite(v) and v >= 0):
-            raise InputError(f"fit: prior: weight of {key!r} must be a finite number >= 0 (mm per degree), "
-                             f"found {val!r}")
-    out = np.zeros(len(names))
+        if not v > 0:
+            raise InputError(f"fit: prior: standard deviation of {key!r} must be a number > 0 degrees "
+                             f"(inf: no prior), found {val!r}")
+    out = np.full(len(names), np.inf)
     for i, (n, rot) in enumerate(zip(names, skeleton.rotational)):
         if rot:
             base = n[:-2] if n[-2:] in ("_r", "_l") else n
-            out[i] = float(merged.get(n, merged.get(base, merged.get("*", 0.0))))
+            out[i] = float(merged.get(n, merged.get(base, merged.get("*", math.inf))))
     return out
 
 
@@ -275,10 +281,10 @@ def prepare(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits
     mk = int(min_keypoints) if min_keypoints is not None else max(4, math.ceil(0.5 * k))
     if mk < 3:
         raise InputError(f"fit: min_keypoints must be at least 3, found {min_keypoints!r}")
-    pw = prior_weights(skeleton, prior)
+    psd = prior_sd(skeleton, prior)
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     return FitProblem(skeleton, lim, lo, hi, seq_idx, kp_idx, used, obs, A, patient, float(min_confidence), mk,
-                      pw, np.clip(0.0, lo, hi))
+                      psd, np.clip(0.0, lo, hi))
 
 
 # ------------------------------------------------------------------------------ torch context
@@ -583,6 +589,8 @@ class Fit:
     limit_active: np.ndarray           # (T, D) bool
     converged_mask: np.ndarray         # (T,) bool
     valid: np.ndarray                  # (T,) bool
+    noise: np.ndarray | None = None    # (T,) keypoint noise estimate of each frame's chunk, mm
+    prior_sd: np.ndarray | None = None  # (D,) posture prior standard deviation, degrees
 
     @property
     def times(self) -> np.ndarray:
@@ -634,6 +642,15 @@ class Fit:
         cols = self._rot_cols
         return pd.DataFrame(self.limit_active[:, cols], index=self._index(),
                             columns=[self.dof_names[i] for i in cols])
+
+    @property
+    def noise_mm(self) -> pd.Series:
+        """Keypoint noise (mm per axis) measured on the coarse pass, per frame (one value per chunk).
+
+        The posture prior's weight on DoF ``d`` is ``noise_mm / prior_sd[d]`` mm per degree
+        (:data:`DEFAULT_PRIOR`); NaN where no frame of the chunk could be fitted."""
+        v = self.noise if self.noise is not None else np.full(self.q.shape[0], np.nan)
+        return pd.Series(v, index=self._index(), name="noise_mm")
 
     @property
     def converged(self) -> pd.Series:
@@ -761,7 +778,7 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     out = _run(prob, sequence.positions[:, prob.seq_index], sequence.confidence[:, prob.seq_index], dev, dt,
                smoothness=float(smoothness), chunk_size=cs, progress=progress, max_iter=int(max_iter),
                warm_stride=max(1, int(warm_stride)), xtol=float(tol_deg))
-    q, fitted, resid, conv, valid = out
+    q, fitted, resid, conv, valid, noise = out
     n_bad = int((~valid).sum())
     if n_bad:
         warnings.warn(f"fit: {n_bad} of {T} frames have fewer than {prob.min_keypoints} keypoints with confidence "
@@ -772,7 +789,7 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     at = np.isfinite(q) & ((np.abs(q - lo) <= tol) | (np.abs(q - hi) <= tol)) & prob.observable
     sk = prob.skeleton
     return Fit(q, sk.dof_names, sequence.rate, sequence.start, sequence.frame, sk, prob.limits, prob.patient,
-               prob.observable, prob.alignment, prob.kp_names, fitted, resid, at, conv, valid)
+               prob.observable, prob.alignment, prob.kp_names, fitted, resid, at, conv, valid, noise, prob.prior_sd)
 
 
 # ------------------------------------------------------------------------------ Euler branches
@@ -896,10 +913,11 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     rot = torch.as_tensor(sk.rotational, device=dev)
     neutral = tt(prob.prior_mean)
     var = ctx.var_dofs
-    tik = tt(prob.prior_weight)[var]
-    pri = _Priors(prob.limits.soft_margin_deg, prob.limits.soft_weight,
-                  tik if bool((tik > 0).any()) else None, neutral[var], smoothness)
-    pri0 = _Priors(pri.margin, pri.weight, pri.tik, pri.mu, 0.0)
+    inv_sd = 1.0 / tt(prob.prior_sd)[var]                               # 0 where no prior
+    has_prior = bool((inv_sd > 0).any())
+    pri0 = _Priors(prob.limits.soft_margin_deg, prob.limits.soft_weight,
+                   NOISE_FLOOR_MM * inv_sd if has_prior else None, neutral[var], 0.0)
+    n_var = var.numel()
     moves = _branch_moves(sk, prob.observable)
     template = tt(forward_kinematics(sk, np.zeros((1, D)))[0][prob.kp_index])
     seg_names = sk.segment_names
@@ -916,6 +934,7 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     At = tt(A.T)
 
     q_all = np.full((T, D), np.nan)
+    noise_all = np.full(T, np.nan)
     fit_all = np.full((T, K, 3), np.nan)
     res_all = np.full((T, K), np.nan)
     conv_all = np.zeros(T, dtype=bool)
@@ -951,8 +970,17 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             # stage 1: every warm_stride-th valid frame from the rigid initialisation, then the
             # branch of each ball joint nearest neutral among equally good fits
             coarse = vidx[::warm_stride]
-            qc, _, _ = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, pri0, max_iter=max_iter, xtol=xtol)
+            qc, xc, _ = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, pri0, max_iter=max_iter,
+                               xtol=xtol)
             qc, moved = _choose_branches(ctx, moves, qc, x_obs[coarse], w[coarse], lo, hi, neutral)
+            # keypoint noise (mm per axis) from the coarse residuals: median over frames of
+            # sqrt(weighted squared residual / degrees of freedom); sets the posture prior's weight
+            wc = w[coarse]
+            dof = (3 * (wc > 0).sum(dim=1) - n_var).clamp(min=1).to(dt)
+            rms = torch.sqrt((wc * ((xc - x_obs[coarse]) ** 2).sum(dim=2)).sum(dim=1) / dof)
+            sigma = max(float(torch.nanmedian(rms)), NOISE_FLOOR_MM)
+            noise_all[s0:s1] = sigma
+            pri = _Priors(pri0.margin, pri0.weight, sigma * inv_sd if has_prior else None, pri0.mu, smoothness)
             # stage 2: every valid frame from the interpolation of its solved neighbours
             qn = _interpolate(qc, coarse, vidx, rot) if coarse.numel() < vidx.numel() else qc
             qn = torch.where(free[None], qn, neutral[None])
@@ -969,7 +997,7 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             qb, moved = _choose_branches(ctx, moves, qv, x_obs[vidx], w[vidx], lo, hi, neutral)
             m = torch.nonzero(moved)[:, 0]
             if m.numel():                                                  # polish the frames that moved
-                qm, xm, cm = _solve(ctx, qb[m], x_obs[vidx][m], w[vidx][m], lo, hi, pri0, max_iter=max_iter,
+                qm, xm, cm = _solve(ctx, qb[m], x_obs[vidx][m], w[vidx][m], lo, hi, pri, max_iter=max_iter,
                                     xtol=xtol)
                 qv, xv, cvv = qv.clone(), xv.clone(), cvv.clone()
                 qv[m], xv[m], cvv[m] = qm, xm, cm
@@ -989,7 +1017,7 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             bar.update(n)
     if bar is not None:
         bar.close()
-    return q_all, fit_all, res_all, conv_all, valid_all
+    return q_all, fit_all, res_all, conv_all, valid_all, noise_all
 
 
 def _neighbours(vidx: torch.Tensor, n: int, prev_last: torch.Tensor | None):
