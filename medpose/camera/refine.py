@@ -35,7 +35,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
-from scipy.sparse import lil_matrix
+from scipy.sparse import coo_matrix
 from scipy.spatial.transform import Rotation
 
 from ..data import KeypointSequence
@@ -119,25 +119,63 @@ def _prior_scale(order: list[str], prior_px: float, prior_deg: float, prior_foca
     return np.asarray(out, dtype=float)
 
 
-def _residuals(cams: Sequence[Camera], order: list[str], n_p: int, free: np.ndarray, theta: np.ndarray,
-               X: np.ndarray, obs: np.ndarray, cam_of: np.ndarray, pt_of: np.ndarray) -> np.ndarray:
-    """Reprojection residuals (n_obs * 2,) px for camera parameters theta (C, n_p) and points X (P, 3)."""
-    r = np.empty((len(obs), 2))
+def _corrected(cams: Sequence[Camera], order: list[str], free: np.ndarray, theta: np.ndarray) -> list[Camera]:
+    return [apply_corrections(c, **_unpack(theta[i], order)) if free[i] else c for i, c in enumerate(cams)]
+
+
+def _project(cams: Sequence[Camera], X: np.ndarray, cam_of: np.ndarray) -> np.ndarray:
+    """Pixels (N, 2) of points X (N, 3), each in its camera cam_of (N,)."""
+    out = np.empty((len(X), 2))
     for c, cam in enumerate(cams):  # a loop over the few cameras; observations are batched
         sel = cam_of == c
-        cc = apply_corrections(cam, **_unpack(theta[c], order)) if free[c] else cam
-        r[sel] = cc.project(X[pt_of[sel]]) - obs[sel]
-    return np.nan_to_num(r, nan=1e3).ravel()
+        out[sel] = cam.project(X[sel])
+    return out
+
+
+def _robust(name: str, n_robust: int):
+    """The loss for :func:`scipy.optimize.least_squares`: ``name`` on the first ``n_robust``
+    residuals (the observations), quadratic on the rest (priors, gauge).  Formulas as in
+    scipy's ``least_squares`` (rho(z), z = (r / f_scale)**2)."""
+    if name not in ("linear", "soft_l1", "huber", "cauchy"):
+        raise InputError(f"refine_calibration: loss must be one of 'linear', 'soft_l1', 'huber', 'cauchy', "
+                         f"found {name!r}")
+
+    def rho(z: np.ndarray) -> np.ndarray:
+        out = np.stack([z, np.ones_like(z), np.zeros_like(z)])
+        zr = z[:n_robust]
+        if name == "soft_l1":
+            t = 1 + zr
+            out[:, :n_robust] = [2 * (np.sqrt(t) - 1), t ** -0.5, -0.5 * t ** -1.5]
+        elif name == "huber":
+            big = zr > 1
+            sq = np.sqrt(np.where(big, zr, 1.0))
+            out[:, :n_robust] = [np.where(big, 2 * sq - 1, zr), np.where(big, 1 / sq, 1.0),
+                                 np.where(big, -0.5 / sq ** 3, 0.0)]
+        elif name == "cauchy":
+            t = 1 + zr
+            out[:, :n_robust] = [np.log1p(zr), 1 / t, -1 / t ** 2]
+        return out
+    return rho
 
 
 def _adjust(cams, order, n_p, free, X0, obs, cam_of, pt_of, theta0, prior, *, loss, f_scale, move_points,
-            max_nfev):
-    """One least-squares solve; returns theta (C, n_p) and points (P, 3)."""
+            anchor, max_nfev):
+    """One robust least-squares solve of the camera corrections (and the points): theta (C, n_p), X (P, 3).
+
+    Residuals: the observations' reprojection errors (px, robust loss), then ``f_scale *
+    theta / prior`` per free parameter, then (``anchor`` (3,) mm given and ``move_points``)
+    the points' mean minus ``anchor``, in mm times a large weight (the gauge).  The Jacobian is assembled sparse
+    from batched central differences (each residual depends on one point and one camera).
+    """
     n_c, n_pts, n_obs = len(cams), len(X0), len(obs)
     fc = np.flatnonzero(free)
     n_cam_vars = len(fc) * n_p
     n_vars = n_cam_vars + (3 * n_pts if move_points else 0)
-    n_res = 2 * n_obs + n_cam_vars
+    use_anchor = anchor is not None and move_points
+    w_anchor = 10.0 * f_scale * np.sqrt(n_obs)            # px per mm of mean drift: effectively a constraint
+    slot = np.full(n_c, -1)
+    slot[fc] = np.arange(len(fc))
+    has = slot[cam_of] >= 0
 
     def unpack(v):
         theta = np.zeros((n_c, n_p))
@@ -147,27 +185,55 @@ def _adjust(cams, order, n_p, free, X0, obs, cam_of, pt_of, theta0, prior, *, lo
 
     def fun(v):
         theta, X = unpack(v)
-        r = _residuals(cams, order, n_p, free, theta, X, obs, cam_of, pt_of)
-        pri = (theta[fc] / prior).ravel() * f_scale
-        return np.concatenate([r, pri])
+        r = np.nan_to_num(_project(_corrected(cams, order, free, theta), X[pt_of], cam_of) - obs, nan=1e3).ravel()
+        parts = [r, (theta[fc] / prior).ravel() * f_scale]
+        if use_anchor:
+            parts.append(w_anchor * (X.mean(axis=0) - anchor))
+        return np.concatenate(parts)
 
-    J = lil_matrix((n_res, n_vars), dtype=int)
-    rows = np.arange(n_obs)
-    slot = np.full(n_c, -1)
-    slot[fc] = np.arange(len(fc))
-    has = slot[cam_of] >= 0
-    for j in range(n_p):
-        for d in range(2):
-            J[2 * rows[has] + d, slot[cam_of[has]] * n_p + j] = 1
-    if move_points:
-        for j in range(3):
-            for d in range(2):
-                J[2 * rows + d, n_cam_vars + 3 * pt_of + j] = 1
-    J[2 * n_obs + np.arange(n_cam_vars), np.arange(n_cam_vars)] = 1
+    def jac(v):
+        theta, X = unpack(v)
+        Xo = X[pt_of]
+        rows, cols, vals = [], [], []
+        obs_rows = np.arange(2 * n_obs).reshape(n_obs, 2)
+        for j in range(n_p):                                 # d r / d theta: one parameter of all cameras at once
+            if order[0] == "principal_point" and j < 2:      # exact: a shift of (cx, cy) moves (u, v) alike
+                d = np.zeros((n_obs, 2))
+                d[:, j] = 1.0
+            else:
+                h = 1e-2
+                tp, tm = theta.copy(), theta.copy()
+                tp[:, j] += h
+                tm[:, j] -= h
+                d = (_project(_corrected(cams, order, free, tp), Xo, cam_of)
+                     - _project(_corrected(cams, order, free, tm), Xo, cam_of)) / (2 * h)
+            rows.append(obs_rows[has].ravel())
+            cols.append(np.repeat(slot[cam_of[has]] * n_p + j, 2))
+            vals.append(d[has].ravel())
+        if move_points:
+            current = _corrected(cams, order, free, theta)
+            for j in range(3):                               # d r / d X: one coordinate of all points at once
+                h = np.zeros(3)
+                h[j] = 0.5
+                d = _project(current, Xo + h, cam_of) - _project(current, Xo - h, cam_of)
+                rows.append(obs_rows.ravel())
+                cols.append(np.repeat(n_cam_vars + 3 * pt_of + j, 2))
+                vals.append(d.ravel())
+        rows.append(2 * n_obs + np.arange(n_cam_vars))
+        cols.append(np.arange(n_cam_vars))
+        vals.append(np.tile(f_scale / prior, len(fc)))
+        if use_anchor:
+            for j in range(3):
+                rows.append(np.full(n_pts, 2 * n_obs + n_cam_vars + j))
+                cols.append(n_cam_vars + 3 * np.arange(n_pts) + j)
+                vals.append(np.full(n_pts, w_anchor / n_pts))
+        n_res = 2 * n_obs + n_cam_vars + (3 if use_anchor else 0)
+        return coo_matrix((np.nan_to_num(np.concatenate(vals)), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(n_res, n_vars)).tocsr()
+
     v0 = np.concatenate([theta0[fc].ravel()] + ([X0.ravel()] if move_points else []))
-    x_scale = np.concatenate([np.ones(n_cam_vars)] + ([np.full(3 * n_pts, 1.0)] if move_points else []))
-    sol = least_squares(fun, v0, jac_sparsity=J.tocsr(), loss=loss, f_scale=f_scale, x_scale=x_scale,
-                        method="trf", tr_solver="lsmr", max_nfev=max_nfev)
+    sol = least_squares(fun, v0, jac=jac, loss=_robust(loss, 2 * n_obs), f_scale=f_scale, method="trf",
+                        tr_solver="lsmr", x_scale=1.0, max_nfev=max_nfev, ftol=1e-6, xtol=1e-6)
     return unpack(sol.x)
 
 
@@ -176,7 +242,7 @@ def refine_calibration(cameras: Sequence[Camera] | Mapping[str, Camera],
                        params: Sequence[str] = ("principal_point",), fixed: Sequence[str] = (),
                        min_confidence: float = 0.5, threshold_px: float = 20.0, loss: str = "soft_l1",
                        f_scale_px: float = 5.0, prior_px: float = 10.0, prior_deg: float = 0.5,
-                       prior_focal: float = 0.01, rounds: int = 2, max_nfev: int = 50,
+                       prior_focal: float = 0.01, anchor: bool = True, rounds: int = 2, max_nfev: int = 50,
                        **triangulate_kwargs) -> tuple[list[Camera], pd.DataFrame]:
     """Refine a few parameters of every camera from a recording's 2D keypoints.
 
@@ -198,7 +264,8 @@ def refine_calibration(cameras: Sequence[Camera] | Mapping[str, Camera],
         principal-point shift and a rotation about the camera's y/x axis move the image
         almost alike; estimate both only with informative priors.
     fixed : sequence of str
-        Cameras left exactly as they are (another way to fix the gauge).
+        Cameras left exactly as they are.  Fixing cameras fixes the gauge (two cameras fully,
+        one all but a weak direction left to the prior); ``anchor`` is then not applied.
     min_confidence : float
         Detector confidence needed for an observation to be used.
     threshold_px : float
@@ -210,8 +277,13 @@ def refine_calibration(cameras: Sequence[Camera] | Mapping[str, Camera],
     f_scale_px : float
         Residual size (px) where the robust loss turns from quadratic to linear.
     prior_px, prior_deg, prior_focal : float
-        Size of the prior on each correction (px; degrees; relative scale): a correction this
-        large costs as much as one observation ``f_scale_px`` off.
+        Size of the (Gaussian) prior on each correction (px; degrees; relative scale): a
+        correction this large costs about as much as one observation ``f_scale_px`` off.
+    anchor : bool
+        Fix the gauge by holding the mean of the adjusted 3D points at the mean of the same
+        points in the first triangulation (the world frame does not drift).  Without it (and
+        without ``fixed`` cameras) a common translation of the points and principal-point
+        shifts of all cameras are told apart only by perspective and the prior.
     rounds : int
         Triangulation-adjustment rounds (>= 1).
     max_nfev : int
@@ -259,6 +331,7 @@ def refine_calibration(cameras: Sequence[Camera] | Mapping[str, Camera],
                     ("prior_focal", prior_focal), ("threshold_px", threshold_px)):
         if not (np.isfinite(v) and v > 0):
             raise InputError(f"refine_calibration: {name} must be a positive number, found {v!r}")
+    fixed = (fixed,) if isinstance(fixed, str) else tuple(fixed)
     if int(rounds) != rounds or rounds < 1:
         raise InputError(f"refine_calibration: rounds must be an integer >= 1, found {rounds!r}")
     triangulate_kwargs.setdefault("temporal", True)
@@ -270,21 +343,24 @@ def refine_calibration(cameras: Sequence[Camera] | Mapping[str, Camera],
     free = np.array([c.name not in fixed for c in cams])
     prior = _prior_scale(order, prior_px, prior_deg, prior_focal)
     theta = np.zeros((len(cams), n_p))
-    before = None
+    before = first = None
     for _ in range(int(rounds)):
-        current = [apply_corrections(c, **_unpack(theta[i], order)) if free[i] else c for i, c in enumerate(cams)]
-        res = triangulate(current, keypoints_2d, **triangulate_kwargs)
-        X, obs, cam_of, pt_of = _observations(res, min_confidence, threshold_px)
+        res = triangulate(_corrected(cams, order, free, theta), keypoints_2d, **triangulate_kwargs)
+        X, obs, cam_of, pt_of, tk = _observations(res, min_confidence, threshold_px)
+        first = res.sequence.positions.reshape(-1, 3) if first is None else first
+        centroid = None
+        if anchor and not fixed:   # where the first triangulation put these points (NaN there: this round's)
+            centroid = np.where(np.isfinite(first[tk]), first[tk], X).mean(axis=0)
         if len(obs) < 10 * n_p * free.sum():
             raise DegenerateConfiguration(f"refine_calibration: {len(obs)} usable observations for "
                                           f"{n_p * free.sum()} camera parameters; expected at least 10 per parameter")
         if before is None:
-            e0 = np.linalg.norm(_residuals(cams, order, n_p, free, theta, X, obs, cam_of, pt_of).reshape(-1, 2), axis=1)
+            e0 = np.linalg.norm(_project(_corrected(cams, order, free, theta), X[pt_of], cam_of) - obs, axis=1)
             before = [float(np.median(e0[cam_of == c])) if np.any(cam_of == c) else np.nan for c in range(len(cams))]
-        kw = dict(loss=loss, f_scale=f_scale_px, max_nfev=max_nfev)
+        kw = dict(loss=loss, f_scale=f_scale_px, max_nfev=max_nfev, anchor=centroid)
         theta, _ = _adjust(cams, order, n_p, free, X, obs, cam_of, pt_of, theta, prior, move_points=False, **kw)
         theta, X = _adjust(cams, order, n_p, free, X, obs, cam_of, pt_of, theta, prior, move_points=True, **kw)
-    e1 = np.linalg.norm(_residuals(cams, order, n_p, free, theta, X, obs, cam_of, pt_of).reshape(-1, 2), axis=1)
+    e1 = np.linalg.norm(_project(_corrected(cams, order, free, theta), X[pt_of], cam_of) - obs, axis=1)
     rows, out = [], []
     for i, c in enumerate(cams):
         kw = _unpack(theta[i], order)
@@ -302,7 +378,8 @@ def refine_calibration(cameras: Sequence[Camera] | Mapping[str, Camera],
 
 def _observations(res, min_confidence: float, threshold_px: float):
     """Points (P, 3) and the observations of them to adjust on: pixels (N, 2), camera index (N,),
-    point index (N,), from a TriangulationResult."""
+    point index (N,) and the flat (frame * K + keypoint) index of each point (P,), from a
+    TriangulationResult."""
     X = res.sequence.positions                                                  # (T, K, 3)
     px = np.stack([res.keypoints_2d[n].positions for n in res.camera_names], axis=2)   # (T, K, C, 2)
     cf = np.stack([res.keypoints_2d[n].confidence for n in res.camera_names], axis=2)
@@ -311,4 +388,4 @@ def _observations(res, min_confidence: float, threshold_px: float):
     ok &= (ok.sum(-1) >= 2)[..., None]                                          # a point needs two views
     t, k, c = np.nonzero(ok)
     pts, pt_of = np.unique(t * X.shape[1] + k, return_inverse=True)
-    return X.reshape(-1, 3)[pts], px[t, k, c], c, pt_of
+    return X.reshape(-1, 3)[pts], px[t, k, c], c, pt_of, pts

@@ -343,13 +343,17 @@ class _Context:
         self.seg, self.slot, self.axis = t(seg, torch.long), t(slot, torch.long), t(axis, torch.long)
         # d x_k / d q_f (per degree) = sign * pi/180 * w_f x (x_k - o_f) for keypoints below the joint
         self.scale = t((sk.joint_dof_sign[seg, slot] * np.pi / 180.0)[:, None]
-                       * anc[sk.keypoint_segment[kp_index]][:, seg].T)[..., None]   # (Fr, K, 1)
+                       * anc[sk.keypoint_segment[kp_index]][:, seg].T)[:, None, :]  # (Fr, 1, K)
+        eps = np.zeros((3, 3, 3))                                        # [w]x = w @ eps: Levi-Civita
+        for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
+            eps[k, i, j], eps[k, j, i] = -1.0, 1.0
+        self.eps = t(eps.reshape(3, 9))
         trans = [int(d) for d in sk.translation_dof_index if free[d]]
         tax = [list(sk.translation_dof_index).index(d) for d in trans]
-        Jt_t = np.zeros((len(trans), len(kp_index), 3))
+        Jt_t = np.zeros((len(trans), 3, len(kp_index)))
         for n, a in enumerate(tax):
-            Jt_t[n, :, a] = 1.0
-        self.Jt_trans = t(Jt_t)                                          # (Ft, K, 3)
+            Jt_t[n, a, :] = 1.0
+        self.Jt_trans = t(Jt_t)                                          # (Ft, 3, K)
         self.trans_axes = t(tax, torch.long)
         self.trans_dofs = t(sk.translation_dof_index, torch.long)
         self.var_dofs = t([r[0] for r in rot] + trans, torch.long)       # (F,)
@@ -390,21 +394,21 @@ class _Context:
 
     def jacobian(self, PR: torch.Tensor, RA: torch.Tensor, RB: torch.Tensor, o: torch.Tensor,
                  x: torch.Tensor) -> torch.Tensor:
-        """Transposed Jacobian (T, F, K, 3) of the keypoints ``x``, per degree / mm."""
-        T = x.shape[0]
+        """Transposed Jacobian (T, F, 3, K) of the keypoints ``x`` (T, K, 3), per degree / mm."""
+        T, K = x.shape[:2]
         # world axis of each free rotation: the parent's axis, then axes carried by the previous rotations
         stk = torch.stack([PR, RA, RB], dim=1).transpose(-1, -2)       # (T, 3, S, column, row)
         w = stk[:, self.slot, self.seg, self.axis]                      # (T, Fr, 3)
-        wx = torch.linalg.cross(w[:, :, None, :].expand(-1, -1, x.shape[1], -1),
-                                x[:, None, :, :].expand(-1, w.shape[1], -1, -1), dim=-1)   # (T, Fr, K, 3)
-        wo = torch.linalg.cross(w, o[:, self.seg], dim=-1)[:, :, None, :]             # (T, Fr, 1, 3)
-        Jr = (wx - wo) * self.scale
+        W = (w @ self.eps).reshape(T, -1, 3, 3)                        # skew matrices [w]x (T, Fr, 3, 3)
+        Wx = W.reshape(T, -1, 3) @ x.transpose(1, 2)                    # (T, 3 Fr, K): w x x_k
+        Wo = W @ o[:, self.seg, :, None]                                # (T, Fr, 3, 1): w x o_f
+        Jr = (Wx.reshape(T, -1, 3, K) - Wo) * self.scale
         if self.Jt_trans.shape[0]:
             Jr = torch.cat([Jr, self.Jt_trans.expand(T, -1, -1, -1)], dim=1)
         return Jr
 
     def evaluate_t(self, q: torch.Tensor, jacobian: bool = True):
-        """Keypoints (T, K, 3) and the transposed Jacobian (T, F, K, 3), per degree / mm."""
+        """Keypoints (T, K, 3) and the transposed Jacobian (T, F, 3, K), per degree / mm."""
         PR, RA, RB, R, o = self.poses(q)
         x = self.keypoints(R, o)
         return x, (self.jacobian(PR, RA, RB, o, x) if jacobian else None)
@@ -414,7 +418,7 @@ class _Context:
         (T, K, 3, F) per degree / mm."""
         PR, RA, RB, R, o = self.poses(q)
         x = self.keypoints(R, o)
-        return R, o, x, (self.jacobian(PR, RA, RB, o, x).permute(0, 2, 3, 1) if jacobian else None)
+        return R, o, x, (self.jacobian(PR, RA, RB, o, x).permute(0, 3, 2, 1) if jacobian else None)
 
 
 # ------------------------------------------------------------------------------ the solver
@@ -445,14 +449,14 @@ class _Priors:
 
 
 def _normal_equations(Jt: torch.Tensor, sw: torch.Tensor, x: torch.Tensor, xo: torch.Tensor):
-    """Weighted data cost (T,), J^T J (T, F, F) and J^T r (T, F) from Jt (T, F, K, 3)."""
-    r = (sw * (x - xo)).flatten(1)                                       # (T, 3K)
-    Jw = (Jt * sw[:, None]).flatten(2)                                   # (T, F, 3K)
+    """Weighted data cost (T,), J^T J (T, F, F) and J^T r (T, F) from Jt (T, F, 3, K)."""
+    r = (sw * (x - xo)).transpose(1, 2).flatten(1)                       # (T, 3K), component-major
+    Jw = (Jt * sw.transpose(1, 2)[:, None]).flatten(2)                  # (T, F, 3K)
     return (r * r).sum(dim=1), Jw @ Jw.transpose(1, 2), (Jw @ r[..., None])[..., 0]
 
 
 def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, lo: torch.Tensor,
-           hi: torch.Tensor, pri: _Priors, *, neighbours=None, max_iter: int = 100, tol: float = 1e-6,
+           hi: torch.Tensor, pri: _Priors, *, neighbours=None, max_iter: int = 100, tol: float = 1e-5,
            xtol: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projected Levenberg-Marquardt on a batch of frames.
 
@@ -468,12 +472,12 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
     lo_v, hi_v = lo[var], hi[var]
     q = q0.clone()
     q[:, var] = torch.clamp(q[:, var], lo_v, hi_v)
-    sw_all = torch.sqrt(w)[..., None]
+    sw_all = torch.sqrt(w)[..., None]                                   # (T, K, 1)
     x, Jt = ctx.evaluate_t(q)
     xf = x
     dc, H, g = _normal_equations(Jt, sw_all, x, x_obs)
     del Jt
-    lam = q.new_full((T,), 1e-3)
+    lam = q.new_full((T,), 1e-5)
     conv = torch.zeros(T, dtype=torch.bool, device=q.device)
     act = torch.arange(T, device=q.device)
     eye = torch.eye(var.numel(), device=q.device, dtype=q.dtype)
@@ -513,10 +517,10 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
             cost2 = cost2 + (r * r).sum(dim=1)
         ok = (cost2 <= cost) & torch.isfinite(cost2) & ~bad
         dz = (z_new - za).abs().amax(dim=1)
-        done = (ok & (((cost - cost2) <= tol * cost) | (dz <= xtol))) | (lam > 1e10) | (cost <= 1e-20)
+        done = (ok & ((cost - cost2) <= tol * cost)) | (dz <= xtol) | (lam > 1e10) | (cost <= 1e-20)
         q[act] = torch.where(ok[:, None], q_new, qa)
         xf[act] = torch.where(ok[:, None, None], x2, xf[act])
-        lam = torch.where(ok, torch.clamp(lam / 3.0, min=1e-7), lam * 4.0)
+        lam = torch.where(ok, torch.clamp(lam / 10.0, min=1e-9), lam * 4.0)
         conv[act] = done
         go = ~done
         upd = torch.nonzero(ok & go)[:, 0]
@@ -589,7 +593,7 @@ class Fit:
     limit_active: np.ndarray           # (T, D) bool
     converged_mask: np.ndarray         # (T,) bool
     valid: np.ndarray                  # (T,) bool
-    noise: np.ndarray | None = None    # (T,) keypoint noise estimate of each frame's chunk, mm
+    noise_mm: float = float("nan")     # keypoint noise measured on the pilot frames, mm per axis
     prior_sd: np.ndarray | None = None  # (D,) posture prior standard deviation, degrees
 
     @property
@@ -644,15 +648,6 @@ class Fit:
                             columns=[self.dof_names[i] for i in cols])
 
     @property
-    def noise_mm(self) -> pd.Series:
-        """Keypoint noise (mm per axis) measured on the coarse pass, per frame (one value per chunk).
-
-        The posture prior's weight on DoF ``d`` is ``noise_mm / prior_sd[d]`` mm per degree
-        (:data:`DEFAULT_PRIOR`); NaN where no frame of the chunk could be fitted."""
-        v = self.noise if self.noise is not None else np.full(self.q.shape[0], np.nan)
-        return pd.Series(v, index=self._index(), name="noise_mm")
-
-    @property
     def converged(self) -> pd.Series:
         """Per frame: the solver met its tolerance (False also for frames not fitted)."""
         return pd.Series(self.converged_mask, index=self._index(), name="converged")
@@ -697,7 +692,7 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         device: str | torch.device | None = None, dtype: torch.dtype | None = None, smoothness: float = 0.0,
         prior: Mapping[str, float] | None = None, chunk_size: int | None = None, progress: bool | None = None,
         min_confidence: float = 0.3, min_keypoints: int | None = None, max_iter: int = 100,
-        warm_stride: int = 4, tol_deg: float = 1e-3, up: str | None = None) -> Fit:
+        warm_stride: int = 8, tol_deg: float = 1e-3, threads: int | None = 1, up: str | None = None) -> Fit:
     """Fit a skeleton to every frame of a 3D keypoint sequence under joint limits.
 
     Parameters
@@ -724,7 +719,7 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         0 on the pelvis).  ``{"*": 0, "lumbar_flexion": 0, "lumbar_bending": 0,
         "lumbar_rotation": 0}`` turns it off.
     chunk_size : int, optional
-        Frames per batch (default 2048 on the CPU, 262,144 on a GPU); memory grows with it,
+        Frames per batch (default 256 on the CPU, 262,144 on a GPU); memory grows with it,
         not with the recording.
     progress : bool, optional
         Show a tqdm progress bar (default: when there is more than one chunk).
@@ -740,7 +735,11 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         interpolation of their solved neighbours.
     tol_deg : float
         A frame has converged when its step is below ``tol_deg`` (degrees, mm) or its cost
-        falls by less than 1e-6 relative.
+        falls by less than 1e-5 relative.
+    threads : int or None
+        torch CPU threads during the fit (restored afterwards); default 1: the batched ops are
+        small, so OpenMP's fork-join costs more than it gains (much more on a busy machine).
+        None leaves torch's setting alone.
     up : str, optional
         The data's up axis (``"+y"``, ``"+z"``...) if it should not be estimated.
 
@@ -772,12 +771,20 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     if not (tol_deg > 0 and math.isfinite(tol_deg)):
         raise InputError(f"fit: tol_deg must be a finite number > 0, found {tol_deg!r}")
     T = sequence.n_frames
-    cs = int(chunk_size) if chunk_size is not None else (1 << 18 if dev.type == "cuda" else 2048)
+    cs = int(chunk_size) if chunk_size is not None else (1 << 18 if dev.type == "cuda" else 256)
     if cs < 1:
         raise InputError(f"fit: chunk_size must be a positive number of frames, found {chunk_size!r}")
-    out = _run(prob, sequence.positions[:, prob.seq_index], sequence.confidence[:, prob.seq_index], dev, dt,
-               smoothness=float(smoothness), chunk_size=cs, progress=progress, max_iter=int(max_iter),
-               warm_stride=max(1, int(warm_stride)), xtol=float(tol_deg))
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        if int(threads) < 1:
+            raise InputError(f"fit: threads must be a positive number or None, found {threads!r}")
+        torch.set_num_threads(int(threads))
+    try:
+        out = _run(prob, sequence.positions[:, prob.seq_index], sequence.confidence[:, prob.seq_index], dev, dt,
+                   smoothness=float(smoothness), chunk_size=cs, progress=progress, max_iter=int(max_iter),
+                   warm_stride=max(1, int(warm_stride)), xtol=float(tol_deg))
+    finally:
+        torch.set_num_threads(old_threads)
     q, fitted, resid, conv, valid, noise = out
     n_bad = int((~valid).sum())
     if n_bad:
@@ -889,7 +896,7 @@ def _interpolate(q_c: torch.Tensor, at_c: torch.Tensor, at: torch.Tensor, rot: t
     """Start values for frames ``at`` from solved frames ``at_c`` (sorted): linear in time, or
     the nearer solved frame for a rotational DoF that jumps by more than 45 degrees between them."""
     n = at_c.numel()
-    i = torch.clamp(torch.searchsorted(at_c, at, right=True) - 1, 0, n - 1)
+    i = torch.clamp(torch.searchsorted(at_c.contiguous(), at, right=True) - 1, 0, n - 1)
     j = torch.clamp(i + 1, max=n - 1)
     span = (at_c[j] - at_c[i]).to(q_c.dtype)
     a = torch.where(span > 0, (at - at_c[i]).to(q_c.dtype) / span.clamp(min=1), torch.zeros_like(span))[:, None]
@@ -933,8 +940,36 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     A = prob.alignment
     At = tt(A.T)
 
+    def load(sel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Observed keypoints in skeleton axes, weights, rigid start and validity of frames ``sel``."""
+        P = torch.as_tensor(np.asarray(pos[sel]), device=dev)
+        C = torch.as_tensor(np.asarray(conf[sel]), device=dev)
+        finite = torch.isfinite(P).all(dim=2)
+        w = torch.where(finite & (C >= prob.min_confidence), C, 0.0).to(dt)
+        x_obs = torch.where(finite[..., None], P, 0.0).to(dt) @ At
+        q0, rig_ok = _rigid_init(ctx, template, torso, x_obs, w, sk.sequences[root], root_sign, root_rot,
+                                 trans, D + 1)    # column D catches fixed root axes
+        q0 = torch.where(free[None], q0[:, :D], neutral[None])
+        return x_obs, w, q0, rig_ok & ((w > 0).sum(dim=1) >= prob.min_keypoints)
+
+    # pilot: up to 64 frames spread over the recording, from their rigid start, measure the
+    # keypoint noise (median over frames of sqrt(weighted squared residual / degrees of freedom));
+    # it sets the posture prior's weight, sigma / sd mm per degree
+    sigma = float("nan")
+    xp, wp, qp, okp = load(np.unique(np.linspace(0, T - 1, min(T, 64)).round().astype(int)))
+    if bool(okp.any()):
+        xp, wp, qp = xp[okp], wp[okp], qp[okp]
+        cp = qp[:, trans].mean(dim=0)
+        qp[:, trans] -= cp
+        qs, xs, _ = _solve(ctx, qp, xp - cp, wp, lo, hi, pri0, max_iter=max_iter, xtol=xtol)
+        dof = (3 * (wp > 0).sum(dim=1) - n_var).clamp(min=1).to(dt)
+        rms = torch.sqrt((wp * ((xs - (xp - cp)) ** 2).sum(dim=2)).sum(dim=1) / dof)
+        sigma = float(torch.nanmedian(rms))
+    sig = max(sigma, NOISE_FLOOR_MM) if math.isfinite(sigma) else NOISE_FLOOR_MM
+    pri = _Priors(pri0.margin, pri0.weight, sig * inv_sd if has_prior else None, pri0.mu, smoothness)
+    pri1 = _Priors(pri.margin, pri.weight, pri.tik, pri.mu, 0.0)
+
     q_all = np.full((T, D), np.nan)
-    noise_all = np.full(T, np.nan)
     fit_all = np.full((T, K, 3), np.nan)
     res_all = np.full((T, K), np.nan)
     conv_all = np.zeros(T, dtype=bool)
@@ -944,20 +979,13 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     if progress or (progress is None and len(starts) > 1):
         from tqdm.auto import tqdm
         bar = tqdm(total=T, unit="frame", desc="fit")
-    prev_last: torch.Tensor | None = None
-    for s0 in starts:
+    state: dict = {"prev_last": None}
+
+    def chunk(s0: int) -> None:
+        prev_last = state["prev_last"]
         s1 = min(T, s0 + chunk_size)
         n = s1 - s0
-        P = torch.as_tensor(np.asarray(pos[s0:s1]), device=dev)
-        C = torch.as_tensor(np.asarray(conf[s0:s1]), device=dev)
-        finite = torch.isfinite(P).all(dim=2)
-        w = torch.where(finite & (C >= prob.min_confidence), C, 0.0).to(dt)
-        x_obs = torch.where(finite[..., None], P, 0.0).to(dt) @ At           # skeleton axes
-        q0, rig_ok = _rigid_init(ctx, template, torso, x_obs, w, sk.sequences[root], root_sign, root_rot,
-                                 trans, D + 1)    # column D catches fixed root axes
-        q0 = q0[:, :D]
-        q0 = torch.where(free[None], q0, neutral[None])
-        valid = rig_ok & ((w > 0).sum(dim=1) >= prob.min_keypoints)
+        x_obs, w, q0, valid = load(slice(s0, s1))
         vidx = torch.nonzero(valid)[:, 0]
         # work relative to the chunk's mean pelvis position (float32 keeps its precision)
         centre = q0[vidx][:, trans].mean(dim=0) if vidx.numel() else q0.new_zeros(3)
@@ -970,34 +998,25 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             # stage 1: every warm_stride-th valid frame from the rigid initialisation, then the
             # branch of each ball joint nearest neutral among equally good fits
             coarse = vidx[::warm_stride]
-            qc, xc, _ = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, pri0, max_iter=max_iter,
-                               xtol=xtol)
-            qc, moved = _choose_branches(ctx, moves, qc, x_obs[coarse], w[coarse], lo, hi, neutral)
-            # keypoint noise (mm per axis) from the coarse residuals: median over frames of
-            # sqrt(weighted squared residual / degrees of freedom); sets the posture prior's weight
-            wc = w[coarse]
-            dof = (3 * (wc > 0).sum(dim=1) - n_var).clamp(min=1).to(dt)
-            rms = torch.sqrt((wc * ((xc - x_obs[coarse]) ** 2).sum(dim=2)).sum(dim=1) / dof)
-            sigma = max(float(torch.nanmedian(rms)), NOISE_FLOOR_MM)
-            noise_all[s0:s1] = sigma
-            pri = _Priors(pri0.margin, pri0.weight, sigma * inv_sd if has_prior else None, pri0.mu, smoothness)
+            qc, _, _ = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter, xtol=xtol)
+            qc, _ = _choose_branches(ctx, moves, qc, x_obs[coarse], w[coarse], lo, hi, neutral)
             # stage 2: every valid frame from the interpolation of its solved neighbours
             qn = _interpolate(qc, coarse, vidx, rot) if coarse.numel() < vidx.numel() else qc
             qn = torch.where(free[None], qn, neutral[None])
             nb = None
             if smoothness > 0:
-                pl = None if prev_last is None else torch.cat([prev_last[:, :3 * 0 + D]], 0)[0]
-                if pl is not None:
-                    pl = pl.clone()
+                pl = None
+                if prev_last is not None and s0 > 0:                     # last frame of the previous chunk
+                    pl = prev_last[0].clone()
                     pl[trans] = pl[trans] - centre
-                nb = _neighbours(vidx, n, pl if s0 > 0 else None)
+                nb = _neighbours(vidx, n, pl)
             # with smoothness the frames are coupled (block-Jacobi): a few sweeps, not to full tolerance
             qv, xv, cvv = _solve(ctx, qn, x_obs[vidx], w[vidx], lo, hi, pri, neighbours=nb,
                                  max_iter=max_iter if nb is None else min(max_iter, 20), xtol=xtol)
             qb, moved = _choose_branches(ctx, moves, qv, x_obs[vidx], w[vidx], lo, hi, neutral)
             m = torch.nonzero(moved)[:, 0]
             if m.numel():                                                  # polish the frames that moved
-                qm, xm, cm = _solve(ctx, qb[m], x_obs[vidx][m], w[vidx][m], lo, hi, pri, max_iter=max_iter,
+                qm, xm, cm = _solve(ctx, qb[m], x_obs[vidx][m], w[vidx][m], lo, hi, pri1, max_iter=max_iter,
                                     xtol=xtol)
                 qv, xv, cvv = qv.clone(), xv.clone(), cvv.clone()
                 qv[m], xv[m], cvv[m] = qm, xm, cm
@@ -1006,8 +1025,8 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             xf = xf + centre
             prev_last = q[-1:].clone() if bool(valid[-1]) else None
         wv = (w > 0).cpu().numpy()
-        xf_np = xf.double().cpu().numpy() @ A                                # back to the data frame
         P_np = np.asarray(pos[s0:s1], dtype=float)
+        xf_np = xf.double().cpu().numpy() @ A                                # back to the data frame
         q_all[s0:s1] = q.double().cpu().numpy()
         fit_all[s0:s1] = xf_np
         res_all[s0:s1] = np.where(wv, np.linalg.norm(xf_np - P_np, axis=2), np.nan)
@@ -1015,9 +1034,12 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         valid_all[s0:s1] = valid.cpu().numpy()
         if bar is not None:
             bar.update(n)
+
+    for s0 in starts:
+        chunk(s0)
     if bar is not None:
         bar.close()
-    return q_all, fit_all, res_all, conv_all, valid_all, noise_all
+    return q_all, fit_all, res_all, conv_all, valid_all, sigma
 
 
 def _neighbours(vidx: torch.Tensor, n: int, prev_last: torch.Tensor | None):

@@ -1,7 +1,8 @@
 """Reference solver for the constrained fit: scipy's bounded least squares, one frame at a time.
 
 Solves exactly the problem of :func:`medpose.kinematics.fit.fit` without the temporal term —
-confidence-weighted keypoint residuals plus the optional soft prior, inside the hard limits —
+confidence-weighted keypoint residuals plus the optional soft prior near the limits and the
+posture prior toward neutral (weight ``noise_mm / sd``), inside the hard limits —
 with :func:`scipy.optimize.least_squares` (trust-region reflective, ``bounds=``; Branch,
 Coleman & Li 1999, SIAM J Sci Comput 21:1-23) and a finite-difference Jacobian, so it shares
 nothing with the torch solver but the forward kinematics.  Slow (a Python loop over frames):
@@ -13,14 +14,15 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from ..data import KeypointSequence
-from .fit import FitProblem
+from .fit import NOISE_FLOOR_MM, FitProblem
 from .fk import forward_kinematics
 
 __all__ = ["fit_reference"]
 
 
 def fit_reference(problem: FitProblem, sequence: KeypointSequence, q0: np.ndarray, *,
-                  frames: np.ndarray | None = None, tol: float = 1e-12) -> np.ndarray:
+                  frames: np.ndarray | None = None, tol: float = 1e-12,
+                  noise_mm: float | None = None) -> np.ndarray:
     """Fit frame by frame with ``scipy.optimize.least_squares(bounds=...)``.
 
     Parameters
@@ -35,6 +37,9 @@ def fit_reference(problem: FitProblem, sequence: KeypointSequence, q0: np.ndarra
         Which frames to solve (default all).
     tol : float
         ``ftol``, ``xtol`` and ``gtol`` of least_squares.
+    noise_mm : float, optional
+        Keypoint noise that weighs the posture prior (``Fit.noise_mm`` of the fit to compare
+        with); default :data:`~medpose.kinematics.fit.NOISE_FLOOR_MM`.
 
     Returns
     -------
@@ -50,6 +55,9 @@ def fit_reference(problem: FitProblem, sequence: KeypointSequence, q0: np.ndarra
     lo, hi = problem.lower[free], problem.upper[free]
     lo = np.where(lo == hi, lo - 1e-9, lo)
     margin, weight = problem.limits.soft_margin_deg, problem.limits.soft_weight
+    sig = max(float(noise_mm), NOISE_FLOOR_MM) if noise_mm is not None and np.isfinite(noise_mm) else NOISE_FLOOR_MM
+    tik = sig / problem.prior_sd[free]                       # mm per degree; 0 where sd = inf
+    mu = problem.prior_mean[free]
     out = np.array(q0, dtype=float)[frames].copy()
     for n, t in enumerate(frames):
         ok = np.isfinite(P[t]).all(axis=1) & (C[t] >= problem.min_confidence)
@@ -64,7 +72,7 @@ def fit_reference(problem: FitProblem, sequence: KeypointSequence, q0: np.ndarra
             if weight > 0 and margin > 0:
                 soft = weight * (np.maximum(z - (hi - margin), 0) - np.maximum((lo + margin) - z, 0))
                 r = np.concatenate([r, soft])
-            return r
+            return np.concatenate([r, tik * (z - mu)])
 
         z0 = np.clip(base[free], lo, hi)
         sol = least_squares(residual, z0, bounds=(lo, hi), method="trf", ftol=tol, xtol=tol, gtol=tol,

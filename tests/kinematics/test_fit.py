@@ -112,7 +112,7 @@ def test_torch_matches_scipy_reference(sk, arms):
     f = fit(seq, sk)
     prob = prepare(seq, sk)
     q0 = f.q + np.random.default_rng(0).uniform(-3, 3, f.q.shape) * prob.observable
-    q_ref = fit_reference(prob, seq, q0)
+    q_ref = fit_reference(prob, seq, q0, noise_mm=f.noise_mm)
     np.testing.assert_allclose(f.q[:, prob.observable], q_ref[:, prob.observable], atol=0.02)
 
 

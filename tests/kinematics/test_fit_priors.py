@@ -1,0 +1,157 @@
+"""The fit's posture prior, Euler-branch choice and noise estimate (issue 6, round 2)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medpose.data import KeypointSequence
+from medpose.errors import InputError
+from medpose.kinematics.fit import (DEFAULT_PRIOR, _branch_moves, _choose_branches, _Context, fit, prepare,
+                                    prior_sd)
+from medpose.kinematics.fk import forward_kinematics, segment_poses
+from medpose.kinematics.skeleton import Skeleton
+from medpose.layouts import get_layout
+from medpose.synthetic.exercises import EXERCISES, make_exercise
+
+HALPE = get_layout("halpe26")
+#: The clinically meaningful DoFs of each synthetic exercise (both sides).
+MEANINGFUL = {
+    "shoulder_abduction": ("shoulder_abduction", "shoulder_flexion", "elbow_flexion"),
+    "shoulder_flexion": ("shoulder_flexion", "shoulder_abduction", "elbow_flexion"),
+    "elbow_flexion": ("elbow_flexion", "shoulder_abduction", "shoulder_flexion"),
+    "seated_knee_extension": ("knee_flexion", "hip_flexion", "elbow_flexion"),
+    "squat": ("knee_flexion", "hip_flexion", "ankle_dorsiflexion", "shoulder_flexion"),
+    "sit_to_stand": ("knee_flexion", "hip_flexion", "ankle_dorsiflexion"),
+    "gait": ("knee_flexion", "hip_flexion", "ankle_dorsiflexion", "elbow_flexion", "shoulder_flexion"),
+}
+
+
+@pytest.fixture(scope="module")
+def sk():
+    return Skeleton.default(1750.0)
+
+
+def _halpe(sk, q, rate, noise=0.0, seed=0):
+    x = forward_kinematics(sk, q, keypoints=list(HALPE.medpose))
+    if noise:
+        x = x + np.random.default_rng(seed).normal(0.0, noise, x.shape)
+    return KeypointSequence(x, tuple(HALPE.native), rate, frame="camera")
+
+
+def _rms(f, q, sk, dof):
+    return float(np.sqrt(np.nanmean((f.angles[dof].to_numpy() - q[:, sk.dof_index(dof)]) ** 2)))
+
+
+def test_every_exercise_covers_the_table():
+    assert set(MEANINGFUL) == set(EXERCISES)
+
+
+@pytest.mark.parametrize("exercise", sorted(EXERCISES))
+def test_every_exercise_halpe26_noise_free_within_1deg(sk, exercise):
+    """HALPE_26 keypoints, no noise: every clinically meaningful DoF within 1 degree RMS."""
+    tr = make_exercise(exercise, skeleton=sk, rate=15.0, repetitions=1, seed=0)
+    q = tr.angles.values
+    f = fit(_halpe(sk, q, 15.0), sk, progress=False)
+    errs = {f"{d}_{s}": _rms(f, q, sk, f"{d}_{s}") for d in MEANINGFUL[exercise] for s in "rl"}
+    assert max(errs.values()) < 1.0, errs
+    assert np.nanmax(f.residual) < 0.1
+
+
+def test_shoulder_abduction_branch_is_the_clinical_one(sk):
+    """The lead's case: abduction to 150 deg with a straight elbow and no hand keypoints.
+
+    Before the branch choice the fit returned flexion 180 / abduction 33 (the other Euler
+    branch with the elbow hyperextended), residuals 1e-7 mm, abduction RMS error 25 deg.
+    """
+    tr = make_exercise("shoulder_abduction", skeleton=sk, repetitions=2, seed=0)
+    q = tr.angles.values
+    f = fit(_halpe(sk, q, tr.angles.rate), sk, progress=False)
+    for s in "rl":
+        true_abd = q[:, sk.dof_index(f"shoulder_abduction_{s}")]
+        assert true_abd.max() > 140                                    # through the gimbal lock at 90
+        assert _rms(f, q, sk, f"shoulder_abduction_{s}") < 0.1
+        assert np.abs(f.angles[f"shoulder_flexion_{s}"]).max() < 1.0
+        assert f.angles[f"elbow_flexion_{s}"].min() > 4.0              # not hyperextended
+
+
+def test_branch_moves_are_exact_reparametrisations(sk):
+    """Each move leaves the upper arm's and forearm's long axes where they were."""
+    free = np.ones(len(sk.dof_names), bool)
+    moves = _branch_moves(sk, free)
+    own = set(sk.dof_index(["shoulder_flexion_r", "shoulder_rotation_r"]).tolist())
+    mv = [m for m in moves if int(m[0][0]) in own]                      # the shoulder's own moves
+    assert len(mv) == 3                                                 # twin, half turn, both
+    q = sk.make_q({"shoulder_flexion_r": 30.0, "shoulder_abduction_r": 40.0, "shoulder_rotation_r": 20.0,
+                   "elbow_flexion_r": 35.0, "forearm_pronation_r": 10.0})
+    R0, _ = segment_poses(sk, q)
+    hum, fore = sk.segment_index(["upper_arm_r", "forearm_r"])
+    for cols, mult, off in mv:
+        q2 = q.copy()
+        q2[0, cols] = q[0, cols] * mult + off
+        R2, _ = segment_poses(sk, q2)
+        np.testing.assert_allclose(R2[0, hum][:, 1], R0[0, hum][:, 1], atol=1e-12)      # long axes
+        np.testing.assert_allclose(R2[0, fore][:, 1], R0[0, fore][:, 1], atol=1e-12)
+        np.testing.assert_allclose(R2[0, fore], R0[0, fore], atol=1e-12)  # child re-expressed exactly
+
+
+def test_choose_branches_prefers_neutral_among_equal_fits(sk):
+    seq = _halpe(sk, sk.make_q({"shoulder_abduction_r": 147.0, "elbow_flexion_r": 5.0}), 30.0)
+    prob = prepare(seq, sk)
+    ctx = _Context(sk, prob.kp_index, torch.device("cpu"), torch.float64, prob.observable)
+    wrong = sk.make_q({"shoulder_flexion_r": 180.0, "shoulder_abduction_r": 33.0, "elbow_flexion_r": -5.0})
+    x = torch.as_tensor(seq.positions[:, prob.seq_index] @ prob.alignment.T)
+    w = torch.ones(x.shape[:2], dtype=torch.float64)
+    lo, hi = torch.as_tensor(prob.lower), torch.as_tensor(prob.upper)
+    q, moved = _choose_branches(ctx, _branch_moves(sk, prob.observable), torch.as_tensor(wrong), x, w, lo, hi,
+                                torch.as_tensor(prob.prior_mean))
+    assert bool(moved[0])
+    got = dict(zip(sk.dof_names, q[0].numpy()))
+    assert got["shoulder_abduction_r"] == pytest.approx(147.0, abs=1e-6)
+    assert got["shoulder_flexion_r"] == pytest.approx(0.0, abs=1e-6)
+    assert got["elbow_flexion_r"] == pytest.approx(5.0, abs=1e-6)
+    assert abs(got["shoulder_rotation_r"]) < 1e-6
+
+
+def test_posture_prior_steadies_hip_flexion_under_noise(sk):
+    """Gait, HALPE_26, 5 mm noise: the lumbar prior keeps hip flexion near the knee's accuracy;
+    without it pelvis tilt, lumbar and hip flexion swing together by several degrees."""
+    tr = make_exercise("gait", skeleton=sk, rate=60.0, repetitions=2, seed=0)
+    q = tr.angles.values
+    seq = _halpe(sk, q, 60.0, noise=5.0, seed=1)
+    f = fit(seq, sk, progress=False)
+    off = {"lumbar_flexion": np.inf, "lumbar_bending": np.inf, "lumbar_rotation": np.inf}
+    g = fit(seq, sk, prior=off, progress=False)
+    assert f.noise_mm == pytest.approx(5.0, rel=0.2)
+    hip_f = max(_rms(f, q, sk, "hip_flexion_r"), _rms(f, q, sk, "hip_flexion_l"))
+    hip_g = max(_rms(g, q, sk, "hip_flexion_r"), _rms(g, q, sk, "hip_flexion_l"))
+    assert hip_f < 2.0 and hip_g > 2 * hip_f, (hip_f, hip_g)
+    assert _rms(f, q, sk, "knee_flexion_r") < 1.5
+
+
+def test_prior_sd_lookup_and_bad_input(sk):
+    sd = prior_sd(sk, {"shoulder_rotation": 20.0, "elbow_flexion_l": 30.0})
+    assert sd[sk.dof_index("shoulder_rotation_r")] == 20.0 == sd[sk.dof_index("shoulder_rotation_l")]
+    assert sd[sk.dof_index("elbow_flexion_l")] == 30.0
+    assert sd[sk.dof_index("elbow_flexion_r")] == DEFAULT_PRIOR["*"]
+    assert sd[sk.dof_index("lumbar_flexion")] == DEFAULT_PRIOR["lumbar_flexion"]
+    assert np.isinf(sd[sk.dof_index("pelvis_tilt")]) and np.isinf(sd[sk.dof_index("pelvis_tx")])
+    with pytest.raises(InputError, match="unknown DoF 'shoulder_twist'"):
+        prior_sd(sk, {"shoulder_twist": 5.0})
+    with pytest.raises(InputError, match="'knee_flexion'.*> 0 degrees.*-1"):
+        prior_sd(sk, {"knee_flexion": -1.0})
+    with pytest.raises(InputError, match="mapping"):
+        prior_sd(sk, 5.0)
+    seq = _halpe(sk, sk.make_q({}, 3), 30.0)
+    with pytest.raises(InputError, match="prior"):
+        fit(seq, sk, prior={"*": 0.0})
+    with pytest.raises(InputError, match="tol_deg"):
+        fit(seq, sk, tol_deg=0.0)
+
+
+def test_float32_agrees_with_float64(sk):
+    tr = make_exercise("squat", skeleton=sk, rate=15.0, repetitions=1, seed=2)
+    seq = _halpe(sk, tr.angles.values, 15.0, noise=5.0, seed=3)
+    a = fit(seq, sk, progress=False).angles
+    b = fit(seq, sk, dtype=torch.float32, progress=False).angles
+    assert np.nanmax(np.abs(a.to_numpy() - b.to_numpy())) < 0.05
