@@ -19,12 +19,14 @@ The distortion and the camera centres are kept.  The cost is
 ``sum_obs rho(|project_c'(X_p) - x_obs|)`` over confident, consistently labelled observations
 (those a first triangulation used, within ``threshold_px``), with a robust ``rho``
 (``loss``, ``f_scale_px``), plus a prior pulling every correction toward 0
-(``correction / prior`` as residual, in units of ``f_scale_px``).  The prior fixes the gauge:
-a common translation of all 3D points moves every image almost as a principal-point shift
-would, so without it (or a fixed camera) those combinations of corrections are barely
-determined; with it the smallest corrections that explain the data are found.  The problem is
-solved by :func:`scipy.optimize.least_squares` (trust-region reflective, sparse Jacobian by
-grouped finite differences) after a first step with the points held fixed; ``rounds``
+(``f_scale_px * correction / prior`` as a quadratic residual).  The gauge: a common
+translation of all 3D points moves every image almost as principal-point shifts of all cameras
+would, so the data barely tell those apart; by default (``anchor``) the mean of the adjusted
+points is held where the first triangulation put them (the world frame does not drift), or
+named cameras are held ``fixed``.  The problem is solved by
+:func:`scipy.optimize.least_squares` (trust-region reflective, ``lsmr``; a sparse Jacobian from
+batched central differences, exact for the principal point) after a first step with the points
+held fixed; ``rounds``
 repeats triangulation and adjustment so that the camera choices and left/right labels of the
 triangulation follow the refined cameras.
 """
@@ -67,12 +69,24 @@ def apply_corrections(camera: Camera, *, principal_point_px: Sequence[float] = (
     Returns
     -------
     Camera
+
+    Raises
+    ------
+    InputError
+        Corrections of the wrong length, not finite, or a focal scale <= 0.
     """
-    dR = Rotation.from_rotvec(np.deg2rad(np.asarray(rotation_deg, dtype=float)))
+    pp = np.asarray(principal_point_px, dtype=float).reshape(-1)
+    rv = np.asarray(rotation_deg, dtype=float).reshape(-1)
+    for what, v, n in (("principal_point_px", pp, 2), ("rotation_deg", rv, 3)):
+        if v.shape != (n,) or not np.isfinite(v).all():
+            raise InputError(f"apply_corrections: camera {camera.name!r}: {what} must have {n} values, found "
+                             f"{v.tolist()}")
+    if not (np.isfinite(focal_scale) and focal_scale > 0):
+        raise InputError(f"apply_corrections: camera {camera.name!r}: focal_scale must be > 0, found {focal_scale!r}")
+    dR = Rotation.from_rotvec(np.deg2rad(rv))
     k = np.array(camera.matrix, dtype=float)
     k[:2, :2] *= float(focal_scale)
-    k[0, 2] += float(principal_point_px[0])
-    k[1, 2] += float(principal_point_px[1])
+    k[:2, 2] += pp
     rot = (dR * Rotation.from_rotvec(np.array(camera.rotation))).as_rotvec()
     return Camera(camera.name, camera.size, k, camera.distortion, rot, dR.apply(np.array(camera.translation)),
                   world=camera.world)
@@ -332,6 +346,7 @@ def refine_calibration(cameras: Sequence[Camera] | Mapping[str, Camera],
         if not (np.isfinite(v) and v > 0):
             raise InputError(f"refine_calibration: {name} must be a positive number, found {v!r}")
     fixed = (fixed,) if isinstance(fixed, str) else tuple(fixed)
+    _robust(loss, 0)     # checks the name
     if int(rounds) != rounds or rounds < 1:
         raise InputError(f"refine_calibration: rounds must be an integer >= 1, found {rounds!r}")
     triangulate_kwargs.setdefault("temporal", True)

@@ -457,7 +457,7 @@ def _normal_equations(Jt: torch.Tensor, sw: torch.Tensor, x: torch.Tensor, xo: t
 
 def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, lo: torch.Tensor,
            hi: torch.Tensor, pri: _Priors, *, neighbours=None, max_iter: int = 100, tol: float = 1e-5,
-           xtol: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+           xtol: float = 1e-3, lam0: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projected Levenberg-Marquardt on a batch of frames.
 
     One forward-kinematics pass per iteration gives the trial point's keypoints and, for the
@@ -477,7 +477,7 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
     xf = x
     dc, H, g = _normal_equations(Jt, sw_all, x, x_obs)
     del Jt
-    lam = q.new_full((T,), 1e-5)
+    lam = q.new_full((T,), lam0)
     conv = torch.zeros(T, dtype=torch.bool, device=q.device)
     act = torch.arange(T, device=q.device)
     eye = torch.eye(var.numel(), device=q.device, dtype=q.dtype)
@@ -692,7 +692,7 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         device: str | torch.device | None = None, dtype: torch.dtype | None = None, smoothness: float = 0.0,
         prior: Mapping[str, float] | None = None, chunk_size: int | None = None, progress: bool | None = None,
         min_confidence: float = 0.3, min_keypoints: int | None = None, max_iter: int = 100,
-        warm_stride: int = 8, tol_deg: float = 1e-3, threads: int | None = 1, up: str | None = None) -> Fit:
+        warm_stride: int | None = None, tol_deg: float = 1e-3, threads: int | None = 1, up: str | None = None) -> Fit:
     """Fit a skeleton to every frame of a 3D keypoint sequence under joint limits.
 
     Parameters
@@ -730,9 +730,10 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         count); default half of the keypoints used, at least 4.
     max_iter : int
         Levenberg-Marquardt iterations per stage.
-    warm_stride : int
+    warm_stride : int, optional
         Every ``warm_stride``-th frame is solved first; the others start from the linear
-        interpolation of their solved neighbours.
+        interpolation of their solved neighbours.  Default: one frame in every 1/15 s
+        (4 at 60 Hz, 1 at 15 Hz or less).
     tol_deg : float
         A frame has converged when its step is below ``tol_deg`` (degrees, mm) or its cost
         falls by less than 1e-5 relative.
@@ -782,7 +783,8 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     try:
         out = _run(prob, sequence.positions[:, prob.seq_index], sequence.confidence[:, prob.seq_index], dev, dt,
                    smoothness=float(smoothness), chunk_size=cs, progress=progress, max_iter=int(max_iter),
-                   warm_stride=max(1, int(warm_stride)), xtol=float(tol_deg))
+                   warm_stride=max(1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 15)),
+                   xtol=float(tol_deg))
     finally:
         torch.set_num_threads(old_threads)
     q, fitted, resid, conv, valid, noise = out
@@ -892,6 +894,39 @@ def _choose_branches(ctx: _Context, moves, q: torch.Tensor, x_obs: torch.Tensor,
     return q, changed
 
 
+def _frame_rms(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, n_var: int) -> torch.Tensor:
+    """Per frame sqrt(weighted squared residual / degrees of freedom), mm per axis."""
+    dof = (3 * (w > 0).sum(dim=1) - n_var).clamp(min=1).to(x.dtype)
+    return torch.sqrt((w * ((x - x_obs) ** 2).sum(dim=2)).sum(dim=1) / dof)
+
+
+def _repair(ctx: _Context, q, x, conv, x_obs, w, lo, hi, pri: "_Priors", n_var: int, sigma: float, xtol: float,
+            max_iter: int, passes: int = 3):
+    """Restart frames stuck in a local minimum (residual above ``3 sigma + 0.5`` mm) from the
+    solution of a neighbouring frame that fits, keeping whichever fits better.  Frames are in
+    time order, so a run of stuck frames is repaired from its ends, one frame per pass."""
+    for _ in range(passes):
+        rms = _frame_rms(x, x_obs, w, n_var)
+        bad = ~(rms <= 3.0 * sigma + 0.5)
+        if not bool(bad.any()) or bool(bad.all()):
+            break
+        idx = torch.nonzero(bad)[:, 0]
+        prev_ok = (idx > 0) & ~bad[(idx - 1).clamp(min=0)]
+        nxt = (idx + 1).clamp(max=q.shape[0] - 1)
+        next_ok = (idx < q.shape[0] - 1) & ~bad[nxt]
+        use = prev_ok | next_ok
+        if not bool(use.any()):
+            break
+        idx = idx[use]
+        src = torch.where(prev_ok[use], idx - 1, nxt[use])
+        qn, xn, cn = _solve(ctx, q[src], x_obs[idx], w[idx], lo, hi, pri, max_iter=max_iter, xtol=xtol)
+        better = _frame_rms(xn, x_obs[idx], w[idx], n_var) < rms[idx]
+        take = idx[better]
+        q, x, conv = q.clone(), x.clone(), conv.clone()
+        q[take], x[take], conv[take] = qn[better], xn[better], cn[better]
+    return q, x, conv
+
+
 def _interpolate(q_c: torch.Tensor, at_c: torch.Tensor, at: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     """Start values for frames ``at`` from solved frames ``at_c`` (sorted): linear in time, or
     the nearer solved frame for a rotational DoF that jumps by more than 45 degrees between them."""
@@ -917,7 +952,7 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     tt = lambda a, d=dt: torch.as_tensor(np.array(a), device=dev, dtype=d)  # noqa: E731
     lo, hi = tt(prob.lower), tt(prob.upper)
     free = torch.as_tensor(prob.observable, device=dev)
-    rot = torch.as_tensor(sk.rotational, device=dev)
+    rot = torch.as_tensor(np.array(sk.rotational), device=dev)
     neutral = tt(prob.prior_mean)
     var = ctx.var_dofs
     inv_sd = 1.0 / tt(prob.prior_sd)[var]                               # 0 where no prior
@@ -961,7 +996,7 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         xp, wp, qp = xp[okp], wp[okp], qp[okp]
         cp = qp[:, trans].mean(dim=0)
         qp[:, trans] -= cp
-        qs, xs, _ = _solve(ctx, qp, xp - cp, wp, lo, hi, pri0, max_iter=max_iter, xtol=xtol)
+        qs, xs, _ = _solve(ctx, qp, xp - cp, wp, lo, hi, pri0, max_iter=max_iter, xtol=xtol, lam0=1e-3)
         dof = (3 * (wp > 0).sum(dim=1) - n_var).clamp(min=1).to(dt)
         rms = torch.sqrt((wp * ((xs - (xp - cp)) ** 2).sum(dim=2)).sum(dim=1) / dof)
         sigma = float(torch.nanmedian(rms))
@@ -998,7 +1033,9 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             # stage 1: every warm_stride-th valid frame from the rigid initialisation, then the
             # branch of each ball joint nearest neutral among equally good fits
             coarse = vidx[::warm_stride]
-            qc, _, _ = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter, xtol=xtol)
+            qc, _, _ = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter, xtol=xtol,
+                              lam0=1e-3)                                # far start: damped
+
             qc, _ = _choose_branches(ctx, moves, qc, x_obs[coarse], w[coarse], lo, hi, neutral)
             # stage 2: every valid frame from the interpolation of its solved neighbours
             qn = _interpolate(qc, coarse, vidx, rot) if coarse.numel() < vidx.numel() else qc
@@ -1013,6 +1050,7 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             # with smoothness the frames are coupled (block-Jacobi): a few sweeps, not to full tolerance
             qv, xv, cvv = _solve(ctx, qn, x_obs[vidx], w[vidx], lo, hi, pri, neighbours=nb,
                                  max_iter=max_iter if nb is None else min(max_iter, 20), xtol=xtol)
+            qv, xv, cvv = _repair(ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, n_var, sig, xtol, max_iter)
             qb, moved = _choose_branches(ctx, moves, qv, x_obs[vidx], w[vidx], lo, hi, neutral)
             m = torch.nonzero(moved)[:, 0]
             if m.numel():                                                  # polish the frames that moved
