@@ -88,6 +88,8 @@ def run_medpose(sk, truth, seq, device: str, dtype, chunk, threads: int = 1):
 def run_opensim(sk, truth, seq, n: int):
     import opensim as osim
     osim.Logger.setLevelString("warn")
+    if hasattr(osim.Logger, "removeFileSink"):                  # no opensim.log in the working directory
+        osim.Logger.removeFileSink()
     sub = seq.slice(0, n)
     with tempfile.TemporaryDirectory() as tmp:
         trc = write_trc(sub, Path(tmp) / "markers.trc", units="m")
