@@ -59,6 +59,8 @@ _AX = {"X": 0, "Y": 1, "Z": 2}
 #: Keypoints the fit cannot do without: the pelvis (both hips) and the trunk's direction.
 _REQUIRED = ("hip_r", "hip_l")
 _UP = ("neck", "shoulder_r", "shoulder_l")
+#: Frames (evenly spaced) on which a given skeleton's units are checked and the axes aligned.
+_CHECK_FRAMES = 20000
 
 
 # ------------------------------------------------------------------------------ small helpers
@@ -258,8 +260,13 @@ def prepare(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits
         raise InputError(f"fit: min_confidence must lie in [0, 1], found {min_confidence!r}")
     base = skeleton if skeleton is not None else Skeleton.default()
     seq_idx, kp_idx, used = _map_keypoints(sequence, base)
-    renamed = KeypointSequence(sequence.positions[:, seq_idx], used, sequence.rate,
-                               sequence.confidence[:, seq_idx], sequence.frame, sequence.start)
+    # a given skeleton is only checked (units), and the axis alignment is a median direction:
+    # evenly spaced frames suffice (a million-frame GPU batch must not spend seconds here)
+    T = sequence.n_frames
+    few = np.unique(np.linspace(0, T - 1, min(T, _CHECK_FRAMES)).round().astype(int))
+    sub = few if skeleton is not None else slice(None)
+    renamed = KeypointSequence(sequence.positions[sub][:, seq_idx], used, sequence.rate,
+                               sequence.confidence[sub][:, seq_idx], sequence.frame, sequence.start)
     patient = None
     try:
         patient = estimate_skeleton(renamed, base=base, min_confidence=max(min_confidence, 0.3))
@@ -276,7 +283,7 @@ def prepare(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits
         raise InputError(f"fit: limits must be a JointLimits, found {type(lim).__name__}")
     lo, hi = lim.for_skeleton(skeleton)
     obs = _observable(skeleton, kp_idx, lo, hi)
-    A = alignment_rotation(renamed.positions, used, up)
+    A = alignment_rotation(renamed.positions if isinstance(sub, np.ndarray) else renamed.positions[few], used, up)
     k = len(used)
     mk = int(min_keypoints) if min_keypoints is not None else max(4, math.ceil(0.5 * k))
     if mk < 3:
@@ -343,7 +350,7 @@ class _Context:
         self.seg, self.slot, self.axis = t(seg, torch.long), t(slot, torch.long), t(axis, torch.long)
         # d x_k / d q_f (per degree) = sign * pi/180 * w_f x (x_k - o_f) for keypoints below the joint
         self.scale = t((sk.joint_dof_sign[seg, slot] * np.pi / 180.0)[:, None]
-                       * anc[sk.keypoint_segment[kp_index]][:, seg].T)[:, None, :]  # (Fr, 1, K)
+                       * anc[sk.keypoint_segment[kp_index]][:, seg].T)   # (Fr, K)
         eps = np.zeros((3, 3, 3))                                        # [w]x = w @ eps: Levi-Civita
         for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
             eps[k, i, j], eps[k, j, i] = -1.0, 1.0
@@ -376,39 +383,48 @@ class _Context:
         o = torch.empty(T, S, 3, device=q.device, dtype=q.dtype)
         r = self.root
         RA[:, r] = E[:, 0, r]
-        RB[:, r] = RA[:, r] @ E[:, 1, r]
-        R[:, r] = RB[:, r] @ E[:, 2, r]
+        RB[:, r] = _mm3(RA[:, r], E[:, 1, r])
+        R[:, r] = _mm3(RB[:, r], E[:, 2, r])
         o[:, r] = self.offs[r] + q[:, self.trans_dofs]
         for seg, par in self.levels:                                    # tree depth (~6), not frames
             Rp = R[:, par]
             PR[:, seg] = Rp
-            o[:, seg] = o[:, par] + (Rp @ self.offs[seg][..., None])[..., 0]
-            a = Rp @ E[:, 0, seg]
-            b = a @ E[:, 1, seg]
-            RA[:, seg], RB[:, seg], R[:, seg] = a, b, b @ E[:, 2, seg]
+            o[:, seg] = o[:, par] + _mv3(Rp, self.offs[seg])
+            a = _mm3(Rp, E[:, 0, seg])
+            b = _mm3(a, E[:, 1, seg])
+            RA[:, seg], RB[:, seg], R[:, seg] = a, b, _mm3(b, E[:, 2, seg])
         return PR, RA, RB, R, o
 
     def keypoints(self, R: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         """Keypoints (T, K, 3) from segment poses: ``o[seg] + R[seg] @ offset``."""
-        return o[:, self.kseg] + (R[:, self.kseg] @ self.koff[..., None])[..., 0]
+        return o[:, self.kseg] + _mv3(R[:, self.kseg], self.koff)
 
     def jacobian(self, PR: torch.Tensor, RA: torch.Tensor, RB: torch.Tensor, o: torch.Tensor,
-                 x: torch.Tensor) -> torch.Tensor:
-        """Transposed Jacobian (T, F, 3, K) of the keypoints ``x`` (T, K, 3), per degree / mm."""
+                 x: torch.Tensor, weight: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Jacobian of the keypoints ``x`` (T, K, 3) w.r.t. the free rotations, transposed: (T, Fr, 3, K), per degree.
+
+        Column f is ``scale_f * w_f x (x_k - o_f)`` for the keypoints below joint f (zero elsewhere);
+        the translations' columns are constant (unit vectors), see :func:`_normal_equations`.
+        ``weight`` (T, K) multiplies each keypoint's rows; ``out`` receives the result.
+        """
         T, K = x.shape[:2]
         # world axis of each free rotation: the parent's axis, then axes carried by the previous rotations
         stk = torch.stack([PR, RA, RB], dim=1).transpose(-1, -2)       # (T, 3, S, column, row)
         w = stk[:, self.slot, self.seg, self.axis]                      # (T, Fr, 3)
         W = (w @ self.eps).reshape(T, -1, 3, 3)                        # skew matrices [w]x (T, Fr, 3, 3)
         Wx = W.reshape(T, -1, 3) @ x.transpose(1, 2)                    # (T, 3 Fr, K): w x x_k
-        Wo = W @ o[:, self.seg, :, None]                                # (T, Fr, 3, 1): w x o_f
-        Jr = (Wx.reshape(T, -1, 3, K) - Wo) * self.scale
-        if self.Jt_trans.shape[0]:
-            Jr = torch.cat([Jr, self.Jt_trans.expand(T, -1, -1, -1)], dim=1)
-        return Jr
+        Wo = _mv3(W, o[:, self.seg])[..., None]                         # (T, Fr, 3, 1): w x o_f
+        scale = self.scale if weight is None else self.scale * weight[:, None]
+        return torch.mul(Wx.reshape(T, -1, 3, K) - Wo, scale[..., None, :], out=out)
+
+    def full_jacobian(self, PR, RA, RB, o, x) -> torch.Tensor:
+        """Jacobian (T, K, 3, F) of the keypoints per degree / mm, translations included."""
+        Jr = self.jacobian(PR, RA, RB, o, x)                            # (T, Fr, 3, K)
+        Jt = self.Jt_trans.expand(x.shape[0], -1, -1, -1)               # (T, Ft, 3, K)
+        return torch.cat([Jr, Jt], dim=1).permute(0, 3, 2, 1)
 
     def evaluate_t(self, q: torch.Tensor, jacobian: bool = True):
-        """Keypoints (T, K, 3) and the transposed Jacobian (T, F, 3, K), per degree / mm."""
+        """Keypoints (T, K, 3) and the rotations' transposed Jacobian (T, Fr, 3, K), per degree."""
         PR, RA, RB, R, o = self.poses(q)
         x = self.keypoints(R, o)
         return x, (self.jacobian(PR, RA, RB, o, x) if jacobian else None)
@@ -418,7 +434,25 @@ class _Context:
         (T, K, 3, F) per degree / mm."""
         PR, RA, RB, R, o = self.poses(q)
         x = self.keypoints(R, o)
-        return R, o, x, (self.jacobian(PR, RA, RB, o, x).permute(0, 3, 2, 1) if jacobian else None)
+        return R, o, x, (self.full_jacobian(PR, RA, RB, o, x) if jacobian else None)
+
+
+def _mm3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched 3x3 matrix products ``a @ b``.
+
+    On a GPU as broadcast multiply-adds: a batched GEMM spends most of its time setting up tiles
+    for 3x3 matrices, while the elementwise form is memory-bound.  On the CPU ``matmul`` is faster.
+    """
+    if a.is_cuda:
+        return (a[..., :, :, None] * b[..., None, :, :]).sum(dim=-2)
+    return a @ b
+
+
+def _mv3(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Batched matrix-vector products ``a @ v``, (..., 3, 3) x (..., 3) -> (..., 3) (see :func:`_mm3`)."""
+    if a.is_cuda:
+        return (a * v[..., None, :]).sum(dim=-1)
+    return (a @ v[..., None])[..., 0]
 
 
 # ------------------------------------------------------------------------------ the solver
@@ -448,11 +482,26 @@ class _Priors:
     smooth: float = 0.0
 
 
-def _normal_equations(Jt: torch.Tensor, sw: torch.Tensor, x: torch.Tensor, xo: torch.Tensor):
-    """Weighted data cost (T,), J^T J (T, F, F) and J^T r (T, F) from Jt (T, F, 3, K)."""
-    r = (sw * (x - xo)).transpose(1, 2).flatten(1)                       # (T, 3K), component-major
-    Jw = (Jt * sw.transpose(1, 2)[:, None]).flatten(2)                  # (T, F, 3K)
-    return (r * r).sum(dim=1), Jw @ Jw.transpose(1, 2), (Jw @ r[..., None])[..., 0]
+def _normal_equations(ctx: _Context, PR: torch.Tensor, RA: torch.Tensor, RB: torch.Tensor, o: torch.Tensor,
+                      x: torch.Tensor, sw: torch.Tensor, xo: torch.Tensor):
+    """Weighted data cost (T,), J^T J (T, F, F) and J^T r (T, F) at keypoints ``x`` (T, K, 3).
+
+    The weighted Jacobian (rotations, then translations) and the weighted residual are written
+    as the rows of one (T, F + 1, 3K) matrix ``B``; a single batched product ``B B^T`` gives
+    J^T J, J^T r and r^T r together.
+    """
+    T, K = x.shape[:2]
+    Fr, Ft = ctx.n_rot, ctx.Jt_trans.shape[0]
+    F = Fr + Ft
+    swt = sw.transpose(1, 2)                                            # (T, 1, K)
+    buf = x.new_empty(T, F + 1, 3, K)
+    ctx.jacobian(PR, RA, RB, o, x, weight=swt[:, 0], out=buf[:, :Fr])
+    if Ft:
+        torch.mul(ctx.Jt_trans, swt[:, None], out=buf[:, Fr:F])
+    torch.mul(swt, (x - xo).transpose(1, 2), out=buf[:, F])
+    Bf = buf.flatten(2)
+    G = Bf @ Bf.transpose(1, 2)
+    return G[:, F, F], G[:, :F, :F], G[:, :F, F]
 
 
 def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, lo: torch.Tensor,
@@ -473,10 +522,10 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
     q = q0.clone()
     q[:, var] = torch.clamp(q[:, var], lo_v, hi_v)
     sw_all = torch.sqrt(w)[..., None]                                   # (T, K, 1)
-    x, Jt = ctx.evaluate_t(q)
+    PR, RA, RB, R, o = ctx.poses(q)
+    x = ctx.keypoints(R, o)
     xf = x
-    dc, H, g = _normal_equations(Jt, sw_all, x, x_obs)
-    del Jt
+    dc, H, g = _normal_equations(ctx, PR, RA, RB, o, x, sw_all, x_obs)
     lam = q.new_full((T,), lam0)
     conv = torch.zeros(T, dtype=torch.bool, device=q.device)
     act = torch.arange(T, device=q.device)
@@ -517,7 +566,7 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
             cost2 = cost2 + (r * r).sum(dim=1)
         ok = (cost2 <= cost) & torch.isfinite(cost2) & ~bad
         dz = (z_new - za).abs().amax(dim=1)
-        done = (ok & ((cost - cost2) <= tol * cost)) | (dz <= xtol) | (lam > 1e10) | (cost <= 1e-20)
+        done = ((cost - cost2).abs() <= tol * cost) | (dz <= xtol) | (lam > 1e10) | (cost <= 1e-20)
         q[act] = torch.where(ok[:, None], q_new, qa)
         xf[act] = torch.where(ok[:, None, None], x2, xf[act])
         lam = torch.where(ok, torch.clamp(lam / 10.0, min=1e-9), lam * 4.0)
@@ -525,8 +574,7 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
         go = ~done
         upd = torch.nonzero(ok & go)[:, 0]
         if upd.numel():                                                  # Jacobian where needed only
-            Jn = ctx.jacobian(PR[upd], RA[upd], RB[upd], o[upd], x2[upd])
-            dcn, Hn, gn = _normal_equations(Jn, sw[upd], x2[upd], xo[upd])
+            dcn, Hn, gn = _normal_equations(ctx, PR[upd], RA[upd], RB[upd], o[upd], x2[upd], sw[upd], xo[upd])
             dc[upd], H[upd], g[upd] = dcn, Hn, gn
         act, dc, H, g, lam = act[go], dc[go], H[go], g[go], lam[go]
     return q, xf, conv
@@ -684,6 +732,15 @@ class Fit:
                 f"{int(self.converged_mask.sum())} converged, {len(self.dof_names)} DoF)")
 
 
+def _default_chunk(device: torch.device) -> int:
+    """Frames per chunk: 512 on the CPU; on a GPU 2^19 (about 25 GB of work space in float32) when
+    40 GB are free, else 2^18 (about 13 GB) or 2^16."""
+    if device.type != "cuda":
+        return 512
+    free = torch.cuda.mem_get_info(device)[0]
+    return 1 << 19 if free >= 40 * 2**30 else 1 << 18 if free >= 16 * 2**30 else 1 << 16
+
+
 def _default_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "cuda" else torch.float64
 
@@ -708,7 +765,8 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     device : str or torch.device, optional
         ``"cpu"`` (default) or ``"cuda"``.
     dtype : torch.dtype, optional
-        Default float64 on the CPU, float32 on a GPU (angles agree to ~1e-3 degrees).
+        Default float64 on the CPU, float32 on a GPU (angles agree to ~1e-3 degrees).  With
+        float32, ``Fit.fitted`` and ``Fit.residual`` are float32 arrays too (``Fit.q`` stays float64).
     smoothness : float
         Weight of the temporal smoothness term, mm of keypoint residual per degree of
         departure from the mean of the two neighbouring frames (0 = off; 1-5 smooths jitter).
@@ -719,8 +777,8 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         0 on the pelvis).  ``{"*": 0, "lumbar_flexion": 0, "lumbar_bending": 0,
         "lumbar_rotation": 0}`` turns it off.
     chunk_size : int, optional
-        Frames per batch (default 256 on the CPU, 262,144 on a GPU); memory grows with it,
-        not with the recording.
+        Frames per batch (default 512 on the CPU; on a GPU 524,288 where 40 GB are free, else
+        262,144 or 65,536); memory grows with it, not with the recording.
     progress : bool, optional
         Show a tqdm progress bar (default: when there is more than one chunk).
     min_confidence : float
@@ -772,7 +830,7 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     if not (tol_deg > 0 and math.isfinite(tol_deg)):
         raise InputError(f"fit: tol_deg must be a finite number > 0, found {tol_deg!r}")
     T = sequence.n_frames
-    cs = int(chunk_size) if chunk_size is not None else (1 << 18 if dev.type == "cuda" else 256)
+    cs = int(chunk_size) if chunk_size is not None else _default_chunk(dev)
     if cs < 1:
         raise InputError(f"fit: chunk_size must be a positive number of frames, found {chunk_size!r}")
     old_threads = torch.get_num_threads()
@@ -781,21 +839,18 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
             raise InputError(f"fit: threads must be a positive number or None, found {threads!r}")
         torch.set_num_threads(int(threads))
     try:
-        out = _run(prob, sequence.positions[:, prob.seq_index], sequence.confidence[:, prob.seq_index], dev, dt,
+        out = _run(prob, sequence.positions, sequence.confidence, dev, dt,
                    smoothness=float(smoothness), chunk_size=cs, progress=progress, max_iter=int(max_iter),
                    warm_stride=max(1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 15)),
                    xtol=float(tol_deg))
     finally:
         torch.set_num_threads(old_threads)
-    q, fitted, resid, conv, valid, noise = out
+    q, fitted, resid, conv, valid, at, noise = out
     n_bad = int((~valid).sum())
     if n_bad:
         warnings.warn(f"fit: {n_bad} of {T} frames have fewer than {prob.min_keypoints} keypoints with confidence "
                       f">= {prob.min_confidence:g} (or fewer than 3 on the trunk and pelvis); their angles are NaN",
                       stacklevel=2)
-    lo, hi = prob.lower, prob.upper
-    tol = 1e-6 * np.maximum(1.0, np.abs(np.where(np.isfinite(lo), lo, 0)))
-    at = np.isfinite(q) & ((np.abs(q - lo) <= tol) | (np.abs(q - hi) <= tol)) & prob.observable
     sk = prob.skeleton
     return Fit(q, sk.dof_names, sequence.rate, sequence.start, sequence.frame, sk, prob.limits, prob.patient,
                prob.observable, prob.alignment, prob.kp_names, fitted, resid, at, conv, valid, noise, prob.prior_sd)
@@ -973,12 +1028,14 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     root_sign = tt(np.where(sk.joint_dof_index[root] >= 0, sk.joint_dof_sign[root], 1.0))
     trans = tt(sk.translation_dof_index, torch.long)
     A = prob.alignment
-    At = tt(A.T)
+    At, Ad = tt(A.T), tt(A)
+    cols = None if np.array_equal(prob.seq_index, np.arange(pos.shape[1])) else tt(prob.seq_index, torch.long)
 
     def load(sel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Observed keypoints in skeleton axes, weights, rigid start and validity of frames ``sel``."""
-        P = torch.as_tensor(np.asarray(pos[sel]), device=dev)
-        C = torch.as_tensor(np.asarray(conf[sel]), device=dev)
+        P, C = _to_device(pos[sel], dev), _to_device(conf[sel], dev)
+        if cols is not None:                                            # the keypoints used, on the device
+            P, C = P[:, cols], C[:, cols]
         finite = torch.isfinite(P).all(dim=2)
         w = torch.where(finite & (C >= prob.min_confidence), C, 0.0).to(dt)
         x_obs = torch.where(finite[..., None], P, 0.0).to(dt) @ At
@@ -1004,11 +1061,16 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     pri = _Priors(pri0.margin, pri0.weight, sig * inv_sd if has_prior else None, pri0.mu, smoothness)
     pri1 = _Priors(pri.margin, pri.weight, pri.tik, pri.mu, 0.0)
 
-    q_all = np.full((T, D), np.nan)
-    fit_all = np.full((T, K, 3), np.nan)
-    res_all = np.full((T, K), np.nan)
-    conv_all = np.zeros(T, dtype=bool)
-    valid_all = np.zeros(T, dtype=bool)
+    # results are computed on the device and copied once per chunk into these (float32 keypoints
+    # and residuals when the fit runs in float32: they carry no more precision than that)
+    odt = np.float64 if dt == torch.float64 else np.float32
+    q_all = np.empty((T, D))
+    fit_all = np.empty((T, K, 3), dtype=odt)
+    res_all = np.empty((T, K), dtype=odt)
+    conv_all = np.empty(T, dtype=bool)
+    valid_all = np.empty(T, dtype=bool)
+    at_all = np.empty((T, D), dtype=bool)
+    ltol = 1e-6 * torch.clamp(torch.where(torch.isfinite(lo), lo, 0.0).abs(), min=1.0)
     starts = list(range(0, T, chunk_size))
     bar = None
     if progress or (progress is None and len(starts) > 1):
@@ -1059,17 +1121,18 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
                 qv, xv, cvv = qv.clone(), xv.clone(), cvv.clone()
                 qv[m], xv[m], cvv[m] = qm, xm, cm
             q[vidx], xf[vidx], cv[vidx] = qv, xv, cvv
-            q[:, trans] = q[:, trans] + centre
-            xf = xf + centre
             prev_last = q[-1:].clone() if bool(valid[-1]) else None
-        wv = (w > 0).cpu().numpy()
-        P_np = np.asarray(pos[s0:s1], dtype=float)
-        xf_np = xf.double().cpu().numpy() @ A                                # back to the data frame
-        q_all[s0:s1] = q.double().cpu().numpy()
-        fit_all[s0:s1] = xf_np
-        res_all[s0:s1] = np.where(wv, np.linalg.norm(xf_np - P_np, axis=2), np.nan)
-        conv_all[s0:s1] = cv.cpu().numpy()
-        valid_all[s0:s1] = valid.cpu().numpy()
+            if prev_last is not None:
+                prev_last[:, trans] = prev_last[:, trans] + centre
+        state["prev_last"] = prev_last if vidx.numel() else None
+        # residuals do not depend on the axes (A is a rotation): computed before adding the centre back
+        res = torch.where(w > 0, torch.linalg.vector_norm(xf - x_obs, dim=2), float("nan"))
+        xf = (xf + centre) @ Ad                                          # back to the data frame
+        q[:, trans] = q[:, trans] + centre
+        at = torch.isfinite(q) & (((q - lo).abs() <= ltol) | ((q - hi).abs() <= ltol)) & free
+        for dst, src in ((q_all, q), (fit_all, xf), (res_all, res), (conv_all, cv), (valid_all, valid),
+                         (at_all, at)):
+            torch.from_numpy(dst[s0:s1]).copy_(src)
         if bar is not None:
             bar.update(n)
 
@@ -1077,7 +1140,14 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         chunk(s0)
     if bar is not None:
         bar.close()
-    return q_all, fit_all, res_all, conv_all, valid_all, sigma
+    return q_all, fit_all, res_all, conv_all, valid_all, at_all, sigma
+
+
+def _to_device(a: np.ndarray, dev: torch.device) -> torch.Tensor:
+    """A (possibly read-only) numpy array as a tensor on ``dev``; never written to."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)                  # read-only arrays: we only read
+        return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
 
 
 def _neighbours(vidx: torch.Tensor, n: int, prev_last: torch.Tensor | None):
