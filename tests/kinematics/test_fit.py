@@ -234,3 +234,15 @@ def test_bad_sequences(sk):
         fit(KeypointSequence(np.zeros((2, 3, 2)), ("hip_r", "hip_l", "neck"), 30.0))
     with pytest.raises(LimitError, match="knee_flexion_r"):
         JointLimits.default(sk).with_overrides({"knee_flexion_r": (90, 10)})
+
+
+def test_polar_factor_is_the_kabsch_rotation_and_flags_reflections():
+    from medpose.kinematics.fit import _polar
+    R = Rotation.random(50, random_state=3).as_matrix()
+    S = np.random.default_rng(3).normal(size=(50, 3, 3))
+    S = S @ S.transpose(0, 2, 1) + 0.1 * np.eye(3)                     # symmetric positive definite
+    X, ok = _polar(torch.as_tensor(R @ S))
+    assert ok.all() and np.abs(X.numpy() - R).max() < 1e-10
+    refl = R @ S @ np.diag([1.0, 1.0, -1.0])                             # det < 0: Kabsch needs the SVD
+    _, ok = _polar(torch.as_tensor(refl))
+    assert not ok.any()
