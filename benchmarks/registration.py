@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from medpose.synthetic.fiducials import head_fiducials
 import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
@@ -38,11 +40,8 @@ ANISO = camera_fle(0.25, 1.0, axis=(1, 0, 0))
 
 
 def head_layout(n: int) -> np.ndarray:
-    i = np.arange(n) + 0.5
-    z = 1 - i / n * 0.9
-    phi = np.pi * (1 + 5 ** 0.5) * i
-    r = np.sqrt(1 - z * z)
-    return np.c_[80 * r * np.cos(phi), 100 * r * np.sin(phi), 70 * z]
+    """n fiducials over a head-sized ellipsoid (80 x 100 x 70 mm)."""
+    return head_fiducials(n)
 
 
 def targets_for(x: np.ndarray) -> np.ndarray:

@@ -20,11 +20,8 @@ OUT = Path(__file__).resolve().parent / "registration_tre.png"
 
 
 def head_layout(n: int) -> np.ndarray:
-    i = np.arange(n) + 0.5
-    z = 1 - i / n * 0.9
-    phi = np.pi * (1 + 5 ** 0.5) * i
-    r = np.sqrt(1 - z * z)
-    return np.c_[80 * r * np.cos(phi), 100 * r * np.sin(phi), 70 * z]
+    """n fiducials over a head-sized ellipsoid (80 x 100 x 70 mm)."""
+    return head_fiducials(n)
 
 
 def main() -> None:

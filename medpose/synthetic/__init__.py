@@ -10,6 +10,7 @@ from .exercises import EXERCISES, ExerciseTruth, make_exercise, minimum_jerk, re
 from .observation import Observed, marker_based, markerless
 from .phantom import Phantom, make_phantom, static_pose
 from .rig import make_rig, project_to_cameras
+from .fiducials import head_fiducials
 from .session import SessionTruth, make_session
 
 __all__ = [
@@ -17,5 +18,5 @@ __all__ = [
     "Observed", "markerless", "marker_based",
     "Phantom", "make_phantom", "static_pose",
     "make_rig", "project_to_cameras",
-    "SessionTruth", "make_session",
+    "SessionTruth", "make_session", "head_fiducials",
 ]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
+
+from medpose.synthetic.fiducials import head_fiducials
 import pytest
 from scipy.spatial.transform import Rotation
 
@@ -9,12 +11,8 @@ from medpose import Landmarks, Transform
 
 
 def head_layout(n: int) -> np.ndarray:
-    """n fiducials spread over the upper part of a head-sized ellipsoid (semi-axes 80, 100, 70 mm)."""
-    i = np.arange(n) + 0.5
-    z = 1 - i / n * 0.9
-    phi = np.pi * (1 + 5 ** 0.5) * i
-    r = np.sqrt(1 - z * z)
-    return np.c_[80 * r * np.cos(phi), 100 * r * np.sin(phi), 70 * z]
+    """n fiducials over a head-sized ellipsoid (80 x 100 x 70 mm)."""
+    return head_fiducials(n)
 
 
 @pytest.fixture
