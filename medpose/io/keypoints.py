@@ -104,6 +104,18 @@ def numeric_columns(df: pd.DataFrame, src: str, first_line: int,
     return out
 
 
+def check_times(times: np.ndarray, line_numbers: Sequence[int], src: str, label: str = "time") -> None:
+    """Refuse empty or non-increasing time stamps, naming the file line (shared by .trc and .mot)."""
+    if not np.all(np.isfinite(times)):
+        r = int(np.flatnonzero(~np.isfinite(times))[0])
+        raise InputError(f"{src}: line {line_numbers[r]}: {label} is empty; every row needs a time stamp")
+    dt = np.diff(times)
+    if np.any(dt <= 0):
+        r = int(np.flatnonzero(dt <= 0)[0]) + 1
+        raise InputError(f"{src}: line {line_numbers[r]}: time {times[r]:g} s does not increase "
+                         f"(previous {times[r - 1]:g} s)")
+
+
 def read_table_lines(lines: list[tuple[int, str]], ncol: int, src: str, sep: str = "\t") -> pd.DataFrame:
     """Parse ``(line number, text)`` data lines of exactly ``ncol`` cells into a DataFrame.
 

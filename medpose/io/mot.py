@@ -28,7 +28,7 @@ import numpy as np
 from ..data import JointAngles
 from ..errors import InputError
 from ._util import atomic_write, display_name, require_file
-from .keypoints import numeric_columns, rate_from_times, read_table_lines
+from .keypoints import check_times, numeric_columns, rate_from_times, read_table_lines
 
 __all__ = ["read_mot", "write_mot"]
 
@@ -121,14 +121,8 @@ def read_mot(path: str | os.PathLike, *, translations: Literal["drop", "keep"] =
     df = read_table_lines(rows, ncol, src, sep)
     table = numeric_columns(df, src, rows[0][0], [f"column {c!r}" for c in columns])
     t = table[:, 0]
-    if not np.all(np.isfinite(t)):
-        r = int(np.flatnonzero(~np.isfinite(t))[0])
-        raise InputError(f"{src}: line {body[1 + r][0]}: time is empty; every row needs a time")
+    check_times(t, [ln for ln, _ in body[1:]], src)
     dt = np.diff(t)
-    if np.any(dt <= 0):
-        r = int(np.flatnonzero(dt <= 0)[0]) + 1
-        raise InputError(f"{src}: line {body[1 + r][0]}: time {t[r]:g} s does not increase "
-                         f"(previous {t[r - 1]:g} s)")
     if len(t) > 1:
         step = (t[-1] - t[0]) / (len(t) - 1)
         off = np.abs(dt - step) > rtol * step

@@ -26,7 +26,8 @@ import pandas as pd
 from ..data import KeypointSequence
 from ..errors import InputError
 from ._util import atomic_write, display_name, require_file
-from .keypoints import canonical_names, numeric_columns, read_table_lines, unit_scale, write_csv_table
+from .keypoints import (canonical_names, check_times, numeric_columns, read_table_lines, unit_scale,
+                        write_csv_table)
 
 __all__ = ["read_trc", "write_trc"]
 
@@ -112,14 +113,7 @@ def read_trc(path: str | os.PathLike, *, rename: bool = True, frame: str = "came
     columns = ["column Frame#", "column Time"] + [f"column {n}/{a}" for n in names for a in "XYZ"]
     table = numeric_columns(df, src, body[0][0], columns)
     times = table[:, 1]
-    if not np.all(np.isfinite(times)):
-        r = int(np.flatnonzero(~np.isfinite(times))[0])
-        raise InputError(f"{src}: line {body[r][0]}: Time is empty; every row needs a time stamp")
-    dt = np.diff(times)
-    if np.any(dt <= 0):
-        r = int(np.flatnonzero(dt <= 0)[0]) + 1
-        raise InputError(f"{src}: line {body[r][0]}: time {times[r]:g} s does not increase "
-                         f"(previous {times[r - 1]:g} s)")
+    check_times(times, [ln for ln, _ in body], src, "Time")
     pos = table[:, 2:].reshape(n_frames, n_markers, 3) * scale
     return KeypointSequence(pos, names_out, rate, frame=frame, start=float(times[0]))
 
