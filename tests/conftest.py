@@ -18,3 +18,12 @@ def shared_data() -> Path:
             pytest.fail(f"real data folder {SHARED_DATA} is missing in CI")
         pytest.skip(f"real data folder {SHARED_DATA} is absent on this machine")
     return SHARED_DATA
+
+
+def pytest_configure(config):
+    """Parallel test workers (pytest-xdist) share the cores: one torch thread each, since
+    oversubscribed OpenMP threads spin waiting for each other."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)

@@ -302,7 +302,9 @@ class _Context:
     :attr:`var_dofs`: the free rotational DoFs, then the free translations.  Forward
     kinematics is written out here (rather than calling :func:`~medpose.kinematics.fk.segment_poses`)
     so that one pass gives the keypoints *and* the world axis of every joint rotation the
-    Jacobian needs, level by level of the tree (a handful of batched 3x3 products per level).
+    Jacobian needs.  Internally the segments are stored in tree-level order (root, its children,
+    their children...): each level's parents are the previous level, so the pass is a handful of
+    batched 3x3 products per level on contiguous slices, with no scatter.
     """
 
     def __init__(self, skeleton: Skeleton, kp_index: np.ndarray, device: torch.device, dtype: torch.dtype,
@@ -312,8 +314,6 @@ class _Context:
         S, D = len(sk.segment_names), len(sk.dof_names)
         free = np.ones(D, dtype=bool) if free is None else np.asarray(free, dtype=bool)
         t = lambda a, dt=dtype: torch.as_tensor(np.array(a), device=device, dtype=dt)  # noqa: E731
-        self.kseg = t(sk.keypoint_segment[kp_index], torch.long)
-        self.koff = t(sk.keypoint_offsets[kp_index])
         parent = sk.parent_index
         depth = np.zeros(S, dtype=np.int64)
         anc = np.zeros((S, S), dtype=bool)                 # anc[s, a]: a is s or an ancestor of s
@@ -323,41 +323,52 @@ class _Context:
                 anc[s, a] = True
                 a = parent[a]
             depth[s] = anc[s].sum() - 1
-        self.levels = [(t(np.flatnonzero(depth == d), torch.long), t(parent[depth == d], torch.long))
+        order = np.argsort(depth, kind="stable")           # level order; root first
+        pos = np.empty(S, dtype=np.int64)
+        pos[order] = np.arange(S)
+        self.order, self.pos = t(order, torch.long), t(pos, torch.long)
+        bounds = np.searchsorted(depth[order], np.arange(int(depth.max()) + 2))
+        # per level: slice in level order, and each member's parent position within the previous level
+        self.levels = [(int(bounds[d]), int(bounds[d + 1]), t(pos[parent[order[bounds[d]:bounds[d + 1]]]] - bounds[d - 1],
+                                                                torch.long))
                        for d in range(1, int(depth.max()) + 1)]
-        self.root = int(np.flatnonzero(parent < 0)[0])
-        self.offs = t(sk.joint_offsets)                                  # (S, 3)
+        self.parent_pos = t(np.where(parent[order] >= 0, pos[np.maximum(parent[order], 0)], S), torch.long)
+        self.kseg = t(pos[sk.keypoint_segment[kp_index]], torch.long)
+        self.koff = t(sk.keypoint_offsets[kp_index])
+        self.offs = t(sk.joint_offsets[order])                          # (S, 3), level order
         # elementary rotation of slot j of segment s about axis i:  E = B + cos(t) P + sin(t) Q
         B = np.zeros((3, S, 3, 3))
         P = np.zeros((3, S, 3, 3))
         Qm = np.zeros((3, S, 3, 3))
-        for s, seq in enumerate(sk.sequences):
-            for j, ax in enumerate(seq):
+        for n, s in enumerate(order):
+            for j, ax in enumerate(sk.sequences[s]):
                 i = _AX[ax]
                 k1, k2 = (i + 1) % 3, (i + 2) % 3
-                B[j, s, i, i] = 1.0
-                P[j, s, k1, k1] = P[j, s, k2, k2] = 1.0
-                Qm[j, s, k2, k1], Qm[j, s, k1, k2] = 1.0, -1.0
+                B[j, n, i, i] = 1.0
+                P[j, n, k1, k1] = P[j, n, k2, k2] = 1.0
+                Qm[j, n, k2, k1], Qm[j, n, k1, k2] = 1.0, -1.0
         self.B, self.P, self.Q = t(B), t(P), t(Qm)
-        idx = sk.joint_dof_index                                         # (S, 3), -1 fixed
+        idx = sk.joint_dof_index[order]                                  # (S, 3), -1 fixed
         self.ang_dof = t(np.where(idx >= 0, idx, D).T, torch.long)       # (3, S) -> column D is 0
-        self.ang_scale = t((np.where(idx >= 0, sk.joint_dof_sign, 0.0) * np.pi / 180.0).T)  # (3, S)
+        self.ang_scale = t((np.where(idx >= 0, sk.joint_dof_sign[order], 0.0) * np.pi / 180.0).T)  # (3, S)
         rot = [(d, s, j) for s in range(S) for j in range(3)
-               if (d := int(idx[s, j])) >= 0 and free[d]]
+               if (d := int(sk.joint_dof_index[s, j])) >= 0 and free[d]]
         seg = np.array([r[1] for r in rot], dtype=np.int64)
         slot = np.array([r[2] for r in rot], dtype=np.int64)
         axis = np.array([_AX[sk.sequences[s][j]] for s, j in zip(seg, slot)], dtype=np.int64)
-        self.seg, self.slot, self.axis = t(seg, torch.long), t(slot, torch.long), t(axis, torch.long)
+        self.seg, self.slot, self.axis = t(pos[seg], torch.long), t(slot, torch.long), t(axis, torch.long)
         # d x_k / d q_f (per degree) = sign * pi/180 * w_f x (x_k - o_f) for keypoints below the joint
-        self.scale = t((sk.joint_dof_sign[seg, slot] * np.pi / 180.0)[:, None]
-                       * anc[sk.keypoint_segment[kp_index]][:, seg].T)   # (Fr, K)
+        scale = ((sk.joint_dof_sign[seg, slot] * np.pi / 180.0)[:, None]
+                 * anc[sk.keypoint_segment[kp_index]][:, seg].T)         # (Fr, K)
+        self.scale = t(scale)
+        K = len(kp_index)
         eps = np.zeros((3, 3, 3))                                        # [w]x = w @ eps: Levi-Civita
         for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
             eps[k, i, j], eps[k, j, i] = -1.0, 1.0
         self.eps = t(eps.reshape(3, 9))
         trans = [int(d) for d in sk.translation_dof_index if free[d]]
         tax = [list(sk.translation_dof_index).index(d) for d in trans]
-        Jt_t = np.zeros((len(trans), 3, len(kp_index)))
+        Jt_t = np.zeros((len(trans), 3, K))
         for n, a in enumerate(tax):
             Jt_t[n, a, :] = 1.0
         self.Jt_trans = t(Jt_t)                                          # (Ft, 3, K)
@@ -368,73 +379,73 @@ class _Context:
         self.D = D
 
     def poses(self, q: torch.Tensor):
-        """Parent rotation, rotations after the first and second elementary rotation, segment
-        rotation (each (T, S, 3, 3)) and segment origins (T, S, 3), from q (T, D) in degrees."""
+        """Elementary rotations E (T, 3, S, 3, 3), segment rotations R (T, S, 3, 3) and origins o
+        (T, S, 3) from q (T, D) in degrees; segments in level order (:attr:`order`)."""
         T = q.shape[0]
         qz = torch.cat([q, q.new_zeros(T, 1)], dim=1)
         ang = qz[:, self.ang_dof] * self.ang_scale                      # (T, 3, S) radians
         E = self.B + torch.cos(ang)[..., None, None] * self.P + torch.sin(ang)[..., None, None] * self.Q
-        S = self.offs.shape[0]
-        eye = torch.eye(3, device=q.device, dtype=q.dtype)
-        PR = eye.expand(T, S, 3, 3).clone()
-        RA = torch.empty_like(PR)
-        RB = torch.empty_like(PR)
-        R = torch.empty_like(PR)
-        o = torch.empty(T, S, 3, device=q.device, dtype=q.dtype)
-        r = self.root
-        RA[:, r] = E[:, 0, r]
-        RB[:, r] = _mm3(RA[:, r], E[:, 1, r])
-        R[:, r] = _mm3(RB[:, r], E[:, 2, r])
-        o[:, r] = self.offs[r] + q[:, self.trans_dofs]
-        for seg, par in self.levels:                                    # tree depth (~6), not frames
-            Rp = R[:, par]
-            PR[:, seg] = Rp
-            o[:, seg] = o[:, par] + _mv3(Rp, self.offs[seg])
-            a = _mm3(Rp, E[:, 0, seg])
-            b = _mm3(a, E[:, 1, seg])
-            RA[:, seg], RB[:, seg], R[:, seg] = a, b, _mm3(b, E[:, 2, seg])
-        return PR, RA, RB, R, o
+        Jl = _mm3(_mm3(E[:, 0], E[:, 1]), E[:, 2])                      # joint rotations (T, S, 3, 3)
+        Rs = [Jl[:, :1]]
+        os_ = [(self.offs[0] + q.index_select(1, self.trans_dofs))[:, None]]
+        for s0, s1, par in self.levels:                                 # tree depth (~5), not frames
+            Rp = Rs[-1].index_select(1, par)
+            os_.append(os_[-1].index_select(1, par) + _mv3(Rp, self.offs[s0:s1]))
+            Rs.append(_mm3(Rp, Jl[:, s0:s1]))
+        return E, torch.cat(Rs, dim=1), torch.cat(os_, dim=1)
+
+    def axes(self, E: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+        """World axis (T, Fr, 3) of every free rotation: the parent's rotation times the
+        preceding elementary rotations of the same joint, applied to the rotation's own axis."""
+        T = R.shape[0]
+        Rx = torch.cat([R, torch.eye(3, dtype=R.dtype, device=R.device).expand(T, 1, 3, 3)], dim=1)
+        PR = Rx.index_select(1, self.parent_pos)                        # (T, S, 3, 3)
+        RA = _mm3(PR, E[:, 0])
+        RB = _mm3(RA, E[:, 1])
+        stk = torch.stack([PR, RA, RB], dim=1).transpose(-1, -2)       # (T, 3, S, column, row)
+        return stk[:, self.slot, self.seg, self.axis]                   # (T, Fr, 3)
 
     def keypoints(self, R: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         """Keypoints (T, K, 3) from segment poses: ``o[seg] + R[seg] @ offset``."""
-        return o[:, self.kseg] + _mv3(R[:, self.kseg], self.koff)
+        return o.index_select(1, self.kseg) + _mv3(R.index_select(1, self.kseg), self.koff)
 
-    def jacobian(self, PR: torch.Tensor, RA: torch.Tensor, RB: torch.Tensor, o: torch.Tensor,
-                 x: torch.Tensor, weight: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+    def jacobian(self, E: torch.Tensor, R: torch.Tensor, o: torch.Tensor, x: torch.Tensor,
+                 weight: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
         """Jacobian of the keypoints ``x`` (T, K, 3) w.r.t. the free rotations, transposed: (T, Fr, 3, K), per degree.
 
-        Column f is ``scale_f * w_f x (x_k - o_f)`` for the keypoints below joint f (zero elsewhere);
-        the translations' columns are constant (unit vectors), see :func:`_normal_equations`.
-        ``weight`` (T, K) multiplies each keypoint's rows; ``out`` receives the result.
+        Column f is ``scale_f * w_f x (x_k - o_f)`` for the keypoints below joint f (zero elsewhere),
+        computed for all pairs at once as ``[[w_f]x, -[w_f]x o_f] @ [x_k; 1]``: one small batched
+        product (gathering only the pairs below each joint costs more than it saves).  ``weight``
+        (T, K) multiplies each keypoint's rows; ``out`` receives the result.
         """
         T, K = x.shape[:2]
-        # world axis of each free rotation: the parent's axis, then axes carried by the previous rotations
-        stk = torch.stack([PR, RA, RB], dim=1).transpose(-1, -2)       # (T, 3, S, column, row)
-        w = stk[:, self.slot, self.seg, self.axis]                      # (T, Fr, 3)
-        W = (w @ self.eps).reshape(T, -1, 3, 3)                        # skew matrices [w]x (T, Fr, 3, 3)
-        Wx = W.reshape(T, -1, 3) @ x.transpose(1, 2)                    # (T, 3 Fr, K): w x x_k
-        Wo = _mv3(W, o[:, self.seg])[..., None]                         # (T, Fr, 3, 1): w x o_f
+        W = (self.axes(E, R) @ self.eps).reshape(T, -1, 3, 3)          # skew matrices [w]x (T, Fr, 3, 3)
+        Wo = _mv3(W, o.index_select(1, self.seg))                      # (T, Fr, 3): w x o_f
+        Wh = torch.cat([W, -Wo[..., None]], dim=-1).reshape(T, -1, 4)  # (T, 3 Fr, 4)
+        xh = torch.cat([x, x.new_ones(T, K, 1)], dim=-1).transpose(1, 2)  # (T, 4, K)
+        J = _bmm(Wh, xh).view(T, -1, 3, K)
         scale = self.scale if weight is None else self.scale * weight[:, None]
-        return torch.mul(Wx.reshape(T, -1, 3, K) - Wo, scale[..., None, :], out=out)
+        return torch.mul(J, scale[..., None, :], out=out)
 
-    def full_jacobian(self, PR, RA, RB, o, x) -> torch.Tensor:
+    def full_jacobian(self, E, R, o, x) -> torch.Tensor:
         """Jacobian (T, K, 3, F) of the keypoints per degree / mm, translations included."""
-        Jr = self.jacobian(PR, RA, RB, o, x)                            # (T, Fr, 3, K)
+        Jr = self.jacobian(E, R, o, x)                                  # (T, Fr, 3, K)
         Jt = self.Jt_trans.expand(x.shape[0], -1, -1, -1)               # (T, Ft, 3, K)
         return torch.cat([Jr, Jt], dim=1).permute(0, 3, 2, 1)
 
     def evaluate_t(self, q: torch.Tensor, jacobian: bool = True):
         """Keypoints (T, K, 3) and the rotations' transposed Jacobian (T, Fr, 3, K), per degree."""
-        PR, RA, RB, R, o = self.poses(q)
+        E, R, o = self.poses(q)
         x = self.keypoints(R, o)
-        return x, (self.jacobian(PR, RA, RB, o, x) if jacobian else None)
+        return x, (self.jacobian(E, R, o, x) if jacobian else None)
 
     def evaluate(self, q: torch.Tensor, jacobian: bool = False):
-        """Segment rotations (T, S, 3, 3), origins, keypoints and (optionally) the Jacobian
-        (T, K, 3, F) per degree / mm."""
-        PR, RA, RB, R, o = self.poses(q)
+        """Segment rotations (T, S, 3, 3) and origins (skeleton order), keypoints and (optionally)
+        the Jacobian (T, K, 3, F) per degree / mm."""
+        E, R, o = self.poses(q)
         x = self.keypoints(R, o)
-        return R, o, x, (self.full_jacobian(PR, RA, RB, o, x) if jacobian else None)
+        J = self.full_jacobian(E, R, o, x) if jacobian else None
+        return R[:, self.pos], o[:, self.pos], x, J
 
 
 def _mm3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -443,6 +454,13 @@ def _mm3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     On a GPU as broadcast multiply-adds: a batched GEMM spends most of its time setting up tiles
     for 3x3 matrices, while the elementwise form is memory-bound.  On the CPU ``matmul`` is faster.
     """
+    if a.is_cuda:
+        return (a[..., :, :, None] * b[..., None, :, :]).sum(dim=-2)
+    return a @ b
+
+
+def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched products of small matrices (see :func:`_mm3`): broadcast multiply-adds on a GPU."""
     if a.is_cuda:
         return (a[..., :, :, None] * b[..., None, :, :]).sum(dim=-2)
     return a @ b
@@ -482,7 +500,7 @@ class _Priors:
     smooth: float = 0.0
 
 
-def _normal_equations(ctx: _Context, PR: torch.Tensor, RA: torch.Tensor, RB: torch.Tensor, o: torch.Tensor,
+def _normal_equations(ctx: _Context, E: torch.Tensor, R: torch.Tensor, o: torch.Tensor,
                       x: torch.Tensor, sw: torch.Tensor, xo: torch.Tensor):
     """Weighted data cost (T,), J^T J (T, F, F) and J^T r (T, F) at keypoints ``x`` (T, K, 3).
 
@@ -495,7 +513,7 @@ def _normal_equations(ctx: _Context, PR: torch.Tensor, RA: torch.Tensor, RB: tor
     F = Fr + Ft
     swt = sw.transpose(1, 2)                                            # (T, 1, K)
     buf = x.new_empty(T, F + 1, 3, K)
-    ctx.jacobian(PR, RA, RB, o, x, weight=swt[:, 0], out=buf[:, :Fr])
+    ctx.jacobian(E, R, o, x, weight=swt[:, 0], out=buf[:, :Fr])
     if Ft:
         torch.mul(ctx.Jt_trans, swt[:, None], out=buf[:, Fr:F])
     torch.mul(swt, (x - xo).transpose(1, 2), out=buf[:, F])
@@ -522,14 +540,13 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
     q = q0.clone()
     q[:, var] = torch.clamp(q[:, var], lo_v, hi_v)
     sw_all = torch.sqrt(w)[..., None]                                   # (T, K, 1)
-    PR, RA, RB, R, o = ctx.poses(q)
+    E, R, o = ctx.poses(q)
     x = ctx.keypoints(R, o)
     xf = x
-    dc, H, g = _normal_equations(ctx, PR, RA, RB, o, x, sw_all, x_obs)
+    dc, H, g = _normal_equations(ctx, E, R, o, x, sw_all, x_obs)
     lam = q.new_full((T,), lam0)
     conv = torch.zeros(T, dtype=torch.bool, device=q.device)
     act = torch.arange(T, device=q.device)
-    eye = torch.eye(var.numel(), device=q.device, dtype=q.dtype)
     for _ in range(max_iter):
         if act.numel() == 0:
             break
@@ -540,16 +557,19 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
             mnb, nbok = neighbours(q)
             mnb, nbok = mnb[act][:, var], nbok[act]
         terms = _prior_terms(za, lo_v, hi_v, pri, mnb, nbok)
-        cost, Ht, gt = dc, H, g
-        for r, dj in terms:
+        cost, dd, gt = dc, torch.diagonal(H, dim1=1, dim2=2), g
+        for r, dj in terms:                                             # the priors' J^T J is diagonal
             cost = cost + (r * r).sum(dim=1)
-            Ht = Ht + torch.diag_embed(dj * dj)
+            dd = dd + dj * dj
             gt = gt + dj * r
         frozen = ((za <= lo_v) & (gt > 0)) | ((za >= hi_v) & (gt < 0))
         keep = (~frozen).to(q.dtype)
-        Ht = Ht * keep[:, :, None] * keep[:, None, :]
-        diag = torch.diagonal(Ht, dim1=1, dim2=2)
-        A = Ht + eye * (lam[:, None] * diag + 1e-9 + frozen.to(q.dtype))[:, None, :]
+        A = H.clone()                                                   # the only (T, F, F) temporary
+        fz = torch.nonzero(frozen.any(dim=1))[:, 0]
+        if fz.numel():                                                  # frozen DoFs leave the system
+            A[fz] = A[fz] * keep[fz, :, None] * keep[fz, None, :]
+        # damped diagonal (1 + lam) (J^T J)_ii; a frozen DoF's row is the identity
+        torch.diagonal(A, dim1=1, dim2=2).copy_(dd * keep * (1.0 + lam[:, None]) + 1e-9 + frozen.to(q.dtype))
         L, info = torch.linalg.cholesky_ex(A)
         step = -torch.cholesky_solve((gt * keep)[..., None], L)[..., 0] * keep
         bad = info != 0
@@ -557,7 +577,7 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
         z_new = torch.clamp(za + step, lo_v, hi_v)
         q_new = qa.clone()
         q_new[:, var] = z_new
-        PR, RA, RB, R, o = ctx.poses(q_new)
+        E, R, o = ctx.poses(q_new)
         x2 = ctx.keypoints(R, o)
         r2 = (sw * (x2 - xo)).flatten(1)
         dc2 = (r2 * r2).sum(dim=1)
@@ -574,7 +594,7 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
         go = ~done
         upd = torch.nonzero(ok & go)[:, 0]
         if upd.numel():                                                  # Jacobian where needed only
-            dcn, Hn, gn = _normal_equations(ctx, PR[upd], RA[upd], RB[upd], o[upd], x2[upd], sw[upd], xo[upd])
+            dcn, Hn, gn = _normal_equations(ctx, E[upd], R[upd], o[upd], x2[upd], sw[upd], xo[upd])
             dc[upd], H[upd], g[upd] = dcn, Hn, gn
         act, dc, H, g, lam = act[go], dc[go], H[go], g[go], lam[go]
     return q, xf, conv
@@ -769,10 +789,10 @@ class Fit:
 
 
 def _default_chunk(device: torch.device) -> int:
-    """Frames per chunk: 512 on the CPU; on a GPU 2^19 (about 25 GB of work space in float32) when
+    """Frames per chunk: 2048 on the CPU; on a GPU 2^19 (about 25 GB of work space in float32) when
     40 GB are free, else 2^18 (about 13 GB) or 2^16."""
     if device.type != "cuda":
-        return 512
+        return 2048
     free = torch.cuda.mem_get_info(device)[0]
     return 1 << 19 if free >= 40 * 2**30 else 1 << 18 if free >= 16 * 2**30 else 1 << 16
 
@@ -786,7 +806,7 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         device: str | torch.device | None = None, dtype: torch.dtype | None = None, smoothness: float = 0.0,
         prior: Mapping[str, float] | None = None, chunk_size: int | None = None, progress: bool | None = None,
         min_confidence: float = 0.3, min_keypoints: int | None = None, max_iter: int = 100,
-        warm_stride: int | None = None, tol_deg: float = 1e-3, threads: int | None = 1, up: str | None = None) -> Fit:
+        warm_stride: int | None = None, tol_deg: float = 1e-3, threads: int | None = None, up: str | None = None) -> Fit:
     """Fit a skeleton to every frame of a 3D keypoint sequence under joint limits.
 
     Parameters
@@ -817,7 +837,7 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         0 on the pelvis).  ``{"*": 0, "lumbar_flexion": 0, "lumbar_bending": 0,
         "lumbar_rotation": 0}`` turns it off.
     chunk_size : int, optional
-        Frames per batch (default 512 on the CPU; on a GPU 524,288 where 40 GB are free, else
+        Frames per batch (default 2048 on the CPU; on a GPU 524,288 where 40 GB are free, else
         262,144 or 65,536); memory grows with it, not with the recording.
     progress : bool, optional
         Show a tqdm progress bar (default: when there is more than one chunk).
@@ -836,9 +856,10 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         A frame has converged when its step is below ``tol_deg`` (degrees, mm) or its cost
         falls by less than 1e-5 relative.
     threads : int or None
-        torch CPU threads during the fit (restored afterwards); default 1: the batched ops are
-        small, so OpenMP's fork-join costs more than it gains (much more on a busy machine).
-        None leaves torch's setting alone.
+        torch CPU threads during the fit (restored afterwards).  Default None: torch's setting
+        (``torch.get_num_threads()``, all physical cores unless changed), about 1.6x one thread's
+        speed on 2 cores.  Pass 1 when several fits run in parallel processes (oversubscribed
+        OpenMP threads wait for each other).
     up : str, optional
         The data's up axis (``"+y"``, ``"+z"``...) if it should not be estimated.
 
@@ -1135,8 +1156,8 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             # stage 1: every warm_stride-th valid frame from the rigid initialisation, then the
             # branch of each ball joint nearest neutral among equally good fits
             coarse = vidx[::warm_stride]
-            qc, _, _ = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter, xtol=xtol,
-                              lam0=1e-3)                                # far start: damped
+            qc, _, cc = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter, xtol=xtol,
+                               lam0=1e-3)                               # far start: damped
 
             qc, _ = _choose_branches(ctx, moves, qc, x_obs[coarse], w[coarse], lo, hi, neutral)
             # stage 2: every valid frame from the interpolation of its solved neighbours
@@ -1149,11 +1170,35 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
                     pl = prev_last[0].clone()
                     pl[trans] = pl[trans] - centre
                 nb = _neighbours(vidx, n, pl)
-            # with smoothness the frames are coupled (block-Jacobi): a few sweeps, not to full tolerance
-            qv, xv, cvv = _solve(ctx, qn, x_obs[vidx], w[vidx], lo, hi, pri, neighbours=nb,
-                                 max_iter=max_iter if nb is None else min(max_iter, 20), xtol=xtol)
+            if nb is None and coarse.numel() < vidx.numel():
+                # frames are independent: the coarse frames are solved already, the others start
+                # from their interpolation
+                rest = torch.ones(n, dtype=torch.bool, device=dev)
+                rest[coarse] = False
+                sub = torch.nonzero(rest[vidx])[:, 0]
+                qs, xs, cs_ = _solve(ctx, qn[sub], x_obs[vidx[sub]], w[vidx[sub]], lo, hi, pri,
+                                     max_iter=max_iter, xtol=xtol)
+                cpos = torch.nonzero(~rest[vidx])[:, 0]                     # coarse frames within vidx
+                qv, cvv = qn.clone(), torch.empty(vidx.numel(), dtype=torch.bool, device=dev)
+                qv[sub], cvv[sub], cvv[cpos] = qs, cs_, cc
+                xv = xs.new_empty(vidx.numel(), *xs.shape[1:])
+                xv[sub] = xs
+                xv[cpos] = ctx.evaluate_t(qv[cpos], jacobian=False)[0]
+            else:
+                # with smoothness the frames are coupled (block-Jacobi): a few sweeps, not to full tolerance
+                qv, xv, cvv = _solve(ctx, qn, x_obs[vidx], w[vidx], lo, hi, pri, neighbours=nb,
+                                     max_iter=max_iter if nb is None else min(max_iter, 20), xtol=xtol)
             qv, xv, cvv = _repair(ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, n_var, sig, xtol, max_iter)
-            qb, moved = _choose_branches(ctx, moves, qv, x_obs[vidx], w[vidx], lo, hi, neutral)
+            # a frame that started from branch-chosen neighbours and stayed within 30 degrees of its
+            # start is on their branch (another branch of a ball joint is >= 180 degrees away in
+            # some DoF): the branch choice is repeated only for frames that moved further
+            far = torch.nonzero(((qv - qn).abs() > 30.0).any(dim=1))[:, 0]
+            moved = torch.zeros(vidx.numel(), dtype=torch.bool, device=dev)
+            qb = qv
+            if far.numel():
+                qf, mf = _choose_branches(ctx, moves, qv[far], x_obs[vidx[far]], w[vidx[far]], lo, hi, neutral)
+                qb = qv.clone()
+                qb[far], moved[far] = qf, mf
             m = torch.nonzero(moved)[:, 0]
             if m.numel():                                                  # polish the frames that moved
                 qm, xm, cm = _solve(ctx, qb[m], x_obs[vidx][m], w[vidx][m], lo, hi, pri1, max_iter=max_iter,
