@@ -537,25 +537,26 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
     T, D = q0.shape
     var = ctx.var_dofs
     lo_v, hi_v = lo[var], hi[var]
-    q = q0.clone()
-    q[:, var] = torch.clamp(q[:, var], lo_v, hi_v)
-    sw_all = torch.sqrt(w)[..., None]                                   # (T, K, 1)
-    E, R, o = ctx.poses(q)
-    x = ctx.keypoints(R, o)
-    xf = x
-    dc, H, g = _normal_equations(ctx, E, R, o, x, sw_all, x_obs)
+    qa = q0.clone()                                                     # the active frames' state
+    qa[:, var] = torch.clamp(qa[:, var], lo_v, hi_v)
+    sw = torch.sqrt(w)[..., None]                                       # (T, K, 1)
+    xo = x_obs
+    E, R, o = ctx.poses(qa)
+    xa = ctx.keypoints(R, o)
+    dc, H, g = _normal_equations(ctx, E, R, o, xa, sw, xo)
+    q, xf = qa.clone(), xa.clone()                                      # results, written as frames finish
     lam = q.new_full((T,), lam0)
     conv = torch.zeros(T, dtype=torch.bool, device=q.device)
     act = torch.arange(T, device=q.device)
-    for _ in range(max_iter):
+    cuda = q.is_cuda
+    for it in range(max_iter):
         if act.numel() == 0:
             break
-        qa, sw, xo = q[act], sw_all[act], x_obs[act]
         za = qa[:, var]
         mnb = nbok = None
         if neighbours is not None:
             mnb, nbok = neighbours(q)
-            mnb, nbok = mnb[act][:, var], nbok[act]
+            mnb, nbok = mnb.index_select(0, act)[:, var], nbok.index_select(0, act)
         terms = _prior_terms(za, lo_v, hi_v, pri, mnb, nbok)
         cost, dd, gt = dc, torch.diagonal(H, dim1=1, dim2=2), g
         for r, dj in terms:                                             # the priors' J^T J is diagonal
@@ -564,10 +565,13 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
             gt = gt + dj * r
         frozen = ((za <= lo_v) & (gt > 0)) | ((za >= hi_v) & (gt < 0))
         keep = (~frozen).to(q.dtype)
-        A = H.clone()                                                   # the only (T, F, F) temporary
-        fz = torch.nonzero(frozen.any(dim=1))[:, 0]
-        if fz.numel():                                                  # frozen DoFs leave the system
-            A[fz] = A[fz] * keep[fz, :, None] * keep[fz, None, :]
+        if cuda:                                                        # frozen DoFs leave the system
+            A = H * keep[:, :, None] * keep[:, None, :]                 # (no host sync on a GPU)
+        else:
+            A = H.clone()                                               # the only (T, F, F) temporary
+            fz = torch.nonzero(frozen.any(dim=1))[:, 0]
+            if fz.numel():
+                A[fz] = A[fz] * keep[fz, :, None] * keep[fz, None, :]
         # damped diagonal (1 + lam) (J^T J)_ii; a frozen DoF's row is the identity
         torch.diagonal(A, dim1=1, dim2=2).copy_(dd * keep * (1.0 + lam[:, None]) + 1e-9 + frozen.to(q.dtype))
         L, info = torch.linalg.cholesky_ex(A)
@@ -587,16 +591,40 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
         ok = (cost2 <= cost) & torch.isfinite(cost2) & ~bad
         dz = (z_new - za).abs().amax(dim=1)
         done = ((cost - cost2).abs() <= tol * cost) | (dz <= xtol) | (lam > 1e10) | (cost <= 1e-20)
-        q[act] = torch.where(ok[:, None], q_new, qa)
-        xf[act] = torch.where(ok[:, None, None], x2, xf[act])
+        qa = torch.where(ok[:, None], q_new, qa)
+        xa = torch.where(ok[:, None, None], x2, xa)
         lam = torch.where(ok, torch.clamp(lam / 10.0, min=1e-9), lam * 4.0)
-        conv[act] = done
-        go = ~done
-        upd = torch.nonzero(ok & go)[:, 0]
-        if upd.numel():                                                  # Jacobian where needed only
-            dcn, Hn, gn = _normal_equations(ctx, E[upd], R[upd], o[upd], x2[upd], sw[upd], xo[upd])
-            dc[upd], H[upd], g[upd] = dcn, Hn, gn
-        act, dc, H, g, lam = act[go], dc[go], H[go], g[go], lam[go]
+        if neighbours is not None:                                      # the neighbours read q
+            q.index_copy_(0, act, qa)
+        fin = torch.nonzero(done)[:, 0]
+        if fin.numel():                                                 # finished frames leave the batch
+            fa = act.index_select(0, fin)
+            q.index_copy_(0, fa, qa.index_select(0, fin))
+            xf.index_copy_(0, fa, xa.index_select(0, fin))
+            conv[fa] = True
+            stay = torch.nonzero(~done)[:, 0]
+            if stay.numel() == 0:
+                act = stay
+                break
+            act, qa, xa, sw, xo, dc, H, g, lam, ok = (t.index_select(0, stay) for t in
+                                                      (act, qa, xa, sw, xo, dc, H, g, lam, ok))
+            E, R, o, x2 = (t.index_select(0, stay) for t in (E, R, o, x2))
+        # the next step's normal equations at the accepted points; a rejected frame keeps its own.
+        # On a GPU for every frame still going (no host sync to pick the accepted ones)
+        if cuda:
+            dcn, Hn, gn = _normal_equations(ctx, E, R, o, x2, sw, xo)
+            dc = torch.where(ok, dcn, dc)
+            H = torch.where(ok[:, None, None], Hn, H)
+            g = torch.where(ok[:, None], gn, g)
+        else:
+            upd = torch.nonzero(ok)[:, 0]
+            if upd.numel():
+                sel = lambda t: t.index_select(0, upd)  # noqa: E731
+                dcn, Hn, gn = _normal_equations(ctx, sel(E), sel(R), sel(o), sel(x2), sel(sw), sel(xo))
+                dc, H, g = dc.index_copy(0, upd, dcn), H.index_copy(0, upd, Hn), g.index_copy(0, upd, gn)
+    if act.numel():                                                     # out of iterations
+        q.index_copy_(0, act, qa)
+        xf.index_copy_(0, act, xa)
     return q, xf, conv
 
 
@@ -794,7 +822,7 @@ def _default_chunk(device: torch.device) -> int:
     if device.type != "cuda":
         return 2048
     free = torch.cuda.mem_get_info(device)[0]
-    return 1 << 19 if free >= 40 * 2**30 else 1 << 18 if free >= 16 * 2**30 else 1 << 16
+    return next(c for c, need in ((1 << 20, 64), (1 << 19, 36), (1 << 18, 18), (1 << 16, 0)) if free >= need * 2**30)
 
 
 def _default_dtype(device: torch.device) -> torch.dtype:
@@ -1138,6 +1166,9 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         from tqdm.auto import tqdm
         bar = tqdm(total=T, unit="frame", desc="fit")
     state: dict = {"prev_last": None}
+    staging: list[torch.Tensor] = []
+    lo64 = torch.as_tensor(prob.lower, device=dev, dtype=torch.float64)
+    hi64 = torch.as_tensor(prob.upper, device=dev, dtype=torch.float64)
 
     def chunk(s0: int) -> None:
         prev_last = state["prev_last"]
@@ -1215,10 +1246,22 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         xf = (xf + centre) @ Ad                                          # back to the data frame
         q[:, trans] = q[:, trans] + centre
         at = torch.isfinite(q) & (((q - lo).abs() <= ltol) | ((q - hi).abs() <= ltol)) & free
-        # in dt (half the bytes in float32), clipped in float64: a float32 bound may round outside the limit
-        q_all[s0:s1] = np.clip(q.cpu().numpy().astype(np.float64), prob.lower, prob.upper)
-        for dst, src in ((fit_all, xf), (res_all, res), (conv_all, cv), (valid_all, valid), (at_all, at)):
-            torch.from_numpy(dst[s0:s1]).copy_(src)
+        # clipped in float64: a float32 bound may round just outside the limit
+        if dev.type == "cuda":
+            q64 = torch.clamp(q.double(), lo64, hi64)
+            outs = ((q_all, q64), (fit_all, xf), (res_all, res), (conv_all, cv), (valid_all, valid), (at_all, at))
+            if not staging:                      # page-locked host buffers: fast device-to-host copies
+                staging.extend(torch.empty((chunk_size,) + src.shape[1:], dtype=src.dtype, pin_memory=True)
+                               for _, src in outs)
+            for buf, (_, src) in zip(staging, outs):
+                buf[:n].copy_(src, non_blocking=True)
+            torch.cuda.synchronize(dev)
+            for buf, (dst, _) in zip(staging, outs):
+                np.copyto(dst[s0:s1], buf[:n].numpy())
+        else:
+            q_all[s0:s1] = np.clip(q.numpy().astype(np.float64), prob.lower, prob.upper)
+            for dst, src in ((fit_all, xf), (res_all, res), (conv_all, cv), (valid_all, valid), (at_all, at)):
+                dst[s0:s1] = src.numpy()
         if bar is not None:
             bar.update(n)
 
