@@ -4,6 +4,7 @@ import torch
 from fit import make_data
 from medpose.kinematics import fit as F
 n = 1000000
+import os
 sk, truth, seq = make_data(n, 5.0, device="cuda")
 F.fit(seq.slice(0, 4096), sk, device="cuda", progress=False)
 for cs in [1 << 19, 1 << 20, None]:

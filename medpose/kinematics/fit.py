@@ -423,7 +423,7 @@ class _Context:
         Wo = _mv3(W, o.index_select(1, self.seg))                      # (T, Fr, 3): w x o_f
         Wh = torch.cat([W, -Wo[..., None]], dim=-1).reshape(T, -1, 4)  # (T, 3 Fr, 4)
         xh = torch.cat([x, x.new_ones(T, K, 1)], dim=-1).transpose(1, 2)  # (T, 4, K)
-        J = _bmm(Wh, xh).view(T, -1, 3, K)
+        J = torch.bmm(Wh, xh).view(T, -1, 3, K)
         scale = self.scale if weight is None else self.scale * weight[:, None]
         return torch.mul(J, scale[..., None, :], out=out)
 
@@ -454,13 +454,6 @@ def _mm3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     On a GPU as broadcast multiply-adds: a batched GEMM spends most of its time setting up tiles
     for 3x3 matrices, while the elementwise form is memory-bound.  On the CPU ``matmul`` is faster.
     """
-    if a.is_cuda:
-        return (a[..., :, :, None] * b[..., None, :, :]).sum(dim=-2)
-    return a @ b
-
-
-def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Batched products of small matrices (see :func:`_mm3`): broadcast multiply-adds on a GPU."""
     if a.is_cuda:
         return (a[..., :, :, None] * b[..., None, :, :]).sum(dim=-2)
     return a @ b
@@ -821,7 +814,8 @@ def _default_chunk(device: torch.device) -> int:
     40 GB are free, else 2^18 (about 13 GB) or 2^16."""
     if device.type != "cuda":
         return 2048
-    free = torch.cuda.mem_get_info(device)[0]
+    # free memory, counting what torch's caching allocator holds unused
+    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     return next(c for c, need in ((1 << 20, 64), (1 << 19, 36), (1 << 18, 18), (1 << 16, 0)) if free >= need * 2**30)
 
 
