@@ -516,7 +516,7 @@ def _normal_equations(ctx: _Context, E: torch.Tensor, R: torch.Tensor, o: torch.
 
 
 def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, lo: torch.Tensor,
-           hi: torch.Tensor, pri: _Priors, *, neighbours=None, max_iter: int = 100, tol: float = 1e-5,
+           hi: torch.Tensor, pri: _Priors, *, neighbours=None, max_iter: int = 100, tol: float = 1e-4,
            xtol: float = 1e-3, lam0: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projected Levenberg-Marquardt on a batch of frames.
 
@@ -568,7 +568,12 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
         # damped diagonal (1 + lam) (J^T J)_ii; a frozen DoF's row is the identity
         torch.diagonal(A, dim1=1, dim2=2).copy_(dd * keep * (1.0 + lam[:, None]) + 1e-9 + frozen.to(q.dtype))
         L, info = torch.linalg.cholesky_ex(A)
-        step = -torch.cholesky_solve((gt * keep)[..., None], L)[..., 0] * keep
+        rhs = (gt * keep)[..., None]
+        if cuda:                                    # two triangular solves: half cholesky_solve's time there
+            sol = torch.linalg.solve_triangular(L.mT, torch.linalg.solve_triangular(L, rhs, upper=False), upper=True)
+        else:
+            sol = torch.cholesky_solve(rhs, L)
+        step = -sol[..., 0] * keep
         bad = info != 0
         step = torch.where(bad[:, None], torch.zeros_like(step), step)
         z_new = torch.clamp(za + step, lo_v, hi_v)
@@ -1136,7 +1141,7 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         xp, wp, qp = xp[okp], wp[okp], qp[okp]
         cp = qp[:, trans].mean(dim=0)
         qp[:, trans] -= cp
-        qs, xs, _ = _solve(ctx, qp, xp - cp, wp, lo, hi, pri0, max_iter=max_iter, xtol=xtol, lam0=1e-3)
+        qs, xs, _ = _solve(ctx, qp, xp - cp, wp, lo, hi, pri0, max_iter=min(max_iter, 20), xtol=xtol, lam0=1e-3)
         dof = (3 * (wp > 0).sum(dim=1) - n_var).clamp(min=1).to(dt)
         rms = torch.sqrt((wp * ((xs - (xp - cp)) ** 2).sum(dim=2)).sum(dim=1) / dof)
         sigma = float(torch.nanmedian(rms))
@@ -1146,13 +1151,13 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
 
     # results are computed on the device and copied once per chunk into these (float32 keypoints
     # and residuals when the fit runs in float32: they carry no more precision than that)
-    odt = np.float64 if dt == torch.float64 else np.float32
-    q_all = np.empty((T, D))
-    fit_all = np.empty((T, K, 3), dtype=odt)
-    res_all = np.empty((T, K), dtype=odt)
-    conv_all = np.empty(T, dtype=bool)
-    valid_all = np.empty(T, dtype=bool)
-    at_all = np.empty((T, D), dtype=bool)
+    # (on a GPU page-locked: the device-to-host copies run at full speed, straight into them)
+    tdt = torch.float64 if dt == torch.float64 else torch.float32
+    pin = dev.type == "cuda"
+    q_all, fit_all, res_all, conv_all, valid_all, at_all = (
+        torch.empty(shape, dtype=d, pin_memory=pin) for shape, d in
+        (((T, D), torch.float64), ((T, K, 3), tdt), ((T, K), tdt), (T, torch.bool), (T, torch.bool),
+         ((T, D), torch.bool)))
     ltol = 1e-6 * torch.clamp(torch.where(torch.isfinite(lo), lo, 0.0).abs(), min=1.0)
     starts = list(range(0, T, chunk_size))
     bar = None
@@ -1160,7 +1165,6 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         from tqdm.auto import tqdm
         bar = tqdm(total=T, unit="frame", desc="fit")
     state: dict = {"prev_last": None}
-    staging: list[torch.Tensor] = []
     lo64 = torch.as_tensor(prob.lower, device=dev, dtype=torch.float64)
     hi64 = torch.as_tensor(prob.upper, device=dev, dtype=torch.float64)
 
@@ -1241,29 +1245,19 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         q[:, trans] = q[:, trans] + centre
         at = torch.isfinite(q) & (((q - lo).abs() <= ltol) | ((q - hi).abs() <= ltol)) & free
         # clipped in float64: a float32 bound may round just outside the limit
-        if dev.type == "cuda":
-            q64 = torch.clamp(q.double(), lo64, hi64)
-            outs = ((q_all, q64), (fit_all, xf), (res_all, res), (conv_all, cv), (valid_all, valid), (at_all, at))
-            if not staging:                      # page-locked host buffers: fast device-to-host copies
-                staging.extend(torch.empty((chunk_size,) + src.shape[1:], dtype=src.dtype, pin_memory=True)
-                               for _, src in outs)
-            for buf, (_, src) in zip(staging, outs):
-                buf[:n].copy_(src, non_blocking=True)
-            torch.cuda.synchronize(dev)
-            for buf, (dst, _) in zip(staging, outs):
-                np.copyto(dst[s0:s1], buf[:n].numpy())
-        else:
-            q_all[s0:s1] = np.clip(q.numpy().astype(np.float64), prob.lower, prob.upper)
-            for dst, src in ((fit_all, xf), (res_all, res), (conv_all, cv), (valid_all, valid), (at_all, at)):
-                dst[s0:s1] = src.numpy()
+        q64 = torch.minimum(torch.maximum(q.double(), lo64), hi64)      # (NaN stays NaN)
+        for dst, src in ((q_all, q64), (fit_all, xf), (res_all, res), (conv_all, cv), (valid_all, valid), (at_all, at)):
+            dst[s0:s1].copy_(src, non_blocking=pin)
         if bar is not None:
             bar.update(n)
 
     for s0 in starts:
         chunk(s0)
+    if pin:
+        torch.cuda.synchronize(dev)
     if bar is not None:
         bar.close()
-    return q_all, fit_all, res_all, conv_all, valid_all, at_all, sigma
+    return tuple(a.numpy() for a in (q_all, fit_all, res_all, conv_all, valid_all, at_all)) + (sigma,)
 
 
 def _to_device(a: np.ndarray, dev: torch.device) -> torch.Tensor:
