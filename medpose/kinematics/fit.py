@@ -60,7 +60,7 @@ _AX = {"X": 0, "Y": 1, "Z": 2}
 _REQUIRED = ("hip_r", "hip_l")
 _UP = ("neck", "shoulder_r", "shoulder_l")
 #: Frames (evenly spaced) on which a given skeleton's units are checked and the axes aligned.
-_CHECK_FRAMES = 20000
+_CHECK_FRAMES = 4000
 
 
 # ------------------------------------------------------------------------------ small helpers
