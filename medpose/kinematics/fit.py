@@ -377,6 +377,37 @@ class _Context:
         self.var_dofs = t([r[0] for r in rot] + trans, torch.long)       # (F,)
         self.n_rot = len(rot)
         self.D = D
+        # keypoint groups for the normal equations: one per subtree below the root (trunk and arms,
+        # each leg); a keypoint depends only on its group's rotations, the root's and the
+        # translations, so J^T J is the sum of the groups' smaller products (about 3x fewer flops
+        # for HALPE_26).  Keypoints on the root itself join the group with the fewest variables.
+        root = int(np.flatnonzero(parent < 0)[0])
+        sub = np.full(S, -1)
+        for s_ in range(S):
+            chain = [a for a in range(S) if anc[s_, a]]
+            kids = [a for a in chain if parent[a] == root]
+            sub[s_] = kids[0] if kids else -1
+        ksub = sub[sk.keypoint_segment[kp_index]]
+        Fr, F = len(rot), len(rot) + len(trans)
+        groups = []
+        for gid in [g for g in np.unique(ksub) if g >= 0]:
+            kp = np.flatnonzero(ksub == gid)
+            rr = np.flatnonzero(scale[:, kp].any(axis=1))             # rotations moving these keypoints
+            groups.append([kp, rr])
+        if not groups:
+            groups = [[np.arange(K), np.arange(Fr)]]
+        rootk = np.flatnonzero(ksub < 0)
+        if rootk.size:
+            g0 = min(groups, key=lambda gr: len(gr[1]))
+            g0[0] = np.sort(np.concatenate([g0[0], rootk]))
+            g0[1] = np.flatnonzero(scale[:, g0[0]].any(axis=1))
+        self.groups = []
+        for kp, rr in groups:
+            vv = np.concatenate([rr, np.arange(Fr, F)])                  # the group's variables
+            n = len(vv)
+            self.groups.append((t(kp, torch.long), t(rr, torch.long), t(scale[np.ix_(rr, kp)]),
+                                t(Jt_t[:, :, kp]), t((vv[:, None] * F + vv[None, :]).ravel(), torch.long),
+                                t(vv, torch.long), n))
 
     def poses(self, q: torch.Tensor):
         """Elementary rotations E (T, 3, S, 3, 3), segment rotations R (T, S, 3, 3) and origins o
@@ -497,22 +528,38 @@ def _normal_equations(ctx: _Context, E: torch.Tensor, R: torch.Tensor, o: torch.
                       x: torch.Tensor, sw: torch.Tensor, xo: torch.Tensor):
     """Weighted data cost (T,), J^T J (T, F, F) and J^T r (T, F) at keypoints ``x`` (T, K, 3).
 
-    The weighted Jacobian (rotations, then translations) and the weighted residual are written
-    as the rows of one (T, F + 1, 3K) matrix ``B``; a single batched product ``B B^T`` gives
-    J^T J, J^T r and r^T r together.
+    Per keypoint group (:attr:`_Context.groups`), the weighted Jacobian of the group's variables
+    and the weighted residual are the rows of one (T, F_g + 1, 3 K_g) matrix ``B``; ``B B^T`` gives
+    the group's share of J^T J, J^T r and r^T r, which are added up.
     """
     T, K = x.shape[:2]
     Fr, Ft = ctx.n_rot, ctx.Jt_trans.shape[0]
     F = Fr + Ft
-    swt = sw.transpose(1, 2)                                            # (T, 1, K)
-    buf = x.new_empty(T, F + 1, 3, K)
-    ctx.jacobian(E, R, o, x, weight=swt[:, 0], out=buf[:, :Fr])
-    if Ft:
-        torch.mul(ctx.Jt_trans, swt[:, None], out=buf[:, Fr:F])
-    torch.mul(swt, (x - xo).transpose(1, 2), out=buf[:, F])
-    Bf = buf.flatten(2)
-    G = Bf @ Bf.transpose(1, 2)
-    return G[:, F, F], G[:, :F, :F], G[:, :F, F]
+    W = (ctx.axes(E, R) @ ctx.eps).reshape(T, -1, 3, 3)               # skew matrices [w]x (T, Fr, 3, 3)
+    Wo = _mv3(W, o.index_select(1, ctx.seg))                           # (T, Fr, 3): w x o_f
+    Wh = torch.cat([W, -Wo[..., None]], dim=-1)                        # (T, Fr, 3, 4)
+    xh = torch.cat([x, x.new_ones(T, K, 1)], dim=-1)                   # (T, K, 4)
+    swk = sw[..., 0]                                                   # (T, K)
+    res = sw * (x - xo)                                                # (T, K, 3)
+    H = x.new_zeros(T, F * F)
+    g = x.new_zeros(T, F)
+    dc = x.new_zeros(T)
+    for kp, rr, scale, jt, flat, vv, n in ctx.groups:
+        k = kp.numel()
+        nr = rr.numel()
+        wk = swk.index_select(1, kp)                                   # (T, k)
+        buf = x.new_empty(T, n + 1, 3, k)
+        J = torch.bmm(Wh.index_select(1, rr).reshape(T, -1, 4), xh.index_select(1, kp).transpose(1, 2))
+        torch.mul(J.view(T, nr, 3, k), (scale * wk[:, None])[:, :, None, :], out=buf[:, :nr])
+        if Ft:
+            torch.mul(jt, wk[:, None, None, :], out=buf[:, nr:n])
+        buf[:, n] = res.index_select(1, kp).transpose(1, 2)
+        Bf = buf.flatten(2)
+        G = Bf @ Bf.transpose(1, 2)
+        H.index_add_(1, flat, G[:, :n, :n].reshape(T, -1))
+        g.index_add_(1, vv, G[:, :n, n])
+        dc += G[:, n, n]
+    return dc, H.view(T, F, F), g
 
 
 def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, lo: torch.Tensor,
@@ -1141,7 +1188,7 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         xp, wp, qp = xp[okp], wp[okp], qp[okp]
         cp = qp[:, trans].mean(dim=0)
         qp[:, trans] -= cp
-        qs, xs, _ = _solve(ctx, qp, xp - cp, wp, lo, hi, pri0, max_iter=min(max_iter, 20), xtol=xtol, lam0=1e-3)
+        qs, xs, _ = _solve(ctx, qp, xp - cp, wp, lo, hi, pri0, max_iter=min(max_iter, 10), xtol=xtol, lam0=1e-3)
         dof = (3 * (wp > 0).sum(dim=1) - n_var).clamp(min=1).to(dt)
         rms = torch.sqrt((wp * ((xs - (xp - cp)) ** 2).sum(dim=2)).sum(dim=1) / dof)
         sigma = float(torch.nanmedian(rms))
