@@ -74,6 +74,31 @@ def test_analytic_jacobian_matches_autograd(sk):
     torch.testing.assert_close(J, Jn, atol=1e-10, rtol=0)
 
 
+
+@pytest.mark.parametrize("names", ["halpe", "all"])
+def test_grouped_normal_equations_match_the_full_jacobian(sk, names):
+    """J^T J, J^T r and r^T r summed over keypoint groups equal the products of the whole
+    weighted Jacobian (every skeleton keypoint, or HALPE_26 whose hips sit on the root)."""
+    from medpose.kinematics.fit import _normal_equations
+
+    kp = sk.keypoint_index(list(HALPE.medpose)) if names == "halpe" else np.arange(len(sk.keypoint_names))
+    ctx = _Context(sk, kp, torch.device("cpu"), torch.float64)
+    assert len(ctx.groups) >= 2
+    rng = np.random.default_rng(3)
+    q = torch.as_tensor(rng.uniform(-60, 60, (5, len(sk.dof_names))))
+    E, R, o = ctx.poses(q)
+    x = ctx.keypoints(R, o)
+    xo = x + torch.as_tensor(rng.normal(0, 5, x.shape))
+    sw = torch.as_tensor(rng.uniform(0, 1, (5, len(kp), 1)))
+    dc, H, g = _normal_equations(ctx, E, R, o, x, sw, xo)
+    J = ctx.full_jacobian(E, R, o, x) * sw[..., None]                  # (T, K, 3, F)
+    J = J.reshape(5, -1, J.shape[-1])
+    r = (sw * (x - xo)).reshape(5, -1)
+    torch.testing.assert_close(H, J.mT @ J, atol=1e-8, rtol=1e-10)
+    torch.testing.assert_close(g, (J.mT @ r[..., None])[..., 0], atol=1e-8, rtol=1e-10)
+    torch.testing.assert_close(dc, (r * r).sum(dim=1), atol=1e-8, rtol=1e-10)
+
+
 # ------------------------------------------------------------------------------ recovery
 @pytest.mark.parametrize("which", ["squat", "arms"])
 def test_noise_free_recovery(sk, squat, arms, which):
@@ -126,6 +151,16 @@ def test_chunks_missing_and_low_confidence(sk, squat):
     f = fit(KeypointSequence(x, seq.names, seq.rate, conf), sk, chunk_size=4, progress=False)
     assert np.nanmax(np.abs(f.q - squat)) < 0.1
     assert np.isnan(f.residuals.iloc[3, 10]) and np.isfinite(f.residuals.iloc[4, 10])
+
+
+
+def test_threads_give_the_same_fit_and_are_restored(sk, squat):
+    seq = _seq(sk, squat, noise=2.0)
+    before = torch.get_num_threads()
+    a = fit(seq, sk, threads=1, progress=False)
+    b = fit(seq, sk, threads=2, progress=False)
+    assert torch.get_num_threads() == before
+    np.testing.assert_allclose(a.q, b.q, atol=1e-3)
 
 
 def test_z_up_data_and_trc_in_metres(tmp_path, sk, squat):
