@@ -976,7 +976,7 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     try:
         out = _run(prob, sequence.positions, sequence.confidence, dev, dt,
                    smoothness=float(smoothness), chunk_size=cs, progress=progress, max_iter=int(max_iter),
-                   warm_stride=max(1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 15)),
+                   warm_stride=max(1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 10)),
                    xtol=float(tol_deg))
     finally:
         torch.set_num_threads(old_threads)
