@@ -734,6 +734,39 @@ def _rigid_init(ctx: _Context, template: torch.Tensor, torso: torch.Tensor, x_ob
 
 
 @dataclass(frozen=True, eq=False)
+class _Observed:
+    """The observations a fit was made from (references, no copies) and how to recompute its
+    fitted keypoints and residuals from ``q``: forward kinematics on ``device`` in chunks."""
+    positions: np.ndarray              # (T, K_seq, 3) the sequence's, mm
+    confidence: np.ndarray             # (T, K_seq)
+    seq_index: np.ndarray              # (K,) columns used
+    kp_index: np.ndarray               # (K,) matching skeleton keypoints
+    min_confidence: float
+    device: str
+    dtype: np.dtype
+
+    def compute(self, skeleton: Skeleton, q: np.ndarray, alignment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        T, K = q.shape[0], len(self.kp_index)
+        fitted = np.empty((T, K, 3), dtype=self.dtype)
+        resid = np.empty((T, K), dtype=self.dtype)
+        names = [skeleton.keypoint_names[k] for k in self.kp_index]
+        dev = torch.device(self.device)
+        A = torch.as_tensor(alignment, device=dev, dtype=torch.float64)
+        step = 1 << 18
+        for s0 in range(0, T, step):
+            s1 = min(T, s0 + step)
+            qq = torch.as_tensor(q[s0:s1], device=dev, dtype=torch.float64)
+            x = forward_kinematics(skeleton, qq, keypoints=names) @ A          # skeleton -> data axes
+            obs = torch.as_tensor(self.positions[s0:s1][:, self.seq_index], device=dev, dtype=torch.float64)
+            c = torch.as_tensor(self.confidence[s0:s1][:, self.seq_index], device=dev, dtype=torch.float64)
+            seen = torch.isfinite(obs).all(dim=2) & (c >= self.min_confidence) & (c > 0)
+            r = torch.where(seen, torch.linalg.vector_norm(x - obs, dim=2), float("nan"))
+            fitted[s0:s1] = x.cpu().numpy()
+            resid[s0:s1] = r.cpu().numpy()
+        return fitted, resid
+
+
+@dataclass(frozen=True, eq=False)
 class Fit:
     """The result of :func:`fit`.
 
@@ -765,13 +798,35 @@ class Fit:
     observable: np.ndarray
     alignment: np.ndarray
     keypoint_names: tuple[str, ...]
-    fitted: np.ndarray                 # (T, K, 3) in the data frame, mm
-    residual: np.ndarray               # (T, K) mm, NaN where not observed
+    fitted_: np.ndarray | None         # (T, K, 3) in the data frame, mm (None: computed when asked)
+    residual_: np.ndarray | None       # (T, K) mm, NaN where not observed (likewise)
     limit_active: np.ndarray           # (T, D) bool
     converged_mask: np.ndarray         # (T,) bool
     valid: np.ndarray                  # (T,) bool
     noise_mm: float = float("nan")     # keypoint noise measured on the pilot frames, mm per axis
     prior_sd: np.ndarray | None = None  # (D,) posture prior standard deviation, degrees
+    source: "_Observed | None" = None   # what the lazy keypoints and residuals are computed from
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """Fitted keypoints (T, K, 3) in the data frame, mm.  A GPU fit computes them when first
+        asked (forward kinematics of :attr:`q` on the fit's device), so a million-frame fit does not
+        move 0.3 GB back to the host that nobody may read."""
+        if self.fitted_ is None:
+            self._lazy()
+        return self.fitted_
+
+    @property
+    def residual(self) -> np.ndarray:
+        """Distance fitted-observed (T, K), mm; NaN where a keypoint was not observed."""
+        if self.residual_ is None:
+            self._lazy()
+        return self.residual_
+
+    def _lazy(self) -> None:
+        x, r = self.source.compute(self.skeleton, self.q, self.alignment)
+        object.__setattr__(self, "fitted_", x)
+        object.__setattr__(self, "residual_", r)
 
     @property
     def times(self) -> np.ndarray:
@@ -981,6 +1036,10 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     finally:
         torch.set_num_threads(old_threads)
     q, fitted, resid, conv, valid, at, noise = out
+    source = None
+    if fitted is None:                                                  # GPU: computed when asked
+        source = _Observed(sequence.positions, sequence.confidence, prob.seq_index, prob.kp_index,
+                           prob.min_confidence, str(dev), np.dtype(np.float64 if dt == torch.float64 else np.float32))
     n_bad = int((~valid).sum())
     if n_bad:
         warnings.warn(f"fit: {n_bad} of {T} frames have fewer than {prob.min_keypoints} keypoints with confidence "
@@ -988,7 +1047,8 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
                       stacklevel=2)
     sk = prob.skeleton
     return Fit(q, sk.dof_names, sequence.rate, sequence.start, sequence.frame, sk, prob.limits, prob.patient,
-               prob.observable, prob.alignment, prob.kp_names, fitted, resid, at, conv, valid, noise, prob.prior_sd)
+               prob.observable, prob.alignment, prob.kp_names, fitted, resid, at, conv, valid, noise, prob.prior_sd,
+               source)
 
 
 # ------------------------------------------------------------------------------ Euler branches
@@ -1201,10 +1261,12 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     # (on a GPU page-locked: the device-to-host copies run at full speed, straight into them)
     tdt = torch.float64 if dt == torch.float64 else torch.float32
     pin = dev.type == "cuda"
-    q_all, fit_all, res_all, conv_all, valid_all, at_all = (
+    # (on a GPU the fitted keypoints and residuals stay behind: Fit computes them when asked)
+    q_all, conv_all, valid_all, at_all = (
         torch.empty(shape, dtype=d, pin_memory=pin) for shape, d in
-        (((T, D), torch.float64), ((T, K, 3), tdt), ((T, K), tdt), (T, torch.bool), (T, torch.bool),
-         ((T, D), torch.bool)))
+        (((T, D), torch.float64), (T, torch.bool), (T, torch.bool), ((T, D), torch.bool)))
+    fit_all = None if pin else torch.empty((T, K, 3), dtype=tdt)
+    res_all = None if pin else torch.empty((T, K), dtype=tdt)
     ltol = 1e-6 * torch.clamp(torch.where(torch.isfinite(lo), lo, 0.0).abs(), min=1.0)
     starts = list(range(0, T, chunk_size))
     bar = None
@@ -1287,13 +1349,17 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
                 prev_last[:, trans] = prev_last[:, trans] + centre
         state["prev_last"] = prev_last if vidx.numel() else None
         # residuals do not depend on the axes (A is a rotation): computed before adding the centre back
-        res = torch.where(w > 0, torch.linalg.vector_norm(xf - x_obs, dim=2), float("nan"))
-        xf = (xf + centre) @ Ad                                          # back to the data frame
+        if not pin:
+            res = torch.where(w > 0, torch.linalg.vector_norm(xf - x_obs, dim=2), float("nan"))
+            xf = (xf + centre) @ Ad                                      # back to the data frame
         q[:, trans] = q[:, trans] + centre
         at = torch.isfinite(q) & (((q - lo).abs() <= ltol) | ((q - hi).abs() <= ltol)) & free
         # clipped in float64: a float32 bound may round just outside the limit
         q64 = torch.minimum(torch.maximum(q.double(), lo64), hi64)      # (NaN stays NaN)
-        for dst, src in ((q_all, q64), (fit_all, xf), (res_all, res), (conv_all, cv), (valid_all, valid), (at_all, at)):
+        outs = [(q_all, q64), (conv_all, cv), (valid_all, valid), (at_all, at)]
+        if not pin:
+            outs += [(fit_all, xf), (res_all, res)]
+        for dst, src in outs:
             dst[s0:s1].copy_(src, non_blocking=pin)
         if bar is not None:
             bar.update(n)
@@ -1304,7 +1370,7 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         torch.cuda.synchronize(dev)
     if bar is not None:
         bar.close()
-    return tuple(a.numpy() for a in (q_all, fit_all, res_all, conv_all, valid_all, at_all)) + (sigma,)
+    return tuple(None if a is None else a.numpy() for a in (q_all, fit_all, res_all, conv_all, valid_all, at_all)) + (sigma,)
 
 
 def _to_device(a: np.ndarray, dev: torch.device) -> torch.Tensor:

@@ -163,6 +163,28 @@ def test_threads_give_the_same_fit_and_are_restored(sk, squat):
     np.testing.assert_allclose(a.q, b.q, atol=1e-3)
 
 
+
+def test_lazy_keypoints_and_residuals_match_the_solver(sk, squat):
+    """A GPU fit leaves the fitted keypoints and residuals to be computed when asked (forward
+    kinematics of q); on the CPU the same computation must reproduce the solver's own."""
+    import dataclasses
+
+    from medpose.kinematics.fit import _Observed
+
+    seq = _seq(sk, squat, HALPE.medpose, noise=3.0)
+    x = seq.positions.copy()
+    x[2, 5] = np.nan                                        # a missing keypoint stays NaN
+    seq = KeypointSequence(x, seq.names, seq.rate)
+    f = fit(seq, sk, progress=False)
+    prob = prepare(seq, sk)
+    src = _Observed(seq.positions, seq.confidence, prob.seq_index, prob.kp_index, prob.min_confidence, "cpu",
+                    np.dtype(np.float32))
+    lazy = dataclasses.replace(f, fitted_=None, residual_=None, source=src)
+    np.testing.assert_allclose(lazy.fitted, f.fitted, atol=0.01)
+    np.testing.assert_allclose(lazy.residuals.to_numpy(), f.residuals.to_numpy(), atol=0.01)
+    assert np.isnan(lazy.residual[2, 5]) and lazy.fitted.dtype == np.float32
+
+
 def test_z_up_data_and_trc_in_metres(tmp_path, sk, squat):
     """A Pose2Sim-like HALPE_26 .trc (metres, Y up) and a Z-up copy both just work."""
     seq = _seq(sk, squat, HALPE.medpose).rename(dict(zip(HALPE.medpose, HALPE.native)))
