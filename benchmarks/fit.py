@@ -169,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if cuda:
         gpu = (f" GPU: {torch.cuda.get_device_name()}, float32, chunk "
                f"{args.chunk or 'default (2^20 frames where 64 GB are free)'}; the time includes moving the "
-               "float64 keypoints to the GPU and the angles back into numpy. The first call of a size also "
-               "page-locks its result arrays (torch's pinned-memory cache keeps them for the next calls). The "
+               "float64 keypoints to the GPU and the angles back into numpy. The "
                "fitted keypoints and residuals are computed when first asked (forward kinematics of the angles "
                f"on the GPU): {run_medpose.lazy_s:.2f} s for these {args.frames} frames, not in the frames/s.")
     if not args.no_opensim:

@@ -774,7 +774,8 @@ class Fit:
     ----------
     q : numpy.ndarray, shape (T, D)
         Every DoF of the skeleton (degrees; ``pelvis_tx/ty/tz`` in mm, in the skeleton's axes
-        after :attr:`alignment`); NaN for frames that could not be fitted.
+        after :attr:`alignment`); NaN for frames that could not be fitted.  In the fit's precision
+        (float32 by default), inside the hard limits.
     skeleton : Skeleton
         The skeleton fitted (the patient's, when estimated).
     limits : JointLimits
@@ -917,8 +918,9 @@ class Fit:
 
 
 def _default_chunk(device: torch.device) -> int:
-    """Frames per chunk: 2048 on the CPU; on a GPU 2^19 (about 25 GB of work space in float32) when
-    40 GB are free, else 2^18 (about 13 GB) or 2^16."""
+    """Frames per chunk: 2048 on the CPU; on a GPU 2^20 (peak about 32 GB of work space in float32,
+    measured on an H100) where 64 GB are free, else 2^19 (about 17 GB) with 36 GB, 2^18 with 18 GB, or
+    2^16."""
     if device.type != "cuda":
         return 2048
     # free memory, counting what torch's caching allocator holds unused
@@ -954,8 +956,9 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         Default float32 on the CPU and on a GPU: on the CPU about 25% faster than float64, and the
         angles agree with float64 within 0.3 degrees in the worst frame (median 1e-4 degrees; the
         same RMS errors to 0.01 degrees; synthetic gait with 5 mm noise).  Pass ``torch.float64``
-        for bit-for-bit reproducible double precision.  With float32, ``Fit.fitted`` and
-        ``Fit.residual`` are float32 arrays too (``Fit.q`` stays float64).
+        for bit-for-bit reproducible double precision.  With float32, ``Fit.q``, ``Fit.fitted`` and
+        ``Fit.residual`` are float32 arrays; ``q`` is clamped to the limits rounded inwards to
+        float32, so it never leaves the (float64) hard limits.
     smoothness : float
         Weight of the temporal smoothness term, mm of keypoint residual per degree of
         departure from the mean of the two neighbouring frames (0 = off; 1-5 smooths jitter).
@@ -966,8 +969,8 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         0 on the pelvis).  ``{"*": 0, "lumbar_flexion": 0, "lumbar_bending": 0,
         "lumbar_rotation": 0}`` turns it off.
     chunk_size : int, optional
-        Frames per batch (default 2048 on the CPU; on a GPU 524,288 where 40 GB are free, else
-        262,144 or 65,536); memory grows with it, not with the recording.
+        Frames per batch (default 2048 on the CPU; on a GPU 1,048,576 where 64 GB are free, else
+        524,288, 262,144 or 65,536); memory grows with it, not with the recording.
     progress : bool, optional
         Show a tqdm progress bar (default: when there is more than one chunk).
     min_confidence : float
@@ -979,8 +982,8 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
         Levenberg-Marquardt iterations per stage.
     warm_stride : int, optional
         Every ``warm_stride``-th frame is solved first; the others start from the linear
-        interpolation of their solved neighbours.  Default: one frame in every 1/15 s
-        (4 at 60 Hz, 1 at 15 Hz or less).
+        interpolation of their solved neighbours.  Default: one frame in every 1/10 s
+        (6 at 60 Hz, 1 at 10 Hz or less).
     tol_deg : float
         A frame has converged when its step is below ``tol_deg`` (degrees, mm) or its cost
         falls by less than 1e-5 relative.
@@ -1256,17 +1259,17 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     pri = _Priors(pri0.margin, pri0.weight, sig * inv_sd if has_prior else None, pri0.mu, smoothness)
     pri1 = _Priors(pri.margin, pri.weight, pri.tik, pri.mu, 0.0)
 
-    # results are computed on the device and copied once per chunk into these (float32 keypoints
-    # and residuals when the fit runs in float32: they carry no more precision than that)
-    # (on a GPU page-locked: the device-to-host copies run at full speed, straight into them)
+    # results are computed on the device and copied once per chunk into these, in the fit's
+    # precision (float32 carries no more than that).  On a GPU the fitted keypoints and residuals
+    # stay behind (Fit computes them when asked), so only q and three masks travel: plain host
+    # memory (page-locking it would cost the first fit of a size more than the copies save)
     tdt = torch.float64 if dt == torch.float64 else torch.float32
-    pin = dev.type == "cuda"
-    # (on a GPU the fitted keypoints and residuals stay behind: Fit computes them when asked)
+    gpu = dev.type == "cuda"
     q_all, conv_all, valid_all, at_all = (
-        torch.empty(shape, dtype=d, pin_memory=pin) for shape, d in
-        (((T, D), torch.float64), (T, torch.bool), (T, torch.bool), ((T, D), torch.bool)))
-    fit_all = None if pin else torch.empty((T, K, 3), dtype=tdt)
-    res_all = None if pin else torch.empty((T, K), dtype=tdt)
+        torch.empty(shape, dtype=d) for shape, d in (((T, D), tdt), (T, torch.bool), (T, torch.bool),
+                                                     ((T, D), torch.bool)))
+    fit_all = None if gpu else torch.empty((T, K, 3), dtype=tdt)
+    res_all = None if gpu else torch.empty((T, K), dtype=tdt)
     ltol = 1e-6 * torch.clamp(torch.where(torch.isfinite(lo), lo, 0.0).abs(), min=1.0)
     starts = list(range(0, T, chunk_size))
     bar = None
@@ -1274,8 +1277,10 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         from tqdm.auto import tqdm
         bar = tqdm(total=T, unit="frame", desc="fit")
     state: dict = {"prev_last": None}
-    lo64 = torch.as_tensor(prob.lower, device=dev, dtype=torch.float64)
-    hi64 = torch.as_tensor(prob.upper, device=dev, dtype=torch.float64)
+    # the limits rounded inwards to the fit's precision: q clamped to them never leaves the
+    # (float64) hard limits, whatever the rounding
+    lo_np, hi_np = _inward(prob.lower, prob.upper, np.float32 if tdt == torch.float32 else np.float64)
+    lo_in, hi_in = torch.as_tensor(lo_np, device=dev), torch.as_tensor(hi_np, device=dev)
 
     def chunk(s0: int) -> None:
         prev_last = state["prev_last"]
@@ -1349,28 +1354,34 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
                 prev_last[:, trans] = prev_last[:, trans] + centre
         state["prev_last"] = prev_last if vidx.numel() else None
         # residuals do not depend on the axes (A is a rotation): computed before adding the centre back
-        if not pin:
+        if not gpu:
             res = torch.where(w > 0, torch.linalg.vector_norm(xf - x_obs, dim=2), float("nan"))
             xf = (xf + centre) @ Ad                                      # back to the data frame
         q[:, trans] = q[:, trans] + centre
         at = torch.isfinite(q) & (((q - lo).abs() <= ltol) | ((q - hi).abs() <= ltol)) & free
-        # clipped in float64: a float32 bound may round just outside the limit
-        q64 = torch.minimum(torch.maximum(q.double(), lo64), hi64)      # (NaN stays NaN)
-        outs = [(q_all, q64), (conv_all, cv), (valid_all, valid), (at_all, at)]
-        if not pin:
+        qc = torch.minimum(torch.maximum(q.to(tdt), lo_in), hi_in)      # (NaN stays NaN)
+        outs = [(q_all, qc), (conv_all, cv), (valid_all, valid), (at_all, at)]
+        if not gpu:
             outs += [(fit_all, xf), (res_all, res)]
         for dst, src in outs:
-            dst[s0:s1].copy_(src, non_blocking=pin)
+            dst[s0:s1].copy_(src)
         if bar is not None:
             bar.update(n)
 
     for s0 in starts:
         chunk(s0)
-    if pin:
-        torch.cuda.synchronize(dev)
     if bar is not None:
         bar.close()
     return tuple(None if a is None else a.numpy() for a in (q_all, fit_all, res_all, conv_all, valid_all, at_all)) + (sigma,)
+
+
+def _inward(lower: np.ndarray, upper: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Limits in ``dtype``, each rounded towards the inside of its range (infinite ones kept)."""
+    lo = np.asarray(lower, dtype=np.float64).astype(dtype)
+    hi = np.asarray(upper, dtype=np.float64).astype(dtype)
+    lo = np.where(lo.astype(np.float64) < lower, np.nextafter(lo, dtype(np.inf)), lo).astype(dtype)
+    hi = np.where(hi.astype(np.float64) > upper, np.nextafter(hi, dtype(-np.inf)), hi).astype(dtype)
+    return lo, hi
 
 
 def _to_device(a: np.ndarray, dev: torch.device) -> torch.Tensor:
