@@ -1261,13 +1261,13 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
 
     # results are computed on the device and copied once per chunk into these, in the fit's
     # precision (float32 carries no more than that).  On a GPU the fitted keypoints and residuals
-    # stay behind (Fit computes them when asked), so only q and three masks travel: plain host
-    # memory (page-locking it would cost the first fit of a size more than the copies save)
+    # stay behind (Fit computes them when asked), so only q and three masks travel, into
+    # page-locked memory (copies at full speed; torch's pinned-memory cache keeps it for the next fit)
     tdt = torch.float64 if dt == torch.float64 else torch.float32
     gpu = dev.type == "cuda"
     q_all, conv_all, valid_all, at_all = (
-        torch.empty(shape, dtype=d) for shape, d in (((T, D), tdt), (T, torch.bool), (T, torch.bool),
-                                                     ((T, D), torch.bool)))
+        torch.empty(shape, dtype=d, pin_memory=gpu) for shape, d in
+        (((T, D), tdt), (T, torch.bool), (T, torch.bool), ((T, D), torch.bool)))
     fit_all = None if gpu else torch.empty((T, K, 3), dtype=tdt)
     res_all = None if gpu else torch.empty((T, K), dtype=tdt)
     ltol = 1e-6 * torch.clamp(torch.where(torch.isfinite(lo), lo, 0.0).abs(), min=1.0)
@@ -1364,12 +1364,14 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         if not gpu:
             outs += [(fit_all, xf), (res_all, res)]
         for dst, src in outs:
-            dst[s0:s1].copy_(src)
+            dst[s0:s1].copy_(src, non_blocking=gpu)
         if bar is not None:
             bar.update(n)
 
     for s0 in starts:
         chunk(s0)
+    if gpu:
+        torch.cuda.synchronize(dev)
     if bar is not None:
         bar.close()
     return tuple(None if a is None else a.numpy() for a in (q_all, fit_all, res_all, conv_all, valid_all, at_all)) + (sigma,)
