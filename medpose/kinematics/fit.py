@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -1266,14 +1265,9 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     # page-locked memory (copies at full speed; torch's pinned-memory cache keeps it for the next fit)
     tdt = torch.float64 if dt == torch.float64 else torch.float32
     gpu = dev.type == "cuda"
-    shapes = (((T, D), tdt), (T, torch.bool), (T, torch.bool), ((T, D), torch.bool))
-    if gpu:       # page-locking takes a while (0.2 s per million frames): done beside the GPU work
-        pool = ThreadPoolExecutor(1)
-        pinned = pool.submit(lambda: [torch.empty(sh, dtype=d, pin_memory=True) for sh, d in shapes])
-        pool.shutdown(wait=False)
-        q_all = conv_all = valid_all = at_all = None
-    else:
-        q_all, conv_all, valid_all, at_all = (torch.empty(sh, dtype=d) for sh, d in shapes)
+    q_all, conv_all, valid_all, at_all = (
+        torch.empty(shape, dtype=d, pin_memory=gpu) for shape, d in
+        (((T, D), tdt), (T, torch.bool), (T, torch.bool), ((T, D), torch.bool)))
     fit_all = None if gpu else torch.empty((T, K, 3), dtype=tdt)
     res_all = None if gpu else torch.empty((T, K), dtype=tdt)
     ltol = 1e-6 * torch.clamp(torch.where(torch.isfinite(lo), lo, 0.0).abs(), min=1.0)
@@ -1287,9 +1281,6 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     # (float64) hard limits, whatever the rounding
     lo_np, hi_np = _inward(prob.lower, prob.upper, np.float32 if tdt == torch.float32 else np.float64)
     lo_in, hi_in = torch.as_tensor(lo_np, device=dev), torch.as_tensor(hi_np, device=dev)
-
-    def results() -> list[torch.Tensor]:
-        return pinned.result()
 
     def chunk(s0: int) -> None:
         prev_last = state["prev_last"]
@@ -1369,10 +1360,9 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         q[:, trans] = q[:, trans] + centre
         at = torch.isfinite(q) & (((q - lo).abs() <= ltol) | ((q - hi).abs() <= ltol)) & free
         qc = torch.minimum(torch.maximum(q.to(tdt), lo_in), hi_in)      # (NaN stays NaN)
-        if gpu:
-            outs = list(zip(results(), (qc, cv, valid, at)))
-        else:
-            outs = [(q_all, qc), (conv_all, cv), (valid_all, valid), (at_all, at), (fit_all, xf), (res_all, res)]
+        outs = [(q_all, qc), (conv_all, cv), (valid_all, valid), (at_all, at)]
+        if not gpu:
+            outs += [(fit_all, xf), (res_all, res)]
         for dst, src in outs:
             dst[s0:s1].copy_(src, non_blocking=gpu)
         if bar is not None:
@@ -1382,7 +1372,6 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         chunk(s0)
     if gpu:
         torch.cuda.synchronize(dev)
-        q_all, conv_all, valid_all, at_all = results()
     if bar is not None:
         bar.close()
     return tuple(None if a is None else a.numpy() for a in (q_all, fit_all, res_all, conv_all, valid_all, at_all)) + (sigma,)
