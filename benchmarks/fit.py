@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     if cuda:
         gpu = (f" GPU: {torch.cuda.get_device_name()}, float32, chunk "
                f"{args.chunk or 'default (2^20 frames where 64 GB are free)'}; the time includes moving the "
-               "float64 keypoints to the GPU and the angles back into numpy. The "
+               "float64 keypoints to the GPU and the angles back into numpy (page-locked arrays: the first call of "
+               "a size pays for locking them, torch's pinned-memory cache keeps them for the next calls). The "
                "fitted keypoints and residuals are computed when first asked (forward kinematics of the angles "
                f"on the GPU): {run_medpose.lazy_s:.2f} s for these {args.frames} frames, not in the frames/s.")
     if not args.no_opensim:
