@@ -9,7 +9,7 @@ OpenSim 4.6 runs inverse kinematics with Pose2Sim's model, HALPE_26 marker set a
 
 Usage::
 
-    python benchmarks/fit.py                       # CPU (float32), 600 frames, OpenSim on 300 of them
+    python benchmarks/fit.py                       # CPU (float32), 6000 frames, OpenSim on 300 of them
     python benchmarks/fit.py --device cuda --frames 1000000 --no-opensim
 
 The results go to ``benchmarks/RESULTS.md`` between ``<!-- fit:start -->`` and ``<!-- fit:end -->``
@@ -131,7 +131,7 @@ def run_opensim(sk, truth, seq, n: int):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--frames", type=int, default=600)
+    ap.add_argument("--frames", type=int, default=6000)
     ap.add_argument("--opensim-frames", type=int, default=300)
     ap.add_argument("--noise", type=float, default=5.0, help="keypoint noise, mm per axis")
     ap.add_argument("--float64", action="store_true", help="float64 instead of the default float32")
