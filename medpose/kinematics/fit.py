@@ -1154,10 +1154,23 @@ def _frame_rms(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, n_var: int
 
 
 def _repair(ctx: _Context, q, x, conv, x_obs, w, lo, hi, pri: "_Priors", n_var: int, sigma: float, xtol: float,
-            max_iter: int, passes: int = 3):
-    """Restart frames stuck in a local minimum (residual above ``3 sigma + 0.5`` mm) from the
-    solution of a neighbouring frame that fits, keeping whichever fits better.  Frames are in
-    time order, so a run of stuck frames is repaired from its ends, one frame per pass."""
+            max_iter: int, passes: int = 3, q_rigid: torch.Tensor | None = None):
+    """Restart frames stuck in a local minimum (residual above ``3 sigma + 0.5`` mm), keeping
+    whichever fits better: first from their own rigid start ``q_rigid`` (a frame interpolated
+    across a jump in the data, e.g. a tracking glitch, starts far off), then from the solution
+    of a neighbouring frame that fits.  Frames are in time order, so a run of stuck frames is
+    repaired from its ends, one frame per pass."""
+    if q_rigid is not None:
+        rms = _frame_rms(x, x_obs, w, n_var)
+        bad = ~(rms <= 3.0 * sigma + 0.5)
+        if bool(bad.any()) and not bool(bad.all()):
+            idx = torch.nonzero(bad)[:, 0]
+            qn, xn, cn = _solve(ctx, q_rigid[idx], x_obs[idx], w[idx], lo, hi, pri, max_iter=max_iter, xtol=xtol,
+                                lam0=1e-3)
+            better = _frame_rms(xn, x_obs[idx], w[idx], n_var) < rms[idx]
+            take = idx[better]
+            q, x, conv = q.clone(), x.clone(), conv.clone()
+            q[take], x[take], conv[take] = qn[better], xn[better], cn[better]
     for _ in range(passes):
         rms = _frame_rms(x, x_obs, w, n_var)
         bad = ~(rms <= 3.0 * sigma + 0.5)
@@ -1331,7 +1344,8 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
                 # with smoothness the frames are coupled (block-Jacobi): a few sweeps, not to full tolerance
                 qv, xv, cvv = _solve(ctx, qn, x_obs[vidx], w[vidx], lo, hi, pri, neighbours=nb,
                                      max_iter=max_iter if nb is None else min(max_iter, 20), xtol=xtol)
-            qv, xv, cvv = _repair(ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, n_var, sig, xtol, max_iter)
+            qv, xv, cvv = _repair(ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, n_var, sig, xtol, max_iter,
+                                  q_rigid=q0[vidx])
             # a frame that started from branch-chosen neighbours and stayed within 30 degrees of its
             # start is on their branch (another branch of a ball joint is >= 180 degrees away in
             # some DoF): the branch choice is repeated only for frames that moved further
