@@ -20,7 +20,9 @@ returned angle can never leave its hard limits.  The Jacobian is analytic: a rev
 with world axis ``w`` at joint centre ``o`` moves a downstream keypoint ``x`` by
 ``w x (x - o)`` per radian (e.g. Siciliano et al. 2009, *Robotics*, eq. 3.30); the axis of
 each rotation of an intrinsic Euler sequence is the parent's axis rotated by the preceding
-elementary rotations.  The smoothness term couples neighbouring frames; it is solved by
+elementary rotations.  J^T J is summed over keypoint groups (the subtrees below the root),
+since a keypoint moves only with its own subtree's, the root's and the translation DoFs.
+The smoothness term couples neighbouring frames; it is solved by
 block-Jacobi iterations (each LM step holds the neighbours at their current values), which
 keeps every frame's system independent and the whole fit batched.
 
