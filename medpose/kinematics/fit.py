@@ -668,7 +668,9 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
             if upd.numel():
                 sel = lambda t: t.index_select(0, upd)  # noqa: E731
                 dcn, Hn, gn = _normal_equations(ctx, sel(E), sel(R), sel(o), sel(x2), sel(sw), sel(xo))
-                dc, H, g = dc.index_copy(0, upd, dcn), H.index_copy(0, upd, Hn), g.index_copy(0, upd, gn)
+                dc.index_copy_(0, upd, dcn)
+                H.index_copy_(0, upd, Hn)
+                g.index_copy_(0, upd, gn)
     if act.numel():                                                     # out of iterations
         q.index_copy_(0, act, qa)
         xf.index_copy_(0, act, xa)
