@@ -7,14 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medpose.io.c3d import write_c3d_points
-
 from medpose.data import KeypointSequence
 from medpose.errors import InputError
-from medpose.io.c3d import read_c3d, write_c3d
+from medpose.io.c3d import read_c3d, write_c3d, write_c3d_points
 from medpose.io.keypoints import read_keypoints
-
-ezc3d = pytest.importorskip("ezc3d", reason="ezc3d (medpose[c3d]) is not installed")
 
 
 def make_c3d(path: Path, points: np.ndarray, labels: list[str], *, rate: float = 100.0, units: str = "mm",

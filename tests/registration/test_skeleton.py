@@ -8,11 +8,11 @@ import pytest
 
 from medpose import FrameMismatch, InputError, Landmarks, Transform
 from medpose.registration import register, skeleton_landmarks_from_imaging
+from medpose.synthetic import session as synthetic
 
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    synthetic = pytest.importorskip("medpose.synthetic.session")
     root = tmp_path_factory.mktemp("reg") / "patient"
     synthetic.make_session(root, seed=1, exercises=("elbow_flexion",), repetitions=1, n_cameras=2,
                            phantom_max_voxels=200_000)
