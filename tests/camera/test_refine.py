@@ -9,25 +9,13 @@ from medpose.camera.refine import apply_corrections, refine_calibration
 from medpose.camera.triangulation import triangulate
 from medpose.data import KeypointSequence
 from medpose.errors import DegenerateConfiguration, InputError
-from medpose.kinematics.fk import forward_kinematics
-from medpose.kinematics.skeleton import Skeleton
-from medpose.layouts import get_layout
 
 SHIFT = (6.0, -4.0)          # px added to cam02's principal point in the "wrong" calibration
 
 
 @pytest.fixture(scope="module")
-def rig():
-    return syn.make_rig(4, distortion=[-0.05, 0.02, 0.0005, -0.0003], seed=0)
-
-
-@pytest.fixture(scope="module")
-def truth():
-    names = get_layout("mediapipe33").medpose
-    ex = syn.make_exercise("squat", rate=30.0, repetitions=2, seed=0)
-    x = np.asarray(forward_kinematics(Skeleton.default(), np.array(ex.angles.values), keypoints=names))
-    world = np.stack([x[..., 0], -x[..., 2], x[..., 1]], -1)[:80:2]       # 40 frames at 15 Hz
-    return KeypointSequence(world, names, 15.0, frame="camera")
+def truth(truth):
+    return truth.slice(0, 40)                                               # 40 frames at 15 Hz
 
 
 @pytest.fixture(scope="module")

@@ -8,30 +8,8 @@ import medpose.synthetic as syn
 from medpose.camera.swaps import lr_pairs
 from medpose.camera.tracking import _viterbi, refine_points, track_points
 from medpose.camera.triangulation import triangulate
-from medpose.data import KeypointSequence
 from medpose.errors import InputError
-from medpose.kinematics.fk import forward_kinematics
-from medpose.kinematics.skeleton import Skeleton
-from medpose.layouts import get_layout
 from medpose.temporal import DEFAULT_BONES
-
-RATE = 30.0
-
-
-@pytest.fixture(scope="module")
-def rig():
-    return syn.make_rig(4, distortion=[-0.05, 0.02, 0.0005, -0.0003], seed=0)
-
-
-@pytest.fixture(scope="module")
-def truth():
-    sk = Skeleton.default()
-    ex = syn.make_exercise("squat", rate=RATE, repetitions=2, seed=0)
-    names = get_layout("mediapipe33").medpose
-    x = np.asarray(forward_kinematics(sk, np.array(ex.angles.values), keypoints=names))
-    world = np.stack([x[..., 0], -x[..., 2], x[..., 1]], -1)
-    return KeypointSequence(world[::2], names, RATE / 2, frame="camera")
-
 
 def _stack(rig, views):
     px = np.stack([views[c.name].positions for c in rig], 2)

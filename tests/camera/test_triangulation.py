@@ -12,28 +12,6 @@ from medpose.camera.swaps import lr_pairs, swap_assignments
 from medpose.camera.triangulation import (ImageSizeWarning, dlt, reproject, triangulate, triangulate_points)
 from medpose.data import KeypointSequence
 from medpose.errors import DegenerateConfiguration, InputError
-from medpose.kinematics.fk import forward_kinematics
-from medpose.kinematics.skeleton import Skeleton
-from medpose.layouts import get_layout
-
-RATE = 30.0
-
-
-@pytest.fixture(scope="module")
-def rig():
-    return syn.make_rig(4, distortion=[-0.05, 0.02, 0.0005, -0.0003], seed=0)
-
-
-@pytest.fixture(scope="module")
-def truth():
-    """A squat of the default skeleton, MediaPipe's 33 keypoints, in the rig's Z-up world (mm)."""
-    sk = Skeleton.default()
-    ex = syn.make_exercise("squat", rate=RATE, repetitions=2, seed=0)
-    names = get_layout("mediapipe33").medpose
-    x = np.asarray(forward_kinematics(sk, np.array(ex.angles.values), keypoints=names))
-    world = np.stack([x[..., 0], -x[..., 2], x[..., 1]], -1)       # ISB Y-up -> Z-up
-    return KeypointSequence(world[::2], names, RATE / 2, frame="camera")
-
 
 def _views(rig, truth, **kw):
     return syn.project_to_cameras(rig, truth, **kw)
