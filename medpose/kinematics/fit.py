@@ -442,23 +442,25 @@ class _Context:
         """Keypoints (T, K, 3) from segment poses: ``o[seg] + R[seg] @ offset``."""
         return o.index_select(1, self.kseg) + _mv3(R.index_select(1, self.kseg), self.koff)
 
-    def jacobian(self, E: torch.Tensor, R: torch.Tensor, o: torch.Tensor, x: torch.Tensor,
-                 weight: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Jacobian of the keypoints ``x`` (T, K, 3) w.r.t. the free rotations, transposed: (T, Fr, 3, K), per degree.
-
-        Column f is ``scale_f * w_f x (x_k - o_f)`` for the keypoints below joint f (zero elsewhere),
-        computed for all pairs at once as ``[[w_f]x, -[w_f]x o_f] @ [x_k; 1]``: one small batched
-        product (gathering only the pairs below each joint costs more than it saves).  ``weight``
-        (T, K) multiplies each keypoint's rows; ``out`` receives the result.
-        """
+    def homogeneous(self, E: torch.Tensor, R: torch.Tensor, o: torch.Tensor, x: torch.Tensor):
+        """The Jacobian's two factors: ``[[w_f]x, -[w_f]x o_f]`` (T, Fr, 3, 4) per free rotation and
+        ``[x_k, 1]`` (T, K, 4) per keypoint, whose product is ``w_f x (x_k - o_f)``."""
         T, K = x.shape[:2]
         W = (self.axes(E, R) @ self.eps).reshape(T, -1, 3, 3)          # skew matrices [w]x (T, Fr, 3, 3)
         Wo = _mv3(W, o.index_select(1, self.seg))                      # (T, Fr, 3): w x o_f
-        Wh = torch.cat([W, -Wo[..., None]], dim=-1).reshape(T, -1, 4)  # (T, 3 Fr, 4)
-        xh = torch.cat([x, x.new_ones(T, K, 1)], dim=-1).transpose(1, 2)  # (T, 4, K)
-        J = torch.bmm(Wh, xh).view(T, -1, 3, K)
-        scale = self.scale if weight is None else self.scale * weight[:, None]
-        return torch.mul(J, scale[..., None, :], out=out)
+        return torch.cat([W, -Wo[..., None]], dim=-1), torch.cat([x, x.new_ones(T, K, 1)], dim=-1)
+
+    def jacobian(self, E: torch.Tensor, R: torch.Tensor, o: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Jacobian of the keypoints ``x`` (T, K, 3) w.r.t. the free rotations, transposed: (T, Fr, 3, K), per degree.
+
+        Column f is ``scale_f * w_f x (x_k - o_f)`` for the keypoints below joint f (zero elsewhere),
+        computed for all pairs at once from :meth:`homogeneous`: one small batched product
+        (gathering only the pairs below each joint costs more than it saves).
+        """
+        T, K = x.shape[:2]
+        Wh, xh = self.homogeneous(E, R, o, x)
+        J = torch.bmm(Wh.reshape(T, -1, 4), xh.transpose(1, 2)).view(T, -1, 3, K)
+        return J * self.scale[..., None, :]
 
     def full_jacobian(self, E, R, o, x) -> torch.Tensor:
         """Jacobian (T, K, 3, F) of the keypoints per degree / mm, translations included."""
@@ -466,11 +468,10 @@ class _Context:
         Jt = self.Jt_trans.expand(x.shape[0], -1, -1, -1)               # (T, Ft, 3, K)
         return torch.cat([Jr, Jt], dim=1).permute(0, 3, 2, 1)
 
-    def evaluate_t(self, q: torch.Tensor, jacobian: bool = True):
-        """Keypoints (T, K, 3) and the rotations' transposed Jacobian (T, Fr, 3, K), per degree."""
-        E, R, o = self.poses(q)
-        x = self.keypoints(R, o)
-        return x, (self.jacobian(E, R, o, x) if jacobian else None)
+    def keypoints_at(self, q: torch.Tensor) -> torch.Tensor:
+        """Keypoints (T, K, 3) of the poses ``q`` (T, D)."""
+        _, R, o = self.poses(q)
+        return self.keypoints(R, o)
 
     def evaluate(self, q: torch.Tensor, jacobian: bool = False):
         """Segment rotations (T, S, 3, 3) and origins (skeleton order), keypoints and (optionally)
@@ -537,10 +538,7 @@ def _normal_equations(ctx: _Context, E: torch.Tensor, R: torch.Tensor, o: torch.
     T, K = x.shape[:2]
     Fr, Ft = ctx.n_rot, ctx.Jt_trans.shape[0]
     F = Fr + Ft
-    W = (ctx.axes(E, R) @ ctx.eps).reshape(T, -1, 3, 3)               # skew matrices [w]x (T, Fr, 3, 3)
-    Wo = _mv3(W, o.index_select(1, ctx.seg))                           # (T, Fr, 3): w x o_f
-    Wh = torch.cat([W, -Wo[..., None]], dim=-1)                        # (T, Fr, 3, 4)
-    xh = torch.cat([x, x.new_ones(T, K, 1)], dim=-1)                   # (T, K, 4)
+    Wh, xh = ctx.homogeneous(E, R, o, x)                               # (T, Fr, 3, 4), (T, K, 4)
     swk = sw[..., 0]                                                   # (T, K)
     res = sw * (x - xo)                                                # (T, K, 3)
     H = x.new_zeros(T, F * F)
@@ -1126,7 +1124,7 @@ def _choose_branches(ctx: _Context, moves, q: torch.Tensor, x_obs: torch.Tensor,
     if not moves or q.shape[0] == 0:
         return q, changed
     sw = torch.sqrt(w)[..., None]
-    x, _ = ctx.evaluate_t(q, jacobian=False)
+    x = ctx.keypoints_at(q)
     cost = ((sw * (x - x_obs)) ** 2).sum(dim=(1, 2))
     for cols, mult, off in moves:
         c = torch.as_tensor(cols, device=q.device)
@@ -1139,7 +1137,7 @@ def _choose_branches(ctx: _Context, moves, q: torch.Tensor, x_obs: torch.Tensor,
             continue
         qn = q[sel].clone()
         qn[:, c] = cand[sel]
-        xn, _ = ctx.evaluate_t(qn, jacobian=False)
+        xn = ctx.keypoints_at(qn)
         cn = ((sw[sel] * (xn - x_obs[sel])) ** 2).sum(dim=(1, 2))
         ok = cn <= cost[sel] * (1.0 + 1e-5) + 1e-6 * x_obs.shape[1]
         take = sel[ok]
@@ -1316,10 +1314,12 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             # stage 1: every warm_stride-th valid frame from the rigid initialisation, then the
             # branch of each ball joint nearest neutral among equally good fits
             coarse = vidx[::warm_stride]
-            qc, _, cc = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter, xtol=xtol,
-                               lam0=1e-3)                               # far start: damped
-
-            qc, _ = _choose_branches(ctx, moves, qc, x_obs[coarse], w[coarse], lo, hi, neutral)
+            qc, xc, cc = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter,
+                                xtol=xtol, lam0=1e-3)                   # far start: damped
+            qc, moved_c = _choose_branches(ctx, moves, qc, x_obs[coarse], w[coarse], lo, hi, neutral)
+            mc = torch.nonzero(moved_c)[:, 0]
+            if mc.numel():
+                xc[mc] = ctx.keypoints_at(qc[mc])
             # stage 2: every valid frame from the interpolation of its solved neighbours
             qn = _interpolate(qc, coarse, vidx, rot) if coarse.numel() < vidx.numel() else qc
             qn = torch.where(free[None], qn, neutral[None])
@@ -1343,7 +1343,7 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
                 qv[sub], cvv[sub], cvv[cpos] = qs, cs_, cc
                 xv = xs.new_empty(vidx.numel(), *xs.shape[1:])
                 xv[sub] = xs
-                xv[cpos] = ctx.evaluate_t(qv[cpos], jacobian=False)[0]
+                xv[cpos] = xc
             else:
                 # with smoothness the frames are coupled (block-Jacobi): a few sweeps, not to full tolerance
                 qv, xv, cvv = _solve(ctx, qn, x_obs[vidx], w[vidx], lo, hi, pri, neighbours=nb,
