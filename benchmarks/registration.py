@@ -8,6 +8,7 @@ Layout: N = 4, 6, 10 fiducials on the upper part of a head-sized ellipsoid (semi
 axis (smallest spread).  Isotropic FLE: 1 mm RMS.  Anisotropic FLE: a camera with 0.25 mm
 lateral and 1.0 mm depth standard deviation (depth along x).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,18 +17,24 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from medpose.synthetic.fiducials import head_fiducials
 import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, markdown_table, update_results  # noqa: E402
+from medpose.synthetic.fiducials import head_fiducials
 
-from medpose.errors import MedposeError  # noqa: E402
-from medpose.geometry import Transform  # noqa: E402
-from medpose.registration import (camera_fle, predict_tre, register, register_batch, simulate_tre,  # noqa: E402
-                                  tre_fitzpatrick)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, markdown_table, update_results
+
+from medpose.errors import MedposeError
+from medpose.geometry import Transform
+from medpose.registration import (
+    camera_fle,
+    predict_tre,
+    register,
+    register_batch,
+    simulate_tre,
+    tre_fitzpatrick,
+)
 
 try:
     from sksurgerycore.algorithms.errors import compute_tre_from_fle
@@ -52,8 +59,9 @@ def targets_for(x: np.ndarray) -> np.ndarray:
 
 def sitk_register(fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
     """SimpleITK's landmark initialiser; returns the 4x4 moving -> fixed matrix."""
-    tx = sitk.LandmarkBasedTransformInitializer(sitk.VersorRigid3DTransform(), fixed.ravel().tolist(),
-                                                moving.ravel().tolist())
+    tx = sitk.LandmarkBasedTransformInitializer(
+        sitk.VersorRigid3DTransform(), fixed.ravel().tolist(), moving.ravel().tolist()
+    )
     a = np.array(tx.GetMatrix()).reshape(3, 3)
     c = np.array(tx.GetCenter())
     t = np.array(tx.GetTranslation())
@@ -80,7 +88,9 @@ def exact_section() -> tuple[str, list]:
         errs = {
             "medpose rigid": register(y, x).transform.matrix,
             "medpose similarity": register(y, x, scale=True).transform.matrix,
-            "medpose anisotropic": register(y, x, fle={"fixed": ANISO, "moving": 0.3}).transform.matrix,
+            "medpose anisotropic": register(
+                y, x, fle={"fixed": ANISO, "moving": 0.3}
+            ).transform.matrix,
             "medpose robust": register(y, x, robust=True).transform.matrix,
             "medpose batch": register_batch(y, x).matrix[0],
             "scikit-surgery": sks_register(y, x),
@@ -94,13 +104,22 @@ def exact_section() -> tuple[str, list]:
     diffs = []
     for _ in range(1000):
         x = head_layout(6) + rng.normal(size=(6, 3))
-        y = Rotation.random(random_state=rng).apply(head_layout(6)) + rng.normal(scale=FLE, size=(6, 3))
-        diffs.append(np.linalg.norm(register(y, x).transform.apply(x) - Transform.from_matrix(sks_register(y, x)).apply(x),
-                                    axis=1).max())
-    text = ("**Exact data** (max distance between mapped and true fiducials, mm):\n\n"
-            + markdown_table(rows, ["N", "method", "max error mm"])
-            + f"\n\nNoisy data (1000 problems, N = 6, FLE 1 mm): medpose vs scikit-surgery Arun, max difference of "
-              f"mapped fiducials = {max(diffs):.2e} mm.\n")
+        y = Rotation.random(random_state=rng).apply(head_layout(6)) + rng.normal(
+            scale=FLE, size=(6, 3)
+        )
+        diffs.append(
+            np.linalg.norm(
+                register(y, x).transform.apply(x)
+                - Transform.from_matrix(sks_register(y, x)).apply(x),
+                axis=1,
+            ).max()
+        )
+    text = (
+        "**Exact data** (max distance between mapped and true fiducials, mm):\n\n"
+        + markdown_table(rows, ["N", "method", "max error mm"])
+        + f"\n\nNoisy data (1000 problems, N = 6, FLE 1 mm): medpose vs scikit-surgery Arun, max difference of "
+        f"mapped fiducials = {max(diffs):.2e} mm.\n"
+    )
     return text, rows + [("noisy agreement", float(max(diffs)))]
 
 
@@ -111,9 +130,11 @@ def tre_section(trials: int) -> tuple[str, list]:
         tg = targets_for(x)
         sim_iso = simulate_tre(x, tg, FLE, trials, seed=n)
         pred_iso = predict_tre(x, tg, FLE)
-        sks = np.array([np.sqrt(compute_tre_from_fle(x, FLE ** 2, t[None])) for t in tg])
+        sks = np.array([np.sqrt(compute_tre_from_fle(x, FLE**2, t[None])) for t in tg])
         shift = np.array([300.0, -200.0, 500.0])
-        sks_shift = np.array([np.sqrt(compute_tre_from_fle(x + shift, FLE ** 2, (t + shift)[None])) for t in tg])
+        sks_shift = np.array(
+            [np.sqrt(compute_tre_from_fle(x + shift, FLE**2, (t + shift)[None])) for t in tg]
+        )
         sim_an = simulate_tre(x, tg, ANISO, trials, weighted_by_fle=False, seed=100 + n)
         pred_an = predict_tre(x, tg, ANISO, weighted_by_fle=False)
         iso_an = tre_fitzpatrick(x, tg, float(np.sqrt(np.trace(ANISO))))
@@ -121,15 +142,39 @@ def tre_section(trials: int) -> tuple[str, list]:
         pred_ml = predict_tre(x, tg, ANISO)
         for k, d in enumerate((0, 50, 100)):
             pe = lambda p, s: 100.0 * (p[k] - s[k]) / s[k]  # noqa: E731
-            rows.append((n, d, float(sim_iso[k]), f"{pe(pred_iso, sim_iso):+.2f}", f"{pe(sks, sim_iso):+.1f}",
-                         f"{pe(sks_shift, sim_iso):+.1f}", float(sim_an[k]), f"{pe(pred_an, sim_an):+.2f}",
-                         f"{pe(iso_an, sim_an):+.1f}", float(sim_ml[k]), f"{pe(pred_ml, sim_ml):+.2f}"))
-    header = ["N", "target mm", "iso: sim TRE", "medpose %", "sksurgery %", "sksurgery, origin moved %",
-              "aniso LS: sim TRE", "medpose (propagation) %", "1998 formula %", "aniso weighted: sim TRE",
-              "medpose %"]
-    text = (f"**Predicted vs simulated RMS TRE** ({trials} trials each; % = (predicted - simulated) / simulated; "
-            "isotropic FLE 1 mm; anisotropic: 0.25 mm lateral, 1.0 mm depth; 'LS' = plain least squares, "
-            "'weighted' = register(fle=...)):\n\n" + markdown_table(rows, header) + "\n")
+            rows.append(
+                (
+                    n,
+                    d,
+                    float(sim_iso[k]),
+                    f"{pe(pred_iso, sim_iso):+.2f}",
+                    f"{pe(sks, sim_iso):+.1f}",
+                    f"{pe(sks_shift, sim_iso):+.1f}",
+                    float(sim_an[k]),
+                    f"{pe(pred_an, sim_an):+.2f}",
+                    f"{pe(iso_an, sim_an):+.1f}",
+                    float(sim_ml[k]),
+                    f"{pe(pred_ml, sim_ml):+.2f}",
+                )
+            )
+    header = [
+        "N",
+        "target mm",
+        "iso: sim TRE",
+        "medpose %",
+        "sksurgery %",
+        "sksurgery, origin moved %",
+        "aniso LS: sim TRE",
+        "medpose (propagation) %",
+        "1998 formula %",
+        "aniso weighted: sim TRE",
+        "medpose %",
+    ]
+    text = (
+        f"**Predicted vs simulated RMS TRE** ({trials} trials each; % = (predicted - simulated) / simulated; "
+        "isotropic FLE 1 mm; anisotropic: 0.25 mm lateral, 1.0 mm depth; 'LS' = plain least squares, "
+        "'weighted' = register(fle=...)):\n\n" + markdown_table(rows, header) + "\n"
+    )
     return text, rows
 
 
@@ -155,13 +200,30 @@ def outlier_section(trials: int) -> tuple[str, list]:
             e_clean.append(((register(y[keep], x[keep]).transform.apply(tg) - tg) ** 2).sum(1))
             e_ls.append(((register(yo, x).transform.apply(tg) - tg) ** 2).sum(1))
         rob, clean, ls = (np.sqrt(np.mean(e, 0)) for e in (e_rob, e_clean, e_ls))
-        rows.append(("given" if fle_known else "estimated", 100.0 * named / trials, 100.0 * other / trials,
-                     " / ".join(f"{v:.3f}" for v in clean), " / ".join(f"{v:.3f}" for v in rob),
-                     f"{100 * (rob[2] / clean[2] - 1):+.1f}", " / ".join(f"{v:.2f}" for v in ls)))
-    header = ["FLE", "outlier named %", "clean point also named %", "TRE clean 5 (0/50/100 mm)",
-              "TRE robust", "robust vs clean at 100 mm %", "TRE plain LS with outlier"]
-    text = (f"**One 10 mm outlier among 6 fiducials** ({trials} trials, FLE 1 mm; TRE in mm at the centroid, "
-            "50 and 100 mm):\n\n" + markdown_table(rows, header) + "\n")
+        rows.append(
+            (
+                "given" if fle_known else "estimated",
+                100.0 * named / trials,
+                100.0 * other / trials,
+                " / ".join(f"{v:.3f}" for v in clean),
+                " / ".join(f"{v:.3f}" for v in rob),
+                f"{100 * (rob[2] / clean[2] - 1):+.1f}",
+                " / ".join(f"{v:.2f}" for v in ls),
+            )
+        )
+    header = [
+        "FLE",
+        "outlier named %",
+        "clean point also named %",
+        "TRE clean 5 (0/50/100 mm)",
+        "TRE robust",
+        "robust vs clean at 100 mm %",
+        "TRE plain LS with outlier",
+    ]
+    text = (
+        f"**One 10 mm outlier among 6 fiducials** ({trials} trials, FLE 1 mm; TRE in mm at the centroid, "
+        "50 and 100 mm):\n\n" + markdown_table(rows, header) + "\n"
+    )
     return text, rows
 
 
@@ -184,14 +246,20 @@ def speed_section(quick: bool) -> tuple[str, list]:
     rows = []
     for check in (True, False):
         t = best(lambda: register_batch(fixed, moving, check=check), 3)
-        rows.append((f"medpose register_batch (check={check})", f"{t / b * 1e6:.2f}", f"{b / t:,.0f}"))
+        rows.append(
+            (f"medpose register_batch (check={check})", f"{t / b * 1e6:.2f}", f"{b / t:,.0f}")
+        )
     t = best(lambda: register_batch(fixed[:2000], moving[:2000], fle=ANISO), 3)
-    rows.append(("medpose register_batch, anisotropic FLE", f"{t / 2000 * 1e6:.1f}", f"{2000 / t:,.0f}"))
+    rows.append(
+        ("medpose register_batch, anisotropic FLE", f"{t / 2000 * 1e6:.1f}", f"{2000 / t:,.0f}")
+    )
     m = 300
     t = best(lambda: [register(fixed[i], moving[i]) for i in range(m)], 3)
     rows.append(("medpose register (one call)", f"{t / m * 1e6:.1f}", f"{m / t:,.0f}"))
     t = best(lambda: [register(fixed[i], moving[i], robust=True) for i in range(50)], 2)
-    rows.append(("medpose register robust=True (one call)", f"{t / 50 * 1e6:.0f}", f"{50 / t:,.0f}"))
+    rows.append(
+        ("medpose register robust=True (one call)", f"{t / 50 * 1e6:.0f}", f"{50 / t:,.0f}")
+    )
 
     def kabsch(y, xx):
         mx, my = xx.mean(0), y.mean(0)
@@ -199,23 +267,33 @@ def speed_section(quick: bool) -> tuple[str, list]:
         d = np.sign(np.linalg.det(u @ vt))
         r = u @ np.diag([1, 1, d]) @ vt
         return r, my - r @ mx
+
     t = best(lambda: [kabsch(fixed[i], moving[i]) for i in range(m)], 3)
     rows.append(("plain numpy Kabsch (one call)", f"{t / m * 1e6:.1f}", f"{m / t:,.0f}"))
     t = best(lambda: [orthogonal_procrustes(fixed[i], moving[i]) for i in range(m)], 3)
     rows.append(("scikit-surgery orthogonal_procrustes", f"{t / m * 1e6:.1f}", f"{m / t:,.0f}"))
     t = best(lambda: [sitk_register(fixed[i], moving[i]) for i in range(m)], 3)
-    rows.append(("SimpleITK LandmarkBasedTransformInitializer", f"{t / m * 1e6:.1f}", f"{m / t:,.0f}"))
-    text = (f"**Speed**, six-point rigid registrations ({machine()}; best of several runs; "
-            f"batch of {b:,}):\n\n" + markdown_table(rows, ["method", "us per registration", "per second"]) + "\n")
+    rows.append(
+        ("SimpleITK LandmarkBasedTransformInitializer", f"{t / m * 1e6:.1f}", f"{m / t:,.0f}")
+    )
+    text = (
+        f"**Speed**, six-point rigid registrations ({machine()}; best of several runs; "
+        f"batch of {b:,}):\n\n"
+        + markdown_table(rows, ["method", "us per registration", "per second"])
+        + "\n"
+    )
     return text, rows
 
 
 def bad_input_section() -> str:
     line = np.outer(np.arange(5.0), [30, 10, 5])
     mirrored = head_layout(6) * [-1, 1, 1]
-    cases = {"collinear": (line + [0, 0, 1], line), "2 points": (line[:2], line[:2]),
-             "NaN": (np.vstack([line[:4], [np.nan, 0, 0]]), head_layout(5)),
-             "mirrored": (mirrored, head_layout(6))}
+    cases = {
+        "collinear": (line + [0, 0, 1], line),
+        "2 points": (line[:2], line[:2]),
+        "NaN": (np.vstack([line[:4], [np.nan, 0, 0]]), head_layout(5)),
+        "mirrored": (mirrored, head_layout(6)),
+    }
     rows = []
     for name, (f, mv) in cases.items():
         out = []
@@ -226,11 +304,14 @@ def bad_input_section() -> str:
                 out.append("returns a transform" + (" (NaN)" if not np.all(np.isfinite(m)) else ""))
             except MedposeError as e:
                 out.append(f"{type(e).__name__}")
-            except Exception as e:  # noqa: BLE001 - reporting what the other libraries do
+            except Exception as e:
                 out.append(f"{type(e).__name__}")
         rows.append((name, *out))
-    return ("**Bad input** (what each returns):\n\n"
-            + markdown_table(rows, ["input", "medpose", "scikit-surgery", "SimpleITK"]) + "\n")
+    return (
+        "**Bad input** (what each returns):\n\n"
+        + markdown_table(rows, ["input", "medpose", "scikit-surgery", "SimpleITK"])
+        + "\n"
+    )
 
 
 def main() -> None:
@@ -242,8 +323,12 @@ def main() -> None:
     if args.quick:
         args.trials, args.outlier_trials = 1000, 100
     parts = ["## Registration (`benchmarks/registration.py`)\n"]
-    for fn in (exact_section, lambda: tre_section(args.trials), lambda: outlier_section(args.outlier_trials),
-               lambda: speed_section(args.quick)):
+    for fn in (
+        exact_section,
+        lambda: tre_section(args.trials),
+        lambda: outlier_section(args.outlier_trials),
+        lambda: speed_section(args.quick),
+    ):
         text, _ = fn()
         print(text, flush=True)
         parts.append(text)

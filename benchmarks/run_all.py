@@ -6,6 +6,7 @@
 Peers (scikit-surgerycore, OpenSim) come from the ``bench`` extra: ``pip install -e '.[bench]'``
 (``make bench`` does this).
 """
+
 from __future__ import annotations
 
 import subprocess

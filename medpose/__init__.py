@@ -5,6 +5,7 @@ Light modules (data model, file formats, sessions) are imported eagerly; the tor
 (skeleton, fit) and whole sub-packages (``mp.synthetic``, ``mp.temporal``, ...) load on first use,
 so ``import medpose`` and the command line start quickly.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -13,8 +14,14 @@ from typing import Any
 from ._version import __version__
 from .camera.model import Camera
 from .data import JointAngles, KeypointSequence, Landmarks
-from .errors import (DegenerateConfiguration, FrameMismatch, InputError, LimitError, MedposeError,
-                     ProtocolError)
+from .errors import (
+    DegenerateConfiguration,
+    FrameMismatch,
+    InputError,
+    LimitError,
+    MedposeError,
+    ProtocolError,
+)
 from .geometry import Transform
 from .imaging.volume import Volume, read_volume, write_volume
 from .io.calibration import read_calibration, write_calibration
@@ -51,14 +58,33 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 __all__ = [
     "__version__",
     # data model
-    "Transform", "Landmarks", "KeypointSequence", "JointAngles", "Volume", "Camera",
+    "Transform",
+    "Landmarks",
+    "KeypointSequence",
+    "JointAngles",
+    "Volume",
+    "Camera",
     # errors
-    "MedposeError", "InputError", "FrameMismatch", "DegenerateConfiguration", "ProtocolError", "LimitError",
+    "MedposeError",
+    "InputError",
+    "FrameMismatch",
+    "DegenerateConfiguration",
+    "ProtocolError",
+    "LimitError",
     # formats
-    "read_landmarks", "write_landmarks", "read_volume", "write_volume", "read_keypoints", "write_keypoints",
-    "read_calibration", "write_calibration", "read_mot", "write_mot",
+    "read_landmarks",
+    "write_landmarks",
+    "read_volume",
+    "write_volume",
+    "read_keypoints",
+    "write_keypoints",
+    "read_calibration",
+    "write_calibration",
+    "read_mot",
+    "write_mot",
     # sessions
-    "Session", "validate_session",
+    "Session",
+    "validate_session",
     *sorted(_LAZY),
 ]
 

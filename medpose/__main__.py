@@ -1,4 +1,5 @@
 """``python -m medpose``: the same as the ``medpose`` command."""
+
 from __future__ import annotations
 
 from .cli import main

@@ -4,16 +4,15 @@ Commands: ``validate`` (check a session folder) and ``demo`` (build and check a
 synthetic session).  Exit codes: 0 success, 1 invalid input or a medpose error,
 2 wrong usage (argparse).  See ``docs/cli.md``.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import tempfile
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TextIO
 
 from ._version import __version__
 from .errors import MedposeError
@@ -28,27 +27,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medpose",
         description="Medical motion assessment and surgical navigation: imaging landmarks, camera keypoints, "
-                    "registration, constrained skeleton fits and rehabilitation scores.",
-        epilog="Exit codes: 0 success, 1 invalid input or error, 2 wrong usage. Run 'medpose COMMAND --help'.")
+        "registration, constrained skeleton fits and rehabilitation scores.",
+        epilog="Exit codes: 0 success, 1 invalid input or error, 2 wrong usage. Run 'medpose COMMAND --help'.",
+    )
     parser.add_argument("--version", action="version", version=f"medpose {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check a session folder and every file it names",
-                       description="Check session.yaml against the schema and open every file it names "
-                                   "(imaging, calibration, keypoints). Prints the problems file by file. "
-                                   "Exit 0 if the session is valid, 1 otherwise.")
-    p.add_argument("session", metavar="SESSION", type=Path, help="session folder (or its session.yaml)")
-    p.add_argument("--json", action="store_true", help="print a JSON object {valid, problems: [...]} instead")
-    p.add_argument("--schema-only", action="store_true",
-                   help="check the YAML and the paths only, without opening the files")
+    p = sub.add_parser(
+        "validate",
+        help="check a session folder and every file it names",
+        description="Check session.yaml against the schema and open every file it names "
+        "(imaging, calibration, keypoints). Prints the problems file by file. "
+        "Exit 0 if the session is valid, 1 otherwise.",
+    )
+    p.add_argument(
+        "session", metavar="SESSION", type=Path, help="session folder (or its session.yaml)"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print a JSON object {valid, problems: [...]} instead"
+    )
+    p.add_argument(
+        "--schema-only",
+        action="store_true",
+        help="check the YAML and the paths only, without opening the files",
+    )
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("demo", help="build a synthetic demo session and validate it",
-                       description="Write a synthetic patient session (known truth) to OUT/session with "
-                                   "medpose.synthetic.make_session, validate it and summarise it.")
-    p.add_argument("--out", type=Path, default=Path("medpose-demo"),
-                   help="output folder (default: ./medpose-demo); the session is written to OUT/session")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0); the same seed gives the same files")
+    p = sub.add_parser(
+        "demo",
+        help="build a synthetic demo session and validate it",
+        description="Write a synthetic patient session (known truth) to OUT/session with "
+        "medpose.synthetic.make_session, validate it and summarise it.",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("medpose-demo"),
+        help="output folder (default: ./medpose-demo); the session is written to OUT/session",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed (default 0); the same seed gives the same files",
+    )
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -70,7 +92,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     problems = validate_session(args.session, check_files=not args.schema_only)
     if args.json:
-        print(json.dumps({"valid": not problems, "problems": [p.to_dict() for p in problems]}, indent=2))
+        print(
+            json.dumps(
+                {"valid": not problems, "problems": [p.to_dict() for p in problems]}, indent=2
+            )
+        )
     elif problems:
         _print_problems(problems)
     else:
@@ -81,7 +107,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     target = args.out / "session"
     if target.exists() and any(target.iterdir()) and not (target / "session.yaml").is_file():
-        print(f"error: {target} exists and is not a medpose session; choose another --out", file=sys.stderr)
+        print(
+            f"error: {target} exists and is not a medpose session; choose another --out",
+            file=sys.stderr,
+        )
         return EXIT_INVALID
     try:
         from .demo import run_demo
@@ -104,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version and usage errors
-        return int(e.code) if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
+        return (
+            int(e.code) if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
+        )
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

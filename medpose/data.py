@@ -9,10 +9,11 @@
 Arrays are stored as read-only float64 copies.  Object methods only forward to
 functions; the data are plain arrays.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,7 @@ class Landmarks:
     def as_dict(self) -> dict[str, np.ndarray]:
         return {n: self.positions[i] for i, n in enumerate(self.names)}
 
-    def subset(self, names: Iterable[str]) -> "Landmarks":
+    def subset(self, names: Iterable[str]) -> Landmarks:
         names = list(names)
         missing = [n for n in names if n not in self.names]
         if missing:
@@ -93,7 +94,7 @@ class Landmarks:
         idx = [self.names.index(n) for n in names]
         return Landmarks(tuple(names), self.positions[idx], self.frame)
 
-    def common(self, other: "Landmarks") -> tuple["Landmarks", "Landmarks"]:
+    def common(self, other: Landmarks) -> tuple[Landmarks, Landmarks]:
         """Pair two sets by name: both restricted to the names they share, in this set's order.
 
         Points that are NaN in either set are dropped from both.
@@ -104,7 +105,7 @@ class Landmarks:
         keep = [n for n, k in zip(shared, ok) if k]
         return self.subset(keep), other.subset(keep)
 
-    def with_frame(self, frame: str) -> "Landmarks":
+    def with_frame(self, frame: str) -> Landmarks:
         return Landmarks(self.names, self.positions, frame)
 
     def to_dataframe(self) -> pd.DataFrame:
@@ -148,23 +149,33 @@ class KeypointSequence:
         names = _check_names(self.names, "KeypointSequence")
         pos = np.asarray(self.positions, dtype=float)
         if pos.ndim != 3 or pos.shape[2] not in (2, 3):
-            raise InputError(f"KeypointSequence: positions must have shape (T, K, 3) or (T, K, 2), found {pos.shape}")
+            raise InputError(
+                f"KeypointSequence: positions must have shape (T, K, 3) or (T, K, 2), found {pos.shape}"
+            )
         if pos.shape[1] != len(names):
-            raise InputError(f"KeypointSequence: {len(names)} names but {pos.shape[1]} keypoints in positions")
+            raise InputError(
+                f"KeypointSequence: {len(names)} names but {pos.shape[1]} keypoints in positions"
+            )
         rate = float(self.rate)
         if not np.isfinite(rate) or rate <= 0:
-            raise InputError(f"KeypointSequence: rate must be a positive number of Hz, found {self.rate!r}")
+            raise InputError(
+                f"KeypointSequence: rate must be a positive number of Hz, found {self.rate!r}"
+            )
         finite = np.all(np.isfinite(pos), axis=2)
         if self.confidence is None:
             conf = finite.astype(float)
         else:
             conf = np.asarray(self.confidence, dtype=float)
             if conf.shape != pos.shape[:2]:
-                raise InputError(f"KeypointSequence: confidence must have shape {pos.shape[:2]}, found {conf.shape}")
+                raise InputError(
+                    f"KeypointSequence: confidence must have shape {pos.shape[:2]}, found {conf.shape}"
+                )
             conf = np.where(finite, np.nan_to_num(conf, nan=0.0), 0.0)
             if np.any(conf < 0) or np.any(conf > 1 + 1e-9):
-                raise InputError("KeypointSequence: confidence must lie in [0, 1], found "
-                                 f"values from {conf.min():.3g} to {conf.max():.3g}")
+                raise InputError(
+                    "KeypointSequence: confidence must lie in [0, 1], found "
+                    f"values from {conf.min():.3g} to {conf.max():.3g}"
+                )
         pos = np.where(finite[..., None], pos, np.nan)
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "positions", _readonly(pos))
@@ -204,33 +215,59 @@ class KeypointSequence:
         """Trajectory of one keypoint, shape (T, D)."""
         return self.positions[:, self.index(name)]
 
-    def select(self, names: Iterable[str]) -> "KeypointSequence":
+    def select(self, names: Iterable[str]) -> KeypointSequence:
         idx = [self.index(n) for n in names]
-        return KeypointSequence(self.positions[:, idx], tuple(self.names[i] for i in idx), self.rate,
-                                self.confidence[:, idx], self.frame, self.start)
+        return KeypointSequence(
+            self.positions[:, idx],
+            tuple(self.names[i] for i in idx),
+            self.rate,
+            self.confidence[:, idx],
+            self.frame,
+            self.start,
+        )
 
-    def rename(self, mapping: dict[str, str]) -> "KeypointSequence":
+    def rename(self, mapping: dict[str, str]) -> KeypointSequence:
         """Rename keypoints (names absent from ``mapping`` are kept)."""
-        return KeypointSequence(self.positions, tuple(mapping.get(n, n) for n in self.names), self.rate,
-                                self.confidence, self.frame, self.start)
+        return KeypointSequence(
+            self.positions,
+            tuple(mapping.get(n, n) for n in self.names),
+            self.rate,
+            self.confidence,
+            self.frame,
+            self.start,
+        )
 
-    def slice(self, start: int | None = None, stop: int | None = None) -> "KeypointSequence":
+    def slice(self, start: int | None = None, stop: int | None = None) -> KeypointSequence:
         sl = slice(start, stop)
         first = 0 if start is None else (start if start >= 0 else self.n_frames + start)
-        return KeypointSequence(self.positions[sl], self.names, self.rate, self.confidence[sl], self.frame,
-                                self.start + first / self.rate)
+        return KeypointSequence(
+            self.positions[sl],
+            self.names,
+            self.rate,
+            self.confidence[sl],
+            self.frame,
+            self.start + first / self.rate,
+        )
 
-    def with_positions(self, positions: np.ndarray, confidence: np.ndarray | None = None,
-                       frame: str | None = None) -> "KeypointSequence":
-        return KeypointSequence(positions, self.names, self.rate,
-                                self.confidence if confidence is None else confidence,
-                                self.frame if frame is None else frame, self.start)
+    def with_positions(
+        self, positions: np.ndarray, confidence: np.ndarray | None = None, frame: str | None = None
+    ) -> KeypointSequence:
+        return KeypointSequence(
+            positions,
+            self.names,
+            self.rate,
+            self.confidence if confidence is None else confidence,
+            self.frame if frame is None else frame,
+            self.start,
+        )
 
-    def transformed(self, transform) -> "KeypointSequence":
+    def transformed(self, transform) -> KeypointSequence:
         """Apply a :class:`~medpose.geometry.Transform` (its source must be this frame)."""
         if transform.source != self.frame:
-            raise FrameMismatch(f"Transform {transform.source}->{transform.target} applied to a sequence in "
-                                f"frame '{self.frame}'")
+            raise FrameMismatch(
+                f"Transform {transform.source}->{transform.target} applied to a sequence in "
+                f"frame '{self.frame}'"
+            )
         return self.with_positions(transform.apply(self.positions), frame=transform.target)
 
     def landmarks_at(self, frame_index: int) -> Landmarks:
@@ -248,28 +285,39 @@ class KeypointSequence:
         """
         t, k, d = self.positions.shape
         axes = ["x", "y", "z"][:d]
-        df = pd.DataFrame({
-            "frame": np.repeat(np.arange(t), k),
-            "time_s": np.repeat(self.times, k),
-            "keypoint": np.tile(np.array(self.names, dtype=object), t),
-        })
+        df = pd.DataFrame(
+            {
+                "frame": np.repeat(np.arange(t), k),
+                "time_s": np.repeat(self.times, k),
+                "keypoint": np.tile(np.array(self.names, dtype=object), t),
+            }
+        )
         flat = self.positions.reshape(t * k, d)
         for i, a in enumerate(axes):
             df[a] = flat[:, i]
         df["confidence"] = self.confidence.reshape(-1)
-        df.attrs.update({"units": "mm" if d == 3 else "px", "rate_hz": self.rate, "frame": self.frame})
+        df.attrs.update(
+            {"units": "mm" if d == 3 else "px", "rate_hz": self.rate, "frame": self.frame}
+        )
         return df
 
     @classmethod
-    def from_dataframe(cls, df: pd.DataFrame, rate: float | None = None, frame: str | None = None,
-                       source: str = "DataFrame") -> "KeypointSequence":
+    def from_dataframe(
+        cls,
+        df: pd.DataFrame,
+        rate: float | None = None,
+        frame: str | None = None,
+        source: str = "DataFrame",
+    ) -> KeypointSequence:
         """Inverse of :meth:`to_dataframe`.  ``rate`` and ``frame`` default to ``df.attrs``
         (the rate is otherwise inferred from ``time_s``)."""
         need = {"keypoint", "x", "y"}
         missing = need - set(df.columns)
         if missing:
-            raise InputError(f"{source}: missing columns {sorted(missing)}; expected keypoint, x, y[, z], "
-                             "and frame or time_s")
+            raise InputError(
+                f"{source}: missing columns {sorted(missing)}; expected keypoint, x, y[, z], "
+                "and frame or time_s"
+            )
         if "frame" not in df.columns and "time_s" not in df.columns:
             raise InputError(f"{source}: needs a 'frame' or 'time_s' column")
         d = 3 if "z" in df.columns else 2
@@ -293,7 +341,9 @@ class KeypointSequence:
         if rate is None and "time_s" in df.columns:
             times = np.sort(df["time_s"].unique())
             if len(times) < 2:
-                raise InputError(f"{source}: cannot infer the sampling rate from one time stamp; pass rate=")
+                raise InputError(
+                    f"{source}: cannot infer the sampling rate from one time stamp; pass rate="
+                )
             dt = np.diff(times)
             if np.any(dt <= 0):
                 raise InputError(f"{source}: time stamps are not increasing")
@@ -301,12 +351,16 @@ class KeypointSequence:
         if rate is None:
             raise InputError(f"{source}: no sampling rate: pass rate= or include a time_s column")
         start = float(df["time_s"].min()) if "time_s" in df.columns else 0.0
-        return cls(pos, tuple(names), float(rate), conf, frame or df.attrs.get("frame", "camera"), start)
+        return cls(
+            pos, tuple(names), float(rate), conf, frame or df.attrs.get("frame", "camera"), start
+        )
 
     def __repr__(self) -> str:
         unit = "mm" if self.ndim == 3 else "px"
-        return (f"KeypointSequence({self.n_frames} frames x {self.n_keypoints} keypoints, {self.ndim}D {unit}, "
-                f"{self.rate:g} Hz, frame={self.frame!r})")
+        return (
+            f"KeypointSequence({self.n_frames} frames x {self.n_keypoints} keypoints, {self.ndim}D {unit}, "
+            f"{self.rate:g} Hz, frame={self.frame!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -334,10 +388,14 @@ class JointAngles:
         names = _check_names(self.names, "JointAngles")
         v = np.asarray(self.values, dtype=float)
         if v.ndim != 2 or v.shape[1] != len(names):
-            raise InputError(f"JointAngles: values must have shape (T, {len(names)}), found {v.shape}")
+            raise InputError(
+                f"JointAngles: values must have shape (T, {len(names)}), found {v.shape}"
+            )
         rate = float(self.rate)
         if not np.isfinite(rate) or rate <= 0:
-            raise InputError(f"JointAngles: rate must be a positive number of Hz, found {self.rate!r}")
+            raise InputError(
+                f"JointAngles: rate must be a positive number of Hz, found {self.rate!r}"
+            )
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "values", _readonly(v))
         object.__setattr__(self, "rate", rate)
@@ -355,21 +413,31 @@ class JointAngles:
 
     def to_dataframe(self) -> pd.DataFrame:
         """Wide table indexed by ``time_s`` with one column per DoF (degrees)."""
-        df = pd.DataFrame(self.values, columns=list(self.names), index=pd.Index(self.times, name="time_s"))
+        df = pd.DataFrame(
+            self.values, columns=list(self.names), index=pd.Index(self.times, name="time_s")
+        )
         df.attrs.update({"units": "deg", "rate_hz": self.rate})
         return df
 
     @classmethod
-    def from_dataframe(cls, df: pd.DataFrame, rate: float | None = None) -> "JointAngles":
+    def from_dataframe(cls, df: pd.DataFrame, rate: float | None = None) -> JointAngles:
         times = np.asarray(df.index, dtype=float)
         if rate is None:
             rate = df.attrs.get("rate_hz")
         if rate is None:
             if len(times) < 2:
-                raise InputError("JointAngles.from_dataframe: cannot infer rate from fewer than 2 rows")
+                raise InputError(
+                    "JointAngles.from_dataframe: cannot infer rate from fewer than 2 rows"
+                )
             rate = 1.0 / float(np.median(np.diff(times)))
-        return cls(df.to_numpy(dtype=float), tuple(map(str, df.columns)), float(rate),
-                   float(times[0]) if len(times) else 0.0)
+        return cls(
+            df.to_numpy(dtype=float),
+            tuple(map(str, df.columns)),
+            float(rate),
+            float(times[0]) if len(times) else 0.0,
+        )
 
     def __repr__(self) -> str:
-        return f"JointAngles({self.values.shape[0]} frames x {len(self.names)} DoF, {self.rate:g} Hz)"
+        return (
+            f"JointAngles({self.values.shape[0]} frames x {len(self.names)} DoF, {self.rate:g} Hz)"
+        )

@@ -13,6 +13,7 @@
 Every number printed is measured in this run against the generator's truth.  A summary is written
 to ``OUT/summary.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -67,17 +69,31 @@ def _registration_stage(session, truth, say) -> dict[str, Any]:
     centre = vol.index_to_lps([(n - 1) / 2 for n in vol.shape])
     target_lm = Landmarks(("ct_centre",), np.reshape(centre, (1, 3)), imaging.frame)
     tre_pred = np.asarray(reg.predict_tre(target_lm), dtype=float)
-    tre_true = np.linalg.norm(reg.transform.apply(target_lm.positions) - true_t.apply(target_lm.positions), axis=1)
+    tre_true = np.linalg.norm(
+        reg.transform.apply(target_lm.positions) - true_t.apply(target_lm.positions), axis=1
+    )
     gate = QualityGate(max_fre_mm=3.0, max_tre_mm=5.0, min_fiducials=4).check(reg, target_lm)
-    say(f"  registration CT -> camera: {len(names)} fiducials, FRE {reg.fre:.2f} mm, "
-        f"outliers {list(reg.outliers) or 'none'}")
-    say(f"    true error at the fiducials: max {err.max():.2f} mm; at the CT's centre (a target, not a fiducial): "
-        f"{tre_true[0]:.2f} mm, predicted RMS TRE there {tre_pred[0]:.2f} mm")
-    say(f"    quality gate: {'PASS' if gate.passed else 'FAIL'}"
-        + ("" if gate.passed else f" ({'; '.join(gate.reasons)})"))
-    return {"fiducials": len(names), "fre_mm": float(reg.fre), "outliers": list(reg.outliers),
-            "max_fiducial_error_mm": float(err.max()), "target_error_rms_mm": float(np.sqrt(np.mean(tre_true ** 2))),
-            "predicted_tre_rms_mm": float(np.sqrt(np.mean(tre_pred ** 2))), "gate_passed": bool(gate.passed)}
+    say(
+        f"  registration CT -> camera: {len(names)} fiducials, FRE {reg.fre:.2f} mm, "
+        f"outliers {list(reg.outliers) or 'none'}"
+    )
+    say(
+        f"    true error at the fiducials: max {err.max():.2f} mm; at the CT's centre (a target, not a fiducial): "
+        f"{tre_true[0]:.2f} mm, predicted RMS TRE there {tre_pred[0]:.2f} mm"
+    )
+    say(
+        f"    quality gate: {'PASS' if gate.passed else 'FAIL'}"
+        + ("" if gate.passed else f" ({'; '.join(gate.reasons)})")
+    )
+    return {
+        "fiducials": len(names),
+        "fre_mm": float(reg.fre),
+        "outliers": list(reg.outliers),
+        "max_fiducial_error_mm": float(err.max()),
+        "target_error_rms_mm": float(np.sqrt(np.mean(tre_true**2))),
+        "predicted_tre_rms_mm": float(np.sqrt(np.mean(tre_pred**2))),
+        "gate_passed": bool(gate.passed),
+    }
 
 
 def _triangulation_stage(session, trial, cameras, truth, say):
@@ -93,12 +109,19 @@ def _triangulation_stage(session, trial, cameras, truth, say):
     d = np.linalg.norm(seq.select(common).positions - true.select(common).positions, axis=-1)
     ok = np.isfinite(d)
     reproj = tri.reprojection_error[np.isfinite(tri.reprojection_error)]
-    say(f"  triangulation {trial.name}: {seq.n_frames} frames x {len(common)} keypoints from {len(cameras)} cameras; "
+    say(
+        f"  triangulation {trial.name}: {seq.n_frames} frames x {len(common)} keypoints from {len(cameras)} cameras; "
         f"3D error median {np.median(d[ok]):.1f} mm (95th pct {np.percentile(d[ok], 95):.1f} mm), "
-        f"reprojection median {np.median(reproj):.1f} px, {100 * (1 - ok.mean()):.1f}% missing")
-    return seq, {"frames": int(seq.n_frames), "keypoints": len(common),
-                 "error_median_mm": float(np.median(d[ok])), "error_p95_mm": float(np.percentile(d[ok], 95)),
-                 "reprojection_median_px": float(np.median(reproj)), "missing_fraction": float(1 - ok.mean())}
+        f"reprojection median {np.median(reproj):.1f} px, {100 * (1 - ok.mean()):.1f}% missing"
+    )
+    return seq, {
+        "frames": int(seq.n_frames),
+        "keypoints": len(common),
+        "error_median_mm": float(np.median(d[ok])),
+        "error_p95_mm": float(np.percentile(d[ok], 95)),
+        "reprojection_median_px": float(np.median(reproj)),
+        "missing_fraction": float(1 - ok.mean()),
+    }
 
 
 def _fit_stage(seq, trial, truth, say) -> dict[str, Any] | None:
@@ -110,19 +133,33 @@ def _fit_stage(seq, trial, truth, say) -> dict[str, Any] | None:
     result = fit(seq, progress=False)
     angles = result.angles
     true = ex.angles.to_dataframe()
-    dofs = [c for c in ("shoulder_abduction_r", "shoulder_abduction_l", "elbow_flexion_r", "hip_flexion_r",
-                        "knee_flexion_r", "knee_flexion_l") if c in angles.columns and c in true.columns]
+    dofs = [
+        c
+        for c in (
+            "shoulder_abduction_r",
+            "shoulder_abduction_l",
+            "elbow_flexion_r",
+            "hip_flexion_r",
+            "knee_flexion_r",
+            "knee_flexion_l",
+        )
+        if c in angles.columns and c in true.columns
+    ]
     rows = {}
     for c in dofs:
         e = angles[c].to_numpy() - true[c].to_numpy()[: len(angles)]
         e = e[np.isfinite(e)]
-        rows[c] = float(np.sqrt(np.mean(e ** 2))) if e.size else float("nan")
-    say(f"  skeleton fit {trial.name}: RMS angle error vs truth: "
-        + ", ".join(f"{k} {v:.1f} deg" for k, v in rows.items()))
+        rows[c] = float(np.sqrt(np.mean(e**2))) if e.size else float("nan")
+    say(
+        f"  skeleton fit {trial.name}: RMS angle error vs truth: "
+        + ", ".join(f"{k} {v:.1f} deg" for k, v in rows.items())
+    )
     return {"rms_error_deg": rows}
 
 
-def run_demo(out: str | os.PathLike, seed: int = 0, say: Callable[[str], Any] = print) -> dict[str, Any]:
+def run_demo(
+    out: str | os.PathLike, seed: int = 0, say: Callable[[str], Any] = print
+) -> dict[str, Any]:
     """Run the demo into ``out`` and return the summary (also written to ``out/summary.json``)."""
     from .protocol.session import Session, validate_session
 
@@ -133,8 +170,10 @@ def run_demo(out: str | os.PathLike, seed: int = 0, say: Callable[[str], Any] = 
     if problems:
         return {"valid": False, "problems": [str(p) for p in problems]}
     session = Session.load(target)
-    say(f"  session written to {target} and validated: {len(session.trials)} trials, "
-        f"{'imaging, ' if session.imaging.volume else ''}{len(session.read_calibration())} cameras")
+    say(
+        f"  session written to {target} and validated: {len(session.trials)} trials, "
+        f"{'imaging, ' if session.imaging.volume else ''}{len(session.read_calibration())} cameras"
+    )
     summary: dict[str, Any] = {"valid": True, "session": str(target), "seed": seed}
     if session.imaging.landmarks is not None:
         summary["registration"] = _registration_stage(session, truth, say)

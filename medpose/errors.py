@@ -4,6 +4,7 @@ Every error medpose raises on bad input derives from :class:`MedposeError`, so a
 script can catch them all at once.  Messages name the file, the field, what was
 found and what was expected, and never contain patient identifiers.
 """
+
 from __future__ import annotations
 
 __all__ = [

@@ -6,6 +6,7 @@ Rotations are :class:`scipy.spatial.transform.Rotation` objects; nothing here
 re-implements rotation maths.  Composing or applying across mismatched frames
 raises :class:`~medpose.errors.FrameMismatch`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from scipy.spatial.transform import Rotation
 from .errors import FrameMismatch, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .data import Landmarks
+    pass
 
 __all__ = ["Transform", "LPS", "RAS", "CAMERA", "lps_to_ras", "ras_to_lps"]
 
@@ -70,25 +71,30 @@ class Transform:
     def __post_init__(self) -> None:
         t = np.asarray(self.translation, dtype=float).reshape(-1)
         if t.shape != (3,) or not np.all(np.isfinite(t)):
-            raise InputError(f"Transform: translation must be 3 finite numbers (mm), found {t.tolist()}")
+            raise InputError(
+                f"Transform: translation must be 3 finite numbers (mm), found {t.tolist()}"
+            )
         if not isinstance(self.rotation, Rotation) or not self.rotation.single:
             raise InputError("Transform: rotation must be a single scipy Rotation")
         s = float(self.scale)
         if not np.isfinite(s) or s <= 0:
-            raise InputError(f"Transform: scale must be a finite positive number, found {self.scale!r}")
+            raise InputError(
+                f"Transform: scale must be a finite positive number, found {self.scale!r}"
+            )
         t.setflags(write=False)
         object.__setattr__(self, "translation", t)
         object.__setattr__(self, "scale", s)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def identity(cls, frame: str = "source") -> "Transform":
+    def identity(cls, frame: str = "source") -> Transform:
         """The identity from ``frame`` to itself."""
         return cls(source=frame, target=frame)
 
     @classmethod
-    def from_matrix(cls, matrix: Any, source: str = "source", target: str = "target",
-                    *, atol: float = 1e-6) -> "Transform":
+    def from_matrix(
+        cls, matrix: Any, source: str = "source", target: str = "target", *, atol: float = 1e-6
+    ) -> Transform:
         """Build from a 4x4 homogeneous matrix ``[[sR, t], [0, 1]]``.
 
         Raises
@@ -103,17 +109,23 @@ class Transform:
         if not np.all(np.isfinite(m)):
             raise InputError("Transform.from_matrix: matrix contains NaN or infinite values")
         if not np.allclose(m[3], [0, 0, 0, 1], atol=atol):
-            raise InputError(f"Transform.from_matrix: last row must be [0, 0, 0, 1], found {m[3].tolist()}")
+            raise InputError(
+                f"Transform.from_matrix: last row must be [0, 0, 0, 1], found {m[3].tolist()}"
+            )
         a = m[:3, :3]
         det = np.linalg.det(a)
         if det <= 0:
-            raise InputError(f"Transform.from_matrix: 3x3 block has determinant {det:.4g}; a reflection or "
-                             "singular matrix is not a rigid/similarity transform")
+            raise InputError(
+                f"Transform.from_matrix: 3x3 block has determinant {det:.4g}; a reflection or "
+                "singular matrix is not a rigid/similarity transform"
+            )
         s = det ** (1.0 / 3.0)
         r = a / s
         if not np.allclose(r @ r.T, np.eye(3), atol=max(atol, 1e-9) * 10):
-            raise InputError("Transform.from_matrix: 3x3 block is not a scaled rotation "
-                             "(shear or anisotropic scale found)")
+            raise InputError(
+                "Transform.from_matrix: 3x3 block is not a scaled rotation "
+                "(shear or anisotropic scale found)"
+            )
         return cls(Rotation.from_matrix(r), m[:3, 3], s, source, target)
 
     # ------------------------------------------------------------------ properties
@@ -145,11 +157,15 @@ class Transform:
 
         if isinstance(points, Landmarks):
             if points.frame != self.source:
-                raise FrameMismatch(f"Transform {self.source}->{self.target} applied to landmarks in "
-                                    f"frame '{points.frame}'")
+                raise FrameMismatch(
+                    f"Transform {self.source}->{self.target} applied to landmarks in "
+                    f"frame '{points.frame}'"
+                )
             return Landmarks(points.names, self.apply(points.positions), frame=self.target)
         if frame is not None and frame != self.source:
-            raise FrameMismatch(f"Transform {self.source}->{self.target} applied to points in frame '{frame}'")
+            raise FrameMismatch(
+                f"Transform {self.source}->{self.target} applied to points in frame '{frame}'"
+            )
         p = np.array(points, dtype=float)  # a writable copy: scipy rejects read-only buffers
         if p.shape[-1:] != (3,):
             raise InputError(f"Transform.apply: points must have shape (..., 3), found {p.shape}")
@@ -157,39 +173,55 @@ class Transform:
         out = self.scale * self.rotation.apply(flat) + self.translation
         return out.reshape(p.shape)
 
-    def inverse(self) -> "Transform":
+    def inverse(self) -> Transform:
         """The transform from ``target`` back to ``source``."""
         rinv = self.rotation.inv()
         s = 1.0 / self.scale
-        return Transform(rinv, -s * rinv.apply(np.array(self.translation)), s, self.target, self.source)
+        return Transform(
+            rinv, -s * rinv.apply(np.array(self.translation)), s, self.target, self.source
+        )
 
-    def __matmul__(self, other: "Transform") -> "Transform":
+    def __matmul__(self, other: Transform) -> Transform:
         """``a @ b`` applies ``b`` first, then ``a``; needs ``b.target == a.source``."""
         if not isinstance(other, Transform):
             return NotImplemented
         if other.target != self.source:
-            raise FrameMismatch(f"cannot compose ({self.source}->{self.target}) @ ({other.source}->{other.target}): "
-                                f"'{other.target}' is not '{self.source}'")
+            raise FrameMismatch(
+                f"cannot compose ({self.source}->{self.target}) @ ({other.source}->{other.target}): "
+                f"'{other.target}' is not '{self.source}'"
+            )
         rot = self.rotation * other.rotation
-        return Transform(rot, self.scale * self.rotation.apply(np.array(other.translation)) + self.translation,
-                         self.scale * other.scale, other.source, self.target)
+        return Transform(
+            rot,
+            self.scale * self.rotation.apply(np.array(other.translation)) + self.translation,
+            self.scale * other.scale,
+            other.source,
+            self.target,
+        )
 
-    def allclose(self, other: "Transform", atol: float = 1e-9) -> bool:
-        return (self.source == other.source and self.target == other.target
-                and np.allclose(self.matrix, other.matrix, atol=atol))
+    def allclose(self, other: Transform, atol: float = 1e-9) -> bool:
+        return (
+            self.source == other.source
+            and self.target == other.target
+            and np.allclose(self.matrix, other.matrix, atol=atol)
+        )
 
     def to_dict(self) -> dict:
         """JSON-able form: frames and the 4x4 matrix (row major)."""
         return {"source": self.source, "target": self.target, "matrix": self.matrix.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Transform":
+    def from_dict(cls, d: dict) -> Transform:
         try:
             return cls.from_matrix(d["matrix"], d["source"], d["target"])
         except KeyError as e:
-            raise InputError(f"Transform.from_dict: missing field {e.args[0]!r}; expected source, target, matrix") from None
+            raise InputError(
+                f"Transform.from_dict: missing field {e.args[0]!r}; expected source, target, matrix"
+            ) from None
 
     def __repr__(self) -> str:
         rv = np.round(self.rotation.as_rotvec(degrees=True), 4).tolist()
-        return (f"Transform({self.source}->{self.target}, rotvec_deg={rv}, "
-                f"translation_mm={np.round(self.translation, 4).tolist()}, scale={self.scale:.6g})")
+        return (
+            f"Transform({self.source}->{self.target}, rotvec_deg={rv}, "
+            f"translation_mm={np.round(self.translation, 4).tolist()}, scale={self.scale:.6g})"
+        )

@@ -13,12 +13,13 @@ Examples
 >>> to_medpose_names(["left_hip", "MidHip", "RBigToe", "my_marker"])
 ('hip_l', 'pelvis', 'big_toe_r', 'my_marker')
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
-from typing import Iterable
 
 import yaml
 
@@ -63,8 +64,10 @@ class Layout:
 
     def __post_init__(self) -> None:
         if len(self.native) != len(self.medpose):
-            raise InputError(f"layout {self.name}: {len(self.native)} native names but "
-                             f"{len(self.medpose)} medpose names")
+            raise InputError(
+                f"layout {self.name}: {len(self.native)} native names but "
+                f"{len(self.medpose)} medpose names"
+            )
         if not self.aliases:
             object.__setattr__(self, "aliases", tuple(() for _ in self.native))
 
@@ -86,7 +89,7 @@ def _load_yaml(*parts: str) -> dict:
         return yaml.safe_load(fh)
 
 
-@lru_cache(maxsize=None)
+@cache
 def canonical_keypoints() -> dict[str, dict]:
     """The canonical keypoint table from ``resources/keypoints.yaml``.
 
@@ -113,16 +116,18 @@ def get_layout(name: str) -> Layout:
     return _load_layout(key)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_layout(key: str) -> Layout:
     d = _load_yaml("layouts", f"{key}.yaml")
     kps = d["keypoints"]
-    return Layout(name=d["name"],
-                  native=tuple(str(k["native"]) for k in kps),
-                  medpose=tuple(str(k["medpose"]) for k in kps),
-                  aliases=tuple(tuple(str(a) for a in k.get("aliases") or ()) for k in kps),
-                  description=str(d.get("description", "")),
-                  source=str(d.get("source", "")))
+    return Layout(
+        name=d["name"],
+        native=tuple(str(k["native"]) for k in kps),
+        medpose=tuple(str(k["medpose"]) for k in kps),
+        aliases=tuple(tuple(str(a) for a in k.get("aliases") or ()) for k in kps),
+        description=str(d.get("description", "")),
+        source=str(d.get("source", "")),
+    )
 
 
 def list_layouts() -> list[str]:
@@ -155,12 +160,14 @@ def detect_layout(n_keypoints: int, *, prefer: str | None = None) -> Layout:
         return lay
     by_count = {17: "coco17", 25: "body25", 26: "halpe26", 33: "mediapipe33"}
     if n not in by_count:
-        raise InputError(f"no known keypoint layout has {n} keypoints; expected one of "
-                         f"{sorted(by_count)} ({', '.join(f'{k}: {v}' for k, v in sorted(by_count.items()))})")
+        raise InputError(
+            f"no known keypoint layout has {n} keypoints; expected one of "
+            f"{sorted(by_count)} ({', '.join(f'{k}: {v}' for k, v in sorted(by_count.items()))})"
+        )
     return get_layout(by_count[n])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _name_table() -> tuple[dict[str, str], dict[str, str]]:
     exact: dict[str, str] = {n: n for n in canonical_keypoints()}
     for lay in map(get_layout, _LAYOUT_NAMES):

@@ -1,4 +1,5 @@
 """Shared fixtures.  `shared_data` is the project's real data folder (../shared/data)."""
+
 from __future__ import annotations
 
 import os

@@ -27,8 +27,15 @@ Frame#\tTime\tknee_r
 def _tiny_session(root: Path, patient_id: str = "SYN-0042") -> Path:
     (root / "trials").mkdir(parents=True)
     (root / "trials" / "static.trc").write_text(TRC)
-    write_session_yaml({"medpose_session": 1, "patient": {"id": patient_id}, "date": "2026-11-25",
-                        "trials": [{"name": "static", "kind": "static", "keypoints": "trials/static.trc"}]}, root)
+    write_session_yaml(
+        {
+            "medpose_session": 1,
+            "patient": {"id": patient_id},
+            "date": "2026-11-25",
+            "trials": [{"name": "static", "kind": "static", "keypoints": "trials/static.trc"}],
+        },
+        root,
+    )
     return root
 
 
@@ -76,7 +83,10 @@ def test_validate_invalid_session_prints_problems_by_file(tmp_path, capsys):
     lines = out.splitlines()
     assert lines[0] == "session.yaml"
     assert "  trials[0].kind: Input should be 'static' or 'exercise'" in lines
-    assert any(ln.startswith("  calibration: '../../calib.toml': path leaves the session folder") for ln in lines)
+    assert any(
+        ln.startswith("  calibration: '../../calib.toml': path leaves the session folder")
+        for ln in lines
+    )
     assert "trials/static.trc" in lines
     assert lines[-1] == "3 problem(s) in 2 file(s)"
     assert "SYN-0042" not in out
@@ -115,8 +125,13 @@ def test_demo_reports_invalid_session_and_errors(tmp_path, capsys, monkeypatch):
 
 
 def test_python_dash_m_version():
-    res = subprocess.run([sys.executable, "-m", "medpose", "--version"], capture_output=True, text=True,
-                         timeout=120, cwd=Path(__file__).resolve().parents[1])
+    res = subprocess.run(
+        [sys.executable, "-m", "medpose", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"medpose {__version__}"
 
@@ -145,6 +160,7 @@ def test_demo_rebuild_replaces_previous_session(tmp_path):
     _build(tmp_path, seed=3)
     second = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert first == second  # replaced: no staging folders, no stale files left behind
+
 
 def test_demo_refuses_a_folder_that_is_not_a_session(tmp_path, capsys):
     (tmp_path / "session").mkdir()

@@ -47,7 +47,9 @@ def _seq(t=4, k=3):
     pos = rng.normal(size=(t, k, 3)) * 100
     pos[1, 2] = np.nan
     conf = rng.uniform(0.5, 1, size=(t, k))
-    return mp.KeypointSequence(pos, tuple(f"k{i}" for i in range(k)), 50.0, conf, "camera", start=0.2)
+    return mp.KeypointSequence(
+        pos, tuple(f"k{i}" for i in range(k)), 50.0, conf, "camera", start=0.2
+    )
 
 
 def test_sequence_basics():
@@ -91,8 +93,11 @@ def test_sequence_validation_messages():
 
 def test_sequence_transform_checks_frame():
     from scipy.spatial.transform import Rotation
+
     s = _seq()
-    T = mp.Transform(Rotation.from_euler("x", 30, degrees=True), [1, 2, 3], source="camera", target="LPS")
+    T = mp.Transform(
+        Rotation.from_euler("x", 30, degrees=True), [1, 2, 3], source="camera", target="LPS"
+    )
     out = s.transformed(T)
     assert out.frame == "LPS"
     np.testing.assert_allclose(out.positions[0], T.apply(s.positions[0]))
@@ -111,8 +116,15 @@ def test_joint_angles_dataframe():
 
 
 def test_from_dataframe_keeps_frames_without_rows():
-    df = pd.DataFrame({"frame": [0, 1, 3], "keypoint": ["a"] * 3, "x": [1.0, 2, 3], "y": [0.0] * 3,
-                       "z": [0.0] * 3})
+    df = pd.DataFrame(
+        {
+            "frame": [0, 1, 3],
+            "keypoint": ["a"] * 3,
+            "x": [1.0, 2, 3],
+            "y": [0.0] * 3,
+            "z": [0.0] * 3,
+        }
+    )
     s = mp.KeypointSequence.from_dataframe(df, rate=10)
     assert s.n_frames == 4
     assert np.isnan(s.positions[2]).all() and s.confidence[2, 0] == 0

@@ -12,7 +12,9 @@ from medpose.geometry import lps_to_ras
 
 def _random_transform(seed: int, source="a", target="b", scale=1.0) -> mp.Transform:
     rng = np.random.default_rng(seed)
-    return mp.Transform(Rotation.random(random_state=seed), rng.normal(0, 100, 3), scale, source, target)
+    return mp.Transform(
+        Rotation.random(random_state=seed), rng.normal(0, 100, 3), scale, source, target
+    )
 
 
 def test_apply_matches_matrix():
@@ -25,7 +27,9 @@ def test_apply_matches_matrix():
 
 
 def test_known_rotation_about_z():
-    T = mp.Transform(Rotation.from_euler("z", 90, degrees=True), [10, 0, 0], source="LPS", target="camera")
+    T = mp.Transform(
+        Rotation.from_euler("z", 90, degrees=True), [10, 0, 0], source="LPS", target="camera"
+    )
     np.testing.assert_allclose(T.apply([1.0, 0.0, 0.0]), [10.0, 1.0, 0.0], atol=1e-12)
 
 

@@ -1,4 +1,5 @@
 """Keypoint layouts as data: orders, mappings to medpose names, aliases, detection."""
+
 from __future__ import annotations
 
 import re
@@ -8,8 +9,14 @@ from pathlib import Path
 import pytest
 
 from medpose.errors import InputError
-from medpose.layouts import (Layout, canonical_keypoints, detect_layout, get_layout, list_layouts,
-                             to_medpose_names)
+from medpose.layouts import (
+    Layout,
+    canonical_keypoints,
+    detect_layout,
+    get_layout,
+    list_layouts,
+    to_medpose_names,
+)
 
 EXPECTED_COUNTS = {"coco17": 17, "halpe26": 26, "mediapipe33": 33, "body25": 25, "h36m17": 17}
 
@@ -43,23 +50,38 @@ def test_names_map_to_one_medpose_name_across_layouts() -> None:
     assert not clashes
 
 
-@pytest.mark.parametrize("layout,index,native,medpose", [
-    # COCO keypoint order (cocodataset.org)
-    ("coco17", 0, "nose", "nose"), ("coco17", 11, "left_hip", "hip_l"), ("coco17", 16, "right_ankle", "ankle_r"),
-    # OpenPose BODY_25 (doc/02_output.md)
-    ("body25", 1, "Neck", "neck"), ("body25", 8, "MidHip", "pelvis"), ("body25", 24, "RHeel", "heel_r"),
-    ("body25", 19, "LBigToe", "big_toe_l"),
-    # HALPE_26 (Halpe-FullBody README)
-    ("halpe26", 17, "Head", "head_top"), ("halpe26", 18, "Neck", "neck"), ("halpe26", 19, "Hip", "pelvis"),
-    ("halpe26", 25, "RHeel", "heel_r"),
-    # MediaPipe Pose 33
-    ("mediapipe33", 0, "nose", "nose"), ("mediapipe33", 31, "left_foot_index", "big_toe_l"),
-    ("mediapipe33", 19, "left_index", "index_l"), ("mediapipe33", 9, "mouth_left", "mouth_l"),
-    # Human3.6M 17 as in VideoPose3D
-    ("h36m17", 0, "Hip", "pelvis"), ("h36m17", 3, "RFoot", "ankle_r"), ("h36m17", 7, "Spine", "spine"),
-    ("h36m17", 8, "Thorax", "thorax"), ("h36m17", 9, "Neck/Nose", "nose"), ("h36m17", 10, "Head", "head_top"),
-    ("h36m17", 16, "RWrist", "wrist_r"),
-])
+@pytest.mark.parametrize(
+    "layout,index,native,medpose",
+    [
+        # COCO keypoint order (cocodataset.org)
+        ("coco17", 0, "nose", "nose"),
+        ("coco17", 11, "left_hip", "hip_l"),
+        ("coco17", 16, "right_ankle", "ankle_r"),
+        # OpenPose BODY_25 (doc/02_output.md)
+        ("body25", 1, "Neck", "neck"),
+        ("body25", 8, "MidHip", "pelvis"),
+        ("body25", 24, "RHeel", "heel_r"),
+        ("body25", 19, "LBigToe", "big_toe_l"),
+        # HALPE_26 (Halpe-FullBody README)
+        ("halpe26", 17, "Head", "head_top"),
+        ("halpe26", 18, "Neck", "neck"),
+        ("halpe26", 19, "Hip", "pelvis"),
+        ("halpe26", 25, "RHeel", "heel_r"),
+        # MediaPipe Pose 33
+        ("mediapipe33", 0, "nose", "nose"),
+        ("mediapipe33", 31, "left_foot_index", "big_toe_l"),
+        ("mediapipe33", 19, "left_index", "index_l"),
+        ("mediapipe33", 9, "mouth_left", "mouth_l"),
+        # Human3.6M 17 as in VideoPose3D
+        ("h36m17", 0, "Hip", "pelvis"),
+        ("h36m17", 3, "RFoot", "ankle_r"),
+        ("h36m17", 7, "Spine", "spine"),
+        ("h36m17", 8, "Thorax", "thorax"),
+        ("h36m17", 9, "Neck/Nose", "nose"),
+        ("h36m17", 10, "Head", "head_top"),
+        ("h36m17", 16, "RWrist", "wrist_r"),
+    ],
+)
 def test_known_positions(layout: str, index: int, native: str, medpose: str) -> None:
     lay = get_layout(layout)
     assert lay.native[index] == native and lay.medpose[index] == medpose
@@ -70,15 +92,21 @@ def test_pose2sim_marker_names_are_aliases(shared_data: Path) -> None:
     markers = re.findall(r'<Marker name="([^"]+)"', xml)
     assert len(markers) == 22
     mapped = to_medpose_names(markers)
-    assert set(mapped) <= set(canonical_keypoints()), [m for m in mapped if m not in canonical_keypoints()]
+    assert set(mapped) <= set(canonical_keypoints()), [
+        m for m in mapped if m not in canonical_keypoints()
+    ]
     assert dict(zip(markers, mapped))["Hip"] == "pelvis"
     assert set(mapped) <= set(get_layout("halpe26").medpose)
 
 
 def test_to_medpose_names() -> None:
-    assert to_medpose_names(["left_hip", "MidHip", "CHip", "RBigToe", "Lknee", "Rknee", "hip_r", "RASI"]) == (
-        "hip_l", "pelvis", "pelvis", "big_toe_r", "knee_l", "knee_r", "hip_r", "RASI")
-    assert to_medpose_names(["LEFT_HIP", "rshoulder"]) == ("hip_l", "shoulder_r")  # case-insensitive fallback
+    assert to_medpose_names(
+        ["left_hip", "MidHip", "CHip", "RBigToe", "Lknee", "Rknee", "hip_r", "RASI"]
+    ) == ("hip_l", "pelvis", "pelvis", "big_toe_r", "knee_l", "knee_r", "hip_r", "RASI")
+    assert to_medpose_names(["LEFT_HIP", "rshoulder"]) == (
+        "hip_l",
+        "shoulder_r",
+    )  # case-insensitive fallback
     assert to_medpose_names([]) == ()
 
 
@@ -88,7 +116,10 @@ def test_detect_layout() -> None:
     assert detect_layout(33).name == "mediapipe33"
     assert detect_layout(17).name == "coco17"
     assert detect_layout(17, prefer="h36m17").name == "h36m17"
-    with pytest.raises(InputError, match=r"no known keypoint layout has 18 keypoints; expected one of \[17, 25, 26, 33\]"):
+    with pytest.raises(
+        InputError,
+        match=r"no known keypoint layout has 18 keypoints; expected one of \[17, 25, 26, 33\]",
+    ):
         detect_layout(18)
     with pytest.raises(InputError, match=r"layout h36m17 has 17 keypoints, but 25 were found"):
         detect_layout(25, prefer="h36m17")
@@ -96,7 +127,9 @@ def test_detect_layout() -> None:
 
 def test_get_layout_names() -> None:
     assert get_layout("BODY_25") is get_layout("body25")
-    with pytest.raises(InputError, match=r"unknown keypoint layout 'coco133'; known layouts: \['coco17'"):
+    with pytest.raises(
+        InputError, match=r"unknown keypoint layout 'coco133'; known layouts: \['coco17'"
+    ):
         get_layout("coco133")
 
 

@@ -1,4 +1,5 @@
 """The public API that DESIGN.md promises: every name resolves, light import stays light."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,10 +9,28 @@ import pytest
 
 import medpose as mp
 
-PROMISED = ["Transform", "Landmarks", "KeypointSequence", "JointAngles", "Session", "read_landmarks",
-            "read_volume", "read_keypoints", "read_calibration", "triangulate", "register", "fit",
-            "MedposeError", "InputError", "FrameMismatch", "DegenerateConfiguration", "ProtocolError",
-            "synthetic", "temporal", "__version__"]
+PROMISED = [
+    "Transform",
+    "Landmarks",
+    "KeypointSequence",
+    "JointAngles",
+    "Session",
+    "read_landmarks",
+    "read_volume",
+    "read_keypoints",
+    "read_calibration",
+    "triangulate",
+    "register",
+    "fit",
+    "MedposeError",
+    "InputError",
+    "FrameMismatch",
+    "DegenerateConfiguration",
+    "ProtocolError",
+    "synthetic",
+    "temporal",
+    "__version__",
+]
 
 
 @pytest.mark.parametrize("name", sorted(set(mp.__all__) | set(PROMISED)))
@@ -23,7 +42,9 @@ def test_every_public_name_resolves(name):
 def test_design_examples_resolve():
     assert callable(mp.synthetic.make_session)
     assert callable(mp.temporal.butterworth)
-    assert issubclass(mp.InputError, mp.MedposeError) and issubclass(mp.FrameMismatch, mp.MedposeError)
+    assert issubclass(mp.InputError, mp.MedposeError) and issubclass(
+        mp.FrameMismatch, mp.MedposeError
+    )
 
 
 def test_unknown_attribute_is_an_attribute_error():

@@ -1,4 +1,5 @@
 """The README's first-session example runs as written, on a synthetic session folder."""
+
 from __future__ import annotations
 
 import re
@@ -24,7 +25,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     code = code.replace('"demo_output/session"', '"."')
     monkeypatch.chdir(tmp_path / "session")
     ns: dict = {}
-    exec(compile(code, str(README), "exec"), ns)  # noqa: S102 - our own README
+    exec(compile(code, str(README), "exec"), ns)
     assert ns["seq"].n_frames > 0 and ns["reg"].fre < 5.0
     assert (tmp_path / "session" / "squat_ik.mot").is_file()
     assert ns["session"].trials

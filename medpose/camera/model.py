@@ -14,6 +14,7 @@ Reference: OpenCV documentation, "Camera Calibration and 3D Reconstruction"
 (module calib3d, ``cv::projectPoints``, ``cv::undistortPoints``),
 https://docs.opencv.org/4.x/d9/d0c/group__calib3d.html
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -91,24 +92,38 @@ class Camera:
             raise InputError(f"Camera: name must be a non-empty string, found {self.name!r}")
         who = f"camera {self.name!r}"
         size = _as_array(self.size, f"{who}: size")
-        if size.shape != (2,) or not np.all(np.isfinite(size)) or np.any(size <= 0) \
-                or np.any(size != np.round(size)):
-            raise InputError(f"{who}: size must be two positive integers (width, height) in pixels, "
-                             f"found {np.asarray(self.size).tolist()}")
+        if (
+            size.shape != (2,)
+            or not np.all(np.isfinite(size))
+            or np.any(size <= 0)
+            or np.any(size != np.round(size))
+        ):
+            raise InputError(
+                f"{who}: size must be two positive integers (width, height) in pixels, "
+                f"found {np.asarray(self.size).tolist()}"
+            )
         k = _as_array(self.matrix, f"{who}: matrix")
         if k.shape != (3, 3):
             raise InputError(f"{who}: matrix must be 3x3, found shape {k.shape}")
         if not np.all(np.isfinite(k)):
-            raise InputError(f"{who}: matrix contains NaN or infinite values; expected finite pixels")
+            raise InputError(
+                f"{who}: matrix contains NaN or infinite values; expected finite pixels"
+            )
         if k[1, 0] != 0 or k[2, 0] != 0 or k[2, 1] != 0 or not np.isclose(k[2, 2], 1.0, atol=1e-9):
-            raise InputError(f"{who}: matrix must be upper-triangular with K[2,2] = 1 "
-                             f"([[fx, s, cx], [0, fy, cy], [0, 0, 1]]), found {k.tolist()}")
+            raise InputError(
+                f"{who}: matrix must be upper-triangular with K[2,2] = 1 "
+                f"([[fx, s, cx], [0, fy, cy], [0, 0, 1]]), found {k.tolist()}"
+            )
         if k[0, 0] <= 0 or k[1, 1] <= 0:
-            raise InputError(f"{who}: matrix focal lengths must be positive, found fx={k[0, 0]:g}, fy={k[1, 1]:g}")
+            raise InputError(
+                f"{who}: matrix focal lengths must be positive, found fx={k[0, 0]:g}, fy={k[1, 1]:g}"
+            )
         d = _as_array(self.distortion, f"{who}: distortion").reshape(-1)
         if d.shape[0] not in (4, 5, 8):
-            raise InputError(f"{who}: distortion must have 4, 5 or 8 coefficients (k1, k2, p1, p2[, k3[, k4, "
-                             f"k5, k6]]), found {d.shape[0]}")
+            raise InputError(
+                f"{who}: distortion must have 4, 5 or 8 coefficients (k1, k2, p1, p2[, k3[, k4, "
+                f"k5, k6]]), found {d.shape[0]}"
+            )
         if not np.all(np.isfinite(d)):
             raise InputError(f"{who}: distortion contains NaN or infinite values")
         for field, value in (("rotation", self.rotation), ("translation", self.translation)):
@@ -131,8 +146,12 @@ class Camera:
 
     def world_to_camera(self) -> Transform:
         """The rigid :class:`~medpose.geometry.Transform` from ``world`` to this camera's frame."""
-        return Transform(Rotation.from_rotvec(np.array(self.rotation)), self.translation,
-                         source=self.world, target=self.name)
+        return Transform(
+            Rotation.from_rotvec(np.array(self.rotation)),
+            self.translation,
+            source=self.world,
+            target=self.name,
+        )
 
     @property
     def center(self) -> np.ndarray:
@@ -190,7 +209,9 @@ class Camera:
         """
         p = _as_array(points, f"camera {self.name!r}: project points")
         if p.shape[-1:] != (3,):
-            raise InputError(f"camera {self.name!r}: project expects points of shape (..., 3), found {p.shape}")
+            raise InputError(
+                f"camera {self.name!r}: project expects points of shape (..., 3), found {p.shape}"
+            )
         pc = p @ self.rotation_matrix.T + self.translation
         z = pc[..., 2:3]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -199,7 +220,9 @@ class Camera:
             xy = self._distort(xy)
         return self._to_pixels(xy)
 
-    def undistort_points(self, pixels: Any, *, normalized: bool = True, iterations: int = 20) -> np.ndarray:
+    def undistort_points(
+        self, pixels: Any, *, normalized: bool = True, iterations: int = 20
+    ) -> np.ndarray:
         """Remove the lens distortion from pixel coordinates.
 
         Inverts the OpenCV model by the fixed-point iteration that ``cv::undistortPoints``
@@ -224,7 +247,9 @@ class Camera:
         """
         px = _as_array(pixels, f"camera {self.name!r}: undistort pixels")
         if px.shape[-1:] != (2,):
-            raise InputError(f"camera {self.name!r}: undistort_points expects shape (..., 2), found {px.shape}")
+            raise InputError(
+                f"camera {self.name!r}: undistort_points expects shape (..., 2), found {px.shape}"
+            )
         k = self.matrix
         yd = (px[..., 1] - k[1, 2]) / k[1, 1]
         xd = (px[..., 0] - k[0, 2] - k[0, 1] * yd) / k[0, 0]
@@ -237,21 +262,31 @@ class Camera:
             for _ in range(int(iterations)):  # iterations of the inversion, not a loop over points
                 x, y = xy[..., 0], xy[..., 1]
                 r2 = x * x + y * y
-                icdist = (1 + r2 * (k4 + r2 * (k5 + r2 * k6))) / (1 + r2 * (k1 + r2 * (k2 + r2 * k3)))
+                icdist = (1 + r2 * (k4 + r2 * (k5 + r2 * k6))) / (
+                    1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+                )
                 dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
                 dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
                 xy = np.stack([(dist[..., 0] - dx) * icdist, (dist[..., 1] - dy) * icdist], axis=-1)
         return xy if normalized else self._to_pixels(xy)
 
     # ------------------------------------------------------------------ misc
-    def allclose(self, other: "Camera", atol: float = 1e-9) -> bool:
+    def allclose(self, other: Camera, atol: float = 1e-9) -> bool:
         """Same name, size and world, and parameters equal within ``atol``."""
-        return (self.name == other.name and self.size == other.size and self.world == other.world
-                and self.distortion.shape == other.distortion.shape
-                and all(np.allclose(getattr(self, f), getattr(other, f), atol=atol, rtol=0)
-                        for f in ("matrix", "distortion", "rotation", "translation")))
+        return (
+            self.name == other.name
+            and self.size == other.size
+            and self.world == other.world
+            and self.distortion.shape == other.distortion.shape
+            and all(
+                np.allclose(getattr(self, f), getattr(other, f), atol=atol, rtol=0)
+                for f in ("matrix", "distortion", "rotation", "translation")
+            )
+        )
 
     def __repr__(self) -> str:
         k = self.matrix
-        return (f"Camera({self.name!r}, {self.size[0]}x{self.size[1]} px, f=({k[0, 0]:.1f}, {k[1, 1]:.1f}) px, "
-                f"centre_mm={np.round(self.center, 1).tolist()}, world={self.world!r})")
+        return (
+            f"Camera({self.name!r}, {self.size[0]}x{self.size[1]} px, f=({k[0, 0]:.1f}, {k[1, 1]:.1f}) px, "
+            f"centre_mm={np.round(self.center, 1).tolist()}, world={self.world!r})"
+        )

@@ -30,9 +30,10 @@ held fixed; ``rounds``
 repeats triangulation and adjustment so that the camera choices and left/right labels of the
 triangulation follow the refined cameras.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,8 +51,13 @@ __all__ = ["refine_calibration", "apply_corrections", "PARAMETERS"]
 PARAMETERS = {"principal_point": 2, "rotation": 3, "focal": 1}
 
 
-def apply_corrections(camera: Camera, *, principal_point_px: Sequence[float] = (0.0, 0.0),
-                      rotation_deg: Sequence[float] = (0.0, 0.0, 0.0), focal_scale: float = 1.0) -> Camera:
+def apply_corrections(
+    camera: Camera,
+    *,
+    principal_point_px: Sequence[float] = (0.0, 0.0),
+    rotation_deg: Sequence[float] = (0.0, 0.0, 0.0),
+    focal_scale: float = 1.0,
+) -> Camera:
     """A copy of ``camera`` with its principal point shifted, its orientation turned about
     its optical centre and its focal lengths scaled.
 
@@ -79,25 +85,38 @@ def apply_corrections(camera: Camera, *, principal_point_px: Sequence[float] = (
     rv = np.asarray(rotation_deg, dtype=float).reshape(-1)
     for what, v, n in (("principal_point_px", pp, 2), ("rotation_deg", rv, 3)):
         if v.shape != (n,) or not np.isfinite(v).all():
-            raise InputError(f"apply_corrections: camera {camera.name!r}: {what} must have {n} values, found "
-                             f"{v.tolist()}")
+            raise InputError(
+                f"apply_corrections: camera {camera.name!r}: {what} must have {n} values, found "
+                f"{v.tolist()}"
+            )
     if not (np.isfinite(focal_scale) and focal_scale > 0):
-        raise InputError(f"apply_corrections: camera {camera.name!r}: focal_scale must be > 0, found {focal_scale!r}")
+        raise InputError(
+            f"apply_corrections: camera {camera.name!r}: focal_scale must be > 0, found {focal_scale!r}"
+        )
     dR = Rotation.from_rotvec(np.deg2rad(rv))
     k = np.array(camera.matrix, dtype=float)
     k[:2, :2] *= float(focal_scale)
     k[:2, 2] += pp
     rot = (dR * Rotation.from_rotvec(np.array(camera.rotation))).as_rotvec()
-    return Camera(camera.name, camera.size, k, camera.distortion, rot, dR.apply(np.array(camera.translation)),
-                  world=camera.world)
+    return Camera(
+        camera.name,
+        camera.size,
+        k,
+        camera.distortion,
+        rot,
+        dR.apply(np.array(camera.translation)),
+        world=camera.world,
+    )
 
 
 def _layout(params: Sequence[str]) -> tuple[list[str], int]:
     params = list(params)
     bad = [p for p in params if p not in PARAMETERS]
     if bad or not params or len(set(params)) != len(params):
-        raise InputError(f"refine_calibration: params must be distinct names among {list(PARAMETERS)}, "
-                         f"found {params}")
+        raise InputError(
+            f"refine_calibration: params must be distinct names among {list(PARAMETERS)}, "
+            f"found {params}"
+        )
     order = [p for p in PARAMETERS if p in params]
     return order, sum(PARAMETERS[p] for p in order)
 
@@ -109,7 +128,7 @@ def _unpack(v: np.ndarray, order: list[str]) -> dict:
     out, i = {}, 0
     for p in order:
         n = PARAMETERS[p]
-        x = v[i:i + n]
+        x = v[i : i + n]
         if p == "principal_point":
             out["principal_point_px"] = x
         elif p == "rotation":
@@ -120,7 +139,9 @@ def _unpack(v: np.ndarray, order: list[str]) -> dict:
     return out
 
 
-def _prior_scale(order: list[str], prior_px: float, prior_deg: float, prior_focal: float) -> np.ndarray:
+def _prior_scale(
+    order: list[str], prior_px: float, prior_deg: float, prior_focal: float
+) -> np.ndarray:
     """Per internal parameter: the size of the prior (in internal units)."""
     out = []
     for p in order:
@@ -133,8 +154,13 @@ def _prior_scale(order: list[str], prior_px: float, prior_deg: float, prior_foca
     return np.asarray(out, dtype=float)
 
 
-def _corrected(cams: Sequence[Camera], order: list[str], free: np.ndarray, theta: np.ndarray) -> list[Camera]:
-    return [apply_corrections(c, **_unpack(theta[i], order)) if free[i] else c for i, c in enumerate(cams)]
+def _corrected(
+    cams: Sequence[Camera], order: list[str], free: np.ndarray, theta: np.ndarray
+) -> list[Camera]:
+    return [
+        apply_corrections(c, **_unpack(theta[i], order)) if free[i] else c
+        for i, c in enumerate(cams)
+    ]
 
 
 def _project(cams: Sequence[Camera], X: np.ndarray, cam_of: np.ndarray) -> np.ndarray:
@@ -151,29 +177,51 @@ def _robust(name: str, n_robust: int):
     residuals (the observations), quadratic on the rest (priors, gauge).  Formulas as in
     scipy's ``least_squares`` (rho(z), z = (r / f_scale)**2)."""
     if name not in ("linear", "soft_l1", "huber", "cauchy"):
-        raise InputError(f"refine_calibration: loss must be one of 'linear', 'soft_l1', 'huber', 'cauchy', "
-                         f"found {name!r}")
+        raise InputError(
+            f"refine_calibration: loss must be one of 'linear', 'soft_l1', 'huber', 'cauchy', "
+            f"found {name!r}"
+        )
 
     def rho(z: np.ndarray) -> np.ndarray:
         out = np.stack([z, np.ones_like(z), np.zeros_like(z)])
         zr = z[:n_robust]
         if name == "soft_l1":
             t = 1 + zr
-            out[:, :n_robust] = [2 * (np.sqrt(t) - 1), t ** -0.5, -0.5 * t ** -1.5]
+            out[:, :n_robust] = [2 * (np.sqrt(t) - 1), t**-0.5, -0.5 * t**-1.5]
         elif name == "huber":
             big = zr > 1
             sq = np.sqrt(np.where(big, zr, 1.0))
-            out[:, :n_robust] = [np.where(big, 2 * sq - 1, zr), np.where(big, 1 / sq, 1.0),
-                                 np.where(big, -0.5 / sq ** 3, 0.0)]
+            out[:, :n_robust] = [
+                np.where(big, 2 * sq - 1, zr),
+                np.where(big, 1 / sq, 1.0),
+                np.where(big, -0.5 / sq**3, 0.0),
+            ]
         elif name == "cauchy":
             t = 1 + zr
-            out[:, :n_robust] = [np.log1p(zr), 1 / t, -1 / t ** 2]
+            out[:, :n_robust] = [np.log1p(zr), 1 / t, -1 / t**2]
         return out
+
     return rho
 
 
-def _adjust(cams, order, n_p, free, X0, obs, cam_of, pt_of, theta0, prior, *, loss, f_scale, move_points,
-            anchor, max_nfev):
+def _adjust(
+    cams,
+    order,
+    n_p,
+    free,
+    X0,
+    obs,
+    cam_of,
+    pt_of,
+    theta0,
+    prior,
+    *,
+    loss,
+    f_scale,
+    move_points,
+    anchor,
+    max_nfev,
+):
     """One robust least-squares solve of the camera corrections (and the points): theta (C, n_p), X (P, 3).
 
     Residuals: the observations' reprojection errors (px, robust loss), then ``f_scale *
@@ -186,7 +234,7 @@ def _adjust(cams, order, n_p, free, X0, obs, cam_of, pt_of, theta0, prior, *, lo
     n_cam_vars = len(fc) * n_p
     n_vars = n_cam_vars + (3 * n_pts if move_points else 0)
     use_anchor = anchor is not None and move_points
-    w_anchor = 10.0 * f_scale * np.sqrt(n_obs)            # px per mm of mean drift: effectively a constraint
+    w_anchor = 10.0 * f_scale * np.sqrt(n_obs)  # px per mm of mean drift: effectively a constraint
     slot = np.full(n_c, -1)
     slot[fc] = np.arange(len(fc))
     has = slot[cam_of] >= 0
@@ -199,7 +247,9 @@ def _adjust(cams, order, n_p, free, X0, obs, cam_of, pt_of, theta0, prior, *, lo
 
     def fun(v):
         theta, X = unpack(v)
-        r = np.nan_to_num(_project(_corrected(cams, order, free, theta), X[pt_of], cam_of) - obs, nan=1e3).ravel()
+        r = np.nan_to_num(
+            _project(_corrected(cams, order, free, theta), X[pt_of], cam_of) - obs, nan=1e3
+        ).ravel()
         parts = [r, (theta[fc] / prior).ravel() * f_scale]
         if use_anchor:
             parts.append(w_anchor * (X.mean(axis=0) - anchor))
@@ -210,8 +260,10 @@ def _adjust(cams, order, n_p, free, X0, obs, cam_of, pt_of, theta0, prior, *, lo
         Xo = X[pt_of]
         rows, cols, vals = [], [], []
         obs_rows = np.arange(2 * n_obs).reshape(n_obs, 2)
-        for j in range(n_p):                                 # d r / d theta: one parameter of all cameras at once
-            if order[0] == "principal_point" and j < 2:      # exact: a shift of (cx, cy) moves (u, v) alike
+        for j in range(n_p):  # d r / d theta: one parameter of all cameras at once
+            if (
+                order[0] == "principal_point" and j < 2
+            ):  # exact: a shift of (cx, cy) moves (u, v) alike
                 d = np.zeros((n_obs, 2))
                 d[:, j] = 1.0
             else:
@@ -219,14 +271,16 @@ def _adjust(cams, order, n_p, free, X0, obs, cam_of, pt_of, theta0, prior, *, lo
                 tp, tm = theta.copy(), theta.copy()
                 tp[:, j] += h
                 tm[:, j] -= h
-                d = (_project(_corrected(cams, order, free, tp), Xo, cam_of)
-                     - _project(_corrected(cams, order, free, tm), Xo, cam_of)) / (2 * h)
+                d = (
+                    _project(_corrected(cams, order, free, tp), Xo, cam_of)
+                    - _project(_corrected(cams, order, free, tm), Xo, cam_of)
+                ) / (2 * h)
             rows.append(obs_rows[has].ravel())
             cols.append(np.repeat(slot[cam_of[has]] * n_p + j, 2))
             vals.append(d[has].ravel())
         if move_points:
             current = _corrected(cams, order, free, theta)
-            for j in range(3):                               # d r / d X: one coordinate of all points at once
+            for j in range(3):  # d r / d X: one coordinate of all points at once
                 h = np.zeros(3)
                 h[j] = 0.5
                 d = _project(current, Xo + h, cam_of) - _project(current, Xo - h, cam_of)
@@ -242,22 +296,46 @@ def _adjust(cams, order, n_p, free, X0, obs, cam_of, pt_of, theta0, prior, *, lo
                 cols.append(n_cam_vars + 3 * np.arange(n_pts) + j)
                 vals.append(np.full(n_pts, w_anchor / n_pts))
         n_res = 2 * n_obs + n_cam_vars + (3 if use_anchor else 0)
-        return coo_matrix((np.nan_to_num(np.concatenate(vals)), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(n_res, n_vars)).tocsr()
+        return coo_matrix(
+            (np.nan_to_num(np.concatenate(vals)), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(n_res, n_vars),
+        ).tocsr()
 
     v0 = np.concatenate([theta0[fc].ravel()] + ([X0.ravel()] if move_points else []))
-    sol = least_squares(fun, v0, jac=jac, loss=_robust(loss, 2 * n_obs), f_scale=f_scale, method="trf",
-                        tr_solver="lsmr", x_scale=1.0, max_nfev=max_nfev, ftol=1e-6, xtol=1e-6)
+    sol = least_squares(
+        fun,
+        v0,
+        jac=jac,
+        loss=_robust(loss, 2 * n_obs),
+        f_scale=f_scale,
+        method="trf",
+        tr_solver="lsmr",
+        x_scale=1.0,
+        max_nfev=max_nfev,
+        ftol=1e-6,
+        xtol=1e-6,
+    )
     return unpack(sol.x)
 
 
-def refine_calibration(cameras: Sequence[Camera] | Mapping[str, Camera],
-                       keypoints_2d: Mapping[str, KeypointSequence], *,
-                       params: Sequence[str] = ("principal_point",), fixed: Sequence[str] = (),
-                       min_confidence: float = 0.5, threshold_px: float = 20.0, loss: str = "soft_l1",
-                       f_scale_px: float = 5.0, prior_px: float = 10.0, prior_deg: float = 0.5,
-                       prior_focal: float = 0.01, anchor: bool = True, rounds: int = 2, max_nfev: int = 50,
-                       **triangulate_kwargs) -> tuple[list[Camera], pd.DataFrame]:
+def refine_calibration(
+    cameras: Sequence[Camera] | Mapping[str, Camera],
+    keypoints_2d: Mapping[str, KeypointSequence],
+    *,
+    params: Sequence[str] = ("principal_point",),
+    fixed: Sequence[str] = (),
+    min_confidence: float = 0.5,
+    threshold_px: float = 20.0,
+    loss: str = "soft_l1",
+    f_scale_px: float = 5.0,
+    prior_px: float = 10.0,
+    prior_deg: float = 0.5,
+    prior_focal: float = 0.01,
+    anchor: bool = True,
+    rounds: int = 2,
+    max_nfev: int = 50,
+    **triangulate_kwargs,
+) -> tuple[list[Camera], pd.DataFrame]:
     """Refine a few parameters of every camera from a recording's 2D keypoints.
 
     Each round: triangulate with the current cameras (:func:`medpose.camera.triangulate`,
@@ -336,24 +414,33 @@ def refine_calibration(cameras: Sequence[Camera] | Mapping[str, Camera],
         cameras = list(cameras.values())
     cameras = list(cameras)
     if not isinstance(keypoints_2d, Mapping):
-        raise InputError("refine_calibration: keypoints_2d must be a mapping camera name -> 2D KeypointSequence")
+        raise InputError(
+            "refine_calibration: keypoints_2d must be a mapping camera name -> 2D KeypointSequence"
+        )
     unknown = [n for n in fixed if n not in keypoints_2d]
     if unknown:
-        raise InputError(f"refine_calibration: fixed camera(s) {unknown} have no keypoints; expected names among "
-                         f"{list(keypoints_2d)}")
-    for name, v in (("f_scale_px", f_scale_px), ("prior_px", prior_px), ("prior_deg", prior_deg),
-                    ("prior_focal", prior_focal), ("threshold_px", threshold_px)):
+        raise InputError(
+            f"refine_calibration: fixed camera(s) {unknown} have no keypoints; expected names among "
+            f"{list(keypoints_2d)}"
+        )
+    for name, v in (
+        ("f_scale_px", f_scale_px),
+        ("prior_px", prior_px),
+        ("prior_deg", prior_deg),
+        ("prior_focal", prior_focal),
+        ("threshold_px", threshold_px),
+    ):
         if not (np.isfinite(v) and v > 0):
             raise InputError(f"refine_calibration: {name} must be a positive number, found {v!r}")
     fixed = (fixed,) if isinstance(fixed, str) else tuple(fixed)
-    _robust(loss, 0)     # checks the name
+    _robust(loss, 0)  # checks the name
     if int(rounds) != rounds or rounds < 1:
         raise InputError(f"refine_calibration: rounds must be an integer >= 1, found {rounds!r}")
     triangulate_kwargs.setdefault("temporal", True)
     triangulate_kwargs.setdefault("threshold_px", threshold_px)
     by_name = {c.name: c for c in cameras}
     cams = [by_name[n] if n in by_name else None for n in keypoints_2d]
-    if any(c is None for c in cams):   # let triangulate word the error
+    if any(c is None for c in cams):  # let triangulate word the error
         triangulate(cameras, keypoints_2d, **triangulate_kwargs)
     free = np.array([c.name not in fixed for c in cams])
     prior = _prior_scale(order, prior_px, prior_deg, prior_focal)
@@ -364,29 +451,56 @@ def refine_calibration(cameras: Sequence[Camera] | Mapping[str, Camera],
         X, obs, cam_of, pt_of, tk = _observations(res, min_confidence, threshold_px)
         first = res.sequence.positions.reshape(-1, 3) if first is None else first
         centroid = None
-        if anchor and not fixed:   # where the first triangulation put these points (NaN there: this round's)
+        if (
+            anchor and not fixed
+        ):  # where the first triangulation put these points (NaN there: this round's)
             centroid = np.where(np.isfinite(first[tk]), first[tk], X).mean(axis=0)
         if len(obs) < 10 * n_p * free.sum():
-            raise DegenerateConfiguration(f"refine_calibration: {len(obs)} usable observations for "
-                                          f"{n_p * free.sum()} camera parameters; expected at least 10 per parameter")
+            raise DegenerateConfiguration(
+                f"refine_calibration: {len(obs)} usable observations for "
+                f"{n_p * free.sum()} camera parameters; expected at least 10 per parameter"
+            )
         if before is None:
-            e0 = np.linalg.norm(_project(_corrected(cams, order, free, theta), X[pt_of], cam_of) - obs, axis=1)
-            before = [float(np.median(e0[cam_of == c])) if np.any(cam_of == c) else np.nan for c in range(len(cams))]
+            e0 = np.linalg.norm(
+                _project(_corrected(cams, order, free, theta), X[pt_of], cam_of) - obs, axis=1
+            )
+            before = [
+                float(np.median(e0[cam_of == c])) if np.any(cam_of == c) else np.nan
+                for c in range(len(cams))
+            ]
         kw = dict(loss=loss, f_scale=f_scale_px, max_nfev=max_nfev, anchor=centroid)
-        theta, _ = _adjust(cams, order, n_p, free, X, obs, cam_of, pt_of, theta, prior, move_points=False, **kw)
-        theta, X = _adjust(cams, order, n_p, free, X, obs, cam_of, pt_of, theta, prior, move_points=True, **kw)
-    e1 = np.linalg.norm(_project(_corrected(cams, order, free, theta), X[pt_of], cam_of) - obs, axis=1)
+        theta, _ = _adjust(
+            cams, order, n_p, free, X, obs, cam_of, pt_of, theta, prior, move_points=False, **kw
+        )
+        theta, X = _adjust(
+            cams, order, n_p, free, X, obs, cam_of, pt_of, theta, prior, move_points=True, **kw
+        )
+    e1 = np.linalg.norm(
+        _project(_corrected(cams, order, free, theta), X[pt_of], cam_of) - obs, axis=1
+    )
     rows, out = [], []
     for i, c in enumerate(cams):
         kw = _unpack(theta[i], order)
         out.append(apply_corrections(c, **kw) if free[i] else c)
         pp = kw.get("principal_point_px", (0.0, 0.0))
         rv = kw.get("rotation_deg", (0.0, 0.0, 0.0))
-        rows.append({"camera": c.name, "dcx_px": float(pp[0]), "dcy_px": float(pp[1]), "rot_x_deg": float(rv[0]),
-                     "rot_y_deg": float(rv[1]), "rot_z_deg": float(rv[2]),
-                     "focal_scale": float(kw.get("focal_scale", 1.0)), "fixed": not free[i],
-                     "n_observations": int(np.sum(cam_of == i)), "median_error_before_px": before[i],
-                     "median_error_after_px": float(np.median(e1[cam_of == i])) if np.any(cam_of == i) else np.nan})
+        rows.append(
+            {
+                "camera": c.name,
+                "dcx_px": float(pp[0]),
+                "dcy_px": float(pp[1]),
+                "rot_x_deg": float(rv[0]),
+                "rot_y_deg": float(rv[1]),
+                "rot_z_deg": float(rv[2]),
+                "focal_scale": float(kw.get("focal_scale", 1.0)),
+                "fixed": not free[i],
+                "n_observations": int(np.sum(cam_of == i)),
+                "median_error_before_px": before[i],
+                "median_error_after_px": float(np.median(e1[cam_of == i]))
+                if np.any(cam_of == i)
+                else np.nan,
+            }
+        )
     rest = [c for c in cameras if c.name not in keypoints_2d]
     return out + rest, pd.DataFrame(rows)
 
@@ -395,12 +509,17 @@ def _observations(res, min_confidence: float, threshold_px: float):
     """Points (P, 3) and the observations of them to adjust on: pixels (N, 2), camera index (N,),
     point index (N,) and the flat (frame * K + keypoint) index of each point (P,), from a
     TriangulationResult."""
-    X = res.sequence.positions                                                  # (T, K, 3)
-    px = np.stack([res.keypoints_2d[n].positions for n in res.camera_names], axis=2)   # (T, K, C, 2)
+    X = res.sequence.positions  # (T, K, 3)
+    px = np.stack([res.keypoints_2d[n].positions for n in res.camera_names], axis=2)  # (T, K, C, 2)
     cf = np.stack([res.keypoints_2d[n].confidence for n in res.camera_names], axis=2)
-    ok = (res.used & (cf >= min_confidence) & (np.nan_to_num(res.errors, nan=np.inf) < threshold_px)
-          & np.isfinite(X).all(-1)[..., None] & np.isfinite(px).all(-1))
-    ok &= (ok.sum(-1) >= 2)[..., None]                                          # a point needs two views
+    ok = (
+        res.used
+        & (cf >= min_confidence)
+        & (np.nan_to_num(res.errors, nan=np.inf) < threshold_px)
+        & np.isfinite(X).all(-1)[..., None]
+        & np.isfinite(px).all(-1)
+    )
+    ok &= (ok.sum(-1) >= 2)[..., None]  # a point needs two views
     t, k, c = np.nonzero(ok)
     pts, pt_of = np.unique(t * X.shape[1] + k, return_inverse=True)
     return X.reshape(-1, 3)[pts], px[t, k, c], c, pt_of, pts

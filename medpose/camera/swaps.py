@@ -13,10 +13,11 @@ that relabel at most half of the views are tried.  All pairs, frames and assignm
 solved in one batched call.  Pose2Sim does the same test point by point inside its
 triangulation loop (Pagnon et al. 2021, *Sensors* 21:6530, ``handle_LR_swap``).
 """
+
 from __future__ import annotations
 
 import itertools
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,16 +38,24 @@ def lr_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
 def swap_assignments(n_cameras: int) -> np.ndarray:
     """Assignments of swapped views worth trying: (G, C) bool, at most half the views swapped
     (with exactly half, only those that keep the first view), the no-swap one first."""
-    all_ = np.array(list(itertools.product([False, True], repeat=n_cameras)), dtype=bool).reshape(-1, n_cameras)
+    all_ = np.array(list(itertools.product([False, True], repeat=n_cameras)), dtype=bool).reshape(
+        -1, n_cameras
+    )
     k = all_.sum(axis=1)
     keep = (2 * k < n_cameras) | ((2 * k == n_cameras) & ~all_[:, 0])
     return all_[keep]
 
 
-def repair_view_swaps(cameras: Sequence[Camera], keypoints_2d: Mapping[str, KeypointSequence], *,
-                      pairs: Sequence[tuple[str, str]] | None = None, min_confidence: float = 0.3,
-                      threshold_px: float = 20.0, cap_px: float = 30.0, penalty_px: float = 2.0
-                      ) -> tuple[dict[str, KeypointSequence], pd.DataFrame]:
+def repair_view_swaps(
+    cameras: Sequence[Camera],
+    keypoints_2d: Mapping[str, KeypointSequence],
+    *,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    min_confidence: float = 0.3,
+    threshold_px: float = 20.0,
+    cap_px: float = 30.0,
+    penalty_px: float = 2.0,
+) -> tuple[dict[str, KeypointSequence], pd.DataFrame]:
     """Undo per-view left/right swaps that raise the reprojection error.
 
     Parameters
@@ -80,7 +89,9 @@ def repair_view_swaps(cameras: Sequence[Camera], keypoints_2d: Mapping[str, Keyp
     cam_names = [n for n in keypoints_2d]
     missing = [n for n in cam_names if n not in by_name]
     if missing:
-        raise InputError(f"repair_view_swaps: no calibration for camera(s) {missing}; known {sorted(by_name)}")
+        raise InputError(
+            f"repair_view_swaps: no calibration for camera(s) {missing}; known {sorted(by_name)}"
+        )
     cams = [by_name[n] for n in cam_names]
     seqs = [keypoints_2d[n] for n in cam_names]
     names = seqs[0].names
@@ -88,49 +99,73 @@ def repair_view_swaps(cameras: Sequence[Camera], keypoints_2d: Mapping[str, Keyp
     for a, b in pairs:
         for n in (a, b):
             if n not in names:
-                raise InputError(f"repair_view_swaps: pair keypoint {n!r} not in the keypoints {list(names)}")
+                raise InputError(
+                    f"repair_view_swaps: pair keypoint {n!r} not in the keypoints {list(names)}"
+                )
     out = {n: s for n, s in zip(cam_names, seqs)}
-    report = pd.DataFrame(columns=["stage", "frame", "time_s", "camera", "keypoint_l", "keypoint_r",
-                                   "cost_before", "cost_after"])
+    report = pd.DataFrame(
+        columns=[
+            "stage",
+            "frame",
+            "time_s",
+            "camera",
+            "keypoint_l",
+            "keypoint_r",
+            "cost_before",
+            "cost_after",
+        ]
+    )
     if not pairs:
         return out, report
     li = np.array([names.index(a) for a, _ in pairs])
     ri = np.array([names.index(b) for _, b in pairs])
-    px = np.stack([s.positions for s in seqs], axis=2)   # (T, K, C, 2)
+    px = np.stack([s.positions for s in seqs], axis=2)  # (T, K, C, 2)
     cf = np.stack([s.confidence for s in seqs], axis=2)  # (T, K, C)
-    G = swap_assignments(len(cams))                      # (G, C)
+    G = swap_assignments(len(cams))  # (G, C)
     pl, pr = px[:, li][:, :, None], px[:, ri][:, :, None]  # (T, P, 1, C, 2)
     cl, cr = cf[:, li][:, :, None], cf[:, ri][:, :, None]
     g2 = G[:, :, None]
     PL, PR = np.where(g2, pr, pl), np.where(g2, pl, pr)  # (T, P, G, C, 2)
     CL, CR = np.where(G, cr, cl), np.where(G, cl, cr)
-    pts = np.stack([PL, PR], axis=3)                     # (T, P, G, 2, C, 2)
+    pts = np.stack([PL, PR], axis=3)  # (T, P, G, 2, C, 2)
     cfs = np.stack([CL, CR], axis=3)
-    _, err, _ = triangulate_points(cams, pts, cfs, min_confidence=min_confidence, threshold_px=threshold_px)
+    _, err, _ = triangulate_points(
+        cams, pts, cfs, min_confidence=min_confidence, threshold_px=threshold_px
+    )
     valid = np.all(np.isfinite(pts), axis=-1) & (cfs >= min_confidence)
     capped = np.where(valid, np.minimum(np.nan_to_num(err, nan=cap_px), cap_px), 0.0)
-    score = capped.sum(axis=(-1, -2))                    # (T, P, G)
+    score = capped.sum(axis=(-1, -2))  # (T, P, G)
     # whole-body decision first (detectors swap whole bodies or limbs in a view): the
     # assignment with the lowest summed score over all pairs, then per pair only a different
     # assignment that pays ``penalty`` per view it changes
-    body = np.argmin(score.sum(axis=1) + penalty_px * G.sum(axis=1), axis=-1)          # (T,)
-    differ = (G[None, :, :] != G[body][:, None, :]).sum(axis=-1)                      # (T, G)
+    body = np.argmin(score.sum(axis=1) + penalty_px * G.sum(axis=1), axis=-1)  # (T,)
+    differ = (G[None, :, :] != G[body][:, None, :]).sum(axis=-1)  # (T, G)
     cost = score + penalty_px * differ[:, None, :]
-    best = np.argmin(cost, axis=-1)                      # (T, P)
-    sw = G[best]                                         # (T, P, C)
+    best = np.argmin(cost, axis=-1)  # (T, P)
+    sw = G[best]  # (T, P, C)
     new_px, new_cf = px.copy(), cf.copy()
     new_px[:, li] = np.where(sw[..., None], px[:, ri], px[:, li])
     new_px[:, ri] = np.where(sw[..., None], px[:, li], px[:, ri])
     new_cf[:, li] = np.where(sw, cf[:, ri], cf[:, li])
     new_cf[:, ri] = np.where(sw, cf[:, li], cf[:, ri])
-    out = {n: s.with_positions(new_px[:, :, c], new_cf[:, :, c]) for c, (n, s) in enumerate(zip(cam_names, seqs))}
+    out = {
+        n: s.with_positions(new_px[:, :, c], new_cf[:, :, c])
+        for c, (n, s) in enumerate(zip(cam_names, seqs))
+    }
     t, p, c = np.nonzero(sw)
     if len(t):
         before = score[t, p, 0]
         after = score[t, p, best[t, p]]
-        report = pd.DataFrame({"stage": "view", "frame": t, "time_s": seqs[0].start + t / seqs[0].rate,
-                               "camera": np.array(cam_names, dtype=object)[c],
-                               "keypoint_l": np.array([a for a, _ in pairs], dtype=object)[p],
-                               "keypoint_r": np.array([b for _, b in pairs], dtype=object)[p],
-                               "cost_before": before, "cost_after": after})
+        report = pd.DataFrame(
+            {
+                "stage": "view",
+                "frame": t,
+                "time_s": seqs[0].start + t / seqs[0].rate,
+                "camera": np.array(cam_names, dtype=object)[c],
+                "keypoint_l": np.array([a for a, _ in pairs], dtype=object)[p],
+                "keypoint_r": np.array([b for _, b in pairs], dtype=object)[p],
+                "cost_before": before,
+                "cost_after": after,
+            }
+        )
     return out, report

@@ -36,12 +36,13 @@ This is the multiple-hypothesis idea of tracking (Reid 1979, *IEEE Trans. Autom.
 subset's cameras are the point's cameras (``explained`` when they all reproject within
 ``threshold_px``).
 """
+
 from __future__ import annotations
 
 import itertools
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -49,7 +50,6 @@ from ..errors import InputError
 from .model import Camera
 
 __all__ = ["TrackResult", "track_points", "refine_points"]
-
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def _viterbi(X: np.ndarray, cost: np.ndarray, motion_weight: float) -> np.ndarra
     back = np.zeros(cost.shape, dtype=np.int32)
     D = cost[0].copy()
     for t in range(1, n_t):  # the recursion is sequential in time; chains and states are batched
-        d = np.linalg.norm(X[t][:, :, None] - X[t - 1][:, None, :], axis=-1)            # (B, M, M, J)
+        d = np.linalg.norm(X[t][:, :, None] - X[t - 1][:, None, :], axis=-1)  # (B, M, M, J)
         tot = D[:, None, :] + motion_weight * np.nan_to_num(d, nan=0.0).sum(axis=-1)
         back[t] = np.argmin(tot, axis=-1)
         D = cost[t] + np.take_along_axis(tot, back[t][..., None], axis=-1)[..., 0]
@@ -101,8 +101,9 @@ def _viterbi(X: np.ndarray, cost: np.ndarray, motion_weight: float) -> np.ndarra
     return path
 
 
-def _bone_cost(cand: np.ndarray, est: np.ndarray, bones: np.ndarray, lengths: np.ndarray, weight: float
-               ) -> np.ndarray:
+def _bone_cost(
+    cand: np.ndarray, est: np.ndarray, bones: np.ndarray, lengths: np.ndarray, weight: float
+) -> np.ndarray:
     """``weight * sum | |X - est_other_end| - length |`` over each point's bones: cand (T, K, n, 3) -> (T, K, n)."""
     out = np.zeros(cand.shape[:3])
     for (a, b), length in zip(bones, lengths):
@@ -114,12 +115,25 @@ def _bone_cost(cand: np.ndarray, est: np.ndarray, bones: np.ndarray, lengths: np
     return out
 
 
-def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.ndarray, names: Sequence[str], *,
-                 min_confidence: float = 0.3, threshold_px: float = 20.0, inlier_slope: float = 0.5,
-                 swap_penalty_px: float = 2.0, motion_weight: float = 0.05, n_keep: int = 3,
-                 bones: Sequence[tuple[str, str]] | None = None, bone_weight: float = 0.25, n_iter: int = 2,
-                 pairs: Sequence[tuple[str, str]] | None = None, refine: bool = False, n_states: int = 32
-                 ) -> TrackResult:
+def track_points(
+    cameras: Sequence[Camera],
+    pixels: np.ndarray,
+    confidence: np.ndarray,
+    names: Sequence[str],
+    *,
+    min_confidence: float = 0.3,
+    threshold_px: float = 20.0,
+    inlier_slope: float = 0.5,
+    swap_penalty_px: float = 2.0,
+    motion_weight: float = 0.05,
+    n_keep: int = 3,
+    bones: Sequence[tuple[str, str]] | None = None,
+    bone_weight: float = 0.25,
+    n_iter: int = 2,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    refine: bool = False,
+    n_states: int = 32,
+) -> TrackResult:
     """Temporally consistent robust triangulation of a keypoint sequence (see the module notes).
 
     Parameters
@@ -174,13 +188,28 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
     cams = tuple(cameras)
     px = np.asarray(pixels, dtype=float)
     cf = np.asarray(confidence, dtype=float)
-    if px.ndim != 4 or px.shape[2:] != (len(cams), 2) or cf.shape != px.shape[:-1] or len(names) != px.shape[1]:
-        raise InputError(f"track_points: expected pixels (T, K, {len(cams)}, 2), confidence (T, K, {len(cams)}) and "
-                         f"K names; found {px.shape}, {cf.shape} and {len(names)} names")
-    if not (motion_weight >= 0 and bone_weight >= 0 and inlier_slope >= 0 and threshold_px > 0 and n_keep >= 1):
-        raise InputError(f"track_points: motion_weight, bone_weight and inlier_slope >= 0, threshold_px > 0 and "
-                         f"n_keep >= 1 expected; found {motion_weight!r}, {bone_weight!r}, {inlier_slope!r}, "
-                         f"{threshold_px!r}, {n_keep!r}")
+    if (
+        px.ndim != 4
+        or px.shape[2:] != (len(cams), 2)
+        or cf.shape != px.shape[:-1]
+        or len(names) != px.shape[1]
+    ):
+        raise InputError(
+            f"track_points: expected pixels (T, K, {len(cams)}, 2), confidence (T, K, {len(cams)}) and "
+            f"K names; found {px.shape}, {cf.shape} and {len(names)} names"
+        )
+    if not (
+        motion_weight >= 0
+        and bone_weight >= 0
+        and inlier_slope >= 0
+        and threshold_px > 0
+        and n_keep >= 1
+    ):
+        raise InputError(
+            f"track_points: motion_weight, bone_weight and inlier_slope >= 0, threshold_px > 0 and "
+            f"n_keep >= 1 expected; found {motion_weight!r}, {bone_weight!r}, {inlier_slope!r}, "
+            f"{threshold_px!r}, {n_keep!r}"
+        )
     n_t, n_k, n_c = px.shape[:3]
     names = list(names)
     idx = {n: i for i, n in enumerate(names)}
@@ -188,14 +217,16 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
     bones = [] if bones is None else list(bones)
     unknown = sorted({n for pr in pairs + bones for n in pr if n not in idx})
     if unknown:
-        raise InputError(f"track_points: pairs or bones name keypoints {unknown} that are not among the keypoints")
+        raise InputError(
+            f"track_points: pairs or bones name keypoints {unknown} that are not among the keypoints"
+        )
     li = np.array([idx[a] for a, _ in pairs], dtype=int)
     ri = np.array([idx[b] for _, b in pairs], dtype=int)
     single = np.setdiff1d(np.arange(n_k), np.concatenate([li, ri]))
-    valid = np.all(np.isfinite(px), axis=-1) & (cf >= min_confidence)                 # (T, K, C)
+    valid = np.all(np.isfinite(px), axis=-1) & (cf >= min_confidence)  # (T, K, C)
     rig = _Rig.build(cams, 2)
     xn = rig.normalise(px)
-    S = rig.subsets                                                                     # (S, C)
+    S = rig.subsets  # (S, C)
     n_keep = min(n_keep, len(S))
     tau = float(threshold_px)
 
@@ -210,19 +241,24 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
         step = max(1, 40000 // max(1, n_b * n_g * 2 * len(S)))
         for a in range(0, n_t, step):  # blocks of frames bound the memory; each block is batched
             fr = slice(a, min(n_t, a + step))
+
             def two(arr: np.ndarray) -> np.ndarray:
                 """(T, K, C[, 2]) -> (t, B, G, 2, C[, 2]): the two points' observations under each labelling."""
                 m = G if arr.ndim == 3 else g
                 a_, b_ = arr[fr][:, ia][:, :, None], arr[fr][:, ib][:, :, None]
                 return np.stack([np.where(m, b_, a_), np.where(m, a_, b_)], axis=3)
 
-            obs, nrm = two(px), two(xn)                                                 # (t, B, G, 2, C, 2)
-            val, wts = two(valid), two(cf)                                              # (t, B, G, 2, C)
+            obs, nrm = two(px), two(xn)  # (t, B, G, 2, C, 2)
+            val, wts = two(valid), two(cf)  # (t, B, G, 2, C)
             A = np.nan_to_num(nrm)[..., :, None] * rig.P[:, 2:3, :] - rig.P[:, :2, :]
             A = A * np.where(val, wts, 0.0)[..., None, None]
-            Ms = np.einsum("sc,...cjk->...sjk", S.astype(float), np.einsum("...cij,...cik->...cjk", A, A))
-            X = _smallest_eigvec(Ms) * rig.scale + rig.origin                          # (t, B, G, 2, S, 3)
-            e = np.linalg.norm(reproject(cams, X) - obs[..., None, :, :], axis=-1)      # (t, B, G, 2, S, C)
+            Ms = np.einsum(
+                "sc,...cjk->...sjk", S.astype(float), np.einsum("...cij,...cik->...cjk", A, A)
+            )
+            X = _smallest_eigvec(Ms) * rig.scale + rig.origin  # (t, B, G, 2, S, 3)
+            e = np.linalg.norm(
+                reproject(cams, X) - obs[..., None, :, :], axis=-1
+            )  # (t, B, G, 2, S, C)
             e = np.nan_to_num(e, nan=np.inf)
             inside = np.where(e < tau, inlier_slope * e, tau + e)
             v = val[..., None, :]
@@ -235,22 +271,34 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
             I_out[fr] = order
         return X_out, C_out, I_out
 
-    chains = []   # (points (B, J) indices, labellings G, state X (T, B, M, J, 3), state cost, state subsets)
+    chains = []  # (points (B, J) indices, labellings G, state X (T, B, M, J, 3), state cost, state subsets)
     if len(pairs):
         # every labelling, all views swapped included: which side is which is then decided by
         # continuity in time and by the penalty per relabelled view, not by a majority rule per frame
-        G = np.array(list(itertools.product([False, True], repeat=n_c)), dtype=bool).reshape(-1, n_c)
+        G = np.array(list(itertools.product([False, True], repeat=n_c)), dtype=bool).reshape(
+            -1, n_c
+        )
         Xc, Cc, Ic = candidates(li, ri, G)
         shape = (n_t, len(pairs), len(G), n_keep, n_keep)
-        sx = np.stack([np.broadcast_to(Xc[:, :, :, 0, :, None], shape + (3,)),
-                       np.broadcast_to(Xc[:, :, :, 1, None, :], shape + (3,))], axis=-2)
+        sx = np.stack(
+            [
+                np.broadcast_to(Xc[:, :, :, 0, :, None], shape + (3,)),
+                np.broadcast_to(Xc[:, :, :, 1, None, :], shape + (3,)),
+            ],
+            axis=-2,
+        )
         sc = Cc[:, :, :, 0, :, None] + Cc[:, :, :, 1, None, :]
-        si = np.stack([np.broadcast_to(Ic[:, :, :, 0, :, None], shape), np.broadcast_to(Ic[:, :, :, 1, None, :], shape)],
-                      axis=-1)
+        si = np.stack(
+            [
+                np.broadcast_to(Ic[:, :, :, 0, :, None], shape),
+                np.broadcast_to(Ic[:, :, :, 1, None, :], shape),
+            ],
+            axis=-1,
+        )
         sx, sc = sx.reshape(n_t, len(pairs), -1, 2, 3), sc.reshape(n_t, len(pairs), -1)
         si = si.reshape(n_t, len(pairs), -1, 2)
         gi = np.broadcast_to(np.repeat(np.arange(len(G)), n_keep * n_keep), sc.shape)
-        if sc.shape[-1] > n_states:   # the recursion only needs the plausible states
+        if sc.shape[-1] > n_states:  # the recursion only needs the plausible states
             top = np.argsort(sc, axis=-1)[..., :n_states]
             sx = np.take_along_axis(sx, top[..., None, None], axis=2)
             si = np.take_along_axis(si, top[..., None], axis=2)
@@ -259,8 +307,16 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
     if len(single):
         G1 = np.zeros((1, n_c), dtype=bool)
         Xc, Cc, Ic = candidates(single, single, G1)
-        chains.append((single[:, None], G1, Xc[:, :, 0, :1].transpose(0, 1, 3, 2, 4), Cc[:, :, 0, 0],
-                       Ic[:, :, 0, :1].transpose(0, 1, 3, 2), np.zeros(Cc[:, :, 0, 0].shape, dtype=np.int64)))
+        chains.append(
+            (
+                single[:, None],
+                G1,
+                Xc[:, :, 0, :1].transpose(0, 1, 3, 2, 4),
+                Cc[:, :, 0, 0],
+                Ic[:, :, 0, :1].transpose(0, 1, 3, 2),
+                np.zeros(Cc[:, :, 0, 0].shape, dtype=np.int64),
+            )
+        )
 
     def run(extra: list | None, body: np.ndarray):
         est = np.full((n_t, n_k, 3), np.nan)
@@ -271,12 +327,16 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
             cost = sc if extra is None else sc + extra[i]
             # each view relabelled away from the body's labelling of the frame pays the penalty
             cost = cost + swap_penalty_px * (G[gi] != body[:, None, None, :]).sum(-1)
-            none = ~np.isfinite(cost).any(axis=-1)                                      # nothing feasible
+            none = ~np.isfinite(cost).any(axis=-1)  # nothing feasible
             cost = cost.copy()
-            cost[..., 0] = np.where(none, 0.0, cost[..., 0])                            # a placeholder state
-            path = _viterbi(np.where(np.isfinite(cost)[..., None, None], sx, np.nan), cost, motion_weight)
-            take = lambda a: np.take_along_axis(a, path.reshape(path.shape + (1,) * (a.ndim - 2)), axis=2)[:, :, 0]  # noqa: E731
-            Xp = np.where(none[..., None, None], np.nan, take(sx))                      # (T, B, J, 3)
+            cost[..., 0] = np.where(none, 0.0, cost[..., 0])  # a placeholder state
+            path = _viterbi(
+                np.where(np.isfinite(cost)[..., None, None], sx, np.nan), cost, motion_weight
+            )
+            take = lambda a: np.take_along_axis(
+                a, path.reshape(path.shape + (1,) * (a.ndim - 2)), axis=2
+            )[:, :, 0]  # noqa: E731
+            Xp = np.where(none[..., None, None], np.nan, take(sx))  # (T, B, J, 3)
             for j in range(pts.shape[1]):
                 est[:, pts[:, j]] = Xp[:, :, j]
                 sw[:, pts[:, j]] = G[take(gi)]
@@ -296,7 +356,9 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
         for _ in range(n_iter):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                L = np.nanmedian(np.linalg.norm(est[:, bl[:, 0]] - est[:, bl[:, 1]], axis=-1), axis=0)
+                L = np.nanmedian(
+                    np.linalg.norm(est[:, bl[:, 0]] - est[:, bl[:, 1]], axis=-1), axis=0
+                )
             extra = []
             for pts, G, sx, sc, si, gi in chains:
                 parts = []
@@ -316,12 +378,21 @@ def track_points(cameras: Sequence[Camera], pixels: np.ndarray, confidence: np.n
         rcf = np.where(sw, cf[:, mate], cf)
         est = refine_points(cams, est, rpx, np.where(used, rcf, 0.0))
     err = np.linalg.norm(reproject(cams, est) - rpx, axis=-1)
-    explained = np.all(~used | (np.nan_to_num(err, nan=np.inf) < tau), axis=-1) & (used.sum(-1) >= 2)
+    explained = np.all(~used | (np.nan_to_num(err, nan=np.inf) < tau), axis=-1) & (
+        used.sum(-1) >= 2
+    )
     return TrackResult(est, sw, used, explained, cst)
 
 
-def refine_points(cameras: Sequence[Camera], points: np.ndarray, pixels: np.ndarray, weights: np.ndarray, *,
-                  iterations: int = 5, step_mm: float = 0.5) -> np.ndarray:
+def refine_points(
+    cameras: Sequence[Camera],
+    points: np.ndarray,
+    pixels: np.ndarray,
+    weights: np.ndarray,
+    *,
+    iterations: int = 5,
+    step_mm: float = 0.5,
+) -> np.ndarray:
     """Minimise the weighted squared reprojection error (pixels, with distortion) of 3D points.
 
     The "gold standard" non-linear triangulation (Hartley & Zisserman 2004, sec. 12.3 and
@@ -356,9 +427,14 @@ def refine_points(cameras: Sequence[Camera], points: np.ndarray, pixels: np.ndar
     eye = np.eye(3) * step_mm
     for _ in range(iterations):
         Xs = np.where(ok[..., None], X, 0.0)
-        r = reproject(cams, Xs) - obs                                                     # (..., C, 2)
-        J = np.stack([(reproject(cams, Xs + eye[i]) - reproject(cams, Xs - eye[i])) / (2 * step_mm)
-                      for i in range(3)], axis=-1)                                        # (..., C, 2, 3)
+        r = reproject(cams, Xs) - obs  # (..., C, 2)
+        J = np.stack(
+            [
+                (reproject(cams, Xs + eye[i]) - reproject(cams, Xs - eye[i])) / (2 * step_mm)
+                for i in range(3)
+            ],
+            axis=-1,
+        )  # (..., C, 2, 3)
         J = np.nan_to_num(J)
         r = np.nan_to_num(r)
         H = np.einsum("...c,...cui,...cuj->...ij", w, J, J) + 1e-9 * np.eye(3)

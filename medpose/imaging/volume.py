@@ -17,6 +17,7 @@ the transpose of :func:`SimpleITK.GetArrayFromImage` (which is ``[k, j, i]``).
 Reading and writing go through SimpleITK: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``,
 ``.nhdr``), MetaImage (``.mha``, ``.mhd``) and DICOM series folders.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -114,12 +115,27 @@ class Volume:
         origin = np.asarray(self.origin, dtype=float).reshape(-1)
         direction = np.asarray(self.direction, dtype=float)
         if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-            raise InputError(f"Volume: spacing must be 3 finite positive numbers (mm), found {spacing.tolist()}")
+            raise InputError(
+                f"Volume: spacing must be 3 finite positive numbers (mm), found {spacing.tolist()}"
+            )
         if origin.shape != (3,) or not np.all(np.isfinite(origin)):
-            raise InputError(f"Volume: origin must be 3 finite numbers (mm, LPS), found {origin.tolist()}")
-        if direction.shape != (3, 3) or not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction)) < 1e-6:
-            raise InputError(f"Volume: direction must be an invertible 3x3 matrix, found {direction.tolist()}")
-        for name, value in (("array", arr), ("spacing", spacing), ("origin", origin), ("direction", direction)):
+            raise InputError(
+                f"Volume: origin must be 3 finite numbers (mm, LPS), found {origin.tolist()}"
+            )
+        if (
+            direction.shape != (3, 3)
+            or not np.all(np.isfinite(direction))
+            or abs(np.linalg.det(direction)) < 1e-6
+        ):
+            raise InputError(
+                f"Volume: direction must be an invertible 3x3 matrix, found {direction.tolist()}"
+            )
+        for name, value in (
+            ("array", arr),
+            ("spacing", spacing),
+            ("origin", origin),
+            ("direction", direction),
+        ):
             object.__setattr__(self, name, _readonly_view(value))
 
     # ------------------------------------------------------------------ geometry
@@ -156,14 +172,18 @@ class Volume:
         """
         ijk = np.asarray(ijk, dtype=float)
         if ijk.shape[-1:] != (3,):
-            raise InputError(f"Volume.index_to_lps: indices must have shape (..., 3), found {ijk.shape}")
+            raise InputError(
+                f"Volume.index_to_lps: indices must have shape (..., 3), found {ijk.shape}"
+            )
         return ijk @ (self.direction * self.spacing[None, :]).T + self.origin
 
     def lps_to_index(self, xyz: Any) -> np.ndarray:
         """Continuous voxel indices ``(i, j, k)`` of LPS positions (mm), shape (..., 3) -> (..., 3)."""
         xyz = np.asarray(xyz, dtype=float)
         if xyz.shape[-1:] != (3,):
-            raise InputError(f"Volume.lps_to_index: points must have shape (..., 3), found {xyz.shape}")
+            raise InputError(
+                f"Volume.lps_to_index: points must have shape (..., 3), found {xyz.shape}"
+            )
         inv = np.linalg.inv(self.direction * self.spacing[None, :])
         return (xyz - self.origin) @ inv.T
 
@@ -178,7 +198,7 @@ class Volume:
         return img
 
     @classmethod
-    def from_sitk(cls, image: sitk.Image, *, source: str = "image") -> "Volume":
+    def from_sitk(cls, image: sitk.Image, *, source: str = "image") -> Volume:
         """Build from a 3D mono-channel SimpleITK image.
 
         Parameters
@@ -195,17 +215,23 @@ class Volume:
         """
         n_comp = image.GetNumberOfComponentsPerPixel()
         if n_comp != 1:
-            raise InputError(f"{source}: vector image with {n_comp} components per voxel; medpose volumes are "
-                             "mono-channel only (extract one with SimpleITK.VectorIndexSelectionCast)")
+            raise InputError(
+                f"{source}: vector image with {n_comp} components per voxel; medpose volumes are "
+                "mono-channel only (extract one with SimpleITK.VectorIndexSelectionCast)"
+            )
         if image.GetDimension() != 3:
-            raise InputError(f"{source}: {image.GetDimension()}D image of size {image.GetSize()}; expected a 3D volume")
+            raise InputError(
+                f"{source}: {image.GetDimension()}D image of size {image.GetSize()}; expected a 3D volume"
+            )
         arr = sitk.GetArrayViewFromImage(image).transpose(2, 1, 0).copy(order="F")
         direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
         return cls(arr, np.asarray(image.GetSpacing()), np.asarray(image.GetOrigin()), direction)
 
     def __repr__(self) -> str:
-        return (f"Volume(shape={self.shape}, dtype={self.array.dtype}, spacing={np.round(self.spacing, 4).tolist()} mm, "
-                f"origin={np.round(self.origin, 3).tolist()} mm LPS)")
+        return (
+            f"Volume(shape={self.shape}, dtype={self.array.dtype}, spacing={np.round(self.spacing, 4).tolist()} mm, "
+            f"origin={np.round(self.origin, 3).tolist()} mm LPS)"
+        )
 
 
 # ---------------------------------------------------------------------- reading
@@ -230,22 +256,30 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
     name = display_name(folder)
     uids = list_dicom_series(folder)
     if not uids:
-        raise InputError(f"{name}: folder holds no DICOM series; expected the files of one DICOM series "
-                         f"(or pass a file with one of {sorted(VOLUME_EXTENSIONS)})")
+        raise InputError(
+            f"{name}: folder holds no DICOM series; expected the files of one DICOM series "
+            f"(or pass a file with one of {sorted(VOLUME_EXTENSIONS)})"
+        )
     if series_uid is None:
         if len(uids) > 1:
-            raise InputError(f"{name}: folder holds {len(uids)} DICOM series; pass series_uid= to choose one "
-                             "(medpose.imaging.volume.list_dicom_series(folder) lists their UIDs)")
+            raise InputError(
+                f"{name}: folder holds {len(uids)} DICOM series; pass series_uid= to choose one "
+                "(medpose.imaging.volume.list_dicom_series(folder) lists their UIDs)"
+            )
         series_uid = uids[0]
     elif series_uid not in uids:
-        raise InputError(f"{name}: series_uid {series_uid!r} not found; the folder holds {len(uids)} other series")
+        raise InputError(
+            f"{name}: series_uid {series_uid!r} not found; the folder holds {len(uids)} other series"
+        )
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
         return reader.Execute()
     except RuntimeError as exc:
-        raise InputError(f"{name}: could not read DICOM series ({len(files)} files): {_itk_error(exc, folder)}") from None
+        raise InputError(
+            f"{name}: could not read DICOM series ({len(files)} files): {_itk_error(exc, folder)}"
+        ) from None
 
 
 def _nifti_header(path: Path) -> Any:
@@ -266,8 +300,10 @@ def _nifti_header(path: Path) -> Any:
                 while chunk := fh.read(1 << 24):
                     size += len(chunk)
         except (EOFError, OSError, zlib.error) as exc:
-            raise InputError(f"{name}: truncated or corrupt gzip stream ({type(exc).__name__} after {size} "
-                             "decompressed bytes); expected a complete .nii.gz file") from None
+            raise InputError(
+                f"{name}: truncated or corrupt gzip stream ({type(exc).__name__} after {size} "
+                "decompressed bytes); expected a complete .nii.gz file"
+            ) from None
     else:
         size = path.stat().st_size
     try:
@@ -278,8 +314,10 @@ def _nifti_header(path: Path) -> Any:
     except Exception:  # not parseable by nibabel (e.g. a header cut short): ITK will say why
         return None
     if size - offset < nbytes:
-        raise InputError(f"{name}: truncated NIfTI: {max(size - offset, 0)} bytes of voxel data, the header promises "
-                         f"{nbytes} ({hdr.get_data_shape()} x {hdr.get_data_dtype()})")
+        raise InputError(
+            f"{name}: truncated NIfTI: {max(size - offset, 0)} bytes of voxel data, the header promises "
+            f"{nbytes} ({hdr.get_data_shape()} x {hdr.get_data_dtype()})"
+        )
     return img
 
 
@@ -292,15 +330,23 @@ def _nifti_fixups(path: Path, volume: Volume, img: Any) -> Volume:
     * Non-finite voxels: ITK < 6 replaces every NaN and +-Inf of a float NIfTI by 0
       (ITK pull request #6683); they are put back from the file, since NaN means missing.
     """
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in volume.shape], indexing="ij")).reshape(3, -1).T
+    corners = (
+        np.array(np.meshgrid(*[[0, n - 1] for n in volume.shape], indexing="ij")).reshape(3, -1).T
+    )
     lps = (corners @ img.affine[:3, :3].T + img.affine[:3, 3]) * np.array([-1.0, -1.0, 1.0])
     err = float(np.max(np.linalg.norm(lps - volume.index_to_lps(corners), axis=1)))
     if err > 1e-3:
         hdr = img.header
-        warnings.warn(f"{display_name(path)}: the NIfTI qform (code {int(hdr['qform_code'])}) and sform "
-                      f"(code {int(hdr['sform_code'])}) disagree; medpose uses ITK's choice, which places voxels "
-                      f"up to {err:.3g} mm away from where nibabel puts them", UserWarning, stacklevel=3)
-    same_voxels = tuple(img.shape[:3]) == volume.shape and all(n == 1 for n in img.shape[3:])  # (I, J, K, 1) too
+        warnings.warn(
+            f"{display_name(path)}: the NIfTI qform (code {int(hdr['qform_code'])}) and sform "
+            f"(code {int(hdr['sform_code'])}) disagree; medpose uses ITK's choice, which places voxels "
+            f"up to {err:.3g} mm away from where nibabel puts them",
+            UserWarning,
+            stacklevel=3,
+        )
+    same_voxels = tuple(img.shape[:3]) == volume.shape and all(
+        n == 1 for n in img.shape[3:]
+    )  # (I, J, K, 1) too
     if np.issubdtype(volume.array.dtype, np.floating) and same_voxels:
         raw = np.asarray(img.dataobj, dtype=volume.array.dtype).reshape(volume.shape)
         bad = ~np.isfinite(raw)
@@ -348,13 +394,17 @@ def read_volume(path: str | os.PathLike, *, series_uid: str | None = None) -> Vo
         return Volume.from_sitk(_read_dicom_series(p, series_uid), source=name)
     ext = _extension(p)
     if ext not in VOLUME_EXTENSIONS:
-        raise InputError(f"{name}: unknown image extension {ext!r}; expected one of {sorted(VOLUME_EXTENSIONS)} "
-                         "or a DICOM series folder")
+        raise InputError(
+            f"{name}: unknown image extension {ext!r}; expected one of {sorted(VOLUME_EXTENSIONS)} "
+            "or a DICOM series folder"
+        )
     nifti = _nifti_header(p) if VOLUME_EXTENSIONS[ext] == "NIfTI" else None
     try:
         image = sitk.ReadImage(str(p))
     except RuntimeError as exc:
-        raise InputError(f"{name}: could not read {VOLUME_EXTENSIONS[ext]} image: {_itk_error(exc, p)}") from None
+        raise InputError(
+            f"{name}: could not read {VOLUME_EXTENSIONS[ext]} image: {_itk_error(exc, p)}"
+        ) from None
     volume = Volume.from_sitk(image, source=name)
     if nifti is not None:
         volume = _nifti_fixups(p, volume, nifti)
@@ -391,8 +441,10 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Fa
     p = Path(path)
     ext = _extension(p)
     if ext not in VOLUME_EXTENSIONS:
-        raise InputError(f"{display_name(p)}: unknown image extension {ext!r}; expected one of "
-                         f"{sorted(VOLUME_EXTENSIONS)}")
+        raise InputError(
+            f"{display_name(p)}: unknown image extension {ext!r}; expected one of "
+            f"{sorted(VOLUME_EXTENSIONS)}"
+        )
     p.parent.mkdir(parents=True, exist_ok=True)
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
     try:
@@ -400,8 +452,10 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Fa
         try:
             sitk.WriteImage(volume.to_sitk(), str(tmp), useCompression=compress)
         except RuntimeError as exc:
-            raise InputError(f"{display_name(p)}: could not write {VOLUME_EXTENSIONS[ext]} image: "
-                             f"{_itk_error(exc, tmp)}") from None
+            raise InputError(
+                f"{display_name(p)}: could not write {VOLUME_EXTENSIONS[ext]} image: "
+                f"{_itk_error(exc, tmp)}"
+            ) from None
         for extra in sorted(tmpdir.iterdir()):  # detached data file(s) first
             if extra.name != p.name:
                 os.replace(extra, p.parent / extra.name)

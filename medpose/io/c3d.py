@@ -7,11 +7,13 @@ ezc3d already returns those as NaN, medpose also checks the residuals itself.
 The header's first frame gives ``start`` (``first_frame / rate``).  Axes are kept as stored
 (laboratory frame of the capture system).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +29,9 @@ def _ezc3d() -> Any:
     try:
         import ezc3d
     except ImportError:
-        raise ImportError("reading/writing C3D needs the optional dependency ezc3d: "
-                          "pip install 'medpose[c3d]'") from None
+        raise ImportError(
+            "reading/writing C3D needs the optional dependency ezc3d: pip install 'medpose[c3d]'"
+        ) from None
     return ezc3d
 
 
@@ -36,11 +39,14 @@ def _param(params: dict, group: str, name: str, src: str) -> list:
     try:
         return list(params[group][name]["value"])
     except KeyError:
-        raise InputError(f"{src}: parameter {group}:{name} missing; expected a C3D with 3D points") from None
+        raise InputError(
+            f"{src}: parameter {group}:{name} missing; expected a C3D with 3D points"
+        ) from None
 
 
-def read_c3d(path: str | os.PathLike, *, rename: bool = True, frame: str = "camera",
-             units: str | None = None) -> KeypointSequence:
+def read_c3d(
+    path: str | os.PathLike, *, rename: bool = True, frame: str = "camera", units: str | None = None
+) -> KeypointSequence:
     """Read the 3D points of a C3D file.
 
     Parameters
@@ -94,8 +100,10 @@ def read_c3d(path: str | os.PathLike, *, rename: bool = True, frame: str = "came
     elif units is not None:
         scale = unit_scale(units, src, "units")
     else:
-        raise InputError(f"{src}: POINT:UNITS is missing or empty; pass units='mm' (or 'cm', 'm') "
-                         "if you know the file's units")
+        raise InputError(
+            f"{src}: POINT:UNITS is missing or empty; pass units='mm' (or 'cm', 'm') "
+            "if you know the file's units"
+        )
     pts = np.asarray(c["data"]["points"], dtype=float)  # (4, K, T)
     k = pts.shape[1]
     if len(labels) < k:
@@ -132,8 +140,16 @@ c.write(out)
 """
 
 
-def write_c3d_points(path: str | os.PathLike, points: np.ndarray, labels: Sequence[str], *, rate: float,
-                     units: str = "mm", residuals: np.ndarray | None = None, first_frame: int = 0) -> Path:
+def write_c3d_points(
+    path: str | os.PathLike,
+    points: np.ndarray,
+    labels: Sequence[str],
+    *,
+    rate: float,
+    units: str = "mm",
+    residuals: np.ndarray | None = None,
+    first_frame: int = 0,
+) -> Path:
     """Write raw C3D points with ezc3d (in a child interpreter, see the note above), atomically.
 
     Parameters
@@ -151,14 +167,24 @@ def write_c3d_points(path: str | os.PathLike, points: np.ndarray, labels: Sequen
     p = Path(path)
     with atomic_path(p) as tmp, tempfile.TemporaryDirectory() as work:
         src = Path(work) / "points.npz"
-        np.savez(src, points=np.asarray(points, dtype=float), labels=np.array([str(x) for x in labels]),
-                 rate=float(rate), units=str(units), first_frame=int(first_frame),
-                 residuals=np.zeros(0) if residuals is None else np.asarray(residuals, dtype=float))
+        np.savez(
+            src,
+            points=np.asarray(points, dtype=float),
+            labels=np.array([str(x) for x in labels]),
+            rate=float(rate),
+            units=str(units),
+            first_frame=int(first_frame),
+            residuals=np.zeros(0) if residuals is None else np.asarray(residuals, dtype=float),
+        )
         out = Path(work) / "out.c3d"
-        run = subprocess.run([sys.executable, "-c", _WRITER, str(src), str(out)], capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-c", _WRITER, str(src), str(out)], capture_output=True, text=True
+        )
         if run.returncode != 0 or not out.is_file():
-            raise InputError(f"{display_name(p)}: ezc3d could not write the file: "
-                             f"{run.stderr.strip().splitlines()[-1] if run.stderr.strip() else 'no output'}")
+            raise InputError(
+                f"{display_name(p)}: ezc3d could not write the file: "
+                f"{run.stderr.strip().splitlines()[-1] if run.stderr.strip() else 'no output'}"
+            )
         os.replace(out, tmp)
     return p
 
@@ -178,5 +204,12 @@ def write_c3d(seq: KeypointSequence, path: str | os.PathLike, *, units: str = "m
     pts[:3] = np.transpose(seq.positions / scale, (2, 1, 0))
     res = np.zeros((1, k, t))
     res[0][np.isnan(pts[:3]).any(axis=0)] = -1.0
-    return write_c3d_points(p, pts, seq.names, rate=seq.rate, units=units, residuals=res,
-                            first_frame=int(round(seq.start * seq.rate)))
+    return write_c3d_points(
+        p,
+        pts,
+        seq.names,
+        rate=seq.rate,
+        units=units,
+        residuals=res,
+        first_frame=int(round(seq.start * seq.rate)),
+    )

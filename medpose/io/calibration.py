@@ -16,12 +16,14 @@ translations in millimetres; see ``docs/formats-calibration.md``.
   suffixed ``_<name>``, or one nested mapping per name).  Translations are
   taken as millimetres unless ``units="m"``.
 """
+
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import yaml
@@ -55,8 +57,10 @@ def _kind(path: Path) -> str:
         return "toml"
     if name.endswith(_YAML_SUFFIXES):
         return "yaml"
-    raise InputError(f"{display_name(path)}: unknown calibration extension '{path.suffix}'; "
-                     "expected .toml (Pose2Sim/anipose) or .yml/.yaml (OpenCV FileStorage)")
+    raise InputError(
+        f"{display_name(path)}: unknown calibration extension '{path.suffix}'; "
+        "expected .toml (Pose2Sim/anipose) or .yml/.yaml (OpenCV FileStorage)"
+    )
 
 
 def _camera(where: str, **fields: Any) -> Camera:
@@ -130,24 +134,37 @@ def _read_toml(path: Path, to_mm: float) -> list[Camera]:
         if section == "metadata":
             continue
         if not isinstance(table, dict):
-            raise InputError(f"{src}: top-level key '{section}' is not a camera table; expected [section] "
-                             "tables with name, size, matrix, distortions, rotation, translation")
+            raise InputError(
+                f"{src}: top-level key '{section}' is not a camera table; expected [section] "
+                "tables with name, size, matrix, distortions, rotation, translation"
+            )
         where = f"{src}: camera [{section}]"
-        missing = [f for f in ("size", "matrix", "distortions", "rotation", "translation") if f not in table]
+        missing = [
+            f
+            for f in ("size", "matrix", "distortions", "rotation", "translation")
+            if f not in table
+        ]
         if missing:
             raise InputError(f"{where}: missing field(s) {missing}")
         if table.get("fisheye", False) is True:
-            raise InputError(f"{where}: fisheye = true is not supported; medpose handles the OpenCV "
-                             "pinhole (radial-tangential) model only")
+            raise InputError(
+                f"{where}: fisheye = true is not supported; medpose handles the OpenCV "
+                "pinhole (radial-tangential) model only"
+            )
         name = table.get("name", section)
         if not isinstance(name, str):
             raise InputError(f"{where}: field 'name' must be a string, found {name!r}")
-        cams.append(_camera(
-            src, name=name, size=tuple(_array(table["size"], where, "size").reshape(-1)),
-            matrix=_array(table["matrix"], where, "matrix"),
-            distortion=_array(table["distortions"], where, "distortions"),
-            rotation=_array(table["rotation"], where, "rotation"),
-            translation=_array(table["translation"], where, "translation") * to_mm))
+        cams.append(
+            _camera(
+                src,
+                name=name,
+                size=tuple(_array(table["size"], where, "size").reshape(-1)),
+                matrix=_array(table["matrix"], where, "matrix"),
+                distortion=_array(table["distortions"], where, "distortions"),
+                rotation=_array(table["rotation"], where, "rotation"),
+                translation=_array(table["translation"], where, "translation") * to_mm,
+            )
+        )
     return cams
 
 
@@ -163,14 +180,25 @@ def _construct_opencv_matrix(loader: yaml.SafeLoader, node: yaml.Node) -> np.nda
         if not isinstance(data, list):
             data = [data]
         # OpenCV writes NaN and infinities as .Nan, .Inf, -.Inf, which YAML 1.1 reads as text.
-        arr = np.array([float(v.strip().lower().replace(".nan", "nan").replace(".inf", "inf"))
-                        if isinstance(v, str) else v for v in data], dtype=float)
+        arr = np.array(
+            [
+                float(v.strip().lower().replace(".nan", "nan").replace(".inf", "inf"))
+                if isinstance(v, str)
+                else v
+                for v in data
+            ],
+            dtype=float,
+        )
     except KeyError as e:
-        raise InputError(f"line {line}: opencv-matrix lacks {e.args[0]!r}; expected rows, cols, dt, data") from None
+        raise InputError(
+            f"line {line}: opencv-matrix lacks {e.args[0]!r}; expected rows, cols, dt, data"
+        ) from None
     except (TypeError, ValueError):
         raise InputError(f"line {line}: opencv-matrix has non-numeric rows, cols or data") from None
     if arr.size != rows * cols:
-        raise InputError(f"line {line}: opencv-matrix declares {rows}x{cols} but has {arr.size} values")
+        raise InputError(
+            f"line {line}: opencv-matrix declares {rows}x{cols} but has {arr.size} values"
+        )
     return arr.reshape(rows, cols)
 
 
@@ -195,7 +223,7 @@ def _load_opencv_yaml(path: Path) -> dict:
         # (keeps line numbers in messages right).
         lines[0] = ""
     try:
-        doc = yaml.load("\n".join(lines), Loader=_OpenCVLoader)  # noqa: S506 - SafeLoader subclass
+        doc = yaml.load("\n".join(lines), Loader=_OpenCVLoader)
     except InputError as e:
         raise InputError(f"{src}: {e}") from None
     except yaml.YAMLError as e:
@@ -203,7 +231,9 @@ def _load_opencv_yaml(path: Path) -> dict:
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise InputError(f"{src}: not valid OpenCV YAML{at}: {getattr(e, 'problem', e)}") from None
     if not isinstance(doc, dict):
-        raise InputError(f"{src}: expected a mapping of calibration keys, found {type(doc).__name__}")
+        raise InputError(
+            f"{src}: expected a mapping of calibration keys, found {type(doc).__name__}"
+        )
     return doc
 
 
@@ -222,7 +252,9 @@ def _read_opencv_yaml(path: Path, to_mm: float) -> list[Camera]:
     if "names" in doc:
         names = doc["names"]
         if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names):
-            raise InputError(f"{src}: field 'names' must be a list of camera names, found {names!r}")
+            raise InputError(
+                f"{src}: field 'names' must be a list of camera names, found {names!r}"
+            )
         names = [str(n) for n in names]
         _check_unique(names, src)
         per_camera = []
@@ -231,15 +263,25 @@ def _read_opencv_yaml(path: Path, to_mm: float) -> list[Camera]:
                 per_camera.append((n, doc[n]))
             else:
                 suffix = f"_{n}"
-                per_camera.append((n, {k[: -len(suffix)]: v for k, v in doc.items()
-                                       if isinstance(k, str) and k.endswith(suffix)}))
+                per_camera.append(
+                    (
+                        n,
+                        {
+                            k[: -len(suffix)]: v
+                            for k, v in doc.items()
+                            if isinstance(k, str) and k.endswith(suffix)
+                        },
+                    )
+                )
     else:
         per_camera = [(str(doc.get("name", path.name.split(".")[0])), doc)]
     cams = []
     for name, fields in per_camera:
         where = f"{src}: camera {name!r}"
         if not fields:
-            raise InputError(f"{where}: no fields found; expected keys suffixed '_{name}' or a mapping '{name}:'")
+            raise InputError(
+                f"{where}: no fields found; expected keys suffixed '_{name}' or a mapping '{name}:'"
+            )
         k = _array(_pick(fields, "matrix", where), where, "camera_matrix")
         d = _pick(fields, "distortion", where, required=False)
         d = np.zeros(4) if d is None else _array(d, where, "distortion_coefficients").reshape(-1)
@@ -252,17 +294,32 @@ def _read_opencv_yaml(path: Path, to_mm: float) -> list[Camera]:
                 raise InputError(f"{where}: field 'R' (3x3) is not a proper rotation matrix")
             r = Rotation.from_matrix(r3).as_rotvec()
         elif r.size != 3:
-            raise InputError(f"{where}: field 'R/rvec' must be a 3x3 matrix or a 3-vector, found {r.size} values")
+            raise InputError(
+                f"{where}: field 'R/rvec' must be a 3x3 matrix or a 3-vector, found {r.size} values"
+            )
         t = _array(_pick(fields, "translation", where), where, "T/tvec").reshape(-1)
         w, h = _pick(fields, "width", where), _pick(fields, "height", where)
-        cams.append(_camera(src, name=name, size=(_array(w, where, "image_width").item(),
-                                                  _array(h, where, "image_height").item()),
-                            matrix=k, distortion=d, rotation=r.reshape(-1), translation=t * to_mm))
+        cams.append(
+            _camera(
+                src,
+                name=name,
+                size=(
+                    _array(w, where, "image_width").item(),
+                    _array(h, where, "image_height").item(),
+                ),
+                matrix=k,
+                distortion=d,
+                rotation=r.reshape(-1),
+                translation=t * to_mm,
+            )
+        )
     return cams
 
 
 # ---------------------------------------------------------------------------- writing
-def write_calibration(cameras: Iterable[Camera], path: str | os.PathLike, *, units: str | None = None) -> Path:
+def write_calibration(
+    cameras: Iterable[Camera], path: str | os.PathLike, *, units: str | None = None
+) -> Path:
     """Write cameras to a calibration file (atomically); the extension picks the format.
 
     Parameters
@@ -297,9 +354,12 @@ def write_calibration(cameras: Iterable[Camera], path: str | os.PathLike, *, uni
         doc: dict[str, Any] = {}
         for c in cams:
             doc[c.name] = {
-                "name": c.name, "size": [float(c.size[0]), float(c.size[1])],
-                "matrix": c.matrix.tolist(), "distortions": c.distortion.tolist(),
-                "rotation": c.rotation.tolist(), "translation": (c.translation * per_mm).tolist(),
+                "name": c.name,
+                "size": [float(c.size[0]), float(c.size[1])],
+                "matrix": c.matrix.tolist(),
+                "distortions": c.distortion.tolist(),
+                "rotation": c.rotation.tolist(),
+                "translation": (c.translation * per_mm).tolist(),
                 "fisheye": False,
             }
         doc["metadata"] = {"adjusted": False, "error": 0.0}
@@ -316,11 +376,20 @@ def write_calibration(cameras: Iterable[Camera], path: str | os.PathLike, *, uni
     for c in cams:
         sfx = f"_{c.name}" if len(cams) > 1 else ""
         out += [f"image_width{sfx}: {c.size[0]}", f"image_height{sfx}: {c.size[1]}"]
-        for key, arr in (("camera_matrix", c.matrix), ("distortion_coefficients", c.distortion[None, :]),
-                         ("rvec", c.rotation[:, None]), ("tvec", c.translation[:, None] * per_mm)):
+        for key, arr in (
+            ("camera_matrix", c.matrix),
+            ("distortion_coefficients", c.distortion[None, :]),
+            ("rvec", c.rotation[:, None]),
+            ("tvec", c.translation[:, None] * per_mm),
+        ):
             data = ", ".join(repr(float(v)) for v in arr.reshape(-1))
-            out += [f"{key}{sfx}: !!opencv-matrix", f"   rows: {arr.shape[0]}", f"   cols: {arr.shape[1]}",
-                    "   dt: d", f"   data: [ {data} ]"]
+            out += [
+                f"{key}{sfx}: !!opencv-matrix",
+                f"   rows: {arr.shape[0]}",
+                f"   cols: {arr.shape[1]}",
+                "   dt: d",
+                f"   data: [ {data} ]",
+            ]
     with atomic_write(path) as fh:
         fh.write("\n".join(out) + "\n")
     return path

@@ -5,12 +5,14 @@
 :func:`write_keypoints` writes ``.trc``, ``.csv`` and ``.parquet``.  Format details are in
 ``docs/formats-keypoints.md``.
 """
+
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,14 +56,22 @@ def canonical_names(names: Sequence[str], source: str, rename: bool = True) -> t
         if not new.strip():
             raise InputError(f"{source}: a keypoint has an empty name")
         if new in seen:
-            how = (f"{seen[new]!r} and {orig!r} both map to {new!r}; pass rename=False to keep the "
-                   "file's names") if rename and seen[new] != orig else f"{orig!r} appears twice"
+            how = (
+                (
+                    f"{seen[new]!r} and {orig!r} both map to {new!r}; pass rename=False to keep the "
+                    "file's names"
+                )
+                if rename and seen[new] != orig
+                else f"{orig!r} appears twice"
+            )
             raise InputError(f"{source}: duplicate keypoint name: {how}")
         seen[new] = orig
     return out
 
 
-def rate_from_times(times: np.ndarray, frames: np.ndarray | None = None, tol: float = 1e-6) -> float:
+def rate_from_times(
+    times: np.ndarray, frames: np.ndarray | None = None, tol: float = 1e-6
+) -> float:
     """Sampling rate (Hz) from time stamps at integer frame indices (default 0, 1, 2...).
 
     The rate is the end-to-end estimate, replaced by the same value rounded to the fewest
@@ -78,8 +88,9 @@ def rate_from_times(times: np.ndarray, frames: np.ndarray | None = None, tol: fl
     return rate
 
 
-def numeric_columns(df: pd.DataFrame, src: str, first_line: int,
-                    labels: list[str] | None = None) -> np.ndarray:
+def numeric_columns(
+    df: pd.DataFrame, src: str, first_line: int, labels: list[str] | None = None
+) -> np.ndarray:
     """The columns of ``df`` as a float64 array; empty / ``nan`` cells -> NaN.
 
     ``first_line`` is the 1-based file line of ``df``'s first row (for messages).  A
@@ -98,25 +109,35 @@ def numeric_columns(df: pd.DataFrame, src: str, first_line: int,
         if bad.size:
             r = int(bad[0])
             name = labels[j] if labels is not None else f"column {j + 1}"
-            raise InputError(f"{src}: line {first_line + r}, {name}: found {text.iloc[r]!r}; expected a "
-                             "number (or an empty cell for a missing value)")
+            raise InputError(
+                f"{src}: line {first_line + r}, {name}: found {text.iloc[r]!r}; expected a "
+                "number (or an empty cell for a missing value)"
+            )
         out[:, j] = num
     return out
 
 
-def check_times(times: np.ndarray, line_numbers: Sequence[int], src: str, label: str = "time") -> None:
+def check_times(
+    times: np.ndarray, line_numbers: Sequence[int], src: str, label: str = "time"
+) -> None:
     """Refuse empty or non-increasing time stamps, naming the file line (shared by .trc and .mot)."""
     if not np.all(np.isfinite(times)):
         r = int(np.flatnonzero(~np.isfinite(times))[0])
-        raise InputError(f"{src}: line {line_numbers[r]}: {label} is empty; every row needs a time stamp")
+        raise InputError(
+            f"{src}: line {line_numbers[r]}: {label} is empty; every row needs a time stamp"
+        )
     dt = np.diff(times)
     if np.any(dt <= 0):
         r = int(np.flatnonzero(dt <= 0)[0]) + 1
-        raise InputError(f"{src}: line {line_numbers[r]}: time {times[r]:g} s does not increase "
-                         f"(previous {times[r - 1]:g} s)")
+        raise InputError(
+            f"{src}: line {line_numbers[r]}: time {times[r]:g} s does not increase "
+            f"(previous {times[r - 1]:g} s)"
+        )
 
 
-def read_table_lines(lines: list[tuple[int, str]], ncol: int, src: str, sep: str = "\t") -> pd.DataFrame:
+def read_table_lines(
+    lines: list[tuple[int, str]], ncol: int, src: str, sep: str = "\t"
+) -> pd.DataFrame:
     """Parse ``(line number, text)`` data lines of exactly ``ncol`` cells into a DataFrame.
 
     ``sep`` is a tab, or anything else for runs of whitespace.  Convert the result with
@@ -139,22 +160,37 @@ def read_table_lines(lines: list[tuple[int, str]], ncol: int, src: str, sep: str
             what = "truncated file? " if lineno == lines[-1][0] and n < ncol else ""
             raise InputError(f"{src}: line {lineno}: {what}found {n} cells; expected {ncol}")
         fixed.append(ln)
-    opts: dict[str, Any] = {"sep": "\t", "engine": "c", "low_memory": False} if sep == "\t" else \
-        {"sep": r"\s+", "engine": "python"}
-    df = pd.read_csv(io.StringIO("\n".join(fixed)), header=None, names=list(range(ncol)), skip_blank_lines=False,
-                     na_values=["", "nan", "NaN", "-nan", "NA"], keep_default_na=False, **opts)
+    opts: dict[str, Any] = (
+        {"sep": "\t", "engine": "c", "low_memory": False}
+        if sep == "\t"
+        else {"sep": r"\s+", "engine": "python"}
+    )
+    df = pd.read_csv(
+        io.StringIO("\n".join(fixed)),
+        header=None,
+        names=list(range(ncol)),
+        skip_blank_lines=False,
+        na_values=["", "nan", "NaN", "-nan", "NA"],
+        keep_default_na=False,
+        **opts,
+    )
     return df
 
 
-def write_csv_table(df: pd.DataFrame, fh: Any, *, delimiter: str = ",", header: bool = True) -> None:
+def write_csv_table(
+    df: pd.DataFrame, fh: Any, *, delimiter: str = ",", header: bool = True
+) -> None:
     """Write a DataFrame as CSV to a binary file with pyarrow (fast; floats at full precision,
     NaN as empty cells, strings quoted)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     table = pa.Table.from_pandas(df, preserve_index=False)
-    pacsv.write_csv(table, fh, pacsv.WriteOptions(include_header=header, delimiter=delimiter,
-                                                   quoting_style="needed"))
+    pacsv.write_csv(
+        table,
+        fh,
+        pacsv.WriteOptions(include_header=header, delimiter=delimiter, quoting_style="needed"),
+    )
 
 
 def read_keypoints(path: str | os.PathLike, **kw: Any) -> KeypointSequence:
@@ -178,23 +214,30 @@ def read_keypoints(path: str | os.PathLike, **kw: Any) -> KeypointSequence:
     p = Path(path)
     if p.is_dir():
         from .openpose import read_openpose
+
         return read_openpose(p, **kw)
     suffix = p.suffix.lower()
     if suffix not in WRITE_SUFFIXES + (".c3d",):
-        raise InputError(f"{display_name(p)}: unsupported keypoint file type {suffix or '(none)'!r}; "
-                         f"supported: {', '.join(READ_SUFFIXES)}")
+        raise InputError(
+            f"{display_name(p)}: unsupported keypoint file type {suffix or '(none)'!r}; "
+            f"supported: {', '.join(READ_SUFFIXES)}"
+        )
     if not p.exists():
         raise InputError(f"{display_name(p)}: file not found")
     if suffix == ".trc":
         from .trc import read_trc
+
         return read_trc(p, **kw)
     if suffix == ".c3d":
         from .c3d import read_c3d
+
         return read_c3d(p, **kw)
     if suffix == ".csv":
         from .tabular import read_csv_keypoints
+
         return read_csv_keypoints(p, **kw)
     from .tabular import read_parquet_keypoints
+
     return read_parquet_keypoints(p, **kw)
 
 
@@ -215,14 +258,19 @@ def write_keypoints(seq: KeypointSequence, path: str | os.PathLike, **kw: Any) -
     suffix = p.suffix.lower()
     if suffix == ".trc":
         from .trc import write_trc
+
         write_trc(seq, p, **kw)
     elif suffix == ".csv":
         from .tabular import write_csv_keypoints
+
         write_csv_keypoints(seq, p, **kw)
     elif suffix == ".parquet":
         from .tabular import write_parquet_keypoints
+
         write_parquet_keypoints(seq, p, **kw)
     else:
-        raise InputError(f"{display_name(p)}: cannot write keypoints as {suffix or '(no suffix)'!r}; "
-                         f"supported: {', '.join(WRITE_SUFFIXES)}")
+        raise InputError(
+            f"{display_name(p)}: cannot write keypoints as {suffix or '(no suffix)'!r}; "
+            f"supported: {', '.join(WRITE_SUFFIXES)}"
+        )
     return p

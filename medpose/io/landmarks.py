@@ -22,6 +22,7 @@ Formats
   optionally a ``coordinate_system`` (or ``frame``) column per row, or a comment line
   ``# coordinate_system = RAS`` before the header; default LPS.  An empty cell is NaN.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,9 @@ import math
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -54,12 +56,28 @@ __all__ = [
     "LANDMARK_EXTENSIONS",
 ]
 
-MARKUPS_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
-                  "Resources/Schema/markups-schema-v1.0.3.json#")
+MARKUPS_SCHEMA = (
+    "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
+    "Resources/Schema/markups-schema-v1.0.3.json#"
+)
 _SYSTEMS = (LPS, RAS)
 _FLIP = np.array([-1.0, -1.0, 1.0])  # LPS <-> RAS
-_FCSV_COLUMNS = ("id", "x", "y", "z", "ow", "ox", "oy", "oz", "vis", "sel", "lock", "label", "desc",
-                 "associatedNodeID")
+_FCSV_COLUMNS = (
+    "id",
+    "x",
+    "y",
+    "z",
+    "ow",
+    "ox",
+    "oy",
+    "oz",
+    "vis",
+    "sel",
+    "lock",
+    "label",
+    "desc",
+    "associatedNodeID",
+)
 _FCSV_CODES = {"0": RAS, "RAS": RAS, "1": LPS, "LPS": LPS, "2": "IJK", "IJK": "IJK"}
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # not str.splitlines: it also splits at U+0085, U+2028 ...
 _JSON_STATUS_PLACED = {"defined": True, "preview": False, "undefined": False, "missing": False}
@@ -69,7 +87,9 @@ _JSON_STATUS_PLACED = {"defined": True, "preview": False, "undefined": False, "m
 def _system(value: Any, where: str, allowed: tuple[str, ...] = _SYSTEMS) -> str:
     s = str(value).strip().upper()
     if s not in allowed:
-        raise InputError(f"{where}: unknown coordinate system {value!r}; expected one of {list(allowed)}")
+        raise InputError(
+            f"{where}: unknown coordinate system {value!r}; expected one of {list(allowed)}"
+        )
     return s
 
 
@@ -83,11 +103,15 @@ def _convert(points: np.ndarray, systems: np.ndarray | str, frame: str) -> np.nd
 def _check_unique(names: list[str], where: list[str], source: str) -> None:
     empty = [w for n, w in zip(names, where) if not n.strip()]
     if empty:
-        raise InputError(f"{source}: landmark without a name at {empty}; every landmark needs a label")
+        raise InputError(
+            f"{source}: landmark without a name at {empty}; every landmark needs a label"
+        )
     dup = sorted(n for n, c in Counter(names).items() if c > 1)
     if dup:
         places = {n: [w for m, w in zip(names, where) if m == n] for n in dup}
-        raise InputError(f"{source}: duplicate landmark names {dup} (at {places}); names must be unique")
+        raise InputError(
+            f"{source}: duplicate landmark names {dup} (at {places}); names must be unique"
+        )
 
 
 def _number(text: Any, where: str) -> float:
@@ -113,7 +137,9 @@ def _read_text(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{display_name(path)}: not UTF-8 text (byte {exc.start}); expected a text landmark file") from None
+        raise InputError(
+            f"{display_name(path)}: not UTF-8 text (byte {exc.start}); expected a text landmark file"
+        ) from None
     if not text.strip():
         raise InputError(f"{display_name(path)}: file is empty; expected landmarks")
     return text
@@ -122,8 +148,10 @@ def _read_text(path: Path) -> str:
 def _source_points(landmarks: Landmarks, coordinate_system: str, target: Path) -> np.ndarray:
     """The landmarks' positions in ``coordinate_system`` (LPS/RAS), refusing other frames."""
     if landmarks.frame not in _SYSTEMS:
-        raise FrameMismatch(f"{display_name(target)}: landmarks are in frame {landmarks.frame!r}; imaging landmark "
-                            f"files hold LPS or RAS points (transform them to LPS first)")
+        raise FrameMismatch(
+            f"{display_name(target)}: landmarks are in frame {landmarks.frame!r}; imaging landmark "
+            f"files hold LPS or RAS points (transform them to LPS first)"
+        )
     return _convert(landmarks.positions, landmarks.frame, coordinate_system)
 
 
@@ -132,7 +160,9 @@ def _fmt(v: float) -> str:
 
 
 # ---------------------------------------------------------------------- Slicer Markups JSON
-def read_markups_json(path: str | os.PathLike, *, frame: str = LPS, markup_index: int | None = None) -> Landmarks:
+def read_markups_json(
+    path: str | os.PathLike, *, frame: str = LPS, markup_index: int | None = None
+) -> Landmarks:
     """Read a 3D Slicer Markups JSON file (``.mrk.json``).
 
     Parameters
@@ -168,14 +198,20 @@ def read_markups_json(path: str | os.PathLike, *, frame: str = LPS, markup_index
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{src}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
-                         "the file may be truncated") from None
+        raise InputError(
+            f"{src}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
+            "the file may be truncated"
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("markups"), list):
-        raise InputError(f"{src}: no 'markups' list at the top level; expected a Slicer Markups JSON file")
+        raise InputError(
+            f"{src}: no 'markups' list at the top level; expected a Slicer Markups JSON file"
+        )
     markups = doc["markups"]
     if markup_index is not None:
         if not -len(markups) <= markup_index < len(markups):
-            raise InputError(f"{src}: markup_index {markup_index} out of range; the file holds {len(markups)} markups")
+            raise InputError(
+                f"{src}: markup_index {markup_index} out of range; the file holds {len(markups)} markups"
+            )
         indices = [markup_index % len(markups)]
     else:
         indices = list(range(len(markups)))
@@ -203,18 +239,28 @@ def read_markups_json(path: str | os.PathLike, *, frame: str = LPS, markup_index
                 raise InputError(f"{src}: {cloc} is {type(cp).__name__}; expected an object")
             label = cp.get("label")
             if not isinstance(label, str):
-                raise InputError(f"{src}: {cloc}.label is {label!r}; expected a string naming the landmark")
+                raise InputError(
+                    f"{src}: {cloc}.label is {label!r}; expected a string naming the landmark"
+                )
             status = cp.get("positionStatus", "defined")
             if status not in _JSON_STATUS_PLACED:
-                raise InputError(f"{src}: {cloc}.positionStatus is {status!r}; expected one of "
-                                 f"{list(_JSON_STATUS_PLACED)}")
+                raise InputError(
+                    f"{src}: {cloc}.positionStatus is {status!r}; expected one of "
+                    f"{list(_JSON_STATUS_PLACED)}"
+                )
             if _JSON_STATUS_PLACED[status]:
                 pos = cp.get("position")
                 if not isinstance(pos, list) or len(pos) != 3:
-                    raise InputError(f"{src}: {cloc}.position is {pos!r}; expected 3 numbers for a defined point")
-                xyz = [_number(v, f"{src}: {cloc}.position[{i}]") * scale for i, v in enumerate(pos)]
+                    raise InputError(
+                        f"{src}: {cloc}.position is {pos!r}; expected 3 numbers for a defined point"
+                    )
+                xyz = [
+                    _number(v, f"{src}: {cloc}.position[{i}]") * scale for i, v in enumerate(pos)
+                ]
                 if not all(math.isfinite(v) for v in xyz):
-                    raise InputError(f"{src}: {cloc}.position is {pos!r}; expected 3 finite numbers")
+                    raise InputError(
+                        f"{src}: {cloc}.position is {pos!r}; expected 3 finite numbers"
+                    )
             else:
                 xyz = [math.nan] * 3
             names.append(label)
@@ -222,13 +268,16 @@ def read_markups_json(path: str | os.PathLike, *, frame: str = LPS, markup_index
             rows.append(xyz)
             systems.append(system)
     if not names:
-        raise InputError(f"{src}: no control points in {len(indices)} markup(s); expected landmarks")
+        raise InputError(
+            f"{src}: no control points in {len(indices)} markup(s); expected landmarks"
+        )
     _check_unique(names, where, src)
     return Landmarks(tuple(names), _convert(np.array(rows), np.array(systems), out), out)
 
 
-def write_markups_json(landmarks: Landmarks, path: str | os.PathLike, *, coordinate_system: str = LPS,
-                       name: str = "F") -> Path:
+def write_markups_json(
+    landmarks: Landmarks, path: str | os.PathLike, *, coordinate_system: str = LPS, name: str = "F"
+) -> Path:
     """Write landmarks as a 3D Slicer Markups JSON point list (one ``Fiducial`` markup).
 
     Parameters
@@ -252,17 +301,42 @@ def write_markups_json(landmarks: Landmarks, path: str | os.PathLike, *, coordin
     pts = _source_points(landmarks, cs, p)
     cps = []
     for i, (label, xyz) in enumerate(zip(landmarks.names, pts), start=1):
-        cp: dict[str, Any] = {"id": str(i), "label": label, "description": "", "associatedNodeID": ""}
+        cp: dict[str, Any] = {
+            "id": str(i),
+            "label": label,
+            "description": "",
+            "associatedNodeID": "",
+        }
         placed = bool(np.all(np.isfinite(xyz)))
         if placed:
             cp["position"] = [float(v) for v in xyz]
-        cp.update({"orientation": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], "selected": True, "locked": False,
-                   "visibility": True, "positionStatus": "defined" if placed else "undefined"})
+        cp.update(
+            {
+                "orientation": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                "selected": True,
+                "locked": False,
+                "visibility": True,
+                "positionStatus": "defined" if placed else "undefined",
+            }
+        )
         cps.append(cp)
-    doc = {"@schema": MARKUPS_SCHEMA, "markups": [{
-        "type": "Fiducial", "name": name, "coordinateSystem": cs, "coordinateUnits": "mm", "locked": False,
-        "fixedNumberOfControlPoints": False, "labelFormat": "%N-%d", "lastUsedControlPointNumber": len(cps),
-        "controlPoints": cps, "measurements": []}]}
+    doc = {
+        "@schema": MARKUPS_SCHEMA,
+        "markups": [
+            {
+                "type": "Fiducial",
+                "name": name,
+                "coordinateSystem": cs,
+                "coordinateUnits": "mm",
+                "locked": False,
+                "fixedNumberOfControlPoints": False,
+                "labelFormat": "%N-%d",
+                "lastUsedControlPointNumber": len(cps),
+                "controlPoints": cps,
+                "measurements": [],
+            }
+        ],
+    }
     with atomic_write(p) as fh:
         json.dump(doc, fh, indent=4, allow_nan=False)
         fh.write("\n")
@@ -313,34 +387,51 @@ def read_fcsv(path: str | os.PathLike, *, frame: str = LPS) -> Landmarks:
             elif key == "coordinatesystem":
                 code = _FCSV_CODES.get(value.upper())
                 if code is None:
-                    raise InputError(f"{src}: line {lineno}: unknown CoordinateSystem {value!r}; expected one of "
-                                     "0 or RAS, 1 or LPS (2 or IJK is refused)")
+                    raise InputError(
+                        f"{src}: line {lineno}: unknown CoordinateSystem {value!r}; expected one of "
+                        "0 or RAS, 1 or LPS (2 or IJK is refused)"
+                    )
                 if code == "IJK":
-                    raise InputError(f"{src}: line {lineno}: CoordinateSystem {value!r} is IJK (voxel indices); "
-                                     "medpose cannot map them to mm without their volume - save the points as "
-                                     "LPS or RAS in Slicer")
+                    raise InputError(
+                        f"{src}: line {lineno}: CoordinateSystem {value!r} is IJK (voxel indices); "
+                        "medpose cannot map them to mm without their volume - save the points as "
+                        "LPS or RAS in Slicer"
+                    )
                 system = code
             elif key == "columns":
                 columns = [c.strip() for c in value.split(",")]
         elif line.strip():
             data.append((lineno, next(csv.reader([line]))))
     if version is None:
-        raise InputError(f"{src}: no '# Markups fiducial file version = ...' line; expected a Slicer 4/5 .fcsv "
-                         "(Slicer 3 fiducial files are not supported)")
+        raise InputError(
+            f"{src}: no '# Markups fiducial file version = ...' line; expected a Slicer 4/5 .fcsv "
+            "(Slicer 3 fiducial files are not supported)"
+        )
     missing = [c for c in ("x", "y", "z", "label") if c not in columns]
     if missing:
-        raise InputError(f"{src}: '# columns' line lacks {missing}; expected {','.join(_FCSV_COLUMNS)}")
+        raise InputError(
+            f"{src}: '# columns' line lacks {missing}; expected {','.join(_FCSV_COLUMNS)}"
+        )
     if not data:
         raise InputError(f"{src}: header only, no landmark lines; expected one line per landmark")
     ix, iy, iz, il = (columns.index(c) for c in ("x", "y", "z", "label"))
-    istatus = len(columns) if columns[-len(_FCSV_COLUMNS):] == list(_FCSV_COLUMNS) else None
+    istatus = len(columns) if columns[-len(_FCSV_COLUMNS) :] == list(_FCSV_COLUMNS) else None
     names, where, rows = [], [], []
     for lineno, fields in data:
         if len(fields) <= max(ix, iy, iz, il):
-            raise InputError(f"{src}: line {lineno}: {len(fields)} fields; expected at least {max(ix, iy, iz, il) + 1} "
-                             f"({','.join(columns)})")
-        xyz = [_number(fields[i], f"{src}: line {lineno}, column {c!r}") for i, c in ((ix, "x"), (iy, "y"), (iz, "z"))]
-        if istatus is not None and len(fields) > istatus and fields[istatus].strip() not in ("", "2"):
+            raise InputError(
+                f"{src}: line {lineno}: {len(fields)} fields; expected at least {max(ix, iy, iz, il) + 1} "
+                f"({','.join(columns)})"
+            )
+        xyz = [
+            _number(fields[i], f"{src}: line {lineno}, column {c!r}")
+            for i, c in ((ix, "x"), (iy, "y"), (iz, "z"))
+        ]
+        if (
+            istatus is not None
+            and len(fields) > istatus
+            and fields[istatus].strip() not in ("", "2")
+        ):
             xyz = [math.nan] * 3  # Slicer >= 5.2 position status: not defined
         names.append(fields[il].strip())
         where.append(f"line {lineno}")
@@ -349,7 +440,9 @@ def read_fcsv(path: str | os.PathLike, *, frame: str = LPS) -> Landmarks:
     return Landmarks(tuple(names), _convert(np.array(rows), system, out), out)
 
 
-def write_fcsv(landmarks: Landmarks, path: str | os.PathLike, *, coordinate_system: str = LPS) -> Path:
+def write_fcsv(
+    landmarks: Landmarks, path: str | os.PathLike, *, coordinate_system: str = LPS
+) -> Path:
     """Write landmarks as a legacy Slicer ``.fcsv`` (version 4.11 header).
 
     Labels containing commas or quotes are quoted as Slicer does.  If any point is NaN,
@@ -362,8 +455,10 @@ def write_fcsv(landmarks: Landmarks, path: str | os.PathLike, *, coordinate_syst
     pts = _source_points(landmarks, cs, p)
     placed = np.all(np.isfinite(pts), axis=1)
     buf = io.StringIO()
-    buf.write(f"# Markups fiducial file version = 4.11\n# CoordinateSystem = {cs}\n"
-              f"# columns = {','.join(_FCSV_COLUMNS)}\n")
+    buf.write(
+        f"# Markups fiducial file version = 4.11\n# CoordinateSystem = {cs}\n"
+        f"# columns = {','.join(_FCSV_COLUMNS)}\n"
+    )
     writer = csv.writer(buf, lineterminator="\n")
     for i, (label, xyz, ok) in enumerate(zip(landmarks.names, pts, placed), start=1):
         xyz = xyz if ok else np.zeros(3)
@@ -420,15 +515,19 @@ def read_landmarks_csv(path: str | os.PathLike, *, frame: str = LPS) -> Landmark
         elif line.strip():
             lines.append((lineno, line))
     if not lines:
-        raise InputError(f"{src}: no header and no rows; expected a header 'name,x,y,z' and one row per landmark")
+        raise InputError(
+            f"{src}: no header and no rows; expected a header 'name,x,y,z' and one row per landmark"
+        )
     rows = list(csv.reader([ln for _, ln in lines]))
     header = [h.strip().lower() for h in rows[0]]
     name_col = next((c for c in _NAME_COLS if c in header), None)
     xyz_cols = next((cols for cols in _XYZ_COLS if all(c in header for c in cols)), None)
     if name_col is None or xyz_cols is None:
-        raise InputError(f"{src}: line {lines[0][0]}: header {rows[0]} lacks "
-                         f"{'a name column' if name_col is None else 'x, y, z columns'}; "
-                         "expected a header like 'name,x,y,z' (optionally 'coordinate_system')")
+        raise InputError(
+            f"{src}: line {lines[0][0]}: header {rows[0]} lacks "
+            f"{'a name column' if name_col is None else 'x, y, z columns'}; "
+            "expected a header like 'name,x,y,z' (optionally 'coordinate_system')"
+        )
     sys_col = next((c for c in _SYSTEM_COLS if c in header), None)
     idx = [header.index(c) for c in (name_col, *xyz_cols)]
     isys = header.index(sys_col) if sys_col else None
@@ -437,24 +536,34 @@ def read_landmarks_csv(path: str | os.PathLike, *, frame: str = LPS) -> Landmark
     names, where, pts, systems = [], [], [], []
     for (lineno, _), fields in zip(lines[1:], rows[1:]):
         if len(fields) < len(header):
-            raise InputError(f"{src}: line {lineno}: {len(fields)} fields; expected {len(header)} ({','.join(header)})")
+            raise InputError(
+                f"{src}: line {lineno}: {len(fields)} fields; expected {len(header)} ({','.join(header)})"
+            )
         names.append(fields[idx[0]].strip())
         where.append(f"line {lineno}")
-        pts.append([_number(fields[i], f"{src}: line {lineno}, column {header[i]!r}") for i in idx[1:]])
+        pts.append(
+            [_number(fields[i], f"{src}: line {lineno}, column {header[i]!r}") for i in idx[1:]]
+        )
         cell = fields[isys].strip() if isys is not None else ""
-        systems.append(_system(cell, f"{src}: line {lineno}, column {sys_col!r}") if cell else default)
+        systems.append(
+            _system(cell, f"{src}: line {lineno}, column {sys_col!r}") if cell else default
+        )
     _check_unique(names, where, src)
     return Landmarks(tuple(names), _convert(np.array(pts), np.array(systems), out), out)
 
 
-def write_landmarks_csv(landmarks: Landmarks, path: str | os.PathLike, *, coordinate_system: str = LPS) -> Path:
+def write_landmarks_csv(
+    landmarks: Landmarks, path: str | os.PathLike, *, coordinate_system: str = LPS
+) -> Path:
     """Write ``name,x,y,z,coordinate_system`` rows (mm; NaN as an empty cell)."""
     p = Path(path)
     cs = _system(coordinate_system, f"{display_name(p)}: argument coordinate_system")
     pts = _source_points(landmarks, cs, p)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)  # a name starting with '#' is no comment
+    quoted = csv.writer(
+        buf, lineterminator="\n", quoting=csv.QUOTE_ALL
+    )  # a name starting with '#' is no comment
     writer.writerow(["name", "x", "y", "z", "coordinate_system"])
     for label, xyz in zip(landmarks.names, pts):
         row = [label, *("" if not np.isfinite(v) else _fmt(v) for v in xyz), cs]
@@ -478,8 +587,10 @@ def _format_of(path: Path) -> tuple[Callable[..., Landmarks], Callable[..., Path
     for ext in sorted(LANDMARK_EXTENSIONS, key=len, reverse=True):
         if name.endswith(ext):
             return LANDMARK_EXTENSIONS[ext]
-    raise InputError(f"{display_name(path)}: unknown landmark file extension {path.suffix!r}; expected one of "
-                     f"{list(LANDMARK_EXTENSIONS)}")
+    raise InputError(
+        f"{display_name(path)}: unknown landmark file extension {path.suffix!r}; expected one of "
+        f"{list(LANDMARK_EXTENSIONS)}"
+    )
 
 
 def read_landmarks(path: str | os.PathLike, *, frame: str = LPS) -> Landmarks:
@@ -506,7 +617,9 @@ def read_landmarks(path: str | os.PathLike, *, frame: str = LPS) -> Landmarks:
     return _format_of(p)[0](p, frame=frame)
 
 
-def write_landmarks(landmarks: Landmarks, path: str | os.PathLike, *, coordinate_system: str = LPS) -> Path:
+def write_landmarks(
+    landmarks: Landmarks, path: str | os.PathLike, *, coordinate_system: str = LPS
+) -> Path:
     """Write landmarks to ``.mrk.json``/``.json``, ``.fcsv`` or ``.csv`` (by extension), atomically.
 
     Parameters

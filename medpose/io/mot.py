@@ -16,6 +16,7 @@ Columns are tab-separated (whitespace accepted on read).  Other ``key=value`` he
 (names ending in ``_tx``, ``_ty``, ``_tz``) are lengths in metres, not angles: they are dropped
 by default, or kept converted to millimetres with ``translations="keep"``.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,13 @@ __all__ = ["read_mot", "write_mot"]
 _TRANSLATION = re.compile(r"_t[xyz]$")
 
 
-def read_mot(path: str | os.PathLike, *, translations: Literal["drop", "keep"] = "drop",
-             in_degrees: bool | None = None, rtol: float = 0.01) -> JointAngles:
+def read_mot(
+    path: str | os.PathLike,
+    *,
+    translations: Literal["drop", "keep"] = "drop",
+    in_degrees: bool | None = None,
+    rtol: float = 0.01,
+) -> JointAngles:
     """Read an OpenSim ``.mot`` / ``.sto`` file as :class:`JointAngles` in degrees.
 
     Parameters
@@ -77,8 +83,10 @@ def read_mot(path: str | os.PathLike, *, translations: Literal["drop", "keep"] =
     try:
         end = next(i for i, ln in enumerate(lines) if ln.strip().lower() == "endheader")
     except StopIteration:
-        raise InputError(f"{src}: no 'endheader' line; expected an OpenSim .mot/.sto header "
-                         "(name, version=1, nRows=, nColumns=, inDegrees=, endheader)") from None
+        raise InputError(
+            f"{src}: no 'endheader' line; expected an OpenSim .mot/.sto header "
+            "(name, version=1, nRows=, nColumns=, inDegrees=, endheader)"
+        ) from None
     header = {}
     for ln in lines[:end]:
         if "=" in ln:
@@ -94,28 +102,36 @@ def read_mot(path: str | os.PathLike, *, translations: Literal["drop", "keep"] =
     else:
         raise InputError(f"{src}: header has no 'inDegrees' line; pass in_degrees=True/False")
 
-    body = [(i + 1, ln) for i, ln in enumerate(lines[end + 1:], start=end + 1) if ln.strip()]
+    body = [(i + 1, ln) for i, ln in enumerate(lines[end + 1 :], start=end + 1) if ln.strip()]
     if not body:
         raise InputError(f"{src}: truncated file: no column names after 'endheader'")
     sep = "\t" if "\t" in body[0][1] else " "
     head = body[0][1].rstrip("\t")
     columns = [c.strip() for c in (head.split("\t") if sep == "\t" else head.split())]
     if not columns or columns[0].lower() != "time":
-        raise InputError(f"{src}: line {body[0][0]}: first column is {columns[0]!r}; expected 'time'")
+        raise InputError(
+            f"{src}: line {body[0][0]}: first column is {columns[0]!r}; expected 'time'"
+        )
     ncol = len(columns)
     for key in ("nrows", "ncolumns"):
         if key in header:
             try:
                 header[key] = str(int(float(header[key])))
             except ValueError:
-                raise InputError(f"{src}: header field {key!r} is {header[key]!r}; expected an integer") from None
+                raise InputError(
+                    f"{src}: header field {key!r} is {header[key]!r}; expected an integer"
+                ) from None
     if "ncolumns" in header and int(header["ncolumns"]) != ncol:
-        raise InputError(f"{src}: nColumns is {header['ncolumns']} but line {body[0][0]} names {ncol} columns")
+        raise InputError(
+            f"{src}: nColumns is {header['ncolumns']} but line {body[0][0]} names {ncol} columns"
+        )
     rows = body[1:]
     if "nrows" in header and int(header["nrows"]) != len(rows):
         n = int(header["nrows"])
-        raise InputError(f"{src}: nRows is {n} but {len(rows)} data rows were found"
-                         + (" (truncated file?)" if len(rows) < n else ""))
+        raise InputError(
+            f"{src}: nRows is {n} but {len(rows)} data rows were found"
+            + (" (truncated file?)" if len(rows) < n else "")
+        )
     if not rows:
         raise InputError(f"{src}: no data rows")
     df = read_table_lines(rows, ncol, src, sep)
@@ -128,8 +144,10 @@ def read_mot(path: str | os.PathLike, *, translations: Literal["drop", "keep"] =
         off = np.abs(dt - step) > rtol * step
         if np.any(off):
             r = int(np.flatnonzero(off)[0]) + 1
-            raise InputError(f"{src}: line {body[1 + r][0]}: time step {dt[r - 1]:g} s differs from the "
-                             f"mean step {step:g} s by more than {rtol:.0%}; expected uniform sampling")
+            raise InputError(
+                f"{src}: line {body[1 + r][0]}: time step {dt[r - 1]:g} s differs from the "
+                f"mean step {step:g} s by more than {rtol:.0%}; expected uniform sampling"
+            )
         rate = rate_from_times(t)
     else:
         rate = 1.0  # one row: no rate in the file; documented placeholder
@@ -147,8 +165,9 @@ def read_mot(path: str | os.PathLike, *, translations: Literal["drop", "keep"] =
     return JointAngles(values, tuple(names), rate, start=float(t[0]))
 
 
-def write_mot(angles: JointAngles, path: str | os.PathLike, *, name: str | None = None,
-              precision: int = 12) -> Path:
+def write_mot(
+    angles: JointAngles, path: str | os.PathLike, *, name: str | None = None, precision: int = 12
+) -> Path:
     """Write :class:`JointAngles` (degrees) as an OpenSim ``.mot`` file (``inDegrees=yes``).
 
     Translational coordinates (``*_tx``, ``*_ty``, ``*_tz``, millimetres in medpose) are
@@ -162,8 +181,15 @@ def write_mot(angles: JointAngles, path: str | os.PathLike, *, name: str | None 
     table = np.column_stack([t, v]) if v.size or len(t) else np.zeros((0, 1 + len(angles.names)))
     cells = np.char.mod(f"%.{int(precision)}g", table)
     cells = np.where(np.isnan(table), "NaN", cells)
-    out = [name or p.stem, "version=1", f"nRows={table.shape[0]}", f"nColumns={table.shape[1]}",
-           "inDegrees=yes", "endheader", "\t".join(["time", *angles.names])]
+    out = [
+        name or p.stem,
+        "version=1",
+        f"nRows={table.shape[0]}",
+        f"nColumns={table.shape[1]}",
+        "inDegrees=yes",
+        "endheader",
+        "\t".join(["time", *angles.names]),
+    ]
     out.extend("\t".join(r) for r in cells)
     with atomic_write(p, newline="\n") as fh:
         fh.write("\n".join(out) + "\n")

@@ -11,6 +11,7 @@ The JSON carries no frame rate: pass ``rate=`` (default 30 Hz, :data:`DEFAULT_RA
 The sequence's ``frame`` is the camera name: the folder name without a trailing ``_json``
 (``cam01_json`` -> ``cam01``).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ def _camera_name(folder: Path) -> str:
     return name[:-5] if name.lower().endswith("_json") and len(name) > 5 else name
 
 
-def _load_folder(folder: str | os.PathLike, layout: str | Layout | None
-                 ) -> tuple[Path, np.ndarray, list[list[np.ndarray]], Layout]:
+def _load_folder(
+    folder: str | os.PathLike, layout: str | Layout | None
+) -> tuple[Path, np.ndarray, list[list[np.ndarray]], Layout]:
     """Files -> (folder, frame numbers, per-frame list of per-person (K, 3) arrays, layout)."""
     d = Path(folder)
     src = display_name(d)
@@ -54,11 +56,15 @@ def _load_folder(folder: str | os.PathLike, layout: str | Layout | None
             continue
         m = _NUMBER.search(f.name)
         if m is None:
-            raise InputError(f"{display_name(f)}: file name has no trailing frame number; expected "
-                             "<name>_<frameNumber>.json")
+            raise InputError(
+                f"{display_name(f)}: file name has no trailing frame number; expected "
+                "<name>_<frameNumber>.json"
+            )
         found.append((int(m.group(1)), f))
     if not found:
-        raise InputError(f"{src}: no .json files; expected OpenPose files <name>_<frameNumber>.json")
+        raise InputError(
+            f"{src}: no .json files; expected OpenPose files <name>_<frameNumber>.json"
+        )
     found.sort()
     numbers = np.array([n for n, _ in found])
     if np.any(np.diff(numbers) == 0):
@@ -71,7 +77,9 @@ def _load_folder(folder: str | os.PathLike, layout: str | Layout | None
             with open(f, encoding="utf-8") as fh:
                 doc = json.load(fh)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"{display_name(f)}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+            raise InputError(
+                f"{display_name(f)}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})"
+            ) from None
         if not isinstance(doc, dict) or not isinstance(doc.get("people"), list):
             raise InputError(f"{display_name(f)}: field 'people' missing or not a list")
         frame_people = []
@@ -82,16 +90,22 @@ def _load_folder(folder: str | os.PathLike, layout: str | Layout | None
             try:
                 a = np.asarray(kp, dtype=float)
             except (TypeError, ValueError):
-                raise InputError(f"{display_name(f)}: people[{i}].pose_keypoints_2d has non-numeric "
-                                 "values; expected numbers x, y, c") from None
+                raise InputError(
+                    f"{display_name(f)}: people[{i}].pose_keypoints_2d has non-numeric "
+                    "values; expected numbers x, y, c"
+                ) from None
             if a.ndim != 1 or a.size % 3:
-                raise InputError(f"{display_name(f)}: people[{i}].pose_keypoints_2d has {a.size} values; "
-                                 "expected a flat list of x, y, c triplets")
+                raise InputError(
+                    f"{display_name(f)}: people[{i}].pose_keypoints_2d has {a.size} values; "
+                    "expected a flat list of x, y, c triplets"
+                )
             if n_kp is None:
                 n_kp = a.size // 3
             elif a.size // 3 != n_kp:
-                raise InputError(f"{display_name(f)}: people[{i}] has {a.size // 3} keypoints; earlier "
-                                 f"frames have {n_kp}")
+                raise InputError(
+                    f"{display_name(f)}: people[{i}] has {a.size // 3} keypoints; earlier "
+                    f"frames have {n_kp}"
+                )
             frame_people.append(a.reshape(-1, 3))
         people.append(frame_people)
     if isinstance(layout, Layout):
@@ -99,17 +113,28 @@ def _load_folder(folder: str | os.PathLike, layout: str | Layout | None
     elif layout is not None:
         lay = get_layout(layout)
     elif n_kp is None:
-        raise InputError(f"{src}: no frame has a person, so the layout cannot be detected; pass layout=")
+        raise InputError(
+            f"{src}: no frame has a person, so the layout cannot be detected; pass layout="
+        )
     else:
         lay = detect_layout(n_kp)
     if n_kp is not None and n_kp != len(lay):
-        raise InputError(f"{src}: files have {n_kp} keypoints per person but layout {lay.name} has {len(lay)}")
+        raise InputError(
+            f"{src}: files have {n_kp} keypoints per person but layout {lay.name} has {len(lay)}"
+        )
     return d, numbers, people, lay
 
 
-def _to_sequences(d: Path, numbers: np.ndarray, people: list[list[np.ndarray]], lay: Layout,
-                  slots: list[int], rate: float | None, rename: bool, camera: str | None
-                  ) -> list[KeypointSequence]:
+def _to_sequences(
+    d: Path,
+    numbers: np.ndarray,
+    people: list[list[np.ndarray]],
+    lay: Layout,
+    slots: list[int],
+    rate: float | None,
+    rename: bool,
+    camera: str | None,
+) -> list[KeypointSequence]:
     rate = DEFAULT_RATE if rate is None else float(rate)
     k = len(lay)
     t = int(numbers[-1] - numbers[0] + 1)
@@ -127,17 +152,25 @@ def _to_sequences(d: Path, numbers: np.ndarray, people: list[list[np.ndarray]], 
     conf = np.where(missing, 0.0, conf)
     src = display_name(d)
     if np.any((conf < 0) | (conf > 1)):
-        raise InputError(f"{src}: confidences range from {conf.min():.3g} to {conf.max():.3g}; "
-                         "expected values in [0, 1]")
+        raise InputError(
+            f"{src}: confidences range from {conf.min():.3g} to {conf.max():.3g}; "
+            "expected values in [0, 1]"
+        )
     names = canonical_names(lay.native, src, rename)
     cam = camera or _camera_name(d)
     start = float(numbers[0]) / rate
     return [KeypointSequence(xy[:, s], names, rate, conf[:, s], cam, start) for s in slots]
 
 
-def read_openpose(folder: str | os.PathLike, *, person: int = 0, layout: str | Layout | None = None,
-                  rate: float | None = None, rename: bool = True, camera: str | None = None
-                  ) -> KeypointSequence:
+def read_openpose(
+    folder: str | os.PathLike,
+    *,
+    person: int = 0,
+    layout: str | Layout | None = None,
+    rate: float | None = None,
+    rename: bool = True,
+    camera: str | None = None,
+) -> KeypointSequence:
     """Read one person's 2D keypoints from a folder of OpenPose JSON files.
 
     Parameters
@@ -179,9 +212,14 @@ def read_openpose(folder: str | os.PathLike, *, person: int = 0, layout: str | L
     return _to_sequences(d, numbers, people, lay, [int(person)], rate, rename, camera)[0]
 
 
-def read_openpose_people(folder: str | os.PathLike, *, layout: str | Layout | None = None,
-                         rate: float | None = None, rename: bool = True, camera: str | None = None
-                         ) -> list[KeypointSequence]:
+def read_openpose_people(
+    folder: str | os.PathLike,
+    *,
+    layout: str | Layout | None = None,
+    rate: float | None = None,
+    rename: bool = True,
+    camera: str | None = None,
+) -> list[KeypointSequence]:
     """Read every person slot of an OpenPose JSON folder: one sequence per slot.
 
     Slot ``i`` holds ``people[i]`` of each file (NaN where a file lists fewer people).  The list
@@ -192,8 +230,13 @@ def read_openpose_people(folder: str | os.PathLike, *, layout: str | Layout | No
     return _to_sequences(d, numbers, people, lay, list(range(n)), rate, rename, camera)
 
 
-def write_openpose(seq: KeypointSequence, folder: str | os.PathLike, *,
-                   layout: str | Layout | None = None, prefix: str | None = None) -> Path:
+def write_openpose(
+    seq: KeypointSequence,
+    folder: str | os.PathLike,
+    *,
+    layout: str | Layout | None = None,
+    prefix: str | None = None,
+) -> Path:
     """Write a 2D sequence as OpenPose JSON files, one per frame.
 
     Files are ``<prefix>_<frameNumber:012d>_keypoints.json`` (OpenPose's own naming), frame
@@ -221,13 +264,22 @@ def write_openpose(seq: KeypointSequence, folder: str | os.PathLike, *,
     d = Path(folder)
     src = display_name(d)
     if seq.ndim != 2:
-        raise InputError(f"{src}: OpenPose JSON holds 2D keypoints in pixels; the sequence is {seq.ndim}D")
+        raise InputError(
+            f"{src}: OpenPose JSON holds 2D keypoints in pixels; the sequence is {seq.ndim}D"
+        )
     if layout is None:
         from ..layouts import list_layouts
+
         cands = [get_layout(n) for n in list_layouts()]
-        match = [lay for lay in cands if set(lay.medpose) == set(seq.names) or set(lay.native) == set(seq.names)]
+        match = [
+            lay
+            for lay in cands
+            if set(lay.medpose) == set(seq.names) or set(lay.native) == set(seq.names)
+        ]
         if not match:
-            raise InputError(f"{src}: no layout has exactly the keypoints {list(seq.names)[:6]}...; pass layout=")
+            raise InputError(
+                f"{src}: no layout has exactly the keypoints {list(seq.names)[:6]}...; pass layout="
+            )
         lay = match[0]
     else:
         lay = layout if isinstance(layout, Layout) else get_layout(layout)
@@ -237,8 +289,10 @@ def write_openpose(seq: KeypointSequence, folder: str | os.PathLike, *,
             lookup[n] = i
     extra = [n for n in seq.names if n not in lookup]
     if extra:
-        raise InputError(f"{src}: keypoints {extra} are not in layout {lay.name}; select the layout's "
-                         "keypoints first (seq.select)")
+        raise InputError(
+            f"{src}: keypoints {extra} are not in layout {lay.name}; select the layout's "
+            "keypoints first (seq.select)"
+        )
     t = seq.n_frames
     out = np.zeros((t, len(lay), 3))
     idx = [lookup[n] for n in seq.names]
@@ -253,9 +307,15 @@ def write_openpose(seq: KeypointSequence, folder: str | os.PathLike, *,
         for i in range(t):
             people = []
             if any_point[i]:
-                people = [{"person_id": [-1], "pose_keypoints_2d": np.round(out[i], 6).reshape(-1).tolist(),
-                           "face_keypoints_2d": [], "hand_left_keypoints_2d": [],
-                           "hand_right_keypoints_2d": []}]
+                people = [
+                    {
+                        "person_id": [-1],
+                        "pose_keypoints_2d": np.round(out[i], 6).reshape(-1).tolist(),
+                        "face_keypoints_2d": [],
+                        "hand_left_keypoints_2d": [],
+                        "hand_right_keypoints_2d": [],
+                    }
+                ]
             doc = json.dumps({"version": 1.3, "people": people})
             fp = target / f"{stem}_{first + i:012d}_keypoints.json"
             if atomic:

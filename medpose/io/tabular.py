@@ -23,6 +23,7 @@ key-value metadata under the key ``medpose`` (JSON).
 
 Empty cells are missing values (NaN).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,10 +39,20 @@ from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import Layout, detect_layout, get_layout
 from ._util import atomic_path, atomic_write, display_name, require_file
-from .keypoints import canonical_names, numeric_columns, rate_from_times, unit_scale, write_csv_table
+from .keypoints import (
+    canonical_names,
+    numeric_columns,
+    rate_from_times,
+    unit_scale,
+    write_csv_table,
+)
 
-__all__ = ["read_csv_keypoints", "write_csv_keypoints", "read_parquet_keypoints",
-           "write_parquet_keypoints"]
+__all__ = [
+    "read_csv_keypoints",
+    "write_csv_keypoints",
+    "read_parquet_keypoints",
+    "write_parquet_keypoints",
+]
 
 _META_PREFIX = "# medpose-keypoints:"
 _NAMED = re.compile(r"^(?P<name>.+)_(?P<ax>x|y|z|confidence|visibility)$", re.IGNORECASE)
@@ -50,14 +61,18 @@ _INDEXED = re.compile(r"^(?P<ax>x|y|z|confidence|visibility)(?P<idx>\d+)$", re.I
 
 # ----------------------------------------------------------------------------- helpers
 def _meta_line(seq: KeypointSequence) -> dict[str, Any]:
-    return {"rate_hz": seq.rate, "frame": seq.frame, "units": "mm" if seq.ndim == 3 else "px",
-            "start_s": seq.start}
+    return {
+        "rate_hz": seq.rate,
+        "frame": seq.frame,
+        "units": "mm" if seq.ndim == 3 else "px",
+        "start_s": seq.start,
+    }
 
 
 def _parse_meta(lines: list[str], src: str) -> dict[str, str]:
     meta: dict[str, str] = {}
     for ln in lines:
-        body = ln[len(_META_PREFIX):] if ln.startswith(_META_PREFIX) else ln.lstrip("#")
+        body = ln[len(_META_PREFIX) :] if ln.startswith(_META_PREFIX) else ln.lstrip("#")
         for part in body.split(";"):
             if "=" in part:
                 k, v = part.split("=", 1)
@@ -72,9 +87,19 @@ def _rate_from_times(times: np.ndarray, steps: np.ndarray, src: str) -> float:
     return rate_from_times(times, steps)
 
 
-def _finish(pos: np.ndarray, conf: np.ndarray | None, names: list[str], *, src: str, rate: float | None,
-            meta: dict[str, Any], frame: str | None, units: str | None, start: float | None,
-            rename: bool) -> KeypointSequence:
+def _finish(
+    pos: np.ndarray,
+    conf: np.ndarray | None,
+    names: list[str],
+    *,
+    src: str,
+    rate: float | None,
+    meta: dict[str, Any],
+    frame: str | None,
+    units: str | None,
+    start: float | None,
+    rename: bool,
+) -> KeypointSequence:
     d = pos.shape[2]
     unit = units if units is not None else meta.get("units")
     if d == 3:
@@ -93,31 +118,46 @@ def _finish(pos: np.ndarray, conf: np.ndarray | None, names: list[str], *, src: 
     if not np.isfinite(rate) or rate <= 0:
         raise InputError(f"{src}: rate is {rate!r}; expected a positive number of Hz")
     if conf is not None and np.any((conf < 0) | (conf > 1)):
-        raise InputError(f"{src}: confidence ranges from {np.nanmin(conf):.3g} to {np.nanmax(conf):.3g}; "
-                         "expected values in [0, 1]")
+        raise InputError(
+            f"{src}: confidence ranges from {np.nanmin(conf):.3g} to {np.nanmax(conf):.3g}; "
+            "expected values in [0, 1]"
+        )
     if start is None:
         start = float(meta.get("start_s", 0.0))
-    return KeypointSequence(pos, canonical_names(names, src, rename), rate, conf,
-                            frame or str(meta.get("frame", "camera")), start)
+    return KeypointSequence(
+        pos,
+        canonical_names(names, src, rename),
+        rate,
+        conf,
+        frame or str(meta.get("frame", "camera")),
+        start,
+    )
 
 
-def _check_unique(fi: np.ndarray, ki: np.ndarray, kp: np.ndarray, k: int, src: str, first_line: int) -> None:
+def _check_unique(
+    fi: np.ndarray, ki: np.ndarray, kp: np.ndarray, k: int, src: str, first_line: int
+) -> None:
     key = fi * k + ki
     counts = np.bincount(key)
     if counts.max() > 1:
         rows = np.flatnonzero(key == int(np.argmax(counts)))
-        raise InputError(f"{src}: line {first_line + int(rows[1])}: keypoint {kp[rows[1]]!r} appears twice "
-                         "in the same frame")
+        raise InputError(
+            f"{src}: line {first_line + int(rows[1])}: keypoint {kp[rows[1]]!r} appears twice "
+            "in the same frame"
+        )
 
 
-def _from_tidy(df: pd.DataFrame, src: str, first_line: int, *, numeric_done: bool = False,
-               **kw: Any) -> KeypointSequence:
+def _from_tidy(
+    df: pd.DataFrame, src: str, first_line: int, *, numeric_done: bool = False, **kw: Any
+) -> KeypointSequence:
     """Tidy table (text or numeric cells) -> KeypointSequence."""
     cols = set(df.columns)
     missing = {"keypoint", "x", "y"} - cols
     if missing:
-        raise InputError(f"{src}: missing columns {sorted(missing)}; expected frame and/or time_s, "
-                         "keypoint, x, y[, z][, confidence]")
+        raise InputError(
+            f"{src}: missing columns {sorted(missing)}; expected frame and/or time_s, "
+            "keypoint, x, y[, z][, confidence]"
+        )
     if "frame" not in cols and "time_s" not in cols:
         raise InputError(f"{src}: needs a 'frame' or 'time_s' column; found {list(df.columns)}")
     d = 3 if "z" in cols else 2
@@ -141,7 +181,9 @@ def _from_tidy(df: pd.DataFrame, src: str, first_line: int, *, numeric_done: boo
         f = v["frame"]
         if not np.all(np.isfinite(f)) or np.any(f != np.round(f)) or np.any(f < 0):
             r = int(np.flatnonzero(~np.isfinite(f) | (f != np.round(f)) | (f < 0))[0])
-            raise InputError(f"{src}: line {first_line + r}: frame is {f[r]:g}; expected an integer >= 0")
+            raise InputError(
+                f"{src}: line {first_line + r}: frame is {f[r]:g}; expected an integer >= 0"
+            )
         f = f.astype(np.int64)
         fi = f - f.min()
         t = int(fi.max()) + 1
@@ -153,7 +195,9 @@ def _from_tidy(df: pd.DataFrame, src: str, first_line: int, *, numeric_done: boo
             bad = np.flatnonzero((np.diff(f[order]) > 0) & (np.diff(tt[order]) <= 0))
             if bad.size:
                 r = int(order[bad[0] + 1])
-                raise InputError(f"{src}: line {first_line + r}: time_s {tt[r]:g} does not increase with frame")
+                raise InputError(
+                    f"{src}: line {first_line + r}: time_s {tt[r]:g} does not increase with frame"
+                )
             first = order[0]
             start = float(tt[first])
             if rate is None and meta.get("rate_hz") is None:
@@ -169,7 +213,9 @@ def _from_tidy(df: pd.DataFrame, src: str, first_line: int, *, numeric_done: boo
             rate = float(meta["rate_hz"])
         if rate is None:
             step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
-            rate = _rate_from_times(times, np.round((times - times[0]) / step) if step else times * 0, src)
+            rate = _rate_from_times(
+                times, np.round((times - times[0]) / step) if step else times * 0, src
+            )
         fi = np.round((tt - times[0]) * float(rate)).astype(np.int64)
         t = int(fi.max()) + 1
         start = float(times[0])
@@ -183,8 +229,15 @@ def _from_tidy(df: pd.DataFrame, src: str, first_line: int, *, numeric_done: boo
     return _finish(pos, conf, names, src=src, rate=rate, meta=meta, start=start, **kw)
 
 
-def _from_wide(df: pd.DataFrame, src: str, first_line: int, *, layout: str | Layout | None,
-               ndim: int | None, **kw: Any) -> KeypointSequence:
+def _from_wide(
+    df: pd.DataFrame,
+    src: str,
+    first_line: int,
+    *,
+    layout: str | Layout | None,
+    ndim: int | None,
+    **kw: Any,
+) -> KeypointSequence:
     cols = list(df.columns)
     time_col = next((c for c in ("time_s", "time") if c in cols), None)
     data_cols = [c for c in cols if c not in ("frame", time_col)]
@@ -193,18 +246,28 @@ def _from_wide(df: pd.DataFrame, src: str, first_line: int, *, layout: str | Lay
     if data_cols and all(indexed):
         keys = [(int(m["idx"]), m["ax"].lower()) for m in indexed]
         n = max(k for k, _ in keys) + 1
-        lay = layout if isinstance(layout, Layout) else (get_layout(layout) if layout else detect_layout(n))
+        lay = (
+            layout
+            if isinstance(layout, Layout)
+            else (get_layout(layout) if layout else detect_layout(n))
+        )
         if n > len(lay):
-            raise InputError(f"{src}: columns index {n} keypoints but layout {lay.name} has {len(lay)}")
+            raise InputError(
+                f"{src}: columns index {n} keypoints but layout {lay.name} has {len(lay)}"
+            )
         names = list(lay.native)
     elif data_cols and all(named):
         keys_raw = [(m["name"], m["ax"].lower()) for m in named]
         names = list(dict.fromkeys(k for k, _ in keys_raw))
         keys = [(names.index(k), a) for k, a in keys_raw]
     else:
-        bad = [c for c, a, b in zip(data_cols, named, indexed) if not (a or b)] or ["(no keypoint columns)"]
-        raise InputError(f"{src}: column {bad[0]!r} is neither frame, time_s nor a keypoint column; "
-                         "expected <name>_x/_y/_z/_confidence or x<i>/y<i>/z<i>/visibility<i>")
+        bad = [c for c, a, b in zip(data_cols, named, indexed) if not (a or b)] or [
+            "(no keypoint columns)"
+        ]
+        raise InputError(
+            f"{src}: column {bad[0]!r} is neither frame, time_s nor a keypoint column; "
+            "expected <name>_x/_y/_z/_confidence or x<i>/y<i>/z<i>/visibility<i>"
+        )
     axes = {}
     for c, (i, a) in zip(data_cols, keys):
         a = "confidence" if a == "visibility" else a
@@ -217,8 +280,10 @@ def _from_wide(df: pd.DataFrame, src: str, first_line: int, *, layout: str | Lay
         raise InputError(f"{src}: ndim={ndim!r}; expected 2 or 3")
     d = ndim or (3 if has_z else 2)
     if d == 3 and has_z != set(used):
-        raise InputError(f"{src}: some keypoints have a z column and others not "
-                         f"(no z for {[names[i] for i in used if i not in has_z][:5]})")
+        raise InputError(
+            f"{src}: some keypoints have a z column and others not "
+            f"(no z for {[names[i] for i in used if i not in has_z][:5]})"
+        )
     for i in used:
         for a in ("x", "y"):
             if (i, a) not in axes:
@@ -243,7 +308,9 @@ def _from_wide(df: pd.DataFrame, src: str, first_line: int, *, layout: str | Lay
         dt = np.diff(tt)
         if np.any(~(dt > 0)):
             r = int(np.flatnonzero(~(dt > 0))[0]) + 1
-            raise InputError(f"{src}: line {first_line + r}: {time_col} {tt[r]:g} does not increase")
+            raise InputError(
+                f"{src}: line {first_line + r}: {time_col} {tt[r]:g} does not increase"
+            )
         start = float(tt[0])
         if rate is None and meta.get("rate_hz") is None:
             rate = _rate_from_times(tt, fi, src)
@@ -254,13 +321,22 @@ def _from_wide(df: pd.DataFrame, src: str, first_line: int, *, layout: str | Lay
             pos[fi, j, ai] = col[axes[(i, a)]]
         if conf is not None:
             conf[fi, j] = np.nan_to_num(col[axes[(i, "confidence")]], nan=0.0)
-    return _finish(pos, conf, [names[i] for i in used], src=src, rate=rate, meta=meta, start=start, **kw)
+    return _finish(
+        pos, conf, [names[i] for i in used], src=src, rate=rate, meta=meta, start=start, **kw
+    )
 
 
 # ----------------------------------------------------------------------------- CSV
-def read_csv_keypoints(path: str | os.PathLike, *, rate: float | None = None, frame: str | None = None,
-                       units: str | None = None, layout: str | Layout | None = None,
-                       ndim: int | None = None, rename: bool = True) -> KeypointSequence:
+def read_csv_keypoints(
+    path: str | os.PathLike,
+    *,
+    rate: float | None = None,
+    frame: str | None = None,
+    units: str | None = None,
+    layout: str | Layout | None = None,
+    ndim: int | None = None,
+    rename: bool = True,
+) -> KeypointSequence:
     """Read keypoints from a tidy or wide CSV (detected from the columns; see the module doc).
 
     Parameters
@@ -301,12 +377,21 @@ def read_csv_keypoints(path: str | os.PathLike, *, rate: float | None = None, fr
     n_meta = len(meta_lines)
     meta = _parse_meta(meta_lines, src)
     try:
-        df = pd.read_csv(p, skiprows=n_meta, dtype={"keypoint": str}, keep_default_na=False,
-                         na_values=[""], skip_blank_lines=True, encoding_errors="replace")
+        df = pd.read_csv(
+            p,
+            skiprows=n_meta,
+            dtype={"keypoint": str},
+            keep_default_na=False,
+            na_values=[""],
+            skip_blank_lines=True,
+            encoding_errors="replace",
+        )
     except pd.errors.EmptyDataError:
         raise InputError(f"{src}: empty file; expected a header row and data") from None
     except pd.errors.ParserError as e:
-        raise InputError(f"{src}: not a valid CSV table ({str(e).strip().splitlines()[-1]})") from None
+        raise InputError(
+            f"{src}: not a valid CSV table ({str(e).strip().splitlines()[-1]})"
+        ) from None
     df.columns = [str(c).strip() for c in df.columns]
     first_line = n_meta + 2
     common = dict(rate=rate, meta=meta, frame=frame, units=units, rename=rename)
@@ -315,7 +400,9 @@ def read_csv_keypoints(path: str | os.PathLike, *, rate: float | None = None, fr
     return _from_wide(df, src, first_line, layout=layout, ndim=ndim, **common)
 
 
-def write_csv_keypoints(seq: KeypointSequence, path: str | os.PathLike, *, wide: bool = False) -> Path:
+def write_csv_keypoints(
+    seq: KeypointSequence, path: str | os.PathLike, *, wide: bool = False
+) -> Path:
     """Write a sequence as tidy (default) or wide CSV with a ``# medpose-keypoints:`` metadata line.
 
     Values are written in mm (3D) or px (2D) at full float precision; missing as empty cells.
@@ -335,14 +422,22 @@ def write_csv_keypoints(seq: KeypointSequence, path: str | os.PathLike, *, wide:
         df = seq.to_dataframe()
     df.attrs = {}
     with atomic_write(p, "wb") as fh:
-        fh.write((_META_PREFIX + " " + "; ".join(f"{k}={v}" for k, v in meta.items()) + "\n").encode())
+        fh.write(
+            (_META_PREFIX + " " + "; ".join(f"{k}={v}" for k, v in meta.items()) + "\n").encode()
+        )
         write_csv_table(df, fh)
     return p
 
 
 # ----------------------------------------------------------------------------- Parquet
-def read_parquet_keypoints(path: str | os.PathLike, *, rate: float | None = None, frame: str | None = None,
-                           units: str | None = None, rename: bool = True) -> KeypointSequence:
+def read_parquet_keypoints(
+    path: str | os.PathLike,
+    *,
+    rate: float | None = None,
+    frame: str | None = None,
+    units: str | None = None,
+    rename: bool = True,
+) -> KeypointSequence:
     """Read a tidy Parquet file written by :func:`write_parquet_keypoints` (or any tidy table).
 
     Rate, frame name, units and start come from the ``medpose`` key-value metadata when present;
@@ -372,8 +467,9 @@ def read_parquet_keypoints(path: str | os.PathLike, *, rate: float | None = None
         if not isinstance(meta, dict):
             raise InputError(f"{src}: metadata 'medpose' must be a JSON object")
     df = table.to_pandas()
-    return _from_tidy(df, src, 1, numeric_done=True, rate=rate, meta=meta, frame=frame, units=units,
-                      rename=rename)
+    return _from_tidy(
+        df, src, 1, numeric_done=True, rate=rate, meta=meta, frame=frame, units=units, rename=rename
+    )
 
 
 def write_parquet_keypoints(seq: KeypointSequence, path: str | os.PathLike) -> Path:

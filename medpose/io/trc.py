@@ -14,6 +14,7 @@ Empty cells are missing markers (NaN).  ``Units`` (``mm``, ``cm``, ``m``) is hon
 returned in millimetres.  Axes are kept as they are in the file: OpenSim and Pose2Sim files are
 Y-up (X forward, Z right), not the OpenCV camera convention; medpose records the frame name only.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,17 +27,36 @@ import pandas as pd
 from ..data import KeypointSequence
 from ..errors import InputError
 from ._util import atomic_write, display_name, require_file
-from .keypoints import (canonical_names, check_times, numeric_columns, read_table_lines, unit_scale,
-                        write_csv_table)
+from .keypoints import (
+    canonical_names,
+    check_times,
+    numeric_columns,
+    read_table_lines,
+    unit_scale,
+    write_csv_table,
+)
 
 __all__ = ["read_trc", "write_trc"]
 
-_HEADER_KEYS = ("DataRate", "CameraRate", "NumFrames", "NumMarkers", "Units",
-                "OrigDataRate", "OrigDataStartFrame", "OrigNumFrames")
+_HEADER_KEYS = (
+    "DataRate",
+    "CameraRate",
+    "NumFrames",
+    "NumMarkers",
+    "Units",
+    "OrigDataRate",
+    "OrigDataStartFrame",
+    "OrigNumFrames",
+)
 
 
-def read_trc(path: str | os.PathLike, *, rename: bool = True, frame: str = "camera",
-             axes: Literal["as_is"] = "as_is") -> KeypointSequence:
+def read_trc(
+    path: str | os.PathLike,
+    *,
+    rename: bool = True,
+    frame: str = "camera",
+    axes: Literal["as_is"] = "as_is",
+) -> KeypointSequence:
     """Read an OpenSim ``.trc`` marker file.
 
     Parameters
@@ -73,30 +93,42 @@ def read_trc(path: str | os.PathLike, *, rename: bool = True, frame: str = "came
         raise InputError(f"{src}: axes={axes!r} is not supported; only 'as_is'")
     lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
     if len(lines) < 5:
-        raise InputError(f"{src}: truncated file: {len(lines)} lines; a .trc needs 5 header lines "
-                         "(PathFileType, keys, values, marker names, X1/Y1/Z1)")
+        raise InputError(
+            f"{src}: truncated file: {len(lines)} lines; a .trc needs 5 header lines "
+            "(PathFileType, keys, values, marker names, X1/Y1/Z1)"
+        )
     if not lines[0].startswith("PathFileType"):
-        raise InputError(f"{src}: line 1 does not start with 'PathFileType'; expected an OpenSim .trc header")
+        raise InputError(
+            f"{src}: line 1 does not start with 'PathFileType'; expected an OpenSim .trc header"
+        )
     keys = [k.strip() for k in lines[1].split("\t")]
     vals = [v.strip() for v in lines[2].split("\t")]
     header = dict(zip(keys, vals))
     for k in ("DataRate", "NumFrames", "NumMarkers", "Units"):
         if k not in header or header[k] == "":
-            raise InputError(f"{src}: lines 2-3: header field {k!r} missing; expected {list(_HEADER_KEYS)}")
+            raise InputError(
+                f"{src}: lines 2-3: header field {k!r} missing; expected {list(_HEADER_KEYS)}"
+            )
     try:
         rate = float(header["DataRate"])
         n_frames = int(float(header["NumFrames"]))
         n_markers = int(float(header["NumMarkers"]))
     except ValueError:
-        raise InputError(f"{src}: line 3: DataRate/NumFrames/NumMarkers must be numbers, found "
-                         f"{header['DataRate']!r}, {header['NumFrames']!r}, {header['NumMarkers']!r}") from None
+        raise InputError(
+            f"{src}: line 3: DataRate/NumFrames/NumMarkers must be numbers, found "
+            f"{header['DataRate']!r}, {header['NumFrames']!r}, {header['NumMarkers']!r}"
+        ) from None
     if not np.isfinite(rate) or rate <= 0:
-        raise InputError(f"{src}: line 3: DataRate is {header['DataRate']!r}; expected a positive rate in Hz")
+        raise InputError(
+            f"{src}: line 3: DataRate is {header['DataRate']!r}; expected a positive rate in Hz"
+        )
     scale = unit_scale(header["Units"], src, "Units (line 3)")
 
     name_cells = lines[3].split("\t")
     if len(name_cells) < 2 or name_cells[0].strip() != "Frame#":
-        raise InputError(f"{src}: line 4 does not start with 'Frame#<tab>Time'; expected the marker name row")
+        raise InputError(
+            f"{src}: line 4 does not start with 'Frame#<tab>Time'; expected the marker name row"
+        )
     names = [c.strip() for c in name_cells[2:] if c.strip()]
     if len(names) != n_markers:
         raise InputError(f"{src}: line 4 names {len(names)} markers but NumMarkers is {n_markers}")
@@ -105,8 +137,10 @@ def read_trc(path: str | os.PathLike, *, rename: bool = True, frame: str = "came
     ncol = 2 + 3 * n_markers
     body = [(i + 1, ln) for i, ln in enumerate(lines[5:], start=5) if ln.strip()]
     if len(body) != n_frames:
-        raise InputError(f"{src}: NumFrames is {n_frames} but {len(body)} data rows were found"
-                         + (" (truncated file?)" if len(body) < n_frames else ""))
+        raise InputError(
+            f"{src}: NumFrames is {n_frames} but {len(body)} data rows were found"
+            + (" (truncated file?)" if len(body) < n_frames else "")
+        )
     if n_frames == 0:
         raise InputError(f"{src}: no data rows; expected NumFrames >= 1")
     df = read_table_lines(body, ncol, src)
@@ -118,8 +152,9 @@ def read_trc(path: str | os.PathLike, *, rename: bool = True, frame: str = "came
     return KeypointSequence(pos, names_out, rate, frame=frame, start=float(times[0]))
 
 
-def write_trc(seq: KeypointSequence, path: str | os.PathLike, *, units: str = "mm",
-              precision: int = 6) -> Path:
+def write_trc(
+    seq: KeypointSequence, path: str | os.PathLike, *, units: str = "mm", precision: int = 6
+) -> Path:
     """Write a 3D :class:`KeypointSequence` as an OpenSim ``.trc`` file.
 
     Parameters
@@ -150,8 +185,21 @@ def write_trc(seq: KeypointSequence, path: str | os.PathLike, *, units: str = "m
     out = [
         f"PathFileType\t4\t(X/Y/Z)\t{p.name}",
         "\t".join(_HEADER_KEYS),
-        "\t".join(map(str, [f"{seq.rate:.10g}", f"{seq.rate:.10g}", t, k, units.lower(), f"{seq.rate:.10g}",
-                            start_frame, t])),
+        "\t".join(
+            map(
+                str,
+                [
+                    f"{seq.rate:.10g}",
+                    f"{seq.rate:.10g}",
+                    t,
+                    k,
+                    units.lower(),
+                    f"{seq.rate:.10g}",
+                    start_frame,
+                    t,
+                ],
+            )
+        ),
         "Frame#\tTime\t" + "\t".join(f"{n}\t\t" for n in seq.names),
         "\t\t" + "\t".join(f"X{i}\tY{i}\tZ{i}" for i in range(1, k + 1)),
     ]

@@ -7,10 +7,12 @@ Tait-Bryan sequence has two solutions, ``(a, b, c)`` and ``(a + 180, 180 - b, c 
 ranges least, then the one nearest the reference pose, so shoulder abduction 150 deg comes
 back as 150, not as its mirror branch.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Union
+from collections.abc import Mapping
+from typing import Union
 
 import numpy as np
 import torch
@@ -29,9 +31,14 @@ def _wrap(a: np.ndarray) -> np.ndarray:
     return (a + 180.0) % 360.0 - 180.0
 
 
-def angles_from_poses(skeleton: Skeleton, R: ArrayLike, origin: ArrayLike, *,
-                      reference: ArrayLike | None = None,
-                      ranges: Mapping[str, tuple[float, float]] | None = None) -> ArrayLike:
+def angles_from_poses(
+    skeleton: Skeleton,
+    R: ArrayLike,
+    origin: ArrayLike,
+    *,
+    reference: ArrayLike | None = None,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+) -> ArrayLike:
     """Joint angles ``q`` (T, D) from segment orientations and the pelvis origin.
 
     Parameters
@@ -70,37 +77,53 @@ def angles_from_poses(skeleton: Skeleton, R: ArrayLike, origin: ArrayLike, *,
     outside ``ranges`` (fixed axes count as range [0, 0]), then the distance to ``reference``.
     """
     like = R if isinstance(R, torch.Tensor) else None
-    Rn = (R.detach().cpu().double().numpy() if isinstance(R, torch.Tensor)
-          else np.asarray(R, dtype=float))
-    On = (origin.detach().cpu().double().numpy() if isinstance(origin, torch.Tensor)
-          else np.asarray(origin, dtype=float))
+    Rn = (
+        R.detach().cpu().double().numpy()
+        if isinstance(R, torch.Tensor)
+        else np.asarray(R, dtype=float)
+    )
+    On = (
+        origin.detach().cpu().double().numpy()
+        if isinstance(origin, torch.Tensor)
+        else np.asarray(origin, dtype=float)
+    )
     S, D = len(skeleton.segment_names), len(skeleton.dof_names)
     if Rn.ndim != 4 or Rn.shape[1:] != (S, 3, 3):
         raise InputError(f"angles_from_poses: R must have shape (T, {S}, 3, 3), found {Rn.shape}")
     T = Rn.shape[0]
     if On.shape != (T, S, 3):
-        raise InputError(f"angles_from_poses: origin must have shape ({T}, {S}, 3), found {On.shape}")
-    ref = np.zeros((T, D)) if reference is None else (
-        reference.detach().cpu().double().numpy() if isinstance(reference, torch.Tensor)
-        else np.asarray(reference, dtype=float))
+        raise InputError(
+            f"angles_from_poses: origin must have shape ({T}, {S}, 3), found {On.shape}"
+        )
+    ref = (
+        np.zeros((T, D))
+        if reference is None
+        else (
+            reference.detach().cpu().double().numpy()
+            if isinstance(reference, torch.Tensor)
+            else np.asarray(reference, dtype=float)
+        )
+    )
     if ref.shape == (D,):
         ref = np.broadcast_to(ref, (T, D))
     if ref.shape != (T, D):
-        raise InputError(f"angles_from_poses: reference must have shape ({D},) or ({T}, {D}), found {ref.shape}")
+        raise InputError(
+            f"angles_from_poses: reference must have shape ({D},) or ({T}, {D}), found {ref.shape}"
+        )
     rng = default_ranges(skeleton) if ranges is None else dict(ranges)
     lo = np.array([rng.get(n, (-np.inf, np.inf))[0] for n in skeleton.dof_names] + [0.0])
     hi = np.array([rng.get(n, (-np.inf, np.inf))[1] for n in skeleton.dof_names] + [0.0])
-    refz = np.concatenate([ref, np.zeros((T, 1))], axis=1)      # column -1: fixed axes -> 0
+    refz = np.concatenate([ref, np.zeros((T, 1))], axis=1)  # column -1: fixed axes -> 0
 
     parent = skeleton.parent_index
     Rp = np.where((parent >= 0)[None, :, None, None], Rn[:, np.maximum(parent, 0)], np.eye(3))
-    local = np.einsum("tsji,tsjk->tsik", Rp, Rn)                 # R_parent^T R_child
+    local = np.einsum("tsji,tsjk->tsik", Rp, Rn)  # R_parent^T R_child
     q = np.zeros((T, D))
     idx, sign = skeleton.joint_dof_index, skeleton.joint_dof_sign
     fixed_sign = np.where(idx < 0, 1.0, sign)
-    bad = ~np.isfinite(local).all(axis=(2, 3))                   # (T, S): missing poses -> NaN
+    bad = ~np.isfinite(local).all(axis=(2, 3))  # (T, S): missing poses -> NaN
     local[bad] = np.eye(3)
-    for s, seq in enumerate(skeleton.sequences):                 # loop over segments, not frames
+    for s, seq in enumerate(skeleton.sequences):  # loop over segments, not frames
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Gg]imbal lock.*")
             e1 = Rotation.from_matrix(local[:, s]).as_euler(seq, degrees=True)
@@ -110,9 +133,9 @@ def angles_from_poses(skeleton: Skeleton, R: ArrayLike, origin: ArrayLike, *,
         cols = idx[s]
         best, best_score = None, None
         for e in (e1, e2):
-            v = e * fixed_sign[s]                                # DoF values (fixed axes: raw)
+            v = e * fixed_sign[s]  # DoF values (fixed axes: raw)
             r = refz[:, cols]
-            v = r + _wrap(v - r)                                 # nearest 360-equivalent
+            v = r + _wrap(v - r)  # nearest 360-equivalent
             viol = (np.maximum(lo[cols] - v, 0) + np.maximum(v - hi[cols], 0)).sum(axis=1)
             dist = np.abs(v - r).sum(axis=1)
             score = np.stack([viol, dist], axis=1)
@@ -120,7 +143,9 @@ def angles_from_poses(skeleton: Skeleton, R: ArrayLike, origin: ArrayLike, *,
                 best, best_score = v, score
             else:
                 better = (score[:, 0] < best_score[:, 0] - 1e-9) | (
-                    (np.abs(score[:, 0] - best_score[:, 0]) <= 1e-9) & (score[:, 1] < best_score[:, 1]))
+                    (np.abs(score[:, 0] - best_score[:, 0]) <= 1e-9)
+                    & (score[:, 1] < best_score[:, 1])
+                )
                 best = np.where(better[:, None], v, best)
                 best_score = np.where(better[:, None], score, best_score)
         for j in range(3):

@@ -31,15 +31,16 @@ pelvis keypoints; every ``warm_stride``-th frame is solved first, and the others
 from the nearest solved neighbour.  Frames are processed in chunks, so memory grows linearly
 with the recording's length.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,13 +50,22 @@ from ..data import JointAngles, KeypointSequence
 from ..errors import InputError
 from ..io._util import atomic_path
 from ..layouts import to_medpose_names
-from .fk import forward_kinematics, segment_poses
+from .fk import forward_kinematics
 from .limits import JointLimits
 from .patient import PatientSkeleton, estimate_skeleton
 from .skeleton import Skeleton
 
-__all__ = ["Fit", "fit", "FitProblem", "prepare", "alignment_rotation", "euler_from_matrix", "DEFAULT_PRIOR",
-           "prior_sd", "NOISE_FLOOR_MM"]
+__all__ = [
+    "Fit",
+    "fit",
+    "FitProblem",
+    "prepare",
+    "alignment_rotation",
+    "euler_from_matrix",
+    "DEFAULT_PRIOR",
+    "prior_sd",
+    "NOISE_FLOOR_MM",
+]
 
 _AX = {"X": 0, "Y": 1, "Z": 2}
 #: Keypoints the fit cannot do without: the pelvis (both hips) and the trunk's direction.
@@ -83,7 +93,9 @@ def euler_from_matrix(R: torch.Tensor, seq: str) -> torch.Tensor:
     return torch.stack([a, b, c], dim=-1)
 
 
-def alignment_rotation(sequence_positions: np.ndarray, names: Sequence[str], up: str | None = None) -> np.ndarray:
+def alignment_rotation(
+    sequence_positions: np.ndarray, names: Sequence[str], up: str | None = None
+) -> np.ndarray:
     """Axis-permutation rotation ``A`` (3, 3) taking the data frame onto the skeleton's ISB axes.
 
     The data axis closest to the median trunk direction (mid-hip to neck) becomes +Y
@@ -117,7 +129,9 @@ def alignment_rotation(sequence_positions: np.ndarray, names: Sequence[str], up:
         au, su = "xyz".index(key[-1]), (-1.0 if key[0] == "-" else 1.0)
     else:
         if not np.all(np.isfinite(u)):
-            raise InputError("fit: cannot tell which way is up: no frame has hip_r, hip_l and neck or shoulders")
+            raise InputError(
+                "fit: cannot tell which way is up: no frame has hip_r, hip_l and neck or shoulders"
+            )
         au = int(np.argmax(np.abs(u)))
         su = float(np.sign(u[au])) or 1.0
     rest = [a for a in range(3) if a != au]
@@ -142,18 +156,18 @@ class FitProblem:
 
     skeleton: Skeleton
     limits: JointLimits
-    lower: np.ndarray              # (D,)
-    upper: np.ndarray              # (D,)
-    seq_index: np.ndarray          # (K,) columns of the sequence used
-    kp_index: np.ndarray           # (K,) matching skeleton keypoints
-    kp_names: tuple[str, ...]      # (K,) medpose names
-    observable: np.ndarray         # (D,) bool
-    alignment: np.ndarray          # (3, 3) data -> skeleton axes
+    lower: np.ndarray  # (D,)
+    upper: np.ndarray  # (D,)
+    seq_index: np.ndarray  # (K,) columns of the sequence used
+    kp_index: np.ndarray  # (K,) matching skeleton keypoints
+    kp_names: tuple[str, ...]  # (K,) medpose names
+    observable: np.ndarray  # (D,) bool
+    alignment: np.ndarray  # (3, 3) data -> skeleton axes
     patient: PatientSkeleton | None
     min_confidence: float
     min_keypoints: int
-    prior_sd: np.ndarray           # (D,) posture prior standard deviation about prior_mean, deg
-    prior_mean: np.ndarray         # (D,) neutral pose (0 clipped into the limits)
+    prior_sd: np.ndarray  # (D,) posture prior standard deviation about prior_mean, deg
+    prior_mean: np.ndarray  # (D,) neutral pose (0 clipped into the limits)
 
 
 #: Default posture prior: standard deviation (degrees) of each DoF about the neutral pose.
@@ -167,9 +181,17 @@ class FitProblem:
 #: hip flexion from lumbar flexion, and noise would swing them by several degrees (OpenSim
 #: models without a lumbar joint, e.g. Pose2Sim's, hold them together rigidly).  The pelvis
 #: (whole-body orientation) carries no prior (``inf``).
-DEFAULT_PRIOR: Mapping[str, float] = MappingProxyType({
-    "*": 100.0, "lumbar_flexion": 5.0, "lumbar_bending": 5.0, "lumbar_rotation": 5.0,
-    "pelvis_tilt": math.inf, "pelvis_list": math.inf, "pelvis_rotation": math.inf})
+DEFAULT_PRIOR: Mapping[str, float] = MappingProxyType(
+    {
+        "*": 100.0,
+        "lumbar_flexion": 5.0,
+        "lumbar_bending": 5.0,
+        "lumbar_rotation": 5.0,
+        "pelvis_tilt": math.inf,
+        "pelvis_list": math.inf,
+        "pelvis_rotation": math.inf,
+    }
+)
 
 #: Lowest keypoint noise (mm) the posture prior assumes, so that it still breaks exact ties.
 NOISE_FLOOR_MM = 0.1
@@ -190,22 +212,28 @@ def prior_sd(skeleton: Skeleton, prior: Mapping[str, float] | None = None) -> np
     merged = dict(DEFAULT_PRIOR)
     if prior is not None:
         if not isinstance(prior, Mapping):
-            raise InputError(f"fit: prior must be a mapping of DoF name to standard deviation in degrees, "
-                             f"found {type(prior).__name__}")
+            raise InputError(
+                f"fit: prior must be a mapping of DoF name to standard deviation in degrees, "
+                f"found {type(prior).__name__}"
+            )
         merged.update(prior)
     names = skeleton.dof_names
     bases = {n[:-2] for n in names if n[-2:] in ("_r", "_l")}
     for key, val in merged.items():
         if key != "*" and key not in names and key not in bases and (prior is None or key in prior):
-            raise InputError(f"fit: prior: unknown DoF {key!r}; expected '*', a DoF name or one without "
-                             f"its side, e.g. 'shoulder_rotation'")
+            raise InputError(
+                f"fit: prior: unknown DoF {key!r}; expected '*', a DoF name or one without "
+                f"its side, e.g. 'shoulder_rotation'"
+            )
         try:
             v = float(val)
         except (TypeError, ValueError):
             v = float("nan")
         if not v > 0:
-            raise InputError(f"fit: prior: standard deviation of {key!r} must be a number > 0 degrees "
-                             f"(inf: no prior), found {val!r}")
+            raise InputError(
+                f"fit: prior: standard deviation of {key!r} must be a number > 0 degrees "
+                f"(inf: no prior), found {val!r}"
+            )
     out = np.full(len(names), np.inf)
     for i, (n, rot) in enumerate(zip(names, skeleton.rotational)):
         if rot:
@@ -214,7 +242,9 @@ def prior_sd(skeleton: Skeleton, prior: Mapping[str, float] | None = None) -> np
     return out
 
 
-def _map_keypoints(sequence: KeypointSequence, skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+def _map_keypoints(
+    sequence: KeypointSequence, skeleton: Skeleton
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     names = to_medpose_names(sequence.names)
     known = {n: i for i, n in enumerate(skeleton.keypoint_names)}
     seq_idx, kp_idx, used = [], [], []
@@ -227,19 +257,25 @@ def _map_keypoints(sequence: KeypointSequence, skeleton: Skeleton) -> tuple[np.n
     if not any(n in used for n in _UP):
         missing.append("neck or shoulder_r/shoulder_l")
     if missing:
-        raise InputError(f"fit: the skeleton cannot use this keypoint layout: missing keypoints {missing}; "
-                         f"recognised {len(used)} of {len(names)} names ({used[:12]}{'...' if len(used) > 12 else ''}); "
-                         "the fit needs hip_r, hip_l and neck or both shoulders, by medpose name or a known "
-                         "layout's name (RHip, LHip, Neck...)")
+        raise InputError(
+            f"fit: the skeleton cannot use this keypoint layout: missing keypoints {missing}; "
+            f"recognised {len(used)} of {len(names)} names ({used[:12]}{'...' if len(used) > 12 else ''}); "
+            "the fit needs hip_r, hip_l and neck or both shoulders, by medpose name or a known "
+            "layout's name (RHip, LHip, Neck...)"
+        )
     return np.array(seq_idx), np.array(kp_idx), tuple(used)
 
 
-def _observable(skeleton: Skeleton, kp_index: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+def _observable(
+    skeleton: Skeleton, kp_index: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> np.ndarray:
     """DoFs that move at least one used keypoint at generic poses (Jacobian column non-zero)."""
     rng = np.random.default_rng(12345)
     lo = np.where(np.isfinite(lower), lower, -100.0)
     hi = np.where(np.isfinite(upper), upper, 100.0)
-    q = torch.as_tensor(lo + (hi - lo) * rng.uniform(0.2, 0.8, size=(4, len(lo))), dtype=torch.float64)
+    q = torch.as_tensor(
+        lo + (hi - lo) * rng.uniform(0.2, 0.8, size=(4, len(lo))), dtype=torch.float64
+    )
     ctx = _Context(skeleton, kp_index, torch.device("cpu"), torch.float64)
     _, _, _, J = ctx.evaluate(q, jacobian=True)
     obs = np.zeros(len(lo), dtype=bool)
@@ -247,15 +283,24 @@ def _observable(skeleton: Skeleton, kp_index: np.ndarray, lower: np.ndarray, upp
     return obs
 
 
-def prepare(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: JointLimits | None = None, *,
-            min_confidence: float = 0.3, min_keypoints: int | None = None, up: str | None = None,
-            prior: Mapping[str, float] | None = None) -> FitProblem:
+def prepare(
+    sequence: KeypointSequence,
+    skeleton: Skeleton | None = None,
+    limits: JointLimits | None = None,
+    *,
+    min_confidence: float = 0.3,
+    min_keypoints: int | None = None,
+    up: str | None = None,
+    prior: Mapping[str, float] | None = None,
+) -> FitProblem:
     """Check a sequence against a skeleton and set up the fit (see :func:`fit` for parameters)."""
     if not isinstance(sequence, KeypointSequence):
         raise InputError(f"fit: expected a KeypointSequence, found {type(sequence).__name__}")
     if sequence.ndim != 3:
-        raise InputError(f"fit: expected 3D keypoints (T, K, 3) in mm, found {sequence.ndim}D "
-                         "(image keypoints must be triangulated first)")
+        raise InputError(
+            f"fit: expected 3D keypoints (T, K, 3) in mm, found {sequence.ndim}D "
+            "(image keypoints must be triangulated first)"
+        )
     if sequence.n_frames == 0:
         raise InputError("fit: the sequence has no frames")
     if not 0.0 <= float(min_confidence) <= 1.0:
@@ -267,8 +312,14 @@ def prepare(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits
     T = sequence.n_frames
     few = np.unique(np.linspace(0, T - 1, min(T, _CHECK_FRAMES)).round().astype(int))
     sub = few if skeleton is not None else slice(None)
-    renamed = KeypointSequence(sequence.positions[sub][:, seq_idx], used, sequence.rate,
-                               sequence.confidence[sub][:, seq_idx], sequence.frame, sequence.start)
+    renamed = KeypointSequence(
+        sequence.positions[sub][:, seq_idx],
+        used,
+        sequence.rate,
+        sequence.confidence[sub][:, seq_idx],
+        sequence.frame,
+        sequence.start,
+    )
     patient = None
     try:
         patient = estimate_skeleton(renamed, base=base, min_confidence=max(min_confidence, 0.3))
@@ -285,15 +336,31 @@ def prepare(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits
         raise InputError(f"fit: limits must be a JointLimits, found {type(lim).__name__}")
     lo, hi = lim.for_skeleton(skeleton)
     obs = _observable(skeleton, kp_idx, lo, hi)
-    A = alignment_rotation(renamed.positions if isinstance(sub, np.ndarray) else renamed.positions[few], used, up)
+    A = alignment_rotation(
+        renamed.positions if isinstance(sub, np.ndarray) else renamed.positions[few], used, up
+    )
     k = len(used)
     mk = int(min_keypoints) if min_keypoints is not None else max(4, math.ceil(0.5 * k))
     if mk < 3:
         raise InputError(f"fit: min_keypoints must be at least 3, found {min_keypoints!r}")
     psd = prior_sd(skeleton, prior)
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-    return FitProblem(skeleton, lim, lo, hi, seq_idx, kp_idx, used, obs, A, patient, float(min_confidence), mk,
-                      psd, np.clip(0.0, lo, hi))
+    return FitProblem(
+        skeleton,
+        lim,
+        lo,
+        hi,
+        seq_idx,
+        kp_idx,
+        used,
+        obs,
+        A,
+        patient,
+        float(min_confidence),
+        mk,
+        psd,
+        np.clip(0.0, lo, hi),
+    )
 
 
 # ------------------------------------------------------------------------------ torch context
@@ -309,8 +376,14 @@ class _Context:
     batched 3x3 products per level on contiguous slices, with no scatter.
     """
 
-    def __init__(self, skeleton: Skeleton, kp_index: np.ndarray, device: torch.device, dtype: torch.dtype,
-                 free: np.ndarray | None = None):
+    def __init__(
+        self,
+        skeleton: Skeleton,
+        kp_index: np.ndarray,
+        device: torch.device,
+        dtype: torch.dtype,
+        free: np.ndarray | None = None,
+    ):
         sk = skeleton
         self.sk, self.device, self.dtype = sk, device, dtype
         S, D = len(sk.segment_names), len(sk.dof_names)
@@ -318,26 +391,33 @@ class _Context:
         t = lambda a, dt=dtype: torch.as_tensor(np.array(a), device=device, dtype=dt)  # noqa: E731
         parent = sk.parent_index
         depth = np.zeros(S, dtype=np.int64)
-        anc = np.zeros((S, S), dtype=bool)                 # anc[s, a]: a is s or an ancestor of s
+        anc = np.zeros((S, S), dtype=bool)  # anc[s, a]: a is s or an ancestor of s
         for s in range(S):
             a = s
             while a >= 0:
                 anc[s, a] = True
                 a = parent[a]
             depth[s] = anc[s].sum() - 1
-        order = np.argsort(depth, kind="stable")           # level order; root first
+        order = np.argsort(depth, kind="stable")  # level order; root first
         pos = np.empty(S, dtype=np.int64)
         pos[order] = np.arange(S)
         self.order, self.pos = t(order, torch.long), t(pos, torch.long)
         bounds = np.searchsorted(depth[order], np.arange(int(depth.max()) + 2))
         # per level: slice in level order, and each member's parent position within the previous level
-        self.levels = [(int(bounds[d]), int(bounds[d + 1]), t(pos[parent[order[bounds[d]:bounds[d + 1]]]] - bounds[d - 1],
-                                                                torch.long))
-                       for d in range(1, int(depth.max()) + 1)]
-        self.parent_pos = t(np.where(parent[order] >= 0, pos[np.maximum(parent[order], 0)], S), torch.long)
+        self.levels = [
+            (
+                int(bounds[d]),
+                int(bounds[d + 1]),
+                t(pos[parent[order[bounds[d] : bounds[d + 1]]]] - bounds[d - 1], torch.long),
+            )
+            for d in range(1, int(depth.max()) + 1)
+        ]
+        self.parent_pos = t(
+            np.where(parent[order] >= 0, pos[np.maximum(parent[order], 0)], S), torch.long
+        )
         self.kseg = t(pos[sk.keypoint_segment[kp_index]], torch.long)
         self.koff = t(sk.keypoint_offsets[kp_index])
-        self.offs = t(sk.joint_offsets[order])                          # (S, 3), level order
+        self.offs = t(sk.joint_offsets[order])  # (S, 3), level order
         # elementary rotation of slot j of segment s about axis i:  E = B + cos(t) P + sin(t) Q
         B = np.zeros((3, S, 3, 3))
         P = np.zeros((3, S, 3, 3))
@@ -350,21 +430,32 @@ class _Context:
                 P[j, n, k1, k1] = P[j, n, k2, k2] = 1.0
                 Qm[j, n, k2, k1], Qm[j, n, k1, k2] = 1.0, -1.0
         self.B, self.P, self.Q = t(B), t(P), t(Qm)
-        idx = sk.joint_dof_index[order]                                  # (S, 3), -1 fixed
-        self.ang_dof = t(np.where(idx >= 0, idx, D).T, torch.long)       # (3, S) -> column D is 0
-        self.ang_scale = t((np.where(idx >= 0, sk.joint_dof_sign[order], 0.0) * np.pi / 180.0).T)  # (3, S)
-        rot = [(d, s, j) for s in range(S) for j in range(3)
-               if (d := int(sk.joint_dof_index[s, j])) >= 0 and free[d]]
+        idx = sk.joint_dof_index[order]  # (S, 3), -1 fixed
+        self.ang_dof = t(np.where(idx >= 0, idx, D).T, torch.long)  # (3, S) -> column D is 0
+        self.ang_scale = t(
+            (np.where(idx >= 0, sk.joint_dof_sign[order], 0.0) * np.pi / 180.0).T
+        )  # (3, S)
+        rot = [
+            (d, s, j)
+            for s in range(S)
+            for j in range(3)
+            if (d := int(sk.joint_dof_index[s, j])) >= 0 and free[d]
+        ]
         seg = np.array([r[1] for r in rot], dtype=np.int64)
         slot = np.array([r[2] for r in rot], dtype=np.int64)
         axis = np.array([_AX[sk.sequences[s][j]] for s, j in zip(seg, slot)], dtype=np.int64)
-        self.seg, self.slot, self.axis = t(pos[seg], torch.long), t(slot, torch.long), t(axis, torch.long)
+        self.seg, self.slot, self.axis = (
+            t(pos[seg], torch.long),
+            t(slot, torch.long),
+            t(axis, torch.long),
+        )
         # d x_k / d q_f (per degree) = sign * pi/180 * w_f x (x_k - o_f) for keypoints below the joint
-        scale = ((sk.joint_dof_sign[seg, slot] * np.pi / 180.0)[:, None]
-                 * anc[sk.keypoint_segment[kp_index]][:, seg].T)         # (Fr, K)
+        scale = (sk.joint_dof_sign[seg, slot] * np.pi / 180.0)[:, None] * anc[
+            sk.keypoint_segment[kp_index]
+        ][:, seg].T  # (Fr, K)
         self.scale = t(scale)
         K = len(kp_index)
-        eps = np.zeros((3, 3, 3))                                        # [w]x = w @ eps: Levi-Civita
+        eps = np.zeros((3, 3, 3))  # [w]x = w @ eps: Levi-Civita
         for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
             eps[k, i, j], eps[k, j, i] = -1.0, 1.0
         self.eps = t(eps.reshape(3, 9))
@@ -373,10 +464,10 @@ class _Context:
         Jt_t = np.zeros((len(trans), 3, K))
         for n, a in enumerate(tax):
             Jt_t[n, a, :] = 1.0
-        self.Jt_trans = t(Jt_t)                                          # (Ft, 3, K)
+        self.Jt_trans = t(Jt_t)  # (Ft, 3, K)
         self.trans_axes = t(tax, torch.long)
         self.trans_dofs = t(sk.translation_dof_index, torch.long)
-        self.var_dofs = t([r[0] for r in rot] + trans, torch.long)       # (F,)
+        self.var_dofs = t([r[0] for r in rot] + trans, torch.long)  # (F,)
         self.n_rot = len(rot)
         self.D = D
         # keypoint groups for the normal equations: one per subtree below the root (trunk and arms,
@@ -394,7 +485,7 @@ class _Context:
         groups = []
         for gid in [g for g in np.unique(ksub) if g >= 0]:
             kp = np.flatnonzero(ksub == gid)
-            rr = np.flatnonzero(scale[:, kp].any(axis=1))             # rotations moving these keypoints
+            rr = np.flatnonzero(scale[:, kp].any(axis=1))  # rotations moving these keypoints
             groups.append([kp, rr])
         if not groups:
             groups = [[np.arange(K), np.arange(Fr)]]
@@ -405,23 +496,35 @@ class _Context:
             g0[1] = np.flatnonzero(scale[:, g0[0]].any(axis=1))
         self.groups = []
         for kp, rr in groups:
-            vv = np.concatenate([rr, np.arange(Fr, F)])                  # the group's variables
+            vv = np.concatenate([rr, np.arange(Fr, F)])  # the group's variables
             n = len(vv)
-            self.groups.append((t(kp, torch.long), t(rr, torch.long), t(scale[np.ix_(rr, kp)]),
-                                t(Jt_t[:, :, kp]), t((vv[:, None] * F + vv[None, :]).ravel(), torch.long),
-                                t(vv, torch.long), n))
+            self.groups.append(
+                (
+                    t(kp, torch.long),
+                    t(rr, torch.long),
+                    t(scale[np.ix_(rr, kp)]),
+                    t(Jt_t[:, :, kp]),
+                    t((vv[:, None] * F + vv[None, :]).ravel(), torch.long),
+                    t(vv, torch.long),
+                    n,
+                )
+            )
 
     def poses(self, q: torch.Tensor):
         """Elementary rotations E (T, 3, S, 3, 3), segment rotations R (T, S, 3, 3) and origins o
         (T, S, 3) from q (T, D) in degrees; segments in level order (:attr:`order`)."""
         T = q.shape[0]
         qz = torch.cat([q, q.new_zeros(T, 1)], dim=1)
-        ang = qz[:, self.ang_dof] * self.ang_scale                      # (T, 3, S) radians
-        E = self.B + torch.cos(ang)[..., None, None] * self.P + torch.sin(ang)[..., None, None] * self.Q
-        Jl = _mm3(_mm3(E[:, 0], E[:, 1]), E[:, 2])                      # joint rotations (T, S, 3, 3)
+        ang = qz[:, self.ang_dof] * self.ang_scale  # (T, 3, S) radians
+        E = (
+            self.B
+            + torch.cos(ang)[..., None, None] * self.P
+            + torch.sin(ang)[..., None, None] * self.Q
+        )
+        Jl = _mm3(_mm3(E[:, 0], E[:, 1]), E[:, 2])  # joint rotations (T, S, 3, 3)
         Rs = [Jl[:, :1]]
         os_ = [(self.offs[0] + q.index_select(1, self.trans_dofs))[:, None]]
-        for s0, s1, par in self.levels:                                 # tree depth (~5), not frames
+        for s0, s1, par in self.levels:  # tree depth (~5), not frames
             Rp = Rs[-1].index_select(1, par)
             os_.append(os_[-1].index_select(1, par) + _mv3(Rp, self.offs[s0:s1]))
             Rs.append(_mm3(Rp, Jl[:, s0:s1]))
@@ -432,11 +535,11 @@ class _Context:
         preceding elementary rotations of the same joint, applied to the rotation's own axis."""
         T = R.shape[0]
         Rx = torch.cat([R, torch.eye(3, dtype=R.dtype, device=R.device).expand(T, 1, 3, 3)], dim=1)
-        PR = Rx.index_select(1, self.parent_pos)                        # (T, S, 3, 3)
+        PR = Rx.index_select(1, self.parent_pos)  # (T, S, 3, 3)
         RA = _mm3(PR, E[:, 0])
         RB = _mm3(RA, E[:, 1])
-        stk = torch.stack([PR, RA, RB], dim=1).transpose(-1, -2)       # (T, 3, S, column, row)
-        return stk[:, self.slot, self.seg, self.axis]                   # (T, Fr, 3)
+        stk = torch.stack([PR, RA, RB], dim=1).transpose(-1, -2)  # (T, 3, S, column, row)
+        return stk[:, self.slot, self.seg, self.axis]  # (T, Fr, 3)
 
     def keypoints(self, R: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         """Keypoints (T, K, 3) from segment poses: ``o[seg] + R[seg] @ offset``."""
@@ -446,11 +549,13 @@ class _Context:
         """The Jacobian's two factors: ``[[w_f]x, -[w_f]x o_f]`` (T, Fr, 3, 4) per free rotation and
         ``[x_k, 1]`` (T, K, 4) per keypoint, whose product is ``w_f x (x_k - o_f)``."""
         T, K = x.shape[:2]
-        W = (self.axes(E, R) @ self.eps).reshape(T, -1, 3, 3)          # skew matrices [w]x (T, Fr, 3, 3)
-        Wo = _mv3(W, o.index_select(1, self.seg))                      # (T, Fr, 3): w x o_f
+        W = (self.axes(E, R) @ self.eps).reshape(T, -1, 3, 3)  # skew matrices [w]x (T, Fr, 3, 3)
+        Wo = _mv3(W, o.index_select(1, self.seg))  # (T, Fr, 3): w x o_f
         return torch.cat([W, -Wo[..., None]], dim=-1), torch.cat([x, x.new_ones(T, K, 1)], dim=-1)
 
-    def jacobian(self, E: torch.Tensor, R: torch.Tensor, o: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def jacobian(
+        self, E: torch.Tensor, R: torch.Tensor, o: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
         """Jacobian of the keypoints ``x`` (T, K, 3) w.r.t. the free rotations, transposed: (T, Fr, 3, K), per degree.
 
         Column f is ``scale_f * w_f x (x_k - o_f)`` for the keypoints below joint f (zero elsewhere),
@@ -464,8 +569,8 @@ class _Context:
 
     def full_jacobian(self, E, R, o, x) -> torch.Tensor:
         """Jacobian (T, K, 3, F) of the keypoints per degree / mm, translations included."""
-        Jr = self.jacobian(E, R, o, x)                                  # (T, Fr, 3, K)
-        Jt = self.Jt_trans.expand(x.shape[0], -1, -1, -1)               # (T, Ft, 3, K)
+        Jr = self.jacobian(E, R, o, x)  # (T, Fr, 3, K)
+        Jt = self.Jt_trans.expand(x.shape[0], -1, -1, -1)  # (T, Ft, 3, K)
         return torch.cat([Jr, Jt], dim=1).permute(0, 3, 2, 1)
 
     def keypoints_at(self, q: torch.Tensor) -> torch.Tensor:
@@ -501,8 +606,14 @@ def _mv3(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------ the solver
-def _prior_terms(z: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, pri: "_Priors",
-                 mean_nb: torch.Tensor | None = None, nb_ok: torch.Tensor | None = None):
+def _prior_terms(
+    z: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    pri: _Priors,
+    mean_nb: torch.Tensor | None = None,
+    nb_ok: torch.Tensor | None = None,
+):
     """Prior residuals (T, F) and their diagonal Jacobians: soft limits, posture, smoothness."""
     terms = []
     if pri.weight > 0 and pri.margin > 0:
@@ -520,15 +631,22 @@ def _prior_terms(z: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, pri: "_Pri
 
 @dataclass(frozen=True)
 class _Priors:
-    margin: float                      # soft-limit band, degrees
-    weight: float                      # soft-limit weight, mm per degree
-    tik: torch.Tensor | None           # (F,) posture-prior weight per variable, mm per degree
-    mu: torch.Tensor | None            # (F,) neutral value per variable
+    margin: float  # soft-limit band, degrees
+    weight: float  # soft-limit weight, mm per degree
+    tik: torch.Tensor | None  # (F,) posture-prior weight per variable, mm per degree
+    mu: torch.Tensor | None  # (F,) neutral value per variable
     smooth: float = 0.0
 
 
-def _normal_equations(ctx: _Context, E: torch.Tensor, R: torch.Tensor, o: torch.Tensor,
-                      x: torch.Tensor, sw: torch.Tensor, xo: torch.Tensor):
+def _normal_equations(
+    ctx: _Context,
+    E: torch.Tensor,
+    R: torch.Tensor,
+    o: torch.Tensor,
+    x: torch.Tensor,
+    sw: torch.Tensor,
+    xo: torch.Tensor,
+):
     """Weighted data cost (T,), J^T J (T, F, F) and J^T r (T, F) at keypoints ``x`` (T, K, 3).
 
     Per keypoint group (:attr:`_Context.groups`), the weighted Jacobian of the group's variables
@@ -538,18 +656,20 @@ def _normal_equations(ctx: _Context, E: torch.Tensor, R: torch.Tensor, o: torch.
     T, K = x.shape[:2]
     Fr, Ft = ctx.n_rot, ctx.Jt_trans.shape[0]
     F = Fr + Ft
-    Wh, xh = ctx.homogeneous(E, R, o, x)                               # (T, Fr, 3, 4), (T, K, 4)
-    swk = sw[..., 0]                                                   # (T, K)
-    res = sw * (x - xo)                                                # (T, K, 3)
+    Wh, xh = ctx.homogeneous(E, R, o, x)  # (T, Fr, 3, 4), (T, K, 4)
+    swk = sw[..., 0]  # (T, K)
+    res = sw * (x - xo)  # (T, K, 3)
     H = x.new_zeros(T, F * F)
     g = x.new_zeros(T, F)
     dc = x.new_zeros(T)
     for kp, rr, scale, jt, flat, vv, n in ctx.groups:
         k = kp.numel()
         nr = rr.numel()
-        wk = swk.index_select(1, kp)                                   # (T, k)
+        wk = swk.index_select(1, kp)  # (T, k)
         buf = x.new_empty(T, n + 1, 3, k)
-        J = torch.bmm(Wh.index_select(1, rr).reshape(T, -1, 4), xh.index_select(1, kp).transpose(1, 2))
+        J = torch.bmm(
+            Wh.index_select(1, rr).reshape(T, -1, 4), xh.index_select(1, kp).transpose(1, 2)
+        )
         torch.mul(J.view(T, nr, 3, k), (scale * wk[:, None])[:, :, None, :], out=buf[:, :nr])
         if Ft:
             torch.mul(jt, wk[:, None, None, :], out=buf[:, nr:n])
@@ -562,9 +682,21 @@ def _normal_equations(ctx: _Context, E: torch.Tensor, R: torch.Tensor, o: torch.
     return dc, H.view(T, F, F), g
 
 
-def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, lo: torch.Tensor,
-           hi: torch.Tensor, pri: _Priors, *, neighbours=None, max_iter: int = 100, tol: float = 1e-4,
-           xtol: float = 1e-3, lam0: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _solve(
+    ctx: _Context,
+    q0: torch.Tensor,
+    x_obs: torch.Tensor,
+    w: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    pri: _Priors,
+    *,
+    neighbours=None,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    xtol: float = 1e-3,
+    lam0: float = 1e-5,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projected Levenberg-Marquardt on a batch of frames.
 
     One forward-kinematics pass per iteration gives the trial point's keypoints and, for the
@@ -577,14 +709,14 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
     T, D = q0.shape
     var = ctx.var_dofs
     lo_v, hi_v = lo[var], hi[var]
-    qa = q0.clone()                                                     # the active frames' state
+    qa = q0.clone()  # the active frames' state
     qa[:, var] = torch.clamp(qa[:, var], lo_v, hi_v)
-    sw = torch.sqrt(w)[..., None]                                       # (T, K, 1)
+    sw = torch.sqrt(w)[..., None]  # (T, K, 1)
     xo = x_obs
     E, R, o = ctx.poses(qa)
     xa = ctx.keypoints(R, o)
     dc, H, g = _normal_equations(ctx, E, R, o, xa, sw, xo)
-    q, xf = qa.clone(), xa.clone()                                      # results, written as frames finish
+    q, xf = qa.clone(), xa.clone()  # results, written as frames finish
     lam = q.new_full((T,), lam0)
     conv = torch.zeros(T, dtype=torch.bool, device=q.device)
     act = torch.arange(T, device=q.device)
@@ -599,25 +731,29 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
             mnb, nbok = mnb.index_select(0, act)[:, var], nbok.index_select(0, act)
         terms = _prior_terms(za, lo_v, hi_v, pri, mnb, nbok)
         cost, dd, gt = dc, torch.diagonal(H, dim1=1, dim2=2), g
-        for r, dj in terms:                                             # the priors' J^T J is diagonal
+        for r, dj in terms:  # the priors' J^T J is diagonal
             cost = cost + (r * r).sum(dim=1)
             dd = dd + dj * dj
             gt = gt + dj * r
         frozen = ((za <= lo_v) & (gt > 0)) | ((za >= hi_v) & (gt < 0))
         keep = (~frozen).to(q.dtype)
-        if cuda:                                                        # frozen DoFs leave the system
-            A = H * keep[:, :, None] * keep[:, None, :]                 # (no host sync on a GPU)
+        if cuda:  # frozen DoFs leave the system
+            A = H * keep[:, :, None] * keep[:, None, :]  # (no host sync on a GPU)
         else:
-            A = H.clone()                                               # the only (T, F, F) temporary
+            A = H.clone()  # the only (T, F, F) temporary
             fz = torch.nonzero(frozen.any(dim=1))[:, 0]
             if fz.numel():
                 A[fz] = A[fz] * keep[fz, :, None] * keep[fz, None, :]
         # damped diagonal (1 + lam) (J^T J)_ii; a frozen DoF's row is the identity
-        torch.diagonal(A, dim1=1, dim2=2).copy_(dd * keep * (1.0 + lam[:, None]) + 1e-9 + frozen.to(q.dtype))
+        torch.diagonal(A, dim1=1, dim2=2).copy_(
+            dd * keep * (1.0 + lam[:, None]) + 1e-9 + frozen.to(q.dtype)
+        )
         L, info = torch.linalg.cholesky_ex(A)
         rhs = (gt * keep)[..., None]
-        if cuda:                                    # two triangular solves: half cholesky_solve's time there
-            sol = torch.linalg.solve_triangular(L.mT, torch.linalg.solve_triangular(L, rhs, upper=False), upper=True)
+        if cuda:  # two triangular solves: half cholesky_solve's time there
+            sol = torch.linalg.solve_triangular(
+                L.mT, torch.linalg.solve_triangular(L, rhs, upper=False), upper=True
+            )
         else:
             sol = torch.cholesky_solve(rhs, L)
         step = -sol[..., 0] * keep
@@ -639,10 +775,10 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
         qa = torch.where(ok[:, None], q_new, qa)
         xa = torch.where(ok[:, None, None], x2, xa)
         lam = torch.where(ok, torch.clamp(lam / 10.0, min=1e-9), lam * 4.0)
-        if neighbours is not None:                                      # the neighbours read q
+        if neighbours is not None:  # the neighbours read q
             q.index_copy_(0, act, qa)
         fin = torch.nonzero(done)[:, 0]
-        if fin.numel():                                                 # finished frames leave the batch
+        if fin.numel():  # finished frames leave the batch
             fa = act.index_select(0, fin)
             q.index_copy_(0, fa, qa.index_select(0, fin))
             xf.index_copy_(0, fa, xa.index_select(0, fin))
@@ -651,8 +787,9 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
             if stay.numel() == 0:
                 act = stay
                 break
-            act, qa, xa, sw, xo, dc, H, g, lam, ok = (t.index_select(0, stay) for t in
-                                                      (act, qa, xa, sw, xo, dc, H, g, lam, ok))
+            act, qa, xa, sw, xo, dc, H, g, lam, ok = (
+                t.index_select(0, stay) for t in (act, qa, xa, sw, xo, dc, H, g, lam, ok)
+            )
             E, R, o, x2 = (t.index_select(0, stay) for t in (E, R, o, x2))
         # the next step's normal equations at the accepted points; a rejected frame keeps its own.
         # On a GPU for every frame still going (no host sync to pick the accepted ones)
@@ -665,11 +802,13 @@ def _solve(ctx: _Context, q0: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor
             upd = torch.nonzero(ok)[:, 0]
             if upd.numel():
                 sel = lambda t: t.index_select(0, upd)  # noqa: E731
-                dcn, Hn, gn = _normal_equations(ctx, sel(E), sel(R), sel(o), sel(x2), sel(sw), sel(xo))
+                dcn, Hn, gn = _normal_equations(
+                    ctx, sel(E), sel(R), sel(o), sel(x2), sel(sw), sel(xo)
+                )
                 dc.index_copy_(0, upd, dcn)
                 H.index_copy_(0, upd, Hn)
                 g.index_copy_(0, upd, gn)
-    if act.numel():                                                     # out of iterations
+    if act.numel():  # out of iterations
         q.index_copy_(0, act, qa)
         xf.index_copy_(0, act, xa)
     return q, xf, conv
@@ -688,10 +827,16 @@ def _polar(M: torch.Tensor, iters: int = 12) -> tuple[torch.Tensor, torch.Tensor
     X = M / scale
     det0 = torch.linalg.det(X)
     for _ in range(iters):
-        c = torch.stack([torch.linalg.cross(X[:, 1], X[:, 2]), torch.linalg.cross(X[:, 2], X[:, 0]),
-                         torch.linalg.cross(X[:, 0], X[:, 1])], dim=1)        # cofactors
+        c = torch.stack(
+            [
+                torch.linalg.cross(X[:, 1], X[:, 2]),
+                torch.linalg.cross(X[:, 2], X[:, 0]),
+                torch.linalg.cross(X[:, 0], X[:, 1]),
+            ],
+            dim=1,
+        )  # cofactors
         det = (X[:, 0] * c[:, 0]).sum(dim=1)[:, None, None]
-        Xit = c / det                                                         # X^-T
+        Xit = c / det  # X^-T
         g = torch.sqrt(torch.linalg.matrix_norm(Xit) / torch.linalg.matrix_norm(X))[:, None, None]
         X = 0.5 * (g * X + Xit / g)
     eye = torch.eye(3, dtype=M.dtype, device=M.device)
@@ -700,27 +845,37 @@ def _polar(M: torch.Tensor, iters: int = 12) -> tuple[torch.Tensor, torch.Tensor
     return torch.where(ok[:, None, None], X, eye), ok
 
 
-def _rigid_init(ctx: _Context, template: torch.Tensor, torso: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor,
-                root_seq: str, root_sign: torch.Tensor, root_rot: torch.Tensor, trans: torch.Tensor, D: int):
+def _rigid_init(
+    ctx: _Context,
+    template: torch.Tensor,
+    torso: torch.Tensor,
+    x_obs: torch.Tensor,
+    w: torch.Tensor,
+    root_seq: str,
+    root_sign: torch.Tensor,
+    root_rot: torch.Tensor,
+    trans: torch.Tensor,
+    D: int,
+):
     """q0 (T, D) from a weighted Kabsch fit of the zero-pose trunk/pelvis keypoints; ok (T,)."""
-    wt = w[:, torso]                                                    # (T, M)
-    P = template[torso]                                                 # (M, 3)
+    wt = w[:, torso]  # (T, M)
+    P = template[torso]  # (M, 3)
     Q = x_obs[:, torso]
     ws = wt.sum(dim=1, keepdim=True).clamp(min=1e-12)
-    pc = (wt @ P) / ws                                                  # (T, 3)
+    pc = (wt @ P) / ws  # (T, 3)
     qc = (wt[..., None] * Q).sum(dim=1) / ws
     Hm = torch.einsum("tm,tmi,tmj->tij", wt, P[None] - pc[:, None], Q - qc[:, None])
     M = Hm.transpose(1, 2)
-    _, sv, vh = torch.linalg.svd(P - P.mean(dim=0))                     # one small SVD: is the template planar?
+    _, sv, vh = torch.linalg.svd(P - P.mean(dim=0))  # one small SVD: is the template planar?
     if sv.numel() == 3 and bool(sv[2] <= 1e-6 * sv[0]):
         # planar template (normal n = u x v): M n = 0, so M + (M u x M v) n^T / |M| = R (S + det(S) / |M| n n^T)
         # has the same rotation factor and full rank
         u, v, n = vh[0], vh[1], torch.linalg.cross(vh[0], vh[1])
         c = torch.linalg.cross(M @ u, M @ v) / torch.linalg.matrix_norm(M).clamp(min=1e-30)[:, None]
         M = M + c[:, :, None] * n[None, None, :]
-    Rr, ok_polar = _polar(M)                                            # template -> observed
+    Rr, ok_polar = _polar(M)  # template -> observed
     hard = torch.nonzero(~ok_polar)[:, 0]
-    if hard.numel():                                                    # reflections, near-degenerate
+    if hard.numel():  # reflections, near-degenerate
         U, _, Vh = torch.linalg.svd(Hm[hard])
         d = torch.sign(torch.det(Vh.transpose(1, 2) @ U.transpose(1, 2)))
         d = torch.where(d == 0, torch.ones_like(d), d)
@@ -739,15 +894,18 @@ def _rigid_init(ctx: _Context, template: torch.Tensor, torso: torch.Tensor, x_ob
 class _Observed:
     """The observations a fit was made from (references, no copies) and how to recompute its
     fitted keypoints and residuals from ``q``: forward kinematics on ``device`` in chunks."""
-    positions: np.ndarray              # (T, K_seq, 3) the sequence's, mm
-    confidence: np.ndarray             # (T, K_seq)
-    seq_index: np.ndarray              # (K,) columns used
-    kp_index: np.ndarray               # (K,) matching skeleton keypoints
+
+    positions: np.ndarray  # (T, K_seq, 3) the sequence's, mm
+    confidence: np.ndarray  # (T, K_seq)
+    seq_index: np.ndarray  # (K,) columns used
+    kp_index: np.ndarray  # (K,) matching skeleton keypoints
     min_confidence: float
     device: str
     dtype: np.dtype
 
-    def compute(self, skeleton: Skeleton, q: np.ndarray, alignment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def compute(
+        self, skeleton: Skeleton, q: np.ndarray, alignment: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         T, K = q.shape[0], len(self.kp_index)
         fitted = np.empty((T, K, 3), dtype=self.dtype)
         resid = np.empty((T, K), dtype=self.dtype)
@@ -758,9 +916,13 @@ class _Observed:
         for s0 in range(0, T, step):
             s1 = min(T, s0 + step)
             qq = torch.as_tensor(q[s0:s1], device=dev, dtype=torch.float64)
-            x = forward_kinematics(skeleton, qq, keypoints=names) @ A          # skeleton -> data axes
-            obs = torch.as_tensor(self.positions[s0:s1][:, self.seq_index], device=dev, dtype=torch.float64)
-            c = torch.as_tensor(self.confidence[s0:s1][:, self.seq_index], device=dev, dtype=torch.float64)
+            x = forward_kinematics(skeleton, qq, keypoints=names) @ A  # skeleton -> data axes
+            obs = torch.as_tensor(
+                self.positions[s0:s1][:, self.seq_index], device=dev, dtype=torch.float64
+            )
+            c = torch.as_tensor(
+                self.confidence[s0:s1][:, self.seq_index], device=dev, dtype=torch.float64
+            )
             seen = torch.isfinite(obs).all(dim=2) & (c >= self.min_confidence) & (c > 0)
             r = torch.where(seen, torch.linalg.vector_norm(x - obs, dim=2), float("nan"))
             fitted[s0:s1] = x.cpu().numpy()
@@ -801,14 +963,14 @@ class Fit:
     observable: np.ndarray
     alignment: np.ndarray
     keypoint_names: tuple[str, ...]
-    fitted_: np.ndarray | None         # (T, K, 3) in the data frame, mm (None: computed when asked)
-    residual_: np.ndarray | None       # (T, K) mm, NaN where not observed (likewise)
-    limit_active: np.ndarray           # (T, D) bool
-    converged_mask: np.ndarray         # (T,) bool
-    valid: np.ndarray                  # (T,) bool
-    noise_mm: float = float("nan")     # keypoint noise measured on the pilot frames, mm per axis
+    fitted_: np.ndarray | None  # (T, K, 3) in the data frame, mm (None: computed when asked)
+    residual_: np.ndarray | None  # (T, K) mm, NaN where not observed (likewise)
+    limit_active: np.ndarray  # (T, D) bool
+    converged_mask: np.ndarray  # (T,) bool
+    valid: np.ndarray  # (T,) bool
+    noise_mm: float = float("nan")  # keypoint noise measured on the pilot frames, mm per axis
     prior_sd: np.ndarray | None = None  # (D,) posture prior standard deviation, degrees
-    source: "_Observed | None" = None   # what the lazy keypoints and residuals are computed from
+    source: _Observed | None = None  # what the lazy keypoints and residuals are computed from
 
     @property
     def fitted(self) -> np.ndarray:
@@ -859,14 +1021,18 @@ class Fit:
     def translations(self) -> pd.DataFrame:
         """Pelvis position (mm, skeleton axes) per frame."""
         cols = [i for i, r in enumerate(self.skeleton.rotational) if not r]
-        df = pd.DataFrame(self.q[:, cols], index=self._index(), columns=[self.dof_names[i] for i in cols])
+        df = pd.DataFrame(
+            self.q[:, cols], index=self._index(), columns=[self.dof_names[i] for i in cols]
+        )
         df.attrs.update({"units": "mm", "rate_hz": self.rate})
         return df
 
     @property
     def keypoints(self) -> KeypointSequence:
         """Fitted keypoints (the skeleton's), in the input's frame and names (medpose names), mm."""
-        return KeypointSequence(self.fitted, self.keypoint_names, self.rate, None, self.frame, self.start)
+        return KeypointSequence(
+            self.fitted, self.keypoint_names, self.rate, None, self.frame, self.start
+        )
 
     @property
     def residuals(self) -> pd.DataFrame:
@@ -879,8 +1045,11 @@ class Fit:
     def at_limit(self) -> pd.DataFrame:
         """True where a DoF sits on a hard limit (the data pushed it there), per frame."""
         cols = self._rot_cols
-        return pd.DataFrame(self.limit_active[:, cols], index=self._index(),
-                            columns=[self.dof_names[i] for i in cols])
+        return pd.DataFrame(
+            self.limit_active[:, cols],
+            index=self._index(),
+            columns=[self.dof_names[i] for i in cols],
+        )
 
     @property
     def converged(self) -> pd.Series:
@@ -896,6 +1065,7 @@ class Fit:
         """OpenSim motion file (``inDegrees=yes``, translations in metres) via
         :func:`medpose.io.mot.write_mot`."""
         from ..io.mot import write_mot
+
         return write_mot(self.joint_angles(), path)
 
     def _table(self) -> pd.DataFrame:
@@ -915,8 +1085,10 @@ class Fit:
         return Path(path)
 
     def __repr__(self) -> str:
-        return (f"Fit({self.q.shape[0]} frames, {int(self.valid.sum())} fitted, "
-                f"{int(self.converged_mask.sum())} converged, {len(self.dof_names)} DoF)")
+        return (
+            f"Fit({self.q.shape[0]} frames, {int(self.valid.sum())} fitted, "
+            f"{int(self.converged_mask.sum())} converged, {len(self.dof_names)} DoF)"
+        )
 
 
 def _default_chunk(device: torch.device) -> int:
@@ -926,8 +1098,16 @@ def _default_chunk(device: torch.device) -> int:
     if device.type != "cuda":
         return 2048
     # free memory, counting what torch's caching allocator holds unused
-    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    return next(c for c, need in ((1 << 20, 64), (1 << 19, 36), (1 << 18, 18), (1 << 16, 0)) if free >= need * 2**30)
+    free = (
+        torch.cuda.mem_get_info(device)[0]
+        + torch.cuda.memory_reserved(device)
+        - torch.cuda.memory_allocated(device)
+    )
+    return next(
+        c
+        for c, need in ((1 << 20, 64), (1 << 19, 36), (1 << 18, 18), (1 << 16, 0))
+        if free >= need * 2**30
+    )
 
 
 def _default_dtype(device: torch.device) -> torch.dtype:
@@ -935,11 +1115,25 @@ def _default_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: JointLimits | None = None, *,
-        device: str | torch.device | None = None, dtype: torch.dtype | None = None, smoothness: float = 0.0,
-        prior: Mapping[str, float] | None = None, chunk_size: int | None = None, progress: bool | None = None,
-        min_confidence: float = 0.3, min_keypoints: int | None = None, max_iter: int = 100,
-        warm_stride: int | None = None, tol_deg: float = 1e-3, threads: int | None = None, up: str | None = None) -> Fit:
+def fit(
+    sequence: KeypointSequence,
+    skeleton: Skeleton | None = None,
+    limits: JointLimits | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    smoothness: float = 0.0,
+    prior: Mapping[str, float] | None = None,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+    min_confidence: float = 0.3,
+    min_keypoints: int | None = None,
+    max_iter: int = 100,
+    warm_stride: int | None = None,
+    tol_deg: float = 1e-3,
+    threads: int | None = None,
+    up: str | None = None,
+) -> Fit:
     """Fit a skeleton to every frame of a 3D keypoint sequence under joint limits.
 
     Parameters
@@ -1016,8 +1210,15 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     >>> f = mp.fit(mp.read_keypoints("trial.trc"))               # doctest: +SKIP
     >>> f.angles["knee_flexion_r"].max()                         # doctest: +SKIP
     """
-    prob = prepare(sequence, skeleton, limits, min_confidence=min_confidence, min_keypoints=min_keypoints, up=up,
-                   prior=prior)
+    prob = prepare(
+        sequence,
+        skeleton,
+        limits,
+        min_confidence=min_confidence,
+        min_keypoints=min_keypoints,
+        up=up,
+        prior=prior,
+    )
     dev = torch.device(device) if device is not None else torch.device("cpu")
     dt = dtype or _default_dtype(dev)
     if smoothness < 0 or not math.isfinite(smoothness):
@@ -1027,37 +1228,79 @@ def fit(sequence: KeypointSequence, skeleton: Skeleton | None = None, limits: Jo
     T = sequence.n_frames
     cs = int(chunk_size) if chunk_size is not None else _default_chunk(dev)
     if cs < 1:
-        raise InputError(f"fit: chunk_size must be a positive number of frames, found {chunk_size!r}")
+        raise InputError(
+            f"fit: chunk_size must be a positive number of frames, found {chunk_size!r}"
+        )
     old_threads = torch.get_num_threads()
     if threads is not None:
         if int(threads) < 1:
             raise InputError(f"fit: threads must be a positive number or None, found {threads!r}")
         torch.set_num_threads(int(threads))
     try:
-        out = _run(prob, sequence.positions, sequence.confidence, dev, dt,
-                   smoothness=float(smoothness), chunk_size=cs, progress=progress, max_iter=int(max_iter),
-                   warm_stride=max(1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 10)),
-                   xtol=float(tol_deg))
+        out = _run(
+            prob,
+            sequence.positions,
+            sequence.confidence,
+            dev,
+            dt,
+            smoothness=float(smoothness),
+            chunk_size=cs,
+            progress=progress,
+            max_iter=int(max_iter),
+            warm_stride=max(
+                1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 10)
+            ),
+            xtol=float(tol_deg),
+        )
     finally:
         torch.set_num_threads(old_threads)
     q, fitted, resid, conv, valid, at, noise = out
     source = None
-    if fitted is None:                                                  # GPU: computed when asked
-        source = _Observed(sequence.positions, sequence.confidence, prob.seq_index, prob.kp_index,
-                           prob.min_confidence, str(dev), np.dtype(np.float64 if dt == torch.float64 else np.float32))
+    if fitted is None:  # GPU: computed when asked
+        source = _Observed(
+            sequence.positions,
+            sequence.confidence,
+            prob.seq_index,
+            prob.kp_index,
+            prob.min_confidence,
+            str(dev),
+            np.dtype(np.float64 if dt == torch.float64 else np.float32),
+        )
     n_bad = int((~valid).sum())
     if n_bad:
-        warnings.warn(f"fit: {n_bad} of {T} frames have fewer than {prob.min_keypoints} keypoints with confidence "
-                      f">= {prob.min_confidence:g} (or fewer than 3 on the trunk and pelvis); their angles are NaN",
-                      stacklevel=2)
+        warnings.warn(
+            f"fit: {n_bad} of {T} frames have fewer than {prob.min_keypoints} keypoints with confidence "
+            f">= {prob.min_confidence:g} (or fewer than 3 on the trunk and pelvis); their angles are NaN",
+            stacklevel=2,
+        )
     sk = prob.skeleton
-    return Fit(q, sk.dof_names, sequence.rate, sequence.start, sequence.frame, sk, prob.limits, prob.patient,
-               prob.observable, prob.alignment, prob.kp_names, fitted, resid, at, conv, valid, noise, prob.prior_sd,
-               source)
+    return Fit(
+        q,
+        sk.dof_names,
+        sequence.rate,
+        sequence.start,
+        sequence.frame,
+        sk,
+        prob.limits,
+        prob.patient,
+        prob.observable,
+        prob.alignment,
+        prob.kp_names,
+        fitted,
+        resid,
+        at,
+        conv,
+        valid,
+        noise,
+        prob.prior_sd,
+        source,
+    )
 
 
 # ------------------------------------------------------------------------------ Euler branches
-def _branch_moves(sk: Skeleton, free: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _branch_moves(
+    sk: Skeleton, free: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Re-parametrisations of a ball joint that leave its segment's (and children's) pose unchanged.
 
     For ``R = R_i(a) R_j(b) R_k(c)``: the other Euler branch ``(a + 180, 180 - b, c + 180)``
@@ -1076,7 +1319,11 @@ def _branch_moves(sk: Skeleton, free: np.ndarray) -> list[tuple[np.ndarray, np.n
             continue
         cols, mult, off = [], [], []
         # Euler twin: raw (a, b, c) -> (a + 180, 180 - b, c + 180); in DoF units q = raw * sign
-        twin = (list(idx[s]), [1.0, -1.0, 1.0], [180.0 * sign[s, 0], 180.0 * sign[s, 1], 180.0 * sign[s, 2]])
+        twin = (
+            list(idx[s]),
+            [1.0, -1.0, 1.0],
+            [180.0 * sign[s, 0], 180.0 * sign[s, 1], 180.0 * sign[s, 2]],
+        )
         k = seq[2]
         flip_c, flip_m, flip_o = [int(idx[s, 2])], [1.0], [180.0 * sign[s, 2]]
         for c in np.flatnonzero(sk.parent_index == s):
@@ -1091,7 +1338,7 @@ def _branch_moves(sk: Skeleton, free: np.ndarray) -> list[tuple[np.ndarray, np.n
         both_c = list(flip_c)
         both_m, both_o = list(flip_m), list(flip_o)
         for d, m, o in zip(*twin):
-            if d in both_c:                                           # compose on the shared column
+            if d in both_c:  # compose on the shared column
                 n = both_c.index(d)
                 both_m[n], both_o[n] = both_m[n] * m, m * both_o[n] + o
             else:
@@ -1111,8 +1358,16 @@ def _wrap_into(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Ten
     return torch.where(v < lo, v + 360.0, v)
 
 
-def _choose_branches(ctx: _Context, moves, q: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor,
-                     lo: torch.Tensor, hi: torch.Tensor, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _choose_branches(
+    ctx: _Context,
+    moves,
+    q: torch.Tensor,
+    x_obs: torch.Tensor,
+    w: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    mu: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Among poses that fit the keypoints equally well, keep the one nearest the neutral pose.
 
     Each move of :func:`_branch_moves` is tried on every frame; it is taken where it stays
@@ -1128,8 +1383,12 @@ def _choose_branches(ctx: _Context, moves, q: torch.Tensor, x_obs: torch.Tensor,
     cost = ((sw * (x - x_obs)) ** 2).sum(dim=(1, 2))
     for cols, mult, off in moves:
         c = torch.as_tensor(cols, device=q.device)
-        cand = _wrap_into(q[:, c] * torch.as_tensor(mult, device=q.device, dtype=q.dtype)
-                          + torch.as_tensor(off, device=q.device, dtype=q.dtype), lo[c], hi[c])
+        cand = _wrap_into(
+            q[:, c] * torch.as_tensor(mult, device=q.device, dtype=q.dtype)
+            + torch.as_tensor(off, device=q.device, dtype=q.dtype),
+            lo[c],
+            hi[c],
+        )
         inside = ((cand >= lo[c]) & (cand <= hi[c])).all(dim=1)
         nearer = ((cand - mu[c]) ** 2).sum(dim=1) < ((q[:, c] - mu[c]) ** 2).sum(dim=1) - 1e-6
         sel = torch.nonzero(inside & nearer)[:, 0]
@@ -1155,8 +1414,23 @@ def _frame_rms(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, n_var: int
     return torch.sqrt((w * ((x - x_obs) ** 2).sum(dim=2)).sum(dim=1) / dof)
 
 
-def _repair(ctx: _Context, q, x, conv, x_obs, w, lo, hi, pri: "_Priors", n_var: int, sigma: float, xtol: float,
-            max_iter: int, passes: int = 3, q_rigid: torch.Tensor | None = None):
+def _repair(
+    ctx: _Context,
+    q,
+    x,
+    conv,
+    x_obs,
+    w,
+    lo,
+    hi,
+    pri: _Priors,
+    n_var: int,
+    sigma: float,
+    xtol: float,
+    max_iter: int,
+    passes: int = 3,
+    q_rigid: torch.Tensor | None = None,
+):
     """Restart frames stuck in a local minimum (residual above ``3 sigma + 0.5`` mm), keeping
     whichever fits better: first from their own rigid start ``q_rigid`` (a frame interpolated
     across a jump in the data, e.g. a tracking glitch, starts far off), then from the solution
@@ -1167,8 +1441,18 @@ def _repair(ctx: _Context, q, x, conv, x_obs, w, lo, hi, pri: "_Priors", n_var: 
         bad = ~(rms <= 3.0 * sigma + 0.5)
         if bool(bad.any()) and not bool(bad.all()):
             idx = torch.nonzero(bad)[:, 0]
-            qn, xn, cn = _solve(ctx, q_rigid[idx], x_obs[idx], w[idx], lo, hi, pri, max_iter=max_iter, xtol=xtol,
-                                lam0=1e-3)
+            qn, xn, cn = _solve(
+                ctx,
+                q_rigid[idx],
+                x_obs[idx],
+                w[idx],
+                lo,
+                hi,
+                pri,
+                max_iter=max_iter,
+                xtol=xtol,
+                lam0=1e-3,
+            )
             better = _frame_rms(xn, x_obs[idx], w[idx], n_var) < rms[idx]
             take = idx[better]
             q, x, conv = q.clone(), x.clone(), conv.clone()
@@ -1187,7 +1471,9 @@ def _repair(ctx: _Context, q, x, conv, x_obs, w, lo, hi, pri: "_Priors", n_var: 
             break
         idx = idx[use]
         src = torch.where(prev_ok[use], idx - 1, nxt[use])
-        qn, xn, cn = _solve(ctx, q[src], x_obs[idx], w[idx], lo, hi, pri, max_iter=max_iter, xtol=xtol)
+        qn, xn, cn = _solve(
+            ctx, q[src], x_obs[idx], w[idx], lo, hi, pri, max_iter=max_iter, xtol=xtol
+        )
         better = _frame_rms(xn, x_obs[idx], w[idx], n_var) < rms[idx]
         take = idx[better]
         q, x, conv = q.clone(), x.clone(), conv.clone()
@@ -1195,14 +1481,18 @@ def _repair(ctx: _Context, q, x, conv, x_obs, w, lo, hi, pri: "_Priors", n_var: 
     return q, x, conv
 
 
-def _interpolate(q_c: torch.Tensor, at_c: torch.Tensor, at: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+def _interpolate(
+    q_c: torch.Tensor, at_c: torch.Tensor, at: torch.Tensor, rot: torch.Tensor
+) -> torch.Tensor:
     """Start values for frames ``at`` from solved frames ``at_c`` (sorted): linear in time, or
     the nearer solved frame for a rotational DoF that jumps by more than 45 degrees between them."""
     n = at_c.numel()
     i = torch.clamp(torch.searchsorted(at_c.contiguous(), at, right=True) - 1, 0, n - 1)
     j = torch.clamp(i + 1, max=n - 1)
     span = (at_c[j] - at_c[i]).to(q_c.dtype)
-    a = torch.where(span > 0, (at - at_c[i]).to(q_c.dtype) / span.clamp(min=1), torch.zeros_like(span))[:, None]
+    a = torch.where(
+        span > 0, (at - at_c[i]).to(q_c.dtype) / span.clamp(min=1), torch.zeros_like(span)
+    )[:, None]
     qi, qj = q_c[i], q_c[j]
     lin = qi + a * (qj - qi)
     near = torch.where(a > 0.5, qj, qi)
@@ -1210,9 +1500,20 @@ def _interpolate(q_c: torch.Tensor, at_c: torch.Tensor, at: torch.Tensor, rot: t
     return torch.where(jump, near, lin)
 
 
-def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device, dt: torch.dtype, *,
-         smoothness: float, chunk_size: int, progress: bool | None, max_iter: int, warm_stride: int,
-         xtol: float):
+def _run(
+    prob: FitProblem,
+    pos: np.ndarray,
+    conf: np.ndarray,
+    dev: torch.device,
+    dt: torch.dtype,
+    *,
+    smoothness: float,
+    chunk_size: int,
+    progress: bool | None,
+    max_iter: int,
+    warm_stride: int,
+    xtol: float,
+):
     sk = prob.skeleton
     T, K = pos.shape[:2]
     D = len(sk.dof_names)
@@ -1223,18 +1524,27 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     rot = torch.as_tensor(np.array(sk.rotational), device=dev)
     neutral = tt(prob.prior_mean)
     var = ctx.var_dofs
-    inv_sd = 1.0 / tt(prob.prior_sd)[var]                               # 0 where no prior
+    inv_sd = 1.0 / tt(prob.prior_sd)[var]  # 0 where no prior
     has_prior = bool((inv_sd > 0).any())
-    pri0 = _Priors(prob.limits.soft_margin_deg, prob.limits.soft_weight,
-                   NOISE_FLOOR_MM * inv_sd if has_prior else None, neutral[var], 0.0)
+    pri0 = _Priors(
+        prob.limits.soft_margin_deg,
+        prob.limits.soft_weight,
+        NOISE_FLOOR_MM * inv_sd if has_prior else None,
+        neutral[var],
+        0.0,
+    )
     n_var = var.numel()
     moves = _branch_moves(sk, prob.observable)
     template = tt(forward_kinematics(sk, np.zeros((1, D)))[0][prob.kp_index])
     seg_names = sk.segment_names
     torso_seg = {sk.segment_index("pelvis") if "pelvis" in seg_names else 0}
     torso_seg |= {i for i, n in enumerate(seg_names) if n == "trunk"}
-    torso_np = np.array([sk.keypoint_segment[k] in torso_seg or sk.keypoint_names[k].startswith("shoulder")
-                         for k in prob.kp_index])
+    torso_np = np.array(
+        [
+            sk.keypoint_segment[k] in torso_seg or sk.keypoint_names[k].startswith("shoulder")
+            for k in prob.kp_index
+        ]
+    )
     torso = tt(np.flatnonzero(torso_np), torch.long)
     root = int(np.flatnonzero(sk.parent_index < 0)[0])
     root_rot = tt([d if d >= 0 else D for d in sk.joint_dof_index[root]], torch.long)
@@ -1242,18 +1552,23 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     trans = tt(sk.translation_dof_index, torch.long)
     A = prob.alignment
     At, Ad = tt(A.T), tt(A)
-    cols = None if np.array_equal(prob.seq_index, np.arange(pos.shape[1])) else tt(prob.seq_index, torch.long)
+    cols = (
+        None
+        if np.array_equal(prob.seq_index, np.arange(pos.shape[1]))
+        else tt(prob.seq_index, torch.long)
+    )
 
     def load(sel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Observed keypoints in skeleton axes, weights, rigid start and validity of frames ``sel``."""
         P, C = _to_device(pos[sel], dev), _to_device(conf[sel], dev)
-        if cols is not None:                                            # the keypoints used, on the device
+        if cols is not None:  # the keypoints used, on the device
             P, C = P[:, cols], C[:, cols]
         finite = torch.isfinite(P).all(dim=2)
-        w = torch.where(finite & (C >= prob.min_confidence), C, 0.0).to(dt)
+        w = torch.where(finite & (prob.min_confidence <= C), C, 0.0).to(dt)
         x_obs = torch.where(finite[..., None], P, 0.0).to(dt) @ At
-        q0, rig_ok = _rigid_init(ctx, template, torso, x_obs, w, sk.sequences[root], root_sign, root_rot,
-                                 trans, D + 1)    # column D catches fixed root axes
+        q0, rig_ok = _rigid_init(
+            ctx, template, torso, x_obs, w, sk.sequences[root], root_sign, root_rot, trans, D + 1
+        )  # column D catches fixed root axes
         q0 = torch.where(free[None], q0[:, :D], neutral[None])
         return x_obs, w, q0, rig_ok & ((w > 0).sum(dim=1) >= prob.min_keypoints)
 
@@ -1266,12 +1581,16 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         xp, wp, qp = xp[okp], wp[okp], qp[okp]
         cp = qp[:, trans].mean(dim=0)
         qp[:, trans] -= cp
-        qs, xs, _ = _solve(ctx, qp, xp - cp, wp, lo, hi, pri0, max_iter=min(max_iter, 10), xtol=xtol, lam0=1e-3)
+        qs, xs, _ = _solve(
+            ctx, qp, xp - cp, wp, lo, hi, pri0, max_iter=min(max_iter, 10), xtol=xtol, lam0=1e-3
+        )
         dof = (3 * (wp > 0).sum(dim=1) - n_var).clamp(min=1).to(dt)
         rms = torch.sqrt((wp * ((xs - (xp - cp)) ** 2).sum(dim=2)).sum(dim=1) / dof)
         sigma = float(torch.nanmedian(rms))
     sig = max(sigma, NOISE_FLOOR_MM) if math.isfinite(sigma) else NOISE_FLOOR_MM
-    pri = _Priors(pri0.margin, pri0.weight, sig * inv_sd if has_prior else None, pri0.mu, smoothness)
+    pri = _Priors(
+        pri0.margin, pri0.weight, sig * inv_sd if has_prior else None, pri0.mu, smoothness
+    )
     pri1 = _Priors(pri.margin, pri.weight, pri.tik, pri.mu, 0.0)
 
     # results are computed on the device and copied once per chunk into these, in the fit's
@@ -1281,8 +1600,9 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     tdt = torch.float64 if dt == torch.float64 else torch.float32
     gpu = dev.type == "cuda"
     q_all, conv_all, valid_all, at_all = (
-        torch.empty(shape, dtype=d, pin_memory=gpu) for shape, d in
-        (((T, D), tdt), (T, torch.bool), (T, torch.bool), ((T, D), torch.bool)))
+        torch.empty(shape, dtype=d, pin_memory=gpu)
+        for shape, d in (((T, D), tdt), (T, torch.bool), (T, torch.bool), ((T, D), torch.bool))
+    )
     fit_all = None if gpu else torch.empty((T, K, 3), dtype=tdt)
     res_all = None if gpu else torch.empty((T, K), dtype=tdt)
     ltol = 1e-6 * torch.clamp(torch.where(torch.isfinite(lo), lo, 0.0).abs(), min=1.0)
@@ -1290,11 +1610,14 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
     bar = None
     if progress or (progress is None and len(starts) > 1):
         from tqdm.auto import tqdm
+
         bar = tqdm(total=T, unit="frame", desc="fit")
     state: dict = {"prev_last": None}
     # the limits rounded inwards to the fit's precision: q clamped to them never leaves the
     # (float64) hard limits, whatever the rounding
-    lo_np, hi_np = _inward(prob.lower, prob.upper, np.float32 if tdt == torch.float32 else np.float64)
+    lo_np, hi_np = _inward(
+        prob.lower, prob.upper, np.float32 if tdt == torch.float32 else np.float64
+    )
     lo_in, hi_in = torch.as_tensor(lo_np, device=dev), torch.as_tensor(hi_np, device=dev)
 
     def chunk(s0: int) -> None:
@@ -1314,9 +1637,21 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             # stage 1: every warm_stride-th valid frame from the rigid initialisation, then the
             # branch of each ball joint nearest neutral among equally good fits
             coarse = vidx[::warm_stride]
-            qc, xc, cc = _solve(ctx, q0[coarse], x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter,
-                                xtol=xtol, lam0=1e-3)                   # far start: damped
-            qc, moved_c = _choose_branches(ctx, moves, qc, x_obs[coarse], w[coarse], lo, hi, neutral)
+            qc, xc, cc = _solve(
+                ctx,
+                q0[coarse],
+                x_obs[coarse],
+                w[coarse],
+                lo,
+                hi,
+                pri1,
+                max_iter=max_iter,
+                xtol=xtol,
+                lam0=1e-3,
+            )  # far start: damped
+            qc, moved_c = _choose_branches(
+                ctx, moves, qc, x_obs[coarse], w[coarse], lo, hi, neutral
+            )
             mc = torch.nonzero(moved_c)[:, 0]
             if mc.numel():
                 xc[mc] = ctx.keypoints_at(qc[mc])
@@ -1326,7 +1661,7 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             nb = None
             if smoothness > 0:
                 pl = None
-                if prev_last is not None and s0 > 0:                     # last frame of the previous chunk
+                if prev_last is not None and s0 > 0:  # last frame of the previous chunk
                     pl = prev_last[0].clone()
                     pl[trans] = pl[trans] - centre
                 nb = _neighbours(vidx, n, pl)
@@ -1336,9 +1671,18 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
                 rest = torch.ones(n, dtype=torch.bool, device=dev)
                 rest[coarse] = False
                 sub = torch.nonzero(rest[vidx])[:, 0]
-                qs, xs, cs_ = _solve(ctx, qn[sub], x_obs[vidx[sub]], w[vidx[sub]], lo, hi, pri,
-                                     max_iter=max_iter, xtol=xtol)
-                cpos = torch.nonzero(~rest[vidx])[:, 0]                     # coarse frames within vidx
+                qs, xs, cs_ = _solve(
+                    ctx,
+                    qn[sub],
+                    x_obs[vidx[sub]],
+                    w[vidx[sub]],
+                    lo,
+                    hi,
+                    pri,
+                    max_iter=max_iter,
+                    xtol=xtol,
+                )
+                cpos = torch.nonzero(~rest[vidx])[:, 0]  # coarse frames within vidx
                 qv, cvv = qn.clone(), torch.empty(vidx.numel(), dtype=torch.bool, device=dev)
                 qv[sub], cvv[sub], cvv[cpos] = qs, cs_, cc
                 xv = xs.new_empty(vidx.numel(), *xs.shape[1:])
@@ -1346,10 +1690,34 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
                 xv[cpos] = xc
             else:
                 # with smoothness the frames are coupled (block-Jacobi): a few sweeps, not to full tolerance
-                qv, xv, cvv = _solve(ctx, qn, x_obs[vidx], w[vidx], lo, hi, pri, neighbours=nb,
-                                     max_iter=max_iter if nb is None else min(max_iter, 20), xtol=xtol)
-            qv, xv, cvv = _repair(ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, n_var, sig, xtol, max_iter,
-                                  q_rigid=q0[vidx])
+                qv, xv, cvv = _solve(
+                    ctx,
+                    qn,
+                    x_obs[vidx],
+                    w[vidx],
+                    lo,
+                    hi,
+                    pri,
+                    neighbours=nb,
+                    max_iter=max_iter if nb is None else min(max_iter, 20),
+                    xtol=xtol,
+                )
+            qv, xv, cvv = _repair(
+                ctx,
+                qv,
+                xv,
+                cvv,
+                x_obs[vidx],
+                w[vidx],
+                lo,
+                hi,
+                pri1,
+                n_var,
+                sig,
+                xtol,
+                max_iter,
+                q_rigid=q0[vidx],
+            )
             # a frame that started from branch-chosen neighbours and stayed within 30 degrees of its
             # start is on their branch (another branch of a ball joint is >= 180 degrees away in
             # some DoF): the branch choice is repeated only for frames that moved further
@@ -1357,13 +1725,24 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
             moved = torch.zeros(vidx.numel(), dtype=torch.bool, device=dev)
             qb = qv
             if far.numel():
-                qf, mf = _choose_branches(ctx, moves, qv[far], x_obs[vidx[far]], w[vidx[far]], lo, hi, neutral)
+                qf, mf = _choose_branches(
+                    ctx, moves, qv[far], x_obs[vidx[far]], w[vidx[far]], lo, hi, neutral
+                )
                 qb = qv.clone()
                 qb[far], moved[far] = qf, mf
             m = torch.nonzero(moved)[:, 0]
-            if m.numel():                                                  # polish the frames that moved
-                qm, xm, cm = _solve(ctx, qb[m], x_obs[vidx][m], w[vidx][m], lo, hi, pri1, max_iter=max_iter,
-                                    xtol=xtol)
+            if m.numel():  # polish the frames that moved
+                qm, xm, cm = _solve(
+                    ctx,
+                    qb[m],
+                    x_obs[vidx][m],
+                    w[vidx][m],
+                    lo,
+                    hi,
+                    pri1,
+                    max_iter=max_iter,
+                    xtol=xtol,
+                )
                 qv, xv, cvv = qv.clone(), xv.clone(), cvv.clone()
                 qv[m], xv[m], cvv[m] = qm, xm, cm
             q[vidx], xf[vidx], cv[vidx] = qv, xv, cvv
@@ -1374,10 +1753,10 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         # residuals do not depend on the axes (A is a rotation): computed before adding the centre back
         if not gpu:
             res = torch.where(w > 0, torch.linalg.vector_norm(xf - x_obs, dim=2), float("nan"))
-            xf = (xf + centre) @ Ad                                      # back to the data frame
+            xf = (xf + centre) @ Ad  # back to the data frame
         q[:, trans] = q[:, trans] + centre
         at = torch.isfinite(q) & (((q - lo).abs() <= ltol) | ((q - hi).abs() <= ltol)) & free
-        qc = torch.minimum(torch.maximum(q.to(tdt), lo_in), hi_in)      # (NaN stays NaN)
+        qc = torch.minimum(torch.maximum(q.to(tdt), lo_in), hi_in)  # (NaN stays NaN)
         outs = [(q_all, qc), (conv_all, cv), (valid_all, valid), (at_all, at)]
         if not gpu:
             outs += [(fit_all, xf), (res_all, res)]
@@ -1392,7 +1771,10 @@ def _run(prob: FitProblem, pos: np.ndarray, conf: np.ndarray, dev: torch.device,
         torch.cuda.synchronize(dev)
     if bar is not None:
         bar.close()
-    return tuple(None if a is None else a.numpy() for a in (q_all, fit_all, res_all, conv_all, valid_all, at_all)) + (sigma,)
+    return tuple(
+        None if a is None else a.numpy()
+        for a in (q_all, fit_all, res_all, conv_all, valid_all, at_all)
+    ) + (sigma,)
 
 
 def _inward(lower: np.ndarray, upper: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -1407,7 +1789,7 @@ def _inward(lower: np.ndarray, upper: np.ndarray, dtype) -> tuple[np.ndarray, np
 def _to_device(a: np.ndarray, dev: torch.device) -> torch.Tensor:
     """A (possibly read-only) numpy array as a tensor on ``dev``; never written to."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)                  # read-only arrays: we only read
+        warnings.simplefilter("ignore", UserWarning)  # read-only arrays: we only read
         return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
 
 
@@ -1435,4 +1817,5 @@ def _neighbours(vidx: torch.Tensor, n: int, prev_last: torch.Tensor | None):
         s = torch.where(hp[:, None], prev, 0.0) + torch.where(has_next[:, None], nxt, 0.0)
         mean = s / cnt.clamp(min=1.0)[:, None]
         return torch.nan_to_num(mean), cnt > 0
+
     return f

@@ -9,9 +9,11 @@ sequence, ``R = R_a1(t1) R_a2(t2) R_a3(t3)``, the same convention as scipy's
 ``Rotation.from_euler`` with uppercase axes; written by hand only because scipy's Rotation
 has no autograd.
 """
+
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
 import torch
@@ -39,19 +41,23 @@ def _as_tensor(skeleton: Skeleton, q: ArrayLike) -> tuple[torch.Tensor, bool]:
         q = q.to(torch.get_default_dtype())
     d = len(skeleton.dof_names)
     if q.ndim != 2 or q.shape[1] != d:
-        raise InputError(f"forward_kinematics: q must have shape (T, {d}) (frames x DoFs, in "
-                         f"skeleton.dof_names order), found {tuple(q.shape)}")
+        raise InputError(
+            f"forward_kinematics: q must have shape (T, {d}) (frames x DoFs, in "
+            f"skeleton.dof_names order), found {tuple(q.shape)}"
+        )
     return q, is_numpy
 
 
-def _constants(skeleton: Skeleton, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def _constants(
+    skeleton: Skeleton, device: torch.device, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
     """The skeleton's arrays as tensors, built once per (device, dtype)."""
     key = (str(device), dtype)
     if key not in skeleton._cache:
         S = len(skeleton.sequences)
         # elementary rotation about a coordinate axis: each of its 9 entries is one of
         # 0, 1, cos t, sin t, -sin t (code 0..4), e.g. Rx = [[1,0,0],[0,c,-s],[0,s,c]]
-        code = np.zeros((3, S, 9), dtype=np.int64)            # (slot, segment, entry)
+        code = np.zeros((3, S, 9), dtype=np.int64)  # (slot, segment, entry)
         for s, seq in enumerate(skeleton.sequences):
             for j, ax in enumerate(seq):
                 i = _AXIS[ax]
@@ -64,7 +70,7 @@ def _constants(skeleton: Skeleton, device: torch.device, dtype: torch.dtype) -> 
         P = np.zeros((S, 3, K))
         P[skeleton.keypoint_segment, :, np.arange(K)] = skeleton.keypoint_offsets
         skeleton._cache[key] = {
-            "code": _t(code[:, :, None, :], device),          # (3, S, 1, 9)
+            "code": _t(code[:, :, None, :], device),  # (3, S, 1, 9)
             "idx": _t(skeleton.joint_dof_index, device),
             "sign": _t(skeleton.joint_dof_sign, device, dtype),
             "offs": _t(skeleton.joint_offsets, device, dtype),
@@ -75,25 +81,36 @@ def _constants(skeleton: Skeleton, device: torch.device, dtype: torch.dtype) -> 
     return skeleton._cache[key]
 
 
-def _local_rotations(skeleton: Skeleton, q: torch.Tensor, c: dict[str, torch.Tensor]) -> torch.Tensor:
+def _local_rotations(
+    skeleton: Skeleton, q: torch.Tensor, c: dict[str, torch.Tensor]
+) -> torch.Tensor:
     """Joint rotations (child in parent), shape (S, T, 3, 3), from q (T, D) in degrees."""
-    qz = torch.cat([q, q.new_zeros(q.shape[0], 1)], dim=1)            # column -1 -> 0
-    ang = torch.deg2rad(qz[:, c["idx"]] * c["sign"]).permute(2, 1, 0)   # (3, S, T)
-    table = torch.stack([torch.zeros_like(ang), torch.ones_like(ang), torch.cos(ang), torch.sin(ang),
-                         -torch.sin(ang)], dim=-1)                       # (3, S, T, 5)
+    qz = torch.cat([q, q.new_zeros(q.shape[0], 1)], dim=1)  # column -1 -> 0
+    ang = torch.deg2rad(qz[:, c["idx"]] * c["sign"]).permute(2, 1, 0)  # (3, S, T)
+    table = torch.stack(
+        [
+            torch.zeros_like(ang),
+            torch.ones_like(ang),
+            torch.cos(ang),
+            torch.sin(ang),
+            -torch.sin(ang),
+        ],
+        dim=-1,
+    )  # (3, S, T, 5)
     code = c["code"].expand(*ang.shape, 9)
-    E = torch.gather(table, -1, code).reshape(*ang.shape, 3, 3)          # (3, S, T, 3, 3)
+    E = torch.gather(table, -1, code).reshape(*ang.shape, 3, 3)  # (3, S, T, 3, 3)
     return E[0] @ E[1] @ E[2]
 
 
-def _poses(skeleton: Skeleton, q: torch.Tensor,
-           c: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _poses(
+    skeleton: Skeleton, q: torch.Tensor, c: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     local = _local_rotations(skeleton, q, c)
     offs = c["offs"]
     trans = q[:, c["trans"]]
     Rs: list[torch.Tensor] = []
     Os: list[torch.Tensor] = []
-    for i, p in enumerate(skeleton.parent_index.tolist()):            # ~15 segments, not frames
+    for i, p in enumerate(skeleton.parent_index.tolist()):  # ~15 segments, not frames
         if p < 0:
             Rs.append(local[i])
             Os.append(offs[i] + trans)
@@ -132,8 +149,9 @@ def segment_poses(skeleton: Skeleton, q: ArrayLike) -> tuple[ArrayLike, ArrayLik
     return (R.numpy(), o.numpy()) if is_numpy else (R, o)
 
 
-def forward_kinematics(skeleton: Skeleton, q: ArrayLike, *,
-                       keypoints: Sequence[str] | None = None) -> ArrayLike:
+def forward_kinematics(
+    skeleton: Skeleton, q: ArrayLike, *, keypoints: Sequence[str] | None = None
+) -> ArrayLike:
     """Keypoint positions of a posed skeleton: ``x = origin[seg] + R[seg] @ offset``.
 
     Parameters

@@ -17,15 +17,17 @@ Sources
 * Per-patient overrides: a YAML file (a clinician's measured passive range, a post-operative
   restriction), see :meth:`JointLimits.from_yaml`.
 """
+
 from __future__ import annotations
 
 import functools
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,9 +45,13 @@ AGE_GROUPS = ("2-8", "9-19", "20-44", "45-69")
 SEXES = ("female", "male")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _variants() -> Mapping[str, Any]:
-    text = resources.files("medpose.resources").joinpath("joint_limits_variants.yaml").read_text("utf-8")
+    text = (
+        resources.files("medpose.resources")
+        .joinpath("joint_limits_variants.yaml")
+        .read_text("utf-8")
+    )
     return yaml.safe_load(text)
 
 
@@ -109,34 +115,51 @@ class JointLimits:
         lo = np.array(self.lower, dtype=float).reshape(-1)
         hi = np.array(self.upper, dtype=float).reshape(-1)
         if lo.shape != (len(names),) or hi.shape != (len(names),):
-            raise InputError(f"JointLimits: lower and upper must have one value per DoF ({len(names)}), "
-                             f"found {lo.shape} and {hi.shape}")
+            raise InputError(
+                f"JointLimits: lower and upper must have one value per DoF ({len(names)}), "
+                f"found {lo.shape} and {hi.shape}"
+            )
         for n, a, b in zip(names, lo, hi):
             if math.isnan(a) or math.isnan(b):
-                raise LimitError(f"JointLimits: range of {n!r} is empty (NaN limit); expected min < max")
+                raise LimitError(
+                    f"JointLimits: range of {n!r} is empty (NaN limit); expected min < max"
+                )
             if a > b:
-                raise LimitError(f"JointLimits: range of {n!r} is inverted: min {a:g} > max {b:g} degrees")
+                raise LimitError(
+                    f"JointLimits: range of {n!r} is inverted: min {a:g} > max {b:g} degrees"
+                )
             if a == b:
-                raise LimitError(f"JointLimits: range of {n!r} is empty: min = max = {a:g} degrees; "
-                                 "to hold a joint nearly fixed give a small range, e.g. "
-                                 f"[{a - 0.5:g}, {a + 0.5:g}]")
+                raise LimitError(
+                    f"JointLimits: range of {n!r} is empty: min = max = {a:g} degrees; "
+                    "to hold a joint nearly fixed give a small range, e.g. "
+                    f"[{a - 0.5:g}, {a + 0.5:g}]"
+                )
         m, w = float(self.soft_margin_deg), float(self.soft_weight)
         if not (math.isfinite(m) and m >= 0 and math.isfinite(w) and w >= 0):
-            raise InputError(f"JointLimits: soft_margin_deg and soft_weight must be finite and >= 0, "
-                             f"found {m!r} and {w!r}")
+            raise InputError(
+                f"JointLimits: soft_margin_deg and soft_weight must be finite and >= 0, "
+                f"found {m!r} and {w!r}"
+            )
         lo.setflags(write=False)
         hi.setflags(write=False)
         object.__setattr__(self, "dof_names", names)
         object.__setattr__(self, "lower", lo)
         object.__setattr__(self, "upper", hi)
-        object.__setattr__(self, "sources", MappingProxyType({n: str(self.sources.get(n, "")) for n in names}))
+        object.__setattr__(
+            self, "sources", MappingProxyType({n: str(self.sources.get(n, "")) for n in names})
+        )
         object.__setattr__(self, "soft_margin_deg", m)
         object.__setattr__(self, "soft_weight", w)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def default(cls, skeleton: Skeleton | None = None, *, age_group: str | None = None,
-                sex: str | None = None) -> "JointLimits":
+    def default(
+        cls,
+        skeleton: Skeleton | None = None,
+        *,
+        age_group: str | None = None,
+        sex: str | None = None,
+    ) -> JointLimits:
         """Adult normative ranges, optionally replaced by an age-group/sex variant.
 
         Parameters
@@ -156,6 +179,7 @@ class JointLimits:
         rng = default_ranges(sk)
         spec = _variants()
         from .skeleton import _resource_yaml
+
         rows = _resource_yaml("joint_ranges.yaml").get("ranges", {})
         sources = {}
         for n in sk.dof_names:
@@ -165,11 +189,15 @@ class JointLimits:
         lo = np.array([rng[n][0] for n in sk.dof_names])
         hi = np.array([rng[n][1] for n in sk.dof_names])
         if (age_group is None) != (sex is None):
-            raise InputError("JointLimits.default: give both age_group and sex, or neither; found "
-                             f"age_group={age_group!r}, sex={sex!r}")
+            raise InputError(
+                "JointLimits.default: give both age_group and sex, or neither; found "
+                f"age_group={age_group!r}, sex={sex!r}"
+            )
         if age_group is not None:
             if str(age_group) not in AGE_GROUPS:
-                raise InputError(f"JointLimits.default: unknown age_group {age_group!r}; known: {list(AGE_GROUPS)}")
+                raise InputError(
+                    f"JointLimits.default: unknown age_group {age_group!r}; known: {list(AGE_GROUPS)}"
+                )
             if str(sex).lower() not in SEXES:
                 raise InputError(f"JointLimits.default: unknown sex {sex!r}; known: {list(SEXES)}")
             variant = (spec["variants"].get(str(age_group)) or {}).get(str(sex).lower()) or {}
@@ -184,8 +212,13 @@ class JointLimits:
         return cls(sk.dof_names, lo, hi, sources)
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike, skeleton: Skeleton | None = None, *,
-                  base: "JointLimits | None" = None) -> "JointLimits":
+    def from_yaml(
+        cls,
+        path: str | os.PathLike,
+        skeleton: Skeleton | None = None,
+        *,
+        base: JointLimits | None = None,
+    ) -> JointLimits:
         """Per-patient overrides read from YAML on top of ``base`` (default: :meth:`default`).
 
         The file (read with ``yaml.safe_load``)::
@@ -218,12 +251,16 @@ class JointLimits:
         if doc is None:
             doc = {}
         if not isinstance(doc, Mapping):
-            raise InputError(f"{src}: expected a mapping with 'limits' (and optionally 'soft_prior', "
-                             f"'age_group', 'sex'), found {type(doc).__name__}")
+            raise InputError(
+                f"{src}: expected a mapping with 'limits' (and optionally 'soft_prior', "
+                f"'age_group', 'sex'), found {type(doc).__name__}"
+            )
         unknown = set(doc) - {"limits", "soft_prior", "age_group", "sex"}
         if unknown:
-            raise InputError(f"{src}: unknown top-level field(s) {sorted(unknown)}; expected limits, "
-                             "soft_prior, age_group, sex")
+            raise InputError(
+                f"{src}: unknown top-level field(s) {sorted(unknown)}; expected limits, "
+                "soft_prior, age_group, sex"
+            )
         if base is None:
             base = cls.default(skeleton, age_group=doc.get("age_group"), sex=doc.get("sex"))
         rows = doc.get("limits") or {}
@@ -233,7 +270,9 @@ class JointLimits:
         for name, row in rows.items():
             where = f"{src}: limits.{name}"
             if not isinstance(row, Mapping) or not ({"min", "max"} & set(row)):
-                raise LimitError(f"{where}: empty range; expected a mapping with min and/or max (degrees)")
+                raise LimitError(
+                    f"{where}: empty range; expected a mapping with min and/or max (degrees)"
+                )
             lo = _number(row["min"], f"{where}.min") if "min" in row else None
             hi = _number(row["max"], f"{where}.max") if "max" in row else None
             over[str(name)] = (lo, hi, str(row.get("source", f"override ({src})")))
@@ -244,13 +283,19 @@ class JointLimits:
         soft = doc.get("soft_prior")
         if soft is not None:
             if not isinstance(soft, Mapping):
-                raise InputError(f"{src}: soft_prior must be a mapping {{margin_deg, weight}}, found {soft!r}")
-            out = out.with_soft_prior(_number(soft.get("margin_deg", 10.0), f"{src}: soft_prior.margin_deg"),
-                                      _number(soft.get("weight", 1.0), f"{src}: soft_prior.weight"))
+                raise InputError(
+                    f"{src}: soft_prior must be a mapping {{margin_deg, weight}}, found {soft!r}"
+                )
+            out = out.with_soft_prior(
+                _number(soft.get("margin_deg", 10.0), f"{src}: soft_prior.margin_deg"),
+                _number(soft.get("weight", 1.0), f"{src}: soft_prior.weight"),
+            )
         return out
 
     # ------------------------------------------------------------------ modifiers
-    def _apply(self, over: Mapping[str, tuple[float | None, float | None, str]], src: str) -> "JointLimits":
+    def _apply(
+        self, over: Mapping[str, tuple[float | None, float | None, str]], src: str
+    ) -> JointLimits:
         lo, hi, sources = self.lower.copy(), self.upper.copy(), dict(self.sources)
         for name, (a, b, source) in over.items():
             cols = _targets(name, self.dof_names)
@@ -263,8 +308,9 @@ class JointLimits:
                 sources[c] = source
         return JointLimits(self.dof_names, lo, hi, sources, self.soft_margin_deg, self.soft_weight)
 
-    def with_overrides(self, ranges: Mapping[str, tuple[float | None, float | None]], *,
-                       source: str = "override") -> "JointLimits":
+    def with_overrides(
+        self, ranges: Mapping[str, tuple[float | None, float | None]], *, source: str = "override"
+    ) -> JointLimits:
         """A copy with some ranges replaced: ``{"knee_flexion_r": (0, 90)}``; ``None`` keeps a side.
 
         A name without ``_r``/``_l`` sets both sides.  Raises InputError for an unknown DoF and
@@ -273,11 +319,14 @@ class JointLimits:
         over = {}
         for k, v in ranges.items():
             a, b = v
-            over[k] = (None if a is None else _number(a, f"{k}.min"),
-                       None if b is None else _number(b, f"{k}.max"), source)
+            over[k] = (
+                None if a is None else _number(a, f"{k}.min"),
+                None if b is None else _number(b, f"{k}.max"),
+                source,
+            )
         return self._apply(over, "JointLimits.with_overrides")
 
-    def with_soft_prior(self, margin_deg: float = 10.0, weight: float = 1.0) -> "JointLimits":
+    def with_soft_prior(self, margin_deg: float = 10.0, weight: float = 1.0) -> JointLimits:
         """A copy with the soft prior on (``margin_deg`` band, ``weight`` mm per degree); 0 turns it off."""
         return JointLimits(self.dof_names, self.lower, self.upper, self.sources, margin_deg, weight)
 
@@ -308,10 +357,19 @@ class JointLimits:
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per DoF: ``min_deg``, ``max_deg``, ``source``."""
-        return pd.DataFrame({"min_deg": self.lower, "max_deg": self.upper,
-                             "source": [self.sources[n] for n in self.dof_names]},
-                            index=pd.Index(self.dof_names, name="dof"))
+        return pd.DataFrame(
+            {
+                "min_deg": self.lower,
+                "max_deg": self.upper,
+                "source": [self.sources[n] for n in self.dof_names],
+            },
+            index=pd.Index(self.dof_names, name="dof"),
+        )
 
     def __repr__(self) -> str:
-        soft = f", soft prior {self.soft_margin_deg:g} deg x {self.soft_weight:g} mm/deg" if self.soft_weight and self.soft_margin_deg else ""
+        soft = (
+            f", soft prior {self.soft_margin_deg:g} deg x {self.soft_weight:g} mm/deg"
+            if self.soft_weight and self.soft_margin_deg
+            else ""
+        )
         return f"JointLimits({len(self.dof_names)} DoF{soft})"

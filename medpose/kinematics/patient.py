@@ -14,11 +14,12 @@ estimate stays consistent with ``resources/skeleton.yaml`` whatever its offsets.
 length from ``pelvis``-``neck`` is exact only at neutral lumbar flexion (the median over a
 sequence is close for upright movements).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -29,8 +30,13 @@ from ..layouts import to_medpose_names
 from .fk import forward_kinematics
 from .skeleton import Skeleton
 
-__all__ = ["PatientSkeleton", "estimate_skeleton", "skeleton_from_landmarks", "LENGTH_PAIRS",
-           "plausible_height_mm"]
+__all__ = [
+    "PatientSkeleton",
+    "estimate_skeleton",
+    "skeleton_from_landmarks",
+    "LENGTH_PAIRS",
+    "plausible_height_mm",
+]
 
 #: Keypoint pairs that measure each length, best first ("_s" = each side).
 LENGTH_PAIRS: tuple[tuple[str, str, str], ...] = (
@@ -83,15 +89,21 @@ class PatientSkeleton:
     def to_dataframe(self) -> pd.DataFrame:
         """One row per length: ``length_mm``, ``method``, ``spread_mm`` (IQR over frames)."""
         names = list(self.lengths)
-        return pd.DataFrame({"length_mm": [self.lengths[n] for n in names],
-                             "method": [self.method[n] for n in names],
-                             "spread_mm": [self.spread_mm.get(n, np.nan) for n in names]},
-                            index=pd.Index(names, name="length"))
+        return pd.DataFrame(
+            {
+                "length_mm": [self.lengths[n] for n in names],
+                "method": [self.method[n] for n in names],
+                "spread_mm": [self.spread_mm.get(n, np.nan) for n in names],
+            },
+            index=pd.Index(names, name="length"),
+        )
 
     def __str__(self) -> str:
         measured = sum(not m.startswith("scaled") for m in self.method.values())
-        return (f"patient skeleton from {self.source}: height {self.height_mm:.0f} mm, "
-                f"{measured} of {len(self.lengths)} lengths measured")
+        return (
+            f"patient skeleton from {self.source}: height {self.height_mm:.0f} mm, "
+            f"{measured} of {len(self.lengths)} lengths measured"
+        )
 
 
 def _expand_pairs(length_names: tuple[str, ...]) -> list[tuple[str, str, str]]:
@@ -99,13 +111,21 @@ def _expand_pairs(length_names: tuple[str, ...]) -> list[tuple[str, str, str]]:
     for L, a, b in LENGTH_PAIRS:
         if L.endswith("_s"):
             for s in ("r", "l"):
-                out.append((L[:-1] + s, a[:-1] + s if a.endswith("_s") else a, b[:-1] + s if b.endswith("_s") else b))
+                out.append(
+                    (
+                        L[:-1] + s,
+                        a[:-1] + s if a.endswith("_s") else a,
+                        b[:-1] + s if b.endswith("_s") else b,
+                    )
+                )
         else:
             out.append((L, a, b))
     return [p for p in out if p[0] in length_names]
 
 
-def _affine(base: Skeleton, length: str, a: str, b: str, lengths: Mapping[str, float]) -> tuple[float, float]:
+def _affine(
+    base: Skeleton, length: str, a: str, b: str, lengths: Mapping[str, float]
+) -> tuple[float, float]:
     """Zero-pose distance between keypoints a and b as ``slope * L + offset``."""
     d = []
     for val in (100.0, 300.0):
@@ -116,16 +136,25 @@ def _affine(base: Skeleton, length: str, a: str, b: str, lengths: Mapping[str, f
     return slope, d[0] - slope * 100.0
 
 
-def _estimate(positions: np.ndarray, confidence: np.ndarray, names: tuple[str, ...], base: Skeleton,
-              source: str, what: str, min_confidence: float) -> PatientSkeleton:
+def _estimate(
+    positions: np.ndarray,
+    confidence: np.ndarray,
+    names: tuple[str, ...],
+    base: Skeleton,
+    source: str,
+    what: str,
+    min_confidence: float,
+) -> PatientSkeleton:
     names = to_medpose_names(names)
     pos = np.asarray(positions, dtype=float)
     conf = np.asarray(confidence, dtype=float)
     idx = {n: i for i, n in reversed(list(enumerate(names)))}
-    if "pelvis" not in idx and "hip_r" in idx and "hip_l" in idx:      # mid-hip = pelvis origin
+    if "pelvis" not in idx and "hip_r" in idx and "hip_l" in idx:  # mid-hip = pelvis origin
         mid = 0.5 * (pos[:, idx["hip_r"]] + pos[:, idx["hip_l"]])
         pos = np.concatenate([pos, mid[:, None]], axis=1)
-        conf = np.concatenate([conf, np.minimum(conf[:, idx["hip_r"]], conf[:, idx["hip_l"]])[:, None]], axis=1)
+        conf = np.concatenate(
+            [conf, np.minimum(conf[:, idx["hip_r"]], conf[:, idx["hip_l"]])[:, None]], axis=1
+        )
         idx["pelvis"] = pos.shape[1] - 1
     ok = np.isfinite(pos).all(axis=2) & (conf >= min_confidence)
     hgt = base.height_mm or 1700.0
@@ -148,8 +177,10 @@ def _estimate(positions: np.ndarray, confidence: np.ndarray, names: tuple[str, .
         method[L] = f"median of {int(good.sum())} frames, {a}-{b}"
         used[L] = (a, b)
     if not measured:
-        raise InputError(f"{what}: no keypoint pair measures a segment length (need e.g. hip_r and knee_r "
-                         f"with confidence >= {min_confidence}); recognised keypoints: {sorted(set(names))}")
+        raise InputError(
+            f"{what}: no keypoint pair measures a segment length (need e.g. hip_r and knee_r "
+            f"with confidence >= {min_confidence}); recognised keypoints: {sorted(set(names))}"
+        )
     # distances -> lengths through the skeleton's own geometry (pelvis_width first: others use it)
     lengths = dict(base.lengths)
     order = sorted(measured, key=lambda n: n != "pelvis_width")
@@ -165,11 +196,18 @@ def _estimate(positions: np.ndarray, confidence: np.ndarray, names: tuple[str, .
     lo_h, hi_h = plausible_height_mm
     if not (lo_h <= h <= hi_h):
         med = {L: round(measured[L], 3) for L in list(measured)[:4]}
-        hint = (" The keypoints look like metres." if 0.5 <= h <= 3.0 else
-                " The keypoints look like centimetres." if 50 <= h <= 300 else "")
-        raise InputError(f"{what}: implausible bone lengths for a human: distances {med} imply a body height "
-                         f"of {h:.4g} mm, expected {lo_h:g}-{hi_h:g} mm.{hint} medpose expects millimetres "
-                         "(readers convert .trc/.c3d units; multiply other arrays by 1000 if in metres)")
+        hint = (
+            " The keypoints look like metres."
+            if 0.5 <= h <= 3.0
+            else " The keypoints look like centimetres."
+            if 50 <= h <= 300
+            else ""
+        )
+        raise InputError(
+            f"{what}: implausible bone lengths for a human: distances {med} imply a body height "
+            f"of {h:.4g} mm, expected {lo_h:g}-{hi_h:g} mm.{hint} medpose expects millimetres "
+            "(readers convert .trc/.c3d units; multiply other arrays by 1000 if in metres)"
+        )
     out: dict[str, float] = {}
     for n in base.length_names:
         expected = ratio[n] * h
@@ -182,12 +220,24 @@ def _estimate(positions: np.ndarray, confidence: np.ndarray, names: tuple[str, .
                 method[n] = "scaled from height"
             out[n] = expected
     sk = base.with_lengths(out)
-    return PatientSkeleton(sk, MappingProxyType(out), MappingProxyType({n: method[n] for n in out}), source, h,
-                           int(max(nf.values(), default=0)), MappingProxyType(spread))
+    return PatientSkeleton(
+        sk,
+        MappingProxyType(out),
+        MappingProxyType({n: method[n] for n in out}),
+        source,
+        h,
+        int(max(nf.values(), default=0)),
+        MappingProxyType(spread),
+    )
 
 
-def estimate_skeleton(sequence: KeypointSequence, *, static: bool = False, base: Skeleton | None = None,
-                      min_confidence: float = 0.5) -> PatientSkeleton:
+def estimate_skeleton(
+    sequence: KeypointSequence,
+    *,
+    static: bool = False,
+    base: Skeleton | None = None,
+    min_confidence: float = 0.5,
+) -> PatientSkeleton:
     """Segment lengths from a keypoint sequence: medians over confident frames.
 
     Parameters
@@ -213,11 +263,20 @@ def estimate_skeleton(sequence: KeypointSequence, *, static: bool = False, base:
     """
     if not isinstance(sequence, KeypointSequence) or sequence.ndim != 3:
         raise InputError(f"estimate_skeleton: expected a 3D KeypointSequence, found {sequence!r}")
-    return _estimate(sequence.positions, sequence.confidence, sequence.names, base or Skeleton.default(),
-                     "static trial" if static else "sequence", "estimate_skeleton", min_confidence)
+    return _estimate(
+        sequence.positions,
+        sequence.confidence,
+        sequence.names,
+        base or Skeleton.default(),
+        "static trial" if static else "sequence",
+        "estimate_skeleton",
+        min_confidence,
+    )
 
 
-def skeleton_from_landmarks(landmarks: Landmarks, *, base: Skeleton | None = None) -> PatientSkeleton:
+def skeleton_from_landmarks(
+    landmarks: Landmarks, *, base: Skeleton | None = None
+) -> PatientSkeleton:
     """Segment lengths from imaging landmarks (e.g. registered into the camera frame), mm.
 
     Landmarks named as keypoints (``hip_r``, ``knee_r``, ``asis_l``...) measure the lengths
@@ -229,5 +288,12 @@ def skeleton_from_landmarks(landmarks: Landmarks, *, base: Skeleton | None = Non
         As :func:`estimate_skeleton`.
     """
     pos = np.asarray(landmarks.positions, dtype=float)[None]
-    return _estimate(pos, np.isfinite(pos).all(axis=2).astype(float), landmarks.names,
-                     base or Skeleton.default(), "imaging landmarks", "skeleton_from_landmarks", 0.5)
+    return _estimate(
+        pos,
+        np.isfinite(pos).all(axis=2).astype(float),
+        landmarks.names,
+        base or Skeleton.default(),
+        "imaging landmarks",
+        "skeleton_from_landmarks",
+        0.5,
+    )

@@ -8,6 +8,7 @@ Coleman & Li 1999, SIAM J Sci Comput 21:1-23) and a finite-difference Jacobian, 
 nothing with the torch solver but the forward kinematics.  Slow (a Python loop over frames):
 meant for tests and spot checks.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +21,15 @@ from .fk import forward_kinematics
 __all__ = ["fit_reference"]
 
 
-def fit_reference(problem: FitProblem, sequence: KeypointSequence, q0: np.ndarray, *,
-                  frames: np.ndarray | None = None, tol: float = 1e-12,
-                  noise_mm: float | None = None) -> np.ndarray:
+def fit_reference(
+    problem: FitProblem,
+    sequence: KeypointSequence,
+    q0: np.ndarray,
+    *,
+    frames: np.ndarray | None = None,
+    tol: float = 1e-12,
+    noise_mm: float | None = None,
+) -> np.ndarray:
     """Fit frame by frame with ``scipy.optimize.least_squares(bounds=...)``.
 
     Parameters
@@ -55,8 +62,12 @@ def fit_reference(problem: FitProblem, sequence: KeypointSequence, q0: np.ndarra
     lo, hi = problem.lower[free], problem.upper[free]
     lo = np.where(lo == hi, lo - 1e-9, lo)
     margin, weight = problem.limits.soft_margin_deg, problem.limits.soft_weight
-    sig = max(float(noise_mm), NOISE_FLOOR_MM) if noise_mm is not None and np.isfinite(noise_mm) else NOISE_FLOOR_MM
-    tik = sig / problem.prior_sd[free]                       # mm per degree; 0 where sd = inf
+    sig = (
+        max(float(noise_mm), NOISE_FLOOR_MM)
+        if noise_mm is not None and np.isfinite(noise_mm)
+        else NOISE_FLOOR_MM
+    )
+    tik = sig / problem.prior_sd[free]  # mm per degree; 0 where sd = inf
     mu = problem.prior_mean[free]
     out = np.array(q0, dtype=float)[frames].copy()
     for n, t in enumerate(frames):
@@ -70,12 +81,15 @@ def fit_reference(problem: FitProblem, sequence: KeypointSequence, q0: np.ndarra
             q[free] = z
             r = (sw * (forward_kinematics(sk, q[None], keypoints=kp)[0] - x)).ravel()
             if weight > 0 and margin > 0:
-                soft = weight * (np.maximum(z - (hi - margin), 0) - np.maximum((lo + margin) - z, 0))
+                soft = weight * (
+                    np.maximum(z - (hi - margin), 0) - np.maximum((lo + margin) - z, 0)
+                )
                 r = np.concatenate([r, soft])
             return np.concatenate([r, tik * (z - mu)])
 
         z0 = np.clip(base[free], lo, hi)
-        sol = least_squares(residual, z0, bounds=(lo, hi), method="trf", ftol=tol, xtol=tol, gtol=tol,
-                            x_scale=1.0)
+        sol = least_squares(
+            residual, z0, bounds=(lo, hi), method="trf", ftol=tol, xtol=tol, gtol=tol, x_scale=1.0
+        )
         out[n, free] = sol.x
     return out

@@ -4,15 +4,17 @@ The tree, its degrees of freedom (DoFs), joint offsets and keypoints are data, n
 module only reads and checks them and turns lengths (mm) into offset arrays that
 :func:`medpose.kinematics.forward_kinematics` consumes.
 """
+
 from __future__ import annotations
 
 import functools
 import math
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
@@ -60,13 +62,16 @@ def _mirror_name(name: str, side: str) -> str:
     return f"{name}_{side}"
 
 
-def _parse_offset(raw: Any, where: str, lengths: Iterable[str], side: str | None,
-                  bilateral: set[str]) -> _Offset:
+def _parse_offset(
+    raw: Any, where: str, lengths: Iterable[str], side: str | None, bilateral: set[str]
+) -> _Offset:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise InputError(f"{where}: offset must be a mapping {{length name: [cx, cy, cz], mm: [x, y, z]}}, "
-                         f"found {raw!r}")
+        raise InputError(
+            f"{where}: offset must be a mapping {{length name: [cx, cy, cz], mm: [x, y, z]}}, "
+            f"found {raw!r}"
+        )
     known = set(lengths) | {"mm"}
     terms = []
     for key, coef in raw.items():
@@ -74,7 +79,9 @@ def _parse_offset(raw: Any, where: str, lengths: Iterable[str], side: str | None
             raise InputError(f"{where}: unknown length {key!r} in offset; known: {sorted(known)}")
         c = np.asarray(coef, dtype=float) if isinstance(coef, (list, tuple)) else np.array([np.nan])
         if c.shape != (3,) or not np.all(np.isfinite(c)):
-            raise InputError(f"{where}: offset term {key!r} must be 3 finite numbers, found {coef!r}")
+            raise InputError(
+                f"{where}: offset term {key!r} must be 3 finite numbers, found {coef!r}"
+            )
         if side == "l":
             c = c * np.array([1.0, 1.0, -1.0])
         name = _mirror_name(key, side) if (side and key in bilateral) else key
@@ -82,16 +89,22 @@ def _parse_offset(raw: Any, where: str, lengths: Iterable[str], side: str | None
     return _Offset(tuple(terms))
 
 
-def _parse_spec(spec: Any, source: str) -> tuple[dict[str, tuple[float, str]], tuple[_Segment, ...]]:
+def _parse_spec(
+    spec: Any, source: str
+) -> tuple[dict[str, tuple[float, str]], tuple[_Segment, ...]]:
     """Check a skeleton YAML document and expand bilateral segments into ``_r``/``_l``."""
     if not isinstance(spec, Mapping) or "lengths" not in spec or "segments" not in spec:
         raise InputError(f"{source}: expected a mapping with 'lengths' and 'segments'")
     ratios: dict[str, tuple[float, str]] = {}
     for name, row in spec["lengths"].items():
         if not (isinstance(row, list) and len(row) == 2):
-            raise InputError(f"{source}: lengths.{name} must be [fraction of height, source], found {row!r}")
+            raise InputError(
+                f"{source}: lengths.{name} must be [fraction of height, source], found {row!r}"
+            )
         ratios[str(name)] = (float(row[0]), str(row[1]))
-    bilateral = {str(n) for n, s in spec["segments"].items() if isinstance(s, Mapping) and s.get("bilateral")}
+    bilateral = {
+        str(n) for n, s in spec["segments"].items() if isinstance(s, Mapping) and s.get("bilateral")
+    }
     for b in bilateral:
         if b not in ratios:
             raise InputError(f"{source}: bilateral segment {b!r} needs a length of the same name")
@@ -105,10 +118,14 @@ def _parse_spec(spec: Any, source: str) -> tuple[dict[str, tuple[float, str]], t
         jraw = sraw["joint"]
         seq = str(jraw.get("sequence", ""))
         if len(seq) != 3 or not set(seq) <= set(_AXES) or len(set(seq)) != 3:
-            raise InputError(f"{where}.joint.sequence: expected 3 distinct axes of XYZ (Tait-Bryan), found {seq!r}")
+            raise InputError(
+                f"{where}.joint.sequence: expected 3 distinct axes of XYZ (Tait-Bryan), found {seq!r}"
+            )
         raw_dofs = list(jraw.get("dofs") or [])
         if len(raw_dofs) != 3:
-            raise InputError(f"{where}.joint.dofs: expected 3 entries ({{name, sign}} or null), found {len(raw_dofs)}")
+            raise InputError(
+                f"{where}.joint.dofs: expected 3 entries ({{name, sign}} or null), found {len(raw_dofs)}"
+            )
         sides: tuple[str | None, ...] = _SIDES if sraw.get("bilateral") else (None,)
         for side in sides:
             name = _mirror_name(sname, side) if side else str(sname)
@@ -122,34 +139,60 @@ def _parse_spec(spec: Any, source: str) -> tuple[dict[str, tuple[float, str]], t
                     continue
                 sign = float(d.get("sign", 0))
                 if sign not in (1.0, -1.0):
-                    raise InputError(f"{where}.joint.dofs: sign of {d.get('name')!r} must be 1 or -1, found {sign}")
+                    raise InputError(
+                        f"{where}.joint.dofs: sign of {d.get('name')!r} must be 1 or -1, found {sign}"
+                    )
                 if side == "l" and axis in "XY":  # mirror across the sagittal plane
                     sign = -sign
                 dofs.append((_mirror_name(str(d["name"]), side) if side else str(d["name"]), sign))
             kps = []
             for kname, kraw in (sraw.get("keypoints") or {}).items():
                 kname = _mirror_name(str(kname), side) if side else str(kname)
-                kps.append((kname, _parse_offset(kraw, f"{where}.keypoints.{kname}", length_names, side, bilateral)))
-            segments.append(_Segment(
-                name=name, parent=parent,
-                joint=_mirror_name(str(jraw.get("name", sname)), side) if side else str(jraw.get("name", sname)),
-                offset=_parse_offset(jraw.get("offset"), f"{where}.joint.offset", length_names, side, bilateral),
-                sequence=seq, dofs=tuple(dofs),
-                translations=tuple(str(t) for t in (jraw.get("translations") or ())),
-                keypoints=tuple(kps)))
+                kps.append(
+                    (
+                        kname,
+                        _parse_offset(
+                            kraw, f"{where}.keypoints.{kname}", length_names, side, bilateral
+                        ),
+                    )
+                )
+            segments.append(
+                _Segment(
+                    name=name,
+                    parent=parent,
+                    joint=_mirror_name(str(jraw.get("name", sname)), side)
+                    if side
+                    else str(jraw.get("name", sname)),
+                    offset=_parse_offset(
+                        jraw.get("offset"), f"{where}.joint.offset", length_names, side, bilateral
+                    ),
+                    sequence=seq,
+                    dofs=tuple(dofs),
+                    translations=tuple(str(t) for t in (jraw.get("translations") or ())),
+                    keypoints=tuple(kps),
+                )
+            )
     # topology: exactly one root, parents declared before children
     seen: set[str] = set()
     roots = [s.name for s in segments if s.parent is None]
     if len(roots) != 1:
-        raise InputError(f"{source}: expected exactly one root segment (parent: null), found {roots}")
+        raise InputError(
+            f"{source}: expected exactly one root segment (parent: null), found {roots}"
+        )
     for s in segments:
         if s.parent is not None and s.parent not in seen:
-            raise InputError(f"{source}: segment {s.name!r} has parent {s.parent!r}, which is not declared "
-                             "before it; known so far: " + str(sorted(seen)))
+            raise InputError(
+                f"{source}: segment {s.name!r} has parent {s.parent!r}, which is not declared "
+                "before it; known so far: " + str(sorted(seen))
+            )
         if s.translations and s.parent is not None:
-            raise InputError(f"{source}: only the root segment may have translations, found on {s.name!r}")
+            raise InputError(
+                f"{source}: only the root segment may have translations, found on {s.name!r}"
+            )
         if len(s.translations) not in (0, 3):
-            raise InputError(f"{source}: root translations must be 3 names (X, Y, Z), found {list(s.translations)}")
+            raise InputError(
+                f"{source}: root translations must be 3 names (X, Y, Z), found {list(s.translations)}"
+            )
         seen.add(s.name)
     names = [n for s in segments for n in (*s.translations, *(d[0] for d in s.dofs if d))]
     kp_names = [k for s in segments for k, _ in s.keypoints]
@@ -160,12 +203,12 @@ def _parse_spec(spec: Any, source: str) -> tuple[dict[str, tuple[float, str]], t
     return ratios, tuple(segments)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resource_text(resource: str) -> str:
     return resources.files("medpose.resources").joinpath(resource).read_text(encoding="utf-8")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resource_yaml(resource: str) -> Any:
     """The packaged YAML file, parsed once (callers must not mutate it)."""
     return yaml.safe_load(_resource_text(resource))
@@ -282,7 +325,7 @@ class Skeleton:
     height_mm: float | None = None
     frame: str = SKELETON_FRAME
     _source: str = field(default="skeleton", repr=False)
-    _cache: dict = field(default_factory=dict, repr=False)   # per (device, dtype) tensors for FK
+    _cache: dict = field(default_factory=dict, repr=False)  # per (device, dtype) tensors for FK
 
     def __post_init__(self) -> None:
         segs = self._segments
@@ -329,7 +372,7 @@ class Skeleton:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def default(cls, height_mm: float = 1700.0) -> "Skeleton":
+    def default(cls, height_mm: float = 1700.0) -> Skeleton:
         """The packaged skeleton (``resources/skeleton.yaml``) scaled to a body height.
 
         Parameters
@@ -346,19 +389,21 @@ class Skeleton:
         return cls.from_yaml(None, height_mm=height_mm)
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike | None, height_mm: float = 1700.0) -> "Skeleton":
+    def from_yaml(cls, path: str | os.PathLike | None, height_mm: float = 1700.0) -> Skeleton:
         """Read a skeleton declared in the layout of ``resources/skeleton.yaml`` (None: that file)."""
         h = _check_length("height_mm", height_mm)
         spec, source = _read_yaml(path, "skeleton.yaml")
         ratios, segments = _parse_spec(spec, source)
-        bil = {s.name[:-2] for s in segments if s.name[-2:] in ("_r", "_l") and s.name[:-2] in ratios}
+        bil = {
+            s.name[:-2] for s in segments if s.name[-2:] in ("_r", "_l") and s.name[:-2] in ratios
+        }
         lengths = {}
         for name, (ratio, _) in ratios.items():
-            for n in ([f"{name}_r", f"{name}_l"] if name in bil else [name]):
+            for n in [f"{name}_r", f"{name}_l"] if name in bil else [name]:
                 lengths[n] = ratio * h
         return cls(MappingProxyType(ratios), segments, lengths, h, SKELETON_FRAME, source)
 
-    def with_lengths(self, lengths: Mapping[str, float]) -> "Skeleton":
+    def with_lengths(self, lengths: Mapping[str, float]) -> Skeleton:
         """A copy with some lengths replaced (mm); keypoints and joint offsets rescale with them.
 
         Parameters
@@ -377,7 +422,9 @@ class Skeleton:
         for key, val in lengths.items():
             keys = [key] if key in new else [k for k in (f"{key}_r", f"{key}_l") if k in new]
             if not keys:
-                raise InputError(f"Skeleton.with_lengths: unknown length {key!r}; known: {sorted(new)}")
+                raise InputError(
+                    f"Skeleton.with_lengths: unknown length {key!r}; known: {sorted(new)}"
+                )
             for k in keys:
                 new[k] = _check_length(k, val)
         return Skeleton(self._ratios, self._segments, new, self.height_mm, self.frame, self._source)
@@ -407,7 +454,9 @@ class Skeleton:
         """Index (indices) of segment name(s) in :attr:`segment_names`."""
         return _index(self.segment_names, names, "segment")
 
-    def make_q(self, values: Mapping[str, Any] | None = None, n_frames: int | None = None) -> np.ndarray:
+    def make_q(
+        self, values: Mapping[str, Any] | None = None, n_frames: int | None = None
+    ) -> np.ndarray:
         """A ``(T, D)`` pose array: zeros except the named DoFs (degrees or mm).
 
         Parameters
@@ -428,24 +477,31 @@ class Skeleton:
         q = np.zeros((t, len(self.dof_names)))
         for k, a in arrs.items():
             if a.ndim != 1 or a.shape[0] not in (1, t):
-                raise InputError(f"Skeleton.make_q: {k!r} must be a number or shape ({t},), found shape {a.shape}")
+                raise InputError(
+                    f"Skeleton.make_q: {k!r} must be a number or shape ({t},), found shape {a.shape}"
+                )
             q[:, self.dof_index(k)] = a
         return q
 
     def __repr__(self) -> str:
         h = f", height {self.height_mm:g} mm" if self.height_mm else ""
-        return (f"Skeleton({len(self.segment_names)} segments, {len(self.dof_names)} DoF, "
-                f"{len(self.keypoint_names)} keypoints{h})")
+        return (
+            f"Skeleton({len(self.segment_names)} segments, {len(self.dof_names)} DoF, "
+            f"{len(self.keypoint_names)} keypoints{h})"
+        )
 
 
 def _check_length(name: str, value: Any) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"Skeleton: length of {name!r} must be a finite positive number of mm, "
-                         f"found {value!r}") from None
+        raise InputError(
+            f"Skeleton: length of {name!r} must be a finite positive number of mm, found {value!r}"
+        ) from None
     if not math.isfinite(v) or v <= 0:
-        raise InputError(f"Skeleton: length of {name!r} must be a finite positive number of mm, found {v!r}")
+        raise InputError(
+            f"Skeleton: length of {name!r} must be a finite positive number of mm, found {v!r}"
+        )
     return v
 
 

@@ -1,4 +1,5 @@
 """Sessions (and, later, assessment protocols and their runner)."""
+
 from __future__ import annotations
 
 from .session import Problem, Session, Trial, validate_session, write_session_yaml

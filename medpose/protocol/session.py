@@ -17,15 +17,17 @@ file with its reader, collecting every problem; :meth:`Session.load` raises
 :class:`~medpose.errors.ProtocolError` listing them all.  No message contains the
 patient id.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -37,8 +39,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..camera.model import Camera
     from ..data import KeypointSequence, Landmarks
 
-__all__ = ["Session", "Trial", "Patient", "Imaging", "Problem", "SessionSchema", "validate_session",
-           "write_session_yaml", "SESSION_FILE"]
+__all__ = [
+    "Session",
+    "Trial",
+    "Patient",
+    "Imaging",
+    "Problem",
+    "SessionSchema",
+    "validate_session",
+    "write_session_yaml",
+    "SESSION_FILE",
+]
 
 SESSION_FILE = "session.yaml"
 _NAME = r"^[A-Za-z0-9_-]+$"
@@ -82,11 +93,15 @@ class TrialSchema(_Strict):
     rate_hz: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _needs_data(self) -> "TrialSchema":
+    def _needs_data(self) -> TrialSchema:
         if not self.keypoints and not self.cameras:
-            raise ValueError("a trial needs 'keypoints' (a 3D file), 'cameras' (2D folders) or both")
+            raise ValueError(
+                "a trial needs 'keypoints' (a 3D file), 'cameras' (2D folders) or both"
+            )
         if self.cameras and not self.keypoints and self.rate_hz is None:
-            raise ValueError("'rate_hz' is required when only 'cameras' are given (OpenPose JSON has no rate)")
+            raise ValueError(
+                "'rate_hz' is required when only 'cameras' are given (OpenPose JSON has no rate)"
+            )
         return self
 
 
@@ -111,7 +126,7 @@ class SessionSchema(_Strict):
         return trials
 
     @model_validator(mode="after")
-    def _calibration_if_cameras(self) -> "SessionSchema":
+    def _calibration_if_cameras(self) -> SessionSchema:
         if any(t.cameras for t in self.trials) and not self.calibration:
             raise ValueError("'calibration' is required because a trial has 'cameras'")
         return self
@@ -154,7 +169,11 @@ def _relative_path_problem(rel: Any) -> str | None:
     """Syntactic check of a session path: a relative path that stays in the folder."""
     if not isinstance(rel, str) or not rel.strip():
         return f"must be a relative path (text), found {type(rel).__name__}"
-    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive:
+    if (
+        PurePosixPath(rel).is_absolute()
+        or PureWindowsPath(rel).is_absolute()
+        or PureWindowsPath(rel).drive
+    ):
         return "absolute paths are not allowed; give a path relative to the session folder"
     depth = 0
     for part in PurePosixPath(rel.replace("\\", "/")).parts:
@@ -175,7 +194,10 @@ def _resolve(root: Path, rel: Any) -> tuple[Path | None, str | None]:
     except (OSError, ValueError) as e:
         return None, f"is not a usable path ({e})"
     if p != real_root and real_root not in p.parents:
-        return None, "resolves (through a symbolic link) to a place outside the session folder; refused"
+        return (
+            None,
+            "resolves (through a symbolic link) to a place outside the session folder; refused",
+        )
     return root / rel, None
 
 
@@ -186,25 +208,25 @@ def _read_volume(path: Path) -> Any:
     return read_volume(path)
 
 
-def _read_landmarks(path: Path) -> "Landmarks":
+def _read_landmarks(path: Path) -> Landmarks:
     from ..io.landmarks import read_landmarks
 
     return read_landmarks(path)
 
 
-def _read_calibration(path: Path) -> list["Camera"]:
+def _read_calibration(path: Path) -> list[Camera]:
     from ..io.calibration import read_calibration
 
     return read_calibration(path)
 
 
-def _read_keypoints(path: Path) -> "KeypointSequence":
+def _read_keypoints(path: Path) -> KeypointSequence:
     from ..io.keypoints import read_keypoints
 
     return read_keypoints(path)
 
 
-def _read_openpose(folder: Path, rate: float, camera: str) -> "KeypointSequence":
+def _read_openpose(folder: Path, rate: float, camera: str) -> KeypointSequence:
     """2D keypoints of one camera (px), ``frame`` = the camera's name."""
     from ..io.openpose import read_openpose
 
@@ -233,10 +255,18 @@ class _Collector:
             return None
         shown = str(rel)
         if folder and not p.is_dir():
-            self.add(shown, field, "folder not found" if not p.exists() else "expected a folder, found a file")
+            self.add(
+                shown,
+                field,
+                "folder not found" if not p.exists() else "expected a folder, found a file",
+            )
             return None
         if not folder and not p.is_file():
-            self.add(shown, field, "file not found" if not p.exists() else "expected a file, found a folder")
+            self.add(
+                shown,
+                field,
+                "file not found" if not p.exists() else "expected a file, found a folder",
+            )
             return None
         return p
 
@@ -265,7 +295,9 @@ def _schema_problems(doc: dict, out: _Collector) -> SessionSchema | None:
             out.add(SESSION_FILE, _loc(err["loc"]), msg.removeprefix("Value error, "))
         # pydantic skips the uniqueness check when a trial fails; report it anyway
         trials = doc.get("trials") if isinstance(doc.get("trials"), list) else []
-        dup = _duplicates([t.get("name") for t in trials if isinstance(t, dict) and t.get("name") is not None])
+        dup = _duplicates(
+            [t.get("name") for t in trials if isinstance(t, dict) and t.get("name") is not None]
+        )
         if dup and not any(p.field == "trials" and "unique" in p.message for p in out.problems):
             out.add(SESSION_FILE, "trials", _DUPLICATE_TRIALS.format(dup))
         return None
@@ -295,8 +327,12 @@ def _check_files(doc: dict, out: _Collector) -> None:
         if p:
             seq = out.read(kp, f"{where}.keypoints", _read_keypoints, p)
             if seq is not None and seq.ndim != 3:
-                out.add(kp, f"{where}.keypoints", f"expected 3D keypoints (mm), found {seq.ndim}D; "
-                        "give 2D keypoints under 'cameras'")
+                out.add(
+                    kp,
+                    f"{where}.keypoints",
+                    f"expected 3D keypoints (mm), found {seq.ndim}D; "
+                    "give 2D keypoints under 'cameras'",
+                )
         cameras = trial.get("cameras")
         if not isinstance(cameras, dict):
             continue
@@ -306,8 +342,11 @@ def _check_files(doc: dict, out: _Collector) -> None:
         if camera_names is not None:
             unknown = sorted(str(c) for c in cameras if str(c) not in camera_names)
             if unknown:
-                out.add(SESSION_FILE, f"{where}.cameras",
-                        f"camera(s) {unknown} are not in the calibration {calib!r}, which has {sorted(camera_names)}")
+                out.add(
+                    SESSION_FILE,
+                    f"{where}.cameras",
+                    f"camera(s) {unknown} are not in the calibration {calib!r}, which has {sorted(camera_names)}",
+                )
         for cam, folder in cameras.items():
             field = f"{where}.cameras.{cam}"
             p = out.path(folder, field, folder=True)
@@ -320,9 +359,15 @@ def _scrub(problems: list[Problem], patient_id: Any) -> list[Problem]:
     pid = str(patient_id).strip() if patient_id is not None else ""
     if not pid:
         return problems
-    pattern = re.compile(re.escape(pid) if len(pid) >= 4 else rf"(?<![A-Za-z0-9]){re.escape(pid)}(?![A-Za-z0-9])")
-    return [Problem(pattern.sub("<patient-id>", p.file), p.field, pattern.sub("<patient-id>", p.message))
-            for p in problems]
+    pattern = re.compile(
+        re.escape(pid) if len(pid) >= 4 else rf"(?<![A-Za-z0-9]){re.escape(pid)}(?![A-Za-z0-9])"
+    )
+    return [
+        Problem(
+            pattern.sub("<patient-id>", p.file), p.field, pattern.sub("<patient-id>", p.message)
+        )
+        for p in problems
+    ]
 
 
 def _session_root(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -334,8 +379,12 @@ def _session_root(path: str | os.PathLike) -> tuple[Path, Path]:
 
 def _read_yaml(file: Path, out: _Collector) -> dict | None:
     if not file.is_file():
-        out.add(SESSION_FILE, "", f"not found in the session folder "
-                f"({'the folder does not exist' if not file.parent.exists() else 'expected session.yaml'})")
+        out.add(
+            SESSION_FILE,
+            "",
+            f"not found in the session folder "
+            f"({'the folder does not exist' if not file.parent.exists() else 'expected session.yaml'})",
+        )
         return None
     try:
         doc = yaml.safe_load(file.read_text(encoding="utf-8"))
@@ -345,11 +394,19 @@ def _read_yaml(file: Path, out: _Collector) -> dict | None:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f"line {mark.line + 1}: " if mark is not None else ""
-        out.add(SESSION_FILE, "", f"{at}not valid YAML ({getattr(e, 'problem', None) or 'syntax error'})")
+        out.add(
+            SESSION_FILE,
+            "",
+            f"{at}not valid YAML ({getattr(e, 'problem', None) or 'syntax error'})",
+        )
         return None
     if not isinstance(doc, dict):
-        out.add(SESSION_FILE, "", f"expected a mapping of fields (medpose_session, patient, ...), "
-                f"found {type(doc).__name__}")
+        out.add(
+            SESSION_FILE,
+            "",
+            f"expected a mapping of fields (medpose_session, patient, ...), "
+            f"found {type(doc).__name__}",
+        )
         return None
     return doc
 
@@ -430,13 +487,15 @@ class Trial:
     cameras: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
     rate_hz: float | None = None
 
-    def read_keypoints(self) -> "KeypointSequence":
+    def read_keypoints(self) -> KeypointSequence:
         """The trial's 3D keypoints (mm); ProtocolError if the trial has none."""
         if self.keypoints is None:
-            raise ProtocolError(f"trial {self.name!r} has no 3D keypoint file (only cameras); triangulate them")
+            raise ProtocolError(
+                f"trial {self.name!r} has no 3D keypoint file (only cameras); triangulate them"
+            )
         return _read_keypoints(self.keypoints)
 
-    def read_camera_keypoints(self) -> dict[str, "KeypointSequence"]:
+    def read_camera_keypoints(self) -> dict[str, KeypointSequence]:
         """The 2D keypoints of every camera, ``{camera name: KeypointSequence (px, frame=name)}``."""
         if not self.cameras:
             return {}
@@ -472,7 +531,7 @@ class Session:
     notes: str | None = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, check_files: bool = True) -> "Session":
+    def load(cls, path: str | os.PathLike, *, check_files: bool = True) -> Session:
         """Validate and load a session folder.
 
         Parameters
@@ -495,13 +554,32 @@ class Session:
         doc = yaml.safe_load(file.read_text(encoding="utf-8"))
         m = SessionSchema.model_validate(doc)
         trials = tuple(
-            Trial(t.name, t.kind, t.exercise, root / t.keypoints if t.keypoints else None,
-                  MappingProxyType({c: root / f for c, f in (t.cameras or {}).items()}), t.rate_hz)
-            for t in m.trials)
-        imaging = Imaging(*(root / p if p else None for p in
-                            ((m.imaging.volume, m.imaging.landmarks) if m.imaging else (None, None))))
-        return cls(root, Patient(**m.patient.model_dump()), m.date, m.side_of_interest, trials, imaging,
-                   root / m.calibration if m.calibration else None, m.notes)
+            Trial(
+                t.name,
+                t.kind,
+                t.exercise,
+                root / t.keypoints if t.keypoints else None,
+                MappingProxyType({c: root / f for c, f in (t.cameras or {}).items()}),
+                t.rate_hz,
+            )
+            for t in m.trials
+        )
+        imaging = Imaging(
+            *(
+                root / p if p else None
+                for p in ((m.imaging.volume, m.imaging.landmarks) if m.imaging else (None, None))
+            )
+        )
+        return cls(
+            root,
+            Patient(**m.patient.model_dump()),
+            m.date,
+            m.side_of_interest,
+            trials,
+            imaging,
+            root / m.calibration if m.calibration else None,
+            m.notes,
+        )
 
     def trial(self, name: str) -> Trial:
         """The trial called ``name``."""
@@ -516,21 +594,23 @@ class Session:
             raise ProtocolError("session has no imaging volume (imaging.volume)")
         return _read_volume(self.imaging.volume)
 
-    def read_landmarks(self) -> "Landmarks":
+    def read_landmarks(self) -> Landmarks:
         """The imaging landmarks in LPS, mm."""
         if self.imaging.landmarks is None:
             raise ProtocolError("session has no imaging landmarks (imaging.landmarks)")
         return _read_landmarks(self.imaging.landmarks)
 
-    def read_calibration(self) -> list["Camera"]:
+    def read_calibration(self) -> list[Camera]:
         """The cameras of the calibration file."""
         if self.calibration_path is None:
             raise ProtocolError("session has no calibration")
         return _read_calibration(self.calibration_path)
 
     def __repr__(self) -> str:
-        return (f"Session({self.date.isoformat()}, side={self.side_of_interest}, "
-                f"trials={[t.name for t in self.trials]})")
+        return (
+            f"Session({self.date.isoformat()}, side={self.side_of_interest}, "
+            f"trials={[t.name for t in self.trials]})"
+        )
 
 
 def write_session_yaml(session: Mapping[str, Any], path: str | os.PathLike) -> Path:
@@ -562,7 +642,10 @@ def write_session_yaml(session: Mapping[str, Any], path: str | os.PathLike) -> P
     if model is not None:
         paths = [("calibration", model.calibration)]
         if model.imaging:
-            paths += [("imaging.volume", model.imaging.volume), ("imaging.landmarks", model.imaging.landmarks)]
+            paths += [
+                ("imaging.volume", model.imaging.volume),
+                ("imaging.landmarks", model.imaging.landmarks),
+            ]
         for i, t in enumerate(model.trials):
             paths.append((f"trials[{i}].keypoints", t.keypoints))
             paths += [(f"trials[{i}].cameras.{c}", f) for c, f in (t.cameras or {}).items()]
@@ -571,7 +654,11 @@ def write_session_yaml(session: Mapping[str, Any], path: str | os.PathLike) -> P
             if why:
                 out.add(SESSION_FILE, where, f"{rel!r}: {why}")
     if out.problems:
-        pid = session.get("patient", {}).get("id") if isinstance(session.get("patient"), dict) else None
+        pid = (
+            session.get("patient", {}).get("id")
+            if isinstance(session.get("patient"), dict)
+            else None
+        )
         lines = "\n".join(f"  - {p}" for p in _scrub(out.problems, pid))
         raise ProtocolError(f"write_session_yaml: {len(out.problems)} problem(s):\n{lines}")
     assert model is not None

@@ -28,9 +28,11 @@ References
 .. [MaierHein2012] L. Maier-Hein et al., "Convergent iterative closest-point algorithm to
    accommodate anisotropic and inhomogenous localization error", IEEE TPAMI 34(8):1520-1532, 2012.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -87,11 +89,13 @@ def _polar_newton(a: np.ndarray, iterations: int = 40) -> tuple[np.ndarray, np.n
     delta = np.full(a.shape[2], np.inf)
     for _ in range(iterations):
         c, det = _cofactor(a)
-        g = np.sqrt(np.sqrt((c * c).sum(axis=(0, 1))) / (np.abs(det) * np.sqrt((a * a).sum(axis=(0, 1)))))
+        g = np.sqrt(
+            np.sqrt((c * c).sum(axis=(0, 1))) / (np.abs(det) * np.sqrt((a * a).sum(axis=(0, 1))))
+        )
         new = 0.5 * (g * a + c / (g * det))
         delta = np.abs(new - a).max(axis=(0, 1))
         a = new
-        if delta.max() < 1e-13:      # quadratic convergence: the next step would be below rounding
+        if delta.max() < 1e-13:  # quadratic convergence: the next step would be below rounding
             break
     return a, delta < 1e-12
 
@@ -135,8 +139,9 @@ def _rotation_from_h(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 # ---------------------------------------------------------------------- closed form
-def procrustes_batch(fixed: np.ndarray, moving: np.ndarray, w: np.ndarray | None,
-                     scale: bool) -> dict[str, np.ndarray]:
+def procrustes_batch(
+    fixed: np.ndarray, moving: np.ndarray, w: np.ndarray | None, scale: bool
+) -> dict[str, np.ndarray]:
     """Weighted least-squares rigid or similarity fit, moving -> fixed, for every problem.
 
     Minimises ``sum_i w_i |y_i - (s R x_i + t)|^2`` in closed form: weighted centroids, ``H``,
@@ -160,10 +165,14 @@ def procrustes_batch(fixed: np.ndarray, moving: np.ndarray, w: np.ndarray | None
         wn = np.full((1, 1, n), 1.0 / n)
         wy = fixed / n
     else:
-        w = np.broadcast_to(np.asarray(w, dtype=float), (b, n)) if np.ndim(w) == 2 else np.asarray(w, float)[None]
+        w = (
+            np.broadcast_to(np.asarray(w, dtype=float), (b, n))
+            if np.ndim(w) == 2
+            else np.asarray(w, float)[None]
+        )
         wn = (w / w.sum(axis=-1, keepdims=True))[:, None, :]
         wy = fixed * wn.transpose(0, 2, 1)
-    mx = np.matmul(wn, moving)[:, 0]          # (B, 3)
+    mx = np.matmul(wn, moving)[:, 0]  # (B, 3)
     my = np.matmul(wn, fixed)[:, 0]
     h = np.matmul(wy.transpose(0, 2, 1), moving) - my[:, :, None] * mx[:, None, :]
     r, sv_sum, gain = _rotation_from_h(h)
@@ -198,14 +207,20 @@ def spread_ratio(points: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
         wp = points * wn.transpose(0, 2, 1)
     m = np.matmul(wn, points)[:, 0]
     c = np.matmul(wp.transpose(0, 2, 1), points) - m[:, :, None] * m[:, None, :]
-    cs = np.ascontiguousarray(c.transpose(1, 2, 0))          # component arrays: contiguous arithmetic
+    cs = np.ascontiguousarray(c.transpose(1, 2, 0))  # component arrays: contiguous arithmetic
     tr = cs[0, 0] + cs[1, 1] + cs[2, 2]
-    m2 = (cs[0, 0] * cs[1, 1] - cs[0, 1] ** 2 + cs[0, 0] * cs[2, 2] - cs[0, 2] ** 2
-          + cs[1, 1] * cs[2, 2] - cs[1, 2] ** 2)
+    m2 = (
+        cs[0, 0] * cs[1, 1]
+        - cs[0, 1] ** 2
+        + cs[0, 0] * cs[2, 2]
+        - cs[0, 2] ** 2
+        + cs[1, 1] * cs[2, 2]
+        - cs[1, 2] ** 2
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        cheap = m2 / tr ** 2          # <= 3 l2 / l1 (l1 >= l2 >= l3 the eigenvalues)
+        cheap = m2 / tr**2  # <= 3 l2 / l1 (l1 >= l2 >= l3 the eigenvalues)
     out = np.ones(b)
-    exact = ~(np.isfinite(cheap) & (cheap >= 3.0 * 0.1 ** 2))   # clears ratios >= 0.1 without eigh
+    exact = ~(np.isfinite(cheap) & (cheap >= 3.0 * 0.1**2))  # clears ratios >= 0.1 without eigh
     if exact.any():
         lam = np.clip(np.linalg.eigvalsh(c[exact]), 0.0, None)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -217,9 +232,14 @@ def spread_ratio(points: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
 def skew(v: np.ndarray) -> np.ndarray:
     """Cross-product matrices ``[v]_x``, shape (..., 3) -> (..., 3, 3)."""
     z = np.zeros(v.shape[:-1])
-    return np.stack([np.stack([z, -v[..., 2], v[..., 1]], -1),
-                     np.stack([v[..., 2], z, -v[..., 0]], -1),
-                     np.stack([-v[..., 1], v[..., 0], z], -1)], -2)
+    return np.stack(
+        [
+            np.stack([z, -v[..., 2], v[..., 1]], -1),
+            np.stack([v[..., 2], z, -v[..., 0]], -1),
+            np.stack([-v[..., 1], v[..., 0], z], -1),
+        ],
+        -2,
+    )
 
 
 def jacobian(a: np.ndarray, centre: np.ndarray, scale: bool) -> np.ndarray:
@@ -239,8 +259,9 @@ def _apply(r: np.ndarray, t: np.ndarray, s: np.ndarray, x: np.ndarray) -> np.nda
     return s[:, None, None] * np.matmul(x, r.transpose(0, 2, 1)) + t[:, None, :]
 
 
-def combined_covariance(cov_fixed: np.ndarray | None, cov_moving: np.ndarray | None,
-                        r: np.ndarray, s: np.ndarray) -> np.ndarray | None:
+def combined_covariance(
+    cov_fixed: np.ndarray | None, cov_moving: np.ndarray | None, r: np.ndarray, s: np.ndarray
+) -> np.ndarray | None:
     """FLE covariance of the residual ``y - T(x)`` in the fixed frame: ``C_y + s^2 R C_x R^T``."""
     out = None if cov_fixed is None else cov_fixed
     if cov_moving is not None:
@@ -250,9 +271,16 @@ def combined_covariance(cov_fixed: np.ndarray | None, cov_moving: np.ndarray | N
     return out
 
 
-def anisotropic_batch(fixed: np.ndarray, moving: np.ndarray, w: np.ndarray | None, scale: bool,
-                      cov_fixed: np.ndarray | None, cov_moving: np.ndarray | None,
-                      start: dict[str, np.ndarray], iterations: int = 50) -> dict[str, np.ndarray]:
+def anisotropic_batch(
+    fixed: np.ndarray,
+    moving: np.ndarray,
+    w: np.ndarray | None,
+    scale: bool,
+    cov_fixed: np.ndarray | None,
+    cov_moving: np.ndarray | None,
+    start: dict[str, np.ndarray],
+    iterations: int = 50,
+) -> dict[str, np.ndarray]:
     """Anisotropically weighted fit by Gauss-Newton, weights re-evaluated at each rotation.
 
     Minimises ``sum_i w_i r_i^T C_i(R)^{-1} r_i`` with ``r_i = y_i - (s R x_i + t)`` and
@@ -267,9 +295,16 @@ def anisotropic_batch(fixed: np.ndarray, moving: np.ndarray, w: np.ndarray | Non
     """
     r, t, s = start["R"].copy(), start["t"].copy(), start["s"].copy()
     b, n, _ = fixed.shape
-    wv = np.ones((1, n)) if w is None else np.broadcast_to(np.asarray(w, float), (b, n)) if np.ndim(w) == 2 \
+    wv = (
+        np.ones((1, n))
+        if w is None
+        else np.broadcast_to(np.asarray(w, float), (b, n))
+        if np.ndim(w) == 2
         else np.asarray(w, float)[None]
-    extent = np.sqrt(((moving - moving.mean(1, keepdims=True)) ** 2).sum(-1).mean(-1)).max() + 1e-300
+    )
+    extent = (
+        np.sqrt(((moving - moving.mean(1, keepdims=True)) ** 2).sum(-1).mean(-1)).max() + 1e-300
+    )
     k = 0
     for k in range(1, iterations + 1):
         cov = combined_covariance(cov_fixed, cov_moving, r, s)
@@ -277,7 +312,7 @@ def anisotropic_batch(fixed: np.ndarray, moving: np.ndarray, w: np.ndarray | Non
         a = _apply(r, t, s, moving)
         centre = a.mean(axis=1)
         jac = jacobian(a, centre, scale)
-        jw = jac.transpose(0, 1, 3, 2) @ wm                      # (B, N, P, 3)
+        jw = jac.transpose(0, 1, 3, 2) @ wm  # (B, N, P, 3)
         m = (jw @ jac).sum(axis=1)
         g = (jw @ (fixed - a)[..., None]).sum(axis=1)[..., 0]
         step = np.linalg.solve(m, g[..., None])[..., 0]
@@ -299,8 +334,13 @@ def anisotropic_batch(fixed: np.ndarray, moving: np.ndarray, w: np.ndarray | Non
 
 
 # ---------------------------------------------------------------------- TRE
-def tre_covariance_batch(mapped_fiducials: np.ndarray, weight_matrices: np.ndarray, noise: np.ndarray,
-                         mapped_targets: np.ndarray, scale: bool) -> np.ndarray:
+def tre_covariance_batch(
+    mapped_fiducials: np.ndarray,
+    weight_matrices: np.ndarray,
+    noise: np.ndarray,
+    mapped_targets: np.ndarray,
+    scale: bool,
+) -> np.ndarray:
     """First-order covariance of the target registration error, shape (B, M, 3, 3), fixed frame.
 
     Linearising the weighted least-squares normal equations at the solution, a perturbation
@@ -359,11 +399,11 @@ def tre_fitzpatrick(fiducials: Any, targets: Any, fle: float) -> np.ndarray:
     n = x.shape[0]
     c = x.mean(axis=0)
     _, sv, vt = np.linalg.svd(x - c, full_matrices=False)
-    lam = sv ** 2 / n                                          # mean squared coordinate along axis k
-    f2 = lam.sum() - lam                                       # RMS^2 distance from axis k
-    proj2 = ((r - c) @ vt.T) ** 2                              # (M, 3)
-    d2 = proj2.sum(axis=1, keepdims=True) - proj2             # squared distance from axis k
-    return np.sqrt(fle ** 2 / n * (1.0 + (d2 / f2).sum(axis=1) / 3.0))
+    lam = sv**2 / n  # mean squared coordinate along axis k
+    f2 = lam.sum() - lam  # RMS^2 distance from axis k
+    proj2 = ((r - c) @ vt.T) ** 2  # (M, 3)
+    d2 = proj2.sum(axis=1, keepdims=True) - proj2  # squared distance from axis k
+    return np.sqrt(fle**2 / n * (1.0 + (d2 / f2).sum(axis=1) / 3.0))
 
 
 # ---------------------------------------------------------------------- FLE parsing
@@ -388,12 +428,16 @@ def camera_fle(lateral: float, depth: float, axis: Any = (0.0, 0.0, 1.0)) -> np.
     """
     a = np.asarray(axis, dtype=float).reshape(-1)
     if a.shape != (3,) or not np.all(np.isfinite(a)) or np.linalg.norm(a) == 0:
-        raise InputError(f"camera_fle: axis must be 3 finite numbers, not all zero, found {a.tolist()}")
+        raise InputError(
+            f"camera_fle: axis must be 3 finite numbers, not all zero, found {a.tolist()}"
+        )
     for name, v in (("lateral", lateral), ("depth", depth)):
         if not np.isfinite(v) or v < 0:
-            raise InputError(f"camera_fle: {name} must be a finite standard deviation >= 0 mm, found {v!r}")
+            raise InputError(
+                f"camera_fle: {name} must be a finite standard deviation >= 0 mm, found {v!r}"
+            )
     a = a / np.linalg.norm(a)
-    return lateral ** 2 * np.eye(3) + (depth ** 2 - lateral ** 2) * np.outer(a, a)
+    return lateral**2 * np.eye(3) + (depth**2 - lateral**2) * np.outer(a, a)
 
 
 def _one_side(value: Any, n: int, what: str) -> np.ndarray:
@@ -401,13 +445,15 @@ def _one_side(value: Any, n: int, what: str) -> np.ndarray:
         v = float(value)
         if not np.isfinite(v) or v < 0:
             raise InputError(f"{what}: FLE must be a finite RMS error >= 0 mm, found {value!r}")
-        return np.broadcast_to(v ** 2 / 3.0 * np.eye(3), (n, 3, 3)).copy()
+        return np.broadcast_to(v**2 / 3.0 * np.eye(3), (n, 3, 3)).copy()
     c = np.asarray(value, dtype=float)
     if c.shape == (3, 3):
         c = np.broadcast_to(c, (n, 3, 3)).copy()
     if c.shape != (n, 3, 3):
-        raise InputError(f"{what}: FLE covariance must be a number (RMS mm), a (3, 3) or an ({n}, 3, 3) "
-                         f"array (mm^2), found shape {c.shape}")
+        raise InputError(
+            f"{what}: FLE covariance must be a number (RMS mm), a (3, 3) or an ({n}, 3, 3) "
+            f"array (mm^2), found shape {c.shape}"
+        )
     if not np.all(np.isfinite(c)):
         raise InputError(f"{what}: FLE covariance contains NaN or infinite values")
     if not np.allclose(c, c.transpose(0, 2, 1), atol=1e-9 * max(np.abs(c).max(), 1e-300)):
@@ -415,12 +461,16 @@ def _one_side(value: Any, n: int, what: str) -> np.ndarray:
     lam = np.linalg.eigvalsh(c)
     if np.any(lam < -1e-12 * max(np.abs(lam).max(), 1e-300)):
         bad = int(np.flatnonzero((lam < 0).any(-1))[0])
-        raise InputError(f"{what}: FLE covariance of point {bad} has a negative eigenvalue "
-                         f"{lam[bad].min():.4g} mm^2; a covariance must be positive semi-definite")
+        raise InputError(
+            f"{what}: FLE covariance of point {bad} has a negative eigenvalue "
+            f"{lam[bad].min():.4g} mm^2; a covariance must be positive semi-definite"
+        )
     return c
 
 
-def fle_covariances(fle: Any, n: int, what: str = "fle") -> tuple[np.ndarray | None, np.ndarray | None]:
+def fle_covariances(
+    fle: Any, n: int, what: str = "fle"
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Parse an FLE specification into per-point covariances ``(fixed side, moving side)``, (N, 3, 3) mm^2.
 
     ``fle`` is a number (RMS 3D error in mm, split equally over the three axes and put on the
@@ -431,7 +481,9 @@ def fle_covariances(fle: Any, n: int, what: str = "fle") -> tuple[np.ndarray | N
     if isinstance(fle, Mapping):
         unknown = set(fle) - {"fixed", "moving"}
         if unknown:
-            raise InputError(f"{what}: unknown keys {sorted(map(str, unknown))}; expected 'fixed' and/or 'moving'")
+            raise InputError(
+                f"{what}: unknown keys {sorted(map(str, unknown))}; expected 'fixed' and/or 'moving'"
+            )
         cf = None if fle.get("fixed") is None else _one_side(fle["fixed"], n, f"{what}['fixed']")
         cm = None if fle.get("moving") is None else _one_side(fle["moving"], n, f"{what}['moving']")
         if cf is None and cm is None:

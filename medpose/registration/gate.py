@@ -6,10 +6,12 @@ target registration error at named targets and on the number of fiducials (and o
 returns a :class:`GateResult`; the navigation-check protocol builds one with
 :meth:`QualityGate.from_dict` from its YAML.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -75,37 +77,56 @@ class QualityGate:
         def positive(v: Any, what: str) -> None:
             if v is not None and not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise InputError(f"QualityGate: {what} must be a positive number (mm), found {v!r}")
+
         positive(self.max_fre_mm, "max_fre_mm")
         if isinstance(self.max_tre_mm, Mapping):
             for k, v in self.max_tre_mm.items():
                 positive(v, f"max_tre_mm[{k!r}]")
-            object.__setattr__(self, "max_tre_mm", {str(k): float(v) for k, v in self.max_tre_mm.items()})
+            object.__setattr__(
+                self, "max_tre_mm", {str(k): float(v) for k, v in self.max_tre_mm.items()}
+            )
         else:
             positive(self.max_tre_mm, "max_tre_mm")
         if not isinstance(self.min_fiducials, int) or self.min_fiducials < 3:
-            raise InputError(f"QualityGate: min_fiducials must be an integer >= 3, found {self.min_fiducials!r}")
-        if self.max_outliers is not None and (not isinstance(self.max_outliers, int) or self.max_outliers < 0):
-            raise InputError(f"QualityGate: max_outliers must be an integer >= 0, found {self.max_outliers!r}")
+            raise InputError(
+                f"QualityGate: min_fiducials must be an integer >= 3, found {self.min_fiducials!r}"
+            )
+        if self.max_outliers is not None and (
+            not isinstance(self.max_outliers, int) or self.max_outliers < 0
+        ):
+            raise InputError(
+                f"QualityGate: max_outliers must be an integer >= 0, found {self.max_outliers!r}"
+            )
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str = "quality gate") -> "QualityGate":
+    def from_dict(cls, d: Mapping[str, Any], source: str = "quality gate") -> QualityGate:
         """Build from a mapping (e.g. a protocol's YAML); unknown keys are an error naming them."""
         if not isinstance(d, Mapping):
-            raise InputError(f"{source}: expected a mapping of thresholds, found {type(d).__name__}")
+            raise InputError(
+                f"{source}: expected a mapping of thresholds, found {type(d).__name__}"
+            )
         known = {"max_fre_mm", "max_tre_mm", "min_fiducials", "max_outliers"}
         unknown = set(d) - known
         if unknown:
-            raise InputError(f"{source}: unknown keys {sorted(map(str, unknown))}; expected some of {sorted(known)}")
+            raise InputError(
+                f"{source}: unknown keys {sorted(map(str, unknown))}; expected some of {sorted(known)}"
+            )
         try:
             return cls(**dict(d))
         except InputError as e:
             raise InputError(f"{source}: {e}") from None
 
     def to_dict(self) -> dict:
-        return {"max_fre_mm": self.max_fre_mm, "max_tre_mm": self.max_tre_mm,
-                "min_fiducials": self.min_fiducials, "max_outliers": self.max_outliers}
+        return {
+            "max_fre_mm": self.max_fre_mm,
+            "max_tre_mm": self.max_tre_mm,
+            "min_fiducials": self.min_fiducials,
+            "max_outliers": self.max_outliers,
+        }
 
-    def check(self, registration: Registration, targets: Landmarks | None = None, fle: Any = None) -> GateResult:
+    def check(
+        self, registration: Registration, targets: Landmarks | None = None, fle: Any = None
+    ) -> GateResult:
         """Apply the thresholds.
 
         Parameters
@@ -127,21 +148,30 @@ class QualityGate:
         n_out = len(registration.outliers)
         values: dict[str, Any] = {"fre_mm": registration.fre, "n_fiducials": n, "n_outliers": n_out}
         if n < self.min_fiducials:
-            reasons.append(f"{n} fiducials in the fit, fewer than the {self.min_fiducials} required")
+            reasons.append(
+                f"{n} fiducials in the fit, fewer than the {self.min_fiducials} required"
+            )
         if self.max_outliers is not None and n_out > self.max_outliers:
-            reasons.append(f"{n_out} outlier fiducials {list(registration.outliers)}, more than the "
-                           f"{self.max_outliers} allowed")
+            reasons.append(
+                f"{n_out} outlier fiducials {list(registration.outliers)}, more than the "
+                f"{self.max_outliers} allowed"
+            )
         if self.max_fre_mm is not None and registration.fre > self.max_fre_mm:
             reasons.append(f"FRE {registration.fre:.2f} mm exceeds {self.max_fre_mm:g} mm")
         if self.max_tre_mm is not None:
             if targets is None or len(targets) == 0:
                 raise InputError("QualityGate.check: max_tre_mm is set but no targets were given")
-            limits = (self.max_tre_mm if isinstance(self.max_tre_mm, dict)
-                      else {t: float(self.max_tre_mm) for t in targets.names})
+            limits = (
+                self.max_tre_mm
+                if isinstance(self.max_tre_mm, dict)
+                else {t: float(self.max_tre_mm) for t in targets.names}
+            )
             missing = [t for t in limits if t not in targets.names]
             if missing:
-                raise InputError(f"QualityGate.check: targets {missing} have a TRE threshold but are not among the "
-                                 f"targets given {list(targets.names)}")
+                raise InputError(
+                    f"QualityGate.check: targets {missing} have a TRE threshold but are not among the "
+                    f"targets given {list(targets.names)}"
+                )
             tre = registration.predict_tre(targets.subset(list(limits)), fle=fle)
             values["tre_mm"] = {k: float(v) for k, v in tre.items()}
             for name, lim in limits.items():

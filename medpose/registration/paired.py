@@ -23,11 +23,13 @@ better, in sum of squares, than any rotation).
 
 References: see :mod:`medpose.registration._core`.
 """
+
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,20 +64,31 @@ def _finite_rows(a: np.ndarray, labels: Sequence[Any], what: str) -> None:
     bad = ~np.all(np.isfinite(a), axis=-1)
     if bad.any():
         which = [labels[i] for i in np.flatnonzero(bad)]
-        raise InputError(f"{what}: NaN or infinite coordinates at {which}; every fiducial needs 3 finite "
-                         "numbers (mm) - drop unplaced points or pass names= to choose the fiducials")
+        raise InputError(
+            f"{what}: NaN or infinite coordinates at {which}; every fiducial needs 3 finite "
+            "numbers (mm) - drop unplaced points or pass names= to choose the fiducials"
+        )
 
 
-def _check_conditioning(fixed: np.ndarray, moving: np.ndarray, w: np.ndarray | None,
-                        min_spread_ratio: float, labels: Sequence[Any] | None = None) -> None:
+def _check_conditioning(
+    fixed: np.ndarray,
+    moving: np.ndarray,
+    w: np.ndarray | None,
+    min_spread_ratio: float,
+    labels: Sequence[Any] | None = None,
+) -> None:
     """Raise DegenerateConfiguration for < 3 points, collinear/coincident sets (either side)."""
     n = fixed.shape[-2]
     if n < 3:
-        raise DegenerateConfiguration(f"register: {n} common fiducial(s){'' if labels is None else ' ' + str(list(labels))}; "
-                                      "at least 3 non-collinear points are needed for a unique transform")
+        raise DegenerateConfiguration(
+            f"register: {n} common fiducial(s){'' if labels is None else ' ' + str(list(labels))}; "
+            "at least 3 non-collinear points are needed for a unique transform"
+        )
     if w is not None and np.count_nonzero(w) < 3:
-        raise DegenerateConfiguration(f"register: only {np.count_nonzero(w)} fiducial(s) have a non-zero weight; "
-                                      "at least 3 are needed")
+        raise DegenerateConfiguration(
+            f"register: only {np.count_nonzero(w)} fiducial(s) have a non-zero weight; "
+            "at least 3 are needed"
+        )
     for side, pts in (("moving", moving), ("fixed", fixed)):
         ratio = _core.spread_ratio(pts[None], None if w is None else w[None])[0]
         if not ratio >= min_spread_ratio:
@@ -83,7 +96,8 @@ def _check_conditioning(fixed: np.ndarray, moving: np.ndarray, w: np.ndarray | N
                 f"register: the {side} fiducials are {'collinear' if ratio < 1e-9 else 'nearly collinear'}: RMS spread "
                 f"along the second principal axis is {ratio:.3g} of that along the first, below the conditioning "
                 f"threshold min_spread_ratio={min_spread_ratio:g}; the rotation about their line is undetermined "
-                "- add a fiducial off the line")
+                "- add a fiducial off the line"
+            )
 
 
 def _weights(weights: Any, n: int, labels: Sequence[Any], named: bool) -> np.ndarray | None:
@@ -98,53 +112,75 @@ def _weights(weights: Any, n: int, labels: Sequence[Any], named: bool) -> np.nda
     else:
         w = np.asarray(weights, dtype=float).reshape(-1)
         if w.shape != (n,):
-            raise InputError(f"register: weights must give one number per fiducial ({n}"
-                             f"{', in the order of names' if named else ''}), found shape {np.shape(weights)}")
+            raise InputError(
+                f"register: weights must give one number per fiducial ({n}"
+                f"{', in the order of names' if named else ''}), found shape {np.shape(weights)}"
+            )
     if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise InputError(f"register: weights must be finite, >= 0 and not all zero, found {w.tolist()}")
+        raise InputError(
+            f"register: weights must be finite, >= 0 and not all zero, found {w.tolist()}"
+        )
     return w
 
 
-def _pair(fixed: Any, moving: Any, names: Sequence[str] | None,
-          allow_same_frame: bool) -> tuple[np.ndarray, np.ndarray, tuple, str, str, bool]:
+def _pair(
+    fixed: Any, moving: Any, names: Sequence[str] | None, allow_same_frame: bool
+) -> tuple[np.ndarray, np.ndarray, tuple, str, str, bool]:
     """Pair the two sets; returns fixed (N,3), moving (N,3), labels, source frame, target frame, named."""
     if isinstance(fixed, Landmarks) != isinstance(moving, Landmarks):
-        raise InputError("register: fixed and moving must both be Landmarks (paired by name) or both arrays "
-                         f"(paired by row), found {type(fixed).__name__} and {type(moving).__name__}")
+        raise InputError(
+            "register: fixed and moving must both be Landmarks (paired by name) or both arrays "
+            f"(paired by row), found {type(fixed).__name__} and {type(moving).__name__}"
+        )
     if isinstance(fixed, Landmarks):
         if fixed.frame == moving.frame and not allow_same_frame:
-            raise InputError(f"register: fixed and moving are both in frame '{fixed.frame}'; the moving set "
-                             "(imaging, e.g. 'LPS') must be registered to a fixed set in another frame (e.g. "
-                             "'camera') - check which landmarks were passed, or pass allow_same_frame=True")
+            raise InputError(
+                f"register: fixed and moving are both in frame '{fixed.frame}'; the moving set "
+                "(imaging, e.g. 'LPS') must be registered to a fixed set in another frame (e.g. "
+                "'camera') - check which landmarks were passed, or pass allow_same_frame=True"
+            )
         if names is None:
             only_f = [n for n in fixed.names if n not in moving.names]
             only_m = [n for n in moving.names if n not in fixed.names]
             if only_f or only_m:
-                raise InputError(f"register: landmark names on one side only - fixed ({fixed.frame}) only: {only_f}; "
-                                 f"moving ({moving.frame}) only: {only_m}; rename them, or pass names= to "
-                                 "choose the fiducials")
+                raise InputError(
+                    f"register: landmark names on one side only - fixed ({fixed.frame}) only: {only_f}; "
+                    f"moving ({moving.frame}) only: {only_m}; rename them, or pass names= to "
+                    "choose the fiducials"
+                )
             names = list(fixed.names)
         else:
             names = [str(n) for n in names]
             for side, lm in (("fixed", fixed), ("moving", moving)):
                 missing = [n for n in names if n not in lm.names]
                 if missing:
-                    raise InputError(f"register: names {missing} not in the {side} landmarks ({lm.frame})")
+                    raise InputError(
+                        f"register: names {missing} not in the {side} landmarks ({lm.frame})"
+                    )
             if len(set(names)) != len(names):
                 raise InputError(f"register: names has duplicates: {names}")
         f_sub, m_sub = fixed.subset(names), moving.subset(names)
         _finite_rows(f_sub.positions, names, f"register: fixed landmarks ({fixed.frame})")
         _finite_rows(m_sub.positions, names, f"register: moving landmarks ({moving.frame})")
-        a, b = f_sub.common(m_sub)             # all finite: pairs by name in this order
-        return (np.array(a.positions), np.array(b.positions), tuple(a.names), moving.frame, fixed.frame, True)
+        a, b = f_sub.common(m_sub)  # all finite: pairs by name in this order
+        return (
+            np.array(a.positions),
+            np.array(b.positions),
+            tuple(a.names),
+            moving.frame,
+            fixed.frame,
+            True,
+        )
     f = np.asarray(fixed, dtype=float)
     m = np.asarray(moving, dtype=float)
     for side, a in (("fixed", f), ("moving", m)):
         if a.ndim != 2 or a.shape[1] != 3:
             raise InputError(f"register: {side} points must have shape (N, 3), found {a.shape}")
     if f.shape != m.shape:
-        raise InputError(f"register: mismatched counts - {f.shape[0]} fixed and {m.shape[0]} moving points; "
-                         "arrays are paired by row and need the same number of rows")
+        raise InputError(
+            f"register: mismatched counts - {f.shape[0]} fixed and {m.shape[0]} moving points; "
+            "arrays are paired by row and need the same number of rows"
+        )
     labels: tuple = tuple(range(f.shape[0]))
     if names is not None:
         raise InputError("register: names= selects Landmarks by name; index the arrays instead")
@@ -158,15 +194,25 @@ def _is_isotropic(cov: np.ndarray | None) -> bool:
     if cov is None:
         return True
     diag = np.trace(cov, axis1=1, axis2=2) / 3.0
-    return bool(np.allclose(cov, diag[:, None, None] * np.eye(3), rtol=0, atol=1e-12 * max(diag.max(), 1e-300)))
+    return bool(
+        np.allclose(
+            cov, diag[:, None, None] * np.eye(3), rtol=0, atol=1e-12 * max(diag.max(), 1e-300)
+        )
+    )
 
 
 def _iso_var(cov: np.ndarray | None, n: int) -> np.ndarray:
     return np.zeros(n) if cov is None else np.trace(cov, axis1=1, axis2=2) / 3.0
 
 
-def _solve(fixed: np.ndarray, moving: np.ndarray, w: np.ndarray | None, scale: bool,
-           cov_f: np.ndarray | None, cov_m: np.ndarray | None) -> dict[str, np.ndarray]:
+def _solve(
+    fixed: np.ndarray,
+    moving: np.ndarray,
+    w: np.ndarray | None,
+    scale: bool,
+    cov_f: np.ndarray | None,
+    cov_m: np.ndarray | None,
+) -> dict[str, np.ndarray]:
     """Batched estimator shared by register, the robust search and register_batch.
 
     ``fixed``/``moving`` (B, N, 3); ``w`` (B, N), (N,) or None; ``cov_f``/``cov_m`` (N, 3, 3),
@@ -178,10 +224,16 @@ def _solve(fixed: np.ndarray, moving: np.ndarray, w: np.ndarray | None, scale: b
     wv = None if w is None else np.asarray(w, dtype=float)
     if cov_f is None and cov_m is None:
         out = _core.procrustes_batch(fixed, moving, wv, scale)
-        wm = np.ones((1, n)) if wv is None else np.broadcast_to(wv, (b, n)) if wv.ndim == 2 else wv[None]
+        wm = (
+            np.ones((1, n))
+            if wv is None
+            else np.broadcast_to(wv, (b, n))
+            if wv.ndim == 2
+            else wv[None]
+        )
         out["W"] = wm[..., None, None] * np.eye(3)
         return out
-    var = _iso_var(cov_f, n) + _iso_var(cov_m, n)            # approximate for scale != 1 on the moving side
+    var = _iso_var(cov_f, n) + _iso_var(cov_m, n)  # approximate for scale != 1 on the moving side
     wiso = (1.0 if wv is None else wv) / var
     start = _core.procrustes_batch(fixed, moving, wiso, scale)
     if _is_isotropic(cov_f) and _is_isotropic(cov_m) and not (scale and cov_m is not None):
@@ -195,14 +247,15 @@ def _raise_mirror(gain: float, total: float, fre2_refl: float) -> None:
         "register: the fiducial sets are mirror images - the best orthogonal fit is a reflection "
         f"(determinant -1), which fits with a weighted sum of squares {fre2_refl:.4g} mm^2 against "
         f"{fre2_refl + gain:.4g} mm^2 for the best rotation; check left/right landmark names and the "
-        "LPS/RAS convention of the imaging landmarks")
+        "LPS/RAS convention of the imaging landmarks"
+    )
 
 
 def _check_mirror(out: dict[str, np.ndarray], index: int = 0, scale_factor: float = 1.0) -> None:
     gain = float(out["mirror_gain"][index])
     if gain <= 0:
         return
-    sse_rot = float(out["total"][index] - 2.0 * out["sv_sum"][index])     # rigid, normalised weights
+    sse_rot = float(out["total"][index] - 2.0 * out["sv_sum"][index])  # rigid, normalised weights
     sse_refl = max(sse_rot - gain, 0.0)
     floor = 1e-10 * float(out["total"][index])
     if gain > floor and sse_rot > _core.MIRROR_RATIO * sse_refl:
@@ -260,13 +313,17 @@ class Registration:
 
         A Series indexed by landmark name (or row index for plain arrays), named ``residual_mm``.
         """
-        return pd.Series(np.linalg.norm(self.residual_vectors, axis=1), index=list(self.names), name="residual_mm")
+        return pd.Series(
+            np.linalg.norm(self.residual_vectors, axis=1),
+            index=list(self.names),
+            name="residual_mm",
+        )
 
     @property
     def fre(self) -> float:
         """Fiducial registration error: RMS residual (mm) over the fiducials in the fit (outliers excluded)."""
         r = np.linalg.norm(self.residual_vectors[self.inliers], axis=1)
-        return float(np.sqrt(np.mean(r ** 2)))
+        return float(np.sqrt(np.mean(r**2)))
 
     @property
     def outliers(self) -> tuple:
@@ -282,7 +339,7 @@ class Registration:
         """
         n = self.n_fiducials
         p = 7 if self.scaled else 6
-        return float(np.sqrt(self.fre ** 2 * n / (n - p / 3.0)))
+        return float(np.sqrt(self.fre**2 * n / (n - p / 3.0)))
 
     def tre_covariance(self, targets: Any, fle: Any = None) -> np.ndarray:
         """First-order covariance (mm^2) of the error at each target, shape (M, 3, 3), fixed frame.
@@ -293,8 +350,9 @@ class Registration:
         pts, _ = self._targets(targets)
         cov = self._noise(fle)
         a = self.transform.apply(self.moving)[None]
-        return _core.tre_covariance_batch(a, self.weight_matrices[None], cov[None],
-                                          self.transform.apply(pts)[None], self.scaled)[0]
+        return _core.tre_covariance_batch(
+            a, self.weight_matrices[None], cov[None], self.transform.apply(pts)[None], self.scaled
+        )[0]
 
     def predict_tre(self, targets: Any, fle: Any = None) -> pd.Series | np.ndarray:
         """Predicted RMS target registration error (mm) at each target.
@@ -322,11 +380,16 @@ class Registration:
         cov = self._noise(fle)
         wm = self.weight_matrices[self.inliers]
         w0 = np.trace(wm, axis1=1, axis2=2)
-        plain = (not self.scaled and np.allclose(wm, (w0[:, None, None] / 3.0) * np.eye(3), atol=1e-12 * w0.max())
-                 and np.allclose(w0, w0[0]))
+        plain = (
+            not self.scaled
+            and np.allclose(wm, (w0[:, None, None] / 3.0) * np.eye(3), atol=1e-12 * w0.max())
+            and np.allclose(w0, w0[0])
+        )
         ci = cov[self.inliers]
         var = np.trace(ci, axis1=1, axis2=2)
-        iso = np.allclose(ci, (var[:, None, None] / 3.0) * np.eye(3), atol=1e-12 * var.max()) and np.allclose(var, var[0])
+        iso = np.allclose(
+            ci, (var[:, None, None] / 3.0) * np.eye(3), atol=1e-12 * var.max()
+        ) and np.allclose(var, var[0])
         if plain and iso:
             tre = _core.tre_fitzpatrick(self.moving[self.inliers], pts, float(np.sqrt(var[0])))
         else:
@@ -338,13 +401,17 @@ class Registration:
     def _targets(self, targets: Any) -> tuple[np.ndarray, tuple | None]:
         if isinstance(targets, Landmarks):
             if targets.frame != self.transform.source:
-                raise FrameMismatch(f"predict_tre: targets are in frame '{targets.frame}'; give them in the moving "
-                                    f"frame '{self.transform.source}' where they are planned")
+                raise FrameMismatch(
+                    f"predict_tre: targets are in frame '{targets.frame}'; give them in the moving "
+                    f"frame '{self.transform.source}' where they are planned"
+                )
             pts, labels = np.array(targets.positions), targets.names
         else:
             pts, labels = np.atleast_2d(np.asarray(targets, dtype=float)), None
         if pts.ndim != 2 or pts.shape[1] != 3:
-            raise InputError(f"predict_tre: targets must have shape (M, 3) or (3,), found {np.shape(targets)}")
+            raise InputError(
+                f"predict_tre: targets must have shape (M, 3) or (3,), found {np.shape(targets)}"
+            )
         _finite_rows(pts, labels or tuple(range(len(pts))), "predict_tre: targets")
         return pts, labels
 
@@ -358,25 +425,46 @@ class Registration:
             cf, cm = _core.fle_covariances(self.estimated_fle(), n)
         r = self.transform.rotation.as_matrix()[None]
         s = np.array([self.transform.scale])
-        cov = _core.combined_covariance(None if cf is None else cf[None], None if cm is None else cm[None], r, s)
+        cov = _core.combined_covariance(
+            None if cf is None else cf[None], None if cm is None else cm[None], r, s
+        )
         return cov[0]
 
     def to_dataframe(self) -> pd.DataFrame:
         """Tidy table, one row per fiducial: ``name, residual_mm, inlier``; ``attrs['fre_mm']``."""
-        df = pd.DataFrame({"name": list(self.names), "residual_mm": self.residuals.to_numpy(), "inlier": self.inliers})
-        df.attrs.update({"fre_mm": self.fre, "source": self.transform.source, "target": self.transform.target})
+        df = pd.DataFrame(
+            {
+                "name": list(self.names),
+                "residual_mm": self.residuals.to_numpy(),
+                "inlier": self.inliers,
+            }
+        )
+        df.attrs.update(
+            {"fre_mm": self.fre, "source": self.transform.source, "target": self.transform.target}
+        )
         return df
 
     def __repr__(self) -> str:
-        return (f"Registration({self.transform.source}->{self.transform.target}, {self.n_fiducials} fiducials, "
-                f"FRE={self.fre:.3f} mm, outliers={list(self.outliers)})")
+        return (
+            f"Registration({self.transform.source}->{self.transform.target}, {self.n_fiducials} fiducials, "
+            f"FRE={self.fre:.3f} mm, outliers={list(self.outliers)})"
+        )
 
 
 # ====================================================================== register
-def register(fixed: Landmarks | Any, moving: Landmarks | Any, *, scale: bool = False, weights: Any = None,
-             fle: Any = None, robust: bool = False, names: Sequence[str] | None = None,
-             min_spread_ratio: float = MIN_SPREAD_RATIO, outlier_p: float = 1e-3,
-             allow_same_frame: bool = False) -> Registration:
+def register(
+    fixed: Landmarks | Any,
+    moving: Landmarks | Any,
+    *,
+    scale: bool = False,
+    weights: Any = None,
+    fle: Any = None,
+    robust: bool = False,
+    names: Sequence[str] | None = None,
+    min_spread_ratio: float = MIN_SPREAD_RATIO,
+    outlier_p: float = 1e-3,
+    allow_same_frame: bool = False,
+) -> Registration:
     """Register a moving point set (imaging) to a fixed one (camera) by paired points.
 
     Parameters
@@ -444,7 +532,9 @@ def register(fixed: Landmarks | Any, moving: Landmarks | Any, *, scale: bool = F
     ([10.0, 20.0, 30.0], 0.0)
     """
     if not (np.isfinite(min_spread_ratio) and 0 < min_spread_ratio < 1):
-        raise InputError(f"register: min_spread_ratio must be in (0, 1), found {min_spread_ratio!r}")
+        raise InputError(
+            f"register: min_spread_ratio must be in (0, 1), found {min_spread_ratio!r}"
+        )
     if not 0 < outlier_p < 1:
         raise InputError(f"register: outlier_p must be in (0, 1), found {outlier_p!r}")
     f, m, labels, source, target, named = _pair(fixed, moving, names, allow_same_frame)
@@ -456,12 +546,16 @@ def register(fixed: Landmarks | Any, moving: Landmarks | Any, *, scale: bool = F
     if cf is not None or cm is not None:
         tot = _iso_var(cf, n) + _iso_var(cm, n)
         if np.any(tot <= 0):
-            raise InputError(f"register: FLE is zero at {[labels[i] for i in np.flatnonzero(tot <= 0)]}; a zero "
-                             "covariance cannot be inverted into a weight - give a positive FLE")
+            raise InputError(
+                f"register: FLE is zero at {[labels[i] for i in np.flatnonzero(tot <= 0)]}; a zero "
+                "covariance cannot be inverted into a weight - give a positive FLE"
+            )
     inliers = np.ones(n, dtype=bool)
     if robust:
         inliers = _robust_inliers(f, m, w, scale, cf, cm, outlier_p, min_spread_ratio)
-        _check_conditioning(f[inliers], m[inliers], None if w is None else w[inliers], min_spread_ratio)
+        _check_conditioning(
+            f[inliers], m[inliers], None if w is None else w[inliers], min_spread_ratio
+        )
     wfit = inliers.astype(float) if w is None else w * inliers
     # the mirror test uses the plain fit (a reflection is a property of the geometry, not the weights)
     plain = _core.procrustes_batch(f[None], m[None], None if wfit.all() else wfit, scale)
@@ -469,34 +563,54 @@ def register(fixed: Landmarks | Any, moving: Landmarks | Any, *, scale: bool = F
     out = _solve(f[None], m[None], wfit if not wfit.all() or w is not None else None, scale, cf, cm)
     r, t, s = out["R"][0], out["t"][0], float(out["s"][0])
     if not (np.isfinite(s) and s > 0):
-        raise DegenerateConfiguration(f"register: the similarity scale came out as {s:.4g}; the point sets do not "
-                                      "determine a positive scale")
+        raise DegenerateConfiguration(
+            f"register: the similarity scale came out as {s:.4g}; the point sets do not "
+            "determine a positive scale"
+        )
     wm = np.array(np.broadcast_to(out["W"][0], (n, 3, 3))) * inliers[:, None, None]
     transform = Transform(Rotation.from_matrix(r), t, s, source=source, target=target)
     return Registration(transform, labels, f, m, inliers, bool(scale), cov, wm, named)
 
 
 # ====================================================================== robust
-def _robust_inliers(f: np.ndarray, m: np.ndarray, w: np.ndarray | None, scale: bool,
-                    cf: np.ndarray | None, cm: np.ndarray | None, p_false: float,
-                    min_spread_ratio: float, max_hypotheses: int = 5000) -> np.ndarray:
+def _robust_inliers(
+    f: np.ndarray,
+    m: np.ndarray,
+    w: np.ndarray | None,
+    scale: bool,
+    cf: np.ndarray | None,
+    cm: np.ndarray | None,
+    p_false: float,
+    min_spread_ratio: float,
+    max_hypotheses: int = 5000,
+) -> np.ndarray:
     n = f.shape[0]
     if n < 4:
-        raise DegenerateConfiguration(f"register(robust=True): {n} fiducials; finding an outlier needs at least 4")
+        raise DegenerateConfiguration(
+            f"register(robust=True): {n} fiducials; finding an outlier needs at least 4"
+        )
     # 1. least median of squares over minimal subsets
     subsets = np.array(list(itertools.combinations(range(n), 3)))
     if len(subsets) > max_hypotheses:
         rng = np.random.default_rng(0)
         subsets = subsets[rng.choice(len(subsets), max_hypotheses, replace=False)]
-    ok = (_core.spread_ratio(m[subsets]) >= min_spread_ratio) & (_core.spread_ratio(f[subsets]) >= min_spread_ratio)
+    ok = (_core.spread_ratio(m[subsets]) >= min_spread_ratio) & (
+        _core.spread_ratio(f[subsets]) >= min_spread_ratio
+    )
     subsets = subsets[ok]
     if len(subsets) == 0:
         raise DegenerateConfiguration("register(robust=True): no 3 fiducials are non-collinear")
     hyp = _core.procrustes_batch(f[subsets], m[subsets], None, scale)
-    res2 = ((f[None] - _core._apply(hyp["R"], hyp["t"], hyp["s"], np.broadcast_to(m, (len(subsets), n, 3)))) ** 2).sum(-1)
+    res2 = (
+        (
+            f[None]
+            - _core._apply(hyp["R"], hyp["t"], hyp["s"], np.broadcast_to(m, (len(subsets), n, 3)))
+        )
+        ** 2
+    ).sum(-1)
     best = int(np.argmin(np.median(res2, axis=1)))
-    inl = np.zeros(n, dtype=bool)                       # the h best-fitting points, h = max(4, n // 2 + 1)
-    inl[np.argsort(res2[best], kind="stable")[:max(4, n // 2 + 1)]] = True
+    inl = np.zeros(n, dtype=bool)  # the h best-fitting points, h = max(4, n // 2 + 1)
+    inl[np.argsort(res2[best], kind="stable")[: max(4, n // 2 + 1)]] = True
     extent2 = float(((m - m.mean(0)) ** 2).sum(1).mean())
     # 2. refine by externally studentised leave-one-out prediction residuals
     p = 7 if scale else 6
@@ -504,33 +618,41 @@ def _robust_inliers(f: np.ndarray, m: np.ndarray, w: np.ndarray | None, scale: b
     seen: list[bytes] = []
     for _ in range(2 * n):
         masks = np.broadcast_to(inl, (n, n)).copy()
-        masks[np.arange(n), np.arange(n)] &= False            # fit i leaves point i out
+        masks[np.arange(n), np.arange(n)] &= False  # fit i leaves point i out
         size = masks.sum(1)
         if size.min() < 3:
-            raise DegenerateConfiguration(f"register(robust=True): only {int(inl.sum())} fiducials agree with each "
-                                          "other; at least 3 consistent fiducials are needed")
+            raise DegenerateConfiguration(
+                f"register(robust=True): only {int(inl.sum())} fiducials agree with each "
+                "other; at least 3 consistent fiducials are needed"
+            )
         wmask = masks * (1.0 if w is None else w)
         fb, mb = np.broadcast_to(f, (n, n, 3)), np.broadcast_to(m, (n, n, 3))
         out = _solve(fb, mb, wmask, scale, cf, cm)
         wm = out["W"] * masks[..., None, None]
         a = _core._apply(out["R"], out["t"], out["s"], mb)
-        resid = f[None] - a                                          # (fit, point, 3)
+        resid = f[None] - a  # (fit, point, 3)
         if known:
-            noise = _core.combined_covariance(None if cf is None else cf[None], None if cm is None else cm[None],
-                                              out["R"], out["s"])
+            noise = _core.combined_covariance(
+                None if cf is None else cf[None],
+                None if cm is None else cm[None],
+                out["R"],
+                out["s"],
+            )
             noise = np.broadcast_to(noise, (n, n, 3, 3))
             thr = np.full(n, stats.chi2.ppf(1 - p_false, 3))
         else:
-            wt = np.trace(wm, axis1=2, axis2=3) / 3.0                     # scalar weights of each fit
+            wt = np.trace(wm, axis1=2, axis2=3) / 3.0  # scalar weights of each fit
             dof = 3 * size - p
-            sigma2 = (wt * (resid ** 2).sum(-1)).sum(1) / np.maximum(dof, 1)   # per-axis variance at unit weight
-            sigma2 = np.maximum(sigma2, 1e-24 * extent2)              # exact data: rounding-level floor
+            sigma2 = (wt * (resid**2).sum(-1)).sum(1) / np.maximum(
+                dof, 1
+            )  # per-axis variance at unit weight
+            sigma2 = np.maximum(sigma2, 1e-24 * extent2)  # exact data: rounding-level floor
             inv_w = np.ones(n) if w is None else 1.0 / np.where(w > 0, w, 1.0)
             noise = (sigma2[:, None] * inv_w[None, :])[..., None, None] * np.eye(3)
             thr = 3.0 * stats.f.ppf(1 - p_false, 3, np.maximum(dof, 1))
             thr = np.where(dof >= 1, thr, np.inf)
         idx = np.arange(n)
-        e = resid[idx, idx]                                              # prediction residual of i from fit i
+        e = resid[idx, idx]  # prediction residual of i from fit i
         c_tre = _core.tre_covariance_batch(a, wm, noise, a[idx, idx][:, None, :], scale)[:, 0]
         c_e = noise[idx, idx] + c_tre
         d2 = np.einsum("bi,bij,bj->b", e, np.linalg.inv(c_e), e)
@@ -538,8 +660,10 @@ def _robust_inliers(f: np.ndarray, m: np.ndarray, w: np.ndarray | None, scale: b
         if w is not None:
             new &= w > 0
         if new.sum() < 3:
-            raise DegenerateConfiguration(f"register(robust=True): only {int(new.sum())} fiducials agree with each "
-                                          "other; at least 3 consistent fiducials are needed")
+            raise DegenerateConfiguration(
+                f"register(robust=True): only {int(new.sum())} fiducials agree with each "
+                "other; at least 3 consistent fiducials are needed"
+            )
         if np.array_equal(new, inl) or new.tobytes() in seen or new.sum() == 3:
             inl = new
             break
@@ -584,15 +708,28 @@ class BatchRegistration:
 
     def transform(self, index: int, source: str = "moving", target: str = "fixed") -> Transform:
         """One problem's result as a frame-tagged :class:`~medpose.geometry.Transform`."""
-        return Transform(Rotation.from_matrix(self.rotation[index]), self.translation[index],
-                         float(self.scale[index]), source, target)
+        return Transform(
+            Rotation.from_matrix(self.rotation[index]),
+            self.translation[index],
+            float(self.scale[index]),
+            source,
+            target,
+        )
 
     def __len__(self) -> int:
         return self.rotation.shape[0]
 
 
-def register_batch(fixed: Any, moving: Any, *, scale: bool = False, weights: Any = None, fle: Any = None,
-                   check: bool = True, min_spread_ratio: float = MIN_SPREAD_RATIO) -> BatchRegistration:
+def register_batch(
+    fixed: Any,
+    moving: Any,
+    *,
+    scale: bool = False,
+    weights: Any = None,
+    fle: Any = None,
+    check: bool = True,
+    min_spread_ratio: float = MIN_SPREAD_RATIO,
+) -> BatchRegistration:
     """Register B problems at once, paired by row: fixed and moving of shape (B, N, 3).
 
     Same estimator as :func:`register` (without the robust search): weighted least squares,
@@ -628,11 +765,15 @@ def register_batch(fixed: Any, moving: Any, *, scale: bool = False, weights: Any
     if m.ndim == 2:
         m = m[None]
     if f.ndim != 3 or m.ndim != 3 or f.shape[-1] != 3 or m.shape[-1] != 3:
-        raise InputError(f"register_batch: fixed and moving must have shape (B, N, 3), found {np.shape(fixed)} "
-                         f"and {np.shape(moving)}")
+        raise InputError(
+            f"register_batch: fixed and moving must have shape (B, N, 3), found {np.shape(fixed)} "
+            f"and {np.shape(moving)}"
+        )
     if f.shape[1] != m.shape[1]:
-        raise InputError(f"register_batch: mismatched counts - {f.shape[1]} fixed and {m.shape[1]} moving points "
-                         "per problem")
+        raise InputError(
+            f"register_batch: mismatched counts - {f.shape[1]} fixed and {m.shape[1]} moving points "
+            "per problem"
+        )
     b = max(f.shape[0], m.shape[0])
     if f.shape[0] not in (1, b) or m.shape[0] not in (1, b):
         raise InputError(f"register_batch: batch sizes {f.shape[0]} and {m.shape[0]} do not match")
@@ -643,16 +784,22 @@ def register_batch(fixed: Any, moving: Any, *, scale: bool = False, weights: Any
     if weights is not None:
         w = np.asarray(weights, dtype=float)
         if w.shape not in ((n,), (b, n)) or not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise InputError(f"register_batch: weights must be finite, >= 0, of shape ({n},) or ({b}, {n}); "
-                             f"found shape {w.shape}")
+            raise InputError(
+                f"register_batch: weights must be finite, >= 0, of shape ({n},) or ({b}, {n}); "
+                f"found shape {w.shape}"
+            )
     if check:
         for side, a in (("fixed", f), ("moving", m)):
             bad = ~np.isfinite(a).all(axis=(1, 2))
             if bad.any():
-                raise InputError(f"register_batch: NaN or infinite {side} coordinates in problems "
-                                 f"{np.flatnonzero(bad)[:10].tolist()}")
+                raise InputError(
+                    f"register_batch: NaN or infinite {side} coordinates in problems "
+                    f"{np.flatnonzero(bad)[:10].tolist()}"
+                )
         if n < 3:
-            raise DegenerateConfiguration(f"register_batch: {n} points per problem; at least 3 are needed")
+            raise DegenerateConfiguration(
+                f"register_batch: {n} points per problem; at least 3 are needed"
+            )
         wb = None if w is None else np.broadcast_to(w, (b, n))
         for side, a in (("moving", m), ("fixed", f)):
             ratio = _core.spread_ratio(a, wb)
@@ -660,16 +807,21 @@ def register_batch(fixed: Any, moving: Any, *, scale: bool = False, weights: Any
             if bad.any():
                 raise DegenerateConfiguration(
                     f"register_batch: {side} points nearly collinear in problems {np.flatnonzero(bad)[:10].tolist()} "
-                    f"(spread ratio {ratio[bad].min():.3g} < min_spread_ratio={min_spread_ratio:g})")
+                    f"(spread ratio {ratio[bad].min():.3g} < min_spread_ratio={min_spread_ratio:g})"
+                )
     cov = (None, None) if fle is None else _core.fle_covariances(fle, n, "register_batch: fle")
     out = _solve(f, m, w, scale, *cov)
     if check:
         gain = out["mirror_gain"]
         sse_rot = out["total"] - 2.0 * out["sv_sum"]
-        mirror = (gain > 1e-10 * out["total"]) & (sse_rot > _core.MIRROR_RATIO * np.maximum(sse_rot - gain, 0.0))
+        mirror = (gain > 1e-10 * out["total"]) & (
+            sse_rot > _core.MIRROR_RATIO * np.maximum(sse_rot - gain, 0.0)
+        )
         if mirror.any():
-            raise DegenerateConfiguration(f"register_batch: mirrored point sets (a reflection fits best) in problems "
-                                          f"{np.flatnonzero(mirror)[:10].tolist()}")
+            raise DegenerateConfiguration(
+                f"register_batch: mirrored point sets (a reflection fits best) in problems "
+                f"{np.flatnonzero(mirror)[:10].tolist()}"
+            )
     resid = f - _core._apply(out["R"], out["t"], out["s"], m)
     d2 = (resid * resid).sum(-1)
     fre = np.sqrt(d2.mean(-1) if w is None else (d2 * (w > 0)).sum(-1) / (w > 0).sum(-1))
@@ -677,8 +829,15 @@ def register_batch(fixed: Any, moving: Any, *, scale: bool = False, weights: Any
 
 
 # ====================================================================== simulation / prediction
-def predict_tre(fiducials: Any, targets: Any, fle: Any, *, scale: bool = False, weights: Any = None,
-                weighted_by_fle: bool = True) -> np.ndarray:
+def predict_tre(
+    fiducials: Any,
+    targets: Any,
+    fle: Any,
+    *,
+    scale: bool = False,
+    weights: Any = None,
+    weighted_by_fle: bool = True,
+) -> np.ndarray:
     """Predicted RMS TRE (mm) for a fiducial layout, before any registration is done.
 
     Registers the layout to itself (exact data) with the same options as :func:`register`
@@ -697,9 +856,19 @@ def _sqrtm(cov: np.ndarray) -> np.ndarray:
     return vec * np.sqrt(np.clip(lam, 0.0, None))[:, None, :]
 
 
-def simulate_tre(fiducials: Any, targets: Any, fle: Any, trials: int = 10_000, *, scale: bool = False,
-                 weights: Any = None, weighted_by_fle: bool = True, transform: Transform | None = None,
-                 seed: int | np.random.Generator = 0, chunk: int = 20_000) -> np.ndarray:
+def simulate_tre(
+    fiducials: Any,
+    targets: Any,
+    fle: Any,
+    trials: int = 10_000,
+    *,
+    scale: bool = False,
+    weights: Any = None,
+    weighted_by_fle: bool = True,
+    transform: Transform | None = None,
+    seed: int | np.random.Generator = 0,
+    chunk: int = 20_000,
+) -> np.ndarray:
     """Monte-Carlo RMS target registration error (mm) at each target.
 
     Each trial perturbs the true fiducials with zero-mean Gaussian FLE (fixed side in the fixed
@@ -736,7 +905,9 @@ def simulate_tre(fiducials: Any, targets: Any, fle: Any, trials: int = 10_000, *
     x = np.asarray(fiducials, dtype=float)
     tg = np.atleast_2d(np.asarray(targets, dtype=float))
     if x.ndim != 2 or x.shape[1] != 3 or tg.shape[-1] != 3:
-        raise InputError(f"simulate_tre: fiducials must be (N, 3) and targets (M, 3), found {x.shape} and {tg.shape}")
+        raise InputError(
+            f"simulate_tre: fiducials must be (N, 3) and targets (M, 3), found {x.shape} and {tg.shape}"
+        )
     if int(trials) < 1:
         raise InputError(f"simulate_tre: trials must be >= 1, found {trials!r}")
     n = x.shape[0]
@@ -759,9 +930,10 @@ def simulate_tre(fiducials: Any, targets: Any, fle: Any, trials: int = 10_000, *
             fy += np.einsum("nij,bnj->bni", lf, rng.standard_normal((b, n, 3)))
         if lm is not None:
             mx += np.einsum("nij,bnj->bni", lm, rng.standard_normal((b, n, 3)))
-        res = register_batch(fy, mx, scale=scale, weights=weights, fle=fle if weighted_by_fle else None,
-                             check=False)
+        res = register_batch(
+            fy, mx, scale=scale, weights=weights, fle=fle if weighted_by_fle else None, check=False
+        )
         err = res.apply(tg) - ty[None]
-        sq += (err ** 2).sum(-1).sum(0)
+        sq += (err**2).sum(-1).sum(0)
         done += b
     return np.sqrt(sq / trials)

@@ -4,11 +4,12 @@ The constrained skeleton fit takes segment lengths and joint centres from these 
 (joint centres such as ``hip_r`` and bony landmarks such as ``asis_r``, medpose's canonical
 names in ``resources/keypoints.yaml``).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
-from typing import Sequence
 
 import yaml
 
@@ -22,13 +23,19 @@ __all__ = ["skeleton_landmarks_from_imaging", "canonical_keypoints"]
 @lru_cache(maxsize=1)
 def canonical_keypoints() -> dict[str, dict]:
     """medpose's anatomical keypoint names and their ``segment`` and ``kind`` (from keypoints.yaml)."""
-    text = resources.files("medpose").joinpath("resources/keypoints.yaml").read_text(encoding="utf-8")
+    text = (
+        resources.files("medpose").joinpath("resources/keypoints.yaml").read_text(encoding="utf-8")
+    )
     return dict(yaml.safe_load(text)["keypoints"])
 
 
-def skeleton_landmarks_from_imaging(registration: Registration, imaging: Landmarks, *,
-                                    kinds: Sequence[str] = ("joint_centre", "bony"),
-                                    names: Sequence[str] | None = None) -> Landmarks:
+def skeleton_landmarks_from_imaging(
+    registration: Registration,
+    imaging: Landmarks,
+    *,
+    kinds: Sequence[str] = ("joint_centre", "bony"),
+    names: Sequence[str] | None = None,
+) -> Landmarks:
     """Map the anatomical imaging landmarks into the camera frame for the skeleton fit.
 
     Parameters
@@ -57,21 +64,29 @@ def skeleton_landmarks_from_imaging(registration: Registration, imaging: Landmar
     """
     t = registration.transform
     if imaging.frame != t.source:
-        raise FrameMismatch(f"skeleton_landmarks_from_imaging: imaging landmarks are in frame '{imaging.frame}', "
-                            f"the registration maps '{t.source}' to '{t.target}'")
+        raise FrameMismatch(
+            f"skeleton_landmarks_from_imaging: imaging landmarks are in frame '{imaging.frame}', "
+            f"the registration maps '{t.source}' to '{t.target}'"
+        )
     table = canonical_keypoints()
     if names is not None:
         bad = [n for n in names if n not in table]
         if bad:
-            raise InputError(f"skeleton_landmarks_from_imaging: {bad} are not medpose keypoint names "
-                             "(resources/keypoints.yaml)")
+            raise InputError(
+                f"skeleton_landmarks_from_imaging: {bad} are not medpose keypoint names "
+                "(resources/keypoints.yaml)"
+            )
         missing = [n for n in names if n not in imaging.names]
         if missing:
-            raise InputError(f"skeleton_landmarks_from_imaging: {missing} not among the imaging landmarks")
+            raise InputError(
+                f"skeleton_landmarks_from_imaging: {missing} not among the imaging landmarks"
+            )
         keep = list(names)
     else:
         keep = [n for n in imaging.names if n in table and table[n].get("kind") in set(kinds)]
     if not keep:
-        raise InputError(f"skeleton_landmarks_from_imaging: none of the imaging landmarks {list(imaging.names)[:8]} is "
-                         f"a medpose keypoint of kind {list(kinds)}; name them as in resources/keypoints.yaml")
+        raise InputError(
+            f"skeleton_landmarks_from_imaging: none of the imaging landmarks {list(imaging.names)[:8]} is "
+            f"a medpose keypoint of kind {list(kinds)}; name them as in resources/keypoints.yaml"
+        )
     return t.apply(imaging.subset(keep))

@@ -18,6 +18,7 @@ registration", UNC TR04-004, 2004.  Chetverikov, Svirko, Stepanov, Krsek, "The t
 closest point algorithm", ICPR 2002.  Hoppe et al., "Surface reconstruction from unorganized
 points", SIGGRAPH 1992.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -82,13 +83,22 @@ class SurfaceFit:
     converged: bool
 
     def __repr__(self) -> str:
-        return (f"SurfaceFit({self.transform.source}->{self.transform.target}, rms={self.rms:.3f} mm, "
-                f"{int(self.inliers.sum())}/{len(self.inliers)} pairs, {self.iterations} iterations, "
-                f"converged={self.converged})")
+        return (
+            f"SurfaceFit({self.transform.source}->{self.transform.target}, rms={self.rms:.3f} mm, "
+            f"{int(self.inliers.sum())}/{len(self.inliers)} pairs, {self.iterations} iterations, "
+            f"converged={self.converged})"
+        )
 
 
-def extract_surface(volume: Any, lower: float, upper: float | None = None, *, max_points: int | None = 50_000,
-                    neighbours: int = 12, seed: int = 0) -> Surface:
+def extract_surface(
+    volume: Any,
+    lower: float,
+    upper: float | None = None,
+    *,
+    max_points: int | None = 50_000,
+    neighbours: int = 12,
+    seed: int = 0,
+) -> Surface:
     """Boundary of ``lower <= value <= upper`` in a volume, as LPS points with normals.
 
     Parameters
@@ -115,19 +125,25 @@ def extract_surface(volume: Any, lower: float, upper: float | None = None, *, ma
         Non-finite threshold, or no voxel in the threshold range.
     """
     if not np.isfinite(lower) or (upper is not None and (not np.isfinite(upper) or upper < lower)):
-        raise InputError(f"extract_surface: threshold must be finite with upper >= lower, found {lower!r}, {upper!r}")
+        raise InputError(
+            f"extract_surface: threshold must be finite with upper >= lower, found {lower!r}, {upper!r}"
+        )
     vmin, vmax = float(np.min(volume.array)), float(np.max(volume.array))
     hi = vmax if upper is None else float(upper)
     if lower > vmax or hi < vmin:
-        raise InputError(f"extract_surface: no surface at threshold [{lower:g}, {hi:g}]: volume values span "
-                         f"[{vmin:g}, {vmax:g}]")
+        raise InputError(
+            f"extract_surface: no surface at threshold [{lower:g}, {hi:g}]: volume values span "
+            f"[{vmin:g}, {vmax:g}]"
+        )
     image = volume.to_sitk()
     mask = sitk.BinaryThreshold(image, float(lower), hi, 1, 0)
     contour = sitk.BinaryContour(mask, fullyConnected=False, backgroundValue=0, foregroundValue=1)
     kji = np.argwhere(sitk.GetArrayViewFromImage(contour) > 0)
     if len(kji) < 3:
-        raise InputError(f"extract_surface: no surface at threshold [{lower:g}, {hi:g}]: {len(kji)} boundary voxels; "
-                         f"volume values span [{vmin:g}, {vmax:g}]")
+        raise InputError(
+            f"extract_surface: no surface at threshold [{lower:g}, {hi:g}]: {len(kji)} boundary voxels; "
+            f"volume values span [{vmin:g}, {vmax:g}]"
+        )
     ijk = kji[:, ::-1]
     if max_points is not None and len(ijk) > max_points:
         ijk = ijk[np.sort(np.random.default_rng(seed).choice(len(ijk), max_points, replace=False))]
@@ -146,9 +162,16 @@ def extract_surface(volume: Any, lower: float, upper: float | None = None, *, ma
     return Surface(pts, normals, volume.frame if hasattr(volume, "frame") else "LPS")
 
 
-def refine_surface(initial: Transform | Registration, surface: Surface, points: Any, *,
-                   method: str = "point_to_plane", overlap: float = 0.9, max_iterations: int = 50,
-                   tolerance: float = 1e-4) -> SurfaceFit:
+def refine_surface(
+    initial: Transform | Registration,
+    surface: Surface,
+    points: Any,
+    *,
+    method: str = "point_to_plane",
+    overlap: float = 0.9,
+    max_iterations: int = 50,
+    tolerance: float = 1e-4,
+) -> SurfaceFit:
     """Refine a moving -> fixed transform by trimmed ICP of a fixed-frame point cloud to a surface.
 
     Parameters
@@ -180,27 +203,37 @@ def refine_surface(initial: Transform | Registration, surface: Surface, points: 
     """
     t0 = initial.transform if isinstance(initial, Registration) else initial
     if t0.source != surface.frame:
-        raise FrameMismatch(f"refine_surface: the start maps '{t0.source}'->'{t0.target}' but the surface is in "
-                            f"'{surface.frame}'")
+        raise FrameMismatch(
+            f"refine_surface: the start maps '{t0.source}'->'{t0.target}' but the surface is in "
+            f"'{surface.frame}'"
+        )
     if isinstance(points, Landmarks):
         if points.frame != t0.target:
-            raise FrameMismatch(f"refine_surface: the cloud is in '{points.frame}', expected '{t0.target}'")
+            raise FrameMismatch(
+                f"refine_surface: the cloud is in '{points.frame}', expected '{t0.target}'"
+            )
         points = points.positions
     p = np.asarray(points, dtype=float)
     if p.ndim != 2 or p.shape[1] != 3:
         raise InputError(f"refine_surface: points must have shape (P, 3), found {p.shape}")
     p = p[np.all(np.isfinite(p), axis=1)]
     if method not in ("point_to_plane", "point_to_point"):
-        raise InputError(f"refine_surface: method must be 'point_to_plane' or 'point_to_point', found {method!r}")
+        raise InputError(
+            f"refine_surface: method must be 'point_to_plane' or 'point_to_point', found {method!r}"
+        )
     if not 0 < overlap <= 1:
         raise InputError(f"refine_surface: overlap must be in (0, 1], found {overlap!r}")
     keep_n = int(np.ceil(overlap * len(p)))
     if keep_n < 6:
-        raise DegenerateConfiguration(f"refine_surface: {len(p)} finite cloud points ({keep_n} kept); ICP needs at least 6")
+        raise DegenerateConfiguration(
+            f"refine_surface: {len(p)} finite cloud points ({keep_n} kept); ICP needs at least 6"
+        )
     if t0.scale != 1.0:
-        raise InputError("refine_surface: rigid ICP only; the start has a scale of "
-                         f"{t0.scale:.6g} - apply it to the surface first")
-    g = t0.inverse()                                  # fixed -> moving
+        raise InputError(
+            "refine_surface: rigid ICP only; the start has a scale of "
+            f"{t0.scale:.6g} - apply it to the surface first"
+        )
+    g = t0.inverse()  # fixed -> moving
     rg, tg = g.rotation.as_matrix(), np.array(g.translation)
     tree = cKDTree(surface.points)
     extent = float(np.sqrt(((p - p.mean(0)) ** 2).sum(1).max()))
@@ -225,7 +258,9 @@ def refine_surface(initial: Transform | Registration, surface: Surface, points: 
             dr = Rotation.from_rotvec(x[:3]).as_matrix()
             dt = c + x[3:] - dr @ c
         rg, tg = dr @ rg, dr @ tg + dt
-        move = np.linalg.norm(dr - np.eye(3), 2) * (extent + np.linalg.norm(q.mean(0))) + np.linalg.norm(dt)
+        move = np.linalg.norm(dr - np.eye(3), 2) * (
+            extent + np.linalg.norm(q.mean(0))
+        ) + np.linalg.norm(dt)
         if move < tolerance:
             converged = True
             break

@@ -4,19 +4,31 @@ imaging phantoms and complete session folders (see ``docs/synthetic.md``).
 >>> import medpose.synthetic as syn
 >>> truth = syn.make_session("/tmp/syn-session", seed=0)      # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 from .exercises import EXERCISES, ExerciseTruth, make_exercise, minimum_jerk, repetition_profile
+from .fiducials import head_fiducials
 from .observation import Observed, marker_based, markerless
 from .phantom import Phantom, make_phantom, static_pose
 from .rig import make_rig, project_to_cameras
-from .fiducials import head_fiducials
 from .session import SessionTruth, make_session
 
 __all__ = [
-    "EXERCISES", "ExerciseTruth", "make_exercise", "minimum_jerk", "repetition_profile",
-    "Observed", "markerless", "marker_based",
-    "Phantom", "make_phantom", "static_pose",
-    "make_rig", "project_to_cameras",
-    "SessionTruth", "make_session", "head_fiducials",
+    "EXERCISES",
+    "ExerciseTruth",
+    "make_exercise",
+    "minimum_jerk",
+    "repetition_profile",
+    "Observed",
+    "markerless",
+    "marker_based",
+    "Phantom",
+    "make_phantom",
+    "static_pose",
+    "make_rig",
+    "project_to_cameras",
+    "SessionTruth",
+    "make_session",
+    "head_fiducials",
 ]

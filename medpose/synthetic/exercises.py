@@ -27,10 +27,12 @@ The root translation is set so the feet stay on the floor (standing exercises an
 gait: the lowest foot point at height 0; standing exercises also keep the feet from
 sliding) or the pelvis stays on the seat (seated exercises).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.interpolate import CubicSpline
@@ -72,10 +74,12 @@ def minimum_jerk(tau: Any) -> np.ndarray:
     and acceleration.
     """
     s = np.clip(np.asarray(tau, dtype=float), 0.0, 1.0)
-    return s ** 3 * (10.0 - 15.0 * s + 6.0 * s * s)
+    return s**3 * (10.0 - 15.0 * s + 6.0 * s * s)
 
 
-def _segments(t: np.ndarray, t0: float, dur: float, n_sub: int, rng: np.random.Generator) -> np.ndarray:
+def _segments(
+    t: np.ndarray, t0: float, dur: float, n_sub: int, rng: np.random.Generator
+) -> np.ndarray:
     """0 -> 1 over [t0, t0 + dur] as a sum of ``n_sub + 1`` overlapping minimum-jerk submovements."""
     if n_sub <= 0:
         return minimum_jerk((t - t0) / dur)
@@ -87,9 +91,15 @@ def _segments(t: np.ndarray, t0: float, dur: float, n_sub: int, rng: np.random.G
     return np.sum(amp[:, None] * minimum_jerk((t[None, :] - starts[:, None]) / sub), axis=0)
 
 
-def repetition_profile(t: np.ndarray, rep_starts: Sequence[float], up_s: float, hold_s: float,
-                       down_s: float, submovements: int = 0,
-                       rng: np.random.Generator | None = None) -> np.ndarray:
+def repetition_profile(
+    t: np.ndarray,
+    rep_starts: Sequence[float],
+    up_s: float,
+    hold_s: float,
+    down_s: float,
+    submovements: int = 0,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Movement fraction in [0, 1] over time: for each repetition 0 -> 1 (``up_s``), hold
     (``hold_s``), 1 -> 0 (``down_s``).
 
@@ -109,7 +119,9 @@ def repetition_profile(t: np.ndarray, rep_starts: Sequence[float], up_s: float, 
     rng = rng or np.random.default_rng(0)
     out = np.zeros_like(t, dtype=float)
     for t0 in rep_starts:
-        out += _segments(t, t0, up_s, submovements, rng) - _segments(t, t0 + up_s + hold_s, down_s, submovements, rng)
+        out += _segments(t, t0, up_s, submovements, rng) - _segments(
+            t, t0 + up_s + hold_s, down_s, submovements, rng
+        )
     return out
 
 
@@ -119,27 +131,64 @@ def repetition_profile(t: np.ndarray, rep_starts: Sequence[float], up_s: float, 
 EXERCISES: dict[str, dict[str, Any]] = {
     "shoulder_abduction": dict(
         main=[("shoulder_abduction_{s}", 5.0, 150.0), ("elbow_flexion_{s}", 5.0, 5.0)],
-        base={}, tempo_s=4.0, anchor="feet", compensation="arm"),
+        base={},
+        tempo_s=4.0,
+        anchor="feet",
+        compensation="arm",
+    ),
     "shoulder_flexion": dict(
         main=[("shoulder_flexion_{s}", 0.0, 150.0), ("elbow_flexion_{s}", 5.0, 5.0)],
-        base={"shoulder_abduction_{s}": 5.0}, tempo_s=4.0, anchor="feet", compensation="arm"),
+        base={"shoulder_abduction_{s}": 5.0},
+        tempo_s=4.0,
+        anchor="feet",
+        compensation="arm",
+    ),
     "elbow_flexion": dict(
         main=[("elbow_flexion_{s}", 5.0, 130.0)],
-        base={"shoulder_abduction_{s}": 5.0}, tempo_s=3.0, anchor="feet", compensation="arm"),
+        base={"shoulder_abduction_{s}": 5.0},
+        tempo_s=3.0,
+        anchor="feet",
+        compensation="arm",
+    ),
     "seated_knee_extension": dict(
         main=[("knee_flexion_{s}", 90.0, 5.0)],
-        base={"hip_flexion_{s}": 90.0, "shoulder_abduction_{s}": 5.0, "elbow_flexion_{s}": 60.0,
-              "shoulder_flexion_{s}": 20.0}, tempo_s=4.0, anchor="pelvis", compensation="trunk"),
+        base={
+            "hip_flexion_{s}": 90.0,
+            "shoulder_abduction_{s}": 5.0,
+            "elbow_flexion_{s}": 60.0,
+            "shoulder_flexion_{s}": 20.0,
+        },
+        tempo_s=4.0,
+        anchor="pelvis",
+        compensation="trunk",
+    ),
     "squat": dict(
-        main=[("knee_flexion_{s}", 0.0, 95.0), ("hip_flexion_{s}", 0.0, 100.0),
-              ("ankle_dorsiflexion_{s}", 0.0, 18.0), ("pelvis_tilt", 0.0, 25.0),
-              ("shoulder_flexion_{s}", 0.0, 80.0), ("lumbar_flexion", 0.0, 10.0)],
-        base={"shoulder_abduction_{s}": 5.0}, tempo_s=4.0, anchor="feet", compensation="trunk"),
+        main=[
+            ("knee_flexion_{s}", 0.0, 95.0),
+            ("hip_flexion_{s}", 0.0, 100.0),
+            ("ankle_dorsiflexion_{s}", 0.0, 18.0),
+            ("pelvis_tilt", 0.0, 25.0),
+            ("shoulder_flexion_{s}", 0.0, 80.0),
+            ("lumbar_flexion", 0.0, 10.0),
+        ],
+        base={"shoulder_abduction_{s}": 5.0},
+        tempo_s=4.0,
+        anchor="feet",
+        compensation="trunk",
+    ),
     "sit_to_stand": dict(
-        main=[("knee_flexion_{s}", 90.0, 0.0), ("hip_flexion_{s}", 90.0, 0.0),
-              ("ankle_dorsiflexion_{s}", 10.0, 0.0), ("shoulder_abduction_{s}", 5.0, 5.0)],
+        main=[
+            ("knee_flexion_{s}", 90.0, 0.0),
+            ("hip_flexion_{s}", 90.0, 0.0),
+            ("ankle_dorsiflexion_{s}", 10.0, 0.0),
+            ("shoulder_abduction_{s}", 5.0, 5.0),
+        ],
         lean=[("pelvis_tilt", 30.0), ("lumbar_flexion", 15.0), ("hip_flexion_{s}", 30.0)],
-        base={"elbow_flexion_{s}": 10.0}, tempo_s=5.0, anchor="feet", compensation="trunk"),
+        base={"elbow_flexion_{s}": 10.0},
+        tempo_s=5.0,
+        anchor="feet",
+        compensation="trunk",
+    ),
     "gait": dict(main=[], base={}, tempo_s=1.1, anchor="floor", compensation="trunk"),
 }
 
@@ -156,14 +205,18 @@ def _ranges(skeleton: Any) -> dict[str, tuple[float, float]]:
     return dict(default_ranges(skeleton))
 
 
-def _check_in_range(dof: str, values: Sequence[float], ranges: dict[str, tuple[float, float]], what: str) -> None:
+def _check_in_range(
+    dof: str, values: Sequence[float], ranges: dict[str, tuple[float, float]], what: str
+) -> None:
     if dof not in ranges:
         return
     lo, hi = ranges[dof]
     bad = [v for v in values if v < lo - 1e-9 or v > hi + 1e-9]
     if bad:
-        raise LimitError(f"make_exercise: {what} puts {dof} at {bad[0]:g} deg, outside its range "
-                         f"[{lo:g}, {hi:g}] deg")
+        raise LimitError(
+            f"make_exercise: {what} puts {dof} at {bad[0]:g} deg, outside its range "
+            f"[{lo:g}, {hi:g}] deg"
+        )
 
 
 def _gait_curves() -> dict[str, CubicSpline]:
@@ -179,7 +232,9 @@ def _gait_curves() -> dict[str, CubicSpline]:
         "knee": ([0, 15, 40, 60, 72, 85, 97, 100], [3, 18, 4, 38, 62, 35, 2, 3]),
         "ankle": ([0, 7, 30, 45, 62, 75, 90, 100], [0, -6, 7, 10, -18, -2, 2, 0]),
     }
-    return {k: CubicSpline(np.array(x) / 100.0, y, bc_type="periodic") for k, (x, y) in knots.items()}
+    return {
+        k: CubicSpline(np.array(x) / 100.0, y, bc_type="periodic") for k, (x, y) in knots.items()
+    }
 
 
 def _as_range(range_deg: Any, start: float, peak: float, dof: str) -> tuple[float, float]:
@@ -190,15 +245,29 @@ def _as_range(range_deg: Any, start: float, peak: float, dof: str) -> tuple[floa
         return start, float(arr[0])
     if arr.size == 2:
         return float(arr[0]), float(arr[1])
-    raise InputError(f"make_exercise: range_deg for {dof} must be a peak angle or (start, peak) in degrees, "
-                     f"found {range_deg!r}")
+    raise InputError(
+        f"make_exercise: range_deg for {dof} must be a peak angle or (start, peak) in degrees, "
+        f"found {range_deg!r}"
+    )
 
 
-def make_exercise(name: str, *, skeleton: Any = None, rate: float = 30.0, repetitions: int = 5,
-                  tempo_s: float | None = None, range_deg: Any = None, impaired_side: str | None = None,
-                  impairment: float = 0.0, submovements: int = 0, tremor_deg: float = 0.0,
-                  trunk_lean_deg: float = 0.0, shoulder_hiking_deg: float = 0.0,
-                  speed_mm_s: float = 1200.0, seed: int = 0) -> ExerciseTruth:
+def make_exercise(
+    name: str,
+    *,
+    skeleton: Any = None,
+    rate: float = 30.0,
+    repetitions: int = 5,
+    tempo_s: float | None = None,
+    range_deg: Any = None,
+    impaired_side: str | None = None,
+    impairment: float = 0.0,
+    submovements: int = 0,
+    tremor_deg: float = 0.0,
+    trunk_lean_deg: float = 0.0,
+    shoulder_hiking_deg: float = 0.0,
+    speed_mm_s: float = 1200.0,
+    seed: int = 0,
+) -> ExerciseTruth:
     """True joint angles of a synthetic exercise trial.
 
     Parameters
@@ -260,30 +329,45 @@ def make_exercise(name: str, *, skeleton: Any = None, rate: float = 30.0, repeti
         raise InputError(f"make_exercise: unknown exercise {name!r}; known: {sorted(EXERCISES)}")
     spec = EXERCISES[name]
     if impaired_side not in (None, "left", "right"):
-        raise InputError(f"make_exercise: impaired_side must be 'left', 'right' or None, found {impaired_side!r}")
+        raise InputError(
+            f"make_exercise: impaired_side must be 'left', 'right' or None, found {impaired_side!r}"
+        )
     if not 0.0 <= float(impairment) <= 0.9:
         raise InputError(f"make_exercise: impairment must be in [0, 0.9], found {impairment!r}")
     if not rate > 0 or (tempo_s is not None and not tempo_s > 0):
-        raise InputError(f"make_exercise: rate and tempo_s must be positive, found rate={rate!r}, tempo_s={tempo_s!r}")
+        raise InputError(
+            f"make_exercise: rate and tempo_s must be positive, found rate={rate!r}, tempo_s={tempo_s!r}"
+        )
     if int(repetitions) != repetitions or repetitions < 1 or submovements < 0 or tremor_deg < 0:
-        raise InputError(f"make_exercise: repetitions must be >= 1 and submovements, tremor_deg >= 0, found "
-                         f"{repetitions!r}, {submovements!r}, {tremor_deg!r}")
+        raise InputError(
+            f"make_exercise: repetitions must be >= 1 and submovements, tremor_deg >= 0, found "
+            f"{repetitions!r}, {submovements!r}, {tremor_deg!r}"
+        )
     skeleton = skeleton if skeleton is not None else Skeleton.default()
     dofs = _dofs(skeleton)
     ranges = _ranges(skeleton)
     rng = np.random.default_rng(seed)
     imp = float(impairment) if impaired_side else 0.0
-    imp_s = {"left": "l", "right": "r"}.get(impaired_side or "", None)
+    imp_s = {"left": "l", "right": "r"}.get(impaired_side or "")
     tempo = float(tempo_s or spec["tempo_s"])
     col = {d: i for i, d in enumerate(dofs)}
 
-    params: dict[str, Any] = {"exercise": name, "rate_hz": float(rate), "repetitions": int(repetitions),
-                              "tempo_s": tempo, "range_deg": range_deg if range_deg is None else
-                              np.atleast_1d(np.asarray(range_deg, float)).tolist(),
-                              "impaired_side": impaired_side, "impairment": imp,
-                              "submovements": int(submovements), "tremor_deg": float(tremor_deg),
-                              "trunk_lean_deg": float(trunk_lean_deg),
-                              "shoulder_hiking_deg": float(shoulder_hiking_deg), "seed": int(seed)}
+    params: dict[str, Any] = {
+        "exercise": name,
+        "rate_hz": float(rate),
+        "repetitions": int(repetitions),
+        "tempo_s": tempo,
+        "range_deg": range_deg
+        if range_deg is None
+        else np.atleast_1d(np.asarray(range_deg, float)).tolist(),
+        "impaired_side": impaired_side,
+        "impairment": imp,
+        "submovements": int(submovements),
+        "tremor_deg": float(tremor_deg),
+        "trunk_lean_deg": float(trunk_lean_deg),
+        "shoulder_hiking_deg": float(shoulder_hiking_deg),
+        "seed": int(seed),
+    }
 
     def side_scale(s: str) -> float:
         return 1.0 - imp if s == imp_s else 1.0
@@ -298,11 +382,25 @@ def make_exercise(name: str, *, skeleton: Any = None, rate: float = 30.0, repeti
                 base[col[d]] = v
 
     if name == "gait":
-        values, reps, extra = _gait(dofs, col, base, rate, int(repetitions), tempo, imp, imp_s,
-                                    float(range_deg) if range_deg is not None else 1.0, float(speed_mm_s), rng)
+        values, reps, extra = _gait(
+            dofs,
+            col,
+            base,
+            rate,
+            int(repetitions),
+            tempo,
+            imp,
+            imp_s,
+            float(range_deg) if range_deg is not None else 1.0,
+            float(speed_mm_s),
+            rng,
+        )
         params.update(extra)
-        main_cols: list[int] = [col[d] for d in ("hip_flexion_r", "hip_flexion_l", "knee_flexion_r",
-                                                 "knee_flexion_l") if d in col]
+        main_cols: list[int] = [
+            col[d]
+            for d in ("hip_flexion_r", "hip_flexion_l", "knee_flexion_r", "knee_flexion_l")
+            if d in col
+        ]
         prof = {s: np.zeros(values.shape[0]) for s in _SIDES}
     else:
         up, hold, down, rest = 0.35 * tempo, 0.10 * tempo, 0.35 * tempo, 0.20 * tempo
@@ -327,20 +425,26 @@ def make_exercise(name: str, *, skeleton: Any = None, rate: float = 30.0, repeti
                 d = tmpl.format(s=s)
                 if d not in col:
                     if i == 0:
-                        raise InputError(f"make_exercise: the skeleton has no DoF {d!r}, needed by {name}; "
-                                         f"its DoFs: {list(dofs)}")
+                        raise InputError(
+                            f"make_exercise: the skeleton has no DoF {d!r}, needed by {name}; "
+                            f"its DoFs: {list(dofs)}"
+                        )
                     continue
                 lo_hi = _as_range(range_deg, a0, a1, d) if i == 0 else (a0, a1)
                 if i > 0 and range_deg is not None:  # scale the companions with the main DoF
                     m0, m1 = _as_range(range_deg, spec["main"][0][1], spec["main"][0][2], d)
                     f = (m1 - m0) / (spec["main"][0][2] - spec["main"][0][1])
                     lo_hi = (a0, a0 + f * (a1 - a0))
-                _check_in_range(d, lo_hi, ranges, "the requested range" if i == 0 else f"the {name} movement")
+                _check_in_range(
+                    d, lo_hi, ranges, "the requested range" if i == 0 else f"the {name} movement"
+                )
                 p = prof[s] if s else 0.5 * (prof["r"] + prof["l"])
                 values[:, col[d]] = lo_hi[0] + side_scale(s) * (lo_hi[1] - lo_hi[0]) * p
                 if i == 0:
                     main_cols.append(col[d])
-                    params.setdefault("peak_deg", {})[d] = float(lo_hi[0] + side_scale(s) * (lo_hi[1] - lo_hi[0]))
+                    params.setdefault("peak_deg", {})[d] = float(
+                        lo_hi[0] + side_scale(s) * (lo_hi[1] - lo_hi[0])
+                    )
         # forward lean that peaks mid-movement (sit to stand: the trunk leans to lift off)
         both = 0.5 * (prof["r"] + prof["l"])
         bump = np.clip(4.0 * both * (1.0 - both), 0.0, 1.0)
@@ -352,8 +456,12 @@ def make_exercise(name: str, *, skeleton: Any = None, rate: float = 30.0, repeti
 
     # ---- compensations: trunk lean away from the impaired side, shoulder hiking on it
     cside = imp_s or "r"
-    cprof = prof.get(cside, np.zeros(values.shape[0])) if name != "gait" else np.ones(values.shape[0])
-    away = -1.0 if cside == "r" else 1.0  # positive lumbar_bending = towards the right (assumed sign)
+    cprof = (
+        prof.get(cside, np.zeros(values.shape[0])) if name != "gait" else np.ones(values.shape[0])
+    )
+    away = (
+        -1.0 if cside == "r" else 1.0
+    )  # positive lumbar_bending = towards the right (assumed sign)
     if trunk_lean_deg and "lumbar_bending" in col:
         values[:, col["lumbar_bending"]] += away * trunk_lean_deg * cprof
     if shoulder_hiking_deg:
@@ -382,9 +490,19 @@ def make_exercise(name: str, *, skeleton: Any = None, rate: float = 30.0, repeti
     return ExerciseTruth(angles, reps, name, params)
 
 
-def _gait(dofs: tuple[str, ...], col: dict[str, int], base: np.ndarray, rate: float, strides: int, tempo: float,
-          imp: float, imp_s: str | None, scale: float, speed: float,
-          rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[float, float]], dict]:
+def _gait(
+    dofs: tuple[str, ...],
+    col: dict[str, int],
+    base: np.ndarray,
+    rate: float,
+    strides: int,
+    tempo: float,
+    imp: float,
+    imp_s: str | None,
+    scale: float,
+    speed: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[tuple[float, float]], dict]:
     """Gait angles: sagittal curves per leg (left half a cycle later), pelvis and arm swing."""
     curves = _gait_curves()
     stride = tempo * (1.0 + 0.5 * imp)
@@ -392,7 +510,11 @@ def _gait(dofs: tuple[str, ...], col: dict[str, int], base: np.ndarray, rate: fl
     t = np.arange(n) / rate
     values = np.tile(base, (n, 1))
     phase = {"r": (t / stride) % 1.0, "l": (t / stride + 0.5) % 1.0}
-    dof_of = {"hip": "hip_flexion_{s}", "knee": "knee_flexion_{s}", "ankle": "ankle_dorsiflexion_{s}"}
+    dof_of = {
+        "hip": "hip_flexion_{s}",
+        "knee": "knee_flexion_{s}",
+        "ankle": "ankle_dorsiflexion_{s}",
+    }
     for s in _SIDES:
         f = scale * ((1.0 - imp) if s == imp_s else 1.0)
         for key, tmpl in dof_of.items():
@@ -410,8 +532,11 @@ def _gait(dofs: tuple[str, ...], col: dict[str, int], base: np.ndarray, rate: fl
         if f"shoulder_abduction_{s}" in col:
             values[:, col[f"shoulder_abduction_{s}"]] = 5.0
     w = 2 * np.pi * t / stride
-    for d, v in (("pelvis_rotation", 5.0 * np.cos(w)), ("pelvis_list", 4.0 * np.sin(2 * w)),
-                 ("pelvis_tilt", 2.0 * np.sin(2 * w))):
+    for d, v in (
+        ("pelvis_rotation", 5.0 * np.cos(w)),
+        ("pelvis_list", 4.0 * np.sin(2 * w)),
+        ("pelvis_tilt", 2.0 * np.sin(2 * w)),
+    ):
         if d in col:
             values[:, col[d]] = v
     if "pelvis_tx" in col:
@@ -420,16 +545,22 @@ def _gait(dofs: tuple[str, ...], col: dict[str, int], base: np.ndarray, rate: fl
     return values, reps, {"stride_s": stride, "speed_mm_s": speed, "gait_scale": scale}
 
 
-def _place_root(skeleton: Any, dofs: tuple[str, ...], col: dict[str, int], values: np.ndarray,
-                anchor: str) -> np.ndarray:
+def _place_root(
+    skeleton: Any, dofs: tuple[str, ...], col: dict[str, int], values: np.ndarray, anchor: str
+) -> np.ndarray:
     """Set pelvis_tx/ty/tz so the feet stay on the floor (and, for 'feet', do not slide)."""
     from ..kinematics.fk import forward_kinematics
 
     if not all(d in col for d in ("pelvis_tx", "pelvis_ty", "pelvis_tz")):
         return values
     names = tuple(skeleton.keypoint_names)
-    feet = [i for i, n in enumerate(names) if n.startswith(("heel_", "big_toe_", "small_toe_", "ankle_",
-                                                            "lateral_malleolus_", "medial_malleolus_"))]
+    feet = [
+        i
+        for i, n in enumerate(names)
+        if n.startswith(
+            ("heel_", "big_toe_", "small_toe_", "ankle_", "lateral_malleolus_", "medial_malleolus_")
+        )
+    ]
     if not feet:
         return values
     trans = np.array([col["pelvis_tx"], col["pelvis_ty"], col["pelvis_tz"]])
@@ -439,7 +570,9 @@ def _place_root(skeleton: Any, dofs: tuple[str, ...], col: dict[str, int], value
     kp = np.asarray(forward_kinematics(skeleton, q))
     foot = kp[:, feet]
     out = values.copy()
-    if anchor == "pelvis":  # seated: keep the pelvis where the first frame has it, seat at knee height
+    if (
+        anchor == "pelvis"
+    ):  # seated: keep the pelvis where the first frame has it, seat at knee height
         out[:, trans[1]] = -np.min(foot[0, :, 1])
         return out
     out[:, trans[1]] = -np.min(foot[:, :, 1], axis=1)

@@ -1,7 +1,8 @@
 """Synthetic fiducial layouts for registration studies (mm)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -32,9 +33,11 @@ def head_fiducials(n: int, semi_axes: Sequence[float] = (80.0, 100.0, 70.0)) -> 
         raise InputError(f"head_fiducials: n must be >= 1, found {n!r}")
     a = np.asarray(semi_axes, dtype=float)
     if a.shape != (3,) or np.any(a <= 0):
-        raise InputError(f"head_fiducials: semi_axes must be 3 positive numbers of mm, found {list(semi_axes)}")
+        raise InputError(
+            f"head_fiducials: semi_axes must be 3 positive numbers of mm, found {list(semi_axes)}"
+        )
     i = np.arange(int(n)) + 0.5
     z = 1 - i / n * 0.9
-    phi = np.pi * (1 + 5 ** 0.5) * i
+    phi = np.pi * (1 + 5**0.5) * i
     r = np.sqrt(1 - z * z)
     return np.c_[a[0] * r * np.cos(phi), a[1] * r * np.sin(phi), a[2] * z]

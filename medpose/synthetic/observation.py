@@ -28,10 +28,12 @@ RMS distance is ~25 mm, the size Kanko et al. report).  Dropout, gap, swap and
 outlier rates are our assumptions, chosen so that a few faults of each kind occur
 in a trial of tens of seconds; they are not measured values.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +61,9 @@ class Observed:
     confidence: np.ndarray
     report: dict = field(default_factory=dict)
 
-    def to_sequence(self, names: Sequence[str], rate: float, frame: str = "camera",
-                    start: float = 0.0) -> KeypointSequence:
+    def to_sequence(
+        self, names: Sequence[str], rate: float, frame: str = "camera", start: float = 0.0
+    ) -> KeypointSequence:
         """Wrap as a :class:`~medpose.data.KeypointSequence`."""
         return KeypointSequence(self.positions, tuple(names), rate, self.confidence, frame, start)
 
@@ -68,7 +71,9 @@ class Observed:
 def lr_pairs(names: Sequence[str]) -> list[tuple[int, int]]:
     """Index pairs ``(left, right)`` of keypoints named ``*_l`` / ``*_r``."""
     idx = {n: i for i, n in enumerate(names)}
-    return [(i, idx[n[:-2] + "_r"]) for n, i in idx.items() if n.endswith("_l") and n[:-2] + "_r" in idx]
+    return [
+        (i, idx[n[:-2] + "_r"]) for n, i in idx.items() if n.endswith("_l") and n[:-2] + "_r" in idx
+    ]
 
 
 def _unpack(kp: Any, names: Sequence[str] | None) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -78,7 +83,9 @@ def _unpack(kp: Any, names: Sequence[str] | None) -> tuple[np.ndarray, tuple[str
         return np.array(kp.positions, dtype=float), kp.names
     arr = np.array(kp, dtype=float)
     if arr.ndim != 3 or arr.shape[2] != 3:
-        raise InputError(f"observation: keypoints must have shape (T, K, 3) in mm, found {arr.shape}")
+        raise InputError(
+            f"observation: keypoints must have shape (T, K, 3) in mm, found {arr.shape}"
+        )
     if names is None:
         names = tuple(f"kp{i}" for i in range(arr.shape[1]))
     names = tuple(names)
@@ -95,7 +102,9 @@ def _check_rate(value: float, what: str, hi: float | None = None) -> float:
     return v
 
 
-def _runs(rng: np.random.Generator, n_frames: int, rate_per_frame: float, mean_len: float) -> list[tuple[int, int]]:
+def _runs(
+    rng: np.random.Generator, n_frames: int, rate_per_frame: float, mean_len: float
+) -> list[tuple[int, int]]:
     """Non-overlapping runs [start, stop) with Poisson-distributed count."""
     n = int(rng.poisson(rate_per_frame * n_frames))
     runs: list[tuple[int, int]] = []
@@ -108,11 +117,21 @@ def _runs(rng: np.random.Generator, n_frames: int, rate_per_frame: float, mean_l
     return sorted(runs)
 
 
-def markerless(kp: Any, *, names: Sequence[str] | None = None, rate: float = 30.0,
-               sigma_mm: float = 8.0, bias_mm: float = 20.0, dropout: float = 0.005,
-               gap_rate: float = 0.02, gap_len: float = 15.0, swap_rate: float = 0.05,
-               swap_len: float = 10.0, outlier_rate: float = 0.01,
-               seed: int | np.random.Generator = 0) -> Observed:
+def markerless(
+    kp: Any,
+    *,
+    names: Sequence[str] | None = None,
+    rate: float = 30.0,
+    sigma_mm: float = 8.0,
+    bias_mm: float = 20.0,
+    dropout: float = 0.005,
+    gap_rate: float = 0.02,
+    gap_len: float = 15.0,
+    swap_rate: float = 0.05,
+    swap_len: float = 10.0,
+    outlier_rate: float = 0.01,
+    seed: int | np.random.Generator = 0,
+) -> Observed:
     """Markerless (video pose estimation) observation of true 3D keypoints.
 
     Parameters
@@ -189,12 +208,26 @@ def markerless(kp: Any, *, names: Sequence[str] | None = None, rate: float = 30.
 
     # left/right identity swaps over runs of frames
     pairs = lr_pairs(names)
-    arm_words, leg_words = ("shoulder", "elbow", "wrist", "hand", "thumb", "index", "pinky", "acromion",
-                            "styloid", "humerus"), ("hip", "knee", "ankle", "heel", "toe", "malleolus",
-                                                    "femur", "trochanter")
-    groups = {"all": pairs,
-              "arms": [p for p in pairs if any(w in names[p[0]] for w in arm_words)],
-              "legs": [p for p in pairs if any(w in names[p[0]] for w in leg_words)]}
+    arm_words, leg_words = (
+        (
+            "shoulder",
+            "elbow",
+            "wrist",
+            "hand",
+            "thumb",
+            "index",
+            "pinky",
+            "acromion",
+            "styloid",
+            "humerus",
+        ),
+        ("hip", "knee", "ankle", "heel", "toe", "malleolus", "femur", "trochanter"),
+    )
+    groups = {
+        "all": pairs,
+        "arms": [p for p in pairs if any(w in names[p[0]] for w in arm_words)],
+        "legs": [p for p in pairs if any(w in names[p[0]] for w in leg_words)],
+    }
     swaps = []
     for start, stop in _runs(rng, t, swap_rate / rate, swap_len):
         group = ("all", "arms", "legs")[int(rng.integers(0, 3))]
@@ -204,8 +237,14 @@ def markerless(kp: Any, *, names: Sequence[str] | None = None, rate: float = 30.
         li, ri = np.array(sel).T
         pos[start:stop, np.r_[li, ri]] = pos[start:stop, np.r_[ri, li]]
         conf[start:stop, np.r_[li, ri]] = conf[start:stop, np.r_[ri, li]]
-        swaps.append({"start": start, "stop": stop, "group": group,
-                      "pairs": [[names[a], names[b]] for a, b in sel]})
+        swaps.append(
+            {
+                "start": start,
+                "stop": stop,
+                "group": group,
+                "pairs": [[names[a], names[b]] for a, b in sel],
+            }
+        )
 
     # outlier frames: one keypoint displaced 100-300 mm
     out_frames = np.flatnonzero(rng.random(t) < outlier_rate)
@@ -214,8 +253,10 @@ def markerless(kp: Any, *, names: Sequence[str] | None = None, rate: float = 30.
     off_dir /= np.linalg.norm(off_dir, axis=1, keepdims=True)
     offsets = off_dir * rng.uniform(100.0, 300.0, size=(out_frames.size, 1))
     pos[out_frames, out_kp] += offsets
-    outliers = [{"frame": int(f), "keypoint": names[j], "offset_mm": [round(float(v), 6) for v in o]}
-                for f, j, o in zip(out_frames, out_kp, offsets)]
+    outliers = [
+        {"frame": int(f), "keypoint": names[j], "offset_mm": [round(float(v), 6) for v in o]}
+        for f, j, o in zip(out_frames, out_kp, offsets)
+    ]
 
     # occlusion gaps and dropouts
     missing = rng.random((t, k)) < dropout
@@ -229,17 +270,31 @@ def markerless(kp: Any, *, names: Sequence[str] | None = None, rate: float = 30.
     conf[missing] = 0.0
 
     report = {
-        "model": "markerless", "seed": seed if isinstance(seed, int) else None,
-        "sigma_mm": sigma_mm, "bias_mm": {n: [round(float(v), 6) for v in b] for n, b in zip(names, bias)},
-        "dropout": dropout, "gap_rate_per_s": gap_rate, "gap_len_frames": gap_len,
-        "swap_rate_per_s": swap_rate, "swap_len_frames": swap_len, "outlier_rate": outlier_rate,
-        "dropouts": dropouts, "gaps": gaps, "swaps": swaps, "outliers": outliers,
+        "model": "markerless",
+        "seed": seed if isinstance(seed, int) else None,
+        "sigma_mm": sigma_mm,
+        "bias_mm": {n: [round(float(v), 6) for v in b] for n, b in zip(names, bias)},
+        "dropout": dropout,
+        "gap_rate_per_s": gap_rate,
+        "gap_len_frames": gap_len,
+        "swap_rate_per_s": swap_rate,
+        "swap_len_frames": swap_len,
+        "outlier_rate": outlier_rate,
+        "dropouts": dropouts,
+        "gaps": gaps,
+        "swaps": swaps,
+        "outliers": outliers,
     }
     return Observed(pos, conf, report)
 
 
-def marker_based(kp: Any, sigma_mm: float = 1.0, *, names: Sequence[str] | None = None,
-                 seed: int | np.random.Generator = 0) -> Observed:
+def marker_based(
+    kp: Any,
+    sigma_mm: float = 1.0,
+    *,
+    names: Sequence[str] | None = None,
+    seed: int | np.random.Generator = 0,
+) -> Observed:
     """Optical marker-based observation: isotropic Gaussian jitter only.
 
     Parameters
@@ -263,5 +318,12 @@ def marker_based(kp: Any, sigma_mm: float = 1.0, *, names: Sequence[str] | None 
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     pos = truth + rng.normal(0.0, sigma_mm, size=truth.shape)
     conf = np.all(np.isfinite(pos), axis=2).astype(float)
-    return Observed(pos, conf, {"model": "marker_based", "sigma_mm": sigma_mm,
-                                "seed": seed if isinstance(seed, int) else None})
+    return Observed(
+        pos,
+        conf,
+        {
+            "model": "marker_based",
+            "sigma_mm": sigma_mm,
+            "seed": seed if isinstance(seed, int) else None,
+        },
+    )

@@ -16,10 +16,12 @@ anterior is imaging A (-y), the patient's right is imaging R (-x), give or take 
 degrees (drawn from the seed).  :attr:`Phantom.image_to_body` is that rigid transform
 from ``"LPS"`` to the skeleton's frame ``"skeleton"`` (ISB axes).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -40,36 +42,83 @@ HU = {"air": -1000, "soft_tissue": 40, "cancellous": 300, "cortical": 1000, "noi
 # mm; "+s" entries are per side), soft tissue (capsules: a, b, minimal radius mm).
 REGIONS: dict[str, dict[str, Any]] = {
     "pelvis_legs": dict(
-        landmarks=["asis_{s}", "psis_{s}", "greater_trochanter_{s}", "lateral_epicondyle_femur_{s}",
-                   "medial_epicondyle_femur_{s}", "lateral_malleolus_{s}", "medial_malleolus_{s}"],
-        bones=[("asis_r", "asis_l", 8.0), ("psis_r", "psis_l", 8.0), ("asis_{s}", "psis_{s}", 10.0),
-               ("asis_{s}", "hip_{s}", 14.0), ("psis_{s}", "hip_{s}", 14.0), ("hip_{s}", "hip_{s}", 22.0),
-               ("hip_{s}", "knee_{s}", 13.0),
-               ("lateral_epicondyle_femur_{s}", "medial_epicondyle_femur_{s}", 16.0),
-               ("knee_{s}", "ankle_{s}", 13.0), ("lateral_malleolus_{s}", "medial_malleolus_{s}", 9.0)],
-        soft=[("hip_r", "hip_l", 90.0), ("pelvis", "asis_r", 60.0), ("hip_{s}", "knee_{s}", 65.0),
-              ("knee_{s}", "ankle_{s}", 45.0)],
-        axes={"greater_trochanter_{s}": ("hip_{s}", "knee_{s}"), "asis_{s}": ("hip_{s}", "asis_{s}"),
-              "psis_{s}": ("hip_{s}", "psis_{s}"),
-              "lateral_epicondyle_femur_{s}": ("hip_{s}", "knee_{s}"),
-              "medial_epicondyle_femur_{s}": ("hip_{s}", "knee_{s}"),
-              "lateral_malleolus_{s}": ("knee_{s}", "ankle_{s}"), "medial_malleolus_{s}": ("knee_{s}", "ankle_{s}")},
+        landmarks=[
+            "asis_{s}",
+            "psis_{s}",
+            "greater_trochanter_{s}",
+            "lateral_epicondyle_femur_{s}",
+            "medial_epicondyle_femur_{s}",
+            "lateral_malleolus_{s}",
+            "medial_malleolus_{s}",
+        ],
+        bones=[
+            ("asis_r", "asis_l", 8.0),
+            ("psis_r", "psis_l", 8.0),
+            ("asis_{s}", "psis_{s}", 10.0),
+            ("asis_{s}", "hip_{s}", 14.0),
+            ("psis_{s}", "hip_{s}", 14.0),
+            ("hip_{s}", "hip_{s}", 22.0),
+            ("hip_{s}", "knee_{s}", 13.0),
+            ("lateral_epicondyle_femur_{s}", "medial_epicondyle_femur_{s}", 16.0),
+            ("knee_{s}", "ankle_{s}", 13.0),
+            ("lateral_malleolus_{s}", "medial_malleolus_{s}", 9.0),
+        ],
+        soft=[
+            ("hip_r", "hip_l", 90.0),
+            ("pelvis", "asis_r", 60.0),
+            ("hip_{s}", "knee_{s}", 65.0),
+            ("knee_{s}", "ankle_{s}", 45.0),
+        ],
+        axes={
+            "greater_trochanter_{s}": ("hip_{s}", "knee_{s}"),
+            "asis_{s}": ("hip_{s}", "asis_{s}"),
+            "psis_{s}": ("hip_{s}", "psis_{s}"),
+            "lateral_epicondyle_femur_{s}": ("hip_{s}", "knee_{s}"),
+            "medial_epicondyle_femur_{s}": ("hip_{s}", "knee_{s}"),
+            "lateral_malleolus_{s}": ("knee_{s}", "ankle_{s}"),
+            "medial_malleolus_{s}": ("knee_{s}", "ankle_{s}"),
+        },
     ),
     "shoulder_arm": dict(
-        landmarks=["acromion_{s}", "lateral_epicondyle_humerus_{s}", "medial_epicondyle_humerus_{s}",
-                   "radial_styloid_{s}", "ulnar_styloid_{s}", "c7", "ij", "px", "t8"],
-        bones=[("shoulder_{s}", "shoulder_{s}", 22.0), ("shoulder_{s}", "elbow_{s}", 11.0),
-               ("lateral_epicondyle_humerus_{s}", "medial_epicondyle_humerus_{s}", 12.0),
-               ("elbow_{s}", "radial_styloid_{s}", 7.0), ("elbow_{s}", "ulnar_styloid_{s}", 7.0),
-               ("ij", "acromion_{s}", 8.0), ("acromion_{s}", "shoulder_{s}", 10.0),
-               ("ij", "px", 9.0), ("c7", "t8", 10.0)],
-        soft=[("spine", "neck", 110.0), ("acromion_r", "acromion_l", 55.0), ("shoulder_{s}", "elbow_{s}", 45.0),
-              ("elbow_{s}", "wrist_{s}", 38.0)],
-        axes={"acromion_{s}": ("neck", "acromion_{s}"),
-              "lateral_epicondyle_humerus_{s}": ("shoulder_{s}", "elbow_{s}"),
-              "medial_epicondyle_humerus_{s}": ("shoulder_{s}", "elbow_{s}"),
-              "radial_styloid_{s}": ("elbow_{s}", "wrist_{s}"), "ulnar_styloid_{s}": ("elbow_{s}", "wrist_{s}"),
-              "c7": ("spine", "neck"), "ij": ("spine", "neck"), "px": ("spine", "neck"), "t8": ("spine", "neck")},
+        landmarks=[
+            "acromion_{s}",
+            "lateral_epicondyle_humerus_{s}",
+            "medial_epicondyle_humerus_{s}",
+            "radial_styloid_{s}",
+            "ulnar_styloid_{s}",
+            "c7",
+            "ij",
+            "px",
+            "t8",
+        ],
+        bones=[
+            ("shoulder_{s}", "shoulder_{s}", 22.0),
+            ("shoulder_{s}", "elbow_{s}", 11.0),
+            ("lateral_epicondyle_humerus_{s}", "medial_epicondyle_humerus_{s}", 12.0),
+            ("elbow_{s}", "radial_styloid_{s}", 7.0),
+            ("elbow_{s}", "ulnar_styloid_{s}", 7.0),
+            ("ij", "acromion_{s}", 8.0),
+            ("acromion_{s}", "shoulder_{s}", 10.0),
+            ("ij", "px", 9.0),
+            ("c7", "t8", 10.0),
+        ],
+        soft=[
+            ("spine", "neck", 110.0),
+            ("acromion_r", "acromion_l", 55.0),
+            ("shoulder_{s}", "elbow_{s}", 45.0),
+            ("elbow_{s}", "wrist_{s}", 38.0),
+        ],
+        axes={
+            "acromion_{s}": ("neck", "acromion_{s}"),
+            "lateral_epicondyle_humerus_{s}": ("shoulder_{s}", "elbow_{s}"),
+            "medial_epicondyle_humerus_{s}": ("shoulder_{s}", "elbow_{s}"),
+            "radial_styloid_{s}": ("elbow_{s}", "wrist_{s}"),
+            "ulnar_styloid_{s}": ("elbow_{s}", "wrist_{s}"),
+            "c7": ("spine", "neck"),
+            "ij": ("spine", "neck"),
+            "px": ("spine", "neck"),
+            "t8": ("spine", "neck"),
+        },
     ),
 }
 
@@ -117,7 +166,11 @@ def static_pose(skeleton: Any) -> tuple[np.ndarray, np.ndarray]:
             q[0, dofs.index(d)] = 5.0
     kp = np.asarray(forward_kinematics(skeleton, q))[0]
     names = list(skeleton.keypoint_names)
-    feet = [i for i, n in enumerate(names) if n.startswith(("heel_", "big_toe_", "small_toe_", "ankle_"))]
+    feet = [
+        i
+        for i, n in enumerate(names)
+        if n.startswith(("heel_", "big_toe_", "small_toe_", "ankle_"))
+    ]
     if "pelvis_ty" in dofs and feet:
         lift = -float(np.min(kp[feet, 1]))
         q[0, dofs.index("pelvis_ty")] = lift
@@ -131,8 +184,11 @@ def _expand(items: Sequence[Any]) -> list[Any]:
         text = str(it)
         if "{s}" in text:
             for s in ("r", "l"):
-                out.append(tuple(x.format(s=s) if isinstance(x, str) else x for x in it)
-                           if isinstance(it, tuple) else it.format(s=s))
+                out.append(
+                    tuple(x.format(s=s) if isinstance(x, str) else x for x in it)
+                    if isinstance(it, tuple)
+                    else it.format(s=s)
+                )
         else:
             out.append(it)
     return out
@@ -147,9 +203,14 @@ def _capsule_sdf(points: np.ndarray, a: np.ndarray, b: np.ndarray, r: float) -> 
     return np.linalg.norm(ap - h[..., None] * ab, axis=-1) - r
 
 
-def make_phantom(skeleton: Any = None, *, region: str = "pelvis_legs",
-                 spacing: Sequence[float] = (0.8, 0.8, 1.5), max_voxels: int = 4_000_000,
-                 seed: int = 0) -> Phantom:
+def make_phantom(
+    skeleton: Any = None,
+    *,
+    region: str = "pelvis_legs",
+    spacing: Sequence[float] = (0.8, 0.8, 1.5),
+    max_voxels: int = 4_000_000,
+    seed: int = 0,
+) -> Phantom:
     """Build a CT-like phantom of one body region of the skeleton in its static pose.
 
     Parameters
@@ -187,7 +248,9 @@ def make_phantom(skeleton: Any = None, *, region: str = "pelvis_legs",
         raise InputError(f"make_phantom: unknown region {region!r}; known: {sorted(REGIONS)}")
     sp = np.asarray(spacing, dtype=float).reshape(-1)
     if sp.shape != (3,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise InputError(f"make_phantom: spacing must be 3 positive numbers (mm), found {list(spacing)}")
+        raise InputError(
+            f"make_phantom: spacing must be 3 positive numbers (mm), found {list(spacing)}"
+        )
     if int(max_voxels) < 1000:
         raise InputError(f"make_phantom: max_voxels must be >= 1000, found {max_voxels!r}")
     skeleton = skeleton if skeleton is not None else Skeleton.default()
@@ -200,10 +263,14 @@ def make_phantom(skeleton: Any = None, *, region: str = "pelvis_legs",
     needed |= set(_expand(spec["landmarks"]))
     missing = sorted(needed - set(idx))
     if missing:
-        raise InputError(f"make_phantom: the skeleton lacks keypoints {missing} needed by region {region!r}")
+        raise InputError(
+            f"make_phantom: the skeleton lacks keypoints {missing} needed by region {region!r}"
+        )
 
     # supine placement: body x (anterior) -> LPS -y, body y (superior) -> +z, body z (right) -> -x
-    body_to_lps_r = Rotation.from_matrix(np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    body_to_lps_r = Rotation.from_matrix(
+        np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    )
     wobble = Rotation.from_rotvec(np.deg2rad(rng.uniform(-3.0, 3.0, 3)))
     rot = wobble * body_to_lps_r
     lm_names = _expand(spec["landmarks"])
@@ -220,9 +287,15 @@ def make_phantom(skeleton: Any = None, *, region: str = "pelvis_legs",
         pa, pb = p[a], p[b]
         u = (pb - pa) / max(float(np.linalg.norm(pb - pa)), 1e-9)
         bones.append((pa + r * u if a in lm_set else pa, pb - r * u if b in lm_set else pb, r))
-    axes = {k2: v2 for k, v in spec["axes"].items() for k2, v2 in
-            ([(k.format(s=s), (v[0].format(s=s), v[1].format(s=s))) for s in ("r", "l")] if "{s}" in k
-             else [(k, v)])}
+    axes = {
+        k2: v2
+        for k, v in spec["axes"].items()
+        for k2, v2 in (
+            [(k.format(s=s), (v[0].format(s=s), v[1].format(s=s))) for s in ("r", "l")]
+            if "{s}" in k
+            else [(k, v)]
+        )
+    }
     rad_lm = 6.0
     for n in lm_names:
         a, b = p[axes[n][0]], p[axes[n][1]]
@@ -231,7 +304,9 @@ def make_phantom(skeleton: Any = None, *, region: str = "pelvis_legs",
         direction = p[n] - foot
         dist = float(np.linalg.norm(direction))
         if dist <= rad_lm:
-            bones.append((p[n] - np.array([0.0, 0.0, rad_lm]), p[n] - np.array([0.0, 0.0, rad_lm]), rad_lm))
+            bones.append(
+                (p[n] - np.array([0.0, 0.0, rad_lm]), p[n] - np.array([0.0, 0.0, rad_lm]), rad_lm)
+            )
         else:
             end = p[n] - direction / dist * rad_lm
             bones.append((foot, end, rad_lm))
@@ -278,7 +353,14 @@ def make_phantom(skeleton: Any = None, *, region: str = "pelvis_legs",
     array = np.clip(np.round(hu), -1024, 3071).astype(np.int16)
     volume = Volume(array, sp, lo, np.eye(3))
     landmarks = Landmarks(tuple(lm_names), lm, frame=LPS)
-    params = {"region": region, "spacing_mm": [float(v) for v in sp], "shape": [int(v) for v in shape],
-              "voxels": int(np.prod(shape)), "cortical_mm": cortical_mm, "hu": dict(HU), "seed": int(seed),
-              "requested_spacing_mm": [float(v) for v in np.asarray(spacing, float)]}
+    params = {
+        "region": region,
+        "spacing_mm": [float(v) for v in sp],
+        "shape": [int(v) for v in shape],
+        "voxels": int(np.prod(shape)),
+        "cortical_mm": cortical_mm,
+        "hu": dict(HU),
+        "seed": int(seed),
+        "requested_spacing_mm": [float(v) for v in np.asarray(spacing, float)],
+    }
     return Phantom(volume, landmarks, body_to_image.inverse(), region, params)

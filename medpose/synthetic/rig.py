@@ -9,9 +9,11 @@ projects true 3D keypoints into every camera (OpenCV model of
 the body side facing away from a camera, removes points that fall off the image and,
 optionally, swaps left and right over runs of frames per view.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -33,17 +35,27 @@ def look_at(center: Any, target: Any, up: Any = (0.0, 0.0, 1.0)) -> np.ndarray:
     z /= np.linalg.norm(z)
     x = np.cross(z, u)
     if np.linalg.norm(x) < 1e-9:
-        raise InputError("look_at: viewing direction is parallel to 'up'; expected a camera not straight above")
+        raise InputError(
+            "look_at: viewing direction is parallel to 'up'; expected a camera not straight above"
+        )
     x /= np.linalg.norm(x)
     y = np.cross(z, x)
     return np.stack([x, y, z])
 
 
-def make_rig(n_cameras: int = 4, *, radius_mm: float = 3500.0, height_mm: float = 1200.0,
-             image_size: tuple[int, int] = (1920, 1080), focal_px: float = 1400.0,
-             distortion: Sequence[float] | None = None, target_mm: Sequence[float] = (0.0, 0.0, 1000.0),
-             start_deg: float = 45.0, jitter: bool = True,
-             seed: int | np.random.Generator = 0) -> list[Camera]:
+def make_rig(
+    n_cameras: int = 4,
+    *,
+    radius_mm: float = 3500.0,
+    height_mm: float = 1200.0,
+    image_size: tuple[int, int] = (1920, 1080),
+    focal_px: float = 1400.0,
+    distortion: Sequence[float] | None = None,
+    target_mm: Sequence[float] = (0.0, 0.0, 1000.0),
+    start_deg: float = 45.0,
+    jitter: bool = True,
+    seed: int | np.random.Generator = 0,
+) -> list[Camera]:
     """Cameras evenly spaced on a circle around the patient, all looking at the body centre.
 
     Parameters
@@ -85,8 +97,10 @@ def make_rig(n_cameras: int = 4, *, radius_mm: float = 3500.0, height_mm: float 
     if int(n_cameras) != n_cameras or n_cameras < 2:
         raise InputError(f"make_rig: n_cameras must be an integer >= 2, found {n_cameras!r}")
     if radius_mm <= 0 or focal_px <= 0 or min(image_size) <= 0:
-        raise InputError(f"make_rig: radius_mm, focal_px and image_size must be positive, found "
-                         f"{radius_mm}, {focal_px}, {image_size}")
+        raise InputError(
+            f"make_rig: radius_mm, focal_px and image_size must be positive, found "
+            f"{radius_mm}, {focal_px}, {image_size}"
+        )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = int(n_cameras)
     j = float(jitter)
@@ -96,7 +110,9 @@ def make_rig(n_cameras: int = 4, *, radius_mm: float = 3500.0, height_mm: float 
     f = focal_px * (1 + j * rng.uniform(-0.03, 0.03, n))
     pp = j * rng.uniform(-10, 10, (n, 2))
     if distortion is None:
-        dist = np.column_stack([rng.uniform(-0.08, -0.02, n), rng.uniform(0.0, 0.04, n), np.zeros(n), np.zeros(n)])
+        dist = np.column_stack(
+            [rng.uniform(-0.08, -0.02, n), rng.uniform(0.0, 0.04, n), np.zeros(n), np.zeros(n)]
+        )
     else:
         dist = np.tile(np.asarray(distortion, dtype=float), (n, 1))
     w, h = image_size
@@ -104,9 +120,22 @@ def make_rig(n_cameras: int = 4, *, radius_mm: float = 3500.0, height_mm: float 
     for i in range(n):
         centre = np.array([rad[i] * np.cos(az[i]), rad[i] * np.sin(az[i]), hgt[i]])
         r = look_at(centre, target_mm)
-        k = [[f[i], 0.0, (w - 1) / 2 + pp[i, 0]], [0.0, f[i], (h - 1) / 2 + pp[i, 1]], [0.0, 0.0, 1.0]]
-        cams.append(Camera(f"cam{i + 1:02d}", (int(w), int(h)), k, dist[i],
-                           Rotation.from_matrix(r).as_rotvec(), -r @ centre, world=CAMERA))
+        k = [
+            [f[i], 0.0, (w - 1) / 2 + pp[i, 0]],
+            [0.0, f[i], (h - 1) / 2 + pp[i, 1]],
+            [0.0, 0.0, 1.0],
+        ]
+        cams.append(
+            Camera(
+                f"cam{i + 1:02d}",
+                (int(w), int(h)),
+                k,
+                dist[i],
+                Rotation.from_matrix(r).as_rotvec(),
+                -r @ centre,
+                world=CAMERA,
+            )
+        )
     return cams
 
 
@@ -115,10 +144,16 @@ def _side_visibility(kp: np.ndarray, names: Sequence[str], centre: np.ndarray) -
     to the camera, (T, K); 0 for midline points.  Negative: the point faces away."""
     idx = {n: i for i, n in enumerate(names)}
     t, k, _ = kp.shape
-    pairs = [(a, b) for a, b in (("hip_l", "hip_r"), ("shoulder_l", "shoulder_r")) if a in idx and b in idx]
+    pairs = [
+        (a, b)
+        for a, b in (("hip_l", "hip_r"), ("shoulder_l", "shoulder_r"))
+        if a in idx and b in idx
+    ]
     if not pairs:
         return np.zeros((t, k))
-    lateral = np.mean([kp[:, idx[b]] - kp[:, idx[a]] for a, b in pairs], axis=0)  # towards the right, (T, 3)
+    lateral = np.mean(
+        [kp[:, idx[b]] - kp[:, idx[a]] for a, b in pairs], axis=0
+    )  # towards the right, (T, 3)
     lateral /= np.maximum(np.linalg.norm(lateral, axis=1, keepdims=True), 1e-9)
     to_cam = centre - kp
     to_cam /= np.maximum(np.linalg.norm(to_cam, axis=2, keepdims=True), 1e-9)
@@ -127,11 +162,19 @@ def _side_visibility(kp: np.ndarray, names: Sequence[str], centre: np.ndarray) -
     return cos * side
 
 
-def project_to_cameras(cameras: Sequence[Camera], kp: Any, *, names: Sequence[str] | None = None,
-                       rate: float = 30.0, pixel_sigma: float = 2.0, swap_rate: float = 0.0,
-                       swap_len: float = 10.0, occluded_confidence: float = 0.35,
-                       seed: int | np.random.Generator = 0,
-                       return_report: bool = False) -> Any:
+def project_to_cameras(
+    cameras: Sequence[Camera],
+    kp: Any,
+    *,
+    names: Sequence[str] | None = None,
+    rate: float = 30.0,
+    pixel_sigma: float = 2.0,
+    swap_rate: float = 0.0,
+    swap_len: float = 10.0,
+    occluded_confidence: float = 0.35,
+    seed: int | np.random.Generator = 0,
+    return_report: bool = False,
+) -> Any:
     """Project true 3D keypoints into every camera, as a 2D detector would report them.
 
     Parameters
@@ -179,19 +222,27 @@ def project_to_cameras(cameras: Sequence[Camera], kp: Any, *, names: Sequence[st
     if isinstance(kp, KeypointSequence):
         for cam in cameras:
             if cam.world != kp.frame:
-                raise FrameMismatch(f"project_to_cameras: keypoints in frame '{kp.frame}' but camera "
-                                    f"{cam.name!r} expects '{cam.world}'")
+                raise FrameMismatch(
+                    f"project_to_cameras: keypoints in frame '{kp.frame}' but camera "
+                    f"{cam.name!r} expects '{cam.world}'"
+                )
         names, rate, start, pos = kp.names, kp.rate, kp.start, np.array(kp.positions)
     else:
         pos, start = np.asarray(kp, dtype=float), 0.0
     if pos.ndim != 3 or pos.shape[2] != 3:
-        raise InputError(f"project_to_cameras: keypoints must have shape (T, K, 3), found {pos.shape}")
+        raise InputError(
+            f"project_to_cameras: keypoints must have shape (T, K, 3), found {pos.shape}"
+        )
     if names is None or len(names) != pos.shape[1]:
-        raise InputError(f"project_to_cameras: need {pos.shape[1]} keypoint names, found "
-                         f"{None if names is None else len(names)}")
+        raise InputError(
+            f"project_to_cameras: need {pos.shape[1]} keypoint names, found "
+            f"{None if names is None else len(names)}"
+        )
     if pixel_sigma < 0 or swap_rate < 0:
-        raise InputError(f"project_to_cameras: pixel_sigma and swap_rate must be >= 0, found "
-                         f"{pixel_sigma}, {swap_rate}")
+        raise InputError(
+            f"project_to_cameras: pixel_sigma and swap_rate must be >= 0, found "
+            f"{pixel_sigma}, {swap_rate}"
+        )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     names = tuple(names)
     pairs = lr_pairs(names)
@@ -201,10 +252,15 @@ def project_to_cameras(cameras: Sequence[Camera], kp: Any, *, names: Sequence[st
     for cam in cameras:
         px = cam.project(pos) + rng.normal(0.0, pixel_sigma, size=(t, k, 2))
         w, h = cam.size
-        off = ~((px[..., 0] >= 0) & (px[..., 0] <= w - 1) & (px[..., 1] >= 0) & (px[..., 1] <= h - 1))
+        off = ~(
+            (px[..., 0] >= 0) & (px[..., 0] <= w - 1) & (px[..., 1] >= 0) & (px[..., 1] <= h - 1)
+        )
         vis = _side_visibility(pos, names, cam.center)
-        conf = np.where(vis < -0.3, rng.uniform(0.6, 1.4, (t, k)) * occluded_confidence,
-                        rng.uniform(0.8, 1.0, (t, k)))
+        conf = np.where(
+            vis < -0.3,
+            rng.uniform(0.6, 1.4, (t, k)) * occluded_confidence,
+            rng.uniform(0.8, 1.0, (t, k)),
+        )
         conf = np.clip(conf, 0.0, 1.0)
         px[off] = np.nan
         conf[off] = 0.0

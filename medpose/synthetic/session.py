@@ -12,13 +12,15 @@ Frames: ``"skeleton"`` is the skeleton's ISB frame (X anterior, Y up, Z right, f
 Y = 0); ``"camera"`` is the calibration's world (X forward, Y left, Z up, floor at Z = 0);
 ``"LPS"`` is the phantom's imaging world.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -86,19 +88,34 @@ def _r(x: Any, nd: int = 9) -> Any:
 
 
 def _landmarks_json(lm: Landmarks) -> dict:
-    return {"frame": lm.frame, "units": "mm",
-            "points": [{"name": n, "position": _r(p)} for n, p in zip(lm.names, lm.positions)]}
+    return {
+        "frame": lm.frame,
+        "units": "mm",
+        "points": [{"name": n, "position": _r(p)} for n, p in zip(lm.names, lm.positions)],
+    }
 
 
-def make_session(path: str | os.PathLike, seed: int = 0, *,
-                 exercises: Sequence[str] = ("shoulder_abduction", "squat"),
-                 impairment: Mapping[str, Any] | None = None, n_cameras: int = 4, rate: float = 30.0,
-                 repetitions: int = 3, height_mm: float | None = None, layout: str = "halpe26",
-                 imaging: bool = True, phantom_region: str | None = None,
-                 phantom_spacing: Sequence[float] = (0.8, 0.8, 1.5), phantom_max_voxels: int = 4_000_000,
-                 static_s: float = 2.0, markerless_options: Mapping[str, Any] | None = None,
-                 pixel_sigma: float = 2.0, view_swap_rate: float = 0.0,
-                 exercise_options: Mapping[str, Any] | None = None) -> SessionTruth:
+def make_session(
+    path: str | os.PathLike,
+    seed: int = 0,
+    *,
+    exercises: Sequence[str] = ("shoulder_abduction", "squat"),
+    impairment: Mapping[str, Any] | None = None,
+    n_cameras: int = 4,
+    rate: float = 30.0,
+    repetitions: int = 3,
+    height_mm: float | None = None,
+    layout: str = "halpe26",
+    imaging: bool = True,
+    phantom_region: str | None = None,
+    phantom_spacing: Sequence[float] = (0.8, 0.8, 1.5),
+    phantom_max_voxels: int = 4_000_000,
+    static_s: float = 2.0,
+    markerless_options: Mapping[str, Any] | None = None,
+    pixel_sigma: float = 2.0,
+    view_swap_rate: float = 0.0,
+    exercise_options: Mapping[str, Any] | None = None,
+) -> SessionTruth:
     """Write a synthetic session folder with known truth.
 
     Parameters
@@ -150,12 +167,12 @@ def make_session(path: str | os.PathLike, seed: int = 0, *,
     InputError
         Unknown exercise, bad impairment, non-empty target folder, unknown layout.
     """
+    from ..imaging.volume import write_volume
     from ..io.calibration import write_calibration
     from ..io.landmarks import write_landmarks
     from ..io.mot import write_mot
     from ..io.openpose import write_openpose
     from ..io.trc import write_trc
-    from ..imaging.volume import write_volume
     from ..kinematics.fk import forward_kinematics
     from ..kinematics.skeleton import Skeleton
     from ..layouts import get_layout
@@ -163,14 +180,18 @@ def make_session(path: str | os.PathLike, seed: int = 0, *,
 
     root = Path(path)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise InputError(f"make_session: {root.name}: exists and is not an empty folder; expected a new folder")
+        raise InputError(
+            f"make_session: {root.name}: exists and is not an empty folder; expected a new folder"
+        )
     unknown = [e for e in exercises if e not in EXERCISES]
     if unknown or not exercises:
         raise InputError(f"make_session: unknown exercises {unknown}; known: {sorted(EXERCISES)}")
     imp = dict(impairment or {})
     if imp and (set(imp) - {"side", "amount"} or imp.get("side") not in ("left", "right")):
-        raise InputError(f"make_session: impairment must be {{'side': 'left'|'right', 'amount': 0..0.9}}, "
-                         f"found {dict(impairment or {})}")
+        raise InputError(
+            f"make_session: impairment must be {{'side': 'left'|'right', 'amount': 0..0.9}}, "
+            f"found {dict(impairment or {})}"
+        )
     lay = get_layout(layout)
 
     rng = np.random.default_rng(seed)
@@ -183,12 +204,16 @@ def make_session(path: str | os.PathLike, seed: int = 0, *,
     names = tuple(skeleton.keypoint_names)
     missing = [n for n in lay.medpose if n not in names]
     if missing:
-        raise InputError(f"make_session: layout {lay.name} has keypoints {missing} the skeleton lacks")
+        raise InputError(
+            f"make_session: layout {lay.name} has keypoints {missing} the skeleton lacks"
+        )
 
     # skeleton (ISB, Y up) -> camera world (Z up, Y left), standing near the origin
     offset = np.array([*np.round(rng.uniform(-150, 150, 2), 3), 0.0])
     heading = float(np.round(rng.uniform(-10, 10), 3))
-    rot = Rotation.from_euler("z", heading, degrees=True) * Rotation.from_euler("x", 90, degrees=True)
+    rot = Rotation.from_euler("z", heading, degrees=True) * Rotation.from_euler(
+        "x", 90, degrees=True
+    )
     sk2cam = Transform(rot, offset, source=BODY, target=CAMERA)
     cameras = make_rig(n_cameras, seed=seeds[0])
 
@@ -197,7 +222,9 @@ def make_session(path: str | os.PathLike, seed: int = 0, *,
     n_static = int(round(static_s * rate))
     true_static = np.broadcast_to(sk2cam.apply(kp0), (n_static, len(names), 3))
     static_obs = marker_based(true_static, 1.0, names=names, seed=seeds[1])
-    truth_kp: dict[str, KeypointSequence] = {"static": KeypointSequence(true_static, names, rate, frame=CAMERA)}
+    truth_kp: dict[str, KeypointSequence] = {
+        "static": KeypointSequence(true_static, names, rate, frame=CAMERA)
+    }
     faults: dict[str, Any] = {"static": static_obs.report}
 
     # ---- exercises
@@ -208,23 +235,43 @@ def make_session(path: str | os.PathLike, seed: int = 0, *,
     for i, ex in enumerate(exercises):
         tname = ex if ex not in trial_names and ex != "static" else f"{ex}_{i + 1}"
         trial_names.append(tname)
-        truth = make_exercise(ex, skeleton=skeleton, rate=rate, repetitions=repetitions,
-                              impaired_side=imp.get("side"), impairment=float(imp.get("amount", 0.0)),
-                              seed=seeds[8 + 3 * i], **dict(exercise_options or {}))
+        truth = make_exercise(
+            ex,
+            skeleton=skeleton,
+            rate=rate,
+            repetitions=repetitions,
+            impaired_side=imp.get("side"),
+            impairment=float(imp.get("amount", 0.0)),
+            seed=seeds[8 + 3 * i],
+            **dict(exercise_options or {}),
+        )
         if ex == "gait":  # centre the walk on the capture volume
             v = np.array(truth.angles.values)
             c = skeleton.dof_names.index("pelvis_tx")
             v[:, c] -= 0.5 * (v[0, c] + v[-1, c])
-            truth = ExerciseTruth(JointAngles(v, truth.angles.names, rate), truth.repetitions, ex, truth.params)
+            truth = ExerciseTruth(
+                JointAngles(v, truth.angles.names, rate), truth.repetitions, ex, truth.params
+            )
         ex_truth[tname] = truth
         kp = sk2cam.apply(np.asarray(forward_kinematics(skeleton, np.array(truth.angles.values))))
         truth_kp[tname] = KeypointSequence(kp, names, rate, frame=CAMERA)
         sel = truth_kp[tname].select(lay.medpose)
-        obs = markerless(sel.positions, names=sel.names, rate=rate, seed=seeds[9 + 3 * i],
-                         **dict(markerless_options or {}))
+        obs = markerless(
+            sel.positions,
+            names=sel.names,
+            rate=rate,
+            seed=seeds[9 + 3 * i],
+            **dict(markerless_options or {}),
+        )
         obs_seq[tname] = obs.to_sequence(sel.names, rate, CAMERA)
-        v2d, vrep = project_to_cameras(cameras, sel, pixel_sigma=pixel_sigma, swap_rate=view_swap_rate,
-                                       seed=seeds[10 + 3 * i], return_report=True)
+        v2d, vrep = project_to_cameras(
+            cameras,
+            sel,
+            pixel_sigma=pixel_sigma,
+            swap_rate=view_swap_rate,
+            seed=seeds[10 + 3 * i],
+            return_report=True,
+        )
         views[tname] = v2d
         faults[tname] = {"markerless_3d": obs.report, "views": vrep}
 
@@ -233,13 +280,19 @@ def make_session(path: str | os.PathLike, seed: int = 0, *,
     transforms = {"skeleton_to_camera": sk2cam}
     region = phantom_region or ("shoulder_arm" if exercises[0] in ARM_EXERCISES else "pelvis_legs")
     if imaging:
-        phantom = make_phantom(skeleton, region=region, spacing=phantom_spacing, max_voxels=phantom_max_voxels,
-                               seed=seeds[2])
+        phantom = make_phantom(
+            skeleton,
+            region=region,
+            spacing=phantom_spacing,
+            max_voxels=phantom_max_voxels,
+            seed=seeds[2],
+        )
         transforms["image_to_skeleton"] = phantom.image_to_body
         transforms["image_to_camera"] = sk2cam @ phantom.image_to_body
         lm_names = phantom.landmarks.names
     else:
         from .phantom import REGIONS, _expand
+
         lm_names = tuple(_expand(REGIONS[region]["landmarks"]))
     idx = [names.index(n) for n in lm_names]
     landmarks_camera = Landmarks(lm_names, truth_kp["static"].positions[0, idx], frame=CAMERA)
@@ -248,7 +301,13 @@ def make_session(path: str | os.PathLike, seed: int = 0, *,
     root.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
         "medpose_session": 1,
-        "patient": {"id": f"SYN-{seed:04d}", "sex": sex, "age_years": age, "height_mm": height, "mass_kg": mass},
+        "patient": {
+            "id": f"SYN-{seed:04d}",
+            "sex": sex,
+            "age_years": age,
+            "height_mm": height,
+            "mass_kg": mass,
+        },
         "date": "2026-01-15",
         "side_of_interest": imp.get("side", "both"),
     }
@@ -267,8 +326,16 @@ def make_session(path: str | os.PathLike, seed: int = 0, *,
             folder = f"trials/{tname}/{cam}_json"
             write_openpose(seq, root / folder, layout=lay, prefix=cam)
             cams[cam] = folder
-        trials.append({"name": tname, "kind": "exercise", "exercise": ex_truth[tname].exercise,
-                       "keypoints": f"trials/{tname}.trc", "rate_hz": rate, "cameras": cams})
+        trials.append(
+            {
+                "name": tname,
+                "kind": "exercise",
+                "exercise": ex_truth[tname].exercise,
+                "keypoints": f"trials/{tname}.trc",
+                "rate_hz": rate,
+                "cameras": cams,
+            }
+        )
     doc["trials"] = trials
     doc["notes"] = "synthetic session made by medpose.synthetic.make_session; truth in truth/"
     write_session_yaml(doc, root)
@@ -286,26 +353,54 @@ def make_session(path: str | os.PathLike, seed: int = 0, *,
     _dump_json(_landmarks_json(landmarks_camera), t / "landmarks_camera.json")
     if phantom is not None:
         _dump_json(_landmarks_json(phantom.landmarks), t / "landmarks_lps.json")
-    _dump_json({"units": "mm", "height_mm": height,
-                "lengths": {k: round(float(v), 9) for k, v in skeleton.lengths.items()}},
-               t / "segment_lengths.json")
+    _dump_json(
+        {
+            "units": "mm",
+            "height_mm": height,
+            "lengths": {k: round(float(v), 9) for k, v in skeleton.lengths.items()},
+        },
+        t / "segment_lengths.json",
+    )
     _dump_json(faults, t / "faults.json")
     params = {
-        "seed": int(seed), "exercises": list(exercises), "trials": trial_names,
-        "impairment": imp or None, "n_cameras": int(n_cameras), "rate_hz": float(rate),
-        "repetitions": int(repetitions), "height_mm": height, "layout": lay.name,
-        "imaging": bool(imaging), "phantom_region": region,
+        "seed": int(seed),
+        "exercises": list(exercises),
+        "trials": trial_names,
+        "impairment": imp or None,
+        "n_cameras": int(n_cameras),
+        "rate_hz": float(rate),
+        "repetitions": int(repetitions),
+        "height_mm": height,
+        "layout": lay.name,
+        "imaging": bool(imaging),
+        "phantom_region": region,
         "phantom": phantom.params if phantom is not None else None,
-        "static_s": float(static_s), "static_pose": dict(zip(skeleton.dof_names, _r(q0[0]))),
-        "markerless_options": dict(markerless_options or {}), "pixel_sigma": float(pixel_sigma),
-        "view_swap_rate": float(view_swap_rate), "exercise_options": dict(exercise_options or {}),
+        "static_s": float(static_s),
+        "static_pose": dict(zip(skeleton.dof_names, _r(q0[0]))),
+        "markerless_options": dict(markerless_options or {}),
+        "pixel_sigma": float(pixel_sigma),
+        "view_swap_rate": float(view_swap_rate),
+        "exercise_options": dict(exercise_options or {}),
         "exercise_params": {k: v.params for k, v in ex_truth.items()},
-        "repetition_windows_s": {k: [[round(a, 9), round(b, 9)] for a, b in v.repetitions]
-                                 for k, v in ex_truth.items()},
-        "frames": {"skeleton": "ISB: X anterior, Y up, Z right, floor Y=0, mm",
-                   "camera": "calibration world: X forward, Y left, Z up, floor Z=0, mm",
-                   "LPS": "imaging world of imaging/ct.nii.gz, mm"},
+        "repetition_windows_s": {
+            k: [[round(a, 9), round(b, 9)] for a, b in v.repetitions] for k, v in ex_truth.items()
+        },
+        "frames": {
+            "skeleton": "ISB: X anterior, Y up, Z right, floor Y=0, mm",
+            "camera": "calibration world: X forward, Y left, Z up, floor Z=0, mm",
+            "LPS": "imaging world of imaging/ct.nii.gz, mm",
+        },
     }
     _dump_json(params, t / "params.json")
-    return SessionTruth(root, skeleton, ex_truth, truth_kp, cameras, phantom, transforms, landmarks_camera,
-                        faults, params)
+    return SessionTruth(
+        root,
+        skeleton,
+        ex_truth,
+        truth_kp,
+        cameras,
+        phantom,
+        transforms,
+        landmarks_camera,
+        faults,
+        params,
+    )

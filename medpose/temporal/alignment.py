@@ -6,6 +6,7 @@ distance is ``sqrt(sum over the warping path of ||q_i - t_j||^2)``.  The average
 DTW Barycenter Averaging (Petitjean, Ketterlin & Gancarski 2011, *Pattern Recognition*
 44:678), also from dtaidistance.  dtaidistance is a runtime dependency of this module.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ def _dtai():
     try:
         from dtaidistance import dtw, dtw_barycenter, dtw_ndim
     except ImportError as e:  # pragma: no cover - dependency is declared
-        raise ImportError("medpose.temporal DTW needs the 'dtaidistance' package: pip install dtaidistance") from e
+        raise ImportError(
+            "medpose.temporal DTW needs the 'dtaidistance' package: pip install dtaidistance"
+        ) from e
     return dtw, dtw_ndim, dtw_barycenter
 
 
@@ -34,8 +37,10 @@ def _series(x: np.ndarray, what: str) -> np.ndarray:
         raise InputError(f"DTW: {what} must have shape (T,) or (T, D), found {np.shape(x)}")
     if not np.all(np.isfinite(a)):
         bad = np.flatnonzero(~np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1))
-        raise InputError(f"DTW: {what} has NaN or infinite values at {bad.size} frames (first at frame "
-                         f"{int(bad[0])}); fill gaps first (medpose.temporal.fill_gaps)")
+        raise InputError(
+            f"DTW: {what} has NaN or infinite values at {bad.size} frames (first at frame "
+            f"{int(bad[0])}); fill gaps first (medpose.temporal.fill_gaps)"
+        )
     return a
 
 
@@ -79,7 +84,9 @@ def dtw_distance(query: np.ndarray, template: np.ndarray, window: int | None = N
     dtw, dtw_ndim, _ = _dtai()
     q, t = _series(query, "query"), _series(template, "template")
     if q.ndim != t.ndim or (q.ndim == 2 and q.shape[1] != t.shape[1]):
-        raise InputError(f"DTW: query shape {q.shape} and template shape {t.shape} differ in dimension")
+        raise InputError(
+            f"DTW: query shape {q.shape} and template shape {t.shape} differ in dimension"
+        )
     mod = dtw if q.ndim == 1 else dtw_ndim
     return float(mod.distance_fast(q, t, **_window(window)))
 
@@ -106,14 +113,18 @@ def dtw_align(query: np.ndarray, template: np.ndarray, window: int | None = None
     dtw, dtw_ndim, _ = _dtai()
     q, t = _series(query, "query"), _series(template, "template")
     if q.ndim != t.ndim or (q.ndim == 2 and q.shape[1] != t.shape[1]):
-        raise InputError(f"DTW: query shape {q.shape} and template shape {t.shape} differ in dimension")
+        raise InputError(
+            f"DTW: query shape {q.shape} and template shape {t.shape} differ in dimension"
+        )
     mod = dtw if q.ndim == 1 else dtw_ndim
     d, paths = mod.warping_paths_fast(q, t, **_window(window))
     path = np.asarray(dtw.best_path(paths), dtype=int)
     return Alignment(float(d), path)
 
 
-def average_template(repetitions, n_points: int = 101, max_iter: int = 20, window: int | None = None) -> np.ndarray:
+def average_template(
+    repetitions, n_points: int = 101, max_iter: int = 20, window: int | None = None
+) -> np.ndarray:
     """Average template of several repetitions by DTW Barycenter Averaging.
 
     Each repetition is first time-normalised to ``n_points`` samples
@@ -141,10 +152,14 @@ def average_template(repetitions, n_points: int = 101, max_iter: int = 20, windo
     if not reps:
         raise InputError("average_template: no repetitions given; expected at least one")
     if len({r.shape[1:] for r in reps}) != 1:
-        raise InputError(f"average_template: repetitions differ in dimension: {[r.shape for r in reps]}")
+        raise InputError(
+            f"average_template: repetitions differ in dimension: {[r.shape for r in reps]}"
+        )
     norm = [np.ascontiguousarray(time_normalise(r, n_points)) for r in reps]
     if len(norm) == 1:
         return norm[0]
     start = np.mean(norm, axis=0)
-    return np.asarray(dtw_barycenter.dba_loop(norm, c=start, max_it=int(max_iter), use_c=True,
-                                              **_window(window)), dtype=float)
+    return np.asarray(
+        dtw_barycenter.dba_loop(norm, c=start, max_it=int(max_iter), use_c=True, **_window(window)),
+        dtype=float,
+    )

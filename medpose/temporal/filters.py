@@ -15,16 +15,24 @@ skip the missing samples.
 * :func:`weighted_moving_average` - the seed article's causal, linearly weighted moving
   average; a *baseline only*: it lags and flattens peaks (see ``benchmarks/temporal.py``).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import signal
 
 from ..errors import InputError
 
-__all__ = ["butterworth", "savgol", "one_euro", "kalman_rts", "weighted_moving_average", "finite_runs"]
+__all__ = [
+    "butterworth",
+    "savgol",
+    "one_euro",
+    "kalman_rts",
+    "weighted_moving_average",
+    "finite_runs",
+]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -48,8 +56,10 @@ def _check_cutoff(cutoff: float, fs: float, what: str, name: str = "cutoff") -> 
     if not np.isfinite(c) or c <= 0:
         raise InputError(f"{what}: {name} must be a positive frequency in Hz, found {cutoff!r}")
     if c >= nyq:
-        raise InputError(f"{what}: {name} {c:g} Hz is at or above the Nyquist frequency {nyq:g} Hz "
-                         f"(fs = {fs:g} Hz); expected a cut-off below {nyq:g} Hz")
+        raise InputError(
+            f"{what}: {name} {c:g} Hz is at or above the Nyquist frequency {nyq:g} Hz "
+            f"(fs = {fs:g} Hz); expected a cut-off below {nyq:g} Hz"
+        )
     return c
 
 
@@ -66,7 +76,9 @@ def finite_runs(mask: np.ndarray) -> np.ndarray:
     return d.reshape(-1, 2)
 
 
-def _apply_runs(x2: np.ndarray, func: Callable[[np.ndarray], np.ndarray], min_len: int) -> np.ndarray:
+def _apply_runs(
+    x2: np.ndarray, func: Callable[[np.ndarray], np.ndarray], min_len: int
+) -> np.ndarray:
     """Apply ``func`` (acting along axis 0 of a (n, m) block) to every finite run.
 
     Columns that share the same missing pattern are processed together, so a
@@ -88,7 +100,9 @@ def _apply_runs(x2: np.ndarray, func: Callable[[np.ndarray], np.ndarray], min_le
 
 
 # ----------------------------------------------------------------------------- Butterworth
-def butterworth(x: np.ndarray, fs: float, cutoff: float, order: int = 4, btype: str = "low") -> np.ndarray:
+def butterworth(
+    x: np.ndarray, fs: float, cutoff: float, order: int = 4, btype: str = "low"
+) -> np.ndarray:
     """Zero-lag Butterworth filter (forward-backward), NaN-aware.
 
     The filter is designed with :func:`scipy.signal.butter` as second-order sections
@@ -147,7 +161,9 @@ def butterworth(x: np.ndarray, fs: float, cutoff: float, order: int = 4, btype: 
 
 
 # ----------------------------------------------------------------------------- Savitzky-Golay
-def savgol(x: np.ndarray, fs: float, window_s: float, polyorder: int = 3, deriv: int = 0) -> np.ndarray:
+def savgol(
+    x: np.ndarray, fs: float, window_s: float, polyorder: int = 3, deriv: int = 0
+) -> np.ndarray:
     """Savitzky-Golay smoothing (or derivative), NaN-aware.
 
     Fits a polynomial of degree ``polyorder`` in a sliding window by least squares
@@ -177,13 +193,17 @@ def savgol(x: np.ndarray, fs: float, window_s: float, polyorder: int = 3, deriv:
     n = int(round(float(window_s) * fs))
     n += (n + 1) % 2  # odd
     if not np.isfinite(window_s) or window_s <= 0 or n <= polyorder:
-        raise InputError(f"savgol: window_s={window_s!r} s gives {n} samples at {fs:g} Hz; "
-                         f"expected more than polyorder={polyorder} samples")
+        raise InputError(
+            f"savgol: window_s={window_s!r} s gives {n} samples at {fs:g} Hz; "
+            f"expected more than polyorder={polyorder} samples"
+        )
     if deriv < 0 or deriv > polyorder:
         raise InputError(f"savgol: deriv must be in [0, polyorder={polyorder}], found {deriv!r}")
 
     def run(block: np.ndarray) -> np.ndarray:
-        return signal.savgol_filter(block, n, polyorder, deriv=deriv, delta=1.0 / fs, axis=0, mode="interp")
+        return signal.savgol_filter(
+            block, n, polyorder, deriv=deriv, delta=1.0 / fs, axis=0, mode="interp"
+        )
 
     x2, shape = _as_2d(x, "savgol")
     out = _apply_runs(x2, run, min_len=n)
@@ -215,7 +235,9 @@ def weighted_moving_average(x: np.ndarray, window: int = 5) -> np.ndarray:
     """
     n = int(window)
     if n != window or n < 1:
-        raise InputError(f"weighted_moving_average: window must be a positive integer, found {window!r}")
+        raise InputError(
+            f"weighted_moving_average: window must be a positive integer, found {window!r}"
+        )
     w = np.arange(n, 0, -1, dtype=float)
 
     def run(block: np.ndarray) -> np.ndarray:
@@ -233,8 +255,9 @@ def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray:
     return 1.0 / (1.0 + tau / dt)
 
 
-def one_euro(x: np.ndarray, fs: float, min_cutoff: float = 1.0, beta: float = 0.0,
-             d_cutoff: float = 1.0) -> np.ndarray:
+def one_euro(
+    x: np.ndarray, fs: float, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0
+) -> np.ndarray:
     """The 1 euro filter: a causal low-pass whose cut-off rises with speed.
 
     Casiez, Roussel & Vogel (2012), "1 euro filter: a simple speed-based low-pass filter
@@ -290,8 +313,13 @@ def one_euro(x: np.ndarray, fs: float, min_cutoff: float = 1.0, beta: float = 0.
 
 
 # ----------------------------------------------------------------------------- Kalman / RTS
-def kalman_rts(x: np.ndarray, fs: float, process_noise: float = 1e4, measurement_noise: float = 2.0,
-               fill_gaps: bool = False) -> np.ndarray:
+def kalman_rts(
+    x: np.ndarray,
+    fs: float,
+    process_noise: float = 1e4,
+    measurement_noise: float = 2.0,
+    fill_gaps: bool = False,
+) -> np.ndarray:
     """Constant-acceleration Kalman filter followed by Rauch-Tung-Striebel smoothing.
 
     Each column is modelled independently with state ``[p, v, a]`` and transition
@@ -330,15 +358,21 @@ def kalman_rts(x: np.ndarray, fs: float, process_noise: float = 1e4, measurement
     if not (np.isfinite(process_noise) and process_noise > 0):
         raise InputError(f"kalman_rts: process_noise must be positive, found {process_noise!r}")
     if not (np.isfinite(measurement_noise) and measurement_noise > 0):
-        raise InputError(f"kalman_rts: measurement_noise must be positive, found {measurement_noise!r}")
+        raise InputError(
+            f"kalman_rts: measurement_noise must be positive, found {measurement_noise!r}"
+        )
     x2, shape = _as_2d(x, "kalman_rts")
     n_t, m = x2.shape
     dt = 1.0 / fs
     F = np.array([[1.0, dt, dt * dt / 2], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
     q = float(process_noise)
-    Q = q * np.array([[dt**5 / 20, dt**4 / 8, dt**3 / 6],
-                      [dt**4 / 8, dt**3 / 3, dt**2 / 2],
-                      [dt**3 / 6, dt**2 / 2, dt]])
+    Q = q * np.array(
+        [
+            [dt**5 / 20, dt**4 / 8, dt**3 / 6],
+            [dt**4 / 8, dt**3 / 3, dt**2 / 2],
+            [dt**3 / 6, dt**2 / 2, dt],
+        ]
+    )
     r = float(measurement_noise) ** 2
     obs = np.isfinite(x2)
 

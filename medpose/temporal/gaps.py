@@ -8,11 +8,12 @@
   every gap with its extent.
 * :func:`clean_gaps` runs both on a 3D :class:`~medpose.data.KeypointSequence`.
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,20 +24,36 @@ from ..data import KeypointSequence
 from ..errors import InputError
 from .filters import finite_runs
 
-__all__ = ["hampel_outliers", "bone_length_outliers", "fill_gaps", "clean_gaps", "GapResult", "CleanResult",
-           "DEFAULT_BONES"]
+__all__ = [
+    "hampel_outliers",
+    "bone_length_outliers",
+    "fill_gaps",
+    "clean_gaps",
+    "GapResult",
+    "CleanResult",
+    "DEFAULT_BONES",
+]
 
 #: Segments whose length is constant on a rigid body, in medpose keypoint names (thigh, shank,
 #: foot, upper arm, forearm, pelvis and shoulder widths).  Pairs absent from a sequence are skipped.
 DEFAULT_BONES: tuple[tuple[str, str], ...] = tuple(
-    [(f"hip_{s}", f"knee_{s}") for s in "lr"] + [(f"knee_{s}", f"ankle_{s}") for s in "lr"]
-    + [(f"ankle_{s}", f"heel_{s}") for s in "lr"] + [(f"heel_{s}", f"big_toe_{s}") for s in "lr"]
-    + [(f"shoulder_{s}", f"elbow_{s}") for s in "lr"] + [(f"elbow_{s}", f"wrist_{s}") for s in "lr"]
-    + [("hip_l", "hip_r"), ("shoulder_l", "shoulder_r")])
+    [(f"hip_{s}", f"knee_{s}") for s in "lr"]
+    + [(f"knee_{s}", f"ankle_{s}") for s in "lr"]
+    + [(f"ankle_{s}", f"heel_{s}") for s in "lr"]
+    + [(f"heel_{s}", f"big_toe_{s}") for s in "lr"]
+    + [(f"shoulder_{s}", f"elbow_{s}") for s in "lr"]
+    + [(f"elbow_{s}", f"wrist_{s}") for s in "lr"]
+    + [("hip_l", "hip_r"), ("shoulder_l", "shoulder_r")]
+)
 
 
-def hampel_outliers(positions: np.ndarray, fs: float, window_s: float = 0.25, n_sigmas: float = 4.0,
-                    min_speed: float = 0.0) -> np.ndarray:
+def hampel_outliers(
+    positions: np.ndarray,
+    fs: float,
+    window_s: float = 0.25,
+    n_sigmas: float = 4.0,
+    min_speed: float = 0.0,
+) -> np.ndarray:
     """Frames whose keypoint position jumps: a Hampel identifier on speeds.
 
     The speed ``v[t] = |p[t+1] - p[t]| * fs`` of every keypoint is compared with its running
@@ -98,8 +115,12 @@ def hampel_outliers(positions: np.ndarray, fs: float, window_s: float = 0.25, n_
     return out & fin
 
 
-def bone_length_outliers(positions: np.ndarray, names: Sequence[str],
-                         bones: Sequence[tuple[str, str]] = DEFAULT_BONES, tolerance: float = 0.15) -> np.ndarray:
+def bone_length_outliers(
+    positions: np.ndarray,
+    names: Sequence[str],
+    bones: Sequence[tuple[str, str]] = DEFAULT_BONES,
+    tolerance: float = 0.15,
+) -> np.ndarray:
     """Keypoints that make a rigid segment change length: a bone-length consistency check.
 
     Every bone whose length differs from its median over the sequence by more than
@@ -124,29 +145,33 @@ def bone_length_outliers(positions: np.ndarray, names: Sequence[str],
     p = np.asarray(positions, dtype=float)
     names = list(names)
     if p.ndim != 3 or p.shape[1] != len(names):
-        raise InputError(f"bone_length_outliers: positions must have shape (T, {len(names)}, 3), found {p.shape}")
+        raise InputError(
+            f"bone_length_outliers: positions must have shape (T, {len(names)}, 3), found {p.shape}"
+        )
     if not (np.isfinite(tolerance) and tolerance > 0):
-        raise InputError(f"bone_length_outliers: tolerance must be a positive fraction, found {tolerance!r}")
+        raise InputError(
+            f"bone_length_outliers: tolerance must be a positive fraction, found {tolerance!r}"
+        )
     idx = {n: i for i, n in enumerate(names)}
     use = [(idx[a], idx[b]) for a, b in bones if a in idx and b in idx]
     flags = np.zeros(p.shape[:2], dtype=bool)
     if not use:
         return flags
     ia, ib = np.array(use).T
-    length = np.linalg.norm(p[:, ia] - p[:, ib], axis=-1)            # (T, B)
+    length = np.linalg.norm(p[:, ia] - p[:, ib], axis=-1)  # (T, B)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(length, axis=0)
     present = np.isfinite(length)
     bad = present & (np.abs(length - med) > tolerance * med)
     k = p.shape[1]
-    onehot_a = np.eye(k, dtype=int)[ia]                               # (B, K)
+    onehot_a = np.eye(k, dtype=int)[ia]  # (B, K)
     onehot_b = np.eye(k, dtype=int)[ib]
     inc = onehot_a + onehot_b
-    n_bad = bad.astype(int) @ inc                                      # (T, K)
+    n_bad = bad.astype(int) @ inc  # (T, K)
     n_present = present.astype(int) @ inc
     flags = (n_bad > 0) & (n_bad == n_present)
-    orphan = bad & ~flags[:, ia] & ~flags[:, ib]                       # (T, B)
+    orphan = bad & ~flags[:, ia] & ~flags[:, ib]  # (T, B)
     flags |= (orphan.astype(int) @ inc) > 0
     return flags
 
@@ -170,8 +195,13 @@ class GapResult:
     gaps: pd.DataFrame
 
 
-def fill_gaps(x: np.ndarray, fs: float, max_gap_s: float = 0.2, method: str = "spline",
-              names: list[str] | tuple[str, ...] | None = None) -> GapResult:
+def fill_gaps(
+    x: np.ndarray,
+    fs: float,
+    max_gap_s: float = 0.2,
+    method: str = "spline",
+    names: list[str] | tuple[str, ...] | None = None,
+) -> GapResult:
     """Fill interior gaps up to ``max_gap_s`` long; report every gap.
 
     A gap is a run of NaN between two finite samples.  Gaps of at most
@@ -199,11 +229,15 @@ def fill_gaps(x: np.ndarray, fs: float, max_gap_s: float = 0.2, method: str = "s
     GapResult
     """
     if method not in ("spline", "pchip", "linear"):
-        raise InputError(f"fill_gaps: method must be 'spline', 'pchip' or 'linear', found {method!r}")
+        raise InputError(
+            f"fill_gaps: method must be 'spline', 'pchip' or 'linear', found {method!r}"
+        )
     if not (np.isfinite(fs) and fs > 0):
         raise InputError(f"fill_gaps: fs must be a positive number of Hz, found {fs!r}")
     if not (np.isfinite(max_gap_s) and max_gap_s >= 0):
-        raise InputError(f"fill_gaps: max_gap_s must be a non-negative number of seconds, found {max_gap_s!r}")
+        raise InputError(
+            f"fill_gaps: max_gap_s must be a non-negative number of seconds, found {max_gap_s!r}"
+        )
     a = np.asarray(x, dtype=float)
     if a.ndim == 0 or a.shape[0] == 0:
         raise InputError(f"fill_gaps: expected an array with time on axis 0, found shape {a.shape}")
@@ -250,8 +284,18 @@ def fill_gaps(x: np.ndarray, fs: float, max_gap_s: float = 0.2, method: str = "s
             else:
                 for c in range(pts.shape[2]):
                     out[idx, j, c] = np.interp(t[idx], tk, yk[:, c])
-    gaps = pd.DataFrame(rows, columns=["keypoint", "start_frame", "stop_frame", "n_frames", "duration_s",
-                                       "filled", "reason"])
+    gaps = pd.DataFrame(
+        rows,
+        columns=[
+            "keypoint",
+            "start_frame",
+            "stop_frame",
+            "n_frames",
+            "duration_s",
+            "filled",
+            "reason",
+        ],
+    )
     gaps.attrs.update({"rate_hz": float(fs), "max_gap_s": float(max_gap_s), "method": method})
     return GapResult(out.reshape(shape), gaps)
 
@@ -265,10 +309,16 @@ class CleanResult:
     gaps: pd.DataFrame
 
 
-def clean_gaps(sequence: KeypointSequence, max_gap_s: float = 0.2, method: str = "spline",
-               hampel_window_s: float = 0.25, n_sigmas: float = 4.0, min_speed: float = 0.0,
-               bones: Sequence[tuple[str, str]] | None = DEFAULT_BONES, bone_tolerance: float = 0.15
-               ) -> CleanResult:
+def clean_gaps(
+    sequence: KeypointSequence,
+    max_gap_s: float = 0.2,
+    method: str = "spline",
+    hampel_window_s: float = 0.25,
+    n_sigmas: float = 4.0,
+    min_speed: float = 0.0,
+    bones: Sequence[tuple[str, str]] | None = DEFAULT_BONES,
+    bone_tolerance: float = 0.15,
+) -> CleanResult:
     """Remove outliers (speed spikes, bone-length breaks) and fill short gaps in a 3D sequence.
 
     Samples flagged by :func:`hampel_outliers` or :func:`bone_length_outliers` (skipped when
@@ -289,4 +339,3 @@ def clean_gaps(sequence: KeypointSequence, max_gap_s: float = 0.2, method: str =
     was = np.all(np.isfinite(pos), axis=2)
     conf = np.where(was, sequence.confidence, 0.0)
     return CleanResult(sequence.with_positions(res.values, conf), flags, res.gaps)
-

@@ -7,6 +7,7 @@ threshold on a low-passed copy of the signal.  :func:`time_normalise` resamples 
 0-100 % (the convention of gait and exercise analysis, e.g. Winter 2009, ch. 1), and
 :func:`cut_repetitions` stacks all repetitions of a sequence so.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,18 @@ from .filters import butterworth
 
 __all__ = ["segment_repetitions", "time_normalise", "cut_repetitions", "principal_component"]
 
-_COLUMNS = ["repetition", "start_frame", "peak_frame", "end_frame", "start_s", "peak_s", "end_s",
-            "duration_s", "range", "peak_value"]
+_COLUMNS = [
+    "repetition",
+    "start_frame",
+    "peak_frame",
+    "end_frame",
+    "start_s",
+    "peak_s",
+    "end_s",
+    "duration_s",
+    "range",
+    "peak_value",
+]
 
 
 def principal_component(trajectory: np.ndarray) -> np.ndarray:
@@ -39,9 +50,16 @@ def principal_component(trajectory: np.ndarray) -> np.ndarray:
     return (x - x[ok].mean(axis=0)) @ d
 
 
-def segment_repetitions(signal: np.ndarray, fs: float, min_range: float, min_duration_s: float = 0.5,
-                        max_duration_s: float | None = None, direction: str = "auto",
-                        smooth_hz: float | None = 3.0, rest_fraction: float = 0.05) -> pd.DataFrame:
+def segment_repetitions(
+    signal: np.ndarray,
+    fs: float,
+    min_range: float,
+    min_duration_s: float = 0.5,
+    max_duration_s: float | None = None,
+    direction: str = "auto",
+    smooth_hz: float | None = 3.0,
+    rest_fraction: float = 0.05,
+) -> pd.DataFrame:
     """Find repetitions: excursions from rest to a peak and back.
 
     The signal is low-passed (:func:`~medpose.temporal.butterworth`, ``smooth_hz``) for
@@ -91,19 +109,27 @@ def segment_repetitions(signal: np.ndarray, fs: float, min_range: float, min_dur
     if x.ndim == 2:
         x = principal_component(x) if x.shape[1] > 1 else x[:, 0]
     if x.ndim != 1:
-        raise InputError(f"segment_repetitions: signal must have shape (T,) or (T, D), found {np.shape(signal)}")
+        raise InputError(
+            f"segment_repetitions: signal must have shape (T,) or (T, D), found {np.shape(signal)}"
+        )
     if not (np.isfinite(fs) and fs > 0):
         raise InputError(f"segment_repetitions: fs must be a positive number of Hz, found {fs!r}")
     if not (np.isfinite(min_range) and min_range > 0):
         raise InputError(f"segment_repetitions: min_range must be positive, found {min_range!r}")
     if not (np.isfinite(min_duration_s) and min_duration_s >= 0):
-        raise InputError(f"segment_repetitions: min_duration_s must be >= 0 s, found {min_duration_s!r}")
+        raise InputError(
+            f"segment_repetitions: min_duration_s must be >= 0 s, found {min_duration_s!r}"
+        )
     if direction not in ("auto", "up", "down"):
-        raise InputError(f"segment_repetitions: direction must be 'auto', 'up' or 'down', found {direction!r}")
+        raise InputError(
+            f"segment_repetitions: direction must be 'auto', 'up' or 'down', found {direction!r}"
+        )
     ok = np.isfinite(x)
     if ok.sum() < 3:
-        raise InputError(f"segment_repetitions: the signal has {int(ok.sum())} finite samples of {x.size}; "
-                         "expected at least 3")
+        raise InputError(
+            f"segment_repetitions: the signal has {int(ok.sum())} finite samples of {x.size}; "
+            "expected at least 3"
+        )
     t = np.arange(x.size)
     xf = np.interp(t, t[ok], x[ok])
     y = xf
@@ -122,7 +148,7 @@ def segment_repetitions(signal: np.ndarray, fs: float, min_range: float, min_dur
     # does not leave by min_range between them
     merged: list[int] = []
     for p in peaks:
-        if merged and s[merged[-1]:p + 1].min() > min(s[merged[-1]], s[p]) - min_range:
+        if merged and s[merged[-1] : p + 1].min() > min(s[merged[-1]], s[p]) - min_range:
             if s[p] > s[merged[-1]]:
                 merged[-1] = int(p)
             continue
@@ -132,21 +158,27 @@ def segment_repetitions(signal: np.ndarray, fs: float, min_range: float, min_dur
     bounds = np.concatenate([[0], peaks, [x.size - 1]])
     for i, p in enumerate(peaks):
         a, b = bounds[i], bounds[i + 2]
-        left = a + int(np.argmin(s[a:p + 1]))
-        right = p + int(np.argmin(s[p:b + 1]))
+        left = a + int(np.argmin(s[a : p + 1]))
+        right = p + int(np.argmin(s[p : b + 1]))
         rise_l, rise_r = s[p] - s[left], s[p] - s[right]
         # trim rest: last sample before the peak still near the left low point, and the first after
-        near_l = np.flatnonzero(s[left:p + 1] <= s[left] + rest_fraction * rise_l)
-        near_r = np.flatnonzero(s[p:right + 1] <= s[right] + rest_fraction * rise_r)
+        near_l = np.flatnonzero(s[left : p + 1] <= s[left] + rest_fraction * rise_l)
+        near_r = np.flatnonzero(s[p : right + 1] <= s[right] + rest_fraction * rise_r)
         start = left + int(near_l[-1]) if near_l.size else left
         end = p + int(near_r[0]) if near_r.size else right
-        peak = start + int(np.argmax(raw[start:end + 1]))
+        peak = start + int(np.argmax(raw[start : end + 1]))
         rng = float(raw[peak] - min(raw[start], raw[end]))
         dur = (end - start) / fs
-        if rng < min_range or dur < min_duration_s or (max_duration_s is not None and dur > max_duration_s):
+        if (
+            rng < min_range
+            or dur < min_duration_s
+            or (max_duration_s is not None and dur > max_duration_s)
+        ):
             continue
         rows.append((start, peak, end, rng, float(xf[peak])))
-    df = pd.DataFrame(rows, columns=["start_frame", "peak_frame", "end_frame", "range", "peak_value"])
+    df = pd.DataFrame(
+        rows, columns=["start_frame", "peak_frame", "end_frame", "range", "peak_value"]
+    )
     df.insert(0, "repetition", np.arange(len(df)))
     for c in ("start", "peak", "end"):
         df[f"{c}_s"] = df[f"{c}_frame"] / fs
@@ -200,5 +232,9 @@ def cut_repetitions(x: np.ndarray, repetitions: pd.DataFrame, n_points: int = 10
             raise InputError(f"cut_repetitions: the repetition table has no {col!r} column")
     if len(repetitions) == 0:
         return np.empty((0, int(n_points)) + a.shape[1:])
-    return np.stack([time_normalise(a[s:e + 1], n_points)
-                     for s, e in zip(repetitions["start_frame"], repetitions["end_frame"])])
+    return np.stack(
+        [
+            time_normalise(a[s : e + 1], n_points)
+            for s, e in zip(repetitions["start_frame"], repetitions["end_frame"])
+        ]
+    )

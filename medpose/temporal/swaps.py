@@ -14,9 +14,10 @@ minority frames are relabelled.  When a bone table is given, a flip is also only
 if it lowers the deviation of the pair's bones from their median lengths (a swap makes
 bone lengths jump).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,9 +34,13 @@ def lr_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
     return [(n, n[:-2] + "_r") for n in names if n.endswith("_l") and n[:-2] + "_r" in names]
 
 
-def repair_swaps_3d(sequence: KeypointSequence, pairs: Sequence[tuple[str, str]] | None = None,
-                    ratio: float = 0.5, min_jump_mm: float = 50.0,
-                    bones: Sequence[tuple[str, str]] | None = None) -> tuple[KeypointSequence, pd.DataFrame]:
+def repair_swaps_3d(
+    sequence: KeypointSequence,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    ratio: float = 0.5,
+    min_jump_mm: float = 50.0,
+    bones: Sequence[tuple[str, str]] | None = None,
+) -> tuple[KeypointSequence, pd.DataFrame]:
     """Detect and undo left/right label swaps in a 3D sequence.
 
     Parameters
@@ -69,15 +74,26 @@ def repair_swaps_3d(sequence: KeypointSequence, pairs: Sequence[tuple[str, str]]
     for a, b in pairs:
         for n in (a, b):
             if n not in names:
-                raise InputError(f"repair_swaps_3d: pair keypoint {n!r} not in the sequence's keypoints")
-    cols = ["stage", "frame", "time_s", "camera", "keypoint_l", "keypoint_r", "cost_before", "cost_after"]
+                raise InputError(
+                    f"repair_swaps_3d: pair keypoint {n!r} not in the sequence's keypoints"
+                )
+    cols = [
+        "stage",
+        "frame",
+        "time_s",
+        "camera",
+        "keypoint_l",
+        "keypoint_r",
+        "cost_before",
+        "cost_after",
+    ]
     if not pairs or sequence.n_frames < 2:
         return sequence, pd.DataFrame(columns=cols)
     pos = sequence.positions
     li = np.array([names.index(a) for a, _ in pairs])
     ri = np.array([names.index(b) for _, b in pairs])
-    L, R = pos[:, li], pos[:, ri]                                    # (T, P, 3)
-    ok = np.all(np.isfinite(L), -1) & np.all(np.isfinite(R), -1)    # (T, P)
+    L, R = pos[:, li], pos[:, ri]  # (T, P, 3)
+    ok = np.all(np.isfinite(L), -1) & np.all(np.isfinite(R), -1)  # (T, P)
     t_idx = np.arange(sequence.n_frames)
     # previous observed frame of each pair (forward fill of indices)
     last = np.where(ok, t_idx[:, None], -1)
@@ -90,8 +106,12 @@ def repair_swaps_3d(sequence: KeypointSequence, pairs: Sequence[tuple[str, str]]
     def flips(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         A, B = P[:, li], P[:, ri]
         Ap, Bp = A[np.maximum(prev, 0), pidx], B[np.maximum(prev, 0), pidx]
-        k = np.where(has_prev, np.linalg.norm(A - Ap, axis=-1) + np.linalg.norm(B - Bp, axis=-1), 0.0)
-        e = np.where(has_prev, np.linalg.norm(A - Bp, axis=-1) + np.linalg.norm(B - Ap, axis=-1), 0.0)
+        k = np.where(
+            has_prev, np.linalg.norm(A - Ap, axis=-1) + np.linalg.norm(B - Bp, axis=-1), 0.0
+        )
+        e = np.where(
+            has_prev, np.linalg.norm(A - Bp, axis=-1) + np.linalg.norm(B - Ap, axis=-1), 0.0
+        )
         return k, e, has_prev & (e < ratio * k) & (k - e > min_jump_mm)
 
     def majority(state: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -120,22 +140,39 @@ def repair_swaps_3d(sequence: KeypointSequence, pairs: Sequence[tuple[str, str]]
     out = sequence.with_positions(new, conf)
     Lp2, Rp2 = new[np.maximum(prev, 0), li], new[np.maximum(prev, 0), ri]
     after = np.linalg.norm(new[:, li] - Lp2, axis=-1) + np.linalg.norm(new[:, ri] - Rp2, axis=-1)
-    report = pd.DataFrame({"stage": "3d", "frame": t, "time_s": sequence.start + t / sequence.rate, "camera": "",
-                           "keypoint_l": np.array([a for a, _ in pairs], dtype=object)[p],
-                           "keypoint_r": np.array([b for _, b in pairs], dtype=object)[p],
-                           "cost_before": np.where(has_prev[t, p], keep[t, p], np.nan),
-                           "cost_after": np.where(has_prev[t, p], after[t, p], np.nan)}, columns=cols)
+    report = pd.DataFrame(
+        {
+            "stage": "3d",
+            "frame": t,
+            "time_s": sequence.start + t / sequence.rate,
+            "camera": "",
+            "keypoint_l": np.array([a for a, _ in pairs], dtype=object)[p],
+            "keypoint_r": np.array([b for _, b in pairs], dtype=object)[p],
+            "cost_before": np.where(has_prev[t, p], keep[t, p], np.nan),
+            "cost_after": np.where(has_prev[t, p], after[t, p], np.nan),
+        },
+        columns=cols,
+    )
     return out, report
 
 
-def _bones_agree(pos: np.ndarray, names: tuple[str, ...], pairs, li, ri, relabel: np.ndarray,
-                 bones: Sequence[tuple[str, str]]) -> np.ndarray:
+def _bones_agree(
+    pos: np.ndarray,
+    names: tuple[str, ...],
+    pairs,
+    li,
+    ri,
+    relabel: np.ndarray,
+    bones: Sequence[tuple[str, str]],
+) -> np.ndarray:
     """(T, P) True where relabelling brings the pair's bones closer to their median lengths."""
     idx = {n: i for i, n in enumerate(names)}
     for a, b in bones:
         for n in (a, b):
             if n not in idx:
-                raise InputError(f"repair_swaps_3d: bone keypoint {n!r} not in the sequence's keypoints")
+                raise InputError(
+                    f"repair_swaps_3d: bone keypoint {n!r} not in the sequence's keypoints"
+                )
     agree = np.ones(relabel.shape, dtype=bool)
     for j, (l, r) in enumerate(pairs):
         own = [(a, b) for a, b in bones if l in (a, b) or r in (a, b)]

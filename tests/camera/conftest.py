@@ -1,4 +1,5 @@
 """Shared camera-test fixtures: a distorted 4-camera rig and a squat seen by it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,6 +23,8 @@ def truth():
     every second frame of 30 Hz (15 Hz)."""
     ex = syn.make_exercise("squat", rate=30.0, repetitions=2, seed=0)
     names = get_layout("mediapipe33").medpose
-    x = np.asarray(forward_kinematics(Skeleton.default(), np.array(ex.angles.values), keypoints=names))
-    world = np.stack([x[..., 0], -x[..., 2], x[..., 1]], -1)       # ISB Y-up -> Z-up
+    x = np.asarray(
+        forward_kinematics(Skeleton.default(), np.array(ex.angles.values), keypoints=names)
+    )
+    world = np.stack([x[..., 0], -x[..., 2], x[..., 1]], -1)  # ISB Y-up -> Z-up
     return KeypointSequence(world[::2], names, 15.0, frame="camera")

@@ -27,18 +27,22 @@ def _opencv_reference(cam: Camera, X: np.ndarray) -> np.ndarray:
     for p in X:
         x, y, z = R @ p + cam.translation
         xp, yp = x / z, y / z
-        r2 = xp ** 2 + yp ** 2
-        num = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3
-        den = 1 + k4 * r2 + k5 * r2 ** 2 + k6 * r2 ** 3
-        xpp = xp * num / den + 2 * p1 * xp * yp + p2 * (r2 + 2 * xp ** 2)
-        ypp = yp * num / den + p1 * (r2 + 2 * yp ** 2) + 2 * p2 * xp * yp
-        out.append([cam.matrix[0, 0] * xpp + cam.matrix[0, 2], cam.matrix[1, 1] * ypp + cam.matrix[1, 2]])
+        r2 = xp**2 + yp**2
+        num = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
+        den = 1 + k4 * r2 + k5 * r2**2 + k6 * r2**3
+        xpp = xp * num / den + 2 * p1 * xp * yp + p2 * (r2 + 2 * xp**2)
+        ypp = yp * num / den + p1 * (r2 + 2 * yp**2) + 2 * p2 * xp * yp
+        out.append(
+            [cam.matrix[0, 0] * xpp + cam.matrix[0, 2], cam.matrix[1, 1] * ypp + cam.matrix[1, 2]]
+        )
     return np.array(out)
 
 
 def _points(n: int = 50, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return np.column_stack([rng.uniform(-600, 600, n), rng.uniform(-400, 400, n), rng.uniform(1500, 3000, n)])
+    return np.column_stack(
+        [rng.uniform(-600, 600, n), rng.uniform(-400, 400, n), rng.uniform(1500, 3000, n)]
+    )
 
 
 def test_pinhole_projection_hand_computed():
@@ -54,15 +58,22 @@ def test_rotation_convention_is_rodrigues_world_to_camera():
     xc = Rotation.from_rotvec([0, np.pi / 2, 0]).apply(X) + [0, 0, 1000]
     np.testing.assert_allclose(xc, [100, 50, 2000], atol=1e-9)
     np.testing.assert_allclose(cam.world_to_camera().apply(X), xc, atol=1e-9)
-    np.testing.assert_allclose(cam.project(X), [800 * 100 / 2000 + 320, 820 * 50 / 2000 + 240], atol=1e-9)
-    np.testing.assert_allclose(cam.rotation_matrix, Rotation.from_rotvec([0, np.pi / 2, 0]).as_matrix())
+    np.testing.assert_allclose(
+        cam.project(X), [800 * 100 / 2000 + 320, 820 * 50 / 2000 + 240], atol=1e-9
+    )
+    np.testing.assert_allclose(
+        cam.rotation_matrix, Rotation.from_rotvec([0, np.pi / 2, 0]).as_matrix()
+    )
 
 
-@pytest.mark.parametrize("dist", [
-    [-0.2, 0.05, 0.001, -0.002],
-    [-0.2, 0.05, 0.001, -0.002, 0.01],
-    [0.1, -0.03, 0.0005, 0.001, 0.002, 0.05, -0.01, 0.003],
-])
+@pytest.mark.parametrize(
+    "dist",
+    [
+        [-0.2, 0.05, 0.001, -0.002],
+        [-0.2, 0.05, 0.001, -0.002, 0.01],
+        [0.1, -0.03, 0.0005, 0.001, 0.002, 0.05, -0.01, 0.003],
+    ],
+)
 def test_distortion_matches_opencv_formula(dist):
     cam = Camera("c", (640, 480), K, dist, rotation=[0.1, -0.2, 0.05], translation=[20, -30, 100])
     X = _points()
@@ -87,24 +98,37 @@ def test_points_behind_camera_and_nan_give_nan():
 def test_skew_is_applied():
     cam = Camera("c", (640, 480), [[800, 5, 320], [0, 820, 240], [0, 0, 1]])
     np.testing.assert_allclose(cam.project([100.0, -50.0, 2000.0]), [360 + 5 * -0.025, 219.5])
-    np.testing.assert_allclose(cam.undistort_points(cam.project([100.0, -50.0, 2000.0])), [0.05, -0.025])
+    np.testing.assert_allclose(
+        cam.undistort_points(cam.project([100.0, -50.0, 2000.0])), [0.05, -0.025]
+    )
 
 
-@pytest.mark.parametrize("dist", [[-0.2, 0.05, 0.001, -0.002, 0.01],
-                                  [0.1, -0.03, 0.0005, 0.001, 0.002, 0.05, -0.01, 0.003]])
+@pytest.mark.parametrize(
+    "dist",
+    [[-0.2, 0.05, 0.001, -0.002, 0.01], [0.1, -0.03, 0.0005, 0.001, 0.002, 0.05, -0.01, 0.003]],
+)
 def test_undistort_inverts_project(dist):
     cam = Camera("c", (640, 480), K, dist, rotation=[0.1, -0.2, 0.05], translation=[20, -30, 100])
     X = _points()
     xc = cam.world_to_camera().apply(X)
     normalised = cam.undistort_points(cam.project(X))
     np.testing.assert_allclose(normalised, xc[:, :2] / xc[:, 2:], atol=1e-10)
-    np.testing.assert_allclose(cam.undistort_points(cam.project(X), normalized=False),
-                               cam.project(X, distort=False), atol=1e-6)
+    np.testing.assert_allclose(
+        cam.undistort_points(cam.project(X), normalized=False),
+        cam.project(X, distort=False),
+        atol=1e-6,
+    )
 
 
 @settings(max_examples=40, deadline=None)
-@given(k1=st.floats(-0.3, 0.3), k2=st.floats(-0.1, 0.1), p1=st.floats(-0.005, 0.005), p2=st.floats(-0.005, 0.005),
-       u=st.floats(0, 640), v=st.floats(0, 480))
+@given(
+    k1=st.floats(-0.3, 0.3),
+    k2=st.floats(-0.1, 0.1),
+    p1=st.floats(-0.005, 0.005),
+    p2=st.floats(-0.005, 0.005),
+    u=st.floats(0, 640),
+    v=st.floats(0, 480),
+)
 def test_project_undistort_roundtrip_property(k1, k2, p1, p2, u, v):
     """For pixels inside the image, undistort then re-distort returns the pixel (iteration converged)."""
     cam = Camera("c", (640, 480), K, [k1, k2, p1, p2])
@@ -137,22 +161,25 @@ def test_arrays_are_readonly_float64():
         cam.translation[0] = 1.0
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    ({"matrix": [[800, 0, 320], [0, 820, 240]]}, "matrix must be 3x3"),
-    ({"matrix": [[800, 0, 320], [0, np.nan, 240], [0, 0, 1]]}, "matrix contains NaN"),
-    ({"matrix": [[800, 0, 320], [3, 820, 240], [0, 0, 1]]}, "upper-triangular"),
-    ({"matrix": [[800, 0, 320], [0, 820, 240], [0, 0, 2]]}, "K[2,2] = 1"),
-    ({"matrix": [[-800, 0, 320], [0, 820, 240], [0, 0, 1]]}, "focal lengths must be positive"),
-    ({"distortion": [0.1, 0.2, 0.3]}, "4, 5 or 8 coefficients"),
-    ({"distortion": [0.1, 0.2, 0.3, 0.0, 0.0, 0.0]}, "found 6"),
-    ({"distortion": [0.1, np.inf, 0, 0]}, "distortion contains NaN"),
-    ({"size": (0, 480)}, "size must be two positive integers"),
-    ({"size": (640.5, 480)}, "size must be two positive integers"),
-    ({"size": (640,)}, "size must be two positive integers"),
-    ({"rotation": [0, 0]}, "rotation must have 3 values"),
-    ({"translation": [0, np.nan, 0]}, "translation contains NaN"),
-    ({"matrix": "abc"}, "matrix: expected numbers"),
-])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"matrix": [[800, 0, 320], [0, 820, 240]]}, "matrix must be 3x3"),
+        ({"matrix": [[800, 0, 320], [0, np.nan, 240], [0, 0, 1]]}, "matrix contains NaN"),
+        ({"matrix": [[800, 0, 320], [3, 820, 240], [0, 0, 1]]}, "upper-triangular"),
+        ({"matrix": [[800, 0, 320], [0, 820, 240], [0, 0, 2]]}, "K[2,2] = 1"),
+        ({"matrix": [[-800, 0, 320], [0, 820, 240], [0, 0, 1]]}, "focal lengths must be positive"),
+        ({"distortion": [0.1, 0.2, 0.3]}, "4, 5 or 8 coefficients"),
+        ({"distortion": [0.1, 0.2, 0.3, 0.0, 0.0, 0.0]}, "found 6"),
+        ({"distortion": [0.1, np.inf, 0, 0]}, "distortion contains NaN"),
+        ({"size": (0, 480)}, "size must be two positive integers"),
+        ({"size": (640.5, 480)}, "size must be two positive integers"),
+        ({"size": (640,)}, "size must be two positive integers"),
+        ({"rotation": [0, 0]}, "rotation must have 3 values"),
+        ({"translation": [0, np.nan, 0]}, "translation contains NaN"),
+        ({"matrix": "abc"}, "matrix: expected numbers"),
+    ],
+)
 def test_bad_camera_parameters(kwargs, expected):
     args = {"name": "camA", "size": (640, 480), "matrix": K} | kwargs
     with pytest.raises(InputError) as e:

@@ -1,4 +1,5 @@
 """Triangulation, per-view left/right repair and their bad-input paths, on synthetic rigs with known truth."""
+
 from __future__ import annotations
 
 import warnings
@@ -9,9 +10,16 @@ import pytest
 import medpose.synthetic as syn
 from medpose.camera.model import Camera
 from medpose.camera.swaps import lr_pairs, swap_assignments
-from medpose.camera.triangulation import (ImageSizeWarning, dlt, reproject, triangulate, triangulate_points)
+from medpose.camera.triangulation import (
+    ImageSizeWarning,
+    dlt,
+    reproject,
+    triangulate,
+    triangulate_points,
+)
 from medpose.data import KeypointSequence
 from medpose.errors import DegenerateConfiguration, InputError
+
 
 def _views(rig, truth, **kw):
     return syn.project_to_cameras(rig, truth, **kw)
@@ -23,7 +31,7 @@ def test_dlt_is_exact_without_noise(rig):
     P = np.stack([c.projection_matrix for c in rig])
     px = np.stack([c.project(X, distort=False) for c in rig], axis=1)
     np.testing.assert_allclose(dlt(P, px), X, atol=1e-6)
-    px[:10, 1:] = np.nan                                  # seen by one camera only
+    px[:10, 1:] = np.nan  # seen by one camera only
     assert np.isnan(dlt(P, px)[:10]).all()
     with pytest.raises(InputError, match=r"\(C, 3, 4\)"):
         dlt(P[:, :2], px)
@@ -47,20 +55,20 @@ def test_triangulate_recovers_truth_and_names(rig, truth):
 def test_triangulate_with_noise_and_an_outlier_camera(rig, truth):
     views = _views(rig, truth, pixel_sigma=1.0, occluded_confidence=0.9, seed=3)
     bad = views["cam02"].positions.copy()
-    bad[:, truth.index("knee_r")] += 150.0                # cam02 is wrong about the right knee
+    bad[:, truth.index("knee_r")] += 150.0  # cam02 is wrong about the right knee
     views["cam02"] = views["cam02"].with_positions(bad)
     res = triangulate(rig, views)
     err = np.linalg.norm(res.sequence.positions - truth.positions, axis=-1)
     assert np.nanmedian(err) < 5.0
     k = truth.index("knee_r")
-    assert not res.used[:, k, 1].any()                    # rejected in every frame
+    assert not res.used[:, k, 1].any()  # rejected in every frame
     assert np.nanmax(err[:, k]) < 15.0
-    assert np.nanmin(res.errors[:, k, 1]) > 100.0         # reported against the camera that made it
+    assert np.nanmin(res.errors[:, k, 1]) > 100.0  # reported against the camera that made it
 
 
 def test_triangulate_points_batched_shapes(rig):
     X = np.array([[0.0, 0.0, 1000.0], [100.0, 50.0, 1500.0]])
-    px = reproject(rig, X)                                # (2, C, 2)
+    px = reproject(rig, X)  # (2, C, 2)
     pts, err, used = triangulate_points(rig, np.stack([px, px]))
     assert pts.shape == (2, 2, 3) and err.shape == (2, 2, 4) and used.shape == (2, 2, 4)
     np.testing.assert_allclose(pts[1], X, atol=1e-6)
@@ -75,7 +83,9 @@ def test_swap_assignments():
 
 
 def test_injected_view_swaps_are_found_and_undone(rig, truth):
-    views, report = _views(rig, truth, pixel_sigma=2.0, swap_rate=1.0, swap_len=4.0, seed=5, return_report=True)
+    views, report = _views(
+        rig, truth, pixel_sigma=2.0, swap_rate=1.0, swap_len=4.0, seed=5, return_report=True
+    )
     clean = _views(rig, truth, pixel_sigma=0.0)
     res = triangulate(rig, views)
     pairs = lr_pairs(truth.names)
@@ -92,7 +102,9 @@ def test_injected_view_swaps_are_found_and_undone(rig, truth):
                         continue
                     injected += 1
                     # labelled as the truth again (the 2 px noise and the pair's separation decide)
-                    fixed += np.linalg.norm(out[t, a] - ref[t, a]) < np.linalg.norm(out[t, a] - ref[t, b])
+                    fixed += np.linalg.norm(out[t, a] - ref[t, a]) < np.linalg.norm(
+                        out[t, a] - ref[t, b]
+                    )
     assert injected > 200
     assert fixed / injected >= 0.95, f"{fixed} of {injected} injected swaps undone"
     assert set(res.swaps["stage"]) <= {"view", "3d"} and (res.swaps["stage"] == "view").any()
@@ -145,20 +157,31 @@ def test_wrong_kind_of_keypoints(rig, views, truth):
 
 
 def test_image_size_warning_names_camera_and_amount(rig, views):
-    with pytest.warns(ImageSizeWarning, match=r"camera 'cam01': images are 1912x1080 px .*1920x1080 px \(-8 px in width"):
+    with pytest.warns(
+        ImageSizeWarning,
+        match=r"camera 'cam01': images are 1912x1080 px .*1920x1080 px \(-8 px in width",
+    ):
         triangulate(rig, views, image_sizes={"cam01": (1912, 1080)}, repair_swaps=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        triangulate(rig, views, image_sizes={"cam01": (1921, 1080)}, repair_swaps=False)  # within tolerance
+        triangulate(
+            rig, views, image_sizes={"cam01": (1921, 1080)}, repair_swaps=False
+        )  # within tolerance
 
 
 def test_unseen_keypoint_warns_and_nothing_seen_raises(rig, views):
-    v = {n: s.with_positions(np.where(np.arange(len(s.names))[None, :, None] == 0, np.nan, s.positions))
-         for n, s in views.items()}
+    v = {
+        n: s.with_positions(
+            np.where(np.arange(len(s.names))[None, :, None] == 0, np.nan, s.positions)
+        )
+        for n, s in views.items()
+    }
     with pytest.warns(UserWarning, match=r"keypoints \['nose'\] were not seen"):
         res = triangulate(rig, v, repair_swaps=False)
     assert np.isnan(res.sequence.positions[:, 0]).all()
-    v = {n: s.with_positions(s.positions, np.full(s.confidence.shape, 0.1)) for n, s in views.items()}
+    v = {
+        n: s.with_positions(s.positions, np.full(s.confidence.shape, 0.1)) for n, s in views.items()
+    }
     with pytest.raises(DegenerateConfiguration, match="no keypoint was seen"):
         triangulate(rig, v)
 

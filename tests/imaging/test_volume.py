@@ -1,6 +1,6 @@
 """Volumes: voxel <-> LPS geometry checked against nibabel, pydicom and SimpleITK on real scanner files."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import shutil
 import warnings
@@ -21,7 +21,12 @@ from medpose.io import volume as io_volume
 
 NIB_DATA = Path(nib.__file__).resolve().parent / "tests" / "data"
 # Real 3D NIfTI files shipped with nibabel (standard.nii.gz has qform_code 0 and sform_code 2).
-NIFTI_3D = ["anatomical.nii", "reoriented_anat_moved.nii", "resampled_anat_moved.nii", "standard.nii.gz"]
+NIFTI_3D = [
+    "anatomical.nii",
+    "reoriented_anat_moved.nii",
+    "resampled_anat_moved.nii",
+    "standard.nii.gz",
+]
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 RAS_TO_LPS_4 = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -34,7 +39,9 @@ def nib_data() -> Path:
 
 
 def _all_indices(shape) -> np.ndarray:
-    return np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).reshape(-1, 3)
+    return np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).reshape(
+        -1, 3
+    )
 
 
 def _nibabel_lps(img, ijk: np.ndarray) -> np.ndarray:
@@ -46,7 +53,9 @@ def _oblique_volume(dtype=np.int16) -> Volume:
     rng = np.random.default_rng(0)
     arr = rng.integers(-1000, 3000, size=(7, 6, 5)).astype(dtype)
     direction = Rotation.from_euler("xyz", [12.0, -25.0, 40.0], degrees=True).as_matrix()
-    return Volume(arr, spacing=[0.75, 1.25, 2.5], origin=[-120.5, 33.25, -70.0], direction=direction)
+    return Volume(
+        arr, spacing=[0.75, 1.25, 2.5], origin=[-120.5, 33.25, -70.0], direction=direction
+    )
 
 
 # ---------------------------------------------------------------------------- NIfTI vs nibabel
@@ -54,7 +63,9 @@ def _oblique_volume(dtype=np.int16) -> Volume:
 def test_nifti_every_voxel_where_nibabel_puts_it(nib_data, name):
     path = nib_data / name
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # these files have consistent headers: no qform/sform warning
+        warnings.simplefilter(
+            "error"
+        )  # these files have consistent headers: no qform/sform warning
         vol = read_volume(path)
     img = nib.load(str(path))
     assert vol.shape == img.shape
@@ -62,7 +73,6 @@ def test_nifti_every_voxel_where_nibabel_puts_it(nib_data, name):
     ijk = _all_indices(vol.shape)
     np.testing.assert_allclose(vol.index_to_lps(ijk), _nibabel_lps(img, ijk), atol=1e-4)
     np.testing.assert_allclose(vol.affine, RAS_TO_LPS_4 @ img.affine, atol=1e-4)
-
 
 
 def test_oblique_real_header_agrees_with_nibabel(nib_data, tmp_path):
@@ -75,7 +85,9 @@ def test_oblique_real_header_agrees_with_nibabel(nib_data, tmp_path):
     vol = read_volume(path)
     assert not np.allclose(vol.direction, np.diag(np.diag(vol.direction)))  # truly oblique
     ijk = _all_indices(vol.shape)
-    np.testing.assert_allclose(vol.index_to_lps(ijk), _nibabel_lps(nib.load(str(path)), ijk), atol=1e-4)
+    np.testing.assert_allclose(
+        vol.index_to_lps(ijk), _nibabel_lps(nib.load(str(path)), ijk), atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("qcode, scode", [(1, 2), (0, 0)])
@@ -91,8 +103,11 @@ def test_nifti_qform_sform_conflict_warns(tmp_path, qcode, scode):
     img.set_sform(s, scode)
     path = tmp_path / "conflict.nii"
     nib.save(img, str(path))
-    with pytest.warns(UserWarning, match=rf"conflict\.nii: the NIfTI qform \(code {qcode}\) and sform \(code {scode}\) "
-                                         r"disagree; medpose uses ITK's choice"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"conflict\.nii: the NIfTI qform \(code {qcode}\) and sform \(code {scode}\) "
+        r"disagree; medpose uses ITK's choice",
+    ):
         read_volume(path)
 
 
@@ -114,22 +129,32 @@ def test_dicom_ct_geometry_against_pydicom(tmp_path, ct_file):
     assert vol.shape == (int(ds.Columns), int(ds.Rows), 1)
     np.testing.assert_allclose(vol.origin, [float(v) for v in ds.ImagePositionPatient], atol=1e-6)
     # PixelSpacing is (row spacing = along j, column spacing = along i): PS3.3 C.7.6.2.1.1 / 10.7.1.3
-    np.testing.assert_allclose(vol.spacing[:2], [float(ds.PixelSpacing[1]), float(ds.PixelSpacing[0])], atol=1e-6)
-    np.testing.assert_allclose(vol.spacing[2], float(ds.SliceThickness), atol=1e-6)  # one slice: 5 mm
+    np.testing.assert_allclose(
+        vol.spacing[:2], [float(ds.PixelSpacing[1]), float(ds.PixelSpacing[0])], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        vol.spacing[2], float(ds.SliceThickness), atol=1e-6
+    )  # one slice: 5 mm
     iop = np.array([float(v) for v in ds.ImageOrientationPatient])
     np.testing.assert_allclose(vol.direction[:, 0], iop[:3], atol=1e-6)
     np.testing.assert_allclose(vol.direction[:, 1], iop[3:], atol=1e-6)
-    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)  # [row, column] = [j, i]
+    hu = ds.pixel_array * float(ds.RescaleSlope) + float(
+        ds.RescaleIntercept
+    )  # [row, column] = [j, i]
     np.testing.assert_array_equal(vol.array[:, :, 0], hu.T)
     # a voxel's LPS position per the DICOM Image Plane equation (PS3.3 C.7.6.2.1.1)
     i, j = 17, 93
-    expected = (np.array([float(v) for v in ds.ImagePositionPatient]) + iop[:3] * float(ds.PixelSpacing[1]) * i
-                + iop[3:] * float(ds.PixelSpacing[0]) * j)
+    expected = (
+        np.array([float(v) for v in ds.ImagePositionPatient])
+        + iop[:3] * float(ds.PixelSpacing[1]) * i
+        + iop[3:] * float(ds.PixelSpacing[0]) * j
+    )
     np.testing.assert_allclose(vol.index_to_lps([i, j, 0]), expected, atol=1e-6)
 
 
-def _write_series(ct_file: Path, folder: Path, z_offsets, series_uid: str | None = None,
-                  prefix: str = "img") -> list[float]:
+def _write_series(
+    ct_file: Path, folder: Path, z_offsets, series_uid: str | None = None, prefix: str = "img"
+) -> list[float]:
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
     for n, dz in enumerate(z_offsets):
@@ -141,7 +166,9 @@ def _write_series(ct_file: Path, folder: Path, z_offsets, series_uid: str | None
         pos = [float(v) for v in ds.ImagePositionPatient]
         ds.ImagePositionPatient = [pos[0], pos[1], pos[2] + dz]
         ds.SliceLocation = pos[2] + dz
-        ds.PixelData = (ds.pixel_array + int(dz)).astype(ds.pixel_array.dtype).tobytes()  # tag each slice
+        ds.PixelData = (
+            (ds.pixel_array + int(dz)).astype(ds.pixel_array.dtype).tobytes()
+        )  # tag each slice
         ds.save_as(folder / f"{prefix}_{n:02d}.dcm")  # file order differs from position order
     return [float(v) for v in pydicom.dcmread(ct_file).ImagePositionPatient]
 
@@ -160,14 +187,20 @@ def test_dicom_series_sorted_by_position(tmp_path, ct_file):
 def test_dicom_two_series_refused_then_chosen(tmp_path, ct_file):
     a, b = generate_uid(), generate_uid()
     _write_series(ct_file, tmp_path / "mixed", [0.0, 5.0], series_uid=a, prefix="a")
-    _write_series(ct_file, tmp_path / "mixed", [0.0, 5.0, 10.0], series_uid=b, prefix="b")  # same folder
-    with pytest.raises(InputError, match=r"mixed: folder holds 2 DICOM series; pass series_uid= to choose one") as info:
+    _write_series(
+        ct_file, tmp_path / "mixed", [0.0, 5.0, 10.0], series_uid=b, prefix="b"
+    )  # same folder
+    with pytest.raises(
+        InputError, match=r"mixed: folder holds 2 DICOM series; pass series_uid= to choose one"
+    ) as info:
         read_volume(tmp_path / "mixed")
     assert a not in str(info.value) and str(tmp_path) not in str(info.value)
     assert sorted(list_dicom_series(tmp_path / "mixed")) == sorted([a, b])
     assert read_volume(tmp_path / "mixed", series_uid=a).shape[2] == 2
     assert read_volume(tmp_path / "mixed", series_uid=b).shape[2] == 3
-    with pytest.raises(InputError, match=r"series_uid '1\.2\.3' not found; the folder holds 2 other series"):
+    with pytest.raises(
+        InputError, match=r"series_uid '1\.2\.3' not found; the folder holds 2 other series"
+    ):
         read_volume(tmp_path / "mixed", series_uid="1.2.3")
 
 
@@ -212,7 +245,9 @@ def test_sitk_round_trip_and_index_maths_match_itk():
     itk = np.array([img.TransformContinuousIndexToPhysicalPoint(tuple(map(float, p))) for p in ijk])
     np.testing.assert_allclose(vol.index_to_lps(ijk), itk, atol=1e-9)
     np.testing.assert_allclose(vol.lps_to_index(itk), ijk, atol=1e-9)
-    np.testing.assert_allclose(vol.index_to_lps(ijk.reshape(5, 10, 3)), itk.reshape(5, 10, 3), atol=1e-9)
+    np.testing.assert_allclose(
+        vol.index_to_lps(ijk.reshape(5, 10, 3)), itk.reshape(5, 10, 3), atol=1e-9
+    )
     back = Volume.from_sitk(img)
     np.testing.assert_array_equal(back.array, vol.array)
     np.testing.assert_array_equal(back.affine, vol.affine)
@@ -235,8 +270,11 @@ def test_truncated_nifti(tmp_path, nib_data):
     raw = (nib_data / "anatomical.nii").read_bytes()
     bad = tmp_path / "cut.nii"
     bad.write_bytes(raw[: len(raw) // 2])  # ITK 5.4 alone reads this without error, zero-filled
-    with pytest.raises(InputError, match=r"cut\.nii: truncated NIfTI: 34001 bytes of voxel data, the header "
-                                         r"promises 67650 \(\(33, 41, 25\) x >i2\)") as info:
+    with pytest.raises(
+        InputError,
+        match=r"cut\.nii: truncated NIfTI: 34001 bytes of voxel data, the header "
+        r"promises 67650 \(\(33, 41, 25\) x >i2\)",
+    ) as info:
         read_volume(bad)
     assert str(tmp_path) not in str(info.value)
     bad.write_bytes(raw[:200])  # inside the 348-byte header
@@ -249,7 +287,9 @@ def test_truncated_nifti_gz(tmp_path, nib_data):
         raw = (nib_data / source).read_bytes()
         bad = tmp_path / "cut.nii.gz"
         bad.write_bytes(raw[: len(raw) * 2 // 3])  # ITK 5.4 alone reads both without error
-        with pytest.raises(InputError, match=r"cut\.nii\.gz: truncated or corrupt gzip stream \(EOFError"):
+        with pytest.raises(
+            InputError, match=r"cut\.nii\.gz: truncated or corrupt gzip stream \(EOFError"
+        ):
             read_volume(bad)
 
 
@@ -261,8 +301,12 @@ def test_nan_voxels_stay_nan(tmp_path, nib_data):
     arr[1, 2, 3], arr[0, 0, 0], arr[6, 5, 4] = np.nan, np.inf, -np.inf
     src = Volume(arr, [1, 1, 1], [0, 0, 0], np.eye(3))
     for ext in (".nii", ".nii.gz", ".nrrd", ".mha"):
-        np.testing.assert_array_equal(read_volume(write_volume(src, tmp_path / f"n{ext}")).array, arr)
-    nib.save(nib.Nifti1Image(arr[..., None], np.eye(4)), str(tmp_path / "one_volume_4d.nii"))  # (I, J, K, 1)
+        np.testing.assert_array_equal(
+            read_volume(write_volume(src, tmp_path / f"n{ext}")).array, arr
+        )
+    nib.save(
+        nib.Nifti1Image(arr[..., None], np.eye(4)), str(tmp_path / "one_volume_4d.nii")
+    )  # (I, J, K, 1)
     np.testing.assert_array_equal(read_volume(tmp_path / "one_volume_4d.nii").array, arr)
 
 
@@ -270,28 +314,46 @@ def test_missing_path_and_unknown_extension(tmp_path):
     with pytest.raises(InputError, match=r"nope\.nii\.gz: image file or DICOM folder not found"):
         read_volume(tmp_path / "nope.nii.gz")
     (tmp_path / "scan.png").write_bytes(b"\x89PNG")
-    with pytest.raises(InputError, match=r"scan\.png: unknown image extension '\.png'; expected one of .*'\.nii\.gz'"):
+    with pytest.raises(
+        InputError,
+        match=r"scan\.png: unknown image extension '\.png'; expected one of .*'\.nii\.gz'",
+    ):
         read_volume(tmp_path / "scan.png")
     with pytest.raises(InputError, match=r"out\.dcm: unknown image extension '\.dcm'"):
         write_volume(_oblique_volume(), tmp_path / "out.dcm")
 
 
 def test_4d_and_vector_images_refused(tmp_path, nib_data):
-    with pytest.raises(InputError, match=r"example4d\.nii\.gz: 4D image of size \(128, 96, 24, 2\); expected a 3D volume"):
+    with pytest.raises(
+        InputError,
+        match=r"example4d\.nii\.gz: 4D image of size \(128, 96, 24, 2\); expected a 3D volume",
+    ):
         read_volume(nib_data / "example4d.nii.gz")
     vec = sitk.Image([4, 5, 6], sitk.sitkVectorFloat32, 3)
     sitk.WriteImage(vec, str(tmp_path / "vec.mha"))
-    with pytest.raises(InputError, match=r"vec\.mha: vector image with 3 components per voxel; medpose volumes are "
-                                         r"mono-channel only"):
+    with pytest.raises(
+        InputError,
+        match=r"vec\.mha: vector image with 3 components per voxel; medpose volumes are "
+        r"mono-channel only",
+    ):
         read_volume(tmp_path / "vec.mha")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(array=np.zeros((2, 2))), r"array must be 3D indexed \[i, j, k\], found shape \(2, 2\)"),
-    (dict(spacing=[1, 0, 1]), r"spacing must be 3 finite positive numbers \(mm\), found \[1\.0, 0\.0, 1\.0\]"),
-    (dict(origin=[0, np.nan, 0]), r"origin must be 3 finite numbers"),
-    (dict(direction=np.zeros((3, 3))), r"direction must be an invertible 3x3 matrix"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(array=np.zeros((2, 2))),
+            r"array must be 3D indexed \[i, j, k\], found shape \(2, 2\)",
+        ),
+        (
+            dict(spacing=[1, 0, 1]),
+            r"spacing must be 3 finite positive numbers \(mm\), found \[1\.0, 0\.0, 1\.0\]",
+        ),
+        (dict(origin=[0, np.nan, 0]), r"origin must be 3 finite numbers"),
+        (dict(direction=np.zeros((3, 3))), r"direction must be an invertible 3x3 matrix"),
+    ],
+)
 def test_volume_validation(kwargs, message):
     args = dict(array=np.zeros((2, 2, 2)), spacing=[1, 1, 1], origin=[0, 0, 0], direction=np.eye(3))
     args.update(kwargs)

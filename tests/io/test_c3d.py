@@ -1,4 +1,5 @@
 """C3D through ezc3d: files made by ezc3d itself, read back; units, residuals, labels, bad input."""
+
 from __future__ import annotations
 
 import sys
@@ -13,8 +14,16 @@ from medpose.io.c3d import read_c3d, write_c3d, write_c3d_points
 from medpose.io.keypoints import read_keypoints
 
 
-def make_c3d(path: Path, points: np.ndarray, labels: list[str], *, rate: float = 100.0, units: str = "mm",
-             residuals: np.ndarray | None = None, first_frame: int = 0) -> Path:
+def make_c3d(
+    path: Path,
+    points: np.ndarray,
+    labels: list[str],
+    *,
+    rate: float = 100.0,
+    units: str = "mm",
+    residuals: np.ndarray | None = None,
+    first_frame: int = 0,
+) -> Path:
     """A C3D written by ezc3d's own API (not medpose's sequence writer). points: (T, K, 3).
 
     ezc3d writes in a child interpreter (``write_c3d_points``): once SimpleITK is loaded in a
@@ -22,8 +31,15 @@ def make_c3d(path: Path, points: np.ndarray, labels: list[str], *, rate: float =
     """
     pts = np.ones((4, points.shape[1], points.shape[0]))
     pts[:3] = np.transpose(points, (2, 1, 0))
-    return write_c3d_points(path, pts, labels, rate=rate, units=units,
-                            residuals=None if residuals is None else residuals.T[None], first_frame=first_frame)
+    return write_c3d_points(
+        path,
+        pts,
+        labels,
+        rate=rate,
+        units=units,
+        residuals=None if residuals is None else residuals.T[None],
+        first_frame=first_frame,
+    )
 
 
 @pytest.fixture
@@ -34,8 +50,15 @@ def points() -> np.ndarray:
 def test_read_ezc3d_file_in_metres(tmp_path: Path, points: np.ndarray) -> None:
     res = np.zeros((12, 3))
     res[4, 1] = -1.0  # invalid sample
-    p = make_c3d(tmp_path / "trial.c3d", points, ["RASI", "RKnee", "LHip"], rate=200.0, units="m",
-                 residuals=res, first_frame=20)
+    p = make_c3d(
+        tmp_path / "trial.c3d",
+        points,
+        ["RASI", "RKnee", "LHip"],
+        rate=200.0,
+        units="m",
+        residuals=res,
+        first_frame=20,
+    )
     seq = read_c3d(p)
     assert seq.names == ("RASI", "knee_r", "hip_l")  # unknown labels kept, known ones renamed
     assert seq.rate == 200.0 and seq.frame == "camera" and seq.start == pytest.approx(0.1)
@@ -63,7 +86,10 @@ def test_round_trip_with_medpose_writer(tmp_path: Path) -> None:
         assert back.names == seq.names and back.rate == 150.0 and back.start == pytest.approx(0.2)
         np.testing.assert_allclose(back.positions, pos, rtol=1e-5, atol=1e-3)
         assert np.array_equal(np.isnan(back.positions), np.isnan(pos))
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["out_m.c3d", "out_mm.c3d"]  # no temporaries
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        "out_m.c3d",
+        "out_mm.c3d",
+    ]  # no temporaries
 
 
 def test_unknown_units(tmp_path: Path, points: np.ndarray) -> None:
@@ -74,8 +100,12 @@ def test_unknown_units(tmp_path: Path, points: np.ndarray) -> None:
 
 def test_missing_units(tmp_path: Path) -> None:
     # ezc3d leaves POINT:UNITS empty unless told
-    write_c3d_points(tmp_path / "nounits.c3d", np.full((4, 3, 5), 2.0), ["a", "b", "c"], rate=100.0, units="")
-    with pytest.raises(InputError, match=r"nounits\.c3d: POINT:UNITS is missing or empty; pass units="):
+    write_c3d_points(
+        tmp_path / "nounits.c3d", np.full((4, 3, 5), 2.0), ["a", "b", "c"], rate=100.0, units=""
+    )
+    with pytest.raises(
+        InputError, match=r"nounits\.c3d: POINT:UNITS is missing or empty; pass units="
+    ):
         read_c3d(tmp_path / "nounits.c3d")
     seq = read_c3d(tmp_path / "nounits.c3d", units="cm")
     np.testing.assert_allclose(seq.positions, 20.0)

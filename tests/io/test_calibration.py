@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import tomllib
 import xml.etree.ElementTree as ET
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from medpose.camera import Camera
 from medpose.errors import InputError
@@ -96,12 +96,19 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 def _toml_camera(section: str = "cam01", **over) -> str:
     fields = {
-        "name": f'"{section}"', "size": "[ 1088.0, 1920.0]",
+        "name": f'"{section}"',
+        "size": "[ 1088.0, 1920.0]",
         "matrix": "[ [ 1681.2, 0.0, 533.0], [ 0.0, 1681.1, 948.1], [ 0.0, 0.0, 1.0]]",
-        "distortions": "[ -0.0007, 0.0022, 9.5e-06, 1.1e-05]", "rotation": "[ 1.69, 1.05, -0.42]",
-        "translation": "[ 0.32, 0.96, 2.89]", "fisheye": "false",
+        "distortions": "[ -0.0007, 0.0022, 9.5e-06, 1.1e-05]",
+        "rotation": "[ 1.69, 1.05, -0.42]",
+        "translation": "[ 0.32, 0.96, 2.89]",
+        "fisheye": "false",
     } | over
-    return f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in fields.items() if v is not None) + "\n"
+    return (
+        f"[{section}]\n"
+        + "".join(f"{k} = {v}\n" for k, v in fields.items() if v is not None)
+        + "\n"
+    )
 
 
 # ------------------------------------------------------------------------ real Pose2Sim file
@@ -140,8 +147,11 @@ def test_pose2sim_toml_agrees_with_qualisys_xml(pose2sim):
         intr, tr = x.find("intrinsic").attrib, x.find("transform").attrib
         np.testing.assert_allclose(c.matrix[0, 0], float(intr["focalLengthU"]) / 64, rtol=1e-9)
         np.testing.assert_allclose(c.matrix[1, 1], float(intr["focalLengthV"]) / 64, rtol=1e-9)
-        np.testing.assert_allclose(c.matrix[:2, 2], [float(intr["centerPointU"]) / 64,
-                                                     float(intr["centerPointV"]) / 64], rtol=1e-9)
+        np.testing.assert_allclose(
+            c.matrix[:2, 2],
+            [float(intr["centerPointU"]) / 64, float(intr["centerPointV"]) / 64],
+            rtol=1e-9,
+        )
         np.testing.assert_allclose(c.center, [float(tr[k]) for k in "xyz"], atol=1e-3)  # mm
         q = np.array([[float(tr[f"r{i}{j}"]) for j in (1, 2, 3)] for i in (1, 2, 3)])
         np.testing.assert_allclose(c.rotation_matrix, np.diag([1, -1, -1]) @ q, atol=1e-6)
@@ -151,7 +161,7 @@ def test_pose2sim_rig_is_plausible(pose2sim):
     cams = read_calibration(pose2sim / "Calib_qualisys.toml")
     centres = np.array([c.center for c in cams])
     dists = [np.linalg.norm(a - b) for a, b in combinations(centres, 2)]
-    assert 1500 < min(dists) and max(dists) < 10000  # a few metres apart (mm)
+    assert min(dists) > 1500 and max(dists) < 10000  # a few metres apart (mm)
     # The point nearest to all optical axes (least squares) is in front of every camera,
     # near the middle of every image, and on the floor-to-head range of the Z-up world.
     axes = np.array([c.rotation_matrix[2] for c in cams])
@@ -169,9 +179,24 @@ def test_pose2sim_rig_is_plausible(pose2sim):
 # ------------------------------------------------------------------------ round trips
 def _rig() -> list[Camera]:
     k = [[1400.0, 0.0, 960.5], [0.0, 1410.0, 540.25], [0.0, 0.0, 1.0]]
-    return [Camera("cam01", (1920, 1080), k, [-0.12, 0.08, 0.001, -0.0005, 0.003], [0.1, -2.0, 0.3],
-                   [120.5, -40.25, 3500.0]),
-            Camera("cam02", (1920, 1080), k, [-0.1, 0.05, 0.0, 0.0], [1.2, 0.4, -0.7], [-300.0, 10.0, 2800.0])]
+    return [
+        Camera(
+            "cam01",
+            (1920, 1080),
+            k,
+            [-0.12, 0.08, 0.001, -0.0005, 0.003],
+            [0.1, -2.0, 0.3],
+            [120.5, -40.25, 3500.0],
+        ),
+        Camera(
+            "cam02",
+            (1920, 1080),
+            k,
+            [-0.1, 0.05, 0.0, 0.0],
+            [1.2, 0.4, -0.7],
+            [-300.0, 10.0, 2800.0],
+        ),
+    ]
 
 
 @pytest.mark.parametrize("name", ["rig.toml", "rig.yml", "rig.yaml"])
@@ -202,7 +227,9 @@ def test_units_argument(tmp_path):
     write_calibration(_rig(), tmp_path / "m.yml", units="m")
     back = read_calibration(tmp_path / "m.yml", units="m")
     np.testing.assert_allclose(back[0].translation, [120.5, -40.25, 3500.0])
-    np.testing.assert_allclose(read_calibration(tmp_path / "m.yml")[0].translation, [0.1205, -0.04025, 3.5])
+    np.testing.assert_allclose(
+        read_calibration(tmp_path / "m.yml")[0].translation, [0.1205, -0.04025, 3.5]
+    )
     with pytest.raises(InputError, match="units must be 'mm' or 'm'"):
         read_calibration(tmp_path / "m.yml", units="cm")
 
@@ -231,34 +258,51 @@ def test_opencv_names_list_nested_mappings(tmp_path):
     text = OPENCV_SINGLE.replace("---\n", "---\nnames: [ a ]\na:\n").split("---\n")
     body = text[1].split("\n", 2)
     nested = "\n".join(["   " + ln if ln else ln for ln in body[2].splitlines()])
-    p = _write(tmp_path, "n.yaml", "%YAML:1.0\n---\n" + body[0] + "\n" + body[1] + "\n" + nested + "\n")
+    p = _write(
+        tmp_path, "n.yaml", "%YAML:1.0\n---\n" + body[0] + "\n" + body[1] + "\n" + nested + "\n"
+    )
     (cam,) = read_calibration(p)
     assert cam.name == "a" and cam.size == (1920, 1080)
 
 
 def test_unsafe_yaml_tag_is_refused(tmp_path):
-    p = _write(tmp_path, "evil.yml", "%YAML:1.0\n---\nK: !!python/object/apply:os.system ['echo hacked']\n")
+    p = _write(
+        tmp_path, "evil.yml", "%YAML:1.0\n---\nK: !!python/object/apply:os.system ['echo hacked']\n"
+    )
     with pytest.raises(InputError, match="evil.yml: not valid OpenCV YAML at line 3"):
         read_calibration(p)
 
 
 # ------------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("text, expected", [
-    (_toml_camera(matrix="[ [ 1681.2, 0.0, 533.0], [ 0.0, nan, 948.1], [ 0.0, 0.0, 1.0]]"),
-     "camera 'cam01': matrix contains NaN"),
-    (_toml_camera(matrix="[ [ 1681.2, 0.0, 533.0], [ 0.0, 1681.1, 948.1]]"), "camera 'cam01': matrix must be 3x3"),
-    (_toml_camera(matrix="[ [ 1681.2, 0.0], [ 0.0, 1681.1, 948.1], [ 0.0, 0.0, 1.0]]"),
-     "field 'matrix' must be numbers"),
-    (_toml_camera(rotation="[ 1.0, 2.0]"), "camera 'cam01': rotation must have 3 values"),
-    (_toml_camera(translation=None), "missing field(s) ['translation']"),
-    (_toml_camera(distortions="[ 0.1, 0.2, 0.3]"), "4, 5 or 8 coefficients"),
-    (_toml_camera(fisheye="true"), "fisheye = true is not supported"),
-    (_toml_camera(size="[ 1088.0, 0.0]"), "size must be two positive integers"),
-    (_toml_camera("a", name='"same"') + _toml_camera("b", name='"same"'), "duplicate camera names ['same']"),
-    ("[cam01\nname = 1\n", "not valid TOML"),
-    ("title = 'x'\n", "top-level key 'title' is not a camera table"),
-    ("[metadata]\nadjusted = false\n", "no camera found"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            _toml_camera(matrix="[ [ 1681.2, 0.0, 533.0], [ 0.0, nan, 948.1], [ 0.0, 0.0, 1.0]]"),
+            "camera 'cam01': matrix contains NaN",
+        ),
+        (
+            _toml_camera(matrix="[ [ 1681.2, 0.0, 533.0], [ 0.0, 1681.1, 948.1]]"),
+            "camera 'cam01': matrix must be 3x3",
+        ),
+        (
+            _toml_camera(matrix="[ [ 1681.2, 0.0], [ 0.0, 1681.1, 948.1], [ 0.0, 0.0, 1.0]]"),
+            "field 'matrix' must be numbers",
+        ),
+        (_toml_camera(rotation="[ 1.0, 2.0]"), "camera 'cam01': rotation must have 3 values"),
+        (_toml_camera(translation=None), "missing field(s) ['translation']"),
+        (_toml_camera(distortions="[ 0.1, 0.2, 0.3]"), "4, 5 or 8 coefficients"),
+        (_toml_camera(fisheye="true"), "fisheye = true is not supported"),
+        (_toml_camera(size="[ 1088.0, 0.0]"), "size must be two positive integers"),
+        (
+            _toml_camera("a", name='"same"') + _toml_camera("b", name='"same"'),
+            "duplicate camera names ['same']",
+        ),
+        ("[cam01\nname = 1\n", "not valid TOML"),
+        ("title = 'x'\n", "top-level key 'title' is not a camera table"),
+        ("[metadata]\nadjusted = false\n", "no camera found"),
+    ],
+)
 def test_bad_toml(tmp_path, text, expected):
     p = _write(tmp_path, "calib.toml", text)
     with pytest.raises(InputError) as e:
@@ -268,11 +312,14 @@ def test_bad_toml(tmp_path, text, expected):
 
 
 def _yaml_matrix(key: str, rows: int, cols: int, data: str) -> str:
-    return f"{key}: !!opencv-matrix\n   rows: {rows}\n   cols: {cols}\n   dt: d\n   data: [ {data} ]\n"
+    return (
+        f"{key}: !!opencv-matrix\n   rows: {rows}\n   cols: {cols}\n   dt: d\n   data: [ {data} ]\n"
+    )
 
 
 _GOOD_YAML_PARTS = {
-    "w": "image_width: 640\n", "h": "image_height: 480\n",
+    "w": "image_width: 640\n",
+    "h": "image_height: 480\n",
     "K": _yaml_matrix("K", 3, 3, "500., 0., 320., 0., 500., 240., 0., 0., 1."),
     "D": _yaml_matrix("D", 1, 4, "0., 0., 0., 0."),
     "R": _yaml_matrix("rvec", 3, 1, "0., 0., 0."),
@@ -284,24 +331,41 @@ def _yaml(**over) -> str:
     return "%YAML:1.0\n---\n" + "".join((_GOOD_YAML_PARTS | over).values())
 
 
-@pytest.mark.parametrize("text, expected", [
-    (_yaml(K=_yaml_matrix("K", 3, 3, "500., 0., 320., 0., .Nan, 240., 0., 0., 1.")),
-     "camera 'calib': matrix contains NaN"),
-    (_yaml(K=_yaml_matrix("K", 2, 3, "500., 0., 320., 0., 500., 240.")), "camera 'calib': matrix must be 3x3"),
-    (_yaml(K=_yaml_matrix("K", 3, 3, "500., 0., 320.")), "line 5: opencv-matrix declares 3x3 but has 3 values"),
-    (_yaml(K="K: !!opencv-matrix\n   rows: 3\n   cols: 3\n   dt: d\n"), "opencv-matrix lacks 'data'"),
-    (_yaml(K=""), "camera 'calib': missing field 'camera_matrix' / 'K'"),
-    (_yaml(T=""), "missing field 'tvec' / 'T'"),
-    (_yaml(w=""), "missing field 'image_width' / 'W'"),
-    (_yaml(R=_yaml_matrix("R", 3, 3, "1., 0., 0., 0., 2., 0., 0., 0., 1.")), "'R' (3x3) is not a proper rotation"),
-    (_yaml(R=_yaml_matrix("R", 2, 1, "0., 0.")), "must be a 3x3 matrix or a 3-vector, found 2"),
-    (_yaml(D=_yaml_matrix("D", 1, 3, "0., 0., 0.")), "4, 5 or 8 coefficients"),
-    ("%YAML:1.0\n---\nnames: [ a, a ]\n", "duplicate camera names ['a']"),
-    ("%YAML:1.0\n---\nnames: [ a ]\nK_b: 1\n", "camera 'a': no fields found"),
-    ("%YAML:1.0\n---\nnames: a\n", "field 'names' must be a list"),
-    ("%YAML:1.0\n---\n- 1\n- 2\n", "expected a mapping of calibration keys"),
-    ("%YAML:1.0\n---\nK: [1, 2\n", "not valid OpenCV YAML"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            _yaml(K=_yaml_matrix("K", 3, 3, "500., 0., 320., 0., .Nan, 240., 0., 0., 1.")),
+            "camera 'calib': matrix contains NaN",
+        ),
+        (
+            _yaml(K=_yaml_matrix("K", 2, 3, "500., 0., 320., 0., 500., 240.")),
+            "camera 'calib': matrix must be 3x3",
+        ),
+        (
+            _yaml(K=_yaml_matrix("K", 3, 3, "500., 0., 320.")),
+            "line 5: opencv-matrix declares 3x3 but has 3 values",
+        ),
+        (
+            _yaml(K="K: !!opencv-matrix\n   rows: 3\n   cols: 3\n   dt: d\n"),
+            "opencv-matrix lacks 'data'",
+        ),
+        (_yaml(K=""), "camera 'calib': missing field 'camera_matrix' / 'K'"),
+        (_yaml(T=""), "missing field 'tvec' / 'T'"),
+        (_yaml(w=""), "missing field 'image_width' / 'W'"),
+        (
+            _yaml(R=_yaml_matrix("R", 3, 3, "1., 0., 0., 0., 2., 0., 0., 0., 1.")),
+            "'R' (3x3) is not a proper rotation",
+        ),
+        (_yaml(R=_yaml_matrix("R", 2, 1, "0., 0.")), "must be a 3x3 matrix or a 3-vector, found 2"),
+        (_yaml(D=_yaml_matrix("D", 1, 3, "0., 0., 0.")), "4, 5 or 8 coefficients"),
+        ("%YAML:1.0\n---\nnames: [ a, a ]\n", "duplicate camera names ['a']"),
+        ("%YAML:1.0\n---\nnames: [ a ]\nK_b: 1\n", "camera 'a': no fields found"),
+        ("%YAML:1.0\n---\nnames: a\n", "field 'names' must be a list"),
+        ("%YAML:1.0\n---\n- 1\n- 2\n", "expected a mapping of calibration keys"),
+        ("%YAML:1.0\n---\nK: [1, 2\n", "not valid OpenCV YAML"),
+    ],
+)
 def test_bad_opencv_yaml(tmp_path, text, expected):
     p = _write(tmp_path, "calib.yml", text)
     with pytest.raises(InputError) as e:
@@ -317,7 +381,9 @@ def test_good_yaml_helper_is_valid(tmp_path):
 
 
 def test_unknown_extension_and_missing_file(tmp_path):
-    with pytest.raises(InputError, match=r"calib\.json: unknown calibration extension '\.json'; expected \.toml"):
+    with pytest.raises(
+        InputError, match=r"calib\.json: unknown calibration extension '\.json'; expected \.toml"
+    ):
         read_calibration(_write(tmp_path, "calib.json", "{}"))
     with pytest.raises(InputError, match=r"nothere\.toml: calibration file not found"):
         read_calibration(tmp_path / "nothere.toml")

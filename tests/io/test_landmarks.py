@@ -1,4 +1,5 @@
 """Landmark files: Slicer Markups JSON, legacy .fcsv and CSV, all returned in LPS mm."""
+
 from __future__ import annotations
 
 import json
@@ -6,14 +7,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, HealthCheck
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medpose.data import Landmarks
 from medpose.errors import FrameMismatch, InputError
 from medpose.io import landmarks as lm
-from medpose.io.landmarks import (MARKUPS_SCHEMA, read_fcsv, read_landmarks, read_landmarks_csv, read_markups_json,
-                                  write_fcsv, write_landmarks, write_landmarks_csv, write_markups_json)
+from medpose.io.landmarks import (
+    MARKUPS_SCHEMA,
+    read_fcsv,
+    read_landmarks,
+    read_landmarks_csv,
+    read_markups_json,
+    write_fcsv,
+    write_landmarks,
+    write_landmarks_csv,
+    write_markups_json,
+)
 
 # Real 3D Slicer 5.4 output, verbatim, from the Slicer forum thread "Writing markups to FCSV in
 # Slicer version 5+ adds additional columns" (discourse.slicer.org/t/32318, post #6): the same three
@@ -101,8 +111,14 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 def _markups(points, system="LPS", names=NAMES, **extra) -> str:
     cps = [{"label": n, "position": list(map(float, x))} for n, x in zip(names, points)]
-    return json.dumps({"@schema": MARKUPS_SCHEMA, "markups": [{"type": "Fiducial", "coordinateSystem": system,
-                                                               "controlPoints": cps, **extra}]})
+    return json.dumps(
+        {
+            "@schema": MARKUPS_SCHEMA,
+            "markups": [
+                {"type": "Fiducial", "coordinateSystem": system, "controlPoints": cps, **extra}
+            ],
+        }
+    )
 
 
 def _no_temp_files(folder: Path) -> bool:
@@ -135,7 +151,9 @@ def test_json_ras_is_flipped_to_lps_and_back_on_request(tmp_path):
 def test_json_missing_coordinate_system_is_lps_per_schema_default(tmp_path):
     doc = json.loads(_markups(LPS_PTS))
     del doc["markups"][0]["coordinateSystem"]
-    np.testing.assert_array_equal(read_landmarks(_write(tmp_path, "d.json", json.dumps(doc))).positions, LPS_PTS)
+    np.testing.assert_array_equal(
+        read_landmarks(_write(tmp_path, "d.json", json.dumps(doc))).positions, LPS_PTS
+    )
 
 
 def test_json_micrometres_become_mm(tmp_path):
@@ -144,10 +162,24 @@ def test_json_micrometres_become_mm(tmp_path):
 
 
 def test_json_several_markups_all_or_one(tmp_path):
-    doc = {"@schema": MARKUPS_SCHEMA, "markups": [
-        {"type": "Fiducial", "coordinateSystem": "LPS", "controlPoints": [{"label": "hip_r", "position": [1, 2, 3]}]},
-        {"type": "Line", "coordinateSystem": "RAS", "controlPoints": [{"label": "knee_r", "position": [4, 5, 6]},
-                                                                      {"label": "ankle_r", "position": [7, 8, 9]}]}]}
+    doc = {
+        "@schema": MARKUPS_SCHEMA,
+        "markups": [
+            {
+                "type": "Fiducial",
+                "coordinateSystem": "LPS",
+                "controlPoints": [{"label": "hip_r", "position": [1, 2, 3]}],
+            },
+            {
+                "type": "Line",
+                "coordinateSystem": "RAS",
+                "controlPoints": [
+                    {"label": "knee_r", "position": [4, 5, 6]},
+                    {"label": "ankle_r", "position": [7, 8, 9]},
+                ],
+            },
+        ],
+    }
     p = _write(tmp_path, "m.mrk.json", json.dumps(doc))
     both = read_landmarks(p)
     assert both.names == ("hip_r", "knee_r", "ankle_r")
@@ -155,7 +187,9 @@ def test_json_several_markups_all_or_one(tmp_path):
     second = read_markups_json(p, markup_index=1)
     assert second.names == ("knee_r", "ankle_r")
     assert read_markups_json(p, markup_index=-2).names == ("hip_r",)
-    with pytest.raises(InputError, match=r"m\.mrk\.json: markup_index 2 out of range; the file holds 2 markups"):
+    with pytest.raises(
+        InputError, match=r"m\.mrk\.json: markup_index 2 out of range; the file holds 2 markups"
+    ):
         read_markups_json(p, markup_index=2)
 
 
@@ -171,7 +205,9 @@ def _schema_check(doc: dict) -> None:
             assert isinstance(cp["id"], str) and isinstance(cp["label"], str)
             assert cp["positionStatus"] in ["undefined", "preview", "defined"]
             if "position" in cp:
-                assert len(cp["position"]) == 3 and all(isinstance(v, float) for v in cp["position"])
+                assert len(cp["position"]) == 3 and all(
+                    isinstance(v, float) for v in cp["position"]
+                )
             assert len(cp["orientation"]) == 9
             for key in ("selected", "locked", "visibility"):
                 assert isinstance(cp[key], bool)
@@ -198,37 +234,69 @@ def test_json_writer_is_valid_and_round_trips(tmp_path, system):
 def test_ras_landmarks_are_written_as_lps(tmp_path):
     src = Landmarks(NAMES, LPS_PTS * [-1, -1, 1], "RAS")
     p = write_markups_json(src, tmp_path / "x.mrk.json")
-    assert json.loads(p.read_text())["markups"][0]["controlPoints"][2]["position"] == LPS_PTS[2].tolist()
+    assert (
+        json.loads(p.read_text())["markups"][0]["controlPoints"][2]["position"]
+        == LPS_PTS[2].tolist()
+    )
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"@schema": "x", "markups": [{"type": "Fiducial", "controlPoints": [{"label": "a", "posi',
-     r"t\.mrk\.json: invalid JSON at line 1 column \d+ .*truncated"),
-    ('{"@schema": "x"}', r"t\.mrk\.json: no 'markups' list"),
-    ('[1, 2]', r"t\.mrk\.json: no 'markups' list"),
-    ('{"markups": [{"coordinateSystem": "IJK", "controlPoints": []}]}',
-     r"markups\[0\]\.coordinateSystem: unknown coordinate system 'IJK'; expected one of \['LPS', 'RAS'\]"),
-    ('{"markups": [{"coordinateUnits": "cm", "controlPoints": []}]}',
-     r"markups\[0\]\.coordinateUnits is 'cm'; expected 'mm' or 'um'"),
-    ('{"markups": [{"controlPoints": [{"position": [1, 2, 3]}]}]}',
-     r"markups\[0\]\.controlPoints\[0\]\.label is None; expected a string"),
-    ('{"markups": [{"controlPoints": [{"label": "a"}]}]}',
-     r"controlPoints\[0\]\.position is None; expected 3 numbers for a defined point"),
-    ('{"markups": [{"controlPoints": [{"label": "a", "position": "", "positionStatus": "defined"}]}]}',
-     r"controlPoints\[0\]\.position is ''; expected 3 numbers"),
-    ('{"markups": [{"controlPoints": [{"label": "a", "position": [1, 2]}]}]}',
-     r"controlPoints\[0\]\.position is \[1, 2\]; expected 3 numbers"),
-    ('{"markups": [{"controlPoints": [{"label": "a", "position": [1, "two", 3]}]}]}',
-     r"controlPoints\[0\]\.position\[1\]: expected a number \(mm\), found 'two'"),
-    ('{"markups": [{"controlPoints": [{"label": "a", "position": [1, 2, 3], "positionStatus": "lost"}]}]}',
-     r"positionStatus is 'lost'; expected one of \['defined', 'preview', 'undefined', 'missing'\]"),
-    ('{"markups": [{"controlPoints": [{"label": "a", "position": [1, 2, 3]}, {"label": "a", "position": [1, 2, 3]}]}]}',
-     r"duplicate landmark names \['a'\] .*controlPoints\[0\].*controlPoints\[1\]"),
-    ('{"markups": [{"controlPoints": [{"label": " ", "position": [1, 2, 3]}]}]}', r"landmark without a name"),
-    ('{"markups": [{"controlPoints": []}]}', r"no control points in 1 markup"),
-    ('{"markups": [{"controlPoints": {"a": 1}}]}', r"markups\[0\]\.controlPoints is dict; expected a list"),
-    ('', r"t\.mrk\.json: file is empty"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            '{"@schema": "x", "markups": [{"type": "Fiducial", "controlPoints": [{"label": "a", "posi',
+            r"t\.mrk\.json: invalid JSON at line 1 column \d+ .*truncated",
+        ),
+        ('{"@schema": "x"}', r"t\.mrk\.json: no 'markups' list"),
+        ("[1, 2]", r"t\.mrk\.json: no 'markups' list"),
+        (
+            '{"markups": [{"coordinateSystem": "IJK", "controlPoints": []}]}',
+            r"markups\[0\]\.coordinateSystem: unknown coordinate system 'IJK'; expected one of \['LPS', 'RAS'\]",
+        ),
+        (
+            '{"markups": [{"coordinateUnits": "cm", "controlPoints": []}]}',
+            r"markups\[0\]\.coordinateUnits is 'cm'; expected 'mm' or 'um'",
+        ),
+        (
+            '{"markups": [{"controlPoints": [{"position": [1, 2, 3]}]}]}',
+            r"markups\[0\]\.controlPoints\[0\]\.label is None; expected a string",
+        ),
+        (
+            '{"markups": [{"controlPoints": [{"label": "a"}]}]}',
+            r"controlPoints\[0\]\.position is None; expected 3 numbers for a defined point",
+        ),
+        (
+            '{"markups": [{"controlPoints": [{"label": "a", "position": "", "positionStatus": "defined"}]}]}',
+            r"controlPoints\[0\]\.position is ''; expected 3 numbers",
+        ),
+        (
+            '{"markups": [{"controlPoints": [{"label": "a", "position": [1, 2]}]}]}',
+            r"controlPoints\[0\]\.position is \[1, 2\]; expected 3 numbers",
+        ),
+        (
+            '{"markups": [{"controlPoints": [{"label": "a", "position": [1, "two", 3]}]}]}',
+            r"controlPoints\[0\]\.position\[1\]: expected a number \(mm\), found 'two'",
+        ),
+        (
+            '{"markups": [{"controlPoints": [{"label": "a", "position": [1, 2, 3], "positionStatus": "lost"}]}]}',
+            r"positionStatus is 'lost'; expected one of \['defined', 'preview', 'undefined', 'missing'\]",
+        ),
+        (
+            '{"markups": [{"controlPoints": [{"label": "a", "position": [1, 2, 3]}, {"label": "a", "position": [1, 2, 3]}]}]}',
+            r"duplicate landmark names \['a'\] .*controlPoints\[0\].*controlPoints\[1\]",
+        ),
+        (
+            '{"markups": [{"controlPoints": [{"label": " ", "position": [1, 2, 3]}]}]}',
+            r"landmark without a name",
+        ),
+        ('{"markups": [{"controlPoints": []}]}', r"no control points in 1 markup"),
+        (
+            '{"markups": [{"controlPoints": {"a": 1}}]}',
+            r"markups\[0\]\.controlPoints is dict; expected a list",
+        ),
+        ("", r"t\.mrk\.json: file is empty"),
+    ],
+)
 def test_json_bad_input(tmp_path, text, message):
     with pytest.raises(InputError, match=message) as info:
         read_landmarks(_write(tmp_path, "t.mrk.json", text))
@@ -243,22 +311,36 @@ def test_real_slicer54_fcsv_status_columns(tmp_path):
     np.testing.assert_array_equal(got["locked"], LOCKED_LPS)  # the same point as in the JSON file
 
 
-@pytest.mark.parametrize("header, flip", [
-    ("# CoordinateSystem = 0\n", True), ("# CoordinateSystem = RAS\n", True), ("", True),
-    ("# CoordinateSystem = 1\n", False), ("# CoordinateSystem = LPS\n", False), ("# CoordinateSystem = lps\n", False),
-])
+@pytest.mark.parametrize(
+    "header, flip",
+    [
+        ("# CoordinateSystem = 0\n", True),
+        ("# CoordinateSystem = RAS\n", True),
+        ("", True),
+        ("# CoordinateSystem = 1\n", False),
+        ("# CoordinateSystem = LPS\n", False),
+        ("# CoordinateSystem = lps\n", False),
+    ],
+)
 def test_fcsv_coordinate_systems(tmp_path, header, flip):
-    text = ("# Markups fiducial file version = 4.11\n" + header +
-            "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID\n" + SLICER_DOC_FCSV_LINE + "\n")
+    text = (
+        "# Markups fiducial file version = 4.11\n"
+        + header
+        + "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID\n"
+        + SLICER_DOC_FCSV_LINE
+        + "\n"
+    )
     got = read_fcsv(_write(tmp_path, "f.fcsv", text))
     expected = np.array([1.29, -40.18, 60.15]) * ([-1, -1, 1] if flip else 1)
     np.testing.assert_array_equal(got["F-1"], expected)
 
 
 def test_fcsv_quoted_label_with_comma(tmp_path):
-    text = ('# Markups fiducial file version = 4.6\n# CoordinateSystem = 1\n'
-            '# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID\n'
-            'vtkMRMLMarkupsFiducialNode_0,1,2,3,0,0,0,1,1,1,0,"tip, left",a desc,vtkMRMLScalarVolumeNode1\n')
+    text = (
+        "# Markups fiducial file version = 4.6\n# CoordinateSystem = 1\n"
+        "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID\n"
+        'vtkMRMLMarkupsFiducialNode_0,1,2,3,0,0,0,1,1,1,0,"tip, left",a desc,vtkMRMLScalarVolumeNode1\n'
+    )
     got = read_landmarks(_write(tmp_path, "q.fcsv", text))
     assert got.names == ("tip, left",)
     np.testing.assert_array_equal(got.positions, [[1, 2, 3]])
@@ -270,8 +352,11 @@ def test_fcsv_writer_round_trips(tmp_path, system):
     pts = LPS_PTS.copy()
     p = write_fcsv(Landmarks(names, pts), tmp_path / "w.fcsv", coordinate_system=system)
     lines = p.read_text().splitlines()
-    assert lines[:3] == ["# Markups fiducial file version = 4.11", f"# CoordinateSystem = {system}",
-                         "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID"]
+    assert lines[:3] == [
+        "# Markups fiducial file version = 4.11",
+        f"# CoordinateSystem = {system}",
+        "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID",
+    ]
     assert len(lines[3].split(",")) == 14  # no status columns when every point is placed
     got = read_fcsv(p)
     assert got.names == names
@@ -293,22 +378,44 @@ def test_fcsv_writer_marks_unplaced_points_like_slicer5(tmp_path):
 HEAD = "# Markups fiducial file version = 4.11\n# CoordinateSystem = 0\n"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("# Markups fiducial file version = 4.11\n# CoordinateSystem = 2\n" + SLICER_DOC_FCSV_LINE,
-     r"f\.fcsv: line 2: CoordinateSystem '2' is IJK \(voxel indices\); medpose cannot map them"),
-    ("# Markups fiducial file version = 4.11\n# CoordinateSystem = IJK\n" + SLICER_DOC_FCSV_LINE, r"is IJK"),
-    ("# Markups fiducial file version = 4.11\n# CoordinateSystem = XYZ\n" + SLICER_DOC_FCSV_LINE,
-     r"line 2: unknown CoordinateSystem 'XYZ'; expected one of 0 or RAS, 1 or LPS"),
-    ("F-1,1,2,3,1,1\n", r"f\.fcsv: no '# Markups fiducial file version = \.\.\.' line"),
-    (HEAD + "# columns = id,x,y,z\n" + SLICER_DOC_FCSV_LINE, r"'# columns' line lacks \['label'\]"),
-    (HEAD, r"header only, no landmark lines"),
-    (HEAD + "1,1.0,abc,3,0,0,0,1,1,1,0,F-1,,\n", r"line 3, column 'y': expected a number \(mm\), found 'abc'"),
-    (HEAD + "1,1.0,2.0\n", r"line 3: 3 fields; expected at least 12"),
-    (HEAD + "1,1,2,3,0,0,0,1,1,1,0,F-1,,\n2,1,2,3,0,0,0,1,1,1,0,F-2,,\n3,4,5,6,0,0,0,1,1,1,0,F-1,,\n",
-     r"duplicate landmark names \['F-1'\] \(at \{'F-1': \['line 3', 'line 5'\]\}\)"),
-    (HEAD + "1,1,2,3,0,0,0,1,1,1,0,,,\n", r"landmark without a name at \['line 3'\]"),
-    ("\n\n", r"f\.fcsv: file is empty"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "# Markups fiducial file version = 4.11\n# CoordinateSystem = 2\n"
+            + SLICER_DOC_FCSV_LINE,
+            r"f\.fcsv: line 2: CoordinateSystem '2' is IJK \(voxel indices\); medpose cannot map them",
+        ),
+        (
+            "# Markups fiducial file version = 4.11\n# CoordinateSystem = IJK\n"
+            + SLICER_DOC_FCSV_LINE,
+            r"is IJK",
+        ),
+        (
+            "# Markups fiducial file version = 4.11\n# CoordinateSystem = XYZ\n"
+            + SLICER_DOC_FCSV_LINE,
+            r"line 2: unknown CoordinateSystem 'XYZ'; expected one of 0 or RAS, 1 or LPS",
+        ),
+        ("F-1,1,2,3,1,1\n", r"f\.fcsv: no '# Markups fiducial file version = \.\.\.' line"),
+        (
+            HEAD + "# columns = id,x,y,z\n" + SLICER_DOC_FCSV_LINE,
+            r"'# columns' line lacks \['label'\]",
+        ),
+        (HEAD, r"header only, no landmark lines"),
+        (
+            HEAD + "1,1.0,abc,3,0,0,0,1,1,1,0,F-1,,\n",
+            r"line 3, column 'y': expected a number \(mm\), found 'abc'",
+        ),
+        (HEAD + "1,1.0,2.0\n", r"line 3: 3 fields; expected at least 12"),
+        (
+            HEAD
+            + "1,1,2,3,0,0,0,1,1,1,0,F-1,,\n2,1,2,3,0,0,0,1,1,1,0,F-2,,\n3,4,5,6,0,0,0,1,1,1,0,F-1,,\n",
+            r"duplicate landmark names \['F-1'\] \(at \{'F-1': \['line 3', 'line 5'\]\}\)",
+        ),
+        (HEAD + "1,1,2,3,0,0,0,1,1,1,0,,,\n", r"landmark without a name at \['line 3'\]"),
+        ("\n\n", r"f\.fcsv: file is empty"),
+    ],
+)
 def test_fcsv_bad_input(tmp_path, text, message):
     with pytest.raises(InputError, match=message):
         read_landmarks(_write(tmp_path, "f.fcsv", text))
@@ -323,9 +430,15 @@ def test_csv_default_lps(tmp_path):
 
 
 def test_csv_comment_ras_and_per_row_column(tmp_path):
-    p = _write(tmp_path, "c.csv", "# exported from a RAS tool\n# coordinate_system = RAS\nname,x,y,z\nhip_r,1,2,3\n")
+    p = _write(
+        tmp_path,
+        "c.csv",
+        "# exported from a RAS tool\n# coordinate_system = RAS\nname,x,y,z\nhip_r,1,2,3\n",
+    )
     np.testing.assert_array_equal(read_landmarks(p).positions, [[-1, -2, 3]])
-    p = _write(tmp_path, "d.csv", "label,x,y,z,frame\nhip_r,1,2,3,RAS\nhip_l,1,2,3,LPS\nneck,1,2,3,\n")
+    p = _write(
+        tmp_path, "d.csv", "label,x,y,z,frame\nhip_r,1,2,3,RAS\nhip_l,1,2,3,LPS\nneck,1,2,3,\n"
+    )
     np.testing.assert_array_equal(read_landmarks(p).positions, [[-1, -2, 3], [1, 2, 3], [1, 2, 3]])
 
 
@@ -348,19 +461,30 @@ def test_csv_writer_round_trips(tmp_path, system):
     np.testing.assert_array_equal(read_landmarks(p).positions, pts)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("hip_r,1,2,3\n", r"c\.csv: line 1: header \['hip_r', '1', '2', '3'\] lacks a name column"),
-    ("name,x,y\nhip_r,1,2\n", r"lacks x, y, z columns"),
-    ("name,x,y,z\n", r"header only, no landmark rows"),
-    ("name,x,y,z\nhip_r,1,2,3\nknee_r,1,two,3\n", r"c\.csv: line 3, column 'y': expected a number \(mm\), found 'two'"),
-    ("name,x,y,z\nhip_r,1,2\n", r"line 2: 3 fields; expected 4"),
-    ("name,x,y,z,coordinate_system\nhip_r,1,2,3,IJK\n",
-     r"line 2, column 'coordinate_system': unknown coordinate system 'IJK'; expected one of \['LPS', 'RAS'\]"),
-    ("# coordinate_system = camera\nname,x,y,z\nhip_r,1,2,3\n", r"line 1: unknown coordinate system 'camera'"),
-    ("name,x,y,z\nhip_r,1,2,3\nhip_r,4,5,6\n", r"duplicate landmark names \['hip_r'\]"),
-    ("   \n", r"file is empty"),
-    ("# only a comment\n", r"no header and no rows"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("hip_r,1,2,3\n", r"c\.csv: line 1: header \['hip_r', '1', '2', '3'\] lacks a name column"),
+        ("name,x,y\nhip_r,1,2\n", r"lacks x, y, z columns"),
+        ("name,x,y,z\n", r"header only, no landmark rows"),
+        (
+            "name,x,y,z\nhip_r,1,2,3\nknee_r,1,two,3\n",
+            r"c\.csv: line 3, column 'y': expected a number \(mm\), found 'two'",
+        ),
+        ("name,x,y,z\nhip_r,1,2\n", r"line 2: 3 fields; expected 4"),
+        (
+            "name,x,y,z,coordinate_system\nhip_r,1,2,3,IJK\n",
+            r"line 2, column 'coordinate_system': unknown coordinate system 'IJK'; expected one of \['LPS', 'RAS'\]",
+        ),
+        (
+            "# coordinate_system = camera\nname,x,y,z\nhip_r,1,2,3\n",
+            r"line 1: unknown coordinate system 'camera'",
+        ),
+        ("name,x,y,z\nhip_r,1,2,3\nhip_r,4,5,6\n", r"duplicate landmark names \['hip_r'\]"),
+        ("   \n", r"file is empty"),
+        ("# only a comment\n", r"no header and no rows"),
+    ],
+)
 def test_csv_bad_input(tmp_path, text, message):
     with pytest.raises(InputError, match=message):
         read_landmarks(_write(tmp_path, "c.csv", text))
@@ -375,7 +499,9 @@ def test_awkward_names_survive(tmp_path, ext):
 
 
 def test_unknown_extension_and_missing_file(tmp_path):
-    with pytest.raises(InputError, match=r"p\.xyz: unknown landmark file extension '\.xyz'; expected one of"):
+    with pytest.raises(
+        InputError, match=r"p\.xyz: unknown landmark file extension '\.xyz'; expected one of"
+    ):
         read_landmarks(_write(tmp_path, "p.xyz", "x"))
     with pytest.raises(InputError, match=r"nope\.fcsv: landmark file not found"):
         read_landmarks(tmp_path / "nope.fcsv")
@@ -387,13 +513,18 @@ def test_bad_frame_and_coordinate_system_arguments(tmp_path):
     p = _write(tmp_path, "c.csv", "name,x,y,z\nhip_r,1,2,3\n")
     with pytest.raises(InputError, match=r"argument frame: unknown coordinate system 'camera'"):
         read_landmarks(p, frame="camera")
-    with pytest.raises(InputError, match=r"argument coordinate_system: unknown coordinate system 'IJK'"):
+    with pytest.raises(
+        InputError, match=r"argument coordinate_system: unknown coordinate system 'IJK'"
+    ):
         write_landmarks(Landmarks(NAMES, LPS_PTS), tmp_path / "o.mrk.json", coordinate_system="IJK")
 
 
 @pytest.mark.parametrize("ext", [".mrk.json", ".fcsv", ".csv"])
 def test_camera_frame_landmarks_are_refused(tmp_path, ext):
-    with pytest.raises(FrameMismatch, match=r"landmarks are in frame 'camera'; imaging landmark files hold LPS or RAS"):
+    with pytest.raises(
+        FrameMismatch,
+        match=r"landmarks are in frame 'camera'; imaging landmark files hold LPS or RAS",
+    ):
         write_landmarks(Landmarks(NAMES, LPS_PTS, "camera"), tmp_path / f"o{ext}")
     assert list(tmp_path.iterdir()) == []
 
@@ -411,16 +542,25 @@ def test_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
     assert p.read_bytes() == before and _no_temp_files(tmp_path)
 
 
-_name = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF, blacklist_characters="\x7f"),
-                min_size=1, max_size=12).filter(lambda s: s.strip() == s and s.strip() != "")
+_name = st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF, blacklist_characters="\x7f"),
+    min_size=1,
+    max_size=12,
+).filter(lambda s: s.strip() == s and s.strip() != "")
 _coord = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False) | st.just(float("nan"))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_every_format_round_trips_exactly(tmp_path, data):
     names = data.draw(st.lists(_name, min_size=1, max_size=6, unique=True))
-    pts = np.array(data.draw(st.lists(st.tuples(_coord, _coord, _coord), min_size=len(names), max_size=len(names))))
+    pts = np.array(
+        data.draw(
+            st.lists(st.tuples(_coord, _coord, _coord), min_size=len(names), max_size=len(names))
+        )
+    )
     # a point is placed or not as a whole in the Slicer formats
     pts[np.isnan(pts).any(axis=1)] = np.nan
     src = Landmarks(tuple(names), pts, data.draw(st.sampled_from(["LPS", "RAS"])))

@@ -1,4 +1,5 @@
 """OpenSim .mot / .sto joint angles: a real OpenSim IK result, round trips, bad input."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,16 +15,71 @@ from medpose.io.mot import read_mot, write_mot
 # Real OpenSim 4 inverse-kinematics output shipped with Pose2Sim (BSD-3-Clause, (c) perfanalytics):
 # Pose2Sim/Demo/.../S00_P00_T01_BalancingTrial_0-100_body25b.mot, header verbatim (nRows edited
 # from 100 to 3 to match the excerpt), first three rows verbatim (space-padded, tab-separated).
-_COLS = ("time pelvis_tilt pelvis_list pelvis_rotation pelvis_tx pelvis_ty pelvis_tz hip_flexion_r "
-         "hip_adduction_r hip_rotation_r knee_angle_r knee_angle_r_beta ankle_angle_r subtalar_angle_r "
-         "mtp_angle_r hip_flexion_l hip_adduction_l hip_rotation_l knee_angle_l knee_angle_l_beta "
-         "ankle_angle_l subtalar_angle_l mtp_angle_l L5_S1_Flex_Ext L5_S1_Lat_Bending L5_S1_axial_rotation "
-         "L4_L5_Flex_Ext L4_L5_Lat_Bending L4_L5_axial_rotation L3_L4_Flex_Ext L3_L4_Lat_Bending "
-         "L3_L4_axial_rotation L2_L3_Flex_Ext L2_L3_Lat_Bending L2_L3_axial_rotation L1_L2_Flex_Ext "
-         "L1_L2_Lat_Bending L1_L2_axial_rotation L1_T12_Flex_Ext L1_T12_Lat_Bending L1_T12_axial_rotation "
-         "Abs_r3 Abs_r2 Abs_r1 Abs_t1 Abs_t2 neck_flexion neck_bending neck_rotation arm_flex_r arm_add_r "
-         "arm_rot_r elbow_flex_r pro_sup_r wrist_flex_r wrist_dev_r arm_flex_l arm_add_l arm_rot_l "
-         "elbow_flex_l pro_sup_l wrist_flex_l wrist_dev_l").split()
+_COLS = [
+    "time",
+    "pelvis_tilt",
+    "pelvis_list",
+    "pelvis_rotation",
+    "pelvis_tx",
+    "pelvis_ty",
+    "pelvis_tz",
+    "hip_flexion_r",
+    "hip_adduction_r",
+    "hip_rotation_r",
+    "knee_angle_r",
+    "knee_angle_r_beta",
+    "ankle_angle_r",
+    "subtalar_angle_r",
+    "mtp_angle_r",
+    "hip_flexion_l",
+    "hip_adduction_l",
+    "hip_rotation_l",
+    "knee_angle_l",
+    "knee_angle_l_beta",
+    "ankle_angle_l",
+    "subtalar_angle_l",
+    "mtp_angle_l",
+    "L5_S1_Flex_Ext",
+    "L5_S1_Lat_Bending",
+    "L5_S1_axial_rotation",
+    "L4_L5_Flex_Ext",
+    "L4_L5_Lat_Bending",
+    "L4_L5_axial_rotation",
+    "L3_L4_Flex_Ext",
+    "L3_L4_Lat_Bending",
+    "L3_L4_axial_rotation",
+    "L2_L3_Flex_Ext",
+    "L2_L3_Lat_Bending",
+    "L2_L3_axial_rotation",
+    "L1_L2_Flex_Ext",
+    "L1_L2_Lat_Bending",
+    "L1_L2_axial_rotation",
+    "L1_T12_Flex_Ext",
+    "L1_T12_Lat_Bending",
+    "L1_T12_axial_rotation",
+    "Abs_r3",
+    "Abs_r2",
+    "Abs_r1",
+    "Abs_t1",
+    "Abs_t2",
+    "neck_flexion",
+    "neck_bending",
+    "neck_rotation",
+    "arm_flex_r",
+    "arm_add_r",
+    "arm_rot_r",
+    "elbow_flex_r",
+    "pro_sup_r",
+    "wrist_flex_r",
+    "wrist_dev_r",
+    "arm_flex_l",
+    "arm_add_l",
+    "arm_rot_l",
+    "elbow_flex_l",
+    "pro_sup_l",
+    "wrist_flex_l",
+    "wrist_dev_l",
+]
 _ROWS = [
     "0.01666667 -0.37118309 4.07891167 -74.22478634 0.03453299 0.95240847 -1.35873394 0.47973213 5.63334603 -36.06894751 20.22092186 0.35292166 19.38493920 -10.87258308 0.00000000 29.94763685 16.20405257 29.37389575 16.54159011 0.28870521 -18.32274681 -18.65620491 0.00000000 -0.02192814 0.42997965 -1.71117175 -0.04072275 0.57187293 -1.81811999 -0.03602574 1.04545252 -1.81811999 -0.02506167 1.04545252 -1.49727529 -0.02036247 0.87681450 -1.39032705 -0.01252974 0.66603848 -1.28337882 -0.15663053 4.86401578 -9.51702395 0.00000000 0.00000000 -10.55913217 4.81528286 -13.49372672 -20.21355149 -20.98477251 -28.84280635 49.64535641 89.99559364 0.00000000 0.00000000 -6.97043375 -23.67701267 19.35573796 24.22873484 89.99559364 0.00000000 0.00000000",
     "0.03333333 -2.15755308 3.59546511 -76.16711155 0.02880955 0.94967046 -1.34483864 -1.16619822 8.48835454 -33.90068645 18.21157993 0.31785203 19.38465267 -8.43090793 0.00000000 29.68003748 12.47919050 21.30103148 20.07837459 0.35043375 -10.56472782 -16.83922921 0.00000000 -0.02084991 0.49585376 -1.50236279 -0.03872037 0.65948550 -1.59626046 -0.03425432 1.20561884 -1.59626046 -0.02382936 1.20561884 -1.31456744 -0.01936123 1.01114499 -1.22066976 -0.01191364 0.76807748 -1.12677209 -0.14892884 5.60919693 -8.35569110 0.00000000 0.00000000 -9.23023722 5.45832716 -11.74749136 -22.85809574 -21.13858576 -29.66285615 53.90255802 89.99559364 0.00000000 0.00000000 -8.48795765 -24.33752176 18.56939766 25.78427528 89.99559364 0.00000000 0.00000000",
@@ -31,15 +87,27 @@ _ROWS = [
 ]
 
 
-def mot_text(rows=_ROWS, cols=_COLS, *, n_rows=None, n_cols=None, in_degrees="yes", header_extra=()) -> str:
-    head = ["Coordinates", "version=1", f"nRows={len(rows) if n_rows is None else n_rows}",
-            f"nColumns={len(cols) if n_cols is None else n_cols}"]
+def mot_text(
+    rows=_ROWS, cols=_COLS, *, n_rows=None, n_cols=None, in_degrees="yes", header_extra=()
+) -> str:
+    head = [
+        "Coordinates",
+        "version=1",
+        f"nRows={len(rows) if n_rows is None else n_rows}",
+        f"nColumns={len(cols) if n_cols is None else n_cols}",
+    ]
     if in_degrees is not None:
         head.append(f"inDegrees={in_degrees}")
-    head += ["", "Units are S.I. units (second, meters, Newtons, ...)",
-             "If the header above contains a line with 'inDegrees', this indicates whether rotational "
-             "values are in degrees (yes) or radians (no).", "", *header_extra, "endheader",
-             "\t".join(cols)]
+    head += [
+        "",
+        "Units are S.I. units (second, meters, Newtons, ...)",
+        "If the header above contains a line with 'inDegrees', this indicates whether rotational "
+        "values are in degrees (yes) or radians (no).",
+        "",
+        *header_extra,
+        "endheader",
+        "\t".join(cols),
+    ]
     body = ["\t".join(f"{c:>16}" for c in r.split(" ")) if " " in r else r for r in rows]
     return "\n".join(head + body) + "\n"
 
@@ -53,7 +121,11 @@ def write(tmp_path: Path, text: str, name: str = "ik.mot") -> Path:
 def test_read_real_opensim_ik(tmp_path: Path) -> None:
     ang = read_mot(write(tmp_path, mot_text()))
     assert ang.values.shape == (3, 62 - 3)  # translations pelvis_tx/ty/tz dropped
-    assert "pelvis_tx" not in ang.names and ang.names[:3] == ("pelvis_tilt", "pelvis_list", "pelvis_rotation")
+    assert "pelvis_tx" not in ang.names and ang.names[:3] == (
+        "pelvis_tilt",
+        "pelvis_list",
+        "pelvis_rotation",
+    )
     assert ang.rate == 60.0  # 0.01666667, 0.03333333, 0.05 -> 60 Hz
     assert ang.start == pytest.approx(0.01666667)
     assert ang["knee_angle_r"][0] == pytest.approx(20.22092186)
@@ -68,8 +140,10 @@ def test_translations_kept_in_mm(tmp_path: Path) -> None:
 
 def test_radians_are_converted(tmp_path: Path) -> None:
     rows = ["0\t0.5\t1.0\t0.25", "0.01\t-0.5\t1.5\t0.5"]
-    ang = read_mot(write(tmp_path, mot_text(rows, ["time", "a", "b", "hip_tx"], in_degrees="no")),
-                   translations="keep")
+    ang = read_mot(
+        write(tmp_path, mot_text(rows, ["time", "a", "b", "hip_tx"], in_degrees="no")),
+        translations="keep",
+    )
     np.testing.assert_allclose(ang["a"], np.degrees([0.5, -0.5]))
     np.testing.assert_allclose(ang["hip_tx"], [250.0, 500.0])  # metres -> mm, not "degrees"
     assert ang.rate == 100.0
@@ -130,20 +204,37 @@ def test_row_and_column_counts(tmp_path: Path) -> None:
 
 def test_truncated_row(tmp_path: Path) -> None:
     rows = _ROWS[:2] + [" ".join(_ROWS[2].split(" ")[:10])]
-    _err(tmp_path, mot_text(rows), r"bad\.mot.*line 14: truncated file\? found 10 cells; expected 63")
+    _err(
+        tmp_path, mot_text(rows), r"bad\.mot.*line 14: truncated file\? found 10 cells; expected 63"
+    )
 
 
 def test_time_problems(tmp_path: Path) -> None:
     cols = ["time", "a"]
-    _err(tmp_path, mot_text(["0\t1", "0.02\t2", "0.01\t3"], cols), r"bad\.mot.*line 14: time 0\.01 s does not increase")
-    _err(tmp_path, mot_text(["0\t1", "0.01\t2", "0.05\t3"], cols), r"bad\.mot.*line 13: time step.*uniform")
+    _err(
+        tmp_path,
+        mot_text(["0\t1", "0.02\t2", "0.01\t3"], cols),
+        r"bad\.mot.*line 14: time 0\.01 s does not increase",
+    )
+    _err(
+        tmp_path,
+        mot_text(["0\t1", "0.01\t2", "0.05\t3"], cols),
+        r"bad\.mot.*line 13: time step.*uniform",
+    )
     _err(tmp_path, mot_text(["0\t1", "\t2"], cols), r"bad\.mot.*line 13: time is empty")
-    _err(tmp_path, mot_text(["1\t2"], ["a", "b"]), r"bad\.mot.*line 11: first column is 'a'; expected 'time'")
+    _err(
+        tmp_path,
+        mot_text(["1\t2"], ["a", "b"]),
+        r"bad\.mot.*line 11: first column is 'a'; expected 'time'",
+    )
 
 
 def test_non_numeric_and_empty(tmp_path: Path) -> None:
-    _err(tmp_path, mot_text(["0\t1", "0.01\tx1"], ["time", "knee"]),
-         r"bad\.mot.*line 13, column 'knee': found 'x1'; expected a number")
+    _err(
+        tmp_path,
+        mot_text(["0\t1", "0.01\tx1"], ["time", "knee"]),
+        r"bad\.mot.*line 13, column 'knee': found 'x1'; expected a number",
+    )
     _err(tmp_path, mot_text([], ["time", "a"]), r"bad\.mot.*no data rows")
     _err(tmp_path, "x\nendheader\n", r"bad\.mot.*truncated file: no column names", in_degrees=True)
     _err(tmp_path, mot_text(), r"translations='all'", translations="all")

@@ -1,4 +1,5 @@
 """OpenPose JSON folders: the real MediaPipe detections of the Pose2Sim demo, round trips, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -57,7 +58,7 @@ def small_folder(tmp_path: Path, cam_dirs: list[Path]) -> Path:
     (d / "cam02_000002.json").write_text(json.dumps({"version": 1.3, "people": []}))
     (d / "cam02_000004.json").unlink()
     doc = json.loads((d / "cam02_000001.json").read_text())
-    doc["people"][0]["pose_keypoints_2d"][3 * 7: 3 * 7 + 3] = [0, 0, 0]
+    doc["people"][0]["pose_keypoints_2d"][3 * 7 : 3 * 7 + 3] = [0, 0, 0]
     (d / "cam02_000001.json").write_text(json.dumps(doc))
     return d
 
@@ -78,8 +79,14 @@ def test_read_keypoints_dispatches_folders(small_folder: Path) -> None:
 
 
 def _body25_doc(people: list[np.ndarray]) -> str:
-    return json.dumps({"version": 1.3, "people": [{"person_id": [-1], "pose_keypoints_2d": p.reshape(-1).tolist()}
-                                                  for p in people]})
+    return json.dumps(
+        {
+            "version": 1.3,
+            "people": [
+                {"person_id": [-1], "pose_keypoints_2d": p.reshape(-1).tolist()} for p in people
+            ],
+        }
+    )
 
 
 def test_people_slots_and_openpose_naming(tmp_path: Path) -> None:
@@ -119,7 +126,9 @@ def test_round_trip(tmp_path: Path, cam_dirs: list[Path], exists: bool) -> None:
     files = sorted(out.iterdir())
     assert len(files) == 20 and files[0].name == "cam03_000000000010_keypoints.json"
     back = read_openpose(out, rate=60)
-    assert back.names == seq.names and back.frame == "out" and back.start == pytest.approx(seq.start)
+    assert (
+        back.names == seq.names and back.frame == "out" and back.start == pytest.approx(seq.start)
+    )
     np.testing.assert_allclose(back.positions, seq.positions, atol=1e-6)
     np.testing.assert_allclose(back.confidence, seq.confidence, atol=1e-6)
     assert [p.name for p in tmp_path.iterdir()] == ["out_json"]  # no temporary folder left
@@ -166,23 +175,58 @@ def _folder(tmp_path: Path, files: dict[str, str]) -> Path:
 GOOD = _body25_doc([np.ones((25, 3)) * 0.5])
 
 
-@pytest.mark.parametrize("files,kw,pattern", [
-    ({}, {}, r"bad_json: no \.json files"),
-    ({"a.json": GOOD}, {}, r"a\.json: file name has no trailing frame number"),
-    ({"a_1.json": GOOD, "b_01.json": GOOD}, {}, r"bad_json: two files have frame number 1"),
-    ({"a_1.json": "{not json"}, {}, r"a_1\.json: not valid JSON"),
-    ({"a_1.json": "{}"}, {}, r"a_1\.json: field 'people' missing"),
-    ({"a_1.json": '{"people": [{"face": []}]}'}, {}, r"a_1\.json: people\[0\] has no 'pose_keypoints_2d'"),
-    ({"a_1.json": '{"people": [{"pose_keypoints_2d": [1, 2]}]}'}, {}, r"a_1\.json: .*has 2 values.*triplets"),
-    ({"a_1.json": '{"people": [{"pose_keypoints_2d": ["a", "b", "c"]}]}'}, {}, r"a_1\.json: .*non-numeric"),
-    ({"a_1.json": GOOD, "a_2.json": _body25_doc([np.ones((26, 3))])}, {}, r"a_2\.json: people\[0\] has 26 keypoints; earlier frames have 25"),
-    ({"a_1.json": GOOD}, {"layout": "halpe26"}, r"bad_json: files have 25 keypoints.*halpe26 has 26"),
-    ({"a_1.json": '{"people": []}'}, {}, r"bad_json: no frame has a person.*layout="),
-    ({"a_1.json": _body25_doc([np.ones((20, 3))])}, {}, r"no known keypoint layout has 20 keypoints"),
-    ({"a_1.json": _body25_doc([np.full((25, 3), 2.0)])}, {}, r"bad_json: confidences range from 2.*\[0, 1\]"),
-    ({"a_1.json": GOOD}, {"person": -1}, r"bad_json: person must be >= 0"),
-    ({"a_1.json": GOOD}, {"layout": "coco_wholebody"}, r"unknown keypoint layout 'coco_wholebody'"),
-])
+@pytest.mark.parametrize(
+    "files,kw,pattern",
+    [
+        ({}, {}, r"bad_json: no \.json files"),
+        ({"a.json": GOOD}, {}, r"a\.json: file name has no trailing frame number"),
+        ({"a_1.json": GOOD, "b_01.json": GOOD}, {}, r"bad_json: two files have frame number 1"),
+        ({"a_1.json": "{not json"}, {}, r"a_1\.json: not valid JSON"),
+        ({"a_1.json": "{}"}, {}, r"a_1\.json: field 'people' missing"),
+        (
+            {"a_1.json": '{"people": [{"face": []}]}'},
+            {},
+            r"a_1\.json: people\[0\] has no 'pose_keypoints_2d'",
+        ),
+        (
+            {"a_1.json": '{"people": [{"pose_keypoints_2d": [1, 2]}]}'},
+            {},
+            r"a_1\.json: .*has 2 values.*triplets",
+        ),
+        (
+            {"a_1.json": '{"people": [{"pose_keypoints_2d": ["a", "b", "c"]}]}'},
+            {},
+            r"a_1\.json: .*non-numeric",
+        ),
+        (
+            {"a_1.json": GOOD, "a_2.json": _body25_doc([np.ones((26, 3))])},
+            {},
+            r"a_2\.json: people\[0\] has 26 keypoints; earlier frames have 25",
+        ),
+        (
+            {"a_1.json": GOOD},
+            {"layout": "halpe26"},
+            r"bad_json: files have 25 keypoints.*halpe26 has 26",
+        ),
+        ({"a_1.json": '{"people": []}'}, {}, r"bad_json: no frame has a person.*layout="),
+        (
+            {"a_1.json": _body25_doc([np.ones((20, 3))])},
+            {},
+            r"no known keypoint layout has 20 keypoints",
+        ),
+        (
+            {"a_1.json": _body25_doc([np.full((25, 3), 2.0)])},
+            {},
+            r"bad_json: confidences range from 2.*\[0, 1\]",
+        ),
+        ({"a_1.json": GOOD}, {"person": -1}, r"bad_json: person must be >= 0"),
+        (
+            {"a_1.json": GOOD},
+            {"layout": "coco_wholebody"},
+            r"unknown keypoint layout 'coco_wholebody'",
+        ),
+    ],
+)
 def test_bad_folders(tmp_path: Path, files: dict, kw: dict, pattern: str) -> None:
     d = _folder(tmp_path, files)
     with pytest.raises(InputError, match=pattern):

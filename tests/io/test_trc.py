@@ -1,4 +1,5 @@
 """OpenSim .trc marker files: real Pose2Sim output, round trips, every bad-input path."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,29 @@ from medpose.io.trc import read_trc, write_trc
 # Real Pose2Sim output (Pose2Sim 0.x, BSD-3-Clause, (c) perfanalytics): the header and first three
 # frames of Pose2Sim/Demo/opensim/Balancing_for_IK.trc, verbatim except NumFrames/OrigNumFrames
 # edited from 100 to 3 to match the excerpt.  Metres, Y up (OpenSim convention).
-POSE2SIM_NAMES = ("RHip RKnee RAnkle RBigToe RSmallToe RHeel LHip LKnee LAnkle LBigToe LSmallToe LHeel "
-                  "Neck Head Nose RShoulder RElbow RWrist LShoulder LElbow LWrist").split()
+POSE2SIM_NAMES = [
+    "RHip",
+    "RKnee",
+    "RAnkle",
+    "RBigToe",
+    "RSmallToe",
+    "RHeel",
+    "LHip",
+    "LKnee",
+    "LAnkle",
+    "LBigToe",
+    "LSmallToe",
+    "LHeel",
+    "Neck",
+    "Head",
+    "Nose",
+    "RShoulder",
+    "RElbow",
+    "RWrist",
+    "LShoulder",
+    "LElbow",
+    "LWrist",
+]
 POSE2SIM_ROWS = [
     "1 0.0166666666666666 -0.06499776880731584 0.9015132201416929 -1.4005735926016618 -0.03953823544185855 0.4928670195676177 -1.4488398285119384 0.043722239677177546 0.14392102600475692 -1.5950232476837605 -0.016930358013220913 0.06443271631692336 -1.4465817927970495 -0.023659406882450114 0.07649613531234134 -1.504955670851614 0.059985551516713226 0.10449043759251578 -1.6357123947948065 0.10412925185379157 0.9087452234460844 -1.4589563098305751 0.03046064437340479 0.5362746404904444 -1.2634604115734183 0.013825475610302005 0.18117305106442444 -1.1375271880024058 -0.022230130873009023 0.09538301202311449 -1.0124216532378894 0.002585112527233243 0.11342035499030148 -0.9900955931253046 0.02324341098571149 0.10281046967820899 -1.226940406627339 -0.028691117162967534 1.4640467742574672 -1.3966877075073407 -0.05637421589160283 1.7024200638322964 -1.2516128899060592 -0.05303931035925115 1.5572384516777784 -1.1970436207520263 -0.167442086648298 1.392947588015956 -1.4130332081978958 -0.27295446083447816 1.1455669190226074 -1.4797215568704447 -0.363078065347936 0.9229656892080893 -1.3696481415007873 0.1449346084625672 1.4142103983448608 -1.4453320504539162 0.277046555117822 1.1648130235865395 -1.4725039614568265 0.35463254276602035 0.937737730471396 -1.4579500717624179",
     "2 0.0333333333333333 -0.07104221539355539 0.9043857718248944 -1.3935290026984142 -0.03880590057606989 0.49350054440359026 -1.446546013508329 0.042171226978639384 0.1456514778923865 -1.5952702035359851 -0.01726238596964083 0.06489677662461549 -1.4471475723743108 -0.023450287553422086 0.07552904378809105 -1.503324160367071 0.05909754623411686 0.10738317958411918 -1.636385597839711 0.10071723690326366 0.9082867353873171 -1.4465696738127223 0.03768271444426343 0.5291465823978587 -1.2425930838408041 0.011219622298424652 0.1726017604584103 -1.149628403484432 -0.023506949025403796 0.09085042852301174 -1.0128543960362535 -0.0017343510873553073 0.09846739691190844 -1.0095156760416237 0.019979298828053854 0.10451892856850689 -1.217635806244642 -0.023391910591897516 1.4638619184705208 -1.3856850474961646 -0.043915425552927254 1.7026548729321063 -1.2512145404992965 -0.037401443003060704 1.556111109962116 -1.1993429627695789 -0.16398493590089255 1.3941321603107173 -1.421332180236123 -0.27591600807308203 1.1487930488475269 -1.4801962058940867 -0.36572816332854563 0.9359377608915077 -1.360064165244055 0.1497446791896487 1.4100972780266514 -1.4377593851411463 0.2812419795732824 1.160081452984462 -1.4560701338967506 0.35944636657246337 0.9320159286708114 -1.4383584093560937",
@@ -23,8 +45,16 @@ POSE2SIM_ROWS = [
 ]
 
 
-def trc_text(names=POSE2SIM_NAMES, rows=POSE2SIM_ROWS, *, units="m", n_frames=None, n_markers=None,
-             rate="60", blank_after_header=False) -> str:
+def trc_text(
+    names=POSE2SIM_NAMES,
+    rows=POSE2SIM_ROWS,
+    *,
+    units="m",
+    n_frames=None,
+    n_markers=None,
+    rate="60",
+    blank_after_header=False,
+) -> str:
     n_frames = len(rows) if n_frames is None else n_frames
     n_markers = len(names) if n_markers is None else n_markers
     lines = [
@@ -56,8 +86,12 @@ def test_read_real_pose2sim_trc(pose2sim_trc: Path) -> None:
     assert seq.names[:3] == ("hip_r", "knee_r", "ankle_r")
     assert {"neck", "head_top", "nose", "big_toe_l", "heel_r", "wrist_l"} <= set(seq.names)
     # metres -> millimetres, axes as in the file (Y up)
-    np.testing.assert_allclose(seq["hip_r"][0], [-64.99776880731584, 901.5132201416929, -1400.5735926016618])
-    np.testing.assert_allclose(seq["wrist_l"][2], [363.57677312515185, 926.4522765266473, -1419.229549778169])
+    np.testing.assert_allclose(
+        seq["hip_r"][0], [-64.99776880731584, 901.5132201416929, -1400.5735926016618]
+    )
+    np.testing.assert_allclose(
+        seq["wrist_l"][2], [363.57677312515185, 926.4522765266473, -1419.229549778169]
+    )
     assert np.all(seq.confidence == 1.0)
 
 
@@ -81,13 +115,19 @@ def read_trc_str(tmp_path: Path, text: str, name: str = "x.trc") -> KeypointSequ
 
 @pytest.mark.parametrize("units,scale", [("mm", 1.0), ("cm", 10.0), ("m", 1000.0), ("M", 1000.0)])
 def test_units_are_converted_to_mm(tmp_path: Path, units: str, scale: float) -> None:
-    seq = read_trc_str(tmp_path, trc_text(["A"], ["1\t0\t1\t2\t3", "2\t0.01\t4\t5\t6"], units=units, rate="100"))
+    seq = read_trc_str(
+        tmp_path, trc_text(["A"], ["1\t0\t1\t2\t3", "2\t0.01\t4\t5\t6"], units=units, rate="100")
+    )
     np.testing.assert_allclose(seq.positions[:, 0], np.array([[1, 2, 3], [4, 5, 6]]) * scale)
 
 
 def test_empty_cells_are_missing(tmp_path: Path) -> None:
-    seq = read_trc_str(tmp_path, trc_text(["A", "B"], ["1\t0\t1\t2\t3\t\t\t", "2\t0.01\t\t\t\t4\t5\t6"],
-                                          units="mm", rate="100"))
+    seq = read_trc_str(
+        tmp_path,
+        trc_text(
+            ["A", "B"], ["1\t0\t1\t2\t3\t\t\t", "2\t0.01\t\t\t\t4\t5\t6"], units="mm", rate="100"
+        ),
+    )
     assert np.isnan(seq.positions[0, 1]).all() and np.isnan(seq.positions[1, 0]).all()
     np.testing.assert_array_equal(seq.confidence, [[1, 0], [0, 1]])
 
@@ -150,7 +190,9 @@ def test_num_frames_disagrees(tmp_path: Path) -> None:
 
 
 def test_num_markers_disagrees(tmp_path: Path) -> None:
-    _err(tmp_path, trc_text(n_markers=22), r"bad\.trc.*line 4 names 21 markers but NumMarkers is 22")
+    _err(
+        tmp_path, trc_text(n_markers=22), r"bad\.trc.*line 4 names 21 markers but NumMarkers is 22"
+    )
 
 
 def test_time_not_increasing(tmp_path: Path) -> None:
@@ -160,11 +202,19 @@ def test_time_not_increasing(tmp_path: Path) -> None:
 
 def test_truncated_last_row(tmp_path: Path) -> None:
     rows = POSE2SIM_ROWS[:2] + [POSE2SIM_ROWS[2][:200]]
-    _err(tmp_path, trc_text(rows=rows), r"bad\.trc.*line 8.*truncated file\?.*found \d+ cells; expected 65")
+    _err(
+        tmp_path,
+        trc_text(rows=rows),
+        r"bad\.trc.*line 8.*truncated file\?.*found \d+ cells; expected 65",
+    )
 
 
 def test_truncated_header(tmp_path: Path) -> None:
-    _err(tmp_path, "PathFileType\t4\t(X/Y/Z)\tx.trc\nDataRate\n", r"bad\.trc.*truncated file.*2 lines")
+    _err(
+        tmp_path,
+        "PathFileType\t4\t(X/Y/Z)\tx.trc\nDataRate\n",
+        r"bad\.trc.*truncated file.*2 lines",
+    )
 
 
 def test_not_a_trc(tmp_path: Path) -> None:
@@ -190,12 +240,19 @@ def test_non_numeric_cell(tmp_path: Path) -> None:
     cells = POSE2SIM_ROWS[1].split(" ")
     cells[2 + 3 * 1 + 1] = "oops"  # RKnee Y
     rows = [POSE2SIM_ROWS[0], " ".join(cells), POSE2SIM_ROWS[2]]
-    _err(tmp_path, trc_text(rows=rows), r"bad\.trc.*line 7, column RKnee/Y: found 'oops'; expected a number")
+    _err(
+        tmp_path,
+        trc_text(rows=rows),
+        r"bad\.trc.*line 7, column RKnee/Y: found 'oops'; expected a number",
+    )
 
 
 def test_missing_time(tmp_path: Path) -> None:
-    _err(tmp_path, trc_text(["A"], ["1\t0\t1\t2\t3", "2\t\t4\t5\t6"], units="mm"),
-         r"bad\.trc.*line 7: Time is empty")
+    _err(
+        tmp_path,
+        trc_text(["A"], ["1\t0\t1\t2\t3", "2\t\t4\t5\t6"], units="mm"),
+        r"bad\.trc.*line 7: Time is empty",
+    )
 
 
 def test_duplicate_after_renaming(tmp_path: Path) -> None:

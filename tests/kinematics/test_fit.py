@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -74,14 +73,17 @@ def test_analytic_jacobian_matches_autograd(sk):
     torch.testing.assert_close(J, Jn, atol=1e-10, rtol=0)
 
 
-
 @pytest.mark.parametrize("names", ["halpe", "all"])
 def test_grouped_normal_equations_match_the_full_jacobian(sk, names):
     """J^T J, J^T r and r^T r summed over keypoint groups equal the products of the whole
     weighted Jacobian (every skeleton keypoint, or HALPE_26 whose hips sit on the root)."""
     from medpose.kinematics.fit import _normal_equations
 
-    kp = sk.keypoint_index(list(HALPE.medpose)) if names == "halpe" else np.arange(len(sk.keypoint_names))
+    kp = (
+        sk.keypoint_index(list(HALPE.medpose))
+        if names == "halpe"
+        else np.arange(len(sk.keypoint_names))
+    )
     ctx = _Context(sk, kp, torch.device("cpu"), torch.float64)
     assert len(ctx.groups) >= 2
     rng = np.random.default_rng(3)
@@ -91,7 +93,7 @@ def test_grouped_normal_equations_match_the_full_jacobian(sk, names):
     xo = x + torch.as_tensor(rng.normal(0, 5, x.shape))
     sw = torch.as_tensor(rng.uniform(0, 1, (5, len(kp), 1)))
     dc, H, g = _normal_equations(ctx, E, R, o, x, sw, xo)
-    J = ctx.full_jacobian(E, R, o, x) * sw[..., None]                  # (T, K, 3, F)
+    J = ctx.full_jacobian(E, R, o, x) * sw[..., None]  # (T, K, 3, F)
     J = J.reshape(5, -1, J.shape[-1])
     r = (sw * (x - xo)).reshape(5, -1)
     torch.testing.assert_close(H, J.mT @ J, atol=1e-8, rtol=1e-10)
@@ -125,7 +127,10 @@ def test_halpe26_layout_noise_free_limbs(sk, squat):
 
 def test_noise_5mm_knee_elbow_rms(sk, squat, arms):
     """Marker-like keypoint set (all skeleton keypoints), 5 mm Gaussian noise per axis."""
-    for q, dofs in ((squat, ("knee_flexion_r", "knee_flexion_l")), (arms, ("elbow_flexion_r", "elbow_flexion_l"))):
+    for q, dofs in (
+        (squat, ("knee_flexion_r", "knee_flexion_l")),
+        (arms, ("elbow_flexion_r", "elbow_flexion_l")),
+    ):
         f = fit(_seq(sk, q, noise=5.0, seed=4), sk)
         for c in dofs:
             rms = np.sqrt(np.mean((f.angles[c].to_numpy() - q[:, sk.dof_index(c)]) ** 2))
@@ -145,13 +150,12 @@ def test_chunks_missing_and_low_confidence(sk, squat):
     seq = _seq(sk, squat)
     x = seq.positions.copy()
     conf = np.ones(x.shape[:2])
-    x[3, 10:14] = np.nan                                   # missing keypoints: ignored
-    x[5, 20] += 400.0                                      # wild but unconfident: ignored
+    x[3, 10:14] = np.nan  # missing keypoints: ignored
+    x[5, 20] += 400.0  # wild but unconfident: ignored
     conf[5, 20] = 0.05
     f = fit(KeypointSequence(x, seq.names, seq.rate, conf), sk, chunk_size=4, progress=False)
     assert np.nanmax(np.abs(f.q - squat)) < 0.1
     assert np.isnan(f.residuals.iloc[3, 10]) and np.isfinite(f.residuals.iloc[4, 10])
-
 
 
 def test_threads_give_the_same_fit_and_are_restored(sk, squat):
@@ -163,7 +167,6 @@ def test_threads_give_the_same_fit_and_are_restored(sk, squat):
     np.testing.assert_allclose(a.q, b.q, atol=1e-3)
 
 
-
 def test_lazy_keypoints_and_residuals_match_the_solver(sk, squat):
     """A GPU fit leaves the fitted keypoints and residuals to be computed when asked (forward
     kinematics of q); on the CPU the same computation must reproduce the solver's own."""
@@ -173,17 +176,23 @@ def test_lazy_keypoints_and_residuals_match_the_solver(sk, squat):
 
     seq = _seq(sk, squat, HALPE.medpose, noise=3.0)
     x = seq.positions.copy()
-    x[2, 5] = np.nan                                        # a missing keypoint stays NaN
+    x[2, 5] = np.nan  # a missing keypoint stays NaN
     seq = KeypointSequence(x, seq.names, seq.rate)
     f = fit(seq, sk, progress=False)
     prob = prepare(seq, sk)
-    src = _Observed(seq.positions, seq.confidence, prob.seq_index, prob.kp_index, prob.min_confidence, "cpu",
-                    np.dtype(np.float32))
+    src = _Observed(
+        seq.positions,
+        seq.confidence,
+        prob.seq_index,
+        prob.kp_index,
+        prob.min_confidence,
+        "cpu",
+        np.dtype(np.float32),
+    )
     lazy = dataclasses.replace(f, fitted_=None, residual_=None, source=src)
     np.testing.assert_allclose(lazy.fitted, f.fitted, atol=0.01)
     np.testing.assert_allclose(lazy.residuals.to_numpy(), f.residuals.to_numpy(), atol=0.01)
     assert np.isnan(lazy.residual[2, 5]) and lazy.fitted.dtype == np.float32
-
 
 
 @pytest.mark.parametrize("smoothness", [0.0, 2.0])
@@ -198,7 +207,7 @@ def test_a_jump_in_the_data_is_repaired_from_the_rigid_start(sk, smoothness):
     x = forward_kinematics(sk, np.concatenate([g, g]), keypoints=names)
     x = x + np.random.default_rng(0).normal(0.0, 5.0, x.shape)
     x[:n] += np.array([26000.0, 0.0, 0.0])
-    seq = KeypointSequence(x[3:], tuple(names), 60.0)     # the jump falls between coarse frames
+    seq = KeypointSequence(x[3:], tuple(names), 60.0)  # the jump falls between coarse frames
     f = fit(seq, sk, smoothness=smoothness, warm_stride=6, progress=False)
     assert np.nanmax(f.residual) < 100.0, np.nanmax(f.residual, axis=1).round(1)
 
@@ -210,7 +219,7 @@ def test_z_up_data_and_trc_in_metres(tmp_path, sk, squat):
     f = fit(read_keypoints(p))
     assert np.abs(f.angles["knee_flexion_r"] - squat[:, sk.dof_index("knee_flexion_r")]).max() < 1.0
     assert f.patient is not None and f.patient.height_mm == pytest.approx(1750, rel=0.05)
-    zup = Rotation.from_euler("x", 90, degrees=True).as_matrix()     # Y up -> Z up
+    zup = Rotation.from_euler("x", 90, degrees=True).as_matrix()  # Y up -> Z up
     g = fit(seq.with_positions(seq.positions @ zup.T), sk)
     np.testing.assert_allclose(g.alignment @ zup, np.eye(3), atol=1e-12)
     assert np.abs(g.angles["knee_flexion_l"] - squat[:, sk.dof_index("knee_flexion_l")]).max() < 0.1
@@ -224,10 +233,16 @@ def test_truth_outside_limits_is_clamped_and_flagged(sk, arms):
     assert over.any() and np.all(e <= 60.0)
     # an infeasible frame ends on a limit of the arm chain: mostly the elbow's, or the shoulder's
     # where a compromise through it fits better
-    arm = f.at_limit[["elbow_flexion_r", "shoulder_flexion_r", "shoulder_abduction_r", "shoulder_rotation_r"]]
+    arm = f.at_limit[
+        ["elbow_flexion_r", "shoulder_flexion_r", "shoulder_abduction_r", "shoulder_rotation_r"]
+    ]
     assert arm.to_numpy()[over].any(axis=1).all()
     assert f.at_limit["elbow_flexion_r"].to_numpy()[over].mean() > 0.8
-    assert not f.at_limit["elbow_flexion_r"].to_numpy()[arms[:, sk.dof_index("elbow_flexion_r")] < 55].any()
+    assert (
+        not f.at_limit["elbow_flexion_r"]
+        .to_numpy()[arms[:, sk.dof_index("elbow_flexion_r")] < 55]
+        .any()
+    )
 
 
 def test_soft_prior_and_smoothness_run(sk, squat):
@@ -238,9 +253,15 @@ def test_soft_prior_and_smoothness_run(sk, squat):
     assert jerk(f.angles) < jerk(g.angles)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 10_000), spread=st.floats(0.5, 2.0), noise=st.floats(0.0, 30.0),
-       knee_max=st.floats(10.0, 140.0))
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 10_000),
+    spread=st.floats(0.5, 2.0),
+    noise=st.floats(0.0, 30.0),
+    knee_max=st.floats(10.0, 140.0),
+)
 def test_property_fitted_angles_never_leave_hard_limits(sk, seed, spread, noise, knee_max):
     rng = np.random.default_rng(seed)
     lim = JointLimits.default(sk).with_overrides({"knee_flexion_r": (-2.0, knee_max)})
@@ -249,7 +270,7 @@ def test_property_fitted_angles_never_leave_hard_limits(sk, seed, spread, noise,
     mid = np.zeros_like(lo)
     half = np.full_like(lo, 100.0)
     mid[fin], half[fin] = 0.5 * (lo[fin] + hi[fin]), 0.5 * (hi[fin] - lo[fin])
-    q = mid + spread * half * rng.uniform(-1, 1, (3, len(lo)))          # truth may lie outside
+    q = mid + spread * half * rng.uniform(-1, 1, (3, len(lo)))  # truth may lie outside
     f = fit(_seq(sk, q, HALPE.medpose, noise=noise, seed=seed), sk, lim)
     ok = np.isfinite(f.q)
     assert np.all((f.q >= lo) | ~ok) and np.all((f.q <= hi) | ~ok)
@@ -261,6 +282,7 @@ def test_exports(tmp_path, sk, squat):
     m = read_mot(f.to_mot(tmp_path / "ik.mot"))
     np.testing.assert_allclose(m["knee_flexion_r"], f.angles["knee_flexion_r"], atol=1e-6)
     import pandas as pd
+
     pq = pd.read_parquet(f.to_parquet(tmp_path / "a.parquet"))
     cs = pd.read_csv(f.to_csv(tmp_path / "a.csv"))
     np.testing.assert_allclose(pq["hip_flexion_l"], f.angles["hip_flexion_l"])
@@ -283,7 +305,11 @@ def test_unusable_layout(sk):
     x = np.random.default_rng(0).normal(0, 100, (4, 3, 3))
     with pytest.raises(InputError) as ei:
         fit(KeypointSequence(x, ("RWrist", "LWrist", "m1"), 30.0))
-    assert "hip_r" in str(ei.value) and "neck or shoulder" in str(ei.value) and "layout" in str(ei.value)
+    assert (
+        "hip_r" in str(ei.value)
+        and "neck or shoulder" in str(ei.value)
+        and "layout" in str(ei.value)
+    )
 
 
 def test_metres_refused(sk, squat):
@@ -294,9 +320,16 @@ def test_metres_refused(sk, squat):
         fit(seq.with_positions(seq.positions / 1000.0), sk)
 
 
-@pytest.mark.parametrize("kw, match", [({"smoothness": -1.0}, "smoothness"), ({"chunk_size": 0}, "chunk_size"),
-                                       ({"up": "sideways"}, "up="), ({"min_confidence": 2.0}, "min_confidence"),
-                                       ({"limits": {"knee": (0, 1)}}, "JointLimits")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"smoothness": -1.0}, "smoothness"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"up": "sideways"}, "up="),
+        ({"min_confidence": 2.0}, "min_confidence"),
+        ({"limits": {"knee": (0, 1)}}, "JointLimits"),
+    ],
+)
 def test_bad_arguments(sk, squat, kw, match):
     with pytest.raises(InputError, match=match):
         fit(_seq(sk, squat[:3]), sk, **kw)
@@ -313,11 +346,12 @@ def test_bad_sequences(sk):
 
 def test_polar_factor_is_the_kabsch_rotation_and_flags_reflections():
     from medpose.kinematics.fit import _polar
+
     R = Rotation.random(50, random_state=3).as_matrix()
     S = np.random.default_rng(3).normal(size=(50, 3, 3))
-    S = S @ S.transpose(0, 2, 1) + 0.1 * np.eye(3)                     # symmetric positive definite
+    S = S @ S.transpose(0, 2, 1) + 0.1 * np.eye(3)  # symmetric positive definite
     X, ok = _polar(torch.as_tensor(R @ S))
     assert ok.all() and np.abs(X.numpy() - R).max() < 1e-10
-    refl = R @ S @ np.diag([1.0, 1.0, -1.0])                             # det < 0: Kabsch needs the SVD
+    refl = R @ S @ np.diag([1.0, 1.0, -1.0])  # det < 0: Kabsch needs the SVD
     _, ok = _polar(torch.as_tensor(refl))
     assert not ok.any()

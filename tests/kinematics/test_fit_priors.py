@@ -1,4 +1,5 @@
 """The fit's posture prior, Euler-branch choice and noise estimate (issue 6, round 2)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,15 @@ import torch
 
 from medpose.data import KeypointSequence
 from medpose.errors import InputError
-from medpose.kinematics.fit import (DEFAULT_PRIOR, _branch_moves, _choose_branches, _Context, fit, prepare,
-                                    prior_sd)
+from medpose.kinematics.fit import (
+    DEFAULT_PRIOR,
+    _branch_moves,
+    _choose_branches,
+    _Context,
+    fit,
+    prepare,
+    prior_sd,
+)
 from medpose.kinematics.fk import forward_kinematics, segment_poses
 from medpose.kinematics.skeleton import Skeleton
 from medpose.layouts import get_layout
@@ -23,7 +31,13 @@ MEANINGFUL = {
     "seated_knee_extension": ("knee_flexion", "hip_flexion", "elbow_flexion"),
     "squat": ("knee_flexion", "hip_flexion", "ankle_dorsiflexion", "shoulder_flexion"),
     "sit_to_stand": ("knee_flexion", "hip_flexion", "ankle_dorsiflexion"),
-    "gait": ("knee_flexion", "hip_flexion", "ankle_dorsiflexion", "elbow_flexion", "shoulder_flexion"),
+    "gait": (
+        "knee_flexion",
+        "hip_flexion",
+        "ankle_dorsiflexion",
+        "elbow_flexion",
+        "shoulder_flexion",
+    ),
 }
 
 
@@ -69,10 +83,10 @@ def test_shoulder_abduction_branch_is_the_clinical_one(sk):
     f = fit(_halpe(sk, q, tr.angles.rate), sk, progress=False)
     for s in "rl":
         true_abd = q[:, sk.dof_index(f"shoulder_abduction_{s}")]
-        assert true_abd.max() > 140                                    # through the gimbal lock at 90
+        assert true_abd.max() > 140  # through the gimbal lock at 90
         assert _rms(f, q, sk, f"shoulder_abduction_{s}") < 0.1
         assert np.abs(f.angles[f"shoulder_flexion_{s}"]).max() < 1.0
-        assert f.angles[f"elbow_flexion_{s}"].min() > 4.0              # not hyperextended
+        assert f.angles[f"elbow_flexion_{s}"].min() > 4.0  # not hyperextended
 
 
 def test_branch_moves_are_exact_reparametrisations(sk):
@@ -80,31 +94,50 @@ def test_branch_moves_are_exact_reparametrisations(sk):
     free = np.ones(len(sk.dof_names), bool)
     moves = _branch_moves(sk, free)
     own = set(sk.dof_index(["shoulder_flexion_r", "shoulder_rotation_r"]).tolist())
-    mv = [m for m in moves if int(m[0][0]) in own]                      # the shoulder's own moves
-    assert len(mv) == 3                                                 # twin, half turn, both
-    q = sk.make_q({"shoulder_flexion_r": 30.0, "shoulder_abduction_r": 40.0, "shoulder_rotation_r": 20.0,
-                   "elbow_flexion_r": 35.0, "forearm_pronation_r": 10.0})
+    mv = [m for m in moves if int(m[0][0]) in own]  # the shoulder's own moves
+    assert len(mv) == 3  # twin, half turn, both
+    q = sk.make_q(
+        {
+            "shoulder_flexion_r": 30.0,
+            "shoulder_abduction_r": 40.0,
+            "shoulder_rotation_r": 20.0,
+            "elbow_flexion_r": 35.0,
+            "forearm_pronation_r": 10.0,
+        }
+    )
     R0, _ = segment_poses(sk, q)
     hum, fore = sk.segment_index(["upper_arm_r", "forearm_r"])
     for cols, mult, off in mv:
         q2 = q.copy()
         q2[0, cols] = q[0, cols] * mult + off
         R2, _ = segment_poses(sk, q2)
-        np.testing.assert_allclose(R2[0, hum][:, 1], R0[0, hum][:, 1], atol=1e-12)      # long axes
+        np.testing.assert_allclose(R2[0, hum][:, 1], R0[0, hum][:, 1], atol=1e-12)  # long axes
         np.testing.assert_allclose(R2[0, fore][:, 1], R0[0, fore][:, 1], atol=1e-12)
-        np.testing.assert_allclose(R2[0, fore], R0[0, fore], atol=1e-12)  # child re-expressed exactly
+        np.testing.assert_allclose(
+            R2[0, fore], R0[0, fore], atol=1e-12
+        )  # child re-expressed exactly
 
 
 def test_choose_branches_prefers_neutral_among_equal_fits(sk):
     seq = _halpe(sk, sk.make_q({"shoulder_abduction_r": 147.0, "elbow_flexion_r": 5.0}), 30.0)
     prob = prepare(seq, sk)
     ctx = _Context(sk, prob.kp_index, torch.device("cpu"), torch.float64, prob.observable)
-    wrong = sk.make_q({"shoulder_flexion_r": 180.0, "shoulder_abduction_r": 33.0, "elbow_flexion_r": -5.0})
+    wrong = sk.make_q(
+        {"shoulder_flexion_r": 180.0, "shoulder_abduction_r": 33.0, "elbow_flexion_r": -5.0}
+    )
     x = torch.as_tensor(seq.positions[:, prob.seq_index] @ prob.alignment.T)
     w = torch.ones(x.shape[:2], dtype=torch.float64)
     lo, hi = torch.as_tensor(prob.lower), torch.as_tensor(prob.upper)
-    q, moved = _choose_branches(ctx, _branch_moves(sk, prob.observable), torch.as_tensor(wrong), x, w, lo, hi,
-                                torch.as_tensor(prob.prior_mean))
+    q, moved = _choose_branches(
+        ctx,
+        _branch_moves(sk, prob.observable),
+        torch.as_tensor(wrong),
+        x,
+        w,
+        lo,
+        hi,
+        torch.as_tensor(prob.prior_mean),
+    )
     assert bool(moved[0])
     got = dict(zip(sk.dof_names, q[0].numpy()))
     assert got["shoulder_abduction_r"] == pytest.approx(147.0, abs=1e-6)
@@ -131,7 +164,9 @@ def test_posture_prior_steadies_hip_flexion_under_noise(sk):
 
 def test_prior_sd_lookup_and_bad_input(sk):
     sd = prior_sd(sk, {"shoulder_rotation": 20.0, "elbow_flexion_l": 30.0})
-    assert sd[sk.dof_index("shoulder_rotation_r")] == 20.0 == sd[sk.dof_index("shoulder_rotation_l")]
+    assert (
+        sd[sk.dof_index("shoulder_rotation_r")] == 20.0 == sd[sk.dof_index("shoulder_rotation_l")]
+    )
     assert sd[sk.dof_index("elbow_flexion_l")] == 30.0
     assert sd[sk.dof_index("elbow_flexion_r")] == DEFAULT_PRIOR["*"]
     assert sd[sk.dof_index("lumbar_flexion")] == DEFAULT_PRIOR["lumbar_flexion"]
@@ -156,5 +191,11 @@ def test_float32_agrees_with_float64(sk):
     b = fit(seq, sk, dtype=torch.float32, progress=False).angles
     # well-determined DoFs agree; weakly determined ones (upper-arm rotation with a nearly
     # straight elbow) stop wherever the cost stops falling, which differs by a degree or two
-    for c in ("knee_flexion_r", "knee_flexion_l", "hip_flexion_l", "elbow_flexion_r", "ankle_dorsiflexion_r"):
+    for c in (
+        "knee_flexion_r",
+        "knee_flexion_l",
+        "hip_flexion_l",
+        "elbow_flexion_r",
+        "ankle_dorsiflexion_r",
+    ):
         assert np.abs(a[c] - b[c]).max() < 0.05, c

@@ -1,4 +1,5 @@
 """Forward kinematics: textbook poses, invariants, numpy/torch agreement, gradients, bad input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,10 +31,14 @@ def random_q(sk: Skeleton, n: int, seed: int = 0) -> np.ndarray:
 # ------------------------------------------------------------------ textbook poses
 @pytest.mark.parametrize("side,lateral", [("r", 1.0), ("l", -1.0)])
 def test_shoulder_abduction_90_puts_hand_at_shoulder_height_laterally(sk, side, lateral):
-    p = fk(sk, {f"shoulder_abduction_{side}": 90.0}, [f"shoulder_{side}", f"elbow_{side}", f"hand_{side}"])
+    p = fk(
+        sk,
+        {f"shoulder_abduction_{side}": 90.0},
+        [f"shoulder_{side}", f"elbow_{side}", f"hand_{side}"],
+    )
     s, e, h = p[f"shoulder_{side}"], p[f"elbow_{side}"], p[f"hand_{side}"]
-    np.testing.assert_allclose([e[1], h[1]], s[1], atol=1e-9)      # same height
-    np.testing.assert_allclose([e[0], h[0]], s[0], atol=1e-9)      # no fore-aft
+    np.testing.assert_allclose([e[1], h[1]], s[1], atol=1e-9)  # same height
+    np.testing.assert_allclose([e[0], h[0]], s[0], atol=1e-9)  # no fore-aft
     assert lateral * (e[2] - s[2]) == pytest.approx(sk.lengths[f"upper_arm_{side}"])
     assert lateral * (h[2] - e[2]) > 0
 
@@ -81,7 +86,11 @@ def test_adduction_and_internal_rotation_move_medially(sk, side, medial):
 
 def test_pronation_turns_palm_down_with_elbow_flexed(sk):
     # elbow at 90 deg: forearm points forward, thumb up; pronation 90 turns the thumb medially
-    p = fk(sk, {"elbow_flexion_r": 90.0, "forearm_pronation_r": 90.0}, ["radial_styloid_r", "ulnar_styloid_r"])
+    p = fk(
+        sk,
+        {"elbow_flexion_r": 90.0, "forearm_pronation_r": 90.0},
+        ["radial_styloid_r", "ulnar_styloid_r"],
+    )
     assert p["radial_styloid_r"][2] < p["ulnar_styloid_r"][2] - 40
     assert p["radial_styloid_r"][1] == pytest.approx(p["ulnar_styloid_r"][1], abs=1e-9)
 
@@ -95,8 +104,22 @@ def test_trunk_flexion_and_pelvic_anterior_tilt(sk):
 
 
 def test_upright_zero_pose_joint_centres_in_a_frontal_plane(sk):
-    centres = ["hip_r", "hip_l", "knee_r", "knee_l", "ankle_r", "ankle_l", "shoulder_r", "shoulder_l",
-               "elbow_r", "elbow_l", "wrist_r", "wrist_l", "pelvis", "neck"]
+    centres = [
+        "hip_r",
+        "hip_l",
+        "knee_r",
+        "knee_l",
+        "ankle_r",
+        "ankle_l",
+        "shoulder_r",
+        "shoulder_l",
+        "elbow_r",
+        "elbow_l",
+        "wrist_r",
+        "wrist_l",
+        "pelvis",
+        "neck",
+    ]
     q = sk.make_q({"pelvis_tx": 12.0, "pelvis_ty": 950.0, "pelvis_tz": -3.0})
     x = forward_kinematics(sk, q, keypoints=centres)[0]
     np.testing.assert_allclose(x[:, 0], 12.0, atol=1e-9)
@@ -109,23 +132,47 @@ def test_upright_zero_pose_joint_centres_in_a_frontal_plane(sk):
 # ------------------------------------------------------------------ invariants
 def test_left_right_mirror_symmetry(sk):
     q = random_q(sk, 20, seed=1)
-    for n in sk.dof_names:                       # same value on both sides
+    for n in sk.dof_names:  # same value on both sides
         if n.endswith("_r"):
             q[:, sk.dof_index(n[:-2] + "_l")] = q[:, sk.dof_index(n)]
-    q[:, sk.dof_index(["pelvis_list", "pelvis_rotation", "lumbar_bending", "lumbar_rotation",
-                       "neck_bending", "neck_rotation", "pelvis_tz"])] = 0.0
+    q[
+        :,
+        sk.dof_index(
+            [
+                "pelvis_list",
+                "pelvis_rotation",
+                "lumbar_bending",
+                "lumbar_rotation",
+                "neck_bending",
+                "neck_rotation",
+                "pelvis_tz",
+            ]
+        ),
+    ] = 0.0
     x = forward_kinematics(sk, q)
-    mirror = [sk.keypoint_index(n[:-2] + ("_l" if n.endswith("_r") else "_r")) if n[-2:] in ("_r", "_l")
-              else sk.keypoint_index(n) for n in sk.keypoint_names]
+    mirror = [
+        sk.keypoint_index(n[:-2] + ("_l" if n.endswith("_r") else "_r"))
+        if n[-2:] in ("_r", "_l")
+        else sk.keypoint_index(n)
+        for n in sk.keypoint_names
+    ]
     xm = x[:, mirror] * np.array([1.0, 1.0, -1.0])
     np.testing.assert_allclose(x, xm, atol=1e-9)
 
 
 def test_fk_preserves_segment_lengths_and_rigidity(sk):
     q = random_q(sk, 50, seed=2)
-    q[5] *= 3                                        # far outside the ranges too
-    pairs = [("hip_r", "knee_r"), ("knee_l", "ankle_l"), ("shoulder_r", "elbow_r"), ("elbow_l", "wrist_l"),
-             ("hip_r", "hip_l"), ("asis_r", "psis_l"), ("heel_r", "big_toe_r"), ("ear_l", "nose")]
+    q[5] *= 3  # far outside the ranges too
+    pairs = [
+        ("hip_r", "knee_r"),
+        ("knee_l", "ankle_l"),
+        ("shoulder_r", "elbow_r"),
+        ("elbow_l", "wrist_l"),
+        ("hip_r", "hip_l"),
+        ("asis_r", "psis_l"),
+        ("heel_r", "big_toe_r"),
+        ("ear_l", "nose"),
+    ]
     x0 = forward_kinematics(sk, sk.make_q())[0]
     x = forward_kinematics(sk, q)
     for a, b in pairs:
@@ -133,7 +180,9 @@ def test_fk_preserves_segment_lengths_and_rigidity(sk):
         d = np.linalg.norm(x[:, ia] - x[:, ib], axis=-1)
         np.testing.assert_allclose(d, np.linalg.norm(x0[ia] - x0[ib]), rtol=1e-12)
     R, _ = segment_poses(sk, q)
-    np.testing.assert_allclose(R @ np.swapaxes(R, -1, -2), np.broadcast_to(np.eye(3), R.shape), atol=1e-12)
+    np.testing.assert_allclose(
+        R @ np.swapaxes(R, -1, -2), np.broadcast_to(np.eye(3), R.shape), atol=1e-12
+    )
     np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-12)
 
 
@@ -142,7 +191,9 @@ def test_segment_poses_match_keypoints(sk):
     R, o = segment_poses(sk, q)
     x = forward_kinematics(sk, q, keypoints=["knee_r", "pelvis", "ankle_l"])
     np.testing.assert_allclose(x[:, 0], o[:, sk.segment_index("shank_r")], atol=1e-9)
-    np.testing.assert_allclose(x[:, 1], q[:, sk.dof_index(["pelvis_tx", "pelvis_ty", "pelvis_tz"])], atol=1e-9)
+    np.testing.assert_allclose(
+        x[:, 1], q[:, sk.dof_index(["pelvis_tx", "pelvis_ty", "pelvis_tz"])], atol=1e-9
+    )
     np.testing.assert_allclose(x[:, 2], o[:, sk.segment_index("foot_l")], atol=1e-9)
 
 
@@ -163,7 +214,7 @@ def test_numpy_and_torch_agree(sk):
     np.testing.assert_allclose(xt.numpy(), xn, atol=1e-10)
     x32 = forward_kinematics(sk, torch.from_numpy(q).float())
     assert x32.dtype == torch.float32
-    np.testing.assert_allclose(x32.numpy(), xn, atol=1e-3)      # float32: within a micrometre
+    np.testing.assert_allclose(x32.numpy(), xn, atol=1e-3)  # float32: within a micrometre
     Rt, ot = segment_poses(sk, torch.from_numpy(q))
     Rn, on = segment_poses(sk, q)
     np.testing.assert_allclose(Rt.numpy(), Rn, atol=1e-12)
@@ -173,26 +224,37 @@ def test_numpy_and_torch_agree(sk):
 def test_torch_gradcheck(sk):
     q = torch.from_numpy(random_q(sk, 2, seed=6)).requires_grad_(True)
     names = ["hand_r", "big_toe_l", "nose", "asis_r"]
-    assert torch.autograd.gradcheck(lambda qq: forward_kinematics(sk, qq, keypoints=names), (q,),
-                                    eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(
+        lambda qq: forward_kinematics(sk, qq, keypoints=names), (q,), eps=1e-6, atol=1e-5
+    )
 
 
 def test_torch_gradient_matches_finite_differences(sk):
     q = random_q(sk, 1, seed=7)
-    w = np.random.default_rng(8).normal(size=(1, len(sk.keypoint_names), 3))   # a random linear read-out
+    w = np.random.default_rng(8).normal(
+        size=(1, len(sk.keypoint_names), 3)
+    )  # a random linear read-out
     qt = torch.from_numpy(q).requires_grad_(True)
     (forward_kinematics(sk, qt) * torch.from_numpy(w)).sum().backward()
     h = 1e-4
     eye = np.eye(q.shape[1]) * h
-    fd = np.array([((forward_kinematics(sk, q + e) - forward_kinematics(sk, q - e)) * w).sum() / (2 * h)
-                   for e in eye])
+    fd = np.array(
+        [
+            ((forward_kinematics(sk, q + e) - forward_kinematics(sk, q - e)) * w).sum() / (2 * h)
+            for e in eye
+        ]
+    )
     np.testing.assert_allclose(qt.grad.numpy()[0], fd, rtol=1e-6, atol=1e-6)
 
 
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("shape", [(38,), (2, 37), (1, 2, 38)])
 def test_wrong_q_shape(sk, shape):
-    with pytest.raises(InputError, match=r"q must have shape \(T, 38\).*found " + str(shape).replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        InputError,
+        match=r"q must have shape \(T, 38\).*found "
+        + str(shape).replace("(", r"\(").replace(")", r"\)"),
+    ):
         forward_kinematics(sk, np.zeros(shape))
     with pytest.raises(InputError, match=r"q must have shape \(T, 38\)"):
         segment_poses(sk, torch.zeros(shape))

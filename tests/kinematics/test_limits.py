@@ -32,9 +32,14 @@ def test_age_sex_variant_replaces_rows(sk):
     assert lim.range("shoulder_flexion_r") == JointLimits.default(sk).range("shoulder_flexion_r")
 
 
-@pytest.mark.parametrize("kw, word", [({"age_group": "70-90", "sex": "male"}, "age_group"),
-                                      ({"age_group": "2-8", "sex": "x"}, "sex"),
-                                      ({"age_group": "2-8"}, "both")])
+@pytest.mark.parametrize(
+    "kw, word",
+    [
+        ({"age_group": "70-90", "sex": "male"}, "age_group"),
+        ({"age_group": "2-8", "sex": "x"}, "sex"),
+        ({"age_group": "2-8"}, "both"),
+    ],
+)
 def test_bad_variant(sk, kw, word):
     with pytest.raises(InputError, match=word):
         JointLimits.default(sk, **kw)
@@ -42,27 +47,38 @@ def test_bad_variant(sk, kw, word):
 
 def test_yaml_overrides(tmp_path, sk):
     p = tmp_path / "patient.yaml"
-    p.write_text("limits:\n  knee_flexion_r: {min: 0, max: 90, source: post-op}\n"
-                 "  shoulder_abduction: {max: 120}\nsoft_prior: {margin_deg: 8, weight: 2}\n")
+    p.write_text(
+        "limits:\n  knee_flexion_r: {min: 0, max: 90, source: post-op}\n"
+        "  shoulder_abduction: {max: 120}\nsoft_prior: {margin_deg: 8, weight: 2}\n"
+    )
     lim = JointLimits.from_yaml(p, sk)
     assert lim.range("knee_flexion_r") == (0.0, 90.0)
     assert lim.range("knee_flexion_l") == (-5.0, 135.0)
-    assert lim.range("shoulder_abduction_r")[1] == 120 and lim.range("shoulder_abduction_l")[1] == 120
+    assert (
+        lim.range("shoulder_abduction_r")[1] == 120 and lim.range("shoulder_abduction_l")[1] == 120
+    )
     assert lim.sources["knee_flexion_r"] == "post-op"
     assert (lim.soft_margin_deg, lim.soft_weight) == (8.0, 2.0)
 
 
-@pytest.mark.parametrize("text, err, words", [
-    ("limits:\n  knee_flexion_r: {min: 100, max: 90}\n", LimitError, ["knee_flexion_r", "inverted", "patient.yaml"]),
-    ("limits:\n  elbow_flexion: {min: 30, max: 30}\n", LimitError, ["elbow_flexion", "empty"]),
-    ("limits:\n  elbow_flexion: {}\n", LimitError, ["elbow_flexion", "empty"]),
-    ("limits:\n  elbow_flexion: {max: .nan}\n", LimitError, ["elbow_flexion", "NaN"]),
-    ("limits:\n  elbow_flex: {max: 90}\n", InputError, ["elbow_flex", "unknown DoF"]),
-    ("limits:\n  elbow_flexion: {max: lots}\n", InputError, ["elbow_flexion.max", "lots"]),
-    ("limits: [1, 2\n", InputError, ["not valid YAML"]),
-    ("limit:\n  elbow_flexion: {max: 9}\n", InputError, ["unknown top-level", "limit"]),
-    ("- 1\n- 2\n", InputError, ["mapping"]),
-])
+@pytest.mark.parametrize(
+    "text, err, words",
+    [
+        (
+            "limits:\n  knee_flexion_r: {min: 100, max: 90}\n",
+            LimitError,
+            ["knee_flexion_r", "inverted", "patient.yaml"],
+        ),
+        ("limits:\n  elbow_flexion: {min: 30, max: 30}\n", LimitError, ["elbow_flexion", "empty"]),
+        ("limits:\n  elbow_flexion: {}\n", LimitError, ["elbow_flexion", "empty"]),
+        ("limits:\n  elbow_flexion: {max: .nan}\n", LimitError, ["elbow_flexion", "NaN"]),
+        ("limits:\n  elbow_flex: {max: 90}\n", InputError, ["elbow_flex", "unknown DoF"]),
+        ("limits:\n  elbow_flexion: {max: lots}\n", InputError, ["elbow_flexion.max", "lots"]),
+        ("limits: [1, 2\n", InputError, ["not valid YAML"]),
+        ("limit:\n  elbow_flexion: {max: 9}\n", InputError, ["unknown top-level", "limit"]),
+        ("- 1\n- 2\n", InputError, ["mapping"]),
+    ],
+)
 def test_bad_yaml(tmp_path, sk, text, err, words):
     p = tmp_path / "patient.yaml"
     p.write_text(text)

@@ -9,17 +9,69 @@ from medpose.kinematics.fk import forward_kinematics
 from medpose.kinematics.patient import estimate_skeleton, skeleton_from_landmarks
 from medpose.kinematics.skeleton import Skeleton
 
-HALPE = ["Nose", "LEye", "REye", "LEar", "REar", "LShoulder", "RShoulder", "LElbow", "RElbow", "LWrist",
-         "RWrist", "LHip", "RHip", "LKnee", "RKnee", "LAnkle", "RAnkle", "Head", "Neck", "Hip", "LBigToe",
-         "RBigToe", "LSmallToe", "RSmallToe", "LHeel", "RHeel"]
-MED = ["nose", "eye_l", "eye_r", "ear_l", "ear_r", "shoulder_l", "shoulder_r", "elbow_l", "elbow_r", "wrist_l",
-       "wrist_r", "hip_l", "hip_r", "knee_l", "knee_r", "ankle_l", "ankle_r", "head_top", "neck", "pelvis",
-       "big_toe_l", "big_toe_r", "small_toe_l", "small_toe_r", "heel_l", "heel_r"]
+HALPE = [
+    "Nose",
+    "LEye",
+    "REye",
+    "LEar",
+    "REar",
+    "LShoulder",
+    "RShoulder",
+    "LElbow",
+    "RElbow",
+    "LWrist",
+    "RWrist",
+    "LHip",
+    "RHip",
+    "LKnee",
+    "RKnee",
+    "LAnkle",
+    "RAnkle",
+    "Head",
+    "Neck",
+    "Hip",
+    "LBigToe",
+    "RBigToe",
+    "LSmallToe",
+    "RSmallToe",
+    "LHeel",
+    "RHeel",
+]
+MED = [
+    "nose",
+    "eye_l",
+    "eye_r",
+    "ear_l",
+    "ear_r",
+    "shoulder_l",
+    "shoulder_r",
+    "elbow_l",
+    "elbow_r",
+    "wrist_l",
+    "wrist_r",
+    "hip_l",
+    "hip_r",
+    "knee_l",
+    "knee_r",
+    "ankle_l",
+    "ankle_r",
+    "head_top",
+    "neck",
+    "pelvis",
+    "big_toe_l",
+    "big_toe_r",
+    "small_toe_l",
+    "small_toe_r",
+    "heel_l",
+    "heel_r",
+]
 
 
 @pytest.fixture(scope="module")
 def truth():
-    sk = Skeleton.default(1820.0).with_lengths({"thigh_r": 470.0, "forearm_l": 250.0, "pelvis_width": 240.0})
+    sk = Skeleton.default(1820.0).with_lengths(
+        {"thigh_r": 470.0, "forearm_l": 250.0, "pelvis_width": 240.0}
+    )
     rng = np.random.default_rng(3)
     q = np.zeros((40, len(sk.dof_names)))
     q[:, sk.dof_index("knee_flexion_r")] = rng.uniform(0, 90, 40)
@@ -31,9 +83,19 @@ def truth():
 def test_lengths_recovered_exactly(truth):
     sk, q = truth
     x = forward_kinematics(sk, q, keypoints=MED)
-    ps = estimate_skeleton(KeypointSequence(x, tuple(HALPE), 30.0))      # layout names mapped
-    for n in ("thigh_r", "thigh_l", "shank_r", "forearm_l", "upper_arm_r", "pelvis_width", "shoulder_width",
-              "head", "foot_r", "trunk"):
+    ps = estimate_skeleton(KeypointSequence(x, tuple(HALPE), 30.0))  # layout names mapped
+    for n in (
+        "thigh_r",
+        "thigh_l",
+        "shank_r",
+        "forearm_l",
+        "upper_arm_r",
+        "pelvis_width",
+        "shoulder_width",
+        "head",
+        "foot_r",
+        "trunk",
+    ):
         assert ps.lengths[n] == pytest.approx(sk.lengths[n], abs=1e-6), n
     assert ps.method["hand_r"] == "scaled from height"
     assert ps.source == "sequence"
@@ -46,9 +108,9 @@ def test_median_is_robust_to_outlier_frames(truth):
     x = forward_kinematics(sk, q, keypoints=MED)
     rng = np.random.default_rng(0)
     x = x + rng.normal(0, 3, x.shape)
-    x[::5, MED.index("knee_r")] += 300.0                                # 20% wild frames
+    x[::5, MED.index("knee_r")] += 300.0  # 20% wild frames
     conf = np.ones(x.shape[:2])
-    conf[1::7, MED.index("knee_r")] = 0.1                               # ignored: low confidence
+    conf[1::7, MED.index("knee_r")] = 0.1  # ignored: low confidence
     ps = estimate_skeleton(KeypointSequence(x, tuple(MED), 30.0, conf), static=True)
     assert ps.lengths["thigh_r"] == pytest.approx(470.0, abs=25.0)
     assert ps.source == "static trial"
@@ -60,7 +122,9 @@ def test_wrong_units_refused(truth, scale, word):
     x = forward_kinematics(sk, q, keypoints=MED) * scale
     with pytest.raises(InputError) as ei:
         estimate_skeleton(KeypointSequence(x, tuple(MED), 30.0))
-    assert word in str(ei.value) and "implausible" in str(ei.value) and "millimetres" in str(ei.value)
+    assert (
+        word in str(ei.value) and "implausible" in str(ei.value) and "millimetres" in str(ei.value)
+    )
 
 
 def test_from_landmarks(truth):

@@ -35,16 +35,29 @@ Frame#\tTime\tknee_r\t\t\tankle_r
 def _session_dict() -> dict:
     return {
         "medpose_session": 1,
-        "patient": {"id": PATIENT_ID, "sex": "female", "age_years": 54, "height_mm": 1680, "mass_kg": 64},
+        "patient": {
+            "id": PATIENT_ID,
+            "sex": "female",
+            "age_years": 54,
+            "height_mm": 1680,
+            "mass_kg": 64,
+        },
         "date": dt.date(2026, 11, 25),
         "side_of_interest": "right",
         "imaging": {"volume": "imaging/ct.nii.gz", "landmarks": "imaging/landmarks.csv"},
         "calibration": "calibration/calibration.toml",
         "trials": [
             {"name": "static", "kind": "static", "keypoints": "trials/static.trc"},
-            {"name": "shoulder_abduction", "kind": "exercise", "exercise": "shoulder_abduction", "rate_hz": 30,
-             "cameras": {"cam01": "trials/shoulder_abduction/cam01_json",
-                         "cam02": "trials/shoulder_abduction/cam02_json"}},
+            {
+                "name": "shoulder_abduction",
+                "kind": "exercise",
+                "exercise": "shoulder_abduction",
+                "rate_hz": 30,
+                "cameras": {
+                    "cam01": "trials/shoulder_abduction/cam01_json",
+                    "cam02": "trials/shoulder_abduction/cam02_json",
+                },
+            },
         ],
     }
 
@@ -69,11 +82,17 @@ def _make_session(root: Path, doc: dict | None = None) -> Path:
     img.SetSpacing((0.8, 0.8, 2.0))
     img.SetOrigin((-10.0, 20.0, 5.0))
     sitk.WriteImage(img, str(root / "imaging" / "ct.nii.gz"))
-    (root / "imaging" / "landmarks.csv").write_text("name,x,y,z\nasis_r,-120.5,40,900\nasis_l,110,42.5,901\n")
+    (root / "imaging" / "landmarks.csv").write_text(
+        "name,x,y,z\nasis_r,-120.5,40,900\nasis_l,110,42.5,901\n"
+    )
     k = [[800.0, 0.0, 320.0], [0.0, 800.0, 240.0], [0.0, 0.0, 1.0]]
-    write_calibration([Camera("cam01", (640, 480), k, translation=[0, 0, 3000]),
-                       Camera("cam02", (640, 480), k, rotation=[0, 0.5, 0], translation=[-1500, 0, 3000])],
-                      root / "calibration" / "calibration.toml")
+    write_calibration(
+        [
+            Camera("cam01", (640, 480), k, translation=[0, 0, 3000]),
+            Camera("cam02", (640, 480), k, rotation=[0, 0.5, 0], translation=[-1500, 0, 3000]),
+        ],
+        root / "calibration" / "calibration.toml",
+    )
     (root / "trials").mkdir()
     (root / "trials" / "static.trc").write_text(TRC)
     _write_openpose(root / "trials" / "shoulder_abduction" / "cam01_json", seed=1)
@@ -125,7 +144,9 @@ def test_session_readers(session_dir):
     abd = s.trial("shoulder_abduction")
     views = abd.read_camera_keypoints()
     assert set(views) == {"cam01", "cam02"}
-    assert views["cam02"].frame == "cam02" and views["cam02"].rate == 30 and views["cam02"].ndim == 2
+    assert (
+        views["cam02"].frame == "cam02" and views["cam02"].rate == 30 and views["cam02"].ndim == 2
+    )
     assert views["cam01"].positions.shape == (4, 25, 2)
     with pytest.raises(ProtocolError, match="trial 'shoulder_abduction' has no 3D keypoint file"):
         abd.read_keypoints()
@@ -186,8 +207,14 @@ def test_all_problems_are_collected(session_dir, tmp_path):
     doc["imaging"]["landmarks"] = "../outside.trc"
     doc["trials"] = [
         {"name": "static", "kind": "static", "keypoints": "trials/link.trc"},
-        {"name": "abd", "kind": "exercise", "cameras": {"cam01": "trials/shoulder_abduction/cam01_json",
-                                                       "cam09": "trials/shoulder_abduction/cam09_json"}},
+        {
+            "name": "abd",
+            "kind": "exercise",
+            "cameras": {
+                "cam01": "trials/shoulder_abduction/cam01_json",
+                "cam09": "trials/shoulder_abduction/cam09_json",
+            },
+        },
         {"name": "abd", "kind": "exercise", "keypoints": "trials/missing.trc"},
     ]
     _rewrite(session_dir, doc)
@@ -206,8 +233,12 @@ def test_all_problems_are_collected(session_dir, tmp_path):
         ("trials/missing.trc", "trials[2].keypoints", "file not found"),
     ]
     for file, field, msg in expect:
-        assert any(p.file == file and p.field == field and msg in p.message for p in problems), \
-            (file, field, msg, text)
+        assert any(p.file == file and p.field == field and msg in p.message for p in problems), (
+            file,
+            field,
+            msg,
+            text,
+        )
     assert len(problems) == len(expect), text
     _assert_no_id(problems)
     with pytest.raises(ProtocolError) as e:
@@ -220,11 +251,21 @@ def test_reader_errors_pass_through_with_file_name(session_dir):
     (session_dir / "trials" / "static.trc").write_text("PathFileType\t4\n")
     (session_dir / "imaging" / "landmarks.csv").write_text("name,x,y\nasis_r,1,2\n")
     (session_dir / "calibration" / "calibration.toml").write_text("[cam01]\nname = 'cam01'\n")
-    f = session_dir / "trials" / "shoulder_abduction" / "cam02_json" / "cam02_000000000001_keypoints.json"
+    f = (
+        session_dir
+        / "trials"
+        / "shoulder_abduction"
+        / "cam02_json"
+        / "cam02_000000000001_keypoints.json"
+    )
     f.write_text("{not json")
     problems = {p.file: p for p in validate_session(session_dir)}
-    assert set(problems) == {"trials/static.trc", "imaging/landmarks.csv", "calibration/calibration.toml",
-                             "trials/shoulder_abduction/cam02_json"}
+    assert set(problems) == {
+        "trials/static.trc",
+        "imaging/landmarks.csv",
+        "calibration/calibration.toml",
+        "trials/shoulder_abduction/cam02_json",
+    }
     assert problems["trials/static.trc"].field == "trials[0].keypoints"
     assert "static.trc" in problems["trials/static.trc"].message
     assert "missing field(s)" in problems["calibration/calibration.toml"].message
@@ -263,29 +304,54 @@ def test_unavailable_reader_is_a_problem(session_dir, monkeypatch):
     assert p.file == "imaging/ct.nii.gz" and "reader is not available" in p.message
 
 
-@pytest.mark.parametrize("mutate, field, message", [
-    (lambda d: d.update(medpose_session=2), "medpose_session", "Input should be 1"),
-    (lambda d: d.update(colour="blue"), "colour", "unknown field"),
-    (lambda d: d["patient"].pop("id"), "patient.id", "required field is missing"),
-    (lambda d: d["patient"].update(id=""), "patient.id", "at least 1 character"),
-    (lambda d: d["patient"].update(height_mm=40), "patient.height_mm", "greater than or equal to 500"),
-    (lambda d: d["patient"].update(mass_kg=1000), "patient.mass_kg", "less than or equal to 400"),
-    (lambda d: d.update(date="25.11.2026"), "date", "valid date"),
-    (lambda d: d.update(side_of_interest="up"), "side_of_interest", "'left', 'right' or 'both'"),
-    (lambda d: d.update(trials=[]), "trials", "at least 1 item"),
-    (lambda d: d["trials"][0].update(name="a b"), "trials[0].name", "should match pattern"),
-    (lambda d: d["trials"][0].update(kind="dynamic"), "trials[0].kind", "'static' or 'exercise'"),
-    (lambda d: d["trials"][0].pop("keypoints"), "trials[0]", "a trial needs 'keypoints'"),
-    (lambda d: d["trials"][1].update(rate_hz=-30), "trials[1].rate_hz", "greater than 0"),
-    (lambda d: d["trials"][1].update(rate_Hz=30), "trials[1].rate_Hz", "unknown field"),
-    (lambda d: d.pop("calibration"), "", "'calibration' is required because a trial has 'cameras'"),
-])
+@pytest.mark.parametrize(
+    "mutate, field, message",
+    [
+        (lambda d: d.update(medpose_session=2), "medpose_session", "Input should be 1"),
+        (lambda d: d.update(colour="blue"), "colour", "unknown field"),
+        (lambda d: d["patient"].pop("id"), "patient.id", "required field is missing"),
+        (lambda d: d["patient"].update(id=""), "patient.id", "at least 1 character"),
+        (
+            lambda d: d["patient"].update(height_mm=40),
+            "patient.height_mm",
+            "greater than or equal to 500",
+        ),
+        (
+            lambda d: d["patient"].update(mass_kg=1000),
+            "patient.mass_kg",
+            "less than or equal to 400",
+        ),
+        (lambda d: d.update(date="25.11.2026"), "date", "valid date"),
+        (
+            lambda d: d.update(side_of_interest="up"),
+            "side_of_interest",
+            "'left', 'right' or 'both'",
+        ),
+        (lambda d: d.update(trials=[]), "trials", "at least 1 item"),
+        (lambda d: d["trials"][0].update(name="a b"), "trials[0].name", "should match pattern"),
+        (
+            lambda d: d["trials"][0].update(kind="dynamic"),
+            "trials[0].kind",
+            "'static' or 'exercise'",
+        ),
+        (lambda d: d["trials"][0].pop("keypoints"), "trials[0]", "a trial needs 'keypoints'"),
+        (lambda d: d["trials"][1].update(rate_hz=-30), "trials[1].rate_hz", "greater than 0"),
+        (lambda d: d["trials"][1].update(rate_Hz=30), "trials[1].rate_Hz", "unknown field"),
+        (
+            lambda d: d.pop("calibration"),
+            "",
+            "'calibration' is required because a trial has 'cameras'",
+        ),
+    ],
+)
 def test_schema_problems(session_dir, mutate, field, message):
     doc = _session_dict()
     mutate(doc)
     _rewrite(session_dir, doc)
     problems = [p for p in validate_session(session_dir) if p.file == "session.yaml"]
-    assert any(p.field == field and message in p.message for p in problems), [str(p) for p in problems]
+    assert any(p.field == field and message in p.message for p in problems), [
+        str(p) for p in problems
+    ]
     _assert_no_id(problems)
 
 
@@ -296,11 +362,14 @@ def test_patient_id_may_be_a_number(session_dir):
     assert Session.load(session_dir).patient.id == "12345"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("a: [1, 2\n", "line 2: not valid YAML"),
-    ("- 1\n- 2\n", "expected a mapping of fields"),
-    ("", "expected a mapping of fields"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a: [1, 2\n", "line 2: not valid YAML"),
+        ("- 1\n- 2\n", "expected a mapping of fields"),
+        ("", "expected a mapping of fields"),
+    ],
+)
 def test_unreadable_session_yaml(session_dir, text, message):
     (session_dir / "session.yaml").write_text(text)
     (p,) = validate_session(session_dir)
@@ -327,17 +396,31 @@ def test_write_session_yaml_roundtrip(tmp_path):
     assert back["date"] == dt.date(2026, 11, 25)
     assert [p.name for p in path.parent.iterdir()] == ["session.yaml"]
     assert validate_session(path.parent, check_files=False) != []  # files absent, schema fine
-    assert all(p.message == "file not found" or "folder not found" in p.message
-               for p in validate_session(path.parent, check_files=False))
+    assert all(
+        p.message == "file not found" or "folder not found" in p.message
+        for p in validate_session(path.parent, check_files=False)
+    )
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d["trials"][0].update(keypoints="/abs/static.trc"), "absolute paths are not allowed"),
-    (lambda d: d["trials"][0].update(keypoints="trials/../../x.trc"), "path leaves the session folder"),
-    (lambda d: d["imaging"].update(volume="C:\\data\\ct.nii"), "absolute paths are not allowed"),
-    (lambda d: d["patient"].update(sex="x"), "patient.sex"),
-    (lambda d: d.pop("trials"), "trials: required field is missing"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            lambda d: d["trials"][0].update(keypoints="/abs/static.trc"),
+            "absolute paths are not allowed",
+        ),
+        (
+            lambda d: d["trials"][0].update(keypoints="trials/../../x.trc"),
+            "path leaves the session folder",
+        ),
+        (
+            lambda d: d["imaging"].update(volume="C:\\data\\ct.nii"),
+            "absolute paths are not allowed",
+        ),
+        (lambda d: d["patient"].update(sex="x"), "patient.sex"),
+        (lambda d: d.pop("trials"), "trials: required field is missing"),
+    ],
+)
 def test_write_session_yaml_refuses_bad_content(tmp_path, mutate, message):
     doc = _session_dict()
     mutate(doc)
@@ -371,7 +454,11 @@ def test_wrong_path_type_reported_once(session_dir):
     doc["trials"][0]["keypoints"] = 42
     _rewrite(session_dir, doc)
     (p,) = validate_session(session_dir)
-    assert (p.file, p.field, p.message) == ("session.yaml", "trials[0].keypoints", "Input should be a valid string")
+    assert (p.file, p.field, p.message) == (
+        "session.yaml",
+        "trials[0].keypoints",
+        "Input should be a valid string",
+    )
 
 
 def test_real_pose2sim_recording_as_session(shared_data, tmp_path):
@@ -386,11 +473,20 @@ def test_real_pose2sim_recording_as_session(shared_data, tmp_path):
     cams = {}
     for n in (1, 2, 3, 4):
         name = f"cam{n:02d}"
-        shutil.copytree(src / "keypoints-mediapipe" / f"{name}_json", root / "trials" / "demo" / f"{name}_json")
+        shutil.copytree(
+            src / "keypoints-mediapipe" / f"{name}_json", root / "trials" / "demo" / f"{name}_json"
+        )
         cams[name] = f"trials/demo/{name}_json"
-    write_session_yaml({"medpose_session": 1, "patient": {"id": "REAL-01"}, "date": "2022-01-01",
-                        "calibration": "calibration/calibration.toml",
-                        "trials": [{"name": "demo", "kind": "exercise", "rate_hz": 60, "cameras": cams}]}, root)
+    write_session_yaml(
+        {
+            "medpose_session": 1,
+            "patient": {"id": "REAL-01"},
+            "date": "2022-01-01",
+            "calibration": "calibration/calibration.toml",
+            "trials": [{"name": "demo", "kind": "exercise", "rate_hz": 60, "cameras": cams}],
+        },
+        root,
+    )
     assert validate_session(root) == []
     s = Session.load(root)
     views = s.trial("demo").read_camera_keypoints()
@@ -404,7 +500,11 @@ def test_real_pose2sim_recording_as_session(shared_data, tmp_path):
     inside = (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
     assert inside.mean() > 0.95
     # a camera renamed in the calibration no longer matches the trial
-    text = (root / "calibration" / "calibration.toml").read_text().replace('name = "cam04"', 'name = "cam09"')
+    text = (
+        (root / "calibration" / "calibration.toml")
+        .read_text()
+        .replace('name = "cam04"', 'name = "cam09"')
+    )
     (root / "calibration" / "calibration.toml").write_text(text)
     (p,) = validate_session(root)
     assert p.field == "trials[0].cameras" and "['cam04'] are not in the calibration" in p.message

@@ -1,13 +1,13 @@
 """Fixtures of the registration tests: a head-sized fiducial layout and a known transform."""
+
 from __future__ import annotations
 
 import numpy as np
-
-from medpose.synthetic.fiducials import head_fiducials
 import pytest
 from scipy.spatial.transform import Rotation
 
 from medpose import Landmarks, Transform
+from medpose.synthetic.fiducials import head_fiducials
 
 
 def head_layout(n: int) -> np.ndarray:
@@ -17,7 +17,9 @@ def head_layout(n: int) -> np.ndarray:
 
 @pytest.fixture
 def truth() -> Transform:
-    return Transform(Rotation.from_rotvec([0.4, -0.3, 1.2]), [15.0, -40.0, 900.0], source="LPS", target="camera")
+    return Transform(
+        Rotation.from_rotvec([0.4, -0.3, 1.2]), [15.0, -40.0, 900.0], source="LPS", target="camera"
+    )
 
 
 @pytest.fixture

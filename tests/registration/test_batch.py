@@ -1,4 +1,5 @@
 """Batched registration: equals one-by-one registration, checks every problem, simulate_tre."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,11 +17,18 @@ def _problems(b: int, n: int = 6, seed: int = 0, noise: float = 1.0):
     x = head_layout(n)
     rot = Rotation.random(b, random_state=seed).as_matrix()
     y = np.einsum("bij,nj->bni", rot, x) + rng.normal(scale=100, size=(b, 1, 3))
-    return y + rng.normal(scale=noise, size=y.shape), x + rng.normal(scale=noise, size=(b, n, 3)), rot
+    return (
+        y + rng.normal(scale=noise, size=y.shape),
+        x + rng.normal(scale=noise, size=(b, n, 3)),
+        rot,
+    )
 
 
-@pytest.mark.parametrize("kw", [{}, {"scale": True}, {"weights": np.arange(1.0, 7.0)},
-                                {"fle": camera_fle(0.3, 1.2)}], ids=["rigid", "scale", "weights", "aniso"])
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"scale": True}, {"weights": np.arange(1.0, 7.0)}, {"fle": camera_fle(0.3, 1.2)}],
+    ids=["rigid", "scale", "weights", "aniso"],
+)
 def test_batch_equals_single(kw):
     y, x, _ = _problems(20)
     res = register_batch(y, x, **kw)
@@ -61,7 +69,9 @@ def test_batch_bad_input_names_problems():
         register_batch(bad, x)
     line = np.array(x)
     line[3] = np.outer(np.arange(6.0), [10, 5, 1])
-    with pytest.raises(DegenerateConfiguration, match=r"moving points nearly collinear in problems \[3\].*0.01"):
+    with pytest.raises(
+        DegenerateConfiguration, match=r"moving points nearly collinear in problems \[3\].*0.01"
+    ):
         register_batch(y, line)
     mir = np.array(y)
     mir[6] = x[6] * [1, -1, 1]
@@ -81,7 +91,9 @@ def test_simulate_tre_is_reproducible_and_checks_input():
     b = simulate_tre(x, x.mean(0), 1.0, trials=500, seed=4, chunk=128)
     assert a.shape == (1,) and np.array_equal(a, b)
     # at the centroid the RMS TRE is FLE / sqrt(N) (Fitzpatrick 1998, eq. 46 with d_k = 0)
-    assert simulate_tre(x, x.mean(0), 1.0, trials=20_000, seed=5)[0] == pytest.approx(1 / np.sqrt(6), rel=0.03)
+    assert simulate_tre(x, x.mean(0), 1.0, trials=20_000, seed=5)[0] == pytest.approx(
+        1 / np.sqrt(6), rel=0.03
+    )
     with pytest.raises(InputError, match="trials"):
         simulate_tre(x, x.mean(0), 1.0, trials=0)
     with pytest.raises(InputError, match="NaN"):

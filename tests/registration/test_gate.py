@@ -1,4 +1,5 @@
 """Quality gate: pass/fail with reasons."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,10 +20,20 @@ def noisy_reg(pair):
 
 def test_gate_passes_and_fails_with_reasons(noisy_reg):
     targets = Landmarks(("tumour", "far"), [[0, 0, 30.0], [0, 0, 300.0]], "LPS")
-    ok = QualityGate(max_fre_mm=2.0, max_tre_mm={"tumour": 2.0}, min_fiducials=4).check(noisy_reg, targets)
-    assert isinstance(ok, GateResult) and ok.passed and bool(ok) and ok.reasons == () and str(ok) == "PASS"
+    ok = QualityGate(max_fre_mm=2.0, max_tre_mm={"tumour": 2.0}, min_fiducials=4).check(
+        noisy_reg, targets
+    )
+    assert (
+        isinstance(ok, GateResult)
+        and ok.passed
+        and bool(ok)
+        and ok.reasons == ()
+        and str(ok) == "PASS"
+    )
     assert ok.values["n_outliers"] == 1 and ok.values["tre_mm"]["tumour"] < 2.0
-    bad = QualityGate(max_fre_mm=0.01, max_tre_mm=1.0, min_fiducials=6, max_outliers=0).check(noisy_reg, targets)
+    bad = QualityGate(max_fre_mm=0.01, max_tre_mm=1.0, min_fiducials=6, max_outliers=0).check(
+        noisy_reg, targets
+    )
     assert not bad.passed
     text = " | ".join(bad.reasons)
     assert "5 fiducials in the fit, fewer than the 6 required" in text
@@ -46,4 +57,6 @@ def test_gate_from_dict_and_bad_thresholds(noisy_reg):
     with pytest.raises(InputError, match="no targets"):
         QualityGate(max_tre_mm=2.0).check(noisy_reg)
     with pytest.raises(InputError, match=r"targets \['tumour'\] have a TRE threshold"):
-        QualityGate(max_tre_mm={"tumour": 2.0}).check(noisy_reg, Landmarks(("x",), [[0, 0, 0]], "LPS"))
+        QualityGate(max_tre_mm={"tumour": 2.0}).check(
+            noisy_reg, Landmarks(("x",), [[0, 0, 0]], "LPS")
+        )

@@ -1,15 +1,17 @@
 """Paired-point registration: exact recovery, agreement with SimpleITK, TRE prediction, bad input."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from medpose import DegenerateConfiguration, FrameMismatch, InputError, Landmarks, Transform
-from medpose.registration import (camera_fle, predict_tre, register, simulate_tre, tre_fitzpatrick)
+from medpose import DegenerateConfiguration, FrameMismatch, InputError, Landmarks
+from medpose.registration import camera_fle, predict_tre, register, simulate_tre, tre_fitzpatrick
 
 from .conftest import head_layout
 
@@ -55,8 +57,9 @@ def test_noisy_data_agrees_with_simpleitk(layout, truth):
     rng = np.random.default_rng(3)
     fixed = truth.apply(layout) + rng.normal(scale=1.0, size=layout.shape)
     reg = register(fixed, layout)
-    tx = sitk.LandmarkBasedTransformInitializer(sitk.VersorRigid3DTransform(), fixed.ravel().tolist(),
-                                                layout.ravel().tolist())
+    tx = sitk.LandmarkBasedTransformInitializer(
+        sitk.VersorRigid3DTransform(), fixed.ravel().tolist(), layout.ravel().tolist()
+    )
     # SimpleITK maps fixed -> moving; invert ours to compare
     ours = reg.transform.inverse()
     pts = fixed
@@ -70,7 +73,7 @@ def test_residuals_fre_and_table(pair):
     reg = register(moved, ct)
     assert isinstance(reg.residuals, pd.Series) and list(reg.residuals.index) == list(ct.names)
     assert reg.residuals.name == "residual_mm"
-    assert reg.fre == pytest.approx(np.sqrt(np.mean(reg.residuals ** 2)))
+    assert reg.fre == pytest.approx(np.sqrt(np.mean(reg.residuals**2)))
     df = reg.to_dataframe()
     assert df.attrs["fre_mm"] == pytest.approx(reg.fre) and df["inlier"].all()
     arr = register(moved.positions, ct.positions)
@@ -103,8 +106,8 @@ def test_fitzpatrick_formula_on_a_known_case():
     a = 50.0
     x = np.array([[a, a, 0], [-a, a, 0], [-a, -a, 0], [a, -a, 0]])
     # principal axes x, y, z with lambda = a^2, a^2, 0: f_x^2 = a^2, f_y^2 = a^2, f_z^2 = 2 a^2
-    target = np.array([[0.0, 0.0, 100.0]])       # d_x = d_y = 100, d_z = 0
-    expect = np.sqrt(1.0 / 4 * (1 + (100 ** 2 / a ** 2 + 100 ** 2 / a ** 2) / 3))
+    target = np.array([[0.0, 0.0, 100.0]])  # d_x = d_y = 100, d_z = 0
+    expect = np.sqrt(1.0 / 4 * (1 + (100**2 / a**2 + 100**2 / a**2) / 3))
     assert tre_fitzpatrick(x, target, 1.0)[0] == pytest.approx(expect, rel=1e-12)
 
 
@@ -112,7 +115,9 @@ def test_tre_formula_and_propagation_agree_and_ignore_origin(layout):
     targets = np.array([[0.0, 0, 0], [0, 0, 150], [120, -30, 10]])
     f46 = tre_fitzpatrick(layout, targets, 0.7)
     reg = register(layout, layout)
-    prop = np.sqrt(np.trace(reg.tre_covariance(targets, fle=0.7), axis1=1, axis2=2))   # first-order propagation
+    prop = np.sqrt(
+        np.trace(reg.tre_covariance(targets, fle=0.7), axis1=1, axis2=2)
+    )  # first-order propagation
     assert np.allclose(prop, f46, rtol=1e-10)
     assert np.allclose(reg.predict_tre(targets, fle=0.7), f46, rtol=1e-12)
     shift = np.array([500.0, -300, 1000])
@@ -145,7 +150,9 @@ def test_anisotropic_prediction_beats_isotropic_formula(layout):
 
 def test_predict_tre_forms(pair):
     cam, ct = pair
-    noisy = Landmarks(cam.names, cam.positions + np.random.default_rng(0).normal(size=(6, 3)), "camera")
+    noisy = Landmarks(
+        cam.names, cam.positions + np.random.default_rng(0).normal(size=(6, 3)), "camera"
+    )
     reg = register(noisy, ct)
     tg = Landmarks(("tumour", "entry"), [[0, 0, 20.0], [10, 40, 60]], frame="LPS")
     s = reg.predict_tre(tg, fle=1.0)
@@ -171,8 +178,11 @@ def test_robust_names_a_ten_mm_outlier(pair, truth):
     for fle in (None, 0.5):
         reg = register(bad, ct, robust=True, fle=fle)
         assert reg.outliers == ("fid2",)
-        clean = register(bad.subset([n for n in cam.names if n != "fid2"]), ct.subset([n for n in ct.names if n != "fid2"]),
-                         fle=fle)
+        clean = register(
+            bad.subset([n for n in cam.names if n != "fid2"]),
+            ct.subset([n for n in ct.names if n != "fid2"]),
+            fle=fle,
+        )
         assert reg.transform.allclose(clean.transform, atol=1e-9)
         assert reg.fre == pytest.approx(clean.fre)
         assert reg.residuals["fid2"] > 8
@@ -224,7 +234,10 @@ def test_names_on_one_side_only_are_listed(pair):
     cam, ct = pair
     extra = Landmarks(ct.names + ("tumour",), np.vstack([ct.positions, [0, 0, 0]]), "LPS")
     cam2 = Landmarks(("nasion",) + cam.names[1:], cam.positions, "camera")
-    with pytest.raises(InputError, match=r"fixed \(camera\) only: \['nasion'\]; moving \(LPS\) only: \['fid0', 'tumour'\]"):
+    with pytest.raises(
+        InputError,
+        match=r"fixed \(camera\) only: \['nasion'\]; moving \(LPS\) only: \['fid0', 'tumour'\]",
+    ):
         register(cam2, extra)
     with pytest.raises(InputError, match=r"\['tumour'\] not in the fixed"):
         register(cam, extra, names=["fid1", "fid2", "tumour"])

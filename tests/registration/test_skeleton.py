@@ -1,4 +1,5 @@
 """Patient skeleton from imaging, and the end-to-end check on a synthetic patient with known truth."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ from medpose.synthetic import session as synthetic
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     root = tmp_path_factory.mktemp("reg") / "patient"
-    synthetic.make_session(root, seed=1, exercises=("elbow_flexion",), repetitions=1, n_cameras=2,
-                           phantom_max_voxels=200_000)
+    synthetic.make_session(
+        root,
+        seed=1,
+        exercises=("elbow_flexion",),
+        repetitions=1,
+        n_cameras=2,
+        phantom_max_voxels=200_000,
+    )
     return root
 
 
@@ -26,14 +33,22 @@ def test_synthetic_patient_registration_within_predicted_tre(session):
     imaging = read_landmarks(session / "imaging" / "landmarks.mrk.json")
     static = read_trc(session / "trials" / "static.trc")
     camera = Landmarks(static.names, np.nanmean(static.positions, axis=0), frame=static.frame)
-    truth = Transform.from_dict(json.loads((session / "truth" / "transforms.json").read_text())["image_to_camera"])
+    truth = Transform.from_dict(
+        json.loads((session / "truth" / "transforms.json").read_text())["image_to_camera"]
+    )
     names = [n for n in imaging.names if n in camera.names]
     assert len(names) >= 6
     reg = register(camera, imaging, names=names)
-    assert (reg.transform.source, reg.transform.target) == ("LPS", "camera") == (truth.source, truth.target)
-    err = np.linalg.norm(reg.transform.apply(imaging.positions) - truth.apply(imaging.positions), axis=1)
-    tre = reg.predict_tre(imaging).to_numpy()          # FLE estimated from the FRE
-    assert np.sqrt(np.mean(err ** 2)) < 1.5 * np.sqrt(np.mean(tre ** 2))
+    assert (
+        (reg.transform.source, reg.transform.target)
+        == ("LPS", "camera")
+        == (truth.source, truth.target)
+    )
+    err = np.linalg.norm(
+        reg.transform.apply(imaging.positions) - truth.apply(imaging.positions), axis=1
+    )
+    tre = reg.predict_tre(imaging).to_numpy()  # FLE estimated from the FRE
+    assert np.sqrt(np.mean(err**2)) < 1.5 * np.sqrt(np.mean(tre**2))
     assert np.all(err < 3 * tre)
 
     skel = skeleton_landmarks_from_imaging(reg, imaging)
@@ -45,7 +60,11 @@ def test_synthetic_patient_registration_within_predicted_tre(session):
 def test_skeleton_helper_filters_and_checks(pair):
     cam, ct = pair
     reg = register(cam, ct)
-    lm = Landmarks(("hip_r", "asis_l", "fid0", "nose"), [[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10.0]], "LPS")
+    lm = Landmarks(
+        ("hip_r", "asis_l", "fid0", "nose"),
+        [[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10.0]],
+        "LPS",
+    )
     out = skeleton_landmarks_from_imaging(reg, lm)
     assert out.names == ("hip_r", "asis_l") and out.frame == "camera"
     assert np.allclose(out["asis_l"], reg.transform.apply([[10, 0, 0.0]])[0])

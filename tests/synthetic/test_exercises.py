@@ -1,4 +1,5 @@
 """Tests of medpose.synthetic.exercises: truth within ranges, feet on the floor, errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,20 @@ def sk() -> Skeleton:
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
-@pytest.mark.parametrize("opts", [{}, {"impaired_side": "left", "impairment": 0.4, "tremor_deg": 3.0,
-                                       "submovements": 2, "trunk_lean_deg": 8.0, "shoulder_hiking_deg": 5.0}])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {
+            "impaired_side": "left",
+            "impairment": 0.4,
+            "tremor_deg": 3.0,
+            "submovements": 2,
+            "trunk_lean_deg": 8.0,
+            "shoulder_hiking_deg": 5.0,
+        },
+    ],
+)
 def test_truth_inside_ranges_and_every_dof(sk, name, opts):
     e = make_exercise(name, skeleton=sk, repetitions=2, seed=4, **opts)
     assert e.angles.names == sk.dof_names
@@ -34,12 +47,18 @@ def test_truth_inside_ranges_and_every_dof(sk, name, opts):
 def test_feet_stay_on_the_floor(sk, name):
     e = make_exercise(name, skeleton=sk, repetitions=2)
     kp = forward_kinematics(sk, np.asarray(e.angles.values))
-    feet = [i for i, n in enumerate(sk.keypoint_names) if n.startswith(("heel_", "big_toe_", "small_toe_", "ankle_"))]
+    feet = [
+        i
+        for i, n in enumerate(sk.keypoint_names)
+        if n.startswith(("heel_", "big_toe_", "small_toe_", "ankle_"))
+    ]
     np.testing.assert_allclose(kp[:, feet, 1].min(axis=1), 0.0, atol=1e-6)
     if name != "gait":  # standing exercises: the ankles do not slide
         ank = [sk.keypoint_names.index("ankle_r"), sk.keypoint_names.index("ankle_l")]
         centre = kp[:, ank].mean(axis=1)
-        np.testing.assert_allclose(centre[:, [0, 2]], centre[[0]][:, [0, 2]].repeat(len(centre), 0), atol=1e-6)
+        np.testing.assert_allclose(
+            centre[:, [0, 2]], centre[[0]][:, [0, 2]].repeat(len(centre), 0), atol=1e-6
+        )
 
 
 def test_gait_moves_forward_at_speed_with_normative_ranges(sk):
@@ -48,7 +67,7 @@ def test_gait_moves_forward_at_speed_with_normative_ranges(sk):
     speed = (tx[-1] - tx[0]) / (e.angles.times[-1] - e.angles.times[0])
     assert speed == pytest.approx(1300.0, rel=1e-6)
     hip, knee = e.angles["hip_flexion_r"], e.angles["knee_flexion_r"]
-    assert 35 < np.ptp(hip) < 50 and 55 < knee.max() < 70 and knee.min() < 8   # Winter 2009 shapes
+    assert 35 < np.ptp(hip) < 50 and 55 < knee.max() < 70 and knee.min() < 8  # Winter 2009 shapes
     # left leg half a cycle later than the right
     stride = e.params["stride_s"]
     shift = int(round(0.5 * stride * e.angles.rate))
@@ -56,7 +75,9 @@ def test_gait_moves_forward_at_speed_with_normative_ranges(sk):
 
 
 def test_impaired_side_reaches_less_and_moves_slower(sk):
-    e = make_exercise("shoulder_abduction", skeleton=sk, impaired_side="left", impairment=0.3, repetitions=1)
+    e = make_exercise(
+        "shoulder_abduction", skeleton=sk, impaired_side="left", impairment=0.3, repetitions=1
+    )
     r, l = e.angles["shoulder_abduction_r"], e.angles["shoulder_abduction_l"]
     assert r.max() == pytest.approx(150.0, abs=1e-6)
     assert l.max() == pytest.approx(5.0 + 0.7 * 145.0, abs=1e-6)
@@ -68,7 +89,9 @@ def test_impaired_side_reaches_less_and_moves_slower(sk):
 
 def test_requested_range_and_limit_error_names_joint(sk):
     e = make_exercise("elbow_flexion", skeleton=sk, range_deg=(10.0, 100.0), repetitions=1)
-    assert e.angles["elbow_flexion_r"].max() == pytest.approx(100.0) and e.angles["elbow_flexion_r"].min() == pytest.approx(10.0)
+    assert e.angles["elbow_flexion_r"].max() == pytest.approx(100.0) and e.angles[
+        "elbow_flexion_r"
+    ].min() == pytest.approx(10.0)
     with pytest.raises(LimitError, match=r"shoulder_abduction_r.*\[-30, 180\]"):
         make_exercise("shoulder_abduction", skeleton=sk, range_deg=200.0)
     with pytest.raises(LimitError, match=r"knee_flexion_r.*\[-5, 135\]"):
@@ -95,7 +118,9 @@ def test_tremor_is_a_4_to_6_hz_sinusoid(sk):
     base = make_exercise("elbow_flexion", **kw)
     trem = make_exercise("elbow_flexion", tremor_deg=2.0, **kw)
     diff = trem.angles["elbow_flexion_r"] - base.angles["elbow_flexion_r"]
-    assert np.all(trem.angles["elbow_flexion_l"] == base.angles["elbow_flexion_l"])  # only the impaired side
+    assert np.all(
+        trem.angles["elbow_flexion_l"] == base.angles["elbow_flexion_l"]
+    )  # only the impaired side
     spec = np.abs(np.fft.rfft(diff))
     freq = np.fft.rfftfreq(diff.size, 1 / 100.0)[np.argmax(spec)]
     assert 4.0 <= trem.params["tremor_hz"] <= 6.0
@@ -109,7 +134,9 @@ def test_minimum_jerk_and_submovements():
     for sub in (0, 3):
         p = repetition_profile(t, [0.5], 1.2, 0.5, 1.2, sub, np.random.default_rng(1))
         up = p[(t >= 0.5) & (t <= 1.7)]
-        assert np.all(np.diff(up) >= -1e-12) and p[np.searchsorted(t, 1.7)] == pytest.approx(1.0, abs=1e-9)
+        assert np.all(np.diff(up) >= -1e-12) and p[np.searchsorted(t, 1.7)] == pytest.approx(
+            1.0, abs=1e-9
+        )
         assert p[0] == 0.0 and p[-1] == pytest.approx(0.0, abs=1e-12)
     # submovements make the speed profile have several peaks
     p = repetition_profile(t, [0.5], 1.2, 0.5, 1.2, 3, np.random.default_rng(1))

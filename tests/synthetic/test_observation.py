@@ -1,4 +1,5 @@
 """Tests of medpose.synthetic.observation: injected faults are where the report says."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,19 @@ NAMES = ("pelvis", "hip_r", "hip_l", "knee_r", "knee_l", "wrist_r", "wrist_l", "
 @pytest.fixture(scope="module")
 def truth() -> np.ndarray:
     t = np.arange(600) / 30.0
-    base = np.array([[0, 900, 0], [0, 900, 90], [0, 900, -90], [0, 480, 90], [0, 480, -90],
-                     [0, 800, 250], [0, 800, -250], [0, 1400, 0]], float)
+    base = np.array(
+        [
+            [0, 900, 0],
+            [0, 900, 90],
+            [0, 900, -90],
+            [0, 480, 90],
+            [0, 480, -90],
+            [0, 800, 250],
+            [0, 800, -250],
+            [0, 1400, 0],
+        ],
+        float,
+    )
     return base[None] + np.stack([100 * np.sin(t), 50 * np.cos(t), 0 * t], axis=1)[:, None, :]
 
 
@@ -27,14 +39,26 @@ def test_marker_based_noise_level(truth):
 
 
 def test_markerless_faults_match_the_report(truth):
-    obs = markerless(truth, names=NAMES, rate=30.0, sigma_mm=5.0, bias_mm=20.0, dropout=0.01,
-                     gap_rate=0.05, gap_len=10, swap_rate=0.1, swap_len=8, outlier_rate=0.02, seed=5)
+    obs = markerless(
+        truth,
+        names=NAMES,
+        rate=30.0,
+        sigma_mm=5.0,
+        bias_mm=20.0,
+        dropout=0.01,
+        gap_rate=0.05,
+        gap_len=10,
+        swap_rate=0.1,
+        swap_len=8,
+        outlier_rate=0.02,
+        seed=5,
+    )
     rep = obs.report
     assert rep["gaps"] and rep["swaps"] and rep["outliers"] and rep["dropouts"]
     for g in rep["gaps"]:
         j = NAMES.index(g["keypoint"])
-        assert np.all(np.isnan(obs.positions[g["start"]:g["stop"], j]))
-        assert np.all(obs.confidence[g["start"]:g["stop"], j] == 0)
+        assert np.all(np.isnan(obs.positions[g["start"] : g["stop"], j]))
+        assert np.all(obs.confidence[g["start"] : g["stop"], j] == 0)
     for f, name in rep["dropouts"]:
         assert np.all(np.isnan(obs.positions[f, NAMES.index(name)]))
     bias = np.array([rep["bias_mm"][n] for n in NAMES])
@@ -46,13 +70,17 @@ def test_markerless_faults_match_the_report(truth):
             ok = np.all(np.isfinite(got), axis=1)
             # the left point now carries the right point's truth (+ the right point's bias)
             d_sw = np.linalg.norm(got[ok] - truth[fr[ok], ib] - bias[ib], axis=1)
-            assert np.all(d_sw < 6 * 5.0 * np.sqrt(3) + 300 * np.isin(fr[ok], [o["frame"] for o in rep["outliers"]]))
+            assert np.all(
+                d_sw
+                < 6 * 5.0 * np.sqrt(3)
+                + 300 * np.isin(fr[ok], [o["frame"] for o in rep["outliers"]])
+            )
     for o in rep["outliers"]:
         assert 100 <= np.linalg.norm(o["offset_mm"]) <= 300
     # away from every fault, error = bias + jitter
     clean = np.ones(truth.shape[:2], bool)
     for s in rep["swaps"]:
-        clean[s["start"]:s["stop"]] = False
+        clean[s["start"] : s["stop"]] = False
     for o in rep["outliers"]:
         clean[o["frame"]] = False
     clean &= np.all(np.isfinite(obs.positions), axis=2)

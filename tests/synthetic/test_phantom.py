@@ -1,4 +1,5 @@
 """Tests of medpose.synthetic.phantom: landmarks on bone, transform consistency, HU classes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ def test_landmarks_lie_on_bone_surfaces(phantom):
     assert v.array.dtype == np.int16 and v.frame == "LPS"
     ijk = np.round(v.lps_to_index(phantom.landmarks.positions)).astype(int)
     for name, (i, j, k) in zip(phantom.landmarks.names, ijk):
-        nb = v.array[i - 1:i + 2, j - 1:j + 2, k - 1:k + 2]
+        nb = v.array[i - 1 : i + 2, j - 1 : j + 2, k - 1 : k + 2]
         assert nb.max() > 700, f"{name}: no cortical bone next to the landmark"
         assert nb.min() < 200, f"{name}: landmark buried inside bone, not on its surface"
         assert v.array[i, j, k] > -500, f"{name}: landmark in air"
@@ -33,7 +34,9 @@ def test_landmarks_lie_on_bone_surfaces(phantom):
 def test_tissue_classes_and_noise(phantom):
     a = phantom.volume.array.astype(float)
     air = a[a < -500]
-    assert air.mean() == pytest.approx(HU["air"], abs=3) and air.std() == pytest.approx(HU["noise_sd"], rel=0.1)
+    assert air.mean() == pytest.approx(HU["air"], abs=3) and air.std() == pytest.approx(
+        HU["noise_sd"], rel=0.1
+    )
     soft = a[(a > -200) & (a < 150)]
     assert soft.mean() == pytest.approx(HU["soft_tissue"], abs=5)
     assert np.any(np.abs(a - HU["cancellous"]) < 40) and np.any(np.abs(a - HU["cortical"]) < 40)
@@ -61,7 +64,9 @@ def test_voxel_cap_coarsens_spacing(sk):
 def test_same_seed_same_volume(sk):
     a = make_phantom(sk, region="shoulder_arm", max_voxels=100_000, seed=1)
     b = make_phantom(sk, region="shoulder_arm", max_voxels=100_000, seed=1)
-    assert np.array_equal(a.volume.array, b.volume.array) and a.image_to_body.allclose(b.image_to_body)
+    assert np.array_equal(a.volume.array, b.volume.array) and a.image_to_body.allclose(
+        b.image_to_body
+    )
 
 
 def test_bad_arguments(sk):

@@ -1,4 +1,5 @@
 """Tests of medpose.synthetic.session: the session validates, loads, is deterministic and true."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,11 @@ from medpose.synthetic.session import make_session
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +31,7 @@ def made(tmp_path_factory):
 
 def test_default_session_validates_and_loads(made):
     from medpose.protocol.session import Session, validate_session
+
     assert validate_session(made.path) == []
     s = Session.load(made.path)
     assert [t.name for t in s.trials] == ["static", "shoulder_abduction", "squat"]
@@ -64,7 +69,7 @@ def test_every_file_reads_back(made):
     static = read_keypoints(root / "trials" / "static.trc")
     true_static = made.keypoints["static"]
     err = static.select(true_static.names).positions - true_static.positions
-    assert np.std(err) == pytest.approx(1.0, rel=0.1)               # marker-based, 1 mm
+    assert np.std(err) == pytest.approx(1.0, rel=0.1)  # marker-based, 1 mm
     ml = read_keypoints(root / "trials" / "squat.trc")
     assert ml.rate == 30.0 and ml.n_frames == made.keypoints["squat"].n_frames
     op = read_openpose(root / "trials" / "squat" / "cam02_json", rate=30.0)
@@ -73,8 +78,14 @@ def test_every_file_reads_back(made):
     v = made.exercises["squat"].angles
     assert mot.names == v.names and mot.rate == pytest.approx(30.0)
     np.testing.assert_allclose(mot.values, v.values, atol=1e-5)
-    for f in ("transforms.json", "landmarks_camera.json", "landmarks_lps.json", "segment_lengths.json",
-              "faults.json", "params.json"):
+    for f in (
+        "transforms.json",
+        "landmarks_camera.json",
+        "landmarks_lps.json",
+        "segment_lengths.json",
+        "faults.json",
+        "params.json",
+    ):
         json.loads((root / "truth" / f).read_text())
 
 
@@ -87,7 +98,9 @@ def test_truth_is_consistent(made):
     np.testing.assert_allclose(mapped.positions, made.landmarks_camera.positions, atol=1e-6)
     names = made.keypoints["static"].names
     idx = [names.index(n) for n in mapped.names]
-    np.testing.assert_allclose(mapped.positions, made.keypoints["static"].positions[0, idx], atol=1e-6)
+    np.testing.assert_allclose(
+        mapped.positions, made.keypoints["static"].positions[0, idx], atol=1e-6
+    )
     # FK of the true angles = the true keypoints
     sk2cam = Transform.from_dict(tr["skeleton_to_camera"])
     for name, ex in made.exercises.items():
@@ -99,14 +112,19 @@ def test_truth_is_consistent(made):
 
 def test_2d_keypoints_reproject_from_truth(made):
     from medpose.io.openpose import read_openpose
+
     truth = made.keypoints["shoulder_abduction"]
     errs = []
     for cam in made.cameras:
-        op = read_openpose(made.path / "trials" / "shoulder_abduction" / f"{cam.name}_json", rate=30.0)
+        op = read_openpose(
+            made.path / "trials" / "shoulder_abduction" / f"{cam.name}_json", rate=30.0
+        )
         px = cam.project(truth.select(op.names).positions)
         errs.append(np.linalg.norm(op.positions - px, axis=2)[np.isfinite(op.positions[..., 0])])
     e = np.concatenate(errs)
-    assert np.median(e) == pytest.approx(2.0 * np.sqrt(2 * np.log(2)), rel=0.15)   # Rayleigh median, sigma 2 px
+    assert np.median(e) == pytest.approx(
+        2.0 * np.sqrt(2 * np.log(2)), rel=0.15
+    )  # Rayleigh median, sigma 2 px
 
 
 def test_faults_are_reported(made):

@@ -1,4 +1,5 @@
 """DTW alignment against dtaidistance and an independent dynamic programme."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,7 +45,7 @@ def test_dtw_distance_equals_dtaidistance_and_textbook(d):
     assert tuple(p[0]) == (0, 0) and tuple(p[-1]) == (len(q) - 1, len(t) - 1)
     assert np.all(np.diff(p, axis=0) >= 0) and np.all(np.diff(p, axis=0).sum(1) >= 1)
     diff = (q[p[:, 0]] - t[p[:, 1]]).reshape(len(p), -1)
-    assert abs(np.sqrt((diff ** 2).sum()) - al.distance) <= 1e-9
+    assert abs(np.sqrt((diff**2).sum()) - al.distance) <= 1e-9
 
 
 def test_window_and_warp():
@@ -73,12 +74,16 @@ def test_average_template_recovers_the_shape():
     tmpl = average_template(reps)
     assert tmpl.shape == (101,)
     assert abs(tmpl.max() - 90) < 5
-    plain = np.mean([np.interp(np.linspace(0, 1, 101), np.linspace(0, 1, len(r)), r) for r in reps], 0)
+    plain = np.mean(
+        [np.interp(np.linspace(0, 1, 101), np.linspace(0, 1, len(r)), r) for r in reps], 0
+    )
     # DBA keeps the peak that a plain average of time-warped repetitions blurs
     assert tmpl.max() > plain.max()
     # DBA minimises the summed squared DTW distance to the repetitions (Petitjean et al. 2011)
     norm = [np.interp(np.linspace(0, 1, 101), np.linspace(0, 1, len(r)), r) for r in reps]
-    assert sum(dtw_distance(tmpl, r) ** 2 for r in norm) < sum(dtw_distance(plain, r) ** 2 for r in norm)
+    assert sum(dtw_distance(tmpl, r) ** 2 for r in norm) < sum(
+        dtw_distance(plain, r) ** 2 for r in norm
+    )
     multi = average_template([np.stack([r, -r], 1) for r in reps])
     assert multi.shape == (101, 2)
     with pytest.raises(InputError, match="no repetitions"):

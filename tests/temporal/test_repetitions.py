@@ -1,4 +1,5 @@
 """Repetition segmentation and time normalisation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,9 +10,15 @@ import medpose.synthetic as syn
 from medpose.errors import InputError
 from medpose.temporal import cut_repetitions, segment_repetitions, time_normalise
 
-MAIN = {"shoulder_abduction": "shoulder_abduction_r", "shoulder_flexion": "shoulder_flexion_r",
-        "elbow_flexion": "elbow_flexion_r", "seated_knee_extension": "knee_flexion_r", "squat": "knee_flexion_r",
-        "sit_to_stand": "knee_flexion_r", "gait": "knee_flexion_r"}
+MAIN = {
+    "shoulder_abduction": "shoulder_abduction_r",
+    "shoulder_flexion": "shoulder_flexion_r",
+    "elbow_flexion": "elbow_flexion_r",
+    "seated_knee_extension": "knee_flexion_r",
+    "squat": "knee_flexion_r",
+    "sit_to_stand": "knee_flexion_r",
+    "gait": "knee_flexion_r",
+}
 
 
 def test_every_synthetic_exercise_is_covered():
@@ -21,11 +28,19 @@ def test_every_synthetic_exercise_is_covered():
 @pytest.mark.parametrize("exercise", sorted(MAIN))
 @pytest.mark.parametrize("n_reps, seed", [(3, 0), (6, 1)])
 def test_segmentation_counts_synthetic_repetitions(exercise, n_reps, seed):
-    truth = syn.make_exercise(exercise, rate=60.0, repetitions=n_reps, seed=seed, tremor_deg=1.0,
-                              submovements=1, impaired_side="left", impairment=0.3)
+    truth = syn.make_exercise(
+        exercise,
+        rate=60.0,
+        repetitions=n_reps,
+        seed=seed,
+        tremor_deg=1.0,
+        submovements=1,
+        impaired_side="left",
+        impairment=0.3,
+    )
     x = truth.angles[MAIN[exercise]]
     rng = np.random.default_rng(seed)
-    x = x + rng.normal(0, 1.0, x.shape)            # 1 degree measurement noise
+    x = x + rng.normal(0, 1.0, x.shape)  # 1 degree measurement noise
     reps = segment_repetitions(x, truth.angles.rate, min_range=20.0, min_duration_s=0.5)
     assert len(reps) == len(truth.repetitions)
     # each detected peak lies inside one true repetition window
@@ -35,7 +50,7 @@ def test_segmentation_counts_synthetic_repetitions(exercise, n_reps, seed):
 
 def test_segmentation_of_a_keypoint_trajectory_and_direction():
     t = np.arange(0, 12, 1 / 30)
-    depth = 200 * np.clip(np.sin(2 * np.pi * t / 3), 0, None)        # 4 dips of 200 mm
+    depth = 200 * np.clip(np.sin(2 * np.pi * t / 3), 0, None)  # 4 dips of 200 mm
     traj = np.stack([np.zeros_like(t), np.zeros_like(t), 1000 - depth], 1)
     reps = segment_repetitions(traj, 30.0, min_range=50.0)
     assert len(reps) == 4
@@ -46,16 +61,22 @@ def test_segmentation_of_a_keypoint_trajectory_and_direction():
 
 def test_small_and_short_movements_are_not_repetitions():
     t = np.arange(0, 10, 1 / 50)
-    x = 5 * np.sin(2 * np.pi * 0.5 * t)              # 10 degrees peak to peak
+    x = 5 * np.sin(2 * np.pi * 0.5 * t)  # 10 degrees peak to peak
     assert len(segment_repetitions(x, 50.0, min_range=20.0)) == 0
     x = 60 * np.clip(np.sin(2 * np.pi * 0.4 * t), 0, None)
     assert len(segment_repetitions(x, 50.0, min_range=20.0, max_duration_s=0.5)) == 0
 
 
-@pytest.mark.parametrize("kw, msg", [({"signal": np.full(50, np.nan)}, "0 finite samples"),
-                                     ({"min_range": 0}, "min_range"), ({"fs": 0}, "fs"),
-                                     ({"direction": "left"}, "direction"),
-                                     ({"signal": np.zeros((5, 2, 2))}, "shape")])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"signal": np.full(50, np.nan)}, "0 finite samples"),
+        ({"min_range": 0}, "min_range"),
+        ({"fs": 0}, "fs"),
+        ({"direction": "left"}, "direction"),
+        ({"signal": np.zeros((5, 2, 2))}, "shape"),
+    ],
+)
 def test_segmentation_bad_input(kw, msg):
     args = {"signal": np.sin(np.arange(100) / 5), "fs": 30.0, "min_range": 1.0} | kw
     with pytest.raises(InputError, match=msg):

@@ -1,4 +1,5 @@
 """Filters of medpose.temporal against known signals and scipy."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,9 @@ def test_butterworth_matches_scipy_and_handles_shapes():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(len(T), 3, 3))
     sos = signal.butter(4, 8, fs=FS, output="sos")
-    np.testing.assert_allclose(butterworth(x, FS, 8), signal.sosfiltfilt(sos, x, axis=0), atol=1e-12)
+    np.testing.assert_allclose(
+        butterworth(x, FS, 8), signal.sosfiltfilt(sos, x, axis=0), atol=1e-12
+    )
 
 
 def test_butterworth_nan_runs_filtered_separately():
@@ -35,7 +38,11 @@ def test_butterworth_nan_runs_filtered_separately():
     x = np.cumsum(rng.normal(size=(len(T), 2)), axis=0)
     x[100:120, 0] = np.nan
     y = butterworth(x, FS, 5)
-    assert np.isnan(y[100:120, 0]).all() and np.isfinite(y[:100, 0]).all() and np.isfinite(y[120:, 0]).all()
+    assert (
+        np.isnan(y[100:120, 0]).all()
+        and np.isfinite(y[:100, 0]).all()
+        and np.isfinite(y[120:, 0]).all()
+    )
     np.testing.assert_allclose(y[:100, 0], butterworth(x[:100, 0], FS, 5), atol=1e-12)
     np.testing.assert_allclose(y[120:, 0], butterworth(x[120:, 0], FS, 5), atol=1e-12)
     np.testing.assert_allclose(y[:, 1], butterworth(x[:, 1], FS, 5), atol=1e-12)
@@ -47,8 +54,14 @@ def test_butterworth_cutoff_at_or_above_nyquist(cutoff):
         butterworth(T, FS, cutoff)
 
 
-@pytest.mark.parametrize("kw, msg", [({"cutoff": 0.0}, "positive frequency"), ({"order": 0}, "order"),
-                                     ({"cutoff": 5.0, "fs": -1.0}, "sampling rate")])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"cutoff": 0.0}, "positive frequency"),
+        ({"order": 0}, "order"),
+        ({"cutoff": 5.0, "fs": -1.0}, "sampling rate"),
+    ],
+)
 def test_butterworth_bad_arguments(kw, msg):
     args = {"fs": FS, "cutoff": 5.0} | kw
     with pytest.raises(InputError, match=msg):
@@ -74,9 +87,11 @@ def test_savgol_short_window_and_short_runs():
 
 def _one_euro_reference(x, fs, min_cutoff, beta, d_cutoff):
     """Scalar transcription of Casiez et al. 2012, Algorithm 1."""
+
     def alpha(fc):
         tau = 1 / (2 * np.pi * fc)
         return 1 / (1 + tau * fs)
+
     out, xprev, dprev = [], None, 0.0
     for v in x:
         if xprev is None:
@@ -101,7 +116,9 @@ def test_one_euro_matches_reference_and_restarts_after_nan():
     x2[50] = np.nan
     y2 = one_euro(np.stack([x2, x], 1), FS, 1.0, 0.5)
     assert np.isnan(y2[50, 0])
-    np.testing.assert_allclose(y2[51:, 0], _one_euro_reference(x[51:], FS, 1.0, 0.5, 1.0), atol=1e-12)
+    np.testing.assert_allclose(
+        y2[51:, 0], _one_euro_reference(x[51:], FS, 1.0, 0.5, 1.0), atol=1e-12
+    )
     np.testing.assert_allclose(y2[:, 1], y, atol=1e-12)
     # less jitter than the input at rest
     rest = rng.normal(0, 1, 400)
@@ -157,5 +174,5 @@ def test_weighted_moving_average_attenuates_a_peak_more_than_butterworth():
     x = np.exp(-0.5 * ((T - 2) / 0.1) ** 2)
     w, b = weighted_moving_average(x, 15), butterworth(x, FS, 6)
     assert w.max() < 0.95 < b.max()
-    assert np.argmax(b) == np.argmax(x)           # zero lag
-    assert np.argmax(w) - np.argmax(x) >= 3        # the baseline lags (~(n-1)/3 samples)
+    assert np.argmax(b) == np.argmax(x)  # zero lag
+    assert np.argmax(w) - np.argmax(x) >= 3  # the baseline lags (~(n-1)/3 samples)

@@ -1,4 +1,5 @@
 """Outliers, gaps and 3D left/right repair."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,13 @@ import pytest
 
 from medpose.data import KeypointSequence
 from medpose.errors import InputError
-from medpose.temporal import (bone_length_outliers, clean_gaps, fill_gaps, hampel_outliers, repair_swaps_3d)
+from medpose.temporal import (
+    bone_length_outliers,
+    clean_gaps,
+    fill_gaps,
+    hampel_outliers,
+    repair_swaps_3d,
+)
 
 FS = 60.0
 
@@ -33,9 +40,9 @@ def test_hampel_bad_shape():
 def test_fill_gaps_fills_short_leaves_long_and_reports():
     p = _walk()
     truth = p.copy()
-    p[30:35, 0] = np.nan      # 5 frames: filled
-    p[60:90, 1] = np.nan      # 30 frames = 0.5 s: left
-    p[:3, 2] = np.nan         # at the start: left
+    p[30:35, 0] = np.nan  # 5 frames: filled
+    p[60:90, 1] = np.nan  # 30 frames = 0.5 s: left
+    p[:3, 2] = np.nan  # at the start: left
     res = fill_gaps(p, FS, max_gap_s=0.1, names=["a", "b", "c"])
     np.testing.assert_allclose(res.values[30:35, 0], truth[30:35, 0], atol=0.05)
     assert np.isnan(res.values[60:90, 1]).all() and np.isnan(res.values[:3, 2]).all()
@@ -45,12 +52,15 @@ def test_fill_gaps_fills_short_leaves_long_and_reports():
     assert g.loc["b", "duration_s"] == pytest.approx(0.5)
     assert g.loc["c", "reason"] == "at the start"
     lin = fill_gaps(p, FS, 0.1, method="linear").values
-    np.testing.assert_allclose(lin[32, 0], (p[29, 0] + p[35, 0]) / 2 + (p[35, 0] - p[29, 0]) * (3 / 6 - 1 / 2),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        lin[32, 0], (p[29, 0] + p[35, 0]) / 2 + (p[35, 0] - p[29, 0]) * (3 / 6 - 1 / 2), atol=1e-9
+    )
 
 
-@pytest.mark.parametrize("kw, msg", [({"method": "cubic"}, "method"), ({"max_gap_s": -1}, "max_gap_s"),
-                                     ({"fs": 0}, "fs")])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [({"method": "cubic"}, "method"), ({"max_gap_s": -1}, "max_gap_s"), ({"fs": 0}, "fs")],
+)
 def test_fill_gaps_bad_arguments(kw, msg):
     args = {"fs": FS} | kw
     with pytest.raises(InputError, match=msg):
@@ -66,14 +76,14 @@ def _legs(t=90):
         ang = 0.5 * np.sin(2 * np.pi * 0.5 * tt + j)
         knee = hip + 400 * np.stack([np.sin(ang), np.zeros(t), -np.cos(ang)], -1)
         ankle = knee + np.array([0, 0, -400.0])
-        p[:, 3 * j:3 * j + 3] = np.stack([hip, knee, ankle], 1)
+        p[:, 3 * j : 3 * j + 3] = np.stack([hip, knee, ankle], 1)
     return p, names
 
 
 def test_bone_length_outliers_blames_the_odd_keypoint():
     p, names = _legs()
-    p[20, names.index("ankle_l")] += [0, 0, 150.0]   # shank shortens, only the ankle's bone
-    p[50, names.index("knee_r")] += [0, 300.0, 0]    # both bones of the knee break
+    p[20, names.index("ankle_l")] += [0, 0, 150.0]  # shank shortens, only the ankle's bone
+    p[50, names.index("knee_r")] += [0, 300.0, 0]  # both bones of the knee break
     flags = bone_length_outliers(p, names)
     assert flags[20, names.index("ankle_l")] and flags[50, names.index("knee_r")]
     assert flags.sum() == 3  # the ankle's lone bone blames both of its ends (knee_l too)
@@ -88,8 +98,11 @@ def test_clean_gaps_removes_outliers_and_fills():
     seq = KeypointSequence(p, names, FS)
     res = clean_gaps(seq)
     assert res.outliers[50, names.index("knee_r")]
-    np.testing.assert_allclose(res.sequence.positions[50, names.index("knee_r")], truth[50, names.index("knee_r")],
-                               atol=2.0)
+    np.testing.assert_allclose(
+        res.sequence.positions[50, names.index("knee_r")],
+        truth[50, names.index("knee_r")],
+        atol=2.0,
+    )
     assert res.sequence.confidence[50, names.index("knee_r")] == 0.0
 
 
