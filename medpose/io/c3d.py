@@ -19,8 +19,8 @@ import numpy as np
 
 from ..data import KeypointSequence
 from ..errors import InputError
+from ._text import canonical_names, unit_scale
 from ._util import atomic_path, display_name, require_file
-from .keypoints import canonical_names, unit_scale
 
 __all__ = ["read_c3d", "write_c3d", "write_c3d_points"]
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomli_w
 import yaml
 from scipy.spatial.transform import Rotation
 
@@ -348,8 +349,6 @@ def write_calibration(
         raise InputError(f"{display_name(path)}: write_calibration expects Camera objects")
     _check_unique([c.name for c in cams], display_name(path))
     if kind == "toml":
-        import tomli_w
-
         per_mm = 1.0 / _scale(units, "m", display_name(path))
         doc: dict[str, Any] = {}
         for c in cams:

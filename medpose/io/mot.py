@@ -28,8 +28,8 @@ import numpy as np
 
 from ..data import JointAngles
 from ..errors import InputError
+from ._text import check_times, numeric_columns, rate_from_times, read_table_lines
 from ._util import atomic_write, display_name, require_file
-from .keypoints import check_times, numeric_columns, rate_from_times, read_table_lines
 
 __all__ = ["read_mot", "write_mot"]
 

@@ -25,9 +25,9 @@ import numpy as np
 
 from ..data import KeypointSequence
 from ..errors import InputError
-from ..layouts import Layout, detect_layout, get_layout
+from ..layouts import Layout, detect_layout, get_layout, list_layouts
+from ._text import canonical_names
 from ._util import atomic_write, display_name
-from .keypoints import canonical_names
 
 __all__ = ["read_openpose", "read_openpose_people", "write_openpose", "DEFAULT_RATE"]
 
@@ -268,8 +268,6 @@ def write_openpose(
             f"{src}: OpenPose JSON holds 2D keypoints in pixels; the sequence is {seq.ndim}D"
         )
     if layout is None:
-        from ..layouts import list_layouts
-
         cands = [get_layout(n) for n in list_layouts()]
         match = [
             lay

@@ -34,18 +34,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import Layout, detect_layout, get_layout
-from ._util import atomic_path, atomic_write, display_name, require_file
-from .keypoints import (
+from ._text import (
     canonical_names,
     numeric_columns,
     rate_from_times,
     unit_scale,
     write_csv_table,
 )
+from ._util import atomic_path, atomic_write, display_name, require_file
 
 __all__ = [
     "read_csv_keypoints",
@@ -448,9 +450,6 @@ def read_parquet_keypoints(
     InputError
         Not a Parquet file, bad metadata, missing or non-numeric columns, as for tidy CSV.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     p = require_file(path, "keypoint Parquet file")
     src = display_name(p)
     try:
@@ -478,9 +477,6 @@ def write_parquet_keypoints(seq: KeypointSequence, path: str | os.PathLike) -> P
     Columns ``frame, time_s, keypoint, x, y[, z], confidence``; the ``medpose`` metadata key
     holds ``{"rate_hz", "frame", "units", "start_s"}`` as JSON.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     df = seq.to_dataframe()
     df.attrs = {}
     table = pa.Table.from_pandas(df, preserve_index=False)

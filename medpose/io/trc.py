@@ -26,8 +26,7 @@ import pandas as pd
 
 from ..data import KeypointSequence
 from ..errors import InputError
-from ._util import atomic_write, display_name, require_file
-from .keypoints import (
+from ._text import (
     canonical_names,
     check_times,
     numeric_columns,
@@ -35,6 +34,7 @@ from .keypoints import (
     unit_scale,
     write_csv_table,
 )
+from ._util import atomic_write, display_name, require_file
 
 __all__ = ["read_trc", "write_trc"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from medpose.data import JointAngles
 from medpose.errors import InputError
-from medpose.io.keypoints import rate_from_times
+from medpose.io._text import rate_from_times
 from medpose.io.mot import read_mot, write_mot
 
 # Real OpenSim 4 inverse-kinematics output shipped with Pose2Sim (BSD-3-Clause, (c) perfanalytics):

@@ -9,7 +9,7 @@ import pytest
 
 from medpose.data import KeypointSequence
 from medpose.errors import InputError
-from medpose.io import keypoints as kpmod
+from medpose.io import _text as kpmod
 from medpose.io.trc import read_trc, write_trc
 
 # Real Pose2Sim output (Pose2Sim 0.x, BSD-3-Clause, (c) perfanalytics): the header and first three
