@@ -10,7 +10,10 @@ The header's first frame gives ``start`` (``first_frame / rate``).  Axes are kep
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -124,9 +127,9 @@ def read_c3d(
 # (ezc3d 1.7.2 with SimpleITK 2.5, seen here).  medpose loads SimpleITK for volumes, so C3D files are
 # written by ezc3d in a short-lived child interpreter that imports only numpy and ezc3d.
 _WRITER = """
-import sys, numpy as np, ezc3d
-src, out = sys.argv[1], sys.argv[2]
-d = np.load(src, allow_pickle=False)
+import io, sys, numpy as np, ezc3d
+out = sys.argv[1]
+d = np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False)
 c = ezc3d.c3d()
 c["parameters"]["POINT"]["RATE"]["value"] = [float(d["rate"])]
 c["parameters"]["POINT"]["LABELS"]["value"] = [str(x) for x in d["labels"]]
@@ -152,6 +155,9 @@ def write_c3d_points(
 ) -> Path:
     """Write raw C3D points with ezc3d (in a child interpreter, see the note above), atomically.
 
+    The points reach the child through a pipe; the child writes the temporary file beside
+    ``path`` that then replaces it (same folder, same file system: no cross-device rename).
+
     Parameters
     ----------
     points : ndarray, shape (4, K, T)
@@ -159,33 +165,30 @@ def write_c3d_points(
     residuals : ndarray, shape (1, K, T), optional
         -1 marks an invalid point (C3D specification).
     """
-    import subprocess
-    import sys
-    import tempfile
-
     _ezc3d()  # a clear ImportError naming the extra when ezc3d is absent
     p = Path(path)
-    with atomic_path(p) as tmp, tempfile.TemporaryDirectory() as work:
-        src = Path(work) / "points.npz"
-        np.savez(
-            src,
-            points=np.asarray(points, dtype=float),
-            labels=np.array([str(x) for x in labels]),
-            rate=float(rate),
-            units=str(units),
-            first_frame=int(first_frame),
-            residuals=np.zeros(0) if residuals is None else np.asarray(residuals, dtype=float),
-        )
-        out = Path(work) / "out.c3d"
+    payload = io.BytesIO()
+    np.savez(
+        payload,
+        points=np.asarray(points, dtype=float),
+        labels=np.array([str(x) for x in labels]),
+        rate=float(rate),
+        units=str(units),
+        first_frame=int(first_frame),
+        residuals=np.zeros(0) if residuals is None else np.asarray(residuals, dtype=float),
+    )
+    with atomic_path(p, suffix=".c3d") as tmp:  # ezc3d appends .c3d to other names
         run = subprocess.run(
-            [sys.executable, "-c", _WRITER, str(src), str(out)], capture_output=True, text=True
+            [sys.executable, "-c", _WRITER, str(tmp)],
+            input=payload.getvalue(),
+            capture_output=True,
         )
-        if run.returncode != 0 or not out.is_file():
+        if run.returncode != 0 or tmp.stat().st_size == 0:
+            err = run.stderr.decode(errors="replace").strip().replace(str(tmp), display_name(p))
             raise InputError(
                 f"{display_name(p)}: ezc3d could not write the file: "
-                f"{run.stderr.strip().splitlines()[-1] if run.stderr.strip() else 'no output'}"
+                f"{err.splitlines()[-1] if err else 'no output'}"
             )
-        os.replace(out, tmp)
     return p
 
 
@@ -211,5 +214,5 @@ def write_c3d(seq: KeypointSequence, path: str | os.PathLike, *, units: str = "m
         rate=seq.rate,
         units=units,
         residuals=res,
-        first_frame=int(round(seq.start * seq.rate)),
+        first_frame=round(seq.start * seq.rate),
     )

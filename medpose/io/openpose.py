@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import Layout, detect_layout, get_layout, list_layouts
 from ._text import canonical_names
-from ._util import atomic_write, display_name
+from ._util import atomic_dir, display_name
 
 __all__ = ["read_openpose", "read_openpose_people", "write_openpose", "DEFAULT_RATE"]
 
@@ -249,8 +247,10 @@ def write_openpose(
     seq : KeypointSequence
         2D, pixels; names medpose or the layout's native names.
     folder : path-like
-        Created if absent (written into a temporary folder and renamed into place);
-        if it exists, each file is written atomically.
+        Written into a temporary folder beside it, then swapped into place as a whole
+        (see docs/formats-keypoints.md, "How medpose writes files"): an existing folder's
+        earlier frames are all replaced, and an interrupted write leaves the earlier folder
+        as it was.  An existing folder must hold only ``.json`` files.
     layout : str or Layout, optional
         Default: the layout whose medpose names are exactly the sequence's names.
     prefix : str, optional
@@ -259,7 +259,8 @@ def write_openpose(
     Raises
     ------
     InputError
-        3D sequence, no matching layout, or keypoints that the layout does not have.
+        3D sequence, no matching layout, keypoints that the layout does not have, or a
+        ``folder`` that is a file or holds entries other than ``.json`` files.
     """
     d = Path(folder)
     src = display_name(d)
@@ -296,12 +297,24 @@ def write_openpose(
     idx = [lookup[n] for n in seq.names]
     finite = np.all(np.isfinite(seq.positions), axis=2)
     out[:, idx, :2] = np.where(finite[..., None], seq.positions, 0.0)
-    out[:, idx, 2] = np.where(finite, seq.confidence, 0.0)
+    conf = np.ones(finite.shape) if seq.confidence is None else seq.confidence  # set in __post_init__
+    out[:, idx, 2] = np.where(finite, conf, 0.0)
     any_point = finite.any(axis=1)
-    first = int(round(seq.start * seq.rate))
+    first = round(seq.start * seq.rate)
     stem = prefix if prefix is not None else seq.frame
 
-    def write_all(target: Path, atomic: bool) -> None:
+    if d.exists() and not d.is_dir():
+        raise InputError(f"{src}: exists and is not a folder; expected a folder of OpenPose JSON")
+    if d.is_dir():
+        foreign = sorted(
+            e.name for e in d.iterdir() if not (e.is_file() and e.suffix.lower() == ".json")
+        )
+        if foreign:
+            raise InputError(
+                f"{src}: the folder holds {len(foreign)} entries that are not JSON files "
+                f"({foreign[:3]}); expected a folder of OpenPose JSON to replace as a whole"
+            )
+    with atomic_dir(d) as target:
         for i in range(t):
             people = []
             if any_point[i]:
@@ -316,24 +329,5 @@ def write_openpose(
                 ]
             doc = json.dumps({"version": 1.3, "people": people})
             fp = target / f"{stem}_{first + i:012d}_keypoints.json"
-            if atomic:
-                with atomic_write(fp) as fh:
-                    fh.write(doc)
-            else:
-                fp.write_text(doc, encoding="utf-8")
-
-    if d.exists():
-        if not d.is_dir():
-            raise InputError(f"{src}: exists and is not a folder")
-        write_all(d, atomic=True)
-        return d
-    d.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", suffix=".tmp", dir=d.parent))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private (0700)
-        write_all(tmp, atomic=False)
-        os.replace(tmp, d)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            fp.write_text(doc, encoding="utf-8")
     return d
