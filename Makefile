@@ -1,6 +1,7 @@
 # medpose: two commands do all the set-up.
 #   make demo   creates .venv if missing, installs medpose, runs the demo
 #   make test   same set-up, then the test suite
+#   make lint   same set-up, then ruff (lint and format check) and mypy
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ STAMP  := $(VENV)/.installed
 TORCH_CPU ?= torch==2.13.0
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test lint venv clean bench
 
 venv: $(STAMP)
 
@@ -28,6 +29,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+lint: $(STAMP)
+	$(BIN)/ruff check medpose tests benchmarks
+	$(BIN)/ruff format --check medpose tests benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
