@@ -17,12 +17,12 @@ import numpy as np
 
 from ..data import Landmarks
 from ..errors import InputError
-from .paired import Registration
+from .result import Registration
 
 __all__ = ["QualityGate", "GateResult"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GateResult:
     """Outcome of :meth:`QualityGate.check`.
 
@@ -37,7 +37,7 @@ class GateResult:
 
     passed: bool
     reasons: tuple[str, ...] = ()
-    values: dict = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -46,7 +46,7 @@ class GateResult:
         return "PASS" if self.passed else "FAIL: " + "; ".join(self.reasons)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class QualityGate:
     """Thresholds a registration must meet before it is trusted.
 
@@ -116,7 +116,8 @@ class QualityGate:
         except InputError as e:
             raise InputError(f"{source}: {e}") from None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The thresholds as a plain mapping (the inverse of :meth:`from_dict`)."""
         return {
             "max_fre_mm": self.max_fre_mm,
             "max_tre_mm": self.max_tre_mm,
@@ -161,9 +162,9 @@ class QualityGate:
         if self.max_tre_mm is not None:
             if targets is None or len(targets) == 0:
                 raise InputError("QualityGate.check: max_tre_mm is set but no targets were given")
-            limits = (
-                self.max_tre_mm
-                if isinstance(self.max_tre_mm, dict)
+            limits: dict[str, float] = (
+                dict(self.max_tre_mm)
+                if isinstance(self.max_tre_mm, Mapping)
                 else {t: float(self.max_tre_mm) for t in targets.names}
             )
             missing = [t for t in limits if t not in targets.names]
@@ -172,9 +173,10 @@ class QualityGate:
                     f"QualityGate.check: targets {missing} have a TRE threshold but are not among the "
                     f"targets given {list(targets.names)}"
                 )
-            tre = registration.predict_tre(targets.subset(list(limits)), fle=fle)
-            values["tre_mm"] = {k: float(v) for k, v in tre.items()}
+            predicted = registration.predict_tre(targets.subset(list(limits)), fle=fle)
+            tre = dict(zip(limits, np.atleast_1d(np.asarray(predicted, dtype=float)).tolist()))
+            values["tre_mm"] = tre
             for name, lim in limits.items():
                 if tre[name] > lim:
                     reasons.append(f"predicted TRE at {name} {tre[name]:.2f} mm exceeds {lim:g} mm")
-        return GateResult(not reasons, tuple(reasons), values)
+        return GateResult(passed=not reasons, reasons=tuple(reasons), values=values)

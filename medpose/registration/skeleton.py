@@ -15,7 +15,7 @@ import yaml
 
 from ..data import Landmarks
 from ..errors import FrameMismatch, InputError
-from .paired import Registration
+from .result import Registration
 
 __all__ = ["skeleton_landmarks_from_imaging", "canonical_keypoints"]
 

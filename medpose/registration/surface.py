@@ -32,13 +32,13 @@ from scipy.spatial.transform import Rotation
 from ..data import Landmarks
 from ..errors import DegenerateConfiguration, FrameMismatch, InputError
 from ..geometry import Transform
-from . import _core
-from .paired import Registration
+from .result import Registration
+from .solve import procrustes_batch
 
 __all__ = ["Surface", "SurfaceFit", "extract_surface", "refine_surface"]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Surface:
     """Surface points and unit normals in one frame.
 
@@ -57,7 +57,7 @@ class Surface:
         return self.points.shape[0]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class SurfaceFit:
     """Result of :func:`refine_surface`.
 
@@ -159,7 +159,9 @@ def extract_surface(
     idx = np.clip(np.rint(step).astype(int), 0, np.array(inside.shape) - 1)
     flip = inside[idx[:, 0], idx[:, 1], idx[:, 2]] > 0
     normals[flip] *= -1.0
-    return Surface(pts, normals, volume.frame if hasattr(volume, "frame") else "LPS")
+    return Surface(
+        points=pts, normals=normals, frame=volume.frame if hasattr(volume, "frame") else "LPS"
+    )
 
 
 def refine_surface(
@@ -237,16 +239,17 @@ def refine_surface(
     rg, tg = g.rotation.as_matrix(), np.array(g.translation)
     tree = cKDTree(surface.points)
     extent = float(np.sqrt(((p - p.mean(0)) ** 2).sum(1).max()))
-    converged, it = False, 0
+    converged, iterations = False, 0
     keep = np.ones(len(p), bool)
-    for it in range(1, max_iterations + 1):
+    for step in range(1, max_iterations + 1):
+        iterations = step
         q = p @ rg.T + tg
         dist, idx = tree.query(q)
         keep = np.zeros(len(p), bool)
         keep[np.argsort(dist, kind="stable")[:keep_n]] = True
         qk, sk = q[keep], surface.points[idx[keep]]
         if method == "point_to_point":
-            est = _core.procrustes_batch(sk[None], qk[None], None, False)
+            est = procrustes_batch(sk[None], qk[None], None, False)
             dr, dt = est["R"][0], est["t"][0]
         else:
             nk = surface.normals[idx[keep]]
@@ -269,4 +272,11 @@ def refine_surface(
     keep = np.zeros(len(p), bool)
     keep[np.argsort(dist, kind="stable")[:keep_n]] = True
     fitted = Transform(Rotation.from_matrix(rg), tg, 1.0, t0.target, t0.source).inverse()
-    return SurfaceFit(fitted, float(np.sqrt(np.mean(dist[keep] ** 2))), dist, keep, it, converged)
+    return SurfaceFit(
+        transform=fitted,
+        rms=float(np.sqrt(np.mean(dist[keep] ** 2))),
+        distances=dist,
+        inliers=keep,
+        iterations=iterations,
+        converged=converged,
+    )

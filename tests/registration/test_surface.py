@@ -89,11 +89,13 @@ def test_icp_refines_a_rough_start(method):
 
 def test_icp_bad_input():
     surf = Surface(
-        np.random.default_rng(0).normal(size=(100, 3)), np.tile([0, 0, 1.0], (100, 1)), "LPS"
+        points=np.random.default_rng(0).normal(size=(100, 3)),
+        normals=np.tile([0, 0, 1.0], (100, 1)),
+        frame="LPS",
     )
     t = Transform(source="LPS", target="camera")
     with pytest.raises(FrameMismatch, match="surface is in 'RAS'"):
-        refine_surface(t, Surface(surf.points, surf.normals, "RAS"), np.zeros((10, 3)))
+        refine_surface(t, Surface(points=surf.points, normals=surf.normals, frame="RAS"), np.zeros((10, 3)))
     with pytest.raises(FrameMismatch, match="cloud is in 'LPS'"):
         refine_surface(t, surf, Landmarks(("a",), [[0, 0, 0]], "LPS"))
     with pytest.raises(InputError, match="method"):
