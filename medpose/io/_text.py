@@ -1,24 +1,72 @@
-"""Helpers shared by the text-format readers and writers (.trc, .mot, .csv, .parquet, OpenPose).
+"""Helpers shared by the text-format readers and writers, and the one way they read safely.
 
 This module sits below every format module: it imports none of them, so the format modules
 and the dispatcher :mod:`medpose.io.keypoints` import it at the top without a cycle.
+
+Every text reader (.trc, .mot, keypoint CSV and Parquet metadata, OpenPose JSON, calibration
+TOML and OpenCV YAML, landmark .mrk.json/.fcsv/.csv) goes through these functions, so that a
+damaged or hostile file gives an :class:`~medpose.errors.InputError` naming the file, the
+field, what was found and what was expected - never a ``RecursionError``, ``OverflowError``,
+``MemoryError`` or ``UnicodeDecodeError``:
+
+* :func:`check_file` refuses folders, missing files and files above a size limit
+  (:data:`MAX_TABLE_BYTES` for keypoint tables, :data:`MAX_DOCUMENT_BYTES` for JSON, TOML,
+  YAML and landmark files);
+* :func:`read_text` decodes strict UTF-8 and names the line of the first bad byte;
+* :func:`load_json`, :func:`load_toml` and :func:`load_yaml` bound the nesting depth
+  (:data:`MAX_DEPTH`), refuse integers too large for a float and non-finite JSON constants,
+  and the YAML loader refuses aliases (no "billion laughs");
+* :func:`parse_count` and :func:`parse_finite` turn a header value into a bounded integer or a
+  finite float;
+* :func:`check_frame_span` bounds an array size taken from frame numbers or time stamps in a
+  file (:data:`MAX_FRAMES`, and at most :data:`MAX_SPAN_RATIO` times the frames present).
 """
 
 from __future__ import annotations
 
+import csv
 import io
+import json
+import math
+import os
+import re
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import yaml
 
 from ..errors import InputError
 from ..layouts import to_medpose_names
+from ._util import display_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 __all__ = [
+    "MAX_TABLE_BYTES",
+    "MAX_DOCUMENT_BYTES",
+    "MAX_DEPTH",
+    "MAX_COLUMNS",
+    "MAX_FRAMES",
+    "MAX_SPAN_RATIO",
+    "check_file",
+    "read_text",
+    "text_lines",
+    "load_json",
+    "load_toml",
+    "load_yaml",
+    "SafeYAMLLoader",
+    "parse_count",
+    "parse_finite",
+    "check_frame_span",
     "UNIT_TO_MM",
     "unit_scale",
     "canonical_names",
@@ -28,6 +76,316 @@ __all__ = [
     "read_table_lines",
     "write_csv_table",
 ]
+
+#: Largest keypoint table (.trc, .mot, .csv, .parquet) read, in bytes.
+MAX_TABLE_BYTES = 1 << 30
+#: Largest JSON, TOML, YAML or landmark file read, in bytes.
+MAX_DOCUMENT_BYTES = 64 << 20
+#: Deepest nesting of lists and mappings accepted in JSON, TOML and YAML.
+MAX_DEPTH = 64
+#: Most columns (cells per line) accepted in a keypoint table.
+MAX_COLUMNS = 20_000
+#: Most frames a reader allocates from frame numbers or time stamps found in a file.
+MAX_FRAMES = 2_000_000
+#: A file's frame numbers may span at most this many times the frames it holds...
+MAX_SPAN_RATIO = 100
+#: ... unless they span no more than this many frames.
+MIN_SPAN_CHECKED = 1000
+#: Largest integer accepted in JSON, TOML or YAML (magnitude).
+MAX_INT = 2**63
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # not str.splitlines: it also splits at U+0085, U+2028 ...
+
+
+def check_file(
+    path: str | os.PathLike, what: str = "file", max_bytes: int | None = None
+) -> Path:
+    """The path, checked to be an existing regular file of at most ``max_bytes`` bytes.
+
+    Parameters
+    ----------
+    path : path-like
+    what : str
+        What the file should be, for messages (``"marker file"``).
+    max_bytes : int, optional
+        Size limit; default :data:`MAX_TABLE_BYTES`.
+
+    Raises
+    ------
+    InputError
+        The path is missing, a folder, not a regular file, or too large.  The message names
+        the file by :func:`~medpose.io._util.display_name` only.
+    """
+    p = Path(path)
+    src = display_name(p)
+    limit = MAX_TABLE_BYTES if max_bytes is None else int(max_bytes)
+    if p.is_dir():
+        raise InputError(f"{src}: is a folder; expected a {what}")
+    if not p.exists():
+        raise InputError(f"{src}: {what} not found")
+    if not p.is_file():
+        raise InputError(f"{src}: not a regular file; expected a {what}")
+    size = p.stat().st_size
+    if size > limit:
+        raise InputError(
+            f"{src}: file size {size} bytes; expected at most {limit} bytes for a {what}"
+        )
+    return p
+
+
+def read_text(
+    path: str | os.PathLike, what: str = "file", max_bytes: int | None = None
+) -> str:
+    """The file's text, decoded as strict UTF-8 (a leading byte-order mark is dropped).
+
+    Raises
+    ------
+    InputError
+        As :func:`check_file`; also a byte that is not UTF-8 or a NUL byte (a binary file, or
+        text saved as Latin-1), naming the line.
+    """
+    p = check_file(path, what, max_bytes)
+    src = display_name(p)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise InputError(f"{src}: cannot be read ({type(e).__name__}); expected a {what}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(
+            f"{src}: line {line}: byte 0x{data[e.start]:02x} is not UTF-8 text; expected a "
+            f"UTF-8 {what} (is it binary, or saved as Latin-1?)"
+        ) from None
+    nul = text.find("\0")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise InputError(f"{src}: line {line}: NUL byte; expected a text {what}, not binary data")
+    return text
+
+
+def text_lines(text: str) -> tuple[list[str], bool]:
+    """Lines of ``text`` (split at ``\n``, ``\r\n`` or ``\r`` only) and whether the last one
+    ended with a line break (``False`` for a file cut inside its last line)."""
+    if not text:
+        return [], True
+    lines = _LINE_BREAK.split(text)
+    complete = lines[-1] == ""
+    if complete:
+        lines.pop()
+    return lines, complete
+
+
+def _check_tree(doc: Any, src: str, kind: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and integers beyond MAX_INT, without recursion."""
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    while stack:
+        obj, depth = stack.pop()
+        if isinstance(obj, dict):
+            children: Any = obj.values()
+        elif isinstance(obj, list):
+            children = obj
+        else:
+            if isinstance(obj, int) and not isinstance(obj, bool) and abs(obj) >= MAX_INT:
+                raise InputError(
+                    f"{src}: {kind} integer of {len(str(abs(obj)))} digits; expected a number "
+                    f"below 2**63"
+                )
+            continue
+        if depth >= MAX_DEPTH:
+            raise InputError(f"{src}: {kind} nested deeper than {MAX_DEPTH} levels")
+        stack.extend((c, depth + 1) for c in children)
+
+
+def load_json(text: str, src: str) -> Any:
+    """Parse JSON text safely.
+
+    ``NaN`` reads as a float NaN (a missing value); ``Infinity``, numbers that overflow a
+    float, integers of 2**63 or more and nesting deeper than :data:`MAX_DEPTH` are refused.
+
+    Raises
+    ------
+    InputError
+        Naming ``src`` (and the line and column for syntax errors).
+    """
+
+    def parse_int(s: str) -> int:
+        digits = len(s.lstrip("-"))
+        if digits > 19 or abs(int(s)) >= MAX_INT:
+            raise InputError(
+                f"{src}: JSON integer of {digits} digits; expected a number below 2**63"
+            )
+        return int(s)
+
+    def parse_float(s: str) -> float:
+        v = float(s)
+        if not math.isfinite(v):
+            raise InputError(f"{src}: JSON number {s[:40]!r} overflows; expected a finite number")
+        return v
+
+    def parse_constant(s: str) -> float:
+        if s == "NaN":
+            return math.nan
+        raise InputError(f"{src}: JSON value {s}; expected a finite number")
+
+    try:
+        doc = json.loads(
+            text, parse_int=parse_int, parse_float=parse_float, parse_constant=parse_constant
+        )
+    except json.JSONDecodeError as e:
+        cut = "; the file may be truncated" if e.pos >= len(text.rstrip()) else ""
+        raise InputError(
+            f"{src}: invalid JSON at line {e.lineno} column {e.colno} ({e.msg}){cut}"
+        ) from None
+    except RecursionError:
+        raise InputError(f"{src}: JSON nested deeper than {MAX_DEPTH} levels") from None
+    _check_tree(doc, src, "JSON")
+    return doc
+
+
+def load_toml(text: str, src: str) -> dict[str, Any]:
+    """Parse TOML text, refusing nesting deeper than :data:`MAX_DEPTH` and huge integers.
+
+    Raises
+    ------
+    InputError
+        Naming ``src`` and, for syntax errors, the line and column.
+    """
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{src}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise InputError(f"{src}: TOML nested deeper than {MAX_DEPTH} levels") from None
+    _check_tree(doc, src, "TOML")
+    return doc
+
+
+class SafeYAMLLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases and nesting deeper than :data:`MAX_DEPTH`.
+
+    Refusing aliases (``*name``) altogether rules out the "billion laughs" expansion: no file
+    medpose reads needs them (OpenCV FileStorage never writes them).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"found alias *{event.anchor}; YAML aliases are not accepted",
+                event.start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_DEPTH} levels",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml(text: str, src: str, loader: type[SafeYAMLLoader] = SafeYAMLLoader) -> Any:
+    """Parse YAML text with ``loader`` (a :class:`SafeYAMLLoader`), refusing huge integers.
+
+    Raises
+    ------
+    InputError
+        Naming ``src`` and the line of the problem.  An :class:`InputError` raised by a
+        constructor of ``loader`` is prefixed with ``src``.
+    """
+    try:
+        doc = yaml.load(text, Loader=loader)  # loader derives from yaml.SafeLoader
+    except InputError as e:
+        raise InputError(f"{src}: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{src}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+    except RecursionError:
+        raise InputError(f"{src}: YAML nested deeper than {MAX_DEPTH} levels") from None
+    _check_tree(doc, src, "YAML")
+    return doc
+
+
+def parse_count(
+    value: Any, src: str, field: str, lo: int = 0, hi: int = MAX_FRAMES
+) -> int:
+    """A whole number in ``[lo, hi]`` from a header value (``"100"``, ``"100.0"``, ``100``).
+
+    Raises
+    ------
+    InputError
+        Naming ``src`` and ``field``: not a number, not finite, not whole, or out of range.
+    """
+    if isinstance(value, bool):
+        raise InputError(f"{src}: {field} is {value!r}; expected a whole number")
+    try:
+        v = float(str(value).strip()) if not isinstance(value, (int, float)) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{src}: {field} is {value!r}; expected a whole number") from None
+    if not math.isfinite(v) or v != round(v):
+        raise InputError(f"{src}: {field} is {value!r}; expected a whole number")
+    if not lo <= v <= hi:
+        raise InputError(f"{src}: {field} is {value!r}; expected a whole number from {lo} to {hi}")
+    return int(v)
+
+
+def parse_finite(value: Any, src: str, field: str, expected: str = "a finite number") -> float:
+    """A finite float from a value read in a file; booleans, text, inf and NaN are refused.
+
+    Raises
+    ------
+    InputError
+        Naming ``src``, ``field``, the value found and ``expected``.
+    """
+    if isinstance(value, bool):
+        raise InputError(f"{src}: {field} is {value!r}; expected {expected}")
+    try:
+        v = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{src}: {field} is {value!r}; expected {expected}") from None
+    if not math.isfinite(v):
+        raise InputError(f"{src}: {field} is {value!r}; expected {expected}")
+    return v
+
+
+def check_frame_span(first: float, last: float, n_present: int, src: str, what: str) -> int:
+    """The number of frames from ``first`` to ``last`` (inclusive), checked to be plausible.
+
+    Readers allocate one row per frame between the first and the last frame number; one stray
+    number (``1e9``) must not make them allocate tens of gigabytes.
+
+    Raises
+    ------
+    InputError
+        The span exceeds :data:`MAX_FRAMES`, or it exceeds both :data:`MIN_SPAN_CHECKED` and
+        :data:`MAX_SPAN_RATIO` times ``n_present``; the message names the numbers.
+    """
+    span = float(last) - float(first) + 1
+    if not math.isfinite(span) or span > MAX_FRAMES or (
+        span > MIN_SPAN_CHECKED and span > MAX_SPAN_RATIO * max(n_present, 1)
+    ):
+        raise InputError(
+            f"{src}: {what} run from {first:.15g} to {last:.15g} ({span:.15g} frames) but only "
+            f"{n_present} are present; expected at most {MAX_SPAN_RATIO} times the frames present "
+            f"and at most {MAX_FRAMES} frames (a stray frame number?)"
+        )
+    return int(span)
+
 
 #: Length units that readers accept, and their size in millimetres.
 UNIT_TO_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
@@ -91,29 +449,44 @@ def rate_from_times(
 
 
 def numeric_columns(
-    df: pd.DataFrame, src: str, first_line: int, labels: list[str] | None = None
+    df: pd.DataFrame,
+    src: str,
+    first_line: int,
+    labels: list[str] | None = None,
+    row_word: str = "line",
 ) -> np.ndarray:
     """The columns of ``df`` as a float64 array; empty / ``nan`` cells -> NaN.
 
-    ``first_line`` is the 1-based file line of ``df``'s first row (for messages).  A
-    non-numeric cell raises :class:`InputError` naming its line and column.
+    ``first_line`` is the 1-based file line of ``df``'s first row (for messages; ``row_word``
+    ``"row"`` for tables that have no lines, such as Parquet).  A
+    non-numeric cell, and an infinite one (``inf``, ``1e999``: never a valid coordinate, angle
+    or time), raises :class:`InputError` naming its line and column.
     """
     out = np.empty(df.shape, dtype=float)
     for j, c in enumerate(df.columns):
         col = df[c]
-        if pd.api.types.is_numeric_dtype(col):
-            out[:, j] = col.to_numpy(dtype=float)
-            continue
-        text = col.astype(str).str.strip()
-        missing = col.isna().to_numpy() | text.str.lower().isin(_MISSING).to_numpy()
-        num = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(dtype=float)
-        bad = np.flatnonzero(np.isnan(num) & ~missing)
-        if bad.size:
-            r = int(bad[0])
-            name = labels[j] if labels is not None else f"column {j + 1}"
+        name = labels[j] if labels is not None else f"column {j + 1}"
+        if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
+            text = col.astype(str).str.strip()
+            missing = col.isna().to_numpy() | text.str.lower().isin(_MISSING).to_numpy()
+            num = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(
+                dtype=float
+            )
+            bad = np.flatnonzero(np.isnan(num) & ~missing)
+            if bad.size:
+                r = int(bad[0])
+                raise InputError(
+                    f"{src}: {row_word} {first_line + r}, {name}: found {text.iloc[r]!r}; expected a "
+                    "number (or an empty cell for a missing value)"
+                )
+        else:
+            num = col.to_numpy(dtype=float)
+        inf = np.flatnonzero(np.isinf(num))
+        if inf.size:
+            r = int(inf[0])
             raise InputError(
-                f"{src}: line {first_line + r}, {name}: found {text.iloc[r]!r}; expected a "
-                "number (or an empty cell for a missing value)"
+                f"{src}: {row_word} {first_line + r}, {name}: found {col.iloc[r]!r}; expected a "
+                "finite number (or an empty cell for a missing value)"
             )
         out[:, j] = num
     return out
@@ -167,15 +540,20 @@ def read_table_lines(
         if sep == "\t"
         else {"sep": r"\s+", "engine": "python"}
     )
-    df = pd.read_csv(
-        io.StringIO("\n".join(fixed)),
-        header=None,
-        names=list(range(ncol)),
-        skip_blank_lines=False,
-        na_values=["", "nan", "NaN", "-nan", "NA"],
-        keep_default_na=False,
-        **opts,
-    )
+    try:
+        df = pd.read_csv(
+            io.StringIO("\n".join(fixed)),
+            header=None,
+            names=list(range(ncol)),
+            skip_blank_lines=False,
+            na_values=["", "nan", "NaN", "-nan", "NA"],
+            keep_default_na=False,
+            quoting=csv.QUOTE_NONE,
+            **opts,
+        )
+    except (pd.errors.ParserError, csv.Error) as e:  # pragma: no cover - cells are pre-counted
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise InputError(f"{src}: lines {lines[0][0]}-{lines[-1][0]}: not a table ({msg})") from None
     return df
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -28,8 +29,19 @@ import numpy as np
 
 from ..data import JointAngles
 from ..errors import InputError
-from ._text import check_times, numeric_columns, rate_from_times, read_table_lines
-from ._util import atomic_write, display_name, require_file
+from ._text import (
+    MAX_COLUMNS,
+    MAX_FRAMES,
+    check_file,
+    check_times,
+    numeric_columns,
+    parse_count,
+    rate_from_times,
+    read_table_lines,
+    read_text,
+    text_lines,
+)
+from ._util import atomic_write, display_name
 
 __all__ = ["read_mot", "write_mot"]
 
@@ -68,18 +80,19 @@ def read_mot(
     InputError
         No ``endheader``, missing ``inDegrees`` (and no ``in_degrees``), ``nRows`` or
         ``nColumns`` disagreeing with the table, no ``time`` column, rows with the wrong number
-        of cells, non-numeric cells, time not increasing or not uniformly sampled (line named).
+        of cells, non-numeric or infinite cells, duplicate column names, a last row without a
+        line break (truncated file), a file that is not UTF-8 text, time not increasing or not uniformly sampled (line named).
 
     References
     ----------
     OpenSim documentation, "Storage (.sto) Files",
     https://opensimconfluence.atlassian.net/wiki/spaces/OpenSim/pages/53089707
     """
-    p = require_file(path, "motion file")
+    p = check_file(path, "motion file")
     src = display_name(p)
     if translations not in ("drop", "keep"):
         raise InputError(f"{src}: translations={translations!r}; expected 'drop' or 'keep'")
-    lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines, complete = text_lines(read_text(p, "motion file"))
     try:
         end = next(i for i, ln in enumerate(lines) if ln.strip().lower() == "endheader")
     except StopIteration:
@@ -113,27 +126,40 @@ def read_mot(
             f"{src}: line {body[0][0]}: first column is {columns[0]!r}; expected 'time'"
         )
     ncol = len(columns)
-    for key in ("nrows", "ncolumns"):
-        if key in header:
-            try:
-                header[key] = str(int(float(header[key])))
-            except ValueError:
-                raise InputError(
-                    f"{src}: header field {key!r} is {header[key]!r}; expected an integer"
-                ) from None
-    if "ncolumns" in header and int(header["ncolumns"]) != ncol:
+    if ncol > MAX_COLUMNS:
         raise InputError(
-            f"{src}: nColumns is {header['ncolumns']} but line {body[0][0]} names {ncol} columns"
+            f"{src}: line {body[0][0]}: {ncol} columns; expected at most {MAX_COLUMNS}"
+        )
+    dup = sorted(c for c, n in Counter(columns).items() if n > 1)
+    if dup:
+        raise InputError(
+            f"{src}: line {body[0][0]}: duplicate column names {dup[:5]}; every coordinate "
+            "needs its own column"
+        )
+    counts = {
+        key: parse_count(header[key], src, f"header field {key!r}", 0, MAX_FRAMES)
+        for key in ("nrows", "ncolumns")
+        if key in header
+    }
+    if "ncolumns" in counts and counts["ncolumns"] != ncol:
+        raise InputError(
+            f"{src}: nColumns is {counts['ncolumns']} but line {body[0][0]} names {ncol} columns"
         )
     rows = body[1:]
-    if "nrows" in header and int(header["nrows"]) != len(rows):
-        n = int(header["nrows"])
+    if "nrows" in counts and counts["nrows"] != len(rows):
+        n = counts["nrows"]
         raise InputError(
             f"{src}: nRows is {n} but {len(rows)} data rows were found"
             + (" (truncated file?)" if len(rows) < n else "")
         )
     if not rows:
         raise InputError(f"{src}: no data rows")
+    if not complete and lines[-1].strip() and rows[-1][0] == len(lines):
+        raise InputError(
+            f"{src}: line {len(lines)}: the file ends inside this row (no line break after it); "
+            "truncated file? Expected complete rows (end the file with a line break if the "
+            "row is whole)"
+        )
     df = read_table_lines(rows, ncol, src, sep)
     table = numeric_columns(df, src, rows[0][0], [f"column {c!r}" for c in columns])
     t = table[:, 0]

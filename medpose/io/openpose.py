@@ -5,7 +5,8 @@ Each file ``<anything>_<frameNumber>.json`` (OpenPose itself writes
 x1, y1, c1, ...]}, ...]}`` with x, y in pixels (origin top-left, y down) and c a confidence in
 [0, 1] (OpenPose doc/02_output.md, "JSON-UI Output Format").  OpenPose writes undetected points
 as ``0, 0, 0``: those are read as missing (NaN, confidence 0).  Frames are ordered by the
-trailing number; numbers missing from the sequence become all-NaN frames.
+trailing number; numbers missing from the sequence become all-NaN frames, with a warning naming
+them (or an error with ``missing_frames="error"``).
 
 The JSON carries no frame rate: pass ``rate=`` (default 30 Hz, :data:`DEFAULT_RATE`).
 The sequence's ``frame`` is the camera name: the folder name without a trailing ``_json``
@@ -17,14 +18,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import Layout, detect_layout, get_layout, list_layouts
-from ._text import canonical_names
+from ._text import (
+    MAX_DOCUMENT_BYTES,
+    canonical_names,
+    check_frame_span,
+    load_json,
+    parse_finite,
+    read_text,
+)
 from ._util import atomic_dir, display_name
 
 __all__ = ["read_openpose", "read_openpose_people", "write_openpose", "DEFAULT_RATE"]
@@ -33,6 +43,10 @@ __all__ = ["read_openpose", "read_openpose_people", "write_openpose", "DEFAULT_R
 DEFAULT_RATE = 30.0
 
 _NUMBER = re.compile(r"(\d+)(?:_keypoints)?\.json$", re.IGNORECASE)
+#: Most digits accepted in a file's frame number (OpenPose writes 12).
+_MAX_DIGITS = 15
+#: Most missing frame numbers listed in a message.
+_LISTED = 10
 
 
 def _camera_name(folder: Path) -> str:
@@ -40,14 +54,62 @@ def _camera_name(folder: Path) -> str:
     return name[:-5] if name.lower().endswith("_json") and len(name) > 5 else name
 
 
+def _get_layout(layout: str | Layout | None, n_kp: int | None, src: str) -> Layout:
+    if isinstance(layout, Layout):
+        return layout
+    if layout is None and n_kp is None:
+        raise InputError(
+            f"{src}: no frame has a person, so the layout cannot be detected; pass layout="
+        )
+    try:
+        return get_layout(layout) if layout is not None else detect_layout(int(n_kp or 0))
+    except InputError as e:
+        raise InputError(f"{src}: {e}") from None
+
+
+def _check_rate(rate: float | None, src: str) -> float:
+    if rate is None:
+        return DEFAULT_RATE
+    r = parse_finite(rate, src, "rate", "a positive frame rate in Hz")
+    if r <= 0:
+        raise InputError(f"{src}: rate is {rate!r}; expected a positive frame rate in Hz")
+    return r
+
+
+def _missing_frames(numbers: np.ndarray, src: str, policy: str) -> None:
+    """Warn about (or refuse) frame numbers absent between the first and the last file."""
+    if policy not in ("warn", "error"):
+        raise InputError(f"{src}: missing_frames={policy!r}; expected 'warn' or 'error'")
+    span = int(numbers[-1] - numbers[0] + 1)
+    if span == len(numbers):
+        return
+    have = np.zeros(span, dtype=bool)
+    have[numbers - numbers[0]] = True
+    gone = np.flatnonzero(~have) + int(numbers[0])
+    listed = ", ".join(str(int(n)) for n in gone[:_LISTED])
+    more = f" and {len(gone) - _LISTED} more" if len(gone) > _LISTED else ""
+    what = (
+        f"{len(gone)} frame number(s) missing between {int(numbers[0])} and "
+        f"{int(numbers[-1])} (no file): {listed}{more}"
+    )
+    if policy == "error":
+        raise InputError(
+            f"{src}: {what}; expected one file per frame (missing_frames='warn' keeps them as "
+            "NaN frames)"
+        )
+    warnings.warn(f"{src}: {what}; they are kept as all-NaN frames", stacklevel=4)
+
+
 def _load_folder(
-    folder: str | os.PathLike, layout: str | Layout | None
+    folder: str | os.PathLike, layout: str | Layout | None, missing_frames: str = "warn"
 ) -> tuple[Path, np.ndarray, list[list[np.ndarray]], Layout]:
     """Files -> (folder, frame numbers, per-frame list of per-person (K, 3) arrays, layout)."""
     d = Path(folder)
     src = display_name(d)
-    if not d.is_dir():
+    if not d.exists():
         raise InputError(f"{src}: OpenPose folder not found")
+    if not d.is_dir():
+        raise InputError(f"{src}: is a file; expected a folder of OpenPose .json files")
     found = []
     for f in d.iterdir():
         if f.suffix.lower() != ".json":
@@ -57,6 +119,11 @@ def _load_folder(
             raise InputError(
                 f"{display_name(f)}: file name has no trailing frame number; expected "
                 "<name>_<frameNumber>.json"
+            )
+        if len(m.group(1)) > _MAX_DIGITS:
+            raise InputError(
+                f"{display_name(f)}: frame number has {len(m.group(1))} digits; expected at "
+                f"most {_MAX_DIGITS}"
             )
         found.append((int(m.group(1)), f))
     if not found:
@@ -68,16 +135,12 @@ def _load_folder(
     if np.any(np.diff(numbers) == 0):
         dup = int(numbers[np.flatnonzero(np.diff(numbers) == 0)[0]])
         raise InputError(f"{src}: two files have frame number {dup}")
+    check_frame_span(numbers[0], numbers[-1], len(numbers), src, "frame numbers")
+    _missing_frames(numbers, src, missing_frames)
     people: list[list[np.ndarray]] = []
     n_kp = None
     for _, f in found:
-        try:
-            with open(f, encoding="utf-8") as fh:
-                doc = json.load(fh)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(
-                f"{display_name(f)}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})"
-            ) from None
+        doc = load_json(read_text(f, "OpenPose JSON file", MAX_DOCUMENT_BYTES), display_name(f))
         if not isinstance(doc, dict) or not isinstance(doc.get("people"), list):
             raise InputError(f"{display_name(f)}: field 'people' missing or not a list")
         frame_people = []
@@ -106,16 +169,7 @@ def _load_folder(
                 )
             frame_people.append(a.reshape(-1, 3))
         people.append(frame_people)
-    if isinstance(layout, Layout):
-        lay = layout
-    elif layout is not None:
-        lay = get_layout(layout)
-    elif n_kp is None:
-        raise InputError(
-            f"{src}: no frame has a person, so the layout cannot be detected; pass layout="
-        )
-    else:
-        lay = detect_layout(n_kp)
+    lay = _get_layout(layout, n_kp, src)
     if n_kp is not None and n_kp != len(lay):
         raise InputError(
             f"{src}: files have {n_kp} keypoints per person but layout {lay.name} has {len(lay)}"
@@ -133,7 +187,7 @@ def _to_sequences(
     rename: bool,
     camera: str | None,
 ) -> list[KeypointSequence]:
-    rate = DEFAULT_RATE if rate is None else float(rate)
+    rate = _check_rate(rate, display_name(d))
     k = len(lay)
     t = int(numbers[-1] - numbers[0] + 1)
     n_slots = max(slots) + 1 if slots else 0
@@ -168,6 +222,7 @@ def read_openpose(
     rate: float | None = None,
     rename: bool = True,
     camera: str | None = None,
+    missing_frames: Literal["warn", "error"] = "warn",
 ) -> KeypointSequence:
     """Read one person's 2D keypoints from a folder of OpenPose JSON files.
 
@@ -188,6 +243,10 @@ def read_openpose(
         Use medpose keypoint names (default) or the layout's native names.
     camera : str, optional
         Frame name of the result; default the folder name without a trailing ``_json``.
+    missing_frames : {"warn", "error"}
+        A frame number absent between the first and the last file (``cam01_000005.json``
+        missing between 4 and 6): ``"warn"`` warns naming the numbers and keeps those frames
+        as all-NaN; ``"error"`` raises :class:`InputError` naming the folder and the numbers.
 
     Returns
     -------
@@ -197,16 +256,21 @@ def read_openpose(
     Raises
     ------
     InputError
-        Missing folder, no JSON files, a file name without a frame number, invalid JSON,
-        keypoint counts that differ between files or from ``layout``, confidences outside [0, 1].
+        Missing folder, no JSON files, a file name without a frame number, invalid JSON
+        (or nested too deeply, numbers that overflow, not UTF-8), keypoint counts that
+        differ between files or from ``layout``, confidences outside [0, 1], a rate that is
+        not a positive number, frame numbers spanning far more frames than there are files
+        (:func:`~medpose.io._text.check_frame_span`), missing frames with
+        ``missing_frames="error"``.
 
     References
     ----------
     OpenPose, doc/02_output.md, https://github.com/CMU-Perceptual-Computing-Lab/openpose
     """
-    if int(person) < 0:
-        raise InputError(f"{display_name(folder)}: person must be >= 0, found {person}")
-    d, numbers, people, lay = _load_folder(folder, layout)
+    if isinstance(person, bool) or not isinstance(person, (int, np.integer)) or person < 0:
+        raise InputError(f"{display_name(folder)}: person is {person!r}; expected an integer >= 0")
+    _check_rate(rate, display_name(folder))
+    d, numbers, people, lay = _load_folder(folder, layout, missing_frames)
     return _to_sequences(d, numbers, people, lay, [int(person)], rate, rename, camera)[0]
 
 
@@ -217,13 +281,15 @@ def read_openpose_people(
     rate: float | None = None,
     rename: bool = True,
     camera: str | None = None,
+    missing_frames: Literal["warn", "error"] = "warn",
 ) -> list[KeypointSequence]:
     """Read every person slot of an OpenPose JSON folder: one sequence per slot.
 
     Slot ``i`` holds ``people[i]`` of each file (NaN where a file lists fewer people).  The list
     is as long as the most people found in any one file.  Parameters as :func:`read_openpose`.
     """
-    d, numbers, people, lay = _load_folder(folder, layout)
+    _check_rate(rate, display_name(folder))
+    d, numbers, people, lay = _load_folder(folder, layout, missing_frames)
     n = max((len(p) for p in people), default=0)
     return _to_sequences(d, numbers, people, lay, list(range(n)), rate, rename, camera)
 

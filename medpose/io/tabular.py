@@ -26,6 +26,8 @@ Empty cells are missing values (NaN).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -41,13 +43,20 @@ from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import Layout, detect_layout, get_layout
 from ._text import (
+    MAX_COLUMNS,
     canonical_names,
+    check_file,
+    check_frame_span,
+    load_json,
     numeric_columns,
+    parse_finite,
     rate_from_times,
+    read_text,
+    text_lines,
     unit_scale,
     write_csv_table,
 )
-from ._util import atomic_path, atomic_write, display_name, require_file
+from ._util import atomic_path, atomic_write, display_name
 
 __all__ = [
     "read_csv_keypoints",
@@ -80,6 +89,36 @@ def _parse_meta(lines: list[str], src: str) -> dict[str, str]:
                 k, v = part.split("=", 1)
                 meta[k.strip()] = v.strip()
     return meta
+
+
+def _check_meta(meta: dict[str, Any], src: str) -> dict[str, Any]:
+    """Metadata with ``rate_hz`` and ``start_s`` checked to be finite numbers (rate > 0)."""
+    out = dict(meta)
+    if out.get("rate_hz") is not None:
+        rate = parse_finite(out["rate_hz"], src, "metadata rate_hz", "a positive number of Hz")
+        if rate <= 0:
+            raise InputError(
+                f"{src}: metadata rate_hz is {out['rate_hz']!r}; expected a positive number of Hz"
+            )
+        out["rate_hz"] = rate
+    if out.get("start_s") is not None:
+        out["start_s"] = parse_finite(
+            out["start_s"], src, "metadata start_s", "a finite time in seconds"
+        )
+    for key in ("frame", "units"):
+        if out.get(key) is not None and not isinstance(out[key], str):
+            raise InputError(f"{src}: metadata {key} is {out[key]!r}; expected a text value")
+    return out
+
+
+def _layout(layout: str | Layout | None, n: int, src: str) -> Layout:
+    """The layout given (by name) or detected from ``n`` keypoints, errors naming ``src``."""
+    if isinstance(layout, Layout):
+        return layout
+    try:
+        return get_layout(layout) if layout else detect_layout(n)
+    except InputError as e:
+        raise InputError(f"{src}: {e}") from None
 
 
 def _rate_from_times(times: np.ndarray, steps: np.ndarray, src: str) -> float:
@@ -125,7 +164,7 @@ def _finish(
             "expected values in [0, 1]"
         )
     if start is None:
-        start = float(meta.get("start_s", 0.0))
+        start = float(meta.get("start_s") or 0.0)
     return KeypointSequence(
         pos,
         canonical_names(names, src, rename),
@@ -153,6 +192,7 @@ def _from_tidy(
     df: pd.DataFrame, src: str, first_line: int, *, numeric_done: bool = False, **kw: Any
 ) -> KeypointSequence:
     """Tidy table (text or numeric cells) -> KeypointSequence."""
+    row_word = "row" if numeric_done else "line"
     cols = set(df.columns)
     missing = {"keypoint", "x", "y"} - cols
     if missing:
@@ -162,15 +202,16 @@ def _from_tidy(
         )
     if "frame" not in cols and "time_s" not in cols:
         raise InputError(f"{src}: needs a 'frame' or 'time_s' column; found {list(df.columns)}")
+    kw["meta"] = _check_meta(kw.get("meta", {}), src)
     d = 3 if "z" in cols else 2
     num_cols = [c for c in ("frame", "time_s", "x", "y", "z", "confidence") if c in cols]
     if numeric_done:
         for c in num_cols:
             if not pd.api.types.is_numeric_dtype(df[c]):
                 raise InputError(f"{src}: column {c!r} has type {df[c].dtype}; expected numbers")
-        values = df[num_cols].to_numpy(dtype=float)
-    else:
-        values = numeric_columns(df[num_cols], src, first_line, [f"column {c!r}" for c in num_cols])
+    values = numeric_columns(
+        df[num_cols], src, first_line, [f"column {c!r}" for c in num_cols], row_word=row_word
+    )
     v = {c: values[:, i] for i, c in enumerate(num_cols)}
     if len(df) == 0:
         raise InputError(f"{src}: no data rows")
@@ -184,8 +225,9 @@ def _from_tidy(
         if not np.all(np.isfinite(f)) or np.any(f != np.round(f)) or np.any(f < 0):
             r = int(np.flatnonzero(~np.isfinite(f) | (f != np.round(f)) | (f < 0))[0])
             raise InputError(
-                f"{src}: line {first_line + r}: frame is {f[r]:g}; expected an integer >= 0"
+                f"{src}: {row_word} {first_line + r}: frame is {f[r]:g}; expected an integer >= 0"
             )
+        check_frame_span(f.min(), f.max(), len(np.unique(f)), src, "frame numbers")
         f = f.astype(np.int64)
         fi = f - f.min()
         t = int(fi.max()) + 1
@@ -198,7 +240,8 @@ def _from_tidy(
             if bad.size:
                 r = int(order[bad[0] + 1])
                 raise InputError(
-                    f"{src}: line {first_line + r}: time_s {tt[r]:g} does not increase with frame"
+                    f"{src}: {row_word} {first_line + r}: time_s {tt[r]:g} does not increase "
+                    "with frame"
                 )
             first = order[0]
             start = float(tt[first])
@@ -209,7 +252,7 @@ def _from_tidy(
         tt = v["time_s"]
         if not np.all(np.isfinite(tt)):
             r = int(np.flatnonzero(~np.isfinite(tt))[0])
-            raise InputError(f"{src}: line {first_line + r}: time_s is empty")
+            raise InputError(f"{src}: {row_word} {first_line + r}: time_s is empty")
         times = np.unique(tt)
         if rate is None and meta.get("rate_hz") is not None:
             rate = float(meta["rate_hz"])
@@ -218,7 +261,12 @@ def _from_tidy(
             rate = _rate_from_times(
                 times, np.round((times - times[0]) / step) if step else times * 0, src
             )
-        fi = np.round((tt - times[0]) * float(rate)).astype(np.int64)
+        rate = parse_finite(rate, src, "rate", "a positive number of Hz")
+        if rate <= 0:
+            raise InputError(f"{src}: rate is {rate!r}; expected a positive number of Hz")
+        fidx = np.round((tt - times[0]) * rate)
+        check_frame_span(0, fidx.max(), len(times), src, "time stamps (as frame indices)")
+        fi = fidx.astype(np.int64)
         t = int(fi.max()) + 1
         start = float(times[0])
         _check_unique(fi, ki, kp, len(names), src, first_line)
@@ -248,11 +296,7 @@ def _from_wide(
     if data_cols and all(indexed):
         keys = [(int(m["idx"]), m["ax"].lower()) for m in indexed]
         n = max(k for k, _ in keys) + 1
-        lay = (
-            layout
-            if isinstance(layout, Layout)
-            else (get_layout(layout) if layout else detect_layout(n))
-        )
+        lay = _layout(layout, n, src)
         if n > len(lay):
             raise InputError(
                 f"{src}: columns index {n} keypoints but layout {lay.name} has {len(lay)}"
@@ -300,11 +344,12 @@ def _from_wide(
         f = col["frame"]
         if not np.all(np.isfinite(f)) or np.any(f != np.round(f)) or np.any(np.diff(f) <= 0):
             raise InputError(f"{src}: column 'frame' must hold increasing integers")
+        check_frame_span(f[0], f[-1], len(f), src, "frame numbers")
         fi = (f - f[0]).astype(np.int64)
     else:
         fi = np.arange(n_rows)
     t = int(fi[-1]) + 1
-    rate, meta, start = kw.pop("rate", None), kw.pop("meta", {}), None
+    rate, meta, start = kw.pop("rate", None), _check_meta(kw.pop("meta", {}), src), None
     if time_col:
         tt = col[time_col]
         dt = np.diff(tt)
@@ -368,29 +413,39 @@ def read_csv_keypoints(
         Missing or unknown columns, non-numeric cells (line and column named), duplicate
         keypoints in a frame, time not increasing, no rate, unknown units.
     """
-    p = require_file(path, "keypoint CSV")
+    p = check_file(path, "keypoint CSV")
     src = display_name(p)
-    meta_lines: list[str] = []
-    with open(p, encoding="utf-8", errors="replace") as fh:
-        for ln in fh:
-            if not ln.startswith("#"):
-                break
-            meta_lines.append(ln.rstrip("\r\n"))
-    n_meta = len(meta_lines)
-    meta = _parse_meta(meta_lines, src)
+    text = read_text(p, "keypoint CSV")
+    lines, complete = text_lines(text)
+    n_meta = 0
+    while n_meta < len(lines) and lines[n_meta].startswith("#"):
+        n_meta += 1
+    meta = _parse_meta(lines[:n_meta], src)
+    if n_meta < len(lines):
+        n_cells = lines[n_meta].count(",") + 1
+        if n_cells > MAX_COLUMNS:
+            raise InputError(
+                f"{src}: line {n_meta + 1}: {n_cells} columns; expected at most {MAX_COLUMNS}"
+            )
+    last = len(lines)
+    if not complete and last > n_meta + 1 and lines[-1].strip():
+        raise InputError(
+            f"{src}: line {last}: the file ends inside this row (no line break after it); "
+            "truncated file? Expected complete rows (end the file with a line break if the "
+            "row is whole)"
+        )
     try:
         df = pd.read_csv(
-            p,
+            io.StringIO(text),
             skiprows=n_meta,
             dtype={"keypoint": str},
             keep_default_na=False,
             na_values=[""],
             skip_blank_lines=True,
-            encoding_errors="replace",
         )
     except pd.errors.EmptyDataError:
         raise InputError(f"{src}: empty file; expected a header row and data") from None
-    except pd.errors.ParserError as e:
+    except (pd.errors.ParserError, csv.Error) as e:
         raise InputError(
             f"{src}: not a valid CSV table ({str(e).strip().splitlines()[-1]})"
         ) from None
@@ -413,7 +468,7 @@ def write_csv_keypoints(
     p = Path(path)
     meta = _meta_line(seq)
     if wide:
-        t, k, d = seq.positions.shape
+        t, _, d = seq.positions.shape
         data: dict[str, np.ndarray] = {"frame": np.arange(t), "time_s": seq.times}
         for j, n in enumerate(seq.names):
             for ai, a in enumerate("xyz"[:d]):
@@ -450,19 +505,20 @@ def read_parquet_keypoints(
     InputError
         Not a Parquet file, bad metadata, missing or non-numeric columns, as for tidy CSV.
     """
-    p = require_file(path, "keypoint Parquet file")
+    p = check_file(path, "keypoint Parquet file")
     src = display_name(p)
     try:
         table = pq.read_table(p)
-    except (pa.ArrowInvalid, OSError) as e:
+    except (pa.ArrowException, OSError) as e:
         raise InputError(f"{src}: not a readable Parquet file ({type(e).__name__})") from None
     raw = (table.schema.metadata or {}).get(b"medpose")
     meta: dict[str, Any] = {}
     if raw is not None:
         try:
-            meta = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise InputError(f"{src}: metadata 'medpose' is not valid JSON") from None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{src}: metadata 'medpose' is not UTF-8 text") from None
+        meta = load_json(text, f"{src}: metadata 'medpose'")
         if not isinstance(meta, dict):
             raise InputError(f"{src}: metadata 'medpose' must be a JSON object")
     df = table.to_pandas()

@@ -27,14 +27,21 @@ import pandas as pd
 from ..data import KeypointSequence
 from ..errors import InputError
 from ._text import (
+    MAX_COLUMNS,
+    MAX_FRAMES,
     canonical_names,
+    check_file,
     check_times,
     numeric_columns,
+    parse_count,
+    parse_finite,
     read_table_lines,
+    read_text,
+    text_lines,
     unit_scale,
     write_csv_table,
 )
-from ._util import atomic_write, display_name, require_file
+from ._util import atomic_write, display_name
 
 __all__ = ["read_trc", "write_trc"]
 
@@ -78,20 +85,21 @@ def read_trc(
     Raises
     ------
     InputError
-        Truncated header, unknown ``Units``, ``NumMarkers`` disagreeing with the name row,
+        Missing file or a folder, a file that is not UTF-8 text, truncated header or last row
+        (a file that does not end with a line break), unknown ``Units``, ``NumMarkers`` disagreeing with the name row,
         ``NumFrames`` disagreeing with the data rows, rows with the wrong number of cells,
-        non-numeric cells (line and column named), time stamps not increasing (line named).
+        non-numeric or infinite cells (line and column named), time stamps not increasing (line named).
 
     References
     ----------
     OpenSim documentation, "Marker (.trc) Files",
     https://opensimconfluence.atlassian.net/wiki/spaces/OpenSim/pages/53089972
     """
-    p = require_file(path, "marker file")
+    p = check_file(path, "marker file")
     src = display_name(p)
     if axes != "as_is":
         raise InputError(f"{src}: axes={axes!r} is not supported; only 'as_is'")
-    lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines, complete = text_lines(read_text(p, "marker file"))
     if len(lines) < 5:
         raise InputError(
             f"{src}: truncated file: {len(lines)} lines; a .trc needs 5 header lines "
@@ -109,15 +117,10 @@ def read_trc(
             raise InputError(
                 f"{src}: lines 2-3: header field {k!r} missing; expected {list(_HEADER_KEYS)}"
             )
-    try:
-        rate = float(header["DataRate"])
-        n_frames = int(float(header["NumFrames"]))
-        n_markers = int(float(header["NumMarkers"]))
-    except ValueError:
-        raise InputError(
-            f"{src}: line 3: DataRate/NumFrames/NumMarkers must be numbers, found "
-            f"{header['DataRate']!r}, {header['NumFrames']!r}, {header['NumMarkers']!r}"
-        ) from None
+    where = f"{src}: line 3"
+    rate = parse_finite(header["DataRate"], where, "DataRate", "a positive rate in Hz")
+    n_frames = parse_count(header["NumFrames"], where, "NumFrames", 0, MAX_FRAMES)
+    n_markers = parse_count(header["NumMarkers"], where, "NumMarkers", 0, MAX_COLUMNS // 3)
     if not np.isfinite(rate) or rate <= 0:
         raise InputError(
             f"{src}: line 3: DataRate is {header['DataRate']!r}; expected a positive rate in Hz"
@@ -135,6 +138,12 @@ def read_trc(
     names_out = canonical_names(names, src, rename)
 
     ncol = 2 + 3 * n_markers
+    if not complete and lines[-1].strip() and len(lines) > 5:
+        raise InputError(
+            f"{src}: line {len(lines)}: the file ends inside this row (no line break after it); "
+            "truncated file? Expected complete rows (end the file with a line break if the "
+            "row is whole)"
+        )
     body = [(i + 1, ln) for i, ln in enumerate(lines[5:], start=5) if ln.strip()]
     if len(body) != n_frames:
         raise InputError(
@@ -181,7 +190,7 @@ def write_trc(
     table = pd.DataFrame(pos, columns=[str(i) for i in range(3 * k)])
     table.insert(0, "Time", np.round(seq.times, 10))
     table.insert(0, "Frame#", np.arange(1, t + 1))
-    start_frame = int(round(seq.start * seq.rate)) + 1
+    start_frame = round(seq.start * seq.rate) + 1
     out = [
         f"PathFileType\t4\t(X/Y/Z)\t{p.name}",
         "\t".join(_HEADER_KEYS),

@@ -181,7 +181,7 @@ GOOD = _body25_doc([np.ones((25, 3)) * 0.5])
         ({}, {}, r"bad_json: no \.json files"),
         ({"a.json": GOOD}, {}, r"a\.json: file name has no trailing frame number"),
         ({"a_1.json": GOOD, "b_01.json": GOOD}, {}, r"bad_json: two files have frame number 1"),
-        ({"a_1.json": "{not json"}, {}, r"a_1\.json: not valid JSON"),
+        ({"a_1.json": "{not json"}, {}, r"a_1\.json: invalid JSON at line 1"),
         ({"a_1.json": "{}"}, {}, r"a_1\.json: field 'people' missing"),
         (
             {"a_1.json": '{"people": [{"face": []}]}'},
@@ -219,7 +219,7 @@ GOOD = _body25_doc([np.ones((25, 3)) * 0.5])
             {},
             r"bad_json: confidences range from 2.*\[0, 1\]",
         ),
-        ({"a_1.json": GOOD}, {"person": -1}, r"bad_json: person must be >= 0"),
+        ({"a_1.json": GOOD}, {"person": -1}, r"bad_json: person is -1; expected an integer >= 0"),
         (
             {"a_1.json": GOOD},
             {"layout": "coco_wholebody"},

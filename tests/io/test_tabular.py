@@ -215,7 +215,7 @@ def _csv(tmp_path: Path, text: str) -> Path:
         (
             "# medpose-keypoints: rate_hz=fast\nframe,keypoint,x,y\n0,a,1,2\n",
             {},
-            r"bad\.csv: rate_hz is 'fast'",
+            r"bad\.csv: metadata rate_hz is 'fast'",
         ),
         ("frame,keypoint,x,y\n0,a,1,2\n", {"rate": -3}, r"bad\.csv: rate is -3"),
         (
@@ -273,7 +273,7 @@ def test_bad_parquet(tmp_path: Path, seq3d: KeypointSequence) -> None:
 
     t = pa.Table.from_pandas(seq3d.to_dataframe().drop(columns="keypoint"), preserve_index=False)
     pq.write_table(t.replace_schema_metadata({b"medpose": b"{oops"}), tmp_path / "meta.parquet")
-    with pytest.raises(InputError, match=r"meta\.parquet: metadata 'medpose' is not valid JSON"):
+    with pytest.raises(InputError, match=r"meta\.parquet: metadata 'medpose': invalid JSON at line 1"):
         read_parquet_keypoints(tmp_path / "meta.parquet")
     pq.write_table(t, tmp_path / "nokp.parquet")
     with pytest.raises(InputError, match=r"nokp\.parquet: missing columns \['keypoint'\]"):

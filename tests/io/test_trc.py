@@ -232,7 +232,7 @@ def test_missing_header_field(tmp_path: Path) -> None:
 
 
 def test_bad_rate(tmp_path: Path) -> None:
-    _err(tmp_path, trc_text(rate="fast"), r"bad\.trc.*line 3.*numbers.*'fast'")
+    _err(tmp_path, trc_text(rate="fast"), r"bad\.trc.*line 3.*DataRate is 'fast'")
     _err(tmp_path, trc_text(rate="0"), r"bad\.trc.*DataRate is '0'")
 
 
