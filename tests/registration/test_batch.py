@@ -83,6 +83,12 @@ def test_batch_bad_input_names_problems():
         register_batch(y[:3], x[:4])
     with pytest.raises(DegenerateConfiguration, match="at least 3"):
         register_batch(y[:, :2], x[:, :2])
+    far = np.array(x)
+    far[5] *= 1e160
+    with pytest.raises(
+        InputError, match=r"moving coordinates of magnitude up to [\d.]+e\+16\d mm in problems \[5\]"
+    ):
+        register_batch(y, far)
 
 
 def test_simulate_tre_is_reproducible_and_checks_input():

@@ -199,7 +199,7 @@ def test_fewer_than_three(pair):
 
 def test_collinear_and_nearly_collinear_state_threshold(truth):
     line = np.outer(np.arange(5.0), [30, 10, 5])
-    with pytest.raises(DegenerateConfiguration, match="collinear.*min_spread_ratio=0.01"):
+    with pytest.raises(DegenerateConfiguration, match=r"collinear.*min_spread_ratio=0\.01"):
         register(truth.apply(line), line)
     near = line + np.array([[0, 0, 0], [0.5, -0.5, 0], [0, 0, 0], [0, 0.5, 0], [0, 0, 0]])
     with pytest.raises(DegenerateConfiguration, match="nearly collinear"):
@@ -244,7 +244,7 @@ def test_names_on_one_side_only_are_listed(pair):
 
 
 def test_same_frame_by_mistake(pair):
-    cam, ct = pair
+    _, ct = pair
     with pytest.raises(InputError, match="both in frame 'LPS'"):
         register(ct, ct)
     assert register(ct, ct, allow_same_frame=True).fre < 1e-12
@@ -253,7 +253,7 @@ def test_same_frame_by_mistake(pair):
 def test_mirrored_set(pair):
     cam, ct = pair
     mirrored = Landmarks(cam.names, cam.positions * [-1, 1, 1], "camera")
-    with pytest.raises(DegenerateConfiguration, match="mirror images.*determinant -1"):
+    with pytest.raises(DegenerateConfiguration, match=r"mirror images.*determinant -1"):
         register(mirrored, ct)
 
 
@@ -279,3 +279,37 @@ def test_bad_weights_fle_and_options(pair):
         register(cam, ct, robust=True, names=["fid0", "fid1", "fid2"])
     with pytest.raises(InputError, match="lateral"):
         camera_fle(-1, 1)
+
+
+def test_far_from_origin_is_judged_on_shape(layout, truth):
+    """A layout 1 km away registers as at the origin; a line there is still a line.
+
+    Coordinates of magnitude |x| are rounded by eps |x| (eps = 2.2e-16), so the mapped points
+    can agree to no better than that; 100 eps |x| leaves room for the fit's few operations.
+    """
+    eps = np.finfo(float).eps
+    for offset in (1e3, 1e6, 5e6):
+        moving = layout + [offset, -offset, offset]
+        reg = register(truth.apply(moving), moving)
+        assert np.abs(reg.transform.apply(moving) - truth.apply(moving)).max() < 100 * eps * offset
+        # the rotation is the shape's: it does not depend on the offset
+        assert np.abs(reg.transform.rotation.as_matrix() - truth.rotation.as_matrix()).max() < 1e-9
+    line = np.outer(np.arange(5.0), [30, 10, 5]) + 5e6
+    with pytest.raises(DegenerateConfiguration, match="collinear"):
+        register(truth.apply(line), line)
+
+
+@pytest.mark.parametrize("magnitude", [1e12, 1e160])
+def test_implausible_magnitudes_are_refused(layout, magnitude):
+    """Coordinates beyond 10 km are a unit or file error (and 1e160 overflows when squared)."""
+    huge = layout * magnitude
+    with pytest.raises(InputError, match=r"moving points \(rows\): coordinates of magnitude up to .* mm.*\|x\| < 1e\+07 mm"):
+        register(layout, huge)
+    ct = Landmarks(tuple(f"fid{i}" for i in range(6)), huge, "LPS")
+    cam = Landmarks(ct.names, layout, "camera")
+    with pytest.raises(InputError, match=r"moving landmarks \(LPS\): coordinates of magnitude"):
+        register(cam, ct)
+    with pytest.raises(InputError, match=r"fixed points \(rows\): coordinates of magnitude"):
+        predict_tre(huge, [0.0, 0.0, 0.0], 1.0)
+    with pytest.raises(InputError, match=r"simulate_tre: fiducials: coordinates of magnitude"):
+        simulate_tre(huge, [0.0, 0.0, 0.0], 1.0, trials=10)
