@@ -32,6 +32,8 @@ __all__ = [
     "detect_layout",
     "to_medpose_names",
     "canonical_keypoints",
+    "lr_pairs",
+    "lr_pair_indices",
 ]
 
 _LAYOUT_NAMES = ("coco17", "halpe26", "mediapipe33", "body25", "h36m17")
@@ -192,3 +194,38 @@ def to_medpose_names(names: Iterable[str]) -> tuple[str, ...]:
     """
     exact, folded = _name_table()
     return tuple(exact.get(n, folded.get(str(n).casefold(), n)) for n in map(str, names))
+
+
+def lr_pairs(names: Iterable[str]) -> list[tuple[str, str]]:
+    """Left/right pairs among keypoint names: ``x_l`` with ``x_r`` (medpose naming).
+
+    Parameters
+    ----------
+    names : iterable of str
+
+    Returns
+    -------
+    list of (str, str)
+        ``(left, right)`` in the order of the left names.
+
+    Examples
+    --------
+    >>> lr_pairs(["knee_l", "knee_r", "nose", "hip_l"])
+    [('knee_l', 'knee_r')]
+    """
+    names = list(names)
+    present = set(names)
+    return [(n, n[:-2] + "_r") for n in names if n.endswith("_l") and n[:-2] + "_r" in present]
+
+
+def lr_pair_indices(names: Iterable[str]) -> list[tuple[int, int]]:
+    """Index pairs ``(left, right)`` of the keypoints that :func:`lr_pairs` pairs.
+
+    Examples
+    --------
+    >>> lr_pair_indices(["nose", "knee_r", "knee_l"])
+    [(2, 1)]
+    """
+    names = list(names)
+    idx = {n: i for i, n in enumerate(names)}
+    return [(idx[a], idx[b]) for a, b in lr_pairs(names)]

@@ -44,6 +44,7 @@ from scipy.spatial.transform import Rotation
 from ..data import KeypointSequence
 from ..errors import DegenerateConfiguration, InputError
 from .model import Camera
+from .triangulation import triangulate
 
 __all__ = ["refine_calibration", "apply_corrections", "PARAMETERS"]
 
@@ -407,8 +408,6 @@ def refine_calibration(
     >>> cams2, table = refine_calibration(cams, keypoints)          # doctest: +SKIP
     >>> res = triangulate(cams2, keypoints, temporal=True)          # doctest: +SKIP
     """
-    from .triangulation import triangulate
-
     order, n_p = _layout(params)
     if isinstance(cameras, Mapping):
         cameras = list(cameras.values())

@@ -1,6 +1,6 @@
 """Temporally consistent triangulation: choose each point's cameras and labels over time.
 
-Per-frame consensus (:func:`~medpose.camera.triangulation.triangulate_points`) fails where a
+Per-frame consensus (:func:`~medpose.camera.dlt.triangulate_points`) fails where a
 detector confuses the legs in several views at once: two cameras then agree with each other
 on the wrong leg as well as two others do on the right one, and the choice flips from frame
 to frame.  Looking at one frame cannot decide; looking at the trajectory can.
@@ -47,6 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..layouts import lr_pairs
+from .dlt import Rig, reproject
 from .model import Camera
 
 __all__ = ["TrackResult", "track_points", "refine_points"]
@@ -147,7 +149,7 @@ def track_points(
     names : sequence of str, length K
         Keypoint names (``x_l``/``x_r`` pairs are decided together).
     min_confidence, threshold_px : float
-        As in :func:`~medpose.camera.triangulation.triangulate_points`.
+        As in :func:`~medpose.camera.dlt.triangulate_points`.
     inlier_slope : float
         Cost per pixel of reprojection error of a camera in the subset (below
         ``threshold_px``); each observing camera left out costs ``threshold_px``.  Small
@@ -182,9 +184,6 @@ def track_points(
     InputError
         Shapes that do not agree, a pair or bone naming an unknown keypoint, negative weights.
     """
-    from .swaps import lr_pairs
-    from .triangulation import _Rig, _smallest_eigvec, reproject
-
     cams = tuple(cameras)
     px = np.asarray(pixels, dtype=float)
     cf = np.asarray(confidence, dtype=float)
@@ -224,7 +223,7 @@ def track_points(
     ri = np.array([idx[b] for _, b in pairs], dtype=int)
     single = np.setdiff1d(np.arange(n_k), np.concatenate([li, ri]))
     valid = np.all(np.isfinite(px), axis=-1) & (cf >= min_confidence)  # (T, K, C)
-    rig = _Rig.build(cams, 2)
+    rig = Rig.build(cams, 2)
     xn = rig.normalise(px)
     S = rig.subsets  # (S, C)
     n_keep = min(n_keep, len(S))
@@ -255,7 +254,7 @@ def track_points(
             Ms = np.einsum(
                 "sc,...cjk->...sjk", S.astype(float), np.einsum("...cij,...cik->...cjk", A, A)
             )
-            X = _smallest_eigvec(Ms) * rig.scale + rig.origin  # (t, B, G, 2, S, 3)
+            X = rig.solve(Ms)  # (t, B, G, 2, S, 3)
             e = np.linalg.norm(
                 reproject(cams, X) - obs[..., None, :, :], axis=-1
             )  # (t, B, G, 2, S, C)
@@ -416,8 +415,6 @@ def refine_points(
     -------
     ndarray, shape (..., 3)
     """
-    from .triangulation import reproject
-
     cams = tuple(cameras)
     X = np.array(points, dtype=float, copy=True)
     obs = np.nan_to_num(np.asarray(pixels, dtype=float))

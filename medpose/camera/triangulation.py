@@ -1,28 +1,16 @@
 """Triangulation of 2D keypoints from calibrated cameras into 3D sequences.
 
-The maths is the linear (DLT) triangulation of Hartley & Zisserman (2004), *Multiple View
-Geometry in Computer Vision*, 2nd ed., section 12.2: for each camera ``c`` with projection
-``P_c`` and an (undistorted, normalised) observation ``(x, y)``, the rows
-``x P_c^3 - P_c^1`` and ``y P_c^3 - P_c^2`` of ``A`` satisfy ``A X = 0``; ``X`` is the right
-singular vector of the smallest singular value, here the eigenvector of the smallest
-eigenvalue of ``A^T A`` (computed for every point at once with :func:`numpy.linalg.eigh`).
-Each camera's rows are weighted by its detector confidence (as in Pose2Sim,
-Pagnon et al. 2021, *Sensors* 21:6530).  World coordinates are centred and scaled before the
-solve (Hartley's normalisation, section 4.4.4) so millimetres and unit directions mix well.
-
-Robust camera selection is a consensus over camera subsets: every subset of at least
-``min_cameras`` cameras that all observed the point is solved (all subsets of all points in
-one batched call), each solution is reprojected into every camera, and per point the largest
-subset whose cameras all reproject within ``threshold_px`` wins (ties: the smaller mean
-error).  When no subset is consistent, the feasible subset with the smallest worst error is
-kept (its 3D confidence is then 0).  This is the exhaustive version of Pose2Sim's
-iterative camera removal; with the few cameras of a lab (2**C - C - 1 subsets: 11 for 4
-cameras, 57 for 6) enumerating is cheaper than iterating.
+:func:`triangulate` chains the steps of :mod:`medpose.camera`: per-view left/right repair
+(:mod:`medpose.camera.swaps`), the consensus over camera subsets of a confidence-weighted
+linear (DLT) triangulation (:mod:`medpose.camera.dlt`: Hartley & Zisserman 2004, *Multiple
+View Geometry in Computer Vision*, 2nd ed., sec. 12.2; camera weighting as in Pose2Sim,
+Pagnon et al. 2021, *Sensors* 21:6530), and the left/right repair over time in 3D
+(:mod:`medpose.temporal.swaps`), or the temporally consistent choice of cameras and labels
+(:mod:`medpose.camera.tracking`).  Every stage is batched over frames and keypoints.
 """
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +20,13 @@ import pandas as pd
 
 from ..data import KeypointSequence
 from ..errors import DegenerateConfiguration, InputError
+from ..layouts import lr_pairs
+from ..temporal.gaps import DEFAULT_BONES
+from ..temporal.swaps import repair_swaps_3d
+from .dlt import dlt, reproject, triangulate_points
 from .model import Camera
+from .swaps import SWAP_REPORT_COLUMNS, view_swap_consensus
+from .tracking import track_points
 
 __all__ = [
     "TriangulationResult",
@@ -41,229 +35,15 @@ __all__ = [
     "dlt",
     "reproject",
     "ImageSizeWarning",
+    "PROGRESS_MIN_FRAMES",
 ]
 
-#: points solved per batch: bounds memory (each point x subset holds a 4x4 system)
-_CHUNK = 20000
+#: recordings of at least this many frames show a progress bar by default
+PROGRESS_MIN_FRAMES = 5000
 
 
 class ImageSizeWarning(UserWarning):
     """The image size of the keypoints disagrees with the calibration's."""
-
-
-# ----------------------------------------------------------------------------- plain DLT
-def dlt(
-    projections: np.ndarray, points: np.ndarray, weights: np.ndarray | None = None
-) -> np.ndarray:
-    """Batched, weighted linear triangulation (Hartley & Zisserman 2004, sec. 12.2).
-
-    Parameters
-    ----------
-    projections : array_like, shape (C, 3, 4)
-        Projection matrices, mapping homogeneous world points to homogeneous image points
-        (e.g. :attr:`Camera.projection_matrix`, pixels, for undistorted pixels).
-    points : array_like, shape (..., C, 2)
-        Image points in the projections' image coordinates; NaN = not observed.
-    weights : array_like, shape (..., C), optional
-        Per-observation weights (e.g. confidence); default 1 where observed.
-
-    Returns
-    -------
-    ndarray, shape (..., 3)
-        World points; NaN where fewer than two cameras observed the point.
-
-    Notes
-    -----
-    Conditioning (Hartley & Zisserman 2004, sec. 4.4.4): the world is translated to the mean
-    camera centre and scaled by the mean centre distance, and each camera's rows are scaled
-    to unit size, before the solve; the result is mapped back.
-    """
-    P = np.asarray(projections, dtype=float)
-    x = np.asarray(points, dtype=float)
-    if P.ndim != 3 or P.shape[1:] != (3, 4):
-        raise InputError(f"dlt: projections must have shape (C, 3, 4), found {P.shape}")
-    if x.shape[-2:] != (P.shape[0], 2):
-        raise InputError(f"dlt: points must have shape (..., {P.shape[0]}, 2), found {x.shape}")
-    obs = np.all(np.isfinite(x), axis=-1)
-    w = (
-        obs.astype(float)
-        if weights is None
-        else np.where(obs, np.nan_to_num(np.asarray(weights, float)), 0.0)
-    )
-    # camera centres = right null vectors of P; condition the world on them
-    _, _, vt = np.linalg.svd(P)
-    centres = vt[:, -1, :3] / vt[:, -1, 3:4]
-    origin = centres.mean(axis=0)
-    s = float(np.linalg.norm(centres - origin, axis=1).mean()) or 1.0
-    T = np.eye(4)
-    T[:3, :3] *= s
-    T[:3, 3] = origin
-    Pn = P @ T
-    Pn = Pn / np.linalg.norm(Pn[:, :2, :3], axis=(1, 2))[:, None, None]
-    A = np.nan_to_num(x)[..., :, None] * Pn[:, 2:3, :] - Pn[:, :2, :]
-    A = A * w[..., None, None]
-    M = np.einsum("...cij,...cik->...jk", A, A)
-    X = _smallest_eigvec(M) * s + origin
-    return np.where(((w > 0).sum(-1) >= 2)[..., None], X, np.nan)
-
-
-def _smallest_eigvec(M: np.ndarray) -> np.ndarray:
-    """Dehomogenised eigenvector of the smallest eigenvalue of symmetric 4x4 matrices."""
-    _, vecs = np.linalg.eigh(M)
-    h = vecs[..., :, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return h[..., :3] / h[..., 3:4]
-
-
-def reproject(cameras: Sequence[Camera], points: np.ndarray) -> np.ndarray:
-    """Project world points (..., 3) into every camera (with distortion): shape (..., C, 2) px."""
-    return np.stack([c.project(points) for c in cameras], axis=-2)
-
-
-# ----------------------------------------------------------------------------- the rig
-@dataclass(frozen=True)
-class _Rig:
-    """Cameras prepared for batched solving (normalised coordinates, conditioned world)."""
-
-    cameras: tuple[Camera, ...]
-    P: np.ndarray  # (C, 3, 4) [R | t'] in conditioned world units
-    origin: np.ndarray  # (3,) mm
-    scale: float  # mm per conditioned unit
-    subsets: np.ndarray  # (S, C) bool
-
-    @classmethod
-    def build(cls, cameras: Sequence[Camera], min_cameras: int = 2) -> _Rig:
-        cams = tuple(cameras)
-        centres = np.stack([c.center for c in cams])
-        origin = centres.mean(axis=0)
-        scale = float(np.linalg.norm(centres - origin, axis=1).mean()) or 1.0
-        P = np.stack(
-            [
-                np.hstack(
-                    [
-                        c.rotation_matrix,
-                        ((c.rotation_matrix @ origin + c.translation) / scale)[:, None],
-                    ]
-                )
-                for c in cams
-            ]
-        )
-        n = len(cams)
-        subsets = np.array(
-            [
-                [i in s for i in range(n)]
-                for r in range(min_cameras, n + 1)
-                for s in itertools.combinations(range(n), r)
-            ],
-            dtype=bool,
-        ).reshape(-1, n)
-        return cls(cams, P, origin, scale, subsets)
-
-    def normalise(self, pixels: np.ndarray) -> np.ndarray:
-        """Undistorted normalised coordinates, (..., C, 2)."""
-        return np.stack(
-            [c.undistort_points(pixels[..., i, :]) for i, c in enumerate(self.cameras)], axis=-2
-        )
-
-    def solve_subsets(self, xn: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Weighted DLT for every subset: (..., C, 2), (..., C) -> (..., S, 3) mm."""
-        A = np.nan_to_num(xn)[..., :, None] * self.P[:, 2:3, :] - self.P[:, :2, :]
-        A = A * w[..., None, None]
-        Mc = np.einsum("...cij,...cik->...cjk", A, A)
-        Ms = np.einsum("sc,...cjk->...sjk", self.subsets.astype(float), Mc)
-        return _smallest_eigvec(Ms) * self.scale + self.origin
-
-
-def _consensus(
-    rig: _Rig, px: np.ndarray, cf: np.ndarray, min_confidence: float, threshold_px: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Consensus triangulation of (N, C, 2) pixels: X (N, 3), errors (N, C), used (N, C)."""
-    valid = np.all(np.isfinite(px), axis=-1) & (cf >= min_confidence)
-    w = np.where(valid, cf, 0.0)
-    X = rig.solve_subsets(rig.normalise(px), w)  # (N, S, 3)
-    err = np.linalg.norm(reproject(rig.cameras, X) - px[:, None], axis=-1)  # (N, S, C)
-    subsets = rig.subsets
-    feasible = np.all(valid[:, None, :] | ~subsets, axis=-1) & np.all(np.isfinite(X), axis=-1)
-    in_subset = np.where(subsets, np.nan_to_num(err, nan=np.inf), 0.0)
-    worst = in_subset.max(axis=-1)
-    mean = in_subset.sum(axis=-1) / subsets.sum(axis=1)
-    n = subsets.sum(axis=1)
-    consistent = feasible & (worst < threshold_px)
-    # lexicographic choice as one cost: consistent and large first, then small mean error;
-    # otherwise the feasible subset with the smallest worst error
-    cost = np.where(consistent, -n * 1e9 + mean, np.where(feasible, 1e15 + worst, np.inf))
-    best = np.argmin(cost, axis=-1)
-    ok = np.isfinite(np.take_along_axis(cost, best[:, None], axis=-1)[:, 0])
-    Xb = np.where(ok[:, None], X[np.arange(len(X)), best], np.nan)
-    eb = np.where(ok[:, None], err[np.arange(len(X)), best], np.nan)
-    eb = np.where(np.all(np.isfinite(px), axis=-1), eb, np.nan)
-    used = subsets[best] & ok[:, None]
-    return Xb, eb, used
-
-
-def triangulate_points(
-    cameras: Sequence[Camera],
-    pixels: np.ndarray,
-    confidence: np.ndarray | None = None,
-    *,
-    min_confidence: float = 0.3,
-    threshold_px: float = 20.0,
-    min_cameras: int = 2,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Robust, confidence-weighted triangulation of any batch of observations.
-
-    Parameters
-    ----------
-    cameras : sequence of Camera, length C
-    pixels : array_like, shape (..., C, 2)
-        Distorted pixel observations; NaN = not seen.
-    confidence : array_like, shape (..., C), optional
-        Detector confidence in [0, 1] (default 1 where seen).  Observations below
-        ``min_confidence`` are not used.
-    min_confidence : float
-    threshold_px : float
-        Reprojection error (px) under which a camera agrees with a solution.
-    min_cameras : int
-        Smallest camera subset tried (>= 2).
-
-    Returns
-    -------
-    points : ndarray (..., 3)
-        World points, mm (the cameras' world frame); NaN where no subset was feasible.
-    errors : ndarray (..., C)
-        Reprojection error into every camera with an observation (used or not), px.
-    used : ndarray of bool (..., C)
-        The cameras of the chosen subset.
-    """
-    cams = tuple(cameras)
-    px = np.asarray(pixels, dtype=float)
-    if px.shape[-2:] != (len(cams), 2):
-        raise InputError(
-            f"triangulate_points: pixels must have shape (..., {len(cams)}, 2), found {px.shape}"
-        )
-    cf = np.ones(px.shape[:-1]) if confidence is None else np.asarray(confidence, dtype=float)
-    if cf.shape != px.shape[:-1]:
-        raise InputError(
-            f"triangulate_points: confidence must have shape {px.shape[:-1]}, found {cf.shape}"
-        )
-    if min_cameras < 2 or min_cameras > len(cams):
-        raise InputError(
-            f"triangulate_points: min_cameras must be between 2 and {len(cams)}, found {min_cameras}"
-        )
-    rig = _Rig.build(cams, min_cameras)
-    lead = px.shape[:-2]
-    flat_px = px.reshape(-1, len(cams), 2)
-    flat_cf = cf.reshape(-1, len(cams))
-    n = flat_px.shape[0]
-    X = np.full((n, 3), np.nan)
-    E = np.full((n, len(cams)), np.nan)
-    U = np.zeros((n, len(cams)), dtype=bool)
-    for a in range(0, n, _CHUNK):  # blocks bound memory; each block is fully batched
-        b = min(n, a + _CHUNK)
-        X[a:b], E[a:b], U[a:b] = _consensus(
-            rig, flat_px[a:b], flat_cf[a:b], min_confidence, threshold_px
-        )
-    return X.reshape(lead + (3,)), E.reshape(lead + (len(cams),)), U.reshape(lead + (len(cams),))
 
 
 # ----------------------------------------------------------------------------- result
@@ -430,6 +210,7 @@ def triangulate(
     temporal: bool = False,
     motion_weight: float = 0.05,
     bone_weight: float = 0.25,
+    progress: bool | None = None,
 ) -> TriangulationResult:
     """Triangulate synchronised 2D keypoints of several calibrated cameras into 3D.
 
@@ -470,6 +251,9 @@ def triangulate(
         swap repair over time is then not needed and not run.
     motion_weight, bone_weight : float
         Weights of the temporal mode.
+    progress : bool, optional
+        Show tqdm progress bars; by default only for recordings of at least
+        :data:`PROGRESS_MIN_FRAMES` frames.
 
     Returns
     -------
@@ -491,9 +275,6 @@ def triangulate(
     UserWarning
         Keypoints that no two cameras saw in any frame (they are NaN in the result).
     """
-    from ..temporal.swaps import repair_swaps_3d
-    from .swaps import lr_pairs, repair_view_swaps
-
     cams, seqs = _check_inputs(cameras, keypoints_2d)
     _check_sizes(cams, seqs, image_sizes, size_tolerance_px)
     ref = seqs[0]
@@ -501,16 +282,22 @@ def triangulate(
     cam_names = tuple(c.name for c in cams)
     kp = dict(zip(cam_names, seqs))
     reports = []
+    show = ref.n_frames >= PROGRESS_MIN_FRAMES if progress is None else bool(progress)
+    done = None
     if repair_swaps and not temporal:
-        kp, view_report = repair_view_swaps(
+        view = view_swap_consensus(
             cams,
             kp,
             min_confidence=min_confidence,
             threshold_px=threshold_px,
             cap_px=swap_cap_px,
             penalty_px=swap_penalty_px,
+            progress=show,
         )
-        reports.append(view_report)
+        kp = view.keypoints_2d
+        reports.append(view.report)
+        if min_cameras == 2:  # the pairs' consensus is already known
+            done = view
     px = np.stack([kp[n].positions for n in cam_names], axis=2)  # (T, K, C, 2)
     cf = np.stack([kp[n].confidence for n in cam_names], axis=2)  # (T, K, C)
     if temporal:
@@ -528,14 +315,20 @@ def triangulate(
         cf = np.stack([kp[n].confidence for n in cam_names], axis=2)
         reports.append(report_t)
     else:
-        X, E, U = triangulate_points(
-            cams,
-            px,
-            cf,
-            min_confidence=min_confidence,
-            threshold_px=threshold_px,
-            min_cameras=min_cameras,
-        )
+        todo = np.ones(len(names), dtype=bool) if done is None else ~done.solved
+        X = np.full(px.shape[:2] + (3,), np.nan) if done is None else done.points.copy()
+        E = np.full(cf.shape, np.nan) if done is None else done.errors.copy()
+        U = np.zeros(cf.shape, dtype=bool) if done is None else done.used.copy()
+        if todo.any():
+            X[:, todo], E[:, todo], U[:, todo] = triangulate_points(
+                cams,
+                px[:, todo],
+                cf[:, todo],
+                min_confidence=min_confidence,
+                threshold_px=threshold_px,
+                min_cameras=min_cameras,
+                progress=show,
+            )
     if not np.isfinite(X).any():
         raise DegenerateConfiguration(
             f"triangulate: no keypoint was seen by {min_cameras} cameras with confidence "
@@ -577,24 +370,11 @@ def triangulate(
             )
             mean_err, n_used, E, U, conf3 = (take(a) for a in (mean_err, n_used, E, U, conf3))
             kp = {n: s.with_positions(take(s.positions), take(s.confidence)) for n, s in kp.items()}
-    swaps = pd.concat(reports, ignore_index=True) if reports else _empty_report()
+    swaps = (
+        pd.concat(reports, ignore_index=True) if reports else pd.DataFrame(columns=SWAP_REPORT_COLUMNS)
+    )
     return TriangulationResult(
         seq, mean_err, n_used.astype(int), seq.confidence.copy(), E, U, cam_names, kp, swaps
-    )
-
-
-def _empty_report() -> pd.DataFrame:
-    return pd.DataFrame(
-        columns=[
-            "stage",
-            "frame",
-            "time_s",
-            "camera",
-            "keypoint_l",
-            "keypoint_r",
-            "cost_before",
-            "cost_after",
-        ]
     )
 
 
@@ -624,9 +404,6 @@ def _temporal(
     pairs,
 ):
     """The temporal mode of :func:`triangulate`: points, errors (T, K, C), used, relabelled 2D, report."""
-    from ..temporal.gaps import DEFAULT_BONES
-    from .tracking import track_points
-
     cam_names = [c.name for c in cams]
     px = np.stack([kp[n].positions for n in cam_names], axis=2)
     cf = np.stack([kp[n].confidence for n in cam_names], axis=2)
@@ -668,6 +445,6 @@ def _temporal(
             "cost_before": np.nan,
             "cost_after": r.cost[t, k],
         },
-        columns=_empty_report().columns,
+        columns=SWAP_REPORT_COLUMNS,
     )
     return r.points, E, used, new_kp, report

@@ -39,6 +39,10 @@ import numpy as np
 
 from ..data import KeypointSequence
 from ..errors import InputError
+from ..layouts import lr_pair_indices
+
+#: index pairs of ``*_l`` / ``*_r`` keypoints (kept under this name for existing callers)
+lr_pairs = lr_pair_indices
 
 __all__ = ["Observed", "markerless", "marker_based", "lr_pairs"]
 
@@ -68,14 +72,6 @@ class Observed:
         return KeypointSequence(self.positions, tuple(names), rate, self.confidence, frame, start)
 
 
-def lr_pairs(names: Sequence[str]) -> list[tuple[int, int]]:
-    """Index pairs ``(left, right)`` of keypoints named ``*_l`` / ``*_r``."""
-    idx = {n: i for i, n in enumerate(names)}
-    return [
-        (i, idx[n[:-2] + "_r"]) for n, i in idx.items() if n.endswith("_l") and n[:-2] + "_r" in idx
-    ]
-
-
 def _unpack(kp: Any, names: Sequence[str] | None) -> tuple[np.ndarray, tuple[str, ...]]:
     if isinstance(kp, KeypointSequence):
         if kp.ndim != 3:
@@ -102,10 +98,14 @@ def _check_rate(value: float, what: str, hi: float | None = None) -> float:
     return v
 
 
-def _runs(
+def random_runs(
     rng: np.random.Generator, n_frames: int, rate_per_frame: float, mean_len: float
 ) -> list[tuple[int, int]]:
-    """Non-overlapping runs [start, stop) with Poisson-distributed count."""
+    """Non-overlapping runs ``[start, stop)`` of frames, a Poisson-distributed number of them.
+
+    Their count has mean ``rate_per_frame * n_frames`` and each length is ``mean_len`` times a
+    uniform factor in [0.5, 1.5]; a run overlapping an earlier one is dropped.
+    """
     n = int(rng.poisson(rate_per_frame * n_frames))
     runs: list[tuple[int, int]] = []
     for _ in range(n):
@@ -229,7 +229,7 @@ def markerless(
         "legs": [p for p in pairs if any(w in names[p[0]] for w in leg_words)],
     }
     swaps = []
-    for start, stop in _runs(rng, t, swap_rate / rate, swap_len):
+    for start, stop in random_runs(rng, t, swap_rate / rate, swap_len):
         group = ("all", "arms", "legs")[int(rng.integers(0, 3))]
         sel = groups[group] or pairs
         if not sel:
@@ -263,7 +263,7 @@ def markerless(
     dropouts = [[int(a), names[b]] for a, b in np.argwhere(missing)]
     gaps = []
     for j in range(k):
-        for start, stop in _runs(rng, t, gap_rate / rate, gap_len):
+        for start, stop in random_runs(rng, t, gap_rate / rate, gap_len):
             missing[start:stop, j] = True
             gaps.append({"keypoint": names[j], "start": start, "stop": stop})
     pos[missing] = np.nan

@@ -24,14 +24,9 @@ import pandas as pd
 
 from ..data import KeypointSequence
 from ..errors import InputError
+from ..layouts import lr_pairs
 
 __all__ = ["repair_swaps_3d", "lr_pairs"]
-
-
-def lr_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
-    """Left/right pairs among keypoint names: ``x_l`` with ``x_r``."""
-    names = list(names)
-    return [(n, n[:-2] + "_r") for n in names if n.endswith("_l") and n[:-2] + "_r" in names]
 
 
 def repair_swaps_3d(
