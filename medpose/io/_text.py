@@ -53,6 +53,7 @@ else:  # pragma: no cover
 __all__ = [
     "MAX_TABLE_BYTES",
     "MAX_DOCUMENT_BYTES",
+    "MAX_YAML_BYTES",
     "MAX_DEPTH",
     "MAX_COLUMNS",
     "MAX_FRAMES",
@@ -81,6 +82,8 @@ __all__ = [
 MAX_TABLE_BYTES = 1 << 30
 #: Largest JSON, TOML, YAML or landmark file read, in bytes.
 MAX_DOCUMENT_BYTES = 64 << 20
+#: Largest YAML file read, in bytes (PyYAML parses in pure Python; calibration files are small).
+MAX_YAML_BYTES = 4 << 20
 #: Deepest nesting of lists and mappings accepted in JSON, TOML and YAML.
 MAX_DEPTH = 64
 #: Most columns (cells per line) accepted in a keypoint table.
@@ -236,7 +239,8 @@ def load_json(text: str, src: str) -> Any:
             text, parse_int=parse_int, parse_float=parse_float, parse_constant=parse_constant
         )
     except json.JSONDecodeError as e:
-        cut = "; the file may be truncated" if e.pos >= len(text.rstrip()) else ""
+        truncated = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated")
+        cut = "; the file may be truncated" if truncated else ""
         raise InputError(
             f"{src}: invalid JSON at line {e.lineno} column {e.colno} ({e.msg}){cut}"
         ) from None
@@ -298,7 +302,9 @@ class SafeYAMLLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def load_yaml(text: str, src: str, loader: type[SafeYAMLLoader] = SafeYAMLLoader) -> Any:
+def load_yaml(
+    text: str, src: str, loader: type[SafeYAMLLoader] = SafeYAMLLoader, kind: str = "YAML"
+) -> Any:
     """Parse YAML text with ``loader`` (a :class:`SafeYAMLLoader`), refusing huge integers.
 
     Raises
@@ -307,6 +313,17 @@ def load_yaml(text: str, src: str, loader: type[SafeYAMLLoader] = SafeYAMLLoader
         Naming ``src`` and the line of the problem.  An :class:`InputError` raised by a
         constructor of ``loader`` is prefixed with ``src``.
     """
+    # PyYAML's scanner is quadratic in the depth of flow collections ([[[[...), so bound that
+    # depth first, cheaply (brackets inside quoted text count too: harmless for real files).
+    raw = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    step = np.zeros(256, dtype=np.int64)
+    step[[ord("["), ord("{")]] = 1
+    step[[ord("]"), ord("}")]] = -1
+    depth = np.cumsum(step[raw]) if raw.size else np.zeros(1, dtype=np.int64)
+    if depth.max() > MAX_DEPTH:
+        at = int(np.argmax(depth > MAX_DEPTH))
+        line = text.encode("utf-8", "surrogatepass").count(b"\n", 0, at) + 1
+        raise InputError(f"{src}: line {line}: {kind} nested deeper than {MAX_DEPTH} levels")
     try:
         doc = yaml.load(text, Loader=loader)  # loader derives from yaml.SafeLoader
     except InputError as e:
@@ -314,10 +331,10 @@ def load_yaml(text: str, src: str, loader: type[SafeYAMLLoader] = SafeYAMLLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{src}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+        raise InputError(f"{src}: not valid {kind}{at}: {getattr(e, 'problem', e)}") from None
     except RecursionError:
-        raise InputError(f"{src}: YAML nested deeper than {MAX_DEPTH} levels") from None
-    _check_tree(doc, src, "YAML")
+        raise InputError(f"{src}: {kind} nested deeper than {MAX_DEPTH} levels") from None
+    _check_tree(doc, src, kind)
     return doc
 
 
@@ -485,7 +502,7 @@ def numeric_columns(
         if inf.size:
             r = int(inf[0])
             raise InputError(
-                f"{src}: {row_word} {first_line + r}, {name}: found {col.iloc[r]!r}; expected a "
+                f"{src}: {row_word} {first_line + r}, {name}: found {float(num[r])!r}; expected a "
                 "finite number (or an empty cell for a missing value)"
             )
         out[:, j] = num

@@ -20,24 +20,28 @@ translations in millimetres; see ``docs/formats-calibration.md``.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tomli_w
-import yaml
 from scipy.spatial.transform import Rotation
 
 from ..camera.model import Camera
 from ..errors import InputError
+from ._text import (
+    MAX_DOCUMENT_BYTES,
+    MAX_YAML_BYTES,
+    SafeYAMLLoader,
+    check_file,
+    load_toml,
+    load_yaml,
+    parse_count,
+    parse_finite,
+    read_text,
+)
 from ._util import atomic_write, display_name
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["read_calibration", "write_calibration"]
 
@@ -75,7 +79,7 @@ def _camera(where: str, **fields: Any) -> Camera:
 def _array(value: Any, where: str, field: str) -> np.ndarray:
     try:
         return np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{where}: field '{field}' must be numbers, found {value!r}") from None
 
 
@@ -105,14 +109,16 @@ def read_calibration(path: str | os.PathLike, *, units: str | None = None) -> li
     Raises
     ------
     InputError
-        Unknown extension, unreadable syntax, missing fields, wrong shapes, NaN,
+        Unknown extension, a missing file or a folder, a file above
+        :data:`~medpose.io._text.MAX_DOCUMENT_BYTES` or not UTF-8 text (the line is named),
+        unreadable syntax, nesting deeper than :data:`~medpose.io._text.MAX_DEPTH`, YAML
+        aliases, missing fields, wrong shapes, NaN, numbers that overflow,
         fisheye cameras (not supported), duplicate camera names.  The message names the
         file, the camera and the field.
     """
     path = Path(path)
     kind = _kind(path)
-    if not path.is_file():
-        raise InputError(f"{display_name(path)}: calibration file not found")
+    check_file(path, "calibration file", MAX_DOCUMENT_BYTES if kind == "toml" else MAX_YAML_BYTES)
     if kind == "toml":
         cams = _read_toml(path, _scale(units, "m", display_name(path)))
     else:
@@ -125,11 +131,7 @@ def read_calibration(path: str | os.PathLike, *, units: str | None = None) -> li
 
 def _read_toml(path: Path, to_mm: float) -> list[Camera]:
     src = display_name(path)
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{src}: not valid TOML ({e})") from None
+    doc = load_toml(read_text(path, "calibration file", MAX_DOCUMENT_BYTES), src)
     cams = []
     for section, table in doc.items():
         if section == "metadata":
@@ -169,15 +171,23 @@ def _read_toml(path: Path, to_mm: float) -> list[Camera]:
     return cams
 
 
-class _OpenCVLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also understands OpenCV's ``!!opencv-matrix`` nodes."""
+class _OpenCVLoader(SafeYAMLLoader):
+    """:class:`SafeYAMLLoader` that also understands OpenCV's ``!!opencv-matrix`` nodes."""
 
 
-def _construct_opencv_matrix(loader: yaml.SafeLoader, node: yaml.Node) -> np.ndarray:
+#: Largest dimension accepted for an ``!!opencv-matrix`` (calibration matrices are 3x3 at most
+#: or a row of 14 distortion coefficients).
+_MAX_MATRIX_DIM = 1000
+
+
+def _construct_opencv_matrix(loader: SafeYAMLLoader, node: Any) -> np.ndarray:
     m = loader.construct_mapping(node, deep=True)
     line = node.start_mark.line + 1
+    where = f"line {line}: opencv-matrix"
     try:
-        rows, cols, data = int(m["rows"]), int(m["cols"]), m["data"]
+        rows = parse_count(m["rows"], where, "rows", 1, _MAX_MATRIX_DIM)
+        cols = parse_count(m["cols"], where, "cols", 1, _MAX_MATRIX_DIM)
+        data = m["data"]
         if not isinstance(data, list):
             data = [data]
         # OpenCV writes NaN and infinities as .Nan, .Inf, -.Inf, which YAML 1.1 reads as text.
@@ -194,8 +204,10 @@ def _construct_opencv_matrix(loader: yaml.SafeLoader, node: yaml.Node) -> np.nda
         raise InputError(
             f"line {line}: opencv-matrix lacks {e.args[0]!r}; expected rows, cols, dt, data"
         ) from None
-    except (TypeError, ValueError):
-        raise InputError(f"line {line}: opencv-matrix has non-numeric rows, cols or data") from None
+    except InputError:
+        raise
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{where}: data is not a list of numbers") from None
     if arr.size != rows * cols:
         raise InputError(
             f"line {line}: opencv-matrix declares {rows}x{cols} but has {arr.size} values"
@@ -217,20 +229,13 @@ _KEYS = {
 
 def _load_opencv_yaml(path: Path) -> dict:
     src = display_name(path)
-    text = path.read_text(encoding="utf-8")
-    lines = text.splitlines()
-    if lines and lines[0].startswith("%YAML"):
+    text = read_text(path, "calibration file", MAX_YAML_BYTES)
+    if text.startswith("%YAML"):
         # OpenCV writes "%YAML:1.0", which is not a valid YAML directive; blank the line
         # (keeps line numbers in messages right).
-        lines[0] = ""
-    try:
-        doc = yaml.load("\n".join(lines), Loader=_OpenCVLoader)
-    except InputError as e:
-        raise InputError(f"{src}: {e}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{src}: not valid OpenCV YAML{at}: {getattr(e, 'problem', e)}") from None
+        end = text.find("\n")
+        text = "" if end < 0 else text[end:]
+    doc = load_yaml(text, src, _OpenCVLoader, "OpenCV YAML")
     if not isinstance(doc, dict):
         raise InputError(
             f"{src}: expected a mapping of calibration keys, found {type(doc).__name__}"
@@ -305,8 +310,8 @@ def _read_opencv_yaml(path: Path, to_mm: float) -> list[Camera]:
                 src,
                 name=name,
                 size=(
-                    _array(w, where, "image_width").item(),
-                    _array(h, where, "image_height").item(),
+                    parse_finite(w, where, "field 'image_width'", "a number of pixels"),
+                    parse_finite(h, where, "field 'image_height'", "a number of pixels"),
                 ),
                 matrix=k,
                 distortion=d,

@@ -50,9 +50,11 @@ def read_keypoints(path: str | os.PathLike, **kw: Any) -> KeypointSequence:
         If the path does not exist or its type is not supported.
     """
     p = Path(path)
-    if p.is_dir():
-        return read_openpose(p, **kw)
     suffix = p.suffix.lower()
+    if p.is_dir():
+        if suffix in WRITE_SUFFIXES + (".c3d",):
+            raise InputError(f"{display_name(p)}: is a folder; expected a {suffix} file")
+        return read_openpose(p, **kw)
     if suffix not in WRITE_SUFFIXES + (".c3d",):
         raise InputError(
             f"{display_name(p)}: unsupported keypoint file type {suffix or '(none)'!r}; "

@@ -41,7 +41,8 @@ import numpy as np
 from ..data import Landmarks
 from ..errors import FrameMismatch, InputError
 from ..geometry import LPS, RAS
-from ._util import atomic_write, display_name, require_file
+from ._text import MAX_DOCUMENT_BYTES, load_json, read_text
+from ._util import atomic_write, display_name
 
 __all__ = [
     "read_landmarks",
@@ -115,17 +116,43 @@ def _check_unique(names: list[str], where: list[str], source: str) -> None:
 
 
 def _number(text: Any, where: str) -> float:
+    """A coordinate: a finite number, or NaN for an empty cell or ``nan`` (an unplaced point)."""
     if isinstance(text, bool):
         raise InputError(f"{where}: expected a number (mm), found {text!r}")
-    if isinstance(text, (int, float)):
-        return float(text)
-    s = str(text).strip()
-    if s == "":
-        return math.nan
     try:
-        return float(s)
-    except ValueError:
-        raise InputError(f"{where}: expected a number (mm), found {s!r}") from None
+        if isinstance(text, (int, float)):
+            v = float(text)
+        else:
+            s = str(text).strip()
+            if s == "":
+                return math.nan
+            v = float(s)
+    except (ValueError, OverflowError):
+        raise InputError(f"{where}: expected a number (mm), found {text!r}") from None
+    if math.isinf(v):
+        raise InputError(f"{where}: expected a finite number (mm), found {text!r}")
+    return v
+
+
+def _csv_rows(lines: list[tuple[int, str]], source: str) -> list[list[str]]:
+    """CSV fields of numbered lines; a malformed line raises InputError naming it."""
+    reader = csv.reader(ln for _, ln in lines)
+    rows: list[list[str]] = []
+    try:
+        for row in reader:
+            rows.append(row)
+    except csv.Error as exc:
+        lineno = lines[min(max(reader.line_num - 1, 0), len(lines) - 1)][0]
+        raise InputError(
+            f"{source}: line {lineno}: not a valid CSV line ({exc}); expected comma-separated "
+            "fields"
+        ) from None
+    if len(rows) != len(lines):  # a quoted field ran across lines
+        raise InputError(
+            f"{source}: line {lines[len(rows) - 1][0] if rows else lines[0][0]}: a quoted field "
+            "runs over the end of the line; expected one landmark per line"
+        )
+    return rows
 
 
 def _out_frame(frame: str, source: str) -> str:
@@ -133,13 +160,7 @@ def _out_frame(frame: str, source: str) -> str:
 
 
 def _read_text(path: Path) -> str:
-    require_file(path, "landmark file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{display_name(path)}: not UTF-8 text (byte {exc.start}); expected a text landmark file"
-        ) from None
+    text = read_text(path, "landmark file", MAX_DOCUMENT_BYTES)
     if not text.strip():
         raise InputError(f"{display_name(path)}: file is empty; expected landmarks")
     return text
@@ -194,14 +215,7 @@ def read_markups_json(
     p = Path(path)
     src = display_name(p)
     out = _out_frame(frame, src)
-    text = _read_text(p)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{src}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
-            "the file may be truncated"
-        ) from None
+    doc = load_json(_read_text(p), src)
     if not isinstance(doc, dict) or not isinstance(doc.get("markups"), list):
         raise InputError(
             f"{src}: no 'markups' list at the top level; expected a Slicer Markups JSON file"
@@ -243,7 +257,7 @@ def read_markups_json(
                     f"{src}: {cloc}.label is {label!r}; expected a string naming the landmark"
                 )
             status = cp.get("positionStatus", "defined")
-            if status not in _JSON_STATUS_PLACED:
+            if not isinstance(status, str) or status not in _JSON_STATUS_PLACED:
                 raise InputError(
                     f"{src}: {cloc}.positionStatus is {status!r}; expected one of "
                     f"{list(_JSON_STATUS_PLACED)}"
@@ -377,7 +391,7 @@ def read_fcsv(path: str | os.PathLike, *, frame: str = LPS) -> Landmarks:
     version = None
     system = RAS
     columns = list(_FCSV_COLUMNS)
-    data: list[tuple[int, list[str]]] = []
+    data_lines: list[tuple[int, str]] = []
     for lineno, line in enumerate(_LINE_BREAK.split(text), start=1):
         if line.startswith("#"):
             key, _, value = line[1:].partition("=")
@@ -401,7 +415,8 @@ def read_fcsv(path: str | os.PathLike, *, frame: str = LPS) -> Landmarks:
             elif key == "columns":
                 columns = [c.strip() for c in value.split(",")]
         elif line.strip():
-            data.append((lineno, next(csv.reader([line]))))
+            data_lines.append((lineno, line))
+    data = list(zip((n for n, _ in data_lines), _csv_rows(data_lines, src)))
     if version is None:
         raise InputError(
             f"{src}: no '# Markups fiducial file version = ...' line; expected a Slicer 4/5 .fcsv "
@@ -518,7 +533,7 @@ def read_landmarks_csv(path: str | os.PathLike, *, frame: str = LPS) -> Landmark
         raise InputError(
             f"{src}: no header and no rows; expected a header 'name,x,y,z' and one row per landmark"
         )
-    rows = list(csv.reader([ln for _, ln in lines]))
+    rows = _csv_rows(lines, src)
     header = [h.strip().lower() for h in rows[0]]
     name_col = next((c for c in _NAME_COLS if c in header), None)
     xyz_cols = next((cols for cols in _XYZ_COLS if all(c in header for c in cols)), None)

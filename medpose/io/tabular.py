@@ -374,6 +374,28 @@ def _from_wide(
 
 
 # ----------------------------------------------------------------------------- CSV
+def _check_cell_counts(lines: list[str], header: int, src: str) -> None:
+    """Refuse a header of more than MAX_COLUMNS cells, and a line (without quotes) whose cell
+    count differs from the header's, before pandas sees them (a stray 200,000-cell line would
+    otherwise become a huge implicit index)."""
+    head = lines[header]
+    n_head = head.count(",") + 1
+    if n_head > MAX_COLUMNS:
+        raise InputError(
+            f"{src}: line {header + 1}: {n_head} columns; expected at most {MAX_COLUMNS}"
+        )
+    if '"' in head:
+        return
+    for i in range(header + 1, len(lines)):
+        ln = lines[i]
+        n = ln.count(",") + 1
+        if n != n_head and ln.strip() and '"' not in ln:
+            raise InputError(
+                f"{src}: line {i + 1}: {n} cells; expected {n_head} as in the header "
+                f"(line {header + 1})"
+            )
+
+
 def read_csv_keypoints(
     path: str | os.PathLike,
     *,
@@ -422,11 +444,7 @@ def read_csv_keypoints(
         n_meta += 1
     meta = _parse_meta(lines[:n_meta], src)
     if n_meta < len(lines):
-        n_cells = lines[n_meta].count(",") + 1
-        if n_cells > MAX_COLUMNS:
-            raise InputError(
-                f"{src}: line {n_meta + 1}: {n_cells} columns; expected at most {MAX_COLUMNS}"
-            )
+        _check_cell_counts(lines, n_meta, src)
     last = len(lines)
     if not complete and last > n_meta + 1 and lines[-1].strip():
         raise InputError(
@@ -442,6 +460,7 @@ def read_csv_keypoints(
             keep_default_na=False,
             na_values=[""],
             skip_blank_lines=True,
+            index_col=False,
         )
     except pd.errors.EmptyDataError:
         raise InputError(f"{src}: empty file; expected a header row and data") from None
