@@ -80,7 +80,7 @@ def run_blocks(blocks: list[str], where: str, folder: Path) -> dict[str, Any]:
 
 def test_readme_first_screen_names_the_two_commands():
     text = README.read_text()
-    head = text[: text.index("## A first session of your own")]
+    head = text[: text.index("## Step by step in Python")]
     for command in ("make demo", "make test"):
         assert command in head, f"README's first screen does not show '{command}'"
     assert "demo_output" in head
