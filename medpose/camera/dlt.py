@@ -78,9 +78,11 @@ def _solve_shifted(m: list[np.ndarray], lam: np.ndarray) -> tuple[np.ndarray, np
     return y, det
 
 
-def _null_vector(m: list[np.ndarray], newton: int = 3) -> np.ndarray:
+def _null_vector(
+    m: list[np.ndarray], skip: np.ndarray | None = None, max_iter: int = 5
+) -> np.ndarray:
     """Dehomogenised smallest eigenvector of symmetric 4x4 matrices from their 10 upper
-    entries (each (N,)): (N, 3).
+    entries (each (N,)): (3, N).
 
     Write ``M = [[B, b], [b^T, d]]`` and the eigenvector as ``(y, 1)``: then
     ``y = -(B - l I)^-1 b`` and the eigenvalue ``l`` is the root below the spectrum of ``B``
@@ -88,30 +90,49 @@ def _null_vector(m: list[np.ndarray], newton: int = 3) -> np.ndarray:
     with ``f'(l) = -1 - |y|^2``.  ``f`` is decreasing and concave there, so Newton's method
     started right of the root (at the Rayleigh quotient of the inhomogeneous least-squares
     solution, which bounds the smallest eigenvalue from above) converges monotonically.
-    Entries where this does not apply or has not converged (``B - l I`` not positive
-    definite, a last step above ``1e-12`` of the trace, non-finite values) are solved by
-    :func:`numpy.linalg.eigh`.
+    An entry is done once its Newton step is below ``1e-12`` of the trace, ``y`` moved by less
+    than ``1e-10 (1 + |y|)`` and ``B - l I`` is positive definite; after ``max_iter`` steps the rest are solved by
+    :func:`numpy.linalg.eigh`, except those flagged in ``skip`` (left NaN).
     """
     n = m[0].shape[0]
-    d, b = m[9], np.stack([m[3], m[6], m[8]])
-    trace = m[0] + m[4] + m[7] + d
+    trace = m[0] + m[4] + m[7] + m[9]
+    out = np.full((3, n), np.nan)
+    todo = np.ones(n, dtype=bool) if skip is None else ~skip
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        y, _ = _solve_shifted(m, np.zeros(n))
-        lam = np.maximum(d + (b * y).sum(0), 0.0) / (1.0 + (y * y).sum(0))
-        for _ in range(newton):
-            y, _ = _solve_shifted(m, lam)
-            step = (d - lam + (b * y).sum(0)) / (1.0 + (y * y).sum(0))
-            lam = lam + step
-        y, det = _solve_shifted(m, lam)
-        a00 = m[0] - lam
-        pd = (a00 > 0) & (a00 * (m[4] - lam) - m[1] * m[1] > 0) & (det > 0)
-        bad = ~pd | ~(np.abs(step) <= 1e-12 * trace) | ~np.isfinite(y).all(0)
-    out = y.T.copy()
-    if bad.any():
-        full = np.zeros((int(bad.sum()), 4, 4))
+        prev, _ = _solve_shifted(m, np.zeros(n))
+        lam = np.maximum(m[9] + m[3] * prev[0] + m[6] * prev[1] + m[8] * prev[2], 0.0) / (
+            1.0 + prev[0] * prev[0] + prev[1] * prev[1] + prev[2] * prev[2]
+        )
+        for it in range(max_iter):
+            # the first steps on every entry, later ones only on those not done yet
+            idx = np.flatnonzero(todo) if it >= 2 else slice(None)
+            mm = m if it < 2 else [a[idx] for a in m]
+            lm = lam[idx]
+            y, det = _solve_shifted(mm, lm)
+            a00 = mm[0] - lm
+            yy = y[0] * y[0] + y[1] * y[1] + y[2] * y[2]
+            step = (mm[9] - lm + mm[3] * y[0] + mm[6] * y[1] + mm[8] * y[2]) / (1.0 + yy)
+            change = np.abs(y - prev[:, idx]).max(0)
+            done = (
+                (np.abs(step) <= 1e-12 * trace[idx])
+                & (change <= 1e-10 * (1.0 + np.sqrt(yy)))
+                & (a00 > 0)
+                & (a00 * (mm[4] - lm) - mm[1] * mm[1] > 0)
+                & (det > 0)
+                & todo[idx]
+            )
+            lam[idx] = lm + step
+            prev[:, idx] = y
+            where = np.flatnonzero(done) if it < 2 else idx[done]
+            out[:, where] = y[:, done]
+            todo[where] = False
+            if not todo.any():
+                break
+    if todo.any():
+        full = np.zeros((int(todo.sum()), 4, 4))
         for k, (i, j) in enumerate(zip(*_IU)):
-            full[:, i, j] = full[:, j, i] = m[k][bad]
-        out[bad] = _eigh_null_vector(full)
+            full[:, i, j] = full[:, j, i] = m[k][todo]
+        out[:, todo] = _eigh_null_vector(full).T
     return out
 
 
@@ -151,7 +172,7 @@ def smallest_eigvec(M: np.ndarray) -> np.ndarray:
         raise InputError(f"smallest_eigvec: expected matrices of shape (..., 4, 4), found {M.shape}")
     flat = M.reshape(-1, 4, 4)
     m = [np.ascontiguousarray(flat[:, i, j]) for i, j in zip(*_IU)]
-    return _null_vector(m).reshape(M.shape[:-2] + (3,))
+    return _null_vector(m).T.reshape(M.shape[:-2] + (3,))
 
 
 # ----------------------------------------------------------------------------- plain DLT
@@ -246,6 +267,37 @@ class Rig:
     scale: float
     subsets: np.ndarray
 
+    def project_conditioned(
+        self, y: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Pixels ``(u, v)`` in every camera of conditioned points ``y`` (3, N).
+
+        The model of :meth:`Camera.project` (pinhole, OpenCV radial-tangential and rational
+        distortion, skew), written on coordinate arrays so that the many solutions of a
+        consensus are projected without temporaries of shape (N, 3); NaN behind a camera.
+        """
+        out = []
+        for c, cam in enumerate(self.cameras):
+            R, tt = self.P[c, :, :3], self.P[c, :, 3]
+            pz = R[2, 0] * y[0] + R[2, 1] * y[1] + R[2, 2] * y[2] + tt[2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                iz = np.where(pz > 0, 1.0 / pz, np.nan)
+            x = (R[0, 0] * y[0] + R[0, 1] * y[1] + R[0, 2] * y[2] + tt[0]) * iz
+            v = (R[1, 0] * y[0] + R[1, 1] * y[1] + R[1, 2] * y[2] + tt[1]) * iz
+            d = np.zeros(8)
+            d[: cam.distortion.size] = cam.distortion
+            k1, k2, p1, p2, k3, k4, k5, k6 = d
+            r2 = x * x + v * v
+            radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+            if k4 or k5 or k6:
+                radial = radial / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+            xy2 = 2 * x * v
+            xd = x * radial + p1 * xy2 + p2 * (r2 + 2 * x * x)
+            yd = v * radial + p1 * (r2 + 2 * v * v) + p2 * xy2
+            K = cam.matrix
+            out.append((K[0, 0] * xd + K[0, 1] * yd + K[0, 2], K[1, 1] * yd + K[1, 2]))
+        return out
+
     @classmethod
     def build(cls, cameras: Sequence[Camera], min_cameras: int = 2) -> Rig:
         """Prepare ``cameras``; subsets of at least ``min_cameras`` cameras."""
@@ -305,6 +357,8 @@ class _Plan:
     weights: np.ndarray  # (J, C*L) 0/1: which (camera, label) blocks solution j sums
     size: np.ndarray  # (J,) cameras in solution j
     index: np.ndarray  # (Mx, S) solution of subset s under mix m
+    member: np.ndarray  # (J, C) bool: the cameras of solution j
+    label: np.ndarray  # (J, C) int: the label each of them takes (0 elsewhere)
 
 
 def _plan(subsets: np.ndarray, mixes: np.ndarray, n_labels: int) -> _Plan:
@@ -322,7 +376,10 @@ def _plan(subsets: np.ndarray, mixes: np.ndarray, n_labels: int) -> _Plan:
                 rows.append(row.ravel())
             index[m, s] = table[key]
     weights = np.array(rows)
-    return _Plan(weights, weights.sum(1).astype(int), index)
+    per = weights.reshape(len(rows), n_c, n_labels)
+    member = per.sum(-1) > 0
+    label = np.argmax(per, axis=-1)
+    return _Plan(weights, weights.sum(1).astype(int), index, member, label)
 
 
 def consensus(
@@ -390,46 +447,54 @@ def _consensus_block(
     threshold_px: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n, n_l, n_c = px.shape[:3]
+    n_j = len(plan.weights)
     seen = np.all(np.isfinite(px), axis=-1)  # (n, L, C)
     with np.errstate(invalid="ignore"):
         valid = seen & (cf >= min_confidence)
     w = np.where(valid, cf, 0.0)
-    Mc = rig.normal_matrices(rig.normalise(px), w)  # (n, L, C, 4, 4)
-    Mc = Mc.transpose(0, 2, 1, 3, 4)[..., _IU[0], _IU[1]].reshape(n, n_c * n_l, 10)
-    Wt = plan.weights
-    Ms = np.matmul(Wt, Mc)  # (n, J, 10): each distinct system, summed once
-    n_valid = valid.transpose(0, 2, 1).reshape(n, -1).astype(float) @ Wt.T  # (n, J)
-    feas = n_valid == plan.size
-    Xs = np.full(feas.shape + (3,), np.nan)
-    if feas.any():
-        sel = Ms[feas]
-        Xs[feas] = _null_vector([np.ascontiguousarray(sel[:, k]) for k in range(10)])
-        Xs[feas] = Xs[feas] * rig.scale + rig.origin
-    feas &= np.all(np.isfinite(Xs), axis=-1)
-    proj = reproject(rig.cameras, Xs)  # (n, J, C, 2)
-    # error of solution j into camera c against label l: (n, J, C, L)
-    err = np.linalg.norm(proj[:, :, :, None, :] - px.transpose(0, 2, 1, 3)[:, None], axis=-1)
-    cams = np.arange(n_c)
-    E = err[:, plan.index[:, :, None], cams, mixes[:, None, :]]  # (n, Mx, S, C)
-    mseen = seen[:, mixes, cams]
-    subsets = rig.subsets
-    feasible = feas[:, plan.index]  # (n, Mx, S): all members valid and a finite solution
-    in_subset = np.where(subsets, np.nan_to_num(E, nan=np.inf), 0.0)
-    worst = in_subset.max(axis=-1)
-    size = subsets.sum(axis=1)
-    mean = in_subset.sum(axis=-1) / size
-    consistent = feasible & (worst < threshold_px)
+    Mc = rig.normal_matrices(rig.normalise(px), w)[..., _IU[0], _IU[1]]  # (n, L, C, 10)
+    Mc = np.ascontiguousarray(Mc.transpose(3, 0, 2, 1)).reshape(10, n, n_c * n_l)
+    Ms = Mc @ plan.weights.T  # (10, n, J): each distinct system summed once
+    n_valid = valid.transpose(0, 2, 1).reshape(n, -1).astype(float) @ plan.weights.T
+    feas = n_valid == plan.size  # (n, J): every camera of the solution has a valid observation
+    y = _null_vector([Ms[k].reshape(-1) for k in range(10)], skip=~feas.reshape(-1))
+    feas &= np.isfinite(y).all(0).reshape(n, n_j)
+    # reprojection error of every solution into every camera against every label, (C, L, n, J)
+    err = np.empty((n_c, n_l, n, n_j))
+    for c, (u, v) in enumerate(rig.project_conditioned(y)):
+        u, v = u.reshape(n, n_j), v.reshape(n, n_j)
+        for lab in range(n_l):
+            du = u - px[:, lab, c, 0][:, None]
+            dv = v - px[:, lab, c, 1][:, None]
+            err[c, lab] = np.sqrt(du * du + dv * dv)
+    # worst and mean error over each solution's own cameras: they do not depend on the mix
+    member = plan.member  # (J, C)
+    worst = np.zeros((n, n_j))
+    total = np.zeros((n, n_j))
+    for c in range(n_c):
+        e = err[c, 0] if n_l == 1 else np.where(plan.label[:, c] == 1, err[c, 1], err[c, 0])
+        e = np.where(member[:, c], np.nan_to_num(e, nan=np.inf), 0.0)
+        np.maximum(worst, e, out=worst)
+        total += e
+    size = plan.size.astype(float)
+    consistent = feas & (worst < threshold_px)
     # lexicographic choice as one cost: consistent and large first, then small mean error;
     # otherwise the feasible subset with the smallest worst error
-    cost = np.where(consistent, -size * 1e9 + mean, np.where(feasible, 1e15 + worst, np.inf))
+    cost_j = np.where(consistent, -size * 1e9 + total / size, np.where(feas, 1e15 + worst, np.inf))
+    cost = cost_j[:, plan.index]  # (n, Mx, S)
     best = np.argmin(cost, axis=-1)  # (n, Mx)
-    ok = np.isfinite(np.take_along_axis(cost, best[..., None], axis=-1)[..., 0])
-    j = plan.index[np.arange(len(mixes))[None, :], best]  # (n, Mx) the chosen solutions
-    Xb = np.where(ok[..., None], Xs[np.arange(n)[:, None], j], np.nan)
-    Eb = np.take_along_axis(E, best[..., None, None], axis=2)[:, :, 0]
+    m_i = np.arange(len(mixes))[None, :]
+    ok = np.isfinite(cost[np.arange(n)[:, None], m_i, best])
+    j = plan.index[m_i, best]  # (n, Mx): the chosen solutions
+    rows = np.arange(n)[:, None]
+    X = y.reshape(3, n, n_j)[:, rows, j].transpose(1, 2, 0) * rig.scale + rig.origin
+    X = np.where(ok[..., None], X, np.nan)
+    cams = np.arange(n_c)
+    Eb = err[cams, mixes[None], rows[..., None], j[..., None]]  # (n, Mx, C)
+    mseen = seen[:, mixes, cams]  # (n, Mx, C)
     Eb = np.where(ok[..., None] & mseen, Eb, np.nan)
-    used = subsets[best] & ok[..., None]
-    return Xb, Eb, used
+    used = rig.subsets[best] & ok[..., None]
+    return X, Eb, used
 
 
 def triangulate_points(
