@@ -64,7 +64,8 @@ def small_folder(tmp_path: Path, cam_dirs: list[Path]) -> Path:
 
 
 def test_empty_frames_gaps_and_zero_points(small_folder: Path, cam_dirs: list[Path]) -> None:
-    seq = read_openpose(small_folder, rate=60)
+    with pytest.warns(UserWarning, match=r"cam02_json: 1 frame number\(s\) missing .*: 4;"):
+        seq = read_openpose(small_folder, rate=60)
     assert seq.n_frames == 6 and seq.frame == "cam02"
     for i in (2, 4):  # people: [] and a missing file
         assert np.isnan(seq.positions[i]).all() and not seq.confidence[i].any()
@@ -74,8 +75,28 @@ def test_empty_frames_gaps_and_zero_points(small_folder: Path, cam_dirs: list[Pa
 
 
 def test_read_keypoints_dispatches_folders(small_folder: Path) -> None:
-    seq = read_keypoints(small_folder, rate=60)
+    with pytest.warns(UserWarning, match=r"cam02_json: .* missing"):
+        seq = read_keypoints(small_folder, rate=60)
     assert seq.ndim == 2 and seq.n_keypoints == 33
+    with pytest.raises(InputError, match=r"cam02_json: 1 frame number\(s\) missing .*: 4;"):
+        read_keypoints(small_folder, rate=60, missing_frames="error")
+
+
+def test_missing_frames_policy(small_folder: Path) -> None:
+    """missing_frames="error" names the folder and every missing number; "warn" keeps NaN."""
+    (small_folder / "cam02_000001.json").unlink()
+    with pytest.raises(InputError, match=r"cam02_json: 2 frame number\(s\) missing between 0 and 5 .*: 1, 4;"):
+        read_openpose(small_folder, missing_frames="error")
+    with pytest.warns(UserWarning, match=r"missing between 0 and 5 .*: 1, 4; they are kept as all-NaN"):
+        seq = read_openpose(small_folder, missing_frames="warn")
+    assert seq.n_frames == 6 and np.isnan(seq.positions[[1, 4]]).all()
+    with pytest.raises(InputError, match=r"missing_frames='ignore'; expected 'warn' or 'error'"):
+        read_openpose(small_folder, missing_frames="ignore")  # type: ignore[arg-type]
+
+
+def test_real_folders_have_no_missing_frames(cam_dirs: list[Path]) -> None:
+    for d in cam_dirs:
+        assert read_openpose(d, rate=60, missing_frames="error").n_frames == 100
 
 
 def _body25_doc(people: list[np.ndarray]) -> str:
