@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .errors import FrameMismatch, InputError
+
+if TYPE_CHECKING:  # geometry imports data at run time; data needs Transform for types only
+    from .geometry import Transform
 
 __all__ = ["Landmarks", "KeypointSequence", "JointAngles"]
 
@@ -261,7 +265,7 @@ class KeypointSequence:
             self.start,
         )
 
-    def transformed(self, transform) -> KeypointSequence:
+    def transformed(self, transform: Transform) -> KeypointSequence:
         """Apply a :class:`~medpose.geometry.Transform` (its source must be this frame)."""
         if transform.source != self.frame:
             raise FrameMismatch(

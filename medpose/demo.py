@@ -7,8 +7,7 @@
    gate, and compare the transform with the true one;
 3. triangulate every exercise trial from its four cameras' 2D keypoints and compare with the true
    3D keypoints;
-4. fit the skeleton to each triangulated trial (when the constrained fit is installed) and
-   compare the joint angles with the true ones.
+4. fit the skeleton to each triangulated trial and compare the joint angles with the true ones.
 
 Every number printed is measured in this run against the generator's truth.  A summary is written
 to ``OUT/summary.json``.
@@ -27,15 +26,23 @@ from typing import Any
 
 import numpy as np
 
+from .camera.model import Camera
+from .camera.triangulation import triangulate
+from .data import KeypointSequence, Landmarks
 from .io._util import atomic_write
+from .kinematics.fit import fit
+from .protocol.session import Session, Trial, validate_session
+from .registration import QualityGate, register
+from .synthetic import SessionTruth, make_session
 
 __all__ = ["run_demo"]
 
 
-def _build(out: Path, seed: int):
-    """Build the session into a staging folder beside ``out/session`` and swap it in."""
-    from .synthetic import make_session
+Say = Callable[[str], Any]
 
+
+def _build(out: Path, seed: int) -> tuple[SessionTruth, Path]:
+    """Build the session into a staging folder beside ``out/session`` and swap it in."""
     target = out / "session"
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".session-", dir=out))
@@ -49,10 +56,7 @@ def _build(out: Path, seed: int):
     return truth, target
 
 
-def _registration_stage(session, truth, say) -> dict[str, Any]:
-    from .data import Landmarks
-    from .registration import QualityGate, register
-
+def _registration_stage(session: Session, truth: SessionTruth, say: Say) -> dict[str, Any]:
     imaging = session.read_landmarks()
     static = session.trial("static").read_keypoints()
     with warnings.catch_warnings():
@@ -96,9 +100,9 @@ def _registration_stage(session, truth, say) -> dict[str, Any]:
     }
 
 
-def _triangulation_stage(session, trial, cameras, truth, say):
-    from .camera.triangulation import triangulate
-
+def _triangulation_stage(
+    trial: Trial, cameras: list[Camera], truth: SessionTruth, say: Say
+) -> tuple[KeypointSequence, dict[str, Any]]:
     kp2d = trial.read_camera_keypoints()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -124,11 +128,9 @@ def _triangulation_stage(session, trial, cameras, truth, say):
     }
 
 
-def _fit_stage(seq, trial, truth, say) -> dict[str, Any] | None:
-    try:
-        from .kinematics.fit import fit
-    except ImportError:
-        return None
+def _fit_stage(
+    seq: KeypointSequence, trial: Trial, truth: SessionTruth, say: Say
+) -> dict[str, Any]:
     ex = truth.exercises[trial.name]
     result = fit(seq, progress=False)
     angles = result.angles
@@ -158,11 +160,9 @@ def _fit_stage(seq, trial, truth, say) -> dict[str, Any] | None:
 
 
 def run_demo(
-    out: str | os.PathLike, seed: int = 0, say: Callable[[str], Any] = print
+    out: str | os.PathLike, seed: int = 0, say: Say = print
 ) -> dict[str, Any]:
     """Run the demo into ``out`` and return the summary (also written to ``out/summary.json``)."""
-    from .protocol.session import Session, validate_session
-
     out = Path(out)
     say(f"building a synthetic patient session (seed {seed}) ...")
     truth, target = _build(out, seed)
@@ -182,11 +182,8 @@ def run_demo(
     for trial in session.trials:
         if not trial.cameras:
             continue
-        seq, tri = _triangulation_stage(session, trial, cameras, truth, say)
-        entry: dict[str, Any] = {"triangulation": tri}
-        f = _fit_stage(seq, trial, truth, say)
-        if f is not None:
-            entry["fit"] = f
+        seq, tri = _triangulation_stage(trial, cameras, truth, say)
+        entry: dict[str, Any] = {"triangulation": tri, "fit": _fit_stage(seq, trial, truth, say)}
         summary["trials"][trial.name] = entry
     with atomic_write(out / "summary.json") as fh:
         json.dump(summary, fh, indent=1, sort_keys=True)

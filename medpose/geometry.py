@@ -10,15 +10,13 @@ raises :class:`~medpose.errors.FrameMismatch`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .data import Landmarks
 from .errors import FrameMismatch, InputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 __all__ = ["Transform", "LPS", "RAS", "CAMERA", "lps_to_ras", "ras_to_lps"]
 
@@ -153,8 +151,6 @@ class Transform:
         frame : str, optional
             The frame the array is in; if given and not ``source``, raises FrameMismatch.
         """
-        from .data import Landmarks  # local: data imports geometry
-
         if isinstance(points, Landmarks):
             if points.frame != self.source:
                 raise FrameMismatch(

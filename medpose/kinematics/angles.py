@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Union
+from typing import TypeAlias
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from .skeleton import Skeleton, default_ranges
 
 __all__ = ["angles_from_poses"]
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike: TypeAlias = np.ndarray | torch.Tensor
 
 
 def _wrap(a: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ has no autograd.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
+from typing import TypeAlias
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from .skeleton import Skeleton
 
 __all__ = ["forward_kinematics", "segment_poses"]
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike: TypeAlias = np.ndarray | torch.Tensor
 
 _AXIS = {"X": 0, "Y": 1, "Z": 2}
 

@@ -20,12 +20,10 @@ Sources
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
@@ -35,6 +33,7 @@ import yaml
 
 from ..errors import InputError, LimitError
 from ..io._util import display_name
+from ..packaged import resource_yaml
 from .skeleton import Skeleton, default_ranges
 
 __all__ = ["JointLimits", "AGE_GROUPS", "SEXES"]
@@ -45,14 +44,8 @@ AGE_GROUPS = ("2-8", "9-19", "20-44", "45-69")
 SEXES = ("female", "male")
 
 
-@functools.cache
 def _variants() -> Mapping[str, Any]:
-    text = (
-        resources.files("medpose.resources")
-        .joinpath("joint_limits_variants.yaml")
-        .read_text("utf-8")
-    )
-    return yaml.safe_load(text)
+    return resource_yaml("joint_limits_variants.yaml")
 
 
 def _targets(name: str, dof_names: tuple[str, ...]) -> list[str]:
@@ -178,9 +171,7 @@ class JointLimits:
         sk = skeleton if skeleton is not None else Skeleton.default()
         rng = default_ranges(sk)
         spec = _variants()
-        from .skeleton import _resource_yaml
-
-        rows = _resource_yaml("joint_ranges.yaml").get("ranges", {})
+        rows = resource_yaml("joint_ranges.yaml").get("ranges", {})
         sources = {}
         for n in sk.dof_names:
             base = n[:-2] if n[-2:] in ("_r", "_l") else n

@@ -76,7 +76,9 @@ def fit_reference(
         x = np.where(ok[:, None], P[t], 0.0)
         base = out[n].copy()
 
-        def residual(z: np.ndarray) -> np.ndarray:
+        def residual(
+            z: np.ndarray, base: np.ndarray = base, sw: np.ndarray = sw, x: np.ndarray = x
+        ) -> np.ndarray:
             q = base.copy()
             q[free] = z
             r = (sw * (forward_kinematics(sk, q[None], keypoints=kp)[0] - x)).ravel()

@@ -7,12 +7,10 @@ module only reads and checks them and turns lengths (mm) into offset arrays that
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
@@ -21,6 +19,7 @@ import yaml
 
 from ..errors import InputError
 from ..io._util import display_name
+from ..packaged import resource_yaml
 
 __all__ = ["Skeleton", "default_ranges", "SKELETON_FRAME"]
 
@@ -203,20 +202,9 @@ def _parse_spec(
     return ratios, tuple(segments)
 
 
-@functools.cache
-def _resource_text(resource: str) -> str:
-    return resources.files("medpose.resources").joinpath(resource).read_text(encoding="utf-8")
-
-
-@functools.cache
-def _resource_yaml(resource: str) -> Any:
-    """The packaged YAML file, parsed once (callers must not mutate it)."""
-    return yaml.safe_load(_resource_text(resource))
-
-
 def _read_yaml(path: str | os.PathLike | None, resource: str) -> tuple[Any, str]:
     if path is None:
-        return _resource_yaml(resource), f"medpose/resources/{resource}"
+        return resource_yaml(resource), f"medpose/resources/{resource}"
     else:
         p = os.fspath(path)
         source = display_name(p)

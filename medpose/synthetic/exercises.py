@@ -39,6 +39,8 @@ from scipy.interpolate import CubicSpline
 
 from ..data import JointAngles
 from ..errors import InputError, LimitError
+from ..kinematics.fk import forward_kinematics
+from ..kinematics.skeleton import Skeleton, default_ranges
 
 __all__ = ["ExerciseTruth", "EXERCISES", "make_exercise", "minimum_jerk", "repetition_profile"]
 
@@ -200,8 +202,6 @@ def _dofs(skeleton: Any) -> tuple[str, ...]:
 
 
 def _ranges(skeleton: Any) -> dict[str, tuple[float, float]]:
-    from ..kinematics.skeleton import default_ranges
-
     return dict(default_ranges(skeleton))
 
 
@@ -323,8 +323,6 @@ def make_exercise(
         If a requested angle lies outside the skeleton's joint range (message names the
         DoF and its range).
     """
-    from ..kinematics.skeleton import Skeleton
-
     if name not in EXERCISES:
         raise InputError(f"make_exercise: unknown exercise {name!r}; known: {sorted(EXERCISES)}")
     spec = EXERCISES[name]
@@ -549,8 +547,6 @@ def _place_root(
     skeleton: Any, dofs: tuple[str, ...], col: dict[str, int], values: np.ndarray, anchor: str
 ) -> np.ndarray:
     """Set pelvis_tx/ty/tz so the feet stay on the floor (and, for 'feet', do not slide)."""
-    from ..kinematics.fk import forward_kinematics
-
     if not all(d in col for d in ("pelvis_tx", "pelvis_ty", "pelvis_tz")):
         return values
     names = tuple(skeleton.keypoint_names)

@@ -30,7 +30,8 @@ from ..data import Landmarks
 from ..errors import InputError
 from ..geometry import LPS, Transform
 from ..imaging.volume import Volume
-from ..kinematics.skeleton import SKELETON_FRAME
+from ..kinematics.fk import forward_kinematics
+from ..kinematics.skeleton import SKELETON_FRAME, Skeleton
 
 __all__ = ["Phantom", "make_phantom", "static_pose", "REGIONS", "BODY", "HU"]
 
@@ -157,8 +158,6 @@ def static_pose(skeleton: Any) -> tuple[np.ndarray, np.ndarray]:
     kp : ndarray (K, 3)
         Keypoints in the body frame, mm (order of ``skeleton.keypoints``).
     """
-    from ..kinematics.fk import forward_kinematics
-
     dofs = list(skeleton.dof_names)
     q = np.zeros((1, len(dofs)))
     for d in ("shoulder_abduction_r", "shoulder_abduction_l"):
@@ -178,7 +177,11 @@ def static_pose(skeleton: Any) -> tuple[np.ndarray, np.ndarray]:
     return q, kp
 
 
-def _expand(items: Sequence[Any]) -> list[Any]:
+def expand_sides(items: Sequence[Any]) -> list[Any]:
+    """Items with ``{s}`` in their text, once per side (``"r"``, then ``"l"``); others as given.
+
+    An item is a name (``"asis_{s}"``) or a tuple whose string members are formatted.
+    """
     out: list[Any] = []
     for it in items:
         text = str(it)
@@ -242,8 +245,6 @@ def make_phantom(
         Unknown region (lists the known ones), bad spacing, or a skeleton lacking a
         keypoint the region needs.
     """
-    from ..kinematics.skeleton import Skeleton
-
     if region not in REGIONS:
         raise InputError(f"make_phantom: unknown region {region!r}; known: {sorted(REGIONS)}")
     sp = np.asarray(spacing, dtype=float).reshape(-1)
@@ -259,8 +260,8 @@ def make_phantom(
     _, kp_body = static_pose(skeleton)
     names = list(skeleton.keypoint_names)
     idx = {n: i for i, n in enumerate(names)}
-    needed = {x for it in _expand(spec["bones"]) + _expand(spec["soft"]) for x in it[:2]}
-    needed |= set(_expand(spec["landmarks"]))
+    needed = {x for it in expand_sides(spec["bones"]) + expand_sides(spec["soft"]) for x in it[:2]}
+    needed |= set(expand_sides(spec["landmarks"]))
     missing = sorted(needed - set(idx))
     if missing:
         raise InputError(
@@ -273,7 +274,7 @@ def make_phantom(
     )
     wobble = Rotation.from_rotvec(np.deg2rad(rng.uniform(-3.0, 3.0, 3)))
     rot = wobble * body_to_lps_r
-    lm_names = _expand(spec["landmarks"])
+    lm_names = expand_sides(spec["landmarks"])
     centre_body = kp_body[[idx[n] for n in lm_names]].mean(axis=0)
     t = rng.uniform(-20.0, 20.0, 3) + np.array([0.0, 0.0, -300.0]) - rot.apply(centre_body)
     body_to_image = Transform(rot, t, source=BODY, target=LPS)
@@ -283,7 +284,7 @@ def make_phantom(
     # bones: listed capsules plus one short capsule per landmark ending on its surface
     lm_set = set(lm_names)
     bones = []
-    for a, b, r in _expand(spec["bones"]):  # a landmark end is pulled in by r: it lies on the cap
+    for a, b, r in expand_sides(spec["bones"]):  # a landmark end is pulled in by r: it lies on the cap
         pa, pb = p[a], p[b]
         u = (pb - pa) / max(float(np.linalg.norm(pb - pa)), 1e-9)
         bones.append((pa + r * u if a in lm_set else pa, pb - r * u if b in lm_set else pb, r))
@@ -311,11 +312,11 @@ def make_phantom(
             end = p[n] - direction / dist * rad_lm
             bones.append((foot, end, rad_lm))
     soft = []
-    for a, b, r in _expand(spec["soft"]):
+    for a, b, r in expand_sides(spec["soft"]):
         soft.append((p[a], p[b], r))
     # every landmark at least 15 mm under the skin: widen the nearest soft capsule if needed
     lm = np.array([p[n] for n in lm_names])
-    for j, x in enumerate(lm):
+    for x in lm:
         d = [float(_capsule_sdf(x[None], a, b, r)[0]) for a, b, r in soft]
         k = int(np.argmin(d))
         if d[k] > -15.0:

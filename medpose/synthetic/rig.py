@@ -20,9 +20,9 @@ from scipy.spatial.transform import Rotation
 
 from ..camera.model import Camera
 from ..data import KeypointSequence
-from ..errors import InputError
+from ..errors import FrameMismatch, InputError
 from ..geometry import CAMERA
-from .observation import _runs, lr_pairs
+from .observation import lr_pairs, random_runs
 
 __all__ = ["make_rig", "project_to_cameras", "look_at"]
 
@@ -217,8 +217,6 @@ def project_to_cameras(
     FrameMismatch
         If ``kp`` is a KeypointSequence in a frame other than the cameras' world.
     """
-    from ..errors import FrameMismatch
-
     if isinstance(kp, KeypointSequence):
         for cam in cameras:
             if cam.world != kp.frame:
@@ -267,7 +265,7 @@ def project_to_cameras(
         swaps = []
         if pairs:
             li, ri = np.array(pairs).T
-            for a, b in _runs(rng, t, swap_rate / rate, swap_len):
+            for a, b in random_runs(rng, t, swap_rate / rate, swap_len):
                 px[a:b, np.r_[li, ri]] = px[a:b, np.r_[ri, li]]
                 conf[a:b, np.r_[li, ri]] = conf[a:b, np.r_[ri, li]]
                 swaps.append({"start": a, "stop": b})

@@ -28,10 +28,20 @@ from scipy.spatial.transform import Rotation
 from ..data import JointAngles, KeypointSequence, Landmarks
 from ..errors import InputError
 from ..geometry import CAMERA, Transform
+from ..imaging.volume import write_volume
 from ..io._util import atomic_write
+from ..io.calibration import write_calibration
+from ..io.landmarks import write_landmarks
+from ..io.mot import write_mot
+from ..io.openpose import write_openpose
+from ..io.trc import write_trc
+from ..kinematics.fk import forward_kinematics
+from ..kinematics.skeleton import Skeleton
+from ..layouts import get_layout
+from ..protocol.session import write_session_yaml
 from .exercises import EXERCISES, ExerciseTruth, make_exercise
 from .observation import marker_based, markerless
-from .phantom import BODY, Phantom, make_phantom, static_pose
+from .phantom import BODY, REGIONS, Phantom, expand_sides, make_phantom, static_pose
 from .rig import make_rig, project_to_cameras
 
 __all__ = ["SessionTruth", "make_session", "ARM_EXERCISES"]
@@ -167,17 +177,6 @@ def make_session(
     InputError
         Unknown exercise, bad impairment, non-empty target folder, unknown layout.
     """
-    from ..imaging.volume import write_volume
-    from ..io.calibration import write_calibration
-    from ..io.landmarks import write_landmarks
-    from ..io.mot import write_mot
-    from ..io.openpose import write_openpose
-    from ..io.trc import write_trc
-    from ..kinematics.fk import forward_kinematics
-    from ..kinematics.skeleton import Skeleton
-    from ..layouts import get_layout
-    from ..protocol.session import write_session_yaml
-
     root = Path(path)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise InputError(
@@ -219,7 +218,7 @@ def make_session(
 
     # ---- static trial (marker-based-like, all keypoints incl. bony landmarks)
     q0, kp0 = static_pose(skeleton)
-    n_static = int(round(static_s * rate))
+    n_static = round(static_s * rate)
     true_static = np.broadcast_to(sk2cam.apply(kp0), (n_static, len(names), 3))
     static_obs = marker_based(true_static, 1.0, names=names, seed=seeds[1])
     truth_kp: dict[str, KeypointSequence] = {
@@ -291,9 +290,7 @@ def make_session(
         transforms["image_to_camera"] = sk2cam @ phantom.image_to_body
         lm_names = phantom.landmarks.names
     else:
-        from .phantom import REGIONS, _expand
-
-        lm_names = tuple(_expand(REGIONS[region]["landmarks"]))
+        lm_names = tuple(expand_sides(REGIONS[region]["landmarks"]))
     idx = [names.index(n) for n in lm_names]
     landmarks_camera = Landmarks(lm_names, truth_kp["static"].positions[0, idx], frame=CAMERA)
 

@@ -190,7 +190,7 @@ def savgol(
         If the window has fewer samples than ``polyorder + 1`` or the values are invalid.
     """
     fs = _check_rate(fs, "savgol")
-    n = int(round(float(window_s) * fs))
+    n = round(float(window_s) * fs)
     n += (n + 1) % 2  # odd
     if not np.isfinite(window_s) or window_s <= 0 or n <= polyorder:
         raise InputError(

@@ -92,7 +92,7 @@ def hampel_outliers(
     if n_t < 3:
         return out
     v = np.linalg.norm(np.diff(p, axis=0), axis=2) * fs  # (T-1, K)
-    w = max(3, int(round(window_s * fs)) | 1)
+    w = max(3, round(window_s * fs) | 1)
     half = w // 2
     padded = np.pad(v, ((half, half), (0, 0)), constant_values=np.nan)
     win = sliding_window_view(padded, w, axis=0)  # (T-1, K, w)
@@ -247,7 +247,7 @@ def fill_gaps(
     pts = a.reshape(n_t, shape[1] if a.ndim >= 2 else 1, -1)
     if names is not None and len(names) != pts.shape[1]:
         raise InputError(f"fill_gaps: {len(names)} names for {pts.shape[1]} keypoints")
-    max_n = int(round(max_gap_s * fs))
+    max_n = round(max_gap_s * fs)
     out = pts.copy()
     t = np.arange(n_t, dtype=float)
     rows = []

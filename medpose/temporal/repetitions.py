@@ -142,7 +142,7 @@ def segment_repetitions(
         direction = "up" if rest - lo <= hi - rest else "down"
     s = y if direction == "up" else -y
     raw = xf if direction == "up" else -xf
-    distance = max(1, int(round(min_duration_s * fs)))
+    distance = max(1, round(min_duration_s * fs))
     peaks, _ = find_peaks(s, prominence=min_range, distance=distance)
     # two maxima on one plateau (a hold) both get full prominence: merge peaks that the signal
     # does not leave by min_range between them

@@ -169,11 +169,11 @@ def _bones_agree(
                     f"repair_swaps_3d: bone keypoint {n!r} not in the sequence's keypoints"
                 )
     agree = np.ones(relabel.shape, dtype=bool)
-    for j, (l, r) in enumerate(pairs):
-        own = [(a, b) for a, b in bones if l in (a, b) or r in (a, b)]
+    for j, (left, right) in enumerate(pairs):
+        own = [(a, b) for a, b in bones if left in (a, b) or right in (a, b)]
         if not own:
             continue
-        swap = {l: r, r: l}
+        swap = {left: right, right: left}
         dev_keep = np.zeros(pos.shape[0])
         dev_swap = np.zeros(pos.shape[0])
         for a, b in own:
