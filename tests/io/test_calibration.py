@@ -400,3 +400,67 @@ def test_write_refuses_bad_input(tmp_path):
     with pytest.raises(InputError, match="unknown calibration extension"):
         write_calibration(cams, tmp_path / "g.txt")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------ hostile files
+# A "billion laughs" YAML: ten anchors, each a list of nine aliases to the previous one
+# (9**9 strings once expanded); about 1.5 kB.
+ALIAS_BOMB = (
+    'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    + "".join(
+        f"{c}: &{c} [" + ", ".join([f"*{p}"] * 9) + "]\n"
+        for p, c in zip("abcdefghi", "bcdefghij")
+    )
+    + "camera_matrix: *j\n"
+) * 3
+
+
+def test_yaml_alias_bomb_is_refused(tmp_path):
+    assert 1000 < len(ALIAS_BOMB) < 2000
+    p = _write(tmp_path, "bomb.yml", ALIAS_BOMB)
+    with pytest.raises(InputError, match=r"bomb\.yml: not valid OpenCV YAML at line 2: found alias \*a; YAML aliases are not accepted"):
+        read_calibration(p)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("deep.toml", "a = " + "[" * 5000 + "]" * 5000 + "\n", r"deep\.toml: TOML nested deeper than 64 levels"),
+        ("deep.yml", "a: " + "[" * 5000 + "]" * 5000 + "\n", r"deep\.yml: line 1: OpenCV YAML nested deeper than 64 levels"),
+        ("block.yml", "".join(" " * i + f"k{i}:\n" for i in range(100)) + " " * 100 + "x: 1\n", r"block\.yml: not valid OpenCV YAML at line 6\d: nested deeper than 64 levels"),
+        ("big.toml", _toml_camera(size="[ " + "1" * 400 + ", 1920.0]"), r"big\.toml: TOML integer of 400 digits; expected a number below 2\*\*63"),
+        ("big.yml", OPENCV_SINGLE.replace("image_width: 1920", "image_width: " + "9" * 400), r"big\.yml: OpenCV YAML integer of 400 digits"),
+        ("rinf.yml", OPENCV_SINGLE.replace("rows: 3", "rows: .inf", 1), r"rinf\.yml: line 5: opencv-matrix: rows is inf; expected a whole number"),
+        ("rneg.yml", OPENCV_SINGLE.replace("rows: 3\n   cols: 3", "rows: -1\n   cols: -9", 1), r"rneg\.yml: line 5: opencv-matrix: rows is -1; expected a whole number from 1 to 1000"),
+        ("rbig.yml", OPENCV_SINGLE.replace("rows: 3", "rows: 100000000", 1), r"rbig\.yml: line 5: opencv-matrix: rows is 100000000; expected a whole number from 1 to 1000"),
+        ("wl.yml", OPENCV_SINGLE.replace("image_width: 1920", "image_width: [1920, 2]"), r"wl\.yml: camera 'wl': field 'image_width' is \[1920, 2\]; expected a number of pixels"),
+        ("wt.yml", OPENCV_SINGLE.replace("image_width: 1920", "image_width: wide"), r"wt\.yml: camera 'wt': field 'image_width' is 'wide'; expected a number of pixels"),
+        ("hinf.yml", OPENCV_SINGLE.replace("image_height: 1080", "image_height: .inf"), r"hinf\.yml: camera 'hinf': field 'image_height' is inf; expected a number of pixels"),
+    ],
+)
+def test_hostile_calibration_files(tmp_path, name, text, expected):
+    with pytest.raises(InputError, match=expected):
+        read_calibration(_write(tmp_path, name, text))
+
+
+@pytest.mark.parametrize("name", ["c.toml", "c.yml"])
+def test_binary_and_latin1_calibration(tmp_path, name):
+    p = tmp_path / name
+    p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(InputError, match=rf"{name}: line 1: byte 0x89 is not UTF-8 text; expected a UTF-8 calibration file"):
+        read_calibration(p)
+    good = (_toml_camera("cam\u00e9") if name.endswith("toml") else OPENCV_SINGLE + 'name: "cam\u00e9"\n')
+    p.write_bytes(good.encode("latin-1"))
+    line = 1 if name.endswith("toml") else good.count("\n")
+    with pytest.raises(InputError, match=rf"{name}: line {line}: byte 0xe9 is not UTF-8 text"):
+        read_calibration(p)
+
+
+def test_folder_and_size_limits(tmp_path, monkeypatch):
+    (tmp_path / "sub" / "calib.toml").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"calib\.toml: is a folder; expected a calibration file") as info:
+        read_calibration(tmp_path / "sub" / "calib.toml")
+    assert str(tmp_path) not in str(info.value)
+    monkeypatch.setattr("medpose.io.calibration.MAX_YAML_BYTES", 100)
+    with pytest.raises(InputError, match=r"s\.yml: file size \d+ bytes; expected at most 100 bytes"):
+        read_calibration(_write(tmp_path, "s.yml", OPENCV_SINGLE))
