@@ -15,6 +15,8 @@ from medpose.layouts import (
     detect_layout,
     get_layout,
     list_layouts,
+    lr_pair_indices,
+    lr_pairs,
     to_medpose_names,
 )
 
@@ -138,3 +140,12 @@ def test_layout_validation() -> None:
         Layout("x", ("a", "b"), ("a",))
     lay = Layout("y", ("a",), ("nose",))
     assert lay.aliases == ((),) and lay.mapping == {"a": "nose"}
+
+
+def test_lr_pairs_by_name_and_by_index() -> None:
+    names = ["nose", "knee_r", "knee_l", "hip_l", "ankle_l", "ankle_r", "wrist_l"]
+    assert lr_pairs(names) == [("knee_l", "knee_r"), ("ankle_l", "ankle_r")]
+    assert lr_pair_indices(names) == [(2, 1), (4, 5)]
+    assert lr_pairs(get_layout("mediapipe33").medpose)[0] == ("eye_inner_l", "eye_inner_r")
+    assert len(lr_pairs(get_layout("mediapipe33").medpose)) == 16  # 33 = nose + 16 pairs
+    assert lr_pairs([]) == [] and lr_pairs(iter(["a_l", "a_r"])) == [("a_l", "a_r")]

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 import medpose.synthetic as syn
-from medpose.camera.swaps import lr_pairs
+from medpose.camera.dlt import reproject
 from medpose.camera.tracking import _viterbi, refine_points, track_points
 from medpose.camera.triangulation import triangulate
 from medpose.errors import InputError
+from medpose.layouts import lr_pairs
 from medpose.temporal import DEFAULT_BONES
 
 
@@ -102,8 +103,6 @@ def test_refine_points_reduces_the_reprojection_error(rig):
     start = X + rng.normal(0, 20.0, X.shape)
     w = np.ones((200, len(rig)))
     out = refine_points(rig, start, px, w)
-    from medpose.camera.triangulation import reproject
-
     e0 = np.linalg.norm(reproject(rig, start) - px, axis=-1).mean()
     e1 = np.linalg.norm(reproject(rig, out) - px, axis=-1).mean()
     assert e1 < 3.0 < e0 and np.linalg.norm(out - X, axis=-1).mean() < 8.0  # 2 px noise: ~5 mm

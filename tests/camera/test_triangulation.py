@@ -9,7 +9,7 @@ import pytest
 
 import medpose.synthetic as syn
 from medpose.camera.model import Camera
-from medpose.camera.swaps import lr_pairs, swap_assignments
+from medpose.camera.swaps import swap_assignments
 from medpose.camera.triangulation import (
     ImageSizeWarning,
     dlt,
@@ -19,6 +19,7 @@ from medpose.camera.triangulation import (
 )
 from medpose.data import KeypointSequence
 from medpose.errors import DegenerateConfiguration, InputError
+from medpose.layouts import lr_pairs
 
 
 def _views(rig, truth, **kw):
