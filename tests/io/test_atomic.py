@@ -20,7 +20,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -68,13 +67,15 @@ def _seq2d(v: int) -> KeypointSequence:
     rng = np.random.default_rng(10 + v)
     pos = rng.uniform(10, 600, (t, len(lay), 2))
     conf = rng.uniform(0.2, 1.0, (t, len(lay)))
-    return KeypointSequence(pos, tuple(lay.medpose), 30.0, conf, frame="cam01")
+    return KeypointSequence(pos, tuple(lay.medpose), 30.0, confidence=conf, frame="cam01")
 
 
 def _angles(v: int) -> JointAngles:
     rng = np.random.default_rng(20 + v)
     return JointAngles(
-        rng.uniform(-60, 60, (30 + 10 * v, 3)), ("knee_flexion_r", "hip_flexion_r", "pelvis_tx"), 50.0
+        rng.uniform(-60, 60, (30 + 10 * v, 3)),
+        ("knee_flexion_r", "hip_flexion_r", "pelvis_tx"),
+        50.0,
     )
 
 
@@ -85,12 +86,25 @@ def _landmarks(v: int) -> Landmarks:
 
 
 def _cameras(v: int) -> list[Camera]:
-    k = [[1400.0 + v, 0.0, 960.5], [0.0, 1410.0, 540.25], [0.0, 0.0, 1.0]]
+    k = np.array([[1400.0 + v, 0.0, 960.5], [0.0, 1410.0, 540.25], [0.0, 0.0, 1.0]])
+    a = np.array
     cams = [
-        Camera("cam01", (1920, 1080), k, [-0.12, 0.08, 0.001, -0.0005, 0.003], [0.1, -2.0, 0.3],
-               [120.5, -40.25, 3500.0]),
-        Camera("cam02", (1920, 1080), k, [-0.1, 0.05, 0.0, 0.0], [1.2, 0.4, -0.7],
-               [-300.0, 10.0, 2800.0]),
+        Camera(
+            "cam01",
+            (1920, 1080),
+            k,
+            a([-0.12, 0.08, 0.001, -0.0005, 0.003]),
+            a([0.1, -2.0, 0.3]),
+            a([120.5, -40.25, 3500.0]),
+        ),
+        Camera(
+            "cam02",
+            (1920, 1080),
+            k,
+            a([-0.1, 0.05, 0.0, 0.0]),
+            a([1.2, 0.4, -0.7]),
+            a([-300.0, 10.0, 2800.0]),
+        ),
     ]
     return cams[: 2 - v]
 
@@ -98,15 +112,16 @@ def _cameras(v: int) -> list[Camera]:
 def _volume(v: int) -> Volume:
     rng = np.random.default_rng(40 + v)
     arr = rng.integers(-1000, 3000, size=(9 - v, 8, 6)).astype(np.int16)
-    return Volume(arr, spacing=[0.75, 1.25, 2.5], origin=[-120.5, 33.25, -70.0], direction=np.eye(3))
+    spacing, origin = np.array([0.75, 1.25, 2.5]), np.array([-120.5, 33.25, -70.0])
+    return Volume(arr, spacing=spacing, origin=origin, direction=np.eye(3))
 
 
 @cache
 def _fit(v: int) -> Fit:
     sk = Skeleton.default(1750.0)
-    q = make_exercise("squat", skeleton=sk, rate=10.0, repetitions=1, seed=1 + v).angles.values
-    names = tuple(sk.keypoint_names)
-    x = forward_kinematics(sk, q, keypoints=list(names))
+    q = make_exercise("squat", skeleton=sk, rate=10.0, repetitions=1 + v, seed=1).angles.values
+    names = tuple(sk.keypoint_names)  # type: ignore[attr-defined]  # set in __init__
+    x = np.asarray(forward_kinematics(sk, q, keypoints=list(names)))
     return fit(KeypointSequence(x, names, 10.0, frame="camera"), sk, progress=False)
 
 
@@ -116,7 +131,7 @@ def _session(v: int) -> dict:
         "patient": {"id": "SYN-0001", "sex": "female", "age_years": 54 + v, "height_mm": 1680},
         "date": "2026-11-25",
         "calibration": "calibration/calibration.toml",
-        "trials": [{"name": "static", "kind": "static", "keypoints": "trials/static.trc"}][: 1],
+        "trials": [{"name": "static", "kind": "static", "keypoints": "trials/static.trc"}][:1],
     }
 
 
@@ -149,6 +164,10 @@ WRITERS: dict[str, Writer] = {
     "session.yaml": Writer("session.yaml", lambda p, v: write_session_yaml(_session(v), p)),
 }
 NAMES = sorted(WRITERS)
+# One writer per way of writing, for the (slower) tests in a child process: text through
+# atomic_write, a library writing to a path (pyarrow), a folder (atomic_dir), a child process
+# (ezc3d), SimpleITK (one file, and header plus data file), binary TOML, YAML.
+KILLED = ["trc", "parquet", "openpose", "c3d", "nii.gz", "nhdr", "calibration.toml", "session.yaml"]
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
@@ -251,68 +270,90 @@ def test_write_cut_midway_keeps_old(written, tmp_path, file_size_limit):
     assert snapshot(dest.parent) == before
 
 
-# A child writes the new version with fsync replaced by "say so and hang": it is then past its
-# last write and before its rename.  The parent kills it (SIGKILL) as soon as a temporary file
-# holds data or the child hangs, whichever comes first.
+# A child interpreter writes the new version of each file, each in a forked process whose
+# os.fsync says so and hangs: that process is past its last write and before its rename.  The
+# child kills it (SIGKILL) as soon as it hangs, or, for the large file, as soon as a temporary
+# file holds data (mid-write).  One interpreter for all, since starting one takes seconds.
 _CHILD = """
-import os, sys, time
+import os, signal, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import test_atomic as T
-name, dest, marker, frames = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
-def hang(fd):
-    marker.write_text("fsync")
-    time.sleep(600)
-os.fsync = hang
-if frames:
-    T.write_trc(T._seq3d(1, frames), dest)
-else:
-    T.WRITERS[name].write(dest, 1)
+root = Path(sys.argv[2])
+for name in sys.argv[3].split(","):
+    dest = root / name / (T.WRITERS[name].dest if name in T.WRITERS else "big.trc")
+    marker = root / (name + ".marker")
+    pid = os.fork()
+    if pid == 0:
+        def hang(fd):
+            marker.write_text("fsync")
+            time.sleep(600)
+        os.fsync = hang
+        try:
+            if name in T.WRITERS:
+                T.WRITERS[name].write(dest, 1)
+            else:
+                T.write_trc(T._seq3d(1, 60_000), dest)
+        finally:
+            os._exit(3)  # only reached if the writer finished without fsync
+    deadline = time.monotonic() + 120  # a guard against a hung test, not a measurement
+    status = None
+    while status is None and time.monotonic() < deadline:
+        temps = [p for p in dest.parent.glob(".*") if p.is_file() and p.stat().st_size > 0]
+        if marker.exists() or (name not in T.WRITERS and temps):
+            break
+        done, st = os.waitpid(pid, os.WNOHANG)
+        status = st if done else None
+        time.sleep(0.005)
+    if status is None:
+        os.kill(pid, signal.SIGKILL)
+        status = os.waitpid(pid, 0)[1]
+    killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    print(name, "killed" if killed else "finished", flush=True)
 """
 
 
-def _kill_while_writing(name: str, dest: Path, marker: Path, frames: int = 0) -> int:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(HERE), name, str(dest), str(marker), str(frames)],
-        env=env,
-        stderr=subprocess.PIPE,
+def test_sigkill_keeps_old_and_next_write_cleans_up(tmp_path):
+    """Killed while writing: the old file stays; the next write removes the orphan temporary."""
+    names = [*KILLED, "large"]
+    before = {}
+    for name in names:
+        dest = tmp_path / name / (WRITERS[name].dest if name in WRITERS else "big.trc")
+        if name in WRITERS:
+            WRITERS[name].write(dest, 0)
+        else:
+            write_trc(_seq3d(0), dest)
+        before[name] = snapshot(dest.parent)
+    run = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(HERE), str(tmp_path), ",".join(names)],
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    deadline = time.monotonic() + 300  # a guard against a hung test, not a measurement
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            temps = [p for p in dest.parent.glob(".*") if p.is_file() and p.stat().st_size > 0]
-            if marker.exists() or (frames and temps):
-                break
-            time.sleep(0.01)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
-    return proc.returncode
-
-
-@pytest.mark.parametrize("written", NAMES, indirect=True)
-def test_sigkill_keeps_old_and_next_write_cleans_up(written, tmp_path):
-    w, dest, before = written
-    name = next(n for n, x in WRITERS.items() if x is w)
-    _kill_while_writing(name, dest, tmp_path / "marker")
-    after = snapshot(dest.parent)
-    assert {k: v for k, v in after.items() if not k.split("/")[0].startswith(".")} == before
-    assert _hidden(dest.parent)  # the killed writer's temporary
-    w.write(dest, 1)  # the next write collects it
-    assert _hidden(dest.parent) == []
-    assert snapshot(dest.parent) != before
-
-
-def test_sigkill_in_the_middle_of_a_large_write(tmp_path):
-    dest = tmp_path / "out" / "big.trc"
-    write_trc(_seq3d(0), dest)
-    before = dest.read_bytes()
-    _kill_while_writing("trc", dest, tmp_path / "marker", frames=60_000)
-    assert dest.read_bytes() == before
-    write_trc(_seq3d(1), dest)
-    assert _hidden(dest.parent) == []
+    assert run.returncode == 0, run.stderr[-3000:]
+    outcome = dict(line.split() for line in run.stdout.splitlines())
+    problems = []
+    for name in names:
+        folder = tmp_path / name
+        if outcome.get(name) != "killed":
+            problems.append(f"{name}: the writer {outcome.get(name)} without calling fsync")
+            continue
+        after = snapshot(folder)
+        visible = {k: v for k, v in after.items() if not k.split("/")[0].startswith(".")}
+        if visible != before[name]:
+            problems.append(f"{name}: the old file changed")
+        if not _hidden(folder):
+            problems.append(f"{name}: no temporary file (did it write in place?)")
+        if name in WRITERS:
+            WRITERS[name].write(folder / WRITERS[name].dest, 1)
+        else:
+            write_trc(_seq3d(1), folder / "big.trc")
+        if _hidden(folder):
+            problems.append(f"{name}: the next write left {_hidden(folder)}")
+        if snapshot(folder) == before[name]:
+            problems.append(f"{name}: the next write changed nothing")
+    assert not problems, problems
 
 
 # ---------------------------------------------------------------------------- modes
@@ -327,7 +368,7 @@ def test_mode_of_replaced_file_is_kept(written):
 
 
 @pytest.fixture
-def umask() -> Iterator[Callable[[int], None]]:
+def umask() -> Iterator[Callable[[int], int]]:
     old = os.umask(0o022)
     try:
         yield os.umask
@@ -416,9 +457,8 @@ def test_symlink_failure_leaves_target_and_no_temporary(tmp_path, monkeypatch):
     link = tmp_path / "link.txt"
     link.symlink_to(real)
     monkeypatch.setattr(os, "fsync", _Fail(_enospc()))
-    with pytest.raises(OSError):
-        with atomic_write(link) as fh:
-            fh.write("new")
+    with pytest.raises(OSError), atomic_write(link) as fh:
+        fh.write("new")
     assert real.read_text() == "old" and link.is_symlink()
     assert _hidden(tmp_path) == []
 
@@ -435,9 +475,9 @@ def test_symlink_loop_is_refused(tmp_path):
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.symlink_to(b)
     b.symlink_to(a)
-    with pytest.raises(InputError, match=r"a\.txt: symbolic link that cannot be followed") as info:
-        with atomic_write(a) as fh:
-            fh.write("x")
+    match = r"a\.txt: symbolic link that cannot be followed"
+    with pytest.raises(InputError, match=match) as info, atomic_write(a) as fh:
+        fh.write("x")
     assert str(tmp_path) not in str(info.value)
     assert a.is_symlink() and b.is_symlink()
 
@@ -460,9 +500,11 @@ def test_folder_as_file_destination_is_refused(tmp_path):
 
 
 def test_bad_suffix_is_refused(tmp_path):
-    with pytest.raises(InputError, match="suffix must look like '.ext', found '/x'"):
-        with atomic_path(tmp_path / "a", suffix="/x"):
-            pass
+    with (
+        pytest.raises(InputError, match=r"suffix must look like '\.ext', found '/x'"),
+        atomic_path(tmp_path / "a", suffix="/x"),
+    ):
+        pass
 
 
 # ---------------------------------------------------------------------------- leftovers
@@ -536,10 +578,9 @@ def test_atomic_dir_failure_keeps_old(tmp_path):
     d = tmp_path / "d"
     d.mkdir()
     (d / "old.txt").write_text("old")
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_dir(d) as new:
-            (new / "new.txt").write_text("new")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_dir(d) as new:
+        (new / "new.txt").write_text("new")
+        raise KeyboardInterrupt
     assert snapshot(tmp_path) == {"d": None, "d/old.txt": b"old"}
 
 
@@ -560,9 +601,11 @@ def test_atomic_dir_collects_leftovers_and_restores_a_set_aside_folder(tmp_path)
 
 def test_atomic_dir_refuses_a_file(tmp_path):
     (tmp_path / "d").write_text("x")
-    with pytest.raises(InputError, match="d: exists and is not a folder"):
-        with atomic_dir(tmp_path / "d"):
-            pass
+    with (
+        pytest.raises(InputError, match="d: exists and is not a folder"),
+        atomic_dir(tmp_path / "d"),
+    ):
+        pass
 
 
 # ---------------------------------------------------------------------------- C3D
@@ -599,7 +642,9 @@ def test_display_name_relative_and_absolute_mix(tmp_path, monkeypatch):
     rel = Path("SYN-4711") / "trials" / "squat.trc"
     assert display_name(rel, root=tmp_path / "SYN-4711") == "trials/squat.trc"
     assert display_name(tmp_path / rel, root="SYN-4711") == "trials/squat.trc"
-    assert display_name(tmp_path / "SYN-4711" / ".." / "x.trc", root=tmp_path / "SYN-4711") == "x.trc"
+    assert (
+        display_name(tmp_path / "SYN-4711" / ".." / "x.trc", root=tmp_path / "SYN-4711") == "x.trc"
+    )
 
 
 def test_error_messages_name_no_parent_folder(tmp_path):
