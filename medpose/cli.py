@@ -2,7 +2,8 @@
 
 Commands: ``validate`` (check a session folder) and ``demo`` (build and check a
 synthetic session).  Exit codes: 0 success, 1 invalid input or a medpose error,
-2 wrong usage (argparse).  See ``docs/cli.md``.
+2 wrong usage (argparse), 130 interrupted.  No command prints a traceback: an unexpected
+error is one ``error:`` line, without absolute paths.  See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import TextIO
 
 from ._version import __version__
 from .errors import MedposeError
+from .protocol.problems import Problem, Redactor
+from .protocol.validate import validate_session
 
 __all__ = ["main", "build_parser"]
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the YAML and the paths only, without opening the files",
     )
+    p.add_argument(
+        "--show-identifiers",
+        action="store_true",
+        help="show the patient id and absolute paths in the messages "
+        "(hidden by default: replaced by <patient-id> and the path's last part)",
+    )
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser(
@@ -75,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_problems(problems: list, stream: TextIO | None = None) -> None:
+def _print_problems(problems: list[Problem], stream: TextIO | None = None) -> None:
     stream = sys.stdout if stream is None else stream
-    by_file: dict[str, list] = {}
+    by_file: dict[str, list[Problem]] = {}
     for pr in problems:
         by_file.setdefault(pr.file, []).append(pr)
     for file, items in by_file.items():
@@ -88,9 +97,9 @@ def _print_problems(problems: list, stream: TextIO | None = None) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .protocol.session import validate_session
-
-    problems = validate_session(args.session, check_files=not args.schema_only)
+    problems = validate_session(
+        args.session, check_files=not args.schema_only, show_identifiers=args.show_identifiers
+    )
     if args.json:
         print(
             json.dumps(
@@ -112,11 +121,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    try:
-        from .demo import run_demo
-    except ImportError as e:
-        print(f"error: the demo needs the synthetic session generator ({e})", file=sys.stderr)
-        return EXIT_INVALID
+    # The demo runs every stage, the torch-backed fit included: imported only for `medpose demo`,
+    # so that `medpose validate` starts without torch.
+    from .demo import run_demo
+
     summary = run_demo(args.out, seed=args.seed)
     if not summary.get("valid"):
         print("the demo session is not valid:", file=sys.stderr)
@@ -139,8 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    # what a message may name: the folder the command works in, relative; nothing above it
+    redact = Redactor(Path(getattr(args, "session", None) or getattr(args, "out", None) or "."))
     try:
         return int(args.func(args))
     except MedposeError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact.text(str(e))}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # the command line never prints a traceback
+        print(
+            f"error: unexpected {type(e).__name__} in 'medpose {args.command}': "
+            f"{redact.text(str(e))}",
+            file=sys.stderr,
+        )
         return EXIT_INVALID

@@ -1,7 +1,16 @@
-"""Sessions (and, later, assessment protocols and their runner)."""
+"""Sessions: the ``session.yaml`` schema, validation and the session model.
+
+Modules: :mod:`~medpose.protocol.schema` (the pydantic schema of ``session.yaml``),
+:mod:`~medpose.protocol.document` (reading the YAML safely), :mod:`~medpose.protocol.paths`
+(the rule that every file lies inside the session folder), :mod:`~medpose.protocol.problems`
+(:class:`Problem` and the redaction of identifiers), :mod:`~medpose.protocol.validate`
+(:func:`validate_session`) and :mod:`~medpose.protocol.session` (:class:`Session`).
+"""
 
 from __future__ import annotations
 
-from .session import Problem, Session, Trial, validate_session, write_session_yaml
+from .problems import Problem
+from .session import Session, Trial, write_session_yaml
+from .validate import validate_session
 
 __all__ = ["Session", "Trial", "Problem", "validate_session", "write_session_yaml"]
