@@ -100,9 +100,7 @@ MAX_INT = 2**63
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # not str.splitlines: it also splits at U+0085, U+2028 ...
 
 
-def check_file(
-    path: str | os.PathLike, what: str = "file", max_bytes: int | None = None
-) -> Path:
+def check_file(path: str | os.PathLike, what: str = "file", max_bytes: int | None = None) -> Path:
     """The path, checked to be an existing regular file of at most ``max_bytes`` bytes.
 
     Parameters
@@ -136,9 +134,7 @@ def check_file(
     return p
 
 
-def read_text(
-    path: str | os.PathLike, what: str = "file", max_bytes: int | None = None
-) -> str:
+def read_text(path: str | os.PathLike, what: str = "file", max_bytes: int | None = None) -> str:
     """The file's text, decoded as strict UTF-8 (a leading byte-order mark is dropped).
 
     Raises
@@ -321,8 +317,8 @@ def load_yaml(
     step[[ord("]"), ord("}")]] = -1
     depth = np.cumsum(step[raw]) if raw.size else np.zeros(1, dtype=np.int64)
     if depth.max() > MAX_DEPTH:
-        at = int(np.argmax(depth > MAX_DEPTH))
-        line = text.encode("utf-8", "surrogatepass").count(b"\n", 0, at) + 1
+        pos = int(np.argmax(depth > MAX_DEPTH))
+        line = text.encode("utf-8", "surrogatepass").count(b"\n", 0, pos) + 1
         raise InputError(f"{src}: line {line}: {kind} nested deeper than {MAX_DEPTH} levels")
     try:
         doc = yaml.load(text, Loader=loader)  # loader derives from yaml.SafeLoader
@@ -338,9 +334,7 @@ def load_yaml(
     return doc
 
 
-def parse_count(
-    value: Any, src: str, field: str, lo: int = 0, hi: int = MAX_FRAMES
-) -> int:
+def parse_count(value: Any, src: str, field: str, lo: int = 0, hi: int = MAX_FRAMES) -> int:
     """A whole number in ``[lo, hi]`` from a header value (``"100"``, ``"100.0"``, ``100``).
 
     Raises
@@ -393,8 +387,10 @@ def check_frame_span(first: float, last: float, n_present: int, src: str, what: 
         :data:`MAX_SPAN_RATIO` times ``n_present``; the message names the numbers.
     """
     span = float(last) - float(first) + 1
-    if not math.isfinite(span) or span > MAX_FRAMES or (
-        span > MIN_SPAN_CHECKED and span > MAX_SPAN_RATIO * max(n_present, 1)
+    if (
+        not math.isfinite(span)
+        or span > MAX_FRAMES
+        or (span > MIN_SPAN_CHECKED and span > MAX_SPAN_RATIO * max(n_present, 1))
     ):
         raise InputError(
             f"{src}: {what} run from {first:.15g} to {last:.15g} ({span:.15g} frames) but only "
@@ -486,9 +482,7 @@ def numeric_columns(
         if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
             text = col.astype(str).str.strip()
             missing = col.isna().to_numpy() | text.str.lower().isin(_MISSING).to_numpy()
-            num = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(
-                dtype=float
-            )
+            num = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(dtype=float)
             bad = np.flatnonzero(np.isnan(num) & ~missing)
             if bad.size:
                 r = int(bad[0])
@@ -570,7 +564,9 @@ def read_table_lines(
         )
     except (pd.errors.ParserError, csv.Error) as e:  # pragma: no cover - cells are pre-counted
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise InputError(f"{src}: lines {lines[0][0]}-{lines[-1][0]}: not a table ({msg})") from None
+        raise InputError(
+            f"{src}: lines {lines[0][0]}-{lines[-1][0]}: not a table ({msg})"
+        ) from None
     return df
 
 

@@ -211,7 +211,10 @@ def _to_sequences(
     names = canonical_names(lay.native, src, rename)
     cam = camera or _camera_name(d)
     start = float(numbers[0]) / rate
-    return [KeypointSequence(xy[:, s], names, rate, conf[:, s], cam, start) for s in slots]
+    return [
+        KeypointSequence(xy[:, s], names, rate, confidence=conf[:, s], frame=cam, start=start)
+        for s in slots
+    ]
 
 
 def read_openpose(
@@ -363,7 +366,9 @@ def write_openpose(
     idx = [lookup[n] for n in seq.names]
     finite = np.all(np.isfinite(seq.positions), axis=2)
     out[:, idx, :2] = np.where(finite[..., None], seq.positions, 0.0)
-    conf = np.ones(finite.shape) if seq.confidence is None else seq.confidence  # set in __post_init__
+    conf = (
+        np.ones(finite.shape) if seq.confidence is None else seq.confidence
+    )  # set in __post_init__
     out[:, idx, 2] = np.where(finite, conf, 0.0)
     any_point = finite.any(axis=1)
     first = round(seq.start * seq.rate)

@@ -169,9 +169,9 @@ def _finish(
         pos,
         canonical_names(names, src, rename),
         rate,
-        conf,
-        frame or str(meta.get("frame", "camera")),
-        start,
+        confidence=conf,
+        frame=frame or str(meta.get("frame", "camera")),
+        start=start,
     )
 
 
@@ -293,8 +293,8 @@ def _from_wide(
     data_cols = [c for c in cols if c not in ("frame", time_col)]
     named = [_NAMED.match(c) for c in data_cols]
     indexed = [_INDEXED.match(c) for c in data_cols]
-    if data_cols and all(indexed):
-        keys = [(int(m["idx"]), m["ax"].lower()) for m in indexed]
+    if data_cols and all(m is not None for m in indexed):
+        keys = [(int(m["idx"]), m["ax"].lower()) for m in indexed if m is not None]
         n = max(k for k, _ in keys) + 1
         lay = _layout(layout, n, src)
         if n > len(lay):
@@ -302,8 +302,8 @@ def _from_wide(
                 f"{src}: columns index {n} keypoints but layout {lay.name} has {len(lay)}"
             )
         names = list(lay.native)
-    elif data_cols and all(named):
-        keys_raw = [(m["name"], m["ax"].lower()) for m in named]
+    elif data_cols and all(m is not None for m in named):
+        keys_raw = [(m["name"], m["ax"].lower()) for m in named if m is not None]
         names = list(dict.fromkeys(k for k, _ in keys_raw))
         keys = [(names.index(k), a) for k, a in keys_raw]
     else:
@@ -470,7 +470,7 @@ def read_csv_keypoints(
         ) from None
     df.columns = [str(c).strip() for c in df.columns]
     first_line = n_meta + 2
-    common = dict(rate=rate, meta=meta, frame=frame, units=units, rename=rename)
+    common: dict[str, Any] = dict(rate=rate, meta=meta, frame=frame, units=units, rename=rename)
     if "keypoint" in df.columns:
         return _from_tidy(df, src, first_line, **common)
     return _from_wide(df, src, first_line, layout=layout, ndim=ndim, **common)

@@ -178,23 +178,23 @@ def test_pose2sim_rig_is_plausible(pose2sim):
 
 # ------------------------------------------------------------------------ round trips
 def _rig() -> list[Camera]:
-    k = [[1400.0, 0.0, 960.5], [0.0, 1410.0, 540.25], [0.0, 0.0, 1.0]]
+    k = np.array([[1400.0, 0.0, 960.5], [0.0, 1410.0, 540.25], [0.0, 0.0, 1.0]])
     return [
         Camera(
             "cam01",
             (1920, 1080),
             k,
-            [-0.12, 0.08, 0.001, -0.0005, 0.003],
-            [0.1, -2.0, 0.3],
-            [120.5, -40.25, 3500.0],
+            np.array([-0.12, 0.08, 0.001, -0.0005, 0.003]),
+            np.array([0.1, -2.0, 0.3]),
+            np.array([120.5, -40.25, 3500.0]),
         ),
         Camera(
             "cam02",
             (1920, 1080),
             k,
-            [-0.1, 0.05, 0.0, 0.0],
-            [1.2, 0.4, -0.7],
-            [-300.0, 10.0, 2800.0],
+            np.array([-0.1, 0.05, 0.0, 0.0]),
+            np.array([1.2, 0.4, -0.7]),
+            np.array([-300.0, 10.0, 2800.0]),
         ),
     ]
 
@@ -269,7 +269,7 @@ def test_unsafe_yaml_tag_is_refused(tmp_path):
     p = _write(
         tmp_path, "evil.yml", "%YAML:1.0\n---\nK: !!python/object/apply:os.system ['echo hacked']\n"
     )
-    with pytest.raises(InputError, match="evil.yml: not valid OpenCV YAML at line 3"):
+    with pytest.raises(InputError, match=r"evil\.yml: not valid OpenCV YAML at line 3"):
         read_calibration(p)
 
 
@@ -396,7 +396,7 @@ def test_write_refuses_bad_input(tmp_path):
     with pytest.raises(InputError, match="no cameras to write"):
         write_calibration([], tmp_path / "e.toml")
     with pytest.raises(InputError, match="expects Camera objects"):
-        write_calibration([{"name": "x"}], tmp_path / "f.toml")  # type: ignore[list-item]
+        write_calibration([{"name": "x"}], tmp_path / "f.toml")
     with pytest.raises(InputError, match="unknown calibration extension"):
         write_calibration(cams, tmp_path / "g.txt")
     assert list(tmp_path.iterdir()) == []
@@ -408,8 +408,7 @@ def test_write_refuses_bad_input(tmp_path):
 ALIAS_BOMB = (
     'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
     + "".join(
-        f"{c}: &{c} [" + ", ".join([f"*{p}"] * 9) + "]\n"
-        for p, c in zip("abcdefghi", "bcdefghij")
+        f"{c}: &{c} [" + ", ".join([f"*{p}"] * 9) + "]\n" for p, c in zip("abcdefghi", "bcdefghij")
     )
     + "camera_matrix: *j\n"
 ) * 3
@@ -418,24 +417,71 @@ ALIAS_BOMB = (
 def test_yaml_alias_bomb_is_refused(tmp_path):
     assert 1000 < len(ALIAS_BOMB) < 2000
     p = _write(tmp_path, "bomb.yml", ALIAS_BOMB)
-    with pytest.raises(InputError, match=r"bomb\.yml: not valid OpenCV YAML at line 2: found alias \*a; YAML aliases are not accepted"):
+    with pytest.raises(
+        InputError,
+        match=r"bomb\.yml: not valid OpenCV YAML at line 2: found alias \*a; YAML aliases are not accepted",
+    ):
         read_calibration(p)
 
 
 @pytest.mark.parametrize(
     ("name", "text", "expected"),
     [
-        ("deep.toml", "a = " + "[" * 5000 + "]" * 5000 + "\n", r"deep\.toml: TOML nested deeper than 64 levels"),
-        ("deep.yml", "a: " + "[" * 5000 + "]" * 5000 + "\n", r"deep\.yml: line 1: OpenCV YAML nested deeper than 64 levels"),
-        ("block.yml", "".join(" " * i + f"k{i}:\n" for i in range(100)) + " " * 100 + "x: 1\n", r"block\.yml: not valid OpenCV YAML at line 6\d: nested deeper than 64 levels"),
-        ("big.toml", _toml_camera(size="[ " + "1" * 400 + ", 1920.0]"), r"big\.toml: TOML integer of 400 digits; expected a number below 2\*\*63"),
-        ("big.yml", OPENCV_SINGLE.replace("image_width: 1920", "image_width: " + "9" * 400), r"big\.yml: OpenCV YAML integer of 400 digits"),
-        ("rinf.yml", OPENCV_SINGLE.replace("rows: 3", "rows: .inf", 1), r"rinf\.yml: line 5: opencv-matrix: rows is inf; expected a whole number"),
-        ("rneg.yml", OPENCV_SINGLE.replace("rows: 3\n   cols: 3", "rows: -1\n   cols: -9", 1), r"rneg\.yml: line 5: opencv-matrix: rows is -1; expected a whole number from 1 to 1000"),
-        ("rbig.yml", OPENCV_SINGLE.replace("rows: 3", "rows: 100000000", 1), r"rbig\.yml: line 5: opencv-matrix: rows is 100000000; expected a whole number from 1 to 1000"),
-        ("wl.yml", OPENCV_SINGLE.replace("image_width: 1920", "image_width: [1920, 2]"), r"wl\.yml: camera 'wl': field 'image_width' is \[1920, 2\]; expected a number of pixels"),
-        ("wt.yml", OPENCV_SINGLE.replace("image_width: 1920", "image_width: wide"), r"wt\.yml: camera 'wt': field 'image_width' is 'wide'; expected a number of pixels"),
-        ("hinf.yml", OPENCV_SINGLE.replace("image_height: 1080", "image_height: .inf"), r"hinf\.yml: camera 'hinf': field 'image_height' is inf; expected a number of pixels"),
+        (
+            "deep.toml",
+            "a = " + "[" * 5000 + "]" * 5000 + "\n",
+            r"deep\.toml: TOML nested deeper than 64 levels",
+        ),
+        (
+            "deep.yml",
+            "a: " + "[" * 5000 + "]" * 5000 + "\n",
+            r"deep\.yml: line 1: OpenCV YAML nested deeper than 64 levels",
+        ),
+        (
+            "block.yml",
+            "".join(" " * i + f"k{i}:\n" for i in range(100)) + " " * 100 + "x: 1\n",
+            r"block\.yml: not valid OpenCV YAML at line 6\d: nested deeper than 64 levels",
+        ),
+        (
+            "big.toml",
+            _toml_camera(size="[ " + "1" * 400 + ", 1920.0]"),
+            r"big\.toml: TOML integer of 400 digits; expected a number below 2\*\*63",
+        ),
+        (
+            "big.yml",
+            OPENCV_SINGLE.replace("image_width: 1920", "image_width: " + "9" * 400),
+            r"big\.yml: OpenCV YAML integer of 400 digits",
+        ),
+        (
+            "rinf.yml",
+            OPENCV_SINGLE.replace("rows: 3", "rows: .inf", 1),
+            r"rinf\.yml: line 5: opencv-matrix: rows is inf; expected a whole number",
+        ),
+        (
+            "rneg.yml",
+            OPENCV_SINGLE.replace("rows: 3\n   cols: 3", "rows: -1\n   cols: -9", 1),
+            r"rneg\.yml: line 5: opencv-matrix: rows is -1; expected a whole number from 1 to 1000",
+        ),
+        (
+            "rbig.yml",
+            OPENCV_SINGLE.replace("rows: 3", "rows: 100000000", 1),
+            r"rbig\.yml: line 5: opencv-matrix: rows is 100000000; expected a whole number from 1 to 1000",
+        ),
+        (
+            "wl.yml",
+            OPENCV_SINGLE.replace("image_width: 1920", "image_width: [1920, 2]"),
+            r"wl\.yml: camera 'wl': field 'image_width' is \[1920, 2\]; expected a number of pixels",
+        ),
+        (
+            "wt.yml",
+            OPENCV_SINGLE.replace("image_width: 1920", "image_width: wide"),
+            r"wt\.yml: camera 'wt': field 'image_width' is 'wide'; expected a number of pixels",
+        ),
+        (
+            "hinf.yml",
+            OPENCV_SINGLE.replace("image_height: 1080", "image_height: .inf"),
+            r"hinf\.yml: camera 'hinf': field 'image_height' is inf; expected a number of pixels",
+        ),
     ],
 )
 def test_hostile_calibration_files(tmp_path, name, text, expected):
@@ -447,9 +493,16 @@ def test_hostile_calibration_files(tmp_path, name, text, expected):
 def test_binary_and_latin1_calibration(tmp_path, name):
     p = tmp_path / name
     p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-    with pytest.raises(InputError, match=rf"{name}: line 1: byte 0x89 is not UTF-8 text; expected a UTF-8 calibration file"):
+    with pytest.raises(
+        InputError,
+        match=rf"{name}: line 1: byte 0x89 is not UTF-8 text; expected a UTF-8 calibration file",
+    ):
         read_calibration(p)
-    good = (_toml_camera("cam\u00e9") if name.endswith("toml") else OPENCV_SINGLE + 'name: "cam\u00e9"\n')
+    good = (
+        _toml_camera("cam\u00e9")
+        if name.endswith("toml")
+        else OPENCV_SINGLE + 'name: "cam\u00e9"\n'
+    )
     p.write_bytes(good.encode("latin-1"))
     line = 1 if name.endswith("toml") else good.count("\n")
     with pytest.raises(InputError, match=rf"{name}: line {line}: byte 0xe9 is not UTF-8 text"):
@@ -458,9 +511,13 @@ def test_binary_and_latin1_calibration(tmp_path, name):
 
 def test_folder_and_size_limits(tmp_path, monkeypatch):
     (tmp_path / "sub" / "calib.toml").mkdir(parents=True)
-    with pytest.raises(InputError, match=r"calib\.toml: is a folder; expected a calibration file") as info:
+    with pytest.raises(
+        InputError, match=r"calib\.toml: is a folder; expected a calibration file"
+    ) as info:
         read_calibration(tmp_path / "sub" / "calib.toml")
     assert str(tmp_path) not in str(info.value)
     monkeypatch.setattr("medpose.io.calibration.MAX_YAML_BYTES", 100)
-    with pytest.raises(InputError, match=r"s\.yml: file size \d+ bytes; expected at most 100 bytes"):
+    with pytest.raises(
+        InputError, match=r"s\.yml: file size \d+ bytes; expected at most 100 bytes"
+    ):
         read_calibration(_write(tmp_path, "s.yml", OPENCV_SINGLE))

@@ -11,6 +11,7 @@ stops a read that hangs; no timing is asserted otherwise).
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import shutil
 import signal
@@ -57,7 +58,21 @@ def _time_limit(seconds: float) -> Iterator[None]:
 
 # ----------------------------------------------------------------------------- damage
 _NUMBER = re.compile(rb"-?\d+\.\d+(?:[eE][-+]?\d+)?|-?\d+")
-_HOSTILE = [b"1" * 400, b"1e999", b"-1e999", b"inf", b"-inf", b"nan", b"NaN", b"Infinity", b"", b"1e308", b"-0", b'"', b"0x1F"]
+_HOSTILE = [
+    b"1" * 400,
+    b"1e999",
+    b"-1e999",
+    b"inf",
+    b"-inf",
+    b"nan",
+    b"NaN",
+    b"Infinity",
+    b"",
+    b"1e308",
+    b"-0",
+    b'"',
+    b"0x1F",
+]
 
 
 def damaged(data: bytes, seed: int) -> Iterator[tuple[str, bytes]]:
@@ -73,17 +88,31 @@ def damaged(data: bytes, seed: int) -> Iterator[tuple[str, bytes]]:
         for p in pos:
             b[p] = int(rng.integers(0, 256))
         yield f"bytes flipped at {pos.tolist()}", bytes(b)
-    for garbage in (b"\x00\xff\xfe", b"\n\n\n", b"\t,;\"'", "\u00e9\u2028".encode(), b"[[[[{{{{", b"&a *a"):
+    for garbage in (
+        b"\x00\xff\xfe",
+        b"\n\n\n",
+        b"\t,;\"'",
+        "\u00e9\u2028".encode(),
+        b"[[[[{{{{",
+        b"&a *a",
+    ):
         p = int(rng.integers(0, n))
         yield f"{garbage!r} inserted at {p}", data[:p] + garbage + data[p:]
     numbers = list(_NUMBER.finditer(data))
     for i, bad in enumerate(_HOSTILE):
-        for m in (numbers[int(rng.integers(0, len(numbers)))], numbers[-1], numbers[0]) if numbers else ():
-            yield f"number at {m.start()} -> {bad[:12]!r}", data[: m.start()] + bad + data[m.end() :]
+        for m in (
+            (numbers[int(rng.integers(0, len(numbers)))], numbers[-1], numbers[0])
+            if numbers
+            else ()
+        ):
+            yield (
+                f"number at {m.start()} -> {bad[:12]!r}",
+                data[: m.start()] + bad + data[m.end() :],
+            )
             if i % 3:
                 break
     yield "deep nesting", b"[" * 20000 + data + b"]" * 20000
-    yield "deep mapping", b"{\"a\": " * 5000 + b"1" + b"}" * 5000
+    yield "deep mapping", b'{"a": ' * 5000 + b"1" + b"}" * 5000
     text = data.decode("utf-8", "replace")
     yield "latin-1 text", text.replace("a", "\u00e9", 3).encode("latin-1", "replace")
     yield "utf-16 text", text.encode("utf-16", "surrogatepass")
@@ -142,7 +171,9 @@ def _is_cams(x: object) -> bool:
     return isinstance(x, list) and all(isinstance(c, Camera) for c in x) and len(x) > 0
 
 
-FILE_FORMATS: dict[str, tuple[Callable[[Path], Path], Callable[[Path], object], Callable[[object], bool]]] = {
+FILE_FORMATS: dict[
+    str, tuple[Callable[[Path], Path], Callable[[Path], object], Callable[[object], bool]]
+] = {
     "trc": (lambda p: write_keypoints(_seq3d(), p), read_keypoints, _is_seq),
     "csv": (lambda p: write_keypoints(_seq3d(), p), read_keypoints, _is_seq),
     "wide.csv": (
@@ -153,7 +184,11 @@ FILE_FORMATS: dict[str, tuple[Callable[[Path], Path], Callable[[Path], object], 
     "parquet": (lambda p: write_keypoints(_seq3d(), p), read_keypoints, _is_seq),
     "mot": (
         lambda p: write_mot(
-            JointAngles(np.arange(12.0).reshape(4, 3), ("knee_flexion_r", "hip_flexion_r", "pelvis_tx"), 100.0),
+            JointAngles(
+                np.arange(12.0).reshape(4, 3),
+                ("knee_flexion_r", "hip_flexion_r", "pelvis_tx"),
+                100.0,
+            ),
             p,
         ),
         read_mot,
@@ -162,9 +197,21 @@ FILE_FORMATS: dict[str, tuple[Callable[[Path], Path], Callable[[Path], object], 
     "toml": (lambda p: write_calibration(_cams(), p), read_calibration, _is_cams),
     "yml": (lambda p: write_calibration(_cams(), p), read_calibration, _is_cams),
     "one.yaml": (lambda p: write_calibration(_cams()[:1], p), read_calibration, _is_cams),
-    "mrk.json": (lambda p: write_landmarks(_landmarks(), p), read_landmarks, lambda x: isinstance(x, Landmarks)),
-    "fcsv": (lambda p: write_landmarks(_landmarks(), p), read_landmarks, lambda x: isinstance(x, Landmarks)),
-    "lm.csv": (lambda p: write_landmarks(_landmarks(), p), read_landmarks, lambda x: isinstance(x, Landmarks)),
+    "mrk.json": (
+        lambda p: write_landmarks(_landmarks(), p),
+        read_landmarks,
+        lambda x: isinstance(x, Landmarks),
+    ),
+    "fcsv": (
+        lambda p: write_landmarks(_landmarks(), p),
+        read_landmarks,
+        lambda x: isinstance(x, Landmarks),
+    ),
+    "lm.csv": (
+        lambda p: write_landmarks(_landmarks(), p),
+        read_landmarks,
+        lambda x: isinstance(x, Landmarks),
+    ),
 }
 
 
@@ -185,7 +232,9 @@ def test_damaged_files(tmp_path: Path, fmt: str) -> None:
 def test_damaged_openpose_folders(tmp_path: Path) -> None:
     lay = get_layout("coco17")
     rng = np.random.default_rng(11)
-    seq = KeypointSequence(rng.uniform(10, 900, (5, 17, 2)), tuple(lay.medpose), 30.0, frame="cam01")
+    seq = KeypointSequence(
+        rng.uniform(10, 900, (5, 17, 2)), tuple(lay.medpose), 30.0, frame="cam01"
+    )
     good = write_openpose(seq, tmp_path / "cam01_json")
     files = sorted(good.iterdir())
     check(lambda: read_openpose(good), _is_seq, "openpose: the valid folder")
@@ -200,8 +249,14 @@ def test_damaged_openpose_folders(tmp_path: Path) -> None:
     # folder-level damage: renamed, missing and stray files
     for how, change in [
         ("frame 2 missing", lambda d: (d / victim).unlink()),
-        ("stray huge frame number", lambda d: shutil.copy(d / victim, d / "cam01_000900000000_keypoints.json")),
-        ("40-digit frame number", lambda d: shutil.copy(d / victim, d / ("c_" + "9" * 40 + ".json"))),
+        (
+            "stray huge frame number",
+            lambda d: shutil.copy(d / victim, d / "cam01_000900000000_keypoints.json"),
+        ),
+        (
+            "40-digit frame number",
+            lambda d: shutil.copy(d / victim, d / ("c_" + "9" * 40 + ".json")),
+        ),
         ("file without a number", lambda d: shutil.copy(d / victim, d / "cam.json")),
         ("a folder named .json", lambda d: (d / "x_000000000007.json").mkdir()),
         ("only non-json files", lambda d: [f.rename(f.with_suffix(".txt")) for f in d.iterdir()]),
@@ -210,4 +265,8 @@ def test_damaged_openpose_folders(tmp_path: Path) -> None:
         shutil.copytree(good, work)
         change(work)
         for kw in ({}, {"missing_frames": "error"}, {"rate": 0}):
-            check(lambda: read_openpose(work, **kw), _is_seq, f"openpose folder: {how} {kw}")
+            check(
+                functools.partial(read_openpose, work, **kw),
+                _is_seq,
+                f"openpose folder: {how} {kw}",
+            )

@@ -76,13 +76,17 @@ def test_trc_cells(tmp_path: Path, trc: str) -> None:
     cells = lines[6].split("\t")
     quoted = cells.copy()
     quoted[3] = '"' + quoted[3]
-    with pytest.raises(InputError, match=r"q\.trc: line 7, column a/Y: found '\"-?[0-9.]+'; expected a number"):
+    with pytest.raises(
+        InputError, match=r"q\.trc: line 7, column a/Y: found '\"-?[0-9.]+'; expected a number"
+    ):
         read_trc(_write(tmp_path / "q.trc", "\n".join([*lines[:6], "\t".join(quoted), *lines[7:]])))
     for bad in ("inf", "-inf", "1e999"):
         inf = cells.copy()
         inf[4] = bad
         text = "\n".join([*lines[:6], "\t".join(inf), *lines[7:]])
-        with pytest.raises(InputError, match=r"i\.trc: line 7, column a/Z: found -?inf; expected a finite number"):
+        with pytest.raises(
+            InputError, match=r"i\.trc: line 7, column a/Z: found -?inf; expected a finite number"
+        ):
             read_trc(_write(tmp_path / "i.trc", text))
 
 
@@ -93,7 +97,9 @@ def test_trc_cells(tmp_path: Path, trc: str) -> None:
 )
 def test_trc_not_utf8(tmp_path: Path, trc: str, data: bytes, line: int) -> None:
     raw = data if line == 1 else trc.encode().replace(b"Frame#\t", data, 1)
-    with pytest.raises(InputError, match=rf"e\.trc: line {line}: byte 0x[0-9a-f]+ is not UTF-8 text"):
+    with pytest.raises(
+        InputError, match=rf"e\.trc: line {line}: byte 0x[0-9a-f]+ is not UTF-8 text"
+    ):
         read_trc(_write(tmp_path / "e.trc", raw))
 
 
@@ -114,7 +120,9 @@ def test_folder_for_a_file(tmp_path: Path) -> None:
 
 def test_size_limit(tmp_path: Path, trc: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_text, "MAX_TABLE_BYTES", 100)
-    with pytest.raises(InputError, match=r"big\.trc: file size \d+ bytes; expected at most 100 bytes"):
+    with pytest.raises(
+        InputError, match=r"big\.trc: file size \d+ bytes; expected at most 100 bytes"
+    ):
         read_trc(_write(tmp_path / "big.trc", trc))
 
 
@@ -126,14 +134,17 @@ def mot(tmp_path: Path) -> str:
 
 
 def test_mot_bad_numbers(tmp_path: Path, mot: str) -> None:
-    with pytest.raises(InputError, match=r"m\.mot: header field 'nrows' is 'inf'; expected a whole number"):
+    with pytest.raises(
+        InputError, match=r"m\.mot: header field 'nrows' is 'inf'; expected a whole number"
+    ):
         read_mot(_write(tmp_path / "m.mot", mot.replace("nRows=4", "nRows=inf")))
     with pytest.raises(InputError, match=r"m\.mot: header field 'ncolumns' is '1e400'"):
         read_mot(_write(tmp_path / "m.mot", mot.replace("nColumns=3", "nColumns=1e400")))
     lines = mot.split("\n")
     lines[8] = lines[8].rsplit("\t", 1)[0] + "\tinf"
     with pytest.raises(
-        InputError, match=r"m\.mot: line 9, column 'hip_flexion_r': found inf; expected a finite number"
+        InputError,
+        match=r"m\.mot: line 9, column 'hip_flexion_r': found inf; expected a finite number",
     ):
         read_mot(_write(tmp_path / "m.mot", "\n".join(lines)))
 
@@ -167,7 +178,11 @@ def csv_text(tmp_path: Path, seq3d: KeypointSequence) -> str:
 @pytest.mark.parametrize(
     ("old", "new", "pattern"),
     [
-        ("start_s=0.0", "start_s=abc", r"metadata start_s is 'abc'; expected a finite time in seconds"),
+        (
+            "start_s=0.0",
+            "start_s=abc",
+            r"metadata start_s is 'abc'; expected a finite time in seconds",
+        ),
         ("start_s=0.0", "start_s=inf", r"metadata start_s is 'inf'; expected a finite time"),
         ("rate_hz=60.0", "rate_hz=0", r"metadata rate_hz is '0'; expected a positive number of Hz"),
         ("rate_hz=60.0", "rate_hz=nan", r"metadata rate_hz is 'nan'; expected a positive number"),
@@ -192,7 +207,9 @@ def test_csv_stray_frame_number(tmp_path: Path, csv_text: str) -> None:
 
 def test_csv_stray_time(tmp_path: Path) -> None:
     text = "keypoint,time_s,x,y,z\na,0,1,2,3\na,0.1,1,2,3\na,0.2,1,2,3\na,0.3,1,2,3\na,1e8,1,2,3\n"
-    with pytest.raises(InputError, match=r"t\.csv: time stamps \(as frame indices\) run from 0 to 1000000000 "):
+    with pytest.raises(
+        InputError, match=r"t\.csv: time stamps \(as frame indices\) run from 0 to 1000000000 "
+    ):
         read_keypoints(_write(tmp_path / "t.csv", text))
 
 
@@ -201,7 +218,9 @@ def test_csv_inf_is_refused_not_missing(tmp_path: Path, csv_text: str) -> None:
     cells = lines[3].split(",")
     cells[4] = "inf"
     lines[3] = ",".join(cells)
-    with pytest.raises(InputError, match=r"i\.csv: line 4, column 'y': found inf; expected a finite number"):
+    with pytest.raises(
+        InputError, match=r"i\.csv: line 4, column 'y': found inf; expected a finite number"
+    ):
         read_keypoints(_write(tmp_path / "i.csv", "\n".join(lines)))
 
 
@@ -216,7 +235,9 @@ def test_csv_wide_lines(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"w\.csv: line 1: 200000 columns; expected at most 20000"):
         read_keypoints(_write(tmp_path / "w.csv", head + "\n" + head + "\n"))
     row = ",".join("1" for _ in range(200_000))
-    with pytest.raises(InputError, match=r"r\.csv: line 3: 200000 cells; expected 3 as in the header"):
+    with pytest.raises(
+        InputError, match=r"r\.csv: line 3: 200000 cells; expected 3 as in the header"
+    ):
         read_keypoints(_write(tmp_path / "r.csv", f"frame,a_x,a_y\n0,1,2\n{row}\n"), rate=30)
 
 
@@ -234,7 +255,9 @@ def test_wide_stray_frame(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- Parquet
-def _parquet(path: Path, seq: KeypointSequence, meta: dict | None, frame_value: float | None) -> Path:
+def _parquet(
+    path: Path, seq: KeypointSequence, meta: dict | None, frame_value: float | None
+) -> Path:
     df = seq.to_dataframe()
     df.attrs = {}
     if frame_value is not None:
@@ -250,7 +273,9 @@ def _parquet(path: Path, seq: KeypointSequence, meta: dict | None, frame_value: 
 @pytest.mark.parametrize("value", [1e308, 1e12])
 def test_parquet_huge_frame(tmp_path: Path, seq3d: KeypointSequence, value: float) -> None:
     p = _parquet(tmp_path / "f.parquet", seq3d, {"rate_hz": 60}, value)
-    with pytest.raises(InputError, match=r"f\.parquet: frame numbers run from 0 to (1e\+308|1000000000000) "):
+    with pytest.raises(
+        InputError, match=r"f\.parquet: frame numbers run from 0 to (1e\+308|1000000000000) "
+    ):
         read_keypoints(p)
 
 
@@ -259,10 +284,15 @@ def test_parquet_huge_frame(tmp_path: Path, seq3d: KeypointSequence, value: floa
     [
         ({"rate_hz": 60, "start_s": "abc"}, r"metadata start_s is 'abc'; expected a finite time"),
         ({"rate_hz": [60]}, r"metadata rate_hz is \[60\]; expected a positive number of Hz"),
-        ({"rate_hz": 60, "frame": {"a": 1}}, r"metadata frame is \{'a': 1\}; expected a text value"),
+        (
+            {"rate_hz": 60, "frame": {"a": 1}},
+            r"metadata frame is \{'a': 1\}; expected a text value",
+        ),
     ],
 )
-def test_parquet_metadata(tmp_path: Path, seq3d: KeypointSequence, meta: dict, pattern: str) -> None:
+def test_parquet_metadata(
+    tmp_path: Path, seq3d: KeypointSequence, meta: dict, pattern: str
+) -> None:
     with pytest.raises(InputError, match=r"m\.parquet: " + pattern):
         read_keypoints(_parquet(tmp_path / "m.parquet", seq3d, meta, None))
 
@@ -283,7 +313,9 @@ def test_parquet_inf_and_bad_bytes(tmp_path: Path, seq3d: KeypointSequence) -> N
 def op_folder(tmp_path: Path) -> Path:
     lay = get_layout("body25")
     rng = np.random.default_rng(1)
-    seq = KeypointSequence(rng.uniform(10, 500, (6, 25, 2)), tuple(lay.medpose), 30.0, frame="cam01")
+    seq = KeypointSequence(
+        rng.uniform(10, 500, (6, 25, 2)), tuple(lay.medpose), 30.0, frame="cam01"
+    )
     return write_openpose(seq, tmp_path / "cam01_json")
 
 
@@ -307,12 +339,15 @@ def test_openpose_stray_frame_number(op_folder: Path) -> None:
     first = sorted(op_folder.iterdir())[0]
     (op_folder / "cam_000100000000.json").write_text(first.read_text())
     with pytest.raises(
-        InputError, match=r"cam01_json: frame numbers run from 0 to 100000000 \(100000001 frames\) but only 7"
+        InputError,
+        match=r"cam01_json: frame numbers run from 0 to 100000000 \(100000001 frames\) but only 7",
     ):
         read_openpose(op_folder)
     (op_folder / "cam_000100000000.json").unlink()
     (op_folder / ("cam_" + "9" * 40 + ".json")).write_text(first.read_text())
-    with pytest.raises(InputError, match=r"cam_9+\.json: frame number has 40 digits; expected at most 15"):
+    with pytest.raises(
+        InputError, match=r"cam_9+\.json: frame number has 40 digits; expected at most 15"
+    ):
         read_openpose(op_folder)
 
 
@@ -321,7 +356,10 @@ def test_openpose_stray_frame_number(op_folder: Path) -> None:
     [
         (lambda t: t.replace("[", "[" + "1" * 400 + ", ", 1), r"JSON integer of 400 digits"),
         (lambda t: t.replace("[", "[1e999, ", 1), r"JSON number '1e999' overflows"),
-        (lambda t: t.replace("[", "[Infinity, ", 1), r"JSON value Infinity; expected a finite number"),
+        (
+            lambda t: t.replace("[", "[Infinity, ", 1),
+            r"JSON value Infinity; expected a finite number",
+        ),
         (lambda t: "[" * 50_000 + "]" * 50_000, r"JSON nested deeper than 64 levels"),
         (lambda t: t[: len(t) // 2], r"invalid JSON at line \d+ column \d+ .*may be truncated"),
     ],
@@ -351,6 +389,7 @@ def test_openpose_file_for_a_folder(tmp_path: Path) -> None:
 def test_parse_helpers() -> None:
     assert _text.parse_count("100", "f", "n") == 100
     assert _text.parse_count("100.0", "f", "n") == 100
+    bad: object
     for bad in ("inf", "nan", "1.5", "abc", True, None, "1" * 400):
         with pytest.raises(InputError, match=r"^f: n is .*; expected a whole number"):
             _text.parse_count(bad, "f", "n")
@@ -363,7 +402,9 @@ def test_parse_helpers() -> None:
 def test_frame_span_rule() -> None:
     assert _text.check_frame_span(0, 999, 2, "f", "frames") == 1000  # small spans always pass
     assert _text.check_frame_span(10, 5009, 50, "f", "frames") == 5000  # 100x the frames present
-    with pytest.raises(InputError, match=r"f: frames run from 0 to 5000 \(5001 frames\) but only 50"):
+    with pytest.raises(
+        InputError, match=r"f: frames run from 0 to 5000 \(5001 frames\) but only 50"
+    ):
         _text.check_frame_span(0, 5000, 50, "f", "frames")
     with pytest.raises(InputError, match=r"at most 2000000 frames"):
         _text.check_frame_span(0, 3_000_000, 3_000_000, "f", "frames")

@@ -582,27 +582,44 @@ def test_json_hostile_values(tmp_path):
     ):
         read_landmarks(_write(tmp_path, "s.mrk.json", json.dumps(doc)))
     text = _markups(LPS_PTS).replace("-120.5", "1" * 400, 1)
-    with pytest.raises(InputError, match=r"b\.mrk\.json: JSON integer of 400 digits; expected a number below 2\*\*63"):
+    with pytest.raises(
+        InputError,
+        match=r"b\.mrk\.json: JSON integer of 400 digits; expected a number below 2\*\*63",
+    ):
         read_landmarks(_write(tmp_path, "b.mrk.json", text))
     text = _markups(LPS_PTS).replace("-120.5", "1e999", 1)
-    with pytest.raises(InputError, match=r"o\.mrk\.json: JSON number '1e999' overflows; expected a finite number"):
+    with pytest.raises(
+        InputError, match=r"o\.mrk\.json: JSON number '1e999' overflows; expected a finite number"
+    ):
         read_landmarks(_write(tmp_path, "o.mrk.json", text))
     with pytest.raises(InputError, match=r"d\.mrk\.json: JSON nested deeper than 64 levels"):
-        read_landmarks(_write(tmp_path, "d.mrk.json", '{"markups": ' + "[" * 100_000 + "]" * 100_000 + "}"))
+        read_landmarks(
+            _write(tmp_path, "d.mrk.json", '{"markups": ' + "[" * 100_000 + "]" * 100_000 + "}")
+        )
 
 
 def test_fcsv_and_csv_hostile_values(tmp_path):
     lm_ = Landmarks(NAMES, LPS_PTS, "LPS")
     fcsv = write_fcsv(lm_, tmp_path / "ok.fcsv").read_text()
-    with pytest.raises(InputError, match=r"l\.fcsv: line 4: not a valid CSV line \(field larger than field limit"):
+    with pytest.raises(
+        InputError, match=r"l\.fcsv: line 4: not a valid CSV line \(field larger than field limit"
+    ):
         read_landmarks(_write(tmp_path, "l.fcsv", fcsv.replace("asis_r", "x" * 131_100, 1)))
-    with pytest.raises(InputError, match=r"i\.fcsv: line 4, column 'y': expected a finite number \(mm\), found 'inf'"):
+    with pytest.raises(
+        InputError,
+        match=r"i\.fcsv: line 4, column 'y': expected a finite number \(mm\), found 'inf'",
+    ):
         read_landmarks(_write(tmp_path, "i.fcsv", fcsv.replace(",30.25,", ",inf,", 1)))
     csv_ = write_landmarks_csv(lm_, tmp_path / "ok.csv").read_text()
     assert ",910.0," in csv_
-    with pytest.raises(InputError, match=r"i\.csv: line 2, column 'z': expected a finite number \(mm\), found '-inf'"):
+    with pytest.raises(
+        InputError,
+        match=r"i\.csv: line 2, column 'z': expected a finite number \(mm\), found '-inf'",
+    ):
         read_landmarks(_write(tmp_path, "i.csv", csv_.replace(",910.0,", ",-inf,", 1)))
-    with pytest.raises(InputError, match=r"q\.csv: line 3: a quoted field runs over the end of the line"):
+    with pytest.raises(
+        InputError, match=r"q\.csv: line 3: a quoted field runs over the end of the line"
+    ):
         read_landmarks(_write(tmp_path, "q.csv", csv_.replace("asis_l", '"asis_l', 1)))
 
 
@@ -610,9 +627,14 @@ def test_fcsv_and_csv_hostile_values(tmp_path):
 def test_encodings_and_folders(tmp_path, ext):
     p = tmp_path / f"a.{ext}"
     p.write_bytes("# caf\u00e9\n".encode("latin-1"))
-    with pytest.raises(InputError, match=rf"a\.{ext}: line 1: byte 0xe9 is not UTF-8 text; expected a UTF-8 landmark file"):
+    with pytest.raises(
+        InputError,
+        match=rf"a\.{ext}: line 1: byte 0xe9 is not UTF-8 text; expected a UTF-8 landmark file",
+    ):
         read_landmarks(p)
     (tmp_path / "sub" / f"d.{ext}").mkdir(parents=True)
-    with pytest.raises(InputError, match=rf"d\.{ext}: is a folder; expected a landmark file") as info:
+    with pytest.raises(
+        InputError, match=rf"d\.{ext}: is a folder; expected a landmark file"
+    ) as info:
         read_landmarks(tmp_path / "sub" / f"d.{ext}")
     assert str(tmp_path) not in str(info.value)

@@ -85,9 +85,13 @@ def test_read_keypoints_dispatches_folders(small_folder: Path) -> None:
 def test_missing_frames_policy(small_folder: Path) -> None:
     """missing_frames="error" names the folder and every missing number; "warn" keeps NaN."""
     (small_folder / "cam02_000001.json").unlink()
-    with pytest.raises(InputError, match=r"cam02_json: 2 frame number\(s\) missing between 0 and 5 .*: 1, 4;"):
+    with pytest.raises(
+        InputError, match=r"cam02_json: 2 frame number\(s\) missing between 0 and 5 .*: 1, 4;"
+    ):
         read_openpose(small_folder, missing_frames="error")
-    with pytest.warns(UserWarning, match=r"missing between 0 and 5 .*: 1, 4; they are kept as all-NaN"):
+    with pytest.warns(
+        UserWarning, match=r"missing between 0 and 5 .*: 1, 4; they are kept as all-NaN"
+    ):
         seq = read_openpose(small_folder, missing_frames="warn")
     assert seq.n_frames == 6 and np.isnan(seq.positions[[1, 4]]).all()
     with pytest.raises(InputError, match=r"missing_frames='ignore'; expected 'warn' or 'error'"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,7 @@ def seq3d() -> KeypointSequence:
         pos,
         ("hip_r", "knee_r", "ankle_r", "pelvis", "my marker"),
         59.94,
-        conf,
+        confidence=conf,
         frame="lab",
         start=0.5,
     )
@@ -133,7 +134,7 @@ def test_tidy_by_time_only(tmp_path: Path) -> None:
 def test_wide_mediapipe_indexed(tmp_path: Path) -> None:
     lay = get_layout("mediapipe33")
     rng = np.random.default_rng(2)
-    data = {"time": [0.0, 1 / 30]}
+    data: dict[str, Any] = {"time": [0.0, 1 / 30]}
     vals = rng.uniform(0, 1, (2, 33, 4))
     for i in range(33):
         for j, a in enumerate(("x", "y", "z", "visibility")):
@@ -273,7 +274,9 @@ def test_bad_parquet(tmp_path: Path, seq3d: KeypointSequence) -> None:
 
     t = pa.Table.from_pandas(seq3d.to_dataframe().drop(columns="keypoint"), preserve_index=False)
     pq.write_table(t.replace_schema_metadata({b"medpose": b"{oops"}), tmp_path / "meta.parquet")
-    with pytest.raises(InputError, match=r"meta\.parquet: metadata 'medpose': invalid JSON at line 1"):
+    with pytest.raises(
+        InputError, match=r"meta\.parquet: metadata 'medpose': invalid JSON at line 1"
+    ):
         read_parquet_keypoints(tmp_path / "meta.parquet")
     pq.write_table(t, tmp_path / "nokp.parquet")
     with pytest.raises(InputError, match=r"nokp\.parquet: missing columns \['keypoint'\]"):
