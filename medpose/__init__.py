@@ -1,6 +1,7 @@
 """medpose: medical motion assessment and surgical navigation.
 
-The names in ``__all__`` are the public API (see DESIGN.md): what notebooks and scripts import.
+The names in ``__all__`` are the public API (see ``docs/architecture.md``): what notebooks and
+scripts import.
 Light modules (data model, file formats, sessions) are imported eagerly; the torch-backed parts
 (skeleton, fit) and whole sub-packages (``mp.synthetic``, ``mp.temporal``, ...) load on first use,
 so ``import medpose`` and the command line start quickly.

@@ -1,4 +1,4 @@
-"""The public API that DESIGN.md promises: every name resolves, light import stays light."""
+"""The public API (`medpose.__all__`): every name resolves, light import stays light."""
 
 from __future__ import annotations
 
