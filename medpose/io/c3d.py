@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -41,9 +42,8 @@ def _ezc3d() -> Any:
 # ezc3d reads in a child interpreter (like the writer below): even after check_c3d a damaged
 # file could still make ezc3d crash or loop, and that must not take the caller's process with it.
 _READER = """
-import sys, numpy as np, ezc3d
-src, out = sys.argv[1], sys.argv[2]
-c = ezc3d.c3d(src, extract_forceplat_data=False)
+import io, sys, numpy as np, ezc3d
+c = ezc3d.c3d(sys.argv[1], extract_forceplat_data=False)
 point = c["parameters"].get("POINT", {})
 def value(name):
     return list(point[name]["value"]) if name in point else None
@@ -53,6 +53,7 @@ while labels is not None and "LABELS%d" % i in point:
     labels += list(point["LABELS%d" % i]["value"])
     i += 1
 res = c["data"].get("meta_points", {}).get("residuals")
+out = io.BytesIO()
 np.savez(
     out,
     points=np.asarray(c["data"]["points"], dtype=float),
@@ -64,6 +65,7 @@ np.savez(
     units=np.array([str(u).strip() for u in (value("UNITS") or [])], dtype=str),
     first_frame=int(c["header"]["points"].get("first_frame", 0)),
 )
+sys.stdout.buffer.write(out.getvalue())
 """
 
 #: Seconds a child reader may take: this plus 1 s per MB of file.
@@ -73,33 +75,28 @@ C3D_READ_TIMEOUT_S = 20.0
 def _read_in_child(p: Path, src: str) -> dict[str, np.ndarray]:
     """Run ezc3d on ``p`` in a child interpreter with a timeout; its arrays and parameters."""
     timeout = C3D_READ_TIMEOUT_S + p.stat().st_size / 1e6
-    with tempfile.TemporaryDirectory() as work:
-        out = Path(work) / "points.npz"
-        try:
-            run = subprocess.run(
-                [sys.executable, "-c", _READER, str(p), str(out)],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired:
-            raise InputError(
-                f"{src}: ezc3d did not finish reading the file within {timeout:.0f} s; "
-                "the file is damaged or not a C3D file"
-            ) from None
-        if run.returncode < 0:
-            raise InputError(
-                f"{src}: ezc3d crashed reading the file (signal {-run.returncode}); the file is "
-                "damaged (its header and parameter section passed medpose's checks)"
-            )
-        if run.returncode != 0 or not out.is_file():
-            lines = [ln.strip() for ln in run.stderr.splitlines() if ln.strip()]
-            reason = lines[-1] if lines else "no output"
-            for text in (str(p.resolve()), str(p)):
-                reason = reason.replace(text, src)
-            raise InputError(f"{src}: not a readable C3D file (ezc3d: {reason})")
-        with np.load(out, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _READER, str(p)], capture_output=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise InputError(
+            f"{src}: ezc3d did not finish reading the file within {timeout:.0f} s; "
+            "the file is damaged or not a C3D file"
+        ) from None
+    if run.returncode < 0:
+        raise InputError(
+            f"{src}: ezc3d crashed reading the file (signal {-run.returncode}); the file is "
+            "damaged (its header and parameter section passed medpose's checks)"
+        )
+    if run.returncode != 0 or not run.stdout:
+        lines = [ln.strip() for ln in run.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        reason = lines[-1] if lines else "no output"
+        for text in (str(p.resolve()), str(p)):
+            reason = reason.replace(text, src)
+        raise InputError(f"{src}: not a readable C3D file (ezc3d: {reason})")
+    with np.load(io.BytesIO(run.stdout), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def read_c3d(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import gzip
 import shutil
+import struct
 import warnings
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from pydicom.uid import generate_uid
 from scipy.spatial.transform import Rotation
 
 from medpose.errors import InputError
+from medpose.imaging import volume as vol_module
 from medpose.imaging.volume import Volume, list_dicom_series, read_volume, write_volume
 from medpose.io import volume as io_volume
 
@@ -231,8 +235,11 @@ def test_detached_header_formats_write_two_files(tmp_path):
     write_volume(_oblique_volume(), tmp_path / "d.mhd")
     write_volume(_oblique_volume(), tmp_path / "n.nhdr")
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["d.mhd", "d.raw", "n.nhdr", "n.raw"]
-    assert "ElementDataFile = d.raw" in (tmp_path / "d.mhd").read_text()
+    assert len(names) == 4 and "d.mhd" in names and "n.nhdr" in names
+    d_raw = next(n for n in names if n.startswith("d.") and n.endswith(".raw"))
+    n_raw = next(n for n in names if n.startswith("n.") and n.endswith(".raw"))
+    assert f"ElementDataFile = {d_raw}" in (tmp_path / "d.mhd").read_text()
+    assert f"data file: {n_raw}" in (tmp_path / "n.nhdr").read_text()
 
 
 def test_sitk_round_trip_and_index_maths_match_itk():
@@ -272,8 +279,8 @@ def test_truncated_nifti(tmp_path, nib_data):
     bad.write_bytes(raw[: len(raw) // 2])  # ITK 5.4 alone reads this without error, zero-filled
     with pytest.raises(
         InputError,
-        match=r"cut\.nii: truncated NIfTI: 34001 bytes of voxel data, the header "
-        r"promises 67650 \(\(33, 41, 25\) x >i2\)",
+        match=r"cut\.nii: truncated NIfTI: 33649 bytes of voxel data after vox_offset 352, the "
+        r"header promises 67650 \(\(33, 41, 25\) x >i2\)",
     ) as info:
         read_volume(bad)
     assert str(tmp_path) not in str(info.value)
@@ -366,3 +373,247 @@ def test_index_shape_checked():
         _oblique_volume().index_to_lps(np.zeros((4, 2)))
     with pytest.raises(InputError, match=r"points must have shape \(\.\.\., 3\)"):
         _oblique_volume().lps_to_index([1.0, 2.0])
+
+
+# ---------------------------------------------------------------------------- size and geometry checks
+def _nifti_bytes(tmp_path: Path, name: str = "g.nii") -> tuple[Path, bytearray]:
+    """A NIfTI-1 written by nibabel (little-endian, sform and qform code 1)."""
+    img = nib.Nifti1Image(np.arange(120, dtype=np.int16).reshape(4, 5, 6), np.diag([2.0, 3, 4, 1]))
+    img.set_qform(img.affine, 1)
+    img.set_sform(img.affine, 1)
+    path = tmp_path / name
+    nib.save(img, str(path))
+    return path, bytearray(path.read_bytes())
+
+
+def test_written_nifti_has_vox_offset_352_and_nibabel_agrees(tmp_path):
+    vol = _oblique_volume()
+    for ext in (".nii", ".nii.gz"):
+        path = write_volume(vol, tmp_path / f"v{ext}")
+        img = nib.load(str(path))
+        raw = gzip.decompress(path.read_bytes()) if ext == ".nii.gz" else path.read_bytes()
+        assert struct.unpack("<f", raw[108:112])[0] == 352.0  # nifti1.h: vox_offset >= 352
+        np.testing.assert_array_equal(np.asarray(img.dataobj), vol.array)
+    assert (tmp_path / "v.nii").stat().st_size == 352 + vol.array.nbytes
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+def test_medpose_written_nifti_cut_by_300_bytes_refused(tmp_path, ext):
+    vol = Volume(
+        np.random.default_rng(0).normal(0, 500, (20, 20, 20)).astype(np.int16),
+        [1, 1, 1],
+        [0, 0, 0],
+        np.eye(3),
+    )
+    path = write_volume(vol, tmp_path / f"ct{ext}")
+    if ext == ".nii":
+        path.write_bytes(path.read_bytes()[:-300])
+        match = r"ct\.nii: truncated NIfTI: 15700 bytes of voxel data after vox_offset 352, the header promises 16000"
+    else:  # a complete gzip stream of a cut .nii, and a cut gzip stream
+        raw = gzip.decompress(path.read_bytes())[:-300]
+        path.write_bytes(gzip.compress(raw))
+        match = r"ct\.nii\.gz: truncated NIfTI: 15700 bytes"
+    with pytest.raises(InputError, match=match):
+        read_volume(path)
+    if ext == ".nii.gz":
+        good = write_volume(vol, tmp_path / "ct2.nii.gz").read_bytes()
+        path.write_bytes(good[:-300])
+        with pytest.raises(InputError, match=r"ct\.nii\.gz: truncated or corrupt gzip stream"):
+            read_volume(path)
+
+
+@pytest.mark.parametrize(
+    "offset, fmt, value, message",
+    [
+        (84, "<f", 0.0, r"NIfTI pixdim\[1:4\] is \[2\.0, 0\.0, 4\.0\]; expected 3 finite positive"),
+        (76 + 12, "<f", float("nan"), r"NIfTI pixdim\[1:4\] is \[2\.0, 3\.0, nan\]"),
+        (280, "<f", float("nan"), r"NIfTI sform \(sform_code 1\) srow_x/y/z is \[\[nan, "),
+        (296 + 4, "<f", 0.0, r"NIfTI sform \(sform_code 1\) srow_x/y/z is .*expected a finite invertible"),
+        (256, "<f", float("nan"), r"NIfTI qform \(qform_code 1\) quatern_b/c/d \[nan, "),
+        (256, "<f", 1.5, r"NIfTI qform .*expected finite values and b\^2 \+ c\^2 \+ d\^2 <= 1"),
+    ],
+)
+def test_bad_nifti_geometry_refused(tmp_path, offset, fmt, value, message):
+    """nifti1.h byte offsets: pixdim 76, quatern_b 256, srow_x 280, srow_y 296."""
+    path, raw = _nifti_bytes(tmp_path)
+    if offset == 296 + 4:  # srow_y = 0: a singular sform
+        raw[296:312] = struct.pack("<4f", 0, 0, 0, 0)
+    else:
+        raw[offset : offset + 4] = struct.pack(fmt, value)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=r"g\.nii: " + message):
+        read_volume(path)
+
+
+def test_nan_sform_with_code_0_is_ignored(tmp_path):
+    path, raw = _nifti_bytes(tmp_path)
+    raw[254:256] = struct.pack("<h", 0)  # sform_code 0: the qform is used, the sform ignored
+    raw[280:284] = struct.pack("<f", float("nan"))
+    path.write_bytes(bytes(raw))
+    np.testing.assert_allclose(read_volume(path).spacing, [2, 3, 4])
+
+
+@pytest.mark.parametrize("ext", [".nrrd", ".mha", ".nhdr", ".mhd"])
+def test_truncated_nrrd_and_metaimage_refused(tmp_path, ext):
+    path = write_volume(_oblique_volume(), tmp_path / f"t{ext}")
+    data = path if ext in (".nrrd", ".mha") else next(tmp_path.glob("t.*.raw"))
+    data.write_bytes(data.read_bytes()[:-50])
+    with pytest.raises(InputError, match=r"truncated: \d+ bytes of voxel data in .*, the header promises 420"):
+        read_volume(path)
+
+
+@pytest.mark.parametrize("ext", [".nrrd", ".mha"])
+def test_compressed_truncated_or_impossible_size_refused(tmp_path, ext):
+    path = write_volume(_oblique_volume(), tmp_path / f"z{ext}", compress=True)
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-20])
+    with pytest.raises(InputError, match=r"truncated or corrupt compressed voxel data|truncated: the compressed"):
+        read_volume(path)
+    field = b"sizes: 7 6 5" if ext == ".nrrd" else b"DimSize = 7 6 5"
+    assert field in raw
+    path.write_bytes(raw.replace(field, field[:-5] + b"7000 6000 5000"))
+    with pytest.raises(InputError, match=r"promises 420000000000 bytes of voxels, more than \d+ compressed"):
+        read_volume(path)
+
+
+def test_detached_data_file_must_stay_inside_root(tmp_path):
+    write_volume(_oblique_volume(), tmp_path / "d.mhd")
+    header = (tmp_path / "d.mhd").read_text()
+    line = next(ln for ln in header.splitlines() if ln.startswith("ElementDataFile"))
+    (tmp_path / "d.mhd").write_text(header.replace(line, "ElementDataFile = /etc/passwd"))
+    with pytest.raises(InputError, match=r"d\.mhd: ElementDataFile names a data file outside the allowed root folder") as info:
+        read_volume(tmp_path / "d.mhd")
+    assert "passwd" not in str(info.value) and "/etc" not in str(info.value)
+    # a data file in the parent folder: refused by default, read with root= the parent
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    raw_name = line.split("=")[1].strip()
+    (sub / "d.mhd").write_text(header.replace(line, f"ElementDataFile = ../{raw_name}"))
+    with pytest.raises(InputError, match=r"ElementDataFile names a data file outside"):
+        read_volume(sub / "d.mhd")
+    np.testing.assert_array_equal(read_volume(sub / "d.mhd", root=tmp_path).array, _oblique_volume().array)
+    with pytest.raises(InputError, match=r"d\.mhd: lies outside the allowed root folder"):
+        read_volume(sub / "d.mhd", root=tmp_path / "elsewhere")
+    # a symbolic link inside the folder that leads outside it is refused too
+    (sub / "link.raw").symlink_to(tmp_path / raw_name)
+    (sub / "d.mhd").write_text(header.replace(line, "ElementDataFile = link.raw"))
+    with pytest.raises(InputError, match=r"ElementDataFile names a data file outside"):
+        read_volume(sub / "d.mhd")
+
+
+def test_nrrd_data_file_outside_refused_and_lists_refused(tmp_path):
+    write_volume(_oblique_volume(), tmp_path / "n.nhdr")
+    text = (tmp_path / "n.nhdr").read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("data file:"))
+    (tmp_path / "n.nhdr").write_text(text.replace(line, "data file: ../../../../etc/passwd"))
+    with pytest.raises(InputError, match=r"n\.nhdr: NRRD 'data file' names a data file outside") as info:
+        read_volume(tmp_path / "n.nhdr")
+    assert "passwd" not in str(info.value)
+    (tmp_path / "n.nhdr").write_text(text.replace(line, "data file: LIST"))
+    with pytest.raises(InputError, match=r"NRRD 'data file' is 'LIST'...; medpose reads one data file"):
+        read_volume(tmp_path / "n.nhdr")
+
+
+# ---------------------------------------------------------------------------- DICOM checks
+def test_dicom_duplicate_slice_positions_refused(tmp_path, ct_file):
+    _write_series(ct_file, tmp_path / "dup", [0.0, 5.0, 5.0, 10.0])
+    with pytest.raises(InputError, match=r"dup: 1 pair\(s\) of slices share the same position .*4 slices"):
+        read_volume(tmp_path / "dup")
+
+
+def test_dicom_missing_slice_refused(tmp_path, ct_file):
+    _write_series(ct_file, tmp_path / "gap", [0.0, 5.0, 15.0, 20.0])  # 10 mm is missing
+    with pytest.raises(InputError, match=r"gap: slice spacing varies from 5 to 10 mm \(median 5 mm over 4 slices\)"):
+        read_volume(tmp_path / "gap")
+
+
+def test_dicom_unreadable_slice_refused(tmp_path, ct_file):
+    _write_series(ct_file, tmp_path / "bad", [0.0, 5.0, 10.0, 15.0, 20.0])
+    victim = tmp_path / "bad" / "img_02.dcm"  # the slice at 10 mm
+    victim.write_bytes(victim.read_bytes()[:300])
+    with pytest.raises(InputError, match=r"bad: (slice spacing varies from 5 to 10 mm|slice file 'img_02\.dcm' of the series is unreadable|could not read DICOM)"):
+        read_volume(tmp_path / "bad")
+
+
+def test_single_dicom_file_reads_like_its_one_file_folder(tmp_path, ct_file):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    shutil.copy(ct_file, folder / "CT_small.dcm")
+    from_file, from_folder = read_volume(ct_file), read_volume(folder)
+    np.testing.assert_array_equal(from_file.array, from_folder.array)
+    np.testing.assert_array_equal(from_file.affine, from_folder.affine)
+    ds = pydicom.dcmread(ct_file)
+    np.testing.assert_allclose(from_file.origin, [float(v) for v in ds.ImagePositionPatient])
+    noext = tmp_path / "IM0001"  # no extension: recognised by its DICM preamble
+    shutil.copy(ct_file, noext)
+    np.testing.assert_array_equal(read_volume(noext).array, from_folder.array)
+
+
+# ---------------------------------------------------------------------------- atomic writes
+def _short_writer(real):
+    """SimpleITK's WriteImage as on a full disk: ITK reports nothing and leaves a short file."""
+
+    def write(image, name, useCompression=False):
+        real(image, name, useCompression=useCompression)
+        data = [f for f in Path(name).parent.iterdir() if f.suffix == ".raw"]  # .mhd, .nhdr
+        with open(data[0] if data else name, "r+b") as fh:
+            fh.truncate(max(fh.seek(0, 2) - 100, 0))
+
+    return write
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz", ".nrrd", ".mha", ".nhdr", ".mhd"])
+def test_full_disk_raises_and_keeps_old_file(tmp_path, monkeypatch, ext):
+    old = _oblique_volume()
+    path = write_volume(old, tmp_path / f"o{ext}")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    new = Volume(old.array * 2, old.spacing, old.origin, old.direction)
+    monkeypatch.setattr(vol_module.sitk, "WriteImage", _short_writer(sitk.WriteImage))
+    with pytest.raises(OSError, match=r"short write"):
+        write_volume(new, path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing new left over
+    np.testing.assert_array_equal(read_volume(path).array, old.array)
+
+
+def test_gzip_enospc_propagates(tmp_path, monkeypatch):
+    old = _oblique_volume()
+    path = write_volume(old, tmp_path / "g.nii.gz")
+
+    class FullDisk:
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __exit__(self, *a):
+            return False
+
+    monkeypatch.setattr(vol_module.gzip, "open", FullDisk)
+    with pytest.raises(OSError) as info:
+        write_volume(Volume(old.array * 2, old.spacing, old.origin, old.direction), path)
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    np.testing.assert_array_equal(read_volume(path).array, old.array)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.nii.gz"]
+
+
+@pytest.mark.parametrize("ext", [".nhdr", ".mhd"])
+def test_pair_interrupted_before_header_keeps_old_pair(tmp_path, monkeypatch, ext):
+    old = _oblique_volume()
+    path = write_volume(old, tmp_path / f"p{ext}")
+    new = Volume(old.array * 2, old.spacing, old.origin, old.direction)
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vol_module, "atomic_write", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_volume(new, path)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(read_volume(path).array, old.array)
+    assert len(list(tmp_path.iterdir())) == 2  # the old pair only
+    write_volume(new, path)  # and a complete rewrite replaces the pair and removes the old data
+    np.testing.assert_array_equal(read_volume(path).array, new.array)
+    assert len(list(tmp_path.iterdir())) == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import struct
 import sys
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import pytest
 
 from medpose.data import KeypointSequence
 from medpose.errors import InputError
-from medpose.io.c3d import read_c3d, write_c3d, write_c3d_points
+from medpose.io import c3d as c3d_module
+from medpose.io.c3d import check_c3d, read_c3d, write_c3d, write_c3d_points
 from medpose.io.keypoints import read_keypoints
 
 
@@ -113,7 +116,7 @@ def test_missing_units(tmp_path: Path) -> None:
 
 def test_not_a_c3d_and_missing(tmp_path: Path) -> None:
     (tmp_path / "junk.c3d").write_bytes(b"\x00" * 10)
-    with pytest.raises(InputError, match=r"junk\.c3d: not a readable C3D file"):
+    with pytest.raises(InputError, match=r"junk\.c3d: 10 bytes; a C3D file starts with a 512-byte header"):
         read_c3d(tmp_path / "junk.c3d")
     with pytest.raises(InputError, match=r"none\.c3d.*not found"):
         read_c3d(tmp_path / "none.c3d")
@@ -128,3 +131,90 @@ def test_missing_ezc3d_names_the_extra(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "ezc3d", None)  # makes `import ezc3d` raise ImportError
     with pytest.raises(ImportError, match=r"medpose\[c3d\]"):
         read_c3d(tmp_path / "x.c3d")
+
+
+# ---------------------------------------------------------------------------- damaged files
+@pytest.fixture
+def good(tmp_path: Path, points: np.ndarray) -> bytes:
+    """An ezc3d file: header block 1, parameters from block 2, float data from block 4."""
+    p = make_c3d(tmp_path / "good.c3d", points, ["a", "b", "c"])
+    info = check_c3d(p)
+    assert info["processor"] == "Intel" and info["float"] and info["frames"] == 12
+    assert info["points"] == 3 and info["first_frame"] == 1 and info["last_frame"] == 12
+    return p.read_bytes()
+
+
+def _damaged(tmp_path: Path, raw: bytes | bytearray) -> Path:
+    p = tmp_path / "damaged.c3d"
+    p.write_bytes(bytes(raw))
+    return p
+
+
+def _patch(raw: bytes, offset: int, value: bytes) -> bytearray:
+    b = bytearray(raw)
+    b[offset : offset + len(value)] = value
+    return b
+
+
+def _alarm(seconds: int):
+    def stop(*_):
+        raise TimeoutError("read_c3d did not return")
+
+    signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ((1, b"\x00"), r"header byte 2 is 0x00; a C3D file has the key 0x50 there"),
+        ((0, b"\x09"), r"header word 1 names parameter block 9; expected a block >= 2 inside the file"),
+        ((512 + 3, b"\x00"), r"parameter section processor type 0; expected 84 \(Intel\)"),
+        ((16, struct.pack("<H", 2)), r"header word 9 puts the data at block 2; expected a block after"),
+        ((6, struct.pack("<H", 100)), r"header frame range is 100\.\.12; expected 1 <= first frame"),
+        ((8, struct.pack("<H", 400)), r"file is \d+ bytes; its header promises 400 frames of 3 points .* the file is truncated"),
+        ((2, struct.pack("<H", 5)), r"header word 2 says 5 points per frame, POINT:USED says 3"),
+        ((512 + 11, struct.pack("<h", 32767)), r"entry 'POINT' points to the next entry at byte 32778"),
+        ((512 + 13, b"\xff"), r"entry 'POINT' points to the next entry .* expected a position after its own data"),
+        ((12, struct.pack("<f", float("nan"))), r"header scale factor is nan; expected a non-zero finite"),
+    ],
+)
+def test_damaged_header_and_parameters_refused(tmp_path: Path, good: bytes, change, message) -> None:
+    """Each of these made ezc3d crash (SIGSEGV), hang or return nonsense when read in-process."""
+    _alarm(20)
+    try:
+        with pytest.raises(InputError, match=r"damaged\.c3d: " + message):
+            read_c3d(_damaged(tmp_path, _patch(good, *change)))
+    finally:
+        signal.alarm(0)
+
+
+def test_cut_files_refused(tmp_path: Path, good: bytes) -> None:
+    with pytest.raises(InputError, match=r"damaged\.c3d: the parameter section declares 2 blocks from block 2; the file ends after 512"):
+        read_c3d(_damaged(tmp_path, good[:1024]))
+    with pytest.raises(InputError, match=r"damaged\.c3d: file is 1600 bytes; its header promises 12 frames of 3 points and 0 analog samples \(float32\) from block 4, which needs 2112 bytes"):  # 3 x 512 + 12 x 3 x 4 x 4
+        read_c3d(_damaged(tmp_path, good[:1600]))
+    with pytest.raises(InputError, match=r"damaged\.c3d: 100 bytes; a C3D file starts with a 512-byte header"):
+        read_c3d(_damaged(tmp_path, good[:100]))
+
+
+def test_folder_refused(tmp_path: Path) -> None:
+    (tmp_path / "trial.c3d").mkdir()
+    with pytest.raises(InputError, match=r"trial\.c3d: not a regular file; expected a C3D file"):
+        read_c3d(tmp_path / "trial.c3d")
+
+
+def test_child_crash_and_hang_give_input_error(tmp_path: Path, good: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever check_c3d misses, ezc3d runs in a child: a crash or a hang there is an InputError."""
+    p = _damaged(tmp_path, good)
+    monkeypatch.setattr(c3d_module, "_READER", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    with pytest.raises(InputError, match=r"damaged\.c3d: ezc3d crashed reading the file \(signal 11\)"):
+        read_c3d(p)
+    monkeypatch.setattr(c3d_module, "_READER", "import time; time.sleep(60)")
+    monkeypatch.setattr(c3d_module, "C3D_READ_TIMEOUT_S", 0.5)
+    with pytest.raises(InputError, match=r"damaged\.c3d: ezc3d did not finish reading the file within 1 s"):
+        read_c3d(p)
+    monkeypatch.setattr(c3d_module, "_READER", "raise RuntimeError('bad block in ' + __import__('sys').argv[1])")
+    with pytest.raises(InputError, match=r"damaged\.c3d: not a readable C3D file \(ezc3d: RuntimeError: bad block in damaged\.c3d\)") as info:
+        read_c3d(p)
+    assert str(tmp_path) not in str(info.value)
