@@ -53,10 +53,13 @@ _IU = np.triu_indices(4)
 
 
 # ----------------------------------------------------------------------------- eigenvector
-def _solve_shifted(m: list[np.ndarray], lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _solve_shifted(
+    m: list[np.ndarray], lam: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``y = -(B - lam I)^-1 b`` for the 3x3 block ``B`` and column ``b`` of symmetric 4x4
     matrices given by their 10 upper entries ``m`` (row-major), by cofactors (Cramer's rule).
-    Returns ``y`` (3, N) and ``det(B - lam I)`` (N,)."""
+    Returns ``y`` (3, N), ``det(B - lam I)`` (N,) and ``(B - lam I)^-1 y`` (3, N), the
+    derivative of ``y`` with respect to ``lam``."""
     m00, m01, m02, m03, m11, m12, m13, m22, m23, _ = m
     a00, a11, a22 = m00 - lam, m11 - lam, m22 - lam
     c00 = a11 * a22 - m12 * m12
@@ -67,15 +70,18 @@ def _solve_shifted(m: list[np.ndarray], lam: np.ndarray) -> tuple[np.ndarray, np
     c22 = a00 * a11 - m01 * m01
     det = a00 * c00 + m01 * c01 + m02 * c02
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        inv = -1.0 / det
-        y = np.stack(
+        inv = 1.0 / det
+        y0 = -(c00 * m03 + c01 * m13 + c02 * m23) * inv
+        y1 = -(c01 * m03 + c11 * m13 + c12 * m23) * inv
+        y2 = -(c02 * m03 + c12 * m13 + c22 * m23) * inv
+        dy = np.stack(
             [
-                (c00 * m03 + c01 * m13 + c02 * m23) * inv,
-                (c01 * m03 + c11 * m13 + c12 * m23) * inv,
-                (c02 * m03 + c12 * m13 + c22 * m23) * inv,
+                (c00 * y0 + c01 * y1 + c02 * y2) * inv,
+                (c01 * y0 + c11 * y1 + c12 * y2) * inv,
+                (c02 * y0 + c12 * y1 + c22 * y2) * inv,
             ]
         )
-    return y, det
+    return np.stack([y0, y1, y2]), det, dy
 
 
 def _null_vector(
@@ -90,40 +96,39 @@ def _null_vector(
     with ``f'(l) = -1 - |y|^2``.  ``f`` is decreasing and concave there, so Newton's method
     started right of the root (at the Rayleigh quotient of the inhomogeneous least-squares
     solution, which bounds the smallest eigenvalue from above) converges monotonically.
-    An entry is done once its Newton step is below ``1e-12`` of the trace, ``y`` moved by less
-    than ``1e-10 (1 + |y|)`` and ``B - l I`` is positive definite; after ``max_iter`` steps the rest are solved by
+    Each Newton step ``s`` also moves ``y`` to first order, ``y + s (B - l I)^-1 y``; an entry
+    is done once that move is below ``1e-6 (1 + |y|)`` (the remaining error is of its square)
+    with ``B - l I`` positive definite.  After ``max_iter`` steps the rest are solved by
     :func:`numpy.linalg.eigh`, except those flagged in ``skip`` (left NaN).
     """
     n = m[0].shape[0]
-    trace = m[0] + m[4] + m[7] + m[9]
     out = np.full((3, n), np.nan)
     todo = np.ones(n, dtype=bool) if skip is None else ~skip
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        prev, _ = _solve_shifted(m, np.zeros(n))
-        lam = np.maximum(m[9] + m[3] * prev[0] + m[6] * prev[1] + m[8] * prev[2], 0.0) / (
-            1.0 + prev[0] * prev[0] + prev[1] * prev[1] + prev[2] * prev[2]
+        y, _, _ = _solve_shifted(m, np.zeros(n))
+        lam = np.maximum(m[9] + m[3] * y[0] + m[6] * y[1] + m[8] * y[2], 0.0) / (
+            1.0 + y[0] * y[0] + y[1] * y[1] + y[2] * y[2]
         )
         for it in range(max_iter):
-            # the first steps on every entry, later ones only on those not done yet
-            idx = np.flatnonzero(todo) if it >= 2 else slice(None)
-            mm = m if it < 2 else [a[idx] for a in m]
+            # the first step on every entry, later ones only on those not done yet
+            idx = np.flatnonzero(todo) if it >= 1 else slice(None)
+            mm = m if it < 1 else [a[idx] for a in m]
             lm = lam[idx]
-            y, det = _solve_shifted(mm, lm)
+            y, det, dy = _solve_shifted(mm, lm)
             a00 = mm[0] - lm
             yy = y[0] * y[0] + y[1] * y[1] + y[2] * y[2]
             step = (mm[9] - lm + mm[3] * y[0] + mm[6] * y[1] + mm[8] * y[2]) / (1.0 + yy)
-            change = np.abs(y - prev[:, idx]).max(0)
+            move = step * dy
+            y = y + move
             done = (
-                (np.abs(step) <= 1e-12 * trace[idx])
-                & (change <= 1e-10 * (1.0 + np.sqrt(yy)))
+                (np.abs(move).max(0) <= 1e-6 * (1.0 + np.sqrt(yy)))
                 & (a00 > 0)
                 & (a00 * (mm[4] - lm) - mm[1] * mm[1] > 0)
                 & (det > 0)
                 & todo[idx]
             )
             lam[idx] = lm + step
-            prev[:, idx] = y
-            where = np.flatnonzero(done) if it < 2 else idx[done]
+            where = np.flatnonzero(done) if it < 1 else idx[done]
             out[:, where] = y[:, done]
             todo[where] = False
             if not todo.any():
