@@ -29,7 +29,6 @@ import io
 import json
 import math
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,8 +95,6 @@ MAX_SPAN_RATIO = 100
 MIN_SPAN_CHECKED = 1000
 #: Largest integer accepted in JSON, TOML or YAML (magnitude).
 MAX_INT = 2**63
-
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # not str.splitlines: it also splits at U+0085, U+2028 ...
 
 
 def check_file(path: str | os.PathLike, what: str = "file", max_bytes: int | None = None) -> Path:
@@ -171,7 +168,9 @@ def text_lines(text: str) -> tuple[list[str], bool]:
     ended with a line break (``False`` for a file cut inside its last line)."""
     if not text:
         return [], True
-    lines = _LINE_BREAK.split(text)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
     complete = lines[-1] == ""
     if complete:
         lines.pop()
