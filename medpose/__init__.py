@@ -46,6 +46,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "simulate_tre": ("medpose.registration", "simulate_tre"),
     "QualityGate": ("medpose.registration", "QualityGate"),
     "triangulate": ("medpose.camera.triangulation", "triangulate"),
+    "read_transform": ("medpose.io.transform", "read_transform"),
+    "write_transform": ("medpose.io.transform", "write_transform"),
     "camera": ("medpose.camera", None),
     "imaging": ("medpose.imaging", None),
     "io": ("medpose.io", None),
