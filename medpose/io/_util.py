@@ -248,6 +248,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     OSError
         Whatever the file system reports (a full disk, no permission), unchanged.
     """
+    if suffix and not re.fullmatch(r"(\.\w+)+", suffix):
+        raise InputError(f"atomic_path: suffix must look like '.ext', found {suffix!r}")
     dest = _destination(path)
     if dest.is_dir():
         raise InputError(f"{display_name(path)}: is a folder; expected a file to write")
@@ -255,8 +257,6 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     for leftover in _collect_leftovers(dest, ("tmp",)):
         with contextlib.suppress(OSError):
             leftover.unlink()
-    if suffix and not re.fullmatch(r"(\.\w+)+", suffix):
-        raise InputError(f"atomic_path: suffix must look like '.ext', found {suffix!r}")
     tmp, fd = _create_exclusive(dest, suffix)
     try:
         default_mode = stat.S_IMODE(os.fstat(fd).st_mode)  # what the umask left of 0666

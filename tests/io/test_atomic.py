@@ -341,8 +341,10 @@ def test_sigkill_keeps_old_and_next_write_cleans_up(tmp_path):
             continue
         after = snapshot(folder)
         visible = {k: v for k, v in after.items() if not k.split("/")[0].startswith(".")}
-        if visible != before[name]:
-            problems.append(f"{name}: the old file changed")
+        changed = [k for k in before[name] if visible.get(k) != before[name][k]]
+        extra = sorted(set(visible) - set(before[name]))
+        if changed or extra:
+            problems.append(f"{name}: changed {changed}, new visible files {extra}")
         if not _hidden(folder):
             problems.append(f"{name}: no temporary file (did it write in place?)")
         if name in WRITERS:
