@@ -157,7 +157,7 @@ def read_session_document(root: Path, file: Path) -> tuple[dict | None, list[Pro
     name = file.name or "session.yaml"
     try:
         root_exists = root.is_dir()
-    except OSError:
+    except (OSError, ValueError):
         root_exists = False
     if not root_exists:
         shown = root.name or str(root)

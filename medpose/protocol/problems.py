@@ -20,6 +20,8 @@ __all__ = ["PATIENT_ID_MARK", "Problem", "Redactor", "format_problems"]
 #: What replaces the patient id in messages.
 PATIENT_ID_MARK = "<patient-id>"
 
+# A list index in a field name.
+_INDEX = re.compile(r"(\[\d+\])")
 # An absolute path in free text (posix or Windows), up to whitespace or a quote.
 _ABSOLUTE = re.compile(r"(?<![\w.~-])(?:[A-Za-z]:[\\/]|/)[^\s'\"<>|,;]*")
 
@@ -76,9 +78,11 @@ class Redactor:
         prefixes = {str(root), str(root.absolute())}
         with contextlib.suppress(OSError, RuntimeError, ValueError):
             prefixes.add(str(root.resolve()))
-        # longest first, so that a resolved path is not cut by a shorter one it contains
-        self._roots = sorted((p.rstrip("/\\") for p in prefixes if p not in ("", ".")), key=len)[
-            ::-1
+        # longest first, so that a resolved path is not cut by a shorter one it contains; a
+        # prefix counts only where a path part ends (the root /a is not the start of /about)
+        self._roots = [
+            re.compile(r"(?<![\w.~-])" + re.escape(p) + r"(?:[\\/]|(?![\w.~-]))")
+            for p in sorted({p.rstrip("/\\") for p in prefixes} - {"", "."}, key=len)[::-1]
         ]
         pid = patient_id.strip() if isinstance(patient_id, str) else ""
         if not pid:
@@ -91,17 +95,22 @@ class Redactor:
     def text(self, text: str) -> str:
         """``text`` without the patient id and with paths made relative or cut to their name."""
         for prefix in self._roots:
-            text = text.replace(prefix + "/", "").replace(prefix + "\\", "")
-            text = text.replace(prefix, ".")
+            text = prefix.sub(lambda m: "" if m.group(0)[-1:] in "/\\" else ".", text)
         if self._cut:
             text = _ABSOLUTE.sub(lambda m: _last_part(m.group(0)), text)
         if self._pid is not None:
             text = self._pid.sub(PATIENT_ID_MARK, text)
         return text
 
+    def field(self, field: str) -> str:
+        """A field name redacted, list indices (``trials[1]``) left as they are."""
+        return "".join(
+            part if _INDEX.fullmatch(part) else self.text(part) for part in _INDEX.split(field)
+        )
+
     def problem(self, p: Problem) -> Problem:
         """``p`` with its file, field and message redacted."""
-        return Problem(self.text(p.file), self.text(p.field), self.text(p.message))
+        return Problem(self.text(p.file), self.field(p.field), self.text(p.message))
 
     def problems(self, problems: Iterable[Problem]) -> list[Problem]:
         """Every problem redacted."""

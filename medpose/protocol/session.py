@@ -217,7 +217,7 @@ class Session:
         """The imaging volume (:func:`medpose.imaging.volume.read_volume`), data inside the folder."""
         if self.imaging.volume is None:
             raise ProtocolError("session has no imaging volume (imaging.volume)")
-        return read_volume(self.imaging.volume)
+        return read_volume(self.imaging.volume, root=self.root)
 
     def read_landmarks(self) -> Landmarks:
         """The imaging landmarks in LPS, mm."""

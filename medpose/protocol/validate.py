@@ -130,7 +130,7 @@ def _check_files(doc: dict, out: _Checker) -> None:
     """Open every file ``doc`` names; tolerant of a ``doc`` that failed the schema."""
     imaging = doc.get("imaging")
     if isinstance(imaging, dict):
-        out.read(imaging.get("volume"), "imaging.volume", read_volume, kind="any")
+        out.read(imaging.get("volume"), "imaging.volume", read_volume, kind="any", root=out.root)
         out.read(imaging.get("landmarks"), "imaging.landmarks", read_landmarks)
     calib = doc.get("calibration")
     cams = out.read(calib, "calibration", read_calibration)
@@ -208,7 +208,13 @@ def check_session(
     """
     root, file = session_location(path)
     out = _Checker(root, check_files, show_identifiers)
-    doc, problems = read_session_document(root, file)
+    try:
+        doc, problems = read_session_document(root, file)
+    except Exception as e:  # validation reports, it never crashes
+        doc, problems = (
+            None,
+            [Problem(file.name, "", f"could not be read ({type(e).__name__}: {e})")],
+        )
     out.problems.extend(problems)
     model = None
     patient_id = None

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from medpose.io._text import MAX_DEPTH
-from medpose.protocol import Session, validate_session
+from medpose.protocol import Session, document, validate_session
 from medpose.protocol.document import MAX_BYTES, parse_session_text
 
 VALID = """medpose_session: 1
@@ -193,3 +193,19 @@ def test_session_yaml_that_is_not_a_file(session_dir, kind):
     (p,) = validate_session(session_dir)
     assert p.file == "session.yaml"
     assert ("loop" if kind == "loop" else "is not a file") in p.message
+
+
+def test_unexpected_error_while_reading_is_a_problem(session_dir, monkeypatch):
+    def broken(text, src, loader):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(document, "load_yaml", broken)
+    (p,) = validate_session(session_dir)
+    assert (p.file, p.message) == ("session.yaml", "could not be read (MemoryError: out of memory)")
+
+
+def test_unusable_session_path(tmp_path):
+    (p,) = validate_session(str(tmp_path / "a\x00b"))
+    assert p.message == "the session folder 'a\\x00b' does not exist"
+    (p,) = validate_session(tmp_path / ("x" * 5000))
+    assert p.message.endswith("does not exist")

@@ -52,6 +52,15 @@ def test_detached_volume_inside_the_folder_is_read(session_dir, helpers):
     assert Session.load(session_dir).read_volume().array.sum() == sum(range(8))
 
 
+def test_detached_volume_data_elsewhere_in_the_session_is_read(session_dir, helpers):
+    (session_dir / "raw").mkdir()
+    (session_dir / "raw" / "ct.raw").write_bytes(bytes(range(8)))
+    (session_dir / "imaging" / "ct.nhdr").write_text(NHDR.format(data="../raw/ct.raw"))
+    _use_volume(session_dir, helpers, "imaging/ct.nhdr")
+    assert validate_session(session_dir) == []
+    assert Session.load(session_dir).read_volume().array.sum() == sum(range(8))
+
+
 @pytest.mark.parametrize(
     "header, text",
     [

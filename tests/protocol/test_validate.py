@@ -328,3 +328,10 @@ def test_redactor_keeps_relative_text():
     assert r.text("/data/SYN-1/visit/trials/a.trc: bad") == "trials/a.trc: bad"
     assert r.text("x/y (X/Y/Z), 1/2, ../a, see /etc/passwd") == "x/y (X/Y/Z), 1/2, ../a, see passwd"
     assert r.text("SYN-1 and SYN-10") == "<patient-id> and <patient-id>0"
+    assert r.text("/data/SYN-1/visitor/a.trc") == "a.trc"  # outside the root: last part only
+    assert r.text("in /data/SYN-1/visit: x") == "in .: x"
+    r = Redactor(Path("/a"), None, cut_absolute=False)
+    assert r.text("/about and /a/b") == "/about and b"
+    r = Redactor(Path("SYN-9/visit"), "7")
+    assert r.text("SYN-9/visit/trials/x.trc; revisit/x") == "trials/x.trc; revisit/x"
+    assert r.field("trials[7].cameras.7") == "trials[7].cameras.<patient-id>"
