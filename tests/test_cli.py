@@ -257,8 +257,6 @@ def test_python_dash_m_version():
 
 def test_demo_runs_every_stage_against_truth(tmp_path, capsys):
     """`medpose demo` builds a real synthetic session, validates it and runs the stages."""
-    import json
-
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
     assert "demo finished" in capsys.readouterr().out

@@ -13,26 +13,17 @@ import medpose as mp
 import medpose.protocol.validate as validate_module
 from medpose.data import KeypointSequence, Landmarks
 from medpose.errors import ProtocolError
-from medpose.protocol import Session, validate_session, write_session_yaml
+from medpose.protocol import Problem, Session, validate_session, write_session_yaml
+from medpose.protocol import session as legacy
 
 
 def test_public_names_stay_importable():
-    from medpose.protocol.session import (  # noqa: F401
-        SESSION_FILE,
-        Imaging,
-        Patient,
-        PatientSchema,
-        Problem,
-        Session,
-        SessionSchema,
-        Trial,
-        TrialSchema,
-        validate_session,
-        write_session_yaml,
-    )
-
     assert mp.Session is Session and mp.validate_session is validate_session
-    assert SESSION_FILE == "session.yaml"
+    assert legacy.Session is Session and legacy.validate_session is validate_session
+    assert legacy.write_session_yaml is write_session_yaml and legacy.Problem is Problem
+    for name in ("Trial", "Patient", "Imaging", "SessionSchema", "PatientSchema", "TrialSchema"):
+        assert hasattr(legacy, name)
+    assert legacy.SESSION_FILE == "session.yaml"
 
 
 def test_valid_session_loads(session_dir, helpers):
