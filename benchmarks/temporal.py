@@ -288,9 +288,9 @@ def bench_real() -> tuple[str, str, str] | None:
         s.positions[a:b],
         s.names,
         s.rate,
-        s.confidence[a:b],  # noqa: E731
-        s.frame,
-        s.start + a / s.rate,
+        confidence=s.confidence[a:b],  # noqa: E731
+        frame=s.frame,
+        start=s.start + a / s.rate,
     )
     for fit, test in (((0, 50), (50, 100)), ((50, 100), (0, 50))):
         with warnings.catch_warnings():

@@ -13,10 +13,11 @@ functions; the data are plain arrays.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from .errors import FrameMismatch, InputError
@@ -122,7 +123,7 @@ class Landmarks:
         return f"Landmarks({len(self)} points in {self.frame}: {list(self.names)[:6]}{'...' if len(self) > 6 else ''})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class KeypointSequence:
     """Named keypoints over time.
 
@@ -134,42 +135,57 @@ class KeypointSequence:
     names : sequence of str, length K
     rate : float
         Sampling rate in Hz (> 0).
-    confidence : array_like, shape (T, K), optional
+    confidence : array_like, shape (T, K), optional, keyword-only
         In [0, 1]; defaults to 1 where the position is finite and 0 where it is NaN.
-    frame : str
+    frame : str, keyword-only
         Coordinate frame name.
-    start : float
+    start : float, keyword-only
         Time of the first frame in seconds.
+
+    Raises
+    ------
+    InputError
+        Positions not (T, K, 2) or (T, K, 3), names not unique or not one per keypoint, rate not
+        a positive number, confidence of another shape or outside [0, 1].
     """
 
     positions: np.ndarray
     names: tuple[str, ...]
     rate: float
-    confidence: np.ndarray | None = None
-    frame: str = "camera"
-    start: float = 0.0
+    confidence: np.ndarray
+    frame: str
+    start: float
 
-    def __post_init__(self) -> None:
-        names = _check_names(self.names, "KeypointSequence")
-        pos = np.asarray(self.positions, dtype=float)
+    def __init__(
+        self,
+        positions: npt.ArrayLike,
+        names: Sequence[str],
+        rate: float,
+        *,
+        confidence: npt.ArrayLike | None = None,
+        frame: str = "camera",
+        start: float = 0.0,
+    ) -> None:
+        checked = _check_names(names, "KeypointSequence")
+        pos = np.asarray(positions, dtype=float)
         if pos.ndim != 3 or pos.shape[2] not in (2, 3):
             raise InputError(
                 f"KeypointSequence: positions must have shape (T, K, 3) or (T, K, 2), found {pos.shape}"
             )
-        if pos.shape[1] != len(names):
+        if pos.shape[1] != len(checked):
             raise InputError(
-                f"KeypointSequence: {len(names)} names but {pos.shape[1]} keypoints in positions"
+                f"KeypointSequence: {len(checked)} names but {pos.shape[1]} keypoints in positions"
             )
-        rate = float(self.rate)
-        if not np.isfinite(rate) or rate <= 0:
+        hz = float(rate)
+        if not np.isfinite(hz) or hz <= 0:
             raise InputError(
-                f"KeypointSequence: rate must be a positive number of Hz, found {self.rate!r}"
+                f"KeypointSequence: rate must be a positive number of Hz, found {rate!r}"
             )
         finite = np.all(np.isfinite(pos), axis=2)
-        if self.confidence is None:
+        if confidence is None:
             conf = finite.astype(float)
         else:
-            conf = np.asarray(self.confidence, dtype=float)
+            conf = np.asarray(confidence, dtype=float)
             if conf.shape != pos.shape[:2]:
                 raise InputError(
                     f"KeypointSequence: confidence must have shape {pos.shape[:2]}, found {conf.shape}"
@@ -181,11 +197,12 @@ class KeypointSequence:
                     f"values from {conf.min():.3g} to {conf.max():.3g}"
                 )
         pos = np.where(finite[..., None], pos, np.nan)
-        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "names", checked)
         object.__setattr__(self, "positions", _readonly(pos))
         object.__setattr__(self, "confidence", _readonly(conf))
-        object.__setattr__(self, "rate", rate)
-        object.__setattr__(self, "start", float(self.start))
+        object.__setattr__(self, "rate", hz)
+        object.__setattr__(self, "frame", str(frame))
+        object.__setattr__(self, "start", float(start))
 
     # --------------------------------------------------------------- basics
     @property
@@ -225,9 +242,9 @@ class KeypointSequence:
             self.positions[:, idx],
             tuple(self.names[i] for i in idx),
             self.rate,
-            self.confidence[:, idx],
-            self.frame,
-            self.start,
+            confidence=self.confidence[:, idx],
+            frame=self.frame,
+            start=self.start,
         )
 
     def rename(self, mapping: dict[str, str]) -> KeypointSequence:
@@ -236,9 +253,9 @@ class KeypointSequence:
             self.positions,
             tuple(mapping.get(n, n) for n in self.names),
             self.rate,
-            self.confidence,
-            self.frame,
-            self.start,
+            confidence=self.confidence,
+            frame=self.frame,
+            start=self.start,
         )
 
     def slice(self, start: int | None = None, stop: int | None = None) -> KeypointSequence:
@@ -248,9 +265,9 @@ class KeypointSequence:
             self.positions[sl],
             self.names,
             self.rate,
-            self.confidence[sl],
-            self.frame,
-            self.start + first / self.rate,
+            confidence=self.confidence[sl],
+            frame=self.frame,
+            start=self.start + first / self.rate,
         )
 
     def with_positions(
@@ -260,9 +277,9 @@ class KeypointSequence:
             positions,
             self.names,
             self.rate,
-            self.confidence if confidence is None else confidence,
-            self.frame if frame is None else frame,
-            self.start,
+            confidence=self.confidence if confidence is None else confidence,
+            frame=self.frame if frame is None else frame,
+            start=self.start,
         )
 
     def transformed(self, transform: Transform) -> KeypointSequence:
@@ -356,7 +373,12 @@ class KeypointSequence:
             raise InputError(f"{source}: no sampling rate: pass rate= or include a time_s column")
         start = float(df["time_s"].min()) if "time_s" in df.columns else 0.0
         return cls(
-            pos, tuple(names), float(rate), conf, frame or df.attrs.get("frame", "camera"), start
+            pos,
+            tuple(names),
+            float(rate),
+            confidence=conf,
+            frame=frame or df.attrs.get("frame", "camera"),
+            start=start,
         )
 
     def __repr__(self) -> str:
@@ -379,13 +401,14 @@ class JointAngles:
         Degree-of-freedom names, e.g. ``knee_flexion_r``.
     rate : float
         Hz.
-    start : float
+    start : float, keyword-only
         Time of the first frame, seconds.
     """
 
     values: np.ndarray
     names: tuple[str, ...]
     rate: float
+    _: KW_ONLY
     start: float = 0.0
 
     def __post_init__(self) -> None:
@@ -438,7 +461,7 @@ class JointAngles:
             df.to_numpy(dtype=float),
             tuple(map(str, df.columns)),
             float(rate),
-            float(times[0]) if len(times) else 0.0,
+            start=float(times[0]) if len(times) else 0.0,
         )
 
     def __repr__(self) -> str:

@@ -159,9 +159,7 @@ def _fit_stage(
     return {"rms_error_deg": rows}
 
 
-def run_demo(
-    out: str | os.PathLike, seed: int = 0, say: Say = print
-) -> dict[str, Any]:
+def run_demo(out: str | os.PathLike, seed: int = 0, say: Say = print) -> dict[str, Any]:
     """Run the demo into ``out`` and return the summary (also written to ``out/summary.json``)."""
     out = Path(out)
     say(f"building a synthetic patient session (seed {seed}) ...")

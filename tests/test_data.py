@@ -48,7 +48,7 @@ def _seq(t=4, k=3):
     pos[1, 2] = np.nan
     conf = rng.uniform(0.5, 1, size=(t, k))
     return mp.KeypointSequence(
-        pos, tuple(f"k{i}" for i in range(k)), 50.0, conf, "camera", start=0.2
+        pos, tuple(f"k{i}" for i in range(k)), 50.0, confidence=conf, frame="camera", start=0.2
     )
 
 
@@ -84,7 +84,7 @@ def test_sequence_validation_messages():
     with pytest.raises(mp.InputError, match="rate"):
         mp.KeypointSequence(np.zeros((2, 1, 3)), ("a",), 0)
     with pytest.raises(mp.InputError, match="confidence must lie in \\[0, 1\\]"):
-        mp.KeypointSequence(np.zeros((2, 1, 3)), ("a",), 30, np.full((2, 1), 2.0))
+        mp.KeypointSequence(np.zeros((2, 1, 3)), ("a",), 30, confidence=np.full((2, 1), 2.0))
     with pytest.raises(mp.InputError, match="\\(T, K, 3\\)"):
         mp.KeypointSequence(np.zeros((2, 3)), ("a",), 30)
     with pytest.raises(mp.InputError, match="missing columns"):

@@ -355,7 +355,7 @@ def triangulate(
         mean_conf * np.clip(1.0 - np.nan_to_num(mean_err, nan=np.inf) / threshold_px, 0.0, 1.0),
         0.0,
     )
-    seq = KeypointSequence(X, names, ref.rate, conf3, cams[0].world, ref.start)
+    seq = KeypointSequence(X, names, ref.rate, confidence=conf3, frame=cams[0].world, start=ref.start)
     if repair_swaps and lr_pairs(names) and not temporal:
         seq, report3 = repair_swaps_3d(seq)
         reports.append(report3)

@@ -131,7 +131,8 @@ def angles_from_poses(
         e2 = _wrap(e1 + np.array([180.0, 0.0, 180.0]))
         e2[:, 1] = _wrap(180.0 - e1[:, 1])
         cols = idx[s]
-        best, best_score = None, None
+        best: np.ndarray | None = None
+        best_score: np.ndarray | None = None
         for e in (e1, e2):
             v = e * fixed_sign[s]  # DoF values (fixed axes: raw)
             r = refz[:, cols]
@@ -139,7 +140,7 @@ def angles_from_poses(
             viol = (np.maximum(lo[cols] - v, 0) + np.maximum(v - hi[cols], 0)).sum(axis=1)
             dist = np.abs(v - r).sum(axis=1)
             score = np.stack([viol, dist], axis=1)
-            if best is None:
+            if best is None or best_score is None:
                 best, best_score = v, score
             else:
                 better = (score[:, 0] < best_score[:, 0] - 1e-9) | (
@@ -148,6 +149,7 @@ def angles_from_poses(
                 )
                 best = np.where(better[:, None], v, best)
                 best_score = np.where(better[:, None], score, best_score)
+        assert best is not None  # the loop above ran twice
         for j in range(3):
             if cols[j] >= 0:
                 q[:, cols[j]] = best[:, j]

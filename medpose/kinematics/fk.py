@@ -35,17 +35,17 @@ def _t(a: np.ndarray, device: torch.device, dtype: torch.dtype | None = None) ->
 
 def _as_tensor(skeleton: Skeleton, q: ArrayLike) -> tuple[torch.Tensor, bool]:
     is_numpy = not isinstance(q, torch.Tensor)
-    if is_numpy:
-        q = torch.from_numpy(np.array(q, dtype=np.float64))
-    elif not torch.is_floating_point(q):
-        q = q.to(torch.get_default_dtype())
+    if isinstance(q, torch.Tensor):
+        t = q if torch.is_floating_point(q) else q.to(torch.get_default_dtype())
+    else:
+        t = torch.from_numpy(np.array(q, dtype=np.float64))
     d = len(skeleton.dof_names)
-    if q.ndim != 2 or q.shape[1] != d:
+    if t.ndim != 2 or t.shape[1] != d:
         raise InputError(
             f"forward_kinematics: q must have shape (T, {d}) (frames x DoFs, in "
-            f"skeleton.dof_names order), found {tuple(q.shape)}"
+            f"skeleton.dof_names order), found {tuple(t.shape)}"
         )
-    return q, is_numpy
+    return t, is_numpy
 
 
 def _constants(

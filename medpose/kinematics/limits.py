@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -75,11 +75,11 @@ class JointLimits:
         DoFs, in ``skeleton.dof_names`` order.
     lower, upper : numpy.ndarray, shape (D,)
         Hard limits in degrees (mm for translations, usually infinite); ``lower < upper``.
-    sources : Mapping[str, str]
+    sources : Mapping[str, str], keyword-only
         Where each DoF's range comes from (``"AAOS"``, ``"override: post-op"``...).
-    soft_margin_deg : float
+    soft_margin_deg : float, keyword-only
         Width of the band inside each limit where the soft prior acts; 0 disables it.
-    soft_weight : float
+    soft_weight : float, keyword-only
         Strength of the soft prior in mm of keypoint residual per degree inside the band
         (the fit adds ``(soft_weight * depth_deg)**2`` to a frame's squared residual).
 
@@ -99,6 +99,7 @@ class JointLimits:
     dof_names: tuple[str, ...]
     lower: np.ndarray
     upper: np.ndarray
+    _: KW_ONLY
     sources: Mapping[str, str] = field(default_factory=dict)
     soft_margin_deg: float = 0.0
     soft_weight: float = 0.0
@@ -200,7 +201,7 @@ class JointLimits:
                     if "max" in row:
                         hi[i] = float(row["max"])
                     sources[col] = str(row.get("source", "joint_limits_variants.yaml"))
-        return cls(sk.dof_names, lo, hi, sources)
+        return cls(sk.dof_names, lo, hi, sources=sources)
 
     @classmethod
     def from_yaml(
@@ -297,7 +298,14 @@ class JointLimits:
                 lo[i] = lo[i] if a is None else a
                 hi[i] = hi[i] if b is None else b
                 sources[c] = source
-        return JointLimits(self.dof_names, lo, hi, sources, self.soft_margin_deg, self.soft_weight)
+        return JointLimits(
+            self.dof_names,
+            lo,
+            hi,
+            sources=sources,
+            soft_margin_deg=self.soft_margin_deg,
+            soft_weight=self.soft_weight,
+        )
 
     def with_overrides(
         self, ranges: Mapping[str, tuple[float | None, float | None]], *, source: str = "override"
@@ -319,7 +327,14 @@ class JointLimits:
 
     def with_soft_prior(self, margin_deg: float = 10.0, weight: float = 1.0) -> JointLimits:
         """A copy with the soft prior on (``margin_deg`` band, ``weight`` mm per degree); 0 turns it off."""
-        return JointLimits(self.dof_names, self.lower, self.upper, self.sources, margin_deg, weight)
+        return JointLimits(
+            self.dof_names,
+            self.lower,
+            self.upper,
+            sources=self.sources,
+            soft_margin_deg=margin_deg,
+            soft_weight=weight,
+        )
 
     # ------------------------------------------------------------------ queries
     def range(self, name: str) -> tuple[float, float]:

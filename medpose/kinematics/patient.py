@@ -60,7 +60,7 @@ LENGTH_PAIRS: tuple[tuple[str, str, str], ...] = (
 plausible_height_mm = (700.0, 2700.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PatientSkeleton:
     """A patient's skeleton and how its lengths were obtained.
 
@@ -221,13 +221,13 @@ def _estimate(
             out[n] = expected
     sk = base.with_lengths(out)
     return PatientSkeleton(
-        sk,
-        MappingProxyType(out),
-        MappingProxyType({n: method[n] for n in out}),
-        source,
-        h,
-        int(max(nf.values(), default=0)),
-        MappingProxyType(spread),
+        skeleton=sk,
+        lengths=MappingProxyType(out),
+        method=MappingProxyType({n: method[n] for n in out}),
+        source=source,
+        height_mm=h,
+        n_frames=int(max(nf.values(), default=0)),
+        spread_mm=MappingProxyType(spread),
     )
 
 

@@ -72,7 +72,7 @@ def _parse_offset(
             f"found {raw!r}"
         )
     known = set(lengths) | {"mm"}
-    terms = []
+    terms: list[tuple[str, tuple[float, float, float]]] = []
     for key, coef in raw.items():
         if key not in known:
             raise InputError(f"{where}: unknown length {key!r} in offset; known: {sorted(known)}")
@@ -84,7 +84,7 @@ def _parse_offset(
         if side == "l":
             c = c * np.array([1.0, 1.0, -1.0])
         name = _mirror_name(key, side) if (side and key in bilateral) else key
-        terms.append((name, tuple(float(v) for v in c)))
+        terms.append((name, (float(c[0]), float(c[1]), float(c[2]))))
     return _Offset(tuple(terms))
 
 
@@ -220,7 +220,7 @@ def _read_yaml(path: str | os.PathLike | None, resource: str) -> tuple[Any, str]
 
 
 # ---------------------------------------------------------------------------------- Skeleton
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Skeleton:
     """A whole-body kinematic tree with clinical joint angles (ISB conventions).
 
@@ -314,6 +314,20 @@ class Skeleton:
     frame: str = SKELETON_FRAME
     _source: str = field(default="skeleton", repr=False)
     _cache: dict = field(default_factory=dict, repr=False)  # per (device, dtype) tensors for FK
+    # Derived in __post_init__ from the segments and lengths (read-only arrays).
+    segment_names: tuple[str, ...] = field(init=False, repr=False)
+    parent_index: np.ndarray = field(init=False, repr=False)
+    dof_names: tuple[str, ...] = field(init=False, repr=False)
+    rotational: np.ndarray = field(init=False, repr=False)
+    sequences: tuple[str, ...] = field(init=False, repr=False)
+    joint_names: tuple[str, ...] = field(init=False, repr=False)
+    joint_dof_index: np.ndarray = field(init=False, repr=False)
+    joint_dof_sign: np.ndarray = field(init=False, repr=False)
+    translation_dof_index: np.ndarray = field(init=False, repr=False)
+    joint_offsets: np.ndarray = field(init=False, repr=False)
+    keypoint_names: tuple[str, ...] = field(init=False, repr=False)
+    keypoint_segment: np.ndarray = field(init=False, repr=False)
+    keypoint_offsets: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         segs = self._segments
@@ -389,7 +403,14 @@ class Skeleton:
         for name, (ratio, _) in ratios.items():
             for n in [f"{name}_r", f"{name}_l"] if name in bil else [name]:
                 lengths[n] = ratio * h
-        return cls(MappingProxyType(ratios), segments, lengths, h, SKELETON_FRAME, source)
+        return cls(
+            _ratios=MappingProxyType(ratios),
+            _segments=segments,
+            lengths=lengths,
+            height_mm=h,
+            frame=SKELETON_FRAME,
+            _source=source,
+        )
 
     def with_lengths(self, lengths: Mapping[str, float]) -> Skeleton:
         """A copy with some lengths replaced (mm); keypoints and joint offsets rescale with them.
@@ -415,7 +436,14 @@ class Skeleton:
                 )
             for k in keys:
                 new[k] = _check_length(k, val)
-        return Skeleton(self._ratios, self._segments, new, self.height_mm, self.frame, self._source)
+        return Skeleton(
+            _ratios=self._ratios,
+            _segments=self._segments,
+            lengths=new,
+            height_mm=self.height_mm,
+            frame=self.frame,
+            _source=self._source,
+        )
 
     # ------------------------------------------------------------------ look-ups
     @property
@@ -495,7 +523,7 @@ def _check_length(name: str, value: Any) -> float:
 
 def _index(known: tuple[str, ...], names: str | Sequence[str], what: str) -> np.ndarray | int:
     single = isinstance(names, str)
-    lst = [names] if single else list(names)
+    lst = [names] if isinstance(names, str) else list(names)
     pos = {n: i for i, n in enumerate(known)}
     bad = [n for n in lst if n not in pos]
     if bad:

@@ -45,7 +45,7 @@ from ..kinematics.skeleton import Skeleton, default_ranges
 __all__ = ["ExerciseTruth", "EXERCISES", "make_exercise", "minimum_jerk", "repetition_profile"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExerciseTruth:
     """The true angles of one synthetic exercise trial.
 
@@ -95,7 +95,7 @@ def _segments(
 
 def repetition_profile(
     t: np.ndarray,
-    rep_starts: Sequence[float],
+    rep_starts: Sequence[float] | np.ndarray,
     up_s: float,
     hold_s: float,
     down_s: float,
@@ -485,7 +485,7 @@ def make_exercise(
 
     values = _place_root(skeleton, dofs, col, values, spec["anchor"])
     angles = JointAngles(values, dofs, rate)
-    return ExerciseTruth(angles, reps, name, params)
+    return ExerciseTruth(angles=angles, repetitions=reps, exercise=name, params=params)
 
 
 def _gait(

@@ -69,7 +69,9 @@ class Observed:
         self, names: Sequence[str], rate: float, frame: str = "camera", start: float = 0.0
     ) -> KeypointSequence:
         """Wrap as a :class:`~medpose.data.KeypointSequence`."""
-        return KeypointSequence(self.positions, tuple(names), rate, self.confidence, frame, start)
+        return KeypointSequence(
+            self.positions, tuple(names), rate, confidence=self.confidence, frame=frame, start=start
+        )
 
 
 def _unpack(kp: Any, names: Sequence[str] | None) -> tuple[np.ndarray, tuple[str, ...]]:

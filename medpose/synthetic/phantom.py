@@ -124,7 +124,7 @@ REGIONS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Phantom:
     """A synthetic CT volume with its true landmarks.
 
@@ -284,7 +284,9 @@ def make_phantom(
     # bones: listed capsules plus one short capsule per landmark ending on its surface
     lm_set = set(lm_names)
     bones = []
-    for a, b, r in expand_sides(spec["bones"]):  # a landmark end is pulled in by r: it lies on the cap
+    for a, b, r in expand_sides(
+        spec["bones"]
+    ):  # a landmark end is pulled in by r: it lies on the cap
         pa, pb = p[a], p[b]
         u = (pb - pa) / max(float(np.linalg.norm(pb - pa)), 1e-9)
         bones.append((pa + r * u if a in lm_set else pa, pb - r * u if b in lm_set else pb, r))
@@ -350,7 +352,7 @@ def make_phantom(
     hu[sdf_soft <= 0] = HU["soft_tissue"]
     hu[sdf_bone <= 0] = HU["cortical"]
     hu[sdf_bone <= -cortical_mm] = HU["cancellous"]
-    hu += rng.normal(0.0, HU["noise_sd"], size=hu.shape).astype(np.float32)
+    hu += rng.normal(0.0, HU["noise_sd"], size=tuple(hu.shape)).astype(np.float32)
     array = np.clip(np.round(hu), -1024, 3071).astype(np.int16)
     volume = Volume(array, sp, lo, np.eye(3))
     landmarks = Landmarks(tuple(lm_names), lm, frame=LPS)
@@ -364,4 +366,10 @@ def make_phantom(
         "seed": int(seed),
         "requested_spacing_mm": [float(v) for v in np.asarray(spacing, float)],
     }
-    return Phantom(volume, landmarks, body_to_image.inverse(), region, params)
+    return Phantom(
+        volume=volume,
+        landmarks=landmarks,
+        image_to_body=body_to_image.inverse(),
+        region=region,
+        params=params,
+    )

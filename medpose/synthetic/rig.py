@@ -120,11 +120,13 @@ def make_rig(
     for i in range(n):
         centre = np.array([rad[i] * np.cos(az[i]), rad[i] * np.sin(az[i]), hgt[i]])
         r = look_at(centre, target_mm)
-        k = [
-            [f[i], 0.0, (w - 1) / 2 + pp[i, 0]],
-            [0.0, f[i], (h - 1) / 2 + pp[i, 1]],
-            [0.0, 0.0, 1.0],
-        ]
+        k = np.array(
+            [
+                [f[i], 0.0, (w - 1) / 2 + pp[i, 0]],
+                [0.0, f[i], (h - 1) / 2 + pp[i, 1]],
+                [0.0, 0.0, 1.0],
+            ]
+        )
         cams.append(
             Camera(
                 f"cam{i + 1:02d}",
@@ -269,6 +271,8 @@ def project_to_cameras(
                 px[a:b, np.r_[li, ri]] = px[a:b, np.r_[ri, li]]
                 conf[a:b, np.r_[li, ri]] = conf[a:b, np.r_[ri, li]]
                 swaps.append({"start": a, "stop": b})
-        views[cam.name] = KeypointSequence(px, names, rate, conf, cam.name, start)
+        views[cam.name] = KeypointSequence(
+            px, names, rate, confidence=conf, frame=cam.name, start=start
+        )
         report[cam.name] = {"swaps": swaps, "off_image": int(off.sum())}
     return (views, report) if return_report else views

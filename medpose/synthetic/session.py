@@ -49,7 +49,7 @@ __all__ = ["SessionTruth", "make_session", "ARM_EXERCISES"]
 ARM_EXERCISES = ("shoulder_abduction", "shoulder_flexion", "elbow_flexion")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SessionTruth:
     """What :func:`make_session` wrote and the truth behind it.
 
@@ -249,7 +249,10 @@ def make_session(
             c = skeleton.dof_names.index("pelvis_tx")
             v[:, c] -= 0.5 * (v[0, c] + v[-1, c])
             truth = ExerciseTruth(
-                JointAngles(v, truth.angles.names, rate), truth.repetitions, ex, truth.params
+                angles=JointAngles(v, truth.angles.names, rate),
+                repetitions=truth.repetitions,
+                exercise=ex,
+                params=truth.params,
             )
         ex_truth[tname] = truth
         kp = sk2cam.apply(np.asarray(forward_kinematics(skeleton, np.array(truth.angles.values))))
@@ -315,7 +318,9 @@ def make_session(
     write_calibration(cameras, root / "calibration" / "calibration.toml")
     doc["calibration"] = "calibration/calibration.toml"
     write_trc(static_obs.to_sequence(names, rate, CAMERA), root / "trials" / "static.trc")
-    trials = [{"name": "static", "kind": "static", "keypoints": "trials/static.trc"}]
+    trials: list[dict[str, Any]] = [
+        {"name": "static", "kind": "static", "keypoints": "trials/static.trc"}
+    ]
     for tname in trial_names:
         write_trc(obs_seq[tname], root / "trials" / f"{tname}.trc")
         cams = {}
@@ -390,14 +395,14 @@ def make_session(
     }
     _dump_json(params, t / "params.json")
     return SessionTruth(
-        root,
-        skeleton,
-        ex_truth,
-        truth_kp,
-        cameras,
-        phantom,
-        transforms,
-        landmarks_camera,
-        faults,
-        params,
+        path=root,
+        skeleton=skeleton,
+        exercises=ex_truth,
+        keypoints=truth_kp,
+        cameras=cameras,
+        phantom=phantom,
+        transforms=transforms,
+        landmarks_camera=landmarks_camera,
+        faults=faults,
+        params=params,
     )

@@ -111,7 +111,7 @@ def test_median_is_robust_to_outlier_frames(truth):
     x[::5, MED.index("knee_r")] += 300.0  # 20% wild frames
     conf = np.ones(x.shape[:2])
     conf[1::7, MED.index("knee_r")] = 0.1  # ignored: low confidence
-    ps = estimate_skeleton(KeypointSequence(x, tuple(MED), 30.0, conf), static=True)
+    ps = estimate_skeleton(KeypointSequence(x, tuple(MED), 30.0, confidence=conf), static=True)
     assert ps.lengths["thigh_r"] == pytest.approx(470.0, abs=25.0)
     assert ps.source == "static trial"
 
