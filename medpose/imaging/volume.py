@@ -657,7 +657,7 @@ def _nifti_header(path: Path) -> Any:
             offset = int(hdr.get_data_offset())
             magic = bytes(hdr["magic"])
             img = nib.load(str(path))
-    except (ImageFileError, HeaderDataError, WrapStructError, ValueError, TypeError, OSError, EOFError, zlib.error, struct.error):
+    except (ImageFileError, HeaderDataError, WrapStructError, KeyError, ValueError, TypeError, OSError, EOFError, zlib.error, struct.error):
         return None  # not parseable by nibabel (e.g. a header cut short): ITK will say why
     if magic.startswith(b"n+"):
         offset = max(offset, int(hdr.single_vox_offset))
