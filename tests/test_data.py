@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,7 +25,7 @@ def test_landmarks_lookup_and_common():
 def test_landmarks_common_drops_nan():
     a = mp.Landmarks(("x", "y"), [[0, 0, 0], [np.nan, 0, 0]])
     b = mp.Landmarks(("x", "y"), [[1, 1, 1], [2, 2, 2]])
-    pa, pb = a.common(b)
+    pa, _ = a.common(b)
     assert pa.names == ("x",)
 
 
@@ -128,3 +130,37 @@ def test_from_dataframe_keeps_frames_without_rows():
     s = mp.KeypointSequence.from_dataframe(df, rate=10)
     assert s.n_frames == 4
     assert np.isnan(s.positions[2]).all() and s.confidence[2, 0] == 0
+
+
+def test_optional_fields_are_keyword_only():
+    """confidence, frame and start are named at the call: a fourth positional value is refused."""
+    pos, conf = np.zeros((2, 1, 3)), np.ones((2, 1))
+    with pytest.raises(TypeError, match="positional"):
+        mp.KeypointSequence(pos, ("a",), 30.0, conf)
+    seq = mp.KeypointSequence(pos, ("a",), 30.0, confidence=conf, frame="lab", start=1.5)
+    assert (seq.frame, seq.start) == ("lab", 1.5)
+    assert np.array_equal(seq.confidence, conf)
+    with pytest.raises(TypeError, match="positional"):
+        mp.JointAngles(np.zeros((2, 1)), ("knee_flexion_r",), 30.0, 0.5)
+    assert mp.JointAngles(np.zeros((2, 1)), ("knee_flexion_r",), 30.0, start=0.5).start == 0.5
+
+
+def test_sequence_replace_and_copies_keep_every_field():
+    seq = mp.KeypointSequence(
+        np.ones((3, 2, 3)),
+        ("a", "b"),
+        50.0,
+        confidence=np.full((3, 2), 0.5),
+        frame="lab",
+        start=2.0,
+    )
+    for other in (
+        dataclasses.replace(seq, rate=25.0),
+        seq.select(["b", "a"]),
+        seq.rename({"a": "c"}),
+        seq.slice(1),
+    ):
+        assert other.frame == "lab"
+        assert np.all(other.confidence == 0.5)
+    assert dataclasses.replace(seq, rate=25.0).rate == 25.0
+    assert seq.slice(1).start == pytest.approx(2.02)  # one frame at 50 Hz later
