@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
+import medpose.kinematics
 from medpose.errors import InputError, LimitError
 from medpose.kinematics.limits import JointLimits
 from medpose.kinematics.skeleton import Skeleton, default_ranges
@@ -13,12 +17,31 @@ def sk():
     return Skeleton.default()
 
 
+#: Published adult active ROM (AAOS 1965, reprinted in Greene & Heckman 1994), degrees, in
+#: medpose's signs: (DoF, min, max).
+AAOS = [
+    ("hip_flexion_r", -30, 120),
+    ("knee_flexion_l", -5, 135),  # 135 flexion; 5 hyperextension (Soucie et al. 2011)
+    ("ankle_dorsiflexion_r", -50, 20),
+    ("shoulder_flexion_l", -60, 180),
+    ("elbow_flexion_r", -5, 150),
+    ("wrist_flexion_l", -70, 80),
+]
+
+
 def test_default_matches_resource(sk):
+    """JointLimits.default carries the published values, and every row of the resource file
+    (parsed here on its own, not through default_ranges)."""
     lim = JointLimits.default(sk)
-    rng = default_ranges(sk)
     assert lim.dof_names == sk.dof_names
+    for name, lo, hi in AAOS:
+        assert lim.range(name) == (lo, hi), name
+    path = Path(medpose.kinematics.__file__).resolve().parents[1] / "resources" / "joint_ranges.yaml"
+    rows = yaml.safe_load(path.read_text(encoding="utf-8"))["ranges"]
     for n in sk.dof_names:
-        assert lim.range(n) == rng[n]
+        row = rows.get(n, rows.get(n[:-2]))
+        assert lim.range(n) == (float(row["min"]), float(row["max"])), n
+        assert lim.range(n) == default_ranges(sk)[n]
     assert "AAOS" in lim.sources["knee_flexion_r"]
     df = lim.to_dataframe()
     assert df.loc["elbow_flexion_l", "max_deg"] == 150
