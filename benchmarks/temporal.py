@@ -229,7 +229,7 @@ def bench_real() -> tuple[str, str, str] | None:
         seq = res.sequence
         p = butterworth(clean_gaps(seq, max_gap_s=0.2).sequence.positions, seq.rate, 6.0)
         cells = []
-        for seg, (a, b) in (("thigh", ("hip", "knee")), ("shank", ("knee", "ankle"))):
+        for _seg, (a, b) in (("thigh", ("hip", "knee")), ("shank", ("knee", "ankle"))):
             for side in "lr":
                 d = np.linalg.norm(
                     p[:, seq.index(f"{a}_{side}")] - p[:, seq.index(f"{b}_{side}")], axis=-1
@@ -284,14 +284,17 @@ def bench_real() -> tuple[str, str, str] | None:
         ],
     )
     hold = []
-    half = lambda s, a, b: KeypointSequence(
-        s.positions[a:b],
-        s.names,
-        s.rate,
-        confidence=s.confidence[a:b],  # noqa: E731
-        frame=s.frame,
-        start=s.start + a / s.rate,
-    )
+
+    def half(s: KeypointSequence, a: int, b: int) -> KeypointSequence:
+        return KeypointSequence(
+            s.positions[a:b],
+            s.names,
+            s.rate,
+            confidence=s.confidence[a:b],
+            frame=s.frame,
+            start=s.start + a / s.rate,
+        )
+
     for fit, test in (((0, 50), (50, 100)), ((50, 100), (0, 50))):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -366,12 +369,12 @@ def bench_dtw(quick: bool) -> str:
         d_med = dtw_align(a, b).distance
         row = [
             n,
-            _best(lambda: dtw_align(a, b), r) * 1e3,
-            _best(lambda: dtw_distance(a, b), r) * 1e3,
-            _best(lambda: dtw.distance_fast(a, b), r) * 1e3,
+            _best(lambda a=a, b=b: dtw_align(a, b), r) * 1e3,
+            _best(lambda a=a, b=b: dtw_distance(a, b), r) * 1e3,
+            _best(lambda a=a, b=b: dtw.distance_fast(a, b), r) * 1e3,
         ]
         if n <= 500:
-            row.append(_best(lambda: dtw.distance(a, b, use_c=False), 1) * 1e3)
+            row.append(_best(lambda a=a, b=b: dtw.distance(a, b, use_c=False), 1) * 1e3)
         else:
             row.append("-")
         row.append(f"{abs(d_med - dtw.distance_fast(a, b)):.1e}")

@@ -51,7 +51,7 @@ def test_composition_order_and_frames():
     p = np.random.default_rng(5).normal(size=(3, 3))
     np.testing.assert_allclose(c.apply(p), b.apply(a.apply(p)), atol=1e-9)
     np.testing.assert_allclose(c.matrix, b.matrix @ a.matrix, atol=1e-9)
-    with pytest.raises(mp.FrameMismatch, match="'ct' is not 'camera'|is not"):
+    with pytest.raises(mp.FrameMismatch, match=r"'ct' is not 'camera'|is not"):
         a @ b
 
 
@@ -76,7 +76,7 @@ def test_from_matrix_roundtrip_and_rejects_bad():
         mp.Transform.from_matrix(reflect)
     shear = np.eye(4)
     shear[0, 1] = 0.3
-    with pytest.raises(mp.InputError, match="shear|scaled rotation"):
+    with pytest.raises(mp.InputError, match=r"shear|scaled rotation"):
         mp.Transform.from_matrix(shear)
     bad = np.eye(4)
     bad[0, 3] = np.nan

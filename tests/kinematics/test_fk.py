@@ -188,7 +188,7 @@ def test_fk_preserves_segment_lengths_and_rigidity(sk):
 
 def test_segment_poses_match_keypoints(sk):
     q = random_q(sk, 4, seed=3)
-    R, o = segment_poses(sk, q)
+    _, o = segment_poses(sk, q)
     x = forward_kinematics(sk, q, keypoints=["knee_r", "pelvis", "ankle_l"])
     np.testing.assert_allclose(x[:, 0], o[:, sk.segment_index("shank_r")], atol=1e-9)
     np.testing.assert_allclose(

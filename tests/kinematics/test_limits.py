@@ -36,7 +36,9 @@ def test_default_matches_resource(sk):
     assert lim.dof_names == sk.dof_names
     for name, lo, hi in AAOS:
         assert lim.range(name) == (lo, hi), name
-    path = Path(medpose.kinematics.__file__).resolve().parents[1] / "resources" / "joint_ranges.yaml"
+    path = (
+        Path(medpose.kinematics.__file__).resolve().parents[1] / "resources" / "joint_ranges.yaml"
+    )
     rows = yaml.safe_load(path.read_text(encoding="utf-8"))["ranges"]
     for n in sk.dof_names:
         row = rows.get(n, rows.get(n[:-2]))

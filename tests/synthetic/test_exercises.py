@@ -70,7 +70,7 @@ def test_gait_moves_forward_at_speed_with_normative_ranges(sk):
     assert 35 < np.ptp(hip) < 50 and 55 < knee.max() < 70 and knee.min() < 8  # Winter 2009 shapes
     # left leg half a cycle later than the right
     stride = e.params["stride_s"]
-    shift = int(round(0.5 * stride * e.angles.rate))
+    shift = round(0.5 * stride * e.angles.rate)
     np.testing.assert_allclose(e.angles["hip_flexion_l"][shift:], hip[:-shift], atol=3.0)
 
 
@@ -78,12 +78,12 @@ def test_impaired_side_reaches_less_and_moves_slower(sk):
     e = make_exercise(
         "shoulder_abduction", skeleton=sk, impaired_side="left", impairment=0.3, repetitions=1
     )
-    r, l = e.angles["shoulder_abduction_r"], e.angles["shoulder_abduction_l"]
+    r, left = e.angles["shoulder_abduction_r"], e.angles["shoulder_abduction_l"]
     assert r.max() == pytest.approx(150.0, abs=1e-6)
-    assert l.max() == pytest.approx(5.0 + 0.7 * 145.0, abs=1e-6)
+    assert left.max() == pytest.approx(5.0 + 0.7 * 145.0, abs=1e-6)
     t = e.angles.times
     rise_r = t[np.argmax(r > 5 + 0.9 * 145)] - t[np.argmax(r > 5 + 0.1 * 145)]
-    rise_l = t[np.argmax(l > 5 + 0.9 * 0.7 * 145)] - t[np.argmax(l > 5 + 0.1 * 0.7 * 145)]
+    rise_l = t[np.argmax(left > 5 + 0.9 * 0.7 * 145)] - t[np.argmax(left > 5 + 0.1 * 0.7 * 145)]
     assert rise_l == pytest.approx(1.3 * rise_r, rel=0.1)
 
 

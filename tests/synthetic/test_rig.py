@@ -135,5 +135,5 @@ def test_bad_inputs():
     with pytest.raises(InputError, match="need 2 keypoint names"):
         project_to_cameras(cams, np.zeros((3, 2, 3)), names=["a"])
     seq = KeypointSequence(np.zeros((3, 2, 3)), ("a", "b"), 30.0, frame="LPS")
-    with pytest.raises(FrameMismatch, match="'LPS'.*'camera'"):
+    with pytest.raises(FrameMismatch, match=r"'LPS'.*'camera'"):
         project_to_cameras(cams, seq)

@@ -61,7 +61,7 @@ def test_dtw_bad_input():
     q = _warped(30, 0)
     bad = q.copy()
     bad[7] = np.nan
-    with pytest.raises(InputError, match="query has NaN .*frame 7"):
+    with pytest.raises(InputError, match=r"query has NaN .*frame 7"):
         dtw_align(bad, q)
     with pytest.raises(InputError, match="differ in dimension"):
         dtw_align(q, np.stack([q, q], 1))

@@ -77,7 +77,7 @@ def test_savgol_matches_scipy_and_derivative_of_sine():
 
 
 def test_savgol_short_window_and_short_runs():
-    with pytest.raises(InputError, match="window_s=0.01"):
+    with pytest.raises(InputError, match=r"window_s=0\.01"):
         savgol(T, FS, window_s=0.01, polyorder=3)
     x = np.sin(T)
     x[5] = np.nan  # a run of 5 samples is shorter than the window: copied, derivative NaN
