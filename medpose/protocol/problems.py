@@ -67,7 +67,7 @@ class Redactor:
         any other absolute path in a message is cut to its last part.
     patient_id : object, optional
         The patient id as written in ``session.yaml``; replaced by :data:`PATIENT_ID_MARK`
-        (an id shorter than 4 characters only where it stands as a whole word, so that an id
+        in any letter case (an id shorter than 4 characters only where it stands as a whole word, so that an id
         ``7`` leaves ``cam07`` alone).  None keeps identifiers.
     cut_absolute : bool
         Cut absolute paths outside the session folder to their last part (default).
@@ -88,9 +88,11 @@ class Redactor:
         if not pid:
             self._pid = None
         elif len(pid) >= 4:
-            self._pid = re.compile(re.escape(pid))
+            self._pid = re.compile(re.escape(pid), re.IGNORECASE)
         else:
-            self._pid = re.compile(rf"(?<![A-Za-z0-9]){re.escape(pid)}(?![A-Za-z0-9])")
+            self._pid = re.compile(
+                rf"(?<![A-Za-z0-9]){re.escape(pid)}(?![A-Za-z0-9])", re.IGNORECASE
+            )
 
     def text(self, text: str) -> str:
         """``text`` without the patient id and with paths made relative or cut to their name."""

@@ -63,6 +63,10 @@ __all__ = [
 ]
 
 
+def _name(path: Path | None) -> str | None:
+    return None if path is None else repr(path.name)
+
+
 @dataclass(frozen=True)
 class Patient:
     """Patient information from ``session.yaml``.  ``id`` is pseudonymous and never shown in reprs."""
@@ -80,6 +84,9 @@ class Imaging:
 
     volume: Path | None = None
     landmarks: Path | None = None
+
+    def __repr__(self) -> str:  # file names only: the folders above may name the patient
+        return f"Imaging(volume={_name(self.volume)}, landmarks={_name(self.landmarks)})"
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,12 @@ class Trial:
     keypoints: Path | None = None
     cameras: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
     rate_hz: float | None = None
+
+    def __repr__(self) -> str:  # file names only: the folders above may name the patient
+        return (
+            f"Trial({self.name!r}, kind={self.kind!r}, keypoints={_name(self.keypoints)}, "
+            f"cameras={list(self.cameras)}, rate_hz={self.rate_hz})"
+        )
 
     def read_keypoints(self) -> KeypointSequence:
         """The trial's 3D keypoints (mm); ProtocolError if the trial has none."""

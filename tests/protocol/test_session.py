@@ -100,7 +100,11 @@ def test_missing_optional_parts(session_dir, helpers):
 
 def test_patient_id_never_shown(session_dir, helpers):
     s = Session.load(session_dir)
-    assert helpers.PATIENT_ID not in repr(s) and helpers.PATIENT_ID not in repr(s.patient)
+    for obj in (s, s.patient, s.imaging, *s.trials):
+        assert helpers.PATIENT_ID not in repr(obj) and str(session_dir) not in repr(obj)
+    assert repr(s.trials[0]) == (
+        "Trial('static', kind='static', keypoints='static.trc', cameras=[], rate_hz=None)"
+    )
     doc = helpers.session_dict()
     doc["trials"][0]["keypoints"] = "static.trc"
     (session_dir / "static.trc").write_text("garbage\n")

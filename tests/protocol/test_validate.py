@@ -328,6 +328,7 @@ def test_redactor_keeps_relative_text():
     assert r.text("/data/SYN-1/visit/trials/a.trc: bad") == "trials/a.trc: bad"
     assert r.text("x/y (X/Y/Z), 1/2, ../a, see /etc/passwd") == "x/y (X/Y/Z), 1/2, ../a, see passwd"
     assert r.text("SYN-1 and SYN-10") == "<patient-id> and <patient-id>0"
+    assert r.text("trials/syn-1.trc") == "trials/<patient-id>.trc"  # any letter case
     assert r.text("/data/SYN-1/visitor/a.trc") == "a.trc"  # outside the root: last part only
     assert r.text("in /data/SYN-1/visit: x") == "in .: x"
     r = Redactor(Path("/a"), None, cut_absolute=False)
