@@ -102,7 +102,10 @@ def test_sequence_transform_checks_frame():
     )
     out = s.transformed(T)
     assert out.frame == "LPS"
-    np.testing.assert_allclose(out.positions[0], T.apply(s.positions[0]))
+    # by hand: a 30-degree turn about x, then the translation (not through Transform.apply)
+    c, si = np.cos(np.radians(30)), np.sin(np.radians(30))
+    rx = np.array([[1.0, 0, 0], [0, c, -si], [0, si, c]])
+    np.testing.assert_allclose(out.positions, s.positions @ rx.T + [1, 2, 3], atol=1e-12)
     with pytest.raises(mp.FrameMismatch):
         out.transformed(T)
 

@@ -718,9 +718,9 @@ def _prior_terms(
         dn = torch.clamp((lo + pri.margin) - z, min=0.0)
         band = ((up > 0) | (dn > 0)).to(z.dtype)
         terms.append((pri.weight * (up - dn), pri.weight * band))
-    if pri.tik is not None:
+    if pri.tik is not None and pri.mu is not None:
         terms.append((pri.tik * (z - pri.mu), pri.tik.expand_as(z)))
-    if pri.smooth > 0 and mean_nb is not None:
+    if pri.smooth > 0 and mean_nb is not None and nb_ok is not None:
         ok = nb_ok.to(z.dtype)[:, None]
         terms.append((pri.smooth * (z - mean_nb) * ok, pri.smooth * ok.expand_as(z)))
     return terms
@@ -750,7 +750,7 @@ def _normal_equations(
     and the weighted residual are the rows of one (T, F_g + 1, 3 K_g) matrix ``B``; ``B B^T`` gives
     the group's share of J^T J, J^T r and r^T r, which are added up.
     """
-    T, K = x.shape[:2]
+    T = x.shape[0]
     Fr, Ft = ctx.n_rot, ctx.Jt_trans.shape[0]
     F = Fr + Ft
     Wh, xh = ctx.homogeneous(E, R, o, x)  # (T, Fr, 3, 4), (T, K, 4)
@@ -803,7 +803,7 @@ def _solve(
 
     Returns q (T, D), fitted keypoints (T, K, 3) and converged (T,).
     """
-    T, D = q0.shape
+    T = q0.shape[0]
     var = ctx.var_dofs
     lo_v, hi_v = lo[var], hi[var]
     qa = q0.clone()  # the active frames' state
@@ -818,7 +818,7 @@ def _solve(
     conv = torch.zeros(T, dtype=torch.bool, device=q.device)
     act = torch.arange(T, device=q.device)
     cuda = q.is_cuda
-    for it in range(max_iter):
+    for _ in range(max_iter):
         if act.numel() == 0:
             break
         za = qa[:, var]
@@ -898,9 +898,8 @@ def _solve(
         else:
             upd = torch.nonzero(ok)[:, 0]
             if upd.numel():
-                sel = lambda t: t.index_select(0, upd)  # noqa: E731
                 dcn, Hn, gn = _normal_equations(
-                    ctx, sel(E), sel(R), sel(o), sel(x2), sel(sw), sel(xo)
+                    ctx, *(t.index_select(0, upd) for t in (E, R, o, x2, sw, xo))
                 )
                 dc.index_copy_(0, upd, dcn)
                 H.index_copy_(0, upd, Hn)
@@ -1013,7 +1012,8 @@ class _Observed:
         for s0 in range(0, T, step):
             s1 = min(T, s0 + step)
             qq = torch.as_tensor(q[s0:s1], device=dev, dtype=torch.float64)
-            x = forward_kinematics(skeleton, qq, keypoints=names) @ A  # skeleton -> data axes
+            # skeleton -> data axes (a tensor in, a tensor out)
+            x = torch.as_tensor(forward_kinematics(skeleton, qq, keypoints=names)) @ A
             obs = torch.as_tensor(
                 self.positions[s0:s1][:, self.seq_index], device=dev, dtype=torch.float64
             )
@@ -1074,21 +1074,23 @@ class Fit:
         """Fitted keypoints (T, K, 3) in the data frame, mm.  A GPU fit computes them when first
         asked (forward kinematics of :attr:`q` on the fit's device), so a million-frame fit does not
         move 0.3 GB back to the host that nobody may read."""
-        if self.fitted_ is None:
-            self._lazy()
-        return self.fitted_
+        return self._lazy()[0]
 
     @property
     def residual(self) -> np.ndarray:
         """Distance fitted-observed (T, K), mm; NaN where a keypoint was not observed."""
-        if self.residual_ is None:
-            self._lazy()
-        return self.residual_
+        return self._lazy()[1]
 
-    def _lazy(self) -> None:
+    def _lazy(self) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted keypoints and residuals, computed from :attr:`source` when first asked."""
+        if self.fitted_ is not None and self.residual_ is not None:
+            return self.fitted_, self.residual_
+        if self.source is None:
+            raise ValueError("Fit: no fitted keypoints, and no observations to compute them from")
         x, r = self.source.compute(self.skeleton, self.q, self.alignment)
         object.__setattr__(self, "fitted_", x)
         object.__setattr__(self, "residual_", r)
+        return x, r
 
     @property
     def times(self) -> np.ndarray:
@@ -1418,7 +1420,6 @@ def _branch_moves(
     for s, seq in enumerate(sk.sequences):
         if sk.parent_index[s] < 0 or not all(idx[s] >= 0) or not free[idx[s]].all():
             continue
-        cols, mult, off = [], [], []
         # Euler twin: raw (a, b, c) -> (a + 180, 180 - b, c + 180); in DoF units q = raw * sign
         twin = (
             list(idx[s]),
@@ -1447,8 +1448,7 @@ def _branch_moves(
                 both_m.append(m)
                 both_o.append(o)
         for c_, m_, o_ in (twin, flip, (both_c, both_m, both_o)):
-            cols, mult, off = np.array(c_), np.array(m_), np.array(o_)
-            moves.append((cols, mult, off))
+            moves.append((np.array(c_), np.array(m_), np.array(o_)))
     return moves
 
 
@@ -1682,7 +1682,7 @@ def _run(
         xp, wp, qp = xp[okp], wp[okp], qp[okp]
         cp = qp[:, trans].mean(dim=0)
         qp[:, trans] -= cp
-        qs, xs, _ = _solve(
+        _, xs, _ = _solve(
             ctx, qp, xp - cp, wp, lo, hi, pri0, max_iter=min(max_iter, 10), xtol=xtol, lam0=1e-3
         )
         dof = (3 * (wp > 0).sum(dim=1) - n_var).clamp(min=1).to(dt)
@@ -1859,7 +1859,7 @@ def _run(
         at = torch.isfinite(q) & (((q - lo).abs() <= ltol) | ((q - hi).abs() <= ltol)) & free
         qc = torch.minimum(torch.maximum(q.to(tdt), lo_in), hi_in)  # (NaN stays NaN)
         outs = [(q_all, qc), (conv_all, cv), (valid_all, valid), (at_all, at)]
-        if not gpu:
+        if fit_all is not None and res_all is not None:  # CPU: kept; GPU: computed when asked
             outs += [(fit_all, xf), (res_all, res)]
         for dst, src in outs:
             dst[s0:s1].copy_(src, non_blocking=gpu)
@@ -1904,15 +1904,15 @@ def _neighbours(vidx: torch.Tensor, n: int, prev_last: torch.Tensor | None):
     if m > 1:
         has_prev[1:] = (vidx[1:] - vidx[:-1]) == 1
         has_next[:-1] = (vidx[1:] - vidx[:-1]) == 1
-    first_uses_prev = prev_last is not None and m > 0 and int(vidx[0]) == 0
+    first = prev_last if prev_last is not None and m > 0 and int(vidx[0]) == 0 else None
 
     def f(q: torch.Tensor):
         prev = q[torch.clamp(ar - 1, min=0)]
         nxt = q[torch.clamp(ar + 1, max=m - 1)]
         hp = has_prev.clone()
-        if first_uses_prev:
+        if first is not None:
             prev = prev.clone()
-            prev[0] = prev_last
+            prev[0] = first
             hp[0] = True
         cnt = hp.to(q.dtype) + has_next.to(q.dtype)
         s = torch.where(hp[:, None], prev, 0.0) + torch.where(has_next[:, None], nxt, 0.0)

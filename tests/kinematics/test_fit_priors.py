@@ -173,7 +173,7 @@ def test_prior_sd_lookup_and_bad_input(sk):
     assert np.isinf(sd[sk.dof_index("pelvis_tilt")]) and np.isinf(sd[sk.dof_index("pelvis_tx")])
     with pytest.raises(InputError, match="unknown DoF 'shoulder_twist'"):
         prior_sd(sk, {"shoulder_twist": 5.0})
-    with pytest.raises(InputError, match="'knee_flexion'.*> 0 degrees.*-1"):
+    with pytest.raises(InputError, match=r"'knee_flexion'.*> 0 degrees.*-1"):
         prior_sd(sk, {"knee_flexion": -1.0})
     with pytest.raises(InputError, match="mapping"):
         prior_sd(sk, 5.0)
