@@ -13,9 +13,9 @@ field, what was found and what was expected - never a ``RecursionError``, ``Over
   (:data:`MAX_TABLE_BYTES` for keypoint tables, :data:`MAX_DOCUMENT_BYTES` for JSON, TOML,
   YAML and landmark files);
 * :func:`read_text` decodes strict UTF-8 and names the line of the first bad byte;
-* :func:`load_json`, :func:`load_toml` and :func:`load_yaml` bound the nesting depth
-  (:data:`MAX_DEPTH`), refuse integers too large for a float and non-finite JSON constants,
-  and the YAML loader refuses aliases (no "billion laughs");
+* :func:`load_json`, :func:`load_toml`, :func:`load_yaml` and :class:`SafeYAMLLoader` (from
+  :mod:`medpose.io._structured`, re-exported here) parse with bounded nesting, no huge
+  integers and no YAML aliases;
 * :func:`parse_count` and :func:`parse_finite` turn a header value into a bounded integer or a
   finite float;
 * :func:`check_frame_span` bounds an array size taken from frame numbers or time stamps in a
@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,16 +36,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import yaml
 
 from ..errors import InputError
 from ..layouts import to_medpose_names
+from ._structured import MAX_DEPTH, SafeYAMLLoader, load_json, load_toml, load_yaml
 from ._util import display_name
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "MAX_TABLE_BYTES",
@@ -66,6 +59,8 @@ __all__ = [
     "SafeYAMLLoader",
     "parse_count",
     "parse_finite",
+    "parse_coordinate",
+    "csv_rows",
     "check_frame_span",
     "UNIT_TO_MM",
     "unit_scale",
@@ -83,8 +78,6 @@ MAX_TABLE_BYTES = 1 << 30
 MAX_DOCUMENT_BYTES = 64 << 20
 #: Largest YAML file read, in bytes (PyYAML parses in pure Python; calibration files are small).
 MAX_YAML_BYTES = 4 << 20
-#: Deepest nesting of lists and mappings accepted in JSON, TOML and YAML.
-MAX_DEPTH = 64
 #: Most columns (cells per line) accepted in a keypoint table.
 MAX_COLUMNS = 20_000
 #: Most frames a reader allocates from frame numbers or time stamps found in a file.
@@ -93,8 +86,6 @@ MAX_FRAMES = 2_000_000
 MAX_SPAN_RATIO = 100
 #: ... unless they span no more than this many frames.
 MIN_SPAN_CHECKED = 1000
-#: Largest integer accepted in JSON, TOML or YAML (magnitude).
-MAX_INT = 2**63
 
 
 def check_file(path: str | os.PathLike, what: str = "file", max_bytes: int | None = None) -> Path:
@@ -177,162 +168,6 @@ def text_lines(text: str) -> tuple[list[str], bool]:
     return lines, complete
 
 
-def _check_tree(doc: Any, src: str, kind: str) -> None:
-    """Refuse nesting deeper than MAX_DEPTH and integers beyond MAX_INT, without recursion."""
-    stack: list[tuple[Any, int]] = [(doc, 0)]
-    while stack:
-        obj, depth = stack.pop()
-        if isinstance(obj, dict):
-            children: Any = obj.values()
-        elif isinstance(obj, list):
-            children = obj
-        else:
-            if isinstance(obj, int) and not isinstance(obj, bool) and abs(obj) >= MAX_INT:
-                raise InputError(
-                    f"{src}: {kind} integer of {len(str(abs(obj)))} digits; expected a number "
-                    f"below 2**63"
-                )
-            continue
-        if depth >= MAX_DEPTH:
-            raise InputError(f"{src}: {kind} nested deeper than {MAX_DEPTH} levels")
-        stack.extend((c, depth + 1) for c in children)
-
-
-def load_json(text: str, src: str) -> Any:
-    """Parse JSON text safely.
-
-    ``NaN`` reads as a float NaN (a missing value); ``Infinity``, numbers that overflow a
-    float, integers of 2**63 or more and nesting deeper than :data:`MAX_DEPTH` are refused.
-
-    Raises
-    ------
-    InputError
-        Naming ``src`` (and the line and column for syntax errors).
-    """
-
-    def parse_int(s: str) -> int:
-        digits = len(s.lstrip("-"))
-        if digits > 19 or abs(int(s)) >= MAX_INT:
-            raise InputError(
-                f"{src}: JSON integer of {digits} digits; expected a number below 2**63"
-            )
-        return int(s)
-
-    def parse_float(s: str) -> float:
-        v = float(s)
-        if not math.isfinite(v):
-            raise InputError(f"{src}: JSON number {s[:40]!r} overflows; expected a finite number")
-        return v
-
-    def parse_constant(s: str) -> float:
-        if s == "NaN":
-            return math.nan
-        raise InputError(f"{src}: JSON value {s}; expected a finite number")
-
-    try:
-        doc = json.loads(
-            text, parse_int=parse_int, parse_float=parse_float, parse_constant=parse_constant
-        )
-    except json.JSONDecodeError as e:
-        truncated = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated")
-        cut = "; the file may be truncated" if truncated else ""
-        raise InputError(
-            f"{src}: invalid JSON at line {e.lineno} column {e.colno} ({e.msg}){cut}"
-        ) from None
-    except RecursionError:
-        raise InputError(f"{src}: JSON nested deeper than {MAX_DEPTH} levels") from None
-    _check_tree(doc, src, "JSON")
-    return doc
-
-
-def load_toml(text: str, src: str) -> dict[str, Any]:
-    """Parse TOML text, refusing nesting deeper than :data:`MAX_DEPTH` and huge integers.
-
-    Raises
-    ------
-    InputError
-        Naming ``src`` and, for syntax errors, the line and column.
-    """
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{src}: not valid TOML ({e})") from None
-    except RecursionError:
-        raise InputError(f"{src}: TOML nested deeper than {MAX_DEPTH} levels") from None
-    _check_tree(doc, src, "TOML")
-    return doc
-
-
-class SafeYAMLLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses aliases and nesting deeper than :data:`MAX_DEPTH`.
-
-    Refusing aliases (``*name``) altogether rules out the "billion laughs" expansion: no file
-    medpose reads needs them (OpenCV FileStorage never writes them).
-    """
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None,
-                None,
-                f"found alias *{event.anchor}; YAML aliases are not accepted",
-                event.start_mark,
-            )
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None,
-                    None,
-                    f"nested deeper than {MAX_DEPTH} levels",
-                    self.peek_event().start_mark,
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def load_yaml(
-    text: str, src: str, loader: type[SafeYAMLLoader] = SafeYAMLLoader, kind: str = "YAML"
-) -> Any:
-    """Parse YAML text with ``loader`` (a :class:`SafeYAMLLoader`), refusing huge integers.
-
-    Raises
-    ------
-    InputError
-        Naming ``src`` and the line of the problem.  An :class:`InputError` raised by a
-        constructor of ``loader`` is prefixed with ``src``.
-    """
-    # PyYAML's scanner is quadratic in the depth of flow collections ([[[[...), so bound that
-    # depth first, cheaply (brackets inside quoted text count too: harmless for real files).
-    raw = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
-    step = np.zeros(256, dtype=np.int64)
-    step[[ord("["), ord("{")]] = 1
-    step[[ord("]"), ord("}")]] = -1
-    depth = np.cumsum(step[raw]) if raw.size else np.zeros(1, dtype=np.int64)
-    if depth.max() > MAX_DEPTH:
-        pos = int(np.argmax(depth > MAX_DEPTH))
-        line = text.encode("utf-8", "surrogatepass").count(b"\n", 0, pos) + 1
-        raise InputError(f"{src}: line {line}: {kind} nested deeper than {MAX_DEPTH} levels")
-    try:
-        doc = yaml.load(text, Loader=loader)  # loader derives from yaml.SafeLoader
-    except InputError as e:
-        raise InputError(f"{src}: {e}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{src}: not valid {kind}{at}: {getattr(e, 'problem', e)}") from None
-    except RecursionError:
-        raise InputError(f"{src}: {kind} nested deeper than {MAX_DEPTH} levels") from None
-    _check_tree(doc, src, kind)
-    return doc
-
-
 def parse_count(value: Any, src: str, field: str, lo: int = 0, hi: int = MAX_FRAMES) -> int:
     """A whole number in ``[lo, hi]`` from a header value (``"100"``, ``"100.0"``, ``100``).
 
@@ -397,6 +232,59 @@ def check_frame_span(first: float, last: float, n_present: int, src: str, what: 
             f"and at most {MAX_FRAMES} frames (a stray frame number?)"
         )
     return int(span)
+
+
+def parse_coordinate(text: Any, where: str) -> float:
+    """A coordinate (mm): a finite number, or NaN for an empty cell or ``nan`` (unplaced).
+
+    Raises
+    ------
+    InputError
+        ``where``: text that is not a number, a boolean, an infinite or overflowing value.
+    """
+    if isinstance(text, bool):
+        raise InputError(f"{where}: expected a number (mm), found {text!r}")
+    try:
+        if isinstance(text, (int, float)):
+            v = float(text)
+        else:
+            s = str(text).strip()
+            if s == "":
+                return math.nan
+            v = float(s)
+    except (ValueError, OverflowError):
+        raise InputError(f"{where}: expected a number (mm), found {text!r}") from None
+    if math.isinf(v):
+        raise InputError(f"{where}: expected a finite number (mm), found {text!r}")
+    return v
+
+
+def csv_rows(lines: list[tuple[int, str]], source: str) -> list[list[str]]:
+    """CSV fields of ``(line number, text)`` lines, one row per line.
+
+    Raises
+    ------
+    InputError
+        Naming ``source`` and the line: a malformed line (``csv.Error``, e.g. a field above
+        ``csv.field_size_limit()``), or a quoted field running over the end of its line.
+    """
+    reader = csv.reader(ln for _, ln in lines)
+    rows: list[list[str]] = []
+    try:
+        for row in reader:
+            rows.append(row)
+    except csv.Error as exc:
+        lineno = lines[min(max(reader.line_num - 1, 0), len(lines) - 1)][0]
+        raise InputError(
+            f"{source}: line {lineno}: not a valid CSV line ({exc}); expected comma-separated "
+            "fields"
+        ) from None
+    if len(rows) != len(lines):  # a quoted field ran across lines
+        raise InputError(
+            f"{source}: line {lines[len(rows) - 1][0] if rows else lines[0][0]}: a quoted field "
+            "runs over the end of the line; expected one landmark per line"
+        )
+    return rows
 
 
 #: Length units that readers accept, and their size in millimetres.

@@ -30,13 +30,11 @@ from scipy.spatial.transform import Rotation
 
 from ..camera.model import Camera
 from ..errors import InputError
+from ._structured import SafeYAMLLoader, load_toml, load_yaml
 from ._text import (
     MAX_DOCUMENT_BYTES,
     MAX_YAML_BYTES,
-    SafeYAMLLoader,
     check_file,
-    load_toml,
-    load_yaml,
     parse_count,
     parse_finite,
     read_text,

@@ -3,10 +3,7 @@
 Every reader returns :class:`~medpose.data.Landmarks` in LPS millimetres (``frame="LPS"``),
 converting RAS files on the way in (x and y change sign).  Unplaced points are NaN.
 
-Formats
--------
-* ``.mrk.json`` (also ``.json``): 3D Slicer Markups JSON, schema
-  https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/Schema/markups-schema-v1.0.3.json
+* ``.mrk.json`` (also ``.json``): 3D Slicer Markups JSON, schema v1.0.3 (:data:`MARKUPS_SCHEMA`):
   ``markups[*].coordinateSystem`` is ``LPS`` (the schema default; Slicer >= 4.11 writes it)
   or ``RAS``; ``markups[*].coordinateUnits`` ``mm`` (default) or ``um``;
   ``controlPoints[*].label``, ``.position`` and ``.positionStatus`` (``defined`` is placed;
@@ -15,9 +12,9 @@ Formats
   point list file format"): ``# Markups fiducial file version = 4.x``, ``# CoordinateSystem =
   0|1|2`` or ``RAS|LPS|IJK`` (0 = RAS, 1 = LPS, 2 = IJK), ``# columns = id,x,y,z,ow,ox,oy,oz,
   vis,sel,lock,label,desc,associatedNodeID``.  Without a CoordinateSystem line the file is
-  RAS (what Slicer wrote before 4.11).  IJK is refused: voxel indices need their volume.
-  Slicer >= 5.2 appends two unnamed columns (position status: 0 undefined, 1 preview,
-  2 defined, 3 missing; then a flag); a status other than 2 gives NaN.
+  RAS (what Slicer wrote before 4.11).  IJK is refused: voxel indices need their volume.  Slicer
+  >= 5.2 appends two unnamed columns (position status: 0 undefined, 1 preview, 2 defined,
+  3 missing; then a flag); a status other than 2 gives NaN.
 * ``.csv``: a header with ``name`` (or ``label``) and ``x``, ``y``, ``z`` (or ``x_mm`` ...),
   optionally a ``coordinate_system`` (or ``frame``) column per row, or a comment line
   ``# coordinate_system = RAS`` before the header; default LPS.  An empty cell is NaN.
@@ -41,7 +38,14 @@ import numpy as np
 from ..data import Landmarks
 from ..errors import FrameMismatch, InputError
 from ..geometry import LPS, RAS
-from ._text import MAX_DOCUMENT_BYTES, load_json, read_text
+from ._structured import load_json
+from ._text import (
+    MAX_DOCUMENT_BYTES,
+    csv_rows,
+    parse_coordinate,
+    read_text,
+    text_lines,
+)
 from ._util import atomic_write, display_name
 
 __all__ = [
@@ -63,24 +67,9 @@ MARKUPS_SCHEMA = (
 )
 _SYSTEMS = (LPS, RAS)
 _FLIP = np.array([-1.0, -1.0, 1.0])  # LPS <-> RAS
-_FCSV_COLUMNS = (
-    "id",
-    "x",
-    "y",
-    "z",
-    "ow",
-    "ox",
-    "oy",
-    "oz",
-    "vis",
-    "sel",
-    "lock",
-    "label",
-    "desc",
-    "associatedNodeID",
-)
+_FCSV_HEADER = "id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID"
+_FCSV_COLUMNS = tuple(_FCSV_HEADER.split(","))
 _FCSV_CODES = {"0": RAS, "RAS": RAS, "1": LPS, "LPS": LPS, "2": "IJK", "IJK": "IJK"}
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # not str.splitlines: it also splits at U+0085, U+2028 ...
 _JSON_STATUS_PLACED = {"defined": True, "preview": False, "undefined": False, "missing": False}
 
 
@@ -113,50 +102,6 @@ def _check_unique(names: list[str], where: list[str], source: str) -> None:
         raise InputError(
             f"{source}: duplicate landmark names {dup} (at {places}); names must be unique"
         )
-
-
-def _number(text: Any, where: str) -> float:
-    """A coordinate: a finite number, or NaN for an empty cell or ``nan`` (an unplaced point)."""
-    if isinstance(text, bool):
-        raise InputError(f"{where}: expected a number (mm), found {text!r}")
-    try:
-        if isinstance(text, (int, float)):
-            v = float(text)
-        else:
-            s = str(text).strip()
-            if s == "":
-                return math.nan
-            v = float(s)
-    except (ValueError, OverflowError):
-        raise InputError(f"{where}: expected a number (mm), found {text!r}") from None
-    if math.isinf(v):
-        raise InputError(f"{where}: expected a finite number (mm), found {text!r}")
-    return v
-
-
-def _csv_rows(lines: list[tuple[int, str]], source: str) -> list[list[str]]:
-    """CSV fields of numbered lines; a malformed line raises InputError naming it."""
-    reader = csv.reader(ln for _, ln in lines)
-    rows: list[list[str]] = []
-    try:
-        for row in reader:
-            rows.append(row)
-    except csv.Error as exc:
-        lineno = lines[min(max(reader.line_num - 1, 0), len(lines) - 1)][0]
-        raise InputError(
-            f"{source}: line {lineno}: not a valid CSV line ({exc}); expected comma-separated "
-            "fields"
-        ) from None
-    if len(rows) != len(lines):  # a quoted field ran across lines
-        raise InputError(
-            f"{source}: line {lines[len(rows) - 1][0] if rows else lines[0][0]}: a quoted field "
-            "runs over the end of the line; expected one landmark per line"
-        )
-    return rows
-
-
-def _out_frame(frame: str, source: str) -> str:
-    return _system(frame, f"{source}: argument frame", _SYSTEMS)
 
 
 def _read_text(path: Path) -> str:
@@ -214,7 +159,7 @@ def read_markups_json(
     """
     p = Path(path)
     src = display_name(p)
-    out = _out_frame(frame, src)
+    out = _system(frame, f"{src}: argument frame")
     doc = load_json(_read_text(p), src)
     if not isinstance(doc, dict) or not isinstance(doc.get("markups"), list):
         raise InputError(
@@ -269,7 +214,8 @@ def read_markups_json(
                         f"{src}: {cloc}.position is {pos!r}; expected 3 numbers for a defined point"
                     )
                 xyz = [
-                    _number(v, f"{src}: {cloc}.position[{i}]") * scale for i, v in enumerate(pos)
+                    parse_coordinate(v, f"{src}: {cloc}.position[{i}]") * scale
+                    for i, v in enumerate(pos)
                 ]
                 if not all(math.isfinite(v) for v in xyz):
                     raise InputError(
@@ -386,13 +332,13 @@ def read_fcsv(path: str | os.PathLike, *, frame: str = LPS) -> Landmarks:
     """
     p = Path(path)
     src = display_name(p)
-    out = _out_frame(frame, src)
+    out = _system(frame, f"{src}: argument frame")
     text = _read_text(p)
     version = None
     system = RAS
     columns = list(_FCSV_COLUMNS)
     data_lines: list[tuple[int, str]] = []
-    for lineno, line in enumerate(_LINE_BREAK.split(text), start=1):
+    for lineno, line in enumerate(text_lines(text)[0], start=1):
         if line.startswith("#"):
             key, _, value = line[1:].partition("=")
             key, value = key.strip().lower(), value.strip()
@@ -416,7 +362,7 @@ def read_fcsv(path: str | os.PathLike, *, frame: str = LPS) -> Landmarks:
                 columns = [c.strip() for c in value.split(",")]
         elif line.strip():
             data_lines.append((lineno, line))
-    data = list(zip((n for n, _ in data_lines), _csv_rows(data_lines, src)))
+    data = list(zip((n for n, _ in data_lines), csv_rows(data_lines, src)))
     if version is None:
         raise InputError(
             f"{src}: no '# Markups fiducial file version = ...' line; expected a Slicer 4/5 .fcsv "
@@ -439,7 +385,7 @@ def read_fcsv(path: str | os.PathLike, *, frame: str = LPS) -> Landmarks:
                 f"({','.join(columns)})"
             )
         xyz = [
-            _number(fields[i], f"{src}: line {lineno}, column {c!r}")
+            parse_coordinate(fields[i], f"{src}: line {lineno}, column {c!r}")
             for i, c in ((ix, "x"), (iy, "y"), (iz, "z"))
         ]
         if (
@@ -518,11 +464,11 @@ def read_landmarks_csv(path: str | os.PathLike, *, frame: str = LPS) -> Landmark
     """
     p = Path(path)
     src = display_name(p)
-    out = _out_frame(frame, src)
+    out = _system(frame, f"{src}: argument frame")
     text = _read_text(p)
     default = LPS
     lines: list[tuple[int, str]] = []
-    for lineno, line in enumerate(_LINE_BREAK.split(text), start=1):
+    for lineno, line in enumerate(text_lines(text)[0], start=1):
         if line.lstrip().startswith("#"):
             m = _SYSTEM_COMMENT.match(line.strip())
             if m:
@@ -533,7 +479,7 @@ def read_landmarks_csv(path: str | os.PathLike, *, frame: str = LPS) -> Landmark
         raise InputError(
             f"{src}: no header and no rows; expected a header 'name,x,y,z' and one row per landmark"
         )
-    rows = _csv_rows(lines, src)
+    rows = csv_rows(lines, src)
     header = [h.strip().lower() for h in rows[0]]
     name_col = next((c for c in _NAME_COLS if c in header), None)
     xyz_cols = next((cols for cols in _XYZ_COLS if all(c in header for c in cols)), None)
@@ -557,7 +503,10 @@ def read_landmarks_csv(path: str | os.PathLike, *, frame: str = LPS) -> Landmark
         names.append(fields[idx[0]].strip())
         where.append(f"line {lineno}")
         pts.append(
-            [_number(fields[i], f"{src}: line {lineno}, column {header[i]!r}") for i in idx[1:]]
+            [
+                parse_coordinate(fields[i], f"{src}: line {lineno}, column {header[i]!r}")
+                for i in idx[1:]
+            ]
         )
         cell = fields[isys].strip() if isys is not None else ""
         systems.append(

@@ -27,11 +27,11 @@ import numpy as np
 from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import Layout, detect_layout, get_layout, list_layouts
+from ._structured import load_json
 from ._text import (
     MAX_DOCUMENT_BYTES,
     canonical_names,
     check_frame_span,
-    load_json,
     parse_finite,
     read_text,
 )

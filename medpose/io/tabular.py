@@ -42,12 +42,12 @@ import pyarrow.parquet as pq
 from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import Layout, detect_layout, get_layout
+from ._structured import load_json
 from ._text import (
     MAX_COLUMNS,
     canonical_names,
     check_file,
     check_frame_span,
-    load_json,
     numeric_columns,
     parse_finite,
     rate_from_times,
