@@ -42,12 +42,14 @@ def read_keypoints(path: str | os.PathLike, **kw: Any) -> KeypointSequence:
         Passed to the reader (:func:`~medpose.io.trc.read_trc`,
         :func:`~medpose.io.c3d.read_c3d`, :func:`~medpose.io.tabular.read_csv_keypoints`,
         :func:`~medpose.io.tabular.read_parquet_keypoints`,
-        :func:`~medpose.io.openpose.read_openpose`).
+        :func:`~medpose.io.openpose.read_openpose`), e.g. ``rate=60,
+        missing_frames="error"`` for an OpenPose folder.
 
     Raises
     ------
     InputError
-        If the path does not exist or its type is not supported.
+        If the path does not exist, its type is not supported, or it is a folder named like a
+        file (``trial.trc/``); and every error of the reader.
     """
     p = Path(path)
     suffix = p.suffix.lower()
