@@ -1130,7 +1130,12 @@ class Fit:
     def keypoints(self) -> KeypointSequence:
         """Fitted keypoints (the skeleton's), in the input's frame and names (medpose names), mm."""
         return KeypointSequence(
-            self.fitted, self.keypoint_names, self.rate, confidence=None, frame=self.frame, start=self.start
+            self.fitted,
+            self.keypoint_names,
+            self.rate,
+            confidence=None,
+            frame=self.frame,
+            start=self.start,
         )
 
     @property

@@ -171,7 +171,9 @@ def register(
     # the mirror test uses the plain fit (a reflection is a property of the geometry, not the weights)
     plain = procrustes_batch(f[None], m[None], None if wfit.all() else wfit, scale)
     check_mirror(plain)
-    out = solve_paired(f[None], m[None], wfit if not wfit.all() or w is not None else None, scale, cf, cm)
+    out = solve_paired(
+        f[None], m[None], wfit if not wfit.all() or w is not None else None, scale, cf, cm
+    )
     r, t, s = out["R"][0], out["t"][0], float(out["s"][0])
     if not (np.isfinite(s) and s > 0):
         raise DegenerateConfiguration(

@@ -155,7 +155,9 @@ def test_chunks_missing_and_low_confidence(sk, squat):
     x[3, 10:14] = np.nan  # missing keypoints: ignored
     x[5, 20] += 400.0  # wild but unconfident: ignored
     conf[5, 20] = 0.05
-    f = fit(KeypointSequence(x, seq.names, seq.rate, confidence=conf), sk, chunk_size=4, progress=False)
+    f = fit(
+        KeypointSequence(x, seq.names, seq.rate, confidence=conf), sk, chunk_size=4, progress=False
+    )
     assert np.nanmax(np.abs(f.q - squat)) < 0.1
     assert np.isnan(f.residuals.iloc[3, 10]) and np.isfinite(f.residuals.iloc[4, 10])
 

@@ -86,7 +86,8 @@ def test_batch_bad_input_names_problems():
     far = np.array(x)
     far[5] *= 1e160
     with pytest.raises(
-        InputError, match=r"moving coordinates of magnitude up to [\d.]+e\+16\d mm in problems \[5\]"
+        InputError,
+        match=r"moving coordinates of magnitude up to [\d.]+e\+16\d mm in problems \[5\]",
     ):
         register_batch(y, far)
 

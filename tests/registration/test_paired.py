@@ -303,7 +303,10 @@ def test_far_from_origin_is_judged_on_shape(layout, truth):
 def test_implausible_magnitudes_are_refused(layout, magnitude):
     """Coordinates beyond 10 km are a unit or file error (and 1e160 overflows when squared)."""
     huge = layout * magnitude
-    with pytest.raises(InputError, match=r"moving points \(rows\): coordinates of magnitude up to .* mm.*\|x\| < 1e\+07 mm"):
+    with pytest.raises(
+        InputError,
+        match=r"moving points \(rows\): coordinates of magnitude up to .* mm.*\|x\| < 1e\+07 mm",
+    ):
         register(layout, huge)
     ct = Landmarks(tuple(f"fid{i}" for i in range(6)), huge, "LPS")
     cam = Landmarks(ct.names, layout, "camera")

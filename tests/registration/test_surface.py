@@ -95,7 +95,9 @@ def test_icp_bad_input():
     )
     t = Transform(source="LPS", target="camera")
     with pytest.raises(FrameMismatch, match="surface is in 'RAS'"):
-        refine_surface(t, Surface(points=surf.points, normals=surf.normals, frame="RAS"), np.zeros((10, 3)))
+        refine_surface(
+            t, Surface(points=surf.points, normals=surf.normals, frame="RAS"), np.zeros((10, 3))
+        )
     with pytest.raises(FrameMismatch, match="cloud is in 'LPS'"):
         refine_surface(t, surf, Landmarks(("a",), [[0, 0, 0]], "LPS"))
     with pytest.raises(InputError, match="method"):
