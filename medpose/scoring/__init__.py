@@ -1,0 +1,52 @@
+"""Rehabilitation motion metrics, available as ``mp.metrics``.
+
+Range of motion, angular velocity, movement time, tempo and repetition count
+(:mod:`~medpose.scoring.kinematic`); smoothness: SPARC, LDLJ, velocity peaks
+(:mod:`~medpose.scoring.smoothness`); symmetry, DTW distance to a template and consistency
+across repetitions (:mod:`~medpose.scoring.comparison`); bootstrap confidence intervals,
+SEM and MDC95 (:mod:`~medpose.scoring.statistics`).
+
+Metrics work on arrays with units (degrees, deg/s, seconds, Hz), batched over repetitions:
+one repetition ``(T,)``, a NaN-padded batch ``(R, T)`` or a list of 1-D arrays (see
+:func:`split_repetitions`).  Each returns a :class:`MetricResult`: the values, their unit,
+and for every NaN the reason it could not be computed.  Bad arguments raise
+:class:`~medpose.errors.InputError` naming the argument.
+"""
+
+from __future__ import annotations
+
+from .batch import split_repetitions
+from .comparison import consistency, dtw_distance, symmetry_index
+from .kinematic import (
+    angular_velocity,
+    mean_angular_velocity,
+    movement_time,
+    peak_angular_velocity,
+    repetition_count,
+    rom,
+    tempo,
+)
+from .result import MetricResult
+from .smoothness import ldlj, sparc, velocity_peaks
+from .statistics import bootstrap_ci, mdc95, sem_from_icc
+
+__all__ = [
+    "MetricResult",
+    "split_repetitions",
+    "rom",
+    "angular_velocity",
+    "peak_angular_velocity",
+    "mean_angular_velocity",
+    "movement_time",
+    "tempo",
+    "repetition_count",
+    "sparc",
+    "ldlj",
+    "velocity_peaks",
+    "symmetry_index",
+    "dtw_distance",
+    "consistency",
+    "bootstrap_ci",
+    "mdc95",
+    "sem_from_icc",
+]
