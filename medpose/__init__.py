@@ -53,7 +53,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "io": ("medpose.io", None),
     "kinematics": ("medpose.kinematics", None),
     "layouts": ("medpose.layouts", None),
+    "metrics": ("medpose.scoring", None),
     "registration": ("medpose.registration", None),
+    "scoring": ("medpose.scoring", None),
     "synthetic": ("medpose.synthetic", None),
     "temporal": ("medpose.temporal", None),
 }
