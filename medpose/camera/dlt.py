@@ -27,7 +27,9 @@ mixes that contain it: with 4 cameras and 2 labels, 72 solves instead of 16 x 11
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +48,10 @@ __all__ = [
 ]
 
 #: (point, solution) systems solved per block: bounds memory, each block is fully batched
-BLOCK = 200_000
+BLOCK = 100_000
+
+#: threads solving blocks at once (numpy releases the GIL inside its loops)
+WORKERS = min(8, os.cpu_count() or 1)
 
 #: upper-triangle index pairs of a symmetric 4x4 matrix, in the order used below
 _IU = np.triu_indices(4)
@@ -109,9 +114,10 @@ def _null_vector(
         lam = np.maximum(m[9] + m[3] * y[0] + m[6] * y[1] + m[8] * y[2], 0.0) / (
             1.0 + y[0] * y[0] + y[1] * y[1] + y[2] * y[2]
         )
+        every = np.arange(n)
         for it in range(max_iter):
             # the first step on every entry, later ones only on those not done yet
-            idx = np.flatnonzero(todo) if it >= 1 else slice(None)
+            idx = np.flatnonzero(todo) if it >= 1 else every
             mm = m if it < 1 else [a[idx] for a in m]
             lm = lam[idx]
             y, det, dy = _solve_shifted(mm, lm)
@@ -128,7 +134,7 @@ def _null_vector(
                 & todo[idx]
             )
             lam[idx] = lm + step
-            where = np.flatnonzero(done) if it < 1 else idx[done]
+            where = idx[done]
             out[:, where] = y[:, done]
             todo[where] = False
             if not todo.any():
@@ -369,7 +375,7 @@ class _Plan:
 def _plan(subsets: np.ndarray, mixes: np.ndarray, n_labels: int) -> _Plan:
     n_c = subsets.shape[1]
     table: dict[tuple[int, tuple[int, ...]], int] = {}
-    rows = []
+    rows: list[np.ndarray] = []
     index = np.zeros((len(mixes), len(subsets)), dtype=np.int64)
     for m, mix in enumerate(mixes):
         for s, sub in enumerate(subsets):
@@ -434,11 +440,21 @@ def consensus(
     U = np.zeros((n, n_m, n_c), dtype=bool)
     step = max(1, BLOCK // max(len(plan.weights), n_m * len(rig.subsets)))
     starts = range(0, n, step)
-    for a in tqdm(starts, desc=desc, unit="block", disable=not progress or len(starts) < 2):
+
+    def block(a: int) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         b = min(n, a + step)
-        X[a:b], E[a:b], U[a:b] = _consensus_block(
+        return a, _consensus_block(
             rig, plan, mixes, pixels[a:b], confidence[a:b], min_confidence, threshold_px
         )
+
+    # blocks are independent; numpy releases the GIL in its loops, so threads share the work
+    workers = min(len(starts), WORKERS)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        done = pool.map(block, starts) if workers > 1 else map(block, starts)
+        for a, (x, e, u) in tqdm(
+            done, total=len(starts), desc=desc, unit="block", disable=not progress or len(starts) < 2
+        ):
+            X[a : a + len(x)], E[a : a + len(x)], U[a : a + len(x)] = x, e, u
     return X, E, U
 
 

@@ -438,13 +438,14 @@ def refine_calibration(
     triangulate_kwargs.setdefault("temporal", True)
     triangulate_kwargs.setdefault("threshold_px", threshold_px)
     by_name = {c.name: c for c in cameras}
-    cams = [by_name[n] if n in by_name else None for n in keypoints_2d]
-    if any(c is None for c in cams):  # let triangulate word the error
+    if any(n not in by_name for n in keypoints_2d):  # let triangulate word the error
         triangulate(cameras, keypoints_2d, **triangulate_kwargs)
+    cams = [by_name[n] for n in keypoints_2d]
     free = np.array([c.name not in fixed for c in cams])
     prior = _prior_scale(order, prior_px, prior_deg, prior_focal)
     theta = np.zeros((len(cams), n_p))
-    before = first = None
+    before: list[float] = []  # per camera, from the first round
+    first = None
     for _ in range(int(rounds)):
         res = triangulate(_corrected(cams, order, free, theta), keypoints_2d, **triangulate_kwargs)
         X, obs, cam_of, pt_of, tk = _observations(res, min_confidence, threshold_px)
@@ -459,7 +460,7 @@ def refine_calibration(
                 f"refine_calibration: {len(obs)} usable observations for "
                 f"{n_p * free.sum()} camera parameters; expected at least 10 per parameter"
             )
-        if before is None:
+        if not before:
             e0 = np.linalg.norm(
                 _project(_corrected(cams, order, free, theta), X[pt_of], cam_of) - obs, axis=1
             )

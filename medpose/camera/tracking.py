@@ -241,7 +241,7 @@ def track_points(
         for a in range(0, n_t, step):  # blocks of frames bound the memory; each block is batched
             fr = slice(a, min(n_t, a + step))
 
-            def two(arr: np.ndarray) -> np.ndarray:
+            def two(arr: np.ndarray, fr: slice = fr) -> np.ndarray:
                 """(T, K, C[, 2]) -> (t, B, G, 2, C[, 2]): the two points' observations under each labelling."""
                 m = G if arr.ndim == 3 else g
                 a_, b_ = arr[fr][:, ia][:, :, None], arr[fr][:, ib][:, :, None]
@@ -332,9 +332,12 @@ def track_points(
             path = _viterbi(
                 np.where(np.isfinite(cost)[..., None, None], sx, np.nan), cost, motion_weight
             )
-            take = lambda a: np.take_along_axis(
-                a, path.reshape(path.shape + (1,) * (a.ndim - 2)), axis=2
-            )[:, :, 0]  # noqa: E731
+
+            def take(a: np.ndarray, path: np.ndarray = path) -> np.ndarray:
+                return np.take_along_axis(a, path.reshape(path.shape + (1,) * (a.ndim - 2)), axis=2)[
+                    :, :, 0
+                ]
+
             Xp = np.where(none[..., None, None], np.nan, take(sx))  # (T, B, J, 3)
             for j in range(pts.shape[1]):
                 est[:, pts[:, j]] = Xp[:, :, j]
@@ -359,7 +362,7 @@ def track_points(
                     np.linalg.norm(est[:, bl[:, 0]] - est[:, bl[:, 1]], axis=-1), axis=0
                 )
             extra = []
-            for pts, G, sx, sc, si, gi in chains:
+            for pts, _G, sx, _sc, _si, _gi in chains:
                 parts = []
                 for j in range(pts.shape[1]):
                     full = np.full((n_t, n_k, sx.shape[2], 3), np.nan)

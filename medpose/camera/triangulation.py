@@ -90,7 +90,6 @@ class TriangulationResult:
     def error_table(self, min_visibility: float = 0.5) -> pd.DataFrame:
         """Tidy table of every observation with confidence >= ``min_visibility``:
         ``frame, keypoint, camera, error_px, used``."""
-        t, k, c = self.errors.shape
         conf = np.stack([self.keypoints_2d[n].confidence for n in self.camera_names], axis=-1)
         sel = (conf >= min_visibility) & np.isfinite(self.errors)
         ti, ki, ci = np.nonzero(sel)
@@ -365,9 +364,10 @@ def triangulate(
             perm = np.broadcast_to(np.arange(len(names)), (seq.n_frames, len(names))).copy()
             perm[:, li] = np.where(fl, ri, li)
             perm[:, ri] = np.where(fl, li, ri)
-            take = lambda a: np.take_along_axis(
-                a, perm.reshape(perm.shape + (1,) * (a.ndim - 2)), axis=1
-            )
+
+            def take(a: np.ndarray, perm: np.ndarray = perm) -> np.ndarray:
+                return np.take_along_axis(a, perm.reshape(perm.shape + (1,) * (a.ndim - 2)), axis=1)
+
             mean_err, n_used, E, U, conf3 = (take(a) for a in (mean_err, n_used, E, U, conf3))
             kp = {n: s.with_positions(take(s.positions), take(s.confidence)) for n, s in kp.items()}
     swaps = (

@@ -107,7 +107,7 @@ def test_refine_bad_input(rig, views):
         refine_calibration(rig, views, f_scale_px=-1)
     with pytest.raises(InputError, match="rounds must be an integer >= 1, found 0"):
         refine_calibration(rig, views, rounds=0)
-    with pytest.raises(InputError, match="loss must be one of .* found 'l7'"):
+    with pytest.raises(InputError, match=r"loss must be one of .* found 'l7'"):
         refine_calibration(rig, views, loss="l7", rounds=1, temporal=False)
     with pytest.raises(
         InputError, match=r"keypoints for camera\(s\) \['cam01'\] but the calibration has only"

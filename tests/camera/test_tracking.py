@@ -117,7 +117,7 @@ def test_track_points_bad_input(rig, truth):
         InputError, match=r"expected pixels \(T, K, 4, 2\).*found \(3, 2, 4, 2\), \(3, 2, 4\) and 3"
     ):
         track_points(rig, px, cf, ["a", "b", "c"])
-    with pytest.raises(InputError, match="motion_weight.*-1"):
+    with pytest.raises(InputError, match=r"motion_weight.*-1"):
         track_points(rig, px, cf, ["a", "b"], motion_weight=-1)
     with pytest.raises(InputError, match=r"\['knee_x'\]"):
         track_points(rig, px, cf, ["a", "b"], bones=[("a", "knee_x")])

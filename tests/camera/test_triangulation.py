@@ -93,7 +93,7 @@ def test_injected_view_swaps_are_found_and_undone(rig, truth):
     li = [truth.index(a) for a, _ in pairs]
     ri = [truth.index(b) for _, b in pairs]
     injected = fixed = 0
-    for c, cam in enumerate(res.camera_names):
+    for cam in res.camera_names:
         out = res.keypoints_2d[cam].positions
         ref = clean[cam].positions
         for run in report[cam]["swaps"]:
