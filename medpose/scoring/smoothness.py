@@ -218,11 +218,11 @@ def ldlj(
         if not why:
             duration = x.size * dt
             peak = float(np.max(np.abs(x)))
-            jerk = np.diff(x, n_diff) / dt**n_diff
-            integral = float(np.sum(jerk**2)) * dt
+            steps = np.diff(x, n_diff)
+            integral = float(np.sum((steps / dt**n_diff) ** 2)) * dt
             if not peak > 0:
                 why = f"the {data_type} profile is zero everywhere; LDLJ needs a movement"
-            elif not integral > 0:
+            elif np.max(np.abs(steps)) <= 1e-12 * peak:  # rounding error, not jerk
                 why = f"the jerk of the {data_type} profile is zero everywhere"
             else:
                 value = -float(np.log(duration**power / peak**2 * integral))
@@ -294,7 +294,7 @@ def velocity_peaks(
         if not why:
             top = float(np.max(v))
             if not top > 0:
-                why = "the speed is not positive anywhere"
+                why = "the speed is zero (not positive) everywhere"
             else:
                 peaks, _ = find_peaks(v, prominence=prominence * top, distance=distance)
                 value = float(peaks.size)
