@@ -54,7 +54,9 @@ def rom(
     percentiles : (float, float)
         Lower and upper percentile, 0 <= low < high <= 100.
     max_missing : float
-        Largest fraction of missing samples for which the range is still reported, in [0, 1).
+        Largest fraction of missing samples between the repetition's first and last finite
+        sample (NaN padding of a batch does not count) for which the range is still reported,
+        in [0, 1).
 
     Returns
     -------
@@ -82,7 +84,7 @@ def rom(
         x, why = usable(rep, _MIN_ROM_SAMPLES, gaps_allowed=True)
         lo = hi = np.nan
         if not why:
-            missing = float(np.mean(~np.isfinite(rep)))
+            missing = float(np.mean(~np.isfinite(x)))  # inside the repetition, not padding
             if missing > max_missing:
                 why = (
                     f"{missing:.0%} of the samples are missing; at most {max_missing:.0%} "
