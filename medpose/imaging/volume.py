@@ -482,6 +482,12 @@ def _nrrd_payload(path: Path, root: Path) -> _Payload:
     if itemsize is None:
         raise InputError(f"{name}: NRRD type {fields['type'][:40]!r} is not a known NRRD type")
     sizes = _ints(fields["sizes"], name, "NRRD sizes")
+    ndims = fields.get("dimension", "").strip()
+    if not ndims.isdigit() or int(ndims) != len(sizes) or not 1 <= len(sizes) <= 16:
+        raise InputError(
+            f"{name}: NRRD dimension is {ndims[:20]!r} and sizes has {len(sizes)} values; "
+            "expected the same number, between 1 and 16 (NRRD_DIM_MAX)"
+        )
     encoding = fields["encoding"].lower()
     compression = {"raw": "raw", "gzip": "zlib", "gz": "zlib", "bzip2": "bzip2", "bz2": "bzip2"}
     kind = compression.get(encoding, "text")
@@ -515,6 +521,12 @@ def _meta_payload(path: Path, root: Path) -> _Payload:
             f"{sorted(_MET_TYPES)}"
         )
     dims = _ints(fields["DimSize"], name, "MetaImage DimSize")
+    ndims = fields.get("NDims", "").strip()
+    if not ndims.isdigit() or int(ndims) != len(dims) or not 1 <= len(dims) <= 10:
+        raise InputError(
+            f"{name}: MetaImage NDims is {ndims[:20]!r} and DimSize has {len(dims)} values; "
+            "expected the same number, between 1 and 10 (MetaIO's limit)"
+        )
     channels = _ints(fields.get("ElementNumberOfChannels", "1"), name, "ElementNumberOfChannels")[0]
     compressed = fields.get("CompressedData", "False").lower() == "true"
     header_size = fields.get("HeaderSize", "0")

@@ -129,7 +129,7 @@ def test_damaged_volume_files(tmp_path: Path, ext: str) -> None:
              b"encoding: raw": b"encoding: gzip", b"dimension: 3": b"dimension: 9"}
             if ext.startswith(".n")
             else {b"DimSize = 6 5 4": b"DimSize = 60000 50000 40000", b"MET_SHORT": b"MET_BOGUS",
-                  b"NDims = 3": b"NDims = 0", b"CompressedData = False": b"CompressedData = True"}
+                  b"NDims = 3": b"NDims = 93", b"CompressedData = False": b"CompressedData = True"}
         )
         for what, b in _text_fields(header_raw, fields):
             cases.append((what, good, b))

@@ -617,3 +617,23 @@ def test_pair_interrupted_before_header_keeps_old_pair(tmp_path, monkeypatch, ex
     write_volume(new, path)  # and a complete rewrite replaces the pair and removes the old data
     np.testing.assert_array_equal(read_volume(path).array, new.array)
     assert len(list(tmp_path.iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    "ext, old, new, message",
+    [
+        (".mha", b"NDims = 3", b"NDims =93", r"MetaImage NDims is '93' and DimSize has 3 values"),
+        (".nrrd", b"dimension: 3", b"dimension: 2", r"NRRD dimension is '2' and sizes has 3 values"),
+        (".mha", b"MET_SHORT", b"MET_BOGUS", r"MetaImage ElementType 'MET_BOGUS'; expected one of"),
+        (".nrrd", b"type: short", b"type: quaternion", r"NRRD type 'quaternion' is not a known NRRD type"),
+        (".nrrd", b"sizes: 7 6 5", b"sizes: 7 0 5", r"NRRD sizes is '7 0 5'; expected positive integers"),
+    ],
+)
+def test_bad_text_header_fields_refused(tmp_path, ext, old, new, message):
+    """MetaIO aborts the process (SIGABRT) on NDims 93: such headers are refused before ITK."""
+    path = write_volume(_oblique_volume(), tmp_path / f"h{ext}")
+    raw = path.read_bytes()
+    assert old in raw
+    path.write_bytes(raw.replace(old, new, 1))
+    with pytest.raises(InputError, match=rf"h\{ext}: " + message):
+        read_volume(path)
