@@ -365,23 +365,70 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
 #: Bytes per voxel of the NRRD ``type`` field values (NRRD format 5, "type") and MetaImage
 #: ``ElementType`` values (MetaIO documentation, "MET_*" types).
 _NRRD_TYPES: dict[str, int] = {
-    **dict.fromkeys(["signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8", "uint8_t"], 1),
     **dict.fromkeys(
-        ["short", "short int", "signed short", "signed short int", "int16", "int16_t", "ushort",
-         "unsigned short", "unsigned short int", "uint16", "uint16_t"],
+        ["signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8", "uint8_t"], 1
+    ),
+    **dict.fromkeys(
+        [
+            "short",
+            "short int",
+            "signed short",
+            "signed short int",
+            "int16",
+            "int16_t",
+            "ushort",
+            "unsigned short",
+            "unsigned short int",
+            "uint16",
+            "uint16_t",
+        ],
         2,
     ),
-    **dict.fromkeys(["int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32", "uint32_t", "float"], 4),
     **dict.fromkeys(
-        ["longlong", "long long", "long long int", "signed long long", "signed long long int",
-         "int64", "int64_t", "ulonglong", "unsigned long long", "unsigned long long int",
-         "uint64", "uint64_t", "double"],
+        [
+            "int",
+            "signed int",
+            "int32",
+            "int32_t",
+            "uint",
+            "unsigned int",
+            "uint32",
+            "uint32_t",
+            "float",
+        ],
+        4,
+    ),
+    **dict.fromkeys(
+        [
+            "longlong",
+            "long long",
+            "long long int",
+            "signed long long",
+            "signed long long int",
+            "int64",
+            "int64_t",
+            "ulonglong",
+            "unsigned long long",
+            "unsigned long long int",
+            "uint64",
+            "uint64_t",
+            "double",
+        ],
         8,
     ),
 }
 _MET_TYPES: dict[str, int] = {
-    "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-    "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
+    "MET_CHAR": 1,
+    "MET_UCHAR": 1,
+    "MET_SHORT": 2,
+    "MET_USHORT": 2,
+    "MET_INT": 4,
+    "MET_UINT": 4,
+    "MET_LONG": 4,
+    "MET_ULONG": 4,
+    "MET_LONG_LONG": 8,
+    "MET_ULONG_LONG": 8,
+    "MET_FLOAT": 4,
     "MET_DOUBLE": 8,
 }
 #: Largest output/input ratio of a deflate stream (zlib technical details: 1032:1).
@@ -425,7 +472,9 @@ def _data_file(header: Path, value: str, field: str, root: Path) -> Path:
             "file inside the folder of the header (or the root= folder given to read_volume)"
         )
     if not target.is_file():
-        raise InputError(f"{name}: {field} names {target.name!r}, which is not a file; expected the data file")
+        raise InputError(
+            f"{name}: {field} names {target.name!r}, which is not a file; expected the data file"
+        )
     return target
 
 
@@ -491,7 +540,11 @@ def _nrrd_payload(path: Path, root: Path) -> _Payload:
     encoding = fields["encoding"].lower()
     compression = {"raw": "raw", "gzip": "zlib", "gz": "zlib", "bzip2": "bzip2", "bz2": "bzip2"}
     kind = compression.get(encoding, "text")
-    skip = int(fields.get("byte skip", "0") or 0) if fields.get("byte skip", "0").lstrip("-").isdigit() else 0
+    skip = (
+        int(fields.get("byte skip", "0") or 0)
+        if fields.get("byte skip", "0").lstrip("-").isdigit()
+        else 0
+    )
     detached = fields.get("data file", fields.get("datafile"))
     field = "NRRD 'data file'" if "data file" in fields else "NRRD 'datafile'"
     if detached is not None:
@@ -500,7 +553,9 @@ def _nrrd_payload(path: Path, root: Path) -> _Payload:
         data, offset, field = path, end, "NRRD data"
     if fields.get("line skip", "0").strip() not in ("", "0"):
         kind = "text"  # line skips: leave the check to ITK
-    return _Payload(data, None if skip < 0 else offset + skip, math.prod(sizes) * itemsize, kind, field)
+    return _Payload(
+        data, None if skip < 0 else offset + skip, math.prod(sizes) * itemsize, kind, field
+    )
 
 
 def _meta_payload(path: Path, root: Path) -> _Payload:
@@ -669,7 +724,18 @@ def _nifti_header(path: Path) -> Any:
             offset = int(hdr.get_data_offset())
             magic = bytes(hdr["magic"])
             img = nib.load(str(path))
-    except (ImageFileError, HeaderDataError, WrapStructError, KeyError, ValueError, TypeError, OSError, EOFError, zlib.error, struct.error):
+    except (
+        ImageFileError,
+        HeaderDataError,
+        WrapStructError,
+        KeyError,
+        ValueError,
+        TypeError,
+        OSError,
+        EOFError,
+        zlib.error,
+        struct.error,
+    ):
         return None  # not parseable by nibabel (e.g. a header cut short): ITK will say why
     if magic.startswith(b"n+"):
         offset = max(offset, int(hdr.single_vox_offset))
@@ -929,7 +995,9 @@ def _sitk_write(image: sitk.Image, target: Path, fmt: str, compress: bool, name:
     try:
         sitk.WriteImage(image, str(target), useCompression=compress)
     except RuntimeError as exc:
-        raise InputError(f"{name}: could not write {fmt} image: {_itk_error(exc, target)}") from None
+        raise InputError(
+            f"{name}: could not write {fmt} image: {_itk_error(exc, target)}"
+        ) from None
 
 
 def _write_pair(

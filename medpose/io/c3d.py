@@ -90,7 +90,9 @@ def _read_in_child(p: Path, src: str) -> dict[str, np.ndarray]:
             "damaged (its header and parameter section passed medpose's checks)"
         )
     if run.returncode != 0 or not run.stdout:
-        lines = [ln.strip() for ln in run.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        lines = [
+            ln.strip() for ln in run.stderr.decode(errors="replace").splitlines() if ln.strip()
+        ]
         reason = lines[-1] if lines else "no output"
         for text in (str(p.resolve()), str(p)):
             reason = reason.replace(text, src)

@@ -53,7 +53,12 @@ from ._util import atomic_path, atomic_write, display_name, require_file
 __all__ = ["read_transform", "write_transform", "TRANSFORM_EXTENSIONS"]
 
 #: File extensions of ITK transform files: text and HDF5.
-TRANSFORM_EXTENSIONS: dict[str, str] = {".tfm": "text", ".txt": "text", ".h5": "HDF5", ".hdf5": "HDF5"}
+TRANSFORM_EXTENSIONS: dict[str, str] = {
+    ".tfm": "text",
+    ".txt": "text",
+    ".h5": "HDF5",
+    ".hdf5": "HDF5",
+}
 
 #: Linear 3D ITK transform classes: (number of Parameters, allowed numbers of FixedParameters).
 _LINEAR: dict[str, tuple[int, tuple[int, ...]]] = {
@@ -306,7 +311,10 @@ def write_transform(transform: Transform, path: str | os.PathLike) -> Path:
     affine.SetTranslation(tuple(float(v) for v in f[:3, 3]))
     # HDF5 locks the files it writes, and atomic_path holds a lock on its temporary file: the
     # file is written in a private folder beside ``path``, then moved onto the temporary file.
-    with atomic_path(p, suffix=ext) as tmp, tempfile.TemporaryDirectory(dir=p.parent, prefix=".") as work:
+    with (
+        atomic_path(p, suffix=ext) as tmp,
+        tempfile.TemporaryDirectory(dir=p.parent, prefix=".") as work,
+    ):
         out = Path(work) / f"transform{ext}"
         try:
             sitk.WriteTransform(affine, str(out))

@@ -121,15 +121,27 @@ def test_damaged_volume_files(tmp_path: Path, ext: str) -> None:
         for what, b in [*_damage(header_raw, 3, 352), *_nifti_fields(header_raw)]:
             cases.append((what, good, b))
     else:
-        end = header_raw.find(b"\n\n") if ext.startswith(".n") else header_raw.find(b"ElementDataFile")
+        end = (
+            header_raw.find(b"\n\n")
+            if ext.startswith(".n")
+            else header_raw.find(b"ElementDataFile")
+        )
         for what, b in _damage(header_raw, 4, max(end, 40) + 30):
             cases.append((what, good, b))
         fields = (
-            {b"sizes: 6 5 4": b"sizes: 60000 50000 40000", b"type: short": b"type: quaternion",
-             b"encoding: raw": b"encoding: gzip", b"dimension: 3": b"dimension: 9"}
+            {
+                b"sizes: 6 5 4": b"sizes: 60000 50000 40000",
+                b"type: short": b"type: quaternion",
+                b"encoding: raw": b"encoding: gzip",
+                b"dimension: 3": b"dimension: 9",
+            }
             if ext.startswith(".n")
-            else {b"DimSize = 6 5 4": b"DimSize = 60000 50000 40000", b"MET_SHORT": b"MET_BOGUS",
-                  b"NDims = 3": b"NDims = 93", b"CompressedData = False": b"CompressedData = True"}
+            else {
+                b"DimSize = 6 5 4": b"DimSize = 60000 50000 40000",
+                b"MET_SHORT": b"MET_BOGUS",
+                b"NDims = 3": b"NDims = 93",
+                b"CompressedData = False": b"CompressedData = True",
+            }
         )
         for what, b in _text_fields(header_raw, fields):
             cases.append((what, good, b))
@@ -148,7 +160,9 @@ def test_damaged_volume_files(tmp_path: Path, ext: str) -> None:
 
 def test_damaged_c3d_files(tmp_path: Path) -> None:
     pos = np.random.default_rng(1).normal(0, 300, (20, 3, 3))
-    good = write_c3d(KeypointSequence(pos, ("hip_r", "knee_r", "ankle_r"), 100.0), tmp_path / "g.c3d")
+    good = write_c3d(
+        KeypointSequence(pos, ("hip_r", "knee_r", "ankle_r"), 100.0), tmp_path / "g.c3d"
+    )
     raw = good.read_bytes()
 
     def put(offset: int, fmt: str, *values: float) -> bytes:

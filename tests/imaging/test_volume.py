@@ -428,7 +428,12 @@ def test_medpose_written_nifti_cut_by_300_bytes_refused(tmp_path, ext):
         (84, "<f", 0.0, r"NIfTI pixdim\[1:4\] is \[2\.0, 0\.0, 4\.0\]; expected 3 finite positive"),
         (76 + 12, "<f", float("nan"), r"NIfTI pixdim\[1:4\] is \[2\.0, 3\.0, nan\]"),
         (280, "<f", float("nan"), r"NIfTI sform \(sform_code 1\) srow_x/y/z is \[\[nan, "),
-        (296 + 4, "<f", 0.0, r"NIfTI sform \(sform_code 1\) srow_x/y/z is .*expected a finite invertible"),
+        (
+            296 + 4,
+            "<f",
+            0.0,
+            r"NIfTI sform \(sform_code 1\) srow_x/y/z is .*expected a finite invertible",
+        ),
         (256, "<f", float("nan"), r"NIfTI qform \(qform_code 1\) quatern_b/c/d \[nan, "),
         (256, "<f", 1.5, r"NIfTI qform .*expected finite values and b\^2 \+ c\^2 \+ d\^2 <= 1"),
     ],
@@ -458,7 +463,9 @@ def test_truncated_nrrd_and_metaimage_refused(tmp_path, ext):
     path = write_volume(_oblique_volume(), tmp_path / f"t{ext}")
     data = path if ext in (".nrrd", ".mha") else next(tmp_path.glob("t.*.raw"))
     data.write_bytes(data.read_bytes()[:-50])
-    with pytest.raises(InputError, match=r"truncated: \d+ bytes of voxel data in .*, the header promises 420"):
+    with pytest.raises(
+        InputError, match=r"truncated: \d+ bytes of voxel data in .*, the header promises 420"
+    ):
         read_volume(path)
 
 
@@ -467,12 +474,16 @@ def test_compressed_truncated_or_impossible_size_refused(tmp_path, ext):
     path = write_volume(_oblique_volume(), tmp_path / f"z{ext}", compress=True)
     raw = path.read_bytes()
     path.write_bytes(raw[:-20])
-    with pytest.raises(InputError, match=r"truncated or corrupt compressed voxel data|truncated: the compressed"):
+    with pytest.raises(
+        InputError, match=r"truncated or corrupt compressed voxel data|truncated: the compressed"
+    ):
         read_volume(path)
     field = b"sizes: 7 6 5" if ext == ".nrrd" else b"DimSize = 7 6 5"
     assert field in raw
     path.write_bytes(raw.replace(field, field[:-5] + b"7000 6000 5000"))
-    with pytest.raises(InputError, match=r"promises 420000000000 bytes of voxels, more than \d+ compressed"):
+    with pytest.raises(
+        InputError, match=r"promises 420000000000 bytes of voxels, more than \d+ compressed"
+    ):
         read_volume(path)
 
 
@@ -481,7 +492,10 @@ def test_detached_data_file_must_stay_inside_root(tmp_path):
     header = (tmp_path / "d.mhd").read_text()
     line = next(ln for ln in header.splitlines() if ln.startswith("ElementDataFile"))
     (tmp_path / "d.mhd").write_text(header.replace(line, "ElementDataFile = /etc/passwd"))
-    with pytest.raises(InputError, match=r"d\.mhd: ElementDataFile names a data file outside the allowed root folder") as info:
+    with pytest.raises(
+        InputError,
+        match=r"d\.mhd: ElementDataFile names a data file outside the allowed root folder",
+    ) as info:
         read_volume(tmp_path / "d.mhd")
     assert "passwd" not in str(info.value) and "/etc" not in str(info.value)
     # a data file in the parent folder: refused by default, read with root= the parent
@@ -491,7 +505,9 @@ def test_detached_data_file_must_stay_inside_root(tmp_path):
     (sub / "d.mhd").write_text(header.replace(line, f"ElementDataFile = ../{raw_name}"))
     with pytest.raises(InputError, match=r"ElementDataFile names a data file outside"):
         read_volume(sub / "d.mhd")
-    np.testing.assert_array_equal(read_volume(sub / "d.mhd", root=tmp_path).array, _oblique_volume().array)
+    np.testing.assert_array_equal(
+        read_volume(sub / "d.mhd", root=tmp_path).array, _oblique_volume().array
+    )
     with pytest.raises(InputError, match=r"d\.mhd: lies outside the allowed root folder"):
         read_volume(sub / "d.mhd", root=tmp_path / "elsewhere")
     # a symbolic link inside the folder that leads outside it is refused too
@@ -506,24 +522,32 @@ def test_nrrd_data_file_outside_refused_and_lists_refused(tmp_path):
     text = (tmp_path / "n.nhdr").read_text()
     line = next(ln for ln in text.splitlines() if ln.startswith("data file:"))
     (tmp_path / "n.nhdr").write_text(text.replace(line, "data file: ../../../../etc/passwd"))
-    with pytest.raises(InputError, match=r"n\.nhdr: NRRD 'data file' names a data file outside") as info:
+    with pytest.raises(
+        InputError, match=r"n\.nhdr: NRRD 'data file' names a data file outside"
+    ) as info:
         read_volume(tmp_path / "n.nhdr")
     assert "passwd" not in str(info.value)
     (tmp_path / "n.nhdr").write_text(text.replace(line, "data file: LIST"))
-    with pytest.raises(InputError, match=r"NRRD 'data file' is 'LIST'...; medpose reads one data file"):
+    with pytest.raises(
+        InputError, match=r"NRRD 'data file' is 'LIST'...; medpose reads one data file"
+    ):
         read_volume(tmp_path / "n.nhdr")
 
 
 # ---------------------------------------------------------------------------- DICOM checks
 def test_dicom_duplicate_slice_positions_refused(tmp_path, ct_file):
     _write_series(ct_file, tmp_path / "dup", [0.0, 5.0, 5.0, 10.0])
-    with pytest.raises(InputError, match=r"dup: 1 pair\(s\) of slices share the same position .*4 slices"):
+    with pytest.raises(
+        InputError, match=r"dup: 1 pair\(s\) of slices share the same position .*4 slices"
+    ):
         read_volume(tmp_path / "dup")
 
 
 def test_dicom_missing_slice_refused(tmp_path, ct_file):
     _write_series(ct_file, tmp_path / "gap", [0.0, 5.0, 15.0, 20.0])  # 10 mm is missing
-    with pytest.raises(InputError, match=r"gap: slice spacing varies from 5 to 10 mm \(median 5 mm over 4 slices\)"):
+    with pytest.raises(
+        InputError, match=r"gap: slice spacing varies from 5 to 10 mm \(median 5 mm over 4 slices\)"
+    ):
         read_volume(tmp_path / "gap")
 
 
@@ -531,7 +555,10 @@ def test_dicom_unreadable_slice_refused(tmp_path, ct_file):
     _write_series(ct_file, tmp_path / "bad", [0.0, 5.0, 10.0, 15.0, 20.0])
     victim = tmp_path / "bad" / "img_02.dcm"  # the slice at 10 mm
     victim.write_bytes(victim.read_bytes()[:300])
-    with pytest.raises(InputError, match=r"bad: (slice spacing varies from 5 to 10 mm|slice file 'img_02\.dcm' of the series is unreadable|could not read DICOM)"):
+    with pytest.raises(
+        InputError,
+        match=r"bad: (slice spacing varies from 5 to 10 mm|slice file 'img_02\.dcm' of the series is unreadable|could not read DICOM)",
+    ):
         read_volume(tmp_path / "bad")
 
 
@@ -623,10 +650,25 @@ def test_pair_interrupted_before_header_keeps_old_pair(tmp_path, monkeypatch, ex
     "ext, old, new, message",
     [
         (".mha", b"NDims = 3", b"NDims =93", r"MetaImage NDims is '93' and DimSize has 3 values"),
-        (".nrrd", b"dimension: 3", b"dimension: 2", r"NRRD dimension is '2' and sizes has 3 values"),
+        (
+            ".nrrd",
+            b"dimension: 3",
+            b"dimension: 2",
+            r"NRRD dimension is '2' and sizes has 3 values",
+        ),
         (".mha", b"MET_SHORT", b"MET_BOGUS", r"MetaImage ElementType 'MET_BOGUS'; expected one of"),
-        (".nrrd", b"type: short", b"type: quaternion", r"NRRD type 'quaternion' is not a known NRRD type"),
-        (".nrrd", b"sizes: 7 6 5", b"sizes: 7 0 5", r"NRRD sizes is '7 0 5'; expected positive integers"),
+        (
+            ".nrrd",
+            b"type: short",
+            b"type: quaternion",
+            r"NRRD type 'quaternion' is not a known NRRD type",
+        ),
+        (
+            ".nrrd",
+            b"sizes: 7 6 5",
+            b"sizes: 7 0 5",
+            r"NRRD sizes is '7 0 5'; expected positive integers",
+        ),
     ],
 )
 def test_bad_text_header_fields_refused(tmp_path, ext, old, new, message):

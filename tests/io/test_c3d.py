@@ -116,7 +116,9 @@ def test_missing_units(tmp_path: Path) -> None:
 
 def test_not_a_c3d_and_missing(tmp_path: Path) -> None:
     (tmp_path / "junk.c3d").write_bytes(b"\x00" * 10)
-    with pytest.raises(InputError, match=r"junk\.c3d: 10 bytes; a C3D file starts with a 512-byte header"):
+    with pytest.raises(
+        InputError, match=r"junk\.c3d: 10 bytes; a C3D file starts with a 512-byte header"
+    ):
         read_c3d(tmp_path / "junk.c3d")
     with pytest.raises(InputError, match=r"none\.c3d.*not found"):
         read_c3d(tmp_path / "none.c3d")
@@ -168,18 +170,41 @@ def _alarm(seconds: int):
     "change, message",
     [
         ((1, b"\x00"), r"header byte 2 is 0x00; a C3D file has the key 0x50 there"),
-        ((0, b"\x09"), r"header word 1 names parameter block 9; expected a block >= 2 inside the file"),
+        (
+            (0, b"\x09"),
+            r"header word 1 names parameter block 9; expected a block >= 2 inside the file",
+        ),
         ((512 + 3, b"\x00"), r"parameter section processor type 0; expected 84 \(Intel\)"),
-        ((16, struct.pack("<H", 2)), r"header word 9 puts the data at block 2; expected a block after"),
-        ((6, struct.pack("<H", 100)), r"header frame range is 100\.\.12; expected 1 <= first frame"),
-        ((8, struct.pack("<H", 400)), r"file is \d+ bytes; its header promises 400 frames of 3 points .* the file is truncated"),
+        (
+            (16, struct.pack("<H", 2)),
+            r"header word 9 puts the data at block 2; expected a block after",
+        ),
+        (
+            (6, struct.pack("<H", 100)),
+            r"header frame range is 100\.\.12; expected 1 <= first frame",
+        ),
+        (
+            (8, struct.pack("<H", 400)),
+            r"file is \d+ bytes; its header promises 400 frames of 3 points .* the file is truncated",
+        ),
         ((2, struct.pack("<H", 5)), r"header word 2 says 5 points per frame, POINT:USED says 3"),
-        ((512 + 11, struct.pack("<h", 32767)), r"entry 'POINT' points to the next entry at byte 32778"),
-        ((512 + 13, b"\xff"), r"entry 'POINT' points to the next entry .* expected a position after its own data"),
-        ((12, struct.pack("<f", float("nan"))), r"header scale factor is nan; expected a non-zero finite"),
+        (
+            (512 + 11, struct.pack("<h", 32767)),
+            r"entry 'POINT' points to the next entry at byte 32778",
+        ),
+        (
+            (512 + 13, b"\xff"),
+            r"entry 'POINT' points to the next entry .* expected a position after its own data",
+        ),
+        (
+            (12, struct.pack("<f", float("nan"))),
+            r"header scale factor is nan; expected a non-zero finite",
+        ),
     ],
 )
-def test_damaged_header_and_parameters_refused(tmp_path: Path, good: bytes, change, message) -> None:
+def test_damaged_header_and_parameters_refused(
+    tmp_path: Path, good: bytes, change, message
+) -> None:
     """Each of these made ezc3d crash (SIGSEGV), hang or return nonsense when read in-process."""
     _alarm(20)
     try:
@@ -190,11 +215,19 @@ def test_damaged_header_and_parameters_refused(tmp_path: Path, good: bytes, chan
 
 
 def test_cut_files_refused(tmp_path: Path, good: bytes) -> None:
-    with pytest.raises(InputError, match=r"damaged\.c3d: the parameter section declares 2 blocks from block 2; the file ends after 512"):
+    with pytest.raises(
+        InputError,
+        match=r"damaged\.c3d: the parameter section declares 2 blocks from block 2; the file ends after 512",
+    ):
         read_c3d(_damaged(tmp_path, good[:1024]))
-    with pytest.raises(InputError, match=r"damaged\.c3d: file is 1600 bytes; its header promises 12 frames of 3 points and 0 analog samples \(float32\) from block 4, which needs 2112 bytes"):  # 3 x 512 + 12 x 3 x 4 x 4
+    with pytest.raises(
+        InputError,
+        match=r"damaged\.c3d: file is 1600 bytes; its header promises 12 frames of 3 points and 0 analog samples \(float32\) from block 4, which needs 2112 bytes",
+    ):  # 3 x 512 + 12 x 3 x 4 x 4
         read_c3d(_damaged(tmp_path, good[:1600]))
-    with pytest.raises(InputError, match=r"damaged\.c3d: 100 bytes; a C3D file starts with a 512-byte header"):
+    with pytest.raises(
+        InputError, match=r"damaged\.c3d: 100 bytes; a C3D file starts with a 512-byte header"
+    ):
         read_c3d(_damaged(tmp_path, good[:100]))
 
 
@@ -204,17 +237,30 @@ def test_folder_refused(tmp_path: Path) -> None:
         read_c3d(tmp_path / "trial.c3d")
 
 
-def test_child_crash_and_hang_give_input_error(tmp_path: Path, good: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_child_crash_and_hang_give_input_error(
+    tmp_path: Path, good: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Whatever check_c3d misses, ezc3d runs in a child: a crash or a hang there is an InputError."""
     p = _damaged(tmp_path, good)
-    monkeypatch.setattr(c3d_module, "_READER", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
-    with pytest.raises(InputError, match=r"damaged\.c3d: ezc3d crashed reading the file \(signal 11\)"):
+    monkeypatch.setattr(
+        c3d_module, "_READER", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
+    )
+    with pytest.raises(
+        InputError, match=r"damaged\.c3d: ezc3d crashed reading the file \(signal 11\)"
+    ):
         read_c3d(p)
     monkeypatch.setattr(c3d_module, "_READER", "import time; time.sleep(60)")
     monkeypatch.setattr(c3d_module, "C3D_READ_TIMEOUT_S", 0.5)
-    with pytest.raises(InputError, match=r"damaged\.c3d: ezc3d did not finish reading the file within 1 s"):
+    with pytest.raises(
+        InputError, match=r"damaged\.c3d: ezc3d did not finish reading the file within 1 s"
+    ):
         read_c3d(p)
-    monkeypatch.setattr(c3d_module, "_READER", "raise RuntimeError('bad block in ' + __import__('sys').argv[1])")
-    with pytest.raises(InputError, match=r"damaged\.c3d: not a readable C3D file \(ezc3d: RuntimeError: bad block in damaged\.c3d\)") as info:
+    monkeypatch.setattr(
+        c3d_module, "_READER", "raise RuntimeError('bad block in ' + __import__('sys').argv[1])"
+    )
+    with pytest.raises(
+        InputError,
+        match=r"damaged\.c3d: not a readable C3D file \(ezc3d: RuntimeError: bad block in damaged\.c3d\)",
+    ) as info:
         read_c3d(p)
     assert str(tmp_path) not in str(info.value)

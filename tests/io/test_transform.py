@@ -62,7 +62,9 @@ def test_reads_sitk_written_transforms_with_centre(tmp_path, kind, ext):
         tx.SetTranslation(shift)
         tx.SetCenter(centre)
     elif kind == "similarity":
-        tx = sitk.Similarity3DTransform(1.5, tuple(rot.as_quat()), shift, centre)  # versor x, y, z, w
+        tx = sitk.Similarity3DTransform(
+            1.5, tuple(rot.as_quat()), shift, centre
+        )  # versor x, y, z, w
     elif kind == "euler":
         tx = sitk.Euler3DTransform(centre, 0.2, -0.4, 0.9, shift)
     else:
@@ -87,32 +89,52 @@ def _tfm(tmp_path: Path, body: str, name: str = "bad.tfm") -> Path:
 
 def test_non_linear_transform_refused(tmp_path):
     sitk.WriteTransform(sitk.BSplineTransform(3), str(tmp_path / "bs.tfm"))
-    with pytest.raises(InputError, match=r"bs\.tfm: transform 0 is 'BSplineTransform'; medpose reads linear 3D"):
+    with pytest.raises(
+        InputError, match=r"bs\.tfm: transform 0 is 'BSplineTransform'; medpose reads linear 3D"
+    ):
         read_transform(tmp_path / "bs.tfm", source="a", target="b")
     sitk.WriteTransform(sitk.BSplineTransform(3), str(tmp_path / "bs.h5"))
-    with pytest.raises(InputError, match=r"bs\.h5: BSplineTransform \(3D\) is not a linear 3D transform"):
+    with pytest.raises(
+        InputError, match=r"bs\.h5: BSplineTransform \(3D\) is not a linear 3D transform"
+    ):
         read_transform(tmp_path / "bs.h5", source="a", target="b")
 
 
 @pytest.mark.parametrize(
     "body, message",
     [
-        ("Transform: AffineTransform_double_3_3\nParameters: 1 0 0 0 1 0 0 0 1 0 0\nFixedParameters: 0 0 0\n",
-         r"transform 0 \(AffineTransform_double_3_3\) Parameters has 11 numbers; expected 12"),
-        ("Transform: AffineTransform_double_3_3\nParameters: 1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0\n",
-         r"FixedParameters has 2 numbers; expected 3 \(the centre\)"),
-        ("Transform: Similarity3DTransform_double_3_3\nParameters: 0 0 0 0 0 0\nFixedParameters: 0 0 0\n",
-         r"Parameters has 6 numbers; expected 7"),
-        ("Transform: AffineTransform_double_3_3\nParameters: 1 0 0 0 1 0 0 0 nan 0 0 0\nFixedParameters: 0 0 0\n",
-         r"transform 0 Parameters has NaN or infinite values"),
-        ("Transform: AffineTransform_double_2_2\nParameters: 1 0 0 1 0 0\nFixedParameters: 0 0\n",
-         r"'AffineTransform_double_2_2', 2D; expected a 3D transform"),
-        ("Transform: AffineTransform_double_3_3\nParameters: 1 0 0 0 1 0 0 0 1 0 x 0\nFixedParameters: 0 0 0\n",
-         r"Parameters '1 0 0 0 1 0 0 0 1 0 x 0'; expected numbers"),
-        ("Transform: AffineTransform_double_3_3\nParameters: 2 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n",
-         r"bad\.tfm: Transform\.from_matrix: 3x3 block is not a scaled rotation"),
-        ("Transform: AffineTransform_double_3_3\nParameters: -1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n",
-         r"determinant -1; a reflection"),
+        (
+            "Transform: AffineTransform_double_3_3\nParameters: 1 0 0 0 1 0 0 0 1 0 0\nFixedParameters: 0 0 0\n",
+            r"transform 0 \(AffineTransform_double_3_3\) Parameters has 11 numbers; expected 12",
+        ),
+        (
+            "Transform: AffineTransform_double_3_3\nParameters: 1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0\n",
+            r"FixedParameters has 2 numbers; expected 3 \(the centre\)",
+        ),
+        (
+            "Transform: Similarity3DTransform_double_3_3\nParameters: 0 0 0 0 0 0\nFixedParameters: 0 0 0\n",
+            r"Parameters has 6 numbers; expected 7",
+        ),
+        (
+            "Transform: AffineTransform_double_3_3\nParameters: 1 0 0 0 1 0 0 0 nan 0 0 0\nFixedParameters: 0 0 0\n",
+            r"transform 0 Parameters has NaN or infinite values",
+        ),
+        (
+            "Transform: AffineTransform_double_2_2\nParameters: 1 0 0 1 0 0\nFixedParameters: 0 0\n",
+            r"'AffineTransform_double_2_2', 2D; expected a 3D transform",
+        ),
+        (
+            "Transform: AffineTransform_double_3_3\nParameters: 1 0 0 0 1 0 0 0 1 0 x 0\nFixedParameters: 0 0 0\n",
+            r"Parameters '1 0 0 0 1 0 0 0 1 0 x 0'; expected numbers",
+        ),
+        (
+            "Transform: AffineTransform_double_3_3\nParameters: 2 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n",
+            r"bad\.tfm: Transform\.from_matrix: 3x3 block is not a scaled rotation",
+        ),
+        (
+            "Transform: AffineTransform_double_3_3\nParameters: -1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n",
+            r"determinant -1; a reflection",
+        ),
         ("Parameters: 1\n", r"Parameters before any 'Transform:' line"),
         ("#only comments\n", r"no 'Transform:' line"),
     ],
@@ -129,7 +151,9 @@ def test_missing_unknown_and_garbage_files(tmp_path):
     with pytest.raises(InputError, match=r"t\.mat: unknown transform file extension '\.mat'"):
         read_transform(tmp_path / "t.mat", source="a", target="b")
     (tmp_path / "g.tfm").write_text("hello\n")
-    with pytest.raises(InputError, match=r"g\.tfm: first line 'hello'; expected '#Insight Transform File V1\.0'"):
+    with pytest.raises(
+        InputError, match=r"g\.tfm: first line 'hello'; expected '#Insight Transform File V1\.0'"
+    ):
         read_transform(tmp_path / "g.tfm", source="a", target="b")
     (tmp_path / "g.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
     with pytest.raises(InputError, match=r"g\.h5: SimpleITK cannot read the transform"):
@@ -142,12 +166,18 @@ def test_missing_unknown_and_garbage_files(tmp_path):
 
 def test_frames_mismatch_and_missing_frames_refused(tmp_path):
     path = write_transform(_random_transform(1), tmp_path / "t.tfm")
-    with pytest.raises(InputError, match=r"t\.tfm: the file records source frame 'LPS'; source='RAS' was asked"):
+    with pytest.raises(
+        InputError, match=r"t\.tfm: the file records source frame 'LPS'; source='RAS' was asked"
+    ):
         read_transform(path, source="RAS")
-    with pytest.raises(InputError, match=r"t\.tfm: the file records target frame 'camera'; target='LPS' was asked"):
+    with pytest.raises(
+        InputError, match=r"t\.tfm: the file records target frame 'camera'; target='LPS' was asked"
+    ):
         read_transform(path, target="LPS")
     h5 = write_transform(_random_transform(1), tmp_path / "t.h5")
-    with pytest.raises(InputError, match=r"t\.h5: the file does not record its source frame; pass source="):
+    with pytest.raises(
+        InputError, match=r"t\.h5: the file does not record its source frame; pass source="
+    ):
         read_transform(h5)
     bad = Transform(source="a\nb", target="c")
     with pytest.raises(InputError, match=r"x\.tfm: source frame 'a\\nb'; expected a one-line name"):
