@@ -180,7 +180,9 @@ def smallest_eigvec(M: np.ndarray) -> np.ndarray:
     """
     M = np.asarray(M, dtype=float)
     if M.shape[-2:] != (4, 4):
-        raise InputError(f"smallest_eigvec: expected matrices of shape (..., 4, 4), found {M.shape}")
+        raise InputError(
+            f"smallest_eigvec: expected matrices of shape (..., 4, 4), found {M.shape}"
+        )
     flat = M.reshape(-1, 4, 4)
     m = [np.ascontiguousarray(flat[:, i, j]) for i, j in zip(*_IU)]
     return _null_vector(m).T.reshape(M.shape[:-2] + (3,))
@@ -278,9 +280,7 @@ class Rig:
     scale: float
     subsets: np.ndarray
 
-    def project_conditioned(
-        self, y: np.ndarray
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    def project_conditioned(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Pixels ``(u, v)`` in every camera of conditioned points ``y`` (3, N).
 
         The model of :meth:`Camera.project` (pinhole, OpenCV radial-tangential and rational
@@ -452,7 +452,11 @@ def consensus(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         done = pool.map(block, starts) if workers > 1 else map(block, starts)
         for a, (x, e, u) in tqdm(
-            done, total=len(starts), desc=desc, unit="block", disable=not progress or len(starts) < 2
+            done,
+            total=len(starts),
+            desc=desc,
+            unit="block",
+            disable=not progress or len(starts) < 2,
         ):
             X[a : a + len(x)], E[a : a + len(x)], U[a : a + len(x)] = x, e, u
     return X, E, U

@@ -268,7 +268,9 @@ class Camera:
                 )
                 dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
                 dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-                new = np.stack([(dist[..., 0] - dx) * icdist, (dist[..., 1] - dy) * icdist], axis=-1)
+                new = np.stack(
+                    [(dist[..., 0] - dx) * icdist, (dist[..., 1] - dy) * icdist], axis=-1
+                )
                 moved = np.abs(new - xy)
                 xy = new
                 if not (moved > 1e-15).any():  # converged to machine precision (NaN stays NaN)

@@ -334,9 +334,9 @@ def track_points(
             )
 
             def take(a: np.ndarray, path: np.ndarray = path) -> np.ndarray:
-                return np.take_along_axis(a, path.reshape(path.shape + (1,) * (a.ndim - 2)), axis=2)[
-                    :, :, 0
-                ]
+                return np.take_along_axis(
+                    a, path.reshape(path.shape + (1,) * (a.ndim - 2)), axis=2
+                )[:, :, 0]
 
             Xp = np.where(none[..., None, None], np.nan, take(sx))  # (T, B, J, 3)
             for j in range(pts.shape[1]):

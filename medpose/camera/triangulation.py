@@ -354,7 +354,9 @@ def triangulate(
         mean_conf * np.clip(1.0 - np.nan_to_num(mean_err, nan=np.inf) / threshold_px, 0.0, 1.0),
         0.0,
     )
-    seq = KeypointSequence(X, names, ref.rate, confidence=conf3, frame=cams[0].world, start=ref.start)
+    seq = KeypointSequence(
+        X, names, ref.rate, confidence=conf3, frame=cams[0].world, start=ref.start
+    )
     if repair_swaps and lr_pairs(names) and not temporal:
         seq, report3 = repair_swaps_3d(seq)
         reports.append(report3)
@@ -371,7 +373,9 @@ def triangulate(
             mean_err, n_used, E, U, conf3 = (take(a) for a in (mean_err, n_used, E, U, conf3))
             kp = {n: s.with_positions(take(s.positions), take(s.confidence)) for n, s in kp.items()}
     swaps = (
-        pd.concat(reports, ignore_index=True) if reports else pd.DataFrame(columns=SWAP_REPORT_COLUMNS)
+        pd.concat(reports, ignore_index=True)
+        if reports
+        else pd.DataFrame(columns=SWAP_REPORT_COLUMNS)
     )
     return TriangulationResult(
         seq, mean_err, n_used.astype(int), seq.confidence.copy(), E, U, cam_names, kp, swaps

@@ -64,7 +64,9 @@ def _reference_consensus(cams, px, cf, min_confidence=0.3, threshold_px=20.0, mi
     scale = np.mean([np.linalg.norm(c.center - origin) for c in cams])
     # normalised-coordinate projections in a world centred on the cameras, scaled to unit size
     P = [
-        np.hstack([c.rotation_matrix, ((c.rotation_matrix @ origin + c.translation) / scale)[:, None]])
+        np.hstack(
+            [c.rotation_matrix, ((c.rotation_matrix @ origin + c.translation) / scale)[:, None]]
+        )
         for c in cams
     ]
     out_X = np.full((len(px), 3), np.nan)
@@ -162,9 +164,7 @@ def test_real_recording_consensus_agrees_with_the_reference(shared_data):
     """On 5 frames of the real four-camera recording (distortion, real outliers)."""
     root = shared_data / "pose2sim"
     cams = read_calibration(root / "Calib_qualisys.toml")
-    kp = [
-        read_openpose(root / "keypoints-mediapipe" / f"{c.name}_json", rate=60.0) for c in cams
-    ]
+    kp = [read_openpose(root / "keypoints-mediapipe" / f"{c.name}_json", rate=60.0) for c in cams]
     px = np.stack([s.positions[40:45] for s in kp], axis=2).reshape(-1, len(cams), 2)
     cf = np.stack([s.confidence[40:45] for s in kp], axis=2).reshape(-1, len(cams))
     X, E, U = triangulate_points(cams, px, cf)
@@ -196,6 +196,8 @@ def test_camera_modules_import_at_the_top_and_no_private_names():
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 inner = [n for n in ast.walk(node) if isinstance(n, ast.Import | ast.ImportFrom)]
                 assert not inner, f"{path.name}: import inside {node.name}()"
-            if isinstance(node, ast.ImportFrom) and (node.level or "medpose" in (node.module or "")):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level or "medpose" in (node.module or "")
+            ):
                 private = [a.name for a in node.names if a.name.startswith("_")]
                 assert not private, f"{path.name}: imports private {private} from {node.module}"

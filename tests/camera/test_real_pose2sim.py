@@ -57,7 +57,9 @@ def plain(shared_data):
     und = np.stack(
         [c.undistort_points(px[:, :, i], normalized=False) for i, c in enumerate(cams)], axis=2
     )
-    X = dlt(np.stack([c.projection_matrix for c in cams]), np.where((cf >= 0.3)[..., None], und, np.nan))
+    X = dlt(
+        np.stack([c.projection_matrix for c in cams]), np.where((cf >= 0.3)[..., None], und, np.nan)
+    )
     err = np.linalg.norm(reproject(cams, X) - px, axis=-1)
     visible = (cf >= 0.5) & np.isfinite(px).all(-1)
     return err[visible], int(visible.sum())
@@ -75,7 +77,9 @@ def _check_reprojection(res, plain):
     plain_err, n_visible = plain
     assert len(tab) == n_visible and tab["error_px"].notna().all()
     median, within = tab["error_px"].median(), (tab["error_px"] < 20).mean()
-    assert median < np.nanmedian(plain_err), f"median {median:.2f} px, plain DLT {np.nanmedian(plain_err):.2f} px"
+    assert median < np.nanmedian(plain_err), (
+        f"median {median:.2f} px, plain DLT {np.nanmedian(plain_err):.2f} px"
+    )
     assert within > np.mean(plain_err < 20)
     assert within >= 0.84, f"{within:.1%} within 20 px"  # the data README's consensus figure
 

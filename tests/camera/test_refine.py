@@ -116,7 +116,9 @@ def test_refine_bad_input(rig, views):
     with pytest.raises(InputError, match="keypoints_2d must be a mapping"):
         refine_calibration(rig, list(views.values()))
     few = {
-        n: KeypointSequence(s.positions[:1, :3], s.names[:3], s.rate, confidence=s.confidence[:1, :3], frame=s.frame)
+        n: KeypointSequence(
+            s.positions[:1, :3], s.names[:3], s.rate, confidence=s.confidence[:1, :3], frame=s.frame
+        )
         for n, s in views.items()
     }
     with pytest.raises(

@@ -133,7 +133,9 @@ def test_frame_count_and_rate_mismatch(rig, views):
         triangulate(rig, v)
     s = views["cam02"]
     v = dict(views)
-    v["cam02"] = KeypointSequence(s.positions, s.names, 25.0, confidence=s.confidence, frame=s.frame)
+    v["cam02"] = KeypointSequence(
+        s.positions, s.names, 25.0, confidence=s.confidence, frame=s.frame
+    )
     with pytest.raises(InputError, match="camera 'cam02' is at 25 Hz"):
         triangulate(rig, v)
 
