@@ -29,9 +29,7 @@ def check_rate(fs: float, func: str, name: str = "fs") -> float:
     try:
         value = float(fs)
     except (TypeError, ValueError):
-        raise InputError(
-            f"{func}: {name} must be a positive number of Hz, found {fs!r}"
-        ) from None
+        raise InputError(f"{func}: {name} must be a positive number of Hz, found {fs!r}") from None
     if not np.isfinite(value) or value <= 0:
         raise InputError(f"{func}: {name} must be a positive number of Hz, found {fs!r}")
     return value

@@ -125,7 +125,9 @@ def dtw_distance(
     func = "dtw_distance"
     t = np.asarray(template, dtype=float)
     if t.ndim not in (1, 2) or t.shape[0] < 2:
-        raise InputError(f"{func}: template must have shape (T,) or (T, D), T >= 2, found {t.shape}")
+        raise InputError(
+            f"{func}: template must have shape (T,) or (T, D), T >= 2, found {t.shape}"
+        )
     if not np.all(np.isfinite(t)):
         raise InputError(f"{func}: template has NaN or infinite values; fill gaps first")
     reps, single = _series_batch(x, t.ndim, func)
@@ -231,6 +233,4 @@ def consistency(
             else:
                 r = np.corrcoef(y)
                 value = float(np.mean(r[np.triu_indices(n, 1)]))
-    return build(
-        func, [value], [why], "1", True, params={"method": method, "n_used": len(used)}
-    )
+    return build(func, [value], [why], "1", True, params={"method": method, "n_used": len(used)})

@@ -86,10 +86,7 @@ def rom(
         if not why:
             missing = float(np.mean(~np.isfinite(x)))  # inside the repetition, not padding
             if missing > max_missing:
-                why = (
-                    f"{missing:.0%} of the samples are missing; at most {max_missing:.0%} "
-                    "allowed"
-                )
+                why = f"{missing:.0%} of the samples are missing; at most {max_missing:.0%} allowed"
             else:
                 lo, hi = (float(v) for v in np.nanpercentile(x, [low, high]))
         values.append(hi - lo)
@@ -162,9 +159,7 @@ def angular_velocity(
             return np.full(x.shape, np.nan)
         # central differences: a sample next to a gap has no neighbour and becomes NaN
         return np.gradient(butterworth(x, fs, cutoff_hz, order=4), 1.0 / fs, axis=0)
-    raise InputError(
-        f"{func}: smoothing must be 'savgol' or 'butterworth', found {smoothing!r}"
-    )
+    raise InputError(f"{func}: smoothing must be 'savgol' or 'butterworth', found {smoothing!r}")
 
 
 def _velocity_metric(
@@ -298,9 +293,7 @@ def movement_time(
                     value = (above[-1] - above[0]) / fs
         values.append(value)
         reasons.append(why)
-    return build(
-        func, values, reasons, "s", single, params={"threshold": threshold, "fs_hz": fs}
-    )
+    return build(func, values, reasons, "s", single, params={"threshold": threshold, "fs_hz": fs})
 
 
 def tempo(repetitions: pd.DataFrame | np.ndarray | Sequence[float]) -> MetricResult:

@@ -142,7 +142,12 @@ def sparc(
         reasons,
         "1",
         single,
-        params={"padlevel": int(padlevel), "fc_hz": float(fc), "amp_th": float(amp_th), "fs_hz": fs},
+        params={
+            "padlevel": int(padlevel),
+            "fc_hz": float(fc),
+            "amp_th": float(amp_th),
+            "fs_hz": fs,
+        },
         details={"cutoff_hz": cutoffs, "nfft": nffts},
     )
 

@@ -75,7 +75,9 @@ def bootstrap_ci(
     params = {"level": float(level), "n_resamples": int(n), "n_values": int(finite.size)}
     if finite.size < 2:
         why = f"{finite.size} finite value(s) of {x.size}; at least 2 needed"
-        return MetricResult(func, np.array([np.nan, np.nan]), "unit", (why, why), {**params, "estimate": np.nan})
+        return MetricResult(
+            func, np.array([np.nan, np.nan]), "unit", (why, why), {**params, "estimate": np.nan}
+        )
     samples = finite[rng.integers(0, finite.size, size=(int(n), finite.size))]
     if _accepts_axis(stat):
         stats = np.asarray(stat(samples, axis=1), dtype=float)
@@ -146,4 +148,3 @@ def mdc95(sem: float | np.ndarray) -> MetricResult:
         raise InputError(f"mdc95: sem must be finite and >= 0, found {sem!r}")
     value = 1.96 * np.sqrt(2.0) * s
     return MetricResult("mdc95", value, "unit", ("",) * value.size, {"z": 1.96})
-

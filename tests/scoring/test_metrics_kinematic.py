@@ -53,9 +53,12 @@ def test_rom_of_a_sine_is_2a_within_its_derived_tolerance(
     expected = 2 * amplitude * np.cos(0.02 * np.pi)  # P98 - P2 of a sine: 0.998 * 2A
     assert abs(got - expected) <= sine_bound(amplitude, per_period) + 1e-9 * amplitude
     # and so within 0.2 % (the percentile bias) plus the sampling term of 2A
-    assert abs(got - 2 * amplitude) <= 2 * amplitude * (1 - np.cos(0.02 * np.pi)) + sine_bound(
-        amplitude, per_period
-    ) + 1e-9 * amplitude
+    assert (
+        abs(got - 2 * amplitude)
+        <= 2 * amplitude * (1 - np.cos(0.02 * np.pi))
+        + sine_bound(amplitude, per_period)
+        + 1e-9 * amplitude
+    )
 
 
 def test_rom_ignores_a_few_outlier_frames():
