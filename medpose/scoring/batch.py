@@ -46,6 +46,22 @@ def as_repetitions(
         For an array of more than 2 dimensions, an empty batch, a scalar, or a sequence
         item that is not 1-D; the message names ``name`` and the shape found.
     """
+    if isinstance(x, pd.DataFrame):
+        raise InputError(
+            f"{func}: {name} is a table of {x.shape[1]} columns; pass one column (one angle) "
+            "per call, e.g. angles['knee_flexion_r']"
+        )
+    try:
+        return _as_repetitions(x, func, name)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"{func}: {name} must hold numbers, found {type(x).__name__}") from None
+
+
+def _as_repetitions(
+    x: np.ndarray | Sequence[np.ndarray], func: str, name: str
+) -> tuple[list[np.ndarray], bool]:
     if isinstance(x, np.ndarray) or np.isscalar(x):
         a = np.asarray(x, dtype=float)
         if a.ndim == 1:
