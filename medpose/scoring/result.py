@@ -93,6 +93,12 @@ class MetricResult:
     def __len__(self) -> int:
         return int(self.value.size)
 
+    def __repr__(self) -> str:
+        shown = np.array2string(self.value, precision=4, threshold=8)
+        why = sorted({r for r in self.reasons if r})
+        tail = f", nan: {'; '.join(why)}" if why else ""
+        return f"MetricResult({self.name}: {shown} {self.unit}{tail})"
+
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per value, ``repetition``, ``<name>_<unit>``, ``reason`` and
         the per-repetition details.

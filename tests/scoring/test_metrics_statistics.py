@@ -102,3 +102,8 @@ def test_metric_result_is_read_only_and_converts():
 def test_metric_result_needs_one_reason_per_value():
     with pytest.raises(InputError, match="2 reasons for 3 values"):
         MetricResult("x", np.zeros(3), "1", ("", ""))
+
+
+def test_metric_result_repr_shows_value_unit_and_reasons():
+    text = repr(sparc([np.zeros(5), np.exp(-(np.linspace(-2, 2, 50) ** 2))], 100.0))
+    assert text.startswith("MetricResult(sparc: [") and "zero everywhere" in text
