@@ -282,9 +282,9 @@ def _adjust(
         if move_points:
             current = _corrected(cams, order, free, theta)
             for j in range(3):  # d r / d X: one coordinate of all points at once
-                h = np.zeros(3)
-                h[j] = 0.5
-                d = _project(current, Xo + h, cam_of) - _project(current, Xo - h, cam_of)
+                step = np.zeros(3)
+                step[j] = 0.5
+                d = _project(current, Xo + step, cam_of) - _project(current, Xo - step, cam_of)
                 rows.append(obs_rows.ravel())
                 cols.append(np.repeat(n_cam_vars + 3 * pt_of + j, 2))
                 vals.append(d.ravel())
