@@ -141,7 +141,7 @@ def tre_section(trials: int) -> tuple[str, list]:
         sim_ml = simulate_tre(x, tg, ANISO, trials, seed=200 + n)
         pred_ml = predict_tre(x, tg, ANISO)
         for k, d in enumerate((0, 50, 100)):
-            pe = lambda p, s: 100.0 * (p[k] - s[k]) / s[k]  # noqa: E731
+            pe = lambda p, s, k=k: 100.0 * (p[k] - s[k]) / s[k]  # noqa: E731
             rows.append(
                 (
                     n,
@@ -245,7 +245,7 @@ def speed_section(quick: bool) -> tuple[str, list]:
 
     rows = []
     for check in (True, False):
-        t = best(lambda: register_batch(fixed, moving, check=check), 3)
+        t = best(lambda check=check: register_batch(fixed, moving, check=check), 3)
         rows.append(
             (f"medpose register_batch (check={check})", f"{t / b * 1e6:.2f}", f"{b / t:,.0f}")
         )
