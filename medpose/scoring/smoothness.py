@@ -26,7 +26,12 @@ from .result import MetricResult, build
 __all__ = ["sparc", "ldlj", "velocity_peaks"]
 
 #: LDLJ's duration exponent and number of differences to reach jerk, per input type.
-_LDLJ_TYPES = {"speed": (3, 2, 3), "accl": (1, 1, 2), "jerk": (-1, 0, 1)}
+_LDLJ_TYPES = {
+    "position": (3, 2, 4),
+    "speed": (3, 2, 3),
+    "accl": (1, 1, 2),
+    "jerk": (-1, 0, 1),
+}
 
 
 def sparc(
@@ -168,7 +173,11 @@ def ldlj(
     * ``"accl"``: ``p = 1``, ``j`` = first derivative of the acceleration magnitude
       (gravity removed), ``peak`` = the peak acceleration: LDLJ-A of Melendez-Calderon,
       Shirota & Balasubramanian 2021, *Front Bioeng Biotechnol* 8:558771;
-    * ``"jerk"``: ``p = -1``, ``j`` = the given jerk, ``peak`` = its peak.
+    * ``"jerk"``: ``p = -1``, ``j`` = the given jerk, ``peak`` = its peak;
+    * ``"position"``: a 1-D position (a joint angle, a displacement along the path): its
+      velocity ``v = diff(x) * fs`` (signed, ``N - 1`` samples) is used as ``"speed"``, so
+      ``j`` is the third derivative of the position and ``T = (N - 1) / fs`` the time from
+      the first to the last sample (Hogan & Sternad 2009's definition on a position).
 
     As in the reference implementation (github.com/siva82kb/SPARC and
     github.com/siva82kb/smoothness, ``log_dimensionless_jerk``): derivatives are forward
@@ -181,11 +190,12 @@ def ldlj(
     Parameters
     ----------
     movement : array_like, shape (T,) or (R, T), or sequence of 1-D arrays
-        Speed (default), acceleration magnitude or jerk magnitude profile(s), any unit.
+        Speed (default), acceleration magnitude, jerk magnitude or 1-D position profile(s),
+        any unit.
         Leading and trailing NaN (padding) are dropped.
     fs : float
         Sampling rate, Hz (> 0).
-    data_type : {"speed", "accl", "jerk"}
+    data_type : {"speed", "accl", "jerk", "position"}
         What ``movement`` is.
 
     Returns
@@ -211,7 +221,7 @@ def ldlj(
     fs = check_rate(fs, func)
     if data_type not in _LDLJ_TYPES:
         raise InputError(
-            f"{func}: data_type must be 'speed', 'accl' or 'jerk', found {data_type!r}"
+            f"{func}: data_type must be 'speed', 'accl', 'jerk' or 'position', found {data_type!r}"
         )
     power, n_diff, min_samples = _LDLJ_TYPES[data_type]
     dt = 1.0 / fs
@@ -221,6 +231,8 @@ def ldlj(
         x, why = usable(rep, min_samples)
         value, duration = np.nan, np.nan
         if not why:
+            if data_type == "position":
+                x = np.diff(x) / dt  # signed velocity, then as a speed profile
             duration = x.size * dt
             peak = float(np.max(np.abs(x)))
             steps = np.diff(x, n_diff)

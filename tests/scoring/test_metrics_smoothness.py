@@ -83,6 +83,41 @@ def test_ldlj_of_minimum_jerk_converges_to_the_continuous_value(fs, duration, am
     assert abs(got - (LDLJ_MJT + 2.0 / r)) <= 10.0 / r**2
 
 
+def mjt_position(duration: float, fs: float, amplitude: float = 1.0) -> np.ndarray:
+    """Minimum-jerk position A (10 tau^3 - 15 tau^4 + 6 tau^5), r + 1 samples."""
+    r = round(duration * fs)
+    tau = np.arange(r + 1) / r
+    return amplitude * (10 * tau**3 - 15 * tau**4 + 6 * tau**5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    samples=st.integers(30, 400),
+    duration=st.floats(0.2, 5.0),
+    scale=st.floats(0.1, 10.0),
+    amplitude=st.floats(1e-2, 1e3),
+)
+def test_ldlj_of_a_position_is_amplitude_and_duration_invariant(
+    samples, duration, scale, amplitude
+):
+    fs = samples / duration
+    a = ldlj(mjt_position(duration, fs), fs, data_type="position")
+    b = ldlj(mjt_position(duration * scale, fs / scale, amplitude), fs / scale, "position")
+    assert float(b) == pytest.approx(float(a), abs=1e-9)
+    assert a.details["duration_s"] == pytest.approx(duration)  # (N - 1) / fs
+
+
+@pytest.mark.parametrize("fs", [100.0, 200.0, 1000.0])
+@pytest.mark.parametrize("duration", [0.5, 1.0, 2.0])
+def test_ldlj_of_a_minimum_jerk_position_converges_to_the_continuous_value(fs, duration):
+    """From a position the velocity has r samples and duration exactly D; its second
+    differences span r - 2 samples, missing one sample of jerk^2 (3600 A^2 / D^6) at each
+    end of the integral 720 A^2 / D^5: +10 / r.  20 / r^2 bounds the second-order rest."""
+    r = duration * fs
+    got = float(ldlj(mjt_position(duration, fs, 45.0), fs, data_type="position"))
+    assert abs(got - (LDLJ_MJT + 10.0 / r)) <= 20.0 / r**2
+
+
 def test_sparc_of_minimum_jerk_is_close_to_its_known_value():
     """Balasubramanian et al. 2015 (fig. 3) give about -1.4 for one minimum-jerk reach and
     lower values for two submovements further apart."""
@@ -179,7 +214,7 @@ def test_velocity_peaks_counts_submovements():
         (lambda: sparc([], 100.0), "speed holds no repetitions"),
         (lambda: sparc([np.ones(4), np.ones((2, 2))], 100.0), r"speed\[1\] must be a 1-D"),
         (lambda: ldlj(np.ones(10), 0.0), "fs must be a positive"),
-        (lambda: ldlj(np.ones(10), 100.0, data_type="position"), "data_type must be"),
+        (lambda: ldlj(np.ones(10), 100.0, data_type="angle"), "data_type must be"),
         (lambda: ldlj(np.ones((2, 3, 4)), 100.0), "movement must have shape"),
         (lambda: velocity_peaks(np.ones(10), 100.0, prominence=0.0), "prominence must lie"),
         (lambda: velocity_peaks(np.ones(10), 100.0, min_separation_s=-1), "min_separation_s"),
