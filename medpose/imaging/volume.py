@@ -29,7 +29,6 @@ import os
 import secrets
 import shutil
 import struct
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from nibabel.spatialimages import HeaderDataError
 from nibabel.wrapstruct import WrapStructError
 
 from ..errors import InputError
-from ..io._util import atomic_path, atomic_write, display_name
+from ..io._util import atomic_path, display_name
 
 __all__ = [
     "Volume",
@@ -982,7 +981,14 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Fa
             if fmt == "NIfTI":
                 _set_vox_offset(target)
             if ext == ".nii.gz":
-                with open(target, "rb") as src, gzip.open(tmp, "wb", compresslevel=6) as dst:
+                # no file name and mtime 0 in the gzip header: the same volume gives the same bytes
+                with (
+                    open(target, "rb") as src,
+                    open(tmp, "wb") as raw,
+                    gzip.GzipFile(
+                        filename="", mode="wb", compresslevel=6, fileobj=raw, mtime=0
+                    ) as dst,
+                ):
                     shutil.copyfileobj(src, dst, 1 << 20)
         finally:
             if target != tmp:
@@ -1003,40 +1009,54 @@ def _sitk_write(image: sitk.Image, target: Path, fmt: str, compress: bool, name:
 def _write_pair(
     image: sitk.Image, p: Path, ext: str, fmt: str, compress: bool, nbytes: int
 ) -> None:
-    """Detached header + data: new data under a unique name, then the header, then cleanup."""
+    """Detached header + data: new data under a unique name, then the header, then cleanup.
+
+    SimpleITK writes the header to :func:`atomic_path`'s hidden temporary file and the data
+    beside it under the same hidden name (so that a killed writer's leftovers are collected by
+    the next write).  The data file is checked and synced, renamed to its unique visible name,
+    the temporary header is pointed at it, and ``atomic_path`` renames the header into place.
+    """
+    name = display_name(p)
     field = _DETACHED_FIELD[ext]
     old = _old_data_file(p, field)
-    work = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    unique: Path | None = None
     try:
-        header = work / p.name
-        _sitk_write(image, header, fmt, compress, display_name(p))
-        data = [f for f in work.iterdir() if f.name != p.name]
-        if len(data) != 1:
-            raise InputError(
-                f"{display_name(p)}: SimpleITK wrote {len(data)} data files; expected one"
+        with atomic_path(p, suffix=ext) as tmp:
+            tmp_stem = tmp.name[: -len(ext)]
+            _sitk_write(image, tmp, fmt, compress, name)
+            data = [
+                f
+                for f in tmp.parent.iterdir()
+                if f.name.startswith(tmp_stem + ".") and f.name != tmp.name
+            ]
+            if len(data) != 1:
+                raise InputError(f"{name}: SimpleITK wrote {len(data)} data files; expected one")
+            unique = p.parent / (
+                f"{p.name[: -len(ext)]}.{secrets.token_hex(4)}{data[0].name[len(tmp_stem) :]}"
             )
-        _verify_written(header, fmt, work, nbytes)
-        stem = p.name[: -len(ext)]
-        tail = data[0].name[len(stem) :] if data[0].name.startswith(stem) else data[0].suffix
-        unique = p.parent / f"{stem}.{secrets.token_hex(4)}{tail}"
-        os.replace(data[0], unique)
-        text = header.read_text(encoding="latin-1")
-        sep = ": " if field == "data file" else " = "
-        lines = [
-            f"{field}{sep}{unique.name}" if ln.split(sep.strip())[0].strip() == field else ln
-            for ln in text.split("\n")
-        ]
-        if lines == text.split("\n"):
-            raise InputError(f"{display_name(p)}: SimpleITK's header has no {field!r} line")
-        try:
-            with atomic_write(p, "w", encoding="latin-1", newline="") as fh:
-                fh.write("\n".join(lines))
-        except BaseException:
+            try:
+                _verify_written(tmp, fmt, tmp.parent, nbytes)
+                with open(data[0], "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(data[0], unique)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    data[0].unlink()
+                raise
+            text = tmp.read_text(encoding="latin-1")
+            sep = ": " if field == "data file" else " = "
+            lines = [
+                f"{field}{sep}{unique.name}" if ln.split(sep.strip())[0].strip() == field else ln
+                for ln in text.split("\n")
+            ]
+            if lines == text.split("\n"):
+                raise InputError(f"{name}: SimpleITK's header has no {field!r} line")
+            tmp.write_text("\n".join(lines), encoding="latin-1")
+    except BaseException:
+        if unique is not None:
             with contextlib.suppress(FileNotFoundError):
                 unique.unlink()
-            raise
-        if old is not None and old != unique:
-            with contextlib.suppress(FileNotFoundError):
-                old.unlink()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if old is not None and old != unique:
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()

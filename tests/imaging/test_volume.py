@@ -582,7 +582,10 @@ def _short_writer(real):
 
     def write(image, name, useCompression=False):
         real(image, name, useCompression=useCompression)
-        data = [f for f in Path(name).parent.iterdir() if f.suffix == ".raw"]  # .mhd, .nhdr
+        stem = Path(name).stem  # .mhd, .nhdr: the data file SimpleITK writes beside the header
+        data = [
+            f for f in Path(name).parent.iterdir() if f.suffix == ".raw" and f.name.startswith(stem)
+        ]
         with open(data[0] if data else name, "r+b") as fh:
             fh.truncate(max(fh.seek(0, 2) - 100, 0))
 
@@ -617,7 +620,7 @@ def test_gzip_enospc_propagates(tmp_path, monkeypatch):
         def __exit__(self, *a):
             return False
 
-    monkeypatch.setattr(vol_module.gzip, "open", FullDisk)
+    monkeypatch.setattr(vol_module.gzip, "GzipFile", FullDisk)
     with pytest.raises(OSError) as info:
         write_volume(Volume(old.array * 2, old.spacing, old.origin, old.direction), path)
     assert info.value.errno == errno.ENOSPC
@@ -635,7 +638,7 @@ def test_pair_interrupted_before_header_keeps_old_pair(tmp_path, monkeypatch, ex
     def crash(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(vol_module, "atomic_write", crash)
+    monkeypatch.setattr(Path, "write_text", crash)  # after the new data file got its name
     with pytest.raises(KeyboardInterrupt):
         write_volume(new, path)
     monkeypatch.undo()
@@ -679,3 +682,10 @@ def test_bad_text_header_fields_refused(tmp_path, ext, old, new, message):
     path.write_bytes(raw.replace(old, new, 1))
     with pytest.raises(InputError, match=rf"h\{ext}: " + message):
         read_volume(path)
+
+
+def test_same_volume_gives_same_bytes(tmp_path):
+    """The gzip header carries no temporary file name and no time stamp."""
+    a = write_volume(_oblique_volume(), tmp_path / "a.nii.gz").read_bytes()
+    b = write_volume(_oblique_volume(), tmp_path / "sub" / "a.nii.gz").read_bytes()
+    assert a == b
