@@ -92,19 +92,15 @@ def _solve_shifted(
 def _null_vector(
     m: list[np.ndarray], skip: np.ndarray | None = None, max_iter: int = 5
 ) -> np.ndarray:
-    """Dehomogenised smallest eigenvector of symmetric 4x4 matrices from their 10 upper
-    entries (each (N,)): (3, N).
-
-    Write ``M = [[B, b], [b^T, d]]`` and the eigenvector as ``(y, 1)``: then
-    ``y = -(B - l I)^-1 b`` and the eigenvalue ``l`` is the root below the spectrum of ``B``
-    of the secular equation ``f(l) = d - l + b^T y(l) = 0`` (Golub 1973, *SIAM Review* 15:318),
-    with ``f'(l) = -1 - |y|^2``.  ``f`` is decreasing and concave there, so Newton's method
-    started right of the root (at the Rayleigh quotient of the inhomogeneous least-squares
-    solution, which bounds the smallest eigenvalue from above) converges monotonically.
-    Each Newton step ``s`` also moves ``y`` to first order, ``y + s (B - l I)^-1 y``; an entry
-    is done once that move is below ``1e-6 (1 + |y|)`` (the remaining error is of its square)
-    with ``B - l I`` positive definite.  After ``max_iter`` steps the rest are solved by
-    :func:`numpy.linalg.eigh`, except those flagged in ``skip`` (left NaN).
+    """Dehomogenised smallest eigenvectors (3, N) of symmetric 4x4 matrices from their 10
+    upper entries (each (N,)), by Newton's method on the secular equation (see
+    :func:`smallest_eigvec`), started right of the root at the Rayleigh quotient of the
+    inhomogeneous least-squares solution (an upper bound of the smallest eigenvalue), where
+    the decreasing, concave ``f`` makes it converge monotonically.  Each step ``s`` also moves
+    ``y`` to first order, ``y + s (B - l I)^-1 y``; an entry is done once that move is below
+    ``1e-6 (1 + |y|)`` (the error left is of its square) with ``B - l I`` positive definite.
+    After ``max_iter`` steps the rest go to :func:`numpy.linalg.eigh`, except those flagged
+    in ``skip`` (left NaN).
     """
     n = m[0].shape[0]
     out = np.full((3, n), np.nan)
@@ -295,16 +291,7 @@ class Rig:
                 iz = np.where(pz > 0, 1.0 / pz, np.nan)
             x = (R[0, 0] * y[0] + R[0, 1] * y[1] + R[0, 2] * y[2] + tt[0]) * iz
             v = (R[1, 0] * y[0] + R[1, 1] * y[1] + R[1, 2] * y[2] + tt[1]) * iz
-            d = np.zeros(8)
-            d[: cam.distortion.size] = cam.distortion
-            k1, k2, p1, p2, k3, k4, k5, k6 = d
-            r2 = x * x + v * v
-            radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
-            if k4 or k5 or k6:
-                radial = radial / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
-            xy2 = 2 * x * v
-            xd = x * radial + p1 * xy2 + p2 * (r2 + 2 * x * x)
-            yd = v * radial + p1 * (r2 + 2 * v * v) + p2 * xy2
+            xd, yd = cam.distort(x, v)
             K = cam.matrix
             out.append((K[0, 0] * xd + K[0, 1] * yd + K[0, 2], K[1, 1] * yd + K[1, 2]))
         return out
@@ -337,6 +324,13 @@ class Rig:
             dtype=bool,
         ).reshape(-1, n)
         return cls(cams, P, origin, scale, subsets)
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Pixels of world points (..., 3) mm in every camera: (..., C, 2), as :func:`reproject`."""
+        pts = np.asarray(points, dtype=float)
+        y = ((pts.reshape(-1, 3) - self.origin) / self.scale).T
+        uv = np.stack([np.stack(c, axis=-1) for c in self.project_conditioned(y)], axis=-2)
+        return uv.reshape(pts.shape[:-1] + (len(self.cameras), 2))
 
     def normalise(self, pixels: np.ndarray) -> np.ndarray:
         """Undistorted normalised coordinates of pixels (..., C, 2)."""

@@ -167,17 +167,21 @@ class Camera:
         return self.matrix @ np.hstack([self.rotation_matrix, self.translation[:, None]])
 
     # ------------------------------------------------------------------ projection
-    def _distort(self, xy: np.ndarray) -> np.ndarray:
-        """Apply the OpenCV distortion to normalised coordinates (..., 2)."""
+    def distort(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The OpenCV distortion (radial-tangential and rational) of normalised coordinates
+        given as two arrays of any shape: ``(x_d, y_d)``."""
         d = np.zeros(8)
         d[: self.distortion.size] = self.distortion
         k1, k2, p1, p2, k3, k4, k5, k6 = d
-        x, y = xy[..., 0], xy[..., 1]
         r2 = x * x + y * y
         radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
         xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
         yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-        return np.stack([xd, yd], axis=-1)
+        return xd, yd
+
+    def _distort(self, xy: np.ndarray) -> np.ndarray:
+        """Apply the OpenCV distortion to normalised coordinates (..., 2)."""
+        return np.stack(self.distort(xy[..., 0], xy[..., 1]), axis=-1)
 
     def _to_pixels(self, xy: np.ndarray) -> np.ndarray:
         k = self.matrix

@@ -91,11 +91,18 @@ def _viterbi(X: np.ndarray, cost: np.ndarray, motion_weight: float) -> np.ndarra
     n_t, n_b, _ = cost.shape
     back = np.zeros(cost.shape, dtype=np.int32)
     D = cost[0].copy()
-    for t in range(1, n_t):  # the recursion is sequential in time; chains and states are batched
-        d = np.linalg.norm(X[t][:, :, None] - X[t - 1][:, None, :], axis=-1)  # (B, M, M, J)
-        tot = D[:, None, :] + motion_weight * np.nan_to_num(d, nan=0.0).sum(axis=-1)
-        back[t] = np.argmin(tot, axis=-1)
-        D = cost[t] + np.take_along_axis(tot, back[t][..., None], axis=-1)[..., 0]
+    xyz = np.moveaxis(X, -1, 0)  # (3, T, B, M, J): coordinates apart, for fast distances
+    step = 64  # transition costs of this many frames at once, outside the recursion
+    for a in range(1, n_t, step):
+        b = min(n_t, a + step)
+        now, before = xyz[:, a:b, :, :, None], xyz[:, a - 1 : b - 1, :, None, :]
+        dx, dy, dz = now[0] - before[0], now[1] - before[1], now[2] - before[2]
+        d = np.sqrt(dx * dx + dy * dy + dz * dz)  # (t, B, M, M, J)
+        move = motion_weight * np.nan_to_num(d, nan=0.0).sum(axis=-1)
+        for t in range(a, b):  # the recursion is sequential in time; chains and states batched
+            tot = D[:, None, :] + move[t - a]
+            back[t] = np.argmin(tot, axis=-1)
+            D = cost[t] + np.take_along_axis(tot, back[t][..., None], axis=-1)[..., 0]
     path = np.zeros((n_t, n_b), dtype=np.int64)
     path[-1] = np.argmin(D, axis=-1)
     for t in range(n_t - 1, 0, -1):
@@ -255,9 +262,7 @@ def track_points(
                 "sc,...cjk->...sjk", S.astype(float), np.einsum("...cij,...cik->...cjk", A, A)
             )
             X = rig.solve(Ms)  # (t, B, G, 2, S, 3)
-            e = np.linalg.norm(
-                reproject(cams, X) - obs[..., None, :, :], axis=-1
-            )  # (t, B, G, 2, S, C)
+            e = np.linalg.norm(rig.project(X) - obs[..., None, :, :], axis=-1)  # (t, B, G, 2, S, C)
             e = np.nan_to_num(e, nan=np.inf)
             inside = np.where(e < tau, inlier_slope * e, tau + e)
             v = val[..., None, :]
