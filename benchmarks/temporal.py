@@ -9,7 +9,7 @@ Run: ``python benchmarks/temporal.py [--quick]``.  Prints the tables and writes 
 * Accuracy: 3D error (mm) against the known truth as a function of the pixel noise, plain
   all-camera DLT against the consensus; and the share of injected per-view left/right swaps
   undone, per frame and with ``temporal=True``.
-* The issue's targets on the real Pose2Sim recording, both modes, with the calibration as given
+* The accuracy targets on the real Pose2Sim recording, both modes, with the calibration as given
   and refined from the recording (``medpose.camera.refine.refine_calibration``); the corrections
   found, and a hold-out check (refined on one half of the frames, measured on the other).
 * Filters: a 0.6 s Gaussian bump of 100 mm plus 2 mm noise at 100 Hz: lag of the peak (ms) and
@@ -194,7 +194,7 @@ def bench_triangulation(quick: bool) -> tuple[str, str, str]:
 
 
 def bench_real() -> tuple[str, str, str] | None:
-    """The issue's targets on the real Pose2Sim recording (../shared/data/pose2sim), both modes,
+    """The accuracy targets on the real Pose2Sim recording (../shared/data/pose2sim), both modes,
     with the calibration as given and refined; the corrections; a hold-out check."""
     from medpose.camera.refine import refine_calibration
     from medpose.io.calibration import read_calibration
@@ -334,9 +334,7 @@ def bench_filters() -> str:
         "savgol 0.21 s, cubic": lambda: savgol(x, fs, 0.21, 3),
         "kalman_rts (q=1e7, r=2 mm)": lambda: kalman_rts(x, fs, 1e7, 2.0),
         "one_euro (1 Hz, beta 0.05), causal": lambda: one_euro(x, fs, 1.0, 0.05),
-        "weighted moving average n=10 (seed article), causal": lambda: weighted_moving_average(
-            x, 10
-        ),
+        "weighted moving average n=10 (baseline), causal": lambda: weighted_moving_average(x, 10),
     }
     rows = []
     for name, f in filters.items():
@@ -414,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
             "### Real recording (Pose2Sim demo, 4 cameras, 100 frames, MediaPipe 33)",
             "Observations with visibility >= 0.5 (12 946). Segment lengths after `clean_gaps` (0.2 s) and a 6 Hz "
             "Butterworth, per cell: coefficient of variation / (p95 - p5) / median (frames with a length). "
-            "Issue target: median < 10 px, >= 85 % within 20 px, length variation < 5 %.",
+            "Target: median < 10 px, >= 85 % within 20 px, length variation < 5 %.",
             real[0] if real else "(../shared/data/pose2sim absent)",
             "Calibration refined from the recording (`refine_calibration`, defaults: principal points, soft-L1 "
             "f_scale 5 px, prior 10 px, mean of the points held, 2 rounds); its time is included in the refined rows. "

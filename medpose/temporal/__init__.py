@@ -1,6 +1,6 @@
 """Temporal processing of keypoint and angle sequences.
 
-Filters (zero-lag Butterworth, Savitzky-Golay, One Euro, Kalman/RTS and the seed article's
+Filters (zero-lag Butterworth, Savitzky-Golay, One Euro, Kalman/RTS and a causal
 weighted moving average as a baseline), outliers and gaps, left/right repair over time,
 repetition segmentation, time normalisation and DTW alignment to templates.
 Time is always axis 0; sampling rates are in Hz; missing samples are NaN.

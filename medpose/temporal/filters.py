@@ -12,8 +12,8 @@ skip the missing samples.
 * :func:`one_euro` - the 1 euro filter for live use (Casiez, Roussel & Vogel 2012, CHI).
 * :func:`kalman_rts` - constant-acceleration Kalman filter with Rauch-Tung-Striebel
   smoothing (Rauch, Tung & Striebel 1965).
-* :func:`weighted_moving_average` - the seed article's causal, linearly weighted moving
-  average; a *baseline only*: it lags and flattens peaks (see ``benchmarks/temporal.py``).
+* :func:`weighted_moving_average` - a causal, linearly weighted moving average (the
+  smoother of early markerless-capture pipelines); a *baseline only*: it lags and flattens peaks (see ``benchmarks/temporal.py``).
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def savgol(
 
 # ----------------------------------------------------------------------------- moving average
 def weighted_moving_average(x: np.ndarray, window: int = 5) -> np.ndarray:
-    """Causal, linearly weighted moving average (the seed article's smoother; baseline only).
+    """Causal, linearly weighted moving average (a common markerless-capture smoother; baseline only).
 
     ``y[t] = sum_{i=0}^{n-1} (n - i) x[t - i] / sum_{i=1}^{n} i``: the newest sample weighs
     ``n``, the oldest ``1``.  Being causal it lags the signal by
