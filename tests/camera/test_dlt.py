@@ -201,3 +201,11 @@ def test_camera_modules_import_at_the_top_and_no_private_names():
             ):
                 private = [a.name for a in node.names if a.name.startswith("_")]
                 assert not private, f"{path.name}: imports private {private} from {node.module}"
+
+
+def test_rig_projection_is_the_camera_model(rig):
+    """Rig.project (coordinate arrays, conditioned world) agrees with Camera.project."""
+    rng = np.random.default_rng(3)
+    X = rng.uniform([-900, -900, 0], [900, 900, 1900], (50, 4, 3))
+    expected = np.stack([c.project(X) for c in rig], axis=-2)
+    np.testing.assert_allclose(dlt_module.Rig.build(rig).project(X), expected, atol=1e-9)
