@@ -196,6 +196,29 @@ def read_c3d(
 C3D_BLOCK = 512
 _PROCESSORS = {84: "Intel", 85: "DEC", 86: "MIPS"}
 _PARAM_TYPES = {-1: 1, 1: 1, 2: 2, 4: 4}
+#: Types of the parameters ezc3d relies on (C3D User Guide, POINT, ANALOG, FORCE_PLATFORM
+#: groups; ROTATION is ezc3d's own): ezc3d crashes on, e.g., a POINT:USED stored as characters.
+_PARAM_KINDS: dict[tuple[str, str], str] = {
+    ("POINT", "USED"): "int",
+    ("POINT", "DATA_START"): "int",
+    ("POINT", "FRAMES"): "number",
+    ("POINT", "SCALE"): "float",
+    ("POINT", "RATE"): "float",
+    ("POINT", "LABELS"): "char",
+    ("POINT", "DESCRIPTIONS"): "char",
+    ("POINT", "UNITS"): "char",
+    ("ANALOG", "USED"): "int",
+    ("ANALOG", "RATE"): "float",
+    ("ANALOG", "GEN_SCALE"): "float",
+    ("ANALOG", "LABELS"): "char",
+    ("ANALOG", "DESCRIPTIONS"): "char",
+    ("ANALOG", "UNITS"): "char",
+    ("ANALOG", "FORMAT"): "char",
+    ("FORCE_PLATFORM", "USED"): "int",
+    ("ROTATION", "USED"): "int",
+    ("ROTATION", "DATA_START"): "int",
+    ("ROTATION", "RATE"): "float",
+}
 
 
 def _c3d_float(b: bytes, processor: int) -> float:
@@ -384,6 +407,17 @@ def check_c3d(path: str | os.PathLike) -> dict[str, Any]:
             f"{src}: header scale factor is {scale!r}; expected a non-zero finite number"
         )
     params = _parse_parameters(sec, processor, src)
+    for pkey, kind in _PARAM_KINDS.items():
+        if pkey not in params:
+            continue
+        ptype, dims, _ = params[pkey]
+        allowed = {"int": (1, 2), "float": (4,), "number": (1, 2, 4), "char": (-1,)}[kind]
+        if ptype not in allowed or (kind == "char" and not dims):
+            raise InputError(
+                f"{src}: parameter {pkey[0]}:{pkey[1]} has data type {ptype} and dimensions "
+                f"{list(dims)}; the C3D format stores it as {kind} "
+                f"({' or '.join(map(str, allowed))}{', at least one dimension' if kind == 'char' else ''})"
+            )
     used = _param_number(params, ("POINT", "USED"), processor)
     if used is not None and int(used) != n_points:
         raise InputError(

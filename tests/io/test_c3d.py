@@ -196,6 +196,10 @@ def _alarm(seconds: int):
             (512 + 13, b"\xff"),
             r"entry 'POINT' points to the next entry .* expected a position after its own data",
         ),
+        (  # POINT:USED's type byte: ezc3d crashed on it stored as characters
+            (534, b"\xff"),
+            r"parameter POINT:USED has data type -1 and dimensions \[\]; the C3D format stores it as int",
+        ),
         (
             (12, struct.pack("<f", float("nan"))),
             r"header scale factor is nan; expected a non-zero finite",
