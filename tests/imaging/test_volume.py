@@ -555,9 +555,11 @@ def test_dicom_unreadable_slice_refused(tmp_path, ct_file):
     _write_series(ct_file, tmp_path / "bad", [0.0, 5.0, 10.0, 15.0, 20.0])
     victim = tmp_path / "bad" / "img_02.dcm"  # the slice at 10 mm
     victim.write_bytes(victim.read_bytes()[:300])
+    # GDCM leaves the unreadable file out of the series: the gap it leaves is what gives it away
     with pytest.raises(
         InputError,
-        match=r"bad: (slice spacing varies from 5 to 10 mm|slice file 'img_02\.dcm' of the series is unreadable|could not read DICOM)",
+        match=r"bad: slice spacing varies from 5 to 10 mm \(median 5 mm over 4 slices\); "
+        r"expected equal spacing \(a missing or unreadable slice\?\)",
     ):
         read_volume(tmp_path / "bad")
 
