@@ -48,6 +48,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "triangulate": ("medpose.camera.triangulation", "triangulate"),
     "read_transform": ("medpose.io.transform", "read_transform"),
     "write_transform": ("medpose.io.transform", "write_transform"),
+    "Study": ("medpose.store", "Study"),
     "camera": ("medpose.camera", None),
     "imaging": ("medpose.imaging", None),
     "io": ("medpose.io", None),
