@@ -1,7 +1,8 @@
 """Read and write keypoint sequences by file type.
 
 :func:`read_keypoints` picks the reader from the path: ``.trc`` (OpenSim), ``.c3d``,
-``.csv`` (tidy or wide), ``.parquet`` (tidy), or a folder of OpenPose JSON files.
+``.csv`` (tidy or wide), ``.parquet`` (tidy), a folder of OpenPose JSON files, or a UI-PRMD
+Kinect positions file (``*_positions.txt.gz``, read with its angles file).
 :func:`write_keypoints` writes ``.trc``, ``.csv`` and ``.parquet``.  Format details are in
 ``docs/formats-keypoints.md``.
 """
@@ -24,10 +25,18 @@ from .tabular import (
     write_parquet_keypoints,
 )
 from .trc import read_trc, write_trc
+from .uiprmd import is_uiprmd_path, read_uiprmd
 
 __all__ = ["read_keypoints", "write_keypoints", "READ_SUFFIXES", "WRITE_SUFFIXES"]
 
-READ_SUFFIXES = (".trc", ".c3d", ".csv", ".parquet", "<folder of OpenPose .json>")
+READ_SUFFIXES = (
+    ".trc",
+    ".c3d",
+    ".csv",
+    ".parquet",
+    "<folder of OpenPose .json>",
+    "UI-PRMD *_positions[_inc].txt[.gz]",
+)
 WRITE_SUFFIXES = (".trc", ".csv", ".parquet")
 
 
@@ -37,7 +46,8 @@ def read_keypoints(path: str | os.PathLike, **kw: Any) -> KeypointSequence:
     Parameters
     ----------
     path : path-like
-        ``.trc``, ``.c3d``, ``.csv``, ``.parquet``, or a folder of OpenPose JSON files.
+        ``.trc``, ``.c3d``, ``.csv``, ``.parquet``, a folder of OpenPose JSON files, or a
+        UI-PRMD ``*_positions[_inc].txt[.gz]`` file (:func:`~medpose.io.uiprmd.read_uiprmd`).
     **kw
         Passed to the reader (:func:`~medpose.io.trc.read_trc`,
         :func:`~medpose.io.c3d.read_c3d`, :func:`~medpose.io.tabular.read_csv_keypoints`,
@@ -57,6 +67,8 @@ def read_keypoints(path: str | os.PathLike, **kw: Any) -> KeypointSequence:
         if suffix in WRITE_SUFFIXES + (".c3d",):
             raise InputError(f"{display_name(p)}: is a folder; expected a {suffix} file")
         return read_openpose(p, **kw)
+    if is_uiprmd_path(p):
+        return read_uiprmd(p, **kw)
     if suffix not in WRITE_SUFFIXES + (".c3d",):
         raise InputError(
             f"{display_name(p)}: unsupported keypoint file type {suffix or '(none)'!r}; "
