@@ -4,7 +4,9 @@ Range of motion, angular velocity, movement time, tempo and repetition count
 (:mod:`~medpose.scoring.kinematic`); smoothness: SPARC, LDLJ, velocity peaks
 (:mod:`~medpose.scoring.smoothness`); symmetry, DTW distance to a template and consistency
 across repetitions (:mod:`~medpose.scoring.comparison`); bootstrap confidence intervals,
-SEM and MDC95 (:mod:`~medpose.scoring.statistics`).
+SEM and MDC95 (:mod:`~medpose.scoring.statistics`); published normative values
+(:mod:`~medpose.scoring.norms`) and the scores against them: percent of normal, z-score, range
+flag, MDC95 and 0-100 composites (:mod:`~medpose.scoring.scores`).
 
 Metrics work on arrays with units (degrees, deg/s, seconds, Hz), batched over repetitions:
 one repetition ``(T,)``, a NaN-padded batch ``(R, T)`` or a list of 1-D arrays (see
@@ -26,7 +28,9 @@ from .kinematic import (
     rom,
     tempo,
 )
+from .norms import load_norms, norm_for, reliability_for
 from .result import MetricResult
+from .scores import FORMULAS, CompositeResult, ScoreResult, composite, score_metric
 from .smoothness import ldlj, sparc, velocity_peaks
 from .statistics import bootstrap_ci, mdc95, sem_from_icc
 
@@ -49,4 +53,12 @@ __all__ = [
     "bootstrap_ci",
     "mdc95",
     "sem_from_icc",
+    "load_norms",
+    "norm_for",
+    "reliability_for",
+    "score_metric",
+    "composite",
+    "ScoreResult",
+    "CompositeResult",
+    "FORMULAS",
 ]
