@@ -92,8 +92,7 @@ def _row(raw: Mapping[str, Any], sources: Mapping[str, Any], i: int) -> dict[str
         row["age_max"] = math.inf
     has_range = not (math.isnan(row["lower"]) and math.isnan(row["upper"]))
     row["range_basis"] = str(
-        raw.get("range_basis")
-        or ("" if has_range else "no normal range published (mean only)")
+        raw.get("range_basis") or ("" if has_range else "no normal range published (mean only)")
     )
     row["fallback"] = ""
     for field in ("key", "metric", "unit", "better"):
@@ -174,9 +173,7 @@ def load_norms(*, age: float | None = None, sex: str | None = None) -> pd.DataFr
     if age is not None or sex not in (None, "any"):
         pairs = set(zip(out["metric"], out["joint"].fillna("")))
         adult = df[(df["sex"] == "any") & (df["age_min"] >= ADULT_AGE)].copy()
-        missing = [
-            (m, j) not in pairs for m, j in zip(adult["metric"], adult["joint"].fillna(""))
-        ]
+        missing = [(m, j) not in pairs for m, j in zip(adult["metric"], adult["joint"].fillna(""))]
         adult = adult[missing]
         if not adult.empty:
             group = ", ".join(
@@ -187,9 +184,10 @@ def load_norms(*, age: float | None = None, sex: str | None = None) -> pd.DataFr
     return out.reset_index(drop=True)
 
 
-def _rank(df: pd.DataFrame, age: float | None) -> pd.DataFrame:
+def _rank(df: pd.DataFrame, age: float | None, sex: str | None) -> pd.DataFrame:
     """Order candidates: direct match before fallback, the nearest age range (for fallbacks),
-    own sex before ``any``, narrower age range first, then the file's order."""
+    own sex before ``any`` (``any`` first when no sex is given), narrower age range first,
+    then the file's order."""
     if age is None:
         dist = pd.Series(0.0, index=df.index)
     else:
@@ -198,13 +196,13 @@ def _rank(df: pd.DataFrame, age: float | None) -> pd.DataFrame:
         {
             "fb": df["fallback"] != "",
             "dist": dist,
-            "anysex": df["sex"] == "any",
+            "sexrank": df["sex"] != (sex if sex is not None else "any"),
             "span": (df["age_max"] - df["age_min"]).replace(math.inf, 1e9),
             "order": np.arange(len(df)),
         },
         index=df.index,
     )
-    return df.loc[score.sort_values(["fb", "dist", "anysex", "span", "order"]).index]
+    return df.loc[score.sort_values(["fb", "dist", "sexrank", "span", "order"]).index]
 
 
 def norm_for(
@@ -219,7 +217,8 @@ def norm_for(
 
     Among the rows :func:`load_norms` gives for the group, the most specific is chosen: a
     direct match before an adult fallback (among fallbacks, the age range nearest the age), a
-    row for the patient's sex before one for both sexes, a narrower age range before a wider
+    row for the patient's sex before one for both sexes (without a sex, a row for both
+    sexes first), a narrower age range before a wider
     one, then the file's order.
 
     Parameters
@@ -286,7 +285,7 @@ def norm_for(
             f"norm_for: no {metric!r} {joint or ''} norm for age {age!r}, sex {sex!r}; "
             f"rows exist for ages (sex): {cover}"
         )
-    return _rank(sel, None if age is None else float(age)).iloc[0]
+    return _rank(sel, None if age is None else float(age), sex).iloc[0]
 
 
 def reliability_for(metric: str, joint: str | None = None) -> dict[str, Any]:

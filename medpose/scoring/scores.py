@@ -56,7 +56,9 @@ def _norm_field(norm: Mapping[str, Any] | pd.Series, name: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"score_metric: norm field {name!r} must be a number, found {value!r}") from exc
+        raise InputError(
+            f"score_metric: norm field {name!r} must be a number, found {value!r}"
+        ) from exc
 
 
 def _percent(x: np.ndarray, mean: float, better: str, cap: float) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +222,10 @@ def _mdc(
     if icc is not None:
         s = norm_sd if sd is None else float(sd)
         if not math.isfinite(s):
-            return math.nan, "an ICC needs the between-subject SD (sd=...), none was given or published"
+            return (
+                math.nan,
+                "an ICC needs the between-subject SD (sd=...), none was given or published",
+            )
         return float(mdc95(sem_from_icc(s, icc).value).value), ""
     return math.nan, "no SEM or ICC given"
 
@@ -274,7 +279,9 @@ def score_metric(
         raise InputError(f"score_metric: norm {key!r} needs a positive mean, found {mean!r}")
     better = str(norm.get("better", "higher"))
     if better not in ("higher", "lower"):
-        raise InputError(f"score_metric: norm {key!r}: better must be 'higher' or 'lower', found {better!r}")
+        raise InputError(
+            f"score_metric: norm {key!r}: better must be 'higher' or 'lower', found {better!r}"
+        )
     norm_unit = str(norm.get("unit", ""))
     if unit is not None and norm_unit and unit != norm_unit:
         raise InputError(f"score_metric: value in {unit!r} but norm {key!r} in {norm_unit!r}")
@@ -364,7 +371,9 @@ class CompositeResult:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "value", _ro(np.asarray(self.value, dtype=float)))
-        object.__setattr__(self, "missing_fraction", _ro(np.asarray(self.missing_fraction, dtype=float)))
+        object.__setattr__(
+            self, "missing_fraction", _ro(np.asarray(self.missing_fraction, dtype=float))
+        )
         object.__setattr__(self, "weights", MappingProxyType(dict(self.weights)))
         object.__setattr__(
             self, "components", MappingProxyType({k: _ro(v) for k, v in self.components.items()})
@@ -372,7 +381,9 @@ class CompositeResult:
 
     def __float__(self) -> float:
         if self.value.size != 1:
-            raise TypeError(f"composite: float() needs one value, this result holds {self.value.size}")
+            raise TypeError(
+                f"composite: float() needs one value, this result holds {self.value.size}"
+            )
         return float(self.value.reshape(-1)[0])
 
     def __repr__(self) -> str:
