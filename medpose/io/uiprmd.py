@@ -29,8 +29,9 @@ Joint order and parents (0-based): 0 waist; 1 spine (0); 2 chest (1); 3 neck (2)
 This is the order of the data set's documentation and of the authors' MATLAB visualisation
 script (``Animation.m``), whose connection table ``J`` gives the same parents.
 
-Evidence for the convention (all 400 files of m01 deep squat and m07 shoulder abduction in the
-project's copy, 200 correct and 200 incorrect repetitions):
+Evidence for the convention, from the 400 files of m01 (deep squat) and m07 (standing shoulder
+abduction) in the project's copy, 200 correct and 200 incorrect repetitions (the Euler orders
+and compositions were compared on every 8th file, 50 files):
 
 * Euler order.  Feet stay planted during both exercises, so the ankle height must hardly
   change over a repetition.  The largest per-file standard deviation of the two ankle
@@ -39,8 +40,9 @@ project's copy, 200 correct and 200 incorrect repetitions):
   ``Ry Rx Rz`` and 10.6-15.8 cm for the three other orders.  Only ``Rz Rx Ry`` also puts an
   ankle or a toe at the lowest point in every sampled frame and keeps the two ankles at one
   height (1.2 cm mean difference, against 3.1-4.2 cm).
-* Composition.  Accumulating ``G_parent @ E_j`` gives a spread of 1.75 cm; the reverse
-  product ``E_j @ G_parent`` 2.25 cm and a 9 cm wobble of the ankles' lateral distance.
+* Composition.  With the reverse product ``G_j = E_j @ G_parent`` the same ankle measure is
+  2.25 cm (1.75 cm with ``G_parent @ E_j``) and the distance between the ankles across the
+  body swings with an SD of 8.9 cm (1.6 cm).
 * Arms.  The authors' script restarts the arm chains from the chest's own angles, dropping
   the waist and spine rotations.  In the deep squat the subjects hold their arms overhead
   while the trunk leans forward by about 30 degrees; with the restarted chains the arms stay
@@ -61,18 +63,19 @@ project's copy, 200 correct and 200 incorrect repetitions):
 
 Frame (``"kinect"``).  A right-handed frame in centimetres in the file: x to the subject's left
 when the subject faces the sensor (screen right), y up, z from the subject towards the sensor
-(subjects stand at z of about -2 to -3 m).  The floor lies near y = 0 (the ankle joints are
-8-15 cm above it).  This is the Kinect SDK camera frame turned 180 degrees about its vertical
-axis; the data set does not document the origin.
+(the waist's median depth per file lies between z = -2.8 and -2.2 m).  The floor lies near
+y = 0: the median ankle height per file is 7-17 cm.  These are the axes of the Kinect SDK
+camera frame turned 180 degrees about the vertical; the data set does not document the origin.
 
 Names.  Joints with a medpose counterpart take its name (:mod:`medpose.layouts`,
 ``resources/keypoints.yaml``): the chest, where the collars and neck meet between the
 shoulders, is ``neck`` (Kinect *SpineShoulder*); the upper arm, forearm and hand joints are
-``shoulder``, ``elbow`` and ``wrist`` (the "hand" sits one forearm length, 24-27 cm, beyond
-the elbow: the Kinect *Wrist*); the upper leg, lower leg and foot joints are ``hip``,
-``knee`` and ``ankle``.  The others keep the data set's names: ``waist`` (Kinect *SpineBase*,
-about 3 cm behind and 1-2 cm below the midpoint of the hips, so not ``pelvis``), ``spine``,
-``kinect_neck``, ``kinect_head``, ``kinect_head_tip``, ``collar_l/r`` and ``toes_l/r``.
+``shoulder``, ``elbow`` and ``wrist`` (the "hand" sits one forearm length beyond the elbow,
+24 cm in the median file: the Kinect *Wrist*); the upper leg, lower leg and foot joints are
+``hip``, ``knee`` and ``ankle``; the spine joint (mid-trunk) is ``spine``.  The others keep
+the data set's joints: ``waist`` (Kinect *SpineBase*, 1.4-4 cm behind the line of the hips,
+so not ``pelvis``), ``kinect_neck``, ``kinect_head``, ``kinect_head_tip``, ``collar_l/r`` and
+``toes_l/r``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from scipy.spatial.transform import Rotation
 
 import medpose as mp
 from medpose.errors import InputError
+from medpose.io import uiprmd
 from medpose.io.uiprmd import (
     KINECT_FRAME,
     UIPRMD_MEDPOSE_NAMES,
@@ -345,3 +346,25 @@ def test_frame_count_mismatch(tmp_path: Path, kinect: Path) -> None:
 def test_not_a_positions_file_name(tmp_path: Path, kinect: Path) -> None:
     pos = _pair(tmp_path, kinect)
     _raises(angles_path(pos), "m01_s01_e01_angles.txt.gz", "not a UI-PRMD positions file name")
+
+
+def test_decompressed_size_is_bounded(
+    tmp_path: Path, kinect: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(uiprmd, "MAX_TABLE_BYTES", 1000)  # stands in for 1 GiB
+    pos = _pair(tmp_path, kinect)
+    _raises(pos, "m01_s01_e01_positions.txt.gz", "decompresses to more than 1000 bytes")
+
+
+def test_multi_member_gzip_reads_like_one(tmp_path: Path, kinect: Path) -> None:
+    src = kinect / "correct" / "positions" / "m01_s01_e01_positions.txt.gz"
+    lines = [ln + "\n" for ln in _lines(src)]
+    pos = _pair(tmp_path, kinect)
+    half = len(lines) // 2
+    pos.write_bytes(
+        gzip.compress("".join(lines[:half]).encode())
+        + gzip.compress("".join(lines[half:]).encode())
+    )
+    np.testing.assert_array_equal(read_uiprmd(pos).positions, read_uiprmd(src).positions)
+    pos.write_bytes(gzip.compress("".join(lines).encode()) + b"trailing junk")
+    _raises(pos, "m01_s01_e01_positions.txt.gz", "damaged gzip")
