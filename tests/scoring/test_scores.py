@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +204,18 @@ def test_bad_inputs_raise_input_error_naming_the_problem(call, words):
         call()
     for word in words:
         assert word in str(err.value)
+
+
+def test_docs_example_gives_the_numbers_its_comments_state():
+    page = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), namespace)
+    assert namespace["norm"]["mean"] == 1.13
+    np.testing.assert_allclose(namespace["speed"].percent, [100.0, 0.90 / 1.13 * 100])
+    assert np.isnan(namespace["speed"].z).all()
+    assert float(namespace["sts"].percent) == pytest.approx(12.6 / 14 * 100)
+    assert namespace["sts"].mdc95 == pytest.approx(1.96 * math.sqrt(2) * 0.9)
+    expected = (2 * 0.90 / 1.13 * 100 + 12.6 / 14 * 100) / 3
+    assert float(namespace["overall"]) == pytest.approx(expected)
