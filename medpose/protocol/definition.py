@@ -1,0 +1,563 @@
+"""Assessment protocols: versioned YAML files, validated on load.
+
+A protocol says which trials a session needs, which pipeline steps run on them with which
+settings, which metrics are computed on which joint angles, which normative data score them
+and how the scores combine (``docs/protocols.md``).  :meth:`Protocol.load` takes the name of a
+protocol of the catalogue (``"deep_squat"``, the YAML files under
+``medpose/resources/protocols/``) or the path of a user's own file.
+
+Loading is safe and every problem is named: the file is read with
+:func:`medpose.io._text.read_text` (strict UTF-8, size limit) and parsed by a
+:class:`medpose.io._text.SafeYAMLLoader` (no Python tags, no aliases, bounded nesting; a key
+written twice is refused), then validated against
+:class:`~medpose.protocol.definition_schema.ProtocolSchema` and cross-checked (trials,
+metric ids, steps that need other steps).  A :class:`~medpose.errors.ProtocolError` lists every
+problem as ``file: line N: field: what was found; what was expected``; an unknown step, metric,
+joint, keypoint or trial is refused with the list of known names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from ..errors import InputError, ProtocolError
+from ..io._text import SafeYAMLLoader, load_yaml, read_text
+from ..io._util import display_name
+from ..registration.gate import QualityGate
+from .definition_schema import NAME_PATTERN, MetricSpec, ProtocolSchema, TrialSpec
+from .vocabulary import FORMULAS, INPUT_STEPS, METRICS, node_line
+
+__all__ = ["MAX_PROTOCOL_BYTES", "Protocol", "catalogue", "catalogue_names"]
+
+#: Largest protocol file read, in bytes.
+MAX_PROTOCOL_BYTES = 1 << 20
+
+_STR = "tag:yaml.org,2002:str"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_NULL = "tag:yaml.org,2002:null"
+# Top-level fields kept as the text written (``version: 1.10`` is not the float 1.1).
+_TEXT_FIELDS = ("name", "version", "title")
+_ECHO = 60
+
+
+class _ProtocolLoader(SafeYAMLLoader):
+    """The bounded safe loader; dates stay text, a repeated key is refused."""
+
+    def construct_document(self, node: Any) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value in _TEXT_FIELDS and isinstance(value, yaml.ScalarNode):
+                    if value.tag != _NULL:
+                        value.tag = _STR
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[str] = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key.value!r}", key.start_mark
+                    )
+                seen.add(key.value)
+        return super().construct_mapping(node, deep=deep)
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        tag = super().resolve(kind, value, implicit)
+        return _STR if tag == _TIMESTAMP else tag
+
+
+# ------------------------------------------------------------------------------ messages
+def _field(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" not in str(part):  # pydantic's union branch tags (``function-after[...]``)
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _found(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    text = repr(value)
+    return text if len(text) <= _ECHO else text[: _ECHO - 3] + "..."
+
+
+def _message(err: ErrorDetails) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field (not in the protocol schema; see docs/protocols.md)"
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
+    expected = {
+        "greater_than": f"a number greater than {ctx.get('gt')}",
+        "greater_than_equal": f"a number >= {ctx.get('ge')}",
+        "less_than": f"a number < {ctx.get('lt')}",
+        "less_than_equal": f"a number <= {ctx.get('le')}",
+        "literal_error": f"one of {ctx.get('expected')}",
+        "string_type": "text",
+        "string_too_short": "non-empty text",
+        "string_too_long": f"at most {ctx.get('max_length')} characters",
+        "string_pattern_mismatch": "a name of letters, digits, '_' and '-' only"
+        if ctx.get("pattern") == NAME_PATTERN
+        else f"text matching {ctx.get('pattern')}",
+        "dict_type": "a mapping",
+        "model_type": "a mapping of fields",
+        "list_type": "a list",
+        "too_short": f"at least {ctx.get('min_length')} item(s)",
+        "too_long": f"at most {ctx.get('max_length')} item(s)",
+        "bool_type": "true or false",
+        "bool_parsing": "true or false",
+    }.get(kind)
+    if expected is None and kind.startswith(("int", "float", "finite")):
+        expected = "a whole number" if kind.startswith("int") else "a number"
+    if expected is None:
+        return str(err["msg"])
+    return f"found {_found(err.get('input'))}; expected {expected}"
+
+
+@dataclass(frozen=True)
+class _Problem:
+    loc: tuple[Any, ...]
+    message: str
+
+
+def _cross_check(m: ProtocolSchema) -> Iterator[_Problem]:
+    """Problems between fields: references to trials and metric ids, steps needing steps."""
+    steps = m.steps
+    names = [t.name for t in m.trials]
+    known_trials = ", ".join(names)
+    for i, t in enumerate(m.trials):
+        if t.name in names[:i]:
+            yield _Problem(("trials", i, "name"), f"trial {t.name!r} is declared twice")
+    inputs = [s for s in INPUT_STEPS if steps.get(s) is not None]
+    if len(inputs) != 1:
+        yield _Problem(
+            ("steps",),
+            f"found {inputs or 'neither'}; expected exactly one of {' or '.join(INPUT_STEPS)}",
+        )
+    needs = {
+        "repetitions": "fit",
+        "scores": "metrics",
+    }
+    for step, needed in needs.items():
+        if steps.get(step) is not None and steps.get(needed) is None:
+            yield _Problem(("steps", step), f"step {step!r} needs step {needed!r}")
+    if m.metrics and steps.get("metrics") is None:
+        yield _Problem(("steps",), "the protocol declares metrics; expected the step 'metrics'")
+    if steps.get("metrics") is not None and not m.metrics:
+        yield _Problem(("metrics",), "step 'metrics' runs; expected at least one metric")
+    if (steps.get("register") is None) != (m.registration is None):
+        yield _Problem(
+            ("registration",) if m.registration else ("steps",),
+            "'registration' and the step 'register' go together; found only one of them",
+        )
+    keys: list[str] = []
+    for i, metric in enumerate(m.metrics):
+        yield from _check_metric(metric, ("metrics", i), steps.get("repetitions") is not None)
+        if metric.trial is not None and metric.trial not in names:
+            yield _Problem(
+                ("metrics", i, "trial"),
+                f"found {metric.trial!r}; expected a trial of the protocol: {known_trials}",
+            )
+        if metric.key in keys:
+            yield _Problem(
+                ("metrics", i),
+                f"metric id {metric.key!r} is used twice; give one of them an 'id'",
+            )
+        keys.append(metric.key)
+    if m.composite is not None:
+        if steps.get("scores") is None:
+            yield _Problem(("composite",), "a composite score needs the step 'scores'")
+        normed = {mt.key for mt in m.metrics if mt.norm}
+        for key in m.composite.weights:
+            if key not in normed:
+                yield _Problem(
+                    ("composite", "weights", key),
+                    f"found {key!r}; expected the id of a metric that names a 'norm': "
+                    f"{', '.join(sorted(normed)) or '(none)'}",
+                )
+    if m.registration is not None:
+        reg = m.registration
+        if reg.trial not in names:
+            yield _Problem(
+                ("registration", "trial"),
+                f"found {reg.trial!r}; expected a trial of the protocol: {known_trials}",
+            )
+        tre = reg.gate.max_tre_mm
+        for target in tre if isinstance(tre, dict) else ():
+            if target not in reg.targets:
+                yield _Problem(
+                    ("registration", "gate", "max_tre_mm", target),
+                    f"found target {target!r}; expected one of 'targets': {reg.targets}",
+                )
+        if tre is not None and not reg.targets:
+            yield _Problem(("registration", "targets"), "max_tre_mm is set; expected targets")
+    for vname, variant in m.variants.items():
+        for trial in variant.min_repetitions:
+            if trial not in names:
+                yield _Problem(
+                    ("variants", vname, "min_repetitions", trial),
+                    f"found {trial!r}; expected a trial of the protocol: {known_trials}",
+                )
+    if m.variants and m.default_variant not in m.variants:
+        yield _Problem(
+            ("default_variant",),
+            f"found {m.default_variant!r}; expected one of the variants: {', '.join(m.variants)}",
+        )
+    if not m.variants and m.default_variant is not None:
+        yield _Problem(("default_variant",), "set, but the protocol declares no 'variants'")
+
+
+def _check_metric(metric: MetricSpec, loc: tuple[Any, ...], repetitions: bool) -> Iterator[_Problem]:
+    info = METRICS[metric.name]
+    unknown = sorted(set(metric.params) - set(info.params))
+    if unknown:
+        allowed = ", ".join(info.params) or "none"
+        yield _Problem(
+            (*loc, "params", unknown[0]),
+            f"unknown parameter {unknown[0]!r} of {metric.name}; known: {allowed}",
+        )
+    wants_joint = info.input in ("angle", "repetitions")
+    if info.input == "speed" and metric.joint is None and metric.keypoint is None:
+        yield _Problem(loc, f"{metric.name} needs a 'joint' (angular speed) or a 'keypoint'")
+    if wants_joint and info.name != "tempo" and metric.joint is None:
+        yield _Problem(loc, f"{metric.name} needs a 'joint' (a joint angle)")
+    if info.input == "pair":
+        compared = METRICS.get(metric.of or "")
+        if compared is None:
+            yield _Problem(loc, f"{metric.name} needs 'of': the metric compared left to right")
+        elif compared.input in ("pair", "repetitions"):
+            yield _Problem(
+                (*loc, "of"), f"found {metric.of!r}; expected a metric with a value per side"
+            )
+        elif compared.input in ("angle", "speed") and metric.joint is None:
+            yield _Problem(loc, f"{metric.name} of {metric.of} needs a 'joint' (without side)")
+        elif metric.joint is not None and metric.joint.endswith(("_r", "_l")):
+            yield _Problem(
+                (*loc, "joint"),
+                f"found {metric.joint!r}; {metric.name} compares sides: expected a joint "
+                f"without its side ({metric.joint[:-2]!r})",
+            )
+    elif metric.of is not None:
+        yield _Problem((*loc, "of"), f"only symmetry_index takes 'of', not {metric.name}")
+    needs_reps = info.name in ("tempo", "consistency", "dtw_distance") or (
+        metric.over == "repetitions" and info.input in ("angle", "speed")
+    )
+    if needs_reps and not repetitions and info.name != "repetition_count":
+        yield _Problem(
+            loc,
+            f"{metric.name} over repetitions needs the step 'repetitions' (or over: trial)",
+        )
+
+
+def _problems_text(src: str, root: yaml.Node | None, problems: list[_Problem]) -> str:
+    lines = []
+    for p in problems:
+        line = node_line(root, p.loc)
+        at = f"line {line}: " if line is not None else ""
+        field = _field(p.loc)
+        lines.append(f"{src}: {at}{field + ': ' if field else ''}{p.message}")
+    return "\n".join(lines)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The node tree (for line numbers); the text already parsed, so this cannot fail."""
+    loader = _ProtocolLoader(text)
+    try:
+        node: yaml.Node | None = loader.get_single_node()
+    finally:
+        loader.dispose()  # type: ignore[no-untyped-call]
+    return node
+
+
+def parse_protocol(text: str, src: str) -> ProtocolSchema:
+    """Validate the text of a protocol file.
+
+    Parameters
+    ----------
+    text : str
+        The YAML.
+    src : str
+        The file's name for messages.
+
+    Raises
+    ------
+    ProtocolError
+        Every problem, one line each: ``src: line N: field: found ...; expected ...``.
+    """
+    try:
+        doc = load_yaml(text, src, loader=_ProtocolLoader)
+    except InputError as e:
+        raise ProtocolError(str(e)) from None
+    if not isinstance(doc, dict):
+        raise ProtocolError(
+            f"{src}: found {type(doc).__name__}; expected a mapping of fields "
+            "(schema_version, name, version, ...)"
+        )
+    root = _compose(text)
+    try:
+        model = ProtocolSchema.model_validate(doc)
+    except ValidationError as e:
+        problems = [_Problem(tuple(err["loc"]), _message(err)) for err in e.errors()]
+        raise ProtocolError(_problems_text(src, root, problems)) from None
+    cross = list(_cross_check(model))
+    if cross:
+        raise ProtocolError(_problems_text(src, root, cross))
+    return model
+
+
+# ----------------------------------------------------------------------------- catalogue
+def _catalogue_dir() -> Any:
+    return resources.files("medpose.resources").joinpath("protocols")
+
+
+def catalogue_names() -> tuple[str, ...]:
+    """Names of the protocols of the catalogue (``medpose/resources/protocols/*.yaml``), sorted."""
+    return tuple(
+        sorted(
+            p.name.removesuffix(".yaml")
+            for p in _catalogue_dir().iterdir()
+            if p.name.endswith(".yaml")
+        )
+    )
+
+
+def catalogue() -> tuple[Protocol, ...]:
+    """Every protocol of the catalogue, loaded, in name order."""
+    return tuple(Protocol.load(name) for name in catalogue_names())
+
+
+# ------------------------------------------------------------------------------ Protocol
+class Protocol:
+    """An assessment protocol, validated (see the module docstring and ``docs/protocols.md``).
+
+    Build one with :meth:`load`.  The validated file is :attr:`spec`
+    (:class:`~medpose.protocol.definition_schema.ProtocolSchema`); the common fields are
+    properties.
+
+    Examples
+    --------
+    >>> p = Protocol.load("deep_squat")
+    >>> p.name, p.steps[0]
+    ('deep_squat', 'read_keypoints')
+    """
+
+    def __init__(
+        self, spec: ProtocolSchema, source: str, variant: str | None = None
+    ) -> None:
+        self.spec = spec
+        self.source = source
+        self.variant = variant
+
+    # -- loading
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike, variant: str | None = None) -> Protocol:
+        """A protocol of the catalogue by name (``"deep_squat"``), or a YAML file by path.
+
+        Parameters
+        ----------
+        name_or_path : str or path-like
+            A catalogue name (letters, digits, ``_``, ``-``, no suffix) or a file path.
+        variant : str, optional
+            A variant of the protocol (``Protocol.load("sit_to_stand", variant="single")``);
+            default: the protocol's ``default_variant``.
+
+        Raises
+        ------
+        ProtocolError
+            Unknown catalogue name (the message lists them), an invalid file (every problem
+            with its line), an unknown variant.
+        InputError
+            The file is missing, a folder, too large or not UTF-8.
+        """
+        text_name = os.fspath(name_or_path)
+        is_name = (
+            isinstance(name_or_path, str)
+            and Path(text_name).suffix == ""
+            and "/" not in text_name
+            and "\\" not in text_name
+        )
+        if is_name:
+            if text_name not in catalogue_names():
+                raise ProtocolError(
+                    f"protocol {text_name!r}: not in the catalogue; known protocols: "
+                    f"{', '.join(catalogue_names())} (or give the path of a .yaml file)"
+                )
+            src = f"{text_name}.yaml"
+            text = _catalogue_dir().joinpath(src).read_text(encoding="utf-8")
+        else:
+            path = Path(name_or_path)
+            src = display_name(path)
+            text = read_text(path, "protocol file", MAX_PROTOCOL_BYTES)
+        spec = parse_protocol(text, src)
+        if is_name and spec.name != text_name:
+            raise ProtocolError(f"{src}: name: found {spec.name!r}; expected {text_name!r}")
+        return cls(spec, src).with_variant(variant)
+
+    def with_variant(self, variant: str | None) -> Protocol:
+        """This protocol with ``variant``'s trial repetitions (None: the default variant).
+
+        Raises
+        ------
+        ProtocolError
+            Unknown variant; the message lists the variants.
+        """
+        variant = variant if variant is not None else self.spec.default_variant
+        if variant is None:
+            return self
+        if variant not in self.spec.variants:
+            known = ", ".join(self.spec.variants) or "none"
+            raise ProtocolError(
+                f"{self.source}: variant {variant!r} not found; variants of {self.name}: {known}"
+            )
+        reps = self.spec.variants[variant].min_repetitions
+        trials = [
+            t.model_copy(update={"min_repetitions": reps.get(t.name, t.min_repetitions)})
+            for t in self.spec.trials
+        ]
+        return Protocol(self.spec.model_copy(update={"trials": trials}), self.source, variant)
+
+    # -- fields
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def trials(self) -> tuple[TrialSpec, ...]:
+        return tuple(self.spec.trials)
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The steps that run, in pipeline order."""
+        return self.spec.steps.names()
+
+    @property
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        return tuple(self.spec.metrics)
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return tuple(self.spec.variants)
+
+    def trial(self, name: str) -> TrialSpec:
+        """The trial called ``name``; KeyError listing the trials otherwise."""
+        for t in self.spec.trials:
+            if t.name == name:
+                return t
+        raise KeyError(f"{self.name}: no trial {name!r}; trials: {[t.name for t in self.trials]}")
+
+    def quality_gate(self) -> QualityGate | None:
+        """The registration gate as a :class:`~medpose.registration.QualityGate` (None without
+        a ``registration`` section)."""
+        if self.spec.registration is None:
+            return None
+        return QualityGate.from_dict(
+            self.spec.registration.gate.model_dump(), f"{self.source}: registration.gate"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The validated protocol as plain data, every default filled in (JSON types)."""
+        out: dict[str, Any] = self.spec.model_dump(mode="json", by_alias=True)
+        return out
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 (hex) of the canonical content: :meth:`to_dict` as JSON with sorted keys.
+
+        Key order, comments, quoting and settings written at their default value do not
+        change it; any change of meaning does (a changed default of medpose too).
+        """
+        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+    def summary(self) -> str:
+        """One line: name, version and title."""
+        return f"{self.name}  {self.version}  {self.title}"
+
+    def describe(self) -> str:
+        """A few lines for people: title, purpose, trials, steps, metrics, sources."""
+        s = self.spec
+        lines = [f"{s.name} {s.version}: {s.title}" + (f" [{self.variant}]" if self.variant else "")]
+        lines += [f"purpose: {s.purpose.strip()}", f"measures: {s.measures.strip()}"]
+        lines.append(f"instructions: {s.instructions.strip()}")
+        for t in s.trials:
+            side = f", side {t.side}" if t.side else ""
+            lines.append(
+                f"trial {t.name}: {t.movement.strip()} ({t.kind}, at least "
+                f"{t.min_repetitions} repetition(s){side})"
+            )
+        lines.append("steps: " + " -> ".join(self.steps))
+        for mt in s.metrics:
+            planned = "" if METRICS[mt.name].computable else " (declared; not yet computed)"
+            norm = f", norm {mt.norm}" if mt.norm else ""
+            lines.append(f"metric {mt.key}: {mt.name}{planned}{norm}")
+        if s.composite is not None:
+            lines.append(
+                f"composite: {s.composite.formula} = {FORMULAS[s.composite.formula]}, "
+                f"weights {s.composite.weights}"
+            )
+        if s.registration is not None:
+            lines.append(f"registration gate: {self.quality_gate()}")
+        if s.variants:
+            lines.append("variants: " + ", ".join(s.variants))
+        lines += [f"source: {src}" for src in s.sources]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        variant = f", variant={self.variant!r}" if self.variant else ""
+        return (
+            f"Protocol({self.name!r} {self.version}{variant}: {len(self.trials)} trial(s), "
+            f"steps {'>'.join(self.steps)}, {len(self.metrics)} metric(s), "
+            f"hash {self.hash[:12]})"
+        )
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        s = self.spec
+        rows = "".join(
+            f"<tr><td>{e(mt.key)}</td><td>{e(mt.name)}</td><td>{e(mt.joint or mt.keypoint or mt.of or '')}</td>"
+            f"<td>{e(mt.norm or '')}</td></tr>"
+            for mt in s.metrics
+        )
+        trials = ", ".join(e(t.name) for t in s.trials)
+        return (
+            f"<div><b>{e(s.title)}</b> <code>{e(s.name)} {e(s.version)}</code>"
+            f"<p>{e(s.purpose)}</p><p>trials: {trials}; steps: {e(' → '.join(self.steps))}</p>"
+            "<table><tr><th>metric</th><th>function</th><th>on</th><th>norm</th></tr>"
+            f"{rows}</table><small>sha256 {e(self.hash[:16])}…</small></div>"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Protocol) and self.hash == other.hash
+
+    def __hash__(self) -> int:
+        return hash(self.hash)

@@ -1,0 +1,242 @@
+"""The names a protocol file may use, and the line of a field in a YAML file.
+
+A protocol (:mod:`medpose.protocol.definition`) names pipeline steps, metrics, joint angles,
+keypoints, normative keys and composite formulas.  This module holds the lists those names
+are checked against, so that an unknown name is refused with the list of known ones:
+
+* :data:`STEPS`: the pipeline steps, in the order they run;
+* :data:`METRICS`: every metric a protocol may declare (:class:`MetricInfo`): the functions of
+  :mod:`medpose.scoring` (``computable``) and the metrics declared but not yet computed by
+  medpose (gait events, compensations: ``computable=False``);
+* :func:`dof_names` and :func:`keypoint_names`: the joint angles and keypoints of medpose's
+  default skeleton (``resources/skeleton.yaml``), read from the data file itself so that
+  checking a protocol does not load torch;
+* :data:`FORMULAS`: the composite-score formulas;
+* :data:`NORM_KEY`: the syntax of a key into the normative data;
+* :func:`node_line`: the 1-based line of a field path (``("metrics", 2, "joint")``) in a YAML
+  node tree composed by :class:`~medpose.io._text.SafeYAMLLoader`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .. import scoring
+from ..packaged import resource_yaml
+from ..temporal.repetitions import segment_repetitions
+
+__all__ = [
+    "STEPS",
+    "INPUT_STEPS",
+    "METRICS",
+    "MetricInfo",
+    "FORMULAS",
+    "NORM_KEY",
+    "SIDES",
+    "dof_names",
+    "keypoint_names",
+    "bilateral_bases",
+    "joint_problem",
+    "node_line",
+]
+
+#: Pipeline steps a protocol may run, in the order they run.
+STEPS = (
+    "triangulate",
+    "read_keypoints",
+    "clean",
+    "fit",
+    "repetitions",
+    "metrics",
+    "scores",
+    "register",
+)
+#: Steps that produce the 3D keypoints: a protocol runs exactly one of them.
+INPUT_STEPS = ("triangulate", "read_keypoints")
+#: Sides a unilateral trial may be measured on.
+SIDES = ("left", "right", "both", "auto")
+
+#: Composite-score formulas: name -> what it computes from the metric scores s_i, weights w_i.
+FORMULAS: Mapping[str, str] = {
+    "weighted_mean": "sum(w_i * s_i) / sum(w_i)",
+    "weighted_mean_capped_100": "sum(w_i * min(s_i, 100)) / sum(w_i)",
+    "minimum": "min(s_i) over the weighted metrics (weights ignored)",
+}
+
+#: A normative key: 2 to 6 lowercase parts of letters, digits, '_' or '-', joined by '.'
+#: (``rom.knee_flexion.adult``); resolved against the normative tables when scoring.
+NORM_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9][a-z0-9_-]*){1,5}$")
+
+# Parameters of a metric that the runner supplies from the data, never from a protocol.
+_SUPPLIED = {"fs"}
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric a protocol may name.
+
+    Attributes
+    ----------
+    name : str
+    computable : bool
+        True when :mod:`medpose.scoring` has a function of that name; False for a metric
+        declared so that protocols can name it, not yet computed by medpose.
+    input : str
+        What it is computed from: ``"angle"`` (a joint angle), ``"speed"`` (angular speed of a
+        joint, or the speed of a keypoint), ``"repetitions"`` (the repetition table),
+        ``"pair"`` (left and right values of another metric), ``"gait"`` (gait events
+        detected from keypoints) or ``"keypoints"`` (3D keypoint positions).
+    unit : str
+    params : tuple of str
+        The parameters a protocol may set (keyword arguments of the function).
+    description : str
+    """
+
+    name: str
+    computable: bool
+    input: str
+    unit: str
+    params: tuple[str, ...]
+    description: str
+
+
+def _params(func: Any) -> tuple[str, ...]:
+    """Keyword parameters with a default value, those the runner supplies excepted."""
+    return tuple(
+        p.name
+        for p in inspect.signature(func).parameters.values()
+        if p.default is not inspect.Parameter.empty and p.name not in _SUPPLIED
+    )
+
+
+def _computable(name: str, input: str, unit: str, description: str) -> MetricInfo:
+    func = getattr(scoring, name)
+    params = _params(func)
+    if name == "repetition_count":  # **segment_options of segment_repetitions
+        params = ("min_range", *_params(segment_repetitions))
+    return MetricInfo(name, True, input, unit, params, description)
+
+
+def _planned(name: str, input: str, unit: str, description: str) -> MetricInfo:
+    return MetricInfo(name, False, input, unit, (), description)
+
+
+_ALL = (
+    _computable("rom", "angle", "deg", "range of motion (percentile range of the angle)"),
+    _computable("peak_angular_velocity", "angle", "deg/s", "largest angular speed"),
+    _computable("mean_angular_velocity", "angle", "deg/s", "mean angular speed"),
+    _computable("movement_time", "angle", "s", "time spent moving"),
+    _computable("tempo", "repetitions", "s", "time per repetition"),
+    _computable("repetition_count", "angle", "count", "number of repetitions"),
+    _computable("sparc", "speed", "1", "spectral arc length (smoothness)"),
+    _computable("ldlj", "speed", "1", "log dimensionless jerk (smoothness)"),
+    _computable("velocity_peaks", "speed", "count", "number of speed peaks (smoothness)"),
+    _computable("symmetry_index", "pair", "%", "left/right symmetry of another metric"),
+    _computable("dtw_distance", "angle", "deg", "DTW distance to the mean repetition"),
+    _computable("consistency", "angle", "1", "similarity of the repetitions' curves"),
+    _planned("gait_speed", "gait", "mm/s", "walking speed (not yet computed by medpose)"),
+    _planned("cadence", "gait", "steps/min", "steps per minute (not yet computed by medpose)"),
+    _planned("step_length", "gait", "mm", "step length per side (not yet computed by medpose)"),
+    _planned(
+        "trunk_lean", "keypoints", "deg", "trunk inclination to vertical (compensation; not yet "
+        "computed by medpose)"
+    ),
+    _planned(
+        "knee_valgus", "keypoints", "deg", "frontal-plane knee projection angle (compensation; "
+        "not yet computed by medpose)"
+    ),
+    _planned(
+        "heel_lift", "keypoints", "mm", "heel rise from the floor (compensation; not yet "
+        "computed by medpose)"
+    ),
+    _planned(
+        "pelvic_drop", "keypoints", "deg", "pelvic obliquity on single-leg stance "
+        "(compensation; not yet computed by medpose)"
+    ),
+)
+
+#: Every metric a protocol may name, computable or declared (see :class:`MetricInfo`).
+METRICS: Mapping[str, MetricInfo] = {m.name: m for m in _ALL}
+
+
+def _skeleton_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """DoF and keypoint names of ``resources/skeleton.yaml``, bilateral segments expanded
+    (``<name>_r`` then ``<name>_l``), in the order of :class:`medpose.kinematics.Skeleton`."""
+    spec = resource_yaml("skeleton.yaml")
+    dofs: list[str] = []
+    kps: list[str] = []
+    for seg in spec["segments"].values():
+        joint = seg["joint"]
+        sides = ("_r", "_l") if seg.get("bilateral") else ("",)
+        for side in sides:
+            dofs.extend(str(t) for t in joint.get("translations") or ())
+            dofs.extend(f"{d['name']}{side}" for d in joint["dofs"] if d)
+            kps.extend(f"{k}{side}" for k in seg.get("keypoints") or {})
+    return tuple(dofs), tuple(kps)
+
+
+@functools.cache
+def dof_names() -> tuple[str, ...]:
+    """The joint angles (and root translations) of the default skeleton, e.g. ``knee_flexion_r``."""
+    return _skeleton_names()[0]
+
+
+@functools.cache
+def keypoint_names() -> tuple[str, ...]:
+    """The keypoints of the default skeleton, e.g. ``knee_r``."""
+    return _skeleton_names()[1]
+
+
+@functools.cache
+def bilateral_bases() -> tuple[str, ...]:
+    """Joint-angle names without their side (``knee_flexion``): both ``_r`` and ``_l`` exist."""
+    names = set(dof_names())
+    return tuple(sorted(n[:-2] for n in names if n.endswith("_r") and n[:-2] + "_l" in names))
+
+
+def joint_problem(name: Any) -> str | None:
+    """Why ``name`` is not a joint angle of the default skeleton, or None when it is one.
+
+    A joint is a DoF name (``knee_flexion_r``) or a bilateral base (``knee_flexion``: the side
+    or sides the trial measures).
+    """
+    if isinstance(name, str) and (name in dof_names() or name in bilateral_bases()):
+        return None
+    return (
+        f"found {name!r}; expected a joint angle of the skeleton (a DoF name, or one without "
+        f"its _r/_l side for the side(s) of the trial): {', '.join(bilateral_bases())}; or one "
+        f"of {', '.join(dof_names())}"
+    )
+
+
+def node_line(root: yaml.Node | None, path: Sequence[Any]) -> int | None:
+    """The 1-based line of the field at ``path`` in a composed YAML node tree.
+
+    ``path`` holds mapping keys (str) and list indices (int); parts that name nothing in the
+    tree (pydantic's union branch tags) are skipped.  The line is that of the deepest node
+    reached: the key itself for the last key of a mapping (so an unknown field points at its
+    key), the value otherwise; None for an empty tree.
+    """
+    if root is None:
+        return None
+    node: yaml.Node = root
+    line = node.start_mark.line + 1
+    for part in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == part:
+                    line = key.start_mark.line + 1
+                    node = value
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if 0 <= part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+    return line
