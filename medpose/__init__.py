@@ -29,6 +29,7 @@ from .io.calibration import read_calibration, write_calibration
 from .io.keypoints import read_keypoints, write_keypoints
 from .io.landmarks import read_landmarks, write_landmarks
 from .io.mot import read_mot, write_mot
+from .protocol.definition import Protocol
 from .protocol.session import Session, validate_session
 
 #: Attributes loaded on first access: name -> (module, attribute or None for the module itself).
@@ -91,6 +92,7 @@ __all__ = [
     # sessions
     "Session",
     "validate_session",
+    "Protocol",
     *sorted(_LAZY),
 ]
 

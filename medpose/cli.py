@@ -1,7 +1,7 @@
 """The ``medpose`` command line (``medpose --help``; also ``python -m medpose``).
 
-Commands: ``validate`` (check a session folder) and ``demo`` (build and check a
-synthetic session).  Exit codes: 0 success, 1 invalid input or a medpose error,
+Commands: ``validate`` (check a session folder), ``demo`` (build and check a
+synthetic session) and ``protocols`` (list or describe the assessment protocols).  Exit codes: 0 success, 1 invalid input or a medpose error,
 2 wrong usage (argparse), 130 interrupted.  No command prints a traceback: an unexpected
 error is one ``error:`` line, without absolute paths.  See ``docs/cli.md``.
 """
@@ -17,6 +17,7 @@ from typing import TextIO
 
 from ._version import __version__
 from .errors import MedposeError
+from .protocol.definition import Protocol, catalogue
 from .protocol.problems import Problem, Redactor
 from .protocol.validate import validate_session
 
@@ -81,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="random seed (default 0); the same seed gives the same files",
     )
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "protocols",
+        help="list the assessment protocols, or describe one",
+        description="Without NAME: one line per protocol of the catalogue (name, version, "
+        "title). With NAME (a catalogue name or a protocol .yaml file): check it and describe it.",
+    )
+    p.add_argument("name", metavar="NAME", nargs="?", help="protocol name or .yaml file")
+    p.set_defaults(func=_cmd_protocols)
     return parser
 
 
@@ -132,6 +142,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             print(f"  {p}", file=sys.stderr)
         return EXIT_INVALID
     print("session is valid; demo finished")
+    return EXIT_OK
+
+
+def _cmd_protocols(args: argparse.Namespace) -> int:
+    if args.name is None:
+        for protocol in catalogue():
+            print(f"{protocol.name}\t{protocol.version}\t{protocol.title}")
+        return EXIT_OK
+    print(Protocol.load(args.name).describe())
     return EXIT_OK
 
 

@@ -22,6 +22,7 @@ import hashlib
 import html
 import json
 import os
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ..errors import InputError, ProtocolError
@@ -37,7 +38,7 @@ from ..io._text import SafeYAMLLoader, load_yaml, read_text
 from ..io._util import display_name
 from ..registration.gate import QualityGate
 from .definition_schema import NAME_PATTERN, MetricSpec, ProtocolSchema, TrialSpec
-from .vocabulary import FORMULAS, INPUT_STEPS, METRICS, node_line
+from .vocabulary import FORMULAS, INPUT_STEPS, METRICS, STEPS, node_line
 
 __all__ = ["MAX_PROTOCOL_BYTES", "Protocol", "catalogue", "catalogue_names"]
 
@@ -58,9 +59,12 @@ class _ProtocolLoader(SafeYAMLLoader):
     def construct_document(self, node: Any) -> Any:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                if key.value in _TEXT_FIELDS and isinstance(value, yaml.ScalarNode):
-                    if value.tag != _NULL:
-                        value.tag = _STR
+                if (
+                    key.value in _TEXT_FIELDS
+                    and isinstance(value, yaml.ScalarNode)
+                    and value.tag != _NULL
+                ):
+                    value.tag = _STR
         return super().construct_document(node)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
@@ -101,12 +105,40 @@ def _found(value: Any) -> str:
     return text if len(text) <= _ECHO else text[: _ECHO - 3] + "..."
 
 
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``annotation`` (``X | None``, ``list[X]``, ``dict[str, X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        model = _model_of(arg)
+        if model is not None:
+            return model
+    return None
+
+
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the schema's model at ``loc`` (indices and mapping keys skipped)."""
+    model: type[BaseModel] = ProtocolSchema
+    for part in loc:
+        fields = {f.alias or name: f for name, f in model.model_fields.items()}
+        if isinstance(part, str) and part in fields:
+            inner = _model_of(fields[part].annotation)
+            if inner is None:
+                break
+            model = inner
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
 def _message(err: ErrorDetails) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        return "unknown field (not in the protocol schema; see docs/protocols.md)"
+        loc = tuple(err["loc"])
+        if loc[:1] == ("steps",) and len(loc) == 2:
+            return f"unknown step {loc[1]!r}; known steps: {', '.join(STEPS)}"
+        known = _known_fields(loc[:-1])
+        return f"unknown field {loc[-1]!r}; known fields here: {', '.join(known)}"
     if kind == "value_error":
         return str(err["msg"]).removeprefix("Value error, ")
     expected = {
@@ -229,7 +261,9 @@ def _cross_check(m: ProtocolSchema) -> Iterator[_Problem]:
         yield _Problem(("default_variant",), "set, but the protocol declares no 'variants'")
 
 
-def _check_metric(metric: MetricSpec, loc: tuple[Any, ...], repetitions: bool) -> Iterator[_Problem]:
+def _check_metric(
+    metric: MetricSpec, loc: tuple[Any, ...], repetitions: bool
+) -> Iterator[_Problem]:
     info = METRICS[metric.name]
     unknown = sorted(set(metric.params) - set(info.params))
     if unknown:
@@ -287,7 +321,7 @@ def _compose(text: str) -> yaml.Node | None:
     try:
         node: yaml.Node | None = loader.get_single_node()
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
     return node
 
 
@@ -363,9 +397,7 @@ class Protocol:
     ('deep_squat', 'read_keypoints')
     """
 
-    def __init__(
-        self, spec: ProtocolSchema, source: str, variant: str | None = None
-    ) -> None:
+    def __init__(self, spec: ProtocolSchema, source: str, variant: str | None = None) -> None:
         self.spec = spec
         self.source = source
         self.variant = variant
@@ -506,7 +538,9 @@ class Protocol:
     def describe(self) -> str:
         """A few lines for people: title, purpose, trials, steps, metrics, sources."""
         s = self.spec
-        lines = [f"{s.name} {s.version}: {s.title}" + (f" [{self.variant}]" if self.variant else "")]
+        lines = [
+            f"{s.name} {s.version}: {s.title}" + (f" [{self.variant}]" if self.variant else "")
+        ]
         lines += [f"purpose: {s.purpose.strip()}", f"measures: {s.measures.strip()}"]
         lines.append(f"instructions: {s.instructions.strip()}")
         for t in s.trials:

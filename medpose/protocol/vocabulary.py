@@ -145,20 +145,28 @@ _ALL = (
     _planned("cadence", "gait", "steps/min", "steps per minute (not yet computed by medpose)"),
     _planned("step_length", "gait", "mm", "step length per side (not yet computed by medpose)"),
     _planned(
-        "trunk_lean", "keypoints", "deg", "trunk inclination to vertical (compensation; not yet "
-        "computed by medpose)"
+        "trunk_lean",
+        "keypoints",
+        "deg",
+        "trunk inclination to vertical (compensation; not yet computed by medpose)",
     ),
     _planned(
-        "knee_valgus", "keypoints", "deg", "frontal-plane knee projection angle (compensation; "
-        "not yet computed by medpose)"
+        "knee_valgus",
+        "keypoints",
+        "deg",
+        "frontal-plane knee projection angle (compensation; not yet computed by medpose)",
     ),
     _planned(
-        "heel_lift", "keypoints", "mm", "heel rise from the floor (compensation; not yet "
-        "computed by medpose)"
+        "heel_lift",
+        "keypoints",
+        "mm",
+        "heel rise from the floor (compensation; not yet computed by medpose)",
     ),
     _planned(
-        "pelvic_drop", "keypoints", "deg", "pelvic obliquity on single-leg stance "
-        "(compensation; not yet computed by medpose)"
+        "pelvic_drop",
+        "keypoints",
+        "deg",
+        "pelvic obliquity on single-leg stance (compensation; not yet computed by medpose)",
     ),
 )
 
@@ -235,8 +243,11 @@ def node_line(root: yaml.Node | None, path: Sequence[Any]) -> int | None:
                     line = key.start_mark.line + 1
                     node = value
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                node = node.value[part]
-                line = node.start_mark.line + 1
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            node = node.value[part]
+            line = node.start_mark.line + 1
     return line
