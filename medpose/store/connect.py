@@ -33,7 +33,7 @@ def database_url(url: str | os.PathLike[str]) -> tuple[sa.URL, str]:
     if "://" in text:
         try:
             parsed = sa.make_url(text)
-        except sa.exc.ArgumentError:
+        except (sa.exc.ArgumentError, ValueError):
             raise InputError(
                 "Study: found a malformed database URL; expected a SQLAlchemy URL"
             ) from None

@@ -43,10 +43,10 @@ METRIC_COLUMNS: dict[str, tuple[bool, str]] = {
     "trial": (True, "trial name (str)"),
     "exercise": (True, "exercise name (str)"),
     "side": (True, "side ('left', 'right', ...), or None/NaN when the metric has none"),
+    "repetition": (False, "repetition number (int), or missing for a per-trial value"),
     "metric": (True, "metric name (str), e.g. 'rom'"),
     "value": (True, "the value (float); NaN when missing, with a reason"),
     "unit": (True, "unit of value (str): 'deg', 'deg/s', '1' for dimensionless ..."),
-    "repetition": (False, "repetition number (int), or missing for a per-trial value"),
     "ci_low": (False, "lower end of the 95 % confidence interval (float)"),
     "ci_high": (False, "upper end of the 95 % confidence interval (float)"),
     "reason": (False, "why value is missing (str); required where value is NaN"),
@@ -139,7 +139,9 @@ def _text(df: pd.DataFrame, what: str, col: str, required: bool) -> pd.Series:
     if wrong.any():
         row = int(np.flatnonzero(wrong.to_numpy())[0])
         kind = type(df[col].iloc[row]).__name__
-        raise InputError(f"add_run: {what} column {col!r} row {row}: found a {kind}; expected text")
+        raise InputError(
+            f"add_run: {what} column {col!r} row {row}: found a value of type {kind}; expected text"
+        )
     return df[col].where(present & (df[col] != ""), None)
 
 
@@ -156,7 +158,7 @@ def metric_rows(metrics: pd.DataFrame | None) -> list[dict[str, Any]]:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(
-            f"add_run: metrics column 'repetition' row {row}: found {rep.iloc[row]!r}; "
+            f"add_run: metrics column 'repetition' row {row}: found {float(rep.iloc[row])!r}; "
             "expected a whole number >= 0 or a missing value"
         )
     df["repetition"] = rep.astype("Int64")

@@ -98,8 +98,8 @@ class Study:
             self.engine: Engine = sa.create_engine(parsed)
         except ModuleNotFoundError as exc:
             raise InputError(
-                f"Study: {self.name}: the database driver {exc.name!r} is not installed; for "
-                "PostgreSQL install psycopg and use a 'postgresql+psycopg://' URL"
+                f"{self.name}: the database driver {exc.name!r} is not installed; expected an "
+                "installed driver (PostgreSQL: pip install 'psycopg[binary]')"
             ) from None
         if self.engine.dialect.name == "sqlite":
             sqlite_setup(self.engine)
@@ -108,8 +108,9 @@ class Study:
         except sa.exc.DatabaseError as exc:
             self.engine.dispose()
             raise InputError(
-                f"{self.name}: cannot be opened as a study database "
-                f"({type(exc.orig).__name__}); expected a medpose study or a new database"
+                f"{self.name}: cannot be opened ({type(exc.orig).__name__}: a server out of "
+                "reach, refused credentials or a file that is not a database); expected a "
+                "medpose study database or a new one"
             ) from None
         except BaseException:
             self.engine.dispose()
@@ -453,9 +454,7 @@ class Study:
         for col in ("value", "ci_low", "ci_high"):
             df[col] = df[col].astype(float)
         order = ["date", "patient", "session", "protocol", *KEY]
-        return df[
-            [*df.columns[:5], *KEY, "value", "unit", "ci_low", "ci_high", "reason"]
-        ].sort_values(order, na_position="first", kind="stable", ignore_index=True)
+        return df.sort_values(order, na_position="first", kind="stable", ignore_index=True)
 
     def scores(self, protocol: str | None = None, patient: str | None = None) -> pd.DataFrame:
         """Scores: ``run_id, patient, session, date, protocol`` and the columns of
