@@ -23,8 +23,6 @@ import html
 import json
 import os
 import typing
-from collections.abc import Iterator
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,8 +35,15 @@ from ..errors import InputError, ProtocolError
 from ..io._text import SafeYAMLLoader, load_yaml, read_text
 from ..io._util import display_name
 from ..registration.gate import QualityGate
-from .definition_schema import NAME_PATTERN, MetricSpec, ProtocolSchema, TrialSpec
-from .vocabulary import FORMULAS, INPUT_STEPS, METRICS, STEPS, node_line
+from .definition_schema import (
+    NAME_PATTERN,
+    FieldProblem,
+    MetricSpec,
+    ProtocolSchema,
+    TrialSpec,
+    cross_check,
+)
+from .vocabulary import FORMULAS, METRICS, STEPS, node_line
 
 __all__ = ["MAX_PROTOCOL_BYTES", "Protocol", "catalogue", "catalogue_names"]
 
@@ -168,144 +173,7 @@ def _message(err: ErrorDetails) -> str:
     return f"found {_found(err.get('input'))}; expected {expected}"
 
 
-@dataclass(frozen=True)
-class _Problem:
-    loc: tuple[Any, ...]
-    message: str
-
-
-def _cross_check(m: ProtocolSchema) -> Iterator[_Problem]:
-    """Problems between fields: references to trials and metric ids, steps needing steps."""
-    steps = m.steps
-    names = [t.name for t in m.trials]
-    known_trials = ", ".join(names)
-    for i, t in enumerate(m.trials):
-        if t.name in names[:i]:
-            yield _Problem(("trials", i, "name"), f"trial {t.name!r} is declared twice")
-    inputs = [s for s in INPUT_STEPS if steps.get(s) is not None]
-    if len(inputs) != 1:
-        yield _Problem(
-            ("steps",),
-            f"found {inputs or 'neither'}; expected exactly one of {' or '.join(INPUT_STEPS)}",
-        )
-    needs = {
-        "repetitions": "fit",
-        "scores": "metrics",
-    }
-    for step, needed in needs.items():
-        if steps.get(step) is not None and steps.get(needed) is None:
-            yield _Problem(("steps", step), f"step {step!r} needs step {needed!r}")
-    if m.metrics and steps.get("metrics") is None:
-        yield _Problem(("steps",), "the protocol declares metrics; expected the step 'metrics'")
-    if steps.get("metrics") is not None and not m.metrics:
-        yield _Problem(("metrics",), "step 'metrics' runs; expected at least one metric")
-    if (steps.get("register") is None) != (m.registration is None):
-        yield _Problem(
-            ("registration",) if m.registration else ("steps",),
-            "'registration' and the step 'register' go together; found only one of them",
-        )
-    keys: list[str] = []
-    for i, metric in enumerate(m.metrics):
-        yield from _check_metric(metric, ("metrics", i), steps.get("repetitions") is not None)
-        if metric.trial is not None and metric.trial not in names:
-            yield _Problem(
-                ("metrics", i, "trial"),
-                f"found {metric.trial!r}; expected a trial of the protocol: {known_trials}",
-            )
-        if metric.key in keys:
-            yield _Problem(
-                ("metrics", i),
-                f"metric id {metric.key!r} is used twice; give one of them an 'id'",
-            )
-        keys.append(metric.key)
-    if m.composite is not None:
-        if steps.get("scores") is None:
-            yield _Problem(("composite",), "a composite score needs the step 'scores'")
-        normed = {mt.key for mt in m.metrics if mt.norm}
-        for key in m.composite.weights:
-            if key not in normed:
-                yield _Problem(
-                    ("composite", "weights", key),
-                    f"found {key!r}; expected the id of a metric that names a 'norm': "
-                    f"{', '.join(sorted(normed)) or '(none)'}",
-                )
-    if m.registration is not None:
-        reg = m.registration
-        if reg.trial not in names:
-            yield _Problem(
-                ("registration", "trial"),
-                f"found {reg.trial!r}; expected a trial of the protocol: {known_trials}",
-            )
-        tre = reg.gate.max_tre_mm
-        for target in tre if isinstance(tre, dict) else ():
-            if target not in reg.targets:
-                yield _Problem(
-                    ("registration", "gate", "max_tre_mm", target),
-                    f"found target {target!r}; expected one of 'targets': {reg.targets}",
-                )
-        if tre is not None and not reg.targets:
-            yield _Problem(("registration", "targets"), "max_tre_mm is set; expected targets")
-    for vname, variant in m.variants.items():
-        for trial in variant.min_repetitions:
-            if trial not in names:
-                yield _Problem(
-                    ("variants", vname, "min_repetitions", trial),
-                    f"found {trial!r}; expected a trial of the protocol: {known_trials}",
-                )
-    if m.variants and m.default_variant not in m.variants:
-        yield _Problem(
-            ("default_variant",),
-            f"found {m.default_variant!r}; expected one of the variants: {', '.join(m.variants)}",
-        )
-    if not m.variants and m.default_variant is not None:
-        yield _Problem(("default_variant",), "set, but the protocol declares no 'variants'")
-
-
-def _check_metric(
-    metric: MetricSpec, loc: tuple[Any, ...], repetitions: bool
-) -> Iterator[_Problem]:
-    info = METRICS[metric.name]
-    unknown = sorted(set(metric.params) - set(info.params))
-    if unknown:
-        allowed = ", ".join(info.params) or "none"
-        yield _Problem(
-            (*loc, "params", unknown[0]),
-            f"unknown parameter {unknown[0]!r} of {metric.name}; known: {allowed}",
-        )
-    wants_joint = info.input in ("angle", "repetitions")
-    if info.input == "speed" and metric.joint is None and metric.keypoint is None:
-        yield _Problem(loc, f"{metric.name} needs a 'joint' (angular speed) or a 'keypoint'")
-    if wants_joint and info.name != "tempo" and metric.joint is None:
-        yield _Problem(loc, f"{metric.name} needs a 'joint' (a joint angle)")
-    if info.input == "pair":
-        compared = METRICS.get(metric.of or "")
-        if compared is None:
-            yield _Problem(loc, f"{metric.name} needs 'of': the metric compared left to right")
-        elif compared.input in ("pair", "repetitions"):
-            yield _Problem(
-                (*loc, "of"), f"found {metric.of!r}; expected a metric with a value per side"
-            )
-        elif compared.input in ("angle", "speed") and metric.joint is None:
-            yield _Problem(loc, f"{metric.name} of {metric.of} needs a 'joint' (without side)")
-        elif metric.joint is not None and metric.joint.endswith(("_r", "_l")):
-            yield _Problem(
-                (*loc, "joint"),
-                f"found {metric.joint!r}; {metric.name} compares sides: expected a joint "
-                f"without its side ({metric.joint[:-2]!r})",
-            )
-    elif metric.of is not None:
-        yield _Problem((*loc, "of"), f"only symmetry_index takes 'of', not {metric.name}")
-    needs_reps = info.name in ("tempo", "consistency", "dtw_distance") or (
-        metric.over == "repetitions" and info.input in ("angle", "speed")
-    )
-    if needs_reps and not repetitions and info.name != "repetition_count":
-        yield _Problem(
-            loc,
-            f"{metric.name} over repetitions needs the step 'repetitions' (or over: trial)",
-        )
-
-
-def _problems_text(src: str, root: yaml.Node | None, problems: list[_Problem]) -> str:
+def _problems_text(src: str, root: yaml.Node | None, problems: list[FieldProblem]) -> str:
     lines = []
     for p in problems:
         line = node_line(root, p.loc)
@@ -353,9 +221,9 @@ def parse_protocol(text: str, src: str) -> ProtocolSchema:
     try:
         model = ProtocolSchema.model_validate(doc)
     except ValidationError as e:
-        problems = [_Problem(tuple(err["loc"]), _message(err)) for err in e.errors()]
+        problems = [FieldProblem(tuple(err["loc"]), _message(err)) for err in e.errors()]
         raise ProtocolError(_problems_text(src, root, problems)) from None
-    cross = list(_cross_check(model))
+    cross = cross_check(model)
     if cross:
         raise ProtocolError(_problems_text(src, root, cross))
     return model

@@ -1,8 +1,9 @@
 """The pydantic schema of a protocol file (format version 1).
 
-:class:`ProtocolSchema` is the whole file; :mod:`medpose.protocol.definition` reads the YAML,
-validates it against this schema, checks the cross-references (trials, metric ids, steps that
-need other steps) and wraps the result in :class:`~medpose.protocol.definition.Protocol`.
+:class:`ProtocolSchema` is the whole file and :func:`cross_check` finds what the schema alone
+cannot see (references to trials and metric ids, steps that need other steps);
+:mod:`medpose.protocol.definition` reads the YAML, applies both and wraps the result in
+:class:`~medpose.protocol.definition.Protocol`.
 Every setting of a step is named after the keyword argument of the medpose function the
 step calls (``triangulate(min_confidence=...)``, ``segment_repetitions(min_range=...)``), so a
 runner can pass it on unchanged.  See ``docs/protocols.md`` for the meaning of every field.
@@ -10,14 +11,26 @@ runner can pass it on unchanged.  See ``docs/protocols.md`` for the meaning of e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .vocabulary import FORMULAS, METRICS, NORM_KEY, STEPS, joint_problem, keypoint_names
+from .vocabulary import (
+    FORMULAS,
+    INPUT_STEPS,
+    METRICS,
+    NORM_KEY,
+    STEPS,
+    joint_problem,
+    keypoint_names,
+)
 
 __all__ = [
     "NAME_PATTERN",
+    "FieldProblem",
+    "cross_check",
     "ProtocolSchema",
     "TrialSpec",
     "StepsSpec",
@@ -365,3 +378,155 @@ class ProtocolSchema(_Strict):
     registration: RegistrationSpec | None = None
     variants: dict[str, VariantSpec] = Field(default_factory=dict)
     default_variant: str | None = None
+
+
+# ------------------------------------------------------------------ cross-references
+@dataclass(frozen=True)
+class FieldProblem:
+    """A problem of a protocol file: the field path (``("metrics", 0, "trial")``) and what
+    was found against what was expected."""
+
+    loc: tuple[Any, ...]
+    message: str
+
+
+def cross_check(m: ProtocolSchema) -> list[FieldProblem]:
+    """Problems between fields that the schema alone cannot see: references to trials and
+    metric ids, steps that need other steps, metric parameters and inputs.
+
+    Returns
+    -------
+    list of FieldProblem
+        Empty when the protocol is consistent.
+    """
+    return list(_cross_problems(m))
+
+
+def _cross_problems(m: ProtocolSchema) -> Iterator[FieldProblem]:
+    steps = m.steps
+    names = [t.name for t in m.trials]
+    known_trials = ", ".join(names)
+    for i, t in enumerate(m.trials):
+        if t.name in names[:i]:
+            yield FieldProblem(("trials", i, "name"), f"trial {t.name!r} is declared twice")
+    inputs = [s for s in INPUT_STEPS if steps.get(s) is not None]
+    if len(inputs) != 1:
+        yield FieldProblem(
+            ("steps",),
+            f"found {inputs or 'neither'}; expected exactly one of {' or '.join(INPUT_STEPS)}",
+        )
+    needs = {
+        "repetitions": "fit",
+        "scores": "metrics",
+    }
+    for step, needed in needs.items():
+        if steps.get(step) is not None and steps.get(needed) is None:
+            yield FieldProblem(("steps", step), f"step {step!r} needs step {needed!r}")
+    if m.metrics and steps.get("metrics") is None:
+        yield FieldProblem(("steps",), "the protocol declares metrics; expected the step 'metrics'")
+    if steps.get("metrics") is not None and not m.metrics:
+        yield FieldProblem(("metrics",), "step 'metrics' runs; expected at least one metric")
+    if (steps.get("register") is None) != (m.registration is None):
+        yield FieldProblem(
+            ("registration",) if m.registration else ("steps",),
+            "'registration' and the step 'register' go together; found only one of them",
+        )
+    keys: list[str] = []
+    for i, metric in enumerate(m.metrics):
+        yield from _check_metric(metric, ("metrics", i), steps.get("repetitions") is not None)
+        if metric.trial is not None and metric.trial not in names:
+            yield FieldProblem(
+                ("metrics", i, "trial"),
+                f"found {metric.trial!r}; expected a trial of the protocol: {known_trials}",
+            )
+        if metric.key in keys:
+            yield FieldProblem(
+                ("metrics", i),
+                f"metric id {metric.key!r} is used twice; give one of them an 'id'",
+            )
+        keys.append(metric.key)
+    if m.composite is not None:
+        if steps.get("scores") is None:
+            yield FieldProblem(("composite",), "a composite score needs the step 'scores'")
+        normed = {mt.key for mt in m.metrics if mt.norm}
+        for key in m.composite.weights:
+            if key not in normed:
+                yield FieldProblem(
+                    ("composite", "weights", key),
+                    f"found {key!r}; expected the id of a metric that names a 'norm': "
+                    f"{', '.join(sorted(normed)) or '(none)'}",
+                )
+    if m.registration is not None:
+        reg = m.registration
+        if reg.trial not in names:
+            yield FieldProblem(
+                ("registration", "trial"),
+                f"found {reg.trial!r}; expected a trial of the protocol: {known_trials}",
+            )
+        tre = reg.gate.max_tre_mm
+        for target in tre if isinstance(tre, dict) else ():
+            if target not in reg.targets:
+                yield FieldProblem(
+                    ("registration", "gate", "max_tre_mm", target),
+                    f"found target {target!r}; expected one of 'targets': {reg.targets}",
+                )
+        if tre is not None and not reg.targets:
+            yield FieldProblem(("registration", "targets"), "max_tre_mm is set; expected targets")
+    for vname, variant in m.variants.items():
+        for trial in variant.min_repetitions:
+            if trial not in names:
+                yield FieldProblem(
+                    ("variants", vname, "min_repetitions", trial),
+                    f"found {trial!r}; expected a trial of the protocol: {known_trials}",
+                )
+    if m.variants and m.default_variant not in m.variants:
+        yield FieldProblem(
+            ("default_variant",),
+            f"found {m.default_variant!r}; expected one of the variants: {', '.join(m.variants)}",
+        )
+    if not m.variants and m.default_variant is not None:
+        yield FieldProblem(("default_variant",), "set, but the protocol declares no 'variants'")
+
+
+def _check_metric(
+    metric: MetricSpec, loc: tuple[Any, ...], repetitions: bool
+) -> Iterator[FieldProblem]:
+    info = METRICS[metric.name]
+    unknown = sorted(set(metric.params) - set(info.params))
+    if unknown:
+        allowed = ", ".join(info.params) or "none"
+        yield FieldProblem(
+            (*loc, "params", unknown[0]),
+            f"unknown parameter {unknown[0]!r} of {metric.name}; known: {allowed}",
+        )
+    wants_joint = info.input in ("angle", "repetitions")
+    if info.input == "speed" and metric.joint is None and metric.keypoint is None:
+        yield FieldProblem(loc, f"{metric.name} needs a 'joint' (angular speed) or a 'keypoint'")
+    if wants_joint and info.name != "tempo" and metric.joint is None:
+        yield FieldProblem(loc, f"{metric.name} needs a 'joint' (a joint angle)")
+    if info.input == "pair":
+        compared = METRICS.get(metric.of or "")
+        if compared is None:
+            yield FieldProblem(loc, f"{metric.name} needs 'of': the metric compared left to right")
+        elif compared.input in ("pair", "repetitions"):
+            yield FieldProblem(
+                (*loc, "of"), f"found {metric.of!r}; expected a metric with a value per side"
+            )
+        elif compared.input in ("angle", "speed") and metric.joint is None:
+            yield FieldProblem(loc, f"{metric.name} of {metric.of} needs a 'joint' (without side)")
+        elif metric.joint is not None and metric.joint.endswith(("_r", "_l")):
+            yield FieldProblem(
+                (*loc, "joint"),
+                f"found {metric.joint!r}; {metric.name} compares sides: expected a joint "
+                f"without its side ({metric.joint[:-2]!r})",
+            )
+    elif metric.of is not None:
+        yield FieldProblem((*loc, "of"), f"only symmetry_index takes 'of', not {metric.name}")
+    needs_reps = info.name in ("tempo", "consistency", "dtw_distance") or (
+        metric.over == "repetitions" and info.input in ("angle", "speed")
+    )
+    if needs_reps and not repetitions and info.name != "repetition_count":
+        yield FieldProblem(
+            loc,
+            f"{metric.name} over repetitions needs the step 'repetitions' (or over: trial)",
+        )
