@@ -100,8 +100,8 @@ def _row(raw: Mapping[str, Any], sources: Mapping[str, Any], i: int) -> dict[str
             raise InputError(f"{RESOURCE}: {where}: field {field!r} is missing")
     if row["sex"] not in SEXES:
         raise InputError(f"{RESOURCE}: {where}: sex {row['sex']!r} is not one of {SEXES}")
-    if row["better"] not in ("higher", "lower"):
-        raise InputError(f"{RESOURCE}: {where}: better must be 'higher' or 'lower'")
+    if row["better"] not in ("higher", "lower", "none"):
+        raise InputError(f"{RESOURCE}: {where}: better must be 'higher', 'lower' or 'none'")
     return row
 
 
@@ -224,7 +224,7 @@ def norm_for(
     Parameters
     ----------
     metric : str
-        ``"rom"``, ``"five_times_sit_to_stand"``, ``"gait_speed"``.
+        ``"rom"``, ``"five_times_sit_to_stand"``, ``"gait_speed"``, ``"cadence"``.
     joint : str or None
         Movement for ROM rows (``"knee_flexion"``, ``"shoulder_abduction"``...); None for
         whole-body tests.

@@ -4,7 +4,8 @@ Every score here is a clinical convention applied to a published normative row (
 :mod:`~medpose.scoring.norms`); nothing is fitted to data.
 
 * percent of normal: ``100 * value / mean`` where higher is better (range of motion, gait
-  speed), ``100 * mean / value`` where lower is better (timed tests), clipped to
+  speed) or neither is (cadence), ``100 * mean / value`` where lower is better (timed tests),
+  clipped to
   ``[0, cap]`` (``cap = 150`` unless given);
 * z-score: ``(value - mean) / sd`` where the source published an SD, else NaN with the reason;
 * flag: ``"within"``, ``"below"`` or ``"above"`` the normal range ``[lower, upper]``
@@ -88,7 +89,7 @@ class ScoreResult:
     reference : float
         Normative mean the percent refers to.
     better : str
-        ``"higher"`` or ``"lower"``.
+        ``"higher"``, ``"lower"`` or ``"none"``.
     percent, z : ndarray
         Same shape as ``value``; NaN with a reason in ``reasons``.
     flag : ndarray of str
@@ -278,9 +279,10 @@ def score_metric(
     if not (math.isfinite(mean) and mean > 0):
         raise InputError(f"score_metric: norm {key!r} needs a positive mean, found {mean!r}")
     better = str(norm.get("better", "higher"))
-    if better not in ("higher", "lower"):
+    if better not in ("higher", "lower", "none"):
         raise InputError(
-            f"score_metric: norm {key!r}: better must be 'higher' or 'lower', found {better!r}"
+            f"score_metric: norm {key!r}: better must be 'higher', 'lower' or 'none', "
+            f"found {better!r}"
         )
     norm_unit = str(norm.get("unit", ""))
     if unit is not None and norm_unit and unit != norm_unit:

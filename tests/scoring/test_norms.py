@@ -37,7 +37,7 @@ def test_every_row_is_complete_and_consistent():
     assert list(df.columns) == list(COLUMNS)
     assert df["key"].is_unique
     assert set(df["sex"]) <= set(SEXES)
-    assert set(df["better"]) == {"higher", "lower"}
+    assert set(df["better"]) == {"higher", "lower", "none"}
     assert (df["mean"] > 0).all()
     assert (df["age_min"] <= df["age_max"]).all()
     assert df["source"].str.len().gt(40).all()
@@ -64,6 +64,9 @@ def test_transcribed_values_match_their_sources():
     assert norm_for("five_times_sit_to_stand", age=75, source="bohannon")["mean"] == 12.6
     assert norm_for("gait_speed", age=45, sex="male")["mean"] == pytest.approx(1.434)
     assert norm_for("gait_speed", age=85, sex="female")["mean"] == pytest.approx(0.943)
+    # Hollman 2011 cadence, 85 and over: open-ended age range, mean +- 2 SD
+    row = norm_for("cadence", age=92, sex="male")
+    assert (row["mean"], row["sd"], row["lower"], row["upper"]) == (102, 11, 80, 124)
     # AAOS knee flexion agrees with the default joint ranges
     ranges = yaml.safe_load(resource_text("joint_ranges.yaml"))["ranges"]
     assert (
