@@ -43,7 +43,7 @@ from .definition_schema import (
     TrialSpec,
     cross_check,
 )
-from .vocabulary import FORMULAS, METRICS, STEPS, node_line
+from .vocabulary import FORMULAS, STEPS, node_line
 
 __all__ = ["MAX_PROTOCOL_BYTES", "Protocol", "catalogue", "catalogue_names"]
 
@@ -419,9 +419,13 @@ class Protocol:
             )
         lines.append("steps: " + " -> ".join(self.steps))
         for mt in s.metrics:
-            planned = "" if METRICS[mt.name].computable else " (declared; not yet computed)"
+            planned = "" if mt.computable else " (declared; not yet computed)"
+            what = mt.name + (f" of {mt.of}" if mt.of else "")
+            on = mt.joint or mt.keypoint
+            where = (f" on {on}" if on else "") + (f", trial {mt.trial}" if mt.trial else "")
             norm = f", norm {mt.norm}" if mt.norm else ""
-            lines.append(f"metric {mt.key}: {mt.name}{planned}{norm}")
+            over = "over the trial" if mt.over == "trial" else f"{mt.aggregate} of the repetitions"
+            lines.append(f"metric {mt.key}: {what}{where}, {over}{norm}{planned}")
         if s.composite is not None:
             lines.append(
                 f"composite: {s.composite.formula} = {FORMULAS[s.composite.formula]}, "

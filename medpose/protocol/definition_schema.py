@@ -282,6 +282,12 @@ class MetricSpec(_Strict):
         return v
 
     @property
+    def computable(self) -> bool:
+        """Whether medpose computes this metric (and the metric it compares, for ``of``)."""
+        compared = METRICS[self.of].computable if self.of else True
+        return METRICS[self.name].computable and compared
+
+    @property
     def key(self) -> str:
         """The metric's id: ``id`` if given, else ``<name>[_<of>][_<joint or keypoint>]``
         (``rom_knee_flexion``, ``symmetry_index_rom_knee_flexion``, ``tempo``)."""

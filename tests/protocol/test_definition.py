@@ -132,6 +132,11 @@ def test_gait_declares_its_metrics_as_not_yet_computable():
     names = {m.name for m in Protocol.load("gait").metrics}
     assert {"gait_speed", "cadence", "step_length", "symmetry_index"} <= names
     assert not any(METRICS[n].computable for n in ("gait_speed", "cadence", "step_length"))
+    symmetry = {m.key: m.computable for m in Protocol.load("gait").metrics if m.of}
+    assert symmetry == {
+        "symmetry_index_step_length": False,
+        "symmetry_index_rom_knee_flexion": True,
+    }
 
 
 def test_unknown_catalogue_name_lists_the_known_ones():
