@@ -8,6 +8,7 @@ The tests that touch the database run on both backends with the same body.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -501,3 +502,22 @@ def test_bad_databases_are_refused_and_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"^postgresql database 'db': cannot be opened"):
         Study("postgresql+psycopg://user@127.0.0.1:1/db")  # nothing listens on port 1
     assert str(tmp_path) not in repr(Study(tmp_path / "fine.sqlite"))
+
+
+def test_unknown_flags_are_stored_as_missing(tmp_path: Path) -> None:
+    with Study(tmp_path / "s.sqlite") as study:
+        add(study, scores=scores_frame().assign(flag=["n/a", ""], score=np.nan))
+        assert study.scores()["flag"].isna().all()
+
+
+def test_the_docs_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "store.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", page, re.S | re.M)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "docs/store.md", "exec"), {})
+    with Study("study.sqlite") as study:
+        table = study.cohort("knee")
+        assert table["squat.rom.left_deg"].tolist() == [82.0]
+        assert table["squat.tempo_1_per_min"].tolist() == [12.5]

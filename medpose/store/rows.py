@@ -56,7 +56,7 @@ SCORE_COLUMNS: dict[str, tuple[bool, str]] = {
     "metric": (True, "the scored metric or composite score's name (str)"),
     "score": (True, "the score (float)"),
     "z": (True, "z-score against the normative range (float)"),
-    "flag": (True, "'within', 'below' or 'above' the normative range; None where score is NaN"),
+    "flag": (True, "'within', 'below', 'above' the normative range; None or 'n/a' if unknown"),
     "mdc95": (False, "minimal detectable change at 95 %, in the metric's unit (float)"),
 }
 FLAGS = ("within", "below", "above")
@@ -182,7 +182,8 @@ def metric_rows(metrics: pd.DataFrame | None) -> list[dict[str, Any]]:
 def score_rows(scores: pd.DataFrame | None) -> list[dict[str, Any]]:
     df = _check_frame(scores, "scores", SCORE_COLUMNS)
     df["metric"] = _text(df, "scores", "metric", required=True)
-    df["flag"] = _text(df, "scores", "flag", required=False)
+    flag = _text(df, "scores", "flag", required=False)
+    df["flag"] = flag.where(flag != "n/a", None)  # "n/a": not computed, as scoring writes it
     for col in ("score", "z", "mdc95"):
         df[col] = _numeric(df, "scores", col)
     wrong = df["flag"].notna() & ~df["flag"].isin(FLAGS)

@@ -214,8 +214,8 @@ class Study:
             is NaN).  One row per (trial, exercise, side, repetition, metric).
         scores : DataFrame, optional
             One row per scored metric or composite, with the columns of :data:`SCORE_COLUMNS`:
-            ``metric``, ``score``, ``z``, ``flag`` (``'within'``, ``'below'``, ``'above'``)
-            and optionally ``mdc95``.
+            ``metric``, ``score``, ``z``, ``flag`` (``'within'``, ``'below'``, ``'above'``;
+            None or ``'n/a'`` where unknown) and optionally ``mdc95``.
         status : {'ok', 'failed'}
             Whether the run succeeded.  A failed run usually has no metrics.
         message : str, optional
