@@ -26,6 +26,7 @@ import sqlalchemy as sa
 import medpose as mp
 from medpose.errors import InputError
 from medpose.store import METRIC_COLUMNS, SCHEMA_VERSION, SCORE_COLUMNS, Study, scrub_message
+from medpose.store.schema import MIGRATIONS
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR is not set
@@ -317,6 +318,37 @@ def test_an_older_schema_without_migration_is_refused(url: str) -> None:
     engine.dispose()
 
 
+def test_an_older_schema_is_migrated_in_one_transaction(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Study(url) as study:
+        add(study)
+    engine = sa.create_engine(url if "://" in url else f"sqlite:///{url}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE schema_version SET version = {SCHEMA_VERSION - 1}")
+
+    def broken(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN note TEXT")
+        raise Boom("migration failed half-way")
+
+    def upgrade(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN note TEXT")
+
+    monkeypatch.setitem(MIGRATIONS, SCHEMA_VERSION - 1, broken)
+    with pytest.raises(Boom):
+        Study(url)
+    with engine.connect() as conn:  # nothing of the failed migration remains
+        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 0
+        assert "note" not in {c["name"] for c in sa.inspect(conn).get_columns("runs")}
+    monkeypatch.setitem(MIGRATIONS, SCHEMA_VERSION - 1, upgrade)
+    with Study(url) as study:
+        assert len(study.runs()) == 1
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 1
+        assert "note" in {c["name"] for c in sa.inspect(conn).get_columns("runs")}
+    engine.dispose()
+
+
 def test_patient_ids_never_reach_messages_or_logs(
     study: Study, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -391,6 +423,8 @@ def test_a_second_sqlite_writer_waits_for_the_first(tmp_path: Path) -> None:
         worker = threading.Thread(target=hold_the_write_lock)
         worker.start()
         assert holding.wait(10)
+        with Study(path) as reader:  # opening and reading need no write lock
+            assert reader.runs().empty
         threading.Timer(0.3, release.set).start()
         assert add(second).action == "added"  # waited, then wrote: no "database is locked"
         worker.join()

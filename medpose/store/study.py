@@ -118,42 +118,55 @@ class Study:
 
     # ------------------------------------------------------------------------ set-up
     def _open(self) -> None:
+        """Check the layout version; create the tables in a new database, migrate an old one.
+
+        A database at the current version is only read (no write lock is taken); creating
+        and migrating happen in one write transaction, after checking again under its lock.
+        """
+        with self.engine.connect() as conn:
+            if self._version(conn) == SCHEMA_VERSION:
+                return
         with self._write() as conn:
-            present = set(sa.inspect(conn).get_table_names())
-            if "schema_version" not in present:
-                ours = sorted(present & set(tables.TABLE_NAMES))
-                if ours:
-                    raise InputError(
-                        f"{self.name}: holds tables {ours} but no schema_version; expected a "
-                        "medpose study database or one without these tables"
-                    )
+            found = self._version(conn)
+            if found is None:
                 tables.metadata.create_all(conn)
                 conn.execute(tables.schema_version.insert().values(version=SCHEMA_VERSION))
                 return
-            versions = conn.execute(sa.select(tables.schema_version.c.version)).scalars().all()
-            if len(versions) != 1:
-                raise InputError(
-                    f"{self.name}: schema_version holds {len(versions)} rows; expected one"
-                )
-            found = int(versions[0])
-            if found > SCHEMA_VERSION:
-                raise InputError(
-                    f"{self.name}: schema version {found} is newer than this medpose "
-                    f"{__version__} supports (schema {SCHEMA_VERSION}); upgrade medpose. "
-                    "The database was not changed"
-                )
-            if found < SCHEMA_VERSION and not all(
-                v in MIGRATIONS for v in range(found, SCHEMA_VERSION)
-            ):
-                raise InputError(
-                    f"{self.name}: schema version {found} is older than this medpose "
-                    f"{__version__} can migrate (schema {SCHEMA_VERSION}, migrations from "
-                    f"{sorted(MIGRATIONS) or 'none'}). The database was not changed"
-                )
             for v in range(found, SCHEMA_VERSION):
                 MIGRATIONS[v](conn)
                 conn.execute(tables.schema_version.update().values(version=v + 1))
                 _log.info("%s: schema migrated from version %d to %d", self.name, v, v + 1)
+
+    def _version(self, conn: Connection) -> int | None:
+        """The database's layout version (None: an empty database); InputError if unusable."""
+        present = set(sa.inspect(conn).get_table_names())
+        if "schema_version" not in present:
+            ours = sorted(present & set(tables.TABLE_NAMES))
+            if ours:
+                raise InputError(
+                    f"{self.name}: holds tables {ours} but no schema_version; expected a "
+                    "medpose study database or one without these tables"
+                )
+            return None
+        versions = conn.execute(sa.select(tables.schema_version.c.version)).scalars().all()
+        if len(versions) != 1:
+            raise InputError(
+                f"{self.name}: schema_version holds {len(versions)} rows; expected one"
+            )
+        found = int(versions[0])
+        if found > SCHEMA_VERSION:
+            raise InputError(
+                f"{self.name}: schema version {found} is newer than this medpose "
+                f"{__version__} supports (schema {SCHEMA_VERSION}); upgrade medpose. "
+                "The database was not changed"
+            )
+        if any(v not in MIGRATIONS for v in range(found, SCHEMA_VERSION)):
+            raise InputError(
+                f"{self.name}: schema version {found} is older than this medpose "
+                f"{__version__} can migrate (schema {SCHEMA_VERSION}, migrations from "
+                f"{sorted(MIGRATIONS) or 'none'}). The database was not changed"
+            )
+        return found
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
