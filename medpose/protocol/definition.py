@@ -167,7 +167,7 @@ def _message(err: ErrorDetails) -> str:
         "bool_parsing": "true or false",
     }.get(kind)
     if expected is None and kind.startswith(("int", "float", "finite")):
-        expected = "a whole number" if kind.startswith("int") else "a number"
+        expected = "a whole number" if kind.startswith("int") else "a finite number"
     if expected is None:
         return str(err["msg"])
     return f"found {_found(err.get('input'))}; expected {expected}"

@@ -59,7 +59,7 @@ _Name = Field(pattern=NAME_PATTERN, min_length=1, max_length=64)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 # ------------------------------------------------------------------------------- trials

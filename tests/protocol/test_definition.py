@@ -302,6 +302,10 @@ def test_unknown_names_are_refused_with_the_known_names_and_the_line(
         ("  read_keypoints:\n", "", "expected exactly one of triangulate or read_keypoints"),
         ("  fit: {smoothness: 0.1}\n", "", "step 'repetitions' needs step 'fit'"),
         ("sources: [none]", "sources: [none]\nextra_field: 1", "extra_field: unknown field"),
+        ("min_repetitions: 2", "min_repetitions: true", "found True; expected a whole number"),
+        ("min_repetitions: 2", "min_repetitions: '2'", "found '2'; expected a whole number"),
+        ("min_range: 20", "min_range: .inf", "min_range: found inf; expected a finite number"),
+        ("smoothness: 0.1", "smoothness: yes", "smoothness: found True; expected a finite number"),
     ],
 )
 def test_invalid_values_name_field_found_and_expected(tmp_path, old, new, expected):
