@@ -29,6 +29,7 @@ from medpose.protocol.definition_schema import (
 )
 from medpose.protocol.vocabulary import METRICS, dof_names, keypoint_names
 from medpose.registration import QualityGate, register
+from medpose.scoring.norms import load_norms
 from medpose.temporal import clean_gaps, repair_swaps_3d, segment_repetitions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,6 +138,19 @@ def test_gait_declares_its_metrics_as_not_yet_computable():
         "symmetry_index_step_length": False,
         "symmetry_index_rom_knee_flexion": True,
     }
+
+
+def test_catalogue_norm_keys_name_rows_of_the_normative_data():
+    """Keys are only syntax-checked on load; the catalogue's own must exist: a row's key, or a
+    family of rows (``gait_speed.bohannon2011`` for ``gait_speed.bohannon2011.f20`` ...)."""
+    keys = set(load_norms()["key"])
+    missing = [
+        f"{p.name}: {m.key}: {m.norm}"
+        for p in map(Protocol.load, CATALOGUE)
+        for m in p.metrics
+        if m.norm and m.norm not in keys and not any(k.startswith(m.norm + ".") for k in keys)
+    ]
+    assert not missing, missing
 
 
 def test_unknown_catalogue_name_lists_the_known_ones():
