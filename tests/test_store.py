@@ -363,6 +363,7 @@ def test_patient_ids_never_reach_messages_or_logs(
         lambda: study.progress("PSEUDO-9999", "knee"),
         lambda: study.metrics(patient="PSEUDO-9999"),
         lambda: add(study, patient=12345),
+        lambda: add(study, metrics=metrics_frame().assign(metric=f"{SECRET}_rom")),
     ]
     for call in bad_calls:
         with pytest.raises(InputError) as exc:
@@ -474,6 +475,10 @@ def test_scrub_message_removes_ids_and_folders_but_not_units() -> None:
             r"'repetition' row 0: found 0.5; expected a whole number",
         ),
         ({"metrics": metrics_frame().assign(trial=None)}, r"column 'trial' row 0 is missing"),
+        (
+            {"metrics": metrics_frame().assign(ci_low=np.inf)},
+            r"column 'ci_low' row 0: found inf; expected a finite number, or NaN",
+        ),
         (
             {"metrics": metrics_frame().assign(exercise=3)},
             r"column 'exercise' row 0: found a value of type int(64)?; expected text",

@@ -8,10 +8,11 @@ absolute paths.  No message here shows a patient id or a session folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date as Date
 from datetime import datetime, timezone
 from pathlib import PurePosixPath, PureWindowsPath
@@ -28,6 +29,7 @@ __all__ = [
     "FLAGS",
     "KEY",
     "scrub_message",
+    "hiding",
     "metric_rows",
     "score_rows",
     "check_name",
@@ -92,6 +94,15 @@ def scrub_message(message: str, patient: str) -> str:
     return out[:2000]
 
 
+@contextlib.contextmanager
+def hiding(patient: str) -> Iterator[None]:
+    """Re-raise an :class:`~medpose.errors.InputError` with ``patient`` scrubbed from it."""
+    try:
+        yield
+    except InputError as exc:
+        raise InputError(scrub_message(str(exc), patient)) from None
+
+
 def _expected(columns: Mapping[str, tuple[bool, str]]) -> str:
     req = [c for c, (r, _) in columns.items() if r]
     opt = [c for c, (r, _) in columns.items() if not r]
@@ -126,6 +137,12 @@ def _numeric(df: pd.DataFrame, what: str, col: str) -> pd.Series:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(
             f"add_run: {what} column {col!r} row {row}: found {df[col].iloc[row]!r}; expected a number"
+        )
+    if np.isinf(values).any():
+        row = int(np.flatnonzero(np.isinf(values.to_numpy()))[0])
+        raise InputError(
+            f"add_run: {what} column {col!r} row {row}: found {values.iloc[row]}; expected a "
+            "finite number, or NaN when missing"
         )
     return values
 

@@ -27,6 +27,7 @@ from .rows import (
     SCORE_COLUMNS,
     check_name,
     column_name,
+    hiding,
     inputs_json,
     metric_rows,
     score_rows,
@@ -253,48 +254,51 @@ class Study:
             expected ones), or a date other than the one the session was recorded with.
         """
         pseudonym = check_name(patient, "patient")
-        folder = session_folder(session)
-        day = session_day(date)
-        protocol = check_name(protocol, "protocol")
-        protocol_version = check_name(protocol_version, "protocol_version")
-        protocol_hash = check_name(protocol_hash, "protocol_hash")
-        inputs_text = inputs_json(inputs)
-        if status not in ("ok", "failed"):
-            raise InputError(f"status: found {status!r}; expected 'ok' or 'failed'")
-        now = datetime.now(timezone.utc)
-        end = utc_naive(finished, "finished", now)
-        start = utc_naive(started, "started", finished or now)
-        metric_list = metric_rows(metrics)
-        score_list = score_rows(scores)
-        note = None if message is None else scrub_message(str(message), pseudonym)
-        run = {
-            "protocol": protocol,
-            "protocol_version": protocol_version,
-            "protocol_hash": protocol_hash,
-            "medpose_version": medpose_version or __version__,
-            "inputs": inputs_text,
-            "started": start,
-            "finished": end,
-            "status": status,
-            "message": note,
-        }
-        for attempt in range(2):  # a concurrent writer may create the same patient first
-            try:
-                with self._write() as conn:
-                    result = self._add(conn, pseudonym, folder, day, run, metric_list, score_list)
-                break
-            except sa.exc.IntegrityError:
-                if attempt:
-                    raise
-        _log.info(
-            "run %d %s (protocol %s, %d metric values, %d scores)",
-            result.run_id,
-            result.action,
-            protocol,
-            len(metric_list),
-            len(score_list),
-        )
-        return result
+        with hiding(pseudonym):  # a trial or file named after the patient: not shown either
+            folder = session_folder(session)
+            day = session_day(date)
+            protocol = check_name(protocol, "protocol")
+            protocol_version = check_name(protocol_version, "protocol_version")
+            protocol_hash = check_name(protocol_hash, "protocol_hash")
+            inputs_text = inputs_json(inputs)
+            if status not in ("ok", "failed"):
+                raise InputError(f"status: found {status!r}; expected 'ok' or 'failed'")
+            now = datetime.now(timezone.utc)
+            end = utc_naive(finished, "finished", now)
+            start = utc_naive(started, "started", finished or now)
+            metric_list = metric_rows(metrics)
+            score_list = score_rows(scores)
+            note = None if message is None else scrub_message(str(message), pseudonym)
+            run = {
+                "protocol": protocol,
+                "protocol_version": protocol_version,
+                "protocol_hash": protocol_hash,
+                "medpose_version": medpose_version or __version__,
+                "inputs": inputs_text,
+                "started": start,
+                "finished": end,
+                "status": status,
+                "message": note,
+            }
+            for attempt in range(2):  # a concurrent writer may create the same patient first
+                try:
+                    with self._write() as conn:
+                        result = self._add(
+                            conn, pseudonym, folder, day, run, metric_list, score_list
+                        )
+                    break
+                except sa.exc.IntegrityError:
+                    if attempt:
+                        raise
+            _log.info(
+                "run %d %s (protocol %s, %d metric values, %d scores)",
+                result.run_id,
+                result.action,
+                protocol,
+                len(metric_list),
+                len(score_list),
+            )
+            return result
 
     @staticmethod
     def _add(
@@ -390,6 +394,8 @@ class Study:
             )
         if "date" in df:
             df["date"] = pd.to_datetime(df["date"])
+        if "run_id" in df:
+            df["run_id"] = df["run_id"].astype("int64")
         return df
 
     def _filtered(
