@@ -17,7 +17,7 @@ from medpose.errors import InputError, ProtocolError
 from medpose.kinematics import Skeleton
 from medpose.kinematics.fit import fit
 from medpose.protocol import Protocol
-from medpose.protocol.definition import catalogue_names, parse_protocol
+from medpose.protocol.definition import MAX_PROTOCOL_BYTES, catalogue_names, parse_protocol
 from medpose.protocol.definition_schema import (
     FitSettings,
     GapSettings,
@@ -366,6 +366,9 @@ def test_missing_file_folder_and_binary_file_are_input_errors(tmp_path):
         Protocol.load(tmp_path / "nothere.yaml")
     with pytest.raises(InputError, match="is a folder"):
         Protocol.load(tmp_path)
+    (tmp_path / "big.yaml").write_text("# " + "x" * MAX_PROTOCOL_BYTES + "\n")
+    with pytest.raises(InputError, match=r"big\.yaml: file size \d+ bytes; expected at most"):
+        Protocol.load(tmp_path / "big.yaml")
     (tmp_path / "bin.yaml").write_bytes(b"name: \xff\xfe\n")
     with pytest.raises(InputError, match=r"bin.yaml: line 1: byte 0xff is not UTF-8"):
         Protocol.load(tmp_path / "bin.yaml")
