@@ -1621,7 +1621,7 @@ def _run(
     xtol: float,
 ):
     sk = prob.skeleton
-    T, K = pos.shape[:2]
+    T, K = pos.shape[0], len(prob.seq_index)  # K: the keypoints the fit uses
     D = len(sk.dof_names)
     ctx = _Context(sk, prob.kp_index, dev, dt, prob.observable)
     tt = lambda a, d=dt: torch.as_tensor(np.array(a), device=dev, dtype=d)  # noqa: E731

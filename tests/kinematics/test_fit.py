@@ -394,3 +394,18 @@ def test_polar_factor_is_the_kabsch_rotation_and_flags_reflections():
     refl = R @ S @ np.diag([1.0, 1.0, -1.0])  # det < 0: Kabsch needs the SVD
     _, ok = _polar(torch.as_tensor(refl))
     assert not ok.any()
+
+
+def test_keypoints_the_skeleton_does_not_know_are_left_out(sk, squat):
+    """Extra columns (e.g. a Kinect's toes and collars) neither break the fit nor change it."""
+    seq = _seq(sk, squat, noise=2.0, seed=4)
+    rng = np.random.default_rng(5)
+    extra = rng.normal(size=(seq.n_frames, 3, 3)) * 100.0
+    wide = KeypointSequence(
+        np.concatenate([extra[:, :2], seq.positions, extra[:, 2:]], axis=1),
+        ("extra_a", "extra_b", *seq.names, "extra_c"),
+        seq.rate,
+    )
+    plain, more = fit(seq, skeleton=sk), fit(wide, skeleton=sk)
+    np.testing.assert_allclose(more.q, plain.q, atol=1e-4)
+    assert more.residuals.shape[1] == plain.residuals.shape[1]
