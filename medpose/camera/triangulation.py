@@ -47,7 +47,7 @@ class ImageSizeWarning(UserWarning):
 
 
 # ----------------------------------------------------------------------------- result
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TriangulationResult:
     """Output of :func:`triangulate`.
 
@@ -378,7 +378,15 @@ def triangulate(
         else pd.DataFrame(columns=SWAP_REPORT_COLUMNS)
     )
     return TriangulationResult(
-        seq, mean_err, n_used.astype(int), seq.confidence.copy(), E, U, cam_names, kp, swaps
+        sequence=seq,
+        reprojection_error=mean_err,
+        n_cameras=n_used.astype(int),
+        confidence=seq.confidence.copy(),
+        errors=E,
+        used=U,
+        camera_names=cam_names,
+        keypoints_2d=kp,
+        swaps=swaps,
     )
 
 
