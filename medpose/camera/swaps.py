@@ -27,6 +27,7 @@ import pandas as pd
 from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import lr_pairs
+from ..temporal.swaps import SWAP_REPORT_COLUMNS
 from .dlt import Rig, consensus
 from .model import Camera
 
@@ -37,18 +38,6 @@ __all__ = [
     "repair_view_swaps",
     "swap_assignments",
     "view_swap_consensus",
-]
-
-#: columns of the left/right relabelling reports of every stage
-SWAP_REPORT_COLUMNS = [
-    "stage",
-    "frame",
-    "time_s",
-    "camera",
-    "keypoint_l",
-    "keypoint_r",
-    "cost_before",
-    "cost_after",
 ]
 
 

@@ -26,7 +26,19 @@ from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import lr_pairs
 
-__all__ = ["repair_swaps_3d", "lr_pairs"]
+__all__ = ["SWAP_REPORT_COLUMNS", "lr_pairs", "repair_swaps_3d"]
+
+#: columns of the left/right relabelling reports of every stage (2D views and 3D)
+SWAP_REPORT_COLUMNS = [
+    "stage",
+    "frame",
+    "time_s",
+    "camera",
+    "keypoint_l",
+    "keypoint_r",
+    "cost_before",
+    "cost_after",
+]
 
 
 def repair_swaps_3d(
@@ -72,16 +84,7 @@ def repair_swaps_3d(
                 raise InputError(
                     f"repair_swaps_3d: pair keypoint {n!r} not in the sequence's keypoints"
                 )
-    cols = [
-        "stage",
-        "frame",
-        "time_s",
-        "camera",
-        "keypoint_l",
-        "keypoint_r",
-        "cost_before",
-        "cost_after",
-    ]
+    cols = SWAP_REPORT_COLUMNS
     if not pairs or sequence.n_frames < 2:
         return sequence, pd.DataFrame(columns=cols)
     pos = sequence.positions
