@@ -50,6 +50,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "read_transform": ("medpose.io.transform", "read_transform"),
     "write_transform": ("medpose.io.transform", "write_transform"),
     "Study": ("medpose.store", "Study"),
+    "Assessment": ("medpose.protocol.assessment", "Assessment"),
     "camera": ("medpose.camera", None),
     "imaging": ("medpose.imaging", None),
     "io": ("medpose.io", None),

@@ -35,6 +35,7 @@ from ..errors import InputError, ProtocolError
 from ..io._text import SafeYAMLLoader, load_yaml, read_text
 from ..io._util import display_name
 from ..registration.gate import QualityGate
+from .assessment import Assessment
 from .definition_schema import (
     NAME_PATTERN,
     FieldProblem,
@@ -383,6 +384,42 @@ class Protocol:
         return QualityGate.from_dict(
             self.spec.registration.gate.model_dump(), f"{self.source}: registration.gate"
         )
+
+    def run(
+        self,
+        data: Any,
+        *,
+        trial: str | None = None,
+        side: str | None = None,
+        age: float | None = None,
+        sex: str | None = None,
+    ) -> Assessment:
+        """Assess one trial's data with this protocol.
+
+        Forwards to :func:`medpose.protocol.runner.run_protocol`: fits a
+        :class:`~medpose.data.KeypointSequence` with the protocol's fit settings (or takes a
+        :class:`~medpose.kinematics.fit.Fit`, joint angles), segments the repetitions,
+        computes each metric per repetition with its median and bootstrap 95 % CI, scores them
+        against their norms and computes the composite.
+
+        Parameters
+        ----------
+        data : KeypointSequence, Fit, JointAngles or DataFrame of angles (degrees)
+        trial : str, optional
+            The protocol's trial (default: the first).
+        side : {"left", "right", "both", "auto"}, optional
+            Overrides the trial's side; ``"auto"``: the side with the larger range of motion
+            of the repetition signal.
+        age, sex : optional
+            The patient's group for the norms.
+
+        Returns
+        -------
+        Assessment
+        """
+        from .runner import run_protocol  # torch (fitting) is loaded only when a protocol runs
+
+        return run_protocol(self, data, trial=trial, side=side, age=age, sex=sex)
 
     def to_dict(self) -> dict[str, Any]:
         """The validated protocol as plain data, every default filled in (JSON types)."""

@@ -1,0 +1,155 @@
+"""The result of running a protocol on one trial: :class:`Assessment`.
+
+Built by :func:`medpose.protocol.runner.run_protocol` (``Protocol.load(...).run(x)``); it holds
+tidy tables only (no arrays of the trial), so it is cheap to keep, print and save.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["METRIC_COLUMNS", "SCORE_COLUMNS", "Assessment"]
+
+#: Columns of :attr:`Assessment.metrics`.
+METRIC_COLUMNS = (
+    "trial",
+    "metric",
+    "joint",
+    "side",
+    "repetition",
+    "value",
+    "unit",
+    "ci_low",
+    "ci_high",
+    "reason",
+)
+#: Columns of :attr:`Assessment.scores`.
+SCORE_COLUMNS = (
+    "metric",
+    "joint",
+    "side",
+    "value",
+    "unit",
+    "percent",
+    "z",
+    "flag",
+    "norm",
+    "source",
+    "mdc95",
+    "reason",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Assessment:
+    """One trial assessed by a protocol.
+
+    Attributes
+    ----------
+    protocol : str
+        ``name version`` of the protocol.
+    protocol_hash : str
+        SHA-256 of the protocol's content (:attr:`Protocol.hash`).
+    trial : str
+        The protocol's trial the data were assessed as.
+    sides : tuple of str
+        The side(s) measured (``"left"``, ``"right"``); for ``side: auto`` the side chosen.
+    metrics : DataFrame
+        Tidy, one row per value (:data:`METRIC_COLUMNS`): ``repetition`` is the repetition
+        index for per-repetition values and NaN for the summary over the repetitions (the
+        aggregate named by the protocol, median by default) and for whole-trial metrics.
+        ``ci_low``/``ci_high``: 95 % percentile bootstrap interval of the summary over the
+        repetitions (NaN for fewer than 3).  NaN values carry a ``reason``.
+    scores : DataFrame
+        One row per summary value scored against a norm (:data:`SCORE_COLUMNS`).
+    repetitions : DataFrame
+        The segmentation (:func:`medpose.temporal.segment_repetitions`) with a ``side`` column.
+    score : float
+        The protocol's 0-100 composite (NaN with :attr:`score_reason`).
+    score_reason : str
+    composite : Any
+        The :class:`~medpose.scoring.CompositeResult` (None without a composite).
+    rate : float
+        Sampling rate of the angles, Hz.
+    info : dict
+        How it was computed (side selection, composite components...).
+    """
+
+    protocol: str
+    protocol_hash: str
+    trial: str
+    sides: tuple[str, ...]
+    metrics: pd.DataFrame
+    scores: pd.DataFrame
+    repetitions: pd.DataFrame
+    score: float
+    score_reason: str
+    composite: Any
+    rate: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        """The summary rows of :attr:`metrics` (``repetition`` NaN)."""
+        return self.metrics[self.metrics["repetition"].isna()].reset_index(drop=True)
+
+    def value(self, metric: str, side: str | None = None) -> float:
+        """The summary value of ``metric`` (its protocol key, ``"rom_knee_flexion"``).
+
+        Raises
+        ------
+        KeyError
+            No such metric (or side); the message lists the metric keys.
+        """
+        s = self.summary()
+        rows = s[s["metric"] == metric]
+        if side is not None:
+            rows = rows[rows["side"] == side]
+        if rows.empty:
+            raise KeyError(
+                f"{metric!r} (side {side!r}) not in this assessment; metrics: "
+                f"{sorted(set(s['metric']))}"
+            )
+        return float(rows["value"].iloc[0])
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        n_rep = len(self.repetitions)
+        score = "nan" if math.isnan(self.score) else f"{self.score:.1f}"
+        lines = [
+            f"Assessment({self.protocol}, trial {self.trial}, side(s) {', '.join(self.sides)}, "
+            f"{n_rep} repetition(s), score {score}/100"
+            + (f" ({self.score_reason})" if self.score_reason else "")
+            + ")"
+        ]
+        for row in s.itertuples(index=False):
+            val = "nan" if math.isnan(row.value) else f"{row.value:.4g}"
+            ci = (
+                f" [{row.ci_low:.4g}, {row.ci_high:.4g}]"
+                if math.isfinite(row.ci_low) and math.isfinite(row.ci_high)
+                else ""
+            )
+            why = f"  ({row.reason})" if row.reason else ""
+            lines.append(f"  {row.metric:<36} {row.side:<6} {val} {row.unit}{ci}{why}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        score = "n/a" if math.isnan(self.score) else f"{self.score:.1f}"
+        head = (
+            f"<div><b>{e(self.protocol)}</b>: trial {e(self.trial)}, side(s) "
+            f"{e(', '.join(self.sides))}, {len(self.repetitions)} repetition(s); "
+            f"score <b>{e(score)}</b>/100"
+            + (f" <i>({e(self.score_reason)})</i>" if self.score_reason else "")
+        )
+        table = self.summary().to_html(index=False, float_format="%.4g", na_rep="NaN")
+        scores = (
+            self.scores.to_html(index=False, float_format="%.4g", na_rep="NaN")
+            if not self.scores.empty
+            else ""
+        )
+        return f"{head}{table}{scores}</div>"

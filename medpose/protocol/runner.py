@@ -1,0 +1,492 @@
+"""Run a protocol on one trial's data: ``Protocol.load("deep_squat").run(x)``.
+
+The steps, on the joint angles of one trial:
+
+1. angles: a :class:`~medpose.data.KeypointSequence` is fitted with :func:`medpose.fit` and the
+   protocol's ``steps.fit`` settings; a :class:`~medpose.kinematics.fit.Fit`, a
+   :class:`~medpose.data.JointAngles` or a DataFrame of angles (degrees, index time in s,
+   ``attrs["rate_hz"]`` or an evenly spaced index) is used as it is;
+2. sides: the trial's ``side`` (``both``: left and right; ``auto``: the side whose
+   repetition signal (``steps.repetitions.signal``) has the larger range of motion);
+3. repetitions: :func:`~medpose.temporal.segment_repetitions` on the signal of each side with
+   the ``steps.repetitions`` settings;
+4. metrics: each metric of the protocol on each side, per repetition (for ``rom``, the
+   repetition extended to the rest level, the extreme opposite its peak between the
+   neighbouring repetitions, since the segmentation trims ``rest_fraction`` of the range off
+   its ends), summarised by the
+   metric's ``aggregate`` (median by default) with a 95 % percentile bootstrap interval over
+   the repetitions (:func:`~medpose.scoring.bootstrap_ci`, seed 0; NaN with a reason for
+   fewer than 3 repetitions); a metric of a whole set (``consistency``, ``tempo``) or with
+   ``over: trial`` has one value; ``symmetry_index`` compares the left and right summaries of
+   the metric it is ``of``.  A metric declared but not computed by medpose is NaN with the
+   reason ``"not computed by this version"``, never a number.  Smoothness metrics
+   (``sparc``, ``ldlj``, ``velocity_peaks``) take the angular speed, a cubic Savitzky-Golay
+   derivative over max(0.1 s, 5 samples), the default window of the angular-velocity
+   metrics too;
+5. scores: each summary with a ``norm`` key scored by :func:`~medpose.scoring.score_metric`
+   against :func:`~medpose.scoring.norm_for` (the key is ``metric.source.joint``);
+6. composite: :func:`~medpose.scoring.composite` of the scored metrics' percents with the
+   protocol's weights; a metric measured on both sides counts with its lower (worse) percent.
+   The protocol's formula names map onto :data:`medpose.scoring.FORMULAS`
+   (``weighted_mean_capped_100`` -> ``weighted_mean_capped``, ``minimum`` -> ``min_capped``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .. import scoring
+from ..data import JointAngles, KeypointSequence
+from ..errors import InputError, MedposeError
+from ..kinematics.fit import Fit, fit
+from ..temporal.repetitions import segment_repetitions
+from .assessment import METRIC_COLUMNS, SCORE_COLUMNS, Assessment
+from .definition_schema import MetricSpec, TrialSpec
+from .vocabulary import METRICS
+
+if TYPE_CHECKING:
+    from .definition import Protocol
+
+__all__ = ["NOT_COMPUTED", "COMPOSITE_FORMULAS", "run_protocol"]
+
+#: Reason given to a metric the protocol declares but medpose does not compute.
+NOT_COMPUTED = "not computed by this version"
+#: Protocol composite formula -> :data:`medpose.scoring.FORMULAS` key.
+COMPOSITE_FORMULAS = {
+    "weighted_mean_capped_100": "weighted_mean_capped",
+    "weighted_mean": "weighted_mean",
+    "minimum": "min_capped",
+}
+_SUFFIX = {"left": "_l", "right": "_r"}
+_MIN_CI = 3
+_AGGREGATE: dict[str, Callable[..., Any]] = {
+    "median": np.median,
+    "mean": np.mean,
+    "max": np.max,
+    "min": np.min,
+    "sum": np.sum,
+}
+
+
+# ------------------------------------------------------------------------------ inputs
+def _angles(protocol: Protocol, data: Any) -> tuple[pd.DataFrame, float]:
+    """Joint angles (T, D) in degrees and the rate, Hz."""
+    if isinstance(data, KeypointSequence):
+        settings = protocol.spec.steps.fit
+        kwargs = settings.model_dump() if settings is not None else {}
+        data = fit(data, **kwargs)
+    if isinstance(data, Fit):
+        return data.angles, float(data.rate)
+    if isinstance(data, JointAngles):
+        return pd.DataFrame(np.asarray(data.values, float), columns=list(data.names)), float(
+            data.rate
+        )
+    if isinstance(data, pd.DataFrame):
+        rate = data.attrs.get("rate_hz")
+        if rate is None:
+            t = np.asarray(data.index, dtype=float)
+            step = np.diff(t)
+            if t.size < 2 or not np.all(step > 0) or np.ptp(step) > 1e-6 * step.mean():
+                raise InputError(
+                    f"{protocol.name}.run: a DataFrame of angles needs attrs['rate_hz'] or an "
+                    "evenly spaced, increasing time index in seconds; found neither"
+                )
+            rate = 1.0 / float(step.mean())
+        return data, float(rate)
+    raise InputError(
+        f"{protocol.name}.run: found {type(data).__name__}; expected a KeypointSequence, a Fit, "
+        "JointAngles or a DataFrame of joint angles in degrees"
+    )
+
+
+def _trial(protocol: Protocol, trial: str | None) -> TrialSpec:
+    if trial is None:
+        return protocol.trials[0]
+    names = [t.name for t in protocol.trials]
+    if trial not in names:
+        raise InputError(f"{protocol.name}.run: trial {trial!r} not found; trials: {names}")
+    return protocol.trial(trial)
+
+
+def _column(angles: pd.DataFrame, joint: str, side: str) -> np.ndarray | None:
+    name = joint if joint.endswith(("_l", "_r")) else joint + _SUFFIX[side]
+    if name not in angles.columns:
+        return None
+    return np.asarray(angles[name], dtype=float)
+
+
+def _range(x: np.ndarray | None) -> float:
+    if x is None or not np.isfinite(x).any():
+        return -math.inf
+    lo, hi = np.nanpercentile(x, [2.0, 98.0])
+    return float(hi - lo)
+
+
+def _sides(
+    protocol: Protocol, spec: TrialSpec, side: str | None, angles: pd.DataFrame
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    chosen = side if side is not None else (spec.side or "both")
+    if chosen not in ("left", "right", "both", "auto"):
+        raise InputError(
+            f"{protocol.name}.run: side {chosen!r} is unknown; expected left, right, both or auto"
+        )
+    if chosen == "both":
+        return ("left", "right"), {}
+    if chosen != "auto":
+        return (chosen,), {}
+    reps = protocol.spec.steps.repetitions
+    signal = reps.signal if reps is not None else protocol.metrics[0].joint
+    if signal is None:
+        raise InputError(f"{protocol.name}.run: side 'auto' needs steps.repetitions.signal")
+    ranges = {s: _range(_column(angles, signal, s)) for s in ("left", "right")}
+    pick = max(ranges, key=lambda s: ranges[s])
+    return (pick,), {"auto_side": pick, "auto_ranges_deg": ranges}
+
+
+# ------------------------------------------------------------------------------ metrics
+def _row(
+    trial: str, key: str, joint: str, side: str, rep: float, value: float, unit: str, why: str
+) -> dict[str, Any]:
+    return {
+        "trial": trial,
+        "metric": key,
+        "joint": joint,
+        "side": side,
+        "repetition": rep,
+        "value": float(value),
+        "unit": unit,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "reason": why if not np.isfinite(value) else "",
+    }
+
+
+def _segments(x: np.ndarray, reps: pd.DataFrame, to_rest: bool = False) -> list[np.ndarray]:
+    """The repetitions of ``x``; ``to_rest``: each extended to the extreme opposite its peak
+    (the rest level) between the neighbouring repetitions, the segmentation's untrimmed ends."""
+    starts = reps["start_frame"].to_numpy(int)
+    ends = reps["end_frame"].to_numpy(int)
+    out = []
+    for i, (a, b) in enumerate(zip(starts, ends)):
+        if to_rest:
+            up = np.nanmean(x[a : b + 1]) >= np.nanmean(x[[a, b]])
+            pick = np.nanargmin if up else np.nanargmax
+            lo = int(ends[i - 1]) + 1 if i > 0 else 0
+            hi = int(starts[i + 1]) - 1 if i + 1 < len(starts) else len(x) - 1
+            if np.isfinite(x[lo : a + 1]).any():
+                a = lo + int(pick(x[lo : a + 1]))
+            if np.isfinite(x[b : hi + 1]).any():
+                b = b + int(pick(x[b : hi + 1]))
+        out.append(x[a : b + 1])
+    return out
+
+
+def _call(
+    spec: MetricSpec, x: np.ndarray, reps: pd.DataFrame, rate: float, over_trial: bool
+) -> scoring.MetricResult:
+    """The metric on the repetitions of ``x`` (or the whole trial): a MetricResult."""
+    info = METRICS[spec.name]
+    func = getattr(scoring, spec.name)
+    params = dict(spec.params)
+    if spec.name == "tempo":
+        return func(reps)
+    if spec.name == "repetition_count":
+        return scoring.MetricResult(
+            "repetition_count", np.array(float(len(reps))), "count", ("",), {}
+        )
+    window = max(0.1, 5.0 / rate)  # cubic Savitzky-Golay over >= 0.1 s and >= 5 samples
+    if spec.name in ("peak_angular_velocity", "mean_angular_velocity"):
+        params.setdefault("window_s", window)
+    if info.input == "speed":
+        x = np.abs(scoring.angular_velocity(x, rate, window_s=window))
+    parts: Any = [x] if over_trial else _segments(x, reps, to_rest=spec.name == "rom")
+    if spec.name == "dtw_distance":
+        template = np.mean(
+            [np.interp(np.linspace(0, 1, 101), np.linspace(0, 1, p.size), p) for p in parts], axis=0
+        )
+        return func(parts, template, **params)
+    if spec.name in ("rom", "consistency"):
+        return func(parts, **params)
+    return func(parts, rate, **params)
+
+
+def _summarise(
+    rows: list[dict[str, Any]],
+    spec: MetricSpec,
+    trial: str,
+    side: str,
+    result: scoring.MetricResult,
+    over_trial: bool,
+) -> float:
+    joint = spec.joint or spec.keypoint or ""
+    v = np.atleast_1d(np.asarray(result.value, dtype=float))
+    why = tuple(result.reasons) or ("",) * v.size
+    if over_trial or (v.size == 1 and np.asarray(result.value).ndim == 0):
+        rows.append(_row(trial, spec.key, joint, side, math.nan, v[0], result.unit, why[0]))
+        return float(v[0])
+    for i, val in enumerate(v):
+        rows.append(_row(trial, spec.key, joint, side, float(i), val, result.unit, why[i]))
+    finite = v[np.isfinite(v)]
+    agg = _AGGREGATE[spec.aggregate]
+    if finite.size == 0:
+        reasons = sorted({r for r in why if r}) or ["no repetition"]
+        summ = _row(
+            trial, spec.key, joint, side, math.nan, math.nan, result.unit, "; ".join(reasons)
+        )
+        rows.append(summ)
+        return math.nan
+    value = float(agg(finite))
+    summ = _row(trial, spec.key, joint, side, math.nan, value, result.unit, "")
+    if finite.size >= _MIN_CI:
+        ci = scoring.bootstrap_ci(finite, stat=agg, seed=0)
+        summ["ci_low"], summ["ci_high"] = (float(c) for c in ci.value)
+    else:
+        summ["reason"] = f"no CI: {finite.size} repetition(s), at least {_MIN_CI} needed"
+    rows.append(summ)
+    return value
+
+
+def _metric_rows(
+    protocol: Protocol,
+    trial: str,
+    sides: tuple[str, ...],
+    angles: pd.DataFrame,
+    reps: dict[str, pd.DataFrame],
+    rate: float,
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], float]]:
+    rows: list[dict[str, Any]] = []
+    done: dict[tuple[str, str], float] = {}  # (metric key, side) -> summary value
+    specs = [m for m in protocol.metrics if m.trial in (None, trial)]
+    pairs = [m for m in specs if m.name == "symmetry_index"]
+    for spec in (m for m in specs if m.name != "symmetry_index"):
+        joint = spec.joint or spec.keypoint or ""
+        info = METRICS[spec.name]
+        unit = info.unit
+        needs_joint = info.input in ("angle", "speed")
+        for side in sides if (spec.joint or spec.keypoint) else ("",):
+            if not spec.computable:
+                rows.append(
+                    _row(trial, spec.key, joint, side, math.nan, math.nan, unit, NOT_COMPUTED)
+                )
+                continue
+            over_trial = spec.over == "trial"
+            x = _column(angles, spec.joint, side) if spec.joint else None
+            if needs_joint and (x is None or not np.isfinite(x).any()):
+                why = "joint angle missing from the data" if x is None else "joint angle is NaN"
+                rows.append(_row(trial, spec.key, joint, side, math.nan, math.nan, unit, why))
+                continue
+            rep = reps.get(side) if side else next(iter(reps.values()), None)
+            if not over_trial and (rep is None or rep.empty):
+                rows.append(
+                    _row(
+                        trial,
+                        spec.key,
+                        joint,
+                        side,
+                        math.nan,
+                        math.nan,
+                        unit,
+                        "no repetition found",
+                    )
+                )
+                continue
+            try:
+                res = _call(spec, x if x is not None else np.zeros(0), rep, rate, over_trial)
+            except MedposeError as e:
+                rows.append(_row(trial, spec.key, joint, side, math.nan, math.nan, unit, str(e)))
+                continue
+            done[(spec.key, side)] = _summarise(rows, spec, trial, side, res, over_trial)
+    for spec in pairs:
+        joint = spec.joint or ""
+        base = MetricSpec(name=spec.of or "rom", joint=spec.joint, keypoint=spec.keypoint).key
+        left, right = done.get((base, "left")), done.get((base, "right"))
+        if not spec.computable:
+            why = NOT_COMPUTED
+        elif left is None or right is None:
+            why = f"needs {base} on both sides; measured: {', '.join(sides)}"
+        else:
+            res = scoring.symmetry_index(left, right)
+            v = float(np.asarray(res.value, dtype=float).reshape(-1)[0])
+            rows.append(
+                _row(
+                    trial,
+                    spec.key,
+                    joint,
+                    "both",
+                    math.nan,
+                    v,
+                    res.unit,
+                    res.reasons[0] if res.reasons else "",
+                )
+            )
+            continue
+        rows.append(
+            _row(
+                trial,
+                spec.key,
+                joint,
+                "both",
+                math.nan,
+                math.nan,
+                METRICS["symmetry_index"].unit,
+                why,
+            )
+        )
+    return rows, done
+
+
+# ------------------------------------------------------------------------------ scores
+def _norm(key: str, age: float | None, sex: str | None) -> pd.Series:
+    parts = key.split(".")
+    if len(parts) < 3:
+        raise InputError(f"norm key {key!r}: expected metric.source.joint")
+    row = scoring.norm_for(parts[0], parts[-1], age=age, sex=sex, source=parts[1])
+    if str(row["key"]) != key:
+        raise InputError(f"norm key {key!r} not found; nearest row {row['key']!r}")
+    return row
+
+
+def _score_rows(
+    protocol: Protocol, metrics: pd.DataFrame, age: float | None, sex: str | None
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    rows: list[dict[str, Any]] = []
+    percents: dict[str, float] = {}
+    summary = metrics[metrics["repetition"].isna()]
+    for spec in protocol.metrics:
+        if spec.norm is None:
+            continue
+        for r in summary[summary["metric"] == spec.key].itertuples(index=False):
+            out = {
+                "metric": spec.key,
+                "joint": r.joint,
+                "side": r.side,
+                "value": r.value,
+                "unit": r.unit,
+                "percent": math.nan,
+                "z": math.nan,
+                "flag": "n/a",
+                "norm": spec.norm,
+                "source": "",
+                "mdc95": math.nan,
+                "reason": r.reason,
+            }
+            try:
+                norm = _norm(spec.norm, age, sex)
+                ci = None
+                if math.isfinite(r.ci_low) and math.isfinite(r.ci_high):
+                    ci = [r.ci_low, r.ci_high]
+                s = scoring.score_metric(r.value, norm, ci=ci)
+            except MedposeError as e:
+                out["reason"] = str(e)
+            else:
+                out.update(
+                    percent=float(s.percent),
+                    z=float(s.z),
+                    flag=str(s.flag),
+                    source=str(norm.get("source", "")),
+                    mdc95=s.mdc95,
+                    reason=s.reasons["percent"][0] or r.reason,
+                )
+            rows.append(out)
+            p = out["percent"]
+            if math.isfinite(p):
+                percents[spec.key] = min(percents.get(spec.key, math.inf), p)
+            else:
+                percents.setdefault(spec.key, math.nan)
+    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS)), percents
+
+
+def _composite(protocol: Protocol, percents: dict[str, float]) -> tuple[Any, float, str]:
+    comp = protocol.spec.composite
+    if comp is None:
+        return None, math.nan, "the protocol defines no composite"
+    parts = {k: percents.get(k, math.nan) for k in comp.weights}
+    result = scoring.composite(parts, comp.weights, COMPOSITE_FORMULAS[comp.formula])
+    return result, float(result), result.reasons[0]
+
+
+# ------------------------------------------------------------------------------ entry
+def run_protocol(
+    protocol: Protocol,
+    data: Any,
+    *,
+    trial: str | None = None,
+    side: str | None = None,
+    age: float | None = None,
+    sex: str | None = None,
+) -> Assessment:
+    """Assess one trial's data with ``protocol`` (the steps in the module docstring).
+
+    Parameters
+    ----------
+    protocol : Protocol
+    data : KeypointSequence, Fit, JointAngles or DataFrame
+        One trial: 3D keypoints (fitted first with the protocol's fit settings) or joint
+        angles in degrees.
+    trial : str, optional
+        The protocol's trial the data are (default: the trial of the side measured when the
+        protocol has one trial per side, else its first trial).
+    side : {"left", "right", "both", "auto"}, optional
+        Overrides the trial's side; ``"auto"`` picks the side whose repetition signal has the
+        larger range of motion (2nd-98th percentile) and records it in ``info``.
+    age, sex : optional
+        The patient's group for the norms (:func:`~medpose.scoring.norm_for`).
+
+    Returns
+    -------
+    Assessment
+
+    Raises
+    ------
+    InputError
+        For data of an unknown type, an unknown trial or side, or a DataFrame without a rate.
+    """
+    spec = _trial(protocol, trial)
+    angles, rate = _angles(protocol, data)
+    sides, info = _sides(protocol, spec, side, angles)
+    if trial is None and len(sides) == 1 and spec.side not in (sides[0], "both", "auto", None):
+        # a protocol with one trial per side: the trial of the side measured
+        spec = next((t for t in protocol.trials if t.side == sides[0]), spec)
+    settings = protocol.spec.steps.repetitions
+    reps: dict[str, pd.DataFrame] = {}
+    tables = []
+    for s in sides:
+        if settings is None:
+            break
+        x = _column(angles, settings.signal, s)
+        kwargs = settings.model_dump(exclude={"signal", "n_points"})
+        if x is None or not np.isfinite(x).any():
+            info[f"repetitions_{s}"] = f"signal {settings.signal} missing or NaN"
+            continue
+        try:
+            table = segment_repetitions(x, rate, **kwargs)
+        except MedposeError as e:
+            info[f"repetitions_{s}"] = str(e)
+            continue
+        reps[s] = table
+        tables.append(table.assign(side=s))
+    repetitions = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    rows, _ = _metric_rows(protocol, spec.name, sides, angles, reps, rate)
+    metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+    scores, percents = _score_rows(protocol, metrics, age, sex)
+    result, value, why = _composite(protocol, percents)
+    info["composite_percents"] = percents
+    return Assessment(
+        protocol=f"{protocol.name} {protocol.version}",
+        protocol_hash=protocol.hash,
+        trial=spec.name,
+        sides=sides,
+        metrics=metrics,
+        scores=scores,
+        repetitions=repetitions,
+        score=value,
+        score_reason=why,
+        composite=result,
+        rate=rate,
+        info=info,
+    )

@@ -1,0 +1,191 @@
+"""Running a protocol on one trial: ``Protocol.load(...).run(x)`` against synthetic truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import medpose as mp
+from medpose.data import KeypointSequence
+from medpose.errors import InputError
+from medpose.kinematics.fit import fit
+from medpose.kinematics.fk import forward_kinematics
+from medpose.kinematics.skeleton import Skeleton
+from medpose.protocol import Assessment
+from medpose.protocol.runner import NOT_COMPUTED
+from medpose.scoring import composite
+from medpose.synthetic.exercises import make_exercise
+
+RATE = 10.0
+REPS = 3
+
+
+@pytest.fixture(scope="module")
+def sk():
+    return Skeleton.default(1750.0)
+
+
+@pytest.fixture(scope="module")
+def squat(sk):
+    return make_exercise("squat", skeleton=sk, rate=RATE, repetitions=REPS, seed=1)
+
+
+@pytest.fixture(scope="module")
+def squat_fit(sk, squat):
+    names = list(sk.keypoint_names)
+    x = forward_kinematics(sk, squat.angles.values, keypoints=names)
+    return fit(KeypointSequence(x, tuple(names), RATE, frame="camera"))
+
+
+@pytest.fixture(scope="module")
+def assessed(squat_fit):
+    return mp.Protocol.load("deep_squat").run(squat_fit)
+
+
+def _frame(truth) -> pd.DataFrame:
+    a = truth.angles
+    df = pd.DataFrame(np.asarray(a.values, float), columns=list(a.names))
+    df.attrs["rate_hz"] = a.rate
+    return df
+
+
+def _true_rom(truth, column: str) -> float:
+    """Median over the true repetition windows of the 2nd-98th percentile range (the
+    definition of :func:`medpose.scoring.rom`)."""
+    a = truth.angles
+    t = a.start + np.arange(len(a.values)) / a.rate
+    x = np.asarray(a.values, float)[:, list(a.names).index(column)]
+    ranges = []
+    for t0, t1 in truth.repetitions:
+        w = x[(t >= t0) & (t <= t1)]
+        lo, hi = np.percentile(w, [2.0, 98.0])
+        ranges.append(hi - lo)
+    return float(np.median(ranges))
+
+
+def test_squat_repetitions_and_knee_rom_match_the_truth(assessed, squat):
+    assert isinstance(assessed, Assessment)
+    for side in ("left", "right"):
+        reps = assessed.repetitions[assessed.repetitions["side"] == side]
+        assert len(reps) == len(squat.repetitions) == REPS
+        # Noise-free keypoints: the fit converges to the true angles up to its tolerance
+        # (tol_deg 1e-3 per iteration) and float32 rounding, far below 0.5 degree; ROM is
+        # taken from rest to peak, as in the true windows.
+        col = "knee_flexion_" + side[0]
+        assert assessed.value("rom_knee_flexion", side) == pytest.approx(
+            _true_rom(squat, col), abs=0.5
+        )
+    per_rep = assessed.metrics[
+        (assessed.metrics["metric"] == "rom_knee_flexion") & assessed.metrics["repetition"].notna()
+    ]
+    assert len(per_rep) == 2 * REPS
+    summary = assessed.summary()
+    knee = summary[summary["metric"] == "rom_knee_flexion"]
+    assert np.all(knee["ci_low"] <= knee["value"]) and np.all(knee["value"] <= knee["ci_high"])
+
+
+def test_composite_is_recomputed_from_the_returned_scores(assessed):
+    assert 0.0 <= assessed.score <= 100.0
+    weights = mp.Protocol.load("deep_squat").spec.composite.weights
+    worse = assessed.scores.groupby("metric")["percent"].min()
+    parts = {k: float(worse.get(k, math.nan)) for k in weights}
+    expected = float(composite(parts, weights, "weighted_mean_capped"))
+    assert assessed.score == pytest.approx(expected, rel=1e-12)
+    # and by hand: sum w_i min(p_i, 100) / sum w_i
+    total = sum(weights.values())
+    by_hand = sum(w * min(parts[k], 100.0) for k, w in weights.items()) / total
+    assert assessed.score == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_declared_metric_is_nan_with_a_reason(assessed):
+    s = assessed.summary()
+    for key in ("trunk_lean", "heel_lift", "knee_valgus"):
+        row = s[s["metric"] == key]
+        assert len(row) == 1
+        assert math.isnan(row["value"].iloc[0])
+        assert row["reason"].iloc[0] == NOT_COMPUTED
+
+
+def test_repr_and_html_name_the_protocol_and_score(assessed):
+    text = repr(assessed)
+    assert "deep_squat 1.0.0" in text and "rom_knee_flexion" in text and NOT_COMPUTED in text
+    assert f"{assessed.score:.1f}" in text
+    assert "<table" in assessed._repr_html_()
+
+
+def test_keypoints_are_fitted_with_the_protocol_settings(sk, squat):
+    names = list(sk.keypoint_names)
+    x = forward_kinematics(sk, squat.angles.values, keypoints=names)
+    seq = KeypointSequence(x, tuple(names), RATE, frame="camera")
+    out = mp.Protocol.load("deep_squat").run(seq)
+    assert len(out.repetitions) == 2 * REPS
+    assert out.value("rom_knee_flexion", "left") == pytest.approx(
+        _true_rom(squat, "knee_flexion_l"), abs=0.5
+    )
+
+
+def test_true_angles_give_symmetry_zero_and_ci_bracket(squat):
+    out = mp.Protocol.load("deep_squat").run(_frame(squat))
+    # both legs move identically in the synthetic squat: symmetry index 0 %
+    assert out.value("symmetry_index_rom_knee_flexion", "both") == pytest.approx(0.0, abs=1e-9)
+    # the true angles themselves: the same numbers up to rounding
+    assert out.value("rom_knee_flexion", "left") == pytest.approx(
+        _true_rom(squat, "knee_flexion_l"), abs=1e-6
+    )
+
+
+@pytest.mark.parametrize("moving", ["left", "right"])
+def test_auto_side_finds_the_moving_arm(moving):
+    truth = make_exercise("shoulder_abduction", rate=RATE, repetitions=REPS, seed=2)
+    df = _frame(truth)
+    still = "_r" if moving == "left" else "_l"
+    for c in df.columns:
+        if c.startswith("shoulder_") and c.endswith(still):
+            df[c] = df[c].iloc[0]
+    out = mp.Protocol.load("shoulder_abduction").run(df, side="auto")
+    assert out.sides == (moving,)
+    assert out.info["auto_side"] == moving
+    assert len(out.repetitions) == REPS
+    assert out.trial == f"abduction_{moving}"  # the protocol's trial of that side
+    assert out.value("rom_shoulder_abduction", moving) == pytest.approx(
+        _true_rom(truth, "shoulder_abduction" + ("_l" if moving == "left" else "_r")), abs=1e-6
+    )
+    assert out.value("peak_angular_velocity_shoulder_abduction", moving) > 0
+    # one side measured: symmetry cannot be computed, and says why
+    s = out.summary()
+    sym = s[s["metric"] == "symmetry_index_rom_shoulder_abduction"]
+    assert math.isnan(sym["value"].iloc[0]) and "both sides" in sym["reason"].iloc[0]
+    assert 0.0 <= out.score <= 100.0
+
+
+def test_no_repetition_gives_nan_metrics_and_score_with_reasons(squat):
+    df = _frame(squat).iloc[:4]  # 0.4 s of standing
+    out = mp.Protocol.load("deep_squat").run(df)
+    s = out.summary()
+    knee = s[s["metric"] == "rom_knee_flexion"]
+    assert knee["value"].isna().all() and knee["reason"].str.len().gt(0).all()
+    assert math.isnan(out.score) and "missing" in out.score_reason
+
+
+def test_two_repetitions_have_no_ci_and_say_why(squat):
+    df = _frame(squat)
+    t = np.arange(len(df)) / RATE
+    out = mp.Protocol.load("deep_squat").run(df[t < squat.repetitions[1][1] + 0.3])
+    knee = out.summary().query("metric == 'rom_knee_flexion'")
+    assert knee["value"].notna().all() and knee["ci_low"].isna().all()
+    assert knee["reason"].str.contains("at least 3").all()
+
+
+def test_bad_inputs_are_named():
+    p = mp.Protocol.load("deep_squat")
+    with pytest.raises(InputError, match="found ndarray; expected a KeypointSequence"):
+        p.run(np.zeros((10, 3)))
+    with pytest.raises(InputError, match="trial 'nope' not found; trials: \\['deep_squat'\\]"):
+        p.run(pd.DataFrame({"knee_flexion_r": [0.0, 1.0]}, index=[0.0, 0.1]), trial="nope")
+    with pytest.raises(InputError, match="side 'middle' is unknown"):
+        p.run(pd.DataFrame({"knee_flexion_r": [0.0, 1.0]}, index=[0.0, 0.1]), side="middle")
+    with pytest.raises(InputError, match="rate_hz"):
+        p.run(pd.DataFrame({"knee_flexion_r": [0.0, 1.0, 2.0]}, index=[0.0, 0.1, 0.5]))
