@@ -64,6 +64,18 @@ COMPOSITE_FORMULAS = {
 }
 _SUFFIX = {"left": "_l", "right": "_r"}
 _MIN_CI = 3
+_REPETITION_COLUMNS = (
+    "repetition",
+    "start_frame",
+    "peak_frame",
+    "end_frame",
+    "start_s",
+    "peak_s",
+    "end_s",
+    "duration_s",
+    "range",
+    "peak_value",
+)
 _AGGREGATE: dict[str, Callable[..., Any]] = {
     "median": np.median,
     "mean": np.mean,
@@ -277,7 +289,12 @@ def _metric_rows(
             over_trial = spec.over == "trial"
             x = _column(angles, spec.joint, side) if spec.joint else None
             if needs_joint and (x is None or not np.isfinite(x).any()):
-                why = "joint angle missing from the data" if x is None else "joint angle is NaN"
+                if spec.keypoint and not spec.joint:
+                    why = f"{NOT_COMPUTED} on a keypoint ({spec.keypoint})"
+                elif x is None:
+                    why = f"joint angle {spec.joint} ({side}) missing from the data"
+                else:
+                    why = f"joint angle {spec.joint} ({side}) is NaN in every frame"
                 rows.append(_row(trial, spec.key, joint, side, math.nan, math.nan, unit, why))
                 continue
             rep = reps.get(side) if side else next(iter(reps.values()), None)
@@ -470,7 +487,11 @@ def run_protocol(
             continue
         reps[s] = table
         tables.append(table.assign(side=s))
-    repetitions = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    repetitions = (
+        pd.concat(tables, ignore_index=True)
+        if tables
+        else pd.DataFrame(columns=[*_REPETITION_COLUMNS, "side"])
+    )
     rows, _ = _metric_rows(protocol, spec.name, sides, angles, reps, rate)
     metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
     scores, percents = _score_rows(protocol, metrics, age, sex)

@@ -189,3 +189,52 @@ def test_bad_inputs_are_named():
         p.run(pd.DataFrame({"knee_flexion_r": [0.0, 1.0]}, index=[0.0, 0.1]), side="middle")
     with pytest.raises(InputError, match="rate_hz"):
         p.run(pd.DataFrame({"knee_flexion_r": [0.0, 1.0, 2.0]}, index=[0.0, 0.1, 0.5]))
+
+
+def test_scores_are_percent_of_the_norm_mean(assessed):
+    norm = mp.scoring.norm_for("rom", "knee_flexion", source="aaos")
+    row = assessed.scores.query("metric == 'rom_knee_flexion' and side == 'left'").iloc[0]
+    assert row["norm"] == "rom.aaos.knee_flexion" == norm["key"]
+    assert row["percent"] == pytest.approx(100.0 * row["value"] / norm["mean"], rel=1e-12)
+    assert row["source"] == norm["source"]
+
+
+def test_identical_repetitions_are_perfectly_consistent(assessed):
+    # the synthetic squat repeats the same curve: CMC = 1 (Kadaba 1989) up to the fit's error
+    for side in ("left", "right"):
+        assert assessed.value("consistency_knee_flexion", side) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_sparc_at_20_hz_ranks_a_jerky_squat_below_a_smooth_one(sk):
+    def sparc_of(submovements: int) -> float:
+        truth = make_exercise(
+            "squat", skeleton=sk, rate=20.0, repetitions=REPS, submovements=submovements, seed=4
+        )
+        out = mp.Protocol.load("deep_squat").run(_frame(truth))
+        return out.value("sparc_knee_flexion", "left")
+
+    smooth, jerky = sparc_of(0), sparc_of(3)
+    assert np.isfinite(smooth) and smooth < 0
+    assert jerky < smooth  # more submovements: a longer spectral arc (Balasubramanian 2015)
+
+
+def test_missing_joint_and_low_rate_give_reasons(squat):
+    df = _frame(squat).drop(columns=["hip_flexion_l", "hip_flexion_r"])
+    out = mp.Protocol.load("deep_squat").run(df)  # 10 Hz: SPARC's 10 Hz cut-off is too high
+    s = out.summary()
+    hip = s[s["metric"] == "rom_hip_flexion"]
+    assert hip["value"].isna().all()
+    assert hip["reason"].str.contains("hip_flexion").all()
+    assert hip["reason"].str.contains("missing").all()
+    sparc = s[s["metric"] == "sparc_knee_flexion"]
+    assert sparc["value"].isna().all() and sparc["reason"].str.contains("fc").all()
+    # the composite renormalises over the present weights (hip: 2 of 5 missing)
+    assert math.isnan(out.info["composite_percents"]["rom_hip_flexion"])
+    assert 0.0 <= out.score <= 100.0
+
+
+def test_explicit_side_measures_only_that_side(squat):
+    out = mp.Protocol.load("deep_squat").run(_frame(squat), side="left")
+    assert out.sides == ("left",)
+    assert set(out.repetitions["side"]) == {"left"}
+    assert set(out.summary()["side"]) <= {"left", "", "both"}
