@@ -133,7 +133,7 @@ _ALL = (
     _computable("peak_angular_velocity", "angle", "deg/s", "largest angular speed"),
     _computable("mean_angular_velocity", "angle", "deg/s", "mean angular speed"),
     _computable("movement_time", "angle", "s", "time spent moving"),
-    _computable("tempo", "repetitions", "s", "time per repetition"),
+    _computable("tempo", "repetitions", "1/min", "repetitions per minute"),
     _computable("repetition_count", "angle", "count", "number of repetitions"),
     _computable("sparc", "speed", "1", "spectral arc length (smoothness)"),
     _computable("ldlj", "speed", "1", "log dimensionless jerk (smoothness)"),
