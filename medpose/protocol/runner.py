@@ -44,7 +44,7 @@ from .. import scoring
 from ..data import JointAngles, KeypointSequence
 from ..errors import InputError, MedposeError
 from ..kinematics.fit import Fit, fit
-from ..temporal.repetitions import segment_repetitions
+from ..temporal.repetitions import REPETITION_COLUMNS, segment_repetitions
 from .assessment import METRIC_COLUMNS, SCORE_COLUMNS, Assessment
 from .definition_schema import MetricSpec, TrialSpec
 from .vocabulary import METRICS
@@ -64,18 +64,6 @@ COMPOSITE_FORMULAS = {
 }
 _SUFFIX = {"left": "_l", "right": "_r"}
 _MIN_CI = 3
-_REPETITION_COLUMNS = (
-    "repetition",
-    "start_frame",
-    "peak_frame",
-    "end_frame",
-    "start_s",
-    "peak_s",
-    "end_s",
-    "duration_s",
-    "range",
-    "peak_value",
-)
 _AGGREGATE: dict[str, Callable[..., Any]] = {
     "median": np.median,
     "mean": np.mean,
@@ -490,7 +478,7 @@ def run_protocol(
     repetitions = (
         pd.concat(tables, ignore_index=True)
         if tables
-        else pd.DataFrame(columns=[*_REPETITION_COLUMNS, "side"])
+        else pd.DataFrame(columns=[*REPETITION_COLUMNS, "side"])
     )
     rows, _ = _metric_rows(protocol, spec.name, sides, angles, reps, rate)
     metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))

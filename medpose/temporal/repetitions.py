@@ -17,9 +17,16 @@ from scipy.signal import find_peaks
 from ..errors import InputError
 from .filters import butterworth
 
-__all__ = ["segment_repetitions", "time_normalise", "cut_repetitions", "principal_component"]
+__all__ = [
+    "REPETITION_COLUMNS",
+    "cut_repetitions",
+    "principal_component",
+    "segment_repetitions",
+    "time_normalise",
+]
 
-_COLUMNS = [
+#: the columns of the table :func:`segment_repetitions` returns
+REPETITION_COLUMNS = [
     "repetition",
     "start_frame",
     "peak_frame",
@@ -183,7 +190,7 @@ def segment_repetitions(
     for c in ("start", "peak", "end"):
         df[f"{c}_s"] = df[f"{c}_frame"] / fs
     df["duration_s"] = (df["end_frame"] - df["start_frame"]) / fs
-    df = df[_COLUMNS].astype({"start_frame": int, "peak_frame": int, "end_frame": int})
+    df = df[REPETITION_COLUMNS].astype({"start_frame": int, "peak_frame": int, "end_frame": int})
     df.attrs.update({"rate_hz": float(fs), "direction": direction})
     return df
 
