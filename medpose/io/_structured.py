@@ -32,7 +32,18 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["MAX_DEPTH", "MAX_INT", "load_json", "load_toml", "load_yaml", "SafeYAMLLoader"]
+_STR = "tag:yaml.org,2002:str"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_INT",
+    "SafeYAMLLoader",
+    "StrictYAMLLoader",
+    "load_json",
+    "load_toml",
+    "load_yaml",
+]
 
 #: Deepest nesting of lists and mappings accepted in JSON, TOML and YAML.
 MAX_DEPTH = 64
@@ -158,6 +169,27 @@ class SafeYAMLLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+class StrictYAMLLoader(SafeYAMLLoader):
+    """:class:`SafeYAMLLoader` for medpose's own documents (session.yaml, protocols): a key
+    written twice in one mapping is refused (plain YAML keeps the last), and dates stay the
+    text written (the schema checks them)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[str] = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key.value!r}", key.start_mark
+                    )
+                seen.add(key.value)
+        return super().construct_mapping(node, deep=deep)
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        tag = super().resolve(kind, value, implicit)
+        return _STR if tag == _TIMESTAMP else tag
 
 
 def load_yaml(

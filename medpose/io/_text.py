@@ -39,7 +39,14 @@ import pyarrow.csv as pacsv
 
 from ..errors import InputError
 from ..layouts import to_medpose_names
-from ._structured import MAX_DEPTH, SafeYAMLLoader, load_json, load_toml, load_yaml
+from ._structured import (
+    MAX_DEPTH,
+    SafeYAMLLoader,
+    StrictYAMLLoader,
+    load_json,
+    load_toml,
+    load_yaml,
+)
 from ._util import display_name
 
 __all__ = [
@@ -57,6 +64,7 @@ __all__ = [
     "load_toml",
     "load_yaml",
     "SafeYAMLLoader",
+    "StrictYAMLLoader",
     "parse_count",
     "parse_finite",
     "parse_coordinate",

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ..errors import InputError, ProtocolError
-from ..io._text import SafeYAMLLoader, load_yaml, read_text
+from ..io._text import StrictYAMLLoader, load_yaml, read_text
 from ..io._util import display_name
 from ..registration.gate import QualityGate
 from .assessment import Assessment
@@ -52,15 +52,14 @@ __all__ = ["MAX_PROTOCOL_BYTES", "Protocol", "catalogue", "catalogue_names"]
 MAX_PROTOCOL_BYTES = 1 << 20
 
 _STR = "tag:yaml.org,2002:str"
-_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _NULL = "tag:yaml.org,2002:null"
 # Top-level fields kept as the text written (``version: 1.10`` is not the float 1.1).
 _TEXT_FIELDS = ("name", "version", "title")
 _ECHO = 60
 
 
-class _ProtocolLoader(SafeYAMLLoader):
-    """The bounded safe loader; dates stay text, a repeated key is refused."""
+class _ProtocolLoader(StrictYAMLLoader):
+    """The strict loader; ``name``, ``version`` and ``title`` stay the text written."""
 
     def construct_document(self, node: Any) -> Any:
         if isinstance(node, yaml.MappingNode):
@@ -72,21 +71,6 @@ class _ProtocolLoader(SafeYAMLLoader):
                 ):
                     value.tag = _STR
         return super().construct_document(node)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[str] = set()
-        for key, _ in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key.value!r}", key.start_mark
-                    )
-                seen.add(key.value)
-        return super().construct_mapping(node, deep=deep)
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        tag = super().resolve(kind, value, implicit)
-        return _STR if tag == _TIMESTAMP else tag
 
 
 # ------------------------------------------------------------------------------ messages

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from ..errors import InputError
-from ..io._text import SafeYAMLLoader, load_yaml, read_text
+from ..io._text import StrictYAMLLoader, load_yaml, read_text
 from .paths import path_text_problem, resolve_inside
 from .problems import Problem
 
@@ -32,11 +32,10 @@ __all__ = ["MAX_BYTES", "parse_session_text", "read_session_document"]
 MAX_BYTES = 1 << 20
 
 _STR = "tag:yaml.org,2002:str"
-_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _NULL = "tag:yaml.org,2002:null"
 
 
-class _SessionLoader(SafeYAMLLoader):
+class _SessionLoader(StrictYAMLLoader):
     """The bounded safe loader, keeping text fields as written and refusing repeated keys."""
 
     def construct_document(self, node: Any) -> Any:
@@ -56,20 +55,9 @@ class _SessionLoader(SafeYAMLLoader):
             ) from None
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[str] = set()
         for key, _ in node.value:
             _as_text(key)  # every key of session.yaml is text: `00123456:` is not 42798
-            if isinstance(key, yaml.ScalarNode) and key.tag == _STR:
-                if key.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key.value!r}", key.start_mark
-                    )
-                seen.add(key.value)
         return super().construct_mapping(node, deep=deep)
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        tag = super().resolve(kind, value, implicit)
-        return _STR if tag == _TIMESTAMP else tag
 
 
 def _value(node: yaml.MappingNode, key: str) -> yaml.Node | None:
