@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import medpose.cli
+import medpose.cli.validate
 import medpose.demo
 import medpose.synthetic
 from medpose._version import __version__
@@ -209,7 +210,7 @@ def test_unexpected_error_is_one_line(tmp_path, capsys, monkeypatch):
     def broken(path, **kw):
         raise KeyError(f"{tmp_path}/SYN-0042/secret")
 
-    monkeypatch.setattr(medpose.cli, "validate_session", broken)
+    monkeypatch.setattr(medpose.cli.validate, "validate_session", broken)
     assert main(["validate", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: unexpected KeyError in 'medpose validate': ")
@@ -218,7 +219,7 @@ def test_unexpected_error_is_one_line(tmp_path, capsys, monkeypatch):
     def interrupted(path, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(medpose.cli, "validate_session", interrupted)
+    monkeypatch.setattr(medpose.cli.validate, "validate_session", interrupted)
     assert main(["validate", str(tmp_path)]) == 130
     assert capsys.readouterr().err == "error: interrupted\n"
 
