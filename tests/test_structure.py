@@ -31,10 +31,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
 #: Largest module, in lines; the exceptions are listed with their reason.
 MAX_LINES = 600
-LONG_MODULES = {
-    # The batched constrained fit: one solver whose pieces share many tensors.
-    "medpose.kinematics.fit",
-}
+LONG_MODULES: set[str] = set()
 
 
 @dataclass(frozen=True)

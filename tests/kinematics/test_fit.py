@@ -14,7 +14,8 @@ from medpose.errors import InputError, LimitError
 from medpose.io.keypoints import read_keypoints
 from medpose.io.mot import read_mot
 from medpose.io.trc import write_trc
-from medpose.kinematics.fit import MirrorWarning, _Context, euler_from_matrix, fit, prepare
+from medpose.kinematics.fit import MirrorWarning, euler_from_matrix, fit, prepare
+from medpose.kinematics.fit.context import Context
 from medpose.kinematics.fk import forward_kinematics
 from medpose.kinematics.limits import JointLimits
 from medpose.kinematics.reference import fit_reference
@@ -67,7 +68,7 @@ def test_analytic_jacobian_matches_autograd(sk):
     kp = sk.keypoint_index(list(HALPE.medpose))
     free = np.ones(len(sk.dof_names), bool)
     free[sk.dof_index(["forearm_pronation_r", "wrist_flexion_l"])] = False
-    ctx = _Context(sk, kp, torch.device("cpu"), torch.float64, free)
+    ctx = Context(sk, kp, torch.device("cpu"), torch.float64, free)
     q = torch.as_tensor(np.random.default_rng(1).uniform(-60, 60, (4, len(sk.dof_names))))
     _, _, _, J = ctx.evaluate(q, jacobian=True)
     f = lambda qq: forward_kinematics(sk, qq[None], keypoints=list(HALPE.medpose))[0]  # noqa: E731
@@ -79,14 +80,14 @@ def test_analytic_jacobian_matches_autograd(sk):
 def test_grouped_normal_equations_match_the_full_jacobian(sk, names):
     """J^T J, J^T r and r^T r summed over keypoint groups equal the products of the whole
     weighted Jacobian (every skeleton keypoint, or HALPE_26 whose hips sit on the root)."""
-    from medpose.kinematics.fit import _normal_equations
+    from medpose.kinematics.fit.solver import normal_equations
 
     kp = (
         sk.keypoint_index(list(HALPE.medpose))
         if names == "halpe"
         else np.arange(len(sk.keypoint_names))
     )
-    ctx = _Context(sk, kp, torch.device("cpu"), torch.float64)
+    ctx = Context(sk, kp, torch.device("cpu"), torch.float64)
     assert len(ctx.groups) >= 2
     rng = np.random.default_rng(3)
     q = torch.as_tensor(rng.uniform(-60, 60, (5, len(sk.dof_names))))
@@ -94,7 +95,7 @@ def test_grouped_normal_equations_match_the_full_jacobian(sk, names):
     x = ctx.keypoints(R, o)
     xo = x + torch.as_tensor(rng.normal(0, 5, x.shape))
     sw = torch.as_tensor(rng.uniform(0, 1, (5, len(kp), 1)))
-    dc, H, g = _normal_equations(ctx, E, R, o, x, sw, xo)
+    dc, H, g = normal_equations(ctx, E, R, o, x, sw, xo)
     J = ctx.full_jacobian(E, R, o, x) * sw[..., None]  # (T, K, 3, F)
     J = J.reshape(5, -1, J.shape[-1])
     r = (sw * (x - xo)).reshape(5, -1)
@@ -176,7 +177,7 @@ def test_lazy_keypoints_and_residuals_match_the_solver(sk, squat):
     kinematics of q); on the CPU the same computation must reproduce the solver's own."""
     import dataclasses
 
-    from medpose.kinematics.fit import _Observed
+    from medpose.kinematics.fit.result import Observed
 
     seq = _seq(sk, squat, HALPE.medpose, noise=3.0)
     x = seq.positions.copy()
@@ -184,7 +185,7 @@ def test_lazy_keypoints_and_residuals_match_the_solver(sk, squat):
     seq = KeypointSequence(x, seq.names, seq.rate)
     f = fit(seq, sk, progress=False)
     prob = prepare(seq, sk)
-    src = _Observed(
+    src = Observed(
         seq.positions,
         seq.confidence,
         prob.seq_index,
@@ -384,15 +385,15 @@ def test_bad_sequences(sk):
 
 
 def test_polar_factor_is_the_kabsch_rotation_and_flags_reflections():
-    from medpose.kinematics.fit import _polar
+    from medpose.kinematics.fit.starts import polar
 
     R = Rotation.random(50, random_state=3).as_matrix()
     S = np.random.default_rng(3).normal(size=(50, 3, 3))
     S = S @ S.transpose(0, 2, 1) + 0.1 * np.eye(3)  # symmetric positive definite
-    X, ok = _polar(torch.as_tensor(R @ S))
+    X, ok = polar(torch.as_tensor(R @ S))
     assert ok.all() and np.abs(X.numpy() - R).max() < 1e-10
     refl = R @ S @ np.diag([1.0, 1.0, -1.0])  # det < 0: Kabsch needs the SVD
-    _, ok = _polar(torch.as_tensor(refl))
+    _, ok = polar(torch.as_tensor(refl))
     assert not ok.any()
 
 

@@ -8,15 +8,9 @@ import torch
 
 from medpose.data import KeypointSequence
 from medpose.errors import InputError
-from medpose.kinematics.fit import (
-    DEFAULT_PRIOR,
-    _branch_moves,
-    _choose_branches,
-    _Context,
-    fit,
-    prepare,
-    prior_sd,
-)
+from medpose.kinematics.fit import DEFAULT_PRIOR, fit, prepare, prior_sd
+from medpose.kinematics.fit.context import Context
+from medpose.kinematics.fit.starts import branch_moves, choose_branches
 from medpose.kinematics.fk import forward_kinematics, segment_poses
 from medpose.kinematics.skeleton import Skeleton
 from medpose.layouts import get_layout
@@ -92,7 +86,7 @@ def test_shoulder_abduction_branch_is_the_clinical_one(sk):
 def test_branch_moves_are_exact_reparametrisations(sk):
     """Each move leaves the upper arm's and forearm's long axes where they were."""
     free = np.ones(len(sk.dof_names), bool)
-    moves = _branch_moves(sk, free)
+    moves = branch_moves(sk, free)
     own = set(sk.dof_index(["shoulder_flexion_r", "shoulder_rotation_r"]).tolist())
     mv = [m for m in moves if int(m[0][0]) in own]  # the shoulder's own moves
     assert len(mv) == 3  # twin, half turn, both
@@ -121,16 +115,16 @@ def test_branch_moves_are_exact_reparametrisations(sk):
 def test_choose_branches_prefers_neutral_among_equal_fits(sk):
     seq = _halpe(sk, sk.make_q({"shoulder_abduction_r": 147.0, "elbow_flexion_r": 5.0}), 30.0)
     prob = prepare(seq, sk)
-    ctx = _Context(sk, prob.kp_index, torch.device("cpu"), torch.float64, prob.observable)
+    ctx = Context(sk, prob.kp_index, torch.device("cpu"), torch.float64, prob.observable)
     wrong = sk.make_q(
         {"shoulder_flexion_r": 180.0, "shoulder_abduction_r": 33.0, "elbow_flexion_r": -5.0}
     )
     x = torch.as_tensor(seq.positions[:, prob.seq_index] @ prob.alignment.T)
     w = torch.ones(x.shape[:2], dtype=torch.float64)
     lo, hi = torch.as_tensor(prob.lower), torch.as_tensor(prob.upper)
-    q, moved = _choose_branches(
+    q, moved = choose_branches(
         ctx,
-        _branch_moves(sk, prob.observable),
+        branch_moves(sk, prob.observable),
         torch.as_tensor(wrong),
         x,
         w,

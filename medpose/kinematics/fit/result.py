@@ -1,0 +1,234 @@
+"""The result of a fit: :class:`Fit` (built with keyword arguments).
+
+Joint angles, pelvis translations, fitted keypoints and residuals, limit and convergence
+masks, and their export (OpenSim ``.mot``, Parquet, CSV).  A GPU fit leaves the fitted
+keypoints and residuals on the device and computes them when first asked (:class:`Observed`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ...data import JointAngles, KeypointSequence
+from ...io._util import atomic_path
+from ..fk import forward_kinematics
+from ..limits import JointLimits
+from ..patient import PatientSkeleton
+from ..skeleton import Skeleton
+
+__all__ = ["Fit", "Observed"]
+
+
+@dataclass(frozen=True, eq=False)
+class Observed:
+    """The observations a fit was made from (references, no copies) and how to recompute its
+    fitted keypoints and residuals from ``q``: forward kinematics on ``device`` in chunks."""
+
+    positions: np.ndarray  # (T, K_seq, 3) the sequence's, mm
+    confidence: np.ndarray  # (T, K_seq)
+    seq_index: np.ndarray  # (K,) columns used
+    kp_index: np.ndarray  # (K,) matching skeleton keypoints
+    min_confidence: float
+    device: str
+    dtype: np.dtype
+
+    def compute(
+        self, skeleton: Skeleton, q: np.ndarray, alignment: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        T, K = q.shape[0], len(self.kp_index)
+        fitted = np.empty((T, K, 3), dtype=self.dtype)
+        resid = np.empty((T, K), dtype=self.dtype)
+        names = [skeleton.keypoint_names[k] for k in self.kp_index]
+        dev = torch.device(self.device)
+        A = torch.as_tensor(alignment, device=dev, dtype=torch.float64)
+        step = 1 << 18
+        for s0 in range(0, T, step):
+            s1 = min(T, s0 + step)
+            qq = torch.as_tensor(q[s0:s1], device=dev, dtype=torch.float64)
+            # skeleton -> data axes (a tensor in, a tensor out)
+            x = torch.as_tensor(forward_kinematics(skeleton, qq, keypoints=names)) @ A
+            obs = torch.as_tensor(
+                self.positions[s0:s1][:, self.seq_index], device=dev, dtype=torch.float64
+            )
+            c = torch.as_tensor(
+                self.confidence[s0:s1][:, self.seq_index], device=dev, dtype=torch.float64
+            )
+            seen = torch.isfinite(obs).all(dim=2) & (c >= self.min_confidence) & (c > 0)
+            r = torch.where(seen, torch.linalg.vector_norm(x - obs, dim=2), float("nan"))
+            fitted[s0:s1] = x.cpu().numpy()
+            resid[s0:s1] = r.cpu().numpy()
+        return fitted, resid
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Fit:
+    """The result of :func:`fit`.
+
+    Attributes
+    ----------
+    q : numpy.ndarray, shape (T, D)
+        Every DoF of the skeleton (degrees; ``pelvis_tx/ty/tz`` in mm, in the skeleton's axes
+        after :attr:`alignment`); NaN for frames that could not be fitted.  In the fit's precision
+        (float32 by default), inside the hard limits.
+    skeleton : Skeleton
+        The skeleton fitted (the patient's, when estimated).
+    limits : JointLimits
+    patient : PatientSkeleton or None
+        How the lengths were estimated (None when a skeleton was given).
+    observable : numpy.ndarray of bool, shape (D,)
+        DoFs that the keypoints constrain; the others are held at their neutral value and
+        reported as NaN in :attr:`angles`.
+    alignment : numpy.ndarray, shape (3, 3)
+        Rotation from the data's axes to the skeleton's (``x_skel = A @ x_data``).
+    """
+
+    q: np.ndarray
+    dof_names: tuple[str, ...]
+    rate: float
+    start: float
+    frame: str
+    skeleton: Skeleton
+    limits: JointLimits
+    patient: PatientSkeleton | None
+    observable: np.ndarray
+    alignment: np.ndarray
+    keypoint_names: tuple[str, ...]
+    fitted_: np.ndarray | None  # (T, K, 3) in the data frame, mm (None: computed when asked)
+    residual_: np.ndarray | None  # (T, K) mm, NaN where not observed (likewise)
+    limit_active: np.ndarray  # (T, D) bool
+    converged_mask: np.ndarray  # (T,) bool
+    valid: np.ndarray  # (T,) bool
+    noise_mm: float = float("nan")  # keypoint noise measured on the pilot frames, mm per axis
+    prior_sd: np.ndarray | None = None  # (D,) posture prior standard deviation, degrees
+    source: Observed | None = None  # what the lazy keypoints and residuals are computed from
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """Fitted keypoints (T, K, 3) in the data frame, mm.  A GPU fit computes them when first
+        asked (forward kinematics of :attr:`q` on the fit's device), so a million-frame fit does not
+        move 0.3 GB back to the host that nobody may read."""
+        return self._lazy()[0]
+
+    @property
+    def residual(self) -> np.ndarray:
+        """Distance fitted-observed (T, K), mm; NaN where a keypoint was not observed."""
+        return self._lazy()[1]
+
+    def _lazy(self) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted keypoints and residuals, computed from :attr:`source` when first asked."""
+        if self.fitted_ is not None and self.residual_ is not None:
+            return self.fitted_, self.residual_
+        if self.source is None:
+            raise ValueError("Fit: no fitted keypoints, and no observations to compute them from")
+        x, r = self.source.compute(self.skeleton, self.q, self.alignment)
+        object.__setattr__(self, "fitted_", x)
+        object.__setattr__(self, "residual_", r)
+        return x, r
+
+    @property
+    def times(self) -> np.ndarray:
+        """Time of each frame, s."""
+        return self.start + np.arange(self.q.shape[0]) / self.rate
+
+    def _index(self) -> pd.Index:
+        return pd.Index(self.times, name="time_s")
+
+    @property
+    def _rot_cols(self) -> list[int]:
+        return [i for i, r in enumerate(self.skeleton.rotational) if r]
+
+    @property
+    def angles(self) -> pd.DataFrame:
+        """Joint angles in degrees: index ``time_s``, one column per rotational DoF.
+
+        NaN for frames with too few confident keypoints and for DoFs no keypoint constrains.
+        """
+        cols = self._rot_cols
+        v = np.where(self.observable[cols], self.q[:, cols], np.nan)
+        df = pd.DataFrame(v, index=self._index(), columns=[self.dof_names[i] for i in cols])
+        df.attrs.update({"units": "deg", "rate_hz": self.rate})
+        return df
+
+    @property
+    def translations(self) -> pd.DataFrame:
+        """Pelvis position (mm, skeleton axes) per frame."""
+        cols = [i for i, r in enumerate(self.skeleton.rotational) if not r]
+        df = pd.DataFrame(
+            self.q[:, cols], index=self._index(), columns=[self.dof_names[i] for i in cols]
+        )
+        df.attrs.update({"units": "mm", "rate_hz": self.rate})
+        return df
+
+    @property
+    def keypoints(self) -> KeypointSequence:
+        """Fitted keypoints (the skeleton's), in the input's frame and names (medpose names), mm."""
+        return KeypointSequence(
+            self.fitted,
+            self.keypoint_names,
+            self.rate,
+            confidence=None,
+            frame=self.frame,
+            start=self.start,
+        )
+
+    @property
+    def residuals(self) -> pd.DataFrame:
+        """Distance fitted-observed per frame (rows, ``time_s``) and keypoint (columns), mm."""
+        df = pd.DataFrame(self.residual, index=self._index(), columns=list(self.keypoint_names))
+        df.attrs.update({"units": "mm"})
+        return df
+
+    @property
+    def at_limit(self) -> pd.DataFrame:
+        """True where a DoF sits on a hard limit (the data pushed it there), per frame."""
+        cols = self._rot_cols
+        return pd.DataFrame(
+            self.limit_active[:, cols],
+            index=self._index(),
+            columns=[self.dof_names[i] for i in cols],
+        )
+
+    @property
+    def converged(self) -> pd.Series:
+        """Per frame: the solver met its tolerance (False also for frames not fitted)."""
+        return pd.Series(self.converged_mask, index=self._index(), name="converged")
+
+    def joint_angles(self) -> JointAngles:
+        """All DoFs (angles in degrees, pelvis translations in mm) as :class:`JointAngles`."""
+        v = np.where(self.observable | ~self.skeleton.rotational, self.q, np.nan)
+        return JointAngles(v, self.dof_names, self.rate, start=self.start)
+
+    def to_mot(self, path: str | os.PathLike) -> Path:
+        """OpenSim motion file (``inDegrees=yes``, translations in metres) via
+        :func:`medpose.io.mot.write_mot`."""
+        from ...io.mot import write_mot
+
+        return write_mot(self.joint_angles(), path)
+
+    def _table(self) -> pd.DataFrame:
+        df = pd.concat([self.angles, self.translations.add_suffix("_mm")], axis=1)
+        return df.reset_index()
+
+    def to_parquet(self, path: str | os.PathLike) -> Path:
+        """Angles (degrees) and pelvis translation (``*_mm``) as Parquet, one row per frame."""
+        with atomic_path(path) as tmp:
+            self._table().to_parquet(tmp, index=False)
+        return Path(path)
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Angles (degrees) and pelvis translation (``*_mm``) as CSV, one row per frame."""
+        with atomic_path(path) as tmp:
+            self._table().to_csv(tmp, index=False)
+        return Path(path)
+
+    def __repr__(self) -> str:
+        return (
+            f"Fit({self.q.shape[0]} frames, {int(self.valid.sum())} fitted, "
+            f"{int(self.converged_mask.sum())} converged, {len(self.dof_names)} DoF)"
+        )

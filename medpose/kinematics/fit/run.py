@@ -1,0 +1,537 @@
+"""The fit's driver: every frame of a recording, chunk by chunk, through the solver.
+
+Per chunk (:func:`fit_chunk`): every frame starts from a rigid fit of its trunk and pelvis
+(:func:`~medpose.kinematics.fit.starts.rigid_init`); every ``warm_stride``-th frame is solved
+first and moved to the Euler branch nearest neutral; the others start from the interpolation of
+their solved neighbours; frames left in a local minimum are restarted.  Before the chunks, a
+pilot of up to 64 frames measures the keypoint noise (:func:`measure_noise`), which sets the
+posture prior's weight.  :func:`run` holds only the loop and the results' host buffers, so
+memory grows linearly with the recording's length.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..fk import forward_kinematics
+from .context import Context
+from .problem import NOISE_FLOOR_MM, FitProblem
+from .solver import Priors, solve
+from .starts import branch_moves, choose_branches, interpolate, neighbours, repair, rigid_init
+
+__all__ = [
+    "Setup",
+    "setup",
+    "load",
+    "measure_noise",
+    "fit_chunk",
+    "run",
+    "RunResult",
+    "default_chunk",
+    "default_dtype",
+    "inward",
+    "to_device",
+]
+
+
+def default_chunk(device: torch.device) -> int:
+    """Frames per chunk: 2048 on the CPU; on a GPU 2^20 (peak about 32 GB of work space in float32,
+    measured on an H100) where 64 GB are free, else 2^19 (about 17 GB) with 36 GB, 2^18 with 18 GB, or
+    2^16."""
+    if device.type != "cuda":
+        return 2048
+    # free memory, counting what torch's caching allocator holds unused
+    free = (
+        torch.cuda.mem_get_info(device)[0]
+        + torch.cuda.memory_reserved(device)
+        - torch.cuda.memory_allocated(device)
+    )
+    return next(
+        c
+        for c, need in ((1 << 20, 64), (1 << 19, 36), (1 << 18, 18), (1 << 16, 0))
+        if free >= need * 2**30
+    )
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """float32 everywhere (on the CPU too: about 25% faster, angles within 0.3 deg of float64)."""
+    return torch.float32
+
+
+def inward(lower: np.ndarray, upper: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Limits in ``dtype``, each rounded towards the inside of its range (infinite ones kept)."""
+    lo = np.asarray(lower, dtype=np.float64).astype(dtype)
+    hi = np.asarray(upper, dtype=np.float64).astype(dtype)
+    lo = np.where(lo.astype(np.float64) < lower, np.nextafter(lo, dtype(np.inf)), lo).astype(dtype)
+    hi = np.where(hi.astype(np.float64) > upper, np.nextafter(hi, dtype(-np.inf)), hi).astype(dtype)
+    return lo, hi
+
+
+def to_device(a: np.ndarray, dev: torch.device) -> torch.Tensor:
+    """A (possibly read-only) numpy array as a tensor on ``dev``; never written to."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only arrays: we only read
+        return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+
+
+@dataclass(frozen=True, eq=False)
+class Setup:
+    """A problem's constants on the fit's device, shared by every chunk."""
+
+    prob: FitProblem
+    ctx: Context
+    dev: torch.device
+    dt: torch.dtype
+    lo: torch.Tensor  # (D,) hard limits
+    hi: torch.Tensor
+    free: torch.Tensor  # (D,) bool: observable DoFs
+    rot: torch.Tensor  # (D,) bool: rotational DoFs
+    neutral: torch.Tensor  # (D,) posture prior's mean
+    inv_sd: torch.Tensor  # (F,) 1 / prior standard deviation per variable (0: no prior)
+    moves: list  # branch moves (:func:`~medpose.kinematics.fit.starts.branch_moves`)
+    template: torch.Tensor  # (K, 3) zero-pose keypoints
+    torso: torch.Tensor  # (M,) keypoints of the rigid start
+    root_seq: str
+    root_sign: torch.Tensor
+    root_rot: torch.Tensor
+    trans: torch.Tensor  # (3,) translation DoFs
+    At: torch.Tensor  # data -> skeleton axes, transposed (row vectors)
+    Ad: torch.Tensor  # skeleton -> data axes (row vectors)
+    cols: torch.Tensor | None  # the sequence's columns used (None: all, in order)
+
+    @property
+    def n_var(self) -> int:
+        return int(self.ctx.var_dofs.numel())
+
+    def priors(self, sigma: float, smoothness: float = 0.0) -> Priors:
+        """The priors for keypoint noise ``sigma`` mm: posture weight ``sigma / sd`` per degree."""
+        has = bool((self.inv_sd > 0).any())
+        return Priors(
+            self.prob.limits.soft_margin_deg,
+            self.prob.limits.soft_weight,
+            sigma * self.inv_sd if has else None,
+            self.neutral[self.ctx.var_dofs],
+            smoothness,
+        )
+
+
+def setup(prob: FitProblem, pos_columns: int, dev: torch.device, dt: torch.dtype) -> Setup:
+    """The device constants of ``prob`` for a sequence with ``pos_columns`` keypoint columns."""
+    sk = prob.skeleton
+    D = len(sk.dof_names)
+    ctx = Context(sk, prob.kp_index, dev, dt, prob.observable)
+    tt = lambda a, d=dt: torch.as_tensor(np.array(a), device=dev, dtype=d)  # noqa: E731
+    seg_names = sk.segment_names
+    torso_seg = {sk.segment_index("pelvis") if "pelvis" in seg_names else 0}
+    torso_seg |= {i for i, n in enumerate(seg_names) if n == "trunk"}
+    torso_np = np.array(
+        [
+            sk.keypoint_segment[k] in torso_seg or sk.keypoint_names[k].startswith("shoulder")
+            for k in prob.kp_index
+        ]
+    )
+    root = int(np.flatnonzero(sk.parent_index < 0)[0])
+    A = prob.alignment
+    return Setup(
+        prob=prob,
+        ctx=ctx,
+        dev=dev,
+        dt=dt,
+        lo=tt(prob.lower),
+        hi=tt(prob.upper),
+        free=torch.as_tensor(prob.observable, device=dev),
+        rot=torch.as_tensor(np.array(sk.rotational), device=dev),
+        neutral=tt(prob.prior_mean),
+        inv_sd=1.0 / tt(prob.prior_sd)[ctx.var_dofs],
+        moves=branch_moves(sk, prob.observable),
+        template=tt(forward_kinematics(sk, np.zeros((1, D)))[0][prob.kp_index]),
+        torso=tt(np.flatnonzero(torso_np), torch.long),
+        root_seq=sk.sequences[root],
+        root_sign=tt(np.where(sk.joint_dof_index[root] >= 0, sk.joint_dof_sign[root], 1.0)),
+        root_rot=tt([d if d >= 0 else D for d in sk.joint_dof_index[root]], torch.long),
+        trans=tt(sk.translation_dof_index, torch.long),
+        At=tt(A.T),
+        Ad=tt(A),
+        cols=(
+            None
+            if np.array_equal(prob.seq_index, np.arange(pos_columns))
+            else tt(prob.seq_index, torch.long)
+        ),
+    )
+
+
+def load(
+    st: Setup, pos: np.ndarray, conf: np.ndarray, sel
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Observed keypoints in skeleton axes, weights, rigid start and validity of frames ``sel``."""
+    prob, dev, dt = st.prob, st.dev, st.dt
+    D = len(prob.skeleton.dof_names)
+    P, C = to_device(pos[sel], dev), to_device(conf[sel], dev)
+    if st.cols is not None:  # the keypoints used, on the device
+        P, C = P[:, st.cols], C[:, st.cols]
+    finite = torch.isfinite(P).all(dim=2)
+    w = torch.where(finite & (prob.min_confidence <= C), C, 0.0).to(dt)
+    x_obs = torch.where(finite[..., None], P, 0.0).to(dt) @ st.At
+    q0, rig_ok = rigid_init(
+        st.ctx,
+        st.template,
+        st.torso,
+        x_obs,
+        w,
+        st.root_seq,
+        st.root_sign,
+        st.root_rot,
+        st.trans,
+        D + 1,
+    )  # column D catches fixed root axes
+    q0 = torch.where(st.free[None], q0[:, :D], st.neutral[None])
+    return x_obs, w, q0, rig_ok & ((w > 0).sum(dim=1) >= prob.min_keypoints)
+
+
+def measure_noise(
+    st: Setup, pos: np.ndarray, conf: np.ndarray, *, max_iter: int, xtol: float
+) -> float:
+    """Keypoint noise (mm per axis) on up to 64 frames spread over the recording, solved from
+    their rigid start: the median over frames of sqrt(weighted squared residual / degrees of
+    freedom); NaN when no frame can be fitted."""
+    T = pos.shape[0]
+    xp, wp, qp, okp = load(
+        st, pos, conf, np.unique(np.linspace(0, T - 1, min(T, 64)).round().astype(int))
+    )
+    if not bool(okp.any()):
+        return float("nan")
+    xp, wp, qp = xp[okp], wp[okp], qp[okp]
+    cp = qp[:, st.trans].mean(dim=0)
+    qp[:, st.trans] -= cp
+    pri0 = st.priors(NOISE_FLOOR_MM)
+    _, xs, _ = solve(
+        st.ctx,
+        qp,
+        xp - cp,
+        wp,
+        st.lo,
+        st.hi,
+        pri0,
+        max_iter=min(max_iter, 10),
+        xtol=xtol,
+        lam0=1e-3,
+    )
+    dof = (3 * (wp > 0).sum(dim=1) - st.n_var).clamp(min=1).to(st.dt)
+    rms = torch.sqrt((wp * ((xs - (xp - cp)) ** 2).sum(dim=2)).sum(dim=1) / dof)
+    return float(torch.nanmedian(rms))
+
+
+def solve_frames(
+    st: Setup,
+    x_obs: torch.Tensor,
+    w: torch.Tensor,
+    q0: torch.Tensor,
+    vidx: torch.Tensor,
+    n: int,
+    *,
+    pri: Priors,
+    pri1: Priors,
+    sigma: float,
+    warm_stride: int,
+    smoothness: float,
+    prev_last: torch.Tensor | None,
+    max_iter: int,
+    xtol: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, fitted keypoints and convergence of the valid frames ``vidx`` of a chunk of ``n``.
+
+    ``pri`` carries the smoothness term (``pri1`` is the same without it); ``prev_last`` is the
+    previous chunk's last frame (relative to this chunk's centre), the first frame's neighbour.
+    """
+    ctx, lo, hi, free, neutral = st.ctx, st.lo, st.hi, st.free, st.neutral
+    dev = x_obs.device
+    # stage 1: every warm_stride-th valid frame from the rigid initialisation, then the
+    # branch of each ball joint nearest neutral among equally good fits
+    coarse = vidx[::warm_stride]
+    qc, xc, cc = solve(
+        ctx,
+        q0[coarse],
+        x_obs[coarse],
+        w[coarse],
+        lo,
+        hi,
+        pri1,
+        max_iter=max_iter,
+        xtol=xtol,
+        lam0=1e-3,
+    )  # far start: damped
+    qc, moved_c = choose_branches(ctx, st.moves, qc, x_obs[coarse], w[coarse], lo, hi, neutral)
+    mc = torch.nonzero(moved_c)[:, 0]
+    if mc.numel():
+        xc[mc] = ctx.keypoints_at(qc[mc])
+    # stage 2: every valid frame from the interpolation of its solved neighbours
+    qn = interpolate(qc, coarse, vidx, st.rot) if coarse.numel() < vidx.numel() else qc
+    qn = torch.where(free[None], qn, neutral[None])
+    nb = neighbours(vidx, n, prev_last) if smoothness > 0 else None
+    if nb is None and coarse.numel() < vidx.numel():
+        # frames are independent: the coarse frames are solved already, the others start
+        # from their interpolation
+        rest = torch.ones(n, dtype=torch.bool, device=dev)
+        rest[coarse] = False
+        sub = torch.nonzero(rest[vidx])[:, 0]
+        qs, xs, cs_ = solve(
+            ctx,
+            qn[sub],
+            x_obs[vidx[sub]],
+            w[vidx[sub]],
+            lo,
+            hi,
+            pri,
+            max_iter=max_iter,
+            xtol=xtol,
+        )
+        cpos = torch.nonzero(~rest[vidx])[:, 0]  # coarse frames within vidx
+        qv, cvv = qn.clone(), torch.empty(vidx.numel(), dtype=torch.bool, device=dev)
+        qv[sub], cvv[sub], cvv[cpos] = qs, cs_, cc
+        xv = xs.new_empty(vidx.numel(), *xs.shape[1:])
+        xv[sub] = xs
+        xv[cpos] = xc
+    else:
+        # with smoothness the frames are coupled (block-Jacobi): a few sweeps, not to full tolerance
+        qv, xv, cvv = solve(
+            ctx,
+            qn,
+            x_obs[vidx],
+            w[vidx],
+            lo,
+            hi,
+            pri,
+            neighbours=nb,
+            max_iter=max_iter if nb is None else min(max_iter, 20),
+            xtol=xtol,
+        )
+    qv, xv, cvv = repair(
+        ctx,
+        qv,
+        xv,
+        cvv,
+        x_obs[vidx],
+        w[vidx],
+        lo,
+        hi,
+        pri1,
+        st.n_var,
+        sigma,
+        xtol,
+        max_iter,
+        q_rigid=q0[vidx],
+    )
+    # a frame that started from branch-chosen neighbours and stayed within 30 degrees of its
+    # start is on their branch (another branch of a ball joint is >= 180 degrees away in
+    # some DoF): the branch choice is repeated only for frames that moved further
+    far = torch.nonzero(((qv - qn).abs() > 30.0).any(dim=1))[:, 0]
+    moved = torch.zeros(vidx.numel(), dtype=torch.bool, device=dev)
+    qb = qv
+    if far.numel():
+        qf, mf = choose_branches(
+            ctx, st.moves, qv[far], x_obs[vidx[far]], w[vidx[far]], lo, hi, neutral
+        )
+        qb = qv.clone()
+        qb[far], moved[far] = qf, mf
+    m = torch.nonzero(moved)[:, 0]
+    if m.numel():  # polish the frames that moved
+        qm, xm, cm = solve(
+            ctx,
+            qb[m],
+            x_obs[vidx][m],
+            w[vidx][m],
+            lo,
+            hi,
+            pri1,
+            max_iter=max_iter,
+            xtol=xtol,
+        )
+        qv, xv, cvv = qv.clone(), xv.clone(), cvv.clone()
+        qv[m], xv[m], cvv[m] = qm, xm, cm
+    return qv, xv, cvv
+
+
+@dataclass(frozen=True, eq=False)
+class Chunk:
+    """One chunk's results on the device (q in skeleton axes; keypoints in the data frame)."""
+
+    q: torch.Tensor  # (n, D), NaN for frames not fitted
+    fitted: torch.Tensor | None  # (n, K, 3) data frame, mm (None when not asked for)
+    residual: torch.Tensor | None  # (n, K) mm, NaN where not observed (likewise)
+    converged: torch.Tensor  # (n,) bool
+    valid: torch.Tensor  # (n,) bool
+    last: torch.Tensor | None  # (1, D) the last frame, the next chunk's first neighbour
+
+
+def fit_chunk(
+    st: Setup,
+    pos: np.ndarray,
+    conf: np.ndarray,
+    frames: slice,
+    *,
+    pri: Priors,
+    pri1: Priors,
+    sigma: float,
+    warm_stride: int,
+    smoothness: float,
+    prev_last: torch.Tensor | None,
+    keypoints: bool,
+    max_iter: int,
+    xtol: float,
+) -> Chunk:
+    """Fit the frames ``frames`` (a slice) of the recording; ``keypoints``: also return the
+    fitted keypoints and residuals (a GPU fit leaves them to be computed when asked)."""
+    D, K, trans, dev = len(st.prob.skeleton.dof_names), len(st.prob.seq_index), st.trans, st.dev
+    x_obs, w, q0, valid = load(st, pos, conf, frames)
+    n = x_obs.shape[0]
+    vidx = torch.nonzero(valid)[:, 0]
+    # work relative to the chunk's mean pelvis position (float32 keeps its precision)
+    centre = q0[vidx][:, trans].mean(dim=0) if vidx.numel() else q0.new_zeros(3)
+    x_obs = x_obs - centre
+    q0[:, trans] = q0[:, trans] - centre
+    q = torch.full((n, D), float("nan"), device=dev, dtype=st.dt)
+    xf = torch.full((n, K, 3), float("nan"), device=dev, dtype=st.dt)
+    cv = torch.zeros(n, dtype=torch.bool, device=dev)
+    last = None
+    if vidx.numel():
+        pl = None
+        if prev_last is not None and smoothness > 0:
+            pl = prev_last[0].clone()
+            pl[trans] = pl[trans] - centre
+        q[vidx], xf[vidx], cv[vidx] = solve_frames(
+            st,
+            x_obs,
+            w,
+            q0,
+            vidx,
+            n,
+            pri=pri,
+            pri1=pri1,
+            sigma=sigma,
+            warm_stride=warm_stride,
+            smoothness=smoothness,
+            prev_last=pl,
+            max_iter=max_iter,
+            xtol=xtol,
+        )
+        if bool(valid[-1]):
+            last = q[-1:].clone()
+            last[:, trans] = last[:, trans] + centre
+    res = None
+    if keypoints:
+        # residuals do not depend on the axes (A is a rotation): computed before adding the centre back
+        res = torch.where(w > 0, torch.linalg.vector_norm(xf - x_obs, dim=2), float("nan"))
+        xf = (xf + centre) @ st.Ad  # back to the data frame
+    q[:, trans] = q[:, trans] + centre
+    return Chunk(q, xf if keypoints else None, res, cv, valid, last)
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """Every frame's results on the host, in the fit's precision (see :func:`run`)."""
+
+    q: np.ndarray  # (T, D)
+    fitted: np.ndarray | None  # (T, K, 3) data frame (None on a GPU)
+    residual: np.ndarray | None  # (T, K) (None on a GPU)
+    converged: np.ndarray  # (T,) bool
+    valid: np.ndarray  # (T,) bool
+    at_limit: np.ndarray  # (T, D) bool
+    noise_mm: float  # keypoint noise measured on the pilot frames, NaN if none could be fitted
+
+
+def run(
+    prob: FitProblem,
+    pos: np.ndarray,
+    conf: np.ndarray,
+    dev: torch.device,
+    dt: torch.dtype,
+    *,
+    smoothness: float,
+    chunk_size: int,
+    progress: bool | None,
+    max_iter: int,
+    warm_stride: int,
+    xtol: float,
+) -> RunResult:
+    """Fit every frame of ``pos`` (T, K_seq, 3) / ``conf`` (T, K_seq) set up by ``prob``."""
+    st = setup(prob, pos.shape[1], dev, dt)
+    T, D, K = pos.shape[0], len(prob.skeleton.dof_names), len(prob.seq_index)
+    # the pilot's keypoint noise sets the posture prior's weight, sigma / sd mm per degree
+    sigma = measure_noise(st, pos, conf, max_iter=max_iter, xtol=xtol)
+    sig = max(sigma, NOISE_FLOOR_MM) if math.isfinite(sigma) else NOISE_FLOOR_MM
+    pri, pri1 = st.priors(sig, smoothness), st.priors(sig)
+
+    # results are computed on the device and copied once per chunk into these, in the fit's
+    # precision (float32 carries no more than that).  On a GPU the fitted keypoints and residuals
+    # stay behind (Fit computes them when asked), so only q and three masks travel, into
+    # page-locked memory (copies at full speed; torch's pinned-memory cache keeps it for the next fit)
+    tdt = torch.float64 if dt == torch.float64 else torch.float32
+    gpu = dev.type == "cuda"
+    q_all, conv_all, valid_all, at_all = (
+        torch.empty(shape, dtype=d, pin_memory=gpu)
+        for shape, d in (((T, D), tdt), (T, torch.bool), (T, torch.bool), ((T, D), torch.bool))
+    )
+    fit_all = None if gpu else torch.empty((T, K, 3), dtype=tdt)
+    res_all = None if gpu else torch.empty((T, K), dtype=tdt)
+    lo, hi = st.lo, st.hi
+    ltol = 1e-6 * torch.clamp(torch.where(torch.isfinite(lo), lo, 0.0).abs(), min=1.0)
+    starts = list(range(0, T, chunk_size))
+    bar = None
+    if progress or (progress is None and len(starts) > 1):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=T, unit="frame", desc="fit")
+    # the limits rounded inwards to the fit's precision: q clamped to them never leaves the
+    # (float64) hard limits, whatever the rounding
+    lo_np, hi_np = inward(
+        prob.lower, prob.upper, np.float32 if tdt == torch.float32 else np.float64
+    )
+    lo_in, hi_in = torch.as_tensor(lo_np, device=dev), torch.as_tensor(hi_np, device=dev)
+    last = None
+    for s0 in starts:
+        s1 = min(T, s0 + chunk_size)
+        c = fit_chunk(
+            st,
+            pos,
+            conf,
+            slice(s0, s1),
+            pri=pri,
+            pri1=pri1,
+            sigma=sig,
+            warm_stride=warm_stride,
+            smoothness=smoothness,
+            prev_last=last,
+            keypoints=not gpu,
+            max_iter=max_iter,
+            xtol=xtol,
+        )
+        last = c.last
+        q = c.q
+        at = torch.isfinite(q) & (((q - lo).abs() <= ltol) | ((q - hi).abs() <= ltol)) & st.free
+        qc = torch.minimum(torch.maximum(q.to(tdt), lo_in), hi_in)  # (NaN stays NaN)
+        outs = [(q_all, qc), (conv_all, c.converged), (valid_all, c.valid), (at_all, at)]
+        if fit_all is not None and res_all is not None and c.fitted is not None:
+            assert c.residual is not None
+            outs += [(fit_all, c.fitted), (res_all, c.residual)]
+        for dst, src in outs:
+            dst[s0:s1].copy_(src, non_blocking=gpu)
+        if bar is not None:
+            bar.update(s1 - s0)
+    if gpu:
+        torch.cuda.synchronize(dev)
+    if bar is not None:
+        bar.close()
+    return RunResult(
+        q=q_all.numpy(),
+        fitted=None if fit_all is None else fit_all.numpy(),
+        residual=None if res_all is None else res_all.numpy(),
+        converged=conv_all.numpy(),
+        valid=valid_all.numpy(),
+        at_limit=at_all.numpy(),
+        noise_mm=sigma,
+    )

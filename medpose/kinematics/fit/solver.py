@@ -1,0 +1,228 @@
+"""The solver: projected Levenberg-Marquardt on a batch of frames, with priors.
+
+Minimises, per frame, the confidence-weighted squared keypoint residuals plus the squared prior
+residuals (:func:`prior_terms`: soft limits, posture, temporal smoothness) over the free DoFs
+inside their hard limits (Levenberg 1944; Marquardt 1963, SIAM J Appl Math 11:431-441).  Box
+constraints are kept by projection: every step is clipped into ``[lo, hi]`` and DoFs at a bound
+whose gradient points outwards are frozen for that step (the active set of Bertsekas 1982, SIAM
+J Control Optim 20:221-246).  J^T J is summed over keypoint groups (:func:`normal_equations`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .context import Context
+
+__all__ = ["Priors", "prior_terms", "normal_equations", "solve"]
+
+
+@dataclass(frozen=True)
+class Priors:
+    """The prior terms' weights (see :func:`prior_terms`)."""
+
+    margin: float  # soft-limit band, degrees
+    weight: float  # soft-limit weight, mm per degree
+    tik: torch.Tensor | None  # (F,) posture-prior weight per variable, mm per degree
+    mu: torch.Tensor | None  # (F,) neutral value per variable
+    smooth: float = 0.0
+
+
+def prior_terms(
+    z: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    pri: Priors,
+    mean_nb: torch.Tensor | None = None,
+    nb_ok: torch.Tensor | None = None,
+):
+    """Prior residuals (T, F) and their diagonal Jacobians: soft limits, posture, smoothness."""
+    terms = []
+    if pri.weight > 0 and pri.margin > 0:
+        up = torch.clamp(z - (hi - pri.margin), min=0.0)
+        dn = torch.clamp((lo + pri.margin) - z, min=0.0)
+        band = ((up > 0) | (dn > 0)).to(z.dtype)
+        terms.append((pri.weight * (up - dn), pri.weight * band))
+    if pri.tik is not None and pri.mu is not None:
+        terms.append((pri.tik * (z - pri.mu), pri.tik.expand_as(z)))
+    if pri.smooth > 0 and mean_nb is not None and nb_ok is not None:
+        ok = nb_ok.to(z.dtype)[:, None]
+        terms.append((pri.smooth * (z - mean_nb) * ok, pri.smooth * ok.expand_as(z)))
+    return terms
+
+
+def normal_equations(
+    ctx: Context,
+    E: torch.Tensor,
+    R: torch.Tensor,
+    o: torch.Tensor,
+    x: torch.Tensor,
+    sw: torch.Tensor,
+    xo: torch.Tensor,
+):
+    """Weighted data cost (T,), J^T J (T, F, F) and J^T r (T, F) at keypoints ``x`` (T, K, 3).
+
+    Per keypoint group (:attr:`Context.groups`), the weighted Jacobian of the group's variables
+    and the weighted residual are the rows of one (T, F_g + 1, 3 K_g) matrix ``B``; ``B B^T`` gives
+    the group's share of J^T J, J^T r and r^T r, which are added up.
+    """
+    T = x.shape[0]
+    Fr, Ft = ctx.n_rot, ctx.Jt_trans.shape[0]
+    F = Fr + Ft
+    Wh, xh = ctx.homogeneous(E, R, o, x)  # (T, Fr, 3, 4), (T, K, 4)
+    swk = sw[..., 0]  # (T, K)
+    res = sw * (x - xo)  # (T, K, 3)
+    H = x.new_zeros(T, F * F)
+    g = x.new_zeros(T, F)
+    dc = x.new_zeros(T)
+    for kp, rr, scale, jt, flat, vv, n in ctx.groups:
+        k = kp.numel()
+        nr = rr.numel()
+        wk = swk.index_select(1, kp)  # (T, k)
+        buf = x.new_empty(T, n + 1, 3, k)
+        J = torch.bmm(
+            Wh.index_select(1, rr).reshape(T, -1, 4), xh.index_select(1, kp).transpose(1, 2)
+        )
+        torch.mul(J.view(T, nr, 3, k), (scale * wk[:, None])[:, :, None, :], out=buf[:, :nr])
+        if Ft:
+            torch.mul(jt, wk[:, None, None, :], out=buf[:, nr:n])
+        buf[:, n] = res.index_select(1, kp).transpose(1, 2)
+        Bf = buf.flatten(2)
+        G = Bf @ Bf.transpose(1, 2)
+        H.index_add_(1, flat, G[:, :n, :n].reshape(T, -1))
+        g.index_add_(1, vv, G[:, :n, n])
+        dc += G[:, n, n]
+    return dc, H.view(T, F, F), g
+
+
+def solve(
+    ctx: Context,
+    q0: torch.Tensor,
+    x_obs: torch.Tensor,
+    w: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    pri: Priors,
+    *,
+    neighbours=None,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    xtol: float = 1e-3,
+    lam0: float = 1e-5,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Projected Levenberg-Marquardt on a batch of frames.
+
+    One forward-kinematics pass per iteration gives the trial point's keypoints and, for the
+    frames that accept it and go on, the Jacobian of the next step; a rejected frame keeps its
+    normal equations and only raises its damping.  Converged frames leave the batch, so the
+    slowest frames do not cost the others anything.
+
+    Returns q (T, D), fitted keypoints (T, K, 3) and converged (T,).
+    """
+    T = q0.shape[0]
+    var = ctx.var_dofs
+    lo_v, hi_v = lo[var], hi[var]
+    qa = q0.clone()  # the active frames' state
+    qa[:, var] = torch.clamp(qa[:, var], lo_v, hi_v)
+    sw = torch.sqrt(w)[..., None]  # (T, K, 1)
+    xo = x_obs
+    E, R, o = ctx.poses(qa)
+    xa = ctx.keypoints(R, o)
+    dc, H, g = normal_equations(ctx, E, R, o, xa, sw, xo)
+    q, xf = qa.clone(), xa.clone()  # results, written as frames finish
+    lam = q.new_full((T,), lam0)
+    conv = torch.zeros(T, dtype=torch.bool, device=q.device)
+    act = torch.arange(T, device=q.device)
+    cuda = q.is_cuda
+    for _ in range(max_iter):
+        if act.numel() == 0:
+            break
+        za = qa[:, var]
+        mnb = nbok = None
+        if neighbours is not None:
+            mnb, nbok = neighbours(q)
+            mnb, nbok = mnb.index_select(0, act)[:, var], nbok.index_select(0, act)
+        terms = prior_terms(za, lo_v, hi_v, pri, mnb, nbok)
+        cost, dd, gt = dc, torch.diagonal(H, dim1=1, dim2=2), g
+        for r, dj in terms:  # the priors' J^T J is diagonal
+            cost = cost + (r * r).sum(dim=1)
+            dd = dd + dj * dj
+            gt = gt + dj * r
+        frozen = ((za <= lo_v) & (gt > 0)) | ((za >= hi_v) & (gt < 0))
+        keep = (~frozen).to(q.dtype)
+        if cuda:  # frozen DoFs leave the system
+            A = H * keep[:, :, None] * keep[:, None, :]  # (no host sync on a GPU)
+        else:
+            A = H.clone()  # the only (T, F, F) temporary
+            fz = torch.nonzero(frozen.any(dim=1))[:, 0]
+            if fz.numel():
+                A[fz] = A[fz] * keep[fz, :, None] * keep[fz, None, :]
+        # damped diagonal (1 + lam) (J^T J)_ii; a frozen DoF's row is the identity
+        torch.diagonal(A, dim1=1, dim2=2).copy_(
+            dd * keep * (1.0 + lam[:, None]) + 1e-9 + frozen.to(q.dtype)
+        )
+        L, info = torch.linalg.cholesky_ex(A)
+        rhs = (gt * keep)[..., None]
+        if cuda:  # two triangular solves: half cholesky_solve's time there
+            sol = torch.linalg.solve_triangular(
+                L.mT, torch.linalg.solve_triangular(L, rhs, upper=False), upper=True
+            )
+        else:
+            sol = torch.cholesky_solve(rhs, L)
+        step = -sol[..., 0] * keep
+        bad = info != 0
+        step = torch.where(bad[:, None], torch.zeros_like(step), step)
+        z_new = torch.clamp(za + step, lo_v, hi_v)
+        q_new = qa.clone()
+        q_new[:, var] = z_new
+        E, R, o = ctx.poses(q_new)
+        x2 = ctx.keypoints(R, o)
+        r2 = (sw * (x2 - xo)).flatten(1)
+        dc2 = (r2 * r2).sum(dim=1)
+        cost2 = dc2
+        for r, _ in prior_terms(z_new, lo_v, hi_v, pri, mnb, nbok):
+            cost2 = cost2 + (r * r).sum(dim=1)
+        ok = (cost2 <= cost) & torch.isfinite(cost2) & ~bad
+        dz = (z_new - za).abs().amax(dim=1)
+        done = ((cost - cost2).abs() <= tol * cost) | (dz <= xtol) | (lam > 1e10) | (cost <= 1e-20)
+        qa = torch.where(ok[:, None], q_new, qa)
+        xa = torch.where(ok[:, None, None], x2, xa)
+        lam = torch.where(ok, torch.clamp(lam / 10.0, min=1e-9), lam * 4.0)
+        if neighbours is not None:  # the neighbours read q
+            q.index_copy_(0, act, qa)
+        fin = torch.nonzero(done)[:, 0]
+        if fin.numel():  # finished frames leave the batch
+            fa = act.index_select(0, fin)
+            q.index_copy_(0, fa, qa.index_select(0, fin))
+            xf.index_copy_(0, fa, xa.index_select(0, fin))
+            conv[fa] = True
+            stay = torch.nonzero(~done)[:, 0]
+            if stay.numel() == 0:
+                act = stay
+                break
+            act, qa, xa, sw, xo, dc, H, g, lam, ok = (
+                t.index_select(0, stay) for t in (act, qa, xa, sw, xo, dc, H, g, lam, ok)
+            )
+            E, R, o, x2 = (t.index_select(0, stay) for t in (E, R, o, x2))
+        # the next step's normal equations at the accepted points; a rejected frame keeps its own.
+        # On a GPU for every frame still going (no host sync to pick the accepted ones)
+        if cuda:
+            dcn, Hn, gn = normal_equations(ctx, E, R, o, x2, sw, xo)
+            dc = torch.where(ok, dcn, dc)
+            H = torch.where(ok[:, None, None], Hn, H)
+            g = torch.where(ok[:, None], gn, g)
+        else:
+            upd = torch.nonzero(ok)[:, 0]
+            if upd.numel():
+                dcn, Hn, gn = normal_equations(
+                    ctx, *(t.index_select(0, upd) for t in (E, R, o, x2, sw, xo))
+                )
+                dc.index_copy_(0, upd, dcn)
+                H.index_copy_(0, upd, Hn)
+                g.index_copy_(0, upd, gn)
+    if act.numel():  # out of iterations
+        q.index_copy_(0, act, qa)
+        xf.index_copy_(0, act, xa)
+    return q, xf, conv

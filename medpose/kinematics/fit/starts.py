@@ -1,0 +1,335 @@
+"""Where each frame's solve starts, and which of equally good solutions is kept.
+
+* :func:`rigid_init`: a weighted Kabsch (1976) fit of the zero-pose trunk and pelvis keypoints,
+  the rotation taken by :func:`polar` (Higham 1986), gives every frame's root pose.
+* :func:`interpolate`: frames between solved ones start from their neighbours' solution.
+* :func:`branch_moves` / :func:`choose_branches`: a ball joint's Euler angles have two branches
+  (and a segment's half turn about its own axis can move nothing the keypoints see); among poses
+  that fit equally well the one nearest the neutral pose is kept.
+* :func:`repair`: frames left in a local minimum are restarted from their rigid start or a
+  neighbour's solution.
+* :func:`neighbours`: the mean of the neighbouring frames, for the temporal smoothness term.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..skeleton import Skeleton
+from .context import Context
+from .orientation import euler_from_matrix
+from .solver import Priors, solve
+
+__all__ = [
+    "polar",
+    "rigid_init",
+    "branch_moves",
+    "choose_branches",
+    "frame_rms",
+    "repair",
+    "interpolate",
+    "neighbours",
+]
+
+
+def polar(M: torch.Tensor, iters: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Orthogonal polar factor of 3x3 matrices ``M`` (T, 3, 3) by scaled Newton iteration.
+
+    ``X <- (g X + X^-T / g) / 2`` with ``g = (|X^-1|_F / |X|_F)^(1/2)`` (Higham 1986, SIAM J Sci
+    Stat Comput 7:1160-1174, eqs. 3.1 and 3.3; ``X^-T`` from the cofactor matrix, all
+    elementwise).  For ``M = H^T`` with ``det H > 0`` this is the Kabsch rotation ``V U^T``;
+    ``ok`` (T,) is False where ``det M`` is not clearly positive (reflection, rank < 3) or the
+    iteration has not settled, for the caller to solve by SVD.
+    """
+    scale = torch.linalg.matrix_norm(M).clamp(min=1e-30)[:, None, None]
+    X = M / scale
+    det0 = torch.linalg.det(X)
+    for _ in range(iters):
+        c = torch.stack(
+            [
+                torch.linalg.cross(X[:, 1], X[:, 2]),
+                torch.linalg.cross(X[:, 2], X[:, 0]),
+                torch.linalg.cross(X[:, 0], X[:, 1]),
+            ],
+            dim=1,
+        )  # cofactors
+        det = (X[:, 0] * c[:, 0]).sum(dim=1)[:, None, None]
+        Xit = c / det  # X^-T
+        g = torch.sqrt(torch.linalg.matrix_norm(Xit) / torch.linalg.matrix_norm(X))[:, None, None]
+        X = 0.5 * (g * X + Xit / g)
+    eye = torch.eye(3, dtype=M.dtype, device=M.device)
+    orth = torch.linalg.matrix_norm(X.transpose(1, 2) @ X - eye) < 1e-4
+    ok = (det0 > 1e-6) & orth & torch.isfinite(X).all(dim=(1, 2))
+    return torch.where(ok[:, None, None], X, eye), ok
+
+
+def rigid_init(
+    ctx: Context,
+    template: torch.Tensor,
+    torso: torch.Tensor,
+    x_obs: torch.Tensor,
+    w: torch.Tensor,
+    root_seq: str,
+    root_sign: torch.Tensor,
+    root_rot: torch.Tensor,
+    trans: torch.Tensor,
+    D: int,
+):
+    """q0 (T, D) from a weighted Kabsch fit of the zero-pose trunk/pelvis keypoints; ok (T,)."""
+    wt = w[:, torso]  # (T, M)
+    P = template[torso]  # (M, 3)
+    Q = x_obs[:, torso]
+    ws = wt.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    pc = (wt @ P) / ws  # (T, 3)
+    qc = (wt[..., None] * Q).sum(dim=1) / ws
+    Hm = torch.einsum("tm,tmi,tmj->tij", wt, P[None] - pc[:, None], Q - qc[:, None])
+    M = Hm.transpose(1, 2)
+    _, sv, vh = torch.linalg.svd(P - P.mean(dim=0))  # one small SVD: is the template planar?
+    if sv.numel() == 3 and bool(sv[2] <= 1e-6 * sv[0]):
+        # planar template (normal n = u x v): M n = 0, so M + (M u x M v) n^T / |M| = R (S + det(S) / |M| n n^T)
+        # has the same rotation factor and full rank
+        u, v, n = vh[0], vh[1], torch.linalg.cross(vh[0], vh[1])
+        c = torch.linalg.cross(M @ u, M @ v) / torch.linalg.matrix_norm(M).clamp(min=1e-30)[:, None]
+        M = M + c[:, :, None] * n[None, None, :]
+    Rr, ok_polar = polar(M)  # template -> observed
+    hard = torch.nonzero(~ok_polar)[:, 0]
+    if hard.numel():  # reflections, near-degenerate
+        U, _, Vh = torch.linalg.svd(Hm[hard])
+        d = torch.sign(torch.det(Vh.transpose(1, 2) @ U.transpose(1, 2)))
+        d = torch.where(d == 0, torch.ones_like(d), d)
+        Dm = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], dim=1))
+        Rr[hard] = Vh.transpose(1, 2) @ Dm @ U.transpose(1, 2)
+    t = qc - (Rr @ pc[..., None])[..., 0]
+    q0 = x_obs.new_zeros(x_obs.shape[0], D)
+    ang = torch.rad2deg(euler_from_matrix(Rr, root_seq)) * root_sign
+    q0[:, root_rot] = ang
+    q0[:, trans] = t
+    ok = (wt > 0).sum(dim=1) >= 3
+    return q0, ok
+
+
+def branch_moves(sk: Skeleton, free: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Re-parametrisations of a ball joint that leave its segment's (and children's) pose unchanged.
+
+    For ``R = R_i(a) R_j(b) R_k(c)``: the other Euler branch ``(a + 180, 180 - b, c + 180)``
+    (Diebel 2006, sec. 5) gives the same rotation; a half turn of the segment about its own
+    last axis ``k`` with each child joint re-expressed (``R_k(180) R_u(d) R_v(e) R_k(f) =
+    R_u(-d) R_v(-e) R_k(f + 180)`` for the child's axes ``u, v`` perpendicular to ``k``) moves
+    nothing but what turns with it about that axis; they compose.  Returned per move: DoF
+    columns, per-column multiplier (+-1) and offset (degrees, in the DoF's own sign), applied
+    as ``q' = m q + c``.  Whether a move is exact for the keypoints at hand (a child keypoint
+    off the axis, a child DoF held fixed) is not assumed: :func:`choose_branches` compares costs.
+    """
+    moves = []
+    idx, sign = sk.joint_dof_index, sk.joint_dof_sign
+    for s, seq in enumerate(sk.sequences):
+        if sk.parent_index[s] < 0 or not all(idx[s] >= 0) or not free[idx[s]].all():
+            continue
+        # Euler twin: raw (a, b, c) -> (a + 180, 180 - b, c + 180); in DoF units q = raw * sign
+        twin = (
+            list(idx[s]),
+            [1.0, -1.0, 1.0],
+            [180.0 * sign[s, 0], 180.0 * sign[s, 1], 180.0 * sign[s, 2]],
+        )
+        k = seq[2]
+        flip_c, flip_m, flip_o = [int(idx[s, 2])], [1.0], [180.0 * sign[s, 2]]
+        for c in np.flatnonzero(sk.parent_index == s):
+            for j, ax in enumerate(sk.sequences[c]):
+                d = int(idx[c, j])
+                if d < 0 or not free[d]:
+                    continue
+                flip_c.append(d)
+                flip_m.append(1.0 if ax == k else -1.0)
+                flip_o.append(180.0 * sign[c, j] if ax == k else 0.0)
+        flip = (flip_c, flip_m, flip_o)
+        both_c = list(flip_c)
+        both_m, both_o = list(flip_m), list(flip_o)
+        for d, m, o in zip(*twin):
+            if d in both_c:  # compose on the shared column
+                n = both_c.index(d)
+                both_m[n], both_o[n] = both_m[n] * m, m * both_o[n] + o
+            else:
+                both_c.append(d)
+                both_m.append(m)
+                both_o.append(o)
+        for c_, m_, o_ in (twin, flip, (both_c, both_m, both_o)):
+            moves.append((np.array(c_), np.array(m_), np.array(o_)))
+    return moves
+
+
+def _wrap_into(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """The 360-degree equivalent of ``v`` inside ``[lo, hi]`` where there is one."""
+    v = torch.remainder(v + 180.0, 360.0) - 180.0
+    v = torch.where(v > hi, v - 360.0, v)
+    return torch.where(v < lo, v + 360.0, v)
+
+
+def choose_branches(
+    ctx: Context,
+    moves,
+    q: torch.Tensor,
+    x_obs: torch.Tensor,
+    w: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    mu: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Among poses that fit the keypoints equally well, keep the one nearest the neutral pose.
+
+    Each move of :func:`branch_moves` is tried on every frame; it is taken where it stays
+    inside the hard limits, does not raise the keypoint cost (beyond rounding) and brings the
+    joint nearer neutral (squared distance to ``mu`` of the DoFs it changes).  Returns the new
+    q and a mask of the frames that changed.
+    """
+    changed = torch.zeros(q.shape[0], dtype=torch.bool, device=q.device)
+    if not moves or q.shape[0] == 0:
+        return q, changed
+    sw = torch.sqrt(w)[..., None]
+    x = ctx.keypoints_at(q)
+    cost = ((sw * (x - x_obs)) ** 2).sum(dim=(1, 2))
+    for cols, mult, off in moves:
+        c = torch.as_tensor(cols, device=q.device)
+        cand = _wrap_into(
+            q[:, c] * torch.as_tensor(mult, device=q.device, dtype=q.dtype)
+            + torch.as_tensor(off, device=q.device, dtype=q.dtype),
+            lo[c],
+            hi[c],
+        )
+        inside = ((cand >= lo[c]) & (cand <= hi[c])).all(dim=1)
+        nearer = ((cand - mu[c]) ** 2).sum(dim=1) < ((q[:, c] - mu[c]) ** 2).sum(dim=1) - 1e-6
+        sel = torch.nonzero(inside & nearer)[:, 0]
+        if sel.numel() == 0:
+            continue
+        qn = q[sel].clone()
+        qn[:, c] = cand[sel]
+        xn = ctx.keypoints_at(qn)
+        cn = ((sw[sel] * (xn - x_obs[sel])) ** 2).sum(dim=(1, 2))
+        ok = cn <= cost[sel] * (1.0 + 1e-5) + 1e-6 * x_obs.shape[1]
+        take = sel[ok]
+        q = q.clone()
+        q[take] = qn[ok]
+        cost = cost.clone()
+        cost[take] = cn[ok]
+        changed[take] = True
+    return q, changed
+
+
+def frame_rms(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, n_var: int) -> torch.Tensor:
+    """Per frame sqrt(weighted squared residual / degrees of freedom), mm per axis."""
+    dof = (3 * (w > 0).sum(dim=1) - n_var).clamp(min=1).to(x.dtype)
+    return torch.sqrt((w * ((x - x_obs) ** 2).sum(dim=2)).sum(dim=1) / dof)
+
+
+def repair(
+    ctx: Context,
+    q,
+    x,
+    conv,
+    x_obs,
+    w,
+    lo,
+    hi,
+    pri: Priors,
+    n_var: int,
+    sigma: float,
+    xtol: float,
+    max_iter: int,
+    passes: int = 3,
+    q_rigid: torch.Tensor | None = None,
+):
+    """Restart frames stuck in a local minimum (residual above ``3 sigma + 0.5`` mm), keeping
+    whichever fits better: first from their own rigid start ``q_rigid`` (a frame interpolated
+    across a jump in the data, e.g. a tracking glitch, starts far off), then from the solution
+    of a neighbouring frame that fits.  Frames are in time order, so a run of stuck frames is
+    repaired from its ends, one frame per pass."""
+    if q_rigid is not None:
+        rms = frame_rms(x, x_obs, w, n_var)
+        bad = ~(rms <= 3.0 * sigma + 0.5)
+        if bool(bad.any()) and not bool(bad.all()):
+            idx = torch.nonzero(bad)[:, 0]
+            qn, xn, cn = solve(
+                ctx,
+                q_rigid[idx],
+                x_obs[idx],
+                w[idx],
+                lo,
+                hi,
+                pri,
+                max_iter=max_iter,
+                xtol=xtol,
+                lam0=1e-3,
+            )
+            better = frame_rms(xn, x_obs[idx], w[idx], n_var) < rms[idx]
+            take = idx[better]
+            q, x, conv = q.clone(), x.clone(), conv.clone()
+            q[take], x[take], conv[take] = qn[better], xn[better], cn[better]
+    for _ in range(passes):
+        rms = frame_rms(x, x_obs, w, n_var)
+        bad = ~(rms <= 3.0 * sigma + 0.5)
+        if not bool(bad.any()) or bool(bad.all()):
+            break
+        idx = torch.nonzero(bad)[:, 0]
+        prev_ok = (idx > 0) & ~bad[(idx - 1).clamp(min=0)]
+        nxt = (idx + 1).clamp(max=q.shape[0] - 1)
+        next_ok = (idx < q.shape[0] - 1) & ~bad[nxt]
+        use = prev_ok | next_ok
+        if not bool(use.any()):
+            break
+        idx = idx[use]
+        src = torch.where(prev_ok[use], idx - 1, nxt[use])
+        qn, xn, cn = solve(
+            ctx, q[src], x_obs[idx], w[idx], lo, hi, pri, max_iter=max_iter, xtol=xtol
+        )
+        better = frame_rms(xn, x_obs[idx], w[idx], n_var) < rms[idx]
+        take = idx[better]
+        q, x, conv = q.clone(), x.clone(), conv.clone()
+        q[take], x[take], conv[take] = qn[better], xn[better], cn[better]
+    return q, x, conv
+
+
+def interpolate(
+    q_c: torch.Tensor, at_c: torch.Tensor, at: torch.Tensor, rot: torch.Tensor
+) -> torch.Tensor:
+    """Start values for frames ``at`` from solved frames ``at_c`` (sorted): linear in time, or
+    the nearer solved frame for a rotational DoF that jumps by more than 45 degrees between them."""
+    n = at_c.numel()
+    i = torch.clamp(torch.searchsorted(at_c.contiguous(), at, right=True) - 1, 0, n - 1)
+    j = torch.clamp(i + 1, max=n - 1)
+    span = (at_c[j] - at_c[i]).to(q_c.dtype)
+    a = torch.where(
+        span > 0, (at - at_c[i]).to(q_c.dtype) / span.clamp(min=1), torch.zeros_like(span)
+    )[:, None]
+    qi, qj = q_c[i], q_c[j]
+    lin = qi + a * (qj - qi)
+    near = torch.where(a > 0.5, qj, qi)
+    jump = ((qj - qi).abs() > 45.0) & rot[None]
+    return torch.where(jump, near, lin)
+
+
+def neighbours(vidx: torch.Tensor, n: int, prev_last: torch.Tensor | None):
+    """Mean of the previous and next frame's current q (for consecutive valid frames)."""
+    # position of each valid frame's neighbours within the valid-frame batch
+    m = vidx.numel()
+    ar = torch.arange(m, device=vidx.device)
+    has_prev = torch.zeros(m, dtype=torch.bool, device=vidx.device)
+    has_next = torch.zeros(m, dtype=torch.bool, device=vidx.device)
+    if m > 1:
+        has_prev[1:] = (vidx[1:] - vidx[:-1]) == 1
+        has_next[:-1] = (vidx[1:] - vidx[:-1]) == 1
+    first = prev_last if prev_last is not None and m > 0 and int(vidx[0]) == 0 else None
+
+    def f(q: torch.Tensor):
+        prev = q[torch.clamp(ar - 1, min=0)]
+        nxt = q[torch.clamp(ar + 1, max=m - 1)]
+        hp = has_prev.clone()
+        if first is not None:
+            prev = prev.clone()
+            prev[0] = first
+            hp[0] = True
+        cnt = hp.to(q.dtype) + has_next.to(q.dtype)
+        s = torch.where(hp[:, None], prev, 0.0) + torch.where(has_next[:, None], nxt, 0.0)
+        mean = s / cnt.clamp(min=1.0)[:, None]
+        return torch.nan_to_num(mean), cnt > 0
+
+    return f
