@@ -103,6 +103,16 @@ class TriangulationResult:
             }
         )
 
+    def __repr__(self) -> str:
+        from ..report.display import triangulation_repr
+
+        return triangulation_repr(self)
+
+    def _repr_html_(self) -> str:
+        from ..report.display import triangulation_html
+
+        return triangulation_html(self)
+
 
 # ----------------------------------------------------------------------------- checks
 def _check_inputs(

@@ -206,7 +206,11 @@ class Registration:
         return df
 
     def __repr__(self) -> str:
-        return (
-            f"Registration({self.transform.source}->{self.transform.target}, {self.n_fiducials} fiducials, "
-            f"FRE={self.fre:.3f} mm, outliers={list(self.outliers)})"
-        )
+        from ..report.display import registration_repr
+
+        return registration_repr(self)
+
+    def _repr_html_(self) -> str:
+        from ..report.display import registration_html
+
+        return registration_html(self)

@@ -574,9 +574,11 @@ class Study:
         return head if table.empty else head + "\n" + table.to_string(index=False)
 
     def _repr_html_(self) -> str:
+        from ..report.display import study_html
+
         patients, sessions, runs = self._totals()
         head = (
-            f"<p><b>Study</b> {html.escape(self.name)} (schema {SCHEMA_VERSION}): "
-            f"{patients} patients, {sessions} sessions, {runs} runs</p>"
+            f"<b>Study</b> {html.escape(self.name)} (schema {SCHEMA_VERSION}): "
+            f"{patients} patients, {sessions} sessions, {runs} runs"
         )
-        return head + self.summary().to_html(index=False, escape=True)
+        return study_html(head, self.summary(), self.runs()[["date", "protocol"]])

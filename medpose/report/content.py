@@ -1,0 +1,508 @@
+"""What a clinical report says: tables in plain words, figures, progress, built from an assessment.
+
+:func:`build_content` turns an :class:`~medpose.protocol.Assessment` (one trial, or a session
+run with data quality, provenance and registration), optional joint angles and an optional
+study database into a :class:`ReportContent`: plain data (strings, rows, figures) that the
+HTML template and the PDF fallback both render.  Nothing here writes a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .._version import __version__
+from ..errors import InputError, MedposeError
+from ..packaged import resource_yaml
+from ..scoring.norms import load_norms, reliability_for
+from ..scoring.statistics import mdc95 as mdc95_of
+from . import figures
+from .labels import (
+    flag_label,
+    format_value,
+    joint_label,
+    metric_label,
+    side_label,
+    unit_label,
+)
+
+__all__ = ["ReportContent", "Section", "build_content"]
+
+#: Identifiers shown only with ``show_identifiers=True`` (beyond the pseudonym).
+IDENTIFIERS = ("age_years", "sex", "height_mm", "mass_kg", "session_folder")
+_ID_LABELS = {
+    "age_years": "Age (years)",
+    "sex": "Sex",
+    "height_mm": "Height (mm)",
+    "mass_kg": "Body mass (kg)",
+    "session_folder": "Session folder",
+}
+_MAX_PROGRESS_FIGURES = 6
+
+
+@dataclass
+class Section:
+    """A table (header row and rows of text) with an optional note."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+@dataclass
+class ReportContent:
+    """Everything a report shows, as text and figures (see :func:`build_content`)."""
+
+    title: str
+    subtitle: str
+    header: list[tuple[str, str]]
+    score: str
+    score_words: str
+    summary: Section
+    exercises: list[Section]
+    figures: list[tuple[str, Figure]]
+    registration: list[Section] = field(default_factory=list)
+    quality: Section | None = None
+    provenance: Section | None = None
+    progress: Section | None = None
+    progress_words: list[str] = field(default_factory=list)
+    progress_figures: list[tuple[str, Figure]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------ helpers
+def _protocol_name(a: Any) -> tuple[str, str]:
+    name, _, version = str(a.protocol).partition(" ")
+    return name, version
+
+
+def _protocol_doc(name: str) -> dict[str, Any]:
+    """The catalogue file of ``name`` (title, purpose); empty for a protocol not in it."""
+    try:
+        doc = resource_yaml(f"protocols/{name}.yaml")
+    except (OSError, MedposeError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _norm_rows() -> pd.DataFrame:
+    return load_norms().set_index("key")
+
+
+def _norm_text(norm_key: Any, norms: pd.DataFrame, unit: Any) -> str:
+    """``"135° (average, AAOS)"`` or ``"110° to 150°"`` for a normative key; ``""`` without."""
+    if not isinstance(norm_key, str) or norm_key not in norms.index:
+        return ""
+    row = norms.loc[norm_key]
+    lo, hi, mean = float(row["lower"]), float(row["upper"]), float(row["mean"])
+    if math.isfinite(lo) and math.isfinite(hi):
+        return f"{format_value(lo, unit)} to {format_value(hi, unit)}"
+    if math.isfinite(mean):
+        return f"average {format_value(mean, unit)} (no range published)"
+    return ""
+
+
+def _ci_text(lo: Any, hi: Any, unit: Any) -> str:
+    lo, hi = float(lo), float(hi)
+    if math.isfinite(lo) and math.isfinite(hi):
+        return f"{format_value(lo, unit)} to {format_value(hi, unit)}"
+    return "–"
+
+
+def _reason(text: Any) -> str:
+    return text if isinstance(text, str) else ""
+
+
+def _scores_by_key(a: Any) -> dict[tuple[str, str], Any]:
+    s = a.scores
+    return {(r.metric, str(r.side)): r for r in s.itertuples(index=False)} if len(s) else {}
+
+
+# ------------------------------------------------------------------------ summary
+def _summary(a: Any, norms: pd.DataFrame) -> Section:
+    rows = []
+    for r in a.scores.itertuples(index=False) if len(a.scores) else []:
+        pct = float(r.percent)
+        rows.append(
+            [
+                metric_label(r.metric, r.joint),
+                side_label(r.side),
+                format_value(r.value, r.unit),
+                _norm_text(r.norm, norms, r.unit) or "–",
+                f"{pct:.0f} %" if math.isfinite(pct) else "–",
+                flag_label(r.flag),
+            ]
+        )
+    note = (
+        "Percent of normal compares the value with the published normal average (100 % = "
+        "average). Flags need a published normal range; where only an average is published "
+        "the value is compared with the average and no flag is given."
+    )
+    return Section(
+        "Summary of scores",
+        ["Measure", "Side", "Value", "Normal", "% of normal", "Compared with normal"],
+        rows,
+        note if rows else "No measure of this protocol is compared with normal values.",
+    )
+
+
+def _exercise_tables(a: Any, norms: pd.DataFrame) -> list[Section]:
+    s = a.summary()
+    scored = _scores_by_key(a)
+    reps = a.repetitions
+    out = []
+    for trial, grp in s.groupby("trial", sort=False):
+        n_rep = reps[reps["trial"] == trial] if "trial" in reps.columns else reps
+        rows = []
+        for r in grp.itertuples(index=False):
+            sc = scored.get((r.metric, str(r.side)))
+            value = format_value(r.value, r.unit)
+            why = _reason(r.reason)
+            rows.append(
+                [
+                    metric_label(r.metric, r.joint),
+                    side_label(r.side),
+                    value if not why else f"{value} ({why})",
+                    _ci_text(r.ci_low, r.ci_high, r.unit),
+                    unit_label(r.unit),
+                    _norm_text(getattr(sc, "norm", None), norms, r.unit) or "–",
+                ]
+            )
+        sides = ", ".join(sorted(set(n_rep["side"]))) if "side" in n_rep.columns else ""
+        out.append(
+            Section(
+                f"Exercise: {str(trial).replace('_', ' ')}",
+                ["Measure", "Side", "Value", "95 % confidence interval", "Unit", "Normal"],
+                rows,
+                f"{len(n_rep)} repetition(s) found ({sides or 'no side'}). Values are the "
+                "median over the repetitions; the confidence interval is a bootstrap over "
+                "the repetitions (needs at least 3).",
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------------ figures
+def _joints(a: Any) -> list[str]:
+    """Joints with a range-of-motion or per-angle metric, in the protocol's order."""
+    s = a.summary()
+    seen: list[str] = []
+    for j in s["joint"]:
+        if isinstance(j, str) and j and j not in seen:
+            seen.append(j)
+    return seen
+
+
+def _band(a: Any, norms: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Joint -> normal range of its range of motion (degrees), for the angle curves."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in a.scores.itertuples(index=False) if len(a.scores) else []:
+        if not str(r.metric).startswith("rom") or r.norm not in norms.index:
+            continue
+        row = norms.loc[r.norm]
+        src = str(r.norm).split(".")[1:2]
+        out[str(r.joint)] = {
+            "lower": row["lower"],
+            "upper": row["upper"],
+            "mean": row["mean"],
+            "label": f"normal range of motion ({src[0].upper() if src else 'published'})",
+        }
+    return out
+
+
+def _angle_figures(a: Any, angles: Any, norms: pd.DataFrame) -> list[tuple[str, Figure]]:
+    df = figures.angle_frame(angles)
+    joints = [j for j in _joints(a) if any(c in df.columns for c in (j, j + "_l", j + "_r"))]
+    if not joints:
+        return []
+    reps = a.repetitions
+    out = [
+        (
+            "Joint angles over time (left blue, right orange); repetitions shaded; green: "
+            "normal range of motion (dashed: published average).",
+            figures.angle_curves(df, joints, repetitions=reps, norms=_band(a, norms)),
+        )
+    ]
+    both = [j for j in joints if j + "_l" in df.columns and j + "_r" in df.columns]
+    if both and len(reps) and {"left", "right"} <= set(reps.get("side", [])):
+        out.append(
+            (
+                "Left against right: the average repetition of each side (line) and its "
+                "spread (± 1 standard deviation), from start (0 %) to end (100 %).",
+                figures.left_right(df, both[:3], reps),
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------------ session parts
+def _registration(a: Any) -> list[Section]:
+    reg = getattr(a, "registration", None)
+    if not isinstance(reg, pd.DataFrame) or reg.empty:
+        return []
+    items = {"fre": "Fiducial registration error", "tre": "Predicted error at target",
+             "residual": "Residual at fiducial"}  # fmt: skip
+    rows = []
+    for r in reg.itertuples(index=False):
+        item = str(getattr(r, "item", ""))
+        label = items.get(item, item.replace("_", " ").capitalize())
+        name = str(getattr(r, "name", "") or "")
+        limit = getattr(r, "limit", np.nan)
+        passed = getattr(r, "passed", None)
+        outlier = getattr(r, "outlier", None)
+        verdict = (
+            "outlier (left out)" if outlier is True else
+            "passed" if passed is True else "failed" if passed is False else "–"
+        )  # fmt: skip
+        rows.append(
+            [
+                f"{label}{': ' + name if name and name != 'nan' else ''}",
+                format_value(getattr(r, "value", np.nan), getattr(r, "unit", "mm")),
+                format_value(limit, getattr(r, "unit", "mm")) if pd.notna(limit) else "–",
+                verdict,
+            ]
+        )
+    gate = getattr(a, "gate", None)
+    note = ""
+    if gate is not None:
+        ok = getattr(gate, "passed", None)
+        note = (
+            "The registration meets the protocol's accuracy limits."
+            if ok
+            else "The registration does NOT meet the protocol's accuracy limits."
+            if ok is False
+            else ""
+        )
+    return [Section("Registration quality", ["Quantity", "Value", "Limit", "Result"], rows, note)]
+
+
+def _quality(a: Any) -> Section | None:
+    q = getattr(a, "quality", None)
+    if not isinstance(q, pd.DataFrame) or q.empty:
+        return None
+    rows = [
+        [
+            str(getattr(r, "trial", "")).replace("_", " "),
+            str(getattr(r, "check", "")).replace("_", " "),
+            joint_label(getattr(r, "name", "")) or str(getattr(r, "name", "") or "–"),
+            format_value(getattr(r, "value", np.nan), getattr(r, "unit", "")),
+        ]
+        for r in q.itertuples(index=False)
+    ]
+    return Section("Data quality", ["Trial", "Check", "Where", "Value"], rows)
+
+
+def _provenance(a: Any, show_identifiers: bool) -> Section:
+    prov = dict(getattr(a, "provenance", {}) or {})
+    name, version = _protocol_name(a)
+    rows = [
+        ["medpose version", str(prov.get("medpose_version", __version__))],
+        ["Protocol", f"{name} version {version}"],
+        ["Protocol content hash (SHA-256)", str(a.protocol_hash)],
+    ]
+    inputs = prov.get("inputs") or prov.get("input_hashes") or {}
+    if isinstance(inputs, Mapping):
+        for k, (path, digest) in enumerate(sorted(inputs.items()), start=1):
+            label = f"Input file {path}" if show_identifiers else f"Input file {k}"
+            rows.append([label, str(digest)])
+    return Section(
+        "Provenance",
+        ["Item", "Value"],
+        rows,
+        "" if show_identifiers else "Input file names are left out; hashes identify the files.",
+    )
+
+
+# ------------------------------------------------------------------------ progress
+def _mdc(a: Any, metric: str, joint: Any, study_scores: pd.DataFrame) -> tuple[float, str]:
+    """MDC95 of a metric and where it comes from (NaN, '' when none is known)."""
+    for df in (a.scores, study_scores):
+        if len(df) and "mdc95" in df.columns:
+            v = df.loc[df["metric"] == metric, "mdc95"].astype(float)
+            v = v[np.isfinite(v)]
+            if len(v):
+                return float(v.iloc[-1]), "the assessment's scores"
+    base = str(metric).split("_")[0] if str(metric).startswith("rom") else str(metric)
+    try:
+        rel = reliability_for(base, joint if isinstance(joint, str) and joint else None)
+    except InputError:
+        return math.nan, ""
+    if not math.isfinite(rel["sem"]):
+        return math.nan, ""
+    return float(np.asarray(mdc95_of(rel["sem"]).value).ravel()[0]), rel["source"]
+
+
+def _progress(
+    a: Any, study: Any, patient: str
+) -> tuple[Section | None, list[str], list[tuple[str, Figure]]]:
+    name, _ = _protocol_name(a)
+    try:
+        prog = study.progress(patient, name)
+    except InputError:
+        return None, [], []
+    prog = prog[prog["repetition"].isna()]
+    if prog.empty or prog["date"].nunique() < 2:
+        return None, [], []
+    try:
+        study_scores = study.scores(protocol=name, patient=patient)
+    except InputError:
+        study_scores = pd.DataFrame()
+    rows: list[list[str]] = []
+    words: list[str] = []
+    figs: list[tuple[str, Figure]] = []
+    for (metric, side), g in prog.groupby(["metric", "side"], sort=False, dropna=False):
+        g = g.sort_values("date")
+        g = g[np.isfinite(g["value"].astype(float))]
+        if len(g) < 2:
+            continue
+        joint = a.summary().set_index("metric")["joint"].get(metric, None)
+        if isinstance(joint, pd.Series):
+            joint = joint.iloc[0]
+        unit = g["unit"].iloc[-1]
+        first, last = float(g["value"].iloc[0]), float(g["value"].iloc[-1])
+        change = last - first
+        mdc, src = _mdc(a, metric, joint, study_scores)
+        label = metric_label(metric, joint) + (f" ({side_label(side)})" if side_label(side) else "")
+        if math.isfinite(mdc):
+            exceeds = abs(change) > mdc
+            verdict = "exceeds" if exceeds else "within"
+            words.append(
+                f"{label}: {format_value(first, unit)} on {_day(g['date'].iloc[0])}, "
+                f"{format_value(last, unit)} on {_day(g['date'].iloc[-1])}, a change of "
+                f"{_signed(change, unit)}; this "
+                + (
+                    f"exceeds the minimal detectable change ({format_value(mdc, unit)}): "
+                    "a real change."
+                    if exceeds
+                    else f"is within the minimal detectable change ({format_value(mdc, unit)}): "
+                    "it may be measurement error."
+                )
+            )
+        else:
+            verdict = "not judged"
+        rows.append(
+            [
+                label,
+                " → ".join(format_value(v, unit) for v in g["value"]),
+                _signed(change, unit),
+                format_value(mdc, unit) if math.isfinite(mdc) else "not published",
+                verdict,
+            ]
+        )
+        if math.isfinite(mdc) and len(figs) < _MAX_PROGRESS_FIGURES and side in ("left", None, ""):
+            sel = prog[prog["metric"] == metric]
+            fig = figures.progress(sel, metric=metric, joint=joint, unit=unit, mdc95=mdc)
+            figs.append((f"{metric_label(metric, joint)} across sessions; band: ± MDC95 "
+                         f"({src}).", fig))  # fmt: skip
+    dates = ", ".join(_day(d) for d in sorted(prog["date"].unique()))
+    section = Section(
+        "Progress over sessions",
+        ["Measure", "Sessions (oldest first)", "Change", "Minimal detectable change", "Change is"],
+        rows,
+        f"Sessions on {dates}. A change larger than the minimal detectable change (MDC95) "
+        "exceeds measurement error with 95 % confidence; MDC95 is taken from published "
+        "measurement error where no other is recorded.",
+    )
+    return section, words, figs
+
+
+def _day(d: Any) -> str:
+    return pd.Timestamp(d).strftime("%Y-%m-%d") if pd.notna(d) else "?"
+
+
+def _signed(v: float, unit: Any) -> str:
+    text = format_value(abs(v), unit)
+    return text if text == "not available" else ("+" if v >= 0 else "−") + text
+
+
+# ------------------------------------------------------------------------ entry point
+def build_content(
+    a: Any,
+    *,
+    angles: Any = None,
+    study: Any = None,
+    patient: str | None = None,
+    date: str | dt.date | None = None,
+    identifiers: Mapping[str, Any] | None = None,
+    show_identifiers: bool = False,
+) -> ReportContent:
+    """The report's content for assessment ``a``.
+
+    Parameters
+    ----------
+    a : Assessment
+        One trial or a session run (its ``quality``, ``provenance``, ``registration`` are
+        used when present).
+    angles : DataFrame, Fit or JointAngles, optional
+        The trial's joint angles (degrees) for the angle-curve figures.
+    study : Study, optional
+        With ``patient``: earlier sessions of this patient and protocol give the progress part.
+    patient : str, optional
+        Pseudonymous patient id (default: ``a.provenance["patient"]`` when recorded).
+    date : str or date, optional
+        Session date (default: ``a.provenance["date"]``).
+    identifiers : mapping, optional
+        Age, sex, height, mass, session folder: shown only with ``show_identifiers=True``.
+    """
+    prov = dict(getattr(a, "provenance", {}) or {})
+    patient = patient or prov.get("patient")
+    date = date or prov.get("session_date") or prov.get("date")
+    name, version = _protocol_name(a)
+    doc = _protocol_doc(name)
+    norms = _norm_rows()
+    header = [
+        ("Patient (pseudonym)", str(patient) if patient else "not given"),
+        ("Session date", _day(date) if date else "not given"),
+        ("Protocol", f"{doc.get('title', name)} (version {version})"),
+        ("Report made", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+    ]
+    if show_identifiers:
+        ids = dict(identifiers or {})
+        header += [(_ID_LABELS[k], str(ids[k])) for k in IDENTIFIERS if ids.get(k) is not None]
+    score = "not available" if math.isnan(a.score) else f"{a.score:.0f} / 100"
+    words = (
+        "The overall score weighs the measures compared with normal values (100 = the "
+        "published normal average or better)."
+        if not math.isnan(a.score)
+        else f"No overall score: {a.score_reason or 'no measure could be scored'}."
+    )
+    figs: list[tuple[str, Figure]] = []
+    notes: list[str] = []
+    if angles is not None:
+        try:
+            figs = _angle_figures(a, angles, norms)
+        except InputError as exc:
+            notes.append(f"Joint-angle figures left out: {exc}")
+    else:
+        notes.append("Joint-angle curves are not shown: the joint angles were not given.")
+    content = ReportContent(
+        title=str(doc.get("title", name)),
+        subtitle=str(doc.get("purpose", "")).strip(),
+        header=header,
+        score=score,
+        score_words=words,
+        summary=_summary(a, norms),
+        exercises=_exercise_tables(a, norms),
+        figures=figs,
+        registration=_registration(a),
+        quality=_quality(a),
+        provenance=_provenance(a, show_identifiers),
+        notes=notes,
+    )
+    if study is not None and patient:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            sec, words_, pfigs = _progress(a, study, str(patient))
+        content.progress, content.progress_words, content.progress_figures = sec, words_, pfigs
+    elif study is not None:
+        content.notes.append("Progress is not shown: the patient's pseudonym was not given.")
+    return content

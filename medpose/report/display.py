@@ -1,0 +1,283 @@
+"""How medpose's results show in Jupyter: a compact table and a small inline plot.
+
+The result classes (``Registration``, ``TriangulationResult``, ``Fit``, ``Assessment``,
+``Study``) call these functions from their ``__repr__`` / ``_repr_html_``; the functions read
+the results' public attributes only (nothing here imports those classes).  Plots are small
+PNGs embedded as base64 (no file, no network).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .labels import flag_label, format_value, metric_label, side_label
+
+__all__ = [
+    "figure_png",
+    "figure_svg",
+    "img_tag",
+    "html_table",
+    "registration_repr",
+    "registration_html",
+    "triangulation_repr",
+    "triangulation_html",
+    "fit_repr",
+    "fit_html",
+    "assessment_html",
+    "study_html",
+]
+
+_STYLE = "font-family:sans-serif;font-size:12px"
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def figure_svg(fig: Figure) -> str:
+    """The figure as an inline ``<svg>`` element (no XML header, fonts as paths)."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def img_tag(fig: Figure, dpi: int = 110, alt: str = "plot", width: str | None = None) -> str:
+    """An ``<img>`` element holding the figure as a base64 PNG."""
+    data = base64.b64encode(figure_png(fig, dpi)).decode("ascii")
+    size = f' style="width:{width}"' if width else ""
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"{size}>'
+
+
+def html_table(df: pd.DataFrame, max_rows: int = 20) -> str:
+    """A compact HTML table (values escaped, 4 significant digits, NaN shown as ``–``)."""
+    more = len(df) - max_rows
+    body = df.head(max_rows).to_html(index=False, float_format="%.4g", na_rep="–", border=0)
+    return body + (f"<div><i>... {more} more rows</i></div>" if more > 0 else "")
+
+
+def _small(width: float = 3.2, height: float = 1.6) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.add_subplot()
+    ax.tick_params(labelsize=6)
+    return fig, ax
+
+
+def _box(title: str, table: str, plot: str = "") -> str:
+    return (
+        f'<div style="{_STYLE}"><div style="margin-bottom:4px">{title}</div>'
+        f'<div style="display:flex;gap:12px;align-items:flex-start">'
+        f"<div>{table}</div><div>{plot}</div></div></div>"
+    )
+
+
+# ------------------------------------------------------------------------ Registration
+def registration_repr(reg: Any) -> str:
+    """``Registration(LPS -> camera, 6 fiducials, FRE 0.512 mm, max residual 0.9 mm (F3),
+    outliers: none)``."""
+    res = reg.residuals
+    worst = f", max residual {res.max():.3f} mm ({res.idxmax()})" if len(res) else ""
+    outl = ", ".join(str(o) for o in reg.outliers) or "none"
+    scale = f", scale {reg.transform.scale:.4f}" if reg.scaled else ""
+    return (
+        f"Registration({reg.transform.source}->{reg.transform.target}, "
+        f"{reg.n_fiducials} fiducials, FRE={reg.fre:.3f} mm{worst}{scale}, outliers: {outl})"
+    )
+
+
+def registration_html(reg: Any) -> str:
+    """Residual per fiducial (table and bar plot), FRE and estimated FLE."""
+    df = reg.to_dataframe()
+    fig, ax = _small()
+    colours = ["#4c72b0" if k else "#d62728" for k in df["inlier"]]
+    ax.bar([str(n) for n in df["name"]], df["residual_mm"], color=colours)
+    ax.axhline(reg.fre, color="black", ls="--", lw=1, label=f"FRE {reg.fre:.2f} mm")
+    ax.set_ylabel("residual (mm)", fontsize=7)
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(fontsize=6)
+    e = html.escape
+    n = reg.n_fiducials
+    fle = (
+        f", estimated FLE {reg.estimated_fle():.3f} mm" if n * 3 > (7 if reg.scaled else 6) else ""
+    )
+    title = (
+        f"<b>Registration</b> {e(str(reg.transform.source))} → {e(str(reg.transform.target))}: "
+        f"{n} fiducials, FRE <b>{reg.fre:.3f} mm</b>{fle}; outliers: "
+        f"{e(', '.join(str(o) for o in reg.outliers) or 'none')}"
+    )
+    return _box(title, html_table(df), img_tag(fig, alt="residual per fiducial"))
+
+
+# ------------------------------------------------------------------------ triangulation
+def _camera_table(res: Any) -> pd.DataFrame:
+    err = np.asarray(res.errors, dtype=float)
+    used = np.asarray(res.used, dtype=bool)
+    rows = []
+    for c, name in enumerate(res.camera_names):
+        e = err[..., c][used[..., c] & np.isfinite(err[..., c])]
+        rows.append(
+            {
+                "camera": name,
+                "points used": int(used[..., c].sum()),
+                "median error (px)": float(np.median(e)) if e.size else math.nan,
+                "95th pct (px)": float(np.percentile(e, 95)) if e.size else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def triangulation_repr(res: Any) -> str:
+    """``TriangulationResult(300 frames x 26 keypoints, 4 cameras, 97.1 % triangulated,
+    median reprojection error 1.84 px, 3 left/right swaps repaired)``."""
+    seq = res.sequence
+    t, k = np.asarray(seq.positions).shape[:2]
+    ok = np.isfinite(np.asarray(seq.positions)).all(axis=-1)
+    rep = np.asarray(res.reprojection_error, dtype=float)[ok]
+    med = f"{np.median(rep):.2f} px" if rep.size else "n/a"
+    return (
+        f"TriangulationResult({t} frames x {k} keypoints, {len(res.camera_names)} cameras "
+        f"({', '.join(res.camera_names)}), {100 * ok.mean() if ok.size else 0:.1f} % "
+        f"triangulated, median reprojection error {med}, {len(res.swaps)} left/right swaps "
+        f"repaired, {seq.rate:g} Hz)"
+    )
+
+
+def triangulation_html(res: Any) -> str:
+    """Per camera: points used and reprojection error; plot: error over time."""
+    rep = np.asarray(res.reprojection_error, dtype=float)
+    fig, ax = _small()
+    t = float(res.sequence.start) + np.arange(len(rep)) / float(res.sequence.rate)
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(np.where(np.isfinite(rep), rep, np.nan), axis=1)
+    ax.plot(t, med, lw=1, color="#4c72b0")
+    ax.set_xlabel("time (s)", fontsize=7)
+    ax.set_ylabel("median error (px)", fontsize=7)
+    title = html.escape(triangulation_repr(res))
+    return _box(title, html_table(_camera_table(res)), img_tag(fig, alt="reprojection error"))
+
+
+# ------------------------------------------------------------------------ Fit
+def fit_repr(fit: Any) -> str:
+    """``Fit(300 frames at 30 Hz, 300 fitted, 298 converged, 35 DoF (12 observable),
+    median residual 4.1 mm, 3 frames at a joint limit)``."""
+    n = int(np.asarray(fit.q).shape[0])
+    parts = [
+        f"{n} frames at {fit.rate:g} Hz",
+        f"{int(np.sum(fit.valid))} fitted",
+        f"{int(np.sum(fit.converged_mask))} converged",
+        f"{len(fit.dof_names)} DoF ({int(np.sum(fit.observable))} observable)",
+    ]
+    if fit.fitted_ is not None and fit.residual_ is not None:
+        r = np.asarray(fit.residual_, dtype=float)
+        if np.isfinite(r).any():
+            parts.append(f"median residual {np.nanmedian(r):.2f} mm")
+    parts.append(f"{int(np.asarray(fit.limit_active).any(axis=1).sum())} frames at a joint limit")
+    return f"Fit({', '.join(parts)})"
+
+
+def fit_html(fit: Any, max_columns: int = 6) -> str:
+    """Range per joint angle (table) and the angles that move most over time (plot)."""
+    ang = fit.angles
+    moving = ang.dropna(axis=1, how="all")
+    rng = (moving.max() - moving.min()).sort_values(ascending=False)
+    table = pd.DataFrame(
+        {
+            "joint angle": rng.index,
+            "min (°)": moving.min()[rng.index].to_numpy(),
+            "max (°)": moving.max()[rng.index].to_numpy(),
+            "frames at limit": fit.at_limit[rng.index].sum().to_numpy(),
+        }
+    )
+    fig, ax = _small(3.6, 1.9)
+    for col in rng.index[:max_columns]:
+        ax.plot(moving.index, moving[col], lw=1, label=col)
+    ax.set_xlabel("time (s)", fontsize=7)
+    ax.set_ylabel("angle (°)", fontsize=7)
+    if len(rng):
+        ax.legend(fontsize=5, ncols=2)
+    return _box(
+        f"<b>{html.escape(fit_repr(fit))}</b>",
+        html_table(table, max_rows=12),
+        img_tag(fig, alt="joint angles"),
+    )
+
+
+# ------------------------------------------------------------------------ Assessment
+def _readable_summary(a: Any) -> pd.DataFrame:
+    s = a.summary()
+    scores = a.scores
+    flags: dict[tuple[str, str], str] = {}
+    if not scores.empty:
+        for row in scores.itertuples(index=False):
+            flags[(row.metric, str(row.side))] = flag_label(row.flag)
+    return pd.DataFrame(
+        {
+            "measure": [metric_label(m, j) for m, j in zip(s["metric"], s["joint"])],
+            "side": [side_label(x) for x in s["side"]],
+            "value": [format_value(v, u) for v, u in zip(s["value"], s["unit"])],
+            "95 % CI": [
+                f"{format_value(lo, u)} to {format_value(hi, u)}"
+                if math.isfinite(lo) and math.isfinite(hi)
+                else "–"
+                for lo, hi, u in zip(s["ci_low"], s["ci_high"], s["unit"])
+            ],
+            "norm": [flags.get((m, str(x)), "") for m, x in zip(s["metric"], s["side"])],
+            "key": s["metric"],
+            "note": s["reason"].fillna(""),
+        }
+    )
+
+
+def assessment_html(a: Any) -> str:
+    """Score, the summary metrics in words with units and flags (table), and the percent of
+    normal of each scored metric (plot)."""
+    e = html.escape
+    score = "n/a" if math.isnan(a.score) else f"{a.score:.1f}"
+    reps = len(a.repetitions)
+    head = (
+        f"<b>{e(a.protocol)}</b>, trial {e(a.trial)}, side(s) {e(', '.join(a.sides))}, "
+        f"{reps} repetition(s); score <b>{e(score)}</b>/100"
+        + (f" <i>({e(a.score_reason)})</i>" if a.score_reason else "")
+    )
+    plot = ""
+    sc = a.scores[np.isfinite(a.scores["percent"].to_numpy(float))] if len(a.scores) else None
+    if sc is not None and len(sc):
+        fig, ax = _small(3.4, 0.35 * len(sc) + 0.7)
+        labels = [f"{metric_label(m, j)} ({x})" for m, j, x in zip(sc.metric, sc.joint, sc.side)]
+        ax.barh(labels[::-1], sc["percent"].to_numpy(float)[::-1], color="#4c72b0")
+        ax.axvline(100, color="black", lw=1, ls="--")
+        ax.set_xlabel("% of normal average", fontsize=7)
+        plot = img_tag(fig, alt="percent of normal")
+    return _box(head, html_table(_readable_summary(a), max_rows=40), plot)
+
+
+# ------------------------------------------------------------------------ Study
+def study_html(head: str, summary: pd.DataFrame, runs: pd.DataFrame | None) -> str:
+    """The counts per protocol (table) and runs per month (plot); ``head`` is escaped HTML.
+
+    ``runs`` holds ``date`` and ``protocol`` only: no patient id is drawn."""
+    plot = ""
+    if runs is not None and len(runs):
+        month = pd.to_datetime(runs["date"]).dt.to_period("M").astype(str)
+        counts = pd.crosstab(month, runs["protocol"])
+        fig, ax = _small()
+        bottom = np.zeros(len(counts))
+        for col in counts.columns:
+            ax.bar(counts.index, counts[col], bottom=bottom, label=str(col))
+            bottom += counts[col].to_numpy()
+        ax.set_ylabel("runs", fontsize=7)
+        ax.tick_params(axis="x", rotation=45)
+        ax.legend(fontsize=5)
+        plot = img_tag(fig, alt="runs per month")
+    return _box(head, html_table(summary), plot)

@@ -1,0 +1,154 @@
+"""Plain-language labels for what a report shows: metric keys, joints, units, flags.
+
+A protocol names its metrics with keys such as ``rom_knee_flexion`` or
+``symmetry_index_rom_knee_flexion``; a clinician reads "Range of motion, knee flexion" and
+"Left/right difference of range of motion, knee flexion".  Nothing here imports the rest of
+medpose, so every module may use it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = [
+    "METRIC_LABELS",
+    "UNIT_LABELS",
+    "FLAG_LABELS",
+    "joint_label",
+    "metric_label",
+    "unit_label",
+    "flag_label",
+    "format_value",
+    "side_label",
+]
+
+#: Base metric name -> what a clinician calls it.
+METRIC_LABELS: dict[str, str] = {
+    "rom": "Range of motion",
+    "peak_angular_velocity": "Peak angular speed",
+    "mean_angular_velocity": "Mean angular speed",
+    "movement_time": "Movement time",
+    "tempo": "Tempo",
+    "repetition_count": "Number of repetitions",
+    "sparc": "Smoothness (spectral arc length)",
+    "ldlj": "Smoothness (log dimensionless jerk)",
+    "velocity_peaks": "Number of speed peaks",
+    "symmetry_index": "Left/right difference",
+    "dtw_distance": "Difference from the average repetition",
+    "consistency": "Consistency of the repetitions",
+    "gait_speed": "Walking speed",
+    "cadence": "Cadence",
+    "step_length": "Step length",
+    "trunk_lean": "Trunk lean",
+    "knee_valgus": "Knee valgus",
+    "heel_lift": "Heel lift",
+    "pelvic_drop": "Pelvic drop",
+    "fre": "Fiducial registration error",
+    "tre": "Predicted target registration error",
+}
+
+#: Unit as stored -> unit as printed (dimensionless values say so).
+UNIT_LABELS: dict[str, str] = {
+    "deg": "°",
+    "deg/s": "°/s",
+    "1/min": "per minute",
+    "1": "no unit",
+    "": "no unit",
+    "count": "count",
+    "%": "%",
+    "mm": "mm",
+    "mm/s": "mm/s",
+    "m/s": "m/s",
+    "s": "s",
+    "px": "pixels",
+    "steps/min": "steps per minute",
+}
+
+#: Score flag -> words.
+FLAG_LABELS: dict[str, str] = {
+    "within": "within the normal range",
+    "below": "below normal",
+    "above": "above normal",
+    "n/a": "no normal range published",
+}
+
+_SIDES = {"left": "left", "right": "right", "both": "left vs right", "": "", "none": ""}
+
+
+def _base(key: str) -> tuple[str, str]:
+    """Split a metric key into its base metric and the rest (``rom_knee_flexion`` ->
+    ``rom``, ``knee_flexion``); the longest known base wins."""
+    for base in sorted(METRIC_LABELS, key=len, reverse=True):
+        if key == base:
+            return base, ""
+        if key.startswith(base + "_"):
+            return base, key[len(base) + 1 :]
+    return key, ""
+
+
+def joint_label(joint: Any) -> str:
+    """``knee_flexion`` -> ``knee flexion``; ``hip_flexion_l`` -> ``hip flexion (left)``."""
+    if not isinstance(joint, str) or not joint or joint == "nan":
+        return ""
+    side = {"_l": " (left)", "_r": " (right)"}.get(joint[-2:], "")
+    core = joint[:-2] if side else joint
+    return core.replace("_", " ") + side
+
+
+def metric_label(key: str, joint: Any = None) -> str:
+    """Readable name of a metric key: ``"Range of motion, knee flexion"``.
+
+    ``symmetry_index_rom_knee_flexion`` -> ``"Left/right difference of range of motion,
+    knee flexion"``.  An unknown key is shown with spaces for underscores, never raw.
+    """
+    base, rest = _base(str(key))
+    if base not in METRIC_LABELS:
+        return str(key).replace("_", " ").capitalize()
+    label = METRIC_LABELS[base]
+    if base == "symmetry_index" and rest:
+        inner = metric_label(rest, joint)
+        return f"{label} of {inner[0].lower()}{inner[1:]}"
+    where = joint_label(joint) or joint_label(rest)
+    return f"{label}, {where}" if where else label
+
+
+def unit_label(unit: Any) -> str:
+    """A unit as printed (``deg`` -> ``°``; dimensionless -> ``no unit``)."""
+    if unit is None or (isinstance(unit, float) and math.isnan(unit)):
+        return "no unit"
+    return UNIT_LABELS.get(str(unit), str(unit))
+
+
+def flag_label(flag: Any) -> str:
+    """A score flag in words (missing -> ``no normal range published``)."""
+    if not isinstance(flag, str) or not flag:
+        return FLAG_LABELS["n/a"]
+    return FLAG_LABELS.get(flag, flag)
+
+
+def side_label(side: Any) -> str:
+    """``left``/``right``; ``both`` (a left/right comparison) -> ``left vs right``."""
+    if not isinstance(side, str):
+        return ""
+    return _SIDES.get(side, side)
+
+
+def format_value(value: Any, unit: Any = None, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits and its printed unit (``95.0°``);
+    NaN -> ``not available``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "not available"
+    if not math.isfinite(v):
+        return "not available"
+    if abs(v) < 0.5 * 10**-digits:
+        v = 0.0
+    text = f"{v:.{digits}g}" if abs(v) < 10**digits else f"{v:.0f}"
+    if abs(v) >= 1 and "." not in text and "e" not in text and abs(v) < 10 ** (digits - 1):
+        text = f"{v:.1f}"
+    u = unit_label(unit)
+    if u in ("no unit", "count"):
+        return text
+    return f"{text}{u}" if u in ("°", "%", "°/s") else f"{text} {u}"
