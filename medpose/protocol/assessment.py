@@ -13,7 +13,13 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["METRIC_COLUMNS", "SCORE_COLUMNS", "Assessment"]
+__all__ = [
+    "METRIC_COLUMNS",
+    "SCORE_COLUMNS",
+    "QUALITY_COLUMNS",
+    "REGISTRATION_COLUMNS",
+    "Assessment",
+]
 
 #: Columns of :attr:`Assessment.metrics`.
 METRIC_COLUMNS = (
@@ -43,6 +49,14 @@ SCORE_COLUMNS = (
     "mdc95",
     "reason",
 )
+#: Columns of :attr:`Assessment.quality` (a session run's data-quality table).
+QUALITY_COLUMNS = ("trial", "check", "name", "value", "unit")
+#: Columns of :attr:`Assessment.registration` (``navigation_check``).
+REGISTRATION_COLUMNS = ("trial", "item", "name", "value", "unit", "limit", "outlier", "passed")
+
+
+def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +92,23 @@ class Assessment:
         Sampling rate of the angles, Hz.
     info : dict
         How it was computed (side selection, composite components...).
+
+    A session run (:func:`medpose.protocol.execute_session`, ``Protocol.run(session)``) fills
+    the keyword-only fields below as well; an assessment of one trial leaves them empty.
+
+    trials : tuple of str
+        The protocol's trials assessed (a session run); ``trial`` is then their names joined.
+    quality : DataFrame
+        Data quality per trial (:data:`QUALITY_COLUMNS`): missing keypoints, outliers removed,
+        gaps filled, swaps repaired, frames at a joint limit, fit residual per keypoint.
+    provenance : dict
+        medpose version, protocol name, version and hash, the input files' hashes, the
+        session date (never the patient id: that stays in the session run's result).
+    registration : DataFrame or None
+        ``navigation_check``: the registration (:data:`REGISTRATION_COLUMNS`): FRE, predicted
+        TRE per target, each fiducial's residual and outlier flag, the gate's verdict.
+    gate : GateResult or None
+        The protocol's gate applied to the registration (:class:`medpose.QualityGate`).
     """
 
     protocol: str
@@ -92,6 +123,11 @@ class Assessment:
     composite: Any
     rate: float
     info: dict[str, Any] = field(default_factory=dict)
+    trials: tuple[str, ...] = field(default=(), kw_only=True)
+    quality: pd.DataFrame = field(default_factory=lambda: _empty(QUALITY_COLUMNS), kw_only=True)
+    provenance: dict[str, Any] = field(default_factory=dict, kw_only=True)
+    registration: pd.DataFrame | None = field(default=None, kw_only=True)
+    gate: Any = field(default=None, kw_only=True)
 
     def summary(self) -> pd.DataFrame:
         """The summary rows of :attr:`metrics` (``repetition`` NaN)."""

@@ -44,6 +44,7 @@ from .definition_schema import (
     TrialSpec,
     cross_check,
 )
+from .session import Session
 from .vocabulary import FORMULAS, STEPS, node_line
 
 __all__ = ["MAX_PROTOCOL_BYTES", "Protocol", "catalogue", "catalogue_names"]
@@ -377,10 +378,17 @@ class Protocol:
         side: str | None = None,
         age: float | None = None,
         sex: str | None = None,
+        trials: typing.Mapping[str, str] | None = None,
+        progress: bool | None = None,
     ) -> Assessment:
-        """Assess one trial's data with this protocol.
+        """Assess one trial's data, or a whole session, with this protocol.
 
-        Forwards to :func:`medpose.protocol.runner.run_protocol`: fits a
+        A :class:`~medpose.protocol.session.Session` or a session folder's path runs every
+        step of the protocol on every trial it needs
+        (:func:`medpose.protocol.execute_session`; ``trials`` maps protocol trials to
+        session trials named otherwise, ``progress`` shows a progress bar) and returns the
+        assessment over all trials.  One trial's data is forwarded to
+        :func:`medpose.protocol.runner.run_protocol`: it fits a
         :class:`~medpose.data.KeypointSequence` with the protocol's fit settings (or takes a
         :class:`~medpose.kinematics.fit.Fit`, joint angles), segments the repetitions,
         computes each metric per repetition with its median and bootstrap 95 % CI, scores them
@@ -388,7 +396,8 @@ class Protocol:
 
         Parameters
         ----------
-        data : KeypointSequence, Fit, JointAngles or DataFrame of angles (degrees)
+        data : KeypointSequence, Fit, JointAngles, DataFrame of angles (degrees), Session or path
+            One trial's data, or a session (its folder's path).
         trial : str, optional
             The protocol's trial (default: the first).
         side : {"left", "right", "both", "auto"}, optional
@@ -401,6 +410,10 @@ class Protocol:
         -------
         Assessment
         """
+        if isinstance(data, (str, os.PathLike, Session)):
+            from .session_run import run_session
+
+            return run_session(self, data, trials=trials, progress=progress).assessment
         from .runner import run_protocol  # torch (fitting) is loaded only when a protocol runs
 
         return run_protocol(self, data, trial=trial, side=side, age=age, sex=sex)

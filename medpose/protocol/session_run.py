@@ -1,0 +1,464 @@
+"""Run a protocol on a whole session: every trial it needs, every step it names.
+
+:func:`run_session` takes a loaded :class:`~medpose.protocol.definition.Protocol` and a
+session (a :class:`~medpose.protocol.session.Session` or its folder) and returns a
+:class:`~medpose.protocol.session_result.SessionResult`; it is pure computation (no file is
+written, no database touched).  The public entry points taking a protocol's name as well are
+in :mod:`medpose.protocol.execute`.
+
+Per trial of the protocol, in this order (each step only when the protocol names it):
+
+1. input: ``triangulate`` (:func:`medpose.triangulate` of the trial's 2D camera keypoints with
+   the session's calibration) or ``read_keypoints`` (the trial's 3D keypoint file);
+2. ``clean``: ``gaps`` (:func:`medpose.temporal.clean_gaps`: outliers removed, short gaps
+   filled), ``swaps`` (:func:`medpose.temporal.repair_swaps_3d`), ``filter`` (zero-lag
+   :func:`~medpose.temporal.butterworth` or :func:`~medpose.temporal.savgol` of the
+   positions);
+3. ``fit`` (:func:`medpose.fit`), then ``repetitions``, ``metrics`` and ``scores`` by
+   :func:`~medpose.protocol.runner.run_protocol` on the fit;
+4. ``register`` (``navigation_check``): :func:`~medpose.protocol.navigation.check_navigation`
+   on the cleaned keypoints of the registration's trial.
+
+A session trial read for several protocol trials (one recording of both arms assessed as
+``abduction_left`` and ``abduction_right``) is read, cleaned and fitted once.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .._version import __version__
+from ..data import KeypointSequence
+from ..errors import InputError, ProtocolError
+from .assessment import METRIC_COLUMNS, QUALITY_COLUMNS, SCORE_COLUMNS, Assessment
+from .inputs import input_hashes_for, trial_map
+from .navigation import check_navigation
+from .session import Session, Trial
+from .session_result import SessionResult
+
+if TYPE_CHECKING:
+    from ..kinematics.fit import Fit
+    from .definition import Protocol
+
+__all__ = ["run_session", "clean_sequence", "load_session"]
+
+_PCT = 95.0
+
+
+def load_session(session: Session | str | os.PathLike) -> Session:
+    """``session`` as a :class:`Session` (a folder is loaded, its schema and paths checked)."""
+    if isinstance(session, Session):
+        return session
+    if not isinstance(session, (str, os.PathLike)):
+        raise InputError(
+            f"found {type(session).__name__}; expected a Session or a session folder's path"
+        )
+    return Session.load(session, check_files=False)
+
+
+# ------------------------------------------------------------------------------ progress
+class _Steps:
+    """A tqdm bar over the steps (off when not asked or not a terminal)."""
+
+    def __init__(self, total: int, show: bool | None, label: str) -> None:
+        show = sys.stderr.isatty() if show is None else bool(show)
+        self.bar: Any = None
+        if show:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=label, unit="step", leave=False)
+
+    @contextmanager
+    def step(self, text: str) -> Iterator[None]:
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=True)
+        yield
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ------------------------------------------------------------------------------ quality
+def _rows(trial: str, check: str, names: Any, values: Any, unit: str) -> list[dict[str, Any]]:
+    return [
+        {"trial": trial, "check": check, "name": str(n), "value": float(v), "unit": unit}
+        for n, v in zip(names, np.atleast_1d(np.asarray(values, dtype=float)))
+    ]
+
+
+def _missing_rows(trial: str, seq: KeypointSequence) -> list[dict[str, Any]]:
+    missing = ~np.all(np.isfinite(seq.positions), axis=2)
+    return _rows(trial, "missing_fraction", seq.names, missing.mean(axis=0), "1")
+
+
+def clean_sequence(
+    protocol: Protocol, seq: KeypointSequence, trial: str
+) -> tuple[KeypointSequence, list[dict[str, Any]]]:
+    """The protocol's ``clean`` step on one trial's 3D keypoints, and its quality rows.
+
+    Returns
+    -------
+    sequence : KeypointSequence
+    rows : list of dict
+        :data:`~medpose.protocol.assessment.QUALITY_COLUMNS` rows: ``outliers_removed``,
+        ``gap_frames_filled``, ``gap_frames_unfilled`` per keypoint (frames),
+        ``swaps_repaired`` per left/right pair (frames).
+    """
+    from ..temporal import butterworth, clean_gaps, repair_swaps_3d, savgol
+
+    settings = protocol.spec.steps.clean
+    rows: list[dict[str, Any]] = []
+    if settings is None:
+        return seq, rows
+    if settings.gaps is not None:
+        res = clean_gaps(seq, **settings.gaps.model_dump())
+        seq = res.sequence
+        rows += _rows(trial, "outliers_removed", seq.names, res.outliers.sum(axis=0), "frames")
+        gaps = res.gaps
+        for check, filled in (("gap_frames_filled", True), ("gap_frames_unfilled", False)):
+            n = gaps[gaps["filled"] == filled].groupby("keypoint")["n_frames"].sum()
+            rows += _rows(trial, check, seq.names, [n.get(k, 0) for k in seq.names], "frames")
+    if settings.swaps is not None:
+        seq, report = repair_swaps_3d(seq, **settings.swaps.model_dump())
+        pairs = report.groupby(["keypoint_l", "keypoint_r"]).size()
+        rows += _rows(
+            trial, "swaps_repaired", [f"{a}/{b}" for a, b in pairs.index], pairs, "frames"
+        )
+    if settings.filter is not None:
+        f = settings.filter
+        pos = seq.positions
+        if f.method == "butterworth":
+            assert f.cutoff_hz is not None  # checked by the schema
+            out = butterworth(pos, seq.rate, f.cutoff_hz, order=f.order)
+        else:
+            assert f.window_s is not None
+            out = savgol(pos, seq.rate, f.window_s, polyorder=f.polyorder)
+        seq = seq.with_positions(out, seq.confidence)
+    return seq, rows
+
+
+def _fit_rows(trial: str, result: Fit) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    res = np.asarray(result.residual, dtype=float)
+    names = result.keypoint_names
+    seen = np.isfinite(res).any(axis=0)
+    med = np.full(len(names), math.nan)
+    hi = np.full(len(names), math.nan)
+    if seen.any():
+        med[seen] = np.nanmedian(res[:, seen], axis=0)
+        hi[seen] = np.nanpercentile(res[:, seen], _PCT, axis=0)
+    rows += _rows(trial, "fit_residual_median", names, med, "mm")
+    rows += _rows(trial, "fit_residual_p95", names, hi, "mm")
+    active = np.asarray(result.limit_active, dtype=bool)
+    obs = np.asarray(result.observable, dtype=bool)
+    dofs = [d for d, o in zip(result.dof_names, obs) if o]
+    rows += _rows(trial, "frames_at_joint_limit", dofs, active[:, obs].sum(axis=0), "frames")
+    rows += _rows(trial, "frames_not_fitted", ["all"], [int((~result.valid).sum())], "frames")
+    return rows
+
+
+# ------------------------------------------------------------------------------ trials
+@dataclass
+class _Prepared:
+    sequence: KeypointSequence
+    quality: list[dict[str, Any]]
+    fit: Fit | None = None
+
+
+def _read(
+    protocol: Protocol, session: Session, trial: Trial, steps: _Steps, label: str
+) -> tuple[KeypointSequence, list[dict[str, Any]]]:
+    rows: list[dict[str, Any]] = []
+    tri = protocol.spec.steps.triangulate
+    if tri is not None:
+        from ..camera.triangulation import triangulate
+
+        with steps.step(f"{label}: triangulate"):
+            if not trial.cameras:
+                raise ProtocolError(
+                    f"trial {trial.name!r}: the protocol triangulates 2D keypoints, but the "
+                    "trial has no cameras; expected cameras: in session.yaml"
+                )
+            res = triangulate(
+                session.read_calibration(),
+                trial.read_camera_keypoints(),
+                **tri.model_dump(),
+                progress=False,
+            )
+            seq = res.sequence
+            err = np.asarray(res.reprojection_error, dtype=float)
+            seen = np.isfinite(err).any(axis=0)
+            med = np.full(seq.n_keypoints, math.nan)
+            if seen.any():
+                med[seen] = np.nanmedian(err[:, seen], axis=0)
+            rows += _rows(label, "reprojection_error_median", seq.names, med, "px")
+            rows += _rows(label, "swaps_repaired", ["2d+3d"], [len(res.swaps)], "frames")
+    else:
+        with steps.step(f"{label}: read keypoints"):
+            seq = trial.read_keypoints()
+    return seq, rows
+
+
+def _prepare(
+    protocol: Protocol,
+    session: Session,
+    trial: Trial,
+    label: str,
+    steps: _Steps,
+    fit_it: bool,
+) -> _Prepared:
+    seq, rows = _read(protocol, session, trial, steps, label)
+    if seq.ndim != 3:
+        raise InputError(f"trial {trial.name!r}: found 2D keypoints; expected 3D keypoints (mm)")
+    rows = _missing_rows(label, seq) + rows
+    with steps.step(f"{label}: clean"):
+        seq, more = clean_sequence(protocol, seq, label)
+    rows += more
+    out = _Prepared(seq, rows)
+    if fit_it:
+        from ..kinematics.fit import fit
+
+        settings = protocol.spec.steps.fit
+        kwargs = settings.model_dump() if settings is not None else {}
+        with steps.step(f"{label}: fit"):
+            out.fit = fit(seq, **kwargs, progress=False)
+        rows += _fit_rows(label, out.fit)
+    return out
+
+
+# ------------------------------------------------------------------------------ combine
+def _fill_ci_reasons(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Every finite value without a CI says why (a single value has no spread to resample)."""
+    m = metrics.copy()
+    no_ci = np.isfinite(m["value"].astype(float)) & ~(
+        np.isfinite(m["ci_low"].astype(float)) & np.isfinite(m["ci_high"].astype(float))
+    )
+    empty = m["reason"].fillna("") == ""
+    per_rep = m["repetition"].notna()
+    m.loc[no_ci & empty & per_rep, "reason"] = "no CI: the value of one repetition"
+    m.loc[no_ci & empty & ~per_rep, "reason"] = "no CI: one value for the whole trial"
+    return m
+
+
+def _symmetry_across_trials(protocol: Protocol, metrics: pd.DataFrame) -> pd.DataFrame:
+    """A ``symmetry_index`` whose sides were measured in different trials (one trial per
+    side) is computed from the two trials' summaries."""
+    from .. import scoring
+    from .definition_schema import MetricSpec
+
+    m = metrics.copy()
+    summary = m[m["repetition"].isna()]
+    for spec in (s for s in protocol.metrics if s.name == "symmetry_index" and s.computable):
+        base = MetricSpec(name=spec.of or "rom", joint=spec.joint, keypoint=spec.keypoint).key
+        rows = summary[summary["metric"] == base]
+        left = rows[(rows["side"] == "left") & np.isfinite(rows["value"].astype(float))]
+        right = rows[(rows["side"] == "right") & np.isfinite(rows["value"].astype(float))]
+        target = (m["metric"] == spec.key) & m["value"].isna()
+        if left.empty or right.empty or not target.any():
+            continue
+        if left["trial"].iloc[0] == right["trial"].iloc[0]:
+            continue
+        res = scoring.symmetry_index(float(left["value"].iloc[0]), float(right["value"].iloc[0]))
+        v = float(np.asarray(res.value, dtype=float).reshape(-1)[0])
+        idx = m.index[target]
+        m = m.drop(idx[1:])
+        m.loc[idx[0], ["trial", "side", "value", "unit"]] = [
+            f"{left['trial'].iloc[0]}+{right['trial'].iloc[0]}",
+            "both",
+            v,
+            res.unit,
+        ]
+        m.loc[idx[0], "reason"] = res.reasons[0] if res.reasons else ""
+    return m.reset_index(drop=True)
+
+
+def _composite(protocol: Protocol, scores: pd.DataFrame) -> tuple[Any, float, str]:
+    from .. import scoring
+    from .runner import COMPOSITE_FORMULAS
+
+    comp = protocol.spec.composite
+    if comp is None:
+        return None, math.nan, "the protocol defines no composite"
+    parts: dict[str, float] = {}
+    for key in comp.weights:
+        p = scores.loc[scores["metric"] == key, "percent"].astype(float)
+        p = p[np.isfinite(p)]
+        parts[key] = float(p.min()) if not p.empty else math.nan  # the worse side or trial
+    result = scoring.composite(parts, comp.weights, COMPOSITE_FORMULAS[comp.formula])
+    return result, float(result), result.reasons[0]
+
+
+def _combine(
+    protocol: Protocol,
+    parts: list[Assessment],
+    quality: pd.DataFrame,
+    provenance: dict[str, Any],
+    registration: pd.DataFrame | None,
+    gate: Any,
+) -> Assessment:
+    names = tuple(a.trial for a in parts) or tuple(t.name for t in protocol.trials)
+    metrics = (
+        pd.concat([a.metrics for a in parts], ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=list(METRIC_COLUMNS))
+    )
+    metrics = _fill_ci_reasons(_symmetry_across_trials(protocol, metrics))
+    scores = (
+        pd.concat([a.scores.assign(trial=a.trial) for a in parts], ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=[*SCORE_COLUMNS, "trial"])
+    )
+    scores = scores[["trial", *SCORE_COLUMNS]]
+    reps = [a.repetitions.assign(trial=a.trial) for a in parts]
+    repetitions = pd.concat(reps, ignore_index=True) if reps else pd.DataFrame(columns=["trial"])
+    repetitions = repetitions[["trial", *[c for c in repetitions.columns if c != "trial"]]]
+    result, value, why = _composite(protocol, scores)
+    sides = tuple(dict.fromkeys(s for a in parts for s in a.sides))
+    if gate is not None and math.isnan(value):
+        why = f"{why}; registration gate: {gate}"
+    return Assessment(
+        protocol=f"{protocol.name} {protocol.version}",
+        protocol_hash=protocol.hash,
+        trial=", ".join(names),
+        sides=sides,
+        metrics=metrics,
+        scores=scores,
+        repetitions=repetitions,
+        score=value,
+        score_reason=why,
+        composite=result,
+        rate=parts[0].rate if parts else math.nan,
+        info={a.trial: a.info for a in parts},
+        trials=names,
+        quality=quality,
+        provenance=provenance,
+        registration=registration,
+        gate=gate,
+    )
+
+
+# ------------------------------------------------------------------------------ entry
+def run_session(
+    protocol: Protocol,
+    session: Session | str | os.PathLike,
+    *,
+    trials: Mapping[str, str] | None = None,
+    progress: bool | None = None,
+) -> SessionResult:
+    """Run ``protocol`` on every trial of ``session`` it needs (see the module docstring).
+
+    Parameters
+    ----------
+    protocol : Protocol
+    session : Session or path-like
+        The session, or its folder (loaded with :meth:`Session.load`, schema and paths
+        checked; the files are read by the steps that need them).
+    trials : mapping of str to str, optional
+        Protocol trial name -> session trial name, for sessions whose trials are named
+        otherwise (``{"deep_squat": "squat"}``); default: the same name.
+    progress : bool, optional
+        Show a progress bar (default: when standard error is a terminal).
+
+    Returns
+    -------
+    SessionResult
+
+    Raises
+    ------
+    ProtocolError
+        Before any work: the session lacks trials the protocol needs (all of them are listed,
+        with the trials the session has), or is invalid.
+    InputError, MedposeError
+        A file that cannot be read, data a step cannot use; messages never show the patient id.
+    """
+    from .problems import Redactor
+    from .runner import run_protocol
+
+    started = _dt.datetime.now(_dt.timezone.utc)
+    ses = load_session(session)
+    redact = Redactor(ses.root, ses.patient.id)
+    try:
+        mapping = trial_map(protocol, ses, trials)
+        inputs = input_hashes_for(protocol, ses, mapping)
+        reg = protocol.spec.registration
+        fit_it = protocol.spec.steps.fit is not None
+        total = 0
+        for t in protocol.trials:
+            total += 2 + int(fit_it and t.kind == "exercise")
+        total += int(reg is not None)
+        bar = _Steps(total, progress, protocol.name)
+        prepared: dict[str, _Prepared] = {}
+        parts: list[Assessment] = []
+        quality: list[dict[str, Any]] = []
+        age = ses.patient.age_years
+        sex = ses.patient.sex if ses.patient.sex in ("female", "male") else None
+        try:
+            for spec in protocol.trials:
+                name = mapping[spec.name]
+                want_fit = fit_it and spec.kind == "exercise"
+                got = prepared.get(name)
+                if got is None or (want_fit and got.fit is None):
+                    got = _prepare(protocol, ses, ses.trial(name), spec.name, bar, want_fit)
+                    prepared[name] = got
+                    quality += got.quality
+                if want_fit and got.fit is not None:
+                    parts.append(run_protocol(protocol, got.fit, trial=spec.name, age=age, sex=sex))
+            registration, gate = None, None
+            if reg is not None:
+                with bar.step("register"):
+                    registration, gate, reg_metrics = check_navigation(
+                        protocol, ses, prepared[mapping[reg.trial]].sequence
+                    )
+                parts.append(reg_metrics)
+        finally:
+            bar.close()
+        provenance = {
+            "medpose_version": __version__,
+            "protocol": protocol.name,
+            "protocol_version": protocol.version,
+            "protocol_hash": protocol.hash,
+            "variant": protocol.variant,
+            "session": ses.root.name,
+            "session_date": ses.date.isoformat(),
+            "trials": dict(mapping),
+            "inputs": dict(inputs),
+        }
+        table = pd.DataFrame(quality, columns=list(QUALITY_COLUMNS))
+        assessment = _combine(protocol, parts, table, provenance, registration, gate)
+    except (InputError, ProtocolError) as e:
+        raise type(e)(redact.text(str(e))) from None
+    return SessionResult(
+        protocol=protocol.name,
+        protocol_version=protocol.version,
+        protocol_hash=protocol.hash,
+        session=ses.root.name,
+        session_path=str(ses.root),
+        patient=ses.patient.id,
+        date=ses.date.isoformat(),
+        trials=dict(mapping),
+        inputs=dict(inputs),
+        medpose_version=__version__,
+        started=started.isoformat(timespec="seconds"),
+        finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        assessment=assessment,
+    )
+
+
+def session_folder_name(path: str | os.PathLike) -> str:
+    """The last part of a session folder's path (what the study database records)."""
+    p = Path(path)
+    return (p.parent if p.name == "session.yaml" else p).resolve().name
