@@ -228,7 +228,11 @@ class Fit:
         return Path(path)
 
     def __repr__(self) -> str:
-        return (
-            f"Fit({self.q.shape[0]} frames, {int(self.valid.sum())} fitted, "
-            f"{int(self.converged_mask.sum())} converged, {len(self.dof_names)} DoF)"
-        )
+        from ...report.display import fit_repr
+
+        return fit_repr(self)
+
+    def _repr_html_(self) -> str:
+        from ...report.display import fit_html
+
+        return fit_html(self)
