@@ -6,7 +6,10 @@ Range of motion, angular velocity, movement time, tempo and repetition count
 across repetitions (:mod:`~medpose.scoring.comparison`); bootstrap confidence intervals,
 SEM and MDC95 (:mod:`~medpose.scoring.statistics`); published normative values
 (:mod:`~medpose.scoring.norms`) and the scores against them: percent of normal, z-score, range
-flag, MDC95 and 0-100 composites (:mod:`~medpose.scoring.scores`).
+flag, MDC95 and 0-100 composites (:mod:`~medpose.scoring.scores`); compensations per frame from
+3D keypoints: trunk lean and rotation, pelvic drop, shoulder hiking, head tilt, knee valgus,
+heel lift (:mod:`~medpose.scoring.compensation`); gait events, speed, cadence and step length
+(:mod:`~medpose.scoring.gait`), on named keypoints (:func:`as_points`).
 
 Metrics work on arrays with units (degrees, deg/s, seconds, Hz), batched over repetitions:
 one repetition ``(T,)``, a NaN-padded batch ``(R, T)`` or a list of 1-D arrays (see
@@ -19,6 +22,17 @@ from __future__ import annotations
 
 from .batch import split_repetitions
 from .comparison import consistency, dtw_distance, symmetry_index
+from .compensation import (
+    head_tilt,
+    heel_lift,
+    knee_valgus,
+    pelvic_drop,
+    shoulder_hiking,
+    trunk_axis,
+    trunk_lean,
+    trunk_rotation,
+)
+from .gait import cadence, gait_events, gait_speed, gait_steps, step_length, walking_direction
 from .kinematic import (
     angular_velocity,
     mean_angular_velocity,
@@ -29,6 +43,7 @@ from .kinematic import (
     tempo,
 )
 from .norms import load_norms, norm_for, reliability_for
+from .points import as_points, noise_interval
 from .result import MetricResult
 from .scores import FORMULAS, CompositeResult, ScoreResult, composite, score_metric
 from .smoothness import ldlj, sparc, velocity_peaks
@@ -61,4 +76,20 @@ __all__ = [
     "ScoreResult",
     "CompositeResult",
     "FORMULAS",
+    "trunk_lean",
+    "trunk_rotation",
+    "pelvic_drop",
+    "shoulder_hiking",
+    "head_tilt",
+    "knee_valgus",
+    "heel_lift",
+    "trunk_axis",
+    "gait_events",
+    "gait_steps",
+    "gait_speed",
+    "cadence",
+    "step_length",
+    "walking_direction",
+    "as_points",
+    "noise_interval",
 ]
