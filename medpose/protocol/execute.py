@@ -133,7 +133,7 @@ class RunOutcome:
 
 def run_to_folder(
     protocol: Protocol | str | os.PathLike,
-    session_path: str | os.PathLike,
+    session_path: Session | str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
     study: Any = None,

@@ -151,6 +151,8 @@ class SessionResult:
         Times in UTC, ISO 8601.
     assessment : Assessment
         Over every trial: metrics, scores, repetitions, quality, provenance, registration.
+    angles : dict of str to DataFrame
+        The fitted joint angles (degrees, index time in s) per session trial fitted.
     """
 
     protocol: str
@@ -166,6 +168,7 @@ class SessionResult:
     started: str
     finished: str
     assessment: Assessment = field(repr=False)
+    angles: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------------ tables
     def provenance(self) -> pd.DataFrame:

@@ -110,6 +110,10 @@ def clean_sequence(
 ) -> tuple[KeypointSequence, list[dict[str, Any]]]:
     """The protocol's ``clean`` step on one trial's 3D keypoints, and its quality rows.
 
+    Samples filled by ``gaps`` (outliers removed and short gaps) get the confidence
+    ``steps.fit.min_confidence`` (the lowest the fit uses) so that the fit uses them, at the
+    lowest weight; :func:`~medpose.temporal.clean_gaps` alone leaves them at 0.
+
     Returns
     -------
     sequence : KeypointSequence
@@ -126,7 +130,15 @@ def clean_sequence(
         return seq, rows
     if settings.gaps is not None:
         res = clean_gaps(seq, **settings.gaps.model_dump())
-        seq = res.sequence
+        # clean_gaps gives filled samples confidence 0 (not measured); the protocol fills them
+        # for the fit, which uses them at the lowest confidence it accepts
+        fit = protocol.spec.steps.fit
+        floor = fit.min_confidence if fit is not None else 0.0
+        filled = np.isfinite(res.sequence.positions).all(axis=2) & (
+            res.outliers | ~np.isfinite(seq.positions).all(axis=2)
+        )
+        conf = np.where(filled, np.maximum(res.sequence.confidence, floor), res.sequence.confidence)
+        seq = res.sequence.with_positions(res.sequence.positions, conf)
         rows += _rows(trial, "outliers_removed", seq.names, res.outliers.sum(axis=0), "frames")
         gaps = res.gaps
         for check, filled in (("gap_frames_filled", True), ("gap_frames_unfilled", False)):
@@ -396,10 +408,8 @@ def run_session(
         inputs = input_hashes_for(protocol, ses, mapping)
         reg = protocol.spec.registration
         fit_it = protocol.spec.steps.fit is not None
-        total = 0
-        for t in protocol.trials:
-            total += 2 + int(fit_it and t.kind == "exercise")
-        total += int(reg is not None)
+        fitted = {mapping[t.name] for t in protocol.trials if fit_it and t.kind == "exercise"}
+        total = 2 * len(set(mapping.values())) + len(fitted) + int(reg is not None)
         bar = _Steps(total, progress, protocol.name)
         prepared: dict[str, _Prepared] = {}
         parts: list[Assessment] = []
@@ -455,6 +465,7 @@ def run_session(
         started=started.isoformat(timespec="seconds"),
         finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         assessment=assessment,
+        angles={k: v.fit.angles for k, v in prepared.items() if v.fit is not None},
     )
 
 
