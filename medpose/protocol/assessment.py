@@ -6,8 +6,8 @@ tidy tables only (no arrays of the trial), so it is cheap to keep, print and sav
 
 from __future__ import annotations
 
-import html
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +162,12 @@ class Assessment:
             + (f" ({self.score_reason})" if self.score_reason else "")
             + ")"
         ]
+        sc = self.scores
+        flags = (
+            {(m, str(x)): f for m, x, f in zip(sc["metric"], sc["side"], sc["flag"])}
+            if len(sc)
+            else {}
+        )
         for row in s.itertuples(index=False):
             val = "nan" if math.isnan(row.value) else f"{row.value:.4g}"
             ci = (
@@ -170,22 +176,34 @@ class Assessment:
                 else ""
             )
             why = f"  ({row.reason})" if row.reason else ""
-            lines.append(f"  {row.metric:<36} {row.side:<6} {val} {row.unit}{ci}{why}")
+            flag = flags.get((row.metric, str(row.side)), "")
+            flag = f"  {flag} norm" if flag in ("within", "below", "above") else ""
+            lines.append(f"  {row.metric:<36} {row.side:<6} {val} {row.unit}{ci}{flag}{why}")
+        if self.gate is not None:
+            lines.append(f"  gate: {self.gate}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        e = html.escape
-        score = "n/a" if math.isnan(self.score) else f"{self.score:.1f}"
-        head = (
-            f"<div><b>{e(self.protocol)}</b>: trial {e(self.trial)}, side(s) "
-            f"{e(', '.join(self.sides))}, {len(self.repetitions)} repetition(s); "
-            f"score <b>{e(score)}</b>/100"
-            + (f" <i>({e(self.score_reason)})</i>" if self.score_reason else "")
-        )
-        table = self.summary().to_html(index=False, float_format="%.4g", na_rep="NaN")
-        scores = (
-            self.scores.to_html(index=False, float_format="%.4g", na_rep="NaN")
-            if not self.scores.empty
-            else ""
-        )
-        return f"{head}{table}{scores}</div>"
+        from ..report.display import assessment_html
+
+        return assessment_html(self)
+
+    def to_report(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        pdf: bool = True,
+        study: Any = None,
+        **options: Any,
+    ) -> Any:
+        """Write the clinical report: self-contained HTML and a PDF from the same template.
+
+        ``path`` is a folder (``report.html``, ``report.pdf``) or a ``.html`` file; ``study``
+        (a :class:`medpose.Study`) adds the progress over earlier sessions of the patient.
+        ``options`` are those of :func:`medpose.report.write_report` (``angles``, ``patient``,
+        ``date``, ``identifiers``, ``show_identifiers``, ``template``).  Returns its
+        :class:`~medpose.report.render.ReportFiles`.
+        """
+        from ..report.render import write_report
+
+        return write_report(self, path, pdf=pdf, study=study, **options)

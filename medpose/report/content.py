@@ -46,6 +46,22 @@ _ID_LABELS = {
     "session_folder": "Session folder",
 }
 _MAX_PROGRESS_FIGURES = 6
+#: Quality checks summarised by their median over keypoints (the others are summed).
+_AVERAGED = {"missing_fraction", "fit_residual_median", "fit_residual_p95",
+             "reprojection_error_median"}  # fmt: skip
+#: Data-quality checks (``Assessment.quality``) in words.
+QUALITY_LABELS = {
+    "missing_fraction": "Missing data",
+    "outliers_removed": "Outlier samples removed",
+    "gap_frames_filled": "Frames filled in gaps",
+    "gap_frames_unfilled": "Frames left missing (gaps too long)",
+    "swaps_repaired": "Left/right mix-ups repaired",
+    "frames_at_joint_limit": "Frames at the joint's limit",
+    "frames_not_fitted": "Frames the body model could not fit",
+    "fit_residual_median": "Body-model fit residual, median",
+    "fit_residual_p95": "Body-model fit residual, 95th percentile",
+    "reprojection_error_median": "Camera reprojection error, median",
+}
 
 
 @dataclass
@@ -108,7 +124,34 @@ def _norm_text(norm_key: Any, norms: pd.DataFrame, unit: Any) -> str:
         return f"{format_value(lo, unit)} to {format_value(hi, unit)}"
     if math.isfinite(mean):
         return f"average {format_value(mean, unit)} (no range published)"
+    if math.isfinite(hi):
+        return f"at most {format_value(hi, unit)}"
+    if math.isfinite(lo):
+        return f"at least {format_value(lo, unit)}"
     return ""
+
+
+def _is_criterion(norm_key: Any, norms: pd.DataFrame) -> bool:
+    return (
+        isinstance(norm_key, str)
+        and norm_key in norms.index
+        and (norms.loc[norm_key, "mode"] == "criterion")
+    )
+
+
+def _flag_text(r: Any, norms: pd.DataFrame) -> str:
+    """The flag in words; a test criterion is met or not met."""
+    if _is_criterion(r.norm, norms) and r.flag in ("within", "below", "above"):
+        return "criterion met" if r.flag == "within" else "criterion NOT met"
+    return flag_label(r.flag)
+
+
+def _criteria_note(a: Any, norms: pd.DataFrame) -> str:
+    seen: dict[str, str] = {}
+    for r in a.scores.itertuples(index=False) if len(a.scores) else []:
+        if _is_criterion(r.norm, norms) and r.metric not in seen:
+            seen[r.metric] = str(norms.loc[r.norm, "range_basis"])
+    return " ".join(f"{metric_label(m)}: {t}." for m, t in seen.items())
 
 
 def _ci_text(lo: Any, hi: Any, unit: Any) -> str:
@@ -139,7 +182,7 @@ def _summary(a: Any, norms: pd.DataFrame) -> Section:
                 format_value(r.value, r.unit),
                 _norm_text(r.norm, norms, r.unit) or "–",
                 f"{pct:.0f} %" if math.isfinite(pct) else "–",
-                flag_label(r.flag),
+                _flag_text(r, norms),
             ]
         )
     note = (
@@ -147,6 +190,9 @@ def _summary(a: Any, norms: pd.DataFrame) -> Section:
         "average). Flags need a published normal range; where only an average is published "
         "the value is compared with the average and no flag is given."
     )
+    criteria = _criteria_note(a, norms)
+    if criteria:
+        note += " Test criteria (pass limits): " + criteria
     return Section(
         "Summary of scores",
         ["Measure", "Side", "Value", "Normal", "% of normal", "Compared with normal"],
@@ -167,12 +213,15 @@ def _exercise_tables(a: Any, norms: pd.DataFrame) -> list[Section]:
             sc = scored.get((r.metric, str(r.side)))
             value = format_value(r.value, r.unit)
             why = _reason(r.reason)
+            ci = _ci_text(r.ci_low, r.ci_high, r.unit)
+            if why and math.isfinite(float(r.value)):  # a value without a CI says why
+                ci, why = f"– ({why.removeprefix('no CI: ')})", ""
             rows.append(
                 [
                     metric_label(r.metric, r.joint),
                     side_label(r.side),
                     value if not why else f"{value} ({why})",
-                    _ci_text(r.ci_low, r.ci_high, r.unit),
+                    ci,
                     unit_label(r.unit),
                     _norm_text(getattr(sc, "norm", None), norms, r.unit) or "–",
                 ]
@@ -249,8 +298,10 @@ def _registration(a: Any) -> list[Section]:
     reg = getattr(a, "registration", None)
     if not isinstance(reg, pd.DataFrame) or reg.empty:
         return []
-    items = {"fre": "Fiducial registration error", "tre": "Predicted error at target",
-             "residual": "Residual at fiducial"}  # fmt: skip
+    items = {"fre": "Fiducial registration error (FRE)",
+             "tre": "Predicted target registration error (TRE) at",
+             "fiducial": "Residual at fiducial", "residual": "Residual at fiducial",
+             "gate": "Accuracy check", "reason": "Reason"}  # fmt: skip
     rows = []
     for r in reg.itertuples(index=False):
         item = str(getattr(r, "item", ""))
@@ -289,16 +340,44 @@ def _quality(a: Any) -> Section | None:
     q = getattr(a, "quality", None)
     if not isinstance(q, pd.DataFrame) or q.empty:
         return None
-    rows = [
-        [
-            str(getattr(r, "trial", "")).replace("_", " "),
-            str(getattr(r, "check", "")).replace("_", " "),
-            joint_label(getattr(r, "name", "")) or str(getattr(r, "name", "") or "–"),
-            format_value(getattr(r, "value", np.nan), getattr(r, "unit", "")),
-        ]
-        for r in q.itertuples(index=False)
-    ]
-    return Section("Data quality", ["Trial", "Check", "Where", "Value"], rows)
+    rows = []
+    for (trial, check), g in q.groupby(["trial", "check"], sort=False):
+        unit = g["unit"].iloc[0]
+        v = g["value"].astype(float)
+        if str(check).endswith("fraction") and str(unit) in ("1", "", "None", "nan"):
+            v, unit = 100.0 * v, "%"
+        counted = str(check) not in _AVERAGED
+        overall = float(v.sum()) if counted else float(v.median())
+        worst = g.loc[v.idxmax()] if v.notna().any() else None
+        where = (
+            f"{_where(worst['name'])}: {format_value(v.max(), unit)}"
+            if worst is not None and len(g) > 1 and float(v.max()) > 0
+            else "–"
+        )
+        rows.append(
+            [
+                str(trial).replace("_", " "),
+                QUALITY_LABELS.get(str(check), str(check).replace("_", " ")),
+                format_value(overall, unit) + ("" if counted else " (median)"),
+                where,
+            ]
+        )
+    return Section(
+        "Data quality",
+        ["Trial", "Check", "Overall", "Largest (where)"],
+        rows,
+        "Counts are totals over keypoints or joints; missing data and residuals are medians "
+        "over keypoints. Missing data is counted before cleaning; residuals are distances "
+        "between the fitted body model and the measured keypoints.",
+    )
+
+
+def _where(name: Any) -> str:
+    """A keypoint, joint or left/right pair (``elbow_l/elbow_r``) in words."""
+    parts = [joint_label(p) or str(p) for p in str(name).split("/")]
+    if len(parts) == 2 and parts[0].endswith(" (left)") and parts[1].endswith(" (right)"):
+        return parts[0].removesuffix(" (left)") + " (left/right)"
+    return " / ".join(parts)
 
 
 def _provenance(a: Any, show_identifiers: bool) -> Section:
@@ -359,7 +438,10 @@ def _progress(
     rows: list[list[str]] = []
     words: list[str] = []
     figs: list[tuple[str, Figure]] = []
-    for (metric, side), g in prog.groupby(["metric", "side"], sort=False, dropna=False):
+    order = {m: k for k, m in enumerate(dict.fromkeys(a.summary()["metric"]))}
+    prog = prog.assign(_o=prog["metric"].map(order).fillna(len(order)))
+    prog = prog.sort_values(["_o", "metric", "side", "date"], kind="stable")
+    for (_, metric, side), g in prog.groupby(["_o", "metric", "side"], sort=False, dropna=False):
         g = g.sort_values("date")
         g = g[np.isfinite(g["value"].astype(float))]
         if len(g) < 2:
@@ -374,7 +456,7 @@ def _progress(
         label = metric_label(metric, joint) + (f" ({side_label(side)})" if side_label(side) else "")
         if math.isfinite(mdc):
             exceeds = abs(change) > mdc
-            verdict = "exceeds" if exceeds else "within"
+            verdict = "larger than MDC95: real" if exceeds else "within MDC95"
             words.append(
                 f"{label}: {format_value(first, unit)} on {_day(g['date'].iloc[0])}, "
                 f"{format_value(last, unit)} on {_day(g['date'].iloc[-1])}, a change of "
@@ -388,7 +470,7 @@ def _progress(
                 )
             )
         else:
-            verdict = "not judged"
+            verdict = "not judged (no MDC95)"
         rows.append(
             [
                 label,
@@ -477,6 +559,13 @@ def build_content(
     )
     figs: list[tuple[str, Figure]] = []
     notes: list[str] = []
+    if angles is None:
+        angles = getattr(a, "angles", None)
+    if isinstance(angles, Mapping):  # one table per trial: the first trial's curves
+        angles = next(iter(angles.values()), None)
+    if isinstance(angles, pd.DataFrame) and "trial" in angles.columns:
+        first = angles["trial"].iloc[0] if len(angles) else None
+        angles = angles[angles["trial"] == first].drop(columns="trial")
     if angles is not None:
         try:
             figs = _angle_figures(a, angles, norms)

@@ -453,7 +453,7 @@ def progress(
     ax.set_xticks(range(len(order)), [pd.Timestamp(d).strftime("%Y-%m-%d") for d in order],
                   fontsize=7)  # fmt: skip
     u = unit_label(unit)
-    ax.set_ylabel(u if u != "no unit" else "value (no unit)")
+    ax.set_ylabel(f"value ({u})")
     ax.set_title(metric_label(metric, joint), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -44,6 +44,13 @@ METRIC_LABELS: dict[str, str] = {
     "knee_valgus": "Knee valgus",
     "heel_lift": "Heel lift",
     "pelvic_drop": "Pelvic drop",
+    "thigh_angle": "Thigh angle",
+    "torso_tibia_angle": "Trunk against tibia angle",
+    "knee_over_foot": "Knee over foot",
+    "arm_trunk_angle": "Arm against trunk angle",
+    "humeral_elevation": "Arm elevation",
+    "elevation_plane": "Plane of arm elevation",
+    "trunk_lateral_flexion": "Trunk side bending",
     "fre": "Fiducial registration error",
     "tre": "Predicted target registration error",
 }
