@@ -10,6 +10,10 @@ Every score here is a clinical convention applied to a published normative row (
 * z-score: ``(value - mean) / sd`` where the source published an SD, else NaN with the reason;
 * flag: ``"within"``, ``"below"`` or ``"above"`` the normal range ``[lower, upper]``
   (bounds inclusive), ``"n/a"`` with the reason where no range was published;
+* criterion (a normative row with ``mode: criterion``, a clinical test's pass limit
+  ``lower`` and/or ``upper`` rather than a population mean): ``100 * (1 - e / span)`` clipped to
+  ``[0, 100]``, with ``e`` how far the value lies beyond the limit (0 within it) and ``span``
+  the excess that scores 0 (:data:`CRITERION_SPAN`: 90 degrees, a right angle, for angles);
 * MDC95 = ``1.96 * sqrt(2) * SEM`` from a published SEM, or from an ICC and a between-subject
   SD through ``SEM = SD * sqrt(1 - ICC)`` (Weir 2005, *J Strength Cond Res* 19:231).
 
@@ -32,7 +36,14 @@ from ..errors import InputError
 from .result import MetricResult
 from .statistics import mdc95, sem_from_icc
 
-__all__ = ["FORMULAS", "CompositeResult", "ScoreResult", "composite", "score_metric"]
+__all__ = [
+    "FORMULAS",
+    "CRITERION_SPAN",
+    "CompositeResult",
+    "ScoreResult",
+    "composite",
+    "score_metric",
+]
 
 FORMULAS: Mapping[str, str] = MappingProxyType(
     {
@@ -42,6 +53,9 @@ FORMULAS: Mapping[str, str] = MappingProxyType(
         "min_capped": "min_i min(p_i, 100) over components with w_i > 0",
     }
 )
+
+#: Excess beyond a criterion's limit that scores 0, per unit (see :func:`score_metric`).
+CRITERION_SPAN: Mapping[str, float] = MappingProxyType({"deg": 90.0})
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -275,6 +289,8 @@ def score_metric(
     """
     x, in_reasons, unit = _values(value)
     key = str(norm.get("key", "norm"))
+    if str(norm.get("mode", "")) == "criterion":
+        return _criterion(x, in_reasons, unit, key, norm, ci, sem)
     mean = _norm_field(norm, "mean")
     if not (math.isfinite(mean) and mean > 0):
         raise InputError(f"score_metric: norm {key!r} needs a positive mean, found {mean!r}")
@@ -337,6 +353,71 @@ def score_metric(
         reasons={"percent": tuple(p_why), "z": tuple(z_why), "flag": tuple(f_why), "mdc95": m_why},
         norm=dict(norm.items()),
         cap=float(cap),
+    )
+
+
+def _criterion(
+    x: np.ndarray,
+    in_reasons: tuple[str, ...],
+    unit: str | None,
+    key: str,
+    norm: Mapping[str, Any] | pd.Series,
+    ci: Any,
+    sem: float | None,
+) -> ScoreResult:
+    """Score against a criterion row: 100 within the limits, minus 100 per ``span`` beyond."""
+    lower, upper = _norm_field(norm, "lower"), _norm_field(norm, "upper")
+    norm_unit = str(norm.get("unit", ""))
+    if math.isnan(lower) and math.isnan(upper):
+        raise InputError(f"score_metric: criterion {key!r} needs a lower or an upper limit")
+    if norm_unit not in CRITERION_SPAN:
+        raise InputError(
+            f"score_metric: criterion {key!r} in {norm_unit!r}; criteria are scored in "
+            f"{sorted(CRITERION_SPAN)}"
+        )
+    if unit is not None and unit != norm_unit:
+        raise InputError(f"score_metric: value in {unit!r} but criterion {key!r} in {norm_unit!r}")
+    span = CRITERION_SPAN[norm_unit]
+
+    def pct(v: np.ndarray) -> np.ndarray:
+        e = np.fmax(np.nan_to_num(lower - v, nan=0.0), 0) + np.fmax(
+            np.nan_to_num(v - upper, nan=0.0), 0
+        )
+        return np.where(np.isfinite(v), 100.0 * np.clip(1.0 - e / span, 0.0, 1.0), np.nan)
+
+    why = [r or "value is NaN" for r in in_reasons]
+    ok = np.isfinite(x)
+    flag = np.full(x.shape, "n/a", dtype=object)
+    flag[ok] = "within"
+    if math.isfinite(lower):
+        flag[ok & (x < lower)] = "below"
+    if math.isfinite(upper):
+        flag[ok & (x > upper)] = "above"
+    low, high = _ci(ci, x.shape)
+    pl, ph = pct(low), pct(high)
+    m, m_why = _mdc(sem, None, None, math.nan)
+    return ScoreResult(
+        key=key,
+        value=x,
+        unit=norm_unit,
+        reference=upper if math.isfinite(upper) else lower,
+        better=str(norm.get("better", "none")),
+        percent=pct(x),
+        z=np.full(x.shape, np.nan),
+        flag=flag.astype(str),
+        ci_low=low,
+        ci_high=high,
+        percent_ci_low=np.fmin(pl, ph),
+        percent_ci_high=np.fmax(pl, ph),
+        mdc95=m,
+        reasons={
+            "percent": tuple("" if o else why[i] for i, o in enumerate(ok.ravel())),
+            "z": (f"{key} is a pass limit, not a distribution",) * x.size,
+            "flag": tuple("" if o else why[i] for i, o in enumerate(ok.ravel())),
+            "mdc95": m_why,
+        },
+        norm=dict(norm.items()),
+        cap=100.0,
     )
 
 

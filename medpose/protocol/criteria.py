@@ -1,0 +1,242 @@
+"""Criterion metrics of a protocol, measured on the trial's 3D keypoints per repetition.
+
+The per-frame angles are those of :mod:`medpose.scoring.criteria`; this module names them as
+protocol metrics (:data:`CRITERION_METRICS`), reads them per repetition and summarises them
+like the runner's other metrics (``aggregate`` over repetitions, 95 % bootstrap interval with
+at least 3 repetitions).  The lab's up direction is the superior axis that
+:func:`medpose.kinematics.fit.alignment_rotation` finds in the keypoints; the keypoints are the
+trial's own (a :class:`~medpose.data.KeypointSequence`) or a :class:`~medpose.kinematics.fit.Fit`'s
+fitted ones.
+
+Per repetition (its start and end frames from the runner's segmentation), each criterion is
+read at a key frame, the median over +-0.1 s around it:
+
+* deep squat (``thigh_angle``, ``torso_tibia_angle``, ``knee_over_foot``, ``arm_trunk_angle``):
+  the deepest frame, where the midpoint of the hips is lowest;
+* shoulder (``humeral_elevation``, ``elevation_plane``): the top, where the side's humeral
+  elevation is highest;
+* compensations (``trunk_lateral_flexion``, ``shoulder_girdle_elevation``): the change from
+  the repetition's first frame to the top (trunk: its absolute value), so a posture held
+  throughout is not counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import scoring
+from ..data import KeypointSequence
+from ..errors import MedposeError
+from ..kinematics.fit import Fit, alignment_rotation
+from ..scoring import criteria as cr
+from ..scoring.criteria import CRITERION_METRICS
+
+__all__ = ["is_criterion", "keypoints_of", "criterion_rows"]
+
+_SQUAT = ("thigh_angle", "torso_tibia_angle", "knee_over_foot", "arm_trunk_angle")
+_BILATERAL = (*_SQUAT, "humeral_elevation", "elevation_plane", "shoulder_girdle_elevation")
+_HALF_WINDOW_S = 0.1
+_PLANE_RANGE = (45.0, 135.0)
+_CHANGE = ("trunk_lateral_flexion", "shoulder_girdle_elevation")
+_MIN_CI = 3
+_AGGREGATE: dict[str, Callable[..., Any]] = {
+    "median": np.median,
+    "mean": np.mean,
+    "max": np.max,
+    "min": np.min,
+    "sum": np.sum,
+}
+_S = {"left": "l", "right": "r"}
+
+
+def is_criterion(name: str) -> bool:
+    """Whether ``name`` is a criterion metric of this module (computed here, not by the runner)."""
+    return name in CRITERION_METRICS
+
+
+def keypoints_of(data: Any) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    """The 3D keypoints ``(T, K, 3)`` and names of a trial's data, None for joint angles."""
+    if isinstance(data, KeypointSequence) and data.positions.shape[-1] == 3:
+        return np.asarray(data.positions, float), tuple(data.names)
+    if isinstance(data, Fit):
+        return np.asarray(data.fitted, float), tuple(data.keypoint_names)
+    return None
+
+
+def _series(name: str, P: Mapping[str, np.ndarray], side: str, up: np.ndarray) -> np.ndarray:
+    s = _S.get(side, "")
+    pelvis = (P["hip_l"] + P["hip_r"]) / 2.0
+    forward, right = cr.body_axes(P["hip_l"], P["hip_r"], up)
+    if name == "thigh_angle":
+        return cr.thigh_angle(P[f"hip_{s}"], P[f"knee_{s}"], up)
+    if name == "torso_tibia_angle":
+        return cr.torso_tibia_angle(pelvis, P["neck"], P[f"knee_{s}"], P[f"ankle_{s}"], up, forward)
+    if name == "knee_over_foot":
+        medial = right if s == "l" else -right
+        return cr.knee_over_foot(P[f"knee_{s}"], P[f"ankle_{s}"], up, medial)
+    if name == "arm_trunk_angle":
+        return cr.arm_trunk_angle(
+            P[f"shoulder_{s}"], P[f"wrist_{s}"], pelvis, P["neck"], up, forward
+        )
+    if name == "humeral_elevation":
+        return cr.humeral_elevation(P[f"shoulder_{s}"], P[f"elbow_{s}"], pelvis, P["neck"])
+    if name == "elevation_plane":
+        return cr.elevation_plane(P[f"shoulder_{s}"], P[f"elbow_{s}"], up, forward)
+    if name == "trunk_lateral_flexion":
+        return cr.trunk_lateral_flexion(pelvis, P["neck"], up, right)
+    return cr.shoulder_girdle_elevation(P["neck"], P[f"shoulder_{s}"], up)
+
+
+def _key_frame(
+    name: str, P: Mapping[str, np.ndarray], side: str, up: np.ndarray, a: int, b: int
+) -> int:
+    if name in _SQUAT:
+        height = ((P["hip_l"] + P["hip_r"]) / 2.0) @ up
+    else:
+        s = _S.get(side, "")
+        sides = [s] if s else ["l", "r"]
+        pelvis = (P["hip_l"] + P["hip_r"]) / 2.0
+        height = np.nanmax(
+            [
+                cr.humeral_elevation(P[f"shoulder_{k}"], P[f"elbow_{k}"], pelvis, P["neck"])
+                for k in sides
+            ],
+            axis=0,
+        )
+        height = -height
+    w = height[a : b + 1]
+    return a + int(np.nanargmin(w)) if np.isfinite(w).any() else -1
+
+
+def _windows(reps: pd.DataFrame, n: int) -> list[tuple[int, int]]:
+    """Each repetition widened to the frames between its neighbours (the whole trial for one)."""
+    starts = reps["start_frame"].to_numpy(int)
+    ends = reps["end_frame"].to_numpy(int)
+    out = []
+    for i in range(len(starts)):
+        lo = int(ends[i - 1]) + 1 if i > 0 else 0
+        hi = int(starts[i + 1]) - 1 if i + 1 < len(starts) else n - 1
+        out.append((min(lo, int(starts[i])), max(hi, int(ends[i]))))
+    return out
+
+
+def _per_repetition(
+    name: str,
+    P: Mapping[str, np.ndarray],
+    side: str,
+    up: np.ndarray,
+    reps: pd.DataFrame,
+    rate: float,
+) -> list[tuple[float, str]]:
+    x = _series(name, P, side, up)
+    h = max(1, round(_HALF_WINDOW_S * rate))
+    out: list[tuple[float, str]] = []
+    for a, b in _windows(reps, len(x)):
+        if name == "elevation_plane":  # defined with the arm away from vertical
+            e = _series("humeral_elevation", P, side, up)[a : b + 1]
+            mid = (e >= _PLANE_RANGE[0]) & (e <= _PLANE_RANGE[1]) & np.isfinite(x[a : b + 1])
+            if not mid.any():
+                out.append((math.nan, f"the arm never between {_PLANE_RANGE} degrees"))
+            else:
+                out.append((float(np.median(x[a : b + 1][mid])), ""))
+            continue
+        k = _key_frame(name, P, side, up, a, b)
+        win = x[max(a, k - h) : min(b, k + h) + 1] if k >= 0 else x[:0]
+        if not np.isfinite(win).any():
+            out.append((math.nan, "keypoints missing at the key frame"))
+            continue
+        v = float(np.nanmedian(win))
+        if name in _CHANGE:
+            start = x[a : min(b, a + 2 * h) + 1]
+            if not np.isfinite(start).any():
+                out.append((math.nan, "keypoints missing at the repetition's start"))
+                continue
+            v -= float(np.nanmedian(start))
+            v = abs(v) if name == "trunk_lateral_flexion" else v
+        out.append((v, ""))
+    return out
+
+
+def _row(
+    trial: str, key: str, side: str, rep: float, value: float, unit: str, why: str
+) -> dict[str, Any]:
+    return {
+        "trial": trial,
+        "metric": key,
+        "joint": "",
+        "side": side,
+        "repetition": rep,
+        "value": float(value),
+        "unit": unit,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "reason": why if not math.isfinite(value) else "",
+    }
+
+
+def criterion_rows(
+    specs: list[Any],
+    trial: str,
+    sides: tuple[str, ...],
+    keypoints: tuple[np.ndarray, tuple[str, ...]] | None,
+    reps: Mapping[str, pd.DataFrame],
+    rate: float,
+) -> list[dict[str, Any]]:
+    """Rows of the runner's metric table (per repetition, then the summary) for the criterion
+    metrics among ``specs`` (:class:`~medpose.protocol.definition_schema.MetricSpec`)."""
+    rows: list[dict[str, Any]] = []
+    specs = [s for s in specs if s.name in CRITERION_METRICS]
+    if not specs:
+        return rows
+    P: dict[str, np.ndarray] = {}
+    up = np.array([math.nan] * 3)
+    why_all = ""
+    if keypoints is None:
+        why_all = "needs 3D keypoints; the data are joint angles"
+    else:
+        X, names = keypoints
+        P = {n: X[:, i] for i, n in enumerate(names)}
+        try:
+            up = alignment_rotation(X, names)[1]
+        except MedposeError as e:
+            why_all = str(e)
+    for spec in specs:
+        unit = CRITERION_METRICS[spec.name][0]
+        for side in sides if spec.name in _BILATERAL else ("",):
+            rep = reps.get(side) if side else next(iter(reps.values()), None)
+            s = _S.get(side, "")
+            need = ["hip_l", "hip_r", "neck"] + [
+                f"{j}_{s}" for j in ("hip", "knee", "ankle", "shoulder", "elbow", "wrist") if s
+            ]
+            missing = [n for n in need if n not in P]
+            why = why_all or (f"keypoints {', '.join(missing)} missing" if missing else "")
+            if not why and (rep is None or rep.empty):
+                why = "no repetition found"
+            if why:
+                rows.append(_row(trial, spec.key, side, math.nan, math.nan, unit, why))
+                continue
+            values = _per_repetition(spec.name, P, side, up, rep, rate)
+            for i, (val, w) in enumerate(values):
+                rows.append(_row(trial, spec.key, side, float(i), val, unit, w))
+            arr = np.array([val for val, _ in values])
+            finite = arr[np.isfinite(arr)]
+            if finite.size == 0:
+                reasons = sorted({w for _, w in values if w}) or ["no repetition"]
+                rows.append(
+                    _row(trial, spec.key, side, math.nan, math.nan, unit, "; ".join(reasons))
+                )
+                continue
+            agg = _AGGREGATE[spec.aggregate]
+            summ = _row(trial, spec.key, side, math.nan, float(agg(finite)), unit, "")
+            if finite.size >= _MIN_CI:
+                ci = scoring.bootstrap_ci(finite, stat=agg, seed=0)
+                summ["ci_low"], summ["ci_high"] = (float(c) for c in ci.value)
+            else:
+                summ["reason"] = f"no CI: {finite.size} repetition(s), at least {_MIN_CI} needed"
+            rows.append(summ)
+    return rows
