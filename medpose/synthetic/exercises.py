@@ -23,9 +23,14 @@ hip, knee and ankle curves shaped like the published normative gait curves
 (Winter 2009, *Biomechanics and Motor Control of Human Movement*, 4th ed., ch. 4;
 Perry & Burnfield 2010, *Gait Analysis*, 2nd ed.).
 
+One-sided movements (``side="left"`` or ``"right"``; the lunges, the hurdle step and the
+straight-leg raise always are) move that side only; the other side holds the start posture
+(or, for the legs of a lunge, follows so that both feet stay planted).  The table of
+movements is :data:`EXERCISES` (:mod:`medpose.synthetic.movements`).
+
 The root translation is set so the feet stay on the floor (standing exercises and
-gait: the lowest foot point at height 0; standing exercises also keep the feet from
-sliding) or the pelvis stays on the seat (seated exercises).
+gait: the lowest foot point at height 0; standing exercises also keep the planted feet from
+sliding), the pelvis stays on the seat (seated exercises) or the back on the floor (supine).
 """
 
 from __future__ import annotations
@@ -35,12 +40,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.interpolate import CubicSpline
 
 from ..data import JointAngles
 from ..errors import InputError, LimitError
-from ..kinematics.fk import forward_kinematics
 from ..kinematics.skeleton import Skeleton, default_ranges
+from .gait import gait_angles
+from .legs import inline_lunge, leg_geometry, place_root, scaption, side_lunge
+from .movements import EXERCISES
 
 __all__ = ["ExerciseTruth", "EXERCISES", "make_exercise", "minimum_jerk", "repetition_profile"]
 
@@ -127,74 +133,9 @@ def repetition_profile(
     return out
 
 
-# --------------------------------------------------------------------------- exercise table
-# main: (dof template, start, peak) - the first entry is the one range_deg sets; the others
-# scale with it.  base: the posture held throughout.  "{s}" is a side suffix.
-EXERCISES: dict[str, dict[str, Any]] = {
-    "shoulder_abduction": dict(
-        main=[("shoulder_abduction_{s}", 5.0, 150.0), ("elbow_flexion_{s}", 5.0, 5.0)],
-        base={},
-        tempo_s=4.0,
-        anchor="feet",
-        compensation="arm",
-    ),
-    "shoulder_flexion": dict(
-        main=[("shoulder_flexion_{s}", 0.0, 150.0), ("elbow_flexion_{s}", 5.0, 5.0)],
-        base={"shoulder_abduction_{s}": 5.0},
-        tempo_s=4.0,
-        anchor="feet",
-        compensation="arm",
-    ),
-    "elbow_flexion": dict(
-        main=[("elbow_flexion_{s}", 5.0, 130.0)],
-        base={"shoulder_abduction_{s}": 5.0},
-        tempo_s=3.0,
-        anchor="feet",
-        compensation="arm",
-    ),
-    "seated_knee_extension": dict(
-        main=[("knee_flexion_{s}", 90.0, 5.0)],
-        base={
-            "hip_flexion_{s}": 90.0,
-            "shoulder_abduction_{s}": 5.0,
-            "elbow_flexion_{s}": 60.0,
-            "shoulder_flexion_{s}": 20.0,
-        },
-        tempo_s=4.0,
-        anchor="pelvis",
-        compensation="trunk",
-    ),
-    "squat": dict(
-        main=[
-            ("knee_flexion_{s}", 0.0, 95.0),
-            ("hip_flexion_{s}", 0.0, 100.0),
-            ("ankle_dorsiflexion_{s}", 0.0, 18.0),
-            ("pelvis_tilt", 0.0, 25.0),
-            ("shoulder_flexion_{s}", 0.0, 80.0),
-            ("lumbar_flexion", 0.0, 10.0),
-        ],
-        base={"shoulder_abduction_{s}": 5.0},
-        tempo_s=4.0,
-        anchor="feet",
-        compensation="trunk",
-    ),
-    "sit_to_stand": dict(
-        main=[
-            ("knee_flexion_{s}", 90.0, 0.0),
-            ("hip_flexion_{s}", 90.0, 0.0),
-            ("ankle_dorsiflexion_{s}", 10.0, 0.0),
-            ("shoulder_abduction_{s}", 5.0, 5.0),
-        ],
-        lean=[("pelvis_tilt", 30.0), ("lumbar_flexion", 15.0), ("hip_flexion_{s}", 30.0)],
-        base={"elbow_flexion_{s}": 10.0},
-        tempo_s=5.0,
-        anchor="feet",
-        compensation="trunk",
-    ),
-    "gait": dict(main=[], base={}, tempo_s=1.1, anchor="floor", compensation="trunk"),
-}
-
+# --------------------------------------------------------------------------- helpers
 _SIDES = ("r", "l")
+_SIDE_LETTER = {"left": "l", "right": "r"}
 
 
 def _dofs(skeleton: Any) -> tuple[str, ...]:
@@ -219,24 +160,6 @@ def _check_in_range(
         )
 
 
-def _gait_curves() -> dict[str, CubicSpline]:
-    """Periodic splines of sagittal joint angles (deg) over the gait cycle (0-1, right heel strike = 0).
-
-    Knots read off the shape of the normative curves in Winter 2009 (fig. 4.x, natural cadence)
-    and Perry & Burnfield 2010: hip ~30 deg flexed at heel strike, ~-10 deg extension at 50%,
-    knee loading-response flexion ~18 deg and swing peak ~60 deg at ~72%, ankle plantarflexion
-    ~-18 deg just after toe-off at ~62%.  Shapes, not exact means.
-    """
-    knots = {
-        "hip": ([0, 10, 30, 50, 60, 75, 87, 100], [30, 25, 5, -10, 0, 25, 33, 30]),
-        "knee": ([0, 15, 40, 60, 72, 85, 97, 100], [3, 18, 4, 38, 62, 35, 2, 3]),
-        "ankle": ([0, 7, 30, 45, 62, 75, 90, 100], [0, -6, 7, 10, -18, -2, 2, 0]),
-    }
-    return {
-        k: CubicSpline(np.array(x) / 100.0, y, bc_type="periodic") for k, (x, y) in knots.items()
-    }
-
-
 def _as_range(range_deg: Any, start: float, peak: float, dof: str) -> tuple[float, float]:
     if range_deg is None:
         return start, peak
@@ -251,6 +174,57 @@ def _as_range(range_deg: Any, start: float, peak: float, dof: str) -> tuple[floa
     )
 
 
+def _template_sides(tmpl: str, moving: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(DoF side, profile side) pairs of a template: ``{s}`` the moving sides, ``{o}`` the other."""
+    if "{o}" in tmpl:
+        if len(moving) != 1:
+            return []
+        other = "l" if moving[0] == "r" else "r"
+        return [(other, moving[0])]
+    if "{s}" in tmpl:
+        return [(s, s) for s in moving]
+    return [("", "")]
+
+
+def _check_arguments(
+    name: str,
+    side: str | None,
+    impaired_side: str | None,
+    impairment: float,
+    rate: float,
+    tempo_s: float | None,
+    repetitions: int,
+    submovements: int,
+    tremor_deg: float,
+) -> None:
+    if name not in EXERCISES:
+        raise InputError(f"make_exercise: unknown exercise {name!r}; known: {sorted(EXERCISES)}")
+    if impaired_side not in (None, "left", "right"):
+        raise InputError(
+            f"make_exercise: impaired_side must be 'left', 'right' or None, found {impaired_side!r}"
+        )
+    if side not in (None, "left", "right", "both"):
+        raise InputError(
+            f"make_exercise: side must be 'left', 'right', 'both' or None, found {side!r}"
+        )
+    if side == "both" and EXERCISES[name]["sides"] == "one":
+        raise InputError(
+            f"make_exercise: {name} moves one side at a time; side must be 'left' or 'right', "
+            f"found 'both'"
+        )
+    if not 0.0 <= float(impairment) <= 0.9:
+        raise InputError(f"make_exercise: impairment must be in [0, 0.9], found {impairment!r}")
+    if not rate > 0 or (tempo_s is not None and not tempo_s > 0):
+        raise InputError(
+            f"make_exercise: rate and tempo_s must be positive, found rate={rate!r}, tempo_s={tempo_s!r}"
+        )
+    if int(repetitions) != repetitions or repetitions < 1 or submovements < 0 or tremor_deg < 0:
+        raise InputError(
+            f"make_exercise: repetitions must be >= 1 and submovements, tremor_deg >= 0, found "
+            f"{repetitions!r}, {submovements!r}, {tremor_deg!r}"
+        )
+
+
 def make_exercise(
     name: str,
     *,
@@ -259,6 +233,7 @@ def make_exercise(
     repetitions: int = 5,
     tempo_s: float | None = None,
     range_deg: Any = None,
+    side: str | None = None,
     impaired_side: str | None = None,
     impairment: float = 0.0,
     submovements: int = 0,
@@ -274,8 +249,11 @@ def make_exercise(
     ----------
     name : str
         One of :data:`EXERCISES`: ``shoulder_abduction``, ``shoulder_flexion``,
-        ``elbow_flexion``, ``seated_knee_extension``, ``squat``, ``sit_to_stand``, ``gait``.
-        Arm and leg exercises move both sides at once.
+        ``shoulder_extension``, ``shoulder_scaption``, ``shoulder_internal_rotation``,
+        ``shoulder_external_rotation`` (elbow at 90 deg), ``elbow_flexion``,
+        ``seated_knee_extension``, ``squat``, ``deep_squat`` (dowel overhead),
+        ``sit_to_stand``, ``hurdle_step``, ``inline_lunge``, ``side_lunge``,
+        ``straight_leg_raise`` (supine), ``gait``.
     skeleton : Skeleton, optional
         Default ``Skeleton.default()``.  Its ``dofs`` are the columns of the result.
     rate : float
@@ -286,8 +264,15 @@ def make_exercise(
         Duration of one repetition of the unimpaired side, s (default per exercise:
         3-5 s; gait: stride time 1.1 s).  Split 35% out, 10% hold, 35% back, 20% rest.
     range_deg : float or (start, peak), optional
-        Angles of the exercise's main DoF (e.g. ``shoulder_abduction_*``), degrees.
-        For gait: a scale factor of the normative curves (1 = normal).
+        Angles of the exercise's main DoF (e.g. ``shoulder_abduction_*``; for
+        ``shoulder_scaption`` the elevation in the scapular plane; for the lunges the
+        knee of the moving side), degrees.  For gait: a scale factor of the normative
+        curves (1 = normal).
+    side : {"left", "right", "both"}, optional
+        The side that moves (the leading, lunging or raised leg).  Default: both sides for
+        two-sided movements (arm and knee exercises, squats, sit to stand, gait); the
+        impaired side, else the right, for one-sided ones (hurdle step, lunges,
+        straight-leg raise), which refuse ``"both"``.
     impaired_side : {"left", "right"}, optional
     impairment : float in [0, 0.9]
         The impaired side reaches ``(1 - impairment)`` of the range and moves
@@ -300,12 +285,13 @@ def make_exercise(
         Amplitude of a 4-6 Hz sinusoidal tremor on the main DoFs (of the impaired side
         if any), degrees.  Angles are clipped to the joint ranges afterwards.
     trunk_lean_deg : float
-        Lumbar lateral bending away from the impaired side (right if none) at the peak of
-        each repetition, degrees (``lumbar_bending``; skipped if the skeleton has no such DoF).
+        Lumbar lateral bending away from the impaired side (else the moving side, else the
+        right) at the peak of each repetition, degrees (``lumbar_bending``; skipped if the
+        skeleton has no such DoF).
     shoulder_hiking_deg : float
-        Shoulder elevation on the impaired side at the peak (``shoulder_elevation_*``;
-        if the skeleton has none, the trunk bends towards the other side by this amount
-        instead, which raises the shoulder), degrees.
+        Shoulder elevation on that side at the peak (``shoulder_elevation_*``; if the
+        skeleton has none, the trunk bends towards the other side by this amount instead,
+        which raises the shoulder), degrees.
     speed_mm_s : float
         Gait only: walking speed (mm/s), default 1.2 m/s.
     seed : int
@@ -313,6 +299,8 @@ def make_exercise(
     Returns
     -------
     ExerciseTruth
+        ``params`` holds every parameter with ``side`` (the moving sides) and ``peak_deg``
+        (the main DoF's peak per side).
 
     Raises
     ------
@@ -323,32 +311,32 @@ def make_exercise(
         If a requested angle lies outside the skeleton's joint range (message names the
         DoF and its range).
     """
-    if name not in EXERCISES:
-        raise InputError(f"make_exercise: unknown exercise {name!r}; known: {sorted(EXERCISES)}")
+    _check_arguments(
+        name,
+        side,
+        impaired_side,
+        impairment,
+        rate,
+        tempo_s,
+        repetitions,
+        submovements,
+        tremor_deg,
+    )
     spec = EXERCISES[name]
-    if impaired_side not in (None, "left", "right"):
-        raise InputError(
-            f"make_exercise: impaired_side must be 'left', 'right' or None, found {impaired_side!r}"
-        )
-    if not 0.0 <= float(impairment) <= 0.9:
-        raise InputError(f"make_exercise: impairment must be in [0, 0.9], found {impairment!r}")
-    if not rate > 0 or (tempo_s is not None and not tempo_s > 0):
-        raise InputError(
-            f"make_exercise: rate and tempo_s must be positive, found rate={rate!r}, tempo_s={tempo_s!r}"
-        )
-    if int(repetitions) != repetitions or repetitions < 1 or submovements < 0 or tremor_deg < 0:
-        raise InputError(
-            f"make_exercise: repetitions must be >= 1 and submovements, tremor_deg >= 0, found "
-            f"{repetitions!r}, {submovements!r}, {tremor_deg!r}"
-        )
     skeleton = skeleton if skeleton is not None else Skeleton.default()
     dofs = _dofs(skeleton)
     ranges = _ranges(skeleton)
     rng = np.random.default_rng(seed)
     imp = float(impairment) if impaired_side else 0.0
-    imp_s = {"left": "l", "right": "r"}.get(impaired_side or "")
+    imp_s = _SIDE_LETTER.get(impaired_side or "")
     tempo = float(tempo_s or spec["tempo_s"])
     col = {d: i for i, d in enumerate(dofs)}
+    if side in ("left", "right"):
+        moving: tuple[str, ...] = (_SIDE_LETTER[side],)
+    elif spec["sides"] == "one" and side is None:
+        moving = (imp_s or "r",)
+    else:
+        moving = _SIDES
 
     params: dict[str, Any] = {
         "exercise": name,
@@ -358,6 +346,7 @@ def make_exercise(
         "range_deg": range_deg
         if range_deg is None
         else np.atleast_1d(np.asarray(range_deg, float)).tolist(),
+        "side": "both" if len(moving) == 2 else {"r": "right", "l": "left"}[moving[0]],
         "impaired_side": impaired_side,
         "impairment": imp,
         "submovements": int(submovements),
@@ -379,8 +368,8 @@ def make_exercise(
                 _check_in_range(d, [v], ranges, f"the {name} posture")
                 base[col[d]] = v
 
-    if name == "gait":
-        values, reps, extra = _gait(
+    if spec["kind"] == "gait":
+        values, reps, extra = gait_angles(
             dofs,
             col,
             base,
@@ -391,7 +380,6 @@ def make_exercise(
             imp_s,
             float(range_deg) if range_deg is not None else 1.0,
             float(speed_mm_s),
-            rng,
         )
         params.update(extra)
         main_cols: list[int] = [
@@ -401,65 +389,35 @@ def make_exercise(
         ]
         prof = {s: np.zeros(values.shape[0]) for s in _SIDES}
     else:
-        up, hold, down, rest = 0.35 * tempo, 0.10 * tempo, 0.35 * tempo, 0.20 * tempo
-        slow = 1.0 + imp
-        period = (up + down) * slow + hold + rest
-        lead = 0.5
-        starts = lead + period * np.arange(int(repetitions))
-        n = int(np.ceil((starts[-1] + period + lead) * rate)) + 1
-        t = np.arange(n) / rate
-        prof = {}
-        for s in _SIDES:
-            sl = slow if s == imp_s else 1.0
-            u, dn = up * sl, down * sl
-            h = period - rest - u - dn
-            sub = int(submovements) if (imp_s is None or s == imp_s) else 0
-            prof[s] = repetition_profile(t, starts, u, h, dn, sub, rng)
-        values = np.tile(base, (n, 1))
-        main_cols = []
-        for i, (tmpl, a0, a1) in enumerate(spec["main"]):
-            sides = _SIDES if "{s}" in tmpl else ("",)
-            for s in sides:
-                d = tmpl.format(s=s)
-                if d not in col:
-                    if i == 0:
-                        raise InputError(
-                            f"make_exercise: the skeleton has no DoF {d!r}, needed by {name}; "
-                            f"its DoFs: {list(dofs)}"
-                        )
-                    continue
-                lo_hi = _as_range(range_deg, a0, a1, d) if i == 0 else (a0, a1)
-                if i > 0 and range_deg is not None:  # scale the companions with the main DoF
-                    m0, m1 = _as_range(range_deg, spec["main"][0][1], spec["main"][0][2], d)
-                    f = (m1 - m0) / (spec["main"][0][2] - spec["main"][0][1])
-                    lo_hi = (a0, a0 + f * (a1 - a0))
-                _check_in_range(
-                    d, lo_hi, ranges, "the requested range" if i == 0 else f"the {name} movement"
-                )
-                p = prof[s] if s else 0.5 * (prof["r"] + prof["l"])
-                values[:, col[d]] = lo_hi[0] + side_scale(s) * (lo_hi[1] - lo_hi[0]) * p
-                if i == 0:
-                    main_cols.append(col[d])
-                    params.setdefault("peak_deg", {})[d] = float(
-                        lo_hi[0] + side_scale(s) * (lo_hi[1] - lo_hi[0])
-                    )
-        # forward lean that peaks mid-movement (sit to stand: the trunk leans to lift off)
-        both = 0.5 * (prof["r"] + prof["l"])
-        bump = np.clip(4.0 * both * (1.0 - both), 0.0, 1.0)
-        for tmpl, amp in spec.get("lean", []):
-            for d in {tmpl.format(s=s) for s in _SIDES}:
-                if d in col:
-                    values[:, col[d]] += amp * bump
-        reps = [(float(a), float(a + period - rest)) for a in starts]
+        values, prof, reps, main_cols = _repetitions(
+            name,
+            spec,
+            dofs,
+            col,
+            base,
+            ranges,
+            rate,
+            int(repetitions),
+            tempo,
+            range_deg,
+            imp,
+            imp_s,
+            moving,
+            int(submovements),
+            rng,
+            params,
+            side_scale,
+        )
+        _closed_chain(name, spec, skeleton, col, values, prof, moving, params, side_scale)
 
-    # ---- compensations: trunk lean away from the impaired side, shoulder hiking on it
-    cside = imp_s or "r"
+    # ---- compensations: trunk lean away from the impaired (or moving) side, shoulder hiking
+    cside = imp_s or (moving[0] if len(moving) == 1 else "r")
     cprof = (
-        prof.get(cside, np.zeros(values.shape[0])) if name != "gait" else np.ones(values.shape[0])
+        prof.get(cside, np.zeros(values.shape[0]))
+        if spec["kind"] != "gait"
+        else np.ones(values.shape[0])
     )
-    away = (
-        -1.0 if cside == "r" else 1.0
-    )  # positive lumbar_bending = towards the right (assumed sign)
+    away = -1.0 if cside == "r" else 1.0  # positive lumbar_bending = towards the right
     if trunk_lean_deg and "lumbar_bending" in col:
         values[:, col["lumbar_bending"]] += away * trunk_lean_deg * cprof
     if shoulder_hiking_deg:
@@ -483,98 +441,129 @@ def make_exercise(
         if d in col and not d.startswith("pelvis_t"):
             values[:, col[d]] = np.clip(values[:, col[d]], lo, hi)
 
-    values = _place_root(skeleton, dofs, col, values, spec["anchor"])
+    plant = moving[0] if spec.get("plant") == "moving" else ("l" if moving[0] == "r" else "r")
+    values = place_root(skeleton, col, values, spec["anchor"], plant)
     angles = JointAngles(values, dofs, rate)
     return ExerciseTruth(angles=angles, repetitions=reps, exercise=name, params=params)
 
 
-def _gait(
+def _repetitions(
+    name: str,
+    spec: dict[str, Any],
     dofs: tuple[str, ...],
     col: dict[str, int],
     base: np.ndarray,
+    ranges: dict[str, tuple[float, float]],
     rate: float,
-    strides: int,
+    repetitions: int,
     tempo: float,
+    range_deg: Any,
     imp: float,
     imp_s: str | None,
-    scale: float,
-    speed: float,
+    moving: tuple[str, ...],
+    submovements: int,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, list[tuple[float, float]], dict]:
-    """Gait angles: sagittal curves per leg (left half a cycle later), pelvis and arm swing."""
-    curves = _gait_curves()
-    stride = tempo * (1.0 + 0.5 * imp)
-    n = int(np.ceil(strides * stride * rate - 1e-9)) + 1
+    params: dict[str, Any],
+    side_scale: Any,
+) -> tuple[np.ndarray, dict[str, np.ndarray], list[tuple[float, float]], list[int]]:
+    """Angles of the repeated movements of the ``main`` table entries, and their profiles."""
+    up, hold, down, rest = 0.35 * tempo, 0.10 * tempo, 0.35 * tempo, 0.20 * tempo
+    slow = 1.0 + imp
+    period = (up + down) * slow + hold + rest
+    lead = 0.5
+    starts = lead + period * np.arange(repetitions)
+    n = int(np.ceil((starts[-1] + period + lead) * rate)) + 1
     t = np.arange(n) / rate
-    values = np.tile(base, (n, 1))
-    phase = {"r": (t / stride) % 1.0, "l": (t / stride + 0.5) % 1.0}
-    dof_of = {
-        "hip": "hip_flexion_{s}",
-        "knee": "knee_flexion_{s}",
-        "ankle": "ankle_dorsiflexion_{s}",
-    }
+    prof = {}
     for s in _SIDES:
-        f = scale * ((1.0 - imp) if s == imp_s else 1.0)
-        for key, tmpl in dof_of.items():
-            d = tmpl.format(s=s)
+        sl = slow if s == imp_s else 1.0
+        u, dn = up * sl, down * sl
+        h = period - rest - u - dn
+        sub = submovements if (imp_s is None or s == imp_s) else 0
+        prof[s] = repetition_profile(t, starts, u, h, dn, sub, rng)
+    values = np.tile(base, (n, 1))
+    main_cols = []
+    for i, (tmpl, a0, a1) in enumerate(spec["main"]):
+        for s in _SIDES if "{s}" in tmpl and len(moving) == 1 else ():  # still side: start
+            if s not in moving and tmpl.format(s=s) in col:
+                values[:, col[tmpl.format(s=s)]] = a0
+        for s, ps in _template_sides(tmpl, moving):
+            d = tmpl.format(s=s, o=s)
+            if d not in col:
+                if i == 0:
+                    raise InputError(
+                        f"make_exercise: the skeleton has no DoF {d!r}, needed by {name}; "
+                        f"its DoFs: {list(dofs)}"
+                    )
+                continue
+            lo_hi = _as_range(range_deg, a0, a1, d) if i == 0 else (a0, a1)
+            if i > 0 and range_deg is not None:  # scale the companions with the main DoF
+                m0, m1 = _as_range(range_deg, spec["main"][0][1], spec["main"][0][2], d)
+                f = (m1 - m0) / (spec["main"][0][2] - spec["main"][0][1])
+                lo_hi = (a0, a0 + f * (a1 - a0))
+            _check_in_range(
+                d, lo_hi, ranges, "the requested range" if i == 0 else f"the {name} movement"
+            )
+            p = prof[ps] if ps else np.mean([prof[m] for m in moving], axis=0)
+            scale = side_scale(ps) if ps else 1.0
+            values[:, col[d]] = lo_hi[0] + scale * (lo_hi[1] - lo_hi[0]) * p
+            if i == 0:
+                main_cols.append(col[d])
+                params.setdefault("peak_deg", {})[d] = float(
+                    lo_hi[0] + scale * (lo_hi[1] - lo_hi[0])
+                )
+                params.setdefault("start_deg", {})[d] = float(lo_hi[0])
+    # forward lean that peaks mid-movement (sit to stand: the trunk leans to lift off)
+    both = np.mean([prof[m] for m in moving], axis=0)
+    bump = np.clip(4.0 * both * (1.0 - both), 0.0, 1.0)
+    for tmpl, amp in spec.get("lean", []):
+        for d in {tmpl.format(s=s) for s in moving}:
             if d in col:
-                c = curves[key]
-                mean = float(np.mean(c(np.linspace(0, 1, 101)[:-1])))
-                values[:, col[d]] = mean + f * (c(phase[s]) - mean)
-        if f"shoulder_flexion_{s}" in col:  # arm swings with the opposite leg
-            other = "l" if s == "r" else "r"
-            values[:, col[f"shoulder_flexion_{s}"]] = 0.5 * (curves["hip"](phase[other]) - 10.0)
-        if f"elbow_flexion_{s}" in col:
-            other = "l" if s == "r" else "r"
-            values[:, col[f"elbow_flexion_{s}"]] = 20.0 + 0.3 * (curves["hip"](phase[other]) - 10.0)
-        if f"shoulder_abduction_{s}" in col:
-            values[:, col[f"shoulder_abduction_{s}"]] = 5.0
-    w = 2 * np.pi * t / stride
-    for d, v in (
-        ("pelvis_rotation", 5.0 * np.cos(w)),
-        ("pelvis_list", 4.0 * np.sin(2 * w)),
-        ("pelvis_tilt", 2.0 * np.sin(2 * w)),
-    ):
-        if d in col:
-            values[:, col[d]] = v
-    if "pelvis_tx" in col:
-        values[:, col["pelvis_tx"]] = speed * t
-    reps = [(float(i * stride), float((i + 1) * stride)) for i in range(strides)]
-    return values, reps, {"stride_s": stride, "speed_mm_s": speed, "gait_scale": scale}
+                values[:, col[d]] += amp * bump
+    reps = [(float(a), float(a + period - rest)) for a in starts]
+    return values, prof, reps, main_cols
 
 
-def _place_root(
-    skeleton: Any, dofs: tuple[str, ...], col: dict[str, int], values: np.ndarray, anchor: str
-) -> np.ndarray:
-    """Set pelvis_tx/ty/tz so the feet stay on the floor (and, for 'feet', do not slide)."""
-    if not all(d in col for d in ("pelvis_tx", "pelvis_ty", "pelvis_tz")):
-        return values
-    names = tuple(skeleton.keypoint_names)
-    feet = [
-        i
-        for i, n in enumerate(names)
-        if n.startswith(
-            ("heel_", "big_toe_", "small_toe_", "ankle_", "lateral_malleolus_", "medial_malleolus_")
-        )
-    ]
-    if not feet:
-        return values
-    trans = np.array([col["pelvis_tx"], col["pelvis_ty"], col["pelvis_tz"]])
-    q = values.copy()
-    keep = q[:, trans].copy()
-    q[:, trans] = 0.0
-    kp = np.asarray(forward_kinematics(skeleton, q))
-    foot = kp[:, feet]
-    out = values.copy()
-    if (
-        anchor == "pelvis"
-    ):  # seated: keep the pelvis where the first frame has it, seat at knee height
-        out[:, trans[1]] = -np.min(foot[0, :, 1])
-        return out
-    out[:, trans[1]] = -np.min(foot[:, :, 1], axis=1)
-    if anchor == "feet":
-        ank = [i for i, n in enumerate(names) if n.startswith("ankle_")] or feet
-        centre = kp[:, ank].mean(axis=1)
-        out[:, trans[0]] = keep[:, 0] - (centre[:, 0] - centre[0, 0])
-        out[:, trans[2]] = keep[:, 2] - (centre[:, 2] - centre[0, 2])
-    return out
+def _closed_chain(
+    name: str,
+    spec: dict[str, Any],
+    skeleton: Any,
+    col: dict[str, int],
+    values: np.ndarray,
+    prof: dict[str, np.ndarray],
+    moving: tuple[str, ...],
+    params: dict[str, Any],
+    side_scale: Any,
+) -> None:
+    """Angles that follow from the main ones: scapular-plane elevation, legs of a lunge."""
+    kind = spec["kind"]
+    if kind == "scaption":
+        for s in moving:
+            fl, ab = f"shoulder_flexion_{s}", f"shoulder_abduction_{s}"
+            if fl in col and ab in col:
+                params.setdefault("elevation_deg", {})[s] = float(values[:, col[fl]].max())
+                values[:, col[fl]], values[:, col[ab]] = scaption(values[:, col[fl]])
+        params["scapular_plane_deg"] = 30.0
+        return
+    if kind not in ("inline_lunge", "side_lunge"):
+        return
+    m = moving[0]
+    o = "l" if m == "r" else "r"
+    knee = values[:, col[f"knee_flexion_{m}"]]
+    k0, k1 = float(knee[0]), float(params["peak_deg"][f"knee_flexion_{m}"])
+    geo = leg_geometry(skeleton)
+    if kind == "inline_lunge":
+        legs = inline_lunge(prof[m], geo, (k0, k1))
+        pairs = (("front", m), ("rear", o))
+    else:
+        if k1 - k0 < 1.0:
+            raise InputError(f"make_exercise: {name} needs a knee peak above its start angle")
+        legs, tilt = side_lunge(prof[m], geo, k1)
+        pairs = (("lunge", m), ("trail", o))
+        if "pelvis_tilt" in col:
+            values[:, col["pelvis_tilt"]] += tilt
+    for key, s in pairs:
+        for dof, v in legs[key].items():
+            if f"{dof}_{s}" in col:
+                values[:, col[f"{dof}_{s}"]] = v
+    params["legs"] = {k: {"r": "right", "l": "left"}[s] for k, s in pairs}

@@ -39,14 +39,23 @@ from ..kinematics.fk import forward_kinematics
 from ..kinematics.skeleton import Skeleton
 from ..layouts import get_layout
 from ..protocol.session import write_session_yaml
-from .exercises import EXERCISES, ExerciseTruth, make_exercise
+from .exercises import ExerciseTruth, make_exercise
 from .observation import marker_based, markerless
 from .phantom import BODY, REGIONS, Phantom, expand_sides, make_phantom, static_pose
+from .plan import fiducial_fault, protocol_of, trial_plan
 from .rig import make_rig, project_to_cameras
 
 __all__ = ["SessionTruth", "make_session", "ARM_EXERCISES"]
 
-ARM_EXERCISES = ("shoulder_abduction", "shoulder_flexion", "elbow_flexion")
+ARM_EXERCISES = (
+    "shoulder_abduction",
+    "shoulder_flexion",
+    "shoulder_extension",
+    "shoulder_scaption",
+    "shoulder_internal_rotation",
+    "shoulder_external_rotation",
+    "elbow_flexion",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +79,9 @@ class SessionTruth:
     landmarks_camera : Landmarks
         The imaging landmarks' true positions in the static trial, frame ``"camera"``.
     faults : dict
-        Injected observation faults per trial (as in ``truth/faults.json``).
+        Injected observation faults per trial (as in ``truth/faults.json``); with a
+        ``fault=`` option, ``faults["fiducial"]``: the moved landmark, its displacement
+        vector (LPS, mm) and distance.
     params : dict
         Every parameter (as in ``truth/params.json``).
     """
@@ -105,26 +116,63 @@ def _landmarks_json(lm: Landmarks) -> dict:
     }
 
 
+def _region(plan: Sequence[Any], registration: Any) -> str:
+    """The phantom region: the one holding the registration's landmarks, else by exercise."""
+    if registration is not None:
+        wanted = set(registration.pairs)
+        return max(REGIONS, key=lambda r: len(wanted & set(expand_sides(REGIONS[r]["landmarks"]))))
+    return "shoulder_arm" if plan and plan[0].exercise in ARM_EXERCISES else "pelvis_legs"
+
+
+def _repetition_truth(ex_truth: Mapping[str, ExerciseTruth]) -> dict[str, Any]:
+    """Per trial: the repetition windows and each moving DoF's true range per repetition."""
+    out: dict[str, Any] = {}
+    for tname, truth in ex_truth.items():
+        a = truth.angles
+        t = np.asarray(a.times)
+        rom: dict[str, list[float]] = {}
+        for j, d in enumerate(a.names):
+            x = np.asarray(a.values)[:, j]
+            if d in ("pelvis_tx", "pelvis_ty", "pelvis_tz") or np.ptp(x) < 1.0:
+                continue
+            rom[d] = [
+                round(float(np.ptp(x[(t >= s0) & (t <= s1)])), 9) for s0, s1 in truth.repetitions
+            ]
+        out[tname] = {
+            "exercise": truth.exercise,
+            "side": truth.params.get("side"),
+            "units": {"windows_s": "s", "rom_deg": "deg"},
+            "windows_s": [[round(s0, 9), round(s1, 9)] for s0, s1 in truth.repetitions],
+            "peak_deg": truth.params.get("peak_deg", {}),
+            "rom_deg": rom,
+        }
+    return out
+
+
 def make_session(
     path: str | os.PathLike,
     seed: int = 0,
     *,
     exercises: Sequence[str] = ("shoulder_abduction", "squat"),
+    protocol: Any = None,
+    variant: str | None = None,
+    fault: Mapping[str, Any] | None = None,
     impairment: Mapping[str, Any] | None = None,
     n_cameras: int = 4,
     rate: float = 30.0,
-    repetitions: int = 3,
+    repetitions: int | None = None,
     height_mm: float | None = None,
     layout: str = "halpe26",
-    imaging: bool = True,
+    imaging: bool | None = None,
     phantom_region: str | None = None,
     phantom_spacing: Sequence[float] = (0.8, 0.8, 1.5),
-    phantom_max_voxels: int = 4_000_000,
+    phantom_max_voxels: int | None = None,
     static_s: float = 2.0,
     markerless_options: Mapping[str, Any] | None = None,
     pixel_sigma: float = 2.0,
     view_swap_rate: float = 0.0,
     exercise_options: Mapping[str, Any] | None = None,
+    camera_views: bool | None = None,
 ) -> SessionTruth:
     """Write a synthetic session folder with known truth.
 
@@ -135,26 +183,46 @@ def make_session(
     seed : int
         Everything random derives from it; the same seed gives byte-identical files.
     exercises : sequence of str
-        Exercise trials (names of :data:`medpose.synthetic.exercises.EXERCISES`).
+        Exercise trials (names of :data:`medpose.synthetic.exercises.EXERCISES`); ignored
+        when ``protocol`` is given.
+    protocol : str, path or Protocol, optional
+        Make exactly the trials this assessment protocol needs
+        (:class:`~medpose.protocol.Protocol`; a catalogue name such as ``"deep_squat"``):
+        its trial names, its sides (one-sided trials move that side only), its
+        ``min_repetitions``, its static trial; imaging only if it registers imaging
+        landmarks (``navigation_check``), with a small phantom.  Each catalogue protocol's
+        trials map to synthetic exercises through
+        :data:`medpose.synthetic.plan.PROTOCOL_EXERCISES`.
+    variant : str, optional
+        The protocol's variant (``"single"`` for ``sit_to_stand``).
+    fault : mapping, optional
+        ``{"move_fiducial": (landmark, distance_mm)}`` moves that imaging landmark in the
+        written ``imaging/landmarks.mrk.json`` by ``distance_mm`` in a direction drawn from the
+        seed (or ``(landmark, (dx, dy, dz))``: by that LPS vector, mm); the truth keeps the
+        true position and records the move in ``faults["fiducial"]``.
     impairment : mapping, optional
         ``{"side": "left" | "right", "amount": 0..0.9}``; passed to every exercise.
     n_cameras : int
         Cameras of the rig.
     rate : float
         Sampling rate of every trial, Hz.
-    repetitions : int
-        Repetitions (strides for gait) per exercise.
+    repetitions : int, optional
+        Repetitions (strides for gait) per exercise; default 3, or each trial's
+        ``min_repetitions`` with a protocol.
     height_mm : float, optional
         Body height; default drawn from the seed in 1550-1900 mm.
     layout : str
         2D keypoint layout of the OpenPose JSON (default ``halpe26``; must be covered by the
         skeleton's keypoints).
-    imaging : bool
-        Write the phantom volume and its landmarks.
+    imaging : bool, optional
+        Write the phantom volume and its landmarks (default: yes; with a protocol, only if
+        it registers imaging landmarks).
     phantom_region : {"pelvis_legs", "shoulder_arm"}, optional
-        Default: ``shoulder_arm`` if the first exercise is an arm exercise, else ``pelvis_legs``.
+        Default: the region holding a protocol's registration landmarks, else
+        ``shoulder_arm`` if the first exercise is an arm exercise, else ``pelvis_legs``.
     phantom_spacing, phantom_max_voxels
-        See :func:`~medpose.synthetic.phantom.make_phantom`.
+        See :func:`~medpose.synthetic.phantom.make_phantom` (default 4 million voxels,
+        250 000 with a protocol).
     static_s : float
         Duration of the static trial, s.
     markerless_options : mapping, optional
@@ -167,6 +235,10 @@ def make_session(
     exercise_options : mapping, optional
         Extra keyword arguments of :func:`~medpose.synthetic.exercises.make_exercise`
         (``submovements``, ``tremor_deg``, ``trunk_lean_deg``, ...).
+    camera_views : bool, optional
+        Write each exercise trial's 2D keypoints per camera (OpenPose JSON, one file per
+        frame).  Default: yes; with a protocol, only if it triangulates (``steps.triangulate``),
+        since the 3D ``.trc`` is what its ``read_keypoints`` step reads.
 
     Returns
     -------
@@ -175,16 +247,25 @@ def make_session(
     Raises
     ------
     InputError
-        Unknown exercise, bad impairment, non-empty target folder, unknown layout.
+        Unknown exercise, bad impairment, non-empty target folder, unknown layout, a
+        protocol trial with no synthetic exercise, a bad ``fault``.
+    ProtocolError
+        Unknown or invalid protocol, unknown variant.
     """
     root = Path(path)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise InputError(
             f"make_session: {root.name}: exists and is not an empty folder; expected a new folder"
         )
-    unknown = [e for e in exercises if e not in EXERCISES]
-    if unknown or not exercises:
-        raise InputError(f"make_session: unknown exercises {unknown}; known: {sorted(EXERCISES)}")
+    proto = protocol_of(protocol, variant) if protocol is not None else None
+    plan, static_name = trial_plan(exercises, proto, repetitions)
+    registration = proto.spec.registration if proto is not None else None
+    if imaging is None:
+        imaging = proto is None or registration is not None
+    if camera_views is None:
+        camera_views = proto is None or "triangulate" in proto.steps
+    if phantom_max_voxels is None:
+        phantom_max_voxels = 4_000_000 if proto is None else 250_000
     imp = dict(impairment or {})
     if imp and (set(imp) - {"side", "amount"} or imp.get("side") not in ("left", "right")):
         raise InputError(
@@ -194,7 +275,7 @@ def make_session(
     lay = get_layout(layout)
 
     rng = np.random.default_rng(seed)
-    seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=8 + 3 * len(exercises))]
+    seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=8 + 3 * len(plan))]
     height = float(height_mm) if height_mm is not None else float(np.round(rng.uniform(1550, 1900)))
     sex = ("female", "male")[int(rng.integers(0, 2))]
     age = int(rng.integers(25, 80))
@@ -222,23 +303,23 @@ def make_session(
     true_static = np.broadcast_to(sk2cam.apply(kp0), (n_static, len(names), 3))
     static_obs = marker_based(true_static, 1.0, names=names, seed=seeds[1])
     truth_kp: dict[str, KeypointSequence] = {
-        "static": KeypointSequence(true_static, names, rate, frame=CAMERA)
+        static_name: KeypointSequence(true_static, names, rate, frame=CAMERA)
     }
-    faults: dict[str, Any] = {"static": static_obs.report}
+    faults: dict[str, Any] = {static_name: static_obs.report}
 
     # ---- exercises
     ex_truth: dict[str, ExerciseTruth] = {}
     obs_seq: dict[str, KeypointSequence] = {}
     views: dict[str, dict[str, KeypointSequence]] = {}
-    trial_names: list[str] = []
-    for i, ex in enumerate(exercises):
-        tname = ex if ex not in trial_names and ex != "static" else f"{ex}_{i + 1}"
-        trial_names.append(tname)
+    trial_names = [p.name for p in plan]
+    for i, planned in enumerate(plan):
+        tname, ex = planned.name, planned.exercise
         truth = make_exercise(
             ex,
             skeleton=skeleton,
             rate=rate,
-            repetitions=repetitions,
+            repetitions=planned.repetitions,
+            side=planned.side,
             impaired_side=imp.get("side"),
             impairment=float(imp.get("amount", 0.0)),
             seed=seeds[8 + 3 * i],
@@ -266,21 +347,22 @@ def make_session(
             **dict(markerless_options or {}),
         )
         obs_seq[tname] = obs.to_sequence(sel.names, rate, CAMERA)
-        v2d, vrep = project_to_cameras(
-            cameras,
-            sel,
-            pixel_sigma=pixel_sigma,
-            swap_rate=view_swap_rate,
-            seed=seeds[10 + 3 * i],
-            return_report=True,
-        )
-        views[tname] = v2d
+        vrep = None
+        if camera_views:
+            views[tname], vrep = project_to_cameras(
+                cameras,
+                sel,
+                pixel_sigma=pixel_sigma,
+                swap_rate=view_swap_rate,
+                seed=seeds[10 + 3 * i],
+                return_report=True,
+            )
         faults[tname] = {"markerless_3d": obs.report, "views": vrep}
 
     # ---- imaging
     phantom = None
     transforms = {"skeleton_to_camera": sk2cam}
-    region = phantom_region or ("shoulder_arm" if exercises[0] in ARM_EXERCISES else "pelvis_legs")
+    region = phantom_region or _region(plan, registration)
     if imaging:
         phantom = make_phantom(
             skeleton,
@@ -295,7 +377,7 @@ def make_session(
     else:
         lm_names = tuple(expand_sides(REGIONS[region]["landmarks"]))
     idx = [names.index(n) for n in lm_names]
-    landmarks_camera = Landmarks(lm_names, truth_kp["static"].positions[0, idx], frame=CAMERA)
+    landmarks_camera = Landmarks(lm_names, truth_kp[static_name].positions[0, idx], frame=CAMERA)
 
     # ---- write the session
     root.mkdir(parents=True, exist_ok=True)
@@ -311,33 +393,42 @@ def make_session(
         "date": "2026-01-15",
         "side_of_interest": imp.get("side", "both"),
     }
+    moved = fiducial_fault(fault, lm_names if phantom is not None else (), seed)
+    if fault and phantom is None:
+        raise InputError("make_session: fault.move_fiducial needs imaging (imaging=True)")
     if phantom is not None:
         write_volume(phantom.volume, root / "imaging" / "ct.nii.gz")
-        write_landmarks(phantom.landmarks, root / "imaging" / "landmarks.mrk.json")
+        written = phantom.landmarks
+        if moved is not None:
+            pos = np.array(written.positions, dtype=float)
+            pos[list(lm_names).index(moved["move_fiducial"])] += moved["vector_lps_mm"]
+            written = Landmarks(written.names, pos, frame=written.frame)
+            faults["fiducial"] = moved
+        write_landmarks(written, root / "imaging" / "landmarks.mrk.json")
         doc["imaging"] = {"volume": "imaging/ct.nii.gz", "landmarks": "imaging/landmarks.mrk.json"}
     write_calibration(cameras, root / "calibration" / "calibration.toml")
     doc["calibration"] = "calibration/calibration.toml"
-    write_trc(static_obs.to_sequence(names, rate, CAMERA), root / "trials" / "static.trc")
+    write_trc(static_obs.to_sequence(names, rate, CAMERA), root / "trials" / f"{static_name}.trc")
     trials: list[dict[str, Any]] = [
-        {"name": "static", "kind": "static", "keypoints": "trials/static.trc"}
+        {"name": static_name, "kind": "static", "keypoints": f"trials/{static_name}.trc"}
     ]
     for tname in trial_names:
         write_trc(obs_seq[tname], root / "trials" / f"{tname}.trc")
         cams = {}
-        for cam, seq in views[tname].items():
+        for cam, seq in views.get(tname, {}).items():
             folder = f"trials/{tname}/{cam}_json"
             write_openpose(seq, root / folder, layout=lay, prefix=cam)
             cams[cam] = folder
-        trials.append(
-            {
-                "name": tname,
-                "kind": "exercise",
-                "exercise": ex_truth[tname].exercise,
-                "keypoints": f"trials/{tname}.trc",
-                "rate_hz": rate,
-                "cameras": cams,
-            }
-        )
+        entry: dict[str, Any] = {
+            "name": tname,
+            "kind": "exercise",
+            "exercise": ex_truth[tname].exercise,
+            "keypoints": f"trials/{tname}.trc",
+            "rate_hz": rate,
+        }
+        if cams:
+            entry["cameras"] = cams
+        trials.append(entry)
     doc["trials"] = trials
     doc["notes"] = "synthetic session made by medpose.synthetic.make_session; truth in truth/"
     write_session_yaml(doc, root)
@@ -364,14 +455,19 @@ def make_session(
         t / "segment_lengths.json",
     )
     _dump_json(faults, t / "faults.json")
+    _dump_json(_repetition_truth(ex_truth), t / "repetitions.json")
     params = {
         "seed": int(seed),
-        "exercises": list(exercises),
+        "protocol": None
+        if proto is None
+        else {"name": proto.name, "version": proto.version, "variant": proto.variant},
+        "exercises": [p.exercise for p in plan],
         "trials": trial_names,
+        "static_trial": static_name,
         "impairment": imp or None,
         "n_cameras": int(n_cameras),
         "rate_hz": float(rate),
-        "repetitions": int(repetitions),
+        "repetitions": {p.name: p.repetitions for p in plan},
         "height_mm": height,
         "layout": lay.name,
         "imaging": bool(imaging),
@@ -382,6 +478,7 @@ def make_session(
         "markerless_options": dict(markerless_options or {}),
         "pixel_sigma": float(pixel_sigma),
         "view_swap_rate": float(view_swap_rate),
+        "camera_views": bool(camera_views),
         "exercise_options": dict(exercise_options or {}),
         "exercise_params": {k: v.params for k, v in ex_truth.items()},
         "repetition_windows_s": {
