@@ -46,7 +46,9 @@ from ..errors import InputError, MedposeError
 from ..kinematics.fit import Fit, fit
 from ..temporal.repetitions import REPETITION_COLUMNS, segment_repetitions
 from .assessment import METRIC_COLUMNS, SCORE_COLUMNS, Assessment
+from .criteria import criterion_rows, is_criterion, keypoints_of
 from .definition_schema import MetricSpec, TrialSpec
+from .keypoint_metrics import KEYPOINT_INPUTS, KeypointSource, keypoint_metric
 from .vocabulary import METRICS
 
 if TYPE_CHECKING:
@@ -74,18 +76,17 @@ _AGGREGATE: dict[str, Callable[..., Any]] = {
 
 
 # ------------------------------------------------------------------------------ inputs
-def _angles(protocol: Protocol, data: Any) -> tuple[pd.DataFrame, float]:
-    """Joint angles (T, D) in degrees and the rate, Hz."""
+def _angles(protocol: Protocol, data: Any) -> tuple[pd.DataFrame, float, Any]:
+    """Joint angles (T, D) in degrees, the rate, Hz, and the data (a KeypointSequence fitted)."""
     if isinstance(data, KeypointSequence):
         settings = protocol.spec.steps.fit
         kwargs = settings.model_dump() if settings is not None else {}
         data = fit(data, **kwargs)
     if isinstance(data, Fit):
-        return data.angles, float(data.rate)
+        return data.angles, float(data.rate), data
     if isinstance(data, JointAngles):
-        return pd.DataFrame(np.asarray(data.values, float), columns=list(data.names)), float(
-            data.rate
-        )
+        values = pd.DataFrame(np.asarray(data.values, float), columns=list(data.names))
+        return values, float(data.rate), data
     if isinstance(data, pd.DataFrame):
         rate = data.attrs.get("rate_hz")
         if rate is None:
@@ -97,7 +98,7 @@ def _angles(protocol: Protocol, data: Any) -> tuple[pd.DataFrame, float]:
                     "evenly spaced, increasing time index in seconds; found neither"
                 )
             rate = 1.0 / float(step.mean())
-        return data, float(rate)
+        return data, float(rate), data
     raise InputError(
         f"{protocol.name}.run: found {type(data).__name__}; expected a KeypointSequence, a Fit, "
         "JointAngles or a DataFrame of joint angles in degrees"
@@ -258,16 +259,29 @@ def _metric_rows(
     angles: pd.DataFrame,
     reps: dict[str, pd.DataFrame],
     rate: float,
+    source: KeypointSource,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], float]]:
     rows: list[dict[str, Any]] = []
     done: dict[tuple[str, str], float] = {}  # (metric key, side) -> summary value
     specs = [m for m in protocol.metrics if m.trial in (None, trial)]
     pairs = [m for m in specs if m.name == "symmetry_index"]
-    for spec in (m for m in specs if m.name != "symmetry_index"):
+    for spec in (m for m in specs if m.name != "symmetry_index" and not is_criterion(m.name)):
         joint = spec.joint or spec.keypoint or ""
         info = METRICS[spec.name]
         unit = info.unit
         needs_joint = info.input in ("angle", "speed")
+        if info.input in KEYPOINT_INPUTS:  # compensations and gait, on the fitted keypoints
+            for kv in keypoint_metric(spec, sides, source, reps, rate):
+                if kv.result is None:
+                    rows.append(
+                        _row(trial, spec.key, "", kv.side, math.nan, math.nan, unit, kv.reason)
+                    )
+                    continue
+                value = _summarise(rows, spec, trial, kv.side, kv.result, kv.over_trial)
+                done[(spec.key, kv.side)] = value
+                if kv.ci is not None and math.isfinite(kv.ci[0]):
+                    rows[-1]["ci_low"], rows[-1]["ci_high"] = kv.ci
+            continue
         for side in sides if (spec.joint or spec.keypoint) else ("",):
             if not spec.computable:
                 rows.append(
@@ -348,8 +362,13 @@ def _metric_rows(
 # ------------------------------------------------------------------------------ scores
 def _norm(key: str, age: float | None, sex: str | None) -> pd.Series:
     parts = key.split(".")
+    if len(parts) == 2:  # metric.source of a whole-body test: the row of the patient's group
+        row = scoring.norm_for(parts[0], age=age, sex=sex, source=parts[1])
+        if str(row["key"]).startswith(key + "."):
+            return row
+        raise InputError(f"norm key {key!r} not found; nearest row {row['key']!r}")
     if len(parts) < 3:
-        raise InputError(f"norm key {key!r}: expected metric.source.joint")
+        raise InputError(f"norm key {key!r}: expected metric.source.joint or metric.source")
     row = scoring.norm_for(parts[0], parts[-1], age=age, sex=sex, source=parts[1])
     if str(row["key"]) != key:
         raise InputError(f"norm key {key!r} not found; nearest row {row['key']!r}")
@@ -452,7 +471,8 @@ def run_protocol(
         For data of an unknown type, an unknown trial or side, or a DataFrame without a rate.
     """
     spec = _trial(protocol, trial)
-    angles, rate = _angles(protocol, data)
+    points = keypoints_of(data)
+    angles, rate, source = _angles(protocol, data)
     sides, info = _sides(protocol, spec, side, angles)
     if trial is None and len(sides) == 1 and spec.side not in (sides[0], "both", "auto", None):
         # a protocol with one trial per side: the trial of the side measured
@@ -480,7 +500,9 @@ def run_protocol(
         if tables
         else pd.DataFrame(columns=[*REPETITION_COLUMNS, "side"])
     )
-    rows, _ = _metric_rows(protocol, spec.name, sides, angles, reps, rate)
+    rows, _ = _metric_rows(protocol, spec.name, sides, angles, reps, rate, KeypointSource(source))
+    mine = [m for m in protocol.metrics if m.trial in (None, spec.name)]
+    rows += criterion_rows(mine, spec.name, sides, points, reps, rate)
     metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
     scores, percents = _score_rows(protocol, metrics, age, sex)
     result, value, why = _composite(protocol, percents)

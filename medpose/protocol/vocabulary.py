@@ -6,8 +6,9 @@ are checked against, so that an unknown name is refused with the list of known o
 
 * :data:`STEPS`: the pipeline steps, in the order they run;
 * :data:`METRICS`: every metric a protocol may declare (:class:`MetricInfo`): the functions of
-  :mod:`medpose.scoring` (``computable``) and the metrics declared but not yet computed by
-  medpose (gait events, compensations: ``computable=False``);
+  :mod:`medpose.scoring` (``computable``), compensations and gait metrics on the fitted
+  keypoints among them, and any declared but not computed by medpose
+  (``computable=False``);
 * :func:`dof_names` and :func:`keypoint_names`: the joint angles and keypoints of medpose's
   default skeleton (``resources/skeleton.yaml``), read from the data file itself so that
   checking a protocol does not load torch;
@@ -30,6 +31,7 @@ import yaml
 
 from .. import scoring
 from ..packaged import resource_yaml
+from ..scoring.criteria import CRITERION_METRICS
 from ..temporal.repetitions import segment_repetitions
 
 __all__ = [
@@ -74,8 +76,9 @@ FORMULAS: Mapping[str, str] = {
 #: (``rom.knee_flexion.adult``); resolved against the normative tables when scoring.
 NORM_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9][a-z0-9_-]*){1,5}$")
 
-# Parameters of a metric that the runner supplies from the data, never from a protocol.
-_SUPPLIED = {"fs"}
+# Parameters of a metric that the runner supplies from the data, never from a protocol (the
+# rate; the up axis: the runner measures keypoints in the skeleton's axes, +Y up).
+_SUPPLIED = {"fs", "up"}
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,9 @@ class MetricInfo:
         What it is computed from: ``"angle"`` (a joint angle), ``"speed"`` (angular speed of a
         joint, or the speed of a keypoint), ``"repetitions"`` (the repetition table),
         ``"pair"`` (left and right values of another metric), ``"gait"`` (gait events
-        detected from keypoints) or ``"keypoints"`` (3D keypoint positions).
+        detected from keypoints, :mod:`medpose.scoring.gait`), ``"compensation"`` (a
+        compensation per frame from the fitted keypoints, :mod:`medpose.scoring.compensation`)
+        or ``"keypoints"`` (3D keypoint positions).
     unit : str
     params : tuple of str
         The parameters a protocol may set (keyword arguments of the function).
@@ -141,37 +146,33 @@ _ALL = (
     _computable("symmetry_index", "pair", "%", "left/right symmetry of another metric"),
     _computable("dtw_distance", "angle", "deg", "DTW distance to the mean repetition"),
     _computable("consistency", "angle", "1", "similarity of the repetitions' curves"),
-    _planned("gait_speed", "gait", "mm/s", "walking speed (not yet computed by medpose)"),
-    _planned("cadence", "gait", "steps/min", "steps per minute (not yet computed by medpose)"),
-    _planned("step_length", "gait", "mm", "step length per side (not yet computed by medpose)"),
-    _planned(
+    _computable("gait_speed", "gait", "m/s", "walking speed (gait events, Zeni et al. 2008)"),
+    _computable("cadence", "gait", "steps/min", "steps per minute"),
+    _computable("step_length", "gait", "m", "step length per side, one value per step"),
+    _computable(
         "trunk_lean",
-        "keypoints",
+        "compensation",
         "deg",
-        "trunk inclination to vertical (compensation; not yet computed by medpose)",
+        "trunk inclination to vertical, sideways (plane: frontal) or forwards (sagittal)",
     ),
-    _planned(
-        "knee_valgus",
-        "keypoints",
-        "deg",
-        "frontal-plane knee projection angle (compensation; not yet computed by medpose)",
+    _computable("trunk_rotation", "compensation", "deg", "thorax rotation relative to the pelvis"),
+    _computable(
+        "pelvic_drop", "compensation", "deg", "pelvic obliquity: drop of the side's pelvis"
     ),
-    _planned(
-        "heel_lift",
-        "keypoints",
-        "mm",
-        "heel rise from the floor (compensation; not yet computed by medpose)",
+    _computable("shoulder_hiking", "compensation", "deg", "elevation of the side's shoulder line"),
+    _computable("head_tilt", "compensation", "deg", "lateral head tilt (ear line)"),
+    _computable(
+        "knee_valgus", "compensation", "deg", "frontal-plane knee projection angle (valgus +)"
     ),
-    _planned(
-        "pelvic_drop",
-        "keypoints",
-        "deg",
-        "pelvic obliquity on single-leg stance (compensation; not yet computed by medpose)",
-    ),
+    _computable("heel_lift", "compensation", "mm", "heel rise above its standing level"),
 )
 
 #: Every metric a protocol may name, computable or declared (see :class:`MetricInfo`).
-METRICS: Mapping[str, MetricInfo] = {m.name: m for m in _ALL}
+_CRITERIA = tuple(
+    MetricInfo(n, True, "keypoints", unit, (), text)
+    for n, (unit, text) in CRITERION_METRICS.items()
+)
+METRICS: Mapping[str, MetricInfo] = {m.name: m for m in (*_ALL, *_CRITERIA)}
 
 
 def _skeleton_names() -> tuple[tuple[str, ...], tuple[str, ...]]:

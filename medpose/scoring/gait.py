@@ -16,8 +16,8 @@ Analysis*, 2nd ed., ch. 1; Whittle 2007, *Gait Analysis*, 4th ed., ch. 2):
 
 * gait speed, m/s: pelvis travel along the walking direction between the first and the last
   heel strike of the same foot (whole strides), divided by the time between them;
-* cadence, steps/min: 60 times the number of steps (intervals between successive heel strikes
-  of opposite feet) divided by their total time;
+* cadence, steps/min: two steps per stride, 120 / the mean stride time (heel strike to heel
+  strike of the same foot, both feet);
 * step length of a side, m: at each heel strike of that foot, the distance along the walking
   direction from the other foot's heel at its preceding heel strike (the distance between
   successive footprints).
@@ -189,13 +189,20 @@ def gait_speed(points: Points, fs: float, up: Up = "+y") -> MetricResult:
 
 
 def cadence(points: Points, fs: float, up: Up = "+y") -> MetricResult:
-    """Steps per minute: 60 x steps / their total time, the steps being intervals between
-    successive heel strikes of opposite feet.  NaN with a reason for fewer than 2 steps."""
-    st = gait_steps(points, fs, up)
-    if len(st) < 2:
-        return _scalar("cadence", np.nan, "steps/min", f"{len(st)} step(s), at least 2 needed", {})
-    value = 60.0 * len(st) / float(st["step_time_s"].sum())
-    return _scalar("cadence", value, "steps/min", "", {"steps": np.asarray(len(st))})
+    """Steps per minute: 120 / the mean stride time (two steps per stride), the strides being
+    the intervals between successive heel strikes of the same foot, both feet pooled; whole
+    strides, so the alternating step times of an asymmetric gait do not bias it.  NaN with a
+    reason without a whole stride."""
+    hs = gait_events(points, fs, up)
+    hs = hs[hs["event"] == "heel_strike"]
+    strides = np.concatenate(
+        [np.diff(hs.loc[hs["side"] == side, "time_s"].to_numpy(float)) for side in _SIDES]
+    )
+    if strides.size == 0:
+        why = "fewer than 2 heel strikes of one foot: no whole stride"
+        return _scalar("cadence", np.nan, "steps/min", why, {})
+    value = 120.0 / float(np.mean(strides))
+    return _scalar("cadence", value, "steps/min", "", {"strides": np.asarray(strides.size)})
 
 
 def step_length(points: Points, fs: float, side: str, up: Up = "+y") -> MetricResult:

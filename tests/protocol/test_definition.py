@@ -129,13 +129,13 @@ def test_navigation_check_gate_is_a_quality_gate():
     assert Protocol.load("deep_squat").quality_gate() is None
 
 
-def test_gait_declares_its_metrics_as_not_yet_computable():
+def test_gait_declares_its_metrics_as_computable():
     names = {m.name for m in Protocol.load("gait").metrics}
     assert {"gait_speed", "cadence", "step_length", "symmetry_index"} <= names
-    assert not any(METRICS[n].computable for n in ("gait_speed", "cadence", "step_length"))
+    assert all(METRICS[n].computable for n in ("gait_speed", "cadence", "step_length"))
     symmetry = {m.key: m.computable for m in Protocol.load("gait").metrics if m.of}
     assert symmetry == {
-        "symmetry_index_step_length": False,
+        "symmetry_index_step_length": True,
         "symmetry_index_rom_knee_flexion": True,
     }
 

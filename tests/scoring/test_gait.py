@@ -108,7 +108,7 @@ def test_less_than_a_stride_is_nan_with_a_reason():
     res = mp.metrics.gait_speed(short, rate)
     assert np.isnan(float(res)) and "heel strike" in res.reasons[0]
     cad = mp.metrics.cadence(short, rate)
-    assert np.isnan(float(cad)) and "step" in cad.reasons[0]
+    assert np.isnan(float(cad)) and "stride" in cad.reasons[0]
     assert mp.metrics.step_length(short, rate, "left").value.shape == (0,)
 
 
