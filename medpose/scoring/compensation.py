@@ -103,10 +103,11 @@ def trunk_lean(points: Points, plane: str = "frontal", up: Up = "+y") -> MetricR
     sagittal plane, ``asin(axis . right)``, positive towards the right.  ``plane="sagittal"``
     (forward lean): the angle of the trunk axis from vertical within the sagittal plane,
     ``atan2(axis . anterior, axis . up)``, positive forwards.  Together they are the first two
-    angles of the ISB trunk Cardan sequence (Z flexion, X lateral bending; Wu et al. 2005,
-    J Biomech 38:981-992) of the thorax relative to the vertical heading frame; compensation
-    measures of reaching and gait use them (lateral trunk lean: Michaelsen et al. 2004, Stroke
-    35:1875-1880; Hunt et al. 2008, Gait Posture 27:635-640).
+    angles of the ISB spine Cardan sequence (Z flexion, X lateral bending; Wu et al. 2002,
+    J Biomech 35:543-548) of the thorax (Wu et al. 2005, J Biomech 38:981-992) relative to the
+    vertical heading frame; lateral trunk lean is a compensation of reaching after stroke
+    (Levin et al. 2002, Exp Brain Res 143:171-180) and of gait with knee osteoarthritis (Hunt
+    et al. 2008, Osteoarthritis Cartilage 16:591-599).
 
     Parameters
     ----------
@@ -145,7 +146,7 @@ def trunk_rotation(points: Points, up: Up = "+y") -> MetricResult:
     """Axial rotation of the thorax relative to the pelvis, degrees, per frame.
 
     The third angle of the ISB thorax-to-pelvis Cardan sequence (Z flexion, X lateral bending,
-    Y axial rotation; Wu et al. 2005, J Biomech 38:981-992), the transverse-plane thorax-pelvis
+    Y axial rotation; Wu et al. 2002, J Biomech 35:543-548), the transverse-plane thorax-pelvis
     angle of gait analysis: ``atan2(-Zp . Xt, Zp . Zt)`` with the pelvis's mediolateral axis
     ``Zp`` (``hip_l -> hip_r``, else the ASISs) and the thorax frame ``Yt`` = trunk axis
     (:func:`trunk_axis`), ``Zt`` = the line ``acromion_l -> acromion_r`` (else the shoulder
@@ -184,8 +185,7 @@ def pelvic_drop(points: Points, side: str, up: Up = "+y") -> MetricResult:
     The angle between the line through the hip joint centres (``hip_r``, ``hip_l``; else the
     ASISs) and the horizontal plane, positive when ``side`` is the lower one: in single-leg
     stance, the drop of the unsupported side is the Trendelenburg sign (Hardcastle & Nade 1985,
-    J Bone Joint Surg Br 67:741-746; frontal-plane pelvic obliquity, e.g. Dingenen et al. 2015,
-    J Orthop Sports Phys Ther 45:1021-1028).
+    J Bone Joint Surg Br 67:741-746).
     """
     s, o = _side("pelvic_drop", side)
     ps, a = pick(points, f"hip_{s}", f"asis_{s}")
@@ -205,8 +205,8 @@ def shoulder_hiking(points: Points, side: str, up: Up = "+y") -> MetricResult:
 
     The angle between the line through the acromions (else the shoulder joints) and the
     horizontal plane, positive when ``side`` is the higher: the shoulder elevation ("hiking")
-    that compensates for weak arm elevation (Levin et al. 2002, Exp Brain Res 143:171-180;
-    acromion vertical displacement in Cirstea & Levin 2000, Brain 123:940-953).  It includes
+    that accompanies weak arm elevation and reaching, with trunk movement, after stroke
+    (compensatory strategies: Cirstea & Levin 2000, Brain 123:940-953).  It includes
     lateral trunk lean; a skeleton without a shoulder-girdle DoF (medpose's default) can show
     girdle elevation only in keypoints that were not fitted.
     """
@@ -226,7 +226,7 @@ def shoulder_hiking(points: Points, side: str, up: Up = "+y") -> MetricResult:
 def head_tilt(points: Points, up: Up = "+y") -> MetricResult:
     """Lateral head tilt, degrees, per frame: the angle between the line through the ears (else
     the eyes) and the horizontal plane, positive when the head tilts to the right (right ear
-    lower; the frontal-plane head angle of e.g. Ferrario et al. 1995, Cranio 13:203-209)."""
+    lower)."""
     r, a = pick(points, "ear_r", "eye_r", "eye_outer_r")
     left, _ = pick(points, "ear_l", "eye_l", "eye_outer_l")
     value = _elevation(left - r, up_vector(up))
