@@ -13,13 +13,13 @@ from medpose.kinematics.fk import forward_kinematics
 from medpose.kinematics.skeleton import Skeleton
 from medpose.synthetic.exercises import make_exercise
 
-RATE = 20.0
+RATE = 10.0
 PATIENT = "PSEUDO-7731"
 
 
 @pytest.fixture(scope="session")
 def squat_fit():
-    """A noise-free synthetic deep squat (3 repetitions, 20 Hz) fitted by mp.fit."""
+    """A noise-free synthetic deep squat (3 repetitions, 10 Hz) fitted by mp.fit."""
     sk = Skeleton.default(1750.0)
     ex = make_exercise("squat", skeleton=sk, rate=RATE, repetitions=3, seed=1)
     names = list(sk.keypoint_names)
