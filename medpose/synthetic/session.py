@@ -393,9 +393,9 @@ def make_session(
         "date": "2026-01-15",
         "side_of_interest": imp.get("side", "both"),
     }
-    moved = fiducial_fault(fault, lm_names if phantom is not None else (), seed)
     if fault and phantom is None:
         raise InputError("make_session: fault.move_fiducial needs imaging (imaging=True)")
+    moved = fiducial_fault(fault, lm_names, seed)
     if phantom is not None:
         write_volume(phantom.volume, root / "imaging" / "ct.nii.gz")
         written = phantom.landmarks
