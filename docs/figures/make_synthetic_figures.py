@@ -78,22 +78,30 @@ def main() -> None:
     plt.close(fig)
 
     # 3. stick figures of every exercise: four frames from rest to the peak of repetition 1
-    fig, axs = plt.subplots(2, 4, figsize=(14, 8.5))
+    views = {  # (horizontal axis, vertical axis, label): frontal, top or sagittal
+        "frontal": (2, 1, "Z right", "Y up"),
+        "top": (2, 0, "Z right", "X anterior"),
+        "sagittal": (0, 1, "X anterior", "Y up"),
+    }
+    view_of = {"shoulder_abduction": "frontal", "shoulder_scaption": "frontal", "side_lunge": "frontal",
+               "shoulder_internal_rotation": "top", "shoulder_external_rotation": "top"}
+    fig, axs = plt.subplots(4, 4, figsize=(15, 16))
     for ax, name in zip(axs.ravel(), EXERCISES):
         e = make_exercise(name, skeleton=sk, repetitions=1)
         q = np.array(e.angles.values)
         kp = forward_kinematics(sk, q)
         a0, a1 = (int(round(v * e.angles.rate)) for v in e.repetitions[0])
         stop = a1 if name == "gait" else a0 + int(0.45 * (a1 - a0))
-        frontal = name == "shoulder_abduction"
-        a = 2 if frontal else 0
+        a, b, xl, yl = views[view_of.get(name, "sagittal")]
         for k, fi in enumerate(np.linspace(a0, min(stop, len(q) - 1), 4).astype(int)):
-            _sticks(ax, kp[fi], names, a, 1, lw=1.5, alpha=0.3 + 0.23 * k)
-        ax.set(aspect="equal", title=f"{name} (frames {a0}-{stop})", xlabel=("Z right" if frontal else "X anterior")
-               + " (mm)", ylabel="Y up (mm)")
-        ax.axhline(0, color="0.6", lw=0.8)
-    axs.ravel()[-1].axis("off")
-    fig.suptitle("true skeleton, sagittal view (frontal for shoulder abduction); darker = later; red right, blue left")
+            _sticks(ax, kp[fi], names, a, b, lw=1.5, alpha=0.3 + 0.23 * k)
+        ax.set(aspect="equal", title=f"{name} ({e.params['side']})", xlabel=xl + " (mm)", ylabel=yl + " (mm)")
+        if b == 1:
+            ax.axhline(0, color="0.6", lw=0.8)
+    for ax in axs.ravel()[len(EXERCISES):]:
+        ax.axis("off")
+    fig.suptitle("true skeleton from rest to the peak (darker = later; red right, blue left); "
+                 "sagittal view unless labelled otherwise")
     fig.tight_layout()
     fig.savefig(OUT / "synthetic_sticks.png", dpi=90)
     plt.close(fig)
