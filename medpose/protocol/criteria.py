@@ -30,9 +30,11 @@ import numpy as np
 import pandas as pd
 
 from .. import scoring
-from ..data import KeypointSequence
+from ..data import JointAngles, KeypointSequence
 from ..errors import MedposeError
 from ..kinematics.fit import Fit, alignment_rotation
+from ..kinematics.fk import forward_kinematics
+from ..kinematics.skeleton import Skeleton
 from ..scoring import criteria as cr
 from ..scoring.criteria import CRITERION_METRICS
 
@@ -60,12 +62,30 @@ def is_criterion(name: str) -> bool:
 
 
 def keypoints_of(data: Any) -> tuple[np.ndarray, tuple[str, ...]] | None:
-    """The 3D keypoints ``(T, K, 3)`` and names of a trial's data, None for joint angles."""
-    if isinstance(data, KeypointSequence) and data.positions.shape[-1] == 3:
-        return np.asarray(data.positions, float), tuple(data.names)
+    """The 3D keypoints ``(T, K, 3)`` and names of a trial's data.
+
+    A :class:`~medpose.data.KeypointSequence` gives its own, a
+    :class:`~medpose.kinematics.fit.Fit` its fitted ones; joint angles (``JointAngles`` or a
+    DataFrame) holding every rotation of the default skeleton are posed on it by forward
+    kinematics (translations 0 where absent: angles between segments do not depend on them);
+    None otherwise.
+    """
+    if isinstance(data, KeypointSequence):
+        return (np.asarray(data.positions, float), tuple(data.names)) if data.ndim == 3 else None
     if isinstance(data, Fit):
         return np.asarray(data.fitted, float), tuple(data.keypoint_names)
-    return None
+    if isinstance(data, JointAngles):
+        data = pd.DataFrame(np.asarray(data.values, float), columns=list(data.names))
+    if not isinstance(data, pd.DataFrame):
+        return None
+    sk = Skeleton.default()
+    q = np.zeros((len(data), len(sk.dof_names)))
+    for j, name in enumerate(sk.dof_names):
+        if name in data.columns:
+            q[:, j] = np.asarray(data[name], dtype=float)
+        elif sk.rotational[j]:
+            return None
+    return np.asarray(forward_kinematics(sk, q)), tuple(sk.keypoint_names)
 
 
 def _series(name: str, P: Mapping[str, np.ndarray], side: str, up: np.ndarray) -> np.ndarray:
@@ -197,7 +217,7 @@ def criterion_rows(
     up = np.array([math.nan] * 3)
     why_all = ""
     if keypoints is None:
-        why_all = "needs 3D keypoints; the data are joint angles"
+        why_all = "needs 3D keypoints, or joint angles with every rotation of the skeleton"
     else:
         X, names = keypoints
         P = {n: X[:, i] for i, n in enumerate(names)}

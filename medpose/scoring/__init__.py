@@ -9,7 +9,8 @@ SEM and MDC95 (:mod:`~medpose.scoring.statistics`); published normative values
 flag, MDC95 and 0-100 composites (:mod:`~medpose.scoring.scores`); compensations per frame from
 3D keypoints: trunk lean and rotation, pelvic drop, shoulder hiking, head tilt, knee valgus,
 heel lift (:mod:`~medpose.scoring.compensation`); gait events, speed, cadence and step length
-(:mod:`~medpose.scoring.gait`), on named keypoints (:func:`as_points`).
+(:mod:`~medpose.scoring.gait`), on named keypoints (:func:`as_points`); clinical test
+criteria per frame (deep squat, shoulder abduction: :mod:`~medpose.scoring.criteria`).
 
 Metrics work on arrays with units (degrees, deg/s, seconds, Hz), batched over repetitions:
 one repetition ``(T,)``, a NaN-padded batch ``(R, T)`` or a list of 1-D arrays (see
@@ -31,6 +32,16 @@ from .compensation import (
     trunk_axis,
     trunk_lean,
     trunk_rotation,
+)
+from .criteria import (
+    arm_trunk_angle,
+    elevation_plane,
+    humeral_elevation,
+    knee_over_foot,
+    shoulder_girdle_elevation,
+    thigh_angle,
+    torso_tibia_angle,
+    trunk_lateral_flexion,
 )
 from .gait import cadence, gait_events, gait_speed, gait_steps, step_length, walking_direction
 from .kinematic import (
@@ -92,4 +103,12 @@ __all__ = [
     "walking_direction",
     "as_points",
     "noise_interval",
+    "thigh_angle",
+    "torso_tibia_angle",
+    "knee_over_foot",
+    "arm_trunk_angle",
+    "humeral_elevation",
+    "elevation_plane",
+    "trunk_lateral_flexion",
+    "shoulder_girdle_elevation",
 ]
