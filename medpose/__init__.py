@@ -56,6 +56,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "io": ("medpose.io", None),
     "kinematics": ("medpose.kinematics", None),
     "layouts": ("medpose.layouts", None),
+    "learning": ("medpose.learning", None),
     "metrics": ("medpose.scoring", None),
     "registration": ("medpose.registration", None),
     "scoring": ("medpose.scoring", None),
