@@ -1,7 +1,8 @@
 """UI-PRMD benchmark: do the protocols' composites tell correct from incorrect repetitions?
 
 Run: ``python benchmarks/uiprmd.py [--data DIR] [--subjects s01,s02] [--no-write]``.  Prints the
-tables and writes them to ``benchmarks/RESULTS.md`` between the ``uiprmd`` markers.
+tables and writes them to ``benchmarks/RESULTS.md`` between the ``uiprmd`` markers; exits with 1
+when a composite misses its AUC target (0.90 deep squat, 0.96 shoulder abduction) on all files.
 
 The data: UI-PRMD (Vakanski et al. 2018, *Data* 3(1):2), Kinect v2, ten healthy subjects, deep
 squat (m01) and standing shoulder abduction (m07), ten correct and ten deliberately incorrect
@@ -133,7 +134,8 @@ def summarise(name: str, df: pd.DataFrame, roms: np.ndarray) -> tuple[str, float
     text = (
         f"### {name}: {int(ok.sum())} correct, {int((~ok).sum())} incorrect repetitions, "
         f"{df['subject'].nunique()} subjects\n\n"
-        f"Composite AUC **{comp:.3f}** (target {TARGET[name]:.2f}); median score "
+        f"Composite AUC **{comp:.3f}** (target {TARGET[name]:.2f}: "
+        f"{'met' if comp >= TARGET[name] else 'NOT met'}); median score "
         f"{med.get(True, math.nan):.1f} correct, {med.get(False, math.nan):.1f} incorrect; "
         f"mean score of correct above incorrect in {int(per_subject.sum())} of "
         f"{len(per_subject)} subjects.\n\n"
@@ -155,11 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         pass
     subjects = set(args.subjects.split(",")) if args.subjects else None
-    parts = []
+    parts: list[str] = []
+    met: list[bool] = []
     t0 = time.perf_counter()
     for movement, name in MOVEMENTS.items():
         df, roms = run_movement(args.data.resolve(), movement, subjects)
-        text, _ = summarise(name, df, roms)
+        text, comp = summarise(name, df, roms)
+        met.append(subjects is not None or comp >= TARGET[name])
         print(text, "\n", flush=True)
         parts.append(text)
     took = time.perf_counter() - t0
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.no_write:
         update_results("uiprmd", header + "\n\n".join(parts))
-    return 0
+    return 0 if all(ok for ok in met) else 1
 
 
 if __name__ == "__main__":

@@ -1,22 +1,27 @@
 """Criterion metrics of a protocol, measured on the trial's 3D keypoints per repetition.
 
 The per-frame angles are those of :mod:`medpose.scoring.criteria`; this module names them as
-protocol metrics (:data:`CRITERION_METRICS`), reads them per repetition and summarises them
-like the runner's other metrics (``aggregate`` over repetitions, 95 % bootstrap interval with
-at least 3 repetitions).  The lab's up direction is the superior axis that
-:func:`medpose.kinematics.fit.alignment_rotation` finds in the keypoints; the keypoints are the
-trial's own (a :class:`~medpose.data.KeypointSequence`) or a :class:`~medpose.kinematics.fit.Fit`'s
-fitted ones.
+protocol metrics (:data:`~medpose.scoring.criteria.CRITERION_METRICS`), reads them per
+repetition and summarises them like the runner's other metrics (``aggregate`` over
+repetitions, 95 % bootstrap interval with at least 3 repetitions).  The keypoints are the
+trial's own (a :class:`~medpose.data.KeypointSequence`), a
+:class:`~medpose.kinematics.fit.Fit`'s fitted ones, or joint angles posed on the default
+skeleton by forward kinematics (:func:`keypoints_of`); the lab's up direction is the superior
+axis that :func:`medpose.kinematics.fit.alignment_rotation` finds in them.
 
-Per repetition (its start and end frames from the runner's segmentation), each criterion is
-read at a key frame, the median over +-0.1 s around it:
+Each repetition of the runner's segmentation is widened to the frames between its neighbours
+(the whole trial for a single repetition), since the segmentation trims the ends of the
+repetition signal's range.  In that window each criterion is read at a key frame, the median
+over +-0.1 s around it:
 
 * deep squat (``thigh_angle``, ``torso_tibia_angle``, ``knee_over_foot``, ``arm_trunk_angle``):
   the deepest frame, where the midpoint of the hips is lowest;
-* shoulder (``humeral_elevation``, ``elevation_plane``): the top, where the side's humeral
-  elevation is highest;
+* ``humeral_elevation``: the top, where the side's humeral elevation is highest;
+* ``elevation_plane``: instead the median over the frames with the humerus between 45 and 135
+  degrees from the trunk, where the plane of elevation is defined (it is not with the arm
+  near vertical);
 * compensations (``trunk_lateral_flexion``, ``shoulder_girdle_elevation``): the change from
-  the repetition's first frame to the top (trunk: its absolute value), so a posture held
+  the window's first 0.2 s to the top (trunk: its absolute value), so a posture held
   throughout is not counted.
 """
 

@@ -76,8 +76,35 @@ def _norm_field(norm: Mapping[str, Any] | pd.Series, name: str) -> float:
         ) from exc
 
 
-def _percent(x: np.ndarray, mean: float, better: str, cap: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percent of the normative mean and a mask of values it is undefined for."""
+def _limits(
+    norm: Mapping[str, Any] | pd.Series, key: str, lower: float, upper: float
+) -> tuple[float, float, float] | None:
+    """``(lower, upper, span)`` of a criterion row (``mode: criterion``), None for a norm."""
+    if str(norm.get("mode", "")) != "criterion":
+        return None
+    unit = str(norm.get("unit", ""))
+    if unit not in CRITERION_SPAN or (math.isnan(lower) and math.isnan(upper)):
+        raise InputError(
+            f"score_metric: criterion {key!r} needs a lower or an upper limit, criteria are "
+            f"scored in {sorted(CRITERION_SPAN)}; found {lower!r}, {upper!r} in {unit!r}"
+        )
+    return lower, upper, CRITERION_SPAN[unit]
+
+
+def _percent(
+    x: np.ndarray,
+    mean: float,
+    better: str,
+    cap: float,
+    limits: tuple[float, float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percent of the normative mean (of a criterion's limits: 100 within, 100 less per span
+    beyond them) and a mask of values it is undefined for."""
+    if limits is not None:
+        lo, hi, span = limits
+        e = np.fmax(np.nan_to_num(lo - x, nan=0.0), 0) + np.fmax(np.nan_to_num(x - hi, nan=0.0), 0)
+        bad = ~np.isfinite(x)
+        return np.where(bad, np.nan, 100.0 * np.clip(1.0 - e / span, 0.0, 1.0)), bad
     with np.errstate(divide="ignore", invalid="ignore"):
         if better == "lower":
             bad = ~(x > 0)
@@ -289,10 +316,10 @@ def score_metric(
     """
     x, in_reasons, unit = _values(value)
     key = str(norm.get("key", "norm"))
-    if str(norm.get("mode", "")) == "criterion":
-        return _criterion(x, in_reasons, unit, key, norm, ci, sem)
     mean = _norm_field(norm, "mean")
-    if not (math.isfinite(mean) and mean > 0):
+    sd_n, lower, upper = (_norm_field(norm, f) for f in ("sd", "lower", "upper"))
+    limits = _limits(norm, key, lower, upper)
+    if limits is None and not (math.isfinite(mean) and mean > 0):
         raise InputError(f"score_metric: norm {key!r} needs a positive mean, found {mean!r}")
     better = str(norm.get("better", "higher"))
     if better not in ("higher", "lower", "none"):
@@ -305,17 +332,16 @@ def score_metric(
         raise InputError(f"score_metric: value in {unit!r} but norm {key!r} in {norm_unit!r}")
     if not (isinstance(cap, (int, float)) and cap > 0 and math.isfinite(cap)):
         raise InputError(f"score_metric: cap must be a positive percent, found {cap!r}")
-    sd_n, lower, upper = (_norm_field(norm, f) for f in ("sd", "lower", "upper"))
 
     why_value = [r or "value is NaN" for r in in_reasons]
-    if better == "lower":  # a timed result of 0 or less is not a measurement
+    if better == "lower" and limits is None:  # a timed result of 0 or less is not a measurement
         for i, v in enumerate(x.ravel()):
             if v <= 0:
                 why_value[i] = f"a result where lower is better must be > 0, found {v:g}"
         x = np.where(x > 0, x, np.nan)
-    percent, bad = _percent(x, mean, better, cap)
+    percent, bad = _percent(x, mean, better, cap, limits)
     p_why = [why_value[i] if b else "" for i, b in enumerate(bad.ravel())]
-    if math.isfinite(sd_n) and sd_n > 0:
+    if math.isfinite(sd_n) and sd_n > 0 and limits is None:
         z = (x - mean) / sd_n
         z_why = ["" if np.isfinite(v) else why_value[i] for i, v in enumerate(x.ravel())]
     else:
@@ -333,14 +359,14 @@ def score_metric(
             flag[ok & (x > upper)] = "above"
         f_why = ["" if o else why_value[i] for i, o in enumerate(ok.ravel())]
     low, high = _ci(ci, x.shape)
-    pl, _ = _percent(low, mean, better, cap)
-    ph, _ = _percent(high, mean, better, cap)
+    pl, _ = _percent(low, mean, better, cap, limits)
+    ph, _ = _percent(high, mean, better, cap, limits)
     m, m_why = _mdc(sem, icc, sd, sd_n)
     return ScoreResult(
         key=key,
         value=x,
         unit=norm_unit or (unit or ""),
-        reference=mean,
+        reference=mean if limits is None else (upper if math.isfinite(upper) else lower),
         better=better,
         percent=percent,
         z=z,
@@ -353,71 +379,6 @@ def score_metric(
         reasons={"percent": tuple(p_why), "z": tuple(z_why), "flag": tuple(f_why), "mdc95": m_why},
         norm=dict(norm.items()),
         cap=float(cap),
-    )
-
-
-def _criterion(
-    x: np.ndarray,
-    in_reasons: tuple[str, ...],
-    unit: str | None,
-    key: str,
-    norm: Mapping[str, Any] | pd.Series,
-    ci: Any,
-    sem: float | None,
-) -> ScoreResult:
-    """Score against a criterion row: 100 within the limits, minus 100 per ``span`` beyond."""
-    lower, upper = _norm_field(norm, "lower"), _norm_field(norm, "upper")
-    norm_unit = str(norm.get("unit", ""))
-    if math.isnan(lower) and math.isnan(upper):
-        raise InputError(f"score_metric: criterion {key!r} needs a lower or an upper limit")
-    if norm_unit not in CRITERION_SPAN:
-        raise InputError(
-            f"score_metric: criterion {key!r} in {norm_unit!r}; criteria are scored in "
-            f"{sorted(CRITERION_SPAN)}"
-        )
-    if unit is not None and unit != norm_unit:
-        raise InputError(f"score_metric: value in {unit!r} but criterion {key!r} in {norm_unit!r}")
-    span = CRITERION_SPAN[norm_unit]
-
-    def pct(v: np.ndarray) -> np.ndarray:
-        e = np.fmax(np.nan_to_num(lower - v, nan=0.0), 0) + np.fmax(
-            np.nan_to_num(v - upper, nan=0.0), 0
-        )
-        return np.where(np.isfinite(v), 100.0 * np.clip(1.0 - e / span, 0.0, 1.0), np.nan)
-
-    why = [r or "value is NaN" for r in in_reasons]
-    ok = np.isfinite(x)
-    flag = np.full(x.shape, "n/a", dtype=object)
-    flag[ok] = "within"
-    if math.isfinite(lower):
-        flag[ok & (x < lower)] = "below"
-    if math.isfinite(upper):
-        flag[ok & (x > upper)] = "above"
-    low, high = _ci(ci, x.shape)
-    pl, ph = pct(low), pct(high)
-    m, m_why = _mdc(sem, None, None, math.nan)
-    return ScoreResult(
-        key=key,
-        value=x,
-        unit=norm_unit,
-        reference=upper if math.isfinite(upper) else lower,
-        better=str(norm.get("better", "none")),
-        percent=pct(x),
-        z=np.full(x.shape, np.nan),
-        flag=flag.astype(str),
-        ci_low=low,
-        ci_high=high,
-        percent_ci_low=np.fmin(pl, ph),
-        percent_ci_high=np.fmax(pl, ph),
-        mdc95=m,
-        reasons={
-            "percent": tuple("" if o else why[i] for i, o in enumerate(ok.ravel())),
-            "z": (f"{key} is a pass limit, not a distribution",) * x.size,
-            "flag": tuple("" if o else why[i] for i, o in enumerate(ok.ravel())),
-            "mdc95": m_why,
-        },
-        norm=dict(norm.items()),
-        cap=100.0,
     )
 
 
