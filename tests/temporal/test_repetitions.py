@@ -18,6 +18,16 @@ MAIN = {
     "squat": "knee_flexion_r",
     "sit_to_stand": "knee_flexion_r",
     "gait": "knee_flexion_r",
+    "deep_squat": "knee_flexion_r",
+    "shoulder_extension": "shoulder_flexion_r",
+    "shoulder_scaption": "shoulder_flexion_r",
+    "shoulder_internal_rotation": "shoulder_rotation_r",
+    "shoulder_external_rotation": "shoulder_rotation_r",
+    # one-sided movements move the impaired side (left in the test below)
+    "hurdle_step": "hip_flexion_l",
+    "inline_lunge": "knee_flexion_l",
+    "side_lunge": "knee_flexion_l",
+    "straight_leg_raise": "hip_flexion_l",
 }
 
 
