@@ -12,13 +12,17 @@ runner summarises (:mod:`medpose.protocol.runner`):
 * a compensation per frame (:mod:`medpose.scoring.compensation`), read per repetition (the
   runner's segmentation) or over the trial (``over: trial``, or no repetition step) as its
   peak: the 98th percentile of the value (:data:`PEAK_PERCENTILE`; of its magnitude for the
-  two-sided ones: trunk lean, trunk rotation, head tilt);
+  two-sided ones: trunk lean, trunk rotation, head tilt); heel lift per repetition from the
+  heel's height as the repetition starts (median over its first 0.1 s) unless the protocol
+  gives ``reference_mm``;
 * gait metrics over the walk (:mod:`medpose.scoring.gait`): speed and cadence one value, step
   length one value per step of the side (summarised over the steps);
 * a 95 % interval for a single (whole-trial) value: the fit's keypoint noise
   (``Fit.noise_mm``, per axis) propagated by Monte Carlo
-  (:func:`medpose.scoring.points.noise_interval`, 20 draws, seed 0); values over repetitions
-  or steps get the runner's bootstrap instead.  A DoF a metric depends on that the keypoints
+  (:func:`medpose.scoring.points.noise_interval`, 20 draws, seed 0); for a joint-angle metric
+  over the trial (``rom`` ``over: trial``...), the angle's noise that noise implies
+  (:func:`angle_sd`, the fit's Gauss-Newton posterior) added to the angle, likewise; values
+  over repetitions or steps get the runner's bootstrap instead.  A DoF a metric depends on that the keypoints
   do not constrain (``Fit.observable``) makes the metric NaN with that reason.
 """
 
@@ -41,6 +45,7 @@ from .definition_schema import MetricSpec
 from .vocabulary import METRICS
 
 __all__ = [
+    "angle_sd",
     "KEYPOINT_INPUTS",
     "COMPENSATIONS",
     "GAIT",
@@ -66,6 +71,61 @@ GAIT = {"gait_speed": False, "cadence": False, "step_length": True}
 _GAIT_DOFS = ("hip_flexion_{s}", "knee_flexion_{s}", "ankle_dorsiflexion_{s}")
 _S = {"left": "l", "right": "r"}
 _DRAWS = 20
+#: Heel lift per repetition is measured from the heel's median height over this first stretch
+#: of the repetition (s), so a heel that a fit places lower at depth is not read as lifted.
+_START_S = 0.1
+#: Frames (evenly spaced among the fitted ones) at which :func:`angle_sd` linearises the fit.
+_SD_FRAMES = 8
+
+
+def angle_sd(fit: Any, frames: int = _SD_FRAMES) -> dict[str, float]:
+    """Standard deviation (degrees) of each fitted joint angle under the fit's keypoint noise.
+
+    The Gauss-Newton posterior of the fit's least-squares problem: at ``frames`` evenly spaced
+    fitted frames, the Jacobian ``J`` (mm per degree, central differences of 0.05 degree or
+    0.05 mm through forward kinematics) of the observed keypoints with respect to the
+    constrained DoFs gives ``Cov = (J'J / noise^2 + diag(1 / prior_sd^2))^-1``, with
+    ``noise = Fit.noise_mm`` per axis and the fit's posture prior; the SD of each DoF is the
+    median over the frames of ``sqrt(Cov_dd)``.  Joint limits and smoothing, which only narrow
+    the solution, are ignored, so this bounds the angle noise from above.  Empty when the fit
+    measured no noise.
+    """
+    from ..kinematics.fk import forward_kinematics
+
+    noise = float(getattr(fit, "noise_mm", math.nan))
+    q = np.asarray(fit.q, dtype=float)
+    ok = np.flatnonzero(np.isfinite(q).all(axis=1))
+    if not (math.isfinite(noise) and noise > 0) or ok.size == 0:
+        return {}
+    pick = ok[np.unique(np.linspace(0, ok.size - 1, min(frames, ok.size)).round().astype(int))]
+    sk = fit.skeleton
+    free = np.flatnonzero(np.asarray(fit.observable, bool))
+    kp = [sk.keypoint_names.index(n) for n in fit.keypoint_names]
+    seen = np.isfinite(np.asarray(fit.residual, dtype=float)[pick])  # (F, K) observed
+    h = 0.05
+    n = free.size
+    base = np.repeat(q[pick], 2 * n, axis=0).reshape(pick.size, 2 * n, -1)
+    idx = np.arange(n)
+    base[:, idx, free] += h
+    base[:, n + idx, free] -= h
+    x = np.asarray(forward_kinematics(sk, base.reshape(-1, q.shape[1])), dtype=float)
+    x = x.reshape(pick.size, 2 * n, -1, 3)[:, :, kp]
+    J = (x[:, :n] - x[:, n:]) / (2 * h)  # (F, n, K, 3)
+    psd = getattr(fit, "prior_sd", None)
+    prior = np.zeros(n) if psd is None else 1.0 / np.asarray(psd, float)[free] ** 2
+    sds = []
+    for f in range(pick.size):
+        Jf = J[f][:, seen[f]].reshape(n, -1)  # (n, 3 K_seen)
+        info = Jf @ Jf.T / noise**2 + np.diag(prior)
+        try:
+            cov = np.linalg.inv(info)
+        except np.linalg.LinAlgError:
+            continue
+        sds.append(np.sqrt(np.clip(np.diag(cov), 0.0, None)))
+    if not sds:
+        return {}
+    med = np.median(np.asarray(sds), axis=0)
+    return {sk.dof_names[d]: float(v) for d, v in zip(free, med)}
 
 
 @dataclass
@@ -76,6 +136,7 @@ class KeypointSource:
     _points: dict[str, np.ndarray] | None = field(default=None, repr=False)
     noise_mm: float = math.nan
     why: str = ""
+    _sd: dict[str, float] | None = field(default=None, repr=False)
 
     def points(self) -> dict[str, np.ndarray] | None:
         """Named keypoints ``(T, 3)``, +Y up; None (see :attr:`why`) without keypoints."""
@@ -90,6 +151,28 @@ class KeypointSource:
             except MedposeError as e:
                 self.why = str(e)
         return self._points
+
+    def angle_interval(
+        self, stat: Callable[[np.ndarray], float], angle: np.ndarray, dof: str
+    ) -> tuple[float, float] | None:
+        """95 % interval of ``stat(angle)`` (a whole-trial metric of one joint angle) under the
+        fit's angle noise: :func:`angle_sd` of ``dof`` added independently to every frame, 20
+        Monte-Carlo draws (:func:`~medpose.scoring.points.noise_interval`); None without a fit
+        or a noise estimate."""
+        if self._sd is None:
+            self._sd = angle_sd(self.data) if hasattr(self.data, "q") else {}
+        sd = self._sd.get(dof, math.nan)
+        if not math.isfinite(sd):
+            return None
+
+        def safe(p: Points) -> float:
+            try:
+                return stat(p["angle"])
+            except MedposeError:
+                return math.nan
+
+        lo, hi, _ = noise_interval(safe, {"angle": np.asarray(angle, float)}, sd, draws=_DRAWS)
+        return (lo, hi) if math.isfinite(lo) else None
 
     def unconstrained(self, dofs: tuple[str, ...]) -> list[str]:
         """The DoFs among ``dofs`` that a fit's keypoints did not constrain."""
@@ -120,7 +203,7 @@ def _peak(x: np.ndarray, magnitude: bool) -> float:
 
 
 def _compensation(
-    spec: MetricSpec, side: str, source: KeypointSource, reps: pd.DataFrame | None
+    spec: MetricSpec, side: str, source: KeypointSource, reps: pd.DataFrame | None, rate: float
 ) -> KeypointValue:
     per_side, magnitude, _ = COMPENSATIONS[spec.name]
     func = getattr(scoring, spec.name)
@@ -144,8 +227,13 @@ def _compensation(
         return KeypointValue(side, res, True, (lo, hi))
     assert reps is not None
     values, reasons = [], []
+    lead = max(1, round(_START_S * rate))
     for a, b in zip(reps["start_frame"].to_numpy(int), reps["end_frame"].to_numpy(int)):
-        v = _peak(x[a : b + 1], magnitude)
+        seg = x[a : b + 1]
+        if spec.name == "heel_lift" and "reference_mm" not in params:
+            start = seg[:lead]  # the heel's level as the repetition starts
+            seg = seg - (np.nanmedian(start) if np.isfinite(start).any() else math.nan)
+        v = _peak(seg, magnitude)
         values.append(v)
         reasons.append("" if math.isfinite(v) else "keypoints missing in the repetition")
     res = scoring.MetricResult(
@@ -193,7 +281,9 @@ def keypoint_metric(
         rep = reps.get(side) if side else next(iter(reps.values()), None)
         try:
             value = (
-                _gait(spec, side, source, rate) if gait else _compensation(spec, side, source, rep)
+                _gait(spec, side, source, rate)
+                if gait
+                else _compensation(spec, side, source, rep, rate)
             )
         except MedposeError as e:
             value = KeypointValue(side, None, reason=str(e))

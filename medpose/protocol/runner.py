@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -216,6 +217,11 @@ def _call(
     return func(parts, rate, **params)
 
 
+def _trial_value(spec: MetricSpec, reps: Any, rate: float, x: np.ndarray) -> float:
+    """The metric of a whole trial's angle ``x`` (for the noise propagation)."""
+    return float(_call(spec, x, reps, rate, True))
+
+
 def _summarise(
     rows: list[dict[str, Any]],
     spec: MetricSpec,
@@ -320,6 +326,13 @@ def _metric_rows(
                 rows.append(_row(trial, spec.key, joint, side, math.nan, math.nan, unit, str(e)))
                 continue
             done[(spec.key, side)] = _summarise(rows, spec, trial, side, res, over_trial)
+            if over_trial and x is not None and spec.joint:  # the fit's angle noise, propagated
+                dof = (
+                    spec.joint if spec.joint.endswith(("_l", "_r")) else spec.joint + _SUFFIX[side]
+                )
+                ci = source.angle_interval(partial(_trial_value, spec, rep, rate), x, dof)
+                if ci is not None:
+                    rows[-1]["ci_low"], rows[-1]["ci_high"] = ci
     for spec in pairs:
         joint = spec.joint or ""
         base = MetricSpec(name=spec.of or "rom", joint=spec.joint, keypoint=spec.keypoint).key

@@ -71,8 +71,9 @@ def test_asymmetric_gait_gives_the_impaired_side_the_shorter_step(impaired):
     assert left + right == pytest.approx(stride_len, rel=5e-3)
     si = float(mp.metrics.symmetry_index(left, right))  # positive when the left is larger
     assert np.sign(si) == (-1 if impaired == "left" else 1) and abs(si) > 10
-    assert float(mp.metrics.cadence(pts, rate)) == pytest.approx(cad, rel=1e-6)
-    assert float(mp.metrics.gait_speed(pts, rate)) == pytest.approx(speed, rel=1e-6)
+    # a stride of 79.2 frames: each event's parabolic sub-frame timing is off by ~1e-4 s
+    assert float(mp.metrics.cadence(pts, rate)) == pytest.approx(cad, rel=1e-4)
+    assert float(mp.metrics.gait_speed(pts, rate)) == pytest.approx(speed, rel=1e-4)
 
 
 def test_events_alternate_one_per_stride_and_do_not_depend_on_the_walking_direction():
