@@ -11,12 +11,14 @@ the tables onto the study's columns).
 
 from __future__ import annotations
 
+import copyreg
 import hashlib
 import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -45,11 +47,21 @@ MANIFEST = "manifest.json"
 #: ``format`` field of the manifest.
 MANIFEST_FORMAT = "medpose-run/1"
 #: The tables written, each as ``<name>.parquet`` and ``<name>.csv``.
-TABLES = ("metrics", "scores", "repetitions", "quality", "registration", "provenance")
+TABLES = ("metrics", "scores", "repetitions", "quality", "registration", "angles", "provenance")
 #: Columns of the provenance table.
 PROVENANCE_COLUMNS = ("field", "name", "value")
 #: Name of the composite score's row in the study's scores.
 COMPOSITE = "composite"
+
+
+# A SessionResult travels between processes (a batch's workers): the composite's read-only
+# mappings (types.MappingProxyType) pickle as the dicts they wrap.
+def read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    """A read-only view of ``mapping`` (how a pickled ``MappingProxyType`` is rebuilt)."""
+    return MappingProxyType(mapping)
+
+
+copyreg.pickle(MappingProxyType, lambda m: (read_only, (dict(m),)))
 
 
 def _sha256(path: Path) -> str:
@@ -190,6 +202,18 @@ class SessionResult:
         rows += [("input", k, v) for k, v in sorted(self.inputs.items())]
         return pd.DataFrame(rows, columns=list(PROVENANCE_COLUMNS))
 
+    def angles_table(self) -> pd.DataFrame:
+        """The fitted joint angles of every fitted trial, one row per frame: ``session_trial``,
+        ``time_s``, then one column per angle (degrees)."""
+        parts = [
+            df.reset_index().rename(columns={df.index.name or "index": "time_s"})
+            for df in self.angles.values()
+        ]
+        if not parts:
+            return pd.DataFrame({"session_trial": pd.Series(dtype=object), "time_s": []})
+        out = pd.concat(parts, keys=list(self.angles), names=["session_trial", "row"])
+        return out.reset_index(level="session_trial").reset_index(drop=True)
+
     def tables(self) -> dict[str, pd.DataFrame]:
         """The output tables by name (:data:`TABLES`)."""
         a = self.assessment
@@ -202,6 +226,7 @@ class SessionResult:
             "repetitions": a.repetitions,
             "quality": a.quality,
             "registration": reg,
+            "angles": self.angles_table(),
             "provenance": self.provenance(),
         }
 
@@ -262,7 +287,7 @@ class SessionResult:
             files: dict[str, str] = {}
             for name, df in self.tables().items():
                 flat = df.copy()
-                for col in flat.select_dtypes(include="object").columns:
+                for col in flat.columns:
                     if flat[col].map(lambda v: isinstance(v, (dict, list, tuple))).any():
                         flat[col] = flat[col].map(str)
                 flat.to_parquet(tmp / f"{name}.parquet", index=False)
