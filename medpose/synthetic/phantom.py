@@ -19,7 +19,7 @@ from ``"LPS"`` to the skeleton's frame ``"skeleton"`` (ISB axes).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,6 +213,10 @@ def make_phantom(
     spacing: Sequence[float] = (0.8, 0.8, 1.5),
     max_voxels: int = 4_000_000,
     seed: int = 0,
+    angles: Mapping[str, float] | None = None,
+    wobble_deg: float = 3.0,
+    shift_mm: float = 20.0,
+    noise_hu: float | None = None,
 ) -> Phantom:
     """Build a CT-like phantom of one body region of the skeleton in its static pose.
 
@@ -233,7 +237,17 @@ def make_phantom(
     max_voxels : int
         Cap on the voxel count (default 4 million: builds and writes in about a second).
     seed : int
-        Draws the patient's placement on the table (+-3 deg, +-20 mm) and the noise.
+        Draws the patient's placement on the table (+-``wobble_deg``, +-``shift_mm``) and
+        the noise.
+    angles : mapping, optional
+        Joint angles (deg) by degree-of-freedom name (e.g. ``{"hip_flexion_r": 10}``) added
+        to the static pose, for anatomical variety; the landmarks follow.  Unknown names are
+        an InputError.
+    wobble_deg, shift_mm : float
+        Largest rotation about each axis (deg) and shift along each axis (mm) of the
+        placement on the table (default 3 deg, 20 mm).
+    noise_hu : float, optional
+        Standard deviation of the Gaussian noise (HU); default ``HU["noise_sd"]`` (20).
 
     Returns
     -------
@@ -257,7 +271,16 @@ def make_phantom(
     skeleton = skeleton if skeleton is not None else Skeleton.default()
     spec = REGIONS[region]
     rng = np.random.default_rng(seed)
-    _, kp_body = static_pose(skeleton)
+    q_static, kp_body = static_pose(skeleton)
+    if angles:
+        dofs = list(skeleton.dof_names)
+        unknown = sorted(set(angles) - set(dofs))
+        if unknown:
+            raise InputError(f"make_phantom: unknown angles {unknown}; known: {dofs}")
+        q = q_static.copy()
+        for name, value in angles.items():
+            q[0, dofs.index(name)] += float(value)
+        kp_body = np.asarray(forward_kinematics(skeleton, q))[0]
     names = list(skeleton.keypoint_names)
     idx = {n: i for i, n in enumerate(names)}
     needed = {x for it in expand_sides(spec["bones"]) + expand_sides(spec["soft"]) for x in it[:2]}
@@ -272,11 +295,15 @@ def make_phantom(
     body_to_lps_r = Rotation.from_matrix(
         np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     )
-    wobble = Rotation.from_rotvec(np.deg2rad(rng.uniform(-3.0, 3.0, 3)))
+    wobble = Rotation.from_rotvec(np.deg2rad(rng.uniform(-1.0, 1.0, 3) * float(wobble_deg)))
     rot = wobble * body_to_lps_r
     lm_names = expand_sides(spec["landmarks"])
     centre_body = kp_body[[idx[n] for n in lm_names]].mean(axis=0)
-    t = rng.uniform(-20.0, 20.0, 3) + np.array([0.0, 0.0, -300.0]) - rot.apply(centre_body)
+    t = (
+        rng.uniform(-1.0, 1.0, 3) * float(shift_mm)
+        + np.array([0.0, 0.0, -300.0])
+        - rot.apply(centre_body)
+    )
     body_to_image = Transform(rot, t, source=BODY, target=LPS)
     kp = body_to_image.apply(kp_body)
     p = {n: kp[i] for n, i in idx.items()}
@@ -352,7 +379,8 @@ def make_phantom(
     hu[sdf_soft <= 0] = HU["soft_tissue"]
     hu[sdf_bone <= 0] = HU["cortical"]
     hu[sdf_bone <= -cortical_mm] = HU["cancellous"]
-    hu += rng.normal(0.0, HU["noise_sd"], size=tuple(hu.shape)).astype(np.float32)
+    noise_sd = float(HU["noise_sd"] if noise_hu is None else noise_hu)
+    hu += rng.normal(0.0, noise_sd, size=tuple(hu.shape)).astype(np.float32)
     array = np.clip(np.round(hu), -1024, 3071).astype(np.int16)
     volume = Volume(array, sp, lo, np.eye(3))
     landmarks = Landmarks(tuple(lm_names), lm, frame=LPS)
@@ -362,7 +390,7 @@ def make_phantom(
         "shape": [int(v) for v in shape],
         "voxels": int(np.prod(shape)),
         "cortical_mm": cortical_mm,
-        "hu": dict(HU),
+        "hu": dict(HU, noise_sd=noise_sd),
         "seed": int(seed),
         "requested_spacing_mm": [float(v) for v in np.asarray(spacing, float)],
     }
