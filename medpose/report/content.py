@@ -22,8 +22,7 @@ from matplotlib.figure import Figure
 from .._version import __version__
 from ..errors import InputError, MedposeError
 from ..packaged import resource_yaml
-from ..scoring.norms import load_norms, reliability_for
-from ..scoring.statistics import mdc95 as mdc95_of
+from ..scoring.norms import load_norms
 from . import figures
 from .labels import (
     flag_label,
@@ -33,6 +32,7 @@ from .labels import (
     side_label,
     unit_label,
 )
+from .progress import day, progress_part
 
 __all__ = ["ReportContent", "Section", "build_content"]
 
@@ -45,7 +45,6 @@ _ID_LABELS = {
     "mass_kg": "Body mass (kg)",
     "session_folder": "Session folder",
 }
-_MAX_PROGRESS_FIGURES = 6
 #: Quality checks summarised by their median over keypoints (the others are summed).
 _AVERAGED = {"missing_fraction", "fit_residual_median", "fit_residual_p95",
              "reprojection_error_median"}  # fmt: skip
@@ -401,111 +400,6 @@ def _provenance(a: Any, show_identifiers: bool) -> Section:
     )
 
 
-# ------------------------------------------------------------------------ progress
-def _mdc(a: Any, metric: str, joint: Any, study_scores: pd.DataFrame) -> tuple[float, str]:
-    """MDC95 of a metric and where it comes from (NaN, '' when none is known)."""
-    for df in (a.scores, study_scores):
-        if len(df) and "mdc95" in df.columns:
-            v = df.loc[df["metric"] == metric, "mdc95"].astype(float)
-            v = v[np.isfinite(v)]
-            if len(v):
-                return float(v.iloc[-1]), "the assessment's scores"
-    base = str(metric).split("_")[0] if str(metric).startswith("rom") else str(metric)
-    try:
-        rel = reliability_for(base, joint if isinstance(joint, str) and joint else None)
-    except InputError:
-        return math.nan, ""
-    if not math.isfinite(rel["sem"]):
-        return math.nan, ""
-    return float(np.asarray(mdc95_of(rel["sem"]).value).ravel()[0]), rel["source"]
-
-
-def _progress(
-    a: Any, study: Any, patient: str
-) -> tuple[Section | None, list[str], list[tuple[str, Figure]]]:
-    name, _ = _protocol_name(a)
-    try:
-        prog = study.progress(patient, name)
-    except InputError:
-        return None, [], []
-    prog = prog[prog["repetition"].isna()]
-    if prog.empty or prog["date"].nunique() < 2:
-        return None, [], []
-    try:
-        study_scores = study.scores(protocol=name, patient=patient)
-    except InputError:
-        study_scores = pd.DataFrame()
-    rows: list[list[str]] = []
-    words: list[str] = []
-    figs: list[tuple[str, Figure]] = []
-    order = {m: k for k, m in enumerate(dict.fromkeys(a.summary()["metric"]))}
-    prog = prog.assign(_o=prog["metric"].map(order).fillna(len(order)))
-    prog = prog.sort_values(["_o", "metric", "side", "date"], kind="stable")
-    for (_, metric, side), g in prog.groupby(["_o", "metric", "side"], sort=False, dropna=False):
-        g = g.sort_values("date")
-        g = g[np.isfinite(g["value"].astype(float))]
-        if len(g) < 2:
-            continue
-        joint = a.summary().set_index("metric")["joint"].get(metric, None)
-        if isinstance(joint, pd.Series):
-            joint = joint.iloc[0]
-        unit = g["unit"].iloc[-1]
-        first, last = float(g["value"].iloc[0]), float(g["value"].iloc[-1])
-        change = last - first
-        mdc, src = _mdc(a, metric, joint, study_scores)
-        label = metric_label(metric, joint) + (f" ({side_label(side)})" if side_label(side) else "")
-        if math.isfinite(mdc):
-            exceeds = abs(change) > mdc
-            verdict = "larger than MDC95: real" if exceeds else "within MDC95"
-            words.append(
-                f"{label}: {format_value(first, unit)} on {_day(g['date'].iloc[0])}, "
-                f"{format_value(last, unit)} on {_day(g['date'].iloc[-1])}, a change of "
-                f"{_signed(change, unit)}; this "
-                + (
-                    f"exceeds the minimal detectable change ({format_value(mdc, unit)}): "
-                    "a real change."
-                    if exceeds
-                    else f"is within the minimal detectable change ({format_value(mdc, unit)}): "
-                    "it may be measurement error."
-                )
-            )
-        else:
-            verdict = "not judged (no MDC95)"
-        rows.append(
-            [
-                label,
-                " → ".join(format_value(v, unit) for v in g["value"]),
-                _signed(change, unit),
-                format_value(mdc, unit) if math.isfinite(mdc) else "not published",
-                verdict,
-            ]
-        )
-        if math.isfinite(mdc) and len(figs) < _MAX_PROGRESS_FIGURES and side in ("left", None, ""):
-            sel = prog[prog["metric"] == metric]
-            fig = figures.progress(sel, metric=metric, joint=joint, unit=unit, mdc95=mdc)
-            figs.append((f"{metric_label(metric, joint)} across sessions; band: ± MDC95 "
-                         f"({src}).", fig))  # fmt: skip
-    dates = ", ".join(_day(d) for d in sorted(prog["date"].unique()))
-    section = Section(
-        "Progress over sessions",
-        ["Measure", "Sessions (oldest first)", "Change", "Minimal detectable change", "Change is"],
-        rows,
-        f"Sessions on {dates}. A change larger than the minimal detectable change (MDC95) "
-        "exceeds measurement error with 95 % confidence; MDC95 is taken from published "
-        "measurement error where no other is recorded.",
-    )
-    return section, words, figs
-
-
-def _day(d: Any) -> str:
-    return pd.Timestamp(d).strftime("%Y-%m-%d") if pd.notna(d) else "?"
-
-
-def _signed(v: float, unit: Any) -> str:
-    text = format_value(abs(v), unit)
-    return text if text == "not available" else ("+" if v >= 0 else "−") + text
-
-
 # ------------------------------------------------------------------------ entry point
 def build_content(
     a: Any,
@@ -543,7 +437,7 @@ def build_content(
     norms = _norm_rows()
     header = [
         ("Patient (pseudonym)", str(patient) if patient else "not given"),
-        ("Session date", _day(date) if date else "not given"),
+        ("Session date", day(date) if date else "not given"),
         ("Protocol", f"{doc.get('title', name)} (version {version})"),
         ("Report made", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
     ]
@@ -590,8 +484,16 @@ def build_content(
     if study is not None and patient:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            sec, words_, pfigs = _progress(a, study, str(patient))
-        content.progress, content.progress_words, content.progress_figures = sec, words_, pfigs
+            part = progress_part(a, study, str(patient))
+        if part is not None:
+            content.progress = Section(
+                "Progress over sessions",
+                ["Measure", "Sessions (oldest first)", "Change", "Minimal detectable change",
+                 "Change is"],
+                part.rows,
+                part.note,
+            )  # fmt: skip
+            content.progress_words, content.progress_figures = part.words, part.figures
     elif study is not None:
         content.notes.append("Progress is not shown: the patient's pseudonym was not given.")
     return content

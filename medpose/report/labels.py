@@ -150,6 +150,8 @@ def format_value(value: Any, unit: Any = None, digits: int = 3) -> str:
         return "not available"
     if not math.isfinite(v):
         return "not available"
+    if str(unit) in ("frames", "count") and v == round(v):
+        return f"{int(v)}" + ("" if str(unit) == "count" else f" {unit}")
     if abs(v) < 0.5 * 10**-digits:
         v = 0.0
     text = f"{v:.{digits}g}" if abs(v) < 10**digits else f"{v:.0f}"
