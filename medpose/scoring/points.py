@@ -15,7 +15,7 @@ from the pelvis; :func:`noise_interval` propagates keypoint noise to a metric by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -160,6 +160,32 @@ def as_points(data: Any, skeleton: Any = None) -> tuple[dict[str, np.ndarray], f
     )
 
 
+class _Noisy(Mapping[str, np.ndarray]):
+    """``points`` with Gaussian noise added to a keypoint when it is first read (only the
+    keypoints a metric reads cost a draw)."""
+
+    def __init__(self, points: Points, keys: set[str], sd: float, rng: np.random.Generator) -> None:
+        self._points, self._keys, self._sd, self._rng = points, keys, sd, rng
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._cache:
+            p = np.asarray(self._points[key], dtype=float)
+            if key in self._keys:
+                p = p + self._rng.normal(0.0, self._sd, size=p.shape)
+            self._cache[key] = p
+        return self._cache[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._points)
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._points
+
+
 def noise_interval(
     stat: Callable[[Points], float],
     points: Points,
@@ -173,7 +199,7 @@ def noise_interval(
 
     Each draw adds independent Gaussian noise of ``noise_mm`` per axis (the noise the fit
     measured, :attr:`Fit.noise_mm`) to every frame of the keypoints ``names`` (default all) and
-    recomputes ``stat``; the interval is ``stat(points) +- 1.96 SD`` of the draws (normal
+    recomputes ``stat`` (a keypoint gets its noise when ``stat`` first reads it); the interval is ``stat(points) +- 1.96 SD`` of the draws (normal
     approximation; 20 draws give the SD within about +-30 %).  Applied to fitted keypoints, which
     the skeleton has already averaged over many observations, this bounds the error from above.
 
@@ -186,15 +212,8 @@ def noise_interval(
     if not (np.isfinite(noise_mm) and noise_mm >= 0 and np.isfinite(value)):
         return float("nan"), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    keys = list(names) if names is not None else list(points)
-    out = []
-    for _ in range(int(draws)):
-        noisy = dict(points)
-        for k in keys:
-            if k in points:
-                p = np.asarray(points[k], dtype=float)
-                noisy[k] = p + rng.normal(0.0, noise_mm, size=p.shape)
-        out.append(float(stat(noisy)))
+    keys = set(names) if names is not None else set(points)
+    out = [float(stat(_Noisy(points, keys, noise_mm, rng))) for _ in range(int(draws))]
     vals = np.asarray(out)
     vals = vals[np.isfinite(vals)]
     if vals.size < 2:
