@@ -16,6 +16,15 @@ ORDER = 40
 DEFAULT_DB = "study.sqlite"
 
 
+def _trial_pair(text: str) -> tuple[str, str]:
+    name, sep, trial = text.partition("=")
+    if not sep or not name or not trial:
+        raise argparse.ArgumentTypeError(
+            f"found {text!r}; expected PROTOCOL_TRIAL=SESSION_TRIAL, e.g. deep_squat=squat"
+        )
+    return name, trial
+
+
 def register(sub: Any) -> None:
     """Add the ``report`` subcommand to ``sub`` (an argparse subparsers object)."""
     p = sub.add_parser(
@@ -36,6 +45,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--protocol", metavar="PROTOCOL", help="protocol to run on a SESSION (name or .yaml)"
     )
+    p.add_argument(
+        "--trial",
+        metavar="PROTOCOL_TRIAL=SESSION_TRIAL",
+        type=_trial_pair,
+        action="append",
+        default=[],
+        help="with a SESSION: assess a session trial named otherwise as the protocol's trial",
+    )
     p.add_argument("--no-pdf", action="store_true", help="write the HTML report only")
     p.add_argument(
         "--show-identifiers",
@@ -47,6 +64,7 @@ def register(sub: Any) -> None:
 
 
 def _from_session(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """Assess the session folder ``args.source`` with ``args.protocol`` (nothing written)."""
     from ..protocol.execute import execute_session
     from ..protocol.session_run import load_session
 
@@ -56,7 +74,7 @@ def _from_session(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             "(or give a run folder written by `medpose run`)"
         )
     session = load_session(args.source)
-    result = execute_session(args.protocol, session)
+    result = execute_session(args.protocol, session, trials=dict(args.trial) or None)
     p = session.patient
     ids = {
         "age_years": p.age_years,

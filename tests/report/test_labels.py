@@ -1,0 +1,42 @@
+"""Plain-language labels: every metric a protocol may name reads as words, with its unit."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from medpose.protocol.vocabulary import METRICS
+from medpose.report.labels import format_value, metric_label, unit_label
+
+
+@pytest.mark.parametrize(
+    ("key", "joint", "label"),
+    [
+        ("rom_knee_flexion", "knee_flexion", "Range of motion, knee flexion"),
+        ("rom_knee_flexion", None, "Range of motion, knee flexion"),
+        ("peak_angular_velocity_elbow_flexion", None, "Peak angular speed, elbow flexion"),
+        ("symmetry_index_rom_knee_flexion", "knee_flexion",
+         "Left/right difference of range of motion, knee flexion"),
+        ("tempo", None, "Tempo"),
+        ("rom_hip_flexion_l", None, "Range of motion, hip flexion (left)"),
+    ],
+)  # fmt: skip
+def test_metric_keys_read_as_words(key, joint, label):
+    assert metric_label(key, joint) == label
+
+
+def test_every_metric_of_the_vocabulary_has_a_label_and_a_printed_unit():
+    for name, info in METRICS.items():
+        label = metric_label(name)
+        assert "_" not in label and label[0].isupper(), name
+        assert unit_label(info.unit), name
+
+
+def test_values_carry_their_units():
+    assert format_value(95.0, "deg") == "95.0°"
+    assert format_value(13.6, "1/min") == "13.6 per minute"
+    assert format_value(31.2, "mm") == "31.2 mm"
+    assert format_value(-3.148, "1") == "-3.15"
+    assert format_value(49.0, "frames") == "49 frames"
+    assert format_value(math.nan, "deg") == "not available"
