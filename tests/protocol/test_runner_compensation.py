@@ -13,7 +13,8 @@ from medpose.data import KeypointSequence
 from medpose.kinematics.fit import fit
 from medpose.kinematics.fk import forward_kinematics
 from medpose.kinematics.skeleton import Skeleton
-from medpose.protocol.keypoint_metrics import angle_sd
+from medpose.protocol.definition_schema import MetricSpec
+from medpose.protocol.keypoint_metrics import KeypointSource, angle_sd, keypoint_metric
 from medpose.scoring import compensation as C
 from medpose.scoring.points import as_points
 from medpose.synthetic.exercises import make_exercise
@@ -170,3 +171,18 @@ def test_fitted_keypoints_are_in_the_skeleton_frame(squat):
     assert math.isfinite(noise) and noise > 0
     # +Y up: the heels stay near the lowest point of the body
     assert np.nanmedian(pts["heel_r"][:, 1]) < np.nanmedian(pts["pelvis"][:, 1]) - 500.0
+
+
+def test_a_dof_the_keypoints_do_not_constrain_gives_nan_with_the_reason():
+    sk = Skeleton.default(1700.0)
+    truth = make_exercise("shoulder_abduction", skeleton=sk, rate=10.0, repetitions=1)
+    face = ("nose", "eye", "ear", "mouth", "head_top")
+    names = [n for n in sk.keypoint_names if not n.startswith(face)]
+    x = forward_kinematics(sk, truth.angles.values, keypoints=names)[:8]
+    f = fit(KeypointSequence(x, tuple(names), 10.0))
+    assert not f.observable[list(f.dof_names).index("neck_bending")]
+    source = KeypointSource(f)
+    (tilt,) = keypoint_metric(MetricSpec(name="head_tilt"), ("left", "right"), source, {}, 10.0)
+    assert tilt.result is None and "neck_bending not constrained" in tilt.reason
+    (lean,) = keypoint_metric(MetricSpec(name="trunk_lean"), ("left", "right"), source, {}, 10.0)
+    assert lean.result is not None and lean.over_trial and np.isfinite(float(lean.result))
