@@ -52,24 +52,19 @@ COLUMNS = {
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A synthetic squat session whose trial is named as deep_squat names it."""
+    """A synthetic session for deep_squat, of a patient with a distinctive id."""
     path = tmp_path_factory.mktemp("sessions") / "visit1"
-    mp.synthetic.make_session(
-        path, seed=4, exercises=("squat",), n_cameras=2, imaging=False, repetitions=3
-    )
+    mp.synthetic.make_session(path, seed=4, protocol="deep_squat")
     doc = yaml.safe_load((path / "session.yaml").read_text())
     doc["patient"]["id"] = SECRET
-    for t in doc["trials"]:
-        if t["name"] == "squat":
-            t["name"] = "deep_squat"
     write_session_yaml(doc, path)
     return path
 
 
 def _truth(session: Path) -> tuple[pd.DataFrame, list[list[float]]]:
-    truth = pd.read_csv(session / "truth" / "angles_squat.csv", index_col=0)
-    params = json.loads((session / "truth" / "params.json").read_text())
-    return truth, params["repetition_windows_s"]["squat"]
+    truth = pd.read_csv(session / "truth" / "angles_deep_squat.csv", index_col=0)
+    reps = json.loads((session / "truth" / "repetitions.json").read_text())
+    return truth, reps["deep_squat"]["windows_s"]
 
 
 def _run(capsys, *args: str) -> tuple[int, str, str]:
@@ -173,7 +168,7 @@ def test_unchanged_inputs_recompute_nothing_and_changed_ones_replace(
     assert code == 0 and doc["action"] == "unchanged" and doc["study"] == "skipped"
     assert json.loads((out / "manifest.json").read_text()) == before  # not rewritten
     # change one input file's content: one coordinate of the 3D keypoints, 1 mm
-    trc = copy / "trials" / "squat.trc"
+    trc = copy / "trials" / "deep_squat.trc"
     lines = trc.read_text().splitlines()
     cells = lines[6].split("\t")
     cells[2] = f"{float(cells[2]) + 1.0:.6f}"
@@ -184,7 +179,7 @@ def test_unchanged_inputs_recompute_nothing_and_changed_ones_replace(
     assert code == 0 and doc["action"] == "replaced" and doc["study"] == "replaced"
     second = json.loads((out / "manifest.json").read_text())
     assert second["action"] == "replaced"
-    assert second["inputs"]["trials/squat.trc"] != before["inputs"]["trials/squat.trc"]
+    assert second["inputs"]["trials/deep_squat.trc"] != before["inputs"]["trials/deep_squat.trc"]
     with mp.Study(db) as study:
         runs = study.runs()
         assert len(runs) == 1
@@ -204,7 +199,7 @@ def test_a_missing_trial_is_an_error_naming_the_trials(session, tmp_path, capsys
 def test_errors_do_not_show_the_patient_id(session, tmp_path, capsys):
     copy = tmp_path / SECRET  # even a session folder named after the patient
     shutil.copytree(session, copy)
-    (copy / "trials" / "squat.trc").write_text("PathFileType\t4\n")
+    (copy / "trials" / "deep_squat.trc").write_text("PathFileType\t4\n")
     code, stdout, stderr = _run(capsys, "deep_squat", str(copy), "--out", str(tmp_path / "o"))
     assert code == 1 and stderr.startswith("error:")
     assert SECRET not in stdout + stderr

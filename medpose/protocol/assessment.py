@@ -178,7 +178,12 @@ class Assessment:
             why = f"  ({row.reason})" if row.reason else ""
             flag = flags.get((row.metric, str(row.side)), "")
             flag = f"  {flag} norm" if flag in ("within", "below", "above") else ""
-            lines.append(f"  {row.metric:<36} {row.side:<6} {val} {row.unit}{ci}{flag}{why}")
+            name = row.metric
+            if row.joint and row.joint not in name:  # a registration target, a fiducial
+                name = f"{name} {row.joint}"
+            if len(self.trials) > 1:
+                name = f"{row.trial}: {name}"
+            lines.append(f"  {name:<36} {row.side:<6} {val} {row.unit}{ci}{flag}{why}")
         if self.gate is not None:
             lines.append(f"  gate: {self.gate}")
         return "\n".join(lines)

@@ -340,8 +340,6 @@ def _combine(
     repetitions = repetitions[["trial", *[c for c in repetitions.columns if c != "trial"]]]
     result, value, why = _composite(protocol, scores)
     sides = tuple(dict.fromkeys(s for a in parts for s in a.sides))
-    if gate is not None and math.isnan(value):
-        why = f"{why}; registration gate: {gate}"
     return Assessment(
         protocol=f"{protocol.name} {protocol.version}",
         protocol_hash=protocol.hash,

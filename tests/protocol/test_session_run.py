@@ -235,3 +235,19 @@ def test_outputs_and_caching(squat, session, tmp_path):
     again = run_to_folder("deep_squat", session, tmp_path / "run", trials=SQUAT)
     assert again.action == "unchanged" and again.result is None
     assert again.manifest == first.manifest
+
+
+def test_navigation_check_on_protocol_sessions_finds_the_moved_fiducial(tmp_path):
+    good = tmp_path / "good"
+    mp.synthetic.make_session(good, seed=3, protocol="navigation_check")
+    assert mp.Protocol.load("navigation_check").run(good).gate.passed
+    bad = tmp_path / "bad"
+    truth = mp.synthetic.make_session(
+        bad, seed=3, protocol="navigation_check", fault={"move_fiducial": ("asis_l", 10.0)}
+    )
+    assert truth.faults["fiducial"]["distance_mm"] == pytest.approx(10.0)
+    a = mp.Protocol.load("navigation_check").run(bad)
+    assert not a.gate.passed
+    reg = a.registration
+    flagged = reg.loc[(reg["item"] == "fiducial") & (reg["outlier"] == True), "name"]  # noqa: E712
+    assert list(flagged) == ["asis_l"]
