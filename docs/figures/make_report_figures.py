@@ -78,7 +78,9 @@ def main() -> None:
     names = tuple(f"F{i + 1}" for i in range(6))
     fixed = pts + [4.0, -2.0, 9.0] + rng.normal(0, 0.6, pts.shape)
     reg = mp.register(Landmarks(names, fixed, frame="camera"), Landmarks(names, pts, frame="LPS"))
-    targets = Landmarks(("entry", "target"), np.array([[10.0, 5, 0], [60, -50, -10]]), frame="LPS")
+    _, _, axes = np.linalg.svd(pts - pts.mean(axis=0))  # the map's plane, as tre_map takes it
+    entry = pts.mean(axis=0) - 20.0 * axes[0] - 60.0 * axes[1] + 30.0 * axes[2]
+    targets = Landmarks(("entry", "target"), np.array([entry, [60, -50, -10]]), frame="LPS")
     fig = figures.tre_map(reg, targets, fle=0.8)
     fig.savefig(HERE / "report_tre_map.png", dpi=100)
 

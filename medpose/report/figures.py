@@ -324,7 +324,12 @@ def tre_map(
     centre = moving[inl].mean(axis=0)
     _, _, vt = np.linalg.svd(moving[inl] - centre)
     uv = (moving - centre) @ vt[:2].T
-    lo, hi = uv.min(axis=0), uv.max(axis=0)
+    tuv = np.zeros((0, 2))
+    if targets is not None:
+        tp = np.atleast_2d(np.asarray(getattr(targets, "positions", targets), dtype=float))
+        tuv = (tp - centre) @ vt[:2].T
+    both = np.vstack([uv, tuv])
+    lo, hi = both.min(axis=0), both.max(axis=0)
     pad = margin * np.maximum(hi - lo, 1.0)
     gu = np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid)
     gv = np.linspace(lo[1] - pad[1], hi[1] + pad[1], grid)
@@ -339,18 +344,17 @@ def tre_map(
     ax.scatter(uv[inl, 0], uv[inl, 1], c="white", edgecolors="black", s=40, label="fiducial")
     if (~inl).any():
         ax.scatter(uv[~inl, 0], uv[~inl, 1], marker="x", c="red", s=50, label="outlier")
+    box = {"boxstyle": "round,pad=0.15", "fc": "black", "alpha": 0.45, "lw": 0}
     for (u, v), name, r in zip(uv, registration.names, res):
-        ax.annotate(f"{name}\n{r:.2f} mm", (u, v), fontsize=6, color="white",
-                    xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        ax.annotate(f"{name}\n{r:.2f} mm", (u, v), fontsize=6, color="white", bbox=box,
+                    xytext=(4, 4), textcoords="offset points")  # fmt: skip
     if targets is not None:
         values = registration.predict_tre(targets, fle=fle)
-        tp = np.atleast_2d(np.asarray(getattr(targets, "positions", targets), dtype=float))
-        tuv = (tp - centre) @ vt[:2].T
         labels = list(getattr(values, "index", range(len(tuv))))
         ax.scatter(tuv[:, 0], tuv[:, 1], marker="*", c="#ff7f0e", s=90, label="target")
         for (u, v), name, e in zip(tuv, labels, np.atleast_1d(np.asarray(values, float))):
-            ax.annotate(f"{name}\n{e:.2f} mm", (u, v), fontsize=7, color="#ff7f0e",
-                        xytext=(4, -10), textcoords="offset points")  # fmt: skip
+            ax.annotate(f"{name}\n{e:.2f} mm", (u, v), fontsize=7, color="#ffb347", bbox=box,
+                        xytext=(5, -14), textcoords="offset points")  # fmt: skip
     ax.set_xlabel("first principal axis of the fiducials (mm)")
     ax.set_ylabel("second principal axis (mm)")
     ax.set_aspect("equal")
