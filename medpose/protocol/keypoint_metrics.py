@@ -19,10 +19,11 @@ runner summarises (:mod:`medpose.protocol.runner`):
   length one value per step of the side (summarised over the steps);
 * a 95 % interval for a single (whole-trial) value: the fit's keypoint noise
   (``Fit.noise_mm``, per axis) propagated by Monte Carlo
-  (:func:`medpose.scoring.points.noise_interval`, 20 draws, seed 0); for a joint-angle metric
-  over the trial (``rom`` ``over: trial``...), the angle's noise that noise implies
-  (:func:`angle_sd`, the fit's Gauss-Newton posterior) added to the angle, likewise; values
-  over repetitions or steps get the runner's bootstrap instead.  A DoF a metric depends on that the keypoints
+  (:func:`medpose.scoring.points.noise_interval`, 20 draws, seed 0), and likewise the summary
+  of fewer than 3 repetitions; for a joint-angle metric (``rom`` ``over: trial``, or of 1-2
+  repetitions), the angle noise that the keypoint noise implies (:func:`angle_sd`, the fit's
+  Gauss-Newton posterior) added to the angle; 3 or more repetitions or steps get the runner's
+  bootstrap instead.  A DoF a metric depends on that the keypoints
   do not constrain (``Fit.observable``) makes the metric NaN with that reason.
 """
 
@@ -71,6 +72,8 @@ GAIT = {"gait_speed": False, "cadence": False, "step_length": True}
 _GAIT_DOFS = ("hip_flexion_{s}", "knee_flexion_{s}", "ankle_dorsiflexion_{s}")
 _S = {"left": "l", "right": "r"}
 _DRAWS = 20
+#: Fewest repetitions the runner bootstraps over; fewer get the keypoint-noise interval.
+_MIN_BOOTSTRAP = 3
 #: Heel lift per repetition is measured from the heel's median height over this first stretch
 #: of the repetition (s), so a heel that a fit places lower at depth is not read as lifted.
 _START_S = 0.1
@@ -228,18 +231,34 @@ def _compensation(
     assert reps is not None
     values, reasons = [], []
     lead = max(1, round(_START_S * rate))
-    for a, b in zip(reps["start_frame"].to_numpy(int), reps["end_frame"].to_numpy(int)):
-        seg = x[a : b + 1]
-        if spec.name == "heel_lift" and "reference_mm" not in params:
-            start = seg[:lead]  # the heel's level as the repetition starts
-            seg = seg - (np.nanmedian(start) if np.isfinite(start).any() else math.nan)
-        v = _peak(seg, magnitude)
+
+    def _lifted(seg: np.ndarray) -> np.ndarray:
+        if spec.name != "heel_lift" or "reference_mm" in params:
+            return seg
+        start = seg[:lead]  # the heel's level as the repetition starts
+        return seg - (np.nanmedian(start) if np.isfinite(start).any() else math.nan)
+
+    bounds = list(zip(reps["start_frame"].to_numpy(int), reps["end_frame"].to_numpy(int)))
+    for a, b in bounds:
+        v = _peak(_lifted(x[a : b + 1]), magnitude)
         values.append(v)
         reasons.append("" if math.isfinite(v) else "keypoints missing in the repetition")
     res = scoring.MetricResult(
         spec.name, np.asarray(values), METRICS[spec.name].unit, tuple(reasons)
     )
-    return KeypointValue(side, res, False)
+    if np.isfinite(values).sum() >= _MIN_BOOTSTRAP:
+        return KeypointValue(side, res, False)  # the runner's bootstrap over repetitions
+    agg = getattr(np, spec.aggregate)  # median, mean, max, min, sum
+
+    def summary(p: Points) -> float:
+        v = np.asarray(
+            [_peak(_lifted(series(p)[a : b + 1]), magnitude) for a, b in bounds], dtype=float
+        )
+        v = v[np.isfinite(v)]
+        return float(agg(v)) if v.size else math.nan
+
+    lo, hi, _ = noise_interval(summary, pts, source.noise_mm, draws=_DRAWS)
+    return KeypointValue(side, res, False, (lo, hi))
 
 
 def _gait(spec: MetricSpec, side: str, source: KeypointSource, rate: float) -> KeypointValue:

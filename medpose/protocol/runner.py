@@ -217,9 +217,22 @@ def _call(
     return func(parts, rate, **params)
 
 
-def _trial_value(spec: MetricSpec, reps: Any, rate: float, x: np.ndarray) -> float:
-    """The metric of a whole trial's angle ``x`` (for the noise propagation)."""
-    return float(_call(spec, x, reps, rate, True))
+def _summary_value(
+    spec: MetricSpec, reps: Any, rate: float, over_trial: bool, x: np.ndarray
+) -> float:
+    """The summary of the metric on the angle ``x`` (for the noise propagation)."""
+    v = np.asarray(_call(spec, x, reps, rate, over_trial).value, dtype=float).reshape(-1)
+    v = v[np.isfinite(v)]
+    return float(_AGGREGATE[spec.aggregate](v)) if v.size else math.nan
+
+
+def _noise_ci(row: dict[str, Any], ci: tuple[float, float] | None) -> None:
+    """A summary without a bootstrap interval takes the one propagated from the fit's noise."""
+    if ci is None or not math.isfinite(row["value"]) or math.isfinite(row["ci_low"]):
+        return
+    row["ci_low"], row["ci_high"] = ci
+    if row["reason"].startswith("no CI"):
+        row["reason"] = row["reason"].replace("no CI", "CI from the fit's keypoint noise", 1)
 
 
 def _summarise(
@@ -285,8 +298,7 @@ def _metric_rows(
                     continue
                 value = _summarise(rows, spec, trial, kv.side, kv.result, kv.over_trial)
                 done[(spec.key, kv.side)] = value
-                if kv.ci is not None and math.isfinite(kv.ci[0]):
-                    rows[-1]["ci_low"], rows[-1]["ci_high"] = kv.ci
+                _noise_ci(rows[-1], kv.ci)
             continue
         for side in sides if (spec.joint or spec.keypoint) else ("",):
             if not spec.computable:
@@ -326,13 +338,13 @@ def _metric_rows(
                 rows.append(_row(trial, spec.key, joint, side, math.nan, math.nan, unit, str(e)))
                 continue
             done[(spec.key, side)] = _summarise(rows, spec, trial, side, res, over_trial)
-            if over_trial and x is not None and spec.joint:  # the fit's angle noise, propagated
+            if x is not None and spec.joint and not math.isfinite(rows[-1]["ci_low"]):
+                # no bootstrap (one value, or < 3 repetitions): the fit's angle noise
                 dof = (
                     spec.joint if spec.joint.endswith(("_l", "_r")) else spec.joint + _SUFFIX[side]
                 )
-                ci = source.angle_interval(partial(_trial_value, spec, rep, rate), x, dof)
-                if ci is not None:
-                    rows[-1]["ci_low"], rows[-1]["ci_high"] = ci
+                stat = partial(_summary_value, spec, rep, rate, over_trial)
+                _noise_ci(rows[-1], source.angle_interval(stat, x, dof))
     for spec in pairs:
         joint = spec.joint or ""
         base = MetricSpec(name=spec.of or "rom", joint=spec.joint, keypoint=spec.keypoint).key

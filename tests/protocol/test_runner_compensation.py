@@ -186,3 +186,14 @@ def test_a_dof_the_keypoints_do_not_constrain_gives_nan_with_the_reason():
     assert tilt.result is None and "neck_bending not constrained" in tilt.reason
     (lean,) = keypoint_metric(MetricSpec(name="trunk_lean"), ("left", "right"), source, {}, 10.0)
     assert lean.result is not None and lean.over_trial and np.isfinite(float(lean.result))
+
+
+def test_one_repetition_gets_intervals_from_the_fit_noise():
+    sk = Skeleton.default(1700.0)
+    truth = make_exercise("squat", skeleton=sk, rate=RATE, repetitions=1, trunk_lean_deg=12.0)
+    out = mp.Protocol.load("deep_squat").run(_fit(sk, truth, RATE, noise_mm=3.0, seed=4))
+    for key, side in (("rom_knee_flexion", "left"), ("trunk_lean", ""), ("heel_lift", "right")):
+        row = _summary(out, key, side)
+        assert row["ci_low"] <= row["value"] <= row["ci_high"], key
+        assert row["ci_high"] > row["ci_low"] and "fit's keypoint noise" in row["reason"], key
+    assert _summary(out, "trunk_lean")["value"] == pytest.approx(12.0, abs=2.0)
