@@ -179,9 +179,10 @@ def inline_lunge(
     psi0, psi1 = -15.0, -45.0
     reach = geo.thigh + geo.shank
     toe_drop = float((_rot_pitch(psi0) @ geo.toe)[1])
-    cos_r = (reach * np.cos(stance * _DEG) + geo.ankle_height + toe_drop) / reach
+    rear_reach = 0.999 * reach  # the knee ~2.5 deg short of straight: slack for the first frames
+    cos_r = (reach * np.cos(stance * _DEG) + geo.ankle_height + toe_drop) / rear_reach
     theta_r = float(np.arccos(np.clip(cos_r, -1.0, 1.0))) / _DEG
-    start_leg = _sagittal(np.array([-theta_r]), 0.99999 * reach)[0]
+    start_leg = _sagittal(np.array([-theta_r]), rear_reach)[0]
     toe0 = hip_rel[0] + start_leg + _rot_pitch(psi0) @ geo.toe * [1, 1, 0]
     psi_lin = psi0 + (psi1 - psi0) * p
     psi = psi_lin
