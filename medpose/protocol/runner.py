@@ -15,16 +15,21 @@ The steps, on the joint angles of one trial:
    neighbouring repetitions, since the segmentation trims ``rest_fraction`` of the range off
    its ends), summarised by the
    metric's ``aggregate`` (median by default) with a 95 % percentile bootstrap interval over
-   the repetitions (:func:`~medpose.scoring.bootstrap_ci`, seed 0; NaN with a reason for
-   fewer than 3 repetitions); a metric of a whole set (``consistency``, ``tempo``) or with
-   ``over: trial`` has one value; ``symmetry_index`` compares the left and right summaries of
-   the metric it is ``of``.  A metric declared but not computed by medpose is NaN with the
+   the repetitions (:func:`~medpose.scoring.bootstrap_ci`, seed 0); with fewer than 3
+   repetitions, and for a single value (a metric with ``over: trial``), the interval of the
+   fit's keypoint noise propagated by Monte Carlo, where the data are a fit
+   (:mod:`medpose.protocol.keypoint_metrics`), else NaN with the reason; a metric of a whole
+   set (``consistency``, ``tempo``) or with ``over: trial`` has one value;
+   ``symmetry_index`` compares the left and right summaries of the metric it is ``of``.
+   Compensations and gait metrics are measured on the fitted skeleton's keypoints
+   (:mod:`medpose.protocol.keypoint_metrics`).  A metric declared but not computed by medpose is NaN with the
    reason ``"not computed by this version"``, never a number.  Smoothness metrics
    (``sparc``, ``ldlj``, ``velocity_peaks``) take the angular speed, a cubic Savitzky-Golay
    derivative over max(0.1 s, 5 samples), the default window of the angular-velocity
    metrics too;
 5. scores: each summary with a ``norm`` key scored by :func:`~medpose.scoring.score_metric`
-   against :func:`~medpose.scoring.norm_for` (the key is ``metric.source.joint``);
+   against :func:`~medpose.scoring.norm_for` (the key is ``metric.source.joint``, or
+   ``metric.source`` for a whole-body test scored by the patient's age and sex);
 6. composite: :func:`~medpose.scoring.composite` of the scored metrics' percents with the
    protocol's weights; a metric measured on both sides counts with its lower (worse) percent.
    The protocol's formula names map onto :data:`medpose.scoring.FORMULAS`
