@@ -246,3 +246,15 @@ def test_exported_as_mp_metrics():
         "heel_lift",
     ):
         assert getattr(mp.metrics, name) is getattr(C, name)
+
+
+def test_batched_over_leading_axes(sk):
+    one = _posed(sk, {"lumbar_bending": [0.0, 5.0, 10.0], "hip_adduction_r": [0.0, -4.0, 6.0]})
+    two = _posed(sk, {"lumbar_bending": [3.0, -6.0, 9.0], "hip_adduction_r": [2.0, 0.0, -3.0]})
+    batch = {k: np.stack([one[k], two[k]]) for k in one}  # (2, T, 3)
+    for func, args in ((C.trunk_lean, ()), (C.knee_valgus, ("right",)), (C.trunk_rotation, ())):
+        got = func(batch, *args).value
+        assert got.shape == (2, 3)
+        np.testing.assert_allclose(got[0], func(one, *args).value, atol=1e-9)
+        np.testing.assert_allclose(got[1], func(two, *args).value, atol=1e-9)
+    np.testing.assert_allclose(C.trunk_lean(batch).value, [[0, 5, 10], [3, -6, 9]], atol=1e-6)
