@@ -3,6 +3,7 @@ imaging phantoms and complete session folders (see ``docs/synthetic.md``).
 
 >>> import medpose.synthetic as syn
 >>> truth = syn.make_session("/tmp/syn-session", seed=0)      # doctest: +SKIP
+>>> squat = syn.make_session("/tmp/syn-squat", seed=0, protocol="deep_squat")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from .exercises import EXERCISES, ExerciseTruth, make_exercise, minimum_jerk, re
 from .fiducials import head_fiducials
 from .observation import Observed, marker_based, markerless
 from .phantom import Phantom, make_phantom, static_pose
+from .plan import PROTOCOL_EXERCISES
 from .rig import make_rig, project_to_cameras
 from .session import SessionTruth, make_session
 
@@ -30,5 +32,6 @@ __all__ = [
     "project_to_cameras",
     "SessionTruth",
     "make_session",
+    "PROTOCOL_EXERCISES",
     "head_fiducials",
 ]

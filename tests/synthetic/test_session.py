@@ -26,7 +26,7 @@ def _hashes(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     root = tmp_path_factory.mktemp("syn") / "session"
-    return make_session(root, seed=0)
+    return make_session(root, seed=0, repetitions=1)  # one repetition: fewer 2D frame files
 
 
 def test_default_session_validates_and_loads(made):
@@ -41,7 +41,7 @@ def test_default_session_validates_and_loads(made):
 
 
 def test_same_seed_gives_byte_identical_files(made, tmp_path):
-    other = make_session(tmp_path / "again", seed=0)
+    other = make_session(tmp_path / "again", seed=0, repetitions=1)
     a, b = _hashes(made.path), _hashes(other.path)
     assert a.keys() == b.keys() and len(a) > 100
     assert a == b
