@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ from ..kinematics.fit import Fit, alignment_rotation
 from ..kinematics.fk import forward_kinematics
 from ..kinematics.skeleton import Skeleton
 from ..scoring import criteria as cr
+from ..scoring import points
 from ..scoring.criteria import CRITERION_METRICS
 
 __all__ = ["is_criterion", "keypoints_of", "criterion_rows"]
@@ -187,6 +189,20 @@ def _per_repetition(
     return out
 
 
+def _summary(
+    name: str,
+    side: str,
+    up: np.ndarray,
+    reps: pd.DataFrame,
+    rate: float,
+    agg: Callable[..., Any],
+    P: Mapping[str, np.ndarray],
+) -> float:
+    """The summary over the repetitions of criterion ``name`` on keypoints ``P``."""
+    v = np.array([x for x, _ in _per_repetition(name, P, side, up, reps, rate)])
+    return float(agg(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
+
+
 def _row(
     trial: str, key: str, side: str, rep: float, value: float, unit: str, why: str
 ) -> dict[str, Any]:
@@ -211,9 +227,15 @@ def criterion_rows(
     keypoints: tuple[np.ndarray, tuple[str, ...]] | None,
     reps: Mapping[str, pd.DataFrame],
     rate: float,
+    noise_mm: float = math.nan,
 ) -> list[dict[str, Any]]:
     """Rows of the runner's metric table (per repetition, then the summary) for the criterion
-    metrics among ``specs`` (:class:`~medpose.protocol.definition_schema.MetricSpec`)."""
+    metrics among ``specs`` (:class:`~medpose.protocol.definition_schema.MetricSpec`).
+
+    A summary of fewer than 3 repetitions (no bootstrap) takes the 95 % interval of the
+    keypoints' noise ``noise_mm`` (mm per axis, the fit's :attr:`~medpose.kinematics.fit.Fit.noise_mm`)
+    propagated by Monte Carlo (:func:`~medpose.scoring.points.noise_interval`, 20 draws, seed 0).
+    """
     rows: list[dict[str, Any]] = []
     specs = [s for s in specs if s.name in CRITERION_METRICS]
     if not specs:
@@ -262,6 +284,17 @@ def criterion_rows(
                 ci = scoring.bootstrap_ci(finite, stat=agg, seed=0)
                 summ["ci_low"], summ["ci_high"] = (float(c) for c in ci.value)
             else:
-                summ["reason"] = f"no CI: {finite.size} repetition(s), at least {_MIN_CI} needed"
+                stat = partial(_summary, spec.name, side, up, rep, rate, agg)
+                low, high, _ = points.noise_interval(stat, P, noise_mm)
+                if math.isfinite(low):
+                    summ["ci_low"], summ["ci_high"] = low, high
+                    summ["reason"] = (
+                        f"CI from the fit's keypoint noise ({noise_mm:.3g} mm): "
+                        f"{finite.size} repetition(s), bootstrap needs {_MIN_CI}"
+                    )
+                else:
+                    summ["reason"] = (
+                        f"no CI: {finite.size} repetition(s), at least {_MIN_CI} needed"
+                    )
             rows.append(summ)
     return rows

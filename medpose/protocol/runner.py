@@ -532,7 +532,8 @@ def run_protocol(
     )
     rows, _ = _metric_rows(protocol, spec.name, sides, angles, reps, rate, KeypointSource(source))
     mine = [m for m in protocol.metrics if m.trial in (None, spec.name)]
-    rows += criterion_rows(mine, spec.name, sides, points, reps, rate)
+    noise = float(getattr(source, "noise_mm", math.nan))
+    rows += criterion_rows(mine, spec.name, sides, points, reps, rate, noise)
     metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
     scores, percents = _score_rows(protocol, metrics, age, sex)
     result, value, why = _composite(protocol, percents)

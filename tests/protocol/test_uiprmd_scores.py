@@ -83,3 +83,12 @@ def test_shoulder_abduction_is_measured_on_the_arm_that_moved(assessed):
         elevation = a.value("humeral_elevation", side)
         # the arm that moved is raised far from the side (an incorrect repetition included)
         assert 60.0 < elevation <= 180.0, (key, side, elevation)
+
+
+def test_one_repetition_criteria_carry_the_keypoint_noise_interval(assessed):
+    a = assessed["m01", False, "s08", "e01"]
+    s = a.summary()
+    rows = s[s["metric"].isin(["thigh_angle", "torso_tibia_angle", "knee_over_foot"])]
+    assert len(rows) == 6
+    assert ((rows["ci_low"] <= rows["value"]) & (rows["value"] <= rows["ci_high"])).all()
+    assert rows["reason"].str.contains("keypoint noise").all()
