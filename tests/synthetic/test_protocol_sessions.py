@@ -392,3 +392,18 @@ def test_compensations_and_impairment_follow_the_moving_side(sk):
     assert _still(kp, k["ankle_r"], atol=1e-3) and _still(kp, k["big_toe_l"], atol=1e-3)
     scap = make_exercise("shoulder_scaption", skeleton=sk, range_deg=120.0, repetitions=1)
     assert scap.params["elevation_deg"]["r"] == pytest.approx(120.0)
+
+
+def test_observed_rotation_keypoints_turn_the_wrist_about_a_still_elbow(sessions):
+    truth = sessions("shoulder_rotation")
+    obs = read_keypoints(truth.path / "trials" / "internal_rotation.trc")
+    for s in "rl":
+        elbow = obs.select([f"elbow_{s}"]).positions[:, 0]
+        wrist = obs.select([f"wrist_{s}"]).positions[:, 0]
+
+        def travel(p: np.ndarray) -> float:  # robust to the observation's outliers
+            return float(np.linalg.norm(np.nanpercentile(p, 95, 0) - np.nanpercentile(p, 5, 0)))
+
+        assert travel(elbow) < 60.0 < 150.0 < travel(wrist)
+        fore = np.nanmedian(np.linalg.norm(wrist - elbow, axis=1))
+        assert fore == pytest.approx(truth.skeleton.lengths[f"forearm_{s}"], abs=40.0)
