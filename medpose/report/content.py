@@ -45,6 +45,8 @@ _ID_LABELS = {
     "mass_kg": "Body mass (kg)",
     "session_folder": "Session folder",
 }
+#: Metrics of a registration (shown in the registration part, not as an exercise).
+REGISTRATION_METRICS = {"fre", "tre", "fiducial_residual", "n_outliers", "gate_passed"}
 #: Quality checks summarised by their median over keypoints (the others are summed).
 _AVERAGED = {"missing_fraction", "fit_residual_median", "fit_residual_p95",
              "reprojection_error_median"}  # fmt: skip
@@ -205,7 +207,10 @@ def _exercise_tables(a: Any, norms: pd.DataFrame) -> list[Section]:
     scored = _scores_by_key(a)
     reps = a.repetitions
     out = []
+    has_registration = isinstance(getattr(a, "registration", None), pd.DataFrame)
     for trial, grp in s.groupby("trial", sort=False):
+        if has_registration and set(grp["metric"]) <= REGISTRATION_METRICS:
+            continue  # shown in the registration part
         n_rep = reps[reps["trial"] == trial] if "trial" in reps.columns else reps
         rows = []
         for r in grp.itertuples(index=False):
@@ -226,9 +231,10 @@ def _exercise_tables(a: Any, norms: pd.DataFrame) -> list[Section]:
                 ]
             )
         sides = ", ".join(sorted(set(n_rep["side"]))) if "side" in n_rep.columns else ""
+        kind = "Exercise" if len(n_rep) else "Trial"
         out.append(
             Section(
-                f"Exercise: {str(trial).replace('_', ' ')}",
+                f"{kind}: {str(trial).replace('_', ' ')}",
                 ["Measure", "Side", "Value", "95 % confidence interval", "Unit", "Normal"],
                 rows,
                 f"{len(n_rep)} repetition(s) found ({sides or 'no side'}). Values are the "
@@ -298,7 +304,7 @@ def _registration(a: Any) -> list[Section]:
     if not isinstance(reg, pd.DataFrame) or reg.empty:
         return []
     items = {"fre": "Fiducial registration error (FRE)",
-             "tre": "Predicted target registration error (TRE) at",
+             "tre": "Predicted target registration error (TRE) at",  # + target name
              "fiducial": "Residual at fiducial", "residual": "Residual at fiducial",
              "gate": "Accuracy check", "reason": "Reason"}  # fmt: skip
     rows = []
@@ -313,10 +319,15 @@ def _registration(a: Any) -> list[Section]:
             "outlier (left out)" if outlier is True else
             "passed" if passed is True else "failed" if passed is False else "–"
         )  # fmt: skip
+        value = format_value(getattr(r, "value", np.nan), getattr(r, "unit", "mm"))
+        if item == "gate":
+            value, name = name, ""
+        elif item in ("fiducial", "tre"):
+            name = joint_label(name) or name
         rows.append(
             [
-                f"{label}{': ' + name if name and name != 'nan' else ''}",
-                format_value(getattr(r, "value", np.nan), getattr(r, "unit", "mm")),
+                f"{label}{' ' + name if item == 'tre' else ': ' + name if name else ''}",
+                value,
                 format_value(limit, getattr(r, "unit", "mm")) if pd.notna(limit) else "–",
                 verdict,
             ]
@@ -451,6 +462,16 @@ def build_content(
         if not math.isnan(a.score)
         else f"No overall score: {a.score_reason or 'no measure could be scored'}."
     )
+    gate = getattr(a, "gate", None)
+    if gate is not None and math.isnan(a.score):
+        ok = bool(getattr(gate, "passed", False))
+        score = "Registration " + ("PASS" if ok else "FAIL")
+        reasons = "; ".join(str(x) for x in getattr(gate, "reasons", ()) or ())
+        words = (
+            "The registration meets the protocol's accuracy limits."
+            if ok
+            else f"The registration does NOT meet the protocol's accuracy limits: {reasons}."
+        )
     figs: list[tuple[str, Figure]] = []
     notes: list[str] = []
     if angles is None:
@@ -465,7 +486,7 @@ def build_content(
             figs = _angle_figures(a, angles, norms)
         except InputError as exc:
             notes.append(f"Joint-angle figures left out: {exc}")
-    else:
+    elif len(a.repetitions):
         notes.append("Joint-angle curves are not shown: the joint angles were not given.")
     content = ReportContent(
         title=str(doc.get("title", name)),

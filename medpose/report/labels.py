@@ -53,6 +53,9 @@ METRIC_LABELS: dict[str, str] = {
     "trunk_lateral_flexion": "Trunk side bending",
     "fre": "Fiducial registration error",
     "tre": "Predicted target registration error",
+    "fiducial_residual": "Residual at fiducial",
+    "n_outliers": "Outlier fiducials",
+    "gate_passed": "Registration accuracy check passed",
 }
 
 #: Unit as stored -> unit as printed (dimensionless values say so).

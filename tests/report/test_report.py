@@ -226,3 +226,51 @@ def test_html_path_puts_the_pdf_beside_it(assessed, tmp_path):
     files = assessed.to_report(tmp_path / "visit1.html", patient=PATIENT)
     assert files.html == tmp_path / "visit1.html" and files.pdf == tmp_path / "visit1.pdf"
     assert files.pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_registration_part_of_a_navigation_session(assessed, tmp_path):
+    """A session's registration table (items fre, tre, fiducial, gate) is shown in words with
+    its limits; its metrics are not repeated as an exercise."""
+    import dataclasses
+
+    import pandas as pd
+
+    reg = pd.DataFrame(
+        {
+            "trial": ["static"] * 4,
+            "item": ["fre", "tre", "fiducial", "gate"],
+            "name": ["", "hip_r", "asis_r", "PASS"],
+            "value": [0.155, 0.079, 0.173, 1.0],
+            "unit": ["mm", "mm", "mm", "1"],
+            "limit": [2.0, 3.0, float("nan"), float("nan")],
+            "outlier": [None, None, False, None],
+            "passed": [True, True, True, True],
+        }
+    )
+    metrics = pd.DataFrame(
+        {
+            "trial": ["static"], "metric": ["fre"], "joint": [None], "side": [""],
+            "repetition": [float("nan")], "value": [0.155], "unit": ["mm"],
+            "ci_low": [float("nan")], "ci_high": [float("nan")], "reason": ["no CI: one registration"],
+        }
+    )  # fmt: skip
+    a = dataclasses.replace(
+        assessed,
+        metrics=metrics,
+        scores=assessed.scores.iloc[:0],
+        repetitions=assessed.repetitions.iloc[:0],
+        score=float("nan"),
+        registration=reg,
+    )
+    files = write_report(a, tmp_path, pdf=False, patient=PATIENT)
+    rows = [r for r in _parse(files.html).rows if r]
+    assert ["Fiducial registration error (FRE)", "0.155 mm", "2.0 mm", "passed"] in rows
+    assert [
+        "Predicted target registration error (TRE) at hip (right)",
+        "0.079 mm",
+        "3.0 mm",
+        "passed",
+    ] in rows
+    assert ["Residual at fiducial: asis (right)", "0.173 mm", "–", "passed"] in rows
+    assert ["Accuracy check", "PASS", "–", "passed"] in rows
+    assert "Exercise: static" not in files.html.read_text(encoding="utf-8")
