@@ -12,6 +12,7 @@ the previous one in place, and a PDF that fails leaves the HTML.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
 import os
 import re
@@ -28,7 +29,7 @@ from matplotlib.figure import Figure
 from ..errors import InputError
 from ..io._util import atomic_path, atomic_write
 from .content import ReportContent, Section, build_content
-from .display import img_tag
+from .display import figure_png, img_tag
 
 __all__ = ["ReportFiles", "ReportWarning", "write_report", "render_html", "write_pdf"]
 
@@ -161,7 +162,8 @@ def _text_page(pdf: Any, lines: list[tuple[str, str]]) -> None:
     size = {"h1": 15, "h2": 11.5, "p": 8.5}
     fig, y = None, 0.0
     for style, text in lines:
-        wrapped = textwrap.wrap(text, 110 if style == "p" else 80) or [""]
+        table = style == "p" and " | " in text
+        wrapped = textwrap.wrap(text, 100 if table else 110 if style == "p" else 80) or [""]
         need = len(wrapped) * size[style] * 1.5 / (11.69 * 72) + (0.012 if style != "p" else 0)
         if fig is None or y - need < 0.05:
             if fig is not None:
@@ -169,12 +171,28 @@ def _text_page(pdf: Any, lines: list[tuple[str, str]]) -> None:
             fig, y = Figure(figsize=(8.27, 11.69)), 0.95
         y -= 0.01 if style != "p" else 0
         for w in wrapped:
-            fig.text(0.07, y, w, fontsize=size[style], va="top",
+            fig.text(0.07, y, w, fontsize=size[style] - (1.3 if table else 0), va="top",
                      weight="bold" if style != "p" else "normal",
-                     family="monospace" if style == "p" and "|" in w else "sans-serif")  # fmt: skip
+                     family="monospace" if table else "sans-serif")  # fmt: skip
             y -= size[style] * 1.5 / (11.69 * 72)
     if fig is not None:
         pdf.savefig(fig)
+
+
+def _figure_page(fig: Figure, caption: str) -> Figure:
+    """``fig`` on an A4 page, its width 86 % of the page, the caption below it."""
+    import matplotlib.image as mpimg
+
+    image = mpimg.imread(io.BytesIO(figure_png(fig, dpi=150)), format="png")
+    h, w = image.shape[:2]
+    page = Figure(figsize=(8.27, 11.69))
+    width = 0.86
+    height = width * (h / w) * (8.27 / 11.69)
+    ax = page.add_axes((0.07, 0.93 - height, width, height))
+    ax.imshow(image)
+    ax.set_axis_off()
+    page.text(0.07, 0.92 - height, textwrap.fill(caption, 110), fontsize=8, va="top")
+    return page
 
 
 def _section_lines(s: Section) -> list[tuple[str, str]]:
@@ -198,8 +216,7 @@ def _matplotlib_pdf(c: ReportContent, tmp: Path) -> None:
     with PdfPages(tmp) as pdf:
         _text_page(pdf, lines)
         for cap, fig in [*c.figures, *c.progress_figures]:
-            fig.suptitle(textwrap.fill(cap, 100), fontsize=7, y=0.0, va="bottom")
-            pdf.savefig(fig)
+            pdf.savefig(_figure_page(fig, cap))
         info = pdf.infodict()
         info["Title"] = c.title
         info["CreationDate"] = dt.datetime.now(dt.timezone.utc)
