@@ -298,6 +298,28 @@ def _symmetry_across_trials(protocol: Protocol, metrics: pd.DataFrame) -> pd.Dat
     return m.reset_index(drop=True)
 
 
+def _fill_mdc95(protocol: Protocol, scores: pd.DataFrame) -> pd.DataFrame:
+    """A score without an MDC95 gets the one of the measure's published measurement error
+    (:func:`medpose.scoring.norms.reliability_for`: ``1.96 sqrt(2) SEM``), where there is one."""
+    from .. import scoring
+    from ..errors import MedposeError
+    from ..scoring.norms import reliability_for
+
+    out = scores.copy()
+    specs = {m.key: m for m in protocol.metrics}
+    for i in out.index[out["mdc95"].astype(float).isna()]:
+        spec = specs.get(str(out.at[i, "metric"]))
+        if spec is None:
+            continue
+        try:
+            sem = float(reliability_for(spec.name, spec.joint)["sem"])
+        except MedposeError:
+            continue
+        if math.isfinite(sem):
+            out.at[i, "mdc95"] = float(np.asarray(scoring.mdc95(sem).value))
+    return out
+
+
 def _composite(protocol: Protocol, scores: pd.DataFrame) -> tuple[Any, float, str]:
     from .. import scoring
     from .runner import COMPOSITE_FORMULAS
@@ -334,7 +356,7 @@ def _combine(
         if parts
         else pd.DataFrame(columns=[*SCORE_COLUMNS, "trial"])
     )
-    scores = scores[["trial", *SCORE_COLUMNS]]
+    scores = _fill_mdc95(protocol, scores[["trial", *SCORE_COLUMNS]])
     reps = [a.repetitions.assign(trial=a.trial) for a in parts]
     repetitions = pd.concat(reps, ignore_index=True) if reps else pd.DataFrame(columns=["trial"])
     repetitions = repetitions[["trial", *[c for c in repetitions.columns if c != "trial"]]]

@@ -26,7 +26,7 @@ from medpose.protocol import (
     input_hashes,
     run_to_folder,
 )
-from medpose.protocol.session_result import TABLES
+from medpose.protocol.session_result import TABLES, read_manifest
 
 SQUAT = {"deep_squat": "squat"}
 ABDUCTION = {"abduction_left": "shoulder_abduction", "abduction_right": "shoulder_abduction"}
@@ -93,6 +93,10 @@ def test_deep_squat_knee_rom_per_repetition_matches_truth(squat, session):
     assert a.trials == ("deep_squat",) and set(a.sides) == {"left", "right"}
     assert 0 <= a.score <= 100
     assert set(a.repetitions["trial"]) == {"deep_squat"}
+    # the knee ROM's MDC95 from its published SEM (1.7 deg, Piriyaprasarth et al. 2008)
+    knee = a.scores[a.scores["metric"] == "rom_knee_flexion"]
+    sem = mp.scoring.norms.reliability_for("rom", "knee_flexion")["sem"]
+    assert np.allclose(knee["mdc95"], 1.96 * math.sqrt(2) * sem) and len(knee) == 2
 
 
 def test_shoulder_abduction_rom_per_trial_side_matches_truth(abduction, session):
@@ -159,10 +163,13 @@ def test_quality_and_provenance(squat, session):
 def test_result_pickles_and_the_python_entry_points_agree(squat, session):
     back = pickle.loads(pickle.dumps(squat))  # a worker process sends it back
     pd.testing.assert_frame_equal(back.assessment.metrics, squat.assessment.metrics)
-    a = mp.Protocol.load("deep_squat").run(mp.Session.load(session), trials=SQUAT)
+    # Protocol.run takes a Session or a folder (a quick protocol: navigation_check)
+    nav = mp.Protocol.load("navigation_check")
+    a = nav.run(mp.Session.load(session))
     assert isinstance(a, Assessment)
-    pd.testing.assert_frame_equal(a.metrics, squat.assessment.metrics)
-    assert "deep_squat" in repr(a) and "<b>" in a._repr_html_()
+    pd.testing.assert_frame_equal(a.metrics, execute_session(nav, session).assessment.metrics)
+    pd.testing.assert_frame_equal(a.registration, nav.run(str(session)).registration)
+    assert "deep_squat" in repr(squat.assessment) and "deep_squat" in squat.assessment._repr_html_()
     assert "visit1" in repr(squat) and squat.patient not in repr(squat)
 
 
@@ -230,11 +237,13 @@ def test_outputs_and_caching(squat, session, tmp_path):
         squat.write(tmp_path / "other")
     assert (tmp_path / "other" / "notes.txt").read_text() == "keep me"
 
-    first = run_to_folder("deep_squat", session, tmp_path / "run", trials=SQUAT)
-    assert first.action == "computed" and first.result is not None
-    again = run_to_folder("deep_squat", session, tmp_path / "run", trials=SQUAT)
+    # the folder holds the results of these inputs: nothing is recomputed
+    again = run_to_folder("deep_squat", session, out, trials=SQUAT)
     assert again.action == "unchanged" and again.result is None
-    assert again.manifest == first.manifest
+    assert again.manifest == json.loads(manifest.read_text())
+    # a damaged output file makes the folder untrusted: recomputed
+    (out / "scores.csv").write_text("metric\n")
+    assert read_manifest(out) is None
 
 
 def test_navigation_check_on_protocol_sessions_finds_the_moved_fiducial(tmp_path):
