@@ -10,9 +10,10 @@ Evaluate (prints tables, writes the ``learning-refiner`` section of ``benchmarks
     python benchmarks/learning_refiner.py [--model PATH] [--sequences 40] [--no-write]
 
 * Held-back synthetic sequences (``make_refiner_data(seed=HELD_OUT_SEED)``; training used
-  seeds 0..workers-1, drawn independently): keypoint RMSE against truth of the noisy input, the
-  refiner, and each temporal filter (Butterworth, Savitzky-Golay, One Euro, Kalman/RTS) run
-  after medpose's own clean-up (``repair_swaps_3d`` then ``clean_gaps``), each filter's
+  seeds 0..workers-1, drawn independently): keypoint RMSE against truth of the noisy input, and
+  of the refiner and each temporal filter (Butterworth, Savitzky-Golay, One Euro, Kalman/RTS)
+  both run after medpose's own clean-up (``clean_input``: ``repair_swaps_3d`` then
+  ``clean_gaps``), each filter's
   parameter chosen as the best on these same sequences (which favours the filters).  RMSE is
   over the samples every method gives (the filters leave long gaps empty).
 * The real recording ``../shared/data/pose2sim`` triangulated with ``temporal=True``: steadiness
@@ -39,12 +40,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, markdown_table, update_results
 
-from medpose.data import KeypointSequence
 from medpose.learning.checkpoint import default_refiner_path, load_refiner, save_refiner
+from medpose.learning.inference import refine
 from medpose.learning.quantize import quantize_refiner, state_size_bytes
 from medpose.learning.refiner import KeypointRefiner, RefinerConfig, refine_positions
 from medpose.learning.training import RefinerData, make_refiner_data, train_refiner
-from medpose.temporal import butterworth, clean_gaps, kalman_rts, one_euro, repair_swaps_3d, savgol
+from medpose.temporal import butterworth, clean_gaps, kalman_rts, one_euro, savgol
 
 __all__ = ["main", "merged_data", "evaluate_synthetic", "FILTERS", "HELD_OUT_SEED"]
 
@@ -93,9 +94,10 @@ def merged_data(n_sequences: int, workers: int, seed0: int = 0) -> RefinerData:
     else:
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(_chunk, jobs))
-    out = RefinerData([], [], [], [], parts[0].keypoints)
+    out = RefinerData([], [], [], [], [], parts[0].keypoints)
     for p in parts:
         out.noisy.extend(p.noisy)
+        out.inputs.extend(p.inputs)
         out.truth.extend(p.truth)
         out.rates.extend(p.rates)
         out.exercises.extend(p.exercises)
@@ -103,6 +105,7 @@ def merged_data(n_sequences: int, workers: int, seed0: int = 0) -> RefinerData:
 
 
 def train_main(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     data = merged_data(args.sequences, args.workers)
     t_data = time.perf_counter() - t0
@@ -141,21 +144,12 @@ def _rmse(est: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     return float(np.sqrt(np.mean(d**2)))
 
 
-def _cleaned(noisy: np.ndarray, names: tuple[str, ...], rate: float) -> np.ndarray:
-    seq = KeypointSequence(noisy, names, rate)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        seq, _ = repair_swaps_3d(seq)
-        return np.array(clean_gaps(seq).sequence.positions)
-
-
 def evaluate_synthetic(
     model: torch.nn.Module, data: RefinerData
 ) -> tuple[list[tuple], dict[str, float]]:
     """Rows (method, parameter, RMSE mm on common samples, RMSE mm on all its samples, share)."""
-    names = data.keypoints
-    cleaned = [_cleaned(n, names, r) for n, r in zip(data.noisy, data.rates)]
-    refined = [refine_positions(model, n, r) for n, r in zip(data.noisy, data.rates)]
+    cleaned = data.inputs  # clean_input: repair_swaps_3d then clean_gaps
+    refined = [refine_positions(model, c, r) for c, r in zip(cleaned, data.rates)]
     filtered: dict[str, list[np.ndarray]] = {}
     best: dict[str, float] = {}
     for fname, (_pname, values, fn) in FILTERS.items():
@@ -208,8 +202,7 @@ def _real(model: torch.nn.Module) -> list[tuple]:
     variants = {
         "triangulated (temporal=True)": seq.positions,
         "clean_gaps + butterworth 6 Hz": butterworth(cleaned.positions, seq.rate, 6.0),
-        "refiner": _refine_seq(model, seq),
-        "clean_gaps + refiner": _refine_seq(model, cleaned),
+        "refiner (after clean_input)": np.array(refine(seq, model).positions),
     }
     px = np.stack([res.keypoints_2d[c].positions for c in res.camera_names], axis=2)
     cf = np.stack([res.keypoints_2d[c].confidence for c in res.camera_names], axis=2)
@@ -246,14 +239,6 @@ def _real(model: torch.nn.Module) -> list[tuple]:
     return rows
 
 
-def _refine_seq(model: torch.nn.Module, seq: KeypointSequence) -> np.ndarray:
-    names = model.config.keypoints  # type: ignore[union-attr]
-    out = np.array(seq.positions)
-    idx = [seq.index(n) for n in names]
-    out[:, idx] = refine_positions(model, seq.positions[:, idx], seq.rate)
-    return out
-
-
 # ----------------------------------------------------------------------------- quantization
 def _latency(model: torch.nn.Module, frames: int, repeats: int = 5) -> float:
     k = len(model.config.keypoints)  # type: ignore[union-attr]
@@ -272,7 +257,7 @@ def evaluate_quantized(model: KeypointRefiner, data: RefinerData) -> list[tuple]
     torch.set_num_threads(1)
     q = quantize_refiner(model)
     diffs, rm_f, rm_q = [], [], []
-    for n, t, r in zip(data.noisy, data.truth, data.rates):
+    for n, t, r in zip(data.inputs, data.truth, data.rates):
         a, b = refine_positions(model, n, r), refine_positions(q, n, r)
         m = np.isfinite(a).all(-1)
         diffs.append(np.linalg.norm(a - b, axis=-1)[m])
@@ -381,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--window", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
+    t.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     t.add_argument("--out", default=str(default_refiner_path()))
     p.add_argument("--model", default=None)
     p.add_argument("--sequences", type=int, default=40)

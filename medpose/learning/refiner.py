@@ -11,21 +11,29 @@ How it works
   per-axis median of its observed positions and divided by the median distance of the
   observed positions from that centre (about half a body height); the network sees
   dimensionless numbers, whatever the person's size and place in the room.
-* A token per (frame, keypoint): a linear embedding of its normalised position (or a learned
-  "missing" embedding where it was not observed) plus a learned keypoint identity embedding
-  plus a sinusoidal encoding of its time in seconds (so the network knows the sampling rate).
+* A token per (keypoint, patch of ``config.patch`` consecutive frames): a linear embedding
+  of the patch's normalised positions and observed flags (missing samples enter as 0 with
+  flag 0, so their values never matter) plus a learned keypoint identity embedding plus a
+  sinusoidal encoding of the patch's time in seconds (so the network knows the sampling rate).
 * ``config.layers`` blocks, each: self-attention across the keypoints of one frame, then
   self-attention across the frames of one keypoint, then an MLP, all pre-norm with residual
   connections.  Attention projects queries, keys and values to the hidden size
   ``config.d_model`` split over ``config.heads`` heads (not to the number of keypoints).
-* A linear head predicts a correction added to the observed normalised position (a residual;
-  for missing samples the position itself); the result is mapped back to millimetres.
+* A linear head predicts, per token, a correction for each frame of the patch, added to the
+  observed normalised position (a residual; a missing sample's base is the linear
+  interpolation between its keypoint's nearest observations); the result is mapped back to
+  millimetres.
+* The input is first cleaned as medpose does before any filter (:func:`clean_input`:
+  :func:`~medpose.temporal.repair_swaps_3d` then :func:`~medpose.temporal.clean_gaps`), in
+  training and in :func:`medpose.learning.refine`, so the network refines what a low-pass
+  filter would otherwise smooth.
 * Long sequences are processed in windows overlapping by half, blended with triangular weights.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,11 +44,14 @@ from torch import Tensor, nn
 
 from ..data import KeypointSequence
 from ..errors import InputError
+from ..temporal import clean_gaps, repair_swaps_3d
 
 __all__ = [
     "KeypointAttention",
     "KeypointRefiner",
     "RefinerConfig",
+    "clean_input",
+    "interpolate_missing",
     "normalise_windows",
     "refine_positions",
 ]
@@ -66,7 +77,9 @@ class RefinerConfig:
     mlp_ratio : int
         Width of the MLP in multiples of ``d_model``.
     window : int
-        Frames per window during training and inference.
+        Frames per window during training and inference (a multiple of ``patch``).
+    patch : int
+        Consecutive frames of one keypoint embedded as one token.
     """
 
     keypoints: tuple[str, ...]
@@ -75,6 +88,7 @@ class RefinerConfig:
     layers: int = 3
     mlp_ratio: int = 2
     window: int = 64
+    patch: int = 4
 
     def __post_init__(self) -> None:
         names = tuple(str(n) for n in self.keypoints)
@@ -83,7 +97,7 @@ class RefinerConfig:
             raise InputError(
                 f"RefinerConfig: keypoints must be at least 2 unique names, found {list(names)}"
             )
-        for name in ("d_model", "heads", "layers", "mlp_ratio", "window"):
+        for name in ("d_model", "heads", "layers", "mlp_ratio", "window", "patch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(
@@ -93,6 +107,10 @@ class RefinerConfig:
             raise InputError(
                 f"RefinerConfig: d_model ({self.d_model}) must be divisible by heads "
                 f"({self.heads}) into an even head size"
+            )
+        if self.window % self.patch:
+            raise InputError(
+                f"RefinerConfig: window ({self.window}) must be a multiple of patch ({self.patch})"
             )
         if self.d_model % 2:
             raise InputError(f"RefinerConfig: d_model must be even, found {self.d_model}")
@@ -106,7 +124,7 @@ class RefinerConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> RefinerConfig:
         """Build from :meth:`to_dict` output; unknown or missing fields are an InputError."""
-        expected = {"keypoints", "d_model", "heads", "layers", "mlp_ratio", "window"}
+        expected = {"keypoints", "d_model", "heads", "layers", "mlp_ratio", "window", "patch"}
         if not isinstance(d, dict) or set(d) != expected:
             found = sorted(d) if isinstance(d, dict) else type(d).__name__
             raise InputError(
@@ -188,14 +206,13 @@ class KeypointRefiner(nn.Module):
         super().__init__()
         self.config = config
         d = config.d_model
-        self.embed = nn.Linear(3, d)
-        self.missing = nn.Parameter(torch.zeros(d))
+        self.embed = nn.Linear(4 * config.patch, d)
         self.identity = nn.Embedding(len(config.keypoints), d)
         self.blocks = nn.ModuleList(
             [_Block(d, config.heads, config.mlp_ratio) for _ in range(config.layers)]
         )
         self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, 3)
+        self.head = nn.Linear(d, 3 * config.patch)
         nn.init.normal_(self.identity.weight, std=0.5)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -212,14 +229,47 @@ class KeypointRefiner(nn.Module):
                 f"KeypointRefiner: observed must be {tuple(x.shape[:3])} and times "
                 f"{tuple(x.shape[:2])}, found {tuple(observed.shape)} and {tuple(times.shape)}"
             )
-        obs = observed[..., None].to(x.dtype)
-        base = torch.where(observed[..., None], x, torch.zeros_like(x))
+        b, t, p = x.shape[0], x.shape[1], self.config.patch
+        if t % p:
+            raise InputError(f"KeypointRefiner: frames ({t}) must be a multiple of patch ({p})")
+        base = interpolate_missing(x, observed)
+        feats = torch.cat([base, observed[..., None].to(x.dtype)], dim=-1)  # (B, T, K, 4)
+        tokens = (
+            feats.reshape(b, t // p, p, k, 4).permute(0, 1, 3, 2, 4).reshape(b, t // p, k, 4 * p)
+        )
         ids = torch.arange(k, device=x.device) if keypoint_ids is None else keypoint_ids
-        h = self.embed(base) * obs + self.missing * (1.0 - obs)
-        h = h + self.identity(ids) + time_encoding(times, self.config.d_model)[:, :, None, :]
+        patch_times = times.reshape(b, t // p, p).mean(-1)
+        h = self.embed(tokens) + self.identity(ids)
+        h = h + time_encoding(patch_times, self.config.d_model)[:, :, None, :]
         for block in self.blocks:
             h = block(h)
-        return base + self.head(self.norm(h))
+        delta = self.head(self.norm(h)).reshape(b, t // p, k, p, 3).permute(0, 1, 3, 2, 4)
+        return base + delta.reshape(b, t, k, 3)
+
+
+def interpolate_missing(x: Tensor, observed: Tensor) -> Tensor:
+    """Fill unobserved samples of ``x`` (B, T, K, 3) linearly in time between the nearest
+    observed ones (held constant before the first / after the last); 0 where a keypoint has no
+    observation in the window.  Values at unobserved samples are never read."""
+    t = x.shape[1]
+    idx = torch.arange(t, device=x.device)[None, :, None].expand(observed.shape)
+    prev = torch.cummax(torch.where(observed, idx, torch.full_like(idx, -1)), dim=1).values
+    nxt = torch.where(observed, idx, torch.full_like(idx, t)).flip(1)
+    nxt = torch.cummin(nxt, dim=1).values.flip(1)
+    has_prev, has_next = prev >= 0, nxt < t
+    p, n = prev.clamp(0, t - 1), nxt.clamp(0, t - 1)
+    xp = torch.gather(x, 1, p[..., None].expand(x.shape))
+    xn = torch.gather(x, 1, n[..., None].expand(x.shape))
+    span = (n - p).clamp_min(1).to(x.dtype)
+    w = ((idx - p).to(x.dtype) / span)[..., None]
+    both = torch.lerp(xp, xn, w)
+    fill = torch.where(
+        (has_prev & has_next)[..., None],
+        both,
+        torch.where(has_prev[..., None], xp, torch.where(has_next[..., None], xn, 0.0 * x)),
+    )
+    fill = torch.nan_to_num(fill, nan=0.0)
+    return torch.where(observed[..., None], torch.nan_to_num(x, nan=0.0), fill)
 
 
 def normalise_windows(positions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -272,15 +322,18 @@ def refine_positions(
     if not (np.isfinite(rate) and rate > 0):
         raise InputError(f"refine_positions: rate must be a positive number of Hz, found {rate!r}")
     n = pos.shape[0]
-    w = min(config.window, n)
-    starts = window_starts(n, w)
+    w = config.window
+    if n < w:  # pad with missing frames; the model fills nothing from them
+        pos = np.concatenate([pos, np.full((w - n, k, 3), np.nan, np.float32)])
+    n_pad = pos.shape[0]
+    starts = window_starts(n_pad, w)
     weight_t = np.minimum(np.arange(w) + 1.0, w - np.arange(w)).astype(np.float32)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
-    total = np.zeros((n, k, 3), np.float64)
-    wsum = np.zeros((n, k), np.float64)
+    total = np.zeros((n_pad, k, 3), np.float64)
+    wsum = np.zeros((n_pad, k), np.float64)
     times = torch.arange(w, dtype=torch.float32, device=device)[None] / float(rate)
     for i in range(0, len(starts), batch_size):
         chunk = starts[i : i + batch_size]
@@ -296,7 +349,18 @@ def refine_positions(
     model.train(was_training)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = total / wsum[..., None]
-    return np.where((wsum > 0)[..., None], out, np.nan)
+    return np.where((wsum > 0)[..., None], out, np.nan)[:n]
+
+
+def clean_input(positions: Any, names: Sequence[str], rate: float) -> np.ndarray:
+    """medpose's clean-up before filtering: left/right swap repair
+    (:func:`~medpose.temporal.repair_swaps_3d`), then outlier removal and short-gap filling
+    (:func:`~medpose.temporal.clean_gaps`, defaults).  ``(T, K, 3)`` mm in and out."""
+    seq = KeypointSequence(np.asarray(positions, dtype=float), tuple(names), rate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. too few frames for a statistic: nothing to clean
+        seq, _ = repair_swaps_3d(seq)
+        return np.array(clean_gaps(seq).sequence.positions)
 
 
 def check_sequence(seq: KeypointSequence, keypoints: Sequence[str], what: str) -> np.ndarray:

@@ -26,7 +26,7 @@ from ..kinematics import Skeleton, forward_kinematics
 from ..layouts import get_layout
 from ..synthetic.exercises import EXERCISES, make_exercise
 from ..synthetic.observation import markerless
-from .refiner import KeypointRefiner, RefinerConfig, normalise_windows
+from .refiner import KeypointRefiner, RefinerConfig, clean_input, normalise_windows
 
 __all__ = ["RefinerData", "TrainingLog", "make_refiner_data", "train_refiner", "DEFAULT_KEYPOINTS"]
 
@@ -36,9 +36,12 @@ DEFAULT_KEYPOINTS: tuple[str, ...] = tuple(get_layout("mediapipe33").medpose)
 
 @dataclass(frozen=True)
 class RefinerData:
-    """Synthetic sequences: ``noisy`` and ``truth`` are lists of (T_i, K, 3) mm arrays."""
+    """Synthetic sequences, lists of (T_i, K, 3) mm arrays: ``noisy`` (the markerless
+    observation), ``inputs`` (it after :func:`~medpose.learning.refiner.clean_input`: what the
+    refiner sees) and ``truth``."""
 
     noisy: list[np.ndarray]
+    inputs: list[np.ndarray]
     truth: list[np.ndarray]
     rates: list[float]
     exercises: list[str]
@@ -83,7 +86,7 @@ def make_refiner_data(
         )
     rng = np.random.default_rng(seed)
     skeletons: dict[int, Skeleton] = {}
-    out = RefinerData([], [], [], [], names)
+    out = RefinerData([], [], [], [], [], names)
     for _ in range(n_sequences):
         height = int(rng.integers(150, 196)) * 10
         sk = skeletons.get(height)
@@ -120,6 +123,7 @@ def make_refiner_data(
         options.update(markerless_options or {})
         obs = markerless(kp, names=names, rate=rate, seed=int(rng.integers(2**31 - 1)), **options)
         out.noisy.append(obs.positions.astype(np.float32))
+        out.inputs.append(clean_input(obs.positions, names, rate).astype(np.float32))
         out.truth.append(kp.astype(np.float32))
         out.rates.append(rate)
         out.exercises.append(ex)
@@ -159,7 +163,7 @@ def _sample_windows(
     for i in idx:
         n = data.noisy[i].shape[0]
         s = int(rng.integers(0, n - window + 1))
-        noisy.append(data.noisy[i][s : s + window])
+        noisy.append(data.inputs[i][s : s + window])
         truth.append(data.truth[i][s : s + window])
         times.append(np.arange(window, dtype=np.float32) / data.rates[i])
     return np.stack(noisy), np.stack(truth), np.stack(times)
@@ -179,7 +183,7 @@ def train_refiner(
     """Train a :class:`KeypointRefiner` on ``data`` (see :func:`make_refiner_data`).
 
     Each step draws ``batch_size`` random windows of ``config.window`` frames, normalises each
-    from its noisy observation (:func:`~medpose.learning.refiner.normalise_windows`) and
+    from its cleaned noisy observation (``data.inputs``) (:func:`~medpose.learning.refiner.normalise_windows`) and
     minimises the smooth L1 distance (beta 0.01, normalised units) between the refined and
     the true positions over every sample, observed or missing.  AdamW with weight decay 0.01,
     linear warm-up over 5 % of the steps then cosine decay, gradients clipped at norm 1.
