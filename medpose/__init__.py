@@ -40,6 +40,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "default_ranges": ("medpose.kinematics", "default_ranges"),
     "fit": ("medpose.kinematics.fit", "fit"),
     "Fit": ("medpose.kinematics.fit", "Fit"),
+    "calibrate": ("medpose.kinematics.calibrate", "calibrate"),
+    "PatientSkeleton": ("medpose.kinematics.patient", "PatientSkeleton"),
     "JointLimits": ("medpose.kinematics.limits", "JointLimits"),
     "register": ("medpose.registration", "register"),
     "register_batch": ("medpose.registration", "register_batch"),

@@ -17,15 +17,22 @@ sequence is close for upright movements).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from ..data import KeypointSequence, Landmarks
 from ..errors import InputError
+from ..io._structured import load_json, load_yaml
+from ..io._util import atomic_write, display_name
 from ..layouts import to_medpose_names
 from .fk import forward_kinematics
 from .skeleton import Skeleton
@@ -60,9 +67,14 @@ LENGTH_PAIRS: tuple[tuple[str, str, str], ...] = (
 plausible_height_mm = (700.0, 2700.0)
 
 
+#: Version of the file :meth:`PatientSkeleton.save` writes.
+FILE_VERSION = 1
+
+
 @dataclass(frozen=True, kw_only=True)
 class PatientSkeleton:
-    """A patient's skeleton and how its lengths were obtained.
+    """A patient's skeleton and how it was obtained: lengths, and after a calibration
+    (:func:`medpose.kinematics.calibrate.calibrate`) where each keypoint and joint centre sits.
 
     Attributes
     ----------
@@ -73,9 +85,22 @@ class PatientSkeleton:
     method : Mapping[str, str]
         Per length: ``"median of 412 frames, hip_r-knee_r"`` or ``"scaled from height"``.
     source : str
-        ``"static trial"``, ``"sequence"`` or ``"imaging landmarks"``.
+        ``"static trial"``, ``"sequence"``, ``"imaging landmarks"``, or ``"calibration on a
+        static trial"`` / ``"calibration on the movement"``.
     height_mm : float
         Body height implied by the measured lengths (median over them).
+    keypoints : tuple of str
+        The keypoints (medpose names) the calibration used: its layout.  Empty for lengths only.
+    keypoint_offsets, joint_centres : Mapping[str, tuple of 3 floats]
+        Calibrated positions (mm): each keypoint in its segment's frame, each joint centre in
+        its parent's frame (:meth:`Skeleton.with_offsets`).
+    status : Mapping[str, str]
+        Per calibrated keypoint or joint centre, what the data determined: ``"determined"``,
+        ``"partly determined (x)"`` (the axes the data left at their prior) or ``"prior"``.
+    residual_before_mm, residual_after_mm : Mapping[str, float]
+        Median keypoint residual of the fit before calibration (lengths only) and after, mm.
+    patient_id : str or None
+        Whom it belongs to (never printed; :meth:`load` refuses a file for another patient).
     """
 
     skeleton: Skeleton
@@ -85,6 +110,13 @@ class PatientSkeleton:
     height_mm: float
     n_frames: int = 0
     spread_mm: Mapping[str, float] = field(default_factory=dict)
+    keypoints: tuple[str, ...] = ()
+    keypoint_offsets: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    joint_centres: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    status: Mapping[str, str] = field(default_factory=dict)
+    residual_before_mm: Mapping[str, float] = field(default_factory=dict)
+    residual_after_mm: Mapping[str, float] = field(default_factory=dict)
+    patient_id: str | None = field(default=None, repr=False)
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per length: ``length_mm``, ``method``, ``spread_mm`` (IQR over frames)."""
@@ -98,12 +130,175 @@ class PatientSkeleton:
             index=pd.Index(names, name="length"),
         )
 
+    def calibration_table(self) -> pd.DataFrame:
+        """One row per calibrated keypoint (``kind`` keypoint) or joint centre (``kind`` joint):
+        position (mm), its distance from the default skeleton's (scaled to the lengths), what the data determined, and
+        for keypoints the median fit residual before and after (mm)."""
+        plain = Skeleton.default().with_lengths(dict(self.lengths))  # length-scaled positions
+        rows = []
+        for kind, table in (("keypoint", self.keypoint_offsets), ("joint", self.joint_centres)):
+            for name, xyz in table.items():
+                if kind == "keypoint":
+                    ref = plain.keypoint_offsets[plain.keypoint_names.index(name)]
+                else:
+                    ref = plain.joint_offsets[plain.segment_names.index(name)]
+                d = np.asarray(xyz) - ref
+                rows.append(
+                    {
+                        "kind": kind,
+                        "name": name,
+                        "x_mm": xyz[0],
+                        "y_mm": xyz[1],
+                        "z_mm": xyz[2],
+                        "change_mm": float(np.linalg.norm(d)),
+                        "status": self.status.get(name, ""),
+                        "residual_before_mm": self.residual_before_mm.get(name, np.nan)
+                        if kind == "keypoint"
+                        else np.nan,
+                        "residual_after_mm": self.residual_after_mm.get(name, np.nan)
+                        if kind == "keypoint"
+                        else np.nan,
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def check(self, keypoints: Sequence[str], *, patient_id: str | None = None) -> None:
+        """Refuse to be used on another layout or patient.
+
+        Raises
+        ------
+        InputError
+            ``keypoints`` (any layout's names) are not the calibration's (the message lists the
+            differences), or ``patient_id`` is given and is not this calibration's (the ids are
+            not printed).
+        """
+        if patient_id is not None and self.patient_id is not None and patient_id != self.patient_id:
+            raise InputError(
+                "patient skeleton: the calibration belongs to another patient; calibrate this "
+                "patient first (mp.calibrate) or load their own file"
+            )
+        if not self.keypoints:
+            return
+        have = set(to_medpose_names(tuple(keypoints)))
+        known = set(self.skeleton.keypoint_names)
+        used = have & known
+        want = set(self.keypoints)
+        if used != want:
+            missing, extra = sorted(want - used), sorted(used - want)
+            raise InputError(
+                f"patient skeleton: calibrated on another keypoint layout ({len(want)} keypoints); "
+                f"the sequence lacks {missing[:8]}{'...' if len(missing) > 8 else ''} and has "
+                f"{extra[:8]}{'...' if len(extra) > 8 else ''} that the calibration did not see; "
+                "calibrate on this layout (mp.calibrate)"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's content (JSON-able): everything needed to rebuild the skeleton."""
+        r3 = lambda t: [round(float(v), 4) for v in t]  # noqa: E731
+        return {
+            "medpose": "patient_skeleton",
+            "version": FILE_VERSION,
+            "patient_id": self.patient_id,
+            "source": self.source,
+            "height_mm": float(self.height_mm),
+            "n_frames": int(self.n_frames),
+            "keypoints": list(self.keypoints),
+            "lengths_mm": {k: float(v) for k, v in self.lengths.items()},
+            "method": dict(self.method),
+            "keypoint_offsets_mm": {k: r3(v) for k, v in self.keypoint_offsets.items()},
+            "joint_centres_mm": {k: r3(v) for k, v in self.joint_centres.items()},
+            "status": dict(self.status),
+            "residual_before_mm": {k: float(v) for k, v in self.residual_before_mm.items()},
+            "residual_after_mm": {k: float(v) for k, v in self.residual_after_mm.items()},
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to ``.yaml``/``.yml`` or ``.json`` (atomically); :meth:`load` reads it back."""
+        p = Path(path)
+        doc = self.to_dict()
+        with atomic_write(p) as fh:
+            if p.suffix.lower() == ".json":
+                json.dump(doc, fh, indent=1, allow_nan=True)
+            elif p.suffix.lower() in (".yaml", ".yml"):
+                yaml.safe_dump(doc, fh, sort_keys=False)
+            else:
+                raise InputError(
+                    f"PatientSkeleton.save: {display_name(p)}: expected a .yaml, .yml or .json "
+                    f"file, found suffix {p.suffix!r}"
+                )
+        return p
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        keypoints: Sequence[str] | None = None,
+        patient_id: str | None = None,
+        base: Skeleton | None = None,
+    ) -> PatientSkeleton:
+        """Read a file written by :meth:`save`; with ``keypoints`` / ``patient_id``, refuse one
+        made on another layout or for another patient (:meth:`check`).
+
+        Raises
+        ------
+        InputError
+            Not a patient skeleton file (naming the file and the field), or another layout or
+            patient.
+        """
+        p = Path(path)
+        where = f"PatientSkeleton.load: {display_name(p)}"
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{where}: cannot read ({exc.strerror})") from None
+        doc = load_json(text, where) if p.suffix.lower() == ".json" else load_yaml(text, where)
+        if not isinstance(doc, Mapping) or doc.get("medpose") != "patient_skeleton":
+            raise InputError(f"{where}: field 'medpose': expected 'patient_skeleton'")
+        if doc.get("version") != FILE_VERSION:
+            raise InputError(
+                f"{where}: field 'version': found {doc.get('version')!r}, expected {FILE_VERSION}"
+            )
+        try:
+            sk = (base or Skeleton.default()).with_lengths(dict(doc["lengths_mm"]))
+            sk = sk.with_offsets(doc.get("keypoint_offsets_mm"), doc.get("joint_centres_mm"))
+            out = cls(
+                skeleton=sk,
+                lengths=MappingProxyType({k: float(v) for k, v in doc["lengths_mm"].items()}),
+                method=MappingProxyType(dict(doc.get("method", {}))),
+                source=str(doc["source"]),
+                height_mm=float(doc["height_mm"]),
+                n_frames=int(doc.get("n_frames", 0)),
+                keypoints=tuple(str(k) for k in doc.get("keypoints", ())),
+                keypoint_offsets=MappingProxyType(
+                    {k: tuple(map(float, v)) for k, v in doc.get("keypoint_offsets_mm", {}).items()}
+                ),
+                joint_centres=MappingProxyType(
+                    {k: tuple(map(float, v)) for k, v in doc.get("joint_centres_mm", {}).items()}
+                ),
+                status=MappingProxyType(dict(doc.get("status", {}))),
+                residual_before_mm=MappingProxyType(dict(doc.get("residual_before_mm", {}))),
+                residual_after_mm=MappingProxyType(dict(doc.get("residual_after_mm", {}))),
+                patient_id=doc.get("patient_id"),
+            )
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"{where}: missing or malformed field {exc}") from None
+        if keypoints is not None or patient_id is not None:
+            out.check(keypoints if keypoints is not None else out.keypoints, patient_id=patient_id)
+        return out
+
     def __str__(self) -> str:
         measured = sum(not m.startswith("scaled") for m in self.method.values())
-        return (
+        text = (
             f"patient skeleton from {self.source}: height {self.height_mm:.0f} mm, "
             f"{measured} of {len(self.lengths)} lengths measured"
         )
+        if self.status:
+            det = sum(v == "determined" for v in self.status.values())
+            text += f", {det} of {len(self.status)} keypoints and joint centres determined"
+        return text
 
 
 def _expand_pairs(length_names: tuple[str, ...]) -> list[tuple[str, str, str]]:
@@ -188,6 +383,8 @@ def _estimate(
     for L in order:
         a, b = used[L]
         slope, off = _affine(base, L, a, b, lengths)
+        if abs(slope) < 1e-9:  # placed explicitly (Skeleton.with_offsets): not a length
+            continue
         raw[L] = (measured[L] - off) / slope
         if L == "pelvis_width" and raw[L] > 0:
             lengths[L] = raw[L]

@@ -313,6 +313,8 @@ class Skeleton:
     height_mm: float | None = None
     frame: str = SKELETON_FRAME
     _source: str = field(default="skeleton", repr=False)
+    keypoint_mm: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # with_offsets
+    joint_mm: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)  # per (device, dtype) tensors for FK
     # Derived in __post_init__ from the segments and lengths (read-only arrays).
     segment_names: tuple[str, ...] = field(init=False, repr=False)
@@ -367,6 +369,14 @@ class Skeleton:
             "keypoint_segment": np.array([i for _, i, _ in kp], dtype=np.int64),
             "keypoint_offsets": np.stack([o.evaluate(lengths) for _, _, o in kp]),
         }
+        for table, known, arr in (  # per-subject positions (with_offsets)
+            (self.keypoint_mm, values["keypoint_names"], values["keypoint_offsets"]),
+            (self.joint_mm, names, values["joint_offsets"]),
+        ):
+            for key, xyz in table.items():
+                if key not in known or np.shape(xyz) != (3,) or not np.all(np.isfinite(xyz)):
+                    raise InputError(f"{self._source}: bad offset {key!r} = {xyz!r} (mm)")
+                arr[list(known).index(key)] = xyz  # type: ignore[index]
         for key, val in values.items():
             if isinstance(val, np.ndarray):
                 val.setflags(write=False)
@@ -443,6 +453,29 @@ class Skeleton:
             height_mm=self.height_mm,
             frame=self.frame,
             _source=self._source,
+            keypoint_mm=self.keypoint_mm,
+            joint_mm=self.joint_mm,
+        )
+
+    def with_offsets(
+        self,
+        keypoints: Mapping[str, Sequence[float]] | None = None,
+        joints: Mapping[str, Sequence[float]] | None = None,
+    ) -> Skeleton:
+        """A copy with keypoints (name -> mm in its segment's frame) and joint centres (segment ->
+        origin in the parent's frame, mm) placed explicitly (a subject's calibration); these no
+        longer scale with :meth:`with_lengths`.  InputError: unknown name or not 3 numbers."""
+        kp = {**self.keypoint_mm, **{k: tuple(map(float, v)) for k, v in (keypoints or {}).items()}}
+        jt = {**self.joint_mm, **{k: tuple(map(float, v)) for k, v in (joints or {}).items()}}
+        return Skeleton(
+            _ratios=self._ratios,
+            _segments=self._segments,
+            lengths=self.lengths,
+            height_mm=self.height_mm,
+            frame=self.frame,
+            _source=self._source,
+            keypoint_mm=MappingProxyType(kp),
+            joint_mm=MappingProxyType(jt),
         )
 
     # ------------------------------------------------------------------ look-ups

@@ -28,6 +28,7 @@ import torch
 from ...data import KeypointSequence
 from ...errors import InputError
 from ..limits import JointLimits
+from ..patient import PatientSkeleton
 from ..skeleton import Skeleton
 from .problem import prepare
 from .result import Fit, Observed
@@ -38,7 +39,7 @@ __all__ = ["fit"]
 
 def fit(
     sequence: KeypointSequence,
-    skeleton: Skeleton | None = None,
+    skeleton: Skeleton | PatientSkeleton | None = None,
     limits: JointLimits | None = None,
     *,
     device: str | torch.device | None = None,
@@ -62,9 +63,14 @@ def fit(
     sequence : KeypointSequence
         3D keypoints in mm in any frame (e.g. ``"camera"``), names in any known layout
         (HALPE_26 / Pose2Sim ``RKnee``..., COCO, MediaPipe, medpose names).
-    skeleton : Skeleton, optional
-        Default: estimated from the sequence (:func:`~medpose.kinematics.patient.estimate_skeleton`,
-        medians over confident frames); reported in ``Fit.patient``.
+    skeleton : Skeleton or PatientSkeleton, optional
+        Default: lengths estimated from the sequence
+        (:func:`~medpose.kinematics.patient.estimate_skeleton`, medians over confident frames);
+        reported in ``Fit.patient``.  A :class:`~medpose.kinematics.patient.PatientSkeleton`
+        (e.g. from :func:`~medpose.kinematics.calibrate.calibrate` or
+        :meth:`PatientSkeleton.load <medpose.kinematics.patient.PatientSkeleton.load>`) is
+        checked against the sequence's keypoints (InputError naming the difference when it was
+        calibrated on another layout), used, and reported in ``Fit.patient``.
     limits : JointLimits, optional
         Hard limits (and soft prior); default :meth:`JointLimits.default`.
     device : str or torch.device, optional
@@ -135,6 +141,11 @@ def fit(
     >>> f = mp.fit(mp.read_keypoints("trial.trc"))               # doctest: +SKIP
     >>> f.angles["knee_flexion_r"].max()                         # doctest: +SKIP
     """
+    calibration = None
+    if isinstance(skeleton, PatientSkeleton):
+        if isinstance(sequence, KeypointSequence):
+            skeleton.check(sequence.names)
+        calibration, skeleton = skeleton, skeleton.skeleton
     prob = prepare(
         sequence,
         skeleton,
@@ -206,7 +217,7 @@ def fit(
         frame=sequence.frame,
         skeleton=sk,
         limits=prob.limits,
-        patient=prob.patient,
+        patient=calibration if calibration is not None else prob.patient,
         observable=prob.observable,
         alignment=prob.alignment,
         keypoint_names=prob.kp_names,

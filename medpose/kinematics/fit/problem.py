@@ -212,7 +212,14 @@ def prepare(
     )
     patient = None
     try:
-        patient = estimate_skeleton(renamed, base=base, min_confidence=max(min_confidence, 0.3))
+        # a given skeleton is only checked for units: a calibrated one (explicit offsets) against
+        # the default's proportions
+        explicit = skeleton is not None and bool(skeleton.keypoint_mm or skeleton.joint_mm)
+        patient = estimate_skeleton(
+            renamed,
+            base=Skeleton.default() if explicit else base,
+            min_confidence=max(min_confidence, 0.3),
+        )
     except InputError as exc:
         if "implausible" in str(exc) or skeleton is None:
             raise InputError(f"fit: {exc}".replace("estimate_skeleton: ", "")) from None

@@ -8,6 +8,7 @@ keypoints and residuals on the device and computes them when first asked (:class
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +81,8 @@ class Fit:
         The skeleton fitted (the patient's, when estimated).
     limits : JointLimits
     patient : PatientSkeleton or None
-        How the lengths were estimated (None when a skeleton was given).
+        How the lengths were estimated, or the calibration given (None when a plain skeleton
+        was given).
     observable : numpy.ndarray of bool, shape (D,)
         DoFs that the keypoints constrain; the others are held at their neutral value and
         reported as NaN in :attr:`angles`.
@@ -181,6 +183,29 @@ class Fit:
     def residuals(self) -> pd.DataFrame:
         """Distance fitted-observed per frame (rows, ``time_s``) and keypoint (columns), mm."""
         df = pd.DataFrame(self.residual, index=self._index(), columns=list(self.keypoint_names))
+        df.attrs.update({"units": "mm"})
+        return df
+
+    def keypoint_residuals(self) -> pd.DataFrame:
+        """Per keypoint (rows): median and 95th percentile of the residual (mm) and the number of
+        frames it was observed in; after a calibration (:attr:`patient` from
+        :func:`~medpose.kinematics.calibrate.calibrate`) also the calibration's own median
+        residual on its frames before (lengths only) and after it."""
+        r = self.residual
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a keypoint never observed
+            df = pd.DataFrame(
+                {
+                    "median_mm": np.nanmedian(r, axis=0),
+                    "p95_mm": np.nanpercentile(r, 95, axis=0),
+                    "frames": np.isfinite(r).sum(axis=0),
+                },
+                index=pd.Index(list(self.keypoint_names), name="keypoint"),
+            )
+        p = self.patient
+        if p is not None and p.residual_before_mm:
+            df["calibration_before_mm"] = [p.residual_before_mm.get(n, np.nan) for n in df.index]
+            df["calibration_after_mm"] = [p.residual_after_mm.get(n, np.nan) for n in df.index]
         df.attrs.update({"units": "mm"})
         return df
 

@@ -1,0 +1,363 @@
+"""Subject calibration: where this person's keypoints and joint centres sit in their segments.
+
+A real body is not medpose's default skeleton, and a detector's keypoints are not its joint
+centres.  :func:`calibrate` estimates, for one subject, each keypoint's position in its segment's
+frame and each joint centre in its parent's frame (hence the segment lengths), jointly with the
+poses of a subset of frames: a bundle adjustment,
+
+.. math::
+
+    \\min_{\\theta, q_t} \\sum_{t,k} \\frac{c_{tk}}{\\sigma^2}
+        \\lVert FK_k(q_t; \\theta) - x_{tk} \\rVert^2
+        + \\sum_j \\frac{\\lVert \\theta_j - \\theta^0_j \\rVert^2}{s_j^2}
+        + \\sum_{(r,l)} \\frac{\\lVert \\theta_r - M \\theta_l \\rVert^2}{s_{sym}^2}
+
+(``theta``: the subject's offsets, ``theta^0`` the default skeleton's scaled to the measured
+lengths, ``s_j`` the prior's standard deviation, ``M`` the mirror z -> -z between the right and
+left sides: symmetry is a prior, not a constraint; ``sigma`` the keypoint noise the fit measures).
+It is solved by alternation: the poses by the batched fit (:func:`medpose.kinematics.fit.fit`)
+with the offsets held, then the offsets, which enter the keypoints linearly once the poses are
+held (a keypoint moves by ``R_seg`` times its own offset and by ``R_parent`` times each joint
+centre on its chain), by one linear least-squares solve over all frames.  With movement this is a
+functional joint-centre estimate in the sense of SCoRE (Ehrig et al. 2006, J Biomech
+39:2798-2809: the joint centre is the point fixed in both segments), solved together with the
+keypoints' offsets; a static trial leaves what only movement reveals at its prior.
+
+What the data determined is read off the posterior: a parameter whose posterior standard
+deviation is below half its prior's is ``determined``; otherwise it stays near its prior and the
+report says so (:attr:`PatientSkeleton.status`).  No offset moves more than ``max_change_mm``
+from its prior (a warning names it and the range when the data push it there).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from types import MappingProxyType
+
+import numpy as np
+
+from ..data import KeypointSequence
+from ..errors import InputError
+from ..layouts import to_medpose_names
+from .fit import fit
+from .fk import forward_kinematics, segment_poses
+from .patient import PatientSkeleton, estimate_skeleton
+from .skeleton import Skeleton
+
+__all__ = ["calibrate", "StaticTrialWarning"]
+
+#: A static trial whose fitted joint angles (:data:`_STATIC_DOFS`) span more than this (degrees,
+#: 5th to 95th percentile) is not static.
+STATIC_DEG = 5.0
+_MIRROR = np.array([1.0, 1.0, -1.0])
+#: The DoFs (without side) checked for a static trial: those the keypoints of every layout
+#: determine (a barely observed one, e.g. upper-arm rotation with a straight elbow, wanders).
+_STATIC_DOFS = (
+    "hip_flexion",
+    "hip_adduction",
+    "knee_flexion",
+    "ankle_dorsiflexion",
+    "shoulder_flexion",
+    "shoulder_abduction",
+    "elbow_flexion",
+)
+
+
+class StaticTrialWarning(UserWarning):
+    """The trial given as static moves; it is calibrated on as a movement."""
+
+
+def _frames(seq: KeypointSequence, names: list[int], n: int, min_conf: float) -> np.ndarray:
+    """Up to ``n`` evenly spaced frames with at least half the used keypoints confident."""
+    c = seq.confidence[:, names]
+    ok = np.isfinite(seq.positions[:, names]).all(axis=2) & (c >= min_conf)
+    good = np.flatnonzero(ok.sum(axis=1) >= max(4, math.ceil(0.5 * len(names))))
+    if good.size == 0:
+        raise InputError(
+            "calibrate: no frame has at least half of the keypoints with confidence "
+            f">= {min_conf:g}"
+        )
+    pick = np.unique(np.linspace(0, good.size - 1, min(n, good.size)).round().astype(int))
+    return good[pick]
+
+
+def _chains(sk: Skeleton) -> list[list[int]]:
+    """Per segment, the segments from it up to (not including) the root."""
+    out = []
+    for s in range(len(sk.segment_names)):
+        chain, a = [], s
+        while sk.parent_index[a] >= 0:
+            chain.append(a)
+            a = int(sk.parent_index[a])
+        out.append(chain)
+    return out
+
+
+def _twin(name: str) -> str | None:
+    if name.endswith("_r"):
+        return name[:-2] + "_l"
+    return None
+
+
+def calibrate(
+    sequence: KeypointSequence,
+    skeleton: Skeleton | None = None,
+    *,
+    static: bool = False,
+    frames: int = 200,
+    rounds: int = 6,
+    keypoint_sd_mm: float = 15.0,
+    joint_sd_mm: float = 15.0,
+    symmetry_sd_mm: float = 5.0,
+    max_change_mm: float = 60.0,
+    min_confidence: float = 0.3,
+    patient_id: str | None = None,
+    up: str | None = None,
+) -> PatientSkeleton:
+    """Calibrate one subject's skeleton on a static trial or a movement.
+
+    Parameters
+    ----------
+    sequence : KeypointSequence
+        3D keypoints (mm) of the subject, any layout the fit reads.
+    skeleton : Skeleton, optional
+        The skeleton to personalise (default :meth:`Skeleton.default`); its lengths are first
+        measured from the sequence (:func:`~medpose.kinematics.patient.estimate_skeleton`).
+    static : bool
+        The sequence is a static trial.  If its joints move more than :data:`STATIC_DEG`
+        degrees, a :class:`StaticTrialWarning` names them and it is treated as a movement.
+    frames : int
+        Frames (evenly spaced among the usable ones) whose poses are estimated with the offsets.
+    rounds : int
+        Alternations between poses and offsets.
+    keypoint_sd_mm, joint_sd_mm : float
+        Prior standard deviation (mm, per axis) of each keypoint's position in its segment and
+        of each joint centre in its parent, about the default skeleton scaled to the lengths.
+    symmetry_sd_mm : float
+        Prior standard deviation of the difference between a right offset and the mirrored
+        left one (``inf``: no symmetry prior).
+    max_change_mm : float
+        No offset moves further than this from its prior, per axis.
+    min_confidence : float
+        Keypoints below this confidence are ignored.
+    patient_id : str, optional
+        Stored in the result (and its file) so that it is not used for another patient; never
+        printed.
+    up : str, optional
+        The data's up axis, as for :func:`~medpose.kinematics.fit.fit`.
+
+    Returns
+    -------
+    PatientSkeleton
+        With :attr:`~PatientSkeleton.keypoint_offsets`, :attr:`~PatientSkeleton.joint_centres`,
+        what the data determined (:attr:`~PatientSkeleton.status`) and the median residual per
+        keypoint before and after.
+
+    Raises
+    ------
+    InputError
+        Not a 3D sequence, a layout the fit cannot use, no usable frame, or bad parameters.
+    """
+    if not isinstance(sequence, KeypointSequence) or sequence.ndim != 3:
+        raise InputError(f"calibrate: expected a 3D KeypointSequence, found {sequence!r}")
+    for label, v in (
+        ("keypoint_sd_mm", keypoint_sd_mm),
+        ("joint_sd_mm", joint_sd_mm),
+        ("symmetry_sd_mm", symmetry_sd_mm),
+        ("max_change_mm", max_change_mm),
+    ):
+        if not float(v) > 0:
+            raise InputError(f"calibrate: {label} must be a number > 0 (mm), found {v!r}")
+    if int(frames) < 10 or int(rounds) < 1:
+        raise InputError(
+            f"calibrate: frames must be >= 10 and rounds >= 1, found {frames!r}, {rounds!r}"
+        )
+    measured = estimate_skeleton(
+        sequence, static=static, base=skeleton, min_confidence=max(min_confidence, 0.3)
+    )
+    sk0 = measured.skeleton
+    names = to_medpose_names(sequence.names)
+    cols: list[int] = []
+    used: list[str] = []
+    for i, n in enumerate(names):
+        if n in sk0.keypoint_names and n not in used:
+            cols.append(i)
+            used.append(n)
+    sel = _frames(sequence, cols, int(frames), min_confidence)
+    sub = KeypointSequence(
+        sequence.positions[sel][:, cols],
+        tuple(used),
+        sequence.rate,
+        confidence=sequence.confidence[sel][:, cols],
+        frame=sequence.frame,
+    )
+    kp = np.array([sk0.keypoint_index(n) for n in used])
+    kseg = sk0.keypoint_segment[kp]
+    chains = _chains(sk0)
+    # joint centres the keypoints can see: segments (not the root) with a used keypoint at or below
+    segs = sorted({s for k in kseg for s in chains[int(k)]})
+    K, J = len(kp), len(segs)
+    P = 3 * (K + J)
+    col_of_seg = {s: 3 * (K + j) for j, s in enumerate(segs)}
+    x0 = np.concatenate([sk0.keypoint_offsets[kp].ravel(), sk0.joint_offsets[segs].ravel()])
+    prior_sd = np.concatenate([np.full(3 * K, keypoint_sd_mm), np.full(3 * J, joint_sd_mm)])
+    # symmetry pairs: (column of the right block, column of the left block)
+    labels = used + [sk0.segment_names[s] for s in segs]
+    pos = {n: i for i, n in enumerate(labels)}
+    pairs = [(3 * pos[n], 3 * pos[t]) for n in labels if (t := _twin(n)) is not None and t in pos]
+    C = np.zeros((3 * len(pairs), P))  # symmetry residuals C @ x / s_sym
+    for i, (a, b) in enumerate(pairs):
+        C[3 * i : 3 * i + 3, a : a + 3] = np.eye(3)
+        C[3 * i : 3 * i + 3, b : b + 3] = -np.diag(_MIRROR)
+    sym = C / symmetry_sd_mm if math.isfinite(symmetry_sd_mm) else C[:0]
+    x = x0.copy()
+    before: dict[str, float] = {}
+    H_data = np.zeros((P, P))
+    sk = sk0
+    f = None
+    for r in range(int(rounds) + 1):
+        sk = _with(sk0, used, segs, x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            f = fit(  # a few hundred frames: one thread is faster than several
+                sub,
+                sk,
+                progress=False,
+                min_confidence=min_confidence,
+                warm_stride=1,
+                up=up,
+                threads=1,
+            )
+        res = f.residual
+        if r == 0:
+            before = _medians(res, used)
+            if static:
+                spread = _moving(f)
+                if spread:
+                    warnings.warn(
+                        f"calibrate: the static trial moves: {spread}; expected every joint "
+                        f"within {STATIC_DEG:g} degrees - calibrating on it as a movement",
+                        StaticTrialWarning,
+                        stacklevel=2,
+                    )
+                    static = False
+        if r == int(rounds):
+            break
+        ok = f.valid
+        q = f.q[ok].astype(float)
+        X = sub.positions[ok] @ f.alignment.T  # skeleton axes
+        w = (np.isfinite(X).all(axis=2) & (sub.confidence[ok] >= min_confidence)) * np.nan_to_num(
+            sub.confidence[ok]
+        )
+        X = np.nan_to_num(X)
+        R, _ = segment_poses(sk, q)
+        R = np.asarray(R)  # (T, S, 3, 3)
+        xhat = np.asarray(forward_kinematics(sk, q, keypoints=used))
+        sigma = max(float(f.noise_mm), 1.0) if math.isfinite(f.noise_mm) else 1.0
+        Jm = np.zeros((q.shape[0], K, 3, P))
+        for k in range(K):
+            Jm[:, k, :, 3 * k : 3 * k + 3] = R[:, kseg[k]]
+            for s in chains[int(kseg[k])]:
+                c0 = col_of_seg[s]
+                Jm[:, k, :, c0 : c0 + 3] = R[:, sk0.parent_index[s]]
+        sw = np.sqrt(w)[..., None] / sigma
+        A = (Jm * sw[..., None]).reshape(-1, P)
+        b = ((X - xhat) * sw).reshape(-1)
+        H_data = A.T @ A
+        Hp = np.diag(1.0 / prior_sd**2)
+        H = H_data + Hp + sym.T @ sym
+        g = A.T @ b - Hp @ (x - x0) - sym.T @ (sym @ x)
+        x = x + np.linalg.solve(H, g)
+        lo, hi = x0 - max_change_mm, x0 + max_change_mm
+        if np.any((x < lo) | (x > hi)):
+            far = np.flatnonzero((x < lo) | (x > hi))
+            which = sorted({labels[i // 3] for i in far})
+            warnings.warn(
+                f"calibrate: the data push {which} more than {max_change_mm:g} mm from the "
+                f"default skeleton's position (allowed range: prior +- {max_change_mm:g} mm per "
+                "axis); held at the edge of that range",
+                stacklevel=2,
+            )
+            x = np.clip(x, lo, hi)
+    assert f is not None
+    after = _medians(f.residual, used)
+    post = np.sqrt(np.diag(np.linalg.inv(H_data + np.diag(1.0 / prior_sd**2))))
+    ratio = post / prior_sd
+    status = {}
+    for i, n in enumerate(labels):
+        det = ratio[3 * i : 3 * i + 3] < 0.5
+        if det.all():
+            status[n] = "determined"
+        elif det.any():
+            free = ",".join("xyz"[a] for a in range(3) if not det[a])
+            status[n] = f"partly determined ({free} at the prior)"
+        else:
+            status[n] = "prior"
+    lengths, method = _lengths(sk0, measured, segs, x[3 * K :].reshape(J, 3))
+    kp_off = {n: tuple(float(v) for v in x[3 * i : 3 * i + 3]) for i, n in enumerate(used)}
+    jt_off = {
+        sk0.segment_names[s]: tuple(float(v) for v in x[3 * (K + j) : 3 * (K + j) + 3])
+        for j, s in enumerate(segs)
+    }
+    final = sk0.with_lengths(lengths).with_offsets(kp_off, jt_off)
+    return PatientSkeleton(
+        skeleton=final,
+        lengths=MappingProxyType(dict(final.lengths)),
+        method=MappingProxyType(method),
+        source="calibration on a static trial" if static else "calibration on the movement",
+        height_mm=measured.height_mm,
+        n_frames=int(sel.size),
+        spread_mm=measured.spread_mm,
+        keypoints=tuple(used),
+        keypoint_offsets=MappingProxyType(kp_off),
+        joint_centres=MappingProxyType(jt_off),
+        status=MappingProxyType(status),
+        residual_before_mm=MappingProxyType(before),
+        residual_after_mm=MappingProxyType(after),
+        patient_id=patient_id,
+    )
+
+
+def _with(sk0: Skeleton, used: list[str], segs: list[int], x: np.ndarray) -> Skeleton:
+    K = len(used)
+    return sk0.with_offsets(
+        {n: x[3 * i : 3 * i + 3].tolist() for i, n in enumerate(used)},
+        {
+            sk0.segment_names[s]: x[3 * (K + j) : 3 * (K + j) + 3].tolist()
+            for j, s in enumerate(segs)
+        },
+    )
+
+
+def _medians(res: np.ndarray, used: list[str]) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(res, axis=0)
+    return {n: float(v) for n, v in zip(used, med)}
+
+
+def _moving(f) -> str:
+    """The DoFs of a fit that span more than STATIC_DEG degrees (5th-95th percentile)."""
+    a = f.angles
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        span = a.quantile(0.95) - a.quantile(0.05)
+    span = span[[c for c in span.index if c[:-2] in _STATIC_DOFS]].dropna()
+    big = span[span > STATIC_DEG].sort_values(ascending=False)
+    return ", ".join(f"{k} {v:.0f} deg" for k, v in big.head(4).items())
+
+
+def _lengths(
+    sk0: Skeleton, measured: PatientSkeleton, segs: list[int], centres: np.ndarray
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Segment lengths implied by the calibrated joint centres: a segment whose child's default
+    joint centre lies at its length (thigh -> knee) takes the calibrated distance."""
+    lengths = dict(sk0.lengths)
+    method = dict(measured.method)
+    for j, s in enumerate(segs):
+        p = sk0.segment_names[int(sk0.parent_index[s])]
+        if p in lengths and abs(np.linalg.norm(sk0.joint_offsets[s]) - lengths[p]) < 1e-6:
+            lengths[p] = float(np.linalg.norm(centres[j]))
+            method[p] = f"calibrated joint centre of {sk0.segment_names[s]}"
+    return lengths, method
