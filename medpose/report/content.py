@@ -411,6 +411,25 @@ def _provenance(a: Any, show_identifiers: bool) -> Section:
     )
 
 
+def _angles(a: Any, angles: Any) -> Any:
+    """The angles to draw: the given ones, else the assessment's; of a table or mapping per
+    trial (a run folder's ``angles``, ``SessionResult.angles``) the first trial's; None when
+    there are none."""
+    if angles is None:
+        angles = getattr(a, "angles", None)
+    if isinstance(angles, Mapping):
+        angles = next(iter(angles.values()), None)
+    if isinstance(angles, pd.DataFrame):
+        key = next((k for k in ("session_trial", "trial") if k in angles.columns), None)
+        if key is not None and len(angles):
+            angles = angles[angles[key] == angles[key].iloc[0]].drop(columns=key)
+        if "time_s" in angles.columns:
+            angles = angles.set_index("time_s")
+        if angles.empty:
+            return None
+    return angles
+
+
 # ------------------------------------------------------------------------ entry point
 def build_content(
     a: Any,
@@ -474,13 +493,7 @@ def build_content(
         )
     figs: list[tuple[str, Figure]] = []
     notes: list[str] = []
-    if angles is None:
-        angles = getattr(a, "angles", None)
-    if isinstance(angles, Mapping):  # one table per trial: the first trial's curves
-        angles = next(iter(angles.values()), None)
-    if isinstance(angles, pd.DataFrame) and "trial" in angles.columns:
-        first = angles["trial"].iloc[0] if len(angles) else None
-        angles = angles[angles["trial"] == first].drop(columns="trial")
+    angles = _angles(a, angles)
     if angles is not None:
         try:
             figs = _angle_figures(a, angles, norms)

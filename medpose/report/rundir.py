@@ -2,8 +2,8 @@
 
 A run folder holds ``manifest.json`` and the tables ``metrics``, ``scores``, ``repetitions``,
 ``quality``, ``registration`` and ``provenance`` as Parquet (see docs/protocols.md); an
-optional ``angles.parquet`` (``time_s`` and one column per joint angle, degrees, with a
-``trial`` column when there are several trials) gives the report its angle curves.
+``angles.parquet`` (``session_trial``, ``time_s`` and one column per joint angle, degrees)
+gives the report its angle curves.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class LoadedRun:
     patient: str | None = dataclasses.field(repr=False)
     date: str | None
     session: str | None
-    angles: pd.DataFrame | None = dataclasses.field(repr=False)
+    angles: pd.DataFrame = dataclasses.field(repr=False)
 
 
 def find_runs(root: str | os.PathLike[str], depth: int = 2) -> list[Path]:
@@ -129,11 +129,7 @@ def load_run(folder: str | os.PathLike[str]) -> LoadedRun:
         info={"run_folder": path.name, "gate": doc.get("gate")},
         **{k: v for k, v in extra.items() if k in fields},
     )
-    angles = None
-    if (path / "angles.parquet").is_file():
-        angles = pd.read_parquet(path / "angles.parquet")
-        if "time_s" in angles.columns:
-            angles = angles.set_index("time_s")
+    angles = _table(path, "angles")
     return LoadedRun(a, patient, doc.get("date"), doc.get("session"), angles)
 
 

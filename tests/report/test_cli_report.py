@@ -15,7 +15,7 @@ from .conftest import PATIENT
 
 
 @pytest.fixture(scope="module")
-def run_folder(assessed, tmp_path_factory):
+def run_folder(assessed, squat_fit, tmp_path_factory):
     """The fixture's assessment written as `medpose run` writes a session's results."""
     root = tmp_path_factory.mktemp("runs")
     a = dataclasses.replace(
@@ -29,7 +29,7 @@ def run_folder(assessed, tmp_path_factory):
         session="visit1", session_path="/clinic/visit1", patient=PATIENT, date="2026-03-01",
         trials={"deep_squat": "squat"}, inputs={"trials/squat.trc": "sha256:" + "0" * 64},
         medpose_version="0.1.0", started="2026-03-01T10:00:00+00:00",
-        finished="2026-03-01T10:00:09+00:00", assessment=a,
+        finished="2026-03-01T10:00:09+00:00", assessment=a, angles={"squat": squat_fit.angles},
     )  # fmt: skip
     result.write(root / "visit1")
     return root / "visit1"
@@ -55,6 +55,7 @@ def test_cli_writes_the_report_of_a_run(run_folder, assessed, tmp_path, capsys):
     assert PATIENT in text and "2026-03-01" in text
     assert format_value(assessed.value("rom_knee_flexion", "left"), "deg") in text
     assert "trials/squat.trc" not in text  # input file names only with --show-identifiers
+    assert text.count('src="data:image/png;base64,') == 2  # angle curves, left against right
     assert main(["report", str(run_folder), "--out", str(out), "--show-identifiers",
                  "--no-pdf"]) == 0  # fmt: skip
     assert "trials/squat.trc" in (out / "report.html").read_text(encoding="utf-8")
