@@ -267,7 +267,39 @@ def _registration(res, fits, train, test, vol, dev, kw, teacher_cfg, out):  # ty
     res["registration"] = {"detector_fle_rms_mm": det_rms, "camera_fle_mm": cam_fle, "rows": regs}
 
 
-def detector_report(path: str) -> str:
+def _reading(res: dict[str, Any]) -> str:
+    """Plain-language summary of the mixed-precision, distillation and ONNX measurements."""
+    runs, thr, onnx = res["runs"], res["throughput"], res["onnx"]
+    t, d, s = runs["teacher"], runs["student_distilled"], runs["student_scratch"]
+    out = []
+    if "gpu_bf16_volumes_per_s" in thr:
+        out.append(
+            f"Mixed precision: bf16 autocast trains at {thr['gpu_bf16_volumes_per_s']:.1f} "
+            f"volumes/s against {thr['gpu_fp32_volumes_per_s']:.1f} in fp32 "
+            f"({thr['gpu_bf16_volumes_per_s'] / thr['gpu_fp32_volumes_per_s']:.1f}x); the "
+            f"teacher's held-back MRE is {t['mre_mm']:.3f} mm with bf16 inference and "
+            f"{t.get('mre_mm_fp32', float('nan')):.3f} mm with fp32."
+        )
+    out.append(
+        f"Distillation: in the same {d['train_seconds']:.0f} s, the student "
+        f"({d['parameters']:,} parameters, {100 * d['parameters'] / t['parameters']:.0f}% of the "
+        f"teacher's) reaches {d['mre_mm']:.2f} mm MRE with the teacher and {s['mre_mm']:.2f} mm "
+        f"without it ({d['flagged']} and {s['flagged']} of {d['n']} detections flagged)."
+    )
+    coarse = max(v["max_coord_diff_vox"] for k, v in onnx.items() if k.endswith("coarse"))
+    fine = max(v["max_coord_diff_vox"] for k, v in onnx.items() if k.endswith("fine"))
+    sp = t["config"]["spacing_mm"]
+    fsp = t["config"]["fine_spacing_mm"]
+    out.append(
+        f"ONNX: onnxruntime and torch positions agree within {coarse:.1e} coarse voxels "
+        f"({coarse * sp:.1e} mm) and {fine:.1e} fine voxels ({fine * fsp:.1e} mm) on real "
+        "resampled inputs.  The CPU times are of one forward pass of one network; a whole "
+        "CPU detection (table above) also windows and resamples the volume."
+    )
+    return "\n\n".join(out)
+
+
+def detector_report(path: str, command: str = "") -> str:
     res = json.loads(Path(path).read_text())
     runs = res["runs"]
     rows = []
@@ -325,7 +357,13 @@ def detector_report(path: str) -> str:
          "fraction inside 95% bound"],
     )  # fmt: skip
     ph = res["phantoms"]
+    ok = [r for r in reg["rows"] if "error" not in r]
+    inside = float(np.mean([r["inside_95_bound"] for r in ok])) if ok else float("nan")
+    all_in = sum(r["inside_95_bound"] == 1.0 for r in ok)
+    cmd = f"Command: `{command}`" if command else ""
     text = f"""## Landmark detector (`benchmarks/learning.py detector`)
+
+{cmd}
 
 Device: {res["device"]} (torch {res["torch"]}); host {res["machine"]}.
 Phantoms: {ph["train"]} training and {ph["test"]} held-back pelvis/leg CT phantoms at
@@ -346,6 +384,11 @@ Detection + registration (teacher; camera FLE {reg["camera_fle_mm"]} mm RMS, det
 95% bound = {Q95_OVER_RMS:.3f} x predicted RMS TRE):
 
 {t4}
+
+{100 * inside:.0f}% of the target errors lie inside their 95% bound; {all_in} of {len(ok)}
+patients have every target inside it.
+
+{_reading(res)}
 """
     return text
 
@@ -368,11 +411,12 @@ def main() -> None:
     r = sub.add_parser("detector-report")
     r.add_argument("json")
     r.add_argument("--no-write", action="store_true")
+    r.add_argument("--command", default="", help="the command that produced the JSON")
     args = ap.parse_args()
     if args.what == "detector":
         detector_run(args)
     else:
-        text = detector_report(args.json)
+        text = detector_report(args.json, args.command)
         print(text)
         if not args.no_write:
             update_results("learning-detector", text)

@@ -231,7 +231,7 @@ def train_landmarks(
     lr: float = 2e-3,
     alpha: float = 0.3,
     augmentation: Augmentation | None = DEFAULT_AUGMENTATION,
-    fine_jitter_mm: float = 8.0,
+    fine_jitter_mm: float = 12.0,
     teacher: LandmarkDetector | None = None,
     distill_weight: float = 0.5,
     device: str | torch.device | None = None,
