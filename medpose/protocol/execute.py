@@ -182,7 +182,7 @@ def run_to_folder(
             added = "skipped" if has else add_outputs_to(out_dir, study, ses.patient.id).action
         return RunOutcome("unchanged", Path(out_dir), old, added)
     result = run_session(p, ses, trials=trials, progress=progress)
-    if result.inputs != inputs:
+    if input_hashes_for(p, ses, trial_map(p, ses, trials)) != result.inputs:
         raise InputError(
             "an input file changed while the protocol ran; expected files left alone during a run"
         )

@@ -40,7 +40,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..data import KeypointSequence
-from ..errors import InputError, ProtocolError
+from ..errors import InputError, MedposeError, ProtocolError
 from .assessment import METRIC_COLUMNS, QUALITY_COLUMNS, SCORE_COLUMNS, Assessment
 from .inputs import input_hashes_for, trial_map
 from .navigation import check_navigation
@@ -302,7 +302,6 @@ def _fill_mdc95(protocol: Protocol, scores: pd.DataFrame) -> pd.DataFrame:
     """A score without an MDC95 gets the one of the measure's published measurement error
     (:func:`medpose.scoring.norms.reliability_for`: ``1.96 sqrt(2) SEM``), where there is one."""
     from .. import scoring
-    from ..errors import MedposeError
     from ..scoring.norms import reliability_for
 
     out = scores.copy()
@@ -469,8 +468,13 @@ def run_session(
         }
         table = pd.DataFrame(quality, columns=list(QUALITY_COLUMNS))
         assessment = _combine(protocol, parts, table, provenance, registration, gate)
-    except (InputError, ProtocolError) as e:
-        raise type(e)(redact.text(str(e))) from None
+    except MedposeError as e:  # the message without the patient id or the folder's location
+        text = redact.text(str(e))
+        try:
+            clean = type(e)(text)
+        except TypeError:
+            clean = MedposeError(text)
+        raise clean from None
     return SessionResult(
         protocol=protocol.name,
         protocol_version=protocol.version,
