@@ -1,189 +1,257 @@
-"""The demo: a synthetic patient through every pipeline stage that exists, checked against truth.
+"""The demo: a synthetic patient seen twice, through the whole pipeline to two clinical reports.
 
-``medpose demo`` (and ``make demo``) call :func:`run_demo`.  Stages:
+``medpose demo`` (and ``make demo``) call :func:`run_demo`.  The patient (pseudonymous, with a
+known truth) has a weak left side that improves between a baseline and a follow-up session:
+impairment 0.4 at the baseline (the left side reaches 60 % of the range, moving 1.4 times as
+slowly), 0.15 at the follow-up.  Each session holds a CT-like phantom with its landmarks, a
+four-camera calibration, a static trial and two exercise trials (deep squat, shoulder abduction
+of both arms) as 2D keypoints per camera.  On each session:
 
-1. build a synthetic session (:func:`medpose.synthetic.make_session`) and validate it;
-2. register the CT phantom's landmarks (LPS) to the static trial (camera frame), with the quality
-   gate, and compare the transform with the true one;
-3. triangulate every exercise trial from its four cameras' 2D keypoints and compare with the true
-   3D keypoints;
-4. fit the skeleton to each triangulated trial and compare the joint angles with the true ones.
+1. ``navigation_check``: the CT's landmarks registered to the static trial, FRE, predicted TRE
+   at the hip centres, the quality gate;
+2. ``deep_squat`` and ``shoulder_abduction``: the cameras' 2D keypoints triangulated, cleaned,
+   the skeleton fitted (joint angles), repetitions, metrics with confidence intervals, scores
+   against published norms (the catalogue's protocols with their input step set to triangulate:
+   ``OUT/protocols/``);
+3. every run recorded in the study database ``OUT/study.sqlite``;
+4. a report (HTML and PDF) per session and protocol in ``OUT/reports/<session>/<protocol>/``;
+   the follow-up's reports show the progress since the baseline against the minimal
+   detectable change (MDC95).
 
-Every number printed is measured in this run against the generator's truth.  A summary is written
-to ``OUT/summary.json``.
+The two sessions are computed in parallel (one worker process each where there are two CPU
+cores).  The fitted joint angles are compared with the generator's true angles.  The printed
+summary is also written to ``OUT/summary.json``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
-import tempfile
-import warnings
+import sys
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .camera.model import Camera
-from .camera.triangulation import triangulate
-from .data import KeypointSequence, Landmarks
+from .demo_visit import PROTOCOLS, Visit, VisitResult, demo_protocol, run_visit
 from .io._util import atomic_write
-from .kinematics.fit import fit
-from .protocol.session import Session, Trial, validate_session
-from .registration import QualityGate, register
-from .synthetic import SessionTruth, make_session
+from .protocol.session_result import SessionResult
+from .report.progress import progress_part
+from .store.study import Study
 
-__all__ = ["run_demo"]
-
+__all__ = ["run_demo", "VISITS"]
 
 Say = Callable[[str], Any]
 
+#: The demo patient's sessions: folder name, date, impairment of the left side.
+VISITS = (Visit("baseline", "2026-01-15", 0.4), Visit("follow-up", "2026-03-01", 0.15))
 
-def _build(out: Path, seed: int) -> tuple[SessionTruth, Path]:
-    """Build the session into a staging folder beside ``out/session`` and swap it in."""
-    target = out / "session"
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".session-", dir=out))
+
+class _Inline(Executor):
+    """Runs each submitted call at once, in this process (one CPU core, or ``jobs=1``)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        f: Future[Any] = Future()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the caller by f.result()
+            f.set_exception(exc)
+        return f
+
+
+def _report(result: SessionResult, folder: Path, study_url: str, pdf: bool) -> dict[str, Any]:
+    """Write one run's report (a worker's job: the study is opened by its path)."""
+    study = Study(study_url)
     try:
-        truth = make_session(staging / "session", seed=seed)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging / "session", target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return truth, target
-
-
-def _registration_stage(session: Session, truth: SessionTruth, say: Say) -> dict[str, Any]:
-    imaging = session.read_landmarks()
-    static = session.trial("static").read_keypoints()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of unseen markers
-        mean = np.nanmedian(static.positions, axis=0)
-    fixed = Landmarks(static.names, mean, static.frame)
-    names = [n for n in imaging.names if n in fixed.names and np.all(np.isfinite(fixed[n]))]
-    reg = register(fixed, imaging, names=names, robust=True)
-    true_t = truth.transforms["image_to_camera"]
-    moved = reg.transform.apply(imaging.subset(names).positions)
-    err = np.linalg.norm(moved - true_t.apply(imaging.subset(names).positions), axis=1)
-    # a target deep in the anatomy, planned on the CT and not a fiducial: the centre of the volume
-    vol = session.read_volume()
-    centre = vol.index_to_lps([(n - 1) / 2 for n in vol.shape])
-    target_lm = Landmarks(("ct_centre",), np.reshape(centre, (1, 3)), imaging.frame)
-    tre_pred = np.asarray(reg.predict_tre(target_lm), dtype=float)
-    tre_true = np.linalg.norm(
-        reg.transform.apply(target_lm.positions) - true_t.apply(target_lm.positions), axis=1
-    )
-    gate = QualityGate(max_fre_mm=3.0, max_tre_mm=5.0, min_fiducials=4).check(reg, target_lm)
-    say(
-        f"  registration CT -> camera: {len(names)} fiducials, FRE {reg.fre:.2f} mm, "
-        f"outliers {list(reg.outliers) or 'none'}"
-    )
-    say(
-        f"    true error at the fiducials: max {err.max():.2f} mm; at the CT's centre (a target, not a fiducial): "
-        f"{tre_true[0]:.2f} mm, predicted RMS TRE there {tre_pred[0]:.2f} mm"
-    )
-    say(
-        f"    quality gate: {'PASS' if gate.passed else 'FAIL'}"
-        + ("" if gate.passed else f" ({'; '.join(gate.reasons)})")
-    )
-    return {
-        "fiducials": len(names),
-        "fre_mm": float(reg.fre),
-        "outliers": list(reg.outliers),
-        "max_fiducial_error_mm": float(err.max()),
-        "target_error_rms_mm": float(np.sqrt(np.mean(tre_true**2))),
-        "predicted_tre_rms_mm": float(np.sqrt(np.mean(tre_pred**2))),
-        "gate_passed": bool(gate.passed),
-    }
-
-
-def _triangulation_stage(
-    trial: Trial, cameras: list[Camera], truth: SessionTruth, say: Say
-) -> tuple[KeypointSequence, dict[str, Any]]:
-    kp2d = trial.read_camera_keypoints()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tri = triangulate(cameras, kp2d)
-    seq = tri.sequence
-    true = truth.keypoints[trial.name]
-    common = [n for n in seq.names if n in true.names]
-    d = np.linalg.norm(seq.select(common).positions - true.select(common).positions, axis=-1)
-    ok = np.isfinite(d)
-    reproj = tri.reprojection_error[np.isfinite(tri.reprojection_error)]
-    say(
-        f"  triangulation {trial.name}: {seq.n_frames} frames x {len(common)} keypoints from {len(cameras)} cameras; "
-        f"3D error median {np.median(d[ok]):.1f} mm (95th pct {np.percentile(d[ok], 95):.1f} mm), "
-        f"reprojection median {np.median(reproj):.1f} px, {100 * (1 - ok.mean()):.1f}% missing"
-    )
-    return seq, {
-        "frames": int(seq.n_frames),
-        "keypoints": len(common),
-        "error_median_mm": float(np.median(d[ok])),
-        "error_p95_mm": float(np.percentile(d[ok], 95)),
-        "reprojection_median_px": float(np.median(reproj)),
-        "missing_fraction": float(1 - ok.mean()),
-    }
-
-
-def _fit_stage(
-    seq: KeypointSequence, trial: Trial, truth: SessionTruth, say: Say
-) -> dict[str, Any]:
-    ex = truth.exercises[trial.name]
-    result = fit(seq, progress=False)
-    angles = result.angles
-    true = ex.angles.to_dataframe()
-    dofs = [
-        c
-        for c in (
-            "shoulder_abduction_r",
-            "shoulder_abduction_l",
-            "elbow_flexion_r",
-            "hip_flexion_r",
-            "knee_flexion_r",
-            "knee_flexion_l",
+        files = result.assessment.to_report(
+            folder, pdf=pdf, study=study, patient=result.patient, angles=result.angles or None
         )
-        if c in angles.columns and c in true.columns
+    finally:
+        study.close()
+    return {
+        "html": str(files.html),
+        "pdf": str(files.pdf) if files.pdf is not None else None,
+        "warnings": list(files.warnings),
+    }
+
+
+class _Bar:
+    """A tqdm bar over the demo's steps (shown when standard error is a terminal, or asked)."""
+
+    def __init__(self, total: int, show: bool | None) -> None:
+        from tqdm.auto import tqdm
+
+        disable = None if show is None else not show
+        self.bar = tqdm(total=total, desc="medpose demo", unit="step", disable=disable)
+
+    def step(self, text: str, n: int = 1) -> None:
+        self.bar.set_postfix_str(text, refresh=False)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _score(result: SessionResult) -> float:
+    return float(result.assessment.score)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.0f}/100" if math.isfinite(v) else "n/a"
+
+
+def _summary_lines(summary: dict[str, Any]) -> list[str]:
+    names = [v.name for v in VISITS]
+    lines = [
+        f"patient {summary['patient']} (synthetic): left side impairment "
+        + " -> ".join(f"{v.impairment:g}" for v in VISITS)
+        + f", sessions {' and '.join(f'{v.name} {v.date}' for v in VISITS)}"
     ]
-    rows = {}
-    for c in dofs:
-        e = angles[c].to_numpy() - true[c].to_numpy()[: len(angles)]
-        e = e[np.isfinite(e)]
-        rows[c] = float(np.sqrt(np.mean(e**2))) if e.size else float("nan")
-    say(
-        f"  skeleton fit {trial.name}: RMS angle error vs truth: "
-        + ", ".join(f"{k} {v:.1f} deg" for k, v in rows.items())
+    for name in names:
+        reg = summary["registration"][name]
+        lines.append(
+            f"  registration CT -> cameras, {name}: FRE {reg['fre_mm']:.2f} mm over "
+            f"{reg['fiducials']} fiducials, predicted TRE at the hips <= {reg['tre_max_mm']:.2f} mm, "
+            f"gate {'PASS' if reg['gate_passed'] else 'FAIL'}"
+        )
+    for protocol, by in summary["scores"].items():
+        lines.append(f"  {protocol} score: " + " -> ".join(_fmt(by[n]) for n in names))
+    changes = summary["changes_exceeding_mdc95"]
+    lines.append(
+        f"  changes larger than MDC95 (real changes), baseline -> follow-up: {len(changes)}"
     )
-    return {"rms_error_deg": rows}
+    lines += [
+        f"    {c['protocol']}: {c['measure']}: {c['values']} ({c['change']})" for c in changes
+    ]
+    err = summary["angle_rms_error_deg"][names[-1]]
+    lines.append(
+        "  fitted joint angles against the truth (follow-up, RMS): "
+        + ", ".join(f"{k} {v:.1f} deg" for rows in err.values() for k, v in rows.items())
+    )
+    lines.append(f"  reports: {summary['reports_folder']}/<session>/<protocol>/report.html, .pdf")
+    for protocol in summary["reports"][names[-1]]:
+        lines.append(f"    {summary['reports'][names[-1]][protocol]['html']}")
+    lines.append(f"  study database: {summary['study']}; sessions: {summary['sessions_folder']}")
+    return lines
 
 
-def run_demo(out: str | os.PathLike, seed: int = 0, say: Say = print) -> dict[str, Any]:
-    """Run the demo into ``out`` and return the summary (also written to ``out/summary.json``)."""
+def _changes(results: dict[str, SessionResult], study: Study) -> list[dict[str, str]]:
+    """The follow-up's measures whose change since the baseline exceeds MDC95."""
+    out = []
+    for protocol, result in results.items():
+        part = progress_part(result.assessment, study, result.patient)
+        for label, values, change, _mdc, verdict in part.rows if part is not None else []:
+            if verdict.startswith("larger"):
+                out.append(
+                    {"protocol": protocol, "measure": label, "values": values, "change": change}
+                )
+    return out
+
+
+def run_demo(
+    out: str | os.PathLike,
+    seed: int = 0,
+    say: Say = print,
+    *,
+    jobs: int | None = None,
+    progress: bool | None = None,
+    pdf: bool = True,
+) -> dict[str, Any]:
+    """Run the demo into ``out``; return the summary (also written to ``out/summary.json``).
+
+    Parameters
+    ----------
+    out : path-like
+        The output folder: ``sessions/``, ``protocols/``, ``reports/``, ``study.sqlite``,
+        ``summary.json``.
+    seed : int
+        The baseline session's seed (the follow-up's is ``seed + 1``); the same seed gives the
+        same sessions.
+    say : callable
+        Where the summary's lines go.
+    jobs : int, optional
+        Worker processes (default: 2 where there are at least two CPU cores, else none).
+    progress : bool, optional
+        Progress bar (default: when standard error is a terminal).
+    pdf : bool
+        Also write the PDF reports.
+
+    Returns
+    -------
+    dict
+        ``valid`` (False with ``problems`` when a session does not validate), ``patient``,
+        ``scores`` (protocol -> session -> composite), ``registration``,
+        ``changes_exceeding_mdc95``, ``angle_rms_error_deg``, ``reports``, ``study``.
+    """
     out = Path(out)
-    say(f"building a synthetic patient session (seed {seed}) ...")
-    truth, target = _build(out, seed)
-    problems = validate_session(target)
-    if problems:
-        return {"valid": False, "problems": [str(p) for p in problems]}
-    session = Session.load(target)
-    say(
-        f"  session written to {target} and validated: {len(session.trials)} trials, "
-        f"{'imaging, ' if session.imaging.volume else ''}{len(session.read_calibration())} cameras"
-    )
-    summary: dict[str, Any] = {"valid": True, "session": str(target), "seed": seed}
-    if session.imaging.landmarks is not None:
-        summary["registration"] = _registration_stage(session, truth, say)
-    cameras = session.read_calibration()
-    summary["trials"] = {}
-    for trial in session.trials:
-        if not trial.cameras:
-            continue
-        seq, tri = _triangulation_stage(trial, cameras, truth, say)
-        entry: dict[str, Any] = {"triangulation": tri, "fit": _fit_stage(seq, trial, truth, say)}
-        summary["trials"][trial.name] = entry
+    out.mkdir(parents=True, exist_ok=True)
+    pseudonym = f"DEMO-{seed:04d}"
+    protocols = {name: demo_protocol(name, out / "protocols") for name in PROTOCOLS}
+    if jobs is None:
+        jobs = 2 if (os.cpu_count() or 1) >= 2 else 1
+    pool: Executor = ProcessPoolExecutor(jobs) if jobs > 1 else _Inline()
+    threads = 1 if jobs > 1 else None
+    bar = _Bar(len(VISITS) * (1 + len(PROTOCOLS)), progress)
+    study_path = out / "study.sqlite"
+    try:
+        bar.step("building and assessing the sessions", 0)
+        futures = [
+            pool.submit(run_visit, out / "sessions", v, seed + k, pseudonym, protocols, threads)
+            for k, v in enumerate(VISITS)
+        ]
+        visits: list[VisitResult] = []
+        for f in futures:
+            visits.append(f.result())
+            bar.step(f"session {visits[-1].visit.name} assessed")
+        problems = [f"{v.visit.name}: {p}" for v in visits for p in v.problems]
+        if problems:
+            return {"valid": False, "problems": problems}
+        study = Study(study_path)
+        reports: dict[str, dict[str, Any]] = {}
+        try:
+            for v in visits:  # in date order: a report shows the sessions up to its own
+                for result in v.results.values():
+                    result.add_to(study)
+                jobs_ = {
+                    name: pool.submit(
+                        _report, result, out / "reports" / v.visit.name / name, str(study_path), pdf
+                    )
+                    for name, result in v.results.items()
+                }
+                reports[v.visit.name] = {}
+                for name, job in jobs_.items():
+                    reports[v.visit.name][name] = job.result()
+                    bar.step(f"report {v.visit.name}/{name}")
+            changes = _changes(visits[-1].results, study)
+        finally:
+            study.close()
+    finally:
+        bar.close()
+        pool.shutdown()
+    summary: dict[str, Any] = {
+        "valid": True,
+        "seed": seed,
+        "patient": pseudonym,
+        "sessions_folder": str(out / "sessions"),
+        "sessions": {v.visit.name: str(v.session) for v in visits},
+        "study": str(study_path),
+        "reports_folder": str(out / "reports"),
+        "reports": reports,
+        "protocols": {n: p.source for n, p in protocols.items()},
+        "scores": {
+            name: {v.visit.name: _score(v.results[name]) for v in visits}
+            for name in PROTOCOLS
+            if name != "navigation_check"
+        },
+        "registration": {v.visit.name: v.checks["registration"] for v in visits},
+        "angle_rms_error_deg": {v.visit.name: v.checks["angle_rms_error_deg"] for v in visits},
+        "changes_exceeding_mdc95": changes,
+    }
     with atomic_write(out / "summary.json") as fh:
-        json.dump(summary, fh, indent=1, sort_keys=True)
+        json.dump(summary, fh, indent=1, sort_keys=True, allow_nan=True)
+    for line in _summary_lines(summary):
+        say(line)
     say(f"summary written to {out / 'summary.json'}")
+    sys.stdout.flush()
     return summary

@@ -75,16 +75,22 @@ def _sha256(path: Path) -> str:
 def store_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
     """An assessment's metrics table in the study's columns (:data:`medpose.store.METRIC_COLUMNS`).
 
-    ``exercise`` is the protocol's trial (``trial`` as well); ``side`` ``""`` becomes missing.
+    ``exercise`` is the protocol's trial (``trial`` as well); ``side`` ``""`` becomes missing;
+    a joint not already in the metric's key is appended to it (``tre.hip_r``: one value per
+    registration target or fiducial).
     """
     m = metrics
+    joint = m["joint"].fillna("").astype(str) if "joint" in m else pd.Series("", index=m.index)
+    metric = m["metric"].astype(str)
+    apart = [j != "" and j not in k for k, j in zip(metric, joint)]
+    metric = metric.where(~pd.Series(apart, index=m.index), metric + "." + joint)
     return pd.DataFrame(
         {
             "trial": m["trial"].astype(str),
             "exercise": m["trial"].astype(str),
             "side": m["side"].where(m["side"].fillna("") != "", None),
             "repetition": m["repetition"].astype(float),
-            "metric": m["metric"].astype(str),
+            "metric": metric,
             "value": m["value"].astype(float),
             "unit": m["unit"].astype(str),
             "ci_low": m["ci_low"].astype(float),
