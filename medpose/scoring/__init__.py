@@ -6,7 +6,7 @@ Range of motion, angular velocity, movement time, tempo and repetition count
 across repetitions (:mod:`~medpose.scoring.comparison`); bootstrap confidence intervals,
 SEM and MDC95 (:mod:`~medpose.scoring.statistics`); published normative values
 (:mod:`~medpose.scoring.norms`) and the scores against them: percent of normal, z-score, range
-flag, MDC95 and 0-100 composites (:mod:`~medpose.scoring.scores`); compensations per frame from
+flag, MDC95 (:mod:`~medpose.scoring.scores`) and 0-100 composites (:mod:`~medpose.scoring.composites`); compensations per frame from
 3D keypoints: trunk lean and rotation, pelvic drop, shoulder hiking, head tilt, knee valgus,
 heel lift (:mod:`~medpose.scoring.compensation`); gait events, speed, cadence and step length
 (:mod:`~medpose.scoring.gait`), on named keypoints (:func:`as_points`); clinical test
@@ -33,6 +33,7 @@ from .compensation import (
     trunk_lean,
     trunk_rotation,
 )
+from .composites import FORMULAS, CompositeResult, composite
 from .criteria import (
     arm_trunk_angle,
     elevation_plane,
@@ -56,9 +57,9 @@ from .kinematic import (
 from .norms import load_norms, norm_for, reliability_for
 from .points import as_points, noise_interval
 from .result import MetricResult
-from .scores import FORMULAS, CompositeResult, ScoreResult, composite, score_metric
+from .scores import ScoreResult, score_metric
 from .smoothness import ldlj, sparc, velocity_peaks
-from .statistics import bootstrap_ci, mdc95, sem_from_icc
+from .statistics import bootstrap_ci, mdc95, sem_from_ci, sem_from_icc
 
 __all__ = [
     "MetricResult",
@@ -79,6 +80,7 @@ __all__ = [
     "bootstrap_ci",
     "mdc95",
     "sem_from_icc",
+    "sem_from_ci",
     "load_norms",
     "norm_for",
     "reliability_for",

@@ -14,11 +14,15 @@ Every score here is a clinical convention applied to a published normative row (
   ``lower`` and/or ``upper`` rather than a population mean): ``100 * (1 - e / span)`` clipped to
   ``[0, 100]``, with ``e`` how far the value lies beyond the limit (0 within it) and ``span``
   the excess that scores 0 (:data:`CRITERION_SPAN`: 90 degrees, a right angle, for angles);
-* MDC95 = ``1.96 * sqrt(2) * SEM`` from a published SEM, or from an ICC and a between-subject
-  SD through ``SEM = SD * sqrt(1 - ICC)`` (Weir 2005, *J Strength Cond Res* 19:231).
+* MDC95 = ``1.96 * sqrt(2) * SEM`` (Weir 2005, *J Strength Cond Res* 19:231), the SEM
+  published for the measure (``sem``, or an ICC and a between-subject SD through
+  ``SEM = SD * sqrt(1 - ICC)``; ``mdc95_source`` ``"published: <citation>"``) where there is
+  one, else the value's own standard error from its 95 % confidence interval,
+  ``SEM = (high - low) / 3.92`` (``mdc95_source`` ``"this measurement"``); in percent points
+  through the slope of the percent transform at the value (``100 / mean``, ``100 mean /
+  value^2`` where lower is better, ``100 / span`` for a criterion), the cap left out.
 
-:func:`composite` combines per-metric percent scores into one 0-100 number with weights the
-caller (the protocol) gives; the accepted formulas are listed in :data:`FORMULAS`.
+The 0-100 composites of these scores are in :mod:`~medpose.scoring.composites`.
 """
 
 from __future__ import annotations
@@ -34,25 +38,12 @@ import pandas as pd
 
 from ..errors import InputError
 from .result import MetricResult
-from .statistics import mdc95, sem_from_icc
+from .statistics import mdc95, sem_from_ci, sem_from_icc
 
-__all__ = [
-    "FORMULAS",
-    "CRITERION_SPAN",
-    "CompositeResult",
-    "ScoreResult",
-    "composite",
-    "score_metric",
-]
+__all__ = ["CRITERION_SPAN", "MEASURED", "ScoreResult", "score_metric"]
 
-FORMULAS: Mapping[str, str] = MappingProxyType(
-    {
-        "weighted_mean_capped": "sum_i w_i min(p_i, 100) / sum_i w_i",
-        "weighted_mean": "min(100, sum_i w_i p_i / sum_i w_i)",
-        "weighted_geometric_capped": "exp(sum_i w_i ln min(p_i, 100) / sum_i w_i), 0 if any p_i = 0",
-        "min_capped": "min_i min(p_i, 100) over components with w_i > 0",
-    }
-)
+#: ``mdc95_source`` of an MDC95 from the value's own confidence interval.
+MEASURED = "this measurement"
 
 #: Excess beyond a criterion's limit that scores 0, per unit (see :func:`score_metric`).
 CRITERION_SPAN: Mapping[str, float] = MappingProxyType({"deg": 90.0})
@@ -139,8 +130,9 @@ class ScoreResult:
         The values' confidence interval as given (NaN where none), in ``unit``.
     percent_ci_low, percent_ci_high : ndarray
         The interval carried through the percent transform (ordered low <= high).
-    mdc95 : float
-        Minimal detectable change at 95 % in ``unit`` (NaN with ``reasons["mdc95"]``).
+    mdc95 : ndarray
+        Minimal detectable change at 95 % in ``unit``, same shape as ``value`` (NaN with
+        ``reasons["mdc95"]``).
     reasons : mapping
         ``"percent"``, ``"z"``, ``"flag"``: one string per value (``""`` where computed);
         ``"mdc95"``: one string.
@@ -148,6 +140,11 @@ class ScoreResult:
         The normative row used (source, table, range basis...).
     cap : float
         The maximum percent.
+    mdc95_percent : ndarray
+        The MDC95 in percent points of ``percent`` (see the module docstring).
+    mdc95_source : str
+        ``"published: <citation>"``, ``"given"`` (an SEM or ICC the caller gave),
+        ``"this measurement"`` (:data:`MEASURED`: from the CI) or ``""`` where there is none.
     """
 
     key: str
@@ -162,10 +159,12 @@ class ScoreResult:
     ci_high: np.ndarray
     percent_ci_low: np.ndarray
     percent_ci_high: np.ndarray
-    mdc95: float
+    mdc95: np.ndarray
     reasons: Mapping[str, Any] = field(default_factory=dict)
     norm: Mapping[str, Any] = field(default_factory=dict)
     cap: float = 150.0
+    mdc95_percent: np.ndarray = field(default_factory=lambda: np.array(np.nan))
+    mdc95_source: str = ""
 
     def __post_init__(self) -> None:
         for name in (
@@ -179,6 +178,9 @@ class ScoreResult:
             "percent_ci_high",
         ):
             object.__setattr__(self, name, _ro(getattr(self, name)))
+        for name in ("mdc95", "mdc95_percent"):
+            m = np.broadcast_to(np.asarray(getattr(self, name), dtype=float), self.value.shape)
+            object.__setattr__(self, name, _ro(m))
         object.__setattr__(self, "reasons", MappingProxyType(dict(self.reasons)))
         object.__setattr__(self, "norm", MappingProxyType(dict(self.norm)))
 
@@ -195,7 +197,7 @@ class ScoreResult:
         tail = f"; nan: {'; '.join(why)}" if why else ""
         return (
             f"ScoreResult({self.key}: {arr(self.value)} {self.unit} -> {arr(self.percent)} % of "
-            f"{self.reference:g}, z {arr(self.z)}, {flags}, mdc95 {self.mdc95:.3g}{tail})"
+            f"{self.reference:g}, z {arr(self.z)}, {flags}, mdc95 {arr(self.mdc95)}{tail})"
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -214,7 +216,9 @@ class ScoreResult:
                 "ci_high": self.ci_high.ravel(),
                 "percent_ci_low": self.percent_ci_low.ravel(),
                 "percent_ci_high": self.percent_ci_high.ravel(),
-                "mdc95": [self.mdc95] * n,
+                "mdc95": self.mdc95.ravel(),
+                "mdc95_percent": self.mdc95_percent.ravel(),
+                "mdc95_source": [self.mdc95_source] * n,
             }
         )
         for k in ("percent", "z", "flag"):
@@ -256,7 +260,7 @@ def _ci(ci: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def _mdc(
+def _published_mdc(
     sem: float | None, icc: float | None, sd: float | None, norm_sd: float
 ) -> tuple[float, str]:
     if sem is not None:
@@ -272,6 +276,32 @@ def _mdc(
     return math.nan, "no SEM or ICC given"
 
 
+def _mdc(
+    published: tuple[float, str], source: str, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, str, str]:
+    """MDC95 per value, its reason and its source: published, else from the value's CI."""
+    m, why = published
+    if math.isfinite(m) or why != "no SEM or ICC given":
+        return np.full(low.shape, m), why, source if math.isfinite(m) else ""
+    if not (np.isfinite(low) & np.isfinite(high)).any():
+        return np.full(low.shape, math.nan), why, ""  # and no CI to take it from
+    ci_mdc = 1.96 * math.sqrt(2.0) * np.asarray(sem_from_ci(low, high).value, dtype=float)
+    why = "" if np.isfinite(ci_mdc).all() else why
+    return ci_mdc, why, MEASURED
+
+
+def _percent_slope(
+    x: np.ndarray, mean: float, better: str, limits: tuple[float, float, float] | None
+) -> np.ndarray:
+    """|d percent / d value| at ``x``, the cap left out (percent points per unit)."""
+    if limits is not None:
+        return np.full(x.shape, 100.0 / limits[2])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if better == "lower":
+            return np.where(x > 0, 100.0 * mean / x**2, np.nan)
+        return np.full(x.shape, 100.0 / mean)
+
+
 def score_metric(
     value: Any,
     norm: Mapping[str, Any] | pd.Series,
@@ -281,6 +311,7 @@ def score_metric(
     icc: float | None = None,
     sd: float | None = None,
     cap: float = 150.0,
+    reliability: Mapping[str, Any] | None = None,
 ) -> ScoreResult:
     """Score values of one metric against a normative row.
 
@@ -296,11 +327,15 @@ def score_metric(
         the result of :func:`~medpose.scoring.bootstrap_ci` is accepted), carried through the
         percent transform.
     sem : float or None
-        Standard error of measurement in the value's unit, for MDC95 (e.g. from
-        :func:`~medpose.scoring.norms.reliability_for`).
+        Standard error of measurement in the value's unit, for MDC95.
     icc, sd : float or None
         Test-retest ICC and the between-subject SD (default: the norm's SD), used when no
         ``sem`` is given.
+    reliability : mapping or None
+        A published measurement error (:func:`~medpose.scoring.norms.reliability_for`): its
+        ``sem``, else its ``icc``, is used where ``sem`` and ``icc`` are not given, and its
+        ``source`` named in ``mdc95_source``.  With neither, the MDC95 comes from ``ci``
+        (``SEM = (high - low) / 3.92``), else it is NaN with the reason.
     cap : float
         Maximum percent (> 0), stated in the result.
 
@@ -361,7 +396,14 @@ def score_metric(
     low, high = _ci(ci, x.shape)
     pl, _ = _percent(low, mean, better, cap, limits)
     ph, _ = _percent(high, mean, better, cap, limits)
-    m, m_why = _mdc(sem, icc, sd, sd_n)
+    source = "given"
+    if sem is None and icc is None and reliability is not None:
+        r_sem, r_icc = (_norm_field(reliability, f) for f in ("sem", "icc"))
+        sem = r_sem if math.isfinite(r_sem) else None
+        icc = r_icc if sem is None and math.isfinite(r_icc) else None
+        source = f"published: {reliability.get('source', '') or reliability.get('key', '')}"
+    m, m_why, m_src = _mdc(_published_mdc(sem, icc, sd, sd_n), source, low, high)
+    m_pct = m * _percent_slope(x, mean, better, limits)
     return ScoreResult(
         key=key,
         value=x,
@@ -379,195 +421,6 @@ def score_metric(
         reasons={"percent": tuple(p_why), "z": tuple(z_why), "flag": tuple(f_why), "mdc95": m_why},
         norm=dict(norm.items()),
         cap=float(cap),
-    )
-
-
-@dataclass(frozen=True)
-class CompositeResult:
-    """A 0-100 composite of per-metric percent scores.
-
-    Attributes
-    ----------
-    value : ndarray
-        Shape ``()`` or the components' common shape; NaN with a reason.
-    formula : str
-        A key of :data:`FORMULAS`.
-    weights : mapping
-        The weights given, per component.
-    components : mapping
-        Per-component percent arrays used.
-    missing_fraction : ndarray
-        Weight of missing (NaN) components over the total weight, same shape as ``value``.
-    max_missing : float
-        Above this missing fraction the composite is NaN.
-    reasons : tuple of str
-        One per value: ``""`` or why it is NaN; the names of missing components otherwise
-        appear in :meth:`to_frame`.
-    """
-
-    value: np.ndarray
-    formula: str
-    weights: Mapping[str, float]
-    components: Mapping[str, np.ndarray]
-    missing_fraction: np.ndarray
-    max_missing: float
-    reasons: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "value", _ro(np.asarray(self.value, dtype=float)))
-        object.__setattr__(
-            self, "missing_fraction", _ro(np.asarray(self.missing_fraction, dtype=float))
-        )
-        object.__setattr__(self, "weights", MappingProxyType(dict(self.weights)))
-        object.__setattr__(
-            self, "components", MappingProxyType({k: _ro(v) for k, v in self.components.items()})
-        )
-
-    def __float__(self) -> float:
-        if self.value.size != 1:
-            raise TypeError(
-                f"composite: float() needs one value, this result holds {self.value.size}"
-            )
-        return float(self.value.reshape(-1)[0])
-
-    def __repr__(self) -> str:
-        shown = np.array2string(self.value, precision=2, threshold=6)
-        why = sorted({r for r in self.reasons if r})
-        tail = f"; nan: {'; '.join(why)}" if why else ""
-        return (
-            f"CompositeResult({shown} / 100, {self.formula}, {len(self.weights)} components{tail})"
-        )
-
-    def to_frame(self) -> pd.DataFrame:
-        """Tidy table: one row per value, the composite, each component's percent, the missing
-        fraction and the reason."""
-        n = self.value.size
-        df = pd.DataFrame({"composite": self.value.ravel()})
-        for name, p in self.components.items():
-            df[f"{name}_percent"] = np.broadcast_to(p, self.value.shape).ravel() if n else p
-        df["missing_fraction"] = self.missing_fraction.ravel()
-        df["reason"] = list(self.reasons)
-        df.attrs.update({"formula": self.formula, "weights": dict(self.weights)})
-        return df
-
-    def _repr_html_(self) -> str:
-        return str(self.to_frame().to_html(index=False, max_rows=20, float_format="%.3g"))
-
-
-def _combine(p: np.ndarray, w: np.ndarray, present: np.ndarray, formula: str) -> np.ndarray:
-    """Combine percent stack ``p`` (C, ...) with weights ``w`` (C,) over ``present``."""
-    wb = w.reshape((-1,) + (1,) * (p.ndim - 1)) * present
-    total = wb.sum(axis=0)
-    capped = np.where(present, np.minimum(p, 100.0), 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if formula == "weighted_mean_capped":
-            return (wb * capped).sum(axis=0) / total
-        if formula == "weighted_mean":
-            return np.minimum((wb * np.where(present, p, 0.0)).sum(axis=0) / total, 100.0)
-        if formula == "weighted_geometric_capped":
-            zero = (present & (capped <= 0) & (wb > 0)).any(axis=0)
-            logs = np.where(present & (capped > 0), np.log(np.where(capped > 0, capped, 1.0)), 0.0)
-            out = np.exp((wb * logs).sum(axis=0) / total)
-            return np.where(zero, 0.0, out)
-        use = present & (wb > 0)
-        return np.where(use, capped, np.inf).min(axis=0)
-
-
-def composite(
-    scores: Mapping[str, ScoreResult | float | np.ndarray],
-    weights: Mapping[str, float],
-    formula: str = "weighted_mean_capped",
-    *,
-    max_missing: float = 0.5,
-) -> CompositeResult:
-    """A 0-100 composite from per-metric percent scores and the caller's weights.
-
-    Formulas (:data:`FORMULAS`), with ``p_i`` the percent of normal of component ``i``:
-
-    * ``"weighted_mean_capped"`` (default): ``sum w_i min(p_i, 100) / sum w_i``, so doing
-      better than normal in one metric cannot hide a deficit in another;
-    * ``"weighted_mean"``: ``min(100, sum w_i p_i / sum w_i)``;
-    * ``"weighted_geometric_capped"``: ``exp(sum w_i ln min(p_i, 100) / sum w_i)`` (0 when a
-      weighted component is 0), which penalises one low component more;
-    * ``"min_capped"``: the lowest ``min(p_i, 100)`` among components with ``w_i > 0``.
-
-    Missing components (NaN percent) are left out and the weights of the others renormalised
-    (divided by the sum of the present weights).  When the missing weight exceeds
-    ``max_missing`` of the total, the composite is NaN and its reason names the missing
-    components.
-
-    Parameters
-    ----------
-    scores : mapping of str to ScoreResult, float or array
-        Per-component percent scores (a ScoreResult gives its ``percent``); arrays broadcast
-        together (one composite per session or repetition).
-    weights : mapping of str to float
-        Non-negative weights with the same keys as ``scores`` and a positive sum.
-    formula : str
-        A key of :data:`FORMULAS`.
-    max_missing : float
-        Largest missing weight fraction, in [0, 1), for which a composite is still given.
-
-    Returns
-    -------
-    CompositeResult
-
-    Raises
-    ------
-    InputError
-        For an unknown formula (the message lists them), weights that do not match the
-        scores' keys, negative or non-finite weights, weights summing to 0, or a
-        ``max_missing`` outside [0, 1).
-    """
-    if formula not in FORMULAS:
-        raise InputError(f"composite: formula {formula!r} is unknown; accepted: {sorted(FORMULAS)}")
-    if set(scores) != set(weights):
-        raise InputError(
-            f"composite: weights must have the keys of scores; scores without a weight: "
-            f"{sorted(set(scores) - set(weights))}, weights without a score: "
-            f"{sorted(set(weights) - set(scores))}"
-        )
-    if not scores:
-        raise InputError("composite: scores is empty; at least one component is needed")
-    if not (isinstance(max_missing, (int, float)) and 0 <= max_missing < 1):
-        raise InputError(f"composite: max_missing must lie in [0, 1), found {max_missing!r}")
-    names = list(scores)
-    w = np.array([weights[n] for n in names], dtype=float)
-    if not np.all(np.isfinite(w) & (w >= 0)) or w.sum() <= 0:
-        raise InputError(
-            f"composite: weights must be finite, >= 0 and sum to > 0, found {dict(weights)}"
-        )
-    parts = {
-        n: np.asarray(s.percent if isinstance(s, ScoreResult) else s, dtype=float)
-        for n, s in scores.items()
-    }
-    try:
-        stack = np.stack(np.broadcast_arrays(*parts.values()))
-    except ValueError as exc:
-        shapes = {n: p.shape for n, p in parts.items()}
-        raise InputError(f"composite: component shapes do not broadcast: {shapes}") from exc
-    present = np.isfinite(stack)
-    wb = w.reshape((-1,) + (1,) * (stack.ndim - 1))
-    missing_fraction = (wb * ~present).sum(axis=0) / w.sum()
-    value = _combine(stack, w, present, formula)
-    too_many = missing_fraction > max_missing
-    value = np.where(too_many, np.nan, value)
-    reasons = []
-    for idx in np.ndindex(value.shape):
-        if too_many[idx]:
-            gone = [n for i, n in enumerate(names) if not present[(i,) + idx]]
-            reasons.append(
-                f"missing {', '.join(gone)} ({missing_fraction[idx]:.0%} of the weight; "
-                f"at most {max_missing:.0%} allowed)"
-            )
-        else:
-            reasons.append("")
-    return CompositeResult(
-        value=value,
-        formula=formula,
-        weights={n: float(weights[n]) for n in names},
-        components=parts,
-        missing_fraction=missing_fraction,
-        max_missing=float(max_missing),
-        reasons=tuple(reasons),
+        mdc95_percent=m_pct,
+        mdc95_source=m_src,
     )

@@ -6,11 +6,12 @@ import inspect
 from collections.abc import Callable
 
 import numpy as np
+from scipy.special import ndtri
 
 from ..errors import InputError
 from .result import MetricResult
 
-__all__ = ["bootstrap_ci", "mdc95", "sem_from_icc"]
+__all__ = ["bootstrap_ci", "mdc95", "sem_from_ci", "sem_from_icc"]
 
 
 def _accepts_axis(stat: Callable[..., object]) -> bool:
@@ -148,3 +149,44 @@ def mdc95(sem: float | np.ndarray) -> MetricResult:
         raise InputError(f"mdc95: sem must be finite and >= 0, found {sem!r}")
     value = 1.96 * np.sqrt(2.0) * s
     return MetricResult("mdc95", value, "unit", ("",) * value.size, {"z": 1.96})
+
+
+def sem_from_ci(
+    low: float | np.ndarray, high: float | np.ndarray, level: float = 0.95
+) -> MetricResult:
+    """Standard error of a value from its two-sided confidence interval.
+
+    ``SE = (high - low) / (2 z)`` with ``z`` the normal quantile of ``(1 + level) / 2``
+    (1.96 at 95 %, the value :func:`mdc95` uses), so that ``mdc95(sem_from_ci(lo, hi))`` is
+    ``1.96 * sqrt(2) * (hi - lo) / 3.92``.  Used as the SEM of one measurement when no
+    published test-retest error exists (the interval of a bootstrap over repetitions or of
+    the keypoint noise propagated through the fit: the measurement's own noise; Weir 2005,
+    *J Strength Cond Res* 19:231, for SEM and MDC).
+
+    Parameters
+    ----------
+    low, high : float or array_like
+        Interval bounds (broadcast together); NaN where there is none.
+    level : float
+        Confidence level of the interval in (0, 1).
+
+    Returns
+    -------
+    MetricResult
+        ``value``: the standard error, the broadcast shape, in the bounds' unit (``"unit"``);
+        NaN with a reason where a bound is NaN.
+
+    Raises
+    ------
+    InputError
+        For ``level`` outside (0, 1) or a finite ``low`` above ``high``.
+    """
+    if not (np.isfinite(level) and 0 < level < 1):
+        raise InputError(f"sem_from_ci: level must lie in (0, 1), found {level!r}")
+    lo, hi = np.broadcast_arrays(np.asarray(low, dtype=float), np.asarray(high, dtype=float))
+    if np.any(lo > hi):
+        raise InputError("sem_from_ci: low must not exceed high")
+    z = 1.96 if level == 0.95 else float(ndtri((1.0 + level) / 2.0))
+    value = (hi - lo) / (2.0 * z)
+    why = tuple("" if np.isfinite(v) else "no confidence interval" for v in value.ravel())
+    return MetricResult("sem", value, "unit", why, {"level": float(level), "z": z})
