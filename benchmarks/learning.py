@@ -299,7 +299,7 @@ def _reading(res: dict[str, Any]) -> str:
     return "\n\n".join(out)
 
 
-def detector_report(path: str, command: str = "") -> str:
+def detector_report(path: str, command: str = "", checkpoint: str = "") -> str:
     res = json.loads(Path(path).read_text())
     runs = res["runs"]
     rows = []
@@ -361,6 +361,8 @@ def detector_report(path: str, command: str = "") -> str:
     inside = float(np.mean([r["inside_95_bound"] for r in ok])) if ok else float("nan")
     all_in = sum(r["inside_95_bound"] == 1.0 for r in ok)
     cmd = f"Command: `{command}`" if command else ""
+    if checkpoint:
+        cmd += f"\n\nThe teacher's checkpoint: `{checkpoint}` (`load_detector` reads it)."
     text = f"""## Landmark detector (`benchmarks/learning.py detector`)
 
 {cmd}
@@ -412,11 +414,12 @@ def main() -> None:
     r.add_argument("json")
     r.add_argument("--no-write", action="store_true")
     r.add_argument("--command", default="", help="the command that produced the JSON")
+    r.add_argument("--checkpoint", default="", help="where the teacher checkpoint is kept")
     args = ap.parse_args()
     if args.what == "detector":
         detector_run(args)
     else:
-        text = detector_report(args.json, args.command)
+        text = detector_report(args.json, args.command, args.checkpoint)
         print(text)
         if not args.no_write:
             update_results("learning-detector", text)
