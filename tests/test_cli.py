@@ -14,7 +14,6 @@ import medpose.demo
 import medpose.synthetic
 from medpose._version import __version__
 from medpose.cli import main
-from medpose.errors import InputError
 from medpose.protocol import write_session_yaml
 
 TRC = """PathFileType\t4\t(X/Y/Z)\tstatic.trc
@@ -224,26 +223,6 @@ def test_unexpected_error_is_one_line(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err == "error: interrupted\n"
 
 
-def test_demo_reports_invalid_session_and_errors(tmp_path, capsys, monkeypatch):
-    def broken(path, seed=0):
-        root = _tiny_session(Path(path))
-        (root / "trials" / "static.trc").unlink()
-
-    monkeypatch.setattr(medpose.synthetic, "make_session", broken, raising=False)
-    monkeypatch.setattr(medpose.demo, "make_session", broken, raising=False)
-    assert main(["demo", "--out", str(tmp_path / "a")]) == 1
-    err = capsys.readouterr().err
-    assert "the demo session is not valid" in err and "trials/static.trc" in err
-
-    def failing(path, seed=0):
-        raise InputError("make_session: seed must be >= 0, found -1")
-
-    monkeypatch.setattr(medpose.synthetic, "make_session", failing, raising=False)
-    monkeypatch.setattr(medpose.demo, "make_session", failing, raising=False)
-    assert main(["demo", "--out", str(tmp_path / "b"), "--seed", "-1"]) == 1
-    assert "error: make_session: seed must be >= 0, found -1" in capsys.readouterr().err
-
-
 def test_python_dash_m_version():
     res = subprocess.run(
         [sys.executable, "-m", "medpose", "--version"],
@@ -254,35 +233,3 @@ def test_python_dash_m_version():
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"medpose {__version__}"
-
-
-def test_demo_runs_every_stage_against_truth(tmp_path, capsys):
-    """`medpose demo` builds a real synthetic session, validates it and runs the stages."""
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out)]) == 0
-    assert "demo finished" in capsys.readouterr().out
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["valid"] is True
-    reg = summary["registration"]
-    assert reg["gate_passed"] and reg["max_fiducial_error_mm"] < 2.0
-    for trial in summary["trials"].values():
-        assert trial["triangulation"]["error_median_mm"] < 15.0
-
-
-def test_demo_rebuild_replaces_previous_session(tmp_path):
-    from medpose.demo import _build
-
-    _, target = _build(tmp_path, seed=3)
-    first = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    (target / "stale.txt").write_text("from the previous run")
-    _build(tmp_path, seed=3)
-    second = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert first == second  # replaced: no staging folders, no stale files left behind
-
-
-def test_demo_refuses_a_folder_that_is_not_a_session(tmp_path, capsys):
-    (tmp_path / "session").mkdir()
-    (tmp_path / "session" / "precious.txt").write_text("keep me")
-    assert main(["demo", "--out", str(tmp_path)]) == 1
-    assert (tmp_path / "session" / "precious.txt").read_text() == "keep me"
-    assert "not a medpose session" in capsys.readouterr().err
