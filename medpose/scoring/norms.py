@@ -11,6 +11,7 @@ Age ranges are in completed years, inclusive: a row for 60-69 covers ``60 <= age
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -106,6 +107,11 @@ def _row(raw: Mapping[str, Any], sources: Mapping[str, Any], i: int) -> dict[str
 
 
 def _table() -> pd.DataFrame:
+    return _parsed_table().copy()
+
+
+@functools.cache
+def _parsed_table() -> pd.DataFrame:
     doc = resource_yaml(RESOURCE)
     sources = doc.get("sources", {})
     rows = [_row(raw, sources, i) for i, raw in enumerate(doc.get("norms", []))]
