@@ -41,7 +41,7 @@ COLUMNS = {
     ],
     "scores": [
         "trial", "metric", "joint", "side", "value", "unit", "percent", "z", "flag", "norm",
-        "source", "mdc95", "reason",
+        "source", "mdc95", "mdc95_percent", "mdc95_source", "reason",
     ],
     "quality": ["trial", "check", "name", "value", "unit"],
     "registration": ["trial", "item", "name", "value", "unit", "limit", "outlier", "passed"],

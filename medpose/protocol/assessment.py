@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
@@ -47,6 +48,8 @@ SCORE_COLUMNS = (
     "norm",
     "source",
     "mdc95",
+    "mdc95_percent",
+    "mdc95_source",
     "reason",
 )
 #: Columns of :attr:`Assessment.quality` (a session run's data-quality table).
@@ -80,7 +83,10 @@ class Assessment:
         ``ci_low``/``ci_high``: 95 % percentile bootstrap interval of the summary over the
         repetitions (NaN for fewer than 3).  NaN values carry a ``reason``.
     scores : DataFrame
-        One row per summary value scored against a norm (:data:`SCORE_COLUMNS`).
+        One row per summary value scored against a norm (:data:`SCORE_COLUMNS`); ``mdc95``
+        in the value's unit, ``mdc95_percent`` in percent points, ``mdc95_source``
+        ``"published: <citation>"`` or ``"this measurement"`` (from the value's CI), see
+        :func:`~medpose.scoring.score_metric`.
     repetitions : DataFrame
         The segmentation (:func:`medpose.temporal.segment_repetitions`) with a ``side`` column.
     score : float
@@ -128,6 +134,16 @@ class Assessment:
     provenance: dict[str, Any] = field(default_factory=dict, kw_only=True)
     registration: pd.DataFrame | None = field(default=None, kw_only=True)
     gate: Any = field(default=None, kw_only=True)
+
+    @property
+    def score_mdc95(self) -> float:
+        """MDC95 of :attr:`score` in points of the 0-100 scale, the scored metrics' SEMs
+        propagated through the composite's formula (:mod:`medpose.scoring.composites`);
+        NaN without a composite or where a component has no SEM."""
+        mdc = getattr(self.composite, "mdc95", None)
+        if mdc is None or math.isnan(self.score):
+            return math.nan
+        return float(np.ravel(mdc)[0])
 
     def summary(self) -> pd.DataFrame:
         """The summary rows of :attr:`metrics` (``repetition`` NaN)."""

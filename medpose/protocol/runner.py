@@ -60,7 +60,7 @@ from .vocabulary import METRICS
 if TYPE_CHECKING:
     from .definition import Protocol
 
-__all__ = ["NOT_COMPUTED", "COMPOSITE_FORMULAS", "run_protocol"]
+__all__ = ["NOT_COMPUTED", "COMPOSITE_FORMULAS", "composite_of", "run_protocol"]
 
 #: Reason given to a metric the protocol declares but medpose does not compute.
 NOT_COMPUTED = "not computed by this version"
@@ -405,6 +405,16 @@ def _norm(key: str, age: float | None, sex: str | None) -> pd.Series:
     return row
 
 
+def _reliability(norm_key: str) -> dict[str, Any] | None:
+    """The published measurement error of the measure a norm key names
+    (``metric.source.joint`` or ``metric.source``), None where none is published."""
+    parts = norm_key.split(".")
+    try:
+        return scoring.reliability_for(parts[0], parts[-1] if len(parts) > 2 else None)
+    except InputError:
+        return None
+
+
 def _score_rows(
     protocol: Protocol, metrics: pd.DataFrame, age: float | None, sex: str | None
 ) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -427,6 +437,8 @@ def _score_rows(
                 "norm": spec.norm,
                 "source": "",
                 "mdc95": math.nan,
+                "mdc95_percent": math.nan,
+                "mdc95_source": "",
                 "reason": r.reason,
             }
             try:
@@ -434,7 +446,7 @@ def _score_rows(
                 ci = None
                 if math.isfinite(r.ci_low) and math.isfinite(r.ci_high):
                     ci = [r.ci_low, r.ci_high]
-                s = scoring.score_metric(r.value, norm, ci=ci)
+                s = scoring.score_metric(r.value, norm, ci=ci, reliability=_reliability(spec.norm))
             except MedposeError as e:
                 out["reason"] = str(e)
             else:
@@ -443,7 +455,9 @@ def _score_rows(
                     z=float(s.z),
                     flag=str(s.flag),
                     source=str(norm.get("source", "")),
-                    mdc95=s.mdc95,
+                    mdc95=float(s.mdc95),
+                    mdc95_percent=float(s.mdc95_percent),
+                    mdc95_source=s.mdc95_source,
                     reason=s.reasons["percent"][0] or r.reason,
                 )
             rows.append(out)
@@ -455,12 +469,25 @@ def _score_rows(
     return pd.DataFrame(rows, columns=list(SCORE_COLUMNS)), percents
 
 
-def _composite(protocol: Protocol, percents: dict[str, float]) -> tuple[Any, float, str]:
+def composite_of(protocol: Protocol, scores: pd.DataFrame) -> tuple[Any, float, str]:
+    """The protocol's composite of a scores table (:data:`SCORE_COLUMNS`): per metric its
+    lower (worse) percent over sides or trials, with that row's SEM in percent points
+    (``mdc95_percent / (1.96 sqrt 2)``) for the composite's MDC95.  Returns the
+    :class:`~medpose.scoring.CompositeResult` (None without a composite), its value and its
+    reason."""
     comp = protocol.spec.composite
     if comp is None:
         return None, math.nan, "the protocol defines no composite"
-    parts = {k: percents.get(k, math.nan) for k in comp.weights}
-    result = scoring.composite(parts, comp.weights, COMPOSITE_FORMULAS[comp.formula])
+    parts: dict[str, float] = {}
+    sems: dict[str, float] = {}
+    for key in comp.weights:
+        rows = scores[scores["metric"] == key]
+        p = rows["percent"].astype(float)
+        p = p[np.isfinite(p)]
+        parts[key] = float(p.min()) if not p.empty else math.nan
+        mdc = float(rows.loc[p.idxmin(), "mdc95_percent"]) if not p.empty else math.nan
+        sems[key] = mdc / (1.96 * math.sqrt(2.0))
+    result = scoring.composite(parts, comp.weights, COMPOSITE_FORMULAS[comp.formula], sems=sems)
     return result, float(result), result.reasons[0]
 
 
@@ -536,7 +563,7 @@ def run_protocol(
     rows += criterion_rows(mine, spec.name, sides, points, reps, rate, noise)
     metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
     scores, percents = _score_rows(protocol, metrics, age, sex)
-    result, value, why = _composite(protocol, percents)
+    result, value, why = composite_of(protocol, scores)
     info["composite_percents"] = percents
     return Assessment(
         protocol=f"{protocol.name} {protocol.version}",

@@ -100,12 +100,12 @@ def store_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def store_scores(scores: pd.DataFrame, score: float) -> pd.DataFrame:
+def store_scores(scores: pd.DataFrame, score: float, mdc95: float = math.nan) -> pd.DataFrame:
     """An assessment's scores in the study's columns (:data:`medpose.store.SCORE_COLUMNS`).
 
     A row is named ``<trial>.<metric>[.<side>]``; ``score`` is the percent of the norm,
     ``flag`` ``"n/a"`` is stored as missing (by the study); the 0-100 composite is the row
-    ``composite`` (no z, flag or MDC95).
+    ``composite`` (no z or flag; ``mdc95``: the composite's, in points of the 0-100 scale).
     """
     s = scores
     side = s["side"].fillna("").astype(str)
@@ -121,7 +121,7 @@ def store_scores(scores: pd.DataFrame, score: float) -> pd.DataFrame:
         }
     )
     if math.isfinite(score):
-        row = {"metric": COMPOSITE, "score": score, "z": math.nan, "flag": None, "mdc95": math.nan}
+        row = {"metric": COMPOSITE, "score": score, "z": math.nan, "flag": None, "mdc95": mdc95}
         out = pd.concat([out, pd.DataFrame([row])], ignore_index=True)
     return out
 
@@ -321,7 +321,7 @@ class SessionResult:
             protocol_hash=self.protocol_hash,
             inputs=self.inputs,
             metrics=store_metrics(a.metrics),
-            scores=store_scores(a.scores, a.score),
+            scores=store_scores(a.scores, a.score, a.score_mdc95),
             medpose_version=self.medpose_version,
             started=pd.Timestamp(self.started).to_pydatetime(),
             finished=pd.Timestamp(self.finished).to_pydatetime(),

@@ -270,12 +270,12 @@ def _symmetry_across_trials(protocol: Protocol, metrics: pd.DataFrame) -> pd.Dat
     """A ``symmetry_index`` whose sides were measured in different trials (one trial per
     side) is computed from the two trials' summaries."""
     from .. import scoring
-    from .definition_schema import MetricSpec
+    from .runner import symmetry_base
 
     m = metrics.copy()
     summary = m[m["repetition"].isna()]
     for spec in (s for s in protocol.metrics if s.name == "symmetry_index" and s.computable):
-        base = MetricSpec(name=spec.of or "rom", joint=spec.joint, keypoint=spec.keypoint).key
+        base = symmetry_base(spec, protocol.metrics)
         rows = summary[summary["metric"] == base]
         left = rows[(rows["side"] == "left") & np.isfinite(rows["value"].astype(float))]
         right = rows[(rows["side"] == "right") & np.isfinite(rows["value"].astype(float))]
@@ -320,19 +320,9 @@ def _fill_mdc95(protocol: Protocol, scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def _composite(protocol: Protocol, scores: pd.DataFrame) -> tuple[Any, float, str]:
-    from .. import scoring
-    from .runner import COMPOSITE_FORMULAS
+    from .runner import composite_of
 
-    comp = protocol.spec.composite
-    if comp is None:
-        return None, math.nan, "the protocol defines no composite"
-    parts: dict[str, float] = {}
-    for key in comp.weights:
-        p = scores.loc[scores["metric"] == key, "percent"].astype(float)
-        p = p[np.isfinite(p)]
-        parts[key] = float(p.min()) if not p.empty else math.nan  # the worse side or trial
-    result = scoring.composite(parts, comp.weights, COMPOSITE_FORMULAS[comp.formula])
-    return result, float(result), result.reasons[0]
+    return composite_of(protocol, scores)  # the worse side or trial, with its SEM
 
 
 def _combine(

@@ -281,13 +281,12 @@ def _mdc(
 ) -> tuple[np.ndarray, str, str]:
     """MDC95 per value, its reason and its source: published, else from the value's CI."""
     m, why = published
-    if math.isfinite(m) or why != "no SEM or ICC given":
-        return np.full(low.shape, m), why, source if math.isfinite(m) else ""
+    if math.isfinite(m):
+        return np.full(low.shape, m), "", source
     if not (np.isfinite(low) & np.isfinite(high)).any():
         return np.full(low.shape, math.nan), why, ""  # and no CI to take it from
     ci_mdc = 1.96 * math.sqrt(2.0) * np.asarray(sem_from_ci(low, high).value, dtype=float)
-    why = "" if np.isfinite(ci_mdc).all() else why
-    return ci_mdc, why, MEASURED
+    return ci_mdc, "" if np.isfinite(ci_mdc).all() else why, MEASURED
 
 
 def _percent_slope(
