@@ -140,6 +140,21 @@ class Detection:
             )
         return write_landmarks(chosen, path)
 
+    def plot(self, ax: Any = None) -> Any:
+        """Bar chart of the confidence per landmark, flagged ones red, the threshold dashed."""
+        import matplotlib.pyplot as plt
+
+        ax = ax if ax is not None else plt.subplots(figsize=(7, 3.5))[1]
+        names = list(self.landmarks.names)
+        colours = ["tab:red" if c < self.min_confidence else "tab:blue" for c in self.confidence]
+        ax.bar(range(len(names)), self.confidence, color=colours)
+        ax.axhline(self.min_confidence, color="k", ls="--", lw=1, label="min_confidence")
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("confidence")
+        ax.legend(loc="upper right", fontsize=8)
+        return ax
+
     def __repr__(self) -> str:
         n, f = len(self.landmarks), self.flagged
         flag = f", flagged (confidence < {self.min_confidence:g}): {list(f)}" if f else ""

@@ -208,6 +208,11 @@ def test_detection_flags_low_confidence_writes_slicer_json_and_keeps_flagged_out
     reg = detect_and_register(ph.volume, det, cam, min_confidence=0.0)
     assert reg.n_fiducials == len(names)
     assert "median confidence" in repr(found) and "<table" in found._repr_html_()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = found.plot()
+    assert len(ax.patches) == len(names)
 
 
 # ------------------------------------------------------------------ ONNX
