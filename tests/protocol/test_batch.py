@@ -205,6 +205,7 @@ def pg_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR")
 def test_batch_on_postgresql_gives_the_sqlite_rows_and_skips_on_rerun(cohort, reference, pg_url):
     report = _batch(cohort, pg_url)
     assert report.ok and len(report.done) == 3
@@ -217,11 +218,11 @@ def test_cli_batch_exit_codes_and_failed_list(cohort, tmp_path, capsys):
     sessions = _copy(cohort[:1], tmp_path / "data")
     missing = tmp_path / "data" / "no_such_session"
     url = str(tmp_path / "study.sqlite")
-    args = ["batch", PROTOCOL, *map(str, sessions), "--db", url, "--no-progress"]
-    code = main([*args, str(missing), "--workers", "1", "--threads"])
+    args = ["--db", url, "--no-progress", "--workers", "1", "--threads"]
+    code = main(["batch", PROTOCOL, *map(str, sessions), str(missing), *args])
     out = capsys.readouterr().out
     assert code == 1
     assert "1 failed" in out and "no_such_session" in out and str(tmp_path) not in out
-    code = main([*args, "--workers", "1", "--threads"])
+    code = main(["batch", PROTOCOL, *map(str, sessions), *args])
     out = capsys.readouterr().out
     assert code == 0 and "1 skipped" in out
