@@ -193,10 +193,11 @@ def _client(scheduler: Any, workers: int | None, processes: bool) -> tuple[Any, 
         n_workers=n,
         threads_per_worker=1,
         processes=processes,
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: several batches may run on one machine
         silence_logs=logging.ERROR,
     )
     client = Client(cluster)
+    _log.info("local Dask cluster of %d workers, dashboard %s", n, client.dashboard_link)
     return client, [client, cluster], n
 
 
