@@ -194,7 +194,7 @@ def _client(scheduler: Any, workers: int | None, processes: bool) -> tuple[Any, 
         threads_per_worker=1,
         processes=processes,
         dashboard_address=":0",  # a free port: several batches may run on one machine
-        silence_logs=logging.ERROR,
+        silence_logs=logging.CRITICAL,  # workers closing with the cluster: no noise
     )
     client = Client(cluster)
     _log.info("local Dask cluster of %d workers, dashboard %s", n, client.dashboard_link)
