@@ -62,6 +62,25 @@ def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
 
 
+def _explain_missing_ci(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Every finite value without a CI says why (a single value has no spread to resample)."""
+    need = {"value", "ci_low", "ci_high", "reason", "repetition"}
+    if metrics.empty or not need <= set(metrics.columns):
+        return metrics
+    value = pd.to_numeric(metrics["value"], errors="coerce").to_numpy(float)
+    low = pd.to_numeric(metrics["ci_low"], errors="coerce").to_numpy(float)
+    high = pd.to_numeric(metrics["ci_high"], errors="coerce").to_numpy(float)
+    empty = (metrics["reason"].fillna("") == "").to_numpy()
+    todo = np.isfinite(value) & ~(np.isfinite(low) & np.isfinite(high)) & empty
+    if not todo.any():
+        return metrics
+    m = metrics.copy()
+    per_rep = m["repetition"].notna().to_numpy()
+    m.loc[todo & per_rep, "reason"] = "no CI: the value of one repetition"
+    m.loc[todo & ~per_rep, "reason"] = "no CI: one value for the whole trial"
+    return m
+
+
 @dataclass(frozen=True, eq=False)
 class Assessment:
     """One trial assessed by a protocol.
@@ -81,7 +100,8 @@ class Assessment:
         index for per-repetition values and NaN for the summary over the repetitions (the
         aggregate named by the protocol, median by default) and for whole-trial metrics.
         ``ci_low``/``ci_high``: 95 % percentile bootstrap interval of the summary over the
-        repetitions (NaN for fewer than 3).  NaN values carry a ``reason``.
+        repetitions (NaN for fewer than 3).  NaN values carry a ``reason``, and so do values
+        without a CI (``"no CI: ..."``).
     scores : DataFrame
         One row per summary value scored against a norm (:data:`SCORE_COLUMNS`); ``mdc95``
         in the value's unit, ``mdc95_percent`` in percent points, ``mdc95_source``
@@ -134,6 +154,9 @@ class Assessment:
     provenance: dict[str, Any] = field(default_factory=dict, kw_only=True)
     registration: pd.DataFrame | None = field(default=None, kw_only=True)
     gate: Any = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", _explain_missing_ci(self.metrics))
 
     @property
     def score_mdc95(self) -> float:

@@ -255,6 +255,7 @@ class SessionResult:
             "finished": self.finished,
             "score": None if math.isnan(a.score) else a.score,
             "score_reason": a.score_reason,
+            "score_mdc95": None if math.isnan(a.score_mdc95) else a.score_mdc95,
             "gate": None if a.gate is None else str(a.gate),
             "rows": {k: len(v) for k, v in self.tables().items()},
         }
@@ -357,7 +358,7 @@ def add_outputs_to(out_dir: str | os.PathLike, study: Study, patient: str) -> Ad
         )
     metrics = pd.read_parquet(Path(out_dir) / "metrics.parquet")
     scores = pd.read_parquet(Path(out_dir) / "scores.parquet")
-    score = doc.get("score")
+    score, mdc = doc.get("score"), doc.get("score_mdc95")
     return study.add_run(
         patient=patient,
         session=doc["session"],
@@ -367,7 +368,11 @@ def add_outputs_to(out_dir: str | os.PathLike, study: Study, patient: str) -> Ad
         protocol_hash=doc["protocol"]["hash"],
         inputs=doc["inputs"],
         metrics=store_metrics(metrics),
-        scores=store_scores(scores, math.nan if score is None else float(score)),
+        scores=store_scores(
+            scores,
+            math.nan if score is None else float(score),
+            math.nan if mdc is None else float(mdc),
+        ),
         medpose_version=doc["medpose_version"],
         started=pd.Timestamp(doc["started"]).to_pydatetime(),
         finished=pd.Timestamp(doc["finished"]).to_pydatetime(),

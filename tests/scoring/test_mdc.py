@@ -160,6 +160,21 @@ def test_a_protocol_run_gives_every_score_a_finite_mdc95(assessed):
     assert "mdc95" in repr(assessed.composite)
 
 
+def test_every_metric_value_has_a_ci_or_says_why(assessed):
+    m = assessed.metrics
+    ci = np.isfinite(m["ci_low"].astype(float)) & np.isfinite(m["ci_high"].astype(float))
+    assert (ci | (m["reason"].fillna("") != "")).all()
+    assert (m.loc[~ci, "reason"] != "").all()
+    # summaries of repetitions (3 here) all have one: bootstrap or the fit's noise
+    s = assessed.summary()
+    rom = s[s["metric"].str.startswith("rom_")]
+    assert (
+        len(rom)
+        and np.all(rom["ci_low"] <= rom["value"])
+        and np.all(rom["value"] <= rom["ci_high"])
+    )
+
+
 def test_the_study_stores_every_mdc95(assessed, tmp_path):
     study = mp.Study(tmp_path / "study.sqlite")
     t0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
