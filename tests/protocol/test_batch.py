@@ -210,7 +210,15 @@ def test_batch_on_postgresql_gives_the_sqlite_rows_and_skips_on_rerun(cohort, re
     report = _batch(cohort, pg_url)
     assert report.ok and len(report.done) == 3
     _assert_same(_tables(pg_url), reference)
-    assert len(_batch(cohort, pg_url).skipped) == 3
+    rerun = _batch(cohort, pg_url)
+    assert len(rerun.skipped) == 3 and rerun.workers == 0  # no cluster started
+
+
+def test_two_sessions_of_one_folder_name_are_refused_before_any_work(cohort, tmp_path):
+    other = Path(shutil.copytree(cohort[0], tmp_path / "elsewhere" / cohort[0].name))
+    with pytest.raises(mp.InputError, match="folder name"):
+        _batch([cohort[0], other], str(tmp_path / "study.sqlite"))
+    assert not (tmp_path / "study.sqlite").exists()
 
 
 # ---------------------------------------------------------------------------- CLI
