@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,8 +251,7 @@ def run_batch(
     started = time.perf_counter()
     proto = as_protocol(protocol)
     folders = [Path(s) for s in sessions]
-    names = [f.absolute().name for f in folders]
-    twice = sorted({n for n in names if names.count(n) > 1})
+    twice = [n for n, k in Counter(f.absolute().name for f in folders).items() if k > 1]
     if twice:
         raise InputError(
             f"sessions: {len(twice)} folder name(s) given more than once; expected one folder "
