@@ -204,7 +204,16 @@ def _rmse(est, truth, mask):
     return float(np.sqrt(np.mean(np.sum((est - truth) ** 2, -1)[mask])))
 
 
-def test_cpu_training_learns() -> None:
+@pytest.fixture
+def one_thread():
+    """Train on one thread: tiny tensors gain nothing from more, and lose to contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_cpu_training_learns(one_thread) -> None:
     """A tiny refiner trained on the CPU on synthetic squats and gait (markerless jitter of
     20 mm per axis, dropouts and occlusion gaps; no constant bias, which no method can see, and
     no swaps or outliers, which the clean-up removes before the refiner) beats, on held-back
