@@ -19,6 +19,7 @@ import medpose.demo_visit
 from medpose.cli import main
 from medpose.errors import InputError
 from medpose.protocol.session_result import store_metrics
+from medpose.report.labels import metric_label
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +128,8 @@ def test_store_metrics_keeps_one_key_per_target_and_fiducial():
     )
     stored = store_metrics(metrics)
     assert list(stored["metric"]) == ["fre", "tre.hip_r", "tre.hip_l", "rom_knee_flexion"]
+    # the report's progress part reads them back in words
+    assert metric_label("tre.hip_r") == "Predicted target registration error, hip (right)"
     study = mp.Study(":memory:")
     study.add_run(
         patient="P1",

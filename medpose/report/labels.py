@@ -110,9 +110,13 @@ def metric_label(key: str, joint: Any = None) -> str:
     """Readable name of a metric key: ``"Range of motion, knee flexion"``.
 
     ``symmetry_index_rom_knee_flexion`` -> ``"Left/right difference of range of motion,
-    knee flexion"``.  An unknown key is shown with spaces for underscores, never raw.
+    knee flexion"``.  An unknown key is shown with spaces for underscores, never raw.  A study
+    key ``metric.name`` (``tre.hip_r``) names its target, fiducial or joint after the dot.
     """
-    base, rest = _base(str(key))
+    key, dot, named = str(key).partition(".")
+    if dot and not joint:
+        joint = named
+    base, rest = _base(key)
     if base not in METRIC_LABELS:
         return str(key).replace("_", " ").capitalize()
     label = METRIC_LABELS[base]
