@@ -13,7 +13,7 @@ of both arms) as 2D keypoints per camera.  On each session:
    the skeleton fitted (joint angles), repetitions, metrics with confidence intervals, scores
    against published norms (the catalogue's protocols with their input step set to triangulate:
    ``OUT/protocols/``);
-3. every run recorded in the study database ``OUT/study.sqlite``;
+3. every run recorded in the study database ``OUT/study.sqlite`` (made anew by each run);
 4. a report (HTML and PDF) per session and protocol in ``OUT/reports/<session>/<protocol>/``;
    the follow-up's reports show the progress since the baseline against the minimal
    detectable change (MDC95).
@@ -207,6 +207,11 @@ def run_demo(
         problems = [f"{v.visit.name}: {p}" for v in visits for p in v.problems]
         if problems:
             return {"valid": False, "problems": problems}
+        for stale in (
+            study_path,
+            *(study_path.with_name(study_path.name + x) for x in ("-wal", "-shm")),
+        ):
+            stale.unlink(missing_ok=True)  # made anew: a baseline report shows no later session
         study = Study(study_path)
         reports: dict[str, dict[str, Any]] = {}
         try:
