@@ -52,6 +52,7 @@ from ..errors import InputError, MedposeError
 from ..kinematics.fit import Fit, fit
 from ..temporal.repetitions import REPETITION_COLUMNS, segment_repetitions
 from .assessment import METRIC_COLUMNS, SCORE_COLUMNS, Assessment
+from .composite import COMPOSITE_FORMULAS, composite_of, published_reliability
 from .criteria import criterion_rows, is_criterion, keypoints_of
 from .definition_schema import MetricSpec, TrialSpec
 from .keypoint_metrics import KEYPOINT_INPUTS, KeypointSource, keypoint_metric
@@ -64,12 +65,6 @@ __all__ = ["NOT_COMPUTED", "COMPOSITE_FORMULAS", "composite_of", "run_protocol"]
 
 #: Reason given to a metric the protocol declares but medpose does not compute.
 NOT_COMPUTED = "not computed by this version"
-#: Protocol composite formula -> :data:`medpose.scoring.FORMULAS` key.
-COMPOSITE_FORMULAS = {
-    "weighted_mean_capped_100": "weighted_mean_capped",
-    "weighted_mean": "weighted_mean",
-    "minimum": "min_capped",
-}
 _SUFFIX = {"left": "_l", "right": "_r"}
 _MIN_CI = 3
 _AGGREGATE: dict[str, Callable[..., Any]] = {
@@ -405,16 +400,6 @@ def _norm(key: str, age: float | None, sex: str | None) -> pd.Series:
     return row
 
 
-def _reliability(norm_key: str) -> dict[str, Any] | None:
-    """The published measurement error of the measure a norm key names
-    (``metric.source.joint`` or ``metric.source``), None where none is published."""
-    parts = norm_key.split(".")
-    try:
-        return scoring.reliability_for(parts[0], parts[-1] if len(parts) > 2 else None)
-    except InputError:
-        return None
-
-
 def _score_rows(
     protocol: Protocol, metrics: pd.DataFrame, age: float | None, sex: str | None
 ) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -446,7 +431,8 @@ def _score_rows(
                 ci = None
                 if math.isfinite(r.ci_low) and math.isfinite(r.ci_high):
                     ci = [r.ci_low, r.ci_high]
-                s = scoring.score_metric(r.value, norm, ci=ci, reliability=_reliability(spec.norm))
+                rel = published_reliability(spec.norm)
+                s = scoring.score_metric(r.value, norm, ci=ci, reliability=rel)
             except MedposeError as e:
                 out["reason"] = str(e)
             else:
@@ -467,28 +453,6 @@ def _score_rows(
             else:
                 percents.setdefault(spec.key, math.nan)
     return pd.DataFrame(rows, columns=list(SCORE_COLUMNS)), percents
-
-
-def composite_of(protocol: Protocol, scores: pd.DataFrame) -> tuple[Any, float, str]:
-    """The protocol's composite of a scores table (:data:`SCORE_COLUMNS`): per metric its
-    lower (worse) percent over sides or trials, with that row's SEM in percent points
-    (``mdc95_percent / (1.96 sqrt 2)``) for the composite's MDC95.  Returns the
-    :class:`~medpose.scoring.CompositeResult` (None without a composite), its value and its
-    reason."""
-    comp = protocol.spec.composite
-    if comp is None:
-        return None, math.nan, "the protocol defines no composite"
-    parts: dict[str, float] = {}
-    sems: dict[str, float] = {}
-    for key in comp.weights:
-        rows = scores[scores["metric"] == key]
-        p = rows["percent"].astype(float)
-        p = p[np.isfinite(p)]
-        parts[key] = float(p.min()) if not p.empty else math.nan
-        mdc = float(rows.loc[p.idxmin(), "mdc95_percent"]) if not p.empty else math.nan
-        sems[key] = mdc / (1.96 * math.sqrt(2.0))
-    result = scoring.composite(parts, comp.weights, COMPOSITE_FORMULAS[comp.formula], sems=sems)
-    return result, float(result), result.reasons[0]
 
 
 # ------------------------------------------------------------------------------ entry

@@ -320,7 +320,7 @@ def _fill_mdc95(protocol: Protocol, scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def _composite(protocol: Protocol, scores: pd.DataFrame) -> tuple[Any, float, str]:
-    from .runner import composite_of
+    from .composite import composite_of
 
     return composite_of(protocol, scores)  # the worse side or trial, with its SEM
 
