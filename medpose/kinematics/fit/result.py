@@ -229,12 +229,13 @@ class Fit:
         v = np.where(self.observable | ~self.skeleton.rotational, self.q, np.nan)
         return JointAngles(v, self.dof_names, self.rate, start=self.start)
 
-    def to_mot(self, path: str | os.PathLike) -> Path:
-        """OpenSim motion file (``inDegrees=yes``, translations in metres) via
-        :func:`medpose.io.mot.write_mot`."""
-        from ...io.mot import write_mot
+    def to_mot(self, path: str | os.PathLike, model: str | None = "pose2sim") -> Path:
+        """OpenSim motion file: the coordinates of an OpenSim ``model`` (names, signs, degrees,
+        pelvis in metres; :func:`medpose.io.opensim.write_opensim_mot`), or medpose's own DoF
+        names with ``model=None`` (:func:`medpose.io.mot.write_mot`)."""
+        from ...io.opensim import write_opensim_mot
 
-        return write_mot(self.joint_angles(), path)
+        return write_opensim_mot(self.joint_angles(), path, model, alignment=self.alignment)
 
     def _table(self) -> pd.DataFrame:
         df = pd.concat([self.angles, self.translations.add_suffix("_mm")], axis=1)

@@ -1,0 +1,181 @@
+"""medpose's joint angles on an OpenSim model: coordinate names, signs, units and origins.
+
+A model mapping is packaged data (``medpose/resources/opensim_models/<model>.yaml``): for each of
+the model's coordinates, the medpose DoF it comes from, a sign and a constant offset (degrees),
+coordinates held at fixed values, and where the model's pelvis origin lies relative to the
+mid-point of the hip joint centres (medpose's pelvis origin).  :func:`to_opensim` turns
+:class:`~medpose.data.JointAngles` (e.g. ``Fit.joint_angles()``) into the model's coordinates;
+:func:`write_opensim_mot` writes them as a ``.mot`` file that OpenSim and Pose2Sim load on that
+model (``Fit.to_mot(path, model="pose2sim")``).
+
+Models: ``"pose2sim"`` (Pose2Sim's ``Model_Pose2Sim_simple.osim`` and
+``Model_Pose2Sim_muscles_flex.osim``; the same coordinates).
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from ..data import JointAngles
+from ..errors import InputError
+from ..packaged import resource_yaml
+from ._util import display_name
+from .mot import write_mot
+
+__all__ = [
+    "OPENSIM_MODELS",
+    "opensim_mapping",
+    "osim_coordinates",
+    "osim_hip_centre",
+    "to_opensim",
+    "write_opensim_mot",
+]
+
+OPENSIM_MODELS = ("pose2sim",)
+_PELVIS = ("pelvis_tilt", "pelvis_list", "pelvis_rotation")
+_TRANS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
+
+
+def opensim_mapping(model: str = "pose2sim") -> dict[str, Any]:
+    """The packaged mapping of medpose's DoFs onto an OpenSim model (see the module docstring).
+
+    Raises
+    ------
+    InputError
+        ``model`` is not one of :data:`OPENSIM_MODELS`.
+    """
+    if model not in OPENSIM_MODELS:
+        raise InputError(f"OpenSim model {model!r}: unknown; expected one of {OPENSIM_MODELS}")
+    data: dict[str, Any] = resource_yaml(f"opensim_models/{model}.yaml")
+    return data
+
+
+def _parse_osim(path: str | os.PathLike) -> ET.Element:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{display_name(p)}: no such OpenSim model file (.osim)")
+    try:
+        root = ET.parse(p).getroot()
+    except ET.ParseError as e:
+        raise InputError(f"{display_name(p)}: not an OpenSim model (XML error: {e})") from None
+    if root.find("Model") is None and root.tag != "Model":
+        raise InputError(f"{display_name(p)}: no <Model> element; expected an OpenSim .osim file")
+    return root
+
+
+def osim_coordinates(path: str | os.PathLike) -> list[str]:
+    """The names of every ``<Coordinate>`` of an OpenSim model file, in file order."""
+    root = _parse_osim(path)
+    return [str(c.get("name")) for c in root.iter("Coordinate") if c.get("name")]
+
+
+def osim_hip_centre(path: str | os.PathLike) -> np.ndarray:
+    """Mid-point of the hip joint centres in the model's pelvis frame, metres: the mean of the
+    translations of the parent frames of the joints named ``hip_r`` and ``hip_l``."""
+    root = _parse_osim(path)
+    found = []
+    for joint in root.iter():
+        if joint.get("name") not in ("hip_r", "hip_l"):
+            continue
+        parent = (joint.findtext("socket_parent_frame") or "").strip()
+        for frame in joint.iter("PhysicalOffsetFrame"):
+            if frame.get("name") == parent:
+                found.append([float(v) for v in (frame.findtext("translation") or "").split()])
+    if len(found) != 2 or any(len(f) != 3 for f in found):
+        raise InputError(
+            f"{display_name(Path(path))}: hip joints: found {len(found)} parent frames with a "
+            "translation; expected joints 'hip_r' and 'hip_l' with a PhysicalOffsetFrame each"
+        )
+    return np.mean(np.asarray(found), axis=0)
+
+
+def to_opensim(
+    angles: JointAngles,
+    model: str = "pose2sim",
+    *,
+    alignment: np.ndarray | None = None,
+    osim: str | os.PathLike | None = None,
+) -> JointAngles:
+    """medpose's DoFs as the coordinates of an OpenSim model.
+
+    Parameters
+    ----------
+    angles : JointAngles
+        medpose DoFs (degrees; ``pelvis_tx/ty/tz`` in millimetres in the skeleton's axes), e.g.
+        ``Fit.joint_angles()``.  A DoF that is NaN in every frame (not observed) is taken at its
+        neutral value 0; frames that are NaN stay NaN.
+    model : str
+        A packaged mapping (:data:`OPENSIM_MODELS`).
+    alignment : array (3, 3), optional
+        Rotation from the data's axes to the skeleton's (``Fit.alignment``): the pelvis pose is
+        written in the data's axes, the frame OpenSim's ground shares with the marker file.
+    osim : path, optional
+        The model file (e.g. a scaled one): the hip joint centres are read from it.
+
+    Returns
+    -------
+    JointAngles
+        The model's coordinates in its order (degrees; pelvis translations in millimetres,
+        which :func:`~medpose.io.mot.write_mot` writes in metres).
+    """
+    m = opensim_mapping(model)
+    idx = {n: i for i, n in enumerate(angles.names)}
+    need = [c["dof"] for c in m["coordinates"].values()] + list(_TRANS)
+    missing = [d for d in need if d not in idx]
+    if missing:
+        raise InputError(
+            f"to_opensim: joint angles lack {missing[:6]}; expected medpose's default skeleton "
+            f"DoFs for the OpenSim model {model!r}"
+        )
+    v = np.asarray(angles.values, dtype=float).copy()
+    v[:, np.all(np.isnan(v), axis=0)] = 0.0
+    col = {d: v[:, idx[d]] for d in need}
+    hip = np.asarray(m["hip_centre_m"], float) if osim is None else osim_hip_centre(osim)
+    A = np.eye(3) if alignment is None else np.asarray(alignment, dtype=float)
+
+    # pelvis pose in the skeleton's axes (medpose: ZXY intrinsic, tilt about -Z), then in the data's
+    ok = np.all(np.isfinite(np.column_stack([col[d] for d in (*_PELVIS, *_TRANS)])), axis=1)
+    eul = np.column_stack([-col["pelvis_tilt"], col["pelvis_list"], col["pelvis_rotation"]])
+    out_eul = np.full_like(eul, np.nan)
+    origin = np.full((len(v), 3), np.nan)
+    if ok.any():
+        R = A.T @ Rotation.from_euler("ZXY", eul[ok], degrees=True).as_matrix()
+        t = np.column_stack([col[d] for d in _TRANS])[ok] @ A  # A.T @ t per row
+        out_eul[ok] = Rotation.from_matrix(R).as_euler("ZXY", degrees=True)
+        origin[ok] = t - R @ (hip * 1000.0)
+    names: list[str] = []
+    cols: list[np.ndarray] = []
+    for coord, spec in m["coordinates"].items():
+        names.append(coord)
+        if coord in _PELVIS:
+            cols.append(out_eul[:, _PELVIS.index(coord)])
+        else:
+            cols.append(spec["sign"] * col[spec["dof"]] + float(spec.get("offset_deg", 0.0)))
+    for coord, value in m.get("fixed", {}).items():
+        names.append(coord)
+        cols.append(np.where(ok, float(value), np.nan))
+    names.extend(_TRANS)
+    cols.extend(origin.T)
+    return JointAngles(np.column_stack(cols), tuple(names), angles.rate, start=angles.start)
+
+
+def write_opensim_mot(
+    angles: JointAngles,
+    path: str | os.PathLike,
+    model: str | None = "pose2sim",
+    *,
+    alignment: np.ndarray | None = None,
+    osim: str | os.PathLike | None = None,
+) -> Path:
+    """Write :func:`to_opensim` of ``angles`` as an OpenSim ``.mot`` file (atomically): degrees,
+    pelvis translations in metres, the model's coordinate names.  ``model=None``: medpose's own
+    DoF names, as they are (:func:`~medpose.io.mot.write_mot`)."""
+    if model is None:
+        return write_mot(angles, path)
+    return write_mot(to_opensim(angles, model, alignment=alignment, osim=osim), path)
