@@ -33,6 +33,7 @@ __all__ = [
     "opensim_mapping",
     "osim_coordinates",
     "osim_hip_centre",
+    "osim_marker",
     "to_opensim",
     "write_opensim_mot",
 ]
@@ -95,12 +96,42 @@ def osim_hip_centre(path: str | os.PathLike) -> np.ndarray:
     return np.mean(np.asarray(found), axis=0)
 
 
+def osim_marker(path: str | os.PathLike, name: str) -> tuple[str, np.ndarray] | None:
+    """Body and location (metres, in the body's frame) of the marker ``name`` of a model file
+    (its ``<MarkerSet>``, e.g. a model scaled by Pose2Sim), or None if it has no such marker."""
+    root = _parse_osim(path)
+    for mk in root.iter("Marker"):
+        if mk.get("name") == name:
+            body = (mk.findtext("socket_parent_frame") or "").strip().rsplit("/", 1)[-1]
+            loc = [float(v) for v in (mk.findtext("location") or "").split()]
+            if len(loc) == 3:
+                return body, np.asarray(loc)
+    return None
+
+
+def _pelvis_point(m: dict[str, Any], osim: str | os.PathLike | None) -> tuple[bool, np.ndarray]:
+    """(is a keypoint, position in the model's pelvis frame, m): the model's marker for medpose's
+    ``pelvis`` keypoint (from ``osim`` when it has it), else the hip joint centres' mid-point."""
+    ref = m.get("pelvis_keypoint")
+    if ref is None:
+        return False, np.asarray(m["hip_centre_m"], float) if osim is None else osim_hip_centre(
+            osim
+        )
+    if osim is None:
+        return True, np.asarray(ref["location_m"], float)
+    found = osim_marker(osim, ref["marker"])
+    if found is not None and found[0] == "pelvis":
+        return True, found[1]
+    return False, osim_hip_centre(osim)
+
+
 def to_opensim(
     angles: JointAngles,
     model: str = "pose2sim",
     *,
     alignment: np.ndarray | None = None,
     osim: str | os.PathLike | None = None,
+    pelvis_keypoint_mm: np.ndarray | None = None,
 ) -> JointAngles:
     """medpose's DoFs as the coordinates of an OpenSim model.
 
@@ -116,7 +147,13 @@ def to_opensim(
         Rotation from the data's axes to the skeleton's (``Fit.alignment``): the pelvis pose is
         written in the data's axes, the frame OpenSim's ground shares with the marker file.
     osim : path, optional
-        The model file (e.g. a scaled one): the hip joint centres are read from it.
+        The model file (e.g. one scaled by Pose2Sim): the pelvis reference point is read from it.
+    pelvis_keypoint_mm : array (3,), optional
+        Where the skeleton fitted has its ``pelvis`` keypoint in its pelvis frame, mm (default 0:
+        medpose's default skeleton, where it is the mid-point of the hip joint centres).  The
+        pelvis is placed so that this point lands on the model's marker for that keypoint
+        (``Hip`` on Pose2Sim's models), the point both were fitted to; a model file without that
+        marker falls back to the mid-point of its hip joint centres.
 
     Returns
     -------
@@ -136,7 +173,9 @@ def to_opensim(
     v = np.asarray(angles.values, dtype=float).copy()
     v[:, np.all(np.isnan(v), axis=0)] = 0.0
     col = {d: v[:, idx[d]] for d in need}
-    hip = np.asarray(m["hip_centre_m"], float) if osim is None else osim_hip_centre(osim)
+    is_kp, ref_m = _pelvis_point(m, osim)
+    kp = np.zeros(3) if pelvis_keypoint_mm is None or not is_kp else pelvis_keypoint_mm
+    shift = np.asarray(kp, dtype=float) - ref_m * 1000.0  # model origin = point - R @ (ref - kp)
     A = np.eye(3) if alignment is None else np.asarray(alignment, dtype=float)
 
     # pelvis pose in the skeleton's axes (medpose: ZXY intrinsic, tilt about -Z), then in the data's
@@ -148,7 +187,7 @@ def to_opensim(
         R = A.T @ Rotation.from_euler("ZXY", eul[ok], degrees=True).as_matrix()
         t = np.column_stack([col[d] for d in _TRANS])[ok] @ A  # A.T @ t per row
         out_eul[ok] = Rotation.from_matrix(R).as_euler("ZXY", degrees=True)
-        origin[ok] = t - R @ (hip * 1000.0)
+        origin[ok] = t + R @ shift
     names: list[str] = []
     cols: list[np.ndarray] = []
     for coord, spec in m["coordinates"].items():
@@ -172,10 +211,14 @@ def write_opensim_mot(
     *,
     alignment: np.ndarray | None = None,
     osim: str | os.PathLike | None = None,
+    pelvis_keypoint_mm: np.ndarray | None = None,
 ) -> Path:
     """Write :func:`to_opensim` of ``angles`` as an OpenSim ``.mot`` file (atomically): degrees,
     pelvis translations in metres, the model's coordinate names.  ``model=None``: medpose's own
     DoF names, as they are (:func:`~medpose.io.mot.write_mot`)."""
     if model is None:
         return write_mot(angles, path)
-    return write_mot(to_opensim(angles, model, alignment=alignment, osim=osim), path)
+    o = to_opensim(
+        angles, model, alignment=alignment, osim=osim, pelvis_keypoint_mm=pelvis_keypoint_mm
+    )
+    return write_mot(o, path)

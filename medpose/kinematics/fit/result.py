@@ -229,13 +229,32 @@ class Fit:
         v = np.where(self.observable | ~self.skeleton.rotational, self.q, np.nan)
         return JointAngles(v, self.dof_names, self.rate, start=self.start)
 
-    def to_mot(self, path: str | os.PathLike, model: str | None = "pose2sim") -> Path:
+    def to_mot(
+        self,
+        path: str | os.PathLike,
+        model: str | None = "pose2sim",
+        osim: str | os.PathLike | None = None,
+    ) -> Path:
         """OpenSim motion file: the coordinates of an OpenSim ``model`` (names, signs, degrees,
-        pelvis in metres; :func:`medpose.io.opensim.write_opensim_mot`), or medpose's own DoF
-        names with ``model=None`` (:func:`medpose.io.mot.write_mot`)."""
+        pelvis in metres; :func:`medpose.io.opensim.write_opensim_mot`; ``osim``: the model file,
+        e.g. a scaled one), or medpose's own DoF names with ``model=None``."""
         from ...io.opensim import write_opensim_mot
 
-        return write_opensim_mot(self.joint_angles(), path, model, alignment=self.alignment)
+        z = np.zeros((1, len(self.dof_names)))  # the zero pose: world = pelvis frame
+        has = "pelvis" in self.skeleton.keypoint_names
+        kp = (
+            np.asarray(forward_kinematics(self.skeleton, z, keypoints=["pelvis"]))[0, 0]
+            if has
+            else None
+        )
+        return write_opensim_mot(
+            self.joint_angles(),
+            path,
+            model,
+            alignment=self.alignment,
+            osim=osim,
+            pelvis_keypoint_mm=kp,
+        )
 
     def _table(self) -> pd.DataFrame:
         df = pd.concat([self.angles, self.translations.add_suffix("_mm")], axis=1)
