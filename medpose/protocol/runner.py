@@ -39,7 +39,7 @@ The steps, on the joint angles of one trial:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,7 @@ from .composite import COMPOSITE_FORMULAS, composite_of, published_reliability
 from .criteria import criterion_rows, is_criterion, keypoints_of
 from .definition_schema import MetricSpec, TrialSpec
 from .keypoint_metrics import KEYPOINT_INPUTS, KeypointSource, keypoint_metric
-from .vocabulary import METRICS
+from .vocabulary import METRICS, bilateral_bases
 
 if TYPE_CHECKING:
     from .definition import Protocol
@@ -115,8 +115,19 @@ def _trial(protocol: Protocol, trial: str | None) -> TrialSpec:
     return protocol.trial(trial)
 
 
+def _sided(joint: str) -> bool:
+    """Whether ``joint`` is a bilateral base (``knee_flexion``) that takes the side's suffix."""
+    return joint in bilateral_bases()
+
+
+def _dof(joint: str, side: str) -> str:
+    """The angle column of ``joint`` on ``side``: a bilateral base takes the side's suffix; a
+    joint with no side (``lumbar_flexion``) or with its suffix already is used as it is."""
+    return joint + _SUFFIX[side] if _sided(joint) and side in _SUFFIX else joint
+
+
 def _column(angles: pd.DataFrame, joint: str, side: str) -> np.ndarray | None:
-    name = joint if joint.endswith(("_l", "_r")) else joint + _SUFFIX[side]
+    name = _dof(joint, side)
     if name not in angles.columns:
         return None
     return np.asarray(angles[name], dtype=float)
@@ -151,6 +162,16 @@ def _sides(
 
 
 # ------------------------------------------------------------------------------ metrics
+def symmetry_base(pair: MetricSpec, specs: Sequence[MetricSpec]) -> str:
+    """The key of the metric a ``symmetry_index`` compares: the trial's metric named ``of`` on
+    the same joint or keypoint (its own ``id`` if it has one, e.g. ``rom_shoulder_extension``)."""
+    name = pair.of or "rom"
+    for m in specs:
+        if m.name == name and (m.joint, m.keypoint) == (pair.joint, pair.keypoint):
+            return m.key
+    return MetricSpec(name=name, joint=pair.joint, keypoint=pair.keypoint).key
+
+
 def _row(
     trial: str, key: str, joint: str, side: str, rep: float, value: float, unit: str, why: str
 ) -> dict[str, Any]:
@@ -206,6 +227,9 @@ def _call(
         params.setdefault("window_s", window)
     if info.input == "speed":
         x = np.abs(scoring.angular_velocity(x, rate, window_s=window))
+    if over_trial and spec.name == "movement_time" and reps is not None and not reps.empty:
+        # a timed test (5xSTS): from the first repetition's start to the last one's end
+        x = x[int(reps["start_frame"].min()) : int(reps["end_frame"].max()) + 1]
     parts: Any = [x] if over_trial else _segments(x, reps, to_rest=spec.name == "rom")
     if spec.name == "dtw_distance":
         template = np.mean(
@@ -300,7 +324,9 @@ def _metric_rows(
                 done[(spec.key, kv.side)] = value
                 _noise_ci(rows[-1], kv.ci)
             continue
-        for side in sides if (spec.joint or spec.keypoint) else ("",):
+        # a joint with no side (lumbar_flexion) is measured once, on the first side's repetitions
+        one = (spec.joint and not _sided(spec.joint)) or not (spec.joint or spec.keypoint)
+        for side in ("",) if one else sides:
             if not spec.computable:
                 rows.append(
                     _row(trial, spec.key, joint, side, math.nan, math.nan, unit, NOT_COMPUTED)
@@ -312,9 +338,9 @@ def _metric_rows(
                 if spec.keypoint and not spec.joint:
                     why = f"{NOT_COMPUTED} on a keypoint ({spec.keypoint})"
                 elif x is None:
-                    why = f"joint angle {spec.joint} ({side}) missing from the data"
+                    why = f"joint angle {_dof(joint, side)} missing from the data"
                 else:
-                    why = f"joint angle {spec.joint} ({side}) is NaN in every frame"
+                    why = f"joint angle {_dof(joint, side)} is NaN in every frame"
                 rows.append(_row(trial, spec.key, joint, side, math.nan, math.nan, unit, why))
                 continue
             rep = reps.get(side) if side else next(iter(reps.values()), None)
@@ -340,14 +366,12 @@ def _metric_rows(
             done[(spec.key, side)] = _summarise(rows, spec, trial, side, res, over_trial)
             if x is not None and spec.joint and not math.isfinite(rows[-1]["ci_low"]):
                 # no bootstrap (one value, or < 3 repetitions): the fit's angle noise
-                dof = (
-                    spec.joint if spec.joint.endswith(("_l", "_r")) else spec.joint + _SUFFIX[side]
-                )
+                dof = _dof(spec.joint, side)
                 stat = partial(_summary_value, spec, rep, rate, over_trial)
                 _noise_ci(rows[-1], source.angle_interval(stat, x, dof))
     for spec in pairs:
         joint = spec.joint or ""
-        base = MetricSpec(name=spec.of or "rom", joint=spec.joint, keypoint=spec.keypoint).key
+        base = symmetry_base(spec, specs)
         left, right = done.get((base, "left")), done.get((base, "right"))
         if not spec.computable:
             why = NOT_COMPUTED
@@ -388,7 +412,11 @@ def _metric_rows(
 def _norm(key: str, age: float | None, sex: str | None) -> pd.Series:
     parts = key.split(".")
     if len(parts) == 2:  # metric.source of a whole-body test: the row of the patient's group
-        row = scoring.norm_for(parts[0], age=age, sex=sex, source=parts[1])
+        table = scoring.load_norms()
+        named = table.loc[table["key"].astype(str).str.startswith(key + "."), "metric"]
+        if named.empty:
+            raise InputError(f"norm key {key!r} not found; no row's key starts with it")
+        row = scoring.norm_for(str(named.iloc[0]), age=age, sex=sex, source=parts[1])
         if str(row["key"]).startswith(key + "."):
             return row
         raise InputError(f"norm key {key!r} not found; nearest row {row['key']!r}")
