@@ -47,6 +47,7 @@ __all__ = [
     "save_detector",
     "load_detector",
     "CHECKPOINT_FORMAT",
+    "shipped_detector",
 ]
 
 #: ``format`` entry of a detector checkpoint's metadata.
@@ -337,6 +338,19 @@ def save_detector(
     with atomic_path(dest) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return dest
+
+
+def shipped_detector() -> Path:
+    """Path of the detector shipped with medpose (``medpose/resources/models/``): 14 pelvis and
+    leg landmarks of CT, trained on synthetic phantoms; ``docs/detector.md`` gives its training
+    command and validation record."""
+    from importlib import resources
+
+    return Path(str(resources.files("medpose.resources").joinpath("models").joinpath(SHIPPED)))
+
+
+#: File name of the shipped detector in ``medpose/resources/models/``.
+SHIPPED = "landmark_detector.safetensors"
 
 
 def _expected_config(expect: Any, have: DetectorConfig) -> DetectorConfig | None:

@@ -26,7 +26,13 @@ import torch
 from ..data import Landmarks
 from ..errors import InputError
 from ..geometry import LPS
-from .detector import LandmarkDetector, heatmap_confidence, load_detector, soft_argmax
+from .detector import (
+    LandmarkDetector,
+    heatmap_confidence,
+    load_detector,
+    shipped_detector,
+    soft_argmax,
+)
 from .transforms import grid_affine, resample, to_lps, volume_affine, windowed_tensor
 from .volume import Volume
 
@@ -34,6 +40,8 @@ __all__ = [
     "Detection",
     "detect_landmarks",
     "detect_and_register",
+    "detector_fle",
+    "detect_and_register_with",
     "coarse_affine",
     "fine_affines",
     "autocast",
@@ -305,9 +313,42 @@ def detect_landmarks(
     )
 
 
+def detector_fle(detector: LandmarkDetector, names: Sequence[str]) -> np.ndarray | None:
+    """The detector's FLE covariance (mm^2, LPS) of each named landmark, shape (N, 3, 3).
+
+    It is the second moment of the error vector measured on held-back phantoms when the
+    checkpoint was made (``info["validation"]``, :func:`~medpose.imaging.detector_train.
+    validation_record`): the landmark's error covariance plus its steady offset (bias), so a
+    landmark found with a steady offset counts with its full RMS error.  None when the
+    checkpoint records no validation.
+
+    Raises
+    ------
+    InputError
+        The record lacks a named landmark or holds a malformed entry.
+    """
+    val = detector.config.extra.get("validation")
+    if not val:
+        return None
+    per = val.get("landmarks", {}) if isinstance(val, dict) else {}
+    missing = [n for n in names if n not in per]
+    if missing:
+        raise InputError(
+            f"detector_fle: the checkpoint's validation record lacks landmarks {missing}; "
+            f"it has {sorted(per)}"
+        )
+    cov = np.array([per[n].get("moment_mm2") for n in names], dtype=float)
+    if cov.shape != (len(names), 3, 3) or not np.all(np.isfinite(cov)):
+        raise InputError(
+            f"detector_fle: the checkpoint's validation 'moment_mm2' entries must be finite "
+            f"3 x 3 matrices, found shape {cov.shape}"
+        )
+    return cov
+
+
 def detect_and_register(
     volume: Volume,
-    checkpoint: LandmarkDetector | str | os.PathLike,
+    checkpoint: LandmarkDetector | str | os.PathLike | None,
     camera_points: Landmarks,
     *,
     fle: Any = None,
@@ -317,9 +358,17 @@ def detect_and_register(
 ) -> Any:
     """Detect landmarks in a volume and register them (moving, LPS) to camera points (fixed).
 
-    Low-confidence detections are left out; the fiducials are the accepted detections that
-    ``camera_points`` also names.  Returns :class:`~medpose.registration.Registration`;
-    ``fle`` and ``robust`` are passed to :func:`~medpose.registration.register`.
+    ``checkpoint`` None: the detector shipped with medpose
+    (:func:`~medpose.imaging.detector.shipped_detector`).  Low-confidence detections are left
+    out; the fiducials are the accepted detections that
+    ``camera_points`` also names.  Returns :class:`~medpose.registration.Registration`.
+
+    The FLE of the detected (moving) side is the detector's own, measured per landmark on
+    held-back phantoms (:func:`detector_fle`: covariance plus bias, so each fiducial has its
+    own, anisotropic FLE); the registration weights the fiducials by it and its predicted TRE
+    uses it.  ``fle`` is the camera side's FLE (a number: RMS 3D mm; or a covariance), or a
+    mapping ``{"fixed": .., "moving": ..}`` whose ``"moving"`` replaces the detector's.
+    ``robust`` is passed to :func:`~medpose.registration.register`.
 
     Raises
     ------
@@ -329,10 +378,36 @@ def detect_and_register(
         Fewer than 3 accepted detections named in ``camera_points`` (the message lists the
         flagged ones).
     """
+    reg, _ = detect_and_register_with(
+        volume, checkpoint, camera_points, fle=fle, robust=robust,
+        min_confidence=min_confidence, device=device,
+    )  # fmt: skip
+    return reg
+
+
+def detect_and_register_with(
+    volume: Volume,
+    checkpoint: LandmarkDetector | str | os.PathLike | None,
+    camera_points: Landmarks,
+    *,
+    fle: Any = None,
+    robust: bool = False,
+    min_confidence: float | None = None,
+    device: str | torch.device | None = None,
+    scale: bool = False,
+    **register_kw: Any,
+) -> tuple[Any, Detection]:
+    """:func:`detect_and_register` that also returns the :class:`Detection` (and takes
+    :func:`~medpose.registration.register`'s ``scale`` and other options)."""
+    from collections.abc import Mapping
+
     from ..errors import DegenerateConfiguration
     from ..registration import register
 
-    det = detect_landmarks(volume, checkpoint, device=device, min_confidence=min_confidence)
+    if checkpoint is None:
+        checkpoint = shipped_detector()
+    model = checkpoint if isinstance(checkpoint, LandmarkDetector) else load_detector(checkpoint)
+    det = detect_landmarks(volume, model, device=device, min_confidence=min_confidence)
     acc = det.accepted
     names = [n for n in acc.names if n in set(camera_points.names)]
     if len(names) < 3:
@@ -342,4 +417,14 @@ def detect_and_register(
             f"{list(det.flagged)}"
         )
     log.info("detect_and_register: fiducials %s; left out (low confidence) %s", names, det.flagged)
-    return register(camera_points, acc, names=names, fle=fle, robust=robust)
+    own = detector_fle(model, names)
+    if isinstance(fle, Mapping):
+        spec: Any = dict(fle) if fle.get("moving") is not None else {**fle, "moving": own}
+    else:
+        spec = {"fixed": fle, "moving": own}
+    if spec.get("fixed") is None and spec.get("moving") is None:
+        spec = None
+    reg = register(
+        camera_points, acc, names=names, fle=spec, robust=robust, scale=scale, **register_kw
+    )
+    return reg, det

@@ -49,6 +49,7 @@ __all__ = [
     "train_landmarks",
     "TrainResult",
     "evaluate_detector",
+    "validation_record",
     "mean_position_errors",
 ]
 
@@ -242,6 +243,7 @@ def train_landmarks(
     checkpoint: str | os.PathLike | None = None,
     info: dict[str, Any] | None = None,
     log_every: int = 10,
+    validation: Sequence[Phantom] | None = None,
 ) -> TrainResult:
     """Train a landmark detector on phantoms (or any volumes with true landmarks).
 
@@ -275,6 +277,11 @@ def train_landmarks(
         tqdm progress bar.
     checkpoint : path, optional
         Where to save the trained detector (``.safetensors``, with ``info``).
+    validation : sequence of Phantom, optional
+        Held-back phantoms (never the training ones): the trained detector's error on them
+        per landmark (:func:`validation_record`) is stored in the checkpoint's ``info``
+        under ``"validation"``, where :func:`~medpose.imaging.detector_run.detect_and_register`
+        takes its FLE from.
 
     Returns
     -------
@@ -388,7 +395,14 @@ def train_landmarks(
     det.eval()
     history = pd.DataFrame(rows).set_index("step") if rows else pd.DataFrame()
     if checkpoint is not None:
-        meta = {"steps": step, "batch_size": batch_size, "seed": seed, "seconds": seconds}
+        meta: dict[str, Any] = {
+            "steps": step,
+            "batch_size": batch_size,
+            "seed": seed,
+            "seconds": seconds,
+        }
+        if validation:
+            meta["validation"] = validation_record(evaluate_detector(det, validation, amp=amp))
         save_detector(det, checkpoint, info={**meta, **(info or {})})
     return TrainResult(
         detector=det, history=history, seconds=seconds, volumes=step * batch_size, device=str(dev)
@@ -407,7 +421,8 @@ def evaluate_detector(
     Returns
     -------
     DataFrame
-        One row per phantom and landmark: ``phantom``, ``landmark``, ``error_mm``,
+        One row per phantom and landmark: ``phantom``, ``landmark``, ``error_mm``, the error
+        vector ``dx_mm``, ``dy_mm``, ``dz_mm`` (detected minus true, LPS),
         ``coarse_error_mm``, ``confidence``, ``spread_mm``.
     """
     dev = torch.device(device) if device is not None else next(detector.parameters()).device
@@ -416,7 +431,8 @@ def evaluate_detector(
     rows = []
     for i, it in enumerate(_items(phantoms, c, dev)):
         out = predict(detector, it.image, it.affine, amp=amp)
-        err = np.linalg.norm(out["landmarks"] - it.points, axis=1)
+        vec = out["landmarks"] - it.points
+        err = np.linalg.norm(vec, axis=1)
         cerr = np.linalg.norm(out["coarse"] - it.points, axis=1)
         for j, name in enumerate(c.landmarks):
             rows.append(
@@ -424,12 +440,66 @@ def evaluate_detector(
                     "phantom": i,
                     "landmark": name,
                     "error_mm": float(err[j]),
+                    "dx_mm": float(vec[j, 0]),
+                    "dy_mm": float(vec[j, 1]),
+                    "dz_mm": float(vec[j, 2]),
                     "coarse_error_mm": float(cerr[j]),
                     "confidence": float(out["confidence"][j]),
                     "spread_mm": float(out["spread_mm"][j]),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def validation_record(
+    errors: pd.DataFrame, min_confidence: float | None = None, **about: Any
+) -> dict[str, Any]:
+    """The detector's localisation error per landmark, as stored in a checkpoint's ``validation``.
+
+    ``errors`` is :func:`evaluate_detector`'s table on held-back phantoms (never the training
+    ones).  Per landmark: ``bias_mm`` (mean error vector, LPS), ``moment_mm2`` (the second
+    moment ``E[e e^T]`` of the error vector: its covariance plus the bias's outer product;
+    used as the landmark's FLE covariance), ``rms_mm`` (RMS 3D error, bias included:
+    ``sqrt(trace(moment_mm2))``) and ``n`` (detections measured).  With ``min_confidence``,
+    detections below it are left out (they are flagged, never registered); ``flagged``
+    counts them.  ``about`` (JSON-able: seeds, spacing) is kept beside it.
+
+    Raises
+    ------
+    InputError
+        Fewer than 2 phantoms (no spread to measure) or missing error-vector columns.
+    """
+    need = {"phantom", "landmark", "dx_mm", "dy_mm", "dz_mm"}
+    if not need <= set(errors.columns):
+        raise InputError(
+            f"validation_record: the errors table lacks {sorted(need - set(errors.columns))}; "
+            "expected evaluate_detector's output"
+        )
+    n = int(errors["phantom"].nunique())
+    if n < 2:
+        raise InputError(f"validation_record: {n} phantom(s); at least 2 held-back are needed")
+    out: dict[str, Any] = {}
+    for name, g in errors.groupby("landmark", sort=False):
+        low = np.zeros(len(g), dtype=bool)
+        if min_confidence is not None:
+            low = g["confidence"].to_numpy(float) < float(min_confidence)
+        g = g[~low]
+        if len(g) < 2:
+            raise InputError(
+                f"validation_record: landmark {name!r} has {len(g)} accepted detection(s); "
+                "at least 2 are needed"
+            )
+        e = g[["dx_mm", "dy_mm", "dz_mm"]].to_numpy(float)
+        moment = e.T @ e / len(e)
+        out[str(name)] = {
+            "rms_mm": float(np.sqrt(np.trace(moment))),
+            "bias_mm": e.mean(axis=0).tolist(),
+            "moment_mm2": moment.tolist(),
+            "n": len(e),
+            "flagged": int(np.sum(low)),
+        }
+    info = {"phantoms": n, "min_confidence": min_confidence, **about}
+    return {**info, "landmarks": out}
 
 
 def mean_position_errors(
