@@ -22,7 +22,15 @@ from ..fk import forward_kinematics
 from .context import Context
 from .problem import NOISE_FLOOR_MM, FitProblem
 from .solver import Priors, solve
-from .starts import branch_moves, choose_branches, interpolate, neighbours, repair, rigid_init
+from .starts import (
+    branch_moves,
+    choose_branches,
+    despike,
+    interpolate,
+    neighbours,
+    repair,
+    rigid_init,
+)
 
 __all__ = [
     "Setup",
@@ -353,6 +361,10 @@ def solve_frames(
         )
         qv, xv, cvv = qv.clone(), xv.clone(), cvv.clone()
         qv[m], xv[m], cvv[m] = qm, xm, cm
+    # a run of frames on another equally good solution than its neighbours: from a neighbour
+    qv, xv, cvv = despike(
+        ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, st.n_var, xtol, max_iter, st.rot
+    )
     return qv, xv, cvv
 
 

@@ -5,9 +5,12 @@
 * :func:`interpolate`: frames between solved ones start from their neighbours' solution.
 * :func:`branch_moves` / :func:`choose_branches`: a ball joint's Euler angles have two branches
   (and a segment's half turn about its own axis can move nothing the keypoints see); among poses
-  that fit equally well the one nearest the neutral pose is kept.
+  that fit equally well the one whose joint rotations are nearest the neutral pose's (smallest
+  rotation angles) is kept.
 * :func:`repair`: frames left in a local minimum are restarted from their rigid start or a
   neighbour's solution.
+* :func:`despike`: a run of frames on another, equally good solution than the frames around
+  it is solved again from its nearest regular frame.
 * :func:`neighbours`: the mean of the neighbouring frames, for the temporal smoothness term.
 """
 
@@ -28,6 +31,7 @@ __all__ = [
     "choose_branches",
     "frame_rms",
     "repair",
+    "despike",
     "interpolate",
     "neighbours",
 ]
@@ -179,8 +183,12 @@ def choose_branches(
 
     Each move of :func:`branch_moves` is tried on every frame; it is taken where it stays
     inside the hard limits, does not raise the keypoint cost (beyond rounding) and brings the
-    joint nearer neutral (squared distance to ``mu`` of the DoFs it changes).  Returns the new
-    q and a mask of the frames that changed.
+    joints it changes nearer neutral: a smaller sum of squared rotation angles between each
+    joint's rotation and its rotation at ``mu`` (the geodesic distance; Euler angles are no
+    measure of it: a straight arm overhead by flexion 164 with abduction 29 is a 164-degree
+    rotation, its twin turned half about the humerus, flexion -16 with abduction 151, nearly
+    180, although the latter's Euler angles are nearer zero).  Returns the new q and a mask of
+    the frames that changed.
     """
     changed = torch.zeros(q.shape[0], dtype=torch.bool, device=q.device)
     if not moves or q.shape[0] == 0:
@@ -188,7 +196,13 @@ def choose_branches(
     sw = torch.sqrt(w)[..., None]
     x = ctx.keypoints_at(q)
     cost = ((sw * (x - x_obs)) ** 2).sum(dim=(1, 2))
+    sk = ctx.sk
+    dof_seg = np.full(len(sk.dof_names), -1)
+    for seg, dofs in enumerate(sk.joint_dof_index):
+        dof_seg[dofs[dofs >= 0]] = seg
+    J0 = _joint_rotations(ctx, mu[None])[0]  # (S, 3, 3) at neutral, level order
     for cols, mult, off in moves:
+        segs = ctx.pos[torch.as_tensor(np.unique(dof_seg[cols]), device=q.device)]
         c = torch.as_tensor(cols, device=q.device)
         cand = _wrap_into(
             q[:, c] * torch.as_tensor(mult, device=q.device, dtype=q.dtype)
@@ -197,12 +211,15 @@ def choose_branches(
             hi[c],
         )
         inside = ((cand >= lo[c]) & (cand <= hi[c])).all(dim=1)
-        nearer = ((cand - mu[c]) ** 2).sum(dim=1) < ((q[:, c] - mu[c]) ** 2).sum(dim=1) - 1e-6
-        sel = torch.nonzero(inside & nearer)[:, 0]
+        sel = torch.nonzero(inside)[:, 0]
         if sel.numel() == 0:
             continue
         qn = q[sel].clone()
         qn[:, c] = cand[sel]
+        nearer = _from_neutral(ctx, qn, J0, segs) < _from_neutral(ctx, q[sel], J0, segs) - 1e-9
+        sel, qn = sel[nearer], qn[nearer]
+        if sel.numel() == 0:
+            continue
         xn = ctx.keypoints_at(qn)
         cn = ((sw[sel] * (xn - x_obs[sel])) ** 2).sum(dim=(1, 2))
         ok = cn <= cost[sel] * (1.0 + 1e-5) + 1e-6 * x_obs.shape[1]
@@ -213,6 +230,19 @@ def choose_branches(
         cost[take] = cn[ok]
         changed[take] = True
     return q, changed
+
+
+def _joint_rotations(ctx: Context, q: torch.Tensor) -> torch.Tensor:
+    """Each joint's rotation (child relative to parent), (T, S, 3, 3), level order."""
+    E = ctx.poses(q)[0]
+    return E[:, 0] @ E[:, 1] @ E[:, 2]
+
+
+def _from_neutral(ctx: Context, q: torch.Tensor, J0: torch.Tensor, segs: torch.Tensor):
+    """Sum over the joints ``segs`` of the squared angle (rad) of their rotation from ``J0``."""
+    J = _joint_rotations(ctx, q)[:, segs]
+    cos = ((J0[segs][None] * J).sum(dim=(-1, -2)) - 1.0) / 2.0  # trace(J0^T J)
+    return (torch.arccos(cos.clamp(-1.0, 1.0)) ** 2).sum(dim=1)
 
 
 def frame_rms(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, n_var: int) -> torch.Tensor:
@@ -285,6 +315,58 @@ def repair(
         take = idx[better]
         q, x, conv = q.clone(), x.clone(), conv.clone()
         q[take], x[take], conv[take] = qn[better], xn[better], cn[better]
+    return q, x, conv
+
+
+def despike(
+    ctx: Context,
+    q,
+    x,
+    conv,
+    x_obs,
+    w,
+    lo,
+    hi,
+    pri: Priors,
+    n_var: int,
+    xtol: float,
+    max_iter: int,
+    rot: torch.Tensor,
+    jump: float = 120.0,
+    half: int = 15,
+):
+    """Re-solve frames that jump off their neighbourhood onto another, equally good solution.
+
+    A straight arm overhead is reached by flexion or by abduction with the humerus turned
+    about its own axis, which the keypoints barely see; :func:`choose_branches` only knows the
+    exact Euler twins, so a run of frames (e.g. restarted by :func:`repair` from the rigid
+    start, arms down) can settle on the other path.  Frames where a bounded rotational DoF is
+    more than ``jump`` degrees from its running median over ``2 half + 1`` frames are solved
+    again from the nearest frame that is not; the new solution is kept where it fits better
+    (as :func:`repair` does): a genuine fast movement re-solved from a neighbour returns to
+    itself.  Frames are in time order."""
+    T = q.shape[0]
+    cols = rot & ((hi - lo) < 359.0)  # a DoF with a full turn of range may wrap legitimately
+    if T < 3 or not bool(cols.any()):
+        return q, x, conv
+    qc = q[:, cols]
+    padded = torch.cat([qc[:1].expand(half, -1), qc, qc[-1:].expand(half, -1)])
+    med = padded.unfold(0, 2 * half + 1, 1).median(dim=-1).values  # (T, C)
+    bad = ((qc - med).abs() > jump).any(dim=1)
+    if not bool(bad.any()) or bool(bad.all()):
+        return q, x, conv
+    idx = torch.nonzero(bad)[:, 0]
+    good = torch.nonzero(~bad)[:, 0]
+    k = torch.searchsorted(good, idx).clamp(max=good.numel() - 1)
+    before = good[(k - 1).clamp(min=0)]
+    after = good[k]
+    src = torch.where((idx - before).abs() <= (after - idx).abs(), before, after)
+    qn, xn, cn = solve(ctx, q[src], x_obs[idx], w[idx], lo, hi, pri, max_iter=max_iter, xtol=xtol)
+    rms = frame_rms(x[idx], x_obs[idx], w[idx], n_var)
+    ok = frame_rms(xn, x_obs[idx], w[idx], n_var) <= rms * 1.005 + 0.01
+    take = idx[ok]
+    q, x, conv = q.clone(), x.clone(), conv.clone()
+    q[take], x[take], conv[take] = qn[ok], xn[ok], cn[ok]
     return q, x, conv
 
 
