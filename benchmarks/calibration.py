@@ -361,9 +361,10 @@ def main() -> None:
                 title = f"{mname} model, {kind} motion, noise {noise:g} mm"
                 tab = table(rows)
                 print(f"\n### {title} ({time.perf_counter() - t0:.0f} s)\n{tab}", flush=True)
-                texts.append(f"#### {title}\n\n{tab}\n")
+                texts.append(f"### {title}\n\n{tab}\n")
     total = time.perf_counter() - t_all
     text = (
+        "## Subject calibration and OpenSim interoperability (`benchmarks/calibration.py`)\n\n"
         "OpenSim 4.6 generates HALPE_26 markers from Pose2Sim's model "
         "(`Model_Pose2Sim_simple.osim`, `Markers_Halpe26.xml`), as shipped and with bodies "
         "scaled non-uniformly and asymmetrically (right thigh +12 %, left +6 %, pelvis 12 % "
