@@ -8,8 +8,8 @@ mid-point of the hip joint centres (medpose's pelvis origin).  :func:`to_opensim
 :func:`write_opensim_mot` writes them as a ``.mot`` file that OpenSim and Pose2Sim load on that
 model (``Fit.to_mot(path, model="pose2sim")``).
 
-Models: ``"pose2sim"`` (Pose2Sim's ``Model_Pose2Sim_simple.osim`` and
-``Model_Pose2Sim_muscles_flex.osim``; the same coordinates).
+Models: ``"pose2sim"`` (Pose2Sim's ``Model_Pose2Sim_simple.osim``; its
+``Model_Pose2Sim_muscles_flex.osim`` splits the lumbar spine into five joints and is not covered).
 """
 
 from __future__ import annotations
