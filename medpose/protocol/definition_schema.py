@@ -184,6 +184,14 @@ class RegisterSettings(_Strict):
     min_spread_ratio: float = Field(default=0.01, gt=0)
 
 
+class DetectLandmarksSettings(_Strict):
+    """``steps.detect_landmarks``: the imaging landmarks are detected in the session's volume
+    (:func:`medpose.imaging.detector_run.detect_and_register`) instead of read from a file."""
+
+    checkpoint: str | None = None  # default: the detector shipped with medpose
+    min_confidence: float | None = Field(default=None, ge=0, le=1)
+
+
 class StepsSpec(_Strict):
     """``steps``: the steps that run; a step is run when its key is present (its value may be
     empty: default settings)."""
@@ -195,6 +203,7 @@ class StepsSpec(_Strict):
     repetitions: RepetitionSettings | None = None
     metrics: MetricsSettings | None = None
     scores: ScoresSettings | None = None
+    detect_landmarks: DetectLandmarksSettings | None = None
     # ``register`` would shadow BaseModel.register (ABCMeta): stored as ``register_``
     register_: RegisterSettings | None = Field(default=None, alias="register")
 
@@ -424,6 +433,7 @@ def _cross_problems(m: ProtocolSchema) -> Iterator[FieldProblem]:
     needs = {
         "repetitions": "fit",
         "scores": "metrics",
+        "detect_landmarks": "register",
     }
     for step, needed in needs.items():
         if steps.get(step) is not None and steps.get(needed) is None:

@@ -125,7 +125,14 @@ def input_hashes_for(
                 "expected calibration: in session.yaml"
             )
         files[_rel(session, session.calibration_path)] = session.calibration_path
-    if protocol.spec.registration is not None:
+    if protocol.spec.steps.get("detect_landmarks") is not None:
+        if session.imaging.volume is None:
+            raise ProtocolError(
+                f"protocol {protocol.name} detects imaging landmarks, but the session names no "
+                "volume; expected imaging.volume in session.yaml"
+            )
+        files[_rel(session, session.imaging.volume)] = session.imaging.volume
+    elif protocol.spec.registration is not None:
         if session.imaging.landmarks is None:
             raise ProtocolError(
                 f"protocol {protocol.name} registers imaging landmarks, but the session names "

@@ -10,6 +10,17 @@ protocol's ``targets``: an imaging landmark of that name, else the keypoint of t
 into the imaging frame by the inverse registration (a joint centre such as ``hip_r`` is seen by
 the cameras, not picked on the image).  The protocol's gate (:class:`medpose.QualityGate`)
 decides pass or fail.
+
+With the step ``detect_landmarks`` (``navigation_auto``) the imaging landmarks are not read
+from a file: they are detected in the session's volume by a landmark detector
+(:func:`medpose.imaging.detector_run.detect_landmarks`; ``checkpoint:`` a ``.safetensors``
+path, relative to the working folder, default the detector shipped with medpose;
+``min_confidence:`` overrides the detector's threshold).  Detections below the confidence
+threshold are left out of the pairs and reported (``flagged`` rows); each detection used is a
+``detection`` row (its confidence).  When the protocol gives ``fle_mm`` (the camera side), the
+detected side's FLE is the detector's own per-landmark error
+(:func:`~medpose.imaging.detector_run.detector_fle`); otherwise the FLE is estimated from the
+residuals, as without detection.
 """
 
 from __future__ import annotations
@@ -77,8 +88,15 @@ def check_navigation(
     if spec is None:
         raise ProtocolError(f"{protocol.name}: no registration section")
     trial = spec.trial
-    image = session.read_landmarks()
     pairs = dict(spec.pairs)
+    detect = protocol.spec.steps.get("detect_landmarks")
+    found: dict[str, Any] | None = None
+    if detect is None:
+        image = session.read_landmarks()
+    else:
+        found = _detect(session, detect)
+        image = found["detection"].landmarks
+        pairs = {k: v for k, v in pairs.items() if k not in found["detection"].flagged}
     lost_img = [n for n in pairs if n not in image.names]
     lost_kp = [k for k in pairs.values() if k not in sequence.names]
     if lost_img or lost_kp:
@@ -94,7 +112,13 @@ def check_navigation(
     moving = image.subset(list(pairs))
     settings = protocol.spec.steps.register_
     kwargs = settings.model_dump() if settings is not None else {}
-    reg = register(fixed, moving, fle=spec.fle_mm, **kwargs)
+    fle: Any = spec.fle_mm
+    if found is not None and spec.fle_mm is not None:
+        from ..imaging.detector_run import detector_fle
+
+        own = detector_fle(found["model"], list(pairs))
+        fle = fle if own is None else {"fixed": spec.fle_mm, "moving": own}
+    reg = register(fixed, moving, fle=fle, **kwargs)
     # targets in the imaging frame
     back = reg.transform.inverse()
     names, points = [], []
@@ -128,6 +152,11 @@ def check_navigation(
     outliers = set(reg.outliers)
     for name, v in reg.residuals.items():
         rows.append(_reg(trial, "fiducial", str(name), float(v), "mm", None, name in outliers))
+    if found is not None:
+        d = found["detection"]
+        for name, c in zip(d.landmarks.names, d.confidence):
+            item = "flagged" if name in d.flagged else "detection"
+            rows.append(_reg(trial, item, str(name), float(c), "1", d.min_confidence, None))
     rows.append(_reg(trial, "gate", str(gate), float(gate.passed), "1", None, None))
     for why in gate.reasons:
         rows.append(_reg(trial, "reason", why, math.nan, "", None, None))
@@ -153,9 +182,35 @@ def check_navigation(
         score_reason="the protocol defines no composite",
         composite=None,
         rate=float(sequence.rate),
-        info={"registration": {"outliers": sorted(map(str, outliers)), "gate": str(gate)}},
+        info={
+            "registration": {
+                "outliers": sorted(map(str, outliers)),
+                "gate": str(gate),
+                **(
+                    {}
+                    if found is None
+                    else {
+                        "flagged": list(found["detection"].flagged),
+                        "detection": list(found["detection"].notes),
+                    }
+                ),
+            }
+        },
     )
     return table, gate, assessment
+
+
+def _detect(session: Session, settings: Any) -> dict[str, Any]:
+    """Detect the landmarks in the session's volume (``steps.detect_landmarks``)."""
+    from ..imaging.detector import load_detector, shipped_detector
+    from ..imaging.detector_run import detect_landmarks
+
+    path = settings.checkpoint or shipped_detector()
+    model = load_detector(path)
+    detection = detect_landmarks(
+        session.read_volume(), model, min_confidence=settings.min_confidence
+    )
+    return {"model": model, "detection": detection}
 
 
 def _reg(

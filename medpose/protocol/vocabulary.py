@@ -58,6 +58,7 @@ STEPS = (
     "repetitions",
     "metrics",
     "scores",
+    "detect_landmarks",
     "register",
 )
 #: Steps that produce the 3D keypoints: a protocol runs exactly one of them.

@@ -42,6 +42,7 @@ PROTOCOL_EXERCISES: dict[str, str | dict[str, str]] = {
     "knee_extension": "seated_knee_extension",
     "gait": "gait",
     "navigation_check": {},
+    "navigation_auto": {},
 }
 
 

@@ -49,6 +49,7 @@ CATALOGUE = [
     "knee_extension",
     "gait",
     "navigation_check",
+    "navigation_auto",
 ]
 
 MINIMAL = """\
@@ -392,7 +393,7 @@ def test_registration_references_are_checked(tmp_path):
 def test_cli_lists_the_catalogue_one_line_each(capsys):
     assert main(["protocols"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 15
+    assert len(lines) == len(CATALOGUE)
     rows = [ln.split("\t") for ln in lines]
     assert sorted(r[0] for r in rows) == sorted(CATALOGUE)
     deep = next(r for r in rows if r[0] == "deep_squat")
@@ -421,4 +422,4 @@ def test_cli_protocols_runs_as_a_command():
         text=True,
         check=True,
     ).stdout
-    assert len(out.splitlines()) == 15
+    assert len(out.splitlines()) == len(CATALOGUE)
