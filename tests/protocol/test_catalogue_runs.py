@@ -1,0 +1,162 @@
+"""Every catalogue protocol runs on its own synthetic session and gives the synthetic truth.
+
+``mp.synthetic.make_session(path, protocol=NAME)`` writes the trials the protocol needs with
+their truth (``truth/repetitions.json``: per trial, each moving joint's true range per
+repetition).  ``Protocol.load(NAME).run(session)`` must then give
+
+* a composite score, or NaN with the reason (a protocol without a composite says so);
+* every metric the protocol declares, each summary a number or NaN with its reason;
+* the protocol's main range of motion (its first ``rom`` metric) per repetition within
+  :data:`TOL_DEG` of the true range.
+
+Tolerance: the ROM is a difference of two fitted angles (peak and rest of the repetition),
+each with the fit's error on markerless-like keypoints (noise, per-keypoint bias, gaps and
+swaps of :func:`medpose.synthetic.observation.markerless`).  The fit's joint-angle error on
+these sessions is about 2-4 degrees (95th percentile over the repetitions' frames, see
+``tests/protocol/test_session_run.py``), and a range of two angles each within e of the truth
+is within 2 e of the true range: 8 degrees.  A wrong branch of the shoulder's Euler angles,
+a range across the +-180 wrap or a joint read on the wrong side all miss it by tens of degrees.
+
+The sessions are short (the protocol's minimum repetitions, 3D keypoints only: no camera views
+unless the protocol triangulates).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import medpose as mp
+from medpose.cli import main
+from medpose.protocol import Assessment
+from medpose.protocol.definition import catalogue_names
+
+#: Per repetition, |measured ROM - true ROM| bound, degrees (module docstring).
+TOL_DEG = 8.0
+#: A short session: the protocol's own trials and minimum repetitions (30 Hz).
+SESSION = {"seed": 0, "n_cameras": 2}
+_SUFFIX = {"left": "_l", "right": "_r"}
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Protocol name -> its synthetic session (made once per module)."""
+    return {}
+
+
+def _session(sessions: dict[str, Path], root: Path, name: str) -> Path:
+    if name not in sessions:
+        path = root / name
+        mp.synthetic.make_session(path, protocol=name, **SESSION)
+        sessions[name] = path
+    return sessions[name]
+
+
+def _main_rom(protocol: mp.Protocol, trial: str):
+    """The protocol's first ``rom`` metric that applies to ``trial``."""
+    return next((m for m in protocol.metrics if m.name == "rom" and m.trial in (None, trial)), None)
+
+
+def _check_metrics(protocol: mp.Protocol, a: Assessment) -> None:
+    m = a.metrics
+    declared = {spec.key for spec in protocol.metrics}
+    assert declared <= set(m["metric"]), sorted(declared - set(m["metric"]))
+    summary = m[m["repetition"].isna()]
+    unexplained = summary[~np.isfinite(summary["value"].astype(float)) & (summary["reason"] == "")]
+    assert unexplained.empty, unexplained
+    s = a.scores
+    assert s[~np.isfinite(s["percent"].astype(float)) & (s["reason"] == "")].empty, s
+    assert math.isfinite(a.score) or a.score_reason, (a.score, a.score_reason)
+    if protocol.spec.composite is not None:  # a composite the protocol defines is a number
+        assert 0.0 <= a.score <= 100.0, (a.score, a.score_reason, a.info)
+
+
+def _check_rom(protocol: mp.Protocol, a: Assessment, session: Path) -> int:
+    """Per trial, side and repetition: the main ROM against the truth; returns the count."""
+    truth = json.loads((session / "truth" / "repetitions.json").read_text())
+    m = a.metrics
+    checked = 0
+    for trial in protocol.trials:
+        spec = _main_rom(protocol, trial.name)
+        if spec is None or trial.name not in truth:
+            continue
+        true_rom = truth[trial.name]["rom_deg"]
+        sides = ("left", "right") if trial.side in ("both", None) else (trial.side,)
+        for side in sides:
+            dof = f"{spec.joint}{_SUFFIX[side]}"
+            want = np.asarray(true_rom[dof], dtype=float)
+            rows = m[(m["trial"] == trial.name) & (m["metric"] == spec.key) & (m["side"] == side)]
+            if spec.over == "trial":  # one value for the trial: the range over all repetitions
+                got = rows["value"].to_numpy(float)
+                assert got.size == 1
+                assert abs(got[0] - want.max()) <= TOL_DEG, (trial.name, side, got, want)
+            else:
+                got = rows[rows["repetition"].notna()].sort_values("repetition")["value"]
+                assert got.size == want.size, (trial.name, side, got.tolist(), want.tolist())
+                err = np.abs(got.to_numpy(float) - want)
+                assert np.all(err <= TOL_DEG), (trial.name, side, got.tolist(), want.tolist())
+            checked += 1
+    return checked
+
+
+#: Protocols whose main ROM the fit misses today by more than :data:`TOL_DEG` (measured on
+#: these sessions, seed 0); each is a fit problem to solve, not a tolerance to widen.
+KNOWN_MISSES = {
+    "elbow_flexion": "left elbow 130-134 deg against 125: the fit overshoots the elbow's range",
+    "shoulder_flexion": "right shoulder 163 deg against 150 (left within 5)",
+    "shoulder_rotation": "internal rotation 65-70 deg against 60 (about 15 % high)",
+    "shoulder_scaption": "with the arm high the fit still lands on the other shoulder branch in "
+    "some repetitions (flexion 210-225 deg against 164)",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_MISSES[n])) if n in KNOWN_MISSES else n
+        for n in catalogue_names()
+    ],
+)
+def test_catalogue_protocol_runs_on_its_synthetic_session(name, sessions, tmp_path_factory):
+    protocol = mp.Protocol.load(name)
+    session = _session(sessions, tmp_path_factory.mktemp("catalogue"), name)
+    a = protocol.run(session)
+    assert isinstance(a, Assessment)
+    _check_metrics(protocol, a)
+    if protocol.spec.registration is not None:  # registration: the good session passes its gate
+        gate = a.metrics.loc[a.metrics["metric"] == "gate_passed", "value"]
+        assert gate.tolist() == [1.0], a.metrics
+        return
+    assert _check_rom(protocol, a, session) >= 1
+
+
+def test_medpose_run_lands_in_a_study(sessions, tmp_path_factory, capsys):
+    session = _session(sessions, tmp_path_factory.mktemp("catalogue"), "sit_to_stand")
+    out = tmp_path_factory.mktemp("out") / "run"
+    db = out.parent / "study.sqlite"
+    code = main(["run", "sit_to_stand", str(session), "--out", str(out), "--db", str(db)])
+    assert code == 0, capsys.readouterr()
+    study = mp.Study(str(db))
+    try:
+        metrics = study.metrics(protocol="sit_to_stand")
+        scores = study.scores(protocol="sit_to_stand")
+    finally:
+        study.close()
+    knee = metrics[(metrics["metric"] == "rom_knee_flexion") & metrics["repetition"].isna()]
+    assert set(knee["side"]) == {"left", "right"}
+    local = pd.read_csv(out / "metrics.csv")
+    mine = local[(local["metric"] == "rom_knee_flexion") & local["repetition"].isna()]
+    assert np.allclose(
+        np.sort(knee["value"].to_numpy(float)), np.sort(mine["value"].to_numpy(float))
+    )
+    # the timed test is scored and its composite is a number
+    key = scores["metric"]
+    timed = scores.loc[
+        key.str.contains(".completion_time.", regex=False) | (key == "composite"), "score"
+    ]
+    assert len(timed) >= 2 and np.isfinite(timed.to_numpy(float)).all(), scores
