@@ -160,3 +160,43 @@ def test_medpose_run_lands_in_a_study(sessions, tmp_path_factory, capsys):
         key.str.contains(".completion_time.", regex=False) | (key == "composite"), "score"
     ]
     assert len(timed) >= 2 and np.isfinite(timed.to_numpy(float)).all(), scores
+
+
+# ------------------------------------------------------------------ the runner's fixes, on true angles
+def _true_angles(exercise: str, **kw):
+    return mp.synthetic.make_exercise(exercise, repetitions=3, seed=0, **kw)
+
+
+def test_a_joint_without_side_is_read_as_it_is():
+    """``rom lumbar_flexion`` in a both-sided trial: one value, side empty, the true range."""
+    tr = _true_angles("sit_to_stand")
+    a = mp.Protocol.load("sit_to_stand", variant="single").run(tr.angles)
+    m = a.metrics
+    rows = m[(m["metric"] == "rom_lumbar_flexion") & m["repetition"].isna()]
+    assert rows["side"].tolist() == [""]
+    lumbar = tr.angles.values[:, list(tr.angles.names).index("lumbar_flexion")]
+    assert rows["value"].iloc[0] == pytest.approx(np.ptp(lumbar), abs=0.5)
+
+
+def test_symmetry_of_a_metric_with_its_own_id():
+    """shoulder_extension's ROM has the id rom_shoulder_extension; its symmetry index uses it."""
+    tr = _true_angles("shoulder_extension", side="both")
+    a = mp.Protocol.load("shoulder_extension").run(tr.angles, side="both")
+    left = a.value("rom_shoulder_extension", "left")
+    right = a.value("rom_shoulder_extension", "right")
+    sym = a.metrics.loc[a.metrics["metric"] == "symmetry_index_rom_shoulder_flexion", "value"]
+    want = float(mp.metrics.symmetry_index(left, right).value)
+    assert sym.tolist() == [pytest.approx(want)] and math.isfinite(want)
+
+
+def test_timed_sit_to_stand_is_scored_from_its_norm_family():
+    """``ftsts.bohannon2006`` names a family of rows of the metric five_times_sit_to_stand; the
+    time runs from the first repetition's start to the last one's end."""
+    tr = mp.synthetic.make_exercise("sit_to_stand", repetitions=5, seed=0)
+    a = mp.Protocol.load("sit_to_stand").run(tr.angles, age=65)
+    s = a.scores[a.scores["metric"] == "completion_time"]
+    assert len(s) == 2 and np.isfinite(s["percent"].to_numpy(float)).all(), s
+    assert math.isfinite(a.score)
+    reps = a.repetitions[a.repetitions["side"] == "left"]
+    span = reps["end_s"].max() - reps["start_s"].min()
+    assert a.value("completion_time", "left") == pytest.approx(span, abs=1.5 / tr.angles.rate)
