@@ -191,7 +191,7 @@ def main() -> None:
             "",
             f"`python benchmarks/batch.py --sessions {args.sessions}"
             + (f" --peer-sessions {n_peer}" if n_peer != len(paths) else "")
-            + f"`; {machine()}. Small synthetic `{PROTOCOL}` sessions (one 1.5 s repetition "
+            + f"`; {machine()}; load average {os.getloadavg()[0]:.1f} at the end. Small synthetic `{PROTOCOL}` sessions (one 1.5 s repetition "
             "at 15 Hz, 3D keypoints), each computed and recorded in a new SQLite study; Dask "
             "times include starting the cluster. Every batch's metric values equal the plain "
             "loop's for the same sessions.",
