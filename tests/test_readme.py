@@ -128,7 +128,8 @@ def test_readme_python_runs_as_written(demo_folder):
     assert ns["seq"].n_frames == session.trial("deep_squat").read_keypoints().n_frames
     exported = mp.read_mot(folder / "squat_ik.mot")
     assert exported.values.shape[0] == ns["seq"].n_frames
-    knee = exported["knee_flexion_r"]
+    # the default model is Pose2Sim's: knee_angle_r carries medpose's knee_flexion_r, same sense
+    knee = exported["knee_angle_r"]
     np.testing.assert_allclose(knee, ns["f"].angles["knee_flexion_r"].to_numpy(), atol=1e-3)
     assert {t.name for t in ns["session"].trials} == {"static", "shoulder_abduction", "deep_squat"}
 

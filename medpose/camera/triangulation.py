@@ -21,6 +21,7 @@ import pandas as pd
 from ..data import KeypointSequence
 from ..errors import DegenerateConfiguration, InputError
 from ..layouts import lr_pairs
+from ..report.display import triangulation_html, triangulation_repr
 from ..temporal.gaps import DEFAULT_BONES
 from ..temporal.swaps import repair_swaps_3d
 from .dlt import dlt, reproject, triangulate_points
@@ -104,13 +105,9 @@ class TriangulationResult:
         )
 
     def __repr__(self) -> str:
-        from ..report.display import triangulation_repr
-
         return triangulation_repr(self)
 
     def _repr_html_(self) -> str:
-        from ..report.display import triangulation_html
-
         return triangulation_html(self)
 
 
