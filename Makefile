@@ -2,6 +2,7 @@
 #   make demo   creates .venv if missing, installs medpose, runs the demo
 #   make test   same set-up, then the test suite
 #   make lint   same set-up, then ruff (lint and format check) and mypy
+#   make notebooks  same set-up, then JupyterLab on notebooks/
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ STAMP  := $(VENV)/.installed
 TORCH_CPU ?= torch==2.13.0
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: demo test lint venv clean bench
+.PHONY: demo test lint venv clean bench notebooks
 
 venv: $(STAMP)
 
@@ -34,6 +35,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check medpose tests benchmarks
 	$(BIN)/ruff format --check medpose tests benchmarks
 	$(BIN)/mypy
+
+notebooks: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
