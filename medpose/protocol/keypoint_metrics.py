@@ -74,9 +74,15 @@ _S = {"left": "l", "right": "r"}
 _DRAWS = 20
 #: Fewest repetitions the runner bootstraps over; fewer get the keypoint-noise interval.
 _MIN_BOOTSTRAP = 3
-#: Heel lift per repetition is measured from the heel's median height over this first stretch
-#: of the repetition (s), so a heel that a fit places lower at depth is not read as lifted.
-_START_S = 0.1
+#: Heel lift and pelvic drop per repetition are measured from the patient's level as the
+#: repetition starts: the median over this stretch (s) of the rest before it (its first frame
+#: at least), which averages the keypoint noise of about 10 frames at 30 Hz.
+_REST_S = 0.3
+#: Compensations read relative to the patient's own level (see :func:`_compensation`).
+_RELATIVE = ("heel_lift", "pelvic_drop")
+#: Heel lift per repetition is read at the deepest point: the median over this half-width (s)
+#: around the repetition's peak, where the FMS deep squat is judged (Cook et al. 2014).
+_BOTTOM_S = 0.2
 #: Frames (evenly spaced among the fitted ones) at which :func:`angle_sd` linearises the fit.
 _SD_FRAMES = 8
 
@@ -220,29 +226,46 @@ def _compensation(
 
     x = series(pts)
     over_trial = spec.over == "trial" or reps is None or reps.empty
+    relative = spec.name in _RELATIVE and not ({"reference_mm", "reference_deg"} & set(params))
     if over_trial:
-        value = _peak(x, magnitude)
+
+        def whole(p: Points) -> float:
+            v = series(p)
+            if relative and spec.name == "pelvic_drop" and np.isfinite(v).any():
+                v = v - np.nanmedian(v)  # the patient's mean obliquity over the trial
+            return _peak(v, magnitude)
+
+        value = whole(pts)
         why = "" if math.isfinite(value) else "keypoints missing in every frame"
         res = scoring.MetricResult(spec.name, np.asarray(value), METRICS[spec.name].unit, (why,))
-        lo, hi, _ = noise_interval(
-            lambda p: _peak(series(p), magnitude), pts, source.noise_mm, draws=_DRAWS
-        )
+        lo, hi, _ = noise_interval(whole, pts, source.noise_mm, draws=_DRAWS)
         return KeypointValue(side, res, True, (lo, hi))
     assert reps is not None
-    values, reasons = [], []
-    lead = max(1, round(_START_S * rate))
-
-    def _lifted(seg: np.ndarray) -> np.ndarray:
-        if spec.name != "heel_lift" or "reference_mm" in params:
-            return seg
-        start = seg[:lead]  # the heel's level as the repetition starts
-        return seg - (np.nanmedian(start) if np.isfinite(start).any() else math.nan)
-
+    lead = max(1, round(_REST_S * rate))
     bounds = list(zip(reps["start_frame"].to_numpy(int), reps["end_frame"].to_numpy(int)))
-    for a, b in bounds:
-        v = _peak(_lifted(x[a : b + 1]), magnitude)
-        values.append(v)
-        reasons.append("" if math.isfinite(v) else "keypoints missing in the repetition")
+    rests = [max(a - lead, bounds[i - 1][1] + 1 if i else 0) for i, (a, _) in enumerate(bounds)]
+    half = max(1, round(_BOTTOM_S * rate))
+    peaks = reps["peak_frame"].to_numpy(int) if "peak_frame" in reps else None
+    bottom = spec.name == "heel_lift" and peaks is not None
+
+    def per_rep(v: np.ndarray) -> np.ndarray:
+        out = []
+        for i, ((a, b), r) in enumerate(zip(bounds, rests)):
+            seg = v[a : b + 1]
+            if relative:  # the level as the repetition starts (standing on both feet)
+                rest = v[min(r, a) : a + 1]
+                seg = seg - (np.nanmedian(rest) if np.isfinite(rest).any() else math.nan)
+            if bottom:  # the heel at the deepest point
+                assert peaks is not None
+                lo = int(np.clip(peaks[i] - half - a, 0, len(seg) - 1))
+                mid = seg[lo : peaks[i] + half + 1 - a]
+                out.append(float(np.nanmedian(mid)) if np.isfinite(mid).any() else math.nan)
+            else:
+                out.append(_peak(seg, magnitude))
+        return np.asarray(out, dtype=float)
+
+    values = per_rep(x).tolist()
+    reasons = ["" if math.isfinite(v) else "keypoints missing in the repetition" for v in values]
     res = scoring.MetricResult(
         spec.name, np.asarray(values), METRICS[spec.name].unit, tuple(reasons)
     )
@@ -251,9 +274,7 @@ def _compensation(
     agg = getattr(np, spec.aggregate)  # median, mean, max, min, sum
 
     def summary(p: Points) -> float:
-        v = np.asarray(
-            [_peak(_lifted(series(p)[a : b + 1]), magnitude) for a, b in bounds], dtype=float
-        )
+        v = per_rep(series(p))
         v = v[np.isfinite(v)]
         return float(agg(v)) if v.size else math.nan
 

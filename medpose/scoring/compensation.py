@@ -179,24 +179,38 @@ def trunk_rotation(points: Points, up: Up = "+y") -> MetricResult:
     )
 
 
-def pelvic_drop(points: Points, side: str, up: Up = "+y") -> MetricResult:
+def pelvic_drop(
+    points: Points, side: str, up: Up = "+y", reference_deg: float | np.ndarray | None = None
+) -> MetricResult:
     """Pelvic obliquity as the drop of one side of the pelvis, degrees, per frame.
 
     The angle between the line through the hip joint centres (``hip_r``, ``hip_l``; else the
     ASISs) and the horizontal plane, positive when ``side`` is the lower one: in single-leg
     stance, the drop of the unsupported side is the Trendelenburg sign (Hardcastle & Nade 1985,
-    J Bone Joint Surg Br 67:741-746).
+    J Bone Joint Surg Br 67:741-746).  Measured from the patient's own level when
+    ``reference_deg`` is given: the obliquity (same sign) of a reference posture, e.g. standing
+    on both feet, which is subtracted.  Screening measures the drop during single-leg tasks
+    against a level pelvis (Dingenen et al. 2014); a reference removes the patient's standing
+    obliquity (leg-length difference) and, with markerless keypoints, the constant offset that
+    the hips' per-keypoint bias gives the line (a 30 mm vertical bias across a hip width of
+    about 180 mm tilts it by 9 degrees).  ``reference_deg`` broadcasts against the frames.
     """
     s, o = _side("pelvic_drop", side)
     ps, a = pick(points, f"hip_{s}", f"asis_{s}")
     po, _ = pick(points, f"hip_{o}", f"asis_{o}")
     value = _elevation(po - ps, up_vector(up))
+    ref = 0.0 if reference_deg is None else np.asarray(reference_deg, dtype=float)
     return _result(
         "pelvic_drop",
-        value,
+        value - ref,
         "deg",
         "pelvis keypoints missing in this frame",
-        {"side": side, "line": a[:-2], "positive": f"{side} side lower"},
+        {
+            "side": side,
+            "line": a[:-2],
+            "positive": f"{side} side lower",
+            "reference": "horizontal" if reference_deg is None else "given",
+        },
     )
 
 
