@@ -69,8 +69,6 @@ def test_every_exercise_covers_the_table():
 KNOWN_FAILURES = {
     "deep_squat": "hip flexion about 4 deg RMS: pelvis tilt against lumbar flexion, which HALPE_26 "
     "barely tells apart, decided by the lumbar posture prior",
-    "shoulder_scaption": "shoulder flexion/abduction decomposed on another branch (about 80 deg off) "
-    "with a nearly straight elbow",
 }
 
 
@@ -165,6 +163,36 @@ def test_choose_branches_prefers_neutral_among_equal_fits(sk):
     assert got["shoulder_flexion_r"] == pytest.approx(0.0, abs=1e-6)
     assert got["elbow_flexion_r"] == pytest.approx(5.0, abs=1e-6)
     assert abs(got["shoulder_rotation_r"]) < 1e-6
+
+
+def test_choose_branches_keeps_the_elbow_off_its_limit_in_scaption(sk):
+    """A straight arm raised in the scapular plane (flexion 164, abduction 26, elbow 5): its
+    twin turned half about the humerus (flexion -16, abduction 154, elbow at its -5 limit) fits
+    as well and is the smaller rotation from neutral (154 against 164 degrees); the branch clear
+    of the limits is kept, from either start."""
+    truth = {"shoulder_flexion_r": 163.6, "shoulder_abduction_r": 26.1, "elbow_flexion_r": 5.0}
+    twin = {"shoulder_flexion_r": -16.4, "shoulder_abduction_r": 153.9, "elbow_flexion_r": -5.0}
+    seq = _halpe(sk, sk.make_q(truth), 30.0)
+    prob = prepare(seq, sk)
+    ctx = Context(sk, prob.kp_index, torch.device("cpu"), torch.float64, prob.observable)
+    x = torch.as_tensor(seq.positions[:, prob.seq_index] @ prob.alignment.T)
+    w = torch.ones(x.shape[:2], dtype=torch.float64)
+    lo, hi = torch.as_tensor(prob.lower), torch.as_tensor(prob.upper)
+    for start, moves_expected in ((twin, True), (truth, False)):
+        q, moved = choose_branches(
+            ctx,
+            branch_moves(sk, prob.observable),
+            torch.as_tensor(sk.make_q(start)),
+            x,
+            w,
+            lo,
+            hi,
+            torch.as_tensor(prob.prior_mean),
+        )
+        assert bool(moved[0]) is moves_expected
+        got = dict(zip(sk.dof_names, q[0].numpy()))
+        for dof, want in truth.items():
+            assert got[dof] == pytest.approx(want, abs=1e-6), (start, got[dof])
 
 
 def test_posture_prior_steadies_hip_flexion_under_noise(sk):

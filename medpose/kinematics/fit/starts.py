@@ -179,16 +179,20 @@ def choose_branches(
     hi: torch.Tensor,
     mu: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Among poses that fit the keypoints equally well, keep the one nearest the neutral pose.
+    """Among poses that fit the keypoints equally well, keep the one clear of the hard limits,
+    then the one nearest the neutral pose.
 
     Each move of :func:`branch_moves` is tried on every frame; it is taken where it stays
-    inside the hard limits, does not raise the keypoint cost (beyond rounding) and brings the
-    joints it changes nearer neutral: a smaller sum of squared rotation angles between each
-    joint's rotation and its rotation at ``mu`` (the geodesic distance; Euler angles are no
-    measure of it: a straight arm overhead by flexion 164 with abduction 29 is a 164-degree
-    rotation, its twin turned half about the humerus, flexion -16 with abduction 151, nearly
-    180, although the latter's Euler angles are nearer zero).  Returns the new q and a mask of
-    the frames that changed.
+    inside the hard limits, does not raise the keypoint cost (beyond rounding) and either keeps
+    the DoFs it changes further from their hard limits (the smallest distance, capped at
+    :data:`CLEARANCE_DEG`, larger by more than :data:`CLEARANCE_TOL_DEG`) or, as clear of them,
+    brings the joints it changes nearer neutral: a smaller sum of squared rotation angles
+    between each joint's rotation and its rotation at ``mu`` (the geodesic distance).  The
+    clearance comes first because the nearest-neutral rotation can be the wrong one: a straight
+    arm raised in the scapular plane by flexion 164 with abduction 26 and the elbow flexed 5 is
+    a 164-degree rotation; its twin turned half about the humerus, flexion -16 with abduction
+    154 and the elbow hyperextended to its limit of -5, a 154-degree one.  Returns the new q
+    and a mask of the frames that changed.
     """
     changed = torch.zeros(q.shape[0], dtype=torch.bool, device=q.device)
     if not moves or q.shape[0] == 0:
@@ -216,7 +220,12 @@ def choose_branches(
             continue
         qn = q[sel].clone()
         qn[:, c] = cand[sel]
-        nearer = _from_neutral(ctx, qn, J0, segs) < _from_neutral(ctx, q[sel], J0, segs) - 1e-9
+        room_new = _clearance(cand[sel], lo[c], hi[c])
+        room_old = _clearance(q[sel][:, c], lo[c], hi[c])
+        nearer = (room_new > room_old + CLEARANCE_TOL_DEG) | (
+            (room_new >= room_old - CLEARANCE_TOL_DEG)
+            & (_from_neutral(ctx, qn, J0, segs) < _from_neutral(ctx, q[sel], J0, segs) - 1e-9)
+        )
         sel, qn = sel[nearer], qn[nearer]
         if sel.numel() == 0:
             continue
@@ -230,6 +239,19 @@ def choose_branches(
         cost[take] = cn[ok]
         changed[take] = True
     return q, changed
+
+
+#: Clearance from the hard limits (degrees) beyond which it no longer decides between branches.
+CLEARANCE_DEG = 15.0
+#: Clearances closer than this (degrees) count as equal.
+CLEARANCE_TOL_DEG = 0.5
+
+
+def _clearance(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Per frame, the smallest distance (degrees) of the DoFs ``v`` (T, n) to their hard
+    limits, capped at :data:`CLEARANCE_DEG`."""
+    room = torch.minimum(v - lo, hi - v).clamp(max=CLEARANCE_DEG)
+    return torch.nan_to_num(room, nan=CLEARANCE_DEG).amin(dim=1)
 
 
 def _joint_rotations(ctx: Context, q: torch.Tensor) -> torch.Tensor:
