@@ -12,9 +12,15 @@ runner summarises (:mod:`medpose.protocol.runner`):
 * a compensation per frame (:mod:`medpose.scoring.compensation`), read per repetition (the
   runner's segmentation) or over the trial (``over: trial``, or no repetition step) as its
   peak: the 98th percentile of the value (:data:`PEAK_PERCENTILE`; of its magnitude for the
-  two-sided ones: trunk lean, trunk rotation, head tilt); heel lift per repetition from the
-  heel's height as the repetition starts (median over its first 0.1 s) unless the protocol
-  gives ``reference_mm``;
+  two-sided ones: trunk lean, trunk rotation, head tilt).  Pelvic drop and heel lift are read
+  from the patient's own level unless the protocol gives ``reference_deg`` / ``reference_mm``:
+  per repetition the median over the 0.3 s of rest before it (standing on both feet), over a
+  trial the trial's median obliquity (pelvic drop; a walk's mean posture).  Heel lift per
+  repetition is the heel's height at the deepest point (median over +-0.2 s around the
+  repetition's peak, where the FMS deep squat is judged) above that level: medians, so the
+  frame-to-frame keypoint noise that lifts a peak by about 2 SD does not read as a lift, and
+  references, so the constant per-keypoint bias of markerless keypoints (20-30 mm, which tilts
+  the short hip line by up to 10 degrees) cancels;
 * gait metrics over the walk (:mod:`medpose.scoring.gait`): speed and cadence one value, step
   length one value per step of the side (summarised over the steps);
 * a 95 % interval for a single (whole-trial) value: the fit's keypoint noise

@@ -189,10 +189,11 @@ def pelvic_drop(
     stance, the drop of the unsupported side is the Trendelenburg sign (Hardcastle & Nade 1985,
     J Bone Joint Surg Br 67:741-746).  Measured from the patient's own level when
     ``reference_deg`` is given: the obliquity (same sign) of a reference posture, e.g. standing
-    on both feet, which is subtracted.  Screening measures the drop during single-leg tasks
-    against a level pelvis (Dingenen et al. 2014); a reference removes the patient's standing
-    obliquity (leg-length difference) and, with markerless keypoints, the constant offset that
-    the hips' per-keypoint bias gives the line (a 30 mm vertical bias across a hip width of
+    on both feet, which is subtracted.  Two-dimensional screening reads the pelvis and trunk
+    during single-leg tasks against a level standing posture (Dingenen et al. 2014, Phys Ther
+    Sport 15:117-123); a reference removes the patient's standing obliquity (leg-length
+    difference) and, with markerless keypoints, the constant offset that the hips'
+    per-keypoint bias gives the line (a 30 mm vertical bias across a hip width of
     about 180 mm tilts it by 9 degrees).  ``reference_deg`` broadcasts against the frames.
     """
     s, o = _side("pelvic_drop", side)

@@ -141,6 +141,18 @@ def test_pelvic_drop_of_hand_built_hips_in_any_heading():
         assert C.pelvic_drop(pts, "right").value[0] == pytest.approx(9.0, abs=1e-9)
 
 
+def test_pelvic_drop_from_a_reference_obliquity(sk):
+    """A pelvis standing 5 degrees right-side-down (leg-length difference, or a keypoint bias)
+    that drops 7 more: 7 from its own level, 12 from horizontal; the other side mirrors it."""
+    pts = _posed(sk, {"pelvis_list": [5.0, 12.0, 5.0]})
+    np.testing.assert_allclose(C.pelvic_drop(pts, "right").value, [5.0, 12.0, 5.0], atol=1e-6)
+    res = C.pelvic_drop(pts, "right", reference_deg=5.0)
+    np.testing.assert_allclose(res.value, [0.0, 7.0, 0.0], atol=1e-6)
+    assert res.params["reference"] == "given"
+    left = C.pelvic_drop(pts, "left", reference_deg=-5.0).value
+    np.testing.assert_allclose(left, [0.0, -7.0, 0.0], atol=1e-6)
+
+
 # --------------------------------------------------------------------------- knee valgus
 def _leg(alpha, beta, side="r", forward=0.0):
     """Hip, knee, ankle with the thigh tilted ``alpha`` and the shank ``beta`` degrees in the
