@@ -18,7 +18,11 @@ Every score here is a clinical convention applied to a published normative row (
   published for the measure (``sem``, or an ICC and a between-subject SD through
   ``SEM = SD * sqrt(1 - ICC)``; ``mdc95_source`` ``"published: <citation>"``) where there is
   one, else the value's own standard error from its 95 % confidence interval,
-  ``SEM = (high - low) / 3.92`` (``mdc95_source`` ``"this measurement"``); in percent points
+  ``SEM = (high - low) / 3.92`` (``mdc95_source`` ``"this measurement"``); for an angle
+  (degrees) that SEM only holds the repetitions' scatter within one session, so the
+  between-session error of markerless joint angles is added in quadrature,
+  ``SEM = sqrt(SEM_ci^2 + 2.75^2)`` (Kanko et al. 2021, *J Biomech* 121:110422: 2.75 degrees
+  averaged over the joints; ``mdc95_source`` :data:`MEASURED_SESSION`); in percent points
   through the slope of the percent transform at the value (``100 / mean``, ``100 mean /
   value^2`` where lower is better, ``100 / span`` for a criterion), the cap left out.
 
@@ -37,13 +41,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .norms import reliability_for
 from .result import MetricResult
 from .statistics import mdc95, sem_from_ci, sem_from_icc
 
-__all__ = ["CRITERION_SPAN", "MEASURED", "ScoreResult", "score_metric"]
+__all__ = ["CRITERION_SPAN", "MEASURED", "MEASURED_SESSION", "ScoreResult", "score_metric"]
 
 #: ``mdc95_source`` of an MDC95 from the value's own confidence interval.
 MEASURED = "this measurement"
+#: ``mdc95_source`` of an angle's MDC95: its CI and the published between-session error.
+MEASURED_SESSION = "this measurement and the between-session error of markerless angles"
 
 #: Excess beyond a criterion's limit that scores 0, per unit (see :func:`score_metric`).
 CRITERION_SPAN: Mapping[str, float] = MappingProxyType({"deg": 90.0})
@@ -144,7 +151,9 @@ class ScoreResult:
         The MDC95 in percent points of ``percent`` (see the module docstring).
     mdc95_source : str
         ``"published: <citation>"``, ``"given"`` (an SEM or ICC the caller gave),
-        ``"this measurement"`` (:data:`MEASURED`: from the CI) or ``""`` where there is none.
+        ``"this measurement"`` (:data:`MEASURED`: from the CI), :data:`MEASURED_SESSION` (an
+        angle: its CI and the between-session error of markerless angles) or ``""`` where
+        there is none.
     """
 
     key: str
@@ -277,16 +286,22 @@ def _published_mdc(
 
 
 def _mdc(
-    published: tuple[float, str], source: str, low: np.ndarray, high: np.ndarray
+    published: tuple[float, str], source: str, low: np.ndarray, high: np.ndarray, unit: str
 ) -> tuple[np.ndarray, str, str]:
-    """MDC95 per value, its reason and its source: published, else from the value's CI."""
+    """MDC95 per value, its reason and its source: published, else from the value's CI (an
+    angle's with the between-session error of markerless angles added in quadrature)."""
     m, why = published
     if math.isfinite(m):
         return np.full(low.shape, m), "", source
     if not (np.isfinite(low) & np.isfinite(high)).any():
         return np.full(low.shape, math.nan), why, ""  # and no CI to take it from
-    ci_mdc = 1.96 * math.sqrt(2.0) * np.asarray(sem_from_ci(low, high).value, dtype=float)
-    return ci_mdc, "" if np.isfinite(ci_mdc).all() else why, MEASURED
+    sem = np.asarray(sem_from_ci(low, high).value, dtype=float)
+    label = MEASURED
+    if unit == "deg":
+        sem = np.hypot(sem, reliability_for("markerless_angle")["sem"])
+        label = MEASURED_SESSION
+    ci_mdc = 1.96 * math.sqrt(2.0) * sem
+    return ci_mdc, "" if np.isfinite(ci_mdc).all() else why, label
 
 
 def _percent_slope(
@@ -401,7 +416,9 @@ def score_metric(
         sem = r_sem if math.isfinite(r_sem) else None
         icc = r_icc if sem is None and math.isfinite(r_icc) else None
         source = f"published: {reliability.get('source', '') or reliability.get('key', '')}"
-    m, m_why, m_src = _mdc(_published_mdc(sem, icc, sd, sd_n), source, low, high)
+    m, m_why, m_src = _mdc(
+        _published_mdc(sem, icc, sd, sd_n), source, low, high, norm_unit or (unit or "")
+    )
     m_pct = m * _percent_slope(x, mean, better, limits)
     return ScoreResult(
         key=key,

@@ -152,9 +152,10 @@ def _text(df: pd.DataFrame, what: str, col: str, required: bool) -> pd.Series:
     if required and not present.all():
         row = int(np.flatnonzero(~present.to_numpy())[0])
         raise InputError(f"add_run: {what} column {col!r} row {row} is missing; expected text")
-    wrong = present & ~df[col].map(lambda v: isinstance(v, str))
+    is_text = np.array([isinstance(v, str) for v in df[col]], dtype=bool)
+    wrong = present.to_numpy(dtype=bool) & ~is_text
     if wrong.any():
-        row = int(np.flatnonzero(wrong.to_numpy())[0])
+        row = int(np.flatnonzero(wrong)[0])
         kind = type(df[col].iloc[row]).__name__
         raise InputError(
             f"add_run: {what} column {col!r} row {row}: found a value of type {kind}; expected text"

@@ -19,10 +19,18 @@ from medpose.packaged import resource_yaml
 from medpose.protocol.session_result import store_scores
 from medpose.scoring import composite, mdc95, reliability_for, score_metric, sem_from_ci
 from medpose.scoring.norms import RESOURCE
-from medpose.scoring.scores import MEASURED
+from medpose.scoring.scores import MEASURED, MEASURED_SESSION
 from medpose.synthetic.exercises import make_exercise
 
 K = 1.96 * math.sqrt(2.0)  # MDC95 per SEM (Weir 2005)
+SESSION_DEG = 2.75  # between-session error of markerless joint angles (Kanko et al. 2021)
+
+
+def angle_mdc(sem_ci: float) -> float:
+    """An angle's MDC95 from its CI's SEM with the between-session error in quadrature."""
+    return K * math.hypot(sem_ci, SESSION_DEG)
+
+
 ROM = {"key": "rom.test.knee_flexion", "mean": 135.0, "sd": None, "unit": "deg"}
 TIMED = {"key": "ftsts.test", "mean": 11.4, "better": "lower", "unit": "s"}
 CRIT = {
@@ -47,22 +55,29 @@ def test_mdc95_and_sem_from_ci_by_hand():
 
 
 def test_a_value_with_a_known_ci_gets_its_mdc95_in_unit_and_percent_points():
+    # an angle: the CI's SEM (the repetitions' scatter in one session) and the published
+    # between-session error of markerless angles, in quadrature
     s = score_metric(100.0, ROM, ci=[95.0, 105.0])
-    assert float(s.mdc95) == pytest.approx(K * 10.0 / 3.92)
+    assert float(s.mdc95) == pytest.approx(angle_mdc(10.0 / 3.92))
     assert float(s.mdc95_percent) == pytest.approx(float(s.mdc95) * 100.0 / 135.0)
-    assert s.mdc95_source == MEASURED and s.reasons["mdc95"] == ""
-    # lower is better (100 mean / x): d percent / dx = 100 mean / x^2
+    assert s.mdc95_source == MEASURED_SESSION and s.reasons["mdc95"] == ""
+    # a tight CI cannot make an angle's MDC95 smaller than the between-session error's
+    tight = score_metric(100.0, ROM, ci=[99.99, 100.01])
+    assert float(tight.mdc95) == pytest.approx(K * SESSION_DEG, rel=1e-4)
+    # lower is better (100 mean / x): d percent / dx = 100 mean / x^2; seconds: the CI alone
     t = score_metric(10.0, TIMED, ci=[9.0, 11.0])
     assert float(t.mdc95_percent) == pytest.approx(K * 2.0 / 3.92 * 100.0 * 11.4 / 100.0)
+    assert t.mdc95_source == MEASURED
     # a criterion: 100 less per 90 degrees beyond the limit
     c = score_metric(20.0, CRIT, ci=[18.0, 22.0])
-    assert float(c.mdc95_percent) == pytest.approx(K * 4.0 / 3.92 * 100.0 / 90.0)
+    assert float(c.mdc95_percent) == pytest.approx(angle_mdc(4.0 / 3.92) * 100.0 / 90.0)
     # a batch: one MDC95 per value; no CI and nothing published: NaN with the reason
     b = score_metric([100.0, 110.0], ROM, ci=[[99.0, 101.0], [np.nan, np.nan]])
-    assert b.mdc95[0] == pytest.approx(K * 2.0 / 3.92) and np.isnan(b.mdc95[1])
+    assert b.mdc95[0] == pytest.approx(angle_mdc(2.0 / 3.92)) and np.isnan(b.mdc95[1])
     assert "no SEM or ICC" in b.reasons["mdc95"]
     frame = b.to_frame()
-    assert list(frame["mdc95_source"]) == [MEASURED] * 2 and np.isnan(frame["mdc95_percent"][1])
+    assert list(frame["mdc95_source"]) == [MEASURED_SESSION] * 2
+    assert np.isnan(frame["mdc95_percent"][1])
     none = score_metric(100.0, ROM)
     assert math.isnan(float(none.mdc95)) and none.mdc95_source == ""
 
@@ -146,7 +161,9 @@ def test_a_protocol_run_gives_every_score_a_finite_mdc95(assessed):
     assert len(s) and np.isfinite(s["percent"].astype(float)).all()
     assert (s["mdc95"].astype(float) > 0).all() and (s["mdc95_percent"].astype(float) > 0).all()
     published = s["mdc95_source"].str.startswith("published: ")
-    assert set(s.loc[~published, "mdc95_source"]) == {MEASURED}
+    assert set(s.loc[~published, "mdc95_source"]) <= {MEASURED, MEASURED_SESSION}
+    angles = s[~published & (s["unit"] == "deg")]
+    assert len(angles) and (angles["mdc95"].astype(float) >= K * SESSION_DEG - 1e-9).all()
     knee = s[s["metric"] == "rom_knee_flexion"]
     assert published[knee.index].all() and np.allclose(knee["mdc95"], K * 1.7)
     # the composite: the worse side's SEM of each weighted metric, propagated
