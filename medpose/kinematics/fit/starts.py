@@ -179,16 +179,16 @@ def choose_branches(
     hi: torch.Tensor,
     mu: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Among poses that fit the keypoints equally well, keep the one clear of the hard limits,
-    then the one nearest the neutral pose.
+    """Among poses that fit the keypoints equally well, keep one that does not rest on a hard
+    limit, then the one nearest the neutral pose.
 
     Each move of :func:`branch_moves` is tried on every frame; it is taken where it stays
-    inside the hard limits, does not raise the keypoint cost (beyond rounding) and either keeps
-    the DoFs it changes further from their hard limits (the smallest distance, capped at
-    :data:`CLEARANCE_DEG`, larger by more than :data:`CLEARANCE_TOL_DEG`) or, as clear of them,
-    brings the joints it changes nearer neutral: a smaller sum of squared rotation angles
-    between each joint's rotation and its rotation at ``mu`` (the geodesic distance).  The
-    clearance comes first because the nearest-neutral rotation can be the wrong one: a straight
+    inside the hard limits, does not raise the keypoint cost (beyond rounding) and either takes
+    the DoFs it changes off a hard limit they rest on (within :data:`ON_LIMIT_DEG`) or, with
+    them on a limit in neither or both, brings the joints it changes nearer neutral: a smaller
+    sum of squared rotation angles between each joint's rotation and its rotation at ``mu``
+    (the geodesic distance).  The limit comes first because the nearest-neutral rotation can be
+    the wrong one: a straight
     arm raised in the scapular plane by flexion 164 with abduction 26 and the elbow flexed 5 is
     a 164-degree rotation; its twin turned half about the humerus, flexion -16 with abduction
     154 and the elbow hyperextended to its limit of -5, a 154-degree one.  Returns the new q
@@ -220,10 +220,10 @@ def choose_branches(
             continue
         qn = q[sel].clone()
         qn[:, c] = cand[sel]
-        room_new = _clearance(cand[sel], lo[c], hi[c])
-        room_old = _clearance(q[sel][:, c], lo[c], hi[c])
-        nearer = (room_new > room_old + CLEARANCE_TOL_DEG) | (
-            (room_new >= room_old - CLEARANCE_TOL_DEG)
+        on_new = _on_limit(cand[sel], lo[c], hi[c])
+        on_old = _on_limit(q[sel][:, c], lo[c], hi[c])
+        nearer = (on_old & ~on_new) | (
+            (on_old == on_new)
             & (_from_neutral(ctx, qn, J0, segs) < _from_neutral(ctx, q[sel], J0, segs) - 1e-9)
         )
         sel, qn = sel[nearer], qn[nearer]
@@ -241,17 +241,13 @@ def choose_branches(
     return q, changed
 
 
-#: Clearance from the hard limits (degrees) beyond which it no longer decides between branches.
-CLEARANCE_DEG = 15.0
-#: Clearances closer than this (degrees) count as equal.
-CLEARANCE_TOL_DEG = 0.5
+#: A DoF within this distance (degrees) of a hard limit rests on it (:func:`choose_branches`).
+ON_LIMIT_DEG = 0.5
 
 
-def _clearance(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """Per frame, the smallest distance (degrees) of the DoFs ``v`` (T, n) to their hard
-    limits, capped at :data:`CLEARANCE_DEG`."""
-    room = torch.minimum(v - lo, hi - v).clamp(max=CLEARANCE_DEG)
-    return torch.nan_to_num(room, nan=CLEARANCE_DEG).amin(dim=1)
+def _on_limit(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Per frame, whether any of the DoFs ``v`` (T, n) rests on a hard limit."""
+    return (torch.minimum(v - lo, hi - v) < ON_LIMIT_DEG).any(dim=1)
 
 
 def _joint_rotations(ctx: Context, q: torch.Tensor) -> torch.Tensor:
