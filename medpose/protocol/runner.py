@@ -259,6 +259,11 @@ def _noise_ci(row: dict[str, Any], ci: tuple[float, float] | None) -> None:
         row["reason"] = row["reason"].replace("no CI", "CI from the fit's keypoint noise", 1)
 
 
+def _per_minute(intervals: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Tempo (1/min) of onset-to-onset intervals (s): 60 over their mean."""
+    return np.asarray(60.0 / np.mean(intervals, axis=axis))
+
+
 def _summarise(
     rows: list[dict[str, Any]],
     spec: MetricSpec,
@@ -266,12 +271,17 @@ def _summarise(
     side: str,
     result: scoring.MetricResult,
     over_trial: bool,
+    reps: pd.DataFrame | None = None,
 ) -> float:
     joint = spec.joint or spec.keypoint or ""
     v = np.atleast_1d(np.asarray(result.value, dtype=float))
     why = tuple(result.reasons) or ("",) * v.size
     if over_trial or (v.size == 1 and np.asarray(result.value).ndim == 0):
         rows.append(_row(trial, spec.key, joint, side, math.nan, v[0], result.unit, why[0]))
+        if spec.name == "tempo" and reps is not None and len(reps) >= _MIN_CI:
+            gaps = np.diff(np.asarray(reps["start_s"], dtype=float))  # onset-to-onset intervals
+            ci = scoring.bootstrap_ci(gaps, stat=_per_minute, seed=0)
+            rows[-1]["ci_low"], rows[-1]["ci_high"] = (float(c) for c in ci.value)
         return float(v[0])
     for i, val in enumerate(v):
         rows.append(_row(trial, spec.key, joint, side, float(i), val, result.unit, why[i]))
@@ -306,6 +316,7 @@ def _metric_rows(
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], float]]:
     rows: list[dict[str, Any]] = []
     done: dict[tuple[str, str], float] = {}  # (metric key, side) -> summary value
+    per_rep: dict[tuple[str, str], np.ndarray] = {}  # ... -> its values per repetition
     specs = [m for m in protocol.metrics if m.trial in (None, trial)]
     pairs = [m for m in specs if m.name == "symmetry_index"]
     for spec in (m for m in specs if m.name != "symmetry_index" and not is_criterion(m.name)):
@@ -363,7 +374,8 @@ def _metric_rows(
             except MedposeError as e:
                 rows.append(_row(trial, spec.key, joint, side, math.nan, math.nan, unit, str(e)))
                 continue
-            done[(spec.key, side)] = _summarise(rows, spec, trial, side, res, over_trial)
+            done[(spec.key, side)] = _summarise(rows, spec, trial, side, res, over_trial, rep)
+            per_rep[(spec.key, side)] = np.asarray(res.value, dtype=float).reshape(-1)
             if x is not None and spec.joint and not math.isfinite(rows[-1]["ci_low"]):
                 # no bootstrap (one value, or < 3 repetitions): the fit's angle noise
                 dof = _dof(spec.joint, side)
@@ -380,18 +392,13 @@ def _metric_rows(
         else:
             res = scoring.symmetry_index(left, right)
             v = float(np.asarray(res.value, dtype=float).reshape(-1)[0])
-            rows.append(
-                _row(
-                    trial,
-                    spec.key,
-                    joint,
-                    "both",
-                    math.nan,
-                    v,
-                    res.unit,
-                    res.reasons[0] if res.reasons else "",
-                )
-            )
+            why = res.reasons[0] if res.reasons else ""
+            rows.append(_row(trial, spec.key, joint, "both", math.nan, v, res.unit, why))
+            base_spec = next((m for m in specs if m.key == base), spec)
+            lv, rv = per_rep.get((base, "left")), per_rep.get((base, "right"))
+            if math.isfinite(v) and lv is not None and rv is not None and lv.size > 1:
+                ci = scoring.symmetry_index_ci(lv, rv, stat=_AGGREGATE[base_spec.aggregate])
+                rows[-1]["ci_low"], rows[-1]["ci_high"] = (float(c) for c in ci.value)
             continue
         rows.append(
             _row(

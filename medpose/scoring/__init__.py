@@ -22,7 +22,7 @@ and for every NaN the reason it could not be computed.  Bad arguments raise
 from __future__ import annotations
 
 from .batch import split_repetitions
-from .comparison import consistency, dtw_distance, symmetry_index
+from .comparison import consistency, dtw_distance, symmetry_index, symmetry_index_ci
 from .compensation import (
     head_tilt,
     heel_lift,
@@ -75,6 +75,7 @@ __all__ = [
     "ldlj",
     "velocity_peaks",
     "symmetry_index",
+    "symmetry_index_ci",
     "dtw_distance",
     "consistency",
     "bootstrap_ci",

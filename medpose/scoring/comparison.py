@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from ..temporal import dtw_align, time_normalise
 from .batch import as_repetitions, usable
 from .result import MetricResult, build
 
-__all__ = ["symmetry_index", "dtw_distance", "consistency"]
+__all__ = ["symmetry_index", "symmetry_index_ci", "dtw_distance", "consistency"]
 
 
 def symmetry_index(left: np.ndarray | float, right: np.ndarray | float) -> MetricResult:
@@ -61,6 +61,61 @@ def symmetry_index(left: np.ndarray | float, right: np.ndarray | float) -> Metri
     reasons[opposite] = "left and right have opposite signs; SI needs magnitudes"
     reasons[zero] = "left + right is 0"
     return MetricResult(func, si, "%", tuple(reasons.ravel()), {"convention": "(L - R) / mean"})
+
+
+def symmetry_index_ci(
+    left: np.ndarray | Sequence[float],
+    right: np.ndarray | Sequence[float],
+    stat: Callable[..., np.ndarray] = np.median,
+    n: int = 2000,
+    seed: int | None = 0,
+    level: float = 0.95,
+) -> MetricResult:
+    """Percentile bootstrap confidence interval of the symmetry index of two sides' summaries.
+
+    The sides are segmented separately, so their repetitions are two independent samples: each
+    resample draws the left and the right repetitions with replacement on their own, takes
+    ``stat`` of each (the summary the assessment reports, e.g. the median) and their
+    :func:`symmetry_index`; the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2``
+    quantiles over ``n`` resamples (Efron & Tibshirani 1993, ch. 13).
+
+    Parameters
+    ----------
+    left, right : array_like, shape (R,)
+        One value per repetition of each side (NaN left out).
+    stat : callable
+        Summary of one side, called as ``stat(samples, axis=1)``.
+    n, seed, level
+        Resamples (>= 100), randomness, confidence level in (0, 1).
+
+    Returns
+    -------
+    MetricResult
+        ``value``: ``[low, high]`` in percent; ``params``: ``estimate``, ``level``,
+        ``n_resamples``, ``n_left``, ``n_right``.  NaN with a reason when a side has fewer than
+        2 finite values.
+    """
+    func = "symmetry_index_ci"
+    lft, rgt = (np.asarray(v, dtype=float).reshape(-1) for v in (left, right))
+    if isinstance(n, bool) or int(n) != n or n < 100:
+        raise InputError(f"{func}: n must be an integer >= 100 resamples, found {n!r}")
+    if not (np.isfinite(level) and 0 < level < 1):
+        raise InputError(f"{func}: level must lie in (0, 1), found {level!r}")
+    lft, rgt = lft[np.isfinite(lft)], rgt[np.isfinite(rgt)]
+    params = {"level": float(level), "n_resamples": int(n)}
+    params.update(n_left=int(lft.size), n_right=int(rgt.size))
+    if min(lft.size, rgt.size) < 2:
+        why = f"{lft.size} left and {rgt.size} right value(s); at least 2 per side needed"
+        return MetricResult(func, np.array([np.nan, np.nan]), "%", (why, why), params)
+    rng = np.random.default_rng(seed)
+    ls = stat(lft[rng.integers(0, lft.size, size=(int(n), lft.size))], axis=1)
+    rs = stat(rgt[rng.integers(0, rgt.size, size=(int(n), rgt.size))], axis=1)
+    si = np.asarray(symmetry_index(ls, rs).value, dtype=float)
+    si = si[np.isfinite(si)]
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(si, [alpha, 1.0 - alpha]) if si.size else (np.nan, np.nan)
+    params["estimate"] = float(np.asarray(symmetry_index(stat(lft), stat(rgt)).value))
+    return MetricResult(func, np.array([low, high]), "%", ("", ""), params)
 
 
 def _series_batch(

@@ -137,6 +137,19 @@ def test_true_angles_give_symmetry_zero_and_ci_bracket(squat):
     )
 
 
+def test_every_summary_with_three_repetitions_has_a_ci_bracketing_it(assessed):
+    """Issue's promise: every metric in an assessment has a 95 % CI: bootstrap over the
+    repetitions, for the symmetry index over each side's repetitions, for the tempo over the
+    onset-to-onset intervals."""
+    m = assessed.metrics
+    summary = m[m["repetition"].isna() & np.isfinite(m["value"].astype(float))]
+    assert {"symmetry_index_rom_knee_flexion", "tempo"} <= set(summary["metric"])
+    lo, hi, v = (summary[c].astype(float) for c in ("ci_low", "ci_high", "value"))
+    missing = summary[~(np.isfinite(lo) & np.isfinite(hi))]
+    assert missing.empty, missing[["metric", "side", "reason"]]
+    assert ((lo <= v + 1e-9) & (v <= hi + 1e-9)).all()
+
+
 @pytest.mark.parametrize("moving", ["left", "right"])
 def test_auto_side_finds_the_moving_arm(moving):
     truth = make_exercise("shoulder_abduction", rate=RATE, repetitions=REPS, seed=2)
