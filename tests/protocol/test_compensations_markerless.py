@@ -26,13 +26,18 @@ from medpose.scoring import compensation as C
 from medpose.scoring.points import as_points
 from medpose.synthetic.observation import markerless
 
-#: Pelvic drop over a walk: |measured - true| bound, degrees.  The peak (98th percentile) of a
-#: per-frame obliquity reads high by about 2 SD of its frame-to-frame noise; the hips' 8 mm
-#: per axis across a hip width of about 180 mm give an SD of about 2.5 degrees after the
-#: protocol's 6 Hz filter (atan(8 sqrt(2) / 180) = 3.6 degrees before it), so up to 5 degrees,
-#: plus 1 degree for the fit.  The hips' constant bias, which tilted the line by 5-11 degrees
-#: (15.5 and -0.6 read against 4.1 before the trial's own level was subtracted), must not.
-DROP_TOL_DEG = 6.0
+#: Pelvic drop over a walk: |measured - true| bound on the cleaned observed keypoints, degrees.
+#: The peak (98th percentile) of a per-frame obliquity reads high by about 2 SD of its noise;
+#: the hips' 8 mm per axis across a hip width of about 180 mm give an SD of 2.5-3 degrees after
+#: the protocol's 6 Hz filter (atan(8 sqrt(2) / 180) = 3.6 degrees before it): up to 7 degrees
+#: (0.7-6.0 high on seeds 0-5).  The hips' constant bias tilts the line by 5-11 degrees: read
+#: from horizontal, these keypoints gave 12.3 and 3.2 against 4.1.
+DROP_TOL_DEG = 7.0
+#: The same through the runner (cleaned, fitted keypoints): the fit adds its own pelvic list
+#: error, which swings the fitted pelvis further than the truth (1.8-7.4 degrees on the worse
+#: side on seeds 0-3); 8 degrees still refuses the bias read from horizontal (15.5 against
+#: 4.1 on this session).
+DROP_FIT_TOL_DEG = 8.0
 #: Heel lift at the deepest point: |measured - true| bound, mm.  The median of about 13 frames
 #: at the bottom minus the median of about 10 frames of rest, each heel height with 8 mm of
 #: noise, low-passed at 6 Hz (neighbouring frames correlated: about 5 independent samples
@@ -49,20 +54,32 @@ def _truth_points(session: Path, trial: str) -> dict[str, np.ndarray]:
 def walk(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("markerless") / "gait"
     mp.synthetic.make_session(path, protocol="gait", seed=0, n_cameras=2)
-    return path, mp.Protocol.load("gait").run(path)
-
-
-def test_pelvic_drop_over_a_markerless_walk_reads_the_truth(walk):
-    """The synthetic walk lists the pelvis +-4 degrees each stride (a drop on both sides)."""
-    path, out = walk
     pts = _truth_points(path, "walk")
-    m = out.metrics
+    want = {}
     for side in ("left", "right"):
         drop = C.pelvic_drop(pts, side).value
-        want = np.percentile(drop - np.median(drop), C.PEAK_PERCENTILE)
-        assert 3.5 < want < 4.5  # the truth's own drop: a real, present compensation
+        want[side] = np.percentile(drop - np.median(drop), C.PEAK_PERCENTILE)
+    return path, want
+
+
+def test_pelvic_drop_on_markerless_walk_keypoints_reads_the_truth(walk):
+    """The synthetic walk lists the pelvis +-4 degrees each stride (a drop on both sides)."""
+    path, want = walk
+    protocol = mp.Protocol.load("gait")
+    seq, _ = clean_sequence(protocol, read_trc(path / "trials" / "walk.trc"), "walk")
+    spec = MetricSpec(name="pelvic_drop", over="trial")
+    for kv in keypoint_metric(spec, ("left", "right"), KeypointSource(seq), {}, seq.rate):
+        assert 3.5 < want[kv.side] < 4.5  # the truth's own drop: a real, present compensation
+        got = float(kv.result.value)
+        assert abs(got - want[kv.side]) <= DROP_TOL_DEG, (kv.side, got, want[kv.side])
+
+
+def test_pelvic_drop_through_the_runner_on_a_markerless_walk(walk):
+    path, want = walk
+    m = mp.Protocol.load("gait").run(path).metrics
+    for side in ("left", "right"):
         got = m[(m["metric"] == "pelvic_drop") & (m["side"] == side)]["value"].to_numpy(float)
-        assert got.size == 1 and abs(got[0] - want) <= DROP_TOL_DEG, (side, got, want)
+        assert got.size == 1 and abs(got[0] - want[side]) <= DROP_FIT_TOL_DEG, (side, got)
 
 
 @pytest.fixture(scope="module")
