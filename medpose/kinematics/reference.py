@@ -67,8 +67,9 @@ def fit_reference(
         if noise_mm is not None and np.isfinite(noise_mm)
         else NOISE_FLOOR_MM
     )
-    tik = sig / problem.prior_sd[free]  # mm per degree; 0 where sd = inf
+    tik = sig * problem.inv_sd[free]  # mm per degree; 0 where sd = inf
     mu = problem.prior_mean[free]
+    row = sig * problem.rhythm[free]  # the lumbopelvic term (zeros: none)
     out = np.array(q0, dtype=float)[frames].copy()
     for n, t in enumerate(frames):
         ok = np.isfinite(P[t]).all(axis=1) & (C[t] >= problem.min_confidence)
@@ -87,7 +88,7 @@ def fit_reference(
                     np.maximum(z - (hi - margin), 0) - np.maximum((lo + margin) - z, 0)
                 )
                 r = np.concatenate([r, soft])
-            return np.concatenate([r, tik * (z - mu)])
+            return np.concatenate([r, tik * (z - mu), [row @ (z - mu)]])
 
         z0 = np.clip(base[free], lo, hi)
         sol = least_squares(

@@ -27,7 +27,15 @@ from ..skeleton import Skeleton
 from .context import Context
 from .orientation import UP_KEYPOINTS, alignment_rotation, check_handedness
 
-__all__ = ["FitProblem", "prepare", "DEFAULT_PRIOR", "prior_sd", "NOISE_FLOOR_MM"]
+__all__ = [
+    "FitProblem",
+    "prepare",
+    "DEFAULT_PRIOR",
+    "prior_sd",
+    "NOISE_FLOOR_MM",
+    "LUMBAR_SHARE",
+    "lumbar_rhythm",
+]
 
 #: Keypoints the fit cannot do without: the pelvis (both hips) and the trunk's direction
 #: (:data:`~medpose.kinematics.fit.orientation.UP_KEYPOINTS`).
@@ -58,6 +66,16 @@ class FitProblem:
     min_keypoints: int
     prior_sd: np.ndarray  # (D,) posture prior standard deviation about prior_mean, deg
     prior_mean: np.ndarray  # (D,) neutral pose (0 clipped into the limits)
+    #: (D,) the lumbopelvic prior's row, 1/deg (:func:`lumbar_rhythm`; zeros: none)
+    rhythm: np.ndarray
+
+    @property
+    def inv_sd(self) -> np.ndarray:
+        """(D,) 1 / the posture prior's standard deviation about ``prior_mean`` (0: none); the
+        DoF the lumbopelvic row replaces carries none here."""
+        out = 1.0 / self.prior_sd
+        out[self.rhythm > 0] = 0.0
+        return out
 
 
 #: Default posture prior: standard deviation (degrees) of each DoF about the neutral pose.
@@ -85,6 +103,38 @@ DEFAULT_PRIOR: Mapping[str, float] = MappingProxyType(
 
 #: Lowest keypoint noise (mm) the posture prior assumes, so that it still breaks exact ties.
 NOISE_FLOOR_MM = 0.1
+
+#: Share of the trunk's sagittal inclination over the pelvis (``pelvis_tilt + lumbar_flexion``)
+#: that the posture prior expects in the lumbar spine (:func:`lumbar_rhythm`).  In forward
+#: bending the lumbar spine and the pelvis share the trunk's flexion (lumbopelvic rhythm; review:
+#: Vazirian, Van Dillen, Bazrgari 2016, Int Musculoskelet Med 38:51-58); a third is an assumption
+#: within that range, and the synthetic movements' squats, sit-to-stand and deep squat have
+#: 0.29-0.33.
+LUMBAR_SHARE = 1.0 / 3.0
+
+
+def lumbar_rhythm(skeleton: Skeleton, sd: np.ndarray, share: float = LUMBAR_SHARE) -> np.ndarray:
+    """The lumbopelvic prior's row ``c`` (D,), 1/deg: the fit charges
+    ``(sigma * c @ (q - neutral))**2`` with ``c @ q = (lumbar_flexion - share * (pelvis_tilt +
+    lumbar_flexion)) / sd_lumbar_flexion``, in place of ``lumbar_flexion``'s own posture term.
+
+    Keypoints without pelvis landmarks (HALPE_26, COCO: the hips lie on the pelvis's lateral
+    axis) see the trunk's inclination, not how it divides between pelvis tilt and lumbar
+    flexion; a prior of lumbar flexion about 0 puts all of it in the pelvis and into hip flexion
+    (a squat to hip flexion 100 with pelvis tilt 20 and lumbar flexion 10 was read as pelvis 29,
+    lumbar 1, hip 109).  Zeros where the skeleton lacks either DoF or ``lumbar_flexion`` has no
+    prior (``sd`` inf).
+    """
+    row = np.zeros(len(skeleton.dof_names))
+    names = skeleton.dof_names
+    if "lumbar_flexion" not in names or "pelvis_tilt" not in names:
+        return row
+    lf, pt = names.index("lumbar_flexion"), names.index("pelvis_tilt")
+    if not math.isfinite(sd[lf]):
+        return row
+    row[lf] = (1.0 - share) / sd[lf]
+    row[pt] = -share / sd[lf]
+    return row
 
 
 def prior_sd(skeleton: Skeleton, prior: Mapping[str, float] | None = None) -> np.ndarray:
@@ -257,4 +307,5 @@ def prepare(
         min_keypoints=mk,
         prior_sd=psd,
         prior_mean=np.clip(0.0, lo, hi),
+        rhythm=lumbar_rhythm(skeleton, psd) * obs,
     )

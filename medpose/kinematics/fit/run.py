@@ -101,6 +101,7 @@ class Setup:
     rot: torch.Tensor  # (D,) bool: rotational DoFs
     neutral: torch.Tensor  # (D,) posture prior's mean
     inv_sd: torch.Tensor  # (F,) 1 / prior standard deviation per variable (0: no prior)
+    rhythm: torch.Tensor  # (F,) the lumbopelvic prior's row, 1/deg (zeros: none)
     moves: list  # branch moves (:func:`~medpose.kinematics.fit.starts.branch_moves`)
     template: torch.Tensor  # (K, 3) zero-pose keypoints
     torso: torch.Tensor  # (M,) keypoints of the rigid start
@@ -118,13 +119,14 @@ class Setup:
 
     def priors(self, sigma: float, smoothness: float = 0.0) -> Priors:
         """The priors for keypoint noise ``sigma`` mm: posture weight ``sigma / sd`` per degree."""
-        has = bool((self.inv_sd > 0).any())
+        has = bool((self.inv_sd > 0).any()) or bool(self.rhythm.any())
         return Priors(
             self.prob.limits.soft_margin_deg,
             self.prob.limits.soft_weight,
             sigma * self.inv_sd if has else None,
             self.neutral[self.ctx.var_dofs],
             smoothness,
+            sigma * self.rhythm if bool(self.rhythm.any()) else None,
         )
 
 
@@ -155,7 +157,8 @@ def setup(prob: FitProblem, pos_columns: int, dev: torch.device, dt: torch.dtype
         free=torch.as_tensor(prob.observable, device=dev),
         rot=torch.as_tensor(np.array(sk.rotational), device=dev),
         neutral=tt(prob.prior_mean),
-        inv_sd=1.0 / tt(prob.prior_sd)[ctx.var_dofs],
+        inv_sd=tt(prob.inv_sd)[ctx.var_dofs],
+        rhythm=tt(prob.rhythm)[ctx.var_dofs],
         moves=branch_moves(sk, prob.observable),
         template=tt(forward_kinematics(sk, np.zeros((1, D)))[0][prob.kp_index]),
         torso=tt(np.flatnonzero(torso_np), torch.long),
@@ -205,8 +208,10 @@ def measure_noise(
     st: Setup, pos: np.ndarray, conf: np.ndarray, *, max_iter: int, xtol: float
 ) -> float:
     """Keypoint noise (mm per axis) on up to 64 frames spread over the recording, solved from
-    their rigid start: the median over frames of sqrt(weighted squared residual / degrees of
-    freedom); NaN when no frame can be fitted."""
+    their rigid start to the fit's own ``max_iter``: the median over frames of sqrt(weighted
+    squared residual / degrees of freedom); NaN when no frame can be fitted.  (Cut short, a
+    solve from the arms-down start leaves arms held overhead far from their keypoints: noise-free
+    keypoints of a deep squat read as 33 mm, a posture prior 300 times too strong.)"""
     T = pos.shape[0]
     xp, wp, qp, okp = load(
         st, pos, conf, np.unique(np.linspace(0, T - 1, min(T, 64)).round().astype(int))
@@ -225,7 +230,7 @@ def measure_noise(
         st.lo,
         st.hi,
         pri0,
-        max_iter=min(max_iter, 10),
+        max_iter=max_iter,
         xtol=xtol,
         lam0=1e-3,
     )

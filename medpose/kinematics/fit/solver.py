@@ -28,6 +28,7 @@ class Priors:
     tik: torch.Tensor | None  # (F,) posture-prior weight per variable, mm per degree
     mu: torch.Tensor | None  # (F,) neutral value per variable
     smooth: float = 0.0
+    row: torch.Tensor | None = None  # (F,) coupled posture term, mm per degree (about mu)
 
 
 def prior_terms(
@@ -124,6 +125,9 @@ def solve(
     T = q0.shape[0]
     var = ctx.var_dofs
     lo_v, hi_v = lo[var], hi[var]
+    row, mu = pri.row, pri.mu if pri.mu is not None else torch.zeros_like(lo_v)
+    if row is not None and not bool(row.any()):
+        row = None
     qa = q0.clone()  # the active frames' state
     qa[:, var] = torch.clamp(qa[:, var], lo_v, hi_v)
     sw = torch.sqrt(w)[..., None]  # (T, K, 1)
@@ -150,12 +154,18 @@ def solve(
             cost = cost + (r * r).sum(dim=1)
             dd = dd + dj * dj
             gt = gt + dj * r
+        if row is not None:  # the coupled term: one linear residual row @ (z - mu)
+            rc = (za - mu) @ row
+            cost = cost + rc * rc
+            dd = dd + row * row
+            gt = gt + rc[:, None] * row
         frozen = ((za <= lo_v) & (gt > 0)) | ((za >= hi_v) & (gt < 0))
         keep = (~frozen).to(q.dtype)
+        Hc = H if row is None else H + row[:, None] * row[None, :]
         if cuda:  # frozen DoFs leave the system
-            A = H * keep[:, :, None] * keep[:, None, :]  # (no host sync on a GPU)
+            A = Hc * keep[:, :, None] * keep[:, None, :]  # (no host sync on a GPU)
         else:
-            A = H.clone()  # the only (T, F, F) temporary
+            A = Hc.clone() if row is None else Hc  # the only (T, F, F) temporary
             fz = torch.nonzero(frozen.any(dim=1))[:, 0]
             if fz.numel():
                 A[fz] = A[fz] * keep[fz, :, None] * keep[fz, None, :]
@@ -184,6 +194,8 @@ def solve(
         cost2 = dc2
         for r, _ in prior_terms(z_new, lo_v, hi_v, pri, mnb, nbok):
             cost2 = cost2 + (r * r).sum(dim=1)
+        if row is not None:
+            cost2 = cost2 + ((z_new - mu) @ row) ** 2
         ok = (cost2 <= cost) & torch.isfinite(cost2) & ~bad
         dz = (z_new - za).abs().amax(dim=1)
         done = ((cost - cost2).abs() <= tol * cost) | (dz <= xtol) | (lam > 1e10) | (cost <= 1e-20)
