@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .exercises import EXERCISES, ExerciseTruth, make_exercise, minimum_jerk, repetition_profile
 from .fiducials import head_fiducials
+from .kinect import KinectRecording, kinect_recording, write_uiprmd
 from .observation import Observed, marker_based, markerless
 from .phantom import Phantom, make_phantom, static_pose
 from .plan import PROTOCOL_EXERCISES
@@ -34,4 +35,7 @@ __all__ = [
     "make_session",
     "PROTOCOL_EXERCISES",
     "head_fiducials",
+    "KinectRecording",
+    "kinect_recording",
+    "write_uiprmd",
 ]
