@@ -121,8 +121,8 @@ def lumbar_rhythm(skeleton: Skeleton, sd: np.ndarray, share: float = LUMBAR_SHAR
     Keypoints without pelvis landmarks (HALPE_26, COCO: the hips lie on the pelvis's lateral
     axis) see the trunk's inclination, not how it divides between pelvis tilt and lumbar
     flexion; a prior of lumbar flexion about 0 puts all of it in the pelvis and into hip flexion
-    (a squat to hip flexion 100 with pelvis tilt 20 and lumbar flexion 10 was read as pelvis 29,
-    lumbar 1, hip 109).  Zeros where the skeleton lacks either DoF or ``lumbar_flexion`` has no
+    (it reads the demo's deep squat to hip flexion 100, pelvis tilt 20 and lumbar flexion 10 as
+    pelvis 29, lumbar 1, hip 109).  Zeros where the skeleton lacks either DoF or ``lumbar_flexion`` has no
     prior (``sd`` inf).
     """
     row = np.zeros(len(skeleton.dof_names))

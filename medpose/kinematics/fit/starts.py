@@ -179,20 +179,18 @@ def choose_branches(
     hi: torch.Tensor,
     mu: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Among poses that fit the keypoints equally well, keep one that does not rest on a hard
-    limit, then the one nearest the neutral pose.
+    """Among poses that fit the keypoints equally well, keep the one nearest the neutral pose.
 
     Each move of :func:`branch_moves` is tried on every frame; it is taken where it stays
-    inside the hard limits, does not raise the keypoint cost (beyond rounding) and either takes
-    the DoFs it changes off a hard limit they rest on (within :data:`ON_LIMIT_DEG`) or, with
-    them on a limit in neither or both, brings the joints it changes nearer neutral: a smaller
-    sum of squared rotation angles between each joint's rotation and its rotation at ``mu``
-    (the geodesic distance).  The limit comes first because the nearest-neutral rotation can be
-    the wrong one: a straight
-    arm raised in the scapular plane by flexion 164 with abduction 26 and the elbow flexed 5 is
-    a 164-degree rotation; its twin turned half about the humerus, flexion -16 with abduction
-    154 and the elbow hyperextended to its limit of -5, a 154-degree one.  Returns the new q
-    and a mask of the frames that changed.
+    inside the hard limits, does not raise the keypoint cost (beyond rounding) and brings the
+    joints it changes nearer neutral: a smaller sum of squared rotation angles between each
+    joint's rotation and its rotation at ``mu`` (the geodesic distance; Euler angles are no
+    measure of it).  Between two valid branches this is a convention, not always the clinical
+    reading: a straight arm raised in the scapular plane by flexion 164 with abduction 26 and
+    the elbow at 5 is a 164-degree rotation, its twin turned half about the humerus (flexion
+    -16, abduction 154, the elbow at its -5 limit) a 154-degree one, kept where it is inside
+    the limits.
+    Returns the new q and a mask of the frames that changed.
     """
     changed = torch.zeros(q.shape[0], dtype=torch.bool, device=q.device)
     if not moves or q.shape[0] == 0:
@@ -220,12 +218,7 @@ def choose_branches(
             continue
         qn = q[sel].clone()
         qn[:, c] = cand[sel]
-        on_new = _on_limit(cand[sel], lo[c], hi[c])
-        on_old = _on_limit(q[sel][:, c], lo[c], hi[c])
-        nearer = (on_old & ~on_new) | (
-            (on_old == on_new)
-            & (_from_neutral(ctx, qn, J0, segs) < _from_neutral(ctx, q[sel], J0, segs) - 1e-9)
-        )
+        nearer = _from_neutral(ctx, qn, J0, segs) < _from_neutral(ctx, q[sel], J0, segs) - 1e-9
         sel, qn = sel[nearer], qn[nearer]
         if sel.numel() == 0:
             continue
@@ -239,15 +232,6 @@ def choose_branches(
         cost[take] = cn[ok]
         changed[take] = True
     return q, changed
-
-
-#: A DoF within this distance (degrees) of a hard limit rests on it (:func:`choose_branches`).
-ON_LIMIT_DEG = 0.5
-
-
-def _on_limit(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """Per frame, whether any of the DoFs ``v`` (T, n) rests on a hard limit."""
-    return (torch.minimum(v - lo, hi - v) < ON_LIMIT_DEG).any(dim=1)
 
 
 def _joint_rotations(ctx: Context, q: torch.Tensor) -> torch.Tensor:
