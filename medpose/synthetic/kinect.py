@@ -34,7 +34,7 @@ assumption), (2) a slowly varying error, Gaussian white noise low-passed at ``cu
 landmarks, and in UI-PRMD the forearm is the limb whose length varies most.  (2) and (3) are
 set from UI-PRMD itself, on the same files: within a file a bone's length has a median SD of
 5-16 mm (trunk 5-6, thigh 13, forearm 14-16; the slow error of its two ends gives
-``sqrt(2) * sigma_mm`` = 10 mm, 15 mm on the forearm and shank), and the residual above
+``sqrt(2) * sigma_mm`` = 10 mm, 12.6 mm on the forearm and shank), and the residual above
 6 Hz is 1-5 mm per axis (the Kinect SDK smooths its joints).  No tracking failures (legs folded
 through the floor, swapped sides) are simulated.
 
