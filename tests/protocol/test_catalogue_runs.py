@@ -104,14 +104,19 @@ def _check_rom(protocol: mp.Protocol, a: Assessment, session: Path) -> int:
     return checked
 
 
-#: Protocols whose main ROM the fit misses today by more than :data:`TOL_DEG` (measured on
-#: these sessions, seed 0); each is a fit problem to solve, not a tolerance to widen.
+#: Protocols whose main ROM the fit misses by more than :data:`TOL_DEG` (measured on these
+#: sessions, seed 0).  Fitting each trial's true keypoints plus only its constant world-fixed
+#: markerless bias (no noise, gaps or swaps) gives right shoulder flexion 161, right elbow 117,
+#: internal rotation 62/65: most of these misses are the observation model's bias, which a
+#: frame-by-frame fit cannot remove and a segment-fixed calibration does not absorb
+#: (docs/calibration.md); scaption is the Euler branch choice (true keypoints alone: 175-214).
 KNOWN_MISSES = {
-    "elbow_flexion": "left elbow 130-134 deg against 125: the fit overshoots the elbow's range",
-    "shoulder_flexion": "right shoulder 163 deg against 150 (left within 5)",
-    "shoulder_rotation": "internal rotation 65-70 deg against 60 (about 15 % high)",
-    "shoulder_scaption": "with the arm high the fit still lands on the other shoulder branch in "
-    "some repetitions (flexion 210-225 deg against 164)",
+    "elbow_flexion": "left elbow 130-134 deg against 125 (without the bias 128-130), right 120-122",
+    "shoulder_flexion": "right shoulder 163 deg against 150 (its bias alone: 161)",
+    "shoulder_rotation": "internal rotation 65-72 deg against 60 (the bias alone: 62 and 65)",
+    "shoulder_scaption": "with the arm high the fit lands on the other shoulder branch, the "
+    "smaller rotation from neutral (flexion 129-224 deg against 164; 175-214 on the true "
+    "keypoints)",
 }
 
 
