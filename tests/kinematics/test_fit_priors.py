@@ -11,7 +11,8 @@ from medpose.errors import InputError
 from medpose.kinematics.fit import DEFAULT_PRIOR, fit, prepare, prior_sd
 from medpose.kinematics.fit.context import Context
 from medpose.kinematics.fit.problem import LUMBAR_SHARE
-from medpose.kinematics.fit.starts import branch_moves, choose_branches
+from medpose.kinematics.fit.solver import Priors
+from medpose.kinematics.fit.starts import branch_moves, choose_branches, frame_rms, repair
 from medpose.kinematics.fk import forward_kinematics, segment_poses
 from medpose.kinematics.skeleton import Skeleton
 from medpose.layouts import get_layout
@@ -198,6 +199,33 @@ def test_noise_is_measured_with_the_arms_overhead(sk):
     assert fit(_halpe(sk, q, 15.0), sk, progress=False).noise_mm < 0.1
     noisy = fit(_halpe(sk, q, 15.0, noise=5.0, seed=2), sk, progress=False)
     assert noisy.noise_mm == pytest.approx(5.0, rel=0.2)
+
+
+def test_repair_mends_a_long_run_of_stuck_frames(sk):
+    """A run of 30 frames left at a wrong pose (legs straight at the bottom of a squat, tens of
+    mm off) is repaired from its ends inwards, one frame per end and pass, until none is left:
+    every frame ends within the noise-free fit's threshold (0.5 mm at sigma 0)."""
+    tr = make_exercise("squat", skeleton=sk, rate=30.0, repetitions=1, seed=0)
+    q = tr.angles.values
+    seq = _halpe(sk, q, 30.0)
+    prob = prepare(seq, sk)
+    ctx = Context(sk, prob.kp_index, torch.device("cpu"), torch.float64, prob.observable)
+    x = torch.as_tensor(seq.positions[:, prob.seq_index] @ prob.alignment.T)
+    w = torch.ones(x.shape[:2], dtype=torch.float64)
+    lo, hi = torch.as_tensor(prob.lower), torch.as_tensor(prob.upper)
+    knee = sk.dof_index("knee_flexion_r")
+    run = np.flatnonzero(q[:, knee] > 60.0)[:30]
+    assert run.size == 30 and np.all(np.diff(run) == 1)
+    bent = sk.dof_index(["knee_flexion_r", "knee_flexion_l", "hip_flexion_r", "hip_flexion_l"])
+    stuck = q.copy()
+    stuck[np.ix_(run, bent)] = 0.0
+    qs = torch.as_tensor(stuck)
+    xs = ctx.keypoints_at(qs)
+    pri = Priors(0.0, 0.0, None, None)
+    conv = torch.ones(qs.shape[0], dtype=torch.bool)
+    assert float(frame_rms(xs, x, w, 30)[run].min()) > 10.0
+    _, xr, _ = repair(ctx, qs, xs, conv, x, w, lo, hi, pri, 30, 0.0, 1e-6, 100)
+    assert float(frame_rms(xr, x, w, 30).max()) < 0.5
 
 
 def test_prior_sd_lookup_and_bad_input(sk):

@@ -267,14 +267,15 @@ def repair(
     sigma: float,
     xtol: float,
     max_iter: int,
-    passes: int = 3,
+    passes: int | None = None,
     q_rigid: torch.Tensor | None = None,
 ):
     """Restart frames stuck in a local minimum (residual above ``3 sigma + 0.5`` mm), keeping
     whichever fits better: first from their own rigid start ``q_rigid`` (a frame interpolated
     across a jump in the data, e.g. a tracking glitch, starts far off), then from the solution
     of a neighbouring frame that fits.  Frames are in time order, so a run of stuck frames is
-    repaired from its ends, one frame per pass."""
+    repaired from its ends, one frame per pass, until a pass repairs none (or after ``passes``;
+    default: as many as there are frames)."""
     if q_rigid is not None:
         rms = frame_rms(x, x_obs, w, n_var)
         bad = ~(rms <= 3.0 * sigma + 0.5)
@@ -296,7 +297,7 @@ def repair(
             take = idx[better]
             q, x, conv = q.clone(), x.clone(), conv.clone()
             q[take], x[take], conv[take] = qn[better], xn[better], cn[better]
-    for _ in range(passes):
+    for _ in range(q.shape[0] if passes is None else passes):
         rms = frame_rms(x, x_obs, w, n_var)
         bad = ~(rms <= 3.0 * sigma + 0.5)
         if not bool(bad.any()) or bool(bad.all()):
@@ -315,6 +316,8 @@ def repair(
         )
         better = frame_rms(xn, x_obs[idx], w[idx], n_var) < rms[idx]
         take = idx[better]
+        if take.numel() == 0:
+            break
         q, x, conv = q.clone(), x.clone(), conv.clone()
         q[take], x[take], conv[take] = qn[better], xn[better], cn[better]
     return q, x, conv
