@@ -51,12 +51,6 @@ CHAIN = {
 }
 #: strict xfails of the noise-free recordings: (protocol, trial) -> the measured miss and its cause
 CLEAN_MISSES = {
-    ("deep_squat", "deep_squat"): (
-        "fit: on the exact Kinect joints of the deep squat the fit lands in a wrong pose at the "
-        "bottom (lumbar flexion 80 deg against 10, pelvis tilt 64-77 against 13-20 on the way "
-        "down and up, knee flexion 57 against 100): knee ROM 56.8 deg against 100 on both sides; "
-        "the fit of commit 93abb47 gave 100.0 (branch choice changed in e09839f)"
-    ),
     ("shoulder_scaption", "scaption_left"): (
         "fit: on the exact Kinect joints the elevated arm is fitted on the other shoulder "
         "branch: shoulder flexion ROM 222.1 deg (abduction 114.7) against 163.9 (59.7); the fit "
