@@ -50,6 +50,7 @@ from .. import scoring
 from ..data import JointAngles, KeypointSequence
 from ..errors import InputError, MedposeError
 from ..kinematics.fit import Fit, fit
+from ..scoring.derived_angles import with_derived
 from ..temporal.repetitions import REPETITION_COLUMNS, segment_repetitions
 from .assessment import METRIC_COLUMNS, SCORE_COLUMNS, Assessment
 from .composite import COMPOSITE_FORMULAS, composite_of, published_reliability
@@ -84,10 +85,10 @@ def _angles(protocol: Protocol, data: Any) -> tuple[pd.DataFrame, float, Any]:
         kwargs = settings.model_dump() if settings is not None else {}
         data = fit(data, **kwargs)
     if isinstance(data, Fit):
-        return data.angles, float(data.rate), data
+        return with_derived(data.angles), float(data.rate), data
     if isinstance(data, JointAngles):
         values = pd.DataFrame(np.asarray(data.values, float), columns=list(data.names))
-        return values, float(data.rate), data
+        return with_derived(values), float(data.rate), data
     if isinstance(data, pd.DataFrame):
         rate = data.attrs.get("rate_hz")
         if rate is None:
@@ -99,7 +100,7 @@ def _angles(protocol: Protocol, data: Any) -> tuple[pd.DataFrame, float, Any]:
                     "evenly spaced, increasing time index in seconds; found neither"
                 )
             rate = 1.0 / float(step.mean())
-        return data, float(rate), data
+        return with_derived(data), float(rate), data
     raise InputError(
         f"{protocol.name}.run: found {type(data).__name__}; expected a KeypointSequence, a Fit, "
         "JointAngles or a DataFrame of joint angles in degrees"

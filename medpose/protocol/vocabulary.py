@@ -32,6 +32,7 @@ import yaml
 from .. import scoring
 from ..packaged import resource_yaml
 from ..scoring.criteria import CRITERION_METRICS
+from ..scoring.derived_angles import DERIVED
 from ..temporal.repetitions import segment_repetitions
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "FORMULAS",
     "NORM_KEY",
     "SIDES",
+    "derived_names",
     "dof_names",
     "keypoint_names",
     "bilateral_bases",
@@ -205,24 +207,33 @@ def keypoint_names() -> tuple[str, ...]:
 
 
 @functools.cache
+def derived_names() -> tuple[str, ...]:
+    """Angles derived from the DoFs (:mod:`medpose.scoring.derived_angles`), with their sides."""
+    return tuple(f"{b}{s}" for b in DERIVED for s in ("_r", "_l"))
+
+
+@functools.cache
 def bilateral_bases() -> tuple[str, ...]:
-    """Joint-angle names without their side (``knee_flexion``): both ``_r`` and ``_l`` exist."""
-    names = set(dof_names())
+    """Joint-angle names without their side (``knee_flexion``): both ``_r`` and ``_l`` exist
+    (a DoF of the skeleton, or a derived angle such as ``shoulder_elevation``)."""
+    names = set(dof_names()) | set(derived_names())
     return tuple(sorted(n[:-2] for n in names if n.endswith("_r") and n[:-2] + "_l" in names))
 
 
 def joint_problem(name: Any) -> str | None:
     """Why ``name`` is not a joint angle of the default skeleton, or None when it is one.
 
-    A joint is a DoF name (``knee_flexion_r``) or a bilateral base (``knee_flexion``: the side
-    or sides the trial measures).
+    A joint is a DoF name (``knee_flexion_r``), a derived angle (``shoulder_elevation_r``,
+    :mod:`medpose.scoring.derived_angles`) or a bilateral base of either (``knee_flexion``: the
+    side or sides the trial measures).
     """
-    if isinstance(name, str) and (name in dof_names() or name in bilateral_bases()):
+    known = (*dof_names(), *derived_names())
+    if isinstance(name, str) and (name in known or name in bilateral_bases()):
         return None
     return (
         f"found {name!r}; expected a joint angle of the skeleton (a DoF name, or one without "
         f"its _r/_l side for the side(s) of the trial): {', '.join(bilateral_bases())}; or one "
-        f"of {', '.join(dof_names())}"
+        f"of {', '.join(known)}"
     )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy.spatial.transform import Rotation
 
 from ..data import JointAngles, KeypointSequence, Landmarks
@@ -39,6 +40,7 @@ from ..kinematics.fk import forward_kinematics
 from ..kinematics.skeleton import Skeleton
 from ..layouts import get_layout
 from ..protocol.session import write_session_yaml
+from ..scoring.derived_angles import with_derived
 from .exercises import ExerciseTruth, make_exercise
 from .observation import marker_based, markerless
 from .phantom import BODY, REGIONS, Phantom, expand_sides, make_phantom, static_pose
@@ -131,8 +133,9 @@ def _repetition_truth(ex_truth: Mapping[str, ExerciseTruth]) -> dict[str, Any]:
         a = truth.angles
         t = np.asarray(a.times)
         rom: dict[str, list[float]] = {}
-        for j, d in enumerate(a.names):
-            x = np.asarray(a.values)[:, j]
+        table = with_derived(pd.DataFrame(np.asarray(a.values), columns=list(a.names)))
+        for d in table.columns:
+            x = table[d].to_numpy()
             if d in ("pelvis_tx", "pelvis_ty", "pelvis_tz") or np.ptp(x) < 1.0:
                 continue
             rom[d] = [

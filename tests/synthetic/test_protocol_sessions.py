@@ -25,6 +25,7 @@ from medpose.io.landmarks import read_landmarks
 from medpose.kinematics.fk import forward_kinematics
 from medpose.kinematics.skeleton import Skeleton, default_ranges
 from medpose.protocol.definition import catalogue_names
+from medpose.scoring.derived_angles import with_derived
 from medpose.synthetic import make_exercise, make_session
 
 SUFFIX = {"left": ("_l",), "right": ("_r",), "both": ("_r", "_l")}
@@ -52,7 +53,8 @@ def _count(x: np.ndarray, direction: str, min_range: float) -> int:
 
 
 def _angles(root: Path, trial: str) -> pd.DataFrame:
-    return pd.read_csv(root / "truth" / f"angles_{trial}.csv", index_col=0)
+    """The trial's true angles, with the derived ones (shoulder elevation) a protocol may use."""
+    return with_derived(pd.read_csv(root / "truth" / f"angles_{trial}.csv", index_col=0))
 
 
 @pytest.mark.parametrize("name", catalogue_names())
