@@ -47,6 +47,7 @@ from .. import scoring
 from ..data import JointAngles, KeypointSequence
 from ..errors import MedposeError
 from ..scoring.compensation import PEAK_PERCENTILE
+from ..scoring.derived_angles import DERIVED
 from ..scoring.points import Points, as_points, noise_interval
 from .definition_schema import MetricSpec
 from .vocabulary import METRICS
@@ -173,10 +174,15 @@ class KeypointSource:
         """95 % interval of ``stat(angle)`` (a whole-trial metric of one joint angle) under the
         fit's angle noise: :func:`angle_sd` of ``dof`` added independently to every frame, 20
         Monte-Carlo draws (:func:`~medpose.scoring.points.noise_interval`); None without a fit
-        or a noise estimate."""
+        or a noise estimate.  A derived angle (``shoulder_elevation``) takes the root sum of
+        squares of its inputs' SDs: its derivative with respect to each is at most 1."""
         if self._sd is None:
             self._sd = angle_sd(self.data) if hasattr(self.data, "q") else {}
-        sd = self._sd.get(dof, math.nan)
+        base, side = dof[:-2], dof[-2:]
+        if base in DERIVED:  # each input moves it by at most its own change: a bound
+            sd = math.sqrt(sum(self._sd.get(f"{b}{side}", math.nan) ** 2 for b in DERIVED[base]))
+        else:
+            sd = self._sd.get(dof, math.nan)
         if not math.isfinite(sd):
             return None
 
