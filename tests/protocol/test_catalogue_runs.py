@@ -161,6 +161,35 @@ def test_catalogue_protocol_runs_on_its_synthetic_session(name, sessions, tmp_pa
     assert _check_rom(protocol, result, session) >= 1
 
 
+@pytest.fixture(scope="module")
+def cli_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One study database that every protocol's ``medpose run`` writes to."""
+    return tmp_path_factory.mktemp("cli") / "study.sqlite"
+
+
+@pytest.mark.parametrize("name", catalogue_names())
+def test_every_protocol_runs_from_the_command_line_into_the_study(
+    name, sessions, cli_study, tmp_path_factory, capsys
+):
+    """``medpose run NAME SESSION --out DIR --db URL``: exit 0, the tables on disk, the run and
+    its metrics in the study under the protocol's name."""
+    session = _session(sessions, tmp_path_factory.mktemp("catalogue"), name)
+    out = cli_study.parent / name
+    code = main(
+        ["run", name, str(session), "--out", str(out), "--db", str(cli_study), "--no-progress"]
+    )
+    assert code == 0, capsys.readouterr()
+    assert (out / "metrics.csv").is_file() and (out / "manifest.json").is_file()
+    study = mp.Study(str(cli_study))
+    try:
+        runs = study.runs()
+        metrics = study.metrics(protocol=name)
+    finally:
+        study.close()
+    assert name in set(runs["protocol"]), runs
+    assert len(metrics) > 0
+
+
 def test_medpose_run_lands_in_a_study(sessions, tmp_path_factory, capsys):
     session = _session(sessions, tmp_path_factory.mktemp("catalogue"), "sit_to_stand")
     out = tmp_path_factory.mktemp("out") / "run"
