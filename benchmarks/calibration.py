@@ -256,10 +256,10 @@ def case(
         _, Y = markers_of(model, coords, qq)
         return float(np.nanmedian(np.linalg.norm(Y * 1000.0 - X, axis=2)))
 
-    def angles_of(values: dict[str, np.ndarray], key: int) -> dict[str, float]:
+    def angles_of(values: dict[str, np.ndarray]) -> dict[str, float]:
         out = {}
-        for oc, (dof, _) in ANGLES.items():
-            v = values[oc if key == 0 else dof]
+        for oc in ANGLES:
+            v = values[oc]
             out[f"{oc}|raw"] = rmse(v, truth[oc], False)
             out[f"{oc}|off"] = rmse(v, truth[oc], True)
         return out
@@ -267,7 +267,7 @@ def case(
     ik_mot = work / "ik.mot"
     sec = opensim_ik(osim_path, trc, ik_mot)
     ik = mot_columns(ik_mot)
-    rows["OpenSim IK"] = {"fps": T / sec, "marker_mm": marker_error(ik_mot), **angles_of(ik, 0)}
+    rows["OpenSim IK"] = {"fps": T / sec, "marker_mm": marker_error(ik_mot), **angles_of(ik)}
 
     seq_in = mp.read_keypoints(trc)
     for label, calib in (("medpose fit", False), ("medpose calibrate+fit", True)):
@@ -278,12 +278,11 @@ def case(
         osim = None if osim_path == MODEL else osim_path  # the scaled one, with its markers
         mot = f.to_mot(work / f"{label.replace(' ', '_')}.mot", model="pose2sim", osim=osim)
         res = float(np.nanmedian(f.residual))
-        fitted = {c: f.angles[c].to_numpy() for c in f.angles.columns}
         rows[label] = {
             "fps": T / sec,
             "resid_mm": res,
             "marker_mm": marker_error(mot),
-            **angles_of(fitted, 1),
+            **angles_of(mot_columns(mot)),
         }
     t0 = time.perf_counter()
     tp = {oc: three_point(mk, m3) for oc, (_, m3) in ANGLES.items() if m3}
@@ -375,8 +374,10 @@ def main() -> None:
         "set-up on the same `.trc`.  medpose's fits are written with "
         "`Fit.to_mot(path, model='pose2sim')`, loaded on the same OpenSim model, and OpenSim "
         "computes the markers: 'OpenSim marker error' is their median distance to the `.trc` "
-        "markers.  Angle columns: RMSE against the generating coordinates with the constant "
-        "offset removed, right/left, and in brackets as written (raw).  The three-point angle "
+        "markers.  Angle columns: RMSE of the `.mot` coordinates (IK's, or medpose's as "
+        "`to_mot` writes them, with the mapping's zero-pose offsets) against the generating "
+        "coordinates with the constant offset removed, right/left, and in brackets as written "
+        "(raw).  The three-point angle "
         "is 180 deg minus the hip-knee-ankle / shoulder-elbow-wrist marker angle.  frames/s: "
         "wall time of IK, of calibrate + fit (or fit), on this machine's CPU.\n\n"
         f"Machine: {machine()}; whole benchmark {total:.0f} s.  Command: "
