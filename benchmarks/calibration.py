@@ -375,7 +375,7 @@ def main() -> None:
         "`Fit.to_mot(path, model='pose2sim')`, loaded on the same OpenSim model, and OpenSim "
         "computes the markers: 'OpenSim marker error' is their median distance to the `.trc` "
         "markers.  Angle columns: RMSE of the `.mot` coordinates (IK's, or medpose's as "
-        "`to_mot` writes them, with the mapping's zero-pose offsets) against the generating "
+        "`to_mot` writes them) against the generating "
         "coordinates with the constant offset removed, right/left, and in brackets as written "
         "(raw).  The three-point angle "
         "is 180 deg minus the hip-knee-ankle / shoulder-elbow-wrist marker angle.  frames/s: "
