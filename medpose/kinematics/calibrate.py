@@ -33,17 +33,27 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from types import MappingProxyType
 
 import numpy as np
+import torch
 
 from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import to_medpose_names
 from .fit import fit
+from .fit.context import Context
+from .fit.problem import _observable
 from .fk import forward_kinematics, segment_poses
+from .keypoint_models import (
+    KeypointModel,
+    keypoint_model_for,
+    list_keypoint_models,
+    load_keypoint_model,
+)
 from .patient import PatientSkeleton, estimate_skeleton
-from .skeleton import Skeleton
+from .skeleton import Skeleton, default_ranges
 
 __all__ = ["calibrate", "StaticTrialWarning"]
 
@@ -51,6 +61,15 @@ __all__ = ["calibrate", "StaticTrialWarning"]
 #: 5th to 95th percentile) is not static.
 STATIC_DEG = 5.0
 _MIRROR = np.array([1.0, 1.0, -1.0])
+#: Prior standard deviation (mm) of an offset component held fixed (a keypoint on an axis).
+_HELD = 1e-3
+#: In the reduced system each pose DoF is damped as if its prior were at most this wide
+#: (degrees): a trust region on how far the linearised poses may follow a step.
+_POSE_STEP_DEG = 10.0
+#: A round whose median residual exceeds the best round's by this factor is rejected.
+_ACCEPT = 1.002
+#: Step (degrees) of the numerical derivative of the keypoints with respect to a joint axis.
+_STEP_DEG = 1e-3
 #: The DoFs (without side) checked for a static trial: those the keypoints of every layout
 #: determine (a barely observed one, e.g. upper-arm rotation with a straight elbow, wanders).
 _STATIC_DOFS = (
@@ -111,6 +130,11 @@ def calibrate(
     joint_sd_mm: float = 15.0,
     symmetry_sd_mm: float = 5.0,
     max_change_mm: float = 60.0,
+    keypoint_model: str | KeypointModel | None = None,
+    axes: Sequence[str] = (),
+    axis_sd_deg: float = 8.0,
+    symmetry_sd_deg: float = 4.0,
+    max_axis_deg: float = 25.0,
     min_confidence: float = 0.3,
     patient_id: str | None = None,
     up: str | None = None,
@@ -173,6 +197,9 @@ def calibrate(
         raise InputError(
             f"calibrate: frames must be >= 10 and rounds >= 1, found {frames!r}, {rounds!r}"
         )
+    model = _model(keypoint_model, sequence)
+    if model is not None:
+        sequence = model.rename(sequence)
     measured = estimate_skeleton(
         sequence, static=static, base=skeleton, min_confidence=max(min_confidence, 0.3)
     )
@@ -197,27 +224,85 @@ def calibrate(
     chains = _chains(sk0)
     # joint centres the keypoints can see: segments (not the root) with a used keypoint at or below
     segs = sorted({s for k in kseg for s in chains[int(k)]})
-    K, J = len(kp), len(segs)
-    P = 3 * (K + J)
+    # hinge axes: the fixed rotations of those joints' sequences (a joint with at least one DoF)
+    hinge = [
+        (s, j)
+        for s in segs
+        if (sk0.joint_dof_index[s] >= 0).any()
+        for j in range(3)
+        if sk0.joint_dof_index[s, j] < 0
+    ]
+    want = {str(a).removesuffix("_r").removesuffix("_l") for a in axes}
+    side_free = [
+        sk0.segment_names[s].removesuffix("_r").removesuffix("_l")
+        for s in range(len(sk0.segment_names))
+    ]
+    unknown = sorted(want - set(side_free))
+    if unknown:
+        raise InputError(
+            f"calibrate: axes: unknown segment(s) {unknown}; expected names among "
+            f"{sorted(set(side_free))}"
+        )
+    hinge = [(s, j) for s, j in hinge if side_free[s] in want]
+    K, J, A = len(kp), len(segs), len(hinge)
+    P0 = 3 * (K + J)  # offsets first, then the hinge axes' angles
+    P = P0 + A
     col_of_seg = {s: 3 * (K + j) for j, s in enumerate(segs)}
-    x0 = np.concatenate([sk0.keypoint_offsets[kp].ravel(), sk0.joint_offsets[segs].ravel()])
-    prior_sd = np.concatenate([np.full(3 * K, keypoint_sd_mm), np.full(3 * J, joint_sd_mm)])
-    # symmetry pairs: (column of the right block, column of the left block)
+    kp_prior, kp_sd = model.prior(sk0) if model is not None else ({}, {})
+    x0 = np.concatenate(
+        [
+            np.array([kp_prior.get(n, sk0.keypoint_offsets[k]) for n, k in zip(used, kp)]).ravel(),
+            sk0.joint_offsets[segs].ravel(),
+            np.array([sk0.joint_fixed_deg[s, j] for s, j in hinge]),
+        ]
+    )
+    prior_sd = np.concatenate(
+        [
+            np.repeat([kp_sd.get(n, keypoint_sd_mm) for n in used], 3),
+            np.full(3 * J, joint_sd_mm),
+            np.full(A, axis_sd_deg),
+        ]
+    )
+    # a keypoint on the axis of a rotation no keypoint observes (the wrist on the forearm's
+    # pronation axis, for layouts without hand keypoints) stays on it: moving it off would make
+    # that rotation trade with the joint's flexion (a carrying angle is an axis, below)
+    for d in np.flatnonzero(sk0.rotational & ~_observable_dofs(sk0, kp)):
+        sd_, jd_ = (int(v[0]) for v in np.nonzero(sk0.joint_dof_index == d))
+        on = "XYZ".index(sk0.sequences[sd_][jd_])
+        for ki in np.flatnonzero(kseg == sd_).tolist():
+            off = x0[3 * ki : 3 * ki + 3]
+            perp = [c for c in range(3) if c != on]
+            if np.allclose(off[perp], 0.0, atol=1e-6) and side_free[sd_] in want:
+                prior_sd[3 * ki + np.array(perp)] = _HELD
+    # symmetry pairs: (first column of the right block, of the left block, width, mirror)
     labels = used + [sk0.segment_names[s] for s in segs]
     pos = {n: i for i, n in enumerate(labels)}
-    pairs = [(3 * pos[n], 3 * pos[t]) for n in labels if (t := _twin(n)) is not None and t in pos]
-    C = np.zeros((3 * len(pairs), P))  # symmetry residuals C @ x / s_sym
-    for i, (a, b) in enumerate(pairs):
-        C[3 * i : 3 * i + 3, a : a + 3] = np.eye(3)
-        C[3 * i : 3 * i + 3, b : b + 3] = -np.diag(_MIRROR)
-    sym = C / symmetry_sd_mm if math.isfinite(symmetry_sd_mm) else C[:0]
+    pairs = [
+        (3 * pos[n], 3 * pos[t], _MIRROR)
+        for n in labels
+        if (t := _twin(n)) is not None and t in pos
+    ]
+    labels_a = [f"{sk0.segment_names[s]} axis {sk0.sequences[s][j]}" for s, j in hinge]
+    apos = {(sk0.segment_names[s], j): P0 + i for i, (s, j) in enumerate(hinge)}
+    for (name, j), c in apos.items():  # X and Y rotations change sign in the mirror, Z does not
+        if (t := _twin(name)) is not None and (t, j) in apos:
+            ax = sk0.sequences[sk0.segment_index(name)][j]
+            pairs.append((c, apos[(t, j)], np.array([1.0 if ax == "Z" else -1.0])))
+    rows = []
+    for a, b, m in pairs:  # symmetry residuals C @ x / s_sym
+        for i in range(len(m)):
+            row = np.zeros(P)
+            row[a + i], row[b + i] = 1.0, -m[i]
+            rows.append(row / (symmetry_sd_mm if a < P0 else symmetry_sd_deg))
+    sym = np.array(rows).reshape(-1, P) if math.isfinite(symmetry_sd_mm) else np.zeros((0, P))
     x = x0.copy()
     before: dict[str, float] = {}
     H_data = np.zeros((P, P))
     sk = sk0
     f = None
+    best: tuple | None = None  # (median residual, x, skeleton, fit) of the best round so far
     for r in range(int(rounds) + 1):
-        sk = _with(sk0, used, segs, x)
+        sk = _with(sk0, used, segs, hinge, x)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             f = fit(  # a few hundred frames: one thread is faster than several
@@ -230,6 +315,18 @@ def calibrate(
                 threads=1,
             )
         res = f.residual
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = float(np.nanmedian(res))
+        if best is not None and not med <= best[0] * _ACCEPT:
+            # the linearised step overshot (poses do not follow it as the model assumed):
+            # back to the best parameters, half as far
+            x = best[1] + 0.5 * (x - best[1])
+            if r == int(rounds):
+                x, sk, f = best[1], best[2], best[3]
+                break
+            continue
+        best = (med, x.copy(), sk, f)
         if r == 0:
             before = _medians(res, used)
             if static:
@@ -261,22 +358,31 @@ def calibrate(
             for s in chains[int(kseg[k])]:
                 c0 = col_of_seg[s]
                 Jm[:, k, :, c0 : c0 + 3] = R[:, sk0.parent_index[s]]
+        for i, (s, j) in enumerate(hinge):  # axes enter through the rotations: numerically
+            name = sk0.segment_names[s]
+            abc = np.array(sk.joint_fixed_deg[s])
+            abc[j] += _STEP_DEG
+            moved = np.asarray(
+                forward_kinematics(sk.with_axes({name: tuple(abc.tolist())}), q, keypoints=used)
+            )
+            Jm[..., P0 + i] = (moved - xhat) / _STEP_DEG
         sw = np.sqrt(w)[..., None] / sigma
-        A = (Jm * sw[..., None]).reshape(-1, P)
-        b = ((X - xhat) * sw).reshape(-1)
-        H_data = A.T @ A
+        Bt = (Jm * sw[..., None]).reshape(q.shape[0], -1, P)  # (T, 3K, P) whitened
+        rt = ((X - xhat) * sw).reshape(q.shape[0], -1)  # (T, 3K)
+        H_data, g_data = _reduced_system(sk, f, q, kp, Bt, rt, sw)
         Hp = np.diag(1.0 / prior_sd**2)
         H = H_data + Hp + sym.T @ sym
-        g = A.T @ b - Hp @ (x - x0) - sym.T @ (sym @ x)
+        g = g_data - Hp @ (x - x0) - sym.T @ (sym @ x)
         x = x + np.linalg.solve(H, g)
-        lo, hi = x0 - max_change_mm, x0 + max_change_mm
+        half = np.concatenate([np.full(P0, max_change_mm), np.full(A, max_axis_deg)])
+        lo, hi = x0 - half, x0 + half
         if np.any((x < lo) | (x > hi)):
             far = np.flatnonzero((x < lo) | (x > hi))
-            which = sorted({labels[i // 3] for i in far})
+            which = sorted({(labels[i // 3] if i < P0 else f"{labels_a[i - P0]}") for i in far})
             warnings.warn(
-                f"calibrate: the data push {which} more than {max_change_mm:g} mm from the "
-                f"default skeleton's position (allowed range: prior +- {max_change_mm:g} mm per "
-                "axis); held at the edge of that range",
+                f"calibrate: the data push {which} beyond the plausible range (prior +- "
+                f"{max_change_mm:g} mm per axis for a position, +- {max_axis_deg:g} degrees for "
+                "a joint axis); held at the edge of that range",
                 stacklevel=2,
             )
             x = np.clip(x, lo, hi)
@@ -287,20 +393,30 @@ def calibrate(
     status = {}
     for i, n in enumerate(labels):
         det = ratio[3 * i : 3 * i + 3] < 0.5
-        if det.all():
-            status[n] = "determined"
+        held = prior_sd[3 * i : 3 * i + 3] == _HELD
+        if (det | held).all() and det.any():
+            status[n] = "determined" + (" (held on a rotation axis)" if held.any() else "")
         elif det.any():
-            free = ",".join("xyz"[a] for a in range(3) if not det[a])
+            free = ",".join("xyz"[a] for a in range(3) if not (det[a] or held[a]))
             status[n] = f"partly determined ({free} at the prior)"
         else:
             status[n] = "prior"
-    lengths, method = _lengths(sk0, measured, segs, x[3 * K :].reshape(J, 3))
+    ax_out: dict[str, list[float]] = {}
+    for i, (s, j) in enumerate(hinge):
+        name = sk0.segment_names[s]
+        ax_out.setdefault(name, [0.0, 0.0, 0.0])[j] = float(x[P0 + i])
+        key = f"{name} axis"
+        slot = sk0.sequences[s][j]
+        det = "determined" if ratio[P0 + i] < 0.5 else "prior"
+        status[key] = f"{status[key]}, {slot} {det}" if key in status else f"{slot} {det}"
+    lengths, method = _lengths(sk0, measured, segs, x[3 * K : P0].reshape(J, 3))
     kp_off = {n: tuple(float(v) for v in x[3 * i : 3 * i + 3]) for i, n in enumerate(used)}
     jt_off = {
         sk0.segment_names[s]: tuple(float(v) for v in x[3 * (K + j) : 3 * (K + j) + 3])
         for j, s in enumerate(segs)
     }
-    final = sk0.with_lengths(lengths).with_offsets(kp_off, jt_off)
+    jt_axes = {k: tuple(v) for k, v in ax_out.items()}
+    final = sk0.with_lengths(lengths).with_offsets(kp_off, jt_off).with_axes(jt_axes)
     return PatientSkeleton(
         skeleton=final,
         lengths=MappingProxyType(dict(final.lengths)),
@@ -312,6 +428,8 @@ def calibrate(
         keypoints=tuple(used),
         keypoint_offsets=MappingProxyType(kp_off),
         joint_centres=MappingProxyType(jt_off),
+        joint_axes=MappingProxyType(jt_axes),
+        keypoint_model=None if model is None else _model_name(model),
         status=MappingProxyType(status),
         residual_before_mm=MappingProxyType(before),
         residual_after_mm=MappingProxyType(after),
@@ -319,15 +437,81 @@ def calibrate(
     )
 
 
-def _with(sk0: Skeleton, used: list[str], segs: list[int], x: np.ndarray) -> Skeleton:
-    K = len(used)
+def _with(
+    sk0: Skeleton, used: list[str], segs: list[int], axes: list[tuple[int, int]], x: np.ndarray
+) -> Skeleton:
+    K, P0 = len(used), 3 * (len(used) + len(segs))
+    ax: dict[str, list[float]] = {}
+    for i, (s, j) in enumerate(axes):
+        ax.setdefault(sk0.segment_names[s], [0.0, 0.0, 0.0])[j] = float(x[P0 + i])
     return sk0.with_offsets(
         {n: x[3 * i : 3 * i + 3].tolist() for i, n in enumerate(used)},
         {
             sk0.segment_names[s]: x[3 * (K + j) : 3 * (K + j) + 3].tolist()
             for j, s in enumerate(segs)
         },
-    )
+    ).with_axes(ax)
+
+
+def _reduced_system(
+    sk: Skeleton,
+    f,
+    q: np.ndarray,
+    kp: np.ndarray,
+    B: np.ndarray,
+    r: np.ndarray,
+    sw: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The subject parameters' normal equations with every frame's pose eliminated (the Schur
+    complement of bundle adjustment, Triggs et al. 2000, "Bundle adjustment - a modern
+    synthesis", sec. 6.1): a step of the parameters then accounts for how the poses follow it,
+    so the alternation with the fit converges in a few rounds where holding the poses fixed
+    moves parameters that the poses can absorb (a carrying angle against pronation and
+    shoulder rotation) by a fraction of the way per round.  Pose DoFs held on a limit in a frame
+    do not move; the fit's posture prior damps the ones the keypoints barely see.
+    ``B`` (T, 3K, P) and ``r`` (T, 3K) are whitened."""
+    ctx = Context(sk, kp, torch.device("cpu"), torch.float64, free=f.observable)
+    _, _, _, Jq = ctx.evaluate(torch.as_tensor(q), jacobian=True)
+    cols = ctx.var_dofs.numpy()
+    A = (Jq.numpy() * sw[..., None]).reshape(q.shape[0], -1, len(cols))  # (T, 3K, F)
+    held = f.limit_active[f.valid][:, cols] if f.limit_active is not None else None
+    if held is not None:
+        A = A * ~held[:, None, :]
+    psd = f.prior_sd[cols] if f.prior_sd is not None else np.full(len(cols), np.inf)
+    psd = np.minimum(psd, _POSE_STEP_DEG)
+    damp = np.where(np.isfinite(psd) & sk.rotational[cols], 1.0 / np.square(psd), 0.0)
+    Hqq = np.einsum("tkf,tkg->tfg", A, A) + np.diag(damp + 1e-9)[None]
+    Hqp = np.einsum("tkf,tkp->tfp", A, B)
+    gq = np.einsum("tkf,tk->tf", A, r)
+    sol = np.linalg.solve(Hqq, np.concatenate([Hqp, gq[..., None]], axis=2))
+    H = np.einsum("tkp,tkr->pr", B, B) - np.einsum("tfp,tfr->pr", Hqp, sol[..., :-1])
+    g = np.einsum("tkp,tk->p", B, r) - np.einsum("tfp,tf->p", Hqp, sol[..., -1])
+    return 0.5 * (H + H.T), g
+
+
+def _model(given: str | KeypointModel | None, sequence: KeypointSequence) -> KeypointModel | None:
+    """The keypoint model to calibrate with: the one given (a name or a file), or the default
+    for the sequence's layout; None for names no layout holds (medpose's own keypoints)."""
+    if isinstance(given, KeypointModel):
+        return given
+    if given is not None:
+        return load_keypoint_model(given)
+    try:
+        return keypoint_model_for(sequence)
+    except InputError:
+        return None
+
+
+def _model_name(model: KeypointModel) -> str:
+    return model.name if model.name in list_keypoint_models() else model.source_file
+
+
+def _observable_dofs(sk: Skeleton, kp: np.ndarray) -> np.ndarray:
+    """The DoFs that move at least one of the keypoints ``kp`` (indices into the skeleton's)."""
+    rng = default_ranges(sk)
+    lo = np.array([rng.get(n, (-np.inf, np.inf))[0] for n in sk.dof_names], dtype=float)
+    hi = np.array([rng.get(n, (-np.inf, np.inf))[1] for n in sk.dof_names], dtype=float)
+    return _observable(sk, np.asarray(kp), lo, hi)
 
 
 def _medians(res: np.ndarray, used: list[str]) -> dict[str, float]:

@@ -73,6 +73,7 @@ def _constants(
             "code": _t(code[:, :, None, :], device),  # (3, S, 1, 9)
             "idx": _t(skeleton.joint_dof_index, device),
             "sign": _t(skeleton.joint_dof_sign, device, dtype),
+            "fixed": _t(skeleton.joint_fixed_deg, device, dtype),
             "offs": _t(skeleton.joint_offsets, device, dtype),
             "trans": _t(skeleton.translation_dof_index, device),
             "kseg": _t(skeleton.keypoint_segment, device),
@@ -86,7 +87,7 @@ def _local_rotations(
 ) -> torch.Tensor:
     """Joint rotations (child in parent), shape (S, T, 3, 3), from q (T, D) in degrees."""
     qz = torch.cat([q, q.new_zeros(q.shape[0], 1)], dim=1)  # column -1 -> 0
-    ang = torch.deg2rad(qz[:, c["idx"]] * c["sign"]).permute(2, 1, 0)  # (3, S, T)
+    ang = torch.deg2rad(qz[:, c["idx"]] * c["sign"] + c["fixed"]).permute(2, 1, 0)  # (3, S, T)
     table = torch.stack(
         [
             torch.zeros_like(ang),

@@ -94,6 +94,14 @@ class PatientSkeleton:
     keypoint_offsets, joint_centres : Mapping[str, tuple of 3 floats]
         Calibrated positions (mm): each keypoint in its segment's frame, each joint centre in
         its parent's frame (:meth:`Skeleton.with_offsets`).
+    joint_axes : Mapping[str, tuple of 3 floats]
+        Calibrated hinge axes: per segment, the constant angles (degrees) of the fixed
+        rotations of its joint's sequence (:meth:`Skeleton.with_axes`), e.g. the elbow's
+        carrying angle (``forearm_r`` X) and the knee's frontal and axial alignment.
+    keypoint_model : str or None
+        The keypoint model (:mod:`~medpose.kinematics.keypoint_models`) whose priors and names
+        the calibration used; :func:`~medpose.kinematics.fit.fit` renames a sequence's
+        keypoints with it before using this skeleton.
     status : Mapping[str, str]
         Per calibrated keypoint or joint centre, what the data determined: ``"determined"``,
         ``"partly determined (x)"`` (the axes the data left at their prior) or ``"prior"``.
@@ -113,6 +121,8 @@ class PatientSkeleton:
     keypoints: tuple[str, ...] = ()
     keypoint_offsets: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     joint_centres: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    joint_axes: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    keypoint_model: str | None = None
     status: Mapping[str, str] = field(default_factory=dict)
     residual_before_mm: Mapping[str, float] = field(default_factory=dict)
     residual_after_mm: Mapping[str, float] = field(default_factory=dict)
@@ -160,6 +170,20 @@ class PatientSkeleton:
                         else np.nan,
                     }
                 )
+        for name, abc in self.joint_axes.items():
+            rows.append(
+                {
+                    "kind": "axis (deg)",
+                    "name": name,
+                    "x_mm": abc[0],
+                    "y_mm": abc[1],
+                    "z_mm": abc[2],
+                    "change_mm": np.nan,
+                    "status": self.status.get(f"{name} axis", ""),
+                    "residual_before_mm": np.nan,
+                    "residual_after_mm": np.nan,
+                }
+            )
         return pd.DataFrame(rows)
 
     def check(self, keypoints: Sequence[str], *, patient_id: str | None = None) -> None:
@@ -207,6 +231,8 @@ class PatientSkeleton:
             "method": dict(self.method),
             "keypoint_offsets_mm": {k: r3(v) for k, v in self.keypoint_offsets.items()},
             "joint_centres_mm": {k: r3(v) for k, v in self.joint_centres.items()},
+            "joint_axes_deg": {k: r3(v) for k, v in self.joint_axes.items()},
+            "keypoint_model": self.keypoint_model,
             "status": dict(self.status),
             "residual_before_mm": {k: float(v) for k, v in self.residual_before_mm.items()},
             "residual_after_mm": {k: float(v) for k, v in self.residual_after_mm.items()},
@@ -262,6 +288,7 @@ class PatientSkeleton:
         try:
             sk = (base or Skeleton.default()).with_lengths(dict(doc["lengths_mm"]))
             sk = sk.with_offsets(doc.get("keypoint_offsets_mm"), doc.get("joint_centres_mm"))
+            sk = sk.with_axes(doc.get("joint_axes_deg") or {})
             out = cls(
                 skeleton=sk,
                 lengths=MappingProxyType({k: float(v) for k, v in doc["lengths_mm"].items()}),
@@ -276,6 +303,10 @@ class PatientSkeleton:
                 joint_centres=MappingProxyType(
                     {k: tuple(map(float, v)) for k, v in doc.get("joint_centres_mm", {}).items()}
                 ),
+                joint_axes=MappingProxyType(
+                    {k: tuple(map(float, v)) for k, v in (doc.get("joint_axes_deg") or {}).items()}
+                ),
+                keypoint_model=doc.get("keypoint_model"),
                 status=MappingProxyType(dict(doc.get("status", {}))),
                 residual_before_mm=MappingProxyType(dict(doc.get("residual_before_mm", {}))),
                 residual_after_mm=MappingProxyType(dict(doc.get("residual_after_mm", {}))),

@@ -282,6 +282,9 @@ class Skeleton:
         Index of each segment's parent, -1 for the root.
     joint_offsets : numpy.ndarray, shape (S, 3)
         Each joint centre (segment origin) in its parent's frame, mm (the root's is 0).
+    joint_fixed_deg : numpy.ndarray, shape (S, 3)
+        Constant angle (degrees) of each rotation of a joint's sequence that is not a DoF
+        (0 by default; :meth:`with_axes`): a subject's hinge-axis alignment.
     keypoint_segment : numpy.ndarray, shape (K,)
         Index of the segment each keypoint moves with.
     keypoint_offsets : numpy.ndarray, shape (K, 3)
@@ -315,6 +318,7 @@ class Skeleton:
     _source: str = field(default="skeleton", repr=False)
     keypoint_mm: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # with_offsets
     joint_mm: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    axis_deg: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # with_axes
     _cache: dict = field(default_factory=dict, repr=False)  # per (device, dtype) tensors for FK
     # Derived in __post_init__ from the segments and lengths (read-only arrays).
     segment_names: tuple[str, ...] = field(init=False, repr=False)
@@ -327,6 +331,7 @@ class Skeleton:
     joint_dof_sign: np.ndarray = field(init=False, repr=False)
     translation_dof_index: np.ndarray = field(init=False, repr=False)
     joint_offsets: np.ndarray = field(init=False, repr=False)
+    joint_fixed_deg: np.ndarray = field(init=False, repr=False)
     keypoint_names: tuple[str, ...] = field(init=False, repr=False)
     keypoint_segment: np.ndarray = field(init=False, repr=False)
     keypoint_offsets: np.ndarray = field(init=False, repr=False)
@@ -377,6 +382,19 @@ class Skeleton:
                 if key not in known or np.shape(xyz) != (3,) or not np.all(np.isfinite(xyz)):
                     raise InputError(f"{self._source}: bad offset {key!r} = {xyz!r} (mm)")
                 arr[list(known).index(key)] = xyz  # type: ignore[index]
+        fixed = np.zeros((len(segs), 3))
+        for key, abc in self.axis_deg.items():  # per-subject hinge axes (with_axes)
+            if key not in names or np.shape(abc) != (3,) or not np.all(np.isfinite(abc)):
+                raise InputError(f"{self._source}: bad joint axes {key!r} = {abc!r} (degrees)")
+            s_ = names.index(key)
+            if np.any((idx[s_] >= 0) & (np.asarray(abc) != 0)):
+                raise InputError(
+                    f"{self._source}: joint axes of {key!r} = {tuple(abc)} set a rotation that "
+                    f"is a DoF ({[d[0] for d in segs[s_].dofs if d]}); only the fixed rotations "
+                    "of a joint's sequence take a constant"
+                )
+            fixed[s_] = abc
+        values["joint_fixed_deg"] = fixed
         for key, val in values.items():
             if isinstance(val, np.ndarray):
                 val.setflags(write=False)
@@ -455,6 +473,7 @@ class Skeleton:
             _source=self._source,
             keypoint_mm=self.keypoint_mm,
             joint_mm=self.joint_mm,
+            axis_deg=self.axis_deg,
         )
 
     def with_offsets(
@@ -476,6 +495,28 @@ class Skeleton:
             _source=self._source,
             keypoint_mm=MappingProxyType(kp),
             joint_mm=MappingProxyType(jt),
+            axis_deg=self.axis_deg,
+        )
+
+    def with_axes(self, axes: Mapping[str, Sequence[float]]) -> Skeleton:
+        """A copy with constant angles (degrees) in the fixed rotations of some joints' Euler
+        sequences: segment name -> three angles, one per slot of its joint's sequence, non-zero
+        only where the slot is not a DoF (e.g. ``forearm_r``: ``(0, 12, 0)`` tilts the forearm
+        12 degrees about X after flexion, the carrying angle; ``shank_r``: the knee's varus
+        alignment).  A subject's hinge axes, as :func:`~medpose.kinematics.calibrate.calibrate`
+        estimates them.  The zero pose of every DoF keeps its meaning relative to the proximal
+        segment.  InputError: unknown segment, not 3 numbers, or a constant on a DoF's slot."""
+        ax = {**self.axis_deg, **{k: tuple(map(float, v)) for k, v in axes.items()}}
+        return Skeleton(
+            _ratios=self._ratios,
+            _segments=self._segments,
+            lengths=self.lengths,
+            height_mm=self.height_mm,
+            frame=self.frame,
+            _source=self._source,
+            keypoint_mm=self.keypoint_mm,
+            joint_mm=self.joint_mm,
+            axis_deg=MappingProxyType(ax),
         )
 
     # ------------------------------------------------------------------ look-ups

@@ -27,6 +27,7 @@ import torch
 
 from ...data import KeypointSequence
 from ...errors import InputError
+from ..keypoint_models import load_keypoint_model
 from ..limits import JointLimits
 from ..patient import PatientSkeleton
 from ..skeleton import Skeleton
@@ -144,6 +145,8 @@ def fit(
     calibration = None
     if isinstance(skeleton, PatientSkeleton):
         if isinstance(sequence, KeypointSequence):
+            if skeleton.keypoint_model:  # the names the calibration gave these keypoints
+                sequence = load_keypoint_model(skeleton.keypoint_model).rename(sequence)
             skeleton.check(sequence.names)
         calibration, skeleton = skeleton, skeleton.skeleton
     prob = prepare(

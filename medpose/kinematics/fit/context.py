@@ -91,6 +91,8 @@ class Context:
         self.ang_scale = t(
             (np.where(idx >= 0, sk.joint_dof_sign[order], 0.0) * np.pi / 180.0).T
         )  # (3, S)
+        fixed = np.deg2rad(sk.joint_fixed_deg[order]).T  # (3, S) constant angles of fixed slots
+        self.ang_bias = t(fixed) if np.any(fixed != 0) else None
         rot = [
             (d, s, j)
             for s in range(S)
@@ -172,6 +174,8 @@ class Context:
         T = q.shape[0]
         qz = torch.cat([q, q.new_zeros(T, 1)], dim=1)
         ang = qz[:, self.ang_dof] * self.ang_scale  # (T, 3, S) radians
+        if self.ang_bias is not None:
+            ang = ang + self.ang_bias
         E = (
             self.B
             + torch.cos(ang)[..., None, None] * self.P

@@ -253,6 +253,25 @@ def frame_rms(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, n_var: int)
     return torch.sqrt((w * ((x - x_obs) ** 2).sum(dim=2)).sum(dim=1) / dof)
 
 
+#: A restart is kept where it lowers the frame's residual by at least this factor.
+_GAIN = 0.99
+#: A keypoint whose residual exceeds this many times its median over the frames (plus
+#: :data:`_ALONE_MM`) marks its frame as stuck, even when the frame's RMS looks fine.
+_ALONE = 5.0
+_ALONE_MM = 3.0
+
+
+def off_alone(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Frames where one keypoint is far off while the others fit: a limb settled on another
+    solution (an elbow flexed the other way with the forearm turned) that the frame's RMS over
+    every keypoint hides.  Per frame, True where some observed keypoint's residual exceeds
+    ``_ALONE`` times its own median over the frames plus ``_ALONE_MM``."""
+    d = torch.sqrt(((x - x_obs) ** 2).sum(dim=2))  # (T, K)
+    d = torch.where(w > 0, d, torch.full_like(d, float("nan")))
+    med = torch.nanmedian(d, dim=0).values  # (K,)
+    return (d > _ALONE * med + _ALONE_MM).any(dim=1)
+
+
 def repair(
     ctx: Context,
     q,
@@ -299,7 +318,7 @@ def repair(
             q[take], x[take], conv[take] = qn[better], xn[better], cn[better]
     for _ in range(q.shape[0] if passes is None else passes):
         rms = frame_rms(x, x_obs, w, n_var)
-        bad = ~(rms <= 3.0 * sigma + 0.5)
+        bad = ~(rms <= 3.0 * sigma + 0.5) | off_alone(x, x_obs, w)
         if not bool(bad.any()) or bool(bad.all()):
             break
         idx = torch.nonzero(bad)[:, 0]
@@ -314,7 +333,7 @@ def repair(
         qn, xn, cn = solve(
             ctx, q[src], x_obs[idx], w[idx], lo, hi, pri, max_iter=max_iter, xtol=xtol
         )
-        better = frame_rms(xn, x_obs[idx], w[idx], n_var) < rms[idx]
+        better = frame_rms(xn, x_obs[idx], w[idx], n_var) < _GAIN * rms[idx]
         take = idx[better]
         if take.numel() == 0:
             break
