@@ -44,7 +44,7 @@ from ..errors import InputError
 from ..layouts import to_medpose_names
 from .fit import fit
 from .fit.context import Context
-from .fit.problem import _observable
+from .fit.problem import observable_dofs
 from .fk import forward_kinematics, segment_poses
 from .keypoint_models import (
     KeypointModel,
@@ -511,7 +511,7 @@ def _observable_dofs(sk: Skeleton, kp: np.ndarray) -> np.ndarray:
     rng = default_ranges(sk)
     lo = np.array([rng.get(n, (-np.inf, np.inf))[0] for n in sk.dof_names], dtype=float)
     hi = np.array([rng.get(n, (-np.inf, np.inf))[1] for n in sk.dof_names], dtype=float)
-    return _observable(sk, np.asarray(kp), lo, hi)
+    return observable_dofs(sk, np.asarray(kp), lo, hi)
 
 
 def _medians(res: np.ndarray, used: list[str]) -> dict[str, float]:

@@ -206,7 +206,7 @@ def _map_keypoints(
     return np.array(seq_idx), np.array(kp_idx), tuple(used)
 
 
-def _observable(
+def observable_dofs(
     skeleton: Skeleton, kp_index: np.ndarray, lower: np.ndarray, upper: np.ndarray
 ) -> np.ndarray:
     """DoFs that move at least one used keypoint at generic poses (Jacobian column non-zero)."""
@@ -282,7 +282,7 @@ def prepare(
     if not isinstance(lim, JointLimits):
         raise InputError(f"fit: limits must be a JointLimits, found {type(lim).__name__}")
     lo, hi = lim.for_skeleton(skeleton)
-    obs = _observable(skeleton, kp_idx, lo, hi)
+    obs = observable_dofs(skeleton, kp_idx, lo, hi)
     sampled = renamed.positions if isinstance(sub, np.ndarray) else renamed.positions[few]
     A = alignment_rotation(sampled, used, up)
     check_handedness(sampled, used)
