@@ -284,13 +284,27 @@ def case(
     rows["OpenSim IK"] = {"fps": T / sec, "marker_mm": marker_error(ik_mot), **angles_of(ik)}
 
     seq_in = mp.read_keypoints(trc)
-    for label, calib in (("medpose fit", False), ("medpose calibrate+fit", True)):
+    variants = (  # label, calibrate's keyword arguments (None: no calibration), fit's
+        ("medpose fit", None, {}),
+        ("medpose calibrate+fit (detector priors)", {}, {}),
+        (
+            "medpose calibrate+fit (pose2sim_halpe26 model)",
+            {"keypoint_model": "pose2sim_halpe26"},
+            {},
+        ),
+        (
+            "same, fit smoothness=2",
+            {"keypoint_model": "pose2sim_halpe26"},
+            {"smoothness": 2.0},
+        ),
+    )
+    for label, calib, fkw in variants:
         t0 = time.perf_counter()
-        sk = mp.calibrate(seq_in) if calib else None
-        f = mp.fit(seq_in, sk, progress=False)
+        sk = mp.calibrate(seq_in, **calib) if calib is not None else None
+        f = mp.fit(seq_in, sk, progress=False, **fkw)
         sec = time.perf_counter() - t0
         osim = None if osim_path == MODEL else osim_path  # the scaled one, with its markers
-        mot = f.to_mot(work / f"{label.replace(' ', '_')}.mot", model="pose2sim", osim=osim)
+        mot = f.to_mot(work / f"variant{len(rows)}.mot", model="pose2sim", osim=osim)
         res = float(np.nanmedian(f.residual))
         rows[label] = {
             "fps": T / sec,
@@ -830,7 +844,7 @@ def main() -> None:
         "coordinates with the constant offset removed, right/left, and in brackets as written "
         "(raw).  The three-point angle "
         "is 180 deg minus the hip-knee-ankle / shoulder-elbow-wrist marker angle.  frames/s: "
-        "wall time of IK, of calibrate + fit (or fit), on this machine's CPU.\n\n"
+        "wall time of IK, of calibrate + fit (or fit), on this machine's CPU.  Rows: `mp.fit` alone; `mp.calibrate` with the priors of the layout's detector model (`halpe26`, what `mp.calibrate(seq)` picks for these names); with Pose2Sim's marker model (`keypoint_model='pose2sim_halpe26'`: the markers where `Markers_Halpe26.xml` puts them, shoulders on the torso); and the same with the fit's temporal smoothness (`smoothness=2`).\n\n"
         f"Machine: {machine()}; whole benchmark {total:.0f} s.  Command: "
         f"`.venv/bin/python benchmarks/calibration.py{' --quick' if args.quick else ''}`"
         f"{'' if args.all else ' (the clean functional trial left out for time: --all)'}.\n\n"
