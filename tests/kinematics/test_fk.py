@@ -258,3 +258,30 @@ def test_wrong_q_shape(sk, shape):
         forward_kinematics(sk, np.zeros(shape))
     with pytest.raises(InputError, match=r"q must have shape \(T, 38\)"):
         segment_poses(sk, torch.zeros(shape))
+
+
+def test_hinge_axes_tilt_the_distal_segment_in_both_forward_kinematics():
+    """A constant in a joint's fixed rotation (Skeleton.with_axes: the elbow's carrying angle,
+    forearm X after flexion) moves the wrist on a cone about the flexion axis: at 90 degrees of
+    flexion a 10-degree carrying angle puts the wrist forearm * sin(10) off the plane the
+    default elbow keeps it in (a chord of 2 forearm sin 5 from the default wrist); the fit's own kinematics (fit.context) agrees with
+    forward_kinematics, and a constant on a DoF's slot is refused."""
+    from medpose.kinematics.fit.context import Context
+
+    sk0 = Skeleton.default()
+    sk = sk0.with_axes({"forearm_r": (0.0, 10.0, 0.0)})
+    q = sk.make_q({"elbow_flexion_r": 90.0, "shoulder_flexion_r": 20.0})
+    names = ["elbow_r", "wrist_r", "knee_r"]
+    a = np.asarray(forward_kinematics(sk0, q, keypoints=names))[0]
+    b = np.asarray(forward_kinematics(sk, q, keypoints=names))[0]
+    forearm = sk.lengths["forearm_r"]
+    np.testing.assert_allclose(
+        np.linalg.norm(b[1] - a[1]), 2 * forearm * np.sin(np.radians(5)), rtol=1e-9
+    )
+    np.testing.assert_allclose(np.linalg.norm(b[1] - b[0]), np.linalg.norm(a[1] - a[0]), rtol=1e-12)
+    np.testing.assert_allclose(b[2], a[2])
+    ctx = Context(sk, np.arange(len(sk.keypoint_names)), torch.device("cpu"), torch.float64)
+    _, _, x, _ = ctx.evaluate(torch.as_tensor(q))
+    np.testing.assert_allclose(x.numpy()[0], np.asarray(forward_kinematics(sk, q))[0], atol=1e-9)
+    with pytest.raises(InputError, match="DoF"):
+        sk0.with_axes({"forearm_r": (5.0, 0.0, 0.0)})  # Z is elbow flexion
