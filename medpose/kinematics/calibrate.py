@@ -313,6 +313,7 @@ def calibrate(
                 warm_stride=1,
                 up=up,
                 threads=1,
+                prior=dict(model.fit_prior) if model is not None and model.fit_prior else None,
             )
         res = f.residual
         with warnings.catch_warnings():

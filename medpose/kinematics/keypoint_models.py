@@ -23,9 +23,10 @@ import html
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -142,6 +143,10 @@ class KeypointModel:
         One per keypoint of the layout, in the layout's order.
     source_file : str
         The file it was read from (for messages).
+    fit_prior : Mapping[str, float]
+        Posture prior (degrees, as :func:`~medpose.kinematics.fit.fit`'s ``prior``) for the
+        rotations this layout barely sees; a fit with a skeleton calibrated on this model uses
+        it unless the call gives its own.  Empty for most models.
     """
 
     name: str
@@ -149,6 +154,7 @@ class KeypointModel:
     description: str
     keypoints: tuple[KeypointPrior, ...]
     source_file: str
+    fit_prior: Mapping[str, float] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ look-ups
     @property
@@ -401,9 +407,9 @@ def _parse(text: str, source: str) -> KeypointModel:
         raise InputError(f"{source}: not valid YAML ({exc.__class__.__name__})") from None
     if not isinstance(doc, Mapping) or not isinstance(doc.get("keypoints"), list):
         raise InputError(f"{source}: expected a mapping with 'name', 'layout' and 'keypoints'")
-    for field in ("name", "layout"):
-        if not isinstance(doc.get(field), str):
-            raise InputError(f"{source}: '{field}' must be a string, found {doc.get(field)!r}")
+    for key in ("name", "layout"):
+        if not isinstance(doc.get(key), str):
+            raise InputError(f"{source}: '{key}' must be a string, found {doc.get(key)!r}")
     lay = _layout(doc["layout"], source)
     canon = canonical_keypoints()
     sk = _default_skeleton()
@@ -432,7 +438,22 @@ def _parse(text: str, source: str) -> KeypointModel:
         description=str(doc.get("description", "")),
         keypoints=tuple(entries),
         source_file=source,
+        fit_prior=MappingProxyType(_fit_prior(doc.get("fit_prior"), source)),
     )
+
+
+def _fit_prior(raw: Any, source: str) -> dict[str, float]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(v, Mapping) and isinstance(v.get("sd_deg"), (int, float)) and v["sd_deg"] > 0
+        for v in raw.values()
+    ):
+        raise InputError(
+            f"{source}: 'fit_prior' must map a DoF name to {{sd_deg: <number > 0>, source: ...}}, "
+            f"found {raw!r}"
+        )
+    return {str(k): float(v["sd_deg"]) for k, v in raw.items()}
 
 
 @cache

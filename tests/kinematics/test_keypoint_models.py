@@ -369,3 +369,21 @@ def test_kinect_waist_offset_is_the_measured_one(shared_data):
 def test_public_names():
     assert mp.keypoint_model_for is keypoint_model_for
     assert isinstance(load_keypoint_model("h36m17"), KeypointModel)
+
+
+def test_fit_prior_of_a_model(tmp_path):
+    """Pose2Sim's marker set carries a posture prior for the rotations it barely sees (pronation
+    through one radius marker, humeral rotation with a straight arm); a malformed one is refused
+    naming the file and the field."""
+    from medpose.kinematics.keypoint_models import load_keypoint_model as load
+
+    m = load("pose2sim_halpe26")
+    assert dict(m.fit_prior) == {"forearm_pronation": 30.0, "shoulder_rotation": 40.0}
+    assert dict(load("halpe26").fit_prior) == {}
+    from medpose.packaged import resource_text
+
+    text = resource_text("keypoint_models/pose2sim_halpe26.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("sd_deg: 30", "sd_deg: -3"))
+    with pytest.raises(InputError, match=r"bad\.yaml.*fit_prior"):
+        load(bad)

@@ -146,7 +146,10 @@ def fit(
     if isinstance(skeleton, PatientSkeleton):
         if isinstance(sequence, KeypointSequence):
             if skeleton.keypoint_model:  # the names the calibration gave these keypoints
-                sequence = load_keypoint_model(skeleton.keypoint_model).rename(sequence)
+                model = load_keypoint_model(skeleton.keypoint_model)
+                sequence = model.rename(sequence)
+                # and the posture prior for the rotations that layout barely sees
+                prior = {**model.fit_prior, **(prior or {})} if model.fit_prior else prior
             skeleton.check(sequence.names)
         calibration, skeleton = skeleton, skeleton.skeleton
     prob = prepare(
