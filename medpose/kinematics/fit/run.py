@@ -461,6 +461,10 @@ class RunResult:
     noise_mm: float  # keypoint noise measured on the pilot frames, NaN if none could be fitted
 
 
+#: The fit is run again with its own noise when the pilot's is more than this factor above it.
+RENOISE = 1.5
+
+
 def run(
     prob: FitProblem,
     pos: np.ndarray,
@@ -474,12 +478,21 @@ def run(
     max_iter: int,
     warm_stride: int,
     xtol: float,
+    noise_mm: float | None = None,
 ) -> RunResult:
-    """Fit every frame of ``pos`` (T, K_seq, 3) / ``conf`` (T, K_seq) set up by ``prob``."""
+    """Fit every frame of ``pos`` (T, K_seq, 3) / ``conf`` (T, K_seq) set up by ``prob``.
+
+    The keypoint noise that weighs the posture prior comes from a pilot (or ``noise_mm``).  A
+    pilot frame solved from its rigid start can stay in a local minimum (a limb on another
+    solution) and read tens of mm; when the finished fit, whose frames start from their
+    neighbours and are mended, measures the noise at less than 1/:data:`RENOISE` of the
+    pilot's, the frames are fitted again with the fit's own measurement."""
     st = setup(prob, pos.shape[1], dev, dt)
     T, D, K = pos.shape[0], len(prob.skeleton.dof_names), len(prob.seq_index)
     # the pilot's keypoint noise sets the posture prior's weight, sigma / sd mm per degree
-    sigma = measure_noise(st, pos, conf, max_iter=max_iter, xtol=xtol)
+    sigma = (
+        measure_noise(st, pos, conf, max_iter=max_iter, xtol=xtol) if noise_mm is None else noise_mm
+    )
     sig = max(sigma, NOISE_FLOOR_MM) if math.isfinite(sigma) else NOISE_FLOOR_MM
     pri, pri1 = st.priors(sig, smoothness), st.priors(sig)
 
@@ -543,6 +556,28 @@ def run(
         torch.cuda.synchronize(dev)
     if bar is not None:
         bar.close()
+    if noise_mm is None and res_all is not None and math.isfinite(sig):
+        r = res_all.numpy().astype(float)
+        n_obs = np.isfinite(r).sum(axis=1)
+        dof = np.maximum(3 * n_obs - st.n_var, 1)
+        ok = n_obs > 0
+        if ok.any():
+            again = float(np.median(np.sqrt(np.nansum(r[ok] ** 2, axis=1) / dof[ok])))
+            if max(again, NOISE_FLOOR_MM) * RENOISE < sig:
+                return run(
+                    prob,
+                    pos,
+                    conf,
+                    dev,
+                    dt,
+                    smoothness=smoothness,
+                    chunk_size=chunk_size,
+                    progress=progress,
+                    max_iter=max_iter,
+                    warm_stride=warm_stride,
+                    xtol=xtol,
+                    noise_mm=max(again, NOISE_FLOOR_MM),
+                )
     return RunResult(
         q=q_all.numpy(),
         fitted=None if fit_all is None else fit_all.numpy(),

@@ -257,7 +257,7 @@ def frame_rms(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, n_var: int)
 _GAIN = 0.99
 #: A keypoint whose residual exceeds this many times its median over the frames (plus
 #: :data:`_ALONE_MM`) marks its frame as stuck, even when the frame's RMS looks fine.
-_ALONE = 5.0
+_ALONE = 3.0
 _ALONE_MM = 3.0
 
 
