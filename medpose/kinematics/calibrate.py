@@ -272,7 +272,7 @@ def calibrate(
         for ki in np.flatnonzero(kseg == sd_).tolist():
             off = x0[3 * ki : 3 * ki + 3]
             perp = [c for c in range(3) if c != on]
-            if np.allclose(off[perp], 0.0, atol=1e-6) and side_free[sd_] in want:
+            if np.allclose(off[perp], 0.0, atol=1e-6):
                 prior_sd[3 * ki + np.array(perp)] = _HELD
     # symmetry pairs: (first column of the right block, of the left block, width, mirror)
     labels = used + [sk0.segment_names[s] for s in segs]

@@ -161,10 +161,12 @@ def test_bad_parameters():
 
 def test_calibration_estimates_a_knee_axis_when_asked():
     """A subject whose shanks are tilted 4 degrees about X after knee flexion (frontal
-    alignment) and turned 6 degrees about Y (axial): with ``axes=("shank",)`` the frontal tilt
-    is determined and recovered within 2 degrees on both sides (2 mm noise, squat and arm
-    movements; prior 0 +- 8 degrees); the axial turn trades with the foot keypoints' offsets,
-    and the status says the data left it to the prior."""
+    alignment) and turned 6 degrees about Y (axial), seen through HALPE_26 plus both malleoli
+    (a second shank point, as a marker set has): with ``axes=("shank",)`` the frontal tilt is
+    determined and recovered within 2 degrees on both sides (2 mm noise, squat and arm
+    movements; prior 0 +- 8 degrees)."""
+    names = [*HALPE, "lateral_malleolus_r", "medial_malleolus_r"]
+    names += ["lateral_malleolus_l", "medial_malleolus_l"]
     sk = Skeleton.default(1750.0)
     truth = sk.with_axes({"shank_r": (0.0, 4.0, 6.0), "shank_l": (0.0, -4.0, -6.0)})
     q = np.concatenate(
@@ -173,9 +175,9 @@ def test_calibration_estimates_a_knee_axis_when_asked():
             for name in ("squat", "shoulder_abduction", "shoulder_flexion", "elbow_flexion")
         ]
     )
-    x = forward_kinematics(truth, q, keypoints=HALPE)
+    x = forward_kinematics(truth, q, keypoints=names)
     x = x + np.random.default_rng(0).normal(0, NOISE_MM, x.shape)
-    seq = KeypointSequence(x, tuple(HALPE), 10.0, frame="camera")
+    seq = KeypointSequence(x, tuple(names), 10.0, frame="camera")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         patient = calibrate(seq, frames=60, rounds=4, axes=("shank",))
