@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             f"best of {args.repeats} timed calls after a first one; OpenSim runs once.  OpenSim uses Pose2Sim's "
             "generic (unscaled) model, so its errors include the model mismatch; the medpose rows fit its own "
             "skeleton with the true lengths, except the 'estimated' row, which estimates the segment lengths "
-            "from the noisy keypoints themselves (medians over the trial), with no truth.\n\n"
+            "from the noisy keypoints themselves (medians over the trial), with no truth."
+            " The 'calibrated skeleton' row fits with `mp.calibrate` run on the first 6000 frames (on the CPU, not timed).\n\n"
             f"{table}\n{note}"
         )
         update_results("fit-gpu" if cuda else "fit", text)
