@@ -12,13 +12,16 @@ poses of a subset of frames: a bundle adjustment,
         + \\sum_j \\frac{\\lVert \\theta_j - \\theta^0_j \\rVert^2}{s_j^2}
         + \\sum_{(r,l)} \\frac{\\lVert \\theta_r - M \\theta_l \\rVert^2}{s_{sym}^2}
 
-(``theta``: the subject's offsets, ``theta^0`` the default skeleton's scaled to the measured
+(``theta``: the subject's offsets, ``theta^0`` their priors from the layout's keypoint model
+(:mod:`~medpose.kinematics.keypoint_models`) on the default skeleton scaled to the measured
 lengths, ``s_j`` the prior's standard deviation, ``M`` the mirror z -> -z between the right and
 left sides: symmetry is a prior, not a constraint; ``sigma`` the keypoint noise the fit measures).
-It is solved by alternation: the poses by the batched fit (:func:`medpose.kinematics.fit.fit`)
-with the offsets held, then the offsets, which enter the keypoints linearly once the poses are
-held (a keypoint moves by ``R_seg`` times its own offset and by ``R_parent`` times each joint
-centre on its chain), by one linear least-squares solve over all frames.  With movement this is a
+It is solved in rounds: the poses by the batched fit (:func:`medpose.kinematics.fit.fit`) with
+the subject held, then one Gauss-Newton step of the subject's parameters on the reduced system,
+every frame's pose eliminated (the Schur complement of bundle adjustment; a keypoint moves by
+``R_seg`` times its own offset and by ``R_parent`` times each joint centre on its chain), with
+the poses' freedom in that step bounded and a round that worsens the residual rejected and
+halved.  Optional hinge axes (``axes=``) enter through the rotations.  With movement this is a
 functional joint-centre estimate in the sense of SCoRE (Ehrig et al. 2006, J Biomech
 39:2798-2809: the joint centre is the point fixed in both segments), solved together with the
 keypoints' offsets; a static trial leaves what only movement reveals at its prior.
@@ -163,6 +166,16 @@ def calibrate(
         left one (``inf``: no symmetry prior).
     max_change_mm : float
         No offset moves further than this from its prior, per axis.
+    keypoint_model : str or KeypointModel, optional
+        The priors of the keypoints (name of a packaged model, a file, or a model); default: the
+        model of the sequence's layout (:func:`~medpose.kinematics.keypoint_models.keypoint_model_for`),
+        none for names no layout holds.  Its ``fit_prior`` weighs the poses' prior.
+    axes : sequence of str
+        Segments (without side, e.g. ``("forearm", "shank")``) whose hinge axes, the constant
+        angles of their joints' non-DoF rotations (:meth:`Skeleton.with_axes`), are estimated.
+    axis_sd_deg, symmetry_sd_deg, max_axis_deg : float
+        Prior standard deviation of a hinge axis about 0, of the difference between a right
+        axis and the mirrored left one, and the largest departure from 0 (degrees).
     min_confidence : float
         Keypoints below this confidence are ignored.
     patient_id : str, optional

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -271,17 +271,7 @@ class Skeleton:
                 )
             for k in keys:
                 new[k] = _check_length(k, val)
-        return Skeleton(
-            _ratios=self._ratios,
-            _segments=self._segments,
-            lengths=new,
-            height_mm=self.height_mm,
-            frame=self.frame,
-            _source=self._source,
-            keypoint_mm=self.keypoint_mm,
-            joint_mm=self.joint_mm,
-            axis_deg=self.axis_deg,
-        )
+        return self._copy(lengths=new)
 
     def with_offsets(
         self,
@@ -293,17 +283,7 @@ class Skeleton:
         longer scale with :meth:`with_lengths`.  InputError: unknown name or not 3 numbers."""
         kp = {**self.keypoint_mm, **{k: tuple(map(float, v)) for k, v in (keypoints or {}).items()}}
         jt = {**self.joint_mm, **{k: tuple(map(float, v)) for k, v in (joints or {}).items()}}
-        return Skeleton(
-            _ratios=self._ratios,
-            _segments=self._segments,
-            lengths=self.lengths,
-            height_mm=self.height_mm,
-            frame=self.frame,
-            _source=self._source,
-            keypoint_mm=MappingProxyType(kp),
-            joint_mm=MappingProxyType(jt),
-            axis_deg=self.axis_deg,
-        )
+        return self._copy(keypoint_mm=MappingProxyType(kp), joint_mm=MappingProxyType(jt))
 
     def with_axes(self, axes: Mapping[str, Sequence[float]]) -> Skeleton:
         """A copy with constant angles (degrees) in the fixed rotations of some joints' Euler
@@ -314,17 +294,12 @@ class Skeleton:
         estimates them.  The zero pose of every DoF keeps its meaning relative to the proximal
         segment.  InputError: unknown segment, not 3 numbers, or a constant on a DoF's slot."""
         ax = {**self.axis_deg, **{k: tuple(map(float, v)) for k, v in axes.items()}}
-        return Skeleton(
-            _ratios=self._ratios,
-            _segments=self._segments,
-            lengths=self.lengths,
-            height_mm=self.height_mm,
-            frame=self.frame,
-            _source=self._source,
-            keypoint_mm=self.keypoint_mm,
-            joint_mm=self.joint_mm,
-            axis_deg=MappingProxyType(ax),
-        )
+        return self._copy(axis_deg=MappingProxyType(ax))
+
+    def _copy(self, **changes: Any) -> Skeleton:
+        """A copy with some declared fields changed; the derived arrays are rebuilt
+        (``__post_init__``) and the FK tensor cache starts empty."""
+        return replace(self, _cache={}, **changes)
 
     # ------------------------------------------------------------------ look-ups
     @property

@@ -34,6 +34,16 @@ OFFSETS = {
 }
 
 
+def _movements() -> np.ndarray:
+    """Joint angles (T, D) of a squat and arm movements, one repetition each, at 10 Hz."""
+    return np.concatenate(
+        [
+            make_exercise(name, rate=10.0, repetitions=1).angles.values
+            for name in ("squat", "shoulder_abduction", "shoulder_flexion", "elbow_flexion")
+        ]
+    )
+
+
 @pytest.fixture(scope="module")
 def subject():
     sk = Skeleton.default(1750.0).with_lengths(
@@ -41,12 +51,7 @@ def subject():
     )
     kp = {n: sk.keypoint_offsets[sk.keypoint_index(n)] + np.array(v) for n, v in OFFSETS.items()}
     truth = sk.with_offsets(kp)
-    q = np.concatenate(
-        [
-            make_exercise(name, rate=10.0, repetitions=1).angles.values
-            for name in ("squat", "shoulder_abduction", "shoulder_flexion", "elbow_flexion")
-        ]
-    )
+    q = _movements()
     x = forward_kinematics(truth, q, keypoints=HALPE)
     x = x + np.random.default_rng(1).normal(0, NOISE_MM, x.shape)
     seq = KeypointSequence(x, tuple(HALPE), 10.0, frame="camera")
@@ -169,12 +174,7 @@ def test_calibration_estimates_a_knee_axis_when_asked():
     names += ["lateral_malleolus_l", "medial_malleolus_l"]
     sk = Skeleton.default(1750.0)
     truth = sk.with_axes({"shank_r": (0.0, 4.0, 6.0), "shank_l": (0.0, -4.0, -6.0)})
-    q = np.concatenate(
-        [
-            make_exercise(name, rate=10.0, repetitions=1).angles.values
-            for name in ("squat", "shoulder_abduction", "shoulder_flexion", "elbow_flexion")
-        ]
-    )
+    q = _movements()
     x = forward_kinematics(truth, q, keypoints=names)
     x = x + np.random.default_rng(0).normal(0, NOISE_MM, x.shape)
     seq = KeypointSequence(x, tuple(names), 10.0, frame="camera")
