@@ -238,36 +238,47 @@ class KeypointSequence:
 
     def select(self, names: Iterable[str]) -> KeypointSequence:
         idx = [self.index(n) for n in names]
-        return KeypointSequence(
+        return self._checked(
             self.positions[:, idx],
-            tuple(self.names[i] for i in idx),
-            self.rate,
-            confidence=self.confidence[:, idx],
-            frame=self.frame,
-            start=self.start,
+            _check_names(tuple(self.names[i] for i in idx), "KeypointSequence"),
+            self.confidence[:, idx],
+            self.start,
         )
 
     def rename(self, mapping: dict[str, str]) -> KeypointSequence:
         """Rename keypoints (names absent from ``mapping`` are kept)."""
-        return KeypointSequence(
+        return self._checked(
             self.positions,
-            tuple(mapping.get(n, n) for n in self.names),
-            self.rate,
-            confidence=self.confidence,
-            frame=self.frame,
-            start=self.start,
+            _check_names(tuple(mapping.get(n, n) for n in self.names), "KeypointSequence"),
+            self.confidence,
+            self.start,
         )
+
+    def _checked(
+        self, positions: np.ndarray, names: tuple[str, ...], confidence: np.ndarray, start: float
+    ) -> KeypointSequence:
+        """A sequence like this one from arrays taken from checked ones (a rename, a slice, a
+        selection): the checks are not repeated and views of the read-only arrays are shared
+        (checking and copying a million frames took 1.7 s)."""
+        out = object.__new__(KeypointSequence)
+        for a in (positions, confidence):
+            a.setflags(write=False)  # views of read-only arrays, or fresh copies
+        for k, v in (
+            ("names", names),
+            ("positions", positions),
+            ("confidence", confidence),
+            ("rate", self.rate),
+            ("frame", self.frame),
+            ("start", float(start)),
+        ):
+            object.__setattr__(out, k, v)
+        return out
 
     def slice(self, start: int | None = None, stop: int | None = None) -> KeypointSequence:
         sl = slice(start, stop)
         first = 0 if start is None else (start if start >= 0 else self.n_frames + start)
-        return KeypointSequence(
-            self.positions[sl],
-            self.names,
-            self.rate,
-            confidence=self.confidence[sl],
-            frame=self.frame,
-            start=self.start + first / self.rate,
+        return self._checked(
+            self.positions[sl], self.names, self.confidence[sl], self.start + first / self.rate
         )
 
     def with_positions(

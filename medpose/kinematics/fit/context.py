@@ -44,6 +44,7 @@ class Context:
         self.sk, self.device, self.dtype = sk, device, dtype
         S, D = len(sk.segment_names), len(sk.dof_names)
         free = np.ones(D, dtype=bool) if free is None else np.asarray(free, dtype=bool)
+        self._args, self._copies = (kp_index, free), {}
         t = lambda a, dt=dtype: torch.as_tensor(np.array(a), device=device, dtype=dt)  # noqa: E731
         parent = sk.parent_index
         depth = np.zeros(S, dtype=np.int64)
@@ -167,6 +168,15 @@ class Context:
                     n,
                 )
             )
+
+    def on(self, device: torch.device) -> Context:
+        """The same context on ``device`` (made once, then kept)."""
+        if device == self.device:
+            return self
+        key = str(device)
+        if key not in self._copies:
+            self._copies[key] = Context(self.sk, *self._args[:1], device, self.dtype, self._args[1])
+        return self._copies[key]
 
     def poses(self, q: torch.Tensor):
         """Elementary rotations E (T, 3, S, 3, 3), segment rotations R (T, S, 3, 3) and origins o

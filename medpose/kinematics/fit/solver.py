@@ -10,7 +10,7 @@ J Control Optim 20:221-246).  J^T J is summed over keypoint groups (:func:`norma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -98,6 +98,32 @@ def normal_equations(
     return dc, H.view(T, F, F), g
 
 
+#: On a GPU, a batch (or the frames of one still iterating) of at most this many frames is
+#: solved on the CPU: an iteration's hundreds of small kernels cost about 5 ms on an H200 however
+#: few frames they hold, while the CPU does a handful of frames in a fraction of that.
+HANDOFF = 256
+
+
+def _on_cpu(ctx, q0, x_obs, w, lo, hi, pri: Priors, lam0, max_iter, tol, xtol):
+    """:func:`solve` of a small batch on the CPU, the results back on the batch's device."""
+    cpu = torch.device("cpu")
+    mv = lambda t: None if t is None else t.to(cpu)  # noqa: E731
+    out = solve(
+        ctx.on(cpu),
+        q0.to(cpu),
+        x_obs.to(cpu),
+        w.to(cpu),
+        lo.to(cpu),
+        hi.to(cpu),
+        replace(pri, tik=mv(pri.tik), mu=mv(pri.mu), row=mv(pri.row)),
+        max_iter=max_iter,
+        tol=tol,
+        xtol=xtol,
+        lam0=lam0.to(cpu) if torch.is_tensor(lam0) else lam0,
+    )
+    return tuple(t.to(q0.device) for t in out)
+
+
 def solve(
     ctx: Context,
     q0: torch.Tensor,
@@ -111,18 +137,23 @@ def solve(
     max_iter: int = 100,
     tol: float = 1e-4,
     xtol: float = 1e-3,
-    lam0: float = 1e-5,
+    lam0: float | torch.Tensor = 1e-5,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projected Levenberg-Marquardt on a batch of frames.
 
     One forward-kinematics pass per iteration gives the trial point's keypoints and, for the
     frames that accept it and go on, the Jacobian of the next step; a rejected frame keeps its
     normal equations and only raises its damping.  Converged frames leave the batch, so the
-    slowest frames do not cost the others anything.
+    slowest frames do not cost the others anything; on a GPU the last :data:`HANDOFF` frames
+    (and a batch that small) finish on the CPU (frames without temporal ``neighbours``).
+    ``lam0``: the initial damping, for all frames or per frame (T,).
 
     Returns q (T, D), fitted keypoints (T, K, 3) and converged (T,).
     """
     T = q0.shape[0]
+    cuda = q0.is_cuda
+    if cuda and neighbours is None and T <= HANDOFF:
+        return _on_cpu(ctx, q0, x_obs, w, lo, hi, pri, lam0, max_iter, tol, xtol)
     var = ctx.var_dofs
     lo_v, hi_v = lo[var], hi[var]
     row, mu = pri.row, pri.mu if pri.mu is not None else torch.zeros_like(lo_v)
@@ -136,12 +167,22 @@ def solve(
     xa = ctx.keypoints(R, o)
     dc, H, g = normal_equations(ctx, E, R, o, xa, sw, xo)
     q, xf = qa.clone(), xa.clone()  # results, written as frames finish
-    lam = q.new_full((T,), lam0)
+    lam = lam0.to(q).clone() if torch.is_tensor(lam0) else q.new_full((T,), lam0)
     conv = torch.zeros(T, dtype=torch.bool, device=q.device)
     act = torch.arange(T, device=q.device)
-    cuda = q.is_cuda
-    for _ in range(max_iter):
+    w_all = w
+    for it in range(max_iter):
         if act.numel() == 0:
+            break
+        if cuda and neighbours is None and act.numel() <= HANDOFF and it:
+            # the stragglers finish on the CPU, from their accepted state and damping
+            qh, xh, ch = _on_cpu(
+                ctx, qa, xo, w_all.index_select(0, act), lo, hi, pri, lam, max_iter - it, tol, xtol
+            )
+            q.index_copy_(0, act, qh)
+            xf.index_copy_(0, act, xh)
+            conv[act] = ch
+            act = act[:0]
             break
         za = qa[:, var]
         mnb = nbok = None

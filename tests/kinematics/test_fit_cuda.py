@@ -1,0 +1,69 @@
+"""The fit on a CUDA GPU gives the CPU's answer (run on a machine with a GPU; CI has none)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medpose.data import KeypointSequence
+from medpose.kinematics.calibrate import calibrate
+from medpose.kinematics.fit import fit, prepare
+from medpose.kinematics.fit.run import setup
+from medpose.kinematics.fit.solver import HANDOFF, solve
+from medpose.kinematics.fk import forward_kinematics
+from medpose.kinematics.skeleton import Skeleton
+from medpose.layouts import get_layout
+from medpose.synthetic.exercises import make_exercise
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+HALPE = get_layout("halpe26")
+WELL = ("knee_flexion_r", "knee_flexion_l", "hip_flexion_r", "hip_flexion_l")
+
+
+def _gait(frames: int, noise: float):
+    sk = Skeleton.default(1750.0)
+    q = make_exercise("gait", skeleton=sk, rate=60.0, repetitions=4, seed=0).angles.values[:frames]
+    x = forward_kinematics(sk, q, keypoints=list(HALPE.medpose))
+    x = x + np.random.default_rng(0).normal(0, noise, x.shape)
+    return sk, q, KeypointSequence(x, tuple(HALPE.native), 60.0, frame="camera")
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_cuda_fit_agrees_with_the_cpu_fit(calibrated):
+    """Same sequence, same skeleton: the well-determined angles agree within 0.1 degree RMS
+    (float32 on two devices: reductions in another order) and both are within 3 degrees RMS of
+    the truth."""
+    sk, q, seq = _gait(600, 5.0)
+    model = calibrate(seq) if calibrated else sk
+    a = fit(seq, model, device="cpu", progress=False).angles
+    b = fit(seq, model, device="cuda", progress=False).angles
+    for name in WELL:
+        d = a[name].to_numpy() - b[name].to_numpy()
+        assert np.sqrt(np.mean(d**2)) < 0.1, name
+        t = q[:, sk.dof_index(name)]
+        assert np.sqrt(np.mean((b[name].to_numpy() - t) ** 2)) < 3.0, name
+
+
+def test_solve_finishes_its_stragglers_on_the_cpu():
+    """A batch larger than HANDOFF starts on the GPU and ends on the CPU; a smaller one runs on
+    the CPU: either way the frames reach the CPU solver's minimum."""
+    sk, q, seq = _gait(3 * HANDOFF, 5.0)
+    prob = prepare(seq, sk)
+    for n in (3 * HANDOFF, HANDOFF // 2):
+        out = []
+        for dev in ("cpu", "cuda"):
+            st = setup(prob, seq.n_keypoints, torch.device(dev), torch.float64)
+            x = torch.as_tensor(seq.positions[:n], device=dev) @ st.At
+            w = torch.ones(x.shape[:2], device=dev, dtype=torch.float64)
+            q0 = torch.as_tensor(q[:n], device=dev) + 10.0  # 10 degrees off everywhere
+            q0 = torch.where(st.free[None], q0, st.neutral[None])
+            qs, xs, conv = solve(st.ctx, q0, x, w, st.lo, st.hi, st.priors(5.0))
+            assert qs.device.type == dev and xs.device.type == dev
+            out.append((qs.cpu().numpy(), bool(conv.all())))
+        (qc, cc), (qg, cg) = out
+        assert cc and cg
+        for name in WELL:
+            i = sk.dof_index(name)
+            np.testing.assert_allclose(qg[:, i], qc[:, i], atol=1e-3)
