@@ -44,7 +44,8 @@ class Context:
         self.sk, self.device, self.dtype = sk, device, dtype
         S, D = len(sk.segment_names), len(sk.dof_names)
         free = np.ones(D, dtype=bool) if free is None else np.asarray(free, dtype=bool)
-        self._args, self._copies = (kp_index, free), {}
+        self._args = (kp_index, free)
+        self._copies: dict[str, Context] = {}
         t = lambda a, dt=dtype: torch.as_tensor(np.array(a), device=device, dtype=dt)  # noqa: E731
         parent = sk.parent_index
         depth = np.zeros(S, dtype=np.int64)
