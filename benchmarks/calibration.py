@@ -397,6 +397,11 @@ def fitted_reprojection(cameras, fitted: np.ndarray, names, tri) -> tuple[np.nda
     return e_fit[keep], e_tri[keep]
 
 
+#: the triangulations compared: the defaults (frame by frame) and the temporal mode that
+#: docs/triangulation.md recommends for a recording (cameras and left/right labels chosen over time)
+TRIANGULATIONS = {"defaults": {}, "temporal=True": {"temporal": True}}
+
+
 def pose2sim_case() -> tuple[list[list[str]], dict[str, Any]]:
     """The four-camera recording: rows of the table and a few numbers for the text."""
     import warnings
@@ -408,53 +413,61 @@ def pose2sim_case() -> tuple[list[list[str]], dict[str, Any]]:
         c.name: read_openpose(DATA / "keypoints-mediapipe" / f"{c.name}_json", rate=60.0)
         for c in cams
     }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the calibration's image width differs from 2 videos'
-        tri = mp.triangulate(cams, kp, progress=False)
-    seq = tri.sequence
-    n_t = seq.n_frames
-    mp.fit(seq, progress=False)  # warm-up (imports, first compilation), not timed
     rows: list[list[str]] = []
-    info: dict[str, Any] = {"frames": float(n_t)}
-    for label, calib in (("mp.fit (no calibration)", False), ("mp.calibrate + mp.fit", True)):
-        t0 = time.perf_counter()
-        with warnings.catch_warnings(record=True) as rec:
-            warnings.simplefilter("always")
-            sk = mp.calibrate(seq) if calib else None
-            f = mp.fit(seq, sk, progress=False)
-        sec = time.perf_counter() - t0
-        held = [str(w.message) for w in rec if "held at the edge" in str(w.message)]
-        r = f.residual
-        lim = f.at_limit
-        n_lim = int(lim.any(axis=0).sum())
-        n_obs_dofs = int(lim.shape[1])
-        e_fit, e_tri = fitted_reprojection(cams, f.fitted, f.keypoint_names, tri)
-        m_fit, m_tri = float(np.median(e_fit)), float(np.median(e_tri))
-        med, p95 = float(np.nanmedian(r)), float(np.nanpercentile(r, 95))
-        ok = med <= TARGET_RESID_MM and m_fit - m_tri <= TARGET_REPROJ_PX
-        rows.append(
-            [
-                label,
-                f"{med:.1f}",
-                f"{p95:.0f}",
-                f"{n_lim} of {n_obs_dofs} ({lim.to_numpy().mean():.1%})",
-                f"{n_t / sec:.0f}",
-                f"{m_fit:.1f}",
-                f"{m_tri:.1f}",
-                f"{m_fit - m_tri:+.1f}",
-                "met" if ok else "not met",
-            ]
-        )
-        info[f"n_obs|{calib}"] = float(len(e_fit))
-        info[f"held|{calib}"] = float(bool(held))
-        if calib:
-            info["held_text"] = held[-1] if held else ""
-            n_at = lim.sum(axis=0).sort_values(ascending=False)
-            info["at_limit"] = ", ".join(f"{k} {v}" for k, v in n_at.head(5).items())
-            kr = f.keypoint_residuals()["median_mm"]
-            info["worst"] = ", ".join(
-                f"{k} {v:.0f}" for k, v in kr.sort_values(ascending=False).head(4).items()
+    info: dict[str, Any] = {}
+    for tri_label, tri_kw in TRIANGULATIONS.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the calibration's image width differs from 2 videos'
+            tri = mp.triangulate(cams, kp, progress=False, **tri_kw)
+        seq = tri.sequence
+        n_t = seq.n_frames
+        info["frames"] = float(n_t)
+        mp.fit(seq, progress=False)  # warm-up (imports, first compilation), not timed
+        for label, calib in (("mp.fit (no calibration)", False), ("mp.calibrate + mp.fit", True)):
+            t0 = time.perf_counter()
+            with warnings.catch_warnings(record=True) as rec:
+                warnings.simplefilter("always")
+                sk = mp.calibrate(seq) if calib else None
+                f = mp.fit(seq, sk, progress=False)
+            sec = time.perf_counter() - t0
+            held = [str(w.message) for w in rec if "held at the edge" in str(w.message)]
+            r = f.residual
+            lim = f.at_limit
+            n_lim = int(lim.any(axis=0).sum())
+            n_obs_dofs = int(lim.shape[1])
+            e_fit, e_tri = fitted_reprojection(cams, f.fitted, f.keypoint_names, tri)
+            m_fit, m_tri = float(np.median(e_fit)), float(np.median(e_tri))
+            med, p95 = float(np.nanmedian(r)), float(np.nanpercentile(r, 95))
+            ok = med <= TARGET_RESID_MM and m_fit - m_tri <= TARGET_REPROJ_PX
+            rows.append(
+                [
+                    tri_label,
+                    label,
+                    f"{med:.1f}",
+                    f"{p95:.0f}",
+                    f"{n_lim} of {n_obs_dofs} ({lim.to_numpy().mean():.1%})",
+                    f"{n_t / sec:.0f}",
+                    f"{m_fit:.1f}",
+                    f"{m_tri:.1f}",
+                    f"{m_fit - m_tri:+.1f}",
+                    "met" if ok else "not met",
+                ]
             )
+            info[f"n_obs|{tri_label}"] = float(len(e_fit))
+            if calib:
+                key = f"|{tri_label}"
+                info["held_text" + key] = held[-1] if held else ""
+                n_at = lim.sum(axis=0).sort_values(ascending=False)
+                info["at_limit" + key] = ", ".join(f"{k} {v}" for k, v in n_at.head(5).items())
+                kr = f.keypoint_residuals()["median_mm"]
+                info["worst" + key] = ", ".join(
+                    f"{k} {v:.0f}" for k, v in kr.sort_values(ascending=False).head(4).items()
+                )
+        P, names = seq.positions, list(seq.names)
+        width = np.linalg.norm(P[:, names.index("hip_r")] - P[:, names.index("hip_l")], axis=1)
+        info["hip_width" + f"|{tri_label}"] = "-".join(
+            f"{v:.0f}" for v in np.nanpercentile(width, [5, 95])
+        )
     return rows, info
 
 
@@ -646,6 +659,7 @@ def _real_text(load0: float) -> str:
     rows, info = pose2sim_case()
     print(markdown_table(rows, ["x"] * len(rows[0])), flush=True)
     hdr = [
+        "triangulation",
         "method",
         "median residual mm",
         "95th pct residual mm",
@@ -656,11 +670,24 @@ def _real_text(load0: float) -> str:
         "difference px",
         f"target (<= {TARGET_RESID_MM:g} mm, <= +{TARGET_REPROJ_PX:g} px)",
     ]
+    notes = []
+    for t in TRIANGULATIONS:
+        k = f"|{t}"
+        notes.append(
+            f"With `triangulate` {t}: the distance between the two hip points spans "
+            f"{info['hip_width' + k]} mm (5th-95th percentile); after calibration the largest "
+            f"per-keypoint median residuals (mm) are {info['worst' + k]}; the DoFs at a limit in "
+            f"the most frames (of {info['frames']:.0f}): {info['at_limit' + k]}."
+            + (f'  `mp.calibrate` warned: "{info["held_text" + k]}".' if info.get("held_text" + k) else "")
+        )
     parts = [
         "### Real data: Pose2Sim's four-camera recording (MediaPipe 33 keypoints)\n\n"
         "`../shared/data/pose2sim`: 4 calibrated cameras (`Calib_qualisys.toml`), MediaPipe's "
         f"33 keypoints, {info['frames']:.0f} frames at 60 Hz, triangulated by "
-        "`mp.triangulate(cams, kp)` (defaults), then `mp.fit(seq)` or `mp.calibrate(seq)` + "
+        "`mp.triangulate(cams, kp)` with its defaults (each frame on its own) and with "
+        "`temporal=True` (each point's cameras and each view's left/right labels chosen over the "
+        "whole recording, as docs/triangulation.md recommends for a recording), then "
+        "`mp.fit(seq)` or `mp.calibrate(seq)` + "
         "`mp.fit(seq, skeleton)`.  Residual: `Fit.residual`, fitted keypoint to triangulated "
         "point (mm), where the point is confident enough for the fit.  DoFs at a limit: "
         "columns of `Fit.at_limit` true in at least one frame.  Frames/s: wall time of "
@@ -668,15 +695,15 @@ def _real_text(load0: float) -> str:
         "the fitted keypoints projected into the four cameras with the lens distortion "
         "(`Camera.project`, as medpose's reprojection error of the triangulated points) against "
         "the 2D detections (after triangulate's left/right relabelling) with visibility >= 0.5, "
-        f"over the {info['n_obs|True']:.0f} observations whose keypoint has a triangulated "
-        "point; beside it the triangulated points' own error (`TriangulationResult.errors`) on "
+        "over the observations whose keypoint has a triangulated "
+        f"point ({info['n_obs|defaults']:.0f} with the defaults, "
+        f"{info['n_obs|temporal=True']:.0f} in temporal mode); beside it the triangulated "
+        "points' own error (`TriangulationResult.errors`) on "
         "the same observations.  Target set by the project: median residual <= 20 mm and "
         "fitted-keypoint reprojection within 3 px (median) of the triangulated points'.\n\n"
         + markdown_table(rows, hdr)
         + "\n\n"
-        f"After calibration, the largest per-keypoint median residuals (mm): {info['worst']}; "
-        f"the DoFs at a limit in the most frames (of {info['frames']:.0f}): {info['at_limit']}."
-        + (f'  `mp.calibrate` warned: "{info["held_text"]}".' if info.get("held_text") else "")
+        + "  ".join(notes)
     ]
     for movement, name in UIPRMD_MOVEMENTS.items():
         rows, info = uiprmd_case(movement)
