@@ -410,3 +410,40 @@ def test_keypoints_the_skeleton_does_not_know_are_left_out(sk, squat):
     plain, more = fit(seq, skeleton=sk), fit(wide, skeleton=sk)
     np.testing.assert_allclose(more.q, plain.q, atol=1e-4)
     assert more.residuals.shape[1] == plain.residuals.shape[1]
+
+
+def test_solver_hand_off_of_stragglers_keeps_every_frame(sk, monkeypatch):
+    """On a GPU the last frames still iterating finish on the CPU (a small batch there costs
+    less than a GPU iteration's kernel launches).  Forced here on the CPU itself: every frame
+    gets back to its own row and reaches the minimum the uninterrupted solver reaches."""
+    import medpose.kinematics.fit.solver as solver
+    from medpose.kinematics.fit.run import setup
+
+    g = make_exercise("gait", skeleton=sk, rate=60.0, repetitions=2, seed=0).angles.values
+    n = solver.HANDOFF + 90
+    seq = _seq(sk, g[:n], HALPE.medpose, noise=5.0, seed=2, rate=60.0)
+    prob = prepare(seq, sk)
+    st = setup(prob, seq.n_keypoints, torch.device("cpu"), torch.float64)
+    x = torch.as_tensor(np.array(seq.positions)) @ st.At
+    w = torch.ones(x.shape[:2], dtype=torch.float64)
+    rng = np.random.default_rng(0)
+    q0 = torch.as_tensor(g[:n] + rng.uniform(-20, 20, g[:n].shape))
+    q0 = torch.where(st.free[None], q0, st.neutral[None])
+    args = (st.ctx, q0, x, w, st.lo, st.hi, st.priors(5.0))
+    q_plain, x_plain, c_plain = solver.solve(*args)
+    calls = []
+    on_cpu = solver._on_cpu
+    monkeypatch.setattr(solver, "_hands_off", lambda t: True)
+    monkeypatch.setattr(solver, "_on_cpu", lambda *a: calls.append(a[1].shape[0]) or on_cpu(*a))
+    q_h, x_h, c_h = solver.solve(*args)
+    assert calls and all(0 < c <= solver.HANDOFF for c in calls)
+    assert bool(c_plain.all()) and bool(c_h.all())
+    cost = lambda xx: ((xx - x) ** 2).sum(dim=(1, 2))  # noqa: E731
+    # each frame at the same minimum: its keypoints within 0.05 mm RMS, well-determined angles
+    np.testing.assert_allclose(cost(x_h).sqrt(), cost(x_plain).sqrt(), atol=0.05 * 26**0.5)
+    for name in ("knee_flexion_r", "hip_flexion_l", "elbow_flexion_r"):
+        i = sk.dof_index(name)
+        np.testing.assert_allclose(q_h[:, i], q_plain[:, i], atol=0.05)
+    small = solver.solve(st.ctx, q0[:40], x[:40], w[:40], st.lo, st.hi, st.priors(5.0))
+    assert calls[-1] == 40  # a batch that small goes straight to the CPU
+    torch.testing.assert_close(small[0], q_h[:40], atol=0.05, rtol=0)

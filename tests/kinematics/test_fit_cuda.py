@@ -55,7 +55,7 @@ def test_solve_finishes_its_stragglers_on_the_cpu():
         out = []
         for dev in ("cpu", "cuda"):
             st = setup(prob, seq.n_keypoints, torch.device(dev), torch.float64)
-            x = torch.as_tensor(seq.positions[:n], device=dev) @ st.At
+            x = torch.as_tensor(np.array(seq.positions[:n]), device=dev) @ st.At
             w = torch.ones(x.shape[:2], device=dev, dtype=torch.float64)
             q0 = torch.as_tensor(q[:n], device=dev) + 10.0  # 10 degrees off everywhere
             q0 = torch.where(st.free[None], q0, st.neutral[None])

@@ -104,6 +104,11 @@ def normal_equations(
 HANDOFF = 256
 
 
+def _hands_off(t: torch.Tensor) -> bool:
+    """Whether :func:`solve` hands small batches of ``t``'s device to the CPU."""
+    return t.is_cuda
+
+
 def _on_cpu(ctx, q0, x_obs, w, lo, hi, pri: Priors, lam0, max_iter, tol, xtol):
     """:func:`solve` of a small batch on the CPU, the results back on the batch's device."""
     cpu = torch.device("cpu")
@@ -120,6 +125,7 @@ def _on_cpu(ctx, q0, x_obs, w, lo, hi, pri: Priors, lam0, max_iter, tol, xtol):
         tol=tol,
         xtol=xtol,
         lam0=lam0.to(cpu) if torch.is_tensor(lam0) else lam0,
+        handoff=False,
     )
     return tuple(t.to(q0.device) for t in out)
 
@@ -138,6 +144,7 @@ def solve(
     tol: float = 1e-4,
     xtol: float = 1e-3,
     lam0: float | torch.Tensor = 1e-5,
+    handoff: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projected Levenberg-Marquardt on a batch of frames.
 
@@ -146,13 +153,15 @@ def solve(
     normal equations and only raises its damping.  Converged frames leave the batch, so the
     slowest frames do not cost the others anything; on a GPU the last :data:`HANDOFF` frames
     (and a batch that small) finish on the CPU (frames without temporal ``neighbours``).
-    ``lam0``: the initial damping, for all frames or per frame (T,).
+    ``lam0``: the initial damping, for all frames or per frame (T,).  ``handoff=False`` keeps
+    every frame on its device.
 
     Returns q (T, D), fitted keypoints (T, K, 3) and converged (T,).
     """
     T = q0.shape[0]
     cuda = q0.is_cuda
-    if cuda and neighbours is None and T <= HANDOFF:
+    handoff = handoff and neighbours is None and _hands_off(q0)
+    if handoff and T <= HANDOFF:
         return _on_cpu(ctx, q0, x_obs, w, lo, hi, pri, lam0, max_iter, tol, xtol)
     var = ctx.var_dofs
     lo_v, hi_v = lo[var], hi[var]
@@ -174,7 +183,7 @@ def solve(
     for it in range(max_iter):
         if act.numel() == 0:
             break
-        if cuda and neighbours is None and act.numel() <= HANDOFF and it:
+        if handoff and act.numel() <= HANDOFF and it:
             # the stragglers finish on the CPU, from their accepted state and damping
             qh, xh, ch = _on_cpu(
                 ctx, qa, xo, w_all.index_select(0, act), lo, hi, pri, lam, max_iter - it, tol, xtol
