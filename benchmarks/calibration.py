@@ -678,7 +678,11 @@ def _real_text(load0: float) -> str:
             f"{info['hip_width' + k]} mm (5th-95th percentile); after calibration the largest "
             f"per-keypoint median residuals (mm) are {info['worst' + k]}; the DoFs at a limit in "
             f"the most frames (of {info['frames']:.0f}): {info['at_limit' + k]}."
-            + (f'  `mp.calibrate` warned: "{info["held_text" + k]}".' if info.get("held_text" + k) else "")
+            + (
+                f'  `mp.calibrate` warned: "{info["held_text" + k]}".'
+                if info.get("held_text" + k)
+                else ""
+            )
         )
     parts = [
         "### Real data: Pose2Sim's four-camera recording (MediaPipe 33 keypoints)\n\n"
