@@ -327,6 +327,7 @@ def calibrate(
                 up=up,
                 threads=1,
                 prior=dict(model.fit_prior) if model is not None and model.fit_prior else None,
+                init=None if best is None else best[3],  # from the best round's poses
             )
         res = f.residual
         with warnings.catch_warnings():

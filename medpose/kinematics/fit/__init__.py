@@ -34,8 +34,8 @@ with the recording's length.
 The modules, each readable alone: :mod:`.orientation` (axes, mirror check, Euler angles),
 :mod:`.problem` (:func:`prepare`, :class:`FitProblem`, the posture prior), :mod:`.context`
 (batched forward kinematics and Jacobian), :mod:`.solver` (normal equations, damping, limits),
-:mod:`.starts` (rigid starts, interpolation, Euler branches, repairs), :mod:`.run` (the chunked
-driver), :mod:`.result` (:class:`Fit`) and :mod:`.api` (:func:`fit`).
+:mod:`.starts` (rigid starts, interpolation, Euler branches, repairs), :mod:`.device` (the
+problem's constants on the fit's device), :mod:`.run` (the chunked driver), :mod:`.result` (:class:`Fit`) and :mod:`.api` (:func:`fit`).
 """
 
 from __future__ import annotations

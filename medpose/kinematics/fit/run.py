@@ -6,30 +6,28 @@ first and moved to the Euler branch nearest neutral; the others start from the i
 their solved neighbours; frames left in a local minimum are restarted.  Before the chunks, a
 pilot of up to 64 frames measures the keypoint noise (:func:`measure_noise`), which sets the
 posture prior's weight.  :func:`run` holds only the loop and the results' host buffers, so
-memory grows linearly with the recording's length.
+memory grows linearly with the recording's length.  The problem's device constants and a
+chunk's loading are in :mod:`.device`.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..fk import forward_kinematics
-from .context import Context
+from .device import Setup, default_chunk, default_dtype, inward, load, setup, to_device
 from .problem import NOISE_FLOOR_MM, FitProblem
 from .solver import Priors, solve
 from .starts import (
-    branch_moves,
     choose_branches,
     despike,
+    frame_rms,
     interpolate,
     neighbours,
     repair,
-    rigid_init,
 )
 
 __all__ = [
@@ -45,163 +43,6 @@ __all__ = [
     "inward",
     "to_device",
 ]
-
-
-def default_chunk(device: torch.device) -> int:
-    """Frames per chunk: 2048 on the CPU; on a GPU 2^20 (peak about 32 GB of work space in float32,
-    measured on an H100) where 64 GB are free, else 2^19 (about 17 GB) with 36 GB, 2^18 with 18 GB, or
-    2^16."""
-    if device.type != "cuda":
-        return 2048
-    # free memory, counting what torch's caching allocator holds unused
-    free = (
-        torch.cuda.mem_get_info(device)[0]
-        + torch.cuda.memory_reserved(device)
-        - torch.cuda.memory_allocated(device)
-    )
-    return next(
-        c
-        for c, need in ((1 << 20, 64), (1 << 19, 36), (1 << 18, 18), (1 << 16, 0))
-        if free >= need * 2**30
-    )
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    """float32 everywhere (on the CPU too: about 25% faster, angles within 0.3 deg of float64)."""
-    return torch.float32
-
-
-def inward(lower: np.ndarray, upper: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Limits in ``dtype``, each rounded towards the inside of its range (infinite ones kept)."""
-    lo = np.asarray(lower, dtype=np.float64).astype(dtype)
-    hi = np.asarray(upper, dtype=np.float64).astype(dtype)
-    lo = np.where(lo.astype(np.float64) < lower, np.nextafter(lo, dtype(np.inf)), lo).astype(dtype)
-    hi = np.where(hi.astype(np.float64) > upper, np.nextafter(hi, dtype(-np.inf)), hi).astype(dtype)
-    return lo, hi
-
-
-def to_device(a: np.ndarray, dev: torch.device) -> torch.Tensor:
-    """A (possibly read-only) numpy array as a tensor on ``dev``; never written to."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # read-only arrays: we only read
-        return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
-
-
-@dataclass(frozen=True, eq=False)
-class Setup:
-    """A problem's constants on the fit's device, shared by every chunk."""
-
-    prob: FitProblem
-    ctx: Context
-    dev: torch.device
-    dt: torch.dtype
-    lo: torch.Tensor  # (D,) hard limits
-    hi: torch.Tensor
-    free: torch.Tensor  # (D,) bool: observable DoFs
-    rot: torch.Tensor  # (D,) bool: rotational DoFs
-    neutral: torch.Tensor  # (D,) posture prior's mean
-    inv_sd: torch.Tensor  # (F,) 1 / prior standard deviation per variable (0: no prior)
-    rhythm: torch.Tensor  # (F,) the lumbopelvic prior's row, 1/deg (zeros: none)
-    moves: list  # branch moves (:func:`~medpose.kinematics.fit.starts.branch_moves`)
-    template: torch.Tensor  # (K, 3) zero-pose keypoints
-    torso: torch.Tensor  # (M,) keypoints of the rigid start
-    root_seq: str
-    root_sign: torch.Tensor
-    root_rot: torch.Tensor
-    trans: torch.Tensor  # (3,) translation DoFs
-    At: torch.Tensor  # data -> skeleton axes, transposed (row vectors)
-    Ad: torch.Tensor  # skeleton -> data axes (row vectors)
-    cols: torch.Tensor | None  # the sequence's columns used (None: all, in order)
-
-    @property
-    def n_var(self) -> int:
-        return int(self.ctx.var_dofs.numel())
-
-    def priors(self, sigma: float, smoothness: float = 0.0) -> Priors:
-        """The priors for keypoint noise ``sigma`` mm: posture weight ``sigma / sd`` per degree."""
-        has = bool((self.inv_sd > 0).any()) or bool(self.rhythm.any())
-        return Priors(
-            self.prob.limits.soft_margin_deg,
-            self.prob.limits.soft_weight,
-            sigma * self.inv_sd if has else None,
-            self.neutral[self.ctx.var_dofs],
-            smoothness,
-            sigma * self.rhythm if bool(self.rhythm.any()) else None,
-        )
-
-
-def setup(prob: FitProblem, pos_columns: int, dev: torch.device, dt: torch.dtype) -> Setup:
-    """The device constants of ``prob`` for a sequence with ``pos_columns`` keypoint columns."""
-    sk = prob.skeleton
-    D = len(sk.dof_names)
-    ctx = Context(sk, prob.kp_index, dev, dt, prob.observable)
-    tt = lambda a, d=dt: torch.as_tensor(np.array(a), device=dev, dtype=d)  # noqa: E731
-    seg_names = sk.segment_names
-    torso_seg = {sk.segment_index("pelvis") if "pelvis" in seg_names else 0}
-    torso_seg |= {i for i, n in enumerate(seg_names) if n == "trunk"}
-    torso_np = np.array(
-        [
-            sk.keypoint_segment[k] in torso_seg or sk.keypoint_names[k].startswith("shoulder")
-            for k in prob.kp_index
-        ]
-    )
-    root = int(np.flatnonzero(sk.parent_index < 0)[0])
-    A = prob.alignment
-    return Setup(
-        prob=prob,
-        ctx=ctx,
-        dev=dev,
-        dt=dt,
-        lo=tt(prob.lower),
-        hi=tt(prob.upper),
-        free=torch.as_tensor(prob.observable, device=dev),
-        rot=torch.as_tensor(np.array(sk.rotational), device=dev),
-        neutral=tt(prob.prior_mean),
-        inv_sd=tt(prob.inv_sd)[ctx.var_dofs],
-        rhythm=tt(prob.rhythm)[ctx.var_dofs],
-        moves=branch_moves(sk, prob.observable),
-        template=tt(forward_kinematics(sk, np.zeros((1, D)))[0][prob.kp_index]),
-        torso=tt(np.flatnonzero(torso_np), torch.long),
-        root_seq=sk.sequences[root],
-        root_sign=tt(np.where(sk.joint_dof_index[root] >= 0, sk.joint_dof_sign[root], 1.0)),
-        root_rot=tt([d if d >= 0 else D for d in sk.joint_dof_index[root]], torch.long),
-        trans=tt(sk.translation_dof_index, torch.long),
-        At=tt(A.T),
-        Ad=tt(A),
-        cols=(
-            None
-            if np.array_equal(prob.seq_index, np.arange(pos_columns))
-            else tt(prob.seq_index, torch.long)
-        ),
-    )
-
-
-def load(
-    st: Setup, pos: np.ndarray, conf: np.ndarray, sel
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Observed keypoints in skeleton axes, weights, rigid start and validity of frames ``sel``."""
-    prob, dev, dt = st.prob, st.dev, st.dt
-    D = len(prob.skeleton.dof_names)
-    P, C = to_device(pos[sel], dev), to_device(conf[sel], dev)
-    if st.cols is not None:  # the keypoints used, on the device
-        P, C = P[:, st.cols], C[:, st.cols]
-    finite = torch.isfinite(P).all(dim=2)
-    w = torch.where(finite & (prob.min_confidence <= C), C, 0.0).to(dt)
-    x_obs = torch.where(finite[..., None], P, 0.0).to(dt) @ st.At
-    q0, rig_ok = rigid_init(
-        st.ctx,
-        st.template,
-        st.torso,
-        x_obs,
-        w,
-        st.root_seq,
-        st.root_sign,
-        st.root_rot,
-        st.trans,
-        D + 1,
-    )  # column D catches fixed root axes
-    q0 = torch.where(st.free[None], q0[:, :D], st.neutral[None])
-    return x_obs, w, q0, rig_ok & ((w > 0).sum(dim=1) >= prob.min_keypoints)
 
 
 def measure_noise(
@@ -364,13 +205,72 @@ def solve_frames(
             max_iter=max_iter,
             xtol=xtol,
         )
+        # kept where the other branch fits as well (a polish can slide into a worse minimum)
+        xo_m, w_m = x_obs[vidx][m], w[vidx][m]
+        ok = (
+            frame_rms(xm, xo_m, w_m, st.n_var)
+            <= frame_rms(xv[m], xo_m, w_m, st.n_var) * 1.005 + 0.01
+        )
         qv, xv, cvv = qv.clone(), xv.clone(), cvv.clone()
-        qv[m], xv[m], cvv[m] = qm, xm, cm
+        qv[m[ok]], xv[m[ok]], cvv[m[ok]] = qm[ok], xm[ok], cm[ok]
     # a run of frames on another equally good solution than its neighbours: from a neighbour
     qv, xv, cvv = despike(
         ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, st.n_var, xtol, max_iter, st.rot
     )
     return qv, xv, cvv
+
+
+def solve_from(
+    st: Setup,
+    x_obs: torch.Tensor,
+    w: torch.Tensor,
+    q0: torch.Tensor,
+    vidx: torch.Tensor,
+    n: int,
+    *,
+    pri: Priors,
+    pri1: Priors,
+    sigma: float,
+    warm_stride: int,
+    smoothness: float,
+    prev_last: torch.Tensor | None,
+    max_iter: int,
+    xtol: float,
+    q_rigid: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`solve_frames` for frames that start near their solution (``q0``: a previous fit's
+    poses, e.g. before a small change of the skeleton): one solve from there, then the frames
+    left in a local minimum are restarted (:func:`~medpose.kinematics.fit.starts.repair`, from
+    their rigid start ``q_rigid`` or a neighbour).  No branch choice: the start's is kept."""
+    nb = neighbours(vidx, n, prev_last) if smoothness > 0 else None
+    qv, xv, cvv = solve(
+        st.ctx,
+        q0[vidx],
+        x_obs[vidx],
+        w[vidx],
+        st.lo,
+        st.hi,
+        pri if nb is not None else pri1,
+        neighbours=nb,
+        max_iter=max_iter if nb is None else min(max_iter, 20),
+        xtol=xtol,
+    )
+    return repair(
+        st.ctx,
+        qv,
+        xv,
+        cvv,
+        x_obs[vidx],
+        w[vidx],
+        st.lo,
+        st.hi,
+        pri1,
+        st.n_var,
+        sigma,
+        xtol,
+        max_iter,
+        q_rigid=q_rigid[vidx],
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -400,9 +300,12 @@ def fit_chunk(
     keypoints: bool,
     max_iter: int,
     xtol: float,
+    start: np.ndarray | None = None,
 ) -> Chunk:
     """Fit the frames ``frames`` (a slice) of the recording; ``keypoints``: also return the
-    fitted keypoints and residuals (a GPU fit leaves them to be computed when asked)."""
+    fitted keypoints and residuals (a GPU fit leaves them to be computed when asked).
+    ``start`` (n, D), skeleton axes: every frame starts there (:func:`solve_from`) instead of
+    from the rigid start and its solved neighbours; a NaN row starts from its rigid start."""
     D, K, trans, dev = len(st.prob.skeleton.dof_names), len(st.prob.seq_index), st.trans, st.dev
     x_obs, w, q0, valid = load(st, pos, conf, frames)
     n = x_obs.shape[0]
@@ -420,11 +323,19 @@ def fit_chunk(
         if prev_last is not None and smoothness > 0:
             pl = prev_last[0].clone()
             pl[trans] = pl[trans] - centre
-        q[vidx], xf[vidx], cv[vidx] = solve_frames(
+        solver = solve_frames if start is None else solve_from
+        q0s, extra = q0, {}
+        if start is not None:
+            q0s = torch.as_tensor(np.asarray(start), device=dev, dtype=st.dt).clone()
+            q0s[:, trans] = q0s[:, trans] - centre
+            q0s = torch.where(torch.isfinite(q0s).all(dim=1, keepdim=True), q0s, q0)
+            q0s = torch.where(st.free[None], q0s, st.neutral[None])
+            extra = {"q_rigid": q0}
+        q[vidx], xf[vidx], cv[vidx] = solver(
             st,
             x_obs,
             w,
-            q0,
+            q0s,
             vidx,
             n,
             pri=pri,
@@ -435,6 +346,7 @@ def fit_chunk(
             prev_last=pl,
             max_iter=max_iter,
             xtol=xtol,
+            **extra,
         )
         if bool(valid[-1]):
             last = q[-1:].clone()
@@ -479,6 +391,8 @@ def run(
     warm_stride: int,
     xtol: float,
     noise_mm: float | None = None,
+    start: np.ndarray | None = None,
+    remeasure: bool | None = None,
 ) -> RunResult:
     """Fit every frame of ``pos`` (T, K_seq, 3) / ``conf`` (T, K_seq) set up by ``prob``.
 
@@ -486,7 +400,11 @@ def run(
     pilot frame solved from its rigid start can stay in a local minimum (a limb on another
     solution) and read tens of mm; when the finished fit, whose frames start from their
     neighbours and are mended, measures the noise at less than 1/:data:`RENOISE` of the
-    pilot's, the frames are fitted again with the fit's own measurement."""
+    pilot's, the frames are fitted again with the fit's own measurement (``remeasure``; default:
+    when the noise was not given), each from its pose in the first pass (solved again from
+    the rigid starts with a weaker posture prior, frames fell into other minima).  ``start`` (T, D), skeleton axes: each frame's start
+    (:func:`solve_from`)."""
+    remeasure = noise_mm is None if remeasure is None else remeasure
     st = setup(prob, pos.shape[1], dev, dt)
     T, D, K = pos.shape[0], len(prob.skeleton.dof_names), len(prob.seq_index)
     # the pilot's keypoint noise sets the posture prior's weight, sigma / sd mm per degree
@@ -539,6 +457,7 @@ def run(
             keypoints=not gpu,
             max_iter=max_iter,
             xtol=xtol,
+            start=None if start is None else start[s0:s1],
         )
         last = c.last
         q = c.q
@@ -556,7 +475,7 @@ def run(
         torch.cuda.synchronize(dev)
     if bar is not None:
         bar.close()
-    if noise_mm is None and res_all is not None and math.isfinite(sig):
+    if remeasure and res_all is not None and math.isfinite(sig):
         r = res_all.numpy().astype(float)
         n_obs = np.isfinite(r).sum(axis=1)
         dof = np.maximum(3 * n_obs - st.n_var, 1)
@@ -577,6 +496,8 @@ def run(
                     warm_stride=warm_stride,
                     xtol=xtol,
                     noise_mm=max(again, NOISE_FLOOR_MM),
+                    start=q_all.numpy().astype(float),  # from this pass's poses
+                    remeasure=False,
                 )
     return RunResult(
         q=q_all.numpy(),
