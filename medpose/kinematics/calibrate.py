@@ -503,12 +503,14 @@ def _reduced_system(
     psd = f.prior_sd[cols] if f.prior_sd is not None else np.full(len(cols), np.inf)
     psd = np.minimum(psd, _POSE_STEP_DEG)
     damp = np.where(np.isfinite(psd) & sk.rotational[cols], 1.0 / np.square(psd), 0.0)
-    Hqq = np.einsum("tkf,tkg->tfg", A, A) + np.diag(damp + 1e-9)[None]
-    Hqp = np.einsum("tkf,tkp->tfp", A, B)
-    gq = np.einsum("tkf,tk->tf", A, r)
+    At = A.transpose(0, 2, 1)
+    Hqq = At @ A + np.diag(damp + 1e-9)[None]
+    Hqp = At @ B
+    gq = (At @ r[..., None])[..., 0]
     sol = np.linalg.solve(Hqq, np.concatenate([Hqp, gq[..., None]], axis=2))
-    H = np.einsum("tkp,tkr->pr", B, B) - np.einsum("tfp,tfr->pr", Hqp, sol[..., :-1])
-    g = np.einsum("tkp,tk->p", B, r) - np.einsum("tfp,tf->p", Hqp, sol[..., -1])
+    Bf, Hf = B.reshape(-1, B.shape[-1]), Hqp.reshape(-1, Hqp.shape[-1])
+    H = Bf.T @ Bf - Hf.T @ sol[..., :-1].reshape(Hf.shape[0], -1)
+    g = Bf.T @ r.reshape(-1) - Hf.T @ sol[..., -1].reshape(-1)
     return 0.5 * (H + H.T), g
 
 
