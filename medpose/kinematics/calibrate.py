@@ -69,12 +69,11 @@ _HELD = 1e-3
 #: In the reduced system each pose DoF is damped as if its prior were at most this wide
 #: (degrees): a trust region on how far the linearised poses may follow a step.
 _POSE_STEP_DEG = 10.0
-#: A round whose subject step moved no offset by more than this (mm) fits its poses from the
-#: best round's (``fit(init=...)``), otherwise from scratch.  Measured on the OpenSim trials of
-#: ``benchmarks/calibration.py`` with 5 mm noise: from the previous poses after every step, knee
-#: and elbow errors rose by up to 1.7 degrees (the first rounds' poses, fitted to the default
-#: skeleton, keep their compensations); with this threshold they equal the fits from scratch.
-_WARM_MM = 3.0
+#: A round whose step changed no offset by more than this many mm (and no axis by more than
+#: this many degrees) fits its poses from the best round's (``fit(init=...)``), else from
+#: scratch: started from the previous poses after every step, a knee axis tilted 4 degrees was
+#: recovered as 1.7 (3.0 from scratch; ``tests/kinematics/test_calibrate.py``).
+_WARM = 3.0
 #: A round whose median residual exceeds the best round's by this factor is rejected.
 _ACCEPT = 1.002
 #: Step (degrees) of the numerical derivative of the keypoints with respect to a joint axis.
@@ -333,9 +332,9 @@ def calibrate(
                 up=up,
                 threads=1,
                 prior=dict(model.fit_prior) if model is not None and model.fit_prior else None,
-                # after a small step, from the best round's poses (after a large one, the
-                # poses fitted to the previous skeleton hold their compensations: from scratch)
-                init=None if best is None or np.abs(x - best[1])[:P0].max() > _WARM_MM else best[3],
+                # after a small step from the best round's poses (after a large one the poses
+                # fitted to an earlier skeleton keep its compensations: from scratch)
+                init=None if best is None or np.abs(x - best[1]).max() > _WARM else best[3],
             )
         res = f.residual
         with warnings.catch_warnings():

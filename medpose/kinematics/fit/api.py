@@ -57,6 +57,7 @@ def fit(
     threads: int | None = None,
     up: str | None = None,
     init: Fit | None = None,
+    noise_mm: float | None = None,
 ) -> Fit:
     """Fit a skeleton to every frame of a 3D keypoint sequence under joint limits.
 
@@ -127,9 +128,13 @@ def fit(
         A previous fit of the same sequence (same frames, same DoFs) whose poses start every
         frame, e.g. after a small change of the skeleton: one solve from there and the repair of
         frames left in a local minimum, without the rigid starts, the warm-start stages and the
-        branch choice, so several times faster.  Its ``noise_mm`` weighs the posture prior,
-        measured again on the result as usual.  Ignored (a full fit) where the data's axes
-        were found differently.
+        branch choice, so several times faster.  The noise is measured as without it (or
+        given: ``noise_mm``).  Ignored (a full fit) where the data's axes were found
+        differently.
+    noise_mm : float, optional
+        The keypoint noise (mm per axis) that weighs the posture prior, if known: the pilot that
+        measures it is skipped; measured again on the result as usual (default: measured on a
+        pilot of up to 64 frames).
 
     Returns
     -------
@@ -140,8 +145,8 @@ def fit(
     InputError
         Not a 3D KeypointSequence; a layout missing the keypoints the fit needs (named);
         bone lengths implausible for a human (e.g. metres instead of millimetres); a bad
-        ``prior``, ``smoothness``, ``chunk_size`` or ``up``; an ``init`` of another length or
-        other DoFs.
+        ``prior``, ``smoothness``, ``chunk_size``, ``up`` or ``noise_mm``; an ``init`` of
+        another length or other DoFs.
     LimitError
         Empty or inverted limits (from :class:`JointLimits`).
 
@@ -197,8 +202,11 @@ def fit(
                 f"expected {T} frames with this skeleton's {len(prob.skeleton.dof_names)} DoFs"
             )
         if np.allclose(init.alignment, prob.alignment, atol=1e-9):
-            start, noise = np.asarray(init.q, dtype=float), init.noise_mm
-            noise = noise if math.isfinite(noise) else None
+            start = np.asarray(init.q, dtype=float)
+    if noise_mm is not None:
+        if not (math.isfinite(noise_mm) and noise_mm > 0):
+            raise InputError(f"fit: noise_mm must be a finite number > 0, found {noise_mm!r}")
+        noise = float(noise_mm)
     try:
         out = run(
             prob,
