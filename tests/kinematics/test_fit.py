@@ -332,6 +332,8 @@ def test_metres_refused(sk, squat):
         ({"chunk_size": 0}, "chunk_size"),
         ({"up": "sideways"}, "up="),
         ({"min_confidence": 2.0}, "min_confidence"),
+        ({"noise_mm": -1.0}, "noise_mm"),
+        ({"noise_mm": float("nan")}, "noise_mm"),
         ({"limits": {"knee": (0, 1)}}, "JointLimits"),
     ],
 )
