@@ -320,6 +320,43 @@ class PatientSkeleton:
             out.check(keypoints if keypoints is not None else out.keypoints, patient_id=patient_id)
         return out
 
+    def __repr__(self) -> str:
+        return f"PatientSkeleton({self})"  # no patient identifier
+
+    def _repr_html_(self) -> str:
+        import html
+
+        table = self.calibration_table() if self.keypoint_offsets else self.to_dataframe()
+        return f"<p><b>PatientSkeleton</b>: {html.escape(str(self))}</p>" + table.to_html(
+            float_format=lambda v: f"{v:.1f}", na_rep="-"
+        )
+
+    def plot(self, ax: Any = None) -> Any:
+        """Per keypoint, the median fit residual before and after calibration (mm), as bars on
+        a matplotlib axis; for a skeleton that was not calibrated, the segment lengths."""
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.gca()
+        if self.residual_after_mm:
+            names = sorted(self.residual_after_mm, key=lambda n: -self.residual_before_mm.get(n, 0))
+            y = np.arange(len(names))
+            before = [self.residual_before_mm.get(n, np.nan) for n in names]
+            after = [self.residual_after_mm[n] for n in names]
+            ax.barh(y - 0.2, before, height=0.4, color="0.7", label="lengths only")
+            ax.barh(y + 0.2, after, height=0.4, color="C0", label="calibrated")
+            ax.set_yticks(y, names, fontsize=7)
+            ax.invert_yaxis()
+            ax.set_xlabel("median keypoint residual (mm)")
+            ax.legend(fontsize=8, loc="lower right")
+        else:
+            df = self.to_dataframe()
+            ax.barh(np.arange(len(df)), df["length_mm"], color="C0")
+            ax.set_yticks(np.arange(len(df)), list(df.index), fontsize=7)
+            ax.invert_yaxis()
+            ax.set_xlabel("length (mm)")
+        ax.set_title(str(self), fontsize=8, wrap=True)
+        return ax
+
     def __str__(self) -> str:
         measured = sum(not m.startswith("scaled") for m in self.method.values())
         text = (

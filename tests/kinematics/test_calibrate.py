@@ -17,7 +17,7 @@ from medpose.errors import InputError
 from medpose.kinematics.calibrate import StaticTrialWarning, calibrate
 from medpose.kinematics.fit import fit
 from medpose.kinematics.fk import forward_kinematics
-from medpose.kinematics.patient import PatientSkeleton
+from medpose.kinematics.patient import PatientSkeleton, estimate_skeleton
 from medpose.kinematics.skeleton import Skeleton
 from medpose.layouts import get_layout
 from medpose.synthetic.exercises import make_exercise
@@ -189,3 +189,35 @@ def test_calibration_estimates_a_knee_axis_when_asked():
             patient.skeleton.joint_fixed_deg[patient.skeleton.segment_index(f"shank_{side}")], got
         )
     assert "forearm_r" not in patient.joint_axes  # only the joints asked for
+
+
+def test_a_calibration_shows_itself_without_the_patient_id(subject):
+    """repr and the Jupyter HTML name the calibration, never the patient; the plot has one bar
+    per keypoint before and after calibration, at the medians the calibration recorded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    patient = subject[3]
+    text, page = repr(patient), patient._repr_html_()
+    assert text.startswith("PatientSkeleton(patient skeleton from calibration")
+    assert "P-001" not in text and "P-001" not in page
+    assert "residual_after_mm" in page and "determined" in page
+    fig, ax = plt.subplots()
+    try:
+        patient.plot(ax)
+        bars = list(ax.patches)
+        n = len(patient.residual_after_mm)
+        assert len(bars) == 2 * n
+        after = sorted(round(b.get_width(), 6) for b in bars[n:])
+        assert after == sorted(round(v, 6) for v in patient.residual_after_mm.values())
+    finally:
+        plt.close(fig)
+    plain = estimate_skeleton(subject[2])
+    fig, ax = plt.subplots()
+    try:
+        plain.plot(ax)  # lengths only: one bar per length
+        assert len(ax.patches) == len(plain.lengths)
+    finally:
+        plt.close(fig)
