@@ -136,12 +136,19 @@ class CleanSettings(_Strict):
 
 
 class FitSettings(_Strict):
-    """``steps.fit``: keyword arguments of :func:`medpose.fit`."""
+    """``steps.fit``: keyword arguments of :func:`medpose.fit`, and ``calibrate``: the subject's
+    skeleton from :func:`medpose.calibrate` on each exercise trial itself (``movement``), on the
+    protocol's static trial (``static``), or lengths only (``none``)."""
 
     smoothness: float = Field(default=0.0, ge=0)
     min_confidence: float = Field(default=0.3, ge=0, le=1)
     max_iter: int = Field(default=100, ge=1, le=10_000)
     tol_deg: float = Field(default=1e-3, gt=0)
+    calibrate: Literal["none", "movement", "static"] = "none"
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`medpose.fit`."""
+        return self.model_dump(exclude={"calibrate"})
 
 
 class RepetitionSettings(_Strict):
@@ -438,6 +445,13 @@ def _cross_problems(m: ProtocolSchema) -> Iterator[FieldProblem]:
     for step, needed in needs.items():
         if steps.get(step) is not None and steps.get(needed) is None:
             yield FieldProblem(("steps", step), f"step {step!r} needs step {needed!r}")
+    fit = steps.fit
+    if fit is not None and fit.calibrate == "static" and all(t.kind != "static" for t in m.trials):
+        yield FieldProblem(
+            ("steps", "fit", "calibrate"),
+            f"found 'static' but no trial has kind static (trials: {known_trials}); expected "
+            "a static trial, or calibrate: movement",
+        )
     if m.metrics and steps.get("metrics") is None:
         yield FieldProblem(("steps",), "the protocol declares metrics; expected the step 'metrics'")
     if steps.get("metrics") is not None and not m.metrics:

@@ -39,6 +39,7 @@ The steps, on the joint angles of one trial:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -82,8 +83,19 @@ def _angles(protocol: Protocol, data: Any) -> tuple[pd.DataFrame, float, Any]:
     """Joint angles (T, D) in degrees, the rate, Hz, and the data (a KeypointSequence fitted)."""
     if isinstance(data, KeypointSequence):
         settings = protocol.spec.steps.fit
-        kwargs = settings.model_dump() if settings is not None else {}
-        data = fit(data, **kwargs)
+        kwargs = settings.fit_kwargs() if settings is not None else {}
+        patient = None
+        if settings is not None and settings.calibrate != "none":
+            from ..kinematics.calibrate import calibrate
+
+            if settings.calibrate == "static":  # one trial given: no static trial at hand
+                warnings.warn(
+                    f"protocol {protocol.name}: steps.fit.calibrate is 'static', but one trial "
+                    "was given; calibrating on the movement itself",
+                    stacklevel=3,
+                )
+            patient = calibrate(data, min_confidence=kwargs.get("min_confidence", 0.3))
+        data = fit(data, patient, **kwargs)
     if isinstance(data, Fit):
         return with_derived(data.angles), float(data.rate), data
     if isinstance(data, JointAngles):

@@ -225,6 +225,25 @@ def _read(
     return seq, rows
 
 
+def _static_calibration(static: KeypointSequence, seq: KeypointSequence, label: str) -> Any:
+    """``calibrate: static``: the subject calibrated on the static trial's positions of the
+    exercise trial's keypoints, named as the exercise trial names them."""
+    from ..kinematics.calibrate import calibrate
+    from ..layouts import to_medpose_names
+
+    mine, theirs = to_medpose_names(seq.names), to_medpose_names(static.names)
+    missing = [n for n, m in zip(seq.names, mine) if m not in theirs]
+    if missing:
+        raise InputError(
+            f"trial {label!r}: steps.fit.calibrate is 'static', but the static trial lacks "
+            f"keypoints {missing} of this trial; expected every keypoint of the exercise trial in "
+            "the static trial (or calibrate: movement)"
+        )
+    cols = [static.names[theirs.index(m)] for m in mine]
+    sub = static.select(cols).rename(dict(zip(cols, seq.names)))
+    return calibrate(sub, static=True)
+
+
 def _prepare(
     protocol: Protocol,
     session: Session,
@@ -232,6 +251,7 @@ def _prepare(
     label: str,
     steps: _Steps,
     fit_it: bool,
+    static: KeypointSequence | None = None,
 ) -> _Prepared:
     seq, rows = _read(protocol, session, trial, steps, label)
     if seq.ndim != 3:
@@ -245,10 +265,22 @@ def _prepare(
         from ..kinematics.fit import fit
 
         settings = protocol.spec.steps.fit
-        kwargs = settings.model_dump() if settings is not None else {}
+        kwargs = settings.fit_kwargs() if settings is not None else {}
+        mode = settings.calibrate if settings is not None else "none"
+        patient = None
         with steps.step(f"{label}: fit"):
-            out.fit = fit(seq, **kwargs, progress=False)
+            if mode == "movement":
+                from ..kinematics.calibrate import calibrate
+
+                patient = calibrate(seq, min_confidence=kwargs.get("min_confidence", 0.3))
+            elif mode == "static" and static is not None:
+                patient = _static_calibration(static, seq, label)
+            out.fit = fit(seq, patient, **kwargs, progress=False)
         rows += _fit_rows(label, out.fit)
+        if patient is not None:  # how far calibration moved each keypoint from its prior
+            table = patient.calibration_table()
+            kp = table[table["kind"] == "keypoint"]
+            rows += _rows(label, "calibration_change", kp["name"], kp["change_mm"], "mm")
     return out
 
 
@@ -425,13 +457,23 @@ def run_session(
         quality: list[dict[str, Any]] = []
         age = ses.patient.age_years
         sex = ses.patient.sex if ses.patient.sex in ("female", "male") else None
+        static = None
+        fit_settings = protocol.spec.steps.fit
+        if fit_settings is not None and fit_settings.calibrate == "static":
+            spec0 = next(t for t in protocol.trials if t.kind == "static")
+            got0 = _prepare(protocol, ses, ses.trial(mapping[spec0.name]), spec0.name, bar, False)
+            prepared[mapping[spec0.name]] = got0
+            quality += got0.quality
+            static = got0.sequence
         try:
             for spec in protocol.trials:
                 name = mapping[spec.name]
                 want_fit = fit_it and spec.kind == "exercise"
                 got = prepared.get(name)
                 if got is None or (want_fit and got.fit is None):
-                    got = _prepare(protocol, ses, ses.trial(name), spec.name, bar, want_fit)
+                    got = _prepare(
+                        protocol, ses, ses.trial(name), spec.name, bar, want_fit, static=static
+                    )
                     prepared[name] = got
                     quality += got.quality
                 if want_fit and got.fit is not None:
