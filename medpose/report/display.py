@@ -183,6 +183,9 @@ def fit_repr(fit: Any) -> str:
         if np.isfinite(r).any():
             parts.append(f"median residual {np.nanmedian(r):.2f} mm")
     parts.append(f"{int(np.asarray(fit.limit_active).any(axis=1).sum())} frames at a joint limit")
+    patient = getattr(fit, "patient", None)
+    if patient is not None and getattr(patient, "keypoint_offsets", None):
+        parts.append(f"skeleton from {patient.source}")  # a calibration (no patient id)
     return f"Fit({', '.join(parts)})"
 
 

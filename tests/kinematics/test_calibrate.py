@@ -199,7 +199,9 @@ def test_a_calibration_shows_itself_without_the_patient_id(subject):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    patient = subject[3]
+    patient, before, after = subject[3], subject[4], subject[5]
+    assert repr(after).endswith("skeleton from calibration on the movement)")
+    assert "skeleton from" not in repr(before) and "P-001" not in repr(after)
     text, page = repr(patient), patient._repr_html_()
     assert text.startswith("PatientSkeleton(patient skeleton from calibration")
     assert "P-001" not in text and "P-001" not in page
