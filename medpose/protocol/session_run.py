@@ -225,9 +225,14 @@ def _read(
     return seq, rows
 
 
-def _static_calibration(static: KeypointSequence, seq: KeypointSequence, label: str) -> Any:
+def _static_calibration(
+    static: KeypointSequence, seq: KeypointSequence, label: str, done: dict[tuple[str, ...], Any]
+) -> Any:
     """``calibrate: static``: the subject calibrated on the static trial's positions of the
-    exercise trial's keypoints, named as the exercise trial names them."""
+    exercise trial's keypoints, named as the exercise trial names them; once per set of names
+    (``done``)."""
+    if seq.names in done:
+        return done[seq.names]
     from ..kinematics.calibrate import calibrate
     from ..layouts import to_medpose_names
 
@@ -241,7 +246,8 @@ def _static_calibration(static: KeypointSequence, seq: KeypointSequence, label: 
         )
     cols = [static.names[theirs.index(m)] for m in mine]
     sub = static.select(cols).rename(dict(zip(cols, seq.names)))
-    return calibrate(sub, static=True)
+    done[seq.names] = calibrate(sub, static=True)
+    return done[seq.names]
 
 
 def _prepare(
@@ -251,7 +257,7 @@ def _prepare(
     label: str,
     steps: _Steps,
     fit_it: bool,
-    static: KeypointSequence | None = None,
+    static: tuple[KeypointSequence, dict[tuple[str, ...], Any]] | None = None,
 ) -> _Prepared:
     seq, rows = _read(protocol, session, trial, steps, label)
     if seq.ndim != 3:
@@ -274,7 +280,7 @@ def _prepare(
 
                 patient = calibrate(seq, min_confidence=kwargs.get("min_confidence", 0.3))
             elif mode == "static" and static is not None:
-                patient = _static_calibration(static, seq, label)
+                patient = _static_calibration(static[0], seq, label, static[1])
             out.fit = fit(seq, patient, **kwargs, progress=False)
         rows += _fit_rows(label, out.fit)
         if patient is not None:  # how far calibration moved each keypoint from its prior
@@ -457,14 +463,14 @@ def run_session(
         quality: list[dict[str, Any]] = []
         age = ses.patient.age_years
         sex = ses.patient.sex if ses.patient.sex in ("female", "male") else None
-        static = None
+        static: tuple[KeypointSequence, dict[tuple[str, ...], Any]] | None = None
         fit_settings = protocol.spec.steps.fit
         if fit_settings is not None and fit_settings.calibrate == "static":
             spec0 = next(t for t in protocol.trials if t.kind == "static")
             got0 = _prepare(protocol, ses, ses.trial(mapping[spec0.name]), spec0.name, bar, False)
             prepared[mapping[spec0.name]] = got0
             quality += got0.quality
-            static = got0.sequence
+            static = (got0.sequence, {})
         try:
             for spec in protocol.trials:
                 name = mapping[spec.name]

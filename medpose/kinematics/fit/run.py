@@ -225,24 +225,21 @@ def solve_from(
     x_obs: torch.Tensor,
     w: torch.Tensor,
     q0: torch.Tensor,
+    q_rigid: torch.Tensor,
     vidx: torch.Tensor,
-    n: int,
+    nb,
     *,
     pri: Priors,
     pri1: Priors,
     sigma: float,
-    warm_stride: int,
-    smoothness: float,
-    prev_last: torch.Tensor | None,
     max_iter: int,
     xtol: float,
-    q_rigid: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`solve_frames` for frames that start near their solution (``q0``: a previous fit's
     poses, e.g. before a small change of the skeleton): one solve from there, then the frames
     left in a local minimum are restarted (:func:`~medpose.kinematics.fit.starts.repair`, from
-    their rigid start ``q_rigid`` or a neighbour).  No branch choice: the start's is kept."""
-    nb = neighbours(vidx, n, prev_last) if smoothness > 0 else None
+    their rigid start ``q_rigid`` or a neighbour).  No branch choice: the start's is kept.
+    ``nb``: the temporal neighbours (:func:`~medpose.kinematics.fit.starts.neighbours`) or None."""
     qv, xv, cvv = solve(
         st.ctx,
         q0[vidx],
@@ -323,31 +320,44 @@ def fit_chunk(
         if prev_last is not None and smoothness > 0:
             pl = prev_last[0].clone()
             pl[trans] = pl[trans] - centre
-        solver = solve_frames if start is None else solve_from
-        q0s, extra = q0, {}
-        if start is not None:
-            q0s = torch.as_tensor(np.asarray(start), device=dev, dtype=st.dt).clone()
-            q0s[:, trans] = q0s[:, trans] - centre
-            q0s = torch.where(torch.isfinite(q0s).all(dim=1, keepdim=True), q0s, q0)
-            q0s = torch.where(st.free[None], q0s, st.neutral[None])
-            extra = {"q_rigid": q0}
-        q[vidx], xf[vidx], cv[vidx] = solver(
-            st,
-            x_obs,
-            w,
-            q0s,
-            vidx,
-            n,
-            pri=pri,
-            pri1=pri1,
-            sigma=sigma,
-            warm_stride=warm_stride,
-            smoothness=smoothness,
-            prev_last=pl,
-            max_iter=max_iter,
-            xtol=xtol,
-            **extra,
-        )
+        if start is None:
+            out = solve_frames(
+                st,
+                x_obs,
+                w,
+                q0,
+                vidx,
+                n,
+                pri=pri,
+                pri1=pri1,
+                sigma=sigma,
+                warm_stride=warm_stride,
+                smoothness=smoothness,
+                prev_last=pl,
+                max_iter=max_iter,
+                xtol=xtol,
+            )
+        else:  # the given poses (relative to the centre), a NaN row from its rigid start
+            qs = torch.as_tensor(np.asarray(start), device=dev, dtype=st.dt).clone()
+            qs[:, trans] = qs[:, trans] - centre
+            qs = torch.where(torch.isfinite(qs).all(dim=1, keepdim=True), qs, q0)
+            qs = torch.where(st.free[None], qs, st.neutral[None])
+            nb = neighbours(vidx, n, pl) if smoothness > 0 else None
+            out = solve_from(
+                st,
+                x_obs,
+                w,
+                qs,
+                q0,
+                vidx,
+                nb,
+                pri=pri,
+                pri1=pri1,
+                sigma=sigma,
+                max_iter=max_iter,
+                xtol=xtol,
+            )
+        q[vidx], xf[vidx], cv[vidx] = out
         if bool(valid[-1]):
             last = q[-1:].clone()
             last[:, trans] = last[:, trans] + centre
