@@ -133,6 +133,7 @@ def markerless(
     swap_len: float = 10.0,
     outlier_rate: float = 0.01,
     seed: int | np.random.Generator = 0,
+    segment_rotations: Any = None,
 ) -> Observed:
     """Markerless (video pose estimation) observation of true 3D keypoints.
 
@@ -166,11 +167,17 @@ def markerless(
     outlier_rate : float
         Fraction of frames with one keypoint displaced by 100-300 mm.
     seed : int or numpy.random.Generator
+    segment_rotations : array_like (T, K, 3, 3), optional
+        Rotation of each keypoint's segment in every frame (segment to the frame of ``kp``).
+        Given, each keypoint's constant offset is fixed in its segment and turns with it, as a
+        detector's systematic error does (its "hip" sits where it sees the hip, relative to the
+        pelvis and thigh); without, the offset is a constant vector in the frame of ``kp``.
 
     Returns
     -------
     Observed
-        ``report`` holds ``bias_mm`` (per keypoint offset vectors), ``dropouts``
+        ``report`` holds ``bias_mm`` (per keypoint offset vectors, in the segment's frame with
+        ``segment_rotations``, else in the frame of ``kp``; ``bias_frame`` says which), ``dropouts``
         (``[frame, keypoint]`` pairs), ``gaps`` (``{keypoint, start, stop}``),
         ``swaps`` (``{start, stop, pairs}``), ``outliers`` (``{frame, keypoint,
         offset_mm}``) with frame ranges as ``[start, stop)``.
@@ -205,7 +212,18 @@ def markerless(
     length = np.abs(rng.normal(bias_mm, 0.3 * bias_mm, size=k))
     length *= np.array([1.5 if n.startswith(("hip_", "knee_")) else 1.0 for n in names])
     bias = direction * length[:, None]
-    pos = truth + bias + rng.normal(0.0, sigma_mm, size=truth.shape)
+    if segment_rotations is None:
+        moved = np.broadcast_to(bias, truth.shape)
+    else:
+        rot = np.asarray(segment_rotations, dtype=float)
+        if rot.shape != (t, k, 3, 3):
+            raise InputError(
+                f"observation: segment_rotations must have shape ({t}, {k}, 3, 3) to match the "
+                f"keypoints, found {rot.shape}"
+            )
+        moved = rot @ bias[..., None]
+        moved = moved[..., 0]
+    pos = truth + moved + rng.normal(0.0, sigma_mm, size=truth.shape)
     conf = rng.uniform(0.7, 1.0, size=(t, k))
 
     # left/right identity swaps over runs of frames
@@ -276,6 +294,7 @@ def markerless(
         "seed": seed if isinstance(seed, int) else None,
         "sigma_mm": sigma_mm,
         "bias_mm": {n: [round(float(v), 6) for v in b] for n, b in zip(names, bias)},
+        "bias_frame": "world" if segment_rotations is None else "segment",
         "dropout": dropout,
         "gap_rate_per_s": gap_rate,
         "gap_len_frames": gap_len,

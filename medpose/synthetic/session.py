@@ -36,7 +36,7 @@ from ..io.landmarks import write_landmarks
 from ..io.mot import write_mot
 from ..io.openpose import write_openpose
 from ..io.trc import write_trc
-from ..kinematics.fk import forward_kinematics
+from ..kinematics.fk import forward_kinematics, segment_poses
 from ..kinematics.skeleton import Skeleton
 from ..layouts import get_layout
 from ..protocol.session import write_session_yaml
@@ -230,7 +230,9 @@ def make_session(
         Duration of the static trial, s.
     markerless_options : mapping, optional
         Keyword arguments of :func:`~medpose.synthetic.observation.markerless` for the 3D
-        ``.trc`` of each exercise trial.
+        ``.trc`` of each exercise trial, and ``bias_frame``: ``"world"`` (default: each
+        keypoint's constant offset is a fixed vector in the room) or ``"segment"`` (fixed in the
+        keypoint's segment, turning with it as a detector's systematic error does).
     pixel_sigma : float
         2D detector noise, px.
     view_swap_rate : float
@@ -342,12 +344,20 @@ def make_session(
         kp = sk2cam.apply(np.asarray(forward_kinematics(skeleton, np.array(truth.angles.values))))
         truth_kp[tname] = KeypointSequence(kp, names, rate, frame=CAMERA)
         sel = truth_kp[tname].select(lay.medpose)
+        options = dict(markerless_options or {})
+        frame = options.pop("bias_frame", "world")
+        if frame not in ("world", "segment"):
+            raise InputError(
+                f"make_session: markerless_options bias_frame must be 'world' or 'segment', "
+                f"found {frame!r}"
+            )
+        if frame == "segment":
+            # the detector's constant offsets fixed in the body's segments
+            seg_r, _ = segment_poses(skeleton, np.array(truth.angles.values))
+            segs = [int(skeleton.keypoint_segment[skeleton.keypoint_index(n)]) for n in sel.names]
+            options["segment_rotations"] = rot.as_matrix() @ np.asarray(seg_r)[:, segs]
         obs = markerless(
-            sel.positions,
-            names=sel.names,
-            rate=rate,
-            seed=seeds[9 + 3 * i],
-            **dict(markerless_options or {}),
+            sel.positions, names=sel.names, rate=rate, seed=seeds[9 + 3 * i], **options
         )
         obs_seq[tname] = obs.to_sequence(sel.names, rate, CAMERA)
         vrep = None

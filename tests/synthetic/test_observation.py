@@ -115,3 +115,34 @@ def test_bad_input_messages(truth):
         markerless(truth, names=NAMES[:3])
     with pytest.raises(InputError, match="rate"):
         markerless(truth, names=NAMES, rate=0.0)
+
+
+def test_a_segment_fixed_bias_turns_with_its_segment(truth):
+    """With segment rotations, each keypoint's constant offset is constant in its segment's
+    frame: rotated back by the segment's rotation, observed - true is the reported vector (up
+    to the jitter), while in the room it turns with the segment."""
+    t = truth.shape[0]
+    angle = np.radians(60.0) * np.sin(np.arange(t) / 30.0)  # each segment swings about z
+    c, s = np.cos(angle), np.sin(angle)
+    rz = np.zeros((t, 3, 3))
+    rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1], rz[:, 2, 2] = c, -s, s, c, 1.0
+    rot = np.broadcast_to(rz[:, None], (t, len(NAMES), 3, 3))
+    quiet = {"dropout": 0.0, "gap_rate": 0.0, "swap_rate": 0.0, "outlier_rate": 0.0}
+    obs = markerless(
+        truth, names=NAMES, rate=30.0, sigma_mm=1.0, segment_rotations=rot, seed=4, **quiet
+    )
+    rep = obs.report
+    assert rep["bias_frame"] == "segment"
+    local = np.einsum("tkji,tkj->tki", rot, obs.positions - truth)  # R^T (observed - true)
+    bias = np.array([rep["bias_mm"][n] for n in NAMES])
+    np.testing.assert_allclose(local.mean(axis=0), bias, atol=0.5)  # 1 mm jitter, 600 frames
+    assert np.all(local.std(axis=0) < 1.5)
+    # in the room it is the segment's rotation of that vector, which swings with the segment
+    turned = np.einsum("tkij,kj->tki", rot, bias)
+    assert np.abs(obs.positions - truth - turned).max() < 6.0  # 6 sigma of the jitter
+    assert np.ptp(turned[..., :2], axis=0).max() > 10.0
+    # the same seed draws the same offsets as a room-fixed bias
+    plain = markerless(truth, names=NAMES, rate=30.0, sigma_mm=1.0, seed=4, **quiet)
+    assert plain.report["bias_mm"] == rep["bias_mm"] and plain.report["bias_frame"] == "world"
+    with pytest.raises(InputError, match=r"segment_rotations must have shape \(600, 8, 3, 3\)"):
+        markerless(truth, names=NAMES, segment_rotations=rot[:, :3])

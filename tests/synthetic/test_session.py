@@ -11,7 +11,8 @@ import pytest
 
 from medpose.errors import InputError
 from medpose.geometry import Transform
-from medpose.kinematics.fk import forward_kinematics
+from medpose.io.trc import read_trc
+from medpose.kinematics.fk import forward_kinematics, segment_poses
 from medpose.synthetic.session import make_session
 
 
@@ -141,3 +142,33 @@ def test_bad_arguments(tmp_path, made):
         make_session(tmp_path / "x", exercises=("yoga",))
     with pytest.raises(InputError, match="impairment"):
         make_session(tmp_path / "y", impairment={"side": "up", "amount": 0.3})
+
+
+def test_a_session_with_a_segment_fixed_detector_bias(tmp_path):
+    """``markerless_options={"bias_frame": "segment"}``: each trial keypoint's offset from the
+    truth is the reported vector turned by its segment's true rotation (no jitter or faults
+    here, so exactly)."""
+    quiet = {"sigma_mm": 0.0, "dropout": 0.0, "gap_rate": 0.0, "swap_rate": 0.0}
+    made = make_session(
+        tmp_path / "s",
+        seed=2,
+        exercises=("squat",),
+        repetitions=1,
+        imaging=False,
+        camera_views=False,
+        markerless_options={**quiet, "outlier_rate": 0.0, "bias_frame": "segment"},
+    )
+    rep = json.loads((made.path / "truth" / "faults.json").read_text())["squat"]["markerless_3d"]
+    assert rep["bias_frame"] == "segment"
+    obs = read_trc(made.path / "trials" / "squat.trc")
+    sk = made.skeleton
+    truth = made.keypoints["squat"].select(obs.names).positions
+    seg_r, _ = segment_poses(sk, np.asarray(made.exercises["squat"].angles.values))
+    cam = made.transforms["skeleton_to_camera"].rotation.as_matrix()
+    segs = [int(sk.keypoint_segment[sk.keypoint_index(n)]) for n in obs.names]
+    bias = np.array([rep["bias_mm"][n] for n in obs.names])
+    turned = np.einsum("tkij,kj->tki", cam @ np.asarray(seg_r)[:, segs], bias)
+    np.testing.assert_allclose(obs.positions, truth + turned, atol=1e-3)  # .trc precision
+    assert np.ptp(turned, axis=0).max() > 20.0  # the knees' offsets swing through the squat
+    with pytest.raises(InputError, match="bias_frame must be 'world' or 'segment', found 'body'"):
+        make_session(tmp_path / "t", markerless_options={"bias_frame": "body"})
