@@ -35,9 +35,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import medpose as mp  # noqa: E402
-from medpose.protocol import execute_session  # noqa: E402
-from medpose.scoring.derived_angles import with_derived  # noqa: E402
+import medpose as mp
+from medpose.protocol import execute_session
+from medpose.scoring.derived_angles import with_derived
 
 PROTOCOLS = (
     "deep_squat",
@@ -106,7 +106,9 @@ def run_case(name: str, seed: int, work: Path) -> list[list]:
             for side in sides:
                 dof = f"{spec.joint}{_SUFFIX[side]}"
                 want = np.asarray(truth[trial.name]["rom_deg"][dof], dtype=float)
-                rows = m[(m["trial"] == trial.name) & (m["metric"] == spec.key) & (m["side"] == side)]
+                rows = m[
+                    (m["trial"] == trial.name) & (m["metric"] == spec.key) & (m["side"] == side)
+                ]
                 got = rows[rows["repetition"].notna()].sort_values("repetition")["value"]
                 got = got.to_numpy(float)
                 miss = float(np.abs(got - want).max()) if got.size == want.size else float("nan")
@@ -131,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
             for name in args.protocols:
                 for row in run_case(name, seed, Path(tmp)):
                     rows.append(row)
-                    print(" ".join(str(round(v, 1)) if isinstance(v, float) else str(v) for v in row))
+                    print(
+                        " ".join(str(round(v, 1)) if isinstance(v, float) else str(v) for v in row)
+                    )
     header = [
         "protocol",
         "seed",
