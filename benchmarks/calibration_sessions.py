@@ -148,11 +148,14 @@ def main(argv: list[str] | None = None) -> None:
     ]
     table = markdown_table(rows, header)
     e = np.array([[r[4], r[6]] for r in rows])
-    better = int((e[:, 1] < e[:, 0]).sum())
+    miss = np.array([[r[5], r[7]] for r in rows])
     summary = (
-        f"Calibrated e95 lower in {better} of {len(rows)} trial sides; median e95 "
-        f"{np.median(e[:, 0]):.1f} (lengths only) against {np.median(e[:, 1]):.1f} (calibrated); "
-        f"worst {e[:, 0].max():.1f} against {e[:, 1].max():.1f} degrees."
+        f"Calibrated e95 lower in {int((e[:, 1] < e[:, 0]).sum())} of {len(rows)} trial sides; "
+        f"median e95 {np.median(e[:, 0]):.1f} (lengths only) against {np.median(e[:, 1]):.1f} "
+        f"(calibrated); worst {e[:, 0].max():.1f} against {e[:, 1].max():.1f} degrees.  "
+        f"Range miss lower calibrated in {int((miss[:, 1] < miss[:, 0]).sum())} of {len(rows)}; "
+        f"median {np.nanmedian(miss[:, 0]):.1f} against {np.nanmedian(miss[:, 1]):.1f}, worst "
+        f"{np.nanmax(miss[:, 0]):.1f} against {np.nanmax(miss[:, 1]):.1f} degrees."
     )
     print(table)
     print(summary)
