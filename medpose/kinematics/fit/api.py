@@ -130,8 +130,8 @@ def fit(
         A previous fit of the same sequence (same frames, same DoFs) whose poses start every
         frame, e.g. after a small change of the skeleton: one solve from there and the repair of
         frames left in a local minimum, without the rigid starts, the warm-start stages and the
-        branch choice, so several times faster.  The noise is measured as without it (or
-        given: ``noise_mm``).  Ignored (a full fit) where the data's axes were found
+        branch choice, so several times faster.  The noise is measured on the pilot frames
+        solved from these poses instead of their rigid starts (or given: ``noise_mm``).  Ignored (a full fit) where the data's axes were found
         differently.
     noise_mm : float, optional
         The keypoint noise (mm per axis) that weighs the posture prior, if known: the pilot that

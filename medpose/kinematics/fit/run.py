@@ -46,17 +46,27 @@ __all__ = [
 
 
 def measure_noise(
-    st: Setup, pos: np.ndarray, conf: np.ndarray, *, max_iter: int, xtol: float
+    st: Setup,
+    pos: np.ndarray,
+    conf: np.ndarray,
+    *,
+    max_iter: int,
+    xtol: float,
+    start: np.ndarray | None = None,
 ) -> float:
     """Keypoint noise (mm per axis) on up to 64 frames spread over the recording, solved from
-    their rigid start to the fit's own ``max_iter``: the median over frames of sqrt(weighted
-    squared residual / degrees of freedom); NaN when no frame can be fitted.  (Cut short, a
-    solve from the arms-down start leaves arms held overhead far from their keypoints: noise-free
-    keypoints of a deep squat read as 33 mm, a posture prior 300 times too strong.)"""
+    their rigid start (or from ``start``, (T, D) skeleton axes, where it is finite: a previous
+    fit's poses) to the fit's own ``max_iter``: the median over frames of sqrt(weighted squared
+    residual / degrees of freedom); NaN when no frame can be fitted.  (Cut short, a solve from
+    the arms-down start leaves arms held overhead far from their keypoints: noise-free keypoints
+    of a deep squat read as 33 mm, a posture prior 300 times too strong.)"""
     T = pos.shape[0]
-    xp, wp, qp, okp = load(
-        st, pos, conf, np.unique(np.linspace(0, T - 1, min(T, 64)).round().astype(int))
-    )
+    sel = np.unique(np.linspace(0, T - 1, min(T, 64)).round().astype(int))
+    xp, wp, qp, okp = load(st, pos, conf, sel)
+    if start is not None:
+        qs = torch.as_tensor(np.asarray(start)[sel], device=st.dev, dtype=st.dt)
+        qs = torch.where(st.free[None], qs, st.neutral[None])
+        qp = torch.where(torch.isfinite(qs).all(dim=1, keepdim=True), qs, qp)
     if not bool(okp.any()):
         return float("nan")
     xp, wp, qp = xp[okp], wp[okp], qp[okp]
@@ -419,7 +429,9 @@ def run(
     T, D, K = pos.shape[0], len(prob.skeleton.dof_names), len(prob.seq_index)
     # the pilot's keypoint noise sets the posture prior's weight, sigma / sd mm per degree
     sigma = (
-        measure_noise(st, pos, conf, max_iter=max_iter, xtol=xtol) if noise_mm is None else noise_mm
+        measure_noise(st, pos, conf, max_iter=max_iter, xtol=xtol, start=start)
+        if noise_mm is None
+        else noise_mm
     )
     sig = max(sigma, NOISE_FLOOR_MM) if math.isfinite(sigma) else NOISE_FLOOR_MM
     pri, pri1 = st.priors(sig, smoothness), st.priors(sig)
