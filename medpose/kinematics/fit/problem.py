@@ -10,6 +10,7 @@ and the scipy reference (:func:`medpose.kinematics.reference.fit_reference`) bot
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,18 @@ __all__ = [
 _REQUIRED = ("hip_r", "hip_l")
 #: Frames (evenly spaced) on which a given skeleton's units are checked and the axes aligned.
 _CHECK_FRAMES = 4000
+
+
+#: Sequences (by content) whose units passed the check of a calibrated skeleton, oldest first.
+_CHECKED: dict[tuple, None] = {}
+
+
+def _content_key(seq: KeypointSequence, min_confidence: float) -> tuple:
+    """A key of a sequence's keypoints (names, positions, confidences) and the threshold."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.ascontiguousarray(seq.positions).tobytes())
+    h.update(np.ascontiguousarray(seq.confidence).tobytes())
+    return (seq.names, seq.positions.shape, float(min_confidence), h.hexdigest())
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -263,13 +276,20 @@ def prepare(
     patient = None
     try:
         # a given skeleton is only checked for units: a calibrated one (explicit offsets) against
-        # the default's proportions
+        # the default's proportions, once per sequence (a calibration fits the same frames in
+        # every round)
         explicit = skeleton is not None and bool(skeleton.keypoint_mm or skeleton.joint_mm)
-        patient = estimate_skeleton(
-            renamed,
-            base=Skeleton.default() if explicit else base,
-            min_confidence=max(min_confidence, 0.3),
-        )
+        key = _content_key(renamed, min_confidence) if explicit else None
+        if key is None or key not in _CHECKED:
+            patient = estimate_skeleton(
+                renamed,
+                base=Skeleton.default() if explicit else base,
+                min_confidence=max(min_confidence, 0.3),
+            )
+            if key is not None:
+                _CHECKED[key] = None
+                while len(_CHECKED) > 16:
+                    _CHECKED.pop(next(iter(_CHECKED)))
     except InputError as exc:
         if "implausible" in str(exc) or skeleton is None:
             raise InputError(f"fit: {exc}".replace("estimate_skeleton: ", "")) from None
