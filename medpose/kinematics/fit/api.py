@@ -75,7 +75,7 @@ def fit(
         checked against the sequence's keypoints (InputError naming the difference when it was
         calibrated on another layout), used, and reported in ``Fit.patient``; unless ``init`` is
         given, its fit starts every frame from a lengths-only fit's poses (see
-        :func:`_lengths_first`), about 1.5 times a plain fit's time.
+        :func:`_lengths_first`), 1.2-1.8 times a plain fit's time.
     limits : JointLimits, optional
         Hard limits (and soft prior); default :meth:`JointLimits.default`.
     device : str or torch.device, optional
