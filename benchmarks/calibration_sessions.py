@@ -31,13 +31,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import medpose as mp
 from medpose.protocol import execute_session
 from medpose.scoring.derived_angles import with_derived
+from medpose.synthetic.session import read_truth_angles
 
 PROTOCOLS = (
     "deep_squat",
@@ -64,12 +64,7 @@ def _with_calibrate(text: str, how: str) -> str:
 
 
 def _fit_error(result, session: Path, trial: str, dof: str) -> float:
-    truth = pd.read_csv(session / "truth" / f"angles_{trial}.csv", index_col=0)
-    windows = json.loads((session / "truth" / "params.json").read_text())["repetition_windows_s"]
-    t = truth.index.to_numpy()
-    inside = np.zeros(t.size, bool)
-    for a, b in windows[trial]:
-        inside |= (t >= a) & (t <= b)
+    truth, inside = read_truth_angles(session, trial)
     fitted, truth = with_derived(result.angles[trial]), with_derived(truth)
     diff = (fitted[dof].to_numpy() - truth[dof].to_numpy())[inside]
     return float(np.nanpercentile(np.abs(diff - np.nanmedian(diff)), 95))

@@ -47,7 +47,7 @@ from .phantom import BODY, REGIONS, Phantom, expand_sides, make_phantom, static_
 from .plan import fiducial_fault, protocol_of, trial_plan
 from .rig import make_rig, project_to_cameras
 
-__all__ = ["SessionTruth", "make_session", "ARM_EXERCISES"]
+__all__ = ["SessionTruth", "make_session", "read_truth_angles", "ARM_EXERCISES"]
 
 ARM_EXERCISES = (
     "shoulder_abduction",
@@ -516,3 +516,40 @@ def make_session(
         faults=faults,
         params=params,
     )
+
+
+def read_truth_angles(path: str | os.PathLike, trial: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """One trial's true joint angles from a session :func:`make_session` wrote, and which of
+    their frames lie inside a repetition.
+
+    Returns
+    -------
+    angles : pandas.DataFrame
+        ``truth/angles_<trial>.csv``: time (s) index, one column per DoF (degrees; pelvis
+        translations in mm).
+    inside : numpy.ndarray of bool
+        Per frame, whether its time lies in one of the trial's ``repetition_windows_s``
+        (``truth/params.json``).
+
+    Raises
+    ------
+    InputError
+        No such file, or no repetition windows for ``trial`` (naming the trials there are).
+    """
+    truth = Path(path) / "truth"
+    csv = truth / f"angles_{trial}.csv"
+    if not csv.is_file():
+        raise InputError(f"{csv}: file not found (is {trial!r} a trial of this session?)")
+    params = json.loads((truth / "params.json").read_text(encoding="utf-8"))
+    windows = params.get("repetition_windows_s", {})
+    if trial not in windows:
+        raise InputError(
+            f"{truth / 'params.json'}: repetition_windows_s has no trial {trial!r}; "
+            f"found {sorted(windows)}"
+        )
+    angles = pd.read_csv(csv, index_col=0)
+    t = angles.index.to_numpy(dtype=float)
+    inside = np.zeros(t.size, bool)
+    for a, b in windows[trial]:
+        inside |= (t >= a) & (t <= b)
+    return angles, inside

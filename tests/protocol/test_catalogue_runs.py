@@ -41,6 +41,7 @@ from medpose.cli import main
 from medpose.protocol import Assessment, execute_session
 from medpose.protocol.definition import catalogue_names
 from medpose.scoring.derived_angles import with_derived
+from medpose.synthetic.session import read_truth_angles
 
 #: The fit's 95th-percentile angle error (degrees) beyond which the ROM check is meaningless.
 MAX_FIT_ERR_DEG = 15.0
@@ -86,12 +87,7 @@ def _fit_error(result, session: Path, trial: str, dof: str) -> float:
     """95th percentile over the trial's repetition frames of |fitted - true| of ``dof``, its
     median removed: a constant offset (e.g. the forearm's rotation) leaves every range as it is,
     and a range is a difference of two angles."""
-    truth = pd.read_csv(session / "truth" / f"angles_{trial}.csv", index_col=0)
-    windows = json.loads((session / "truth" / "params.json").read_text())["repetition_windows_s"]
-    t = truth.index.to_numpy()
-    inside = np.zeros(t.size, bool)
-    for a, b in windows[trial]:
-        inside |= (t >= a) & (t <= b)
+    truth, inside = read_truth_angles(session, trial)
     fitted, truth = with_derived(result.angles[trial]), with_derived(truth)  # + elevation
     diff = (fitted[dof].to_numpy() - truth[dof].to_numpy())[inside]
     return float(np.nanpercentile(np.abs(diff - np.nanmedian(diff)), 95))

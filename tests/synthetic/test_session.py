@@ -13,7 +13,7 @@ from medpose.errors import InputError
 from medpose.geometry import Transform
 from medpose.io.trc import read_trc
 from medpose.kinematics.fk import forward_kinematics, segment_poses
-from medpose.synthetic.session import make_session
+from medpose.synthetic.session import make_session, read_truth_angles
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -172,3 +172,18 @@ def test_a_session_with_a_segment_fixed_detector_bias(tmp_path):
     assert np.ptp(turned, axis=0).max() > 20.0  # the knees' offsets swing through the squat
     with pytest.raises(InputError, match="bias_frame must be 'world' or 'segment', found 'body'"):
         make_session(tmp_path / "t", markerless_options={"bias_frame": "body"})
+
+
+def test_read_truth_angles(made):
+    """The true angles written for a trial read back as generated, with the frames inside its
+    repetition windows; an unknown trial is refused naming the file."""
+    trial = next(iter(made.exercises))
+    angles, inside = read_truth_angles(made.path, trial)
+    want = made.exercises[trial].angles
+    assert list(angles.columns) == list(want.names)
+    np.testing.assert_allclose(angles.to_numpy(), np.asarray(want.values), atol=1e-6)
+    windows = made.params["repetition_windows_s"][trial]
+    t = angles.index.to_numpy()
+    assert inside.sum() == sum(int(((t >= a) & (t <= b)).sum()) for a, b in windows) > 0
+    with pytest.raises(InputError, match=r"angles_yoga\.csv: file not found"):
+        read_truth_angles(made.path, "yoga")
