@@ -29,13 +29,16 @@ from ...data import KeypointSequence
 from ...errors import InputError
 from ..keypoint_models import load_keypoint_model
 from ..limits import JointLimits
-from ..patient import PatientSkeleton
+from ..patient import PatientSkeleton, estimate_skeleton
 from ..skeleton import Skeleton
 from .problem import prepare
 from .result import Fit, Observed
 from .run import default_chunk, default_dtype, run
 
 __all__ = ["fit"]
+
+#: A calibrated fit's lengths-only first pass measures the lengths on at most this many frames.
+_LENGTH_FRAMES = 4000
 
 
 def fit(
@@ -293,11 +296,25 @@ def _lengths_first(sequence, prob, limits, min_confidence, min_keypoints, up, pr
     the start decides between them: from the rigid start every top frame of a synthetic
     shoulder abduction read the far branch.  On the lengths-only skeleton they fit exactly
     alike and the branch choice keeps the one nearest neutral; the calibrated solve started
-    from there stays on it (``tests/kinematics/test_calibrate.py``)."""
+    from there stays on it (``tests/kinematics/test_calibrate.py``).  The lengths are the
+    medians over at most :data:`_LENGTH_FRAMES` evenly spaced frames (estimated over a million
+    frames they took seconds, longer than the fit on a GPU)."""
     try:
+        base = None
+        T = sequence.n_frames
+        if T > _LENGTH_FRAMES:
+            few = np.unique(np.linspace(0, T - 1, _LENGTH_FRAMES).round().astype(int))
+            sub = KeypointSequence(
+                sequence.positions[few],
+                sequence.names,
+                sequence.rate,
+                confidence=sequence.confidence[few],
+                frame=sequence.frame,
+            )
+            base = estimate_skeleton(sub, min_confidence=max(min_confidence, 0.3)).skeleton
         first = prepare(
             sequence,
-            None,
+            base,
             limits,
             min_confidence=min_confidence,
             min_keypoints=min_keypoints,
