@@ -31,7 +31,7 @@ from ..keypoint_models import load_keypoint_model
 from ..limits import JointLimits
 from ..patient import PatientSkeleton, estimate_skeleton
 from ..skeleton import Skeleton
-from .problem import prepare
+from .problem import FitProblem, prepare
 from .result import Fit, Observed
 from .run import default_chunk, default_dtype, run
 
@@ -134,8 +134,8 @@ def fit(
         frame, e.g. after a small change of the skeleton: one solve from there and the repair of
         frames left in a local minimum, without the rigid starts, the warm-start stages and the
         branch choice, so several times faster.  The noise is measured on the pilot frames
-        solved from these poses instead of their rigid starts (or given: ``noise_mm``).  Ignored (a full fit) where the data's axes were found
-        differently.
+        solved from these poses instead of their rigid starts (or given: ``noise_mm``).
+        Ignored (a full fit) where the data's axes were found differently.
     noise_mm : float, optional
         The keypoint noise (mm per axis) that weighs the posture prior, if known: the pilot that
         measures it is skipped; measured again on the result as usual (default: measured on a
@@ -212,36 +212,34 @@ def fit(
         if not (math.isfinite(noise_mm) and noise_mm > 0):
             raise InputError(f"fit: noise_mm must be a finite number > 0, found {noise_mm!r}")
         noise = float(noise_mm)
-    settings = dict(
-        smoothness=float(smoothness),
-        chunk_size=cs,
-        progress=progress,
-        max_iter=int(max_iter),
-        warm_stride=max(
-            1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 10)
-        ),
-        xtol=float(tol_deg),
-        noise_mm=noise,
-        remeasure=True,
-    )
+
+    def run_on(problem: FitProblem, start: np.ndarray | None = None):
+        return run(
+            problem,
+            sequence.positions,
+            sequence.confidence,
+            dev,
+            dt,
+            smoothness=float(smoothness),
+            chunk_size=cs,
+            progress=progress,
+            max_iter=int(max_iter),
+            warm_stride=max(
+                1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 10)
+            ),
+            xtol=float(tol_deg),
+            noise_mm=noise,
+            start=start,
+            remeasure=True,
+        )
+
     try:
         if calibration is not None and start is None:
             # a calibrated skeleton starts from the lengths-only fit's poses (see _lengths_first)
             first = _lengths_first(sequence, prob, limits, min_confidence, min_keypoints, up, prior)
             if first is not None:
-                start = np.asarray(
-                    run(first, sequence.positions, sequence.confidence, dev, dt, **settings).q,  # type: ignore[arg-type]
-                    dtype=float,
-                )
-        out = run(
-            prob,
-            sequence.positions,
-            sequence.confidence,
-            dev,
-            dt,
-            start=start,
-            **settings,  # type: ignore[arg-type]
-        )
+                start = np.asarray(run_on(first).q, dtype=float)
+        out = run_on(prob, start)
     finally:
         torch.set_num_threads(old_threads)
     source = None
@@ -286,7 +284,15 @@ def fit(
     )
 
 
-def _lengths_first(sequence, prob, limits, min_confidence, min_keypoints, up, prior):
+def _lengths_first(
+    sequence: KeypointSequence,
+    prob: FitProblem,
+    limits: JointLimits | None,
+    min_confidence: float,
+    min_keypoints: int | None,
+    up: str | None,
+    prior: Mapping[str, float] | None,
+) -> FitProblem | None:
     """The lengths-only problem (:func:`fit` without a skeleton) of a sequence fitted with a
     calibrated skeleton, or None where its DoFs or axes differ.
 
