@@ -34,6 +34,7 @@ from ..skeleton import Skeleton
 from .problem import FitProblem, prepare
 from .result import Fit, Observed
 from .run import default_chunk, default_dtype, run
+from .starts import interpolate
 
 __all__ = ["fit"]
 
@@ -213,20 +214,21 @@ def fit(
             raise InputError(f"fit: noise_mm must be a finite number > 0, found {noise_mm!r}")
         noise = float(noise_mm)
 
-    def run_on(problem: FitProblem, start: np.ndarray | None = None):
+    stride = max(1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 10))
+
+    def run_on(problem: FitProblem, start: np.ndarray | None = None, frames=slice(None)):
+        one = not isinstance(frames, slice)  # a first pass on the coarse frames only
         return run(
             problem,
-            sequence.positions,
-            sequence.confidence,
+            sequence.positions[frames],
+            sequence.confidence[frames],
             dev,
             dt,
-            smoothness=float(smoothness),
+            smoothness=0.0 if one else float(smoothness),
             chunk_size=cs,
             progress=progress,
             max_iter=int(max_iter),
-            warm_stride=max(
-                1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 10)
-            ),
+            warm_stride=1 if one else stride,
             xtol=float(tol_deg),
             noise_mm=noise,
             start=start,
@@ -238,7 +240,8 @@ def fit(
             # a calibrated skeleton starts from the lengths-only fit's poses (see _lengths_first)
             first = _lengths_first(sequence, prob, limits, min_confidence, min_keypoints, up, prior)
             if first is not None:
-                start = np.asarray(run_on(first).q, dtype=float)
+                coarse = np.unique(np.r_[np.arange(0, T, stride), T - 1])
+                start = _spread(run_on(first, frames=coarse).q, coarse, T, first.skeleton)
         out = run_on(prob, start)
     finally:
         torch.set_num_threads(old_threads)
@@ -333,3 +336,20 @@ def _lengths_first(
         first.alignment, prob.alignment, atol=1e-9
     )
     return first if same else None
+
+
+def _spread(q: np.ndarray, at: np.ndarray, T: int, sk: Skeleton) -> np.ndarray:
+    """Start poses for all ``T`` frames from those fitted at frames ``at`` (:func:`.starts.interpolate`:
+    linear in time between fitted neighbours, the nearer one across a jump of a rotation);
+    NaN where no frame was fitted."""
+    ok = np.isfinite(q).all(axis=1)
+    if not ok.any():
+        return np.full((T, q.shape[1]), np.nan)
+    qt = torch.as_tensor(np.asarray(q[ok], dtype=float))
+    out = interpolate(
+        qt,
+        torch.as_tensor(at[ok]),
+        torch.clamp(torch.arange(T), int(at[ok][0]), int(at[ok][-1])),
+        torch.as_tensor(np.asarray(sk.rotational)),
+    )
+    return out.numpy()
