@@ -45,8 +45,8 @@ import torch
 from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import to_medpose_names
-from .fit import fit
 from .fit.context import Context
+from .fit.core import fit_sequence
 from .fit.problem import observable_dofs
 from .fk import forward_kinematics, segment_poses
 from .keypoint_models import (
@@ -323,7 +323,7 @@ def calibrate(
         sk = _with(sk0, used, segs, hinge, x)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            f = fit(  # a few hundred frames: one thread is faster than several
+            f = fit_sequence(  # a few hundred frames: one thread is faster than several
                 sub,
                 sk,
                 progress=False,

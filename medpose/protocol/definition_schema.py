@@ -138,13 +138,15 @@ class CleanSettings(_Strict):
 class FitSettings(_Strict):
     """``steps.fit``: keyword arguments of :func:`medpose.fit`, and ``calibrate``: the subject's
     skeleton from :func:`medpose.calibrate` on each exercise trial itself (``movement``), on the
-    protocol's static trial (``static``), or lengths only (``none``)."""
+    protocol's static trial (``static``), lengths only (``none``), or (``auto``, the default)
+    on the static trial where the protocol has one with the exercise trial's keypoints, no
+    more and no fewer (the same detector's), else lengths only."""
 
     smoothness: float = Field(default=0.0, ge=0)
     min_confidence: float = Field(default=0.3, ge=0, le=1)
     max_iter: int = Field(default=100, ge=1, le=10_000)
     tol_deg: float = Field(default=1e-3, gt=0)
-    calibrate: Literal["none", "movement", "static"] = "none"
+    calibrate: Literal["auto", "none", "movement", "static"] = "auto"
 
     def fit_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`medpose.fit`."""

@@ -85,10 +85,11 @@ def _angles(protocol: Protocol, data: Any) -> tuple[pd.DataFrame, float, Any]:
         settings = protocol.spec.steps.fit
         kwargs = settings.fit_kwargs() if settings is not None else {}
         patient = None
-        if settings is not None and settings.calibrate != "none":
+        mode = settings.calibrate if settings is not None else "auto"
+        if mode in ("movement", "static"):
             from ..kinematics.calibrate import calibrate
 
-            if settings.calibrate == "static":  # one trial given: no static trial at hand
+            if mode == "static":  # one trial given: no static trial at hand
                 warnings.warn(
                     f"protocol {protocol.name}: steps.fit.calibrate is 'static', but one trial "
                     "was given; calibrating on the movement itself",

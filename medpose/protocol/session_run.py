@@ -272,14 +272,16 @@ def _prepare(
 
         settings = protocol.spec.steps.fit
         kwargs = settings.fit_kwargs() if settings is not None else {}
-        mode = settings.calibrate if settings is not None else "none"
+        mode = settings.calibrate if settings is not None else "auto"
         patient = None
         with steps.step(f"{label}: fit"):
             if mode == "movement":
                 from ..kinematics.calibrate import calibrate
 
                 patient = calibrate(seq, min_confidence=kwargs.get("min_confidence", 0.3))
-            elif mode == "static" and static is not None:
+            elif static is not None and (
+                mode == "static" or (mode == "auto" and set(seq.names) == set(static[0].names))
+            ):
                 patient = _static_calibration(static[0], seq, label, static[1])
             out.fit = fit(seq, patient, **kwargs, progress=False)
         rows += _fit_rows(label, out.fit)
@@ -465,7 +467,8 @@ def run_session(
         sex = ses.patient.sex if ses.patient.sex in ("female", "male") else None
         static: tuple[KeypointSequence, dict[tuple[str, ...], Any]] | None = None
         fit_settings = protocol.spec.steps.fit
-        if fit_settings is not None and fit_settings.calibrate == "static":
+        has_static = any(t.kind == "static" for t in protocol.trials)
+        if fit_settings is not None and has_static and fit_settings.calibrate in ("static", "auto"):
             spec0 = next(t for t in protocol.trials if t.kind == "static")
             got0 = _prepare(protocol, ses, ses.trial(mapping[spec0.name]), spec0.name, bar, False)
             prepared[mapping[spec0.name]] = got0

@@ -3,6 +3,7 @@ the session's static trial (:func:`medpose.calibrate`), on a synthetic session."
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 
 import medpose as mp
+from medpose.data import KeypointSequence
 from medpose.errors import ProtocolError
+from medpose.io.trc import write_trc
 from medpose.protocol import execute_session
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +51,9 @@ def test_calibrating_on_the_movement_lowers_the_fit_residual(session, tmp_path):
     the median keypoint residual falls (the keypoints carry a constant synthetic bias that the
     default skeleton cannot follow), and the quality table says how far each keypoint moved."""
     plain = execute_session(
-        _variant(tmp_path, "{smoothness: 0.0}"), session, trials={"deep_squat": "squat"}
+        _variant(tmp_path, "{smoothness: 0.0, calibrate: none}"),
+        session,
+        trials={"deep_squat": "squat"},
     )
     cal = execute_session(
         _variant(tmp_path, "{smoothness: 0.0, calibrate: movement}"),
@@ -91,3 +96,47 @@ def test_one_trial_run_with_a_static_calibration_calibrates_on_the_movement(sess
         a = protocol.run(seq)
     assert any("calibrating on the movement" in str(w.message) for w in rec)
     assert np.isfinite(a.score)
+
+
+def test_the_default_fits_lengths_only_without_a_static_trial_of_its_keypoints(session, tmp_path):
+    """``calibrate: auto`` (the default): the session's static trial is marker-like (every
+    skeleton keypoint, more than the HALPE_26 squat has, none of its detector's bias), so it
+    does not calibrate the squat, which is fitted as with ``calibrate: none``."""
+    auto = execute_session(
+        _variant(tmp_path, "{smoothness: 0.0}", static=True),
+        session,
+        trials={"deep_squat": "squat"},
+    )
+    none = execute_session(
+        _variant(tmp_path, "{smoothness: 0.0, calibrate: none}", static=True),
+        session,
+        trials={"deep_squat": "squat"},
+    )
+    assert not (auto.assessment.quality["check"] == "calibration_change").any()
+    assert _residual(auto) == pytest.approx(_residual(none), rel=1e-6)
+
+
+def test_the_default_calibrates_on_a_static_trial_of_the_same_keypoints(session, tmp_path):
+    """``calibrate: auto`` with a static trial of the squat's own keypoints (here its first
+    standing frame, held still for a second): the subject is calibrated on it, as
+    ``calibrate: static`` does, not on the movement."""
+    copy = tmp_path / "visit_same_static"
+    shutil.copytree(session, copy)
+    squat = mp.read_keypoints(copy / "trials" / "squat.trc")
+    still = np.repeat(squat.positions[:1], 30, axis=0)
+    still = still + np.random.default_rng(0).normal(0.0, 0.5, still.shape)
+    write_trc(
+        KeypointSequence(still, squat.names, squat.rate, frame=squat.frame),
+        copy / "trials" / "static.trc",
+    )
+    runs = {
+        how: execute_session(
+            _variant(tmp_path, f"{{smoothness: 0.0, calibrate: {how}}}", static=True),
+            copy,
+            trials={"deep_squat": "squat"},
+        )
+        for how in ("auto", "static", "none")
+    }
+    assert (runs["auto"].assessment.quality["check"] == "calibration_change").any()
+    assert _residual(runs["auto"]) == pytest.approx(_residual(runs["static"]), rel=1e-6)
+    assert _residual(runs["auto"]) != pytest.approx(_residual(runs["none"]), rel=1e-3)

@@ -35,7 +35,8 @@ The modules, each readable alone: :mod:`.orientation` (axes, mirror check, Euler
 :mod:`.problem` (:func:`prepare`, :class:`FitProblem`, the posture prior), :mod:`.context`
 (batched forward kinematics and Jacobian), :mod:`.solver` (normal equations, damping, limits),
 :mod:`.starts` (rigid starts, interpolation, Euler branches, repairs), :mod:`.device` (the
-problem's constants on the fit's device), :mod:`.run` (the chunked driver), :mod:`.result` (:class:`Fit`) and :mod:`.api` (:func:`fit`).
+problem's constants on the fit's device), :mod:`.run` (the chunked driver), :mod:`.result` (:class:`Fit`),
+:mod:`.core` (the fit on a given skeleton) and :mod:`.api` (:func:`fit`, calibrating when asked).
 """
 
 from __future__ import annotations

@@ -1,0 +1,260 @@
+"""The fit proper: :func:`fit_sequence` checks its arguments, sets the problem up and runs the
+solver (the public :func:`~medpose.kinematics.fit.api.fit` calibrates first when asked).
+
+:func:`fit_sequence` finds, for every frame, the DoF values ``q`` of a
+:class:`~medpose.kinematics.skeleton.Skeleton` whose keypoints best match the observed ones,
+
+.. math::
+
+    \\min_{lo \\le q \\le hi} \\sum_k c_k \\lVert FK_k(q) - x_k \\rVert^2
+        + \\sum_d (w_s\\, b_d(q_d))^2 + \\sum_d (\\lambda (q_d - \\bar q_d))^2
+
+(confidence-weighted keypoint residuals in mm; an optional soft prior ``b_d`` = depth inside a
+band near the limits, :class:`~medpose.kinematics.limits.JointLimits`; an optional temporal
+smoothness towards the mean ``\\bar q`` of the neighbouring frames).  The pieces:
+:mod:`.problem` (set-up), :mod:`.solver` (projected Levenberg-Marquardt), :mod:`.starts`
+(rigid starts, Euler branches, repairs), :mod:`.run` (the chunked driver), :mod:`.result`
+(:class:`~medpose.kinematics.fit.result.Fit`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from ...data import KeypointSequence
+from ...errors import InputError
+from ..keypoint_models import load_keypoint_model
+from ..limits import JointLimits
+from ..patient import PatientSkeleton, estimate_skeleton
+from ..skeleton import Skeleton
+from .problem import FitProblem, prepare
+from .result import Fit, Observed
+from .run import default_chunk, default_dtype, run
+from .starts import interpolate
+
+__all__ = ["fit_sequence"]
+
+#: A calibrated fit's lengths-only first pass measures the lengths on at most this many frames.
+_LENGTH_FRAMES = 4000
+
+
+def fit_sequence(
+    sequence: KeypointSequence,
+    skeleton: Skeleton | PatientSkeleton | None = None,
+    limits: JointLimits | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    smoothness: float = 0.0,
+    prior: Mapping[str, float] | None = None,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+    min_confidence: float = 0.3,
+    min_keypoints: int | None = None,
+    max_iter: int = 100,
+    warm_stride: int | None = None,
+    tol_deg: float = 1e-3,
+    threads: int | None = None,
+    up: str | None = None,
+    init: Fit | None = None,
+    noise_mm: float | None = None,
+) -> Fit:
+    """:func:`~medpose.kinematics.fit.api.fit` on the skeleton given (a calibrated one from
+    the lengths-only fit's poses, see :func:`_lengths_first`), or on the lengths measured from
+    the sequence: never calibrates.  Parameters, result and errors as there."""
+    calibration = None
+    if isinstance(skeleton, PatientSkeleton):
+        if isinstance(sequence, KeypointSequence):
+            if skeleton.keypoint_model:  # the names the calibration gave these keypoints
+                model = load_keypoint_model(skeleton.keypoint_model)
+                sequence = model.rename(sequence)
+                # and the posture prior for the rotations that layout barely sees
+                prior = {**model.fit_prior, **(prior or {})} if model.fit_prior else prior
+            skeleton.check(sequence.names)
+        calibration, skeleton = skeleton, skeleton.skeleton
+    prob = prepare(
+        sequence,
+        skeleton,
+        limits,
+        min_confidence=min_confidence,
+        min_keypoints=min_keypoints,
+        up=up,
+        prior=prior,
+    )
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    dt = dtype or default_dtype(dev)
+    if smoothness < 0 or not math.isfinite(smoothness):
+        raise InputError(f"fit: smoothness must be a finite number >= 0, found {smoothness!r}")
+    if not (tol_deg > 0 and math.isfinite(tol_deg)):
+        raise InputError(f"fit: tol_deg must be a finite number > 0, found {tol_deg!r}")
+    T = sequence.n_frames
+    cs = int(chunk_size) if chunk_size is not None else default_chunk(dev)
+    if cs < 1:
+        raise InputError(
+            f"fit: chunk_size must be a positive number of frames, found {chunk_size!r}"
+        )
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        if int(threads) < 1:
+            raise InputError(f"fit: threads must be a positive number or None, found {threads!r}")
+        torch.set_num_threads(int(threads))
+    start = noise = None
+    if init is not None:
+        if init.q.shape != (T, len(prob.skeleton.dof_names)) or tuple(init.dof_names) != tuple(
+            prob.skeleton.dof_names
+        ):
+            raise InputError(
+                f"fit: init is a fit of {init.q.shape[0]} frames with {init.q.shape[1]} DoFs; "
+                f"expected {T} frames with this skeleton's {len(prob.skeleton.dof_names)} DoFs"
+            )
+        if np.allclose(init.alignment, prob.alignment, atol=1e-9):
+            start = np.asarray(init.q, dtype=float)
+    if noise_mm is not None:
+        if not (math.isfinite(noise_mm) and noise_mm > 0):
+            raise InputError(f"fit: noise_mm must be a finite number > 0, found {noise_mm!r}")
+        noise = float(noise_mm)
+
+    stride = max(1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 10))
+
+    def run_on(problem: FitProblem, start: np.ndarray | None = None, frames=slice(None)):
+        one = not isinstance(frames, slice)  # a first pass on the coarse frames only
+        return run(
+            problem,
+            sequence.positions[frames],
+            sequence.confidence[frames],
+            dev,
+            dt,
+            smoothness=0.0 if one else float(smoothness),
+            chunk_size=cs,
+            progress=progress,
+            max_iter=int(max_iter),
+            warm_stride=1 if one else stride,
+            xtol=float(tol_deg),
+            noise_mm=noise,
+            start=start,
+            remeasure=True,
+        )
+
+    try:
+        if calibration is not None and start is None:
+            # a calibrated skeleton starts from the lengths-only fit's poses (see _lengths_first)
+            first = _lengths_first(sequence, prob, limits, min_confidence, min_keypoints, up, prior)
+            if first is not None:
+                coarse = np.unique(np.r_[np.arange(0, T, stride), T - 1])
+                start = _spread(run_on(first, frames=coarse).q, coarse, T, first.skeleton)
+        out = run_on(prob, start)
+    finally:
+        torch.set_num_threads(old_threads)
+    source = None
+    if out.fitted is None:  # GPU: computed when asked
+        source = Observed(
+            sequence.positions,
+            sequence.confidence,
+            prob.seq_index,
+            prob.kp_index,
+            prob.min_confidence,
+            str(dev),
+            np.dtype(np.float64 if dt == torch.float64 else np.float32),
+        )
+    n_bad = int((~out.valid).sum())
+    if n_bad:
+        warnings.warn(
+            f"fit: {n_bad} of {T} frames have fewer than {prob.min_keypoints} keypoints with confidence "
+            f">= {prob.min_confidence:g} (or fewer than 3 on the trunk and pelvis); their angles are NaN",
+            stacklevel=2,
+        )
+    sk = prob.skeleton
+    return Fit(
+        q=out.q,
+        dof_names=sk.dof_names,
+        rate=sequence.rate,
+        start=sequence.start,
+        frame=sequence.frame,
+        skeleton=sk,
+        limits=prob.limits,
+        patient=calibration if calibration is not None else prob.patient,
+        observable=prob.observable,
+        alignment=prob.alignment,
+        keypoint_names=prob.kp_names,
+        fitted_=out.fitted,
+        residual_=out.residual,
+        limit_active=out.at_limit,
+        converged_mask=out.converged,
+        valid=out.valid,
+        noise_mm=out.noise_mm,
+        prior_sd=prob.prior_sd,
+        source=source,
+    )
+
+
+def _lengths_first(
+    sequence: KeypointSequence,
+    prob: FitProblem,
+    limits: JointLimits | None,
+    min_confidence: float,
+    min_keypoints: int | None,
+    up: str | None,
+    prior: Mapping[str, float] | None,
+) -> FitProblem | None:
+    """The lengths-only problem (:func:`fit` without a skeleton) of a sequence fitted with a
+    calibrated skeleton, or None where its DoFs or axes differ.
+
+    With a straight elbow, a raised arm's two Euler branches (abduction 150; flexion ~170 with
+    abduction ~35, the arm turned half about itself) differ only by where the calibrated elbow
+    keypoint sits off the humerus's axis (~14 mm on a synthetic session with 8 mm noise), and
+    the start decides between them: from the rigid start every top frame of a synthetic
+    shoulder abduction read the far branch.  On the lengths-only skeleton they fit exactly
+    alike and the branch choice keeps the one nearest neutral; the calibrated solve started
+    from there stays on it (``tests/kinematics/test_calibrate.py``).  The lengths are the
+    medians over at most :data:`_LENGTH_FRAMES` evenly spaced frames (estimated over a million
+    frames they took seconds, longer than the fit on a GPU)."""
+    try:
+        base = None
+        T = sequence.n_frames
+        if T > _LENGTH_FRAMES:
+            few = np.unique(np.linspace(0, T - 1, _LENGTH_FRAMES).round().astype(int))
+            sub = KeypointSequence(
+                sequence.positions[few],
+                sequence.names,
+                sequence.rate,
+                confidence=sequence.confidence[few],
+                frame=sequence.frame,
+            )
+            base = estimate_skeleton(sub, min_confidence=max(min_confidence, 0.3)).skeleton
+        first = prepare(
+            sequence,
+            base,
+            limits,
+            min_confidence=min_confidence,
+            min_keypoints=min_keypoints,
+            up=up,
+            prior=prior,
+        )
+    except InputError:  # keypoints a lengths-only fit cannot use (a model's renamed markers)
+        return None
+    same = first.skeleton.dof_names == prob.skeleton.dof_names and np.allclose(
+        first.alignment, prob.alignment, atol=1e-9
+    )
+    return first if same else None
+
+
+def _spread(q: np.ndarray, at: np.ndarray, T: int, sk: Skeleton) -> np.ndarray:
+    """Start poses for all ``T`` frames from those fitted at frames ``at`` (:func:`.starts.interpolate`:
+    linear in time between fitted neighbours, the nearer one across a jump of a rotation);
+    NaN where no frame was fitted."""
+    ok = np.isfinite(q).all(axis=1)
+    if not ok.any():
+        return np.full((T, q.shape[1]), np.nan)
+    qt = torch.as_tensor(np.asarray(q[ok], dtype=float))
+    out = interpolate(
+        qt,
+        torch.as_tensor(at[ok]),
+        torch.clamp(torch.arange(T), int(at[ok][0]), int(at[ok][-1])),
+        torch.as_tensor(np.asarray(sk.rotational)),
+    )
+    return out.numpy()

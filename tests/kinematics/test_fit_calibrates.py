@@ -1,0 +1,78 @@
+"""``mp.fit(seq, calibrate=True)`` calibrates the subject on the sequence first; the default
+is the lengths-only fit."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from medpose.data import KeypointSequence
+from medpose.errors import InputError
+from medpose.kinematics.calibrate import calibrate
+from medpose.kinematics.fit import fit
+from medpose.kinematics.fk import forward_kinematics
+from medpose.kinematics.skeleton import Skeleton
+from medpose.layouts import get_layout
+from medpose.synthetic.exercises import make_exercise
+
+HALPE = list(get_layout("halpe26").medpose)
+
+
+def _sequence(names: list[str], shift_hips: bool) -> KeypointSequence:
+    """A squat and an arm raise at 10 Hz, 2 mm noise; with ``shift_hips`` the hip keypoints sit
+    40 mm above and 30 mm lateral of the joint centres, as a detector's do."""
+    sk = Skeleton.default(1750.0)
+    if shift_hips:
+        sk = sk.with_offsets(
+            {
+                n: sk.keypoint_offsets[sk.keypoint_index(n)] + np.array([0.0, 40.0, z])
+                for n, z in (("hip_r", 30.0), ("hip_l", -30.0))
+            }
+        )
+    q = np.concatenate(
+        [
+            make_exercise(e, rate=10.0, repetitions=1).angles.values
+            for e in ("squat", "shoulder_abduction")
+        ]
+    )
+    x = forward_kinematics(sk, q, keypoints=names)
+    x = x + np.random.default_rng(3).normal(0.0, 2.0, x.shape)
+    return KeypointSequence(x, tuple(names), 10.0, frame="camera")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    seq = _sequence(HALPE, shift_hips=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        asked = fit(seq, progress=False, threads=1, calibrate=True)
+        explicit = fit(seq, calibrate(seq), progress=False, threads=1)
+        plain = fit(seq, progress=False, threads=1)
+    return seq, asked, explicit, plain
+
+
+def test_calibrate_true_is_calibrate_then_fit(detector):
+    """``calibrate=True`` is ``mp.calibrate(seq)`` then the fit with it (both computed here); it
+    explains the detector-like hips that the default, lengths-only fit cannot reach."""
+    _, asked, explicit, plain = detector
+    assert asked.patient.keypoint_offsets  # a calibration, reported in Fit.patient
+    assert plain.patient.keypoint_offsets == {}
+    np.testing.assert_allclose(asked.q, explicit.q, atol=1e-4, equal_nan=True)
+    hips = [asked.keypoint_names.index(n) for n in ("hip_r", "hip_l")]
+    assert np.nanmedian(asked.residual[:, hips]) < 0.5 * np.nanmedian(plain.residual[:, hips])
+    table = asked.keypoint_residuals()
+    assert {"calibration_before_mm", "calibration_after_mm"} <= set(table.columns)
+
+
+def test_calibrate_true_calibrates_a_given_skeleton_and_refuses_a_calibration(detector):
+    """A Skeleton given with ``calibrate=True`` is the one calibrated (its lengths are measured
+    again from the data, so it gives the default's result); a PatientSkeleton is refused."""
+    seq, asked, _, _ = detector
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        given = fit(seq, Skeleton.default(1600.0), progress=False, threads=1, calibrate=True)
+    np.testing.assert_allclose(given.q, asked.q, atol=1e-4, equal_nan=True)
+    with pytest.raises(InputError, match="PatientSkeleton"):
+        fit(seq, asked.patient, calibrate=True, progress=False)
