@@ -103,7 +103,8 @@ def fit_sequence(
         if int(threads) < 1:
             raise InputError(f"fit: threads must be a positive number or None, found {threads!r}")
         torch.set_num_threads(int(threads))
-    start = noise = None
+    noise = None
+    start: np.ndarray | torch.Tensor | None = None
     if init is not None:
         if init.q.shape != (T, len(prob.skeleton.dof_names)) or tuple(init.dof_names) != tuple(
             prob.skeleton.dof_names
@@ -121,7 +122,9 @@ def fit_sequence(
 
     stride = max(1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 10))
 
-    def run_on(problem: FitProblem, start: np.ndarray | None = None, frames=slice(None)):
+    def run_on(
+        problem: FitProblem, start: np.ndarray | torch.Tensor | None = None, frames=slice(None)
+    ):
         one = not isinstance(frames, slice)  # a first pass on the coarse frames only
         return run(
             problem,
@@ -146,7 +149,7 @@ def fit_sequence(
             first = _lengths_first(sequence, prob, limits, min_confidence, min_keypoints, up, prior)
             if first is not None:
                 coarse = np.unique(np.r_[np.arange(0, T, stride), T - 1])
-                start = _spread(run_on(first, frames=coarse).q, coarse, T, first.skeleton)
+                start = _spread(run_on(first, frames=coarse).q, coarse, T, first.skeleton, dev)
         out = run_on(prob, start)
     finally:
         torch.set_num_threads(old_threads)
@@ -243,18 +246,17 @@ def _lengths_first(
     return first if same else None
 
 
-def _spread(q: np.ndarray, at: np.ndarray, T: int, sk: Skeleton) -> np.ndarray:
-    """Start poses for all ``T`` frames from those fitted at frames ``at`` (:func:`.starts.interpolate`:
-    linear in time between fitted neighbours, the nearer one across a jump of a rotation);
-    NaN where no frame was fitted."""
+def _spread(q: np.ndarray, at: np.ndarray, T: int, sk: Skeleton, dev: torch.device) -> torch.Tensor:
+    """Start poses for all ``T`` frames, on ``dev``, from those fitted at frames ``at``
+    (:func:`.starts.interpolate`: linear in time between fitted neighbours, the nearer one across
+    a jump of a rotation); NaN where no frame was fitted."""
     ok = np.isfinite(q).all(axis=1)
     if not ok.any():
-        return np.full((T, q.shape[1]), np.nan)
-    qt = torch.as_tensor(np.asarray(q[ok], dtype=float))
-    out = interpolate(
-        qt,
-        torch.as_tensor(at[ok]),
-        torch.clamp(torch.arange(T), int(at[ok][0]), int(at[ok][-1])),
-        torch.as_tensor(np.asarray(sk.rotational)),
+        return torch.full((T, q.shape[1]), float("nan"), device=dev)
+    at_ok = at[ok]
+    return interpolate(
+        torch.as_tensor(q[ok], device=dev),
+        torch.as_tensor(at_ok, device=dev),
+        torch.clamp(torch.arange(T, device=dev), int(at_ok[0]), int(at_ok[-1])),
+        torch.as_tensor(np.asarray(sk.rotational), device=dev),
     )
-    return out.numpy()

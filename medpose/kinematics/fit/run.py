@@ -52,7 +52,7 @@ def measure_noise(
     *,
     max_iter: int,
     xtol: float,
-    start: np.ndarray | None = None,
+    start: np.ndarray | torch.Tensor | None = None,
 ) -> float:
     """Keypoint noise (mm per axis) on up to 64 frames spread over the recording, solved from
     their rigid start (or from ``start``, (T, D) skeleton axes, where it is finite: a previous
@@ -64,7 +64,7 @@ def measure_noise(
     sel = np.unique(np.linspace(0, T - 1, min(T, 64)).round().astype(int))
     xp, wp, qp, okp = load(st, pos, conf, sel)
     if start is not None:
-        qs = torch.as_tensor(np.asarray(start)[sel], device=st.dev, dtype=st.dt)
+        qs = torch.as_tensor(start, device=st.dev, dtype=st.dt)[torch.as_tensor(sel, device=st.dev)]
         qs = torch.where(st.free[None], qs, st.neutral[None])
         qp = torch.where(torch.isfinite(qs).all(dim=1, keepdim=True), qs, qp)
     if not bool(okp.any()):
@@ -307,7 +307,7 @@ def fit_chunk(
     keypoints: bool,
     max_iter: int,
     xtol: float,
-    start: np.ndarray | None = None,
+    start: np.ndarray | torch.Tensor | None = None,
 ) -> Chunk:
     """Fit the frames ``frames`` (a slice) of the recording; ``keypoints``: also return the
     fitted keypoints and residuals (a GPU fit leaves them to be computed when asked).
@@ -348,7 +348,7 @@ def fit_chunk(
                 xtol=xtol,
             )
         else:  # the given poses (relative to the centre), a NaN row from its rigid start
-            qs = torch.as_tensor(np.asarray(start), device=dev, dtype=st.dt).clone()
+            qs = torch.as_tensor(start, device=dev, dtype=st.dt).clone()
             qs[:, trans] = qs[:, trans] - centre
             qs = torch.where(torch.isfinite(qs).all(dim=1, keepdim=True), qs, q0)
             qs = torch.where(st.free[None], qs, st.neutral[None])
@@ -411,7 +411,7 @@ def run(
     warm_stride: int,
     xtol: float,
     noise_mm: float | None = None,
-    start: np.ndarray | None = None,
+    start: np.ndarray | torch.Tensor | None = None,
     remeasure: bool | None = None,
 ) -> RunResult:
     """Fit every frame of ``pos`` (T, K_seq, 3) / ``conf`` (T, K_seq) set up by ``prob``.
