@@ -123,20 +123,25 @@ def fit_sequence(
     stride = max(1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 10))
 
     def run_on(
-        problem: FitProblem, start: np.ndarray | torch.Tensor | None = None, frames=slice(None)
+        problem: FitProblem,
+        start: np.ndarray | torch.Tensor | None = None,
+        frames: np.ndarray | None = None,
     ):
-        one = not isinstance(frames, slice)  # a first pass on the coarse frames only
+        """Fit every frame, or only ``frames`` (a calibrated fit's first pass: no smoothness)."""
+        pos, conf = sequence.positions, sequence.confidence
+        if frames is not None:
+            pos, conf = pos[frames], conf[frames]
         return run(
             problem,
-            sequence.positions[frames],
-            sequence.confidence[frames],
+            pos,
+            conf,
             dev,
             dt,
-            smoothness=0.0 if one else float(smoothness),
+            smoothness=float(smoothness) if frames is None else 0.0,
             chunk_size=cs,
             progress=progress,
             max_iter=int(max_iter),
-            warm_stride=1 if one else stride,
+            warm_stride=stride if frames is None else 1,
             xtol=float(tol_deg),
             noise_mm=noise,
             start=start,

@@ -64,7 +64,7 @@ def measure_noise(
     sel = np.unique(np.linspace(0, T - 1, min(T, 64)).round().astype(int))
     xp, wp, qp, okp = load(st, pos, conf, sel)
     if start is not None:
-        qs = torch.as_tensor(start, device=st.dev, dtype=st.dt)[torch.as_tensor(sel, device=st.dev)]
+        qs = torch.as_tensor(start[sel], device=st.dev, dtype=st.dt)  # the pilot's rows only
         qs = torch.where(st.free[None], qs, st.neutral[None])
         qp = torch.where(torch.isfinite(qs).all(dim=1, keepdim=True), qs, qp)
     if not bool(okp.any()):
