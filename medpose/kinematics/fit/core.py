@@ -35,7 +35,6 @@ from ..skeleton import Skeleton
 from .problem import FitProblem, prepare
 from .result import Fit, Observed
 from .run import default_chunk, default_dtype, run
-from .starts import interpolate
 
 __all__ = ["fit_sequence"]
 
@@ -122,40 +121,28 @@ def fit_sequence(
 
     stride = max(1, int(warm_stride) if warm_stride is not None else int(sequence.rate // 10))
 
-    def run_on(
-        problem: FitProblem,
-        start: np.ndarray | torch.Tensor | None = None,
-        frames: np.ndarray | None = None,
-    ):
-        """Fit every frame, or only ``frames`` (a calibrated fit's first pass: no smoothness)."""
-        pos, conf = sequence.positions, sequence.confidence
-        if frames is not None:
-            pos, conf = pos[frames], conf[frames]
-        return run(
-            problem,
-            pos,
-            conf,
+    try:
+        first = None
+        if calibration is not None and start is None:
+            # a calibrated skeleton's coarse frames start from the lengths-only fit's poses
+            first = _lengths_first(sequence, prob, limits, min_confidence, min_keypoints, up, prior)
+        out = run(
+            prob,
+            sequence.positions,
+            sequence.confidence,
             dev,
             dt,
-            smoothness=float(smoothness) if frames is None else 0.0,
+            smoothness=float(smoothness),
             chunk_size=cs,
             progress=progress,
             max_iter=int(max_iter),
-            warm_stride=stride if frames is None else 1,
+            warm_stride=stride,
             xtol=float(tol_deg),
             noise_mm=noise,
             start=start,
             remeasure=True,
+            first=first,
         )
-
-    try:
-        if calibration is not None and start is None:
-            # a calibrated skeleton starts from the lengths-only fit's poses (see _lengths_first)
-            first = _lengths_first(sequence, prob, limits, min_confidence, min_keypoints, up, prior)
-            if first is not None:
-                coarse = np.unique(np.r_[np.arange(0, T, stride), T - 1])
-                start = _spread(run_on(first, frames=coarse).q, coarse, T, first.skeleton, dev)
-        out = run_on(prob, start)
     finally:
         torch.set_num_threads(old_threads)
     source = None
@@ -210,15 +197,8 @@ def _lengths_first(
     prior: Mapping[str, float] | None,
 ) -> FitProblem | None:
     """The lengths-only problem (:func:`fit` without a skeleton) of a sequence fitted with a
-    calibrated skeleton, or None where its DoFs or axes differ.
-
-    With a straight elbow, a raised arm's two Euler branches (abduction 150; flexion ~170 with
-    abduction ~35, the arm turned half about itself) differ only by where the calibrated elbow
-    keypoint sits off the humerus's axis (~14 mm on a synthetic session with 8 mm noise), and
-    the start decides between them: from the rigid start every top frame of a synthetic
-    shoulder abduction read the far branch.  On the lengths-only skeleton they fit exactly
-    alike and the branch choice keeps the one nearest neutral; the calibrated solve started
-    from there stays on it (``tests/kinematics/test_calibrate.py``).  The lengths are the
+    calibrated skeleton, or None where its keypoints, DoFs or axes differ: the coarse frames'
+    Euler branches are chosen on it (:func:`.run.solve_frames` says why).  The lengths are the
     medians over at most :data:`_LENGTH_FRAMES` evenly spaced frames (estimated over a million
     frames they took seconds, longer than the fit on a GPU)."""
     try:
@@ -245,23 +225,10 @@ def _lengths_first(
         )
     except InputError:  # keypoints a lengths-only fit cannot use (a model's renamed markers)
         return None
-    same = first.skeleton.dof_names == prob.skeleton.dof_names and np.allclose(
-        first.alignment, prob.alignment, atol=1e-9
+    same = (
+        first.skeleton.dof_names == prob.skeleton.dof_names
+        and np.array_equal(first.seq_index, prob.seq_index)
+        and first.min_keypoints == prob.min_keypoints
+        and np.allclose(first.alignment, prob.alignment, atol=1e-9)
     )
     return first if same else None
-
-
-def _spread(q: np.ndarray, at: np.ndarray, T: int, sk: Skeleton, dev: torch.device) -> torch.Tensor:
-    """Start poses for all ``T`` frames, on ``dev``, from those fitted at frames ``at``
-    (:func:`.starts.interpolate`: linear in time between fitted neighbours, the nearer one across
-    a jump of a rotation); NaN where no frame was fitted."""
-    ok = np.isfinite(q).all(axis=1)
-    if not ok.any():
-        return torch.full((T, q.shape[1]), float("nan"), device=dev)
-    at_ok = at[ok]
-    return interpolate(
-        torch.as_tensor(q[ok], device=dev),
-        torch.as_tensor(at_ok, device=dev),
-        torch.clamp(torch.arange(T, device=dev), int(at_ok[0]), int(at_ok[-1])),
-        torch.as_tensor(np.asarray(sk.rotational), device=dev),
-    )

@@ -15,7 +15,16 @@ from .problem import FitProblem
 from .solver import Priors
 from .starts import branch_moves, rigid_init
 
-__all__ = ["Setup", "setup", "load", "default_chunk", "default_dtype", "inward", "to_device"]
+__all__ = [
+    "Setup",
+    "setup",
+    "load",
+    "rigid_start",
+    "default_chunk",
+    "default_dtype",
+    "inward",
+    "to_device",
+]
 
 
 def default_chunk(device: torch.device) -> int:
@@ -152,13 +161,22 @@ def load(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Observed keypoints in skeleton axes, weights, rigid start and validity of frames ``sel``."""
     prob, dev, dt = st.prob, st.dev, st.dt
-    D = len(prob.skeleton.dof_names)
     P, C = to_device(pos[sel], dev), to_device(conf[sel], dev)
     if st.cols is not None:  # the keypoints used, on the device
         P, C = P[:, st.cols], C[:, st.cols]
     finite = torch.isfinite(P).all(dim=2)
     w = torch.where(finite & (prob.min_confidence <= C), C, 0.0).to(dt)
     x_obs = torch.where(finite[..., None], P, 0.0).to(dt) @ st.At
+    q0, ok = rigid_start(st, x_obs, w)
+    return x_obs, w, q0, ok
+
+
+def rigid_start(
+    st: Setup, x_obs: torch.Tensor, w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rigid start (T, D) of loaded keypoints on ``st``'s skeleton, and which frames can be
+    fitted (a rigid start and at least the problem's ``min_keypoints``)."""
+    D = len(st.prob.skeleton.dof_names)
     q0, rig_ok = rigid_init(
         st.ctx,
         st.template,
@@ -172,4 +190,4 @@ def load(
         D + 1,
     )  # column D catches fixed root axes
     q0 = torch.where(st.free[None], q0[:, :D], st.neutral[None])
-    return x_obs, w, q0, rig_ok & ((w > 0).sum(dim=1) >= prob.min_keypoints)
+    return q0, rig_ok & ((w > 0).sum(dim=1) >= st.prob.min_keypoints)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .device import Setup, default_chunk, default_dtype, inward, load, setup, to_device
+from .device import Setup, default_chunk, default_dtype, inward, load, rigid_start, setup, to_device
 from .problem import NOISE_FLOOR_MM, FitProblem
 from .solver import Priors, solve
 from .starts import (
@@ -53,25 +53,57 @@ def measure_noise(
     max_iter: int,
     xtol: float,
     start: np.ndarray | torch.Tensor | None = None,
-) -> float:
+    first: Setup | None = None,
+) -> tuple[float, float]:
     """Keypoint noise (mm per axis) on up to 64 frames spread over the recording, solved from
     their rigid start (or from ``start``, (T, D) skeleton axes, where it is finite: a previous
     fit's poses) to the fit's own ``max_iter``: the median over frames of sqrt(weighted squared
-    residual / degrees of freedom); NaN when no frame can be fitted.  (Cut short, a solve from
+    residual / degrees of freedom); NaN when no frame can be fitted.  ``first``: a lengths-only
+    problem on the same keypoints and DoFs (a calibrated fit's, see :func:`solve_frames`) whose
+    solve from the rigid starts precedes this one's; its own noise is the second value returned
+    (NaN without ``first``): it weighs the posture prior of the solves on it.  (Cut short, a solve from
     the arms-down start leaves arms held overhead far from their keypoints: noise-free keypoints
     of a deep squat read as 33 mm, a posture prior 300 times too strong.)"""
     T = pos.shape[0]
     sel = np.unique(np.linspace(0, T - 1, min(T, 64)).round().astype(int))
     xp, wp, qp, okp = load(st, pos, conf, sel)
+    q1 = None
+    if start is None and first is not None:
+        q1, ok1 = rigid_start(first, xp, wp)
+        okp = okp & ok1
     if start is not None:
         qs = torch.as_tensor(start[sel], device=st.dev, dtype=st.dt)  # the pilot's rows only
         qs = torch.where(st.free[None], qs, st.neutral[None])
         qp = torch.where(torch.isfinite(qs).all(dim=1, keepdim=True), qs, qp)
     if not bool(okp.any()):
-        return float("nan")
+        return float("nan"), float("nan")
     xp, wp, qp = xp[okp], wp[okp], qp[okp]
     cp = qp[:, st.trans].mean(dim=0)
     qp[:, st.trans] -= cp
+    dof = (3 * (wp > 0).sum(dim=1) - st.n_var).clamp(min=1).to(st.dt)
+
+    def noise(xs: torch.Tensor) -> float:
+        return float(
+            torch.nanmedian(torch.sqrt((wp * ((xs - (xp - cp)) ** 2).sum(dim=2)).sum(dim=1) / dof))
+        )
+
+    noise_first = float("nan")
+    if q1 is not None and first is not None:
+        q1 = q1[okp]
+        q1[:, first.trans] -= cp
+        qp, x1, _ = solve(
+            first.ctx,
+            q1,
+            xp - cp,
+            wp,
+            first.lo,
+            first.hi,
+            first.priors(NOISE_FLOOR_MM),
+            max_iter=max_iter,
+            xtol=xtol,
+            lam0=1e-3,
+        )
+        noise_first = noise(x1)
     pri0 = st.priors(NOISE_FLOOR_MM)
     _, xs, _ = solve(
         st.ctx,
@@ -85,9 +117,17 @@ def measure_noise(
         xtol=xtol,
         lam0=1e-3,
     )
-    dof = (3 * (wp > 0).sum(dim=1) - st.n_var).clamp(min=1).to(st.dt)
-    rms = torch.sqrt((wp * ((xs - (xp - cp)) ** 2).sum(dim=2)).sum(dim=1) / dof)
-    return float(torch.nanmedian(rms))
+    return noise(xs), noise_first
+
+
+@dataclass(frozen=True, eq=False)
+class LengthsFirst:
+    """A calibrated skeleton's lengths-only problem on the device, the priors and noise (mm)
+    of the solves on it (see :func:`solve_frames`)."""
+
+    st: Setup
+    pri: Priors
+    sigma: float
 
 
 def solve_frames(
@@ -106,33 +146,63 @@ def solve_frames(
     prev_last: torch.Tensor | None,
     max_iter: int,
     xtol: float,
+    first: LengthsFirst | None = None,
+    q1: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q, fitted keypoints and convergence of the valid frames ``vidx`` of a chunk of ``n``.
 
     ``pri`` carries the smoothness term (``pri1`` is the same without it); ``prev_last`` is the
     previous chunk's last frame (relative to this chunk's centre), the first frame's neighbour.
+
+    ``first`` (a calibrated skeleton's fit): the lengths-only problem on the same keypoints and
+    DoFs, ``q1`` its rigid starts (n, D).  Stage 1 then solves the coarse frames on it, chooses
+    their branches, restarts those left in a local minimum and mends runs on another solution
+    than their neighbours (:func:`~medpose.kinematics.fit.starts.despike`) there, and solves
+    them again on the calibrated problem from those poses.  With a straight elbow, a raised arm's two Euler branches (abduction 150; flexion
+    ~170 with abduction ~35, the arm turned half about itself) differ only by where a calibrated
+    elbow keypoint sits off the humerus's axis (~14 mm on a synthetic session with 8 mm noise),
+    and a calibrated solve from the rigid start read the far branch in every top frame of a
+    synthetic shoulder abduction; on the lengths-only skeleton the two fit exactly alike and the
+    branch choice keeps the one nearest neutral, and the calibrated solve started there stays
+    on it (``tests/kinematics/test_calibrate.py``).
     """
     ctx, lo, hi, free, neutral = st.ctx, st.lo, st.hi, st.free, st.neutral
     dev = x_obs.device
     # stage 1: every warm_stride-th valid frame from the rigid initialisation, then the
     # branch of each ball joint nearest neutral among equally good fits
     coarse = vidx[::warm_stride]
+    s1, p1 = (st, pri1) if first is None else (first.st, first.pri)
+    qr = q0 if first is None or q1 is None else q1
     qc, xc, cc = solve(
-        ctx,
-        q0[coarse],
+        s1.ctx,
+        qr[coarse],
         x_obs[coarse],
         w[coarse],
-        lo,
-        hi,
-        pri1,
+        s1.lo,
+        s1.hi,
+        p1,
         max_iter=max_iter,
         xtol=xtol,
         lam0=1e-3,
     )  # far start: damped
-    qc, moved_c = choose_branches(ctx, st.moves, qc, x_obs[coarse], w[coarse], lo, hi, neutral)
-    mc = torch.nonzero(moved_c)[:, 0]
-    if mc.numel():
-        xc[mc] = ctx.keypoints_at(qc[mc])
+    qc, moved_c = choose_branches(
+        s1.ctx, s1.moves, qc, x_obs[coarse], w[coarse], s1.lo, s1.hi, s1.neutral
+    )
+    if first is not None:  # mended on the lengths-only problem, then the calibrated solve
+        xc = s1.ctx.keypoints_at(qc)
+        xo_c, w_c = x_obs[coarse], w[coarse]
+        args = (xo_c, w_c, s1.lo, s1.hi, p1, s1.n_var)
+        qc, xc, cc = repair(
+            s1.ctx, qc, xc, cc, *args, first.sigma, xtol, max_iter, q_rigid=qr[coarse]
+        )
+        qc, xc, cc = despike(s1.ctx, qc, xc, cc, *args, xtol, max_iter, s1.rot)
+        qc, xc, cc = solve(
+            ctx, qc, x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter, xtol=xtol
+        )
+    else:
+        mc = torch.nonzero(moved_c)[:, 0]
+        if mc.numel():
+            xc[mc] = ctx.keypoints_at(qc[mc])
     # stage 2: every valid frame from the interpolation of its solved neighbours
     qn = interpolate(qc, coarse, vidx, st.rot) if coarse.numel() < vidx.numel() else qc
     qn = torch.where(free[None], qn, neutral[None])
@@ -308,19 +378,28 @@ def fit_chunk(
     max_iter: int,
     xtol: float,
     start: np.ndarray | torch.Tensor | None = None,
+    first: LengthsFirst | None = None,
 ) -> Chunk:
     """Fit the frames ``frames`` (a slice) of the recording; ``keypoints``: also return the
     fitted keypoints and residuals (a GPU fit leaves them to be computed when asked).
     ``start`` (n, D), skeleton axes: every frame starts there (:func:`solve_from`) instead of
-    from the rigid start and its solved neighbours; a NaN row starts from its rigid start."""
+    from the rigid start and its solved neighbours; a NaN row starts from its rigid start.
+    ``first``: a calibrated skeleton's lengths-only problem (see :func:`solve_frames`; unused
+    with ``start``)."""
     D, K, trans, dev = len(st.prob.skeleton.dof_names), len(st.prob.seq_index), st.trans, st.dev
     x_obs, w, q0, valid = load(st, pos, conf, frames)
+    q1 = None
+    if first is not None and start is None:
+        q1, ok1 = rigid_start(first.st, x_obs, w)
+        valid = valid & ok1
     n = x_obs.shape[0]
     vidx = torch.nonzero(valid)[:, 0]
     # work relative to the chunk's mean pelvis position (float32 keeps its precision)
     centre = q0[vidx][:, trans].mean(dim=0) if vidx.numel() else q0.new_zeros(3)
     x_obs = x_obs - centre
     q0[:, trans] = q0[:, trans] - centre
+    if q1 is not None:
+        q1[:, trans] = q1[:, trans] - centre
     q = torch.full((n, D), float("nan"), device=dev, dtype=st.dt)
     xf = torch.full((n, K, 3), float("nan"), device=dev, dtype=st.dt)
     cv = torch.zeros(n, dtype=torch.bool, device=dev)
@@ -346,6 +425,8 @@ def fit_chunk(
                 prev_last=pl,
                 max_iter=max_iter,
                 xtol=xtol,
+                first=first if q1 is not None else None,
+                q1=q1,
             )
         else:  # the given poses (relative to the centre), a NaN row from its rigid start
             qs = torch.as_tensor(start, device=dev, dtype=st.dt).clone()
@@ -413,6 +494,7 @@ def run(
     noise_mm: float | None = None,
     start: np.ndarray | torch.Tensor | None = None,
     remeasure: bool | None = None,
+    first: FitProblem | None = None,
 ) -> RunResult:
     """Fit every frame of ``pos`` (T, K_seq, 3) / ``conf`` (T, K_seq) set up by ``prob``.
 
@@ -423,18 +505,27 @@ def run(
     pilot's, the frames are fitted again with the fit's own measurement (``remeasure``; default:
     when the noise was not given), each from its pose in the first pass (solved again from
     the rigid starts with a weaker posture prior, frames fell into other minima).  ``start`` (T, D), skeleton axes: each frame's start
-    (:func:`solve_from`)."""
+    (:func:`solve_from`).  ``first``: a lengths-only problem with the same keypoints, DoFs
+    and axes as ``prob`` (a calibrated skeleton's), on which the coarse frames are solved and
+    their branches chosen first (:func:`solve_frames`; unused with ``start``)."""
     remeasure = noise_mm is None if remeasure is None else remeasure
     st = setup(prob, pos.shape[1], dev, dt)
+    st1 = setup(first, pos.shape[1], dev, dt) if first is not None and start is None else None
     T, D, K = pos.shape[0], len(prob.skeleton.dof_names), len(prob.seq_index)
     # the pilot's keypoint noise sets the posture prior's weight, sigma / sd mm per degree
-    sigma = (
-        measure_noise(st, pos, conf, max_iter=max_iter, xtol=xtol, start=start)
-        if noise_mm is None
-        else noise_mm
+    sigma, sigma1 = (
+        measure_noise(st, pos, conf, max_iter=max_iter, xtol=xtol, start=start, first=st1)
+        if noise_mm is None or st1 is not None
+        else (noise_mm, float("nan"))
     )
+    if noise_mm is not None:
+        sigma = noise_mm
     sig = max(sigma, NOISE_FLOOR_MM) if math.isfinite(sigma) else NOISE_FLOOR_MM
     pri, pri1 = st.priors(sig, smoothness), st.priors(sig)
+    # the lengths-only problem's solves are weighed by its own noise, as a fit without the
+    # calibration would be
+    sig1 = max(sigma1, sig) if math.isfinite(sigma1) else sig
+    first_pri = None if st1 is None else LengthsFirst(st1, st1.priors(sig1), sig1)
 
     # results are computed on the device and copied once per chunk into these, in the fit's
     # precision (float32 carries no more than that).  On a GPU the fitted keypoints and residuals
@@ -480,6 +571,7 @@ def run(
             max_iter=max_iter,
             xtol=xtol,
             start=None if start is None else start[s0:s1],
+            first=first_pri,
         )
         last = c.last
         q = c.q
