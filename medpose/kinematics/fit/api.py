@@ -56,8 +56,9 @@ def fit(
         :meth:`PatientSkeleton.load <medpose.kinematics.patient.PatientSkeleton.load>`) is
         checked against the sequence's keypoints (InputError naming the difference when it was
         calibrated on another layout), used, and reported in ``Fit.patient``; unless ``init`` is
-        given, its fit starts every frame from a lengths-only fit's poses on one frame in
-        ``warm_stride`` (see :func:`.core._lengths_first`), 0.9-1.8 times a plain fit's time.
+        given, the coarse frames (one in ``warm_stride``) are solved on the lengths-only skeleton
+        first, for their Euler branch (see :func:`.run.solve_frames`), 0.9-1.8 times a plain
+        fit's time.
     limits : JointLimits, optional
         Hard limits (and soft prior); default :meth:`JointLimits.default`.
     calibrate : bool

@@ -63,9 +63,10 @@ def fit_sequence(
     init: Fit | None = None,
     noise_mm: float | None = None,
 ) -> Fit:
-    """:func:`~medpose.kinematics.fit.api.fit` on the skeleton given (a calibrated one from
-    the lengths-only fit's poses, see :func:`_lengths_first`), or on the lengths measured from
-    the sequence: never calibrates.  Parameters, result and errors as there."""
+    """:func:`~medpose.kinematics.fit.api.fit` on the skeleton given (a calibrated one's
+    coarse frames solved on the lengths-only problem first, see :func:`_lengths_first`), or on
+    the lengths measured from the sequence: never calibrates.  Parameters, result and errors as
+    there."""
     calibration = None
     if isinstance(skeleton, PatientSkeleton):
         if isinstance(sequence, KeypointSequence):
