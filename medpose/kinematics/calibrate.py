@@ -48,6 +48,7 @@ from ..layouts import to_medpose_names
 from .fit.context import Context
 from .fit.core import fit_sequence
 from .fit.problem import observable_dofs
+from .fit.starts import outliers
 from .fk import forward_kinematics, segment_poses
 from .keypoint_models import (
     KeypointModel,
@@ -369,6 +370,8 @@ def calibrate(
         w = (np.isfinite(X).all(axis=2) & (sub.confidence[ok] >= min_confidence)) * np.nan_to_num(
             sub.confidence[ok]
         )
+        # a gross outlier (a wrong triangulation) would pull the subject's offsets towards it
+        w = w * ~outliers(torch.as_tensor(res[ok], dtype=torch.float64)).numpy()
         X = np.nan_to_num(X)
         R, _ = segment_poses(sk, q)
         R = np.asarray(R)  # (T, S, 3, 3)

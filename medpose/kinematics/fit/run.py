@@ -25,6 +25,7 @@ from .solver import Priors, solve
 from .starts import (
     choose_branches,
     despike,
+    drop_outliers,
     frame_rms,
     interpolate,
     neighbours,
@@ -223,6 +224,9 @@ def solve_frames(
     qv, xv, cvv = despike(
         ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, st.n_var, xtol, max_iter, st.rot
     )
+    qv, xv, cvv = drop_outliers(
+        ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, st.n_var, xtol, max_iter
+    )
     return qv, xv, cvv
 
 
@@ -258,22 +262,10 @@ def solve_from(
         max_iter=max_iter if nb is None else min(max_iter, 20),
         xtol=xtol,
     )
-    return repair(
-        st.ctx,
-        qv,
-        xv,
-        cvv,
-        x_obs[vidx],
-        w[vidx],
-        st.lo,
-        st.hi,
-        pri1,
-        st.n_var,
-        sigma,
-        xtol,
-        max_iter,
-        q_rigid=q_rigid[vidx],
-    )
+    xo, wv = x_obs[vidx], w[vidx]
+    args = (xo, wv, st.lo, st.hi, pri1, st.n_var)
+    qv, xv, cvv = repair(st.ctx, qv, xv, cvv, *args, sigma, xtol, max_iter, q_rigid=q_rigid[vidx])
+    return drop_outliers(st.ctx, qv, xv, cvv, *args, xtol, max_iter)
 
 
 @dataclass(frozen=True, eq=False)

@@ -109,7 +109,7 @@ def _hands_off(t: torch.Tensor) -> bool:
     return t.is_cuda
 
 
-def _on_cpu(ctx, q0, x_obs, w, lo, hi, pri: Priors, lam0, max_iter, tol, xtol):
+def _on_cpu(ctx, q0, x_obs, w, lo, hi, pri: Priors, lam0, max_iter, tol, xtol, hold=None):
     """:func:`solve` of a small batch on the CPU, the results back on the batch's device."""
     cpu = torch.device("cpu")
     mv = lambda t: None if t is None else t.to(cpu)  # noqa: E731
@@ -126,6 +126,7 @@ def _on_cpu(ctx, q0, x_obs, w, lo, hi, pri: Priors, lam0, max_iter, tol, xtol):
         xtol=xtol,
         lam0=lam0.to(cpu) if torch.is_tensor(lam0) else lam0,
         handoff=False,
+        hold=mv(hold),
     )
     return tuple(t.to(q0.device) for t in out)
 
@@ -145,6 +146,7 @@ def solve(
     xtol: float = 1e-3,
     lam0: float | torch.Tensor = 1e-5,
     handoff: bool = True,
+    hold: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projected Levenberg-Marquardt on a batch of frames.
 
@@ -154,7 +156,9 @@ def solve(
     slowest frames do not cost the others anything; on a GPU the last :data:`HANDOFF` frames
     (and a batch that small) finish on the CPU (frames without temporal ``neighbours``).
     ``lam0``: the initial damping, for all frames or per frame (T,).  ``handoff=False`` keeps
-    every frame on its device.
+    every frame on its device.  ``hold`` (T, D): poses the frames are held near with the
+    smoothness weight ``pri.smooth``, a temporal prior with fixed neighbours (instead of
+    ``neighbours``).
 
     Returns q (T, D), fitted keypoints (T, K, 3) and converged (T,).
     """
@@ -162,7 +166,7 @@ def solve(
     cuda = q0.is_cuda
     handoff = handoff and neighbours is None and _hands_off(q0)
     if handoff and T <= HANDOFF:
-        return _on_cpu(ctx, q0, x_obs, w, lo, hi, pri, lam0, max_iter, tol, xtol)
+        return _on_cpu(ctx, q0, x_obs, w, lo, hi, pri, lam0, max_iter, tol, xtol, hold)
     var = ctx.var_dofs
     lo_v, hi_v = lo[var], hi[var]
     row, mu = pri.row, pri.mu if pri.mu is not None else torch.zeros_like(lo_v)
@@ -186,7 +190,18 @@ def solve(
         if handoff and act.numel() <= HANDOFF and it:
             # the stragglers finish on the CPU, from their accepted state and damping
             qh, xh, ch = _on_cpu(
-                ctx, qa, xo, w_all.index_select(0, act), lo, hi, pri, lam, max_iter - it, tol, xtol
+                ctx,
+                qa,
+                xo,
+                w_all.index_select(0, act),
+                lo,
+                hi,
+                pri,
+                lam,
+                max_iter - it,
+                tol,
+                xtol,
+                None if hold is None else hold.index_select(0, act),
             )
             q.index_copy_(0, act, qh)
             xf.index_copy_(0, act, xh)
@@ -198,6 +213,9 @@ def solve(
         if neighbours is not None:
             mnb, nbok = neighbours(q)
             mnb, nbok = mnb.index_select(0, act)[:, var], nbok.index_select(0, act)
+        elif hold is not None:
+            mnb = hold.index_select(0, act)[:, var]
+            nbok = torch.ones(act.numel(), dtype=torch.bool, device=q.device)
         terms = prior_terms(za, lo_v, hi_v, pri, mnb, nbok)
         cost, dd, gt = dc, torch.diagonal(H, dim1=1, dim2=2), g
         for r, dj in terms:  # the priors' J^T J is diagonal

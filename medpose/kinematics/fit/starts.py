@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -32,6 +34,8 @@ __all__ = [
     "frame_rms",
     "repair",
     "despike",
+    "drop_outliers",
+    "outliers",
     "interpolate",
     "neighbours",
 ]
@@ -391,6 +395,85 @@ def despike(
     take = idx[ok]
     q, x, conv = q.clone(), x.clone(), conv.clone()
     q[take], x[take], conv[take] = qn[ok], xn[ok], cn[ok]
+    return q, x, conv
+
+
+#: A keypoint is a gross outlier in a frame (a wrong triangulation, a tracking glitch) where
+#: its residual exceeds both this many mm and :data:`OUTLIER_FACTOR` times its own median
+#: residual over the frames.
+OUTLIER_MM = 50.0
+OUTLIER_FACTOR = 4.0
+#: At most this share of a frame's observed keypoints is dropped as outliers; a frame with
+#: more is left as it is (its pose, not a few points, is off: :func:`repair`'s case).
+OUTLIER_SHARE = 0.25
+#: Weight (mm per degree, mm per mm) of the temporal prior that holds an outlier frame's DoFs
+#: near its neighbours' (see :func:`drop_outliers`).
+OUTLIER_HOLD = 0.5
+
+
+def outliers(d: torch.Tensor) -> torch.Tensor:
+    """Gross outliers (T, K) among residuals ``d`` (T, K) mm, NaN where a keypoint is not
+    observed: above both :data:`OUTLIER_MM` and :data:`OUTLIER_FACTOR` times the keypoint's
+    median over the frames, in frames where at most :data:`OUTLIER_SHARE` of the observed
+    keypoints are."""
+    med = torch.nanmedian(d, dim=0).values  # (K,)
+    out = d > torch.clamp(OUTLIER_FACTOR * med, min=OUTLIER_MM)  # NaN: False
+    n_out = out.sum(dim=1)
+    few = n_out <= OUTLIER_SHARE * torch.isfinite(d).sum(dim=1)
+    return out & few[:, None]
+
+
+def drop_outliers(
+    ctx: Context,
+    q,
+    x,
+    conv,
+    x_obs,
+    w,
+    lo,
+    hi,
+    pri: Priors,
+    n_var: int,
+    xtol: float,
+    max_iter: int,
+):
+    """Solve again, without them, the frames where a few keypoints are gross outliers.
+
+    Least squares lets one wrong point pull the whole pose: a wrist triangulated 200 mm off
+    tilted a squat's pelvis 17 degrees (the demo's follow-up session, calibrated).  The
+    keypoints :func:`outliers` finds get weight zero in their frames, which are solved again
+    from the pose of the nearest frame without outliers, held near it by a weak temporal prior (:data:`OUTLIER_HOLD`), so that a DoF only the dropped keypoint
+    saw (the elbow's flexion without the wrist) keeps its neighbours' value instead of going
+    to neutral.  Twice: the second pass finds the outliers on the first pass's poses (a point
+    that the pulled pose had moved away fits again and keeps its weight).  Returns q, x,
+    conv."""
+    for _ in range(2):
+        d = torch.sqrt(((x - x_obs) ** 2).sum(dim=2))  # (T, K)
+        out = outliers(torch.where(w > 0, d, torch.full_like(d, float("nan"))))
+        some = out.any(dim=1)
+        good = torch.nonzero(~some)[:, 0]
+        if not bool(some.any()) or good.numel() == 0:
+            break
+        idx = torch.nonzero(some)[:, 0]
+        # the nearest frame without outliers (not a mean of two: neighbours on two Euler
+        # branches of a raised arm would average to neither)
+        k = torch.searchsorted(good, idx).clamp(max=good.numel() - 1)
+        before, after = good[(k - 1).clamp(min=0)], good[k]
+        nb = q[torch.where((idx - before).abs() <= (after - idx).abs(), before, after)]
+        qn, xn, cn = solve(
+            ctx,
+            nb,
+            x_obs[idx],
+            w[idx].masked_fill(out[idx], 0.0),
+            lo,
+            hi,
+            replace(pri, smooth=OUTLIER_HOLD),
+            max_iter=max_iter,
+            xtol=xtol,
+            hold=nb,
+        )
+        q, x, conv = q.clone(), x.clone(), conv.clone()
+        q[idx], x[idx], conv[idx] = qn, xn, cn
     return q, x, conv
 
 
