@@ -30,16 +30,13 @@ from ...data import KeypointSequence
 from ...errors import InputError
 from ..keypoint_models import load_keypoint_model
 from ..limits import JointLimits
-from ..patient import PatientSkeleton, estimate_skeleton
+from ..patient import PatientSkeleton
 from ..skeleton import Skeleton
-from .problem import FitProblem, prepare
+from .problem import CHECK_FRAMES, FitProblem, prepare
 from .result import Fit, Observed
 from .run import default_chunk, default_dtype, run
 
 __all__ = ["fit_sequence"]
-
-#: A calibrated fit's lengths-only first pass measures the lengths on at most this many frames.
-_LENGTH_FRAMES = 4000
 
 
 def fit_sequence(
@@ -199,22 +196,14 @@ def _lengths_first(
 ) -> FitProblem | None:
     """The lengths-only problem (:func:`fit` without a skeleton) of a sequence fitted with a
     calibrated skeleton, or None where its keypoints, DoFs or axes differ: the coarse frames'
-    Euler branches are chosen on it (:func:`.run.solve_frames` says why).  The lengths are the
-    medians over at most :data:`_LENGTH_FRAMES` evenly spaced frames (estimated over a million
-    frames they took seconds, longer than the fit on a GPU)."""
+    Euler branches are chosen on it (:func:`.run.solve_frames` says why).  Its lengths are the
+    medians over at most :data:`~.problem.CHECK_FRAMES` evenly spaced frames, those ``prob``'s
+    units check measured (``prob.measured``; over a million frames they took seconds, longer
+    than the fit on a GPU)."""
     try:
         base = None
-        T = sequence.n_frames
-        if T > _LENGTH_FRAMES:
-            few = np.unique(np.linspace(0, T - 1, _LENGTH_FRAMES).round().astype(int))
-            sub = KeypointSequence(
-                sequence.positions[few],
-                sequence.names,
-                sequence.rate,
-                confidence=sequence.confidence[few],
-                frame=sequence.frame,
-            )
-            base = estimate_skeleton(sub, min_confidence=max(min_confidence, 0.3)).skeleton
+        if sequence.n_frames > CHECK_FRAMES and prob.measured is not None:
+            base = prob.measured.skeleton  # measured by prob's units check, on as many frames
         first = prepare(
             sequence,
             base,

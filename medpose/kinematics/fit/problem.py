@@ -42,11 +42,13 @@ __all__ = [
 #: (:data:`~medpose.kinematics.fit.orientation.UP_KEYPOINTS`).
 _REQUIRED = ("hip_r", "hip_l")
 #: Frames (evenly spaced) on which a given skeleton's units are checked and the axes aligned.
-_CHECK_FRAMES = 4000
+CHECK_FRAMES = 4000
 
 
-#: Sequences (by content) whose units passed the check of a calibrated skeleton, oldest first.
-_CHECKED: dict[tuple, None] = {}
+#: The lengths measured on sequences (by content) whose units passed the check of a given
+#: skeleton, oldest first (a calibration fits the same frames in every round; a calibrated
+#: fit's lengths-only problem starts from these lengths).
+_CHECKED: dict[tuple, PatientSkeleton] = {}
 
 
 def _content_key(seq: KeypointSequence, min_confidence: float) -> tuple:
@@ -81,6 +83,9 @@ class FitProblem:
     prior_mean: np.ndarray  # (D,) neutral pose (0 clipped into the limits)
     #: (D,) the lumbopelvic prior's row, 1/deg (:func:`lumbar_rhythm`; zeros: none)
     rhythm: np.ndarray
+    #: a given skeleton's units check: the lengths measured on up to :data:`CHECK_FRAMES`
+    #: evenly spaced frames, on the default skeleton's proportions (None without a skeleton)
+    measured: PatientSkeleton | None = None
 
     @property
     def inv_sd(self) -> np.ndarray:
@@ -263,7 +268,7 @@ def prepare(
     # a given skeleton is only checked (units), and the axis alignment is a median direction:
     # evenly spaced frames suffice (a million-frame GPU batch must not spend seconds here)
     T = sequence.n_frames
-    few = np.unique(np.linspace(0, T - 1, min(T, _CHECK_FRAMES)).round().astype(int))
+    few = np.unique(np.linspace(0, T - 1, min(T, CHECK_FRAMES)).round().astype(int))
     sub = few if skeleton is not None else slice(None)
     renamed = KeypointSequence(
         sequence.positions[sub][:, seq_idx],
@@ -273,21 +278,20 @@ def prepare(
         frame=sequence.frame,
         start=sequence.start,
     )
-    patient = None
+    patient = measured = None
     try:
-        # a given skeleton is only checked for units: a calibrated one (explicit offsets) against
-        # the default's proportions, once per sequence (a calibration fits the same frames in
-        # every round)
-        explicit = skeleton is not None and bool(skeleton.keypoint_mm or skeleton.joint_mm)
-        key = _content_key(renamed, min_confidence) if explicit else None
-        if key is None or key not in _CHECKED:
-            patient = estimate_skeleton(
-                renamed,
-                base=Skeleton.default() if explicit else base,
-                min_confidence=max(min_confidence, 0.3),
-            )
-            if key is not None:
-                _CHECKED[key] = None
+        if skeleton is None:
+            patient = estimate_skeleton(renamed, base=base, min_confidence=max(min_confidence, 0.3))
+        else:
+            # a given skeleton is only checked for units, against the default's proportions,
+            # once per sequence
+            key = _content_key(renamed, min_confidence)
+            measured = _CHECKED.get(key)
+            if measured is None:
+                measured = estimate_skeleton(
+                    renamed, base=Skeleton.default(), min_confidence=max(min_confidence, 0.3)
+                )
+                _CHECKED[key] = measured
                 while len(_CHECKED) > 16:
                     _CHECKED.pop(next(iter(_CHECKED)))
     except InputError as exc:
@@ -296,8 +300,6 @@ def prepare(
     if skeleton is None:
         assert patient is not None
         skeleton = patient.skeleton
-    else:
-        patient = None
     lim = limits if limits is not None else JointLimits.default(skeleton)
     if not isinstance(lim, JointLimits):
         raise InputError(f"fit: limits must be a JointLimits, found {type(lim).__name__}")
@@ -328,4 +330,5 @@ def prepare(
         prior_sd=psd,
         prior_mean=np.clip(0.0, lo, hi),
         rhythm=lumbar_rhythm(skeleton, psd) * obs,
+        measured=measured,
     )
