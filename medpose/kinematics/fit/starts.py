@@ -357,6 +357,13 @@ def repair(
     return q, x, conv
 
 
+def _nearest(good: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """For each frame ``idx``, the nearest of the frames ``good`` (sorted; the earlier on a tie)."""
+    k = torch.searchsorted(good, idx).clamp(max=good.numel() - 1)
+    before, after = good[(k - 1).clamp(min=0)], good[k]
+    return torch.where((idx - before).abs() <= (after - idx).abs(), before, after)
+
+
 def despike(
     ctx: Context,
     q,
@@ -396,10 +403,7 @@ def despike(
         return q, x, conv
     idx = torch.nonzero(bad)[:, 0]
     good = torch.nonzero(~bad)[:, 0]
-    k = torch.searchsorted(good, idx).clamp(max=good.numel() - 1)
-    before = good[(k - 1).clamp(min=0)]
-    after = good[k]
-    src = torch.where((idx - before).abs() <= (after - idx).abs(), before, after)
+    src = _nearest(good, idx)
     qn, xn, cn = solve(ctx, q[src], x_obs[idx], w[idx], lo, hi, pri, max_iter=max_iter, xtol=xtol)
     rms = frame_rms(x[idx], x_obs[idx], w[idx], n_var)
     ok = frame_rms(xn, x_obs[idx], w[idx], n_var) <= rms * 1.005 + 0.01
@@ -468,9 +472,7 @@ def drop_outliers(
         idx = torch.nonzero(some)[:, 0]
         # the nearest frame without outliers (not a mean of two: neighbours on two Euler
         # branches of a raised arm would average to neither)
-        k = torch.searchsorted(good, idx).clamp(max=good.numel() - 1)
-        before, after = good[(k - 1).clamp(min=0)], good[k]
-        nb = q[torch.where((idx - before).abs() <= (after - idx).abs(), before, after)]
+        nb = q[_nearest(good, idx)]
         qn, xn, cn = solve(
             ctx,
             nb,
