@@ -225,7 +225,7 @@ def solve_frames(
         ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, st.n_var, xtol, max_iter, st.rot
     )
     qv, xv, cvv = drop_outliers(
-        ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, st.n_var, xtol, max_iter
+        ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, xtol, max_iter
     )
     return qv, xv, cvv
 
@@ -262,9 +262,10 @@ def solve_from(
         max_iter=max_iter if nb is None else min(max_iter, 20),
         xtol=xtol,
     )
-    xo, wv = x_obs[vidx], w[vidx]
-    args = (xo, wv, st.lo, st.hi, pri1, st.n_var)
-    qv, xv, cvv = repair(st.ctx, qv, xv, cvv, *args, sigma, xtol, max_iter, q_rigid=q_rigid[vidx])
+    args = (x_obs[vidx], w[vidx], st.lo, st.hi, pri1)
+    qv, xv, cvv = repair(
+        st.ctx, qv, xv, cvv, *args, st.n_var, sigma, xtol, max_iter, q_rigid=q_rigid[vidx]
+    )
     return drop_outliers(st.ctx, qv, xv, cvv, *args, xtol, max_iter)
 
 

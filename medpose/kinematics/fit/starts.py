@@ -276,13 +276,18 @@ _ALONE = 3.0
 _ALONE_MM = 3.0
 
 
+def _residuals(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Per keypoint distance (T, K) of fitted to observed, NaN where not observed."""
+    d = torch.sqrt(((x - x_obs) ** 2).sum(dim=2))
+    return torch.where(w > 0, d, torch.full_like(d, float("nan")))
+
+
 def off_alone(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Frames where one keypoint is far off while the others fit: a limb settled on another
     solution (an elbow flexed the other way with the forearm turned) that the frame's RMS over
     every keypoint hides.  Per frame, True where some observed keypoint's residual exceeds
     ``_ALONE`` times its own median over the frames plus ``_ALONE_MM``."""
-    d = torch.sqrt(((x - x_obs) ** 2).sum(dim=2))  # (T, K)
-    d = torch.where(w > 0, d, torch.full_like(d, float("nan")))
+    d = _residuals(x, x_obs, w)
     med = torch.nanmedian(d, dim=0).values  # (K,)
     return (d > _ALONE * med + _ALONE_MM).any(dim=1)
 
@@ -448,7 +453,6 @@ def drop_outliers(
     lo,
     hi,
     pri: Priors,
-    n_var: int,
     xtol: float,
     max_iter: int,
 ):
@@ -457,14 +461,13 @@ def drop_outliers(
     Least squares lets one wrong point pull the whole pose: a wrist triangulated 200 mm off
     tilted a squat's pelvis 17 degrees (the demo's follow-up session, calibrated).  The
     keypoints :func:`outliers` finds get weight zero in their frames, which are solved again
-    from the pose of the nearest frame without outliers, held near it by a weak temporal prior (:data:`OUTLIER_HOLD`), so that a DoF only the dropped keypoint
-    saw (the elbow's flexion without the wrist) keeps its neighbours' value instead of going
-    to neutral.  Twice: the second pass finds the outliers on the first pass's poses (a point
+    from the pose of the nearest frame without outliers, held near it by a weak temporal prior
+    (:data:`OUTLIER_HOLD`), so that a DoF only the dropped keypoint saw (the elbow's flexion
+    without the wrist) keeps its neighbour's value instead of going to neutral.  Twice: the second pass finds the outliers on the first pass's poses (a point
     that the pulled pose had moved away fits again and keeps its weight).  Returns q, x,
     conv."""
     for _ in range(2):
-        d = torch.sqrt(((x - x_obs) ** 2).sum(dim=2))  # (T, K)
-        out = outliers(torch.where(w > 0, d, torch.full_like(d, float("nan"))))
+        out = outliers(_residuals(x, x_obs, w))
         some = out.any(dim=1)
         good = torch.nonzero(~some)[:, 0]
         if not bool(some.any()) or good.numel() == 0:
