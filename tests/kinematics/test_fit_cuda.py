@@ -93,3 +93,20 @@ def test_cuda_fit_drops_outliers_as_the_cpu_does():
         assert np.sqrt(np.mean(e**2)) < 0.25, name
         t = q[bad, sk.dof_index(name)]
         assert np.abs(b[name].to_numpy()[bad] - t).max() < 6.0, name
+
+
+def test_inputs_reach_the_gpu_unchanged_through_the_staging_buffers(monkeypatch):
+    """Several page-locked pieces (one cut mid-row), a read-only array and a conversion: the
+    values on the GPU are the host's, converted as torch converts them."""
+    from medpose.kinematics.fit import device as fit_device
+
+    monkeypatch.setattr(fit_device, "STAGE_BYTES", 1000)
+    a = np.random.default_rng(0).normal(0.0, 500.0, (97, 26, 3))
+    a[3, 4] = np.nan
+    a.setflags(write=False)
+    dev = torch.device("cuda")
+    for dt in (torch.float32, torch.float64):
+        got = fit_device.to_device(a, dev, dt)
+        assert got.device.type == "cuda" and got.dtype == dt and got.shape == a.shape
+        want = torch.from_numpy(a.copy()).to(dt)
+        assert torch.allclose(got.cpu(), want, rtol=0.0, atol=0.0, equal_nan=True)

@@ -74,7 +74,6 @@ def solve_frames(
     max_iter: int,
     xtol: float,
     first: LengthsFirst | None = None,
-    q1: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q, fitted keypoints and convergence of the valid frames ``vidx`` of a chunk of ``n``.
 
@@ -82,10 +81,11 @@ def solve_frames(
     previous chunk's last frame (relative to this chunk's centre), the first frame's neighbour.
 
     ``first`` (a calibrated skeleton's fit): the lengths-only problem on the same keypoints and
-    DoFs, ``q1`` its rigid starts (n, D).  Stage 1 then solves the coarse frames on it, chooses
+    DoFs.  Stage 1 then solves the coarse frames on it from its own rigid starts, chooses
     their branches, restarts those left in a local minimum and mends runs on another solution
-    than their neighbours (:func:`~medpose.kinematics.fit.starts.despike`) there, and solves
-    them again on the calibrated problem from those poses.  With a straight elbow, a raised arm's two Euler branches (abduction 150; flexion
+    than their neighbours (:func:`~medpose.kinematics.fit.starts.despike`) there; the
+    calibrated problem's solve starts from those poses (with the other frames', in one batch,
+    when the frames are independent).  With a straight elbow, a raised arm's two Euler branches (abduction 150; flexion
     ~170 with abduction ~35, the arm turned half about itself) differ only by where a calibrated
     elbow keypoint sits off the humerus's axis (~14 mm on a synthetic session with 8 mm noise),
     and a calibrated solve from the rigid start read the far branch in every top frame of a
@@ -99,10 +99,13 @@ def solve_frames(
     # branch of each ball joint nearest neutral among equally good fits
     coarse = vidx[::warm_stride]
     s1, p1 = (st, pri1) if first is None else (first.st, first.pri)
-    qr = q0 if first is None or q1 is None else q1
+    qr = q0[coarse]
+    if first is not None:  # the lengths-only skeleton's rigid start (the calibrated one's if none)
+        q1, ok1 = rigid_start(first.st, x_obs[coarse], w[coarse])
+        qr = torch.where(ok1[:, None], q1, qr)
     qc, xc, cc = solve(
         s1.ctx,
-        qr[coarse],
+        qr,
         x_obs[coarse],
         w[coarse],
         s1.lo,
@@ -119,13 +122,12 @@ def solve_frames(
         xc = s1.ctx.keypoints_at(qc)
         xo_c, w_c = x_obs[coarse], w[coarse]
         args = (xo_c, w_c, s1.lo, s1.hi, p1, s1.n_var)
-        qc, xc, cc = repair(
-            s1.ctx, qc, xc, cc, *args, first.sigma, xtol, max_iter, q_rigid=qr[coarse]
-        )
+        qc, xc, cc = repair(s1.ctx, qc, xc, cc, *args, first.sigma, xtol, max_iter, q_rigid=qr)
         qc, xc, cc = despike(s1.ctx, qc, xc, cc, *args, xtol, max_iter, s1.rot)
-        qc, xc, cc = solve(
-            ctx, qc, x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter, xtol=xtol
-        )
+        if smoothness > 0 or coarse.numel() == vidx.numel():
+            qc, xc, cc = solve(
+                ctx, qc, x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter, xtol=xtol
+            )
     else:
         mc = torch.nonzero(moved_c)[:, 0]
         if mc.numel():
@@ -134,7 +136,12 @@ def solve_frames(
     qn = interpolate(qc, coarse, vidx, st.rot) if coarse.numel() < vidx.numel() else qc
     qn = torch.where(free[None], qn, neutral[None])
     nb = neighbours(vidx, n, prev_last) if smoothness > 0 else None
-    if nb is None and coarse.numel() < vidx.numel():
+    if nb is None and coarse.numel() < vidx.numel() and first is not None:
+        # the coarse frames' lengths-only poses are starts too: every frame in one solve
+        qv, xv, cvv = solve(
+            ctx, qn, x_obs[vidx], w[vidx], lo, hi, pri, max_iter=max_iter, xtol=xtol
+        )
+    elif nb is None and coarse.numel() < vidx.numel():
         # frames are independent: the coarse frames are solved already, the others start
         # from their interpolation
         rest = torch.ones(n, dtype=torch.bool, device=dev)
@@ -307,18 +314,12 @@ def fit_chunk(
     with ``start``)."""
     D, K, trans, dev = len(st.prob.skeleton.dof_names), len(st.prob.seq_index), st.trans, st.dev
     x_obs, w, q0, valid = load(st, pos, conf, frames)
-    q1 = None
-    if first is not None and start is None:
-        q1, ok1 = rigid_start(first.st, x_obs, w)
-        valid = valid & ok1
     n = x_obs.shape[0]
     vidx = torch.nonzero(valid)[:, 0]
     # work relative to the chunk's mean pelvis position (float32 keeps its precision)
     centre = q0[vidx][:, trans].mean(dim=0) if vidx.numel() else q0.new_zeros(3)
     x_obs = x_obs - centre
     q0[:, trans] = q0[:, trans] - centre
-    if q1 is not None:
-        q1[:, trans] = q1[:, trans] - centre
     q = torch.full((n, D), float("nan"), device=dev, dtype=st.dt)
     xf = torch.full((n, K, 3), float("nan"), device=dev, dtype=st.dt)
     cv = torch.zeros(n, dtype=torch.bool, device=dev)
@@ -344,8 +345,7 @@ def fit_chunk(
                 prev_last=pl,
                 max_iter=max_iter,
                 xtol=xtol,
-                first=first if q1 is not None else None,
-                q1=q1,
+                first=first,
             )
         else:  # the given poses (relative to the centre), a NaN row from its rigid start
             qs = torch.as_tensor(start, device=dev, dtype=st.dt).clone()
