@@ -84,8 +84,8 @@ def solve_frames(
     DoFs.  Stage 1 then solves the coarse frames on it from its own rigid starts, chooses
     their branches, restarts those left in a local minimum and mends runs on another solution
     than their neighbours (:func:`~medpose.kinematics.fit.starts.despike`) there; the
-    calibrated problem's solve starts from those poses (with the other frames', in one batch,
-    when the frames are independent).  With a straight elbow, a raised arm's two Euler branches (abduction 150; flexion
+    calibrated problem's solve starts from those poses (on a GPU with independent frames in one
+    batch with the other frames).  With a straight elbow, a raised arm's two Euler branches (abduction 150; flexion
     ~170 with abduction ~35, the arm turned half about itself) differ only by where a calibrated
     elbow keypoint sits off the humerus's axis (~14 mm on a synthetic session with 8 mm noise),
     and a calibrated solve from the rigid start read the far branch in every top frame of a
@@ -98,6 +98,13 @@ def solve_frames(
     # stage 1: every warm_stride-th valid frame from the rigid initialisation, then the
     # branch of each ball joint nearest neutral among equally good fits
     coarse = vidx[::warm_stride]
+    # a calibrated fit's coarse frames solved on the calibrated skeleton in one batch with the
+    # others, from their lengths-only poses: on a GPU, where a solve's kernels cost the same
+    # however few frames they hold (on the CPU a solve of its own first, whose poses start the
+    # other frames closer, made a noise-free 1000-frame trial's fit 10-15 % faster)
+    together = (
+        first is not None and x_obs.is_cuda and smoothness == 0 and coarse.numel() < vidx.numel()
+    )
     s1, p1 = (st, pri1) if first is None else (first.st, first.pri)
     qr = q0[coarse]
     if first is not None:  # the lengths-only skeleton's rigid start (the calibrated one's if none)
@@ -124,7 +131,7 @@ def solve_frames(
         args = (xo_c, w_c, s1.lo, s1.hi, p1, s1.n_var)
         qc, xc, cc = repair(s1.ctx, qc, xc, cc, *args, first.sigma, xtol, max_iter, q_rigid=qr)
         qc, xc, cc = despike(s1.ctx, qc, xc, cc, *args, xtol, max_iter, s1.rot)
-        if smoothness > 0 or coarse.numel() == vidx.numel():
+        if not together:
             qc, xc, cc = solve(
                 ctx, qc, x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter, xtol=xtol
             )
@@ -136,7 +143,7 @@ def solve_frames(
     qn = interpolate(qc, coarse, vidx, st.rot) if coarse.numel() < vidx.numel() else qc
     qn = torch.where(free[None], qn, neutral[None])
     nb = neighbours(vidx, n, prev_last) if smoothness > 0 else None
-    if nb is None and coarse.numel() < vidx.numel() and first is not None:
+    if together:
         # the coarse frames' lengths-only poses are starts too: every frame in one solve
         qv, xv, cvv = solve(
             ctx, qn, x_obs[vidx], w[vidx], lo, hi, pri, max_iter=max_iter, xtol=xtol
