@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -482,6 +483,41 @@ def test_solver_hand_off_of_stragglers_keeps_every_frame(sk, monkeypatch):
     small = solver.solve(st.ctx, q0[:40], x[:40], w[:40], st.lo, st.hi, st.priors(5.0))
     assert calls[-1] == 40  # a batch that small goes straight to the CPU
     torch.testing.assert_close(small[0], q_h[:40], atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize("coupled", [False, True])
+def test_solver_batched_iterations_take_the_same_steps(sk, monkeypatch, coupled):
+    """On a GPU every frame still iterating gets fresh normal equations at its accepted point
+    each iteration, damped in place (no kept copy of a rejected frame's); forced here on the
+    CPU: the same math as keeping them, so every frame takes the same steps (float64, to 1e-6
+    degree), with DoFs frozen at their limits and with the coupled (lumbopelvic) prior row."""
+    import medpose.kinematics.fit.solver as solver
+    from medpose.kinematics.fit.run import setup
+
+    g = make_exercise("squat", skeleton=sk, rate=60.0, repetitions=1, seed=0).angles.values
+    seq = _seq(sk, g[:120], HALPE.medpose, noise=5.0, seed=3, rate=60.0)
+    prob = prepare(seq, sk)
+    st = setup(prob, seq.n_keypoints, torch.device("cpu"), torch.float64)
+    x = torch.as_tensor(np.array(seq.positions)) @ st.At
+    w = torch.ones(x.shape[:2], dtype=torch.float64)
+    rng = np.random.default_rng(1)
+    q0 = torch.as_tensor(g[:120] + rng.uniform(-30, 30, g[:120].shape))
+    q0 = torch.where(st.free[None], q0, st.neutral[None])
+    pri = st.priors(5.0)
+    if coupled:
+        row = torch.zeros(st.n_var, dtype=torch.float64)
+        row[:2] = torch.tensor([0.3, -0.2], dtype=torch.float64)
+        pri = replace(pri, row=row)
+    args = (st.ctx, q0, x, w, st.lo, st.hi, pri)
+    q_a, x_a, c_a = solver.solve(*args, handoff=False)
+    monkeypatch.setattr(solver, "_batched", lambda t: True)
+    q_b, x_b, c_b = solver.solve(*args, handoff=False)
+    lo, hi = st.lo[st.ctx.var_dofs], st.hi[st.ctx.var_dofs]
+    z = q_a[:, st.ctx.var_dofs]
+    assert bool(((z <= lo) | (z >= hi)).any())  # some frames end with a DoF at a limit
+    assert torch.equal(c_a, c_b)
+    torch.testing.assert_close(q_b, q_a, atol=1e-6, rtol=0)
+    torch.testing.assert_close(x_b, x_a, atol=1e-6, rtol=0)
 
 
 def test_a_fit_started_from_a_previous_fit_is_as_accurate_as_a_full_fit(sk):

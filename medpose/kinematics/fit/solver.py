@@ -109,6 +109,13 @@ def _hands_off(t: torch.Tensor) -> bool:
     return t.is_cuda
 
 
+def _batched(t: torch.Tensor) -> bool:
+    """Whether :func:`solve` evaluates the normal equations of every frame still iterating at its
+    accepted point in each iteration (on a GPU: no host sync to pick the frames that moved, and
+    fresh normal equations can be damped in place), rather than keeping a rejected frame's."""
+    return t.is_cuda
+
+
 def _on_cpu(ctx, q0, x_obs, w, lo, hi, pri: Priors, lam0, max_iter, tol, xtol, hold=None):
     """:func:`solve` of a small batch on the CPU, the results back on the batch's device."""
     cpu = torch.device("cpu")
@@ -164,6 +171,7 @@ def solve(
     """
     T = q0.shape[0]
     cuda = q0.is_cuda
+    batched = _batched(q0)
     handoff = handoff and neighbours is None and _hands_off(q0)
     if handoff and T <= HANDOFF:
         return _on_cpu(ctx, q0, x_obs, w, lo, hi, pri, lam0, max_iter, tol, xtol, hold)
@@ -229,14 +237,13 @@ def solve(
             gt = gt + rc[:, None] * row
         frozen = ((za <= lo_v) & (gt > 0)) | ((za >= hi_v) & (gt < 0))
         keep = (~frozen).to(q.dtype)
+        # the damped system; batched, H is evaluated afresh for the next iteration and is damped
+        # in place (each (T, F, F) pass over a million frames costs milliseconds on a GPU)
         Hc = H if row is None else H + row[:, None] * row[None, :]
-        if cuda:  # frozen DoFs leave the system
-            A = Hc * keep[:, :, None] * keep[:, None, :]  # (no host sync on a GPU)
-        else:
-            A = Hc.clone() if row is None else Hc  # the only (T, F, F) temporary
-            fz = torch.nonzero(frozen.any(dim=1))[:, 0]
-            if fz.numel():
-                A[fz] = A[fz] * keep[fz, :, None] * keep[fz, None, :]
+        A = Hc.clone() if row is None and not batched else Hc
+        fz = torch.nonzero(frozen.any(dim=1))[:, 0]
+        if fz.numel():  # frozen DoFs leave the system
+            A[fz] = A[fz] * keep[fz, :, None] * keep[fz, None, :]
         # damped diagonal (1 + lam) (J^T J)_ii; a frozen DoF's row is the identity
         torch.diagonal(A, dim1=1, dim2=2).copy_(
             dd * keep * (1.0 + lam[:, None]) + 1e-9 + frozen.to(q.dtype)
@@ -255,8 +262,8 @@ def solve(
         z_new = torch.clamp(za + step, lo_v, hi_v)
         q_new = qa.clone()
         q_new[:, var] = z_new
-        E, R, o = ctx.poses(q_new)
-        x2 = ctx.keypoints(R, o)
+        E2, R2, o2 = ctx.poses(q_new)
+        x2 = ctx.keypoints(R2, o2)
         r2 = (sw * (x2 - xo)).flatten(1)
         dc2 = (r2 * r2).sum(dim=1)
         cost2 = dc2
@@ -270,6 +277,10 @@ def solve(
         qa = torch.where(ok[:, None], q_new, qa)
         xa = torch.where(ok[:, None, None], x2, xa)
         lam = torch.where(ok, torch.clamp(lam / 10.0, min=1e-9), lam * 4.0)
+        if batched:  # the accepted poses, where the next normal equations are evaluated
+            E = torch.where(ok[:, None, None, None, None], E2, E)
+            R = torch.where(ok[:, None, None, None], R2, R)
+            o = torch.where(ok[:, None, None], o2, o)
         if neighbours is not None:  # the neighbours read q
             q.index_copy_(0, act, qa)
         fin = torch.nonzero(done)[:, 0]
@@ -282,22 +293,24 @@ def solve(
             if stay.numel() == 0:
                 act = stay
                 break
-            act, qa, xa, sw, xo, dc, H, g, lam, ok = (
-                t.index_select(0, stay) for t in (act, qa, xa, sw, xo, dc, H, g, lam, ok)
+            act, qa, xa, sw, xo, lam, ok = (
+                t.index_select(0, stay) for t in (act, qa, xa, sw, xo, lam, ok)
             )
-            E, R, o, x2 = (t.index_select(0, stay) for t in (E, R, o, x2))
-        # the next step's normal equations at the accepted points; a rejected frame keeps its own.
-        # On a GPU for every frame still going (no host sync to pick the accepted ones)
-        if cuda:
-            dcn, Hn, gn = normal_equations(ctx, E, R, o, x2, sw, xo)
-            dc = torch.where(ok, dcn, dc)
-            H = torch.where(ok[:, None, None], Hn, H)
-            g = torch.where(ok[:, None], gn, g)
+            if batched:
+                E, R, o = (t.index_select(0, stay) for t in (E, R, o))
+            else:
+                dc, H, g, E2, R2, o2, x2 = (
+                    t.index_select(0, stay) for t in (dc, H, g, E2, R2, o2, x2)
+                )
+        # the next step's normal equations at the accepted points: batched, for every frame
+        # still going; otherwise for the frames that moved (a rejected frame keeps its own)
+        if batched:
+            dc, H, g = normal_equations(ctx, E, R, o, xa, sw, xo)
         else:
             upd = torch.nonzero(ok)[:, 0]
             if upd.numel():
                 dcn, Hn, gn = normal_equations(
-                    ctx, *(t.index_select(0, upd) for t in (E, R, o, x2, sw, xo))
+                    ctx, *(t.index_select(0, upd) for t in (E2, R2, o2, x2, sw, xo))
                 )
                 dc.index_copy_(0, upd, dcn)
                 H.index_copy_(0, upd, Hn)
