@@ -257,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         gpu = (
             f" GPU: {torch.cuda.get_device_name()}, float32, chunk "
             f"{args.chunk or 'default (2^20 frames where 64 GB are free)'}; the time includes moving the "
-            "float64 keypoints to the GPU and the angles back into numpy (page-locked arrays: the first call of "
-            "a size pays for locking them, torch's pinned-memory cache keeps them for the next calls). The "
+            "float64 keypoints to the GPU (converted to float32 on the way, through page-locked buffers) and "
+            "the angles back into numpy (page-locked arrays: the first call of a size pays for locking them, "
+            "torch's pinned-memory cache keeps them for the next calls). The "
             "fitted keypoints and residuals are computed when first asked (forward kinematics of the angles "
             f"on the GPU): {lazy_s:.2f} s for these {args.frames} frames, not in the frames/s."
         )
