@@ -225,7 +225,10 @@ def test_a_calibration_shows_itself_without_the_patient_id(subject):
         plt.close(fig)
 
 
-def test_a_calibrated_fit_reads_a_straight_arm_on_the_abduction_branch(tmp_path):
+@pytest.mark.parametrize("one_batch", [False, True])
+def test_a_calibrated_fit_reads_a_straight_arm_on_the_abduction_branch(
+    tmp_path, monkeypatch, one_batch
+):
     """Shoulder abduction with straight arms, markerless-like keypoints whose bias turns with
     the segments (``make_session`` seed 5, cleaned as the protocol cleans).  Calibrated, the
     elbow keypoint sits off the humerus's axis, so the raised arm's two Euler branches
@@ -233,8 +236,12 @@ def test_a_calibrated_fit_reads_a_straight_arm_on_the_abduction_branch(tmp_path)
     longer fit exactly alike, and solved from the rigid start every top frame of the three
     repetitions read the far one, 105-118 degrees off.  A calibrated fit starts from the
     lengths-only fit's poses: at the top it reads the truth's branch wherever the lengths-only
-    fit does, and fits the keypoints closer than it."""
+    fit does, and fits the keypoints closer than it; also with the coarse frames' calibrated
+    solve in one batch with the other frames, as a GPU does it (forced here on the CPU)."""
     import medpose as mp
+    import medpose.kinematics.fit.run as fit_run
+
+    monkeypatch.setattr(fit_run, "_one_batch", lambda t: one_batch)
     from medpose.io.trc import read_trc
     from medpose.protocol.session_run import clean_sequence
     from medpose.synthetic import make_session

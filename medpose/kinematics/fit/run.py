@@ -57,6 +57,12 @@ class LengthsFirst:
     sigma: float
 
 
+def _one_batch(t: torch.Tensor) -> bool:
+    """Whether a calibrated fit's coarse frames join the other frames' solve (see
+    :func:`solve_frames`): on a GPU."""
+    return t.is_cuda
+
+
 def solve_frames(
     st: Setup,
     x_obs: torch.Tensor,
@@ -103,7 +109,10 @@ def solve_frames(
     # however few frames they hold (on the CPU a solve of its own first, whose poses start the
     # other frames closer, made a noise-free 1000-frame trial's fit 10-15 % faster)
     together = (
-        first is not None and x_obs.is_cuda and smoothness == 0 and coarse.numel() < vidx.numel()
+        first is not None
+        and _one_batch(x_obs)
+        and smoothness == 0
+        and coarse.numel() < vidx.numel()
     )
     s1, p1 = (st, pri1) if first is None else (first.st, first.pri)
     qr = q0[coarse]
