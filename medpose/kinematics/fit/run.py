@@ -107,7 +107,7 @@ def solve_frames(
     # a calibrated fit's coarse frames solved on the calibrated skeleton in one batch with the
     # others, from their lengths-only poses: on a GPU, where a solve's kernels cost the same
     # however few frames they hold (on the CPU a solve of its own first, whose poses start the
-    # other frames closer, made a noise-free 1000-frame trial's fit 10-15 % faster)
+    # other frames closer, made a noise-free 1000-frame trial's fit 10-18 % faster)
     together = (
         first is not None
         and _one_batch(x_obs)

@@ -159,7 +159,8 @@ def solve(
 
     One forward-kinematics pass per iteration gives the trial point's keypoints and, for the
     frames that accept it and go on, the Jacobian of the next step; a rejected frame keeps its
-    normal equations and only raises its damping.  Converged frames leave the batch, so the
+    pose and only raises its damping (on a GPU its normal equations are evaluated again there,
+    :func:`_batched`; on the CPU they are kept).  Converged frames leave the batch, so the
     slowest frames do not cost the others anything; on a GPU the last :data:`HANDOFF` frames
     (and a batch that small) finish on the CPU (frames without temporal ``neighbours``).
     ``lam0``: the initial damping, for all frames or per frame (T,).  ``handoff=False`` keeps
