@@ -29,6 +29,7 @@ from .starts import (
     frame_rms,
     interpolate,
     neighbours,
+    put,
     repair,
 )
 
@@ -241,8 +242,7 @@ def solve_frames(
             frame_rms(xm, xo_m, w_m, st.n_var)
             <= frame_rms(xv[m], xo_m, w_m, st.n_var) * 1.005 + 0.01
         )
-        qv, xv, cvv = qv.clone(), xv.clone(), cvv.clone()
-        qv[m[ok]], xv[m[ok]], cvv[m[ok]] = qm[ok], xm[ok], cm[ok]
+        qv, xv, cvv = put(qv, xv, cvv, m[ok], qm[ok], xm[ok], cm[ok])
     # a run of frames on another equally good solution than its neighbours: from a neighbour
     qv, xv, cvv = despike(
         ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, st.n_var, xtol, max_iter, st.rot

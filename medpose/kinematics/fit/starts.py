@@ -32,6 +32,9 @@ __all__ = [
     "branch_moves",
     "choose_branches",
     "frame_rms",
+    "put",
+    "jumps",
+    "keypoint_median",
     "repair",
     "despike",
     "drop_outliers",
@@ -262,6 +265,14 @@ def _from_neutral(ctx: Context, q: torch.Tensor, J0: torch.Tensor, segs: torch.T
     return (torch.arccos(cos.clamp(-1.0, 1.0)) ** 2).sum(dim=1)
 
 
+def put(q, x, conv, idx, qn, xn, cn):
+    """Copies of a batch's q, fitted keypoints and convergence with frames ``idx`` replaced by
+    ``qn``, ``xn``, ``cn`` (the batch given is left as it is)."""
+    q, x, conv = q.clone(), x.clone(), conv.clone()
+    q[idx], x[idx], conv[idx] = qn, xn, cn
+    return q, x, conv
+
+
 def frame_rms(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, n_var: int) -> torch.Tensor:
     """Per frame sqrt(weighted squared residual / degrees of freedom), mm per axis."""
     dof = (3 * (w > 0).sum(dim=1) - n_var).clamp(min=1).to(x.dtype)
@@ -347,8 +358,7 @@ def repair(
             )
             better = frame_rms(xn, x_obs[idx], w[idx], n_var) < rms[idx]
             take = idx[better]
-            q, x, conv = q.clone(), x.clone(), conv.clone()
-            q[take], x[take], conv[take] = qn[better], xn[better], cn[better]
+            q, x, conv = put(q, x, conv, take, qn[better], xn[better], cn[better])
     for _ in range(q.shape[0] if passes is None else passes):
         rms = frame_rms(x, x_obs, w, n_var)
         bad = ~(rms <= 3.0 * sigma + 0.5) | off_alone(x, x_obs, w)
@@ -370,8 +380,7 @@ def repair(
         take = idx[better]
         if take.numel() == 0:
             break
-        q, x, conv = q.clone(), x.clone(), conv.clone()
-        q[take], x[take], conv[take] = qn[better], xn[better], cn[better]
+        q, x, conv = put(q, x, conv, take, qn[better], xn[better], cn[better])
     return q, x, conv
 
 
@@ -440,8 +449,7 @@ def despike(
     rms = frame_rms(x[idx], x_obs[idx], w[idx], n_var)
     ok = frame_rms(xn, x_obs[idx], w[idx], n_var) <= rms * 1.005 + 0.01
     take = idx[ok]
-    q, x, conv = q.clone(), x.clone(), conv.clone()
-    q[take], x[take], conv[take] = qn[ok], xn[ok], cn[ok]
+    q, x, conv = put(q, x, conv, take, qn[ok], xn[ok], cn[ok])
     return q, x, conv
 
 
@@ -515,8 +523,7 @@ def drop_outliers(
             xtol=xtol,
             hold=nb,
         )
-        q, x, conv = q.clone(), x.clone(), conv.clone()
-        q[idx], x[idx], conv[idx] = qn, xn, cn
+        q, x, conv = put(q, x, conv, idx, qn, xn, cn)
     return q, x, conv
 
 
