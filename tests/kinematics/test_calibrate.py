@@ -270,3 +270,29 @@ def test_a_calibrated_fit_reads_a_straight_arm_on_the_abduction_branch(
         assert np.median(err) < 8.0, (name, np.median(err))
     assert off["calibrated"].sum() <= off["plain"].sum() <= 2, off
     assert np.nanmedian(f.residual[top]) < np.nanmedian(plain.residual[top])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="calibration moves joint centres the movement leaves undetermined (status 'prior': "
+    "the hip centres and the lumbar joint in gait) by 17-32 mm on noise alone, so on keypoints "
+    "that are the default skeleton's joint centres the calibrated hip and pelvis angles are "
+    "worse than the lengths-only fit's; why mp.fit does not calibrate by default "
+    "(docs/calibration.md)",
+)
+def test_calibration_keeps_the_accuracy_of_keypoints_without_bias():
+    """Keypoints exactly where the default skeleton's HALPE_26 model puts them (its joint
+    centres) plus 5 mm of noise: no offset to find, so calibrating should leave hip flexion and
+    pelvis tilt as accurate as the lengths-only fit (0.3 degrees RMS of slack, the
+    OpenSim-comparison target's margin)."""
+    sk = Skeleton.default(1750.0)
+    q = make_exercise("gait", skeleton=sk, rate=60.0, seed=1).angles.values
+    x = forward_kinematics(sk, q, keypoints=HALPE)
+    x = x + np.random.default_rng(1).normal(0, 5.0, x.shape)
+    seq = KeypointSequence(x, tuple(get_layout("halpe26").native), 60.0, frame="camera")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        plain = fit(seq, progress=False, threads=1)
+        calibrated = fit(seq, calibrate(seq), progress=False, threads=1)
+    for dof in ("hip_flexion_r", "hip_flexion_l", "pelvis_tilt"):
+        assert _rmse(calibrated, q, sk, dof) <= _rmse(plain, q, sk, dof) + 0.3, dof
