@@ -220,7 +220,11 @@ def calibrate(
     if model is not None:
         sequence = model.rename(sequence)
     measured = estimate_skeleton(
-        sequence, static=static, base=skeleton, min_confidence=max(min_confidence, 0.3)
+        sequence,
+        static=static,
+        base=skeleton,
+        min_confidence=max(min_confidence, 0.3),
+        keypoint_model=model,
     )
     sk0 = measured.skeleton
     names = to_medpose_names(sequence.names)

@@ -35,6 +35,7 @@ from ..io._structured import load_json, load_yaml
 from ..io._util import atomic_write, display_name
 from ..layouts import to_medpose_names
 from .fk import forward_kinematics
+from .keypoint_models import KeypointModel
 from .skeleton import Skeleton
 
 __all__ = [
@@ -387,12 +388,20 @@ def _expand_pairs(length_names: tuple[str, ...]) -> list[tuple[str, str, str]]:
 
 
 def _affine(
-    base: Skeleton, length: str, a: str, b: str, lengths: Mapping[str, float]
+    base: Skeleton,
+    length: str,
+    a: str,
+    b: str,
+    lengths: Mapping[str, float],
+    model: KeypointModel | None = None,
 ) -> tuple[float, float]:
-    """Zero-pose distance between keypoints a and b as ``slope * L + offset``."""
+    """Zero-pose distance between keypoints a and b as ``slope * L + offset`` (with the
+    keypoints where ``model`` puts them at those lengths, if given)."""
     d = []
     for val in (100.0, 300.0):
         sk = base.with_lengths({**lengths, length: val})
+        if model is not None:
+            sk = model.apply(sk)
         x = forward_kinematics(sk, np.zeros((1, len(sk.dof_names))), keypoints=[a, b])[0]
         d.append(float(np.linalg.norm(x[0] - x[1])))
     slope = (d[1] - d[0]) / 200.0
@@ -407,6 +416,7 @@ def _estimate(
     source: str,
     what: str,
     min_confidence: float,
+    model: KeypointModel | None = None,
 ) -> PatientSkeleton:
     names = to_medpose_names(names)
     pos = np.asarray(positions, dtype=float)
@@ -450,7 +460,7 @@ def _estimate(
     raw = {}
     for L in order:
         a, b = used[L]
-        slope, off = _affine(base, L, a, b, lengths)
+        slope, off = _affine(base, L, a, b, lengths, model)
         if abs(slope) < 1e-9:  # placed explicitly (Skeleton.with_offsets): not a length
             continue
         raw[L] = (measured[L] - off) / slope
@@ -502,6 +512,7 @@ def estimate_skeleton(
     static: bool = False,
     base: Skeleton | None = None,
     min_confidence: float = 0.5,
+    keypoint_model: KeypointModel | None = None,
 ) -> PatientSkeleton:
     """Segment lengths from a keypoint sequence: medians over confident frames.
 
@@ -515,6 +526,12 @@ def estimate_skeleton(
         Skeleton to personalise (default :meth:`Skeleton.default`).
     min_confidence : float
         Frames where either keypoint of a pair has a lower confidence are ignored.
+    keypoint_model : KeypointModel, optional
+        Where the keypoints sit (:mod:`~medpose.kinematics.keypoint_models`; the sequence
+        named as after its :meth:`~medpose.kinematics.keypoint_models.KeypointModel.rename`):
+        each distance becomes a length through the model's positions at that length, not the
+        skeleton's own.  Pose2Sim's ``RHip`` and ``LHip`` markers lie 22 mm outside the hip
+        joint centres, so without the model their distance reads a pelvis 29 % too wide.
 
     Returns
     -------
@@ -536,6 +553,7 @@ def estimate_skeleton(
         "static trial" if static else "sequence",
         "estimate_skeleton",
         min_confidence,
+        keypoint_model,
     )
 
 

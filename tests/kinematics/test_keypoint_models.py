@@ -22,6 +22,7 @@ from medpose.kinematics import (
     list_keypoint_models,
     load_keypoint_model,
 )
+from medpose.kinematics.patient import estimate_skeleton
 from medpose.layouts import get_layout, list_layouts
 
 MODEL_DIR = Path(mp.__file__).parent / "resources" / "keypoint_models"
@@ -387,3 +388,21 @@ def test_fit_prior_of_a_model(tmp_path):
     bad.write_text(text.replace("sd_deg: 30", "sd_deg: -3"))
     with pytest.raises(InputError, match=r"bad\.yaml.*fit_prior"):
         load(bad)
+
+
+def test_lengths_measured_through_the_pose2sim_model_are_opensims(shared_data):
+    """A static trial of OpenSim's markers in the zero pose: read through the marker model,
+    the pelvis, thigh and shank lengths are the OpenSim model's (from its joint centres) within
+    1 %; read as joint centres, the hip
+    markers (22 mm outside the hip centres) make the pelvis 29 % too wide."""
+    joints, markers = _opensim_reference(shared_data / "pose2sim")
+    truth = _opensim_skeleton(joints, markers).lengths
+    model = load_keypoint_model("pose2sim_halpe26")
+    names = [k.native for k in model.keypoints if k.native in markers]
+    x = np.repeat(np.array([[markers[n] for n in names]]), 10, axis=0)
+    seq = model.rename(mp.KeypointSequence(x, names, 30.0, frame="world"))
+    with_model = estimate_skeleton(seq, keypoint_model=model).lengths
+    without = estimate_skeleton(seq).lengths
+    for name in ("pelvis_width", "thigh_r", "thigh_l", "shank_r", "shank_l"):
+        assert with_model[name] == pytest.approx(truth[name], rel=0.01), name
+    assert without["pelvis_width"] > 1.2 * truth["pelvis_width"]
