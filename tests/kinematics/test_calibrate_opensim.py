@@ -16,6 +16,7 @@ import pytest
 
 import medpose as mp
 from medpose.errors import InputError
+from medpose.kinematics.patient import estimate_skeleton
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "opensim"
 PAIRS = {
@@ -98,3 +99,17 @@ def test_the_calibration_names_its_keypoint_model(calibrated, tmp_path):
     assert abs(np.nanmedian(f2.residual) - np.nanmedian(fitted.residual)) < 0.05
     with pytest.raises(InputError, match="no_such_model"):
         mp.calibrate(seq, keypoint_model="no_such_model")
+
+
+def test_the_starting_pelvis_is_opensims(calibrated):
+    """Pose2Sim's hip markers lie outside OpenSim's hip joint centres.  Read through the marker
+    model, their distance gives OpenSim's pelvis width (230.91 mm, measured on the OpenSim model:
+    the ``RHip`` source in ``pose2sim_halpe26.yaml``; both markers are on the pelvis, so every
+    frame agrees); read as joint centres it gives one 29 % wider."""
+    seq = calibrated[0]
+    model = mp.load_keypoint_model("pose2sim_halpe26")
+    renamed = model.rename(seq)
+    width = estimate_skeleton(renamed, keypoint_model=model).lengths["pelvis_width"]
+    assert width == pytest.approx(230.91, abs=0.5)
+    assert estimate_skeleton(renamed).lengths["pelvis_width"] > 1.2 * 230.91
+    assert calibrated[3].lengths["pelvis_width"] == pytest.approx(230.91, abs=0.5)
