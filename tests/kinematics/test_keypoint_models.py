@@ -393,8 +393,8 @@ def test_fit_prior_of_a_model(tmp_path):
 def test_lengths_measured_through_the_pose2sim_model_are_opensims(shared_data):
     """A static trial of OpenSim's markers in the zero pose: read through the marker model,
     the pelvis, thigh and shank lengths are the OpenSim model's (from its joint centres) within
-    1 %; read as joint centres, the hip
-    markers (22 mm outside the hip centres) make the pelvis 29 % too wide."""
+    1 %; read as joint centres, the hip markers (22 mm outside the hip centres) make the pelvis
+    29 % too wide."""
     joints, markers = _opensim_reference(shared_data / "pose2sim")
     truth = _opensim_skeleton(joints, markers).lengths
     model = load_keypoint_model("pose2sim_halpe26")

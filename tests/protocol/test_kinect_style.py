@@ -50,10 +50,9 @@ CHAIN = {
     "elbow_flexion": ("shoulder", "elbow", "wrist"),
     "shoulder_rotation": ("shoulder", "elbow", "wrist"),  # the forearm turns about the humerus
 }
+
+
 #: strict xfails of the noise-free recordings: (protocol, trial) -> the measured miss and its cause
-CLEAN_MISSES: dict[tuple[str, str], str] = {}
-
-
 def _cases() -> list[tuple[str, str, str, str | None]]:
     out = []
     for name in PROTOCOLS:
@@ -173,15 +172,7 @@ def test_main_rom_is_the_truth_within_the_noise(runs, name, trial):
         assert abs(got - want) <= tol, (side, got, want, tol)
 
 
-@pytest.mark.parametrize(
-    ("name", "trial"),
-    [
-        pytest.param(*c[:2], marks=pytest.mark.xfail(strict=True, reason=CLEAN_MISSES[c[:2]]))
-        if c[:2] in CLEAN_MISSES
-        else c[:2]
-        for c in CASES
-    ],
-)
+@pytest.mark.parametrize(("name", "trial"), [c[:2] for c in CASES])
 def test_without_noise_the_main_rom_is_exact(runs, name, trial):
     """The Kinect joints determine every main DoF here (the knee from hip, knee and ankle; the
     shoulder's rotation from the bent elbow's forearm), so the fit of exact joints must give
