@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from types import MappingProxyType
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..data import KeypointSequence
@@ -64,6 +65,9 @@ __all__ = ["calibrate", "StaticTrialWarning"]
 #: A static trial whose fitted joint angles (:data:`_STATIC_DOFS`) span more than this (degrees,
 #: 5th to 95th percentile) is not static.
 STATIC_DEG = 5.0
+#: Window (seconds) of the running median over a static trial's fitted angles before their span is
+#: compared with :data:`STATIC_DEG`.
+STATIC_WINDOW_S = 0.5
 _MIRROR = np.array([1.0, 1.0, -1.0])
 #: Prior standard deviation (mm) of an offset component held fixed (a keypoint on an axis).
 _HELD = 1e-3
@@ -357,7 +361,7 @@ def calibrate(
         if r == 0:
             before = _medians(res, used)
             if static:
-                spread = _moving(f)
+                spread = _moving(f, sel / float(sequence.rate))
                 if spread:
                     warnings.warn(
                         f"calibrate: the static trial moves: {spread}; expected every joint "
@@ -552,11 +556,16 @@ def _medians(res: np.ndarray, used: list[str]) -> dict[str, float]:
     return {n: float(v) for n, v in zip(used, med)}
 
 
-def _moving(f) -> str:
-    """The DoFs of a fit that span more than STATIC_DEG degrees (5th-95th percentile)."""
-    a = f.angles
+def _moving(f, seconds: np.ndarray) -> str:
+    """The DoFs of a fit that span more than STATIC_DEG degrees (5th-95th percentile) after a
+    running median over :data:`STATIC_WINDOW_S` (``seconds``: each fitted frame's time): the
+    keypoints' frame-to-frame noise moves a straight joint's angle by several degrees (elbow
+    flexion spans about 10 degrees on a still subject with 5 mm of noise), a movement lasts."""
+    a = f.angles.copy()
+    a.index = pd.to_timedelta(np.asarray(seconds, dtype=float), unit="s")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        a = a.rolling(pd.Timedelta(seconds=STATIC_WINDOW_S), center=True, min_periods=1).median()
         span = a.quantile(0.95) - a.quantile(0.05)
     span = span[[c for c in span.index if c[:-2] in _STATIC_DOFS]].dropna()
     big = span[span > STATIC_DEG].sort_values(ascending=False)

@@ -242,6 +242,23 @@ class KeypointModel:
             same name.
         """
         names = tuple(sequence.names)
+        table, folded = self._lookup(), self._lookup_folded()
+        foreign = [
+            n for n in names if table.get(n) is None and folded.get(str(n).casefold()) is None
+        ]
+        if foreign:
+            try:
+                theirs = f"layout {keypoint_model_for(names).layout}"
+            except InputError:
+                theirs = "no layout medpose knows"
+            raise InputError(
+                f"keypoint model {self.name!r} ({self.source_file}) is for layout {self.layout}, "
+                f"but the sequence's keypoints {foreign[:6]}"
+                + (f" (and {len(foreign) - 6} more)" if len(foreign) > 6 else "")
+                + f" are not in it (its names are those of {theirs}); expected names among "
+                f"{list(self.native_names)}: use the model of the sequence's own layout (a "
+                "calibration is made and used on one layout)"
+            )
         new = []
         for n in names:
             k = self.keypoint(n)

@@ -211,7 +211,13 @@ class PatientSkeleton:
         if used != want:
             missing, extra = sorted(want - used), sorted(used - want)
             raise InputError(
-                f"patient skeleton: calibrated on another keypoint layout ({len(want)} keypoints); "
+                "patient skeleton: calibrated on another keypoint layout ("
+                + (
+                    f"keypoint model {Path(self.keypoint_model).name}, "
+                    if self.keypoint_model
+                    else ""
+                )
+                + f"{len(want)} keypoints); "
                 f"the sequence lacks {missing[:8]}{'...' if len(missing) > 8 else ''} and has "
                 f"{extra[:8]}{'...' if len(extra) > 8 else ''} that the calibration did not see; "
                 "calibrate on this layout (mp.calibrate)"

@@ -156,6 +156,58 @@ def test_a_moving_static_trial_is_reported(subject):
     assert p.source == "calibration on the movement"
 
 
+def test_a_still_subject_with_markerless_noise_is_a_static_trial():
+    """Standing still for 3 s with 5 mm of keypoint noise (HALPE_26, 30 Hz): the noise alone
+    swings a straight elbow's fitted flexion over about 10 degrees from frame to frame, more
+    than STATIC_DEG; a still subject is not a movement."""
+    sk = Skeleton.default(1750.0)
+    q = np.zeros((90, len(sk.dof_names)))
+    x = forward_kinematics(sk, q, keypoints=HALPE)
+    x = x + np.random.default_rng(3).normal(0, 5.0, x.shape)
+    seq = KeypointSequence(x, tuple(get_layout("halpe26").native), 30.0, frame="camera")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StaticTrialWarning)
+        p = calibrate(seq, static=True)
+    assert p.source == "calibration on a static trial"
+
+
+def test_a_static_trial_with_a_knee_bend_of_ten_degrees_is_reported():
+    """The same still trial, but the right knee bends by 10 degrees (and the hip by 5) over the
+    second second: a movement of more than a few degrees, named."""
+    sk = Skeleton.default(1750.0)
+    t = np.arange(90) / 30.0
+    q = np.zeros((90, len(sk.dof_names)))
+    q[:, sk.dof_index("knee_flexion_r")] = 10.0 * np.clip(t - 1.0, 0.0, 1.0)
+    q[:, sk.dof_index("hip_flexion_r")] = 5.0 * np.clip(t - 1.0, 0.0, 1.0)
+    x = forward_kinematics(sk, q, keypoints=HALPE)
+    x = x + np.random.default_rng(3).normal(0, 5.0, x.shape)
+    seq = KeypointSequence(x, tuple(get_layout("halpe26").native), 30.0, frame="camera")
+    with pytest.warns(StaticTrialWarning, match=r"moves: knee_flexion_r (9|1[01]) deg"):
+        p = calibrate(seq, static=True)
+    assert p.source == "calibration on the movement"
+
+
+def test_a_calibration_is_refused_on_another_layout_naming_both():
+    """A HALPE_26 calibration used on COCO-17 keypoints: refused, naming the calibration's
+    keypoint model and the sequence's layout."""
+    sk = Skeleton.default(1750.0)
+    q = make_exercise("squat", skeleton=sk, rate=30.0, seed=1).angles.values[:60]
+    halpe = forward_kinematics(sk, q, keypoints=HALPE)
+    seq = KeypointSequence(halpe, tuple(get_layout("halpe26").native), 30.0, frame="camera")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        p = calibrate(seq, frames=20, rounds=1)
+    coco = get_layout("coco17")
+    x = forward_kinematics(sk, q, keypoints=list(coco.medpose))
+    other = KeypointSequence(x, tuple(coco.native), 30.0, frame="camera")
+    with pytest.raises(
+        InputError, match=r"'halpe26'.*is for layout halpe26.*those of layout coco17"
+    ):
+        fit(other, p, progress=False)
+    with pytest.raises(InputError, match=r"keypoint model halpe26, 26 keypoints"):
+        p.check(list(coco.native))
+
+
 def test_bad_parameters():
     seq = KeypointSequence(np.zeros((5, 2, 3)), ("hip_r", "hip_l"), 30.0)
     with pytest.raises(InputError, match="keypoint_sd_mm"):

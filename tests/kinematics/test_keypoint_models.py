@@ -192,7 +192,16 @@ def test_bad_entries_name_the_file_and_the_keypoint(tmp_path, change, message):
 
 def test_rename_refuses_another_layout():
     seq = mp.KeypointSequence(np.zeros((1, 2, 3)), ["left_hip", "RASI"], 30.0)
-    with pytest.raises(InputError, match=r"coco17\.yaml: keypoint 'RASI' is not in layout coco17"):
+    with pytest.raises(
+        InputError,
+        match=r"coco17\.yaml\) is for layout coco17, but the sequence's keypoints \['RASI'\] "
+        r"are not in it \(its names are those of no layout medpose knows\)",
+    ):
+        load_keypoint_model("coco17").rename(seq)
+    # a whole sequence of another layout: the message says which layout its names are
+    halpe = list(get_layout("halpe26").native)
+    seq = mp.KeypointSequence(np.zeros((1, len(halpe), 3)), halpe, 30.0)
+    with pytest.raises(InputError, match=r"'Head'.*those of layout halpe26\).*'left_hip'"):
         load_keypoint_model("coco17").rename(seq)
     seq = mp.KeypointSequence(np.zeros((1, 2, 3)), ["RShoulder", "acromion_r"], 30.0)
     with pytest.raises(InputError, match="would all be named"):
