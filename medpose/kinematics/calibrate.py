@@ -71,6 +71,9 @@ STATIC_WINDOW_S = 0.5
 _MIRROR = np.array([1.0, 1.0, -1.0])
 #: Prior standard deviation (mm) of an offset component held fixed (a keypoint on an axis).
 _HELD = 1e-3
+#: An undetermined offset further than this many prior standard deviations from its prior is
+#: reported as having moved (``"undetermined, N mm from its prior"``), not as ``"prior"``.
+_MOVED = 0.5
 #: In the reduced system each pose DoF is damped as if its prior were at most this wide
 #: (degrees): a trust region on how far the linearised poses may follow a step.
 _POSE_STEP_DEG = 10.0
@@ -433,7 +436,11 @@ def calibrate(
             free = ",".join("xyz"[a] for a in range(3) if not (det[a] or held[a]))
             status[n] = f"partly determined ({free} at the prior)"
         else:
-            status[n] = "prior"
+            # undetermined, yet moved (by what it trades with, or by the fit's posture prior):
+            # say so, a parameter reported at its prior should be there
+            dist = float(np.linalg.norm(x[3 * i : 3 * i + 3] - x0[3 * i : 3 * i + 3]))
+            gone = dist > _MOVED * float(prior_sd[3 * i : 3 * i + 3].max())
+            status[n] = f"undetermined, {dist:.0f} mm from its prior" if gone else "prior"
     ax_out: dict[str, list[float]] = {}
     for i, (s, j) in enumerate(hinge):
         name = sk0.segment_names[s]

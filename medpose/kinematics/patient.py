@@ -105,7 +105,9 @@ class PatientSkeleton:
         keypoints with it before using this skeleton.
     status : Mapping[str, str]
         Per calibrated keypoint or joint centre, what the data determined: ``"determined"``,
-        ``"partly determined (x)"`` (the axes the data left at their prior) or ``"prior"``.
+        ``"partly determined (x)"`` (the axes the data left at their prior), ``"prior"`` (not
+        determined, and at its prior) or ``"undetermined, N mm from its prior"`` (not
+        determined, yet moved more than half its prior's standard deviation).
     residual_before_mm, residual_after_mm : Mapping[str, float]
         Median keypoint residual of the fit before calibration (lengths only) and after, mm.
     patient_id : str or None

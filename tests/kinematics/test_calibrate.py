@@ -17,6 +17,7 @@ from medpose.errors import InputError
 from medpose.kinematics.calibrate import StaticTrialWarning, calibrate
 from medpose.kinematics.fit import fit
 from medpose.kinematics.fk import forward_kinematics
+from medpose.kinematics.keypoint_models import load_keypoint_model
 from medpose.kinematics.patient import PatientSkeleton, estimate_skeleton
 from medpose.kinematics.skeleton import Skeleton
 from medpose.layouts import get_layout
@@ -154,6 +155,33 @@ def test_a_moving_static_trial_is_reported(subject):
     with pytest.warns(StaticTrialWarning, match="the static trial moves"):
         p = calibrate(seq, static=True, frames=10, rounds=1)
     assert p.source == "calibration on the movement"
+
+
+def test_an_undetermined_joint_centre_is_reported_where_it_is():
+    """``prior`` means at the prior: a joint centre the data leave undetermined but that moved
+    more than half its prior's standard deviation (15 mm) is reported with the distance it
+    moved, measured here from the prior calibrate starts from (the default skeleton at the
+    lengths measured through the keypoint model)."""
+    sk = Skeleton.default(1750.0)
+    q = make_exercise("gait", skeleton=sk, rate=60.0, seed=1).angles.values
+    x = forward_kinematics(sk, q, keypoints=HALPE)
+    x = x + np.random.default_rng(1).normal(0, 5.0, x.shape)
+    seq = KeypointSequence(x, tuple(get_layout("halpe26").native), 60.0, frame="camera")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        patient = calibrate(seq)
+    model = load_keypoint_model("halpe26")
+    prior = estimate_skeleton(model.rename(seq), keypoint_model=model).skeleton
+    for name, xyz in patient.joint_centres.items():
+        moved = float(
+            np.linalg.norm(np.subtract(xyz, prior.joint_offsets[prior.segment_index(name)]))
+        )
+        status = patient.status[name]
+        if status == "prior":
+            assert moved <= 7.5, (name, moved)
+        elif status.startswith("undetermined"):
+            said = float(status.split(", ")[1].split(" mm")[0])
+            assert moved > 7.5 and abs(said - moved) <= 0.5, (name, status, moved)
 
 
 def test_a_still_subject_with_markerless_noise_is_a_static_trial():
