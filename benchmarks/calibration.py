@@ -892,7 +892,8 @@ def main() -> None:
         "is 180 deg minus the hip-knee-ankle / shoulder-elbow-wrist marker angle.  frames/s: "
         "wall time of IK, of calibrate + fit (or fit; after an untimed warm-up calibrate and fit), on this machine's CPU.  Rows: `mp.fit` alone; `mp.calibrate` with the priors of the layout's detector model (`halpe26`, what `mp.calibrate(seq)` picks for these names); with Pose2Sim's marker model (`keypoint_model='pose2sim_halpe26'`: the markers where `Markers_Halpe26.xml` puts them, shoulders on the torso); and the same with the fit's temporal smoothness (`smoothness=2`).\n\n"
         f"Machine: {machine()}; whole benchmark {total:.0f} s.  Command: "
-        f"`.venv/bin/python benchmarks/calibration.py{' --quick' if args.quick else ''}`"
+        f"`.venv/bin/python benchmarks/calibration.py{' --quick' if args.quick else ''}"
+        f"{' --all' if args.all else ''}{' --no-real' if args.no_real else ''}`"
         f"{'' if args.all else ' (the clean functional trial left out for time: --all)'}.\n\n"
         + "\n".join(texts)
     )
