@@ -157,16 +157,22 @@ def test_a_moving_static_trial_is_reported(subject):
     assert p.source == "calibration on the movement"
 
 
+def _bias_free_gait() -> tuple[Skeleton, np.ndarray, KeypointSequence]:
+    """A synthetic gait (331 frames, 60 Hz): HALPE_26 keypoints exactly where the default
+    skeleton and the ``halpe26`` model put them, plus 5 mm of noise per axis."""
+    sk = Skeleton.default(1750.0)
+    q = make_exercise("gait", skeleton=sk, rate=60.0, seed=1).angles.values
+    x = forward_kinematics(sk, q, keypoints=HALPE)
+    x = x + np.random.default_rng(1).normal(0, 5.0, x.shape)
+    return sk, q, KeypointSequence(x, tuple(get_layout("halpe26").native), 60.0, frame="camera")
+
+
 def test_an_undetermined_joint_centre_is_reported_where_it_is():
     """``prior`` means at the prior: a joint centre the data leave undetermined but that moved
     more than half its prior's standard deviation (15 mm) is reported with the distance it
     moved, measured here from the prior calibrate starts from (the default skeleton at the
     lengths measured through the keypoint model)."""
-    sk = Skeleton.default(1750.0)
-    q = make_exercise("gait", skeleton=sk, rate=60.0, seed=1).angles.values
-    x = forward_kinematics(sk, q, keypoints=HALPE)
-    x = x + np.random.default_rng(1).normal(0, 5.0, x.shape)
-    seq = KeypointSequence(x, tuple(get_layout("halpe26").native), 60.0, frame="camera")
+    _, _, seq = _bias_free_gait()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         patient = calibrate(seq)
@@ -365,11 +371,7 @@ def test_calibration_keeps_the_accuracy_of_keypoints_without_bias():
     centres) plus 5 mm of noise: no offset to find, so calibrating should leave hip flexion and
     pelvis tilt as accurate as the lengths-only fit (0.3 degrees RMS of slack, the
     OpenSim-comparison target's margin)."""
-    sk = Skeleton.default(1750.0)
-    q = make_exercise("gait", skeleton=sk, rate=60.0, seed=1).angles.values
-    x = forward_kinematics(sk, q, keypoints=HALPE)
-    x = x + np.random.default_rng(1).normal(0, 5.0, x.shape)
-    seq = KeypointSequence(x, tuple(get_layout("halpe26").native), 60.0, frame="camera")
+    sk, q, seq = _bias_free_gait()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         plain = fit(seq, progress=False, threads=1)
