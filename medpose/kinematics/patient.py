@@ -373,8 +373,12 @@ class PatientSkeleton:
             f"{measured} of {len(self.lengths)} lengths measured"
         )
         if self.status:
-            det = sum(v == "determined" for v in self.status.values())
+            det = sum(v.startswith("determined") for v in self.status.values())
             text += f", {det} of {len(self.status)} keypoints and joint centres determined"
+            moved = [k for k, v in self.status.items() if v.startswith("undetermined")]
+            if moved:
+                text += f", {len(moved)} undetermined but moved from their prior ({', '.join(moved[:4])}"
+                text += ", ...)" if len(moved) > 4 else ")"
         return text
 
 

@@ -188,6 +188,9 @@ def test_an_undetermined_joint_centre_is_reported_where_it_is():
         elif status.startswith("undetermined"):
             said = float(status.split(", ")[1].split(" mm")[0])
             assert moved > 7.5 and abs(said - moved) <= 0.5, (name, status, moved)
+    gone = [n for n, v in patient.status.items() if v.startswith("undetermined")]
+    if gone:  # the summary a person reads says so too
+        assert f"{len(gone)} undetermined but moved from their prior ({gone[0]}" in str(patient)
 
 
 def test_a_still_subject_with_markerless_noise_is_a_static_trial():
