@@ -243,9 +243,8 @@ class KeypointModel:
         """
         names = tuple(sequence.names)
         table, folded = self._lookup(), self._lookup_folded()
-        foreign = [
-            n for n in names if table.get(n) is None and folded.get(str(n).casefold()) is None
-        ]
+        hits = [table.get(n) or folded.get(str(n).casefold()) for n in names]
+        foreign = [n for n, k in zip(names, hits) if k is None]
         if foreign:
             try:
                 theirs = f"layout {keypoint_model_for(names).layout}"
@@ -259,10 +258,7 @@ class KeypointModel:
                 f"{list(self.native_names)}: use the model of the sequence's own layout (a "
                 "calibration is made and used on one layout)"
             )
-        new = []
-        for n in names:
-            k = self.keypoint(n)
-            new.append(k.medpose or n)
+        new = [k.medpose or n for n, k in zip(names, hits) if k is not None]
         dup = sorted({n for n in new if new.count(n) > 1})
         if dup:
             raise InputError(

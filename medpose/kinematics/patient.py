@@ -377,8 +377,8 @@ class PatientSkeleton:
             text += f", {det} of {len(self.status)} keypoints and joint centres determined"
             moved = [k for k, v in self.status.items() if v.startswith("undetermined")]
             if moved:
-                text += f", {len(moved)} undetermined but moved from their prior ({', '.join(moved[:4])}"
-                text += ", ...)" if len(moved) > 4 else ")"
+                shown = ", ".join(moved[:4]) + (", ..." if len(moved) > 4 else "")
+                text += f", {len(moved)} undetermined but moved from their prior ({shown})"
         return text
 
 
