@@ -318,7 +318,7 @@ def case(
     for label, calib, fkw in variants:
         t0 = time.perf_counter()
         sk = mp.calibrate(seq_in, **calib) if calib is not None else None
-        f = mp.fit(seq_in, sk, progress=False, **fkw)
+        f = mp.fit(seq_in, sk, progress=False, calibrate=False, **fkw)
         sec = time.perf_counter() - t0
         osim = None if osim_path == MODEL else osim_path  # the scaled one, with its markers
         mot = f.to_mot(work / f"variant{len(rows)}.mot", model="pose2sim", osim=osim)
@@ -444,7 +444,7 @@ def pose2sim_case() -> tuple[list[list[str]], dict[str, Any]]:
             with warnings.catch_warnings(record=True) as rec:
                 warnings.simplefilter("always")
                 sk = mp.calibrate(seq) if calib else None
-                f = mp.fit(seq, sk, progress=False)
+                f = mp.fit(seq, sk, progress=False, calibrate=False)
             sec = time.perf_counter() - t0
             held = [str(w.message) for w in rec if "held at the edge" in str(w.message)]
             r = f.residual
@@ -589,7 +589,7 @@ def uiprmd_case(movement: str) -> tuple[list[list[str]], dict[str, Any]]:
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    f = mp.fit(seq, skel, progress=False)
+                    f = mp.fit(seq, skel, progress=False, calibrate=False)
                 st = stats[key]
                 st["sec"][0] += time.perf_counter() - t0
                 st["frames"][0] += seq.n_frames
@@ -706,7 +706,7 @@ def _real_text(load0: float) -> str:
         "`mp.triangulate(cams, kp)` with its defaults (each frame on its own) and with "
         "`temporal=True` (each point's cameras and each view's left/right labels chosen over the "
         "whole recording, as docs/triangulation.md recommends for a recording), then "
-        "`mp.fit(seq)` or `mp.calibrate(seq)` + "
+        "`mp.fit(seq, calibrate=False)` (lengths only) or `mp.calibrate(seq)` + "
         "`mp.fit(seq, skeleton)`.  Residual: `Fit.residual`, fitted keypoint to triangulated "
         "point (mm), where the point is confident enough for the fit.  DoFs at a limit: "
         "columns of `Fit.at_limit` true in at least one frame.  Frames/s: wall time of "
@@ -890,7 +890,7 @@ def main() -> None:
         "coordinates with the constant offset removed, right/left, and in brackets as written "
         "(raw).  The three-point angle "
         "is 180 deg minus the hip-knee-ankle / shoulder-elbow-wrist marker angle.  frames/s: "
-        "wall time of IK, of calibrate + fit (or fit; after an untimed warm-up calibrate and fit), on this machine's CPU.  Rows: `mp.fit` alone; `mp.calibrate` with the priors of the layout's detector model (`halpe26`, what `mp.calibrate(seq)` picks for these names); with Pose2Sim's marker model (`keypoint_model='pose2sim_halpe26'`: the markers where `Markers_Halpe26.xml` puts them, shoulders on the torso); and the same with the fit's temporal smoothness (`smoothness=2`).\n\n"
+        "wall time of IK, of calibrate + fit (or fit; after an untimed warm-up calibrate and fit), on this machine's CPU.  Rows: `mp.fit` alone (`calibrate=False`: lengths only); `mp.calibrate` with the priors of the layout's detector model (`halpe26`, what `mp.calibrate(seq)` picks for these names; `mp.fit(seq)`'s default fits with this calibration, warranted in every case here); with Pose2Sim's marker model (`keypoint_model='pose2sim_halpe26'`: the markers where `Markers_Halpe26.xml` puts them, shoulders on the torso); and the same with the fit's temporal smoothness (`smoothness=2`).\n\n"
         f"Machine: {machine()}; whole benchmark {total:.0f} s.  Command: "
         f"`.venv/bin/python benchmarks/calibration.py{' --quick' if args.quick else ''}"
         f"{' --all' if args.all else ''}{' --no-real' if args.no_real else ''}`"

@@ -44,7 +44,9 @@ def main() -> Path:
         patient = mp.calibrate(seq)
         markers = mp.read_keypoints(OPENSIM / "pose2sim_random.trc")
         truth = pd.read_csv(OPENSIM / "pose2sim_random_truth.csv")["elbow_flex_l"].to_numpy()
-        plain = mp.fit(markers, progress=False).angles["elbow_flexion_l"].to_numpy()
+        plain = (
+            mp.fit(markers, progress=False, calibrate=False).angles["elbow_flexion_l"].to_numpy()
+        )
         cal = mp.calibrate(markers, keypoint_model="pose2sim_halpe26")
         calibrated = mp.fit(markers, cal, progress=False).angles["elbow_flexion_l"].to_numpy()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 6), width_ratios=(1, 1.3))

@@ -2,6 +2,7 @@
 
 Run: ``python docs/figures/make_fit_figure.py`` (writes ``docs/figures/fit_angles.png``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

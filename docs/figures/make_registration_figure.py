@@ -3,6 +3,7 @@
 Run: ``python docs/figures/make_registration_figure.py`` (about 10 s); writes
 ``docs/figures/registration_tre.png``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,15 +34,36 @@ def main() -> None:
     aniso = camera_fle(0.25, 1.0, axis=(1, 0, 0))
     fig, ax = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     ax[0].plot(dist, predict_tre(x, tg, 1.0), "-", label="predicted (Fitzpatrick 1998)")
-    ax[0].plot(dist, simulate_tre(x, tg, 1.0, 10_000, seed=0), "o", label="simulated, 10,000 trials")
+    ax[0].plot(
+        dist, simulate_tre(x, tg, 1.0, 10_000, seed=0), "o", label="simulated, 10,000 trials"
+    )
     ax[0].set_title("isotropic FLE 1 mm, 6 fiducials")
-    ax[1].plot(dist, predict_tre(x, tg, aniso, weighted_by_fle=False), "-", label="predicted, covariance propagation")
-    ax[1].plot(dist, tre_fitzpatrick(x, tg, float(np.sqrt(np.trace(aniso)))), "--",
-               label="isotropic formula, same RMS FLE")
-    ax[1].plot(dist, simulate_tre(x, tg, aniso, 10_000, weighted_by_fle=False, seed=1), "o",
-               label="simulated (plain least squares)")
+    ax[1].plot(
+        dist,
+        predict_tre(x, tg, aniso, weighted_by_fle=False),
+        "-",
+        label="predicted, covariance propagation",
+    )
+    ax[1].plot(
+        dist,
+        tre_fitzpatrick(x, tg, float(np.sqrt(np.trace(aniso)))),
+        "--",
+        label="isotropic formula, same RMS FLE",
+    )
+    ax[1].plot(
+        dist,
+        simulate_tre(x, tg, aniso, 10_000, weighted_by_fle=False, seed=1),
+        "o",
+        label="simulated (plain least squares)",
+    )
     ax[1].plot(dist, predict_tre(x, tg, aniso), "-", label="predicted, FLE-weighted registration")
-    ax[1].plot(dist, simulate_tre(x, tg, aniso, 10_000, seed=2), "s", ms=4, label="simulated (FLE-weighted)")
+    ax[1].plot(
+        dist,
+        simulate_tre(x, tg, aniso, 10_000, seed=2),
+        "s",
+        ms=4,
+        label="simulated (FLE-weighted)",
+    )
     ax[1].set_title("camera FLE: 0.25 mm lateral, 1.0 mm depth")
     for a in ax:
         a.set_xlabel("target distance from centroid along weakest axis (mm)")

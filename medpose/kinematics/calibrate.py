@@ -46,6 +46,7 @@ import torch
 from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import to_medpose_names
+from .calibrate_report import determined, medians, weighted_rms
 from .fit.context import Context
 from .fit.core import fit_sequence
 from .fit.problem import observable_dofs
@@ -71,9 +72,6 @@ STATIC_WINDOW_S = 0.5
 _MIRROR = np.array([1.0, 1.0, -1.0])
 #: Prior standard deviation (mm) of an offset component held fixed (a keypoint on an axis).
 _HELD = 1e-3
-#: An undetermined offset further than this many prior standard deviations from its prior is
-#: reported as having moved (``"undetermined, N mm from its prior"``), not as ``"prior"``.
-_MOVED = 0.5
 #: In the reduced system each pose DoF is damped as if its prior were at most this wide
 #: (degrees): a trust region on how far the linearised poses may follow a step.
 _POSE_STEP_DEG = 10.0
@@ -329,7 +327,7 @@ def calibrate(
     before: dict[str, float] = {}
     H_data = np.zeros((P, P))
     sk = sk0
-    f = None
+    f = f0 = None
     best: tuple | None = None  # (median residual, x, skeleton, fit) of the best round so far
     for r in range(int(rounds) + 1):
         sk = _with(sk0, used, segs, hinge, x)
@@ -362,7 +360,8 @@ def calibrate(
             continue
         best = (med, x.copy(), sk, f)
         if r == 0:
-            before = _medians(res, used)
+            f0 = f
+            before = medians(res, used)
             if static:
                 spread = _moving(f, sel / float(sequence.rate))
                 if spread:
@@ -422,33 +421,11 @@ def calibrate(
                 stacklevel=2,
             )
             x = np.clip(x, lo, hi)
-    assert f is not None
-    after = _medians(f.residual, used)
+    assert f is not None and f0 is not None
+    after = medians(f.residual, used)
+    rms_prior, rms_cal = weighted_rms((f0, f), sub.confidence, min_confidence)
     post = np.sqrt(np.diag(np.linalg.inv(H_data + np.diag(1.0 / prior_sd**2))))
-    ratio = post / prior_sd
-    status = {}
-    for i, n in enumerate(labels):
-        det = ratio[3 * i : 3 * i + 3] < 0.5
-        held = prior_sd[3 * i : 3 * i + 3] == _HELD
-        if (det | held).all() and det.any():
-            status[n] = "determined" + (" (held on a rotation axis)" if held.any() else "")
-        elif det.any():
-            free = ",".join("xyz"[a] for a in range(3) if not (det[a] or held[a]))
-            status[n] = f"partly determined ({free} at the prior)"
-        else:
-            # undetermined, yet moved (by what it trades with, or by the fit's posture prior):
-            # say so, a parameter reported at its prior should be there
-            dist = float(np.linalg.norm(x[3 * i : 3 * i + 3] - x0[3 * i : 3 * i + 3]))
-            gone = dist > _MOVED * float(prior_sd[3 * i : 3 * i + 3].max())
-            status[n] = f"undetermined, {dist:.0f} mm from its prior" if gone else "prior"
-    ax_out: dict[str, list[float]] = {}
-    for i, (s, j) in enumerate(hinge):
-        name = sk0.segment_names[s]
-        ax_out.setdefault(name, [0.0, 0.0, 0.0])[j] = float(x[P0 + i])
-        key = f"{name} axis"
-        slot = sk0.sequences[s][j]
-        det = "determined" if ratio[P0 + i] < 0.5 else "prior"
-        status[key] = f"{status[key]}, {slot} {det}" if key in status else f"{slot} {det}"
+    status, ax_out = determined(sk0, labels, hinge, x, x0, prior_sd, post, prior_sd == _HELD)
     lengths, method = _lengths(sk0, measured, segs, x[3 * K : P0].reshape(J, 3))
     kp_off = {n: tuple(float(v) for v in x[3 * i : 3 * i + 3]) for i, n in enumerate(used)}
     jt_off = {
@@ -473,6 +450,8 @@ def calibrate(
         status=MappingProxyType(status),
         residual_before_mm=MappingProxyType(before),
         residual_after_mm=MappingProxyType(after),
+        rms_prior_mm=rms_prior,
+        rms_calibrated_mm=rms_cal,
         patient_id=patient_id,
     )
 
@@ -554,13 +533,6 @@ def _observable_dofs(sk: Skeleton, kp: np.ndarray) -> np.ndarray:
     lo = np.array([rng.get(n, (-np.inf, np.inf))[0] for n in sk.dof_names], dtype=float)
     hi = np.array([rng.get(n, (-np.inf, np.inf))[1] for n in sk.dof_names], dtype=float)
     return observable_dofs(sk, np.asarray(kp), lo, hi)
-
-
-def _medians(res: np.ndarray, used: list[str]) -> dict[str, float]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(res, axis=0)
-    return {n: float(v) for n, v in zip(used, med)}
 
 
 def _moving(f, seconds: np.ndarray) -> str:

@@ -96,7 +96,7 @@ def _angles(protocol: Protocol, data: Any) -> tuple[pd.DataFrame, float, Any]:
                     stacklevel=3,
                 )
             patient = calibrate(data, min_confidence=kwargs.get("min_confidence", 0.3))
-        data = fit(data, patient, **kwargs)
+        data = fit(data, patient, **kwargs, calibrate=False)
     if isinstance(data, Fit):
         return with_derived(data.angles), float(data.rate), data
     if isinstance(data, JointAngles):

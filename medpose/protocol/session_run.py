@@ -283,7 +283,7 @@ def _prepare(
                 mode == "static" or (mode == "auto" and set(seq.names) == set(static[0].names))
             ):
                 patient = _static_calibration(static[0], seq, label, static[1])
-            out.fit = fit(seq, patient, **kwargs, progress=False)
+            out.fit = fit(seq, patient, **kwargs, progress=False, calibrate=False)
         rows += _fit_rows(label, out.fit)
         if patient is not None:  # how far calibration moved each keypoint from its prior
             table = patient.calibration_table()

@@ -184,8 +184,15 @@ def fit_repr(fit: Any) -> str:
             parts.append(f"median residual {np.nanmedian(r):.2f} mm")
     parts.append(f"{int(np.asarray(fit.limit_active).any(axis=1).sum())} frames at a joint limit")
     patient = getattr(fit, "patient", None)
+    tried = getattr(fit, "calibration", None)
     if patient is not None and getattr(patient, "keypoint_offsets", None):
         parts.append(f"skeleton from {patient.source}")  # a calibration (no patient id)
+    if tried is not None and np.isfinite(tried.gain):
+        used = "used" if tried is patient else "not used"
+        parts.append(
+            f"calibration {used}: RMS residual {tried.rms_prior_mm:.1f} -> "
+            f"{tried.rms_calibrated_mm:.1f} mm ({100 * tried.gain:.0f} % lower)"
+        )
     return f"Fit({', '.join(parts)})"
 
 

@@ -59,7 +59,7 @@ def subject():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         patient = calibrate(seq, frames=30, rounds=2, patient_id="P-001")
-        before = fit(seq, progress=False, threads=1)
+        before = fit(seq, progress=False, threads=1, calibrate=False)
         after = fit(seq, patient, progress=False, threads=1)
     return truth, q, seq, patient, before, after
 
@@ -84,6 +84,19 @@ def test_calibration_explains_the_subjects_keypoints(subject):
         .all()
     )
     assert after.patient is patient
+
+
+def test_the_calibration_is_warranted_by_offsets_the_prior_lacks(subject):
+    """Hips 50 mm and shoulders 38 mm off their joint centres with 2 mm of noise: the prior
+    skeleton's RMS residual is tens of mm, the calibrated one's near the noise's (2 mm per axis:
+    3.5 mm RMS in 3D, less what the fit absorbs), far beyond the 10 % that warrants it; a
+    lengths-only skeleton has no calibration gain to report."""
+    _, _, _, patient, before, _ = subject
+    assert patient.rms_prior_mm > 8.0
+    assert patient.rms_calibrated_mm < 2.0 * NOISE_MM * 3**0.5
+    assert patient.gain == pytest.approx(1 - patient.rms_calibrated_mm / patient.rms_prior_mm)
+    assert patient.warranted and "warranted" in str(patient) and "not warranted" not in str(patient)
+    assert np.isnan(before.patient.gain) and not before.patient.warranted
 
 
 def test_calibration_recovers_the_shoulder_keypoints(subject):
@@ -117,6 +130,9 @@ def test_round_trip_and_refusals(subject, tmp_path):
             back.skeleton.joint_offsets, patient.skeleton.joint_offsets, atol=1e-3
         )
         assert back.status == dict(patient.status)
+        assert back.rms_prior_mm == patient.rms_prior_mm
+        assert back.rms_calibrated_mm == patient.rms_calibrated_mm
+        assert back.warranted == patient.warranted
     path = tmp_path / "p.yaml"
     with pytest.raises(InputError, match="another patient") as err:
         PatientSkeleton.load(path, patient_id="P-002")
@@ -350,7 +366,7 @@ def test_a_calibrated_fit_reads_a_straight_arm_on_the_abduction_branch(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         patient = calibrate(seq)
-        plain = fit(seq, progress=False)
+        plain = fit(seq, progress=False, calibrate=False)
         f = fit(seq, patient, progress=False)
     off = {}
     for name, g in (("plain", plain), ("calibrated", f)):
@@ -366,8 +382,8 @@ def test_a_calibrated_fit_reads_a_straight_arm_on_the_abduction_branch(
     reason="on a gait the lumbar spine barely bends, so the keypoints hardly see where the "
     "lumbar joint sits front to back, and the posture prior places it: calibration moves it 32 mm "
     "back (the hip centres 14-15 mm forward), and pelvis tilt, read through that joint 85 mm "
-    "above the hips, and hip flexion are worse than the lengths-only fit's; why mp.fit does not "
-    "calibrate by default (docs/calibration.md)",
+    "above the hips, and hip flexion are worse than the lengths-only fit's; why mp.fit(seq) fits with a "
+    "calibration only where it is warranted, which here it is not (docs/calibration.md)",
 )
 def test_calibration_keeps_the_accuracy_of_keypoints_without_bias():
     """Keypoints exactly where the default skeleton's HALPE_26 model puts them (its joint
@@ -377,7 +393,7 @@ def test_calibration_keeps_the_accuracy_of_keypoints_without_bias():
     sk, q, seq = _bias_free_gait()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        plain = fit(seq, progress=False, threads=1)
+        plain = fit(seq, progress=False, threads=1, calibrate=False)
         calibrated = fit(seq, calibrate(seq), progress=False, threads=1)
     for dof in ("hip_flexion_r", "hip_flexion_l", "pelvis_tilt"):
         assert _rmse(calibrated, q, sk, dof) <= _rmse(plain, q, sk, dof) + 0.3, dof

@@ -52,7 +52,7 @@ def calibrated():
     truth = pd.read_csv(DATA / "pose2sim_random_truth.csv")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        plain = mp.fit(seq, progress=False, threads=1)
+        plain = mp.fit(seq, progress=False, threads=1, calibrate=False)
         patient = mp.calibrate(seq, keypoint_model="pose2sim_halpe26")
         fitted = mp.fit(seq, patient, progress=False, threads=1)
     return seq, truth, plain, patient, fitted

@@ -1,5 +1,6 @@
-"""``mp.fit(seq, calibrate=True)`` calibrates the subject on the sequence first; the default
-is the lengths-only fit."""
+"""``mp.fit(seq)`` calibrates the subject on the sequence first and keeps the calibration where
+the data warrant it (``calibrate="auto"``); ``calibrate=True`` keeps it always, ``False`` is the
+lengths-only fit."""
 
 from __future__ import annotations
 
@@ -49,8 +50,19 @@ def detector():
         warnings.simplefilter("ignore", UserWarning)
         asked = fit(seq, progress=False, threads=1, calibrate=True)
         explicit = fit(seq, calibrate(seq), progress=False, threads=1)
-        plain = fit(seq, progress=False, threads=1)
+        plain = fit(seq, progress=False, threads=1, calibrate=False)
     return seq, asked, explicit, plain
+
+
+@pytest.fixture(scope="module")
+def at_joint_centres():
+    """The same movement with the keypoints at the joint centres: nothing to calibrate."""
+    seq = _sequence(HALPE, shift_hips=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        default = fit(seq, progress=False, threads=1)
+        plain = fit(seq, progress=False, threads=1, calibrate=False)
+    return seq, default, plain
 
 
 def test_calibrate_true_is_calibrate_then_fit(detector):
@@ -58,7 +70,8 @@ def test_calibrate_true_is_calibrate_then_fit(detector):
     explains the detector-like hips that the default, lengths-only fit cannot reach."""
     _, asked, explicit, plain = detector
     assert asked.patient.keypoint_offsets  # a calibration, reported in Fit.patient
-    assert plain.patient.keypoint_offsets == {}
+    assert asked.calibration is asked.patient
+    assert plain.patient.keypoint_offsets == {} and plain.calibration is None
     np.testing.assert_allclose(asked.q, explicit.q, atol=1e-4, equal_nan=True)
     hips = [asked.keypoint_names.index(n) for n in ("hip_r", "hip_l")]
     assert np.nanmedian(asked.residual[:, hips]) < 0.5 * np.nanmedian(plain.residual[:, hips])
@@ -76,3 +89,44 @@ def test_calibrate_true_calibrates_a_given_skeleton_and_refuses_a_calibration(de
     np.testing.assert_allclose(given.q, asked.q, atol=1e-4, equal_nan=True)
     with pytest.raises(InputError, match="PatientSkeleton"):
         fit(seq, asked.patient, calibrate=True, progress=False)
+
+
+def test_the_default_keeps_a_calibration_that_explains_the_keypoints(detector):
+    """Detector-like hips (40 mm above, 30 mm lateral): the calibration lowers the RMS residual
+    by far more than the 10 % it must (the hips alone are two of 26 keypoints), so ``mp.fit(seq)``
+    fits with it, as ``calibrate=True`` does."""
+    seq, asked, _, _ = detector
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        default = fit(seq, progress=False, threads=1)
+    assert default.calibration is not None and default.calibration.warranted
+    assert default.patient is default.calibration
+    assert default.calibration.rms_calibrated_mm < 0.9 * default.calibration.rms_prior_mm
+    np.testing.assert_allclose(default.q, asked.q, atol=1e-4, equal_nan=True)
+    assert "calibration used" in repr(default)
+
+
+def test_the_default_on_keypoints_at_the_joint_centres_is_the_lengths_only_fit(at_joint_centres):
+    """Where the keypoints are the default skeleton's (medpose's own synthetic patients) the
+    calibration only fits noise: not warranted, so the fit is the lengths-only one, to the bit,
+    and says why."""
+    _, default, plain = at_joint_centres
+    cal = default.calibration
+    assert cal is not None and not cal.warranted and 0.0 <= cal.gain < 0.10
+    assert default.patient.keypoint_offsets == {}
+    np.testing.assert_array_equal(default.q, plain.q)
+    assert "calibration not used" in repr(default)
+    assert "not warranted" in str(cal)
+
+
+def test_a_skeleton_given_is_fitted_as_it_is(at_joint_centres):
+    """``calibrate="auto"`` calibrates only when no skeleton is given."""
+    seq, _, _ = at_joint_centres
+    f = fit(seq, Skeleton.default(1750.0), progress=False, threads=1, max_iter=5)
+    assert f.calibration is None
+
+
+def test_a_bad_calibrate_value_is_refused(at_joint_centres):
+    seq, _, _ = at_joint_centres
+    with pytest.raises(InputError, match="calibrate must be True, False or 'auto', found 'yes'"):
+        fit(seq, calibrate="yes", progress=False)  # type: ignore[arg-type]

@@ -1,10 +1,13 @@
-"""The public fit: :func:`fit` calibrates the subject first when asked
-(:func:`~medpose.kinematics.calibrate.calibrate`), then fits every frame
-(:func:`.core.fit_sequence`)."""
+"""The public fit: :func:`fit` calibrates the subject on the sequence first
+(:func:`~medpose.kinematics.calibrate.calibrate`; by default kept where the data warrant it),
+then fits every frame (:func:`.core.fit_sequence`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Mapping
+from typing import Literal
 
 import torch
 
@@ -24,7 +27,7 @@ def fit(
     skeleton: Skeleton | PatientSkeleton | None = None,
     limits: JointLimits | None = None,
     *,
-    calibrate: bool = False,
+    calibrate: bool | Literal["auto"] = "auto",
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     smoothness: float = 0.0,
@@ -61,12 +64,18 @@ def fit(
         fit's time.
     limits : JointLimits, optional
         Hard limits (and soft prior); default :meth:`JointLimits.default`.
-    calibrate : bool
-        Calibrate the subject on this sequence first (:func:`~medpose.kinematics.calibrate.calibrate`
-        with its defaults: keypoint offsets, joint centres and lengths on up to 200 frames, a
-        few seconds on the CPU) and fit with the result, the ``skeleton`` given (a
-        :class:`~medpose.kinematics.skeleton.Skeleton`) or the default one calibrated.  Default
-        False: the lengths-only fit (see docs/calibration.md for when calibration helps).
+    calibrate : bool or "auto"
+        ``"auto"`` (default): without a ``skeleton`` or ``init``, calibrate the subject on
+        this sequence first
+        (:func:`~medpose.kinematics.calibrate.calibrate` with its defaults: keypoint offsets,
+        joint centres and lengths on up to 200 frames, a few seconds on the CPU) and fit with
+        the calibration where the data warrant it
+        (:attr:`PatientSkeleton.warranted <medpose.kinematics.patient.PatientSkeleton.warranted>`:
+        it lowers the RMS keypoint residual by at least 10 %), else with lengths only;
+        ``Fit.calibration`` holds the calibration either way, and its warnings are shown only
+        when it is used.  ``True``: fit with the calibration in any case.  ``False``: lengths
+        only, no calibration (the fastest; see docs/calibration.md).  A ``skeleton`` given is
+        fitted as it is unless ``calibrate=True``.
     device : str or torch.device, optional
         ``"cpu"`` (default) or ``"cuda"``.
     dtype : torch.dtype, optional
@@ -135,7 +144,8 @@ def fit(
     ------
     InputError
         Not a 3D KeypointSequence; ``calibrate=True`` with a PatientSkeleton (already
-        calibrated) or where calibration fails; a layout missing the keypoints the fit needs (named);
+        calibrated) or where calibration fails (``"auto"`` then warns and fits with lengths
+        only); a ``calibrate`` other than True, False or "auto"; a layout missing the keypoints the fit needs (named);
         bone lengths implausible for a human (e.g. metres instead of millimetres); a bad
         ``prior``, ``smoothness``, ``chunk_size``, ``up`` or ``noise_mm``; an ``init`` of
         another length or other DoFs.
@@ -148,7 +158,11 @@ def fit(
     >>> f = mp.fit(mp.read_keypoints("trial.trc"))               # doctest: +SKIP
     >>> f.angles["knee_flexion_r"].max()                         # doctest: +SKIP
     """
-    if calibrate:
+    if calibrate not in (True, False, "auto"):
+        raise InputError(f"fit: calibrate must be True, False or 'auto', found {calibrate!r}")
+    tried: PatientSkeleton | None = None
+    failed = ""
+    if calibrate is True:
         if isinstance(skeleton, PatientSkeleton):
             raise InputError(
                 "fit: calibrate=True with a PatientSkeleton, which is a calibration already; "
@@ -156,8 +170,22 @@ def fit(
             )
         from ..calibrate import calibrate as calibrate_subject
 
-        skeleton = calibrate_subject(sequence, skeleton, min_confidence=min_confidence, up=up)
-    return fit_sequence(
+        skeleton = tried = calibrate_subject(
+            sequence, skeleton, min_confidence=min_confidence, up=up
+        )
+    elif (
+        calibrate == "auto"
+        and skeleton is None
+        and init is None
+        and isinstance(sequence, KeypointSequence)
+        and sequence.ndim == 3
+    ):
+        tried, shown, failed = _auto_calibration(sequence, min_confidence, up)
+        if tried is not None and tried.warranted:
+            skeleton = tried
+            for w in shown:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    result = fit_sequence(
         sequence,
         skeleton,
         limits,
@@ -177,3 +205,25 @@ def fit(
         init=init,
         noise_mm=noise_mm,
     )
+    if failed:  # said only now: where the fit fails too, its own error says what is wrong
+        warnings.warn(
+            f"fit: could not calibrate on this sequence ({failed}); fitted with lengths only",
+            stacklevel=2,
+        )
+    return result if tried is None else dataclasses.replace(result, calibration=tried)
+
+
+def _auto_calibration(
+    sequence: KeypointSequence, min_confidence: float, up: str | None
+) -> tuple[PatientSkeleton | None, list[warnings.WarningMessage], str]:
+    """``calibrate="auto"``: the calibration on the sequence, the warnings it gave (held back:
+    they matter only if it is used) and, where it cannot be calibrated, None and why."""
+    from ..calibrate import calibrate as calibrate_subject
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        try:
+            patient = calibrate_subject(sequence, min_confidence=min_confidence, up=up)
+        except InputError as exc:
+            return None, [], str(exc)
+    return patient, list(shown), ""

@@ -88,6 +88,11 @@ class Fit:
         reported as NaN in :attr:`angles`.
     alignment : numpy.ndarray, shape (3, 3)
         Rotation from the data's axes to the skeleton's (``x_skel = A @ x_data``).
+    calibration : PatientSkeleton or None
+        The calibration :func:`fit` made on this sequence (``calibrate="auto"`` or True), used or
+        not: with ``"auto"`` it is used (and is :attr:`patient`) only where
+        :attr:`PatientSkeleton.warranted <medpose.kinematics.patient.PatientSkeleton.warranted>`;
+        None when none was made.
     """
 
     q: np.ndarray
@@ -109,6 +114,7 @@ class Fit:
     noise_mm: float = float("nan")  # keypoint noise measured on the pilot frames, mm per axis
     prior_sd: np.ndarray | None = None  # (D,) posture prior standard deviation, degrees
     source: Observed | None = None  # what the lazy keypoints and residuals are computed from
+    calibration: PatientSkeleton | None = None
 
     @property
     def fitted(self) -> np.ndarray:
