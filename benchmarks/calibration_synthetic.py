@@ -19,7 +19,7 @@ Both are fitted with lengths only (``mp.fit(seq, calibrate=False)``) and after
 calibrated; right and left averaged.  The second-to-last column counts the joint centres that the calibration reports as ``undetermined, N mm from its
 prior`` (undetermined by the data, yet moved), and the one after it how much the calibration
 lowered the RMS keypoint residual, hence what ``mp.fit(seq)`` fits by default (the calibration
-where the gain is 10 % or more).  The baseline is the lengths-only fit in the same
+where the gain is 10 % and 1 mm or more).  The baseline is the lengths-only fit in the same
 run; the comparison with other bodies and with OpenSim's own inverse kinematics is
 ``benchmarks/calibration.py``.
 """
@@ -51,11 +51,11 @@ DESCRIPTION = (
     "dropouts, swaps or outliers).  Fitted with lengths only (`mp.fit(seq, calibrate=False)`) and after "
     "`mp.calibrate(seq)` on the same sequence.  Cells: RMS error (degrees, as fitted, no offset "
     "removed) against the generating angles, lengths only -> calibrated, right and left "
-    "averaged.  Last column: the joint centres the calibration reports as 'undetermined, N mm "
+    "averaged.  Second-to-last column: the joint centres the calibration reports as 'undetermined, N mm "
     "from its prior' (the data did not determine them, yet they moved).  Last column: how much "
     "the calibration lowered the RMS keypoint residual (`PatientSkeleton.gain`), and so what "
-    "`mp.fit(seq)` (`calibrate='auto'`) fits: the calibration where it is warranted (10 % or "
-    "more), else the lengths-only fit."
+    "`mp.fit(seq)` (`calibrate='auto'`) fits: the calibration where it is warranted (10 % and "
+    "1 mm or more), else the lengths-only fit."
 )
 EXERCISES = ("gait", "squat", "deep_squat", "shoulder_flexion", "elbow_flexion")
 RATE = 60.0

@@ -78,6 +78,9 @@ FILE_VERSION = 1
 #: default skeleton's joint centres (nothing to find: fitting noise and the posture prior), 41-59 %
 #: with a 20 mm detector bias, 46-93 % on OpenSim's markers, 21-64 % on the real recordings.
 WARRANTED_GAIN = 0.10
+#: ... and by at least this many mm: on exact keypoints (no noise, nothing to find) a few hundredths
+#: of a mm fall to thousandths, a large fraction that moves the poorly seen offsets for nothing.
+WARRANTED_MM = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,8 +161,10 @@ class PatientSkeleton:
     def warranted(self) -> bool:
         """The data support the calibration: it explains the keypoints better than the prior
         skeleton by at least :data:`WARRANTED_GAIN` of the RMS residual (fitting noise alone gains
-        a few percent).  ``mp.fit(seq)`` fits with the calibration only then."""
-        return bool(self.gain >= WARRANTED_GAIN)
+        a few percent) and by at least :data:`WARRANTED_MM`.  ``mp.fit(seq)`` fits with the
+        calibration only then."""
+        drop = self.rms_prior_mm - self.rms_calibrated_mm
+        return bool(self.gain >= WARRANTED_GAIN and drop >= WARRANTED_MM)
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per length: ``length_mm``, ``method``, ``spread_mm`` (IQR over frames)."""
@@ -373,7 +378,8 @@ class PatientSkeleton:
                 + (
                     "warranted)"
                     if self.warranted
-                    else f"not warranted, below {100 * WARRANTED_GAIN:.0f} %)"
+                    else f"not warranted: below {100 * WARRANTED_GAIN:.0f} % or "
+                    f"{WARRANTED_MM:g} mm)"
                 )
             )
         return text

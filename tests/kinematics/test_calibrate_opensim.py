@@ -68,6 +68,19 @@ def test_calibrated_skeleton_reaches_opensims_markers(calibrated):
     assert "acromion_r" in patient.keypoints  # Pose2Sim's shoulder marker is a trunk point
 
 
+def test_the_default_fit_calibrates_on_opensims_markers(calibrated):
+    """``mp.fit(seq)``: markers that OpenSim placed on another body are not the default
+    skeleton's keypoints, so the calibration on the sequence (the layout's detector model) lowers
+    the RMS residual by far more than the 10 % that warrants it, and the fit uses it."""
+    seq, _, plain, _, _ = calibrated
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        f = mp.fit(seq, progress=False, threads=1)
+    assert f.calibration is not None and f.calibration.warranted
+    assert f.patient is f.calibration
+    assert np.nanmedian(f.residual) < 0.5 * np.nanmedian(plain.residual)
+
+
 def test_calibrated_knee_and_elbow_follow_opensims_coordinates(calibrated):
     """Knee and elbow flexion (offset removed) are no worse than the plain three-point angle on
     the same markers (the issue's floor), and better than the lengths-only fit."""

@@ -71,7 +71,7 @@ def fit(
         joint centres and lengths on up to 200 frames, a few seconds on the CPU) and fit with
         the calibration where the data warrant it
         (:attr:`PatientSkeleton.warranted <medpose.kinematics.patient.PatientSkeleton.warranted>`:
-        it lowers the RMS keypoint residual by at least 10 %), else with lengths only;
+        it lowers the RMS keypoint residual by at least 10 % and 1 mm), else with lengths only;
         ``Fit.calibration`` holds the calibration either way, and its warnings are shown only
         when it is used.  ``True``: fit with the calibration in any case.  ``False``: lengths
         only, no calibration (the fastest; see docs/calibration.md).  A ``skeleton`` given is
