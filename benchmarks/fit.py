@@ -103,7 +103,7 @@ def run_medpose(
     ``repeats`` further calls, the RMS errors of the last one, and the seconds its fitted
     keypoints and residuals took when first asked (a GPU fit computes them then).
     """
-    kw = dict(device=device, dtype=dtype, progress=False, threads=threads)
+    kw = dict(device=device, dtype=dtype, progress=False, threads=threads, calibrate=False)
     if chunk:
         kw["chunk_size"] = chunk
     model = patient if patient is not None else (None if estimate else sk)
