@@ -313,10 +313,10 @@ class PatientSkeleton:
             )
         try:
             out = cls(**patient_fields(doc, base or Skeleton.default()))
-        except InputError as exc:
+        except (InputError, ValueError) as exc:
             raise InputError(f"{where}: {exc}") from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise InputError(f"{where}: missing or malformed field {exc}") from None
+        except (KeyError, TypeError, AttributeError) as exc:  # e.g. an offset of an unknown name
+            raise InputError(f"{where}: malformed content ({exc!r})") from None
         if keypoints is not None or patient_id is not None:
             out.check(keypoints if keypoints is not None else out.keypoints, patient_id=patient_id)
         return out

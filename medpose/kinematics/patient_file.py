@@ -38,30 +38,49 @@ def patient_document(p: Any, version: int) -> dict[str, Any]:
 
 def patient_fields(doc: Mapping[str, Any], base: Skeleton) -> dict[str, Any]:
     """The keyword arguments of ``PatientSkeleton`` from a file's content (``base``: the skeleton
-    the file's lengths, offsets and axes apply to).  KeyError, TypeError or ValueError on a
-    missing or malformed field."""
-    sk = base.with_lengths(dict(doc["lengths_mm"]))
-    sk = sk.with_offsets(doc.get("keypoint_offsets_mm"), doc.get("joint_centres_mm"))
-    sk = sk.with_axes(doc.get("joint_axes_deg") or {})
-    triples = lambda key: MappingProxyType(  # noqa: E731
-        {k: tuple(map(float, v)) for k, v in (doc.get(key) or {}).items()}
-    )
+    the file's lengths, offsets and axes apply to).  ValueError naming the field that is missing
+    or malformed, with what was found."""
+
+    def read(key: str, convert: Any, default: Any = ...) -> Any:
+        if key not in doc and default is not ...:
+            return default
+        if key not in doc:
+            raise ValueError(f"field {key!r} is missing")
+        try:
+            return convert(doc[key])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            found = "" if isinstance(doc[key], Mapping) else f", found {doc[key]!r}"
+            raise ValueError(f"field {key!r}: malformed ({exc}){found}") from None
+
+    def triples(v: Any) -> MappingProxyType:
+        out = {k: tuple(map(float, t)) for k, t in (v or {}).items()}
+        bad = {k: t for k, t in out.items() if len(t) != 3}
+        if bad:
+            raise ValueError(f"expected 3 numbers (x, y, z) per name, found {bad}")
+        return MappingProxyType(out)
+
+    floats = lambda v: MappingProxyType({k: float(x) for k, x in v.items()})  # noqa: E731
+    lengths = read("lengths_mm", floats)
+    offsets = read("keypoint_offsets_mm", triples, MappingProxyType({}))
+    centres = read("joint_centres_mm", triples, MappingProxyType({}))
+    axes = read("joint_axes_deg", triples, MappingProxyType({}))
+    sk = base.with_lengths(dict(lengths)).with_offsets(offsets, centres).with_axes(dict(axes))
     return dict(
         skeleton=sk,
-        lengths=MappingProxyType({k: float(v) for k, v in doc["lengths_mm"].items()}),
-        method=MappingProxyType(dict(doc.get("method", {}))),
-        source=str(doc["source"]),
-        height_mm=float(doc["height_mm"]),
-        n_frames=int(doc.get("n_frames", 0)),
-        keypoints=tuple(str(k) for k in doc.get("keypoints", ())),
-        keypoint_offsets=triples("keypoint_offsets_mm"),
-        joint_centres=triples("joint_centres_mm"),
-        joint_axes=triples("joint_axes_deg"),
+        lengths=lengths,
+        method=read("method", lambda v: MappingProxyType(dict(v)), MappingProxyType({})),
+        source=read("source", str),
+        height_mm=read("height_mm", float),
+        n_frames=read("n_frames", int, 0),
+        keypoints=read("keypoints", lambda v: tuple(str(k) for k in v), ()),
+        keypoint_offsets=offsets,
+        joint_centres=centres,
+        joint_axes=axes,
         keypoint_model=doc.get("keypoint_model"),
-        status=MappingProxyType(dict(doc.get("status", {}))),
-        residual_before_mm=MappingProxyType(dict(doc.get("residual_before_mm", {}))),
-        residual_after_mm=MappingProxyType(dict(doc.get("residual_after_mm", {}))),
-        rms_prior_mm=float(doc.get("rms_prior_mm", float("nan"))),
-        rms_calibrated_mm=float(doc.get("rms_calibrated_mm", float("nan"))),
+        status=read("status", lambda v: MappingProxyType(dict(v)), MappingProxyType({})),
+        residual_before_mm=read("residual_before_mm", floats, MappingProxyType({})),
+        residual_after_mm=read("residual_after_mm", floats, MappingProxyType({})),
+        rms_prior_mm=read("rms_prior_mm", float, float("nan")),
+        rms_calibrated_mm=read("rms_calibrated_mm", float, float("nan")),
         patient_id=doc.get("patient_id"),
     )

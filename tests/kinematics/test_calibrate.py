@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+import yaml
 
 from medpose.data import KeypointSequence
 from medpose.errors import InputError
@@ -143,6 +144,22 @@ def test_round_trip_and_refusals(subject, tmp_path):
     other = KeypointSequence(seq.select(coco).positions, tuple(coco), seq.rate)
     with pytest.raises(InputError, match="another keypoint layout"):
         fit(other, patient, progress=False)
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    name = next(iter(doc["keypoint_offsets_mm"]))
+    for field, value, message in (
+        ("height_mm", "tall", r"field 'height_mm': malformed .*found 'tall'"),
+        ("keypoint_offsets_mm", {name: [1.0, 2.0]}, r"field 'keypoint_offsets_mm'.*3 numbers"),
+        ("lengths_mm", None, r"field 'lengths_mm' is missing"),
+    ):
+        broken = dict(doc)
+        if value is None:
+            del broken[field]
+        else:
+            broken[field] = value
+        wrong = tmp_path / "wrong.yaml"
+        wrong.write_text(yaml.safe_dump(broken), encoding="utf-8")
+        with pytest.raises(InputError, match=r"wrong\.yaml: " + message):
+            PatientSkeleton.load(wrong)
     bad = tmp_path / "bad.yaml"
     bad.write_text("medpose: session\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"bad\.yaml.*'medpose'"):
