@@ -60,7 +60,8 @@ def determined(
 
 def weighted_rms(fits, confidence: np.ndarray, min_conf: float) -> list[float]:
     """Confidence-weighted RMS residual (mm) of each fit of the same frames, over the observations
-    every one of them kept (confident, fitted, not a gross outlier: :func:`.fit.starts.outliers`)."""
+    every one of them kept (confident, fitted, not a gross outlier:
+    :func:`.fit.starts.outliers`)."""
     w = np.where(confidence >= min_conf, np.nan_to_num(confidence), 0.0)
     res = [np.asarray(f.residual, dtype=float) for f in fits]
     keep = w > 0

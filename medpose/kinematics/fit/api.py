@@ -145,10 +145,10 @@ def fit(
     InputError
         Not a 3D KeypointSequence; ``calibrate=True`` with a PatientSkeleton (already
         calibrated) or where calibration fails (``"auto"`` then warns and fits with lengths
-        only); a ``calibrate`` other than True, False or "auto"; a layout missing the keypoints the fit needs (named);
-        bone lengths implausible for a human (e.g. metres instead of millimetres); a bad
-        ``prior``, ``smoothness``, ``chunk_size``, ``up`` or ``noise_mm``; an ``init`` of
-        another length or other DoFs.
+        only); a ``calibrate`` other than True, False or "auto"; a layout missing the keypoints
+        the fit needs (named); bone lengths implausible for a human (e.g. metres instead of
+        millimetres); a bad ``prior``, ``smoothness``, ``chunk_size``, ``up`` or ``noise_mm``;
+        an ``init`` of another length or other DoFs.
     LimitError
         Empty or inverted limits (from :class:`JointLimits`).
 
