@@ -110,6 +110,8 @@ def test_readme_commands_run(demo_folder):
     assert "valid" in validate_out
     assert (folder / "demo_output" / "summary.json").is_file()
     assert (folder / "demo_output" / "study.sqlite").is_file()
+    squat = mp.read_mot(folder / "squat.mot")  # medpose fit: Pose2Sim's coordinates
+    assert "knee_angle_r" in squat.names and squat.values.shape[0] > 0
 
 
 @pytest.mark.slow
