@@ -126,3 +126,44 @@ def test_the_starting_pelvis_is_opensims(calibrated):
     assert width == pytest.approx(230.91, abs=0.5)
     assert estimate_skeleton(renamed).lengths["pelvis_width"] > 1.2 * 230.91
     assert calibrated[3].lengths["pelvis_width"] == pytest.approx(230.91, abs=0.5)
+
+
+@pytest.fixture(scope="module")
+def command_line(tmp_path_factory):
+    """``medpose calibrate`` with Pose2Sim's marker model, then ``medpose fit --patient`` writing
+    a ``.mot`` (Pose2Sim's coordinates) and a CSV (medpose's DoFs)."""
+    from medpose.cli import main
+
+    d = tmp_path_factory.mktemp("cli")
+    trc, pat, mot, csv = DATA / "pose2sim_random.trc", d / "p.yaml", d / "t.mot", d / "t.csv"
+    codes = (
+        main(["calibrate", str(trc), str(pat), "--keypoint-model", "pose2sim_halpe26"]),
+        main(["fit", str(trc), "--patient", str(pat), "-o", str(mot), "-o", str(csv)]),
+    )
+    return codes, pat, mot, csv
+
+
+def test_the_command_lines_mot_follows_opensims_coordinates(command_line):
+    """``medpose fit``'s ``.mot`` holds OpenSim's names and signs: its knee and elbow flexion,
+    offset removed, are no further from the coordinates that generated the markers than the
+    plain three-point angle of the same markers."""
+    codes, pat, mot, _ = command_line
+    assert codes == (0, 0)
+    assert mp.PatientSkeleton.load(pat).keypoint_model == "pose2sim_halpe26"
+    got = mp.read_mot(mot)
+    truth = pd.read_csv(DATA / "pose2sim_random_truth.csv")
+    seq = mp.read_keypoints(DATA / "pose2sim_random.trc")
+    for oc in PAIRS:
+        err = _rmse_offset(np.asarray(got[oc], dtype=float), truth[oc].to_numpy())
+        floor = _rmse_offset(_three_point(seq, THREE[oc]), truth[oc].to_numpy())
+        assert err <= floor, (oc, err, floor)
+
+
+def test_the_command_line_fits_as_the_api_does(command_line):
+    """``medpose fit --patient`` and ``mp.fit`` with the same patient file: the same angles."""
+    _, pat, _, csv = command_line
+    seq = mp.read_keypoints(DATA / "pose2sim_random.trc")
+    f = mp.fit(seq, mp.PatientSkeleton.load(pat), progress=False)
+    table = pd.read_csv(csv)
+    for dof in ("knee_flexion_r", "elbow_flexion_l", "hip_flexion_r", "pelvis_tilt"):
+        np.testing.assert_allclose(table[dof], f.angles[dof].to_numpy(), atol=1e-6)
