@@ -329,6 +329,7 @@ def calibrate(
     sk = sk0
     f = f0 = None
     best: tuple | None = None  # (median residual, x, skeleton, fit) of the best round so far
+    pushed: set[str] = set()  # parameters a step pushed beyond the plausible range
     for r in range(int(rounds) + 1):
         sk = _with(sk0, used, segs, hinge, x)
         with warnings.catch_warnings():
@@ -411,16 +412,16 @@ def calibrate(
         x = x + np.linalg.solve(H, g)
         half = np.concatenate([np.full(P0, max_change_mm), np.full(A, max_axis_deg)])
         lo, hi = x0 - half, x0 + half
-        if np.any((x < lo) | (x > hi)):
-            far = np.flatnonzero((x < lo) | (x > hi))
-            which = sorted({(labels[i // 3] if i < P0 else f"{labels_a[i - P0]}") for i in far})
-            warnings.warn(
-                f"calibrate: the data push {which} beyond the plausible range (prior +- "
-                f"{max_change_mm:g} mm per axis for a position, +- {max_axis_deg:g} degrees for "
-                "a joint axis); held at the edge of that range",
-                stacklevel=2,
-            )
-            x = np.clip(x, lo, hi)
+        far = np.flatnonzero((x < lo) | (x > hi))
+        pushed.update(labels[i // 3] if i < P0 else labels_a[i - P0] for i in far)
+        x = np.clip(x, lo, hi)
+    if pushed:  # once, naming every parameter any round's step pushed out
+        warnings.warn(
+            f"calibrate: the data push {sorted(pushed)} beyond the plausible range (prior +- "
+            f"{max_change_mm:g} mm per axis for a position, +- {max_axis_deg:g} degrees for "
+            "a joint axis); held at the edge of that range",
+            stacklevel=2,
+        )
     assert f is not None and f0 is not None
     after = medians(f.residual, used)
     rms_prior, rms_cal = weighted_rms((f0, f), sub.confidence, min_confidence)

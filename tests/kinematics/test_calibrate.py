@@ -414,3 +414,31 @@ def test_calibration_keeps_the_accuracy_of_keypoints_without_bias():
         calibrated = fit(seq, calibrate(seq), progress=False, threads=1)
     for dof in ("hip_flexion_r", "hip_flexion_l", "pelvis_tilt"):
         assert _rmse(calibrated, q, sk, dof) <= _rmse(plain, q, sk, dof) + 0.3, dof
+
+
+def test_an_offset_the_data_push_too_far_is_held_at_the_plausible_range():
+    """Elbow keypoints 150 mm in front of the elbow (no detector's): the arm movements put them
+    there, calibration holds them at the edge of the plausible range (prior +- 60 mm per axis)
+    and says so once, naming them and the range."""
+    sk = Skeleton.default(1750.0)
+    far = {
+        n: sk.keypoint_offsets[sk.keypoint_index(n)] + np.array([150.0, 0.0, 0.0])
+        for n in ("elbow_r", "elbow_l")
+    }
+    q = _movements()
+    x = forward_kinematics(sk.with_offsets(far), q, keypoints=HALPE)
+    x = x + np.random.default_rng(3).normal(0, NOISE_MM, x.shape)
+    seq = KeypointSequence(x, tuple(HALPE), 10.0, frame="camera")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        patient = calibrate(seq, frames=30, rounds=2)
+    said = [str(w.message) for w in caught if "plausible range" in str(w.message)]
+    assert len(said) == 1, said
+    assert "'elbow_r'" in said[0] and "'elbow_l'" in said[0] and "prior +- 60 mm" in said[0]
+    model = load_keypoint_model("halpe26")
+    prior_sk = estimate_skeleton(model.rename(seq), keypoint_model=model).skeleton
+    prior, _ = model.prior(prior_sk)
+    for n in ("elbow_r", "elbow_l"):
+        moved = np.subtract(patient.keypoint_offsets[n], prior[n])
+        assert np.all(np.abs(moved) <= 60.0 + 1e-6), (n, moved)
+        assert moved[0] > 50.0, (n, moved)  # pushed forward, to the edge
