@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+import medpose as mp
 from medpose.cli import main
 
 DATA = Path(__file__).resolve().parent / "data" / "opensim"
@@ -92,3 +94,47 @@ def test_bad_input_is_refused_before_any_work(tmp_path, capsys, args, message):
     assert message in out.err, out.err
     assert "Fit(" not in out.out and "Traceback" not in out.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam01_json"]
+
+
+def test_triangulate_writes_what_the_api_triangulates(shared_data, tmp_path, capsys):
+    """``medpose triangulate`` on the real four-camera recording (MediaPipe keypoints of
+    Pose2Sim's demo): the file holds ``mp.triangulate``'s points (cameras named by their folders,
+    or explicitly), and ``medpose fit`` reads it."""
+    d = shared_data / "pose2sim"
+    folders = sorted((d / "keypoints-mediapipe").glob("cam0*_json"))
+    views = [str(f) for f in folders[:-1]] + [f"cam04={folders[-1]}"]
+    out = tmp_path / "tri.trc"
+    code = main(["triangulate", str(d / "Calib_qualisys.toml"), *views, "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "TriangulationResult(100 frames" in printed.out and f"wrote {out}" in printed.out
+    cams = mp.read_calibration(d / "Calib_qualisys.toml")
+    api = mp.triangulate(
+        cams, {f.name.removesuffix("_json"): mp.read_keypoints(f) for f in folders}
+    ).sequence
+    got = mp.read_keypoints(out)
+    assert list(got.names) == list(api.names)
+    np.testing.assert_allclose(got.positions, api.positions, atol=0.01, equal_nan=True)
+    assert main(["fit", str(out), "--calibrate", "never", "-o", str(tmp_path / "a.csv")]) == 0
+
+
+@pytest.mark.parametrize(
+    "views, out, message",
+    [
+        (["{d}/cam01_json", "{tmp}/camX_json"], "a.trc", "VIEW 'camX_json': no camera"),
+        (["{d}/cam01_json", "camZ={d}/cam02_json"], "a.trc", "no camera 'camZ'"),
+        (["{d}/cam01_json"], "a.trc", "needs at least 2"),
+        (["{d}/cam01_json", "cam01={d}/cam02_json"], "a.trc", "given twice"),
+        (["{d}/cam01_json", "{d}/cam02_json"], "a.mot", "--out: expected a .trc, .csv, .parquet"),
+    ],
+)
+def test_triangulate_refuses_bad_views(shared_data, tmp_path, capsys, views, out, message):
+    d = shared_data / "pose2sim"
+    (tmp_path / "camX_json").mkdir()
+    argv = [v.format(d=d / "keypoints-mediapipe", tmp=tmp_path) for v in views]
+    code = main(
+        ["triangulate", str(d / "Calib_qualisys.toml"), *argv, "--out", str(tmp_path / out)]
+    )
+    printed = capsys.readouterr()
+    assert code == 1 and message in printed.err, printed.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["camX_json"]

@@ -60,7 +60,7 @@ def read_3d_keypoints(path: Path, rate: float | None) -> Any:
     if seq.ndim != 3:
         raise InputError(
             f"{display_name(path)}: {seq.ndim}D keypoints; expected 3D keypoints in mm "
-            "(triangulate 2D detections from calibrated cameras first: docs/triangulation.md)"
+            "(triangulate the cameras' 2D keypoints first: medpose triangulate)"
         )
     return seq
 
