@@ -44,7 +44,7 @@ def register(sub: Any) -> None:
         default=(),
         help="segments whose hinge axes are estimated too (e.g. forearm shank)",
     )
-    p.add_argument("--rate", type=float, help="frame rate (Hz) of a CSV, Parquet or OpenPose input")
+    p.add_argument("--rate", type=float, help="frame rate (Hz) of a CSV or Parquet input")
     p.add_argument("--up", metavar="AXIS", help="the data's up axis (+y, +z...), if not estimated")
     p.add_argument(
         "--patient-id",

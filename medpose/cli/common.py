@@ -54,7 +54,7 @@ def read_3d_keypoints(path: Path, rate: float | None) -> Any:
     if rate is not None and path.suffix.lower() in _RATED and not path.is_dir():
         raise InputError(
             f"{display_name(path)}: a {path.suffix} file has its own frame rate; "
-            "--rate applies to CSV, Parquet and OpenPose inputs"
+            "--rate applies to CSV and Parquet inputs"
         )
     seq = read_keypoints(path, **({} if rate is None else {"rate": rate}))
     if seq.ndim != 3:

@@ -71,7 +71,7 @@ def register(sub: Any) -> None:
         default=0.0,
         help="temporal smoothness weight, mm per degree (0: off; 1-5 smooths jitter)",
     )
-    p.add_argument("--rate", type=float, help="frame rate (Hz) of a CSV, Parquet or OpenPose input")
+    p.add_argument("--rate", type=float, help="frame rate (Hz) of a CSV or Parquet input")
     p.add_argument("--up", metavar="AXIS", help="the data's up axis (+y, +z...), if not estimated")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
