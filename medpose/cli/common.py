@@ -49,8 +49,6 @@ def read_3d_keypoints(path: Path, rate: float | None) -> Any:
     from ..io._util import display_name
     from ..io.keypoints import read_keypoints
 
-    if rate is not None and not rate > 0:
-        raise InputError(f"--rate: expected a frame rate > 0 (Hz), found {rate!r}")
     if rate is not None and path.suffix.lower() in _RATED and not path.is_dir():
         raise InputError(
             f"{display_name(path)}: a {path.suffix} file has its own frame rate; "

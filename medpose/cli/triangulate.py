@@ -72,8 +72,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"--out: expected a {', '.join(WRITE_SUFFIXES)} file, found {args.output.name!r}"
         )
-    if args.rate is not None and not args.rate > 0:
-        raise InputError(f"--rate: expected a frame rate > 0 (Hz), found {args.rate!r}")
     cams = read_calibration(args.calibration)
     names = [c.name for c in cams]
     paths: dict[str, Path] = {}
