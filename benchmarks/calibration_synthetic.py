@@ -16,10 +16,10 @@ observed as HALPE_26 keypoints in two ways:
 Both are fitted with lengths only (``mp.fit(seq, calibrate=False)``) and after
 ``mp.calibrate(seq)`` on the same sequence (``mp.fit(seq, patient)``).  Cells: RMS error
 (degrees, as fitted, no offset removed) against the generating angles, lengths only ->
-calibrated; right and left averaged.  The second-to-last column counts the joint centres that the calibration reports as ``undetermined, N mm from its
-prior`` (undetermined by the data, yet moved), and the one after it how much the calibration
-lowered the RMS keypoint residual, hence what ``mp.fit(seq)`` fits by default (the calibration
-where the gain is 10 % and 1 mm or more).  The baseline is the lengths-only fit in the same
+calibrated; right and left averaged.  The second-to-last column counts the joint centres that
+the calibration reports as ``undetermined, N mm from its prior`` (undetermined by the data, yet
+moved), and the last one how much the calibration lowered the RMS keypoint residual, hence what
+``mp.fit(seq)`` fits by default (the calibration where the gain is 10 % and 1 mm or more).  The baseline is the lengths-only fit in the same
 run; the comparison with other bodies and with OpenSim's own inverse kinematics is
 ``benchmarks/calibration.py``.
 """
@@ -48,11 +48,12 @@ DESCRIPTION = (
     "model's prior) puts them, plus 5 mm of Gaussian noise per axis (no offset to find: "
     "calibration can only keep or lose accuracy); 'detector bias': `mp.synthetic.markerless` "
     "with a 20 mm offset per keypoint fixed in its segment's frame and 8 mm of noise (no "
-    "dropouts, swaps or outliers).  Fitted with lengths only (`mp.fit(seq, calibrate=False)`) and after "
-    "`mp.calibrate(seq)` on the same sequence.  Cells: RMS error (degrees, as fitted, no offset "
-    "removed) against the generating angles, lengths only -> calibrated, right and left "
-    "averaged.  Second-to-last column: the joint centres the calibration reports as 'undetermined, N mm "
-    "from its prior' (the data did not determine them, yet they moved).  Last column: how much "
+    "dropouts, swaps or outliers).  Fitted with lengths only (`mp.fit(seq, calibrate=False)`) "
+    "and after `mp.calibrate(seq)` on the same sequence.  Cells: RMS error (degrees, as fitted, "
+    "no offset removed) against the generating angles, lengths only -> calibrated, right and "
+    "left averaged.  Second-to-last column: the joint centres the calibration reports as "
+    "'undetermined, N mm from its prior' (the data did not determine them, yet they moved).  "
+    "Last column: how much "
     "the calibration lowered the RMS keypoint residual (`PatientSkeleton.gain`), and so what "
     "`mp.fit(seq)` (`calibrate='auto'`) fits: the calibration where it is warranted (10 % and "
     "1 mm or more), else the lengths-only fit."

@@ -95,9 +95,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--osim: {args.osim.name}: file not found")
     if not args.smoothness >= 0:
         raise InputError(f"--smoothness: expected a number >= 0, found {args.smoothness!r}")
-    seq = read_3d_keypoints(args.keypoints, args.rate)
     if args.patient_id is not None and args.patient is None:
         raise InputError("--patient-id: applies to a --patient file; none given")
+    seq = read_3d_keypoints(args.keypoints, args.rate)
     patient = (
         PatientSkeleton.load(args.patient, patient_id=args.patient_id)
         if args.patient is not None
