@@ -58,6 +58,10 @@ class LengthsFirst:
     sigma: float
 
 
+#: Initial damping of a calibrated solve started from the lengths-only skeleton's poses.
+_LAM_CALIBRATED = 1e-2
+
+
 def _one_batch(t: torch.Tensor) -> bool:
     """Whether a calibrated fit's coarse frames join the other frames' solve (see
     :func:`solve_frames`): on a GPU."""
@@ -142,8 +146,20 @@ def solve_frames(
         qc, xc, cc = repair(s1.ctx, qc, xc, cc, *args, first.sigma, xtol, max_iter, q_rigid=qr)
         qc, xc, cc = despike(s1.ctx, qc, xc, cc, *args, xtol, max_iter, s1.rot)
         if not together:
+            # damped: the calibrated skeleton's keypoints sit centimetres from the lengths-only
+            # one's (the pelvis origin, the shoulders), and an undamped first step from those
+            # poses threw straight arms onto their limits, from where LM crawled back
             qc, xc, cc = solve(
-                ctx, qc, x_obs[coarse], w[coarse], lo, hi, pri1, max_iter=max_iter, xtol=xtol
+                ctx,
+                qc,
+                x_obs[coarse],
+                w[coarse],
+                lo,
+                hi,
+                pri1,
+                max_iter=max_iter,
+                xtol=xtol,
+                lam0=_LAM_CALIBRATED,
             )
     else:
         mc = torch.nonzero(moved_c)[:, 0]
@@ -156,7 +172,16 @@ def solve_frames(
     if together:
         # the coarse frames' lengths-only poses are starts too: every frame in one solve
         qv, xv, cvv = solve(
-            ctx, qn, x_obs[vidx], w[vidx], lo, hi, pri, max_iter=max_iter, xtol=xtol
+            ctx,
+            qn,
+            x_obs[vidx],
+            w[vidx],
+            lo,
+            hi,
+            pri,
+            max_iter=max_iter,
+            xtol=xtol,
+            lam0=_LAM_CALIBRATED,
         )
     elif nb is None and coarse.numel() < vidx.numel():
         # frames are independent: the coarse frames are solved already, the others start

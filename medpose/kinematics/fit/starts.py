@@ -359,6 +359,10 @@ def repair(
             better = frame_rms(xn, x_obs[idx], w[idx], n_var) < rms[idx]
             take = idx[better]
             q, x, conv = put(q, x, conv, take, qn[better], xn[better], cn[better])
+    # a frame that failed from an unchanged neighbour fails again: it is retried only once that
+    # neighbour changed (same result as retrying it, at a fraction of the cost: on a noise-free
+    # trial most of a pass's frames were such retries)
+    failed = torch.zeros(q.shape[0], dtype=torch.bool, device=q.device)
     for _ in range(q.shape[0] if passes is None else passes):
         rms = frame_rms(x, x_obs, w, n_var)
         bad = ~(rms <= 3.0 * sigma + 0.5) | off_alone(x, x_obs, w)
@@ -368,7 +372,7 @@ def repair(
         prev_ok = (idx > 0) & ~bad[(idx - 1).clamp(min=0)]
         nxt = (idx + 1).clamp(max=q.shape[0] - 1)
         next_ok = (idx < q.shape[0] - 1) & ~bad[nxt]
-        use = prev_ok | next_ok
+        use = (prev_ok | next_ok) & ~failed[idx]
         if not bool(use.any()):
             break
         idx = idx[use]
@@ -381,6 +385,10 @@ def repair(
         if take.numel() == 0:
             break
         q, x, conv = put(q, x, conv, take, qn[better], xn[better], cn[better])
+        failed[idx[~better]] = True
+        # a changed frame's neighbours are tried again (from it, or it was their source)
+        failed[(take - 1).clamp(min=0)] = False
+        failed[(take + 1).clamp(max=q.shape[0] - 1)] = False
     return q, x, conv
 
 
