@@ -110,3 +110,29 @@ def test_inputs_reach_the_gpu_unchanged_through_the_staging_buffers(monkeypatch)
         assert got.device.type == "cuda" and got.dtype == dt and got.shape == a.shape
         want = torch.from_numpy(a.copy()).to(dt)
         assert torch.allclose(got.cpu(), want, rtol=0.0, atol=0.0, equal_nan=True)
+
+
+def test_cuda_fit_keeps_straight_arms_on_a_calibrated_skeleton():
+    """On a GPU the calibrated fit solves every frame in one batch from the lengths-only poses
+    (each step's rotations capped, as for the CPU's coarse frames): on OpenSim's noise-free
+    functional trial (``tests/kinematics/test_calibrate_opensim.py``) the elbows stay within 1.5
+    degrees of OpenSim's coordinate (offset removed) and the forearms off their pronation limit,
+    as on the CPU."""
+    import warnings
+    from pathlib import Path
+
+    import pandas as pd
+
+    import medpose as mp
+
+    data = Path(__file__).resolve().parents[1] / "data" / "opensim"
+    seq = mp.read_keypoints(data / "pose2sim_functional.trc")
+    truth = pd.read_csv(data / "pose2sim_functional_truth.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        patient = calibrate(seq, keypoint_model="pose2sim_halpe26")
+        f = fit(seq, patient, device="cuda", progress=False)
+    for side in "rl":
+        d = f.angles[f"elbow_flexion_{side}"].to_numpy() - truth[f"elbow_flex_{side}"].to_numpy()
+        assert np.sqrt(np.mean((d - d.mean()) ** 2)) <= 1.5, side
+        assert f.angles[f"forearm_pronation_{side}"].abs().max() < 79.0, side

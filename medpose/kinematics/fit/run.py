@@ -58,8 +58,18 @@ class LengthsFirst:
     sigma: float
 
 
-#: Initial damping of a calibrated solve started from the lengths-only skeleton's poses.
-_LAM_CALIBRATED = 1e-2
+#: A calibrated solve started from the lengths-only skeleton's poses moves no rotation by more
+#: than this many degrees per step (:func:`~medpose.kinematics.fit.solver.solve`'s ``max_step``).
+#: The two skeletons' keypoints sit centimetres apart (the pelvis origin, the shoulders), and a
+#: full Gauss-Newton step from those poses threw nearly straight arms 80-90 degrees onto the
+#: forearm's pronation limit, where they stayed or from where LM crawled back for up to 100
+#: iterations (``tests/kinematics/test_calibrate_opensim.py``'s functional trial).  A step that
+#: large is never needed from a start this close, so the cap costs the other frames nothing.
+_MAX_STEP_DEG = 30.0
+#: The CPU's coarse frames' calibrated solve is also damped at first: faster there (a noise-free
+#: functional trial's fit 0.45 s against 0.6).  On a GPU, where every frame is in that solve,
+#: this damping cost a quarter of the throughput (one more iteration for most frames).
+_LAM_COARSE = 1e-2
 
 
 def _one_batch(t: torch.Tensor) -> bool:
@@ -146,9 +156,7 @@ def solve_frames(
         qc, xc, cc = repair(s1.ctx, qc, xc, cc, *args, first.sigma, xtol, max_iter, q_rigid=qr)
         qc, xc, cc = despike(s1.ctx, qc, xc, cc, *args, xtol, max_iter, s1.rot)
         if not together:
-            # damped: the calibrated skeleton's keypoints sit centimetres from the lengths-only
-            # one's (the pelvis origin, the shoulders), and an undamped first step from those
-            # poses threw straight arms onto their limits, from where LM crawled back
+            # from poses on another skeleton: steps capped (and damped at first), see above
             qc, xc, cc = solve(
                 ctx,
                 qc,
@@ -159,7 +167,8 @@ def solve_frames(
                 pri1,
                 max_iter=max_iter,
                 xtol=xtol,
-                lam0=_LAM_CALIBRATED,
+                lam0=_LAM_COARSE,
+                max_step=_MAX_STEP_DEG,
             )
     else:
         mc = torch.nonzero(moved_c)[:, 0]
@@ -181,7 +190,7 @@ def solve_frames(
             pri,
             max_iter=max_iter,
             xtol=xtol,
-            lam0=_LAM_CALIBRATED,
+            max_step=_MAX_STEP_DEG,
         )
     elif nb is None and coarse.numel() < vidx.numel():
         # frames are independent: the coarse frames are solved already, the others start

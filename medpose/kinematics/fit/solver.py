@@ -116,7 +116,9 @@ def _batched(t: torch.Tensor) -> bool:
     return t.is_cuda
 
 
-def _on_cpu(ctx, q0, x_obs, w, lo, hi, pri: Priors, lam0, max_iter, tol, xtol, hold=None):
+def _on_cpu(
+    ctx, q0, x_obs, w, lo, hi, pri: Priors, lam0, max_iter, tol, xtol, hold=None, max_step=None
+):
     """:func:`solve` of a small batch on the CPU, the results back on the batch's device."""
     cpu = torch.device("cpu")
     mv = lambda t: None if t is None else t.to(cpu)  # noqa: E731
@@ -134,6 +136,7 @@ def _on_cpu(ctx, q0, x_obs, w, lo, hi, pri: Priors, lam0, max_iter, tol, xtol, h
         lam0=lam0.to(cpu) if torch.is_tensor(lam0) else lam0,
         handoff=False,
         hold=mv(hold),
+        max_step=max_step,
     )
     return tuple(t.to(q0.device) for t in out)
 
@@ -154,6 +157,7 @@ def solve(
     lam0: float | torch.Tensor = 1e-5,
     handoff: bool = True,
     hold: torch.Tensor | None = None,
+    max_step: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projected Levenberg-Marquardt on a batch of frames.
 
@@ -166,7 +170,8 @@ def solve(
     ``lam0``: the initial damping, for all frames or per frame (T,).  ``handoff=False`` keeps
     every frame on its device.  ``hold`` (T, D): poses the frames are held near with the
     smoothness weight ``pri.smooth``, a temporal prior with fixed neighbours (instead of
-    ``neighbours``).
+    ``neighbours``).  ``max_step`` (degrees): a trust region, each step scaled so that no
+    rotation moves further (for starts that are close but on another skeleton).
 
     Returns q (T, D), fitted keypoints (T, K, 3) and converged (T,).
     """
@@ -175,7 +180,7 @@ def solve(
     batched = _batched(q0)
     handoff = handoff and neighbours is None and _hands_off(q0)
     if handoff and T <= HANDOFF:
-        return _on_cpu(ctx, q0, x_obs, w, lo, hi, pri, lam0, max_iter, tol, xtol, hold)
+        return _on_cpu(ctx, q0, x_obs, w, lo, hi, pri, lam0, max_iter, tol, xtol, hold, max_step)
     var = ctx.var_dofs
     lo_v, hi_v = lo[var], hi[var]
     row, mu = pri.row, pri.mu if pri.mu is not None else torch.zeros_like(lo_v)
@@ -211,6 +216,7 @@ def solve(
                 tol,
                 xtol,
                 None if hold is None else hold.index_select(0, act),
+                max_step,
             )
             q.index_copy_(0, act, qh)
             xf.index_copy_(0, act, xh)
@@ -260,6 +266,9 @@ def solve(
         step = -sol[..., 0] * keep
         bad = info != 0
         step = torch.where(bad[:, None], torch.zeros_like(step), step)
+        if max_step is not None:  # a trust region on the rotations: the whole step scaled
+            big = step[:, : ctx.n_rot].abs().amax(dim=1, keepdim=True)
+            step = step * torch.clamp(max_step / big.clamp(min=1e-12), max=1.0)
         z_new = torch.clamp(za + step, lo_v, hi_v)
         q_new = qa.clone()
         q_new[:, var] = z_new
