@@ -3,9 +3,10 @@ Pose2Sim's model (``Model_Pose2Sim_simple.osim`` with its HALPE_26 marker set, u
 smooth motion inside the model's ranges; ``tests/data/opensim/pose2sim_random.trc``, 200
 frames, no noise), with the generating coordinates beside them; ``pose2sim_functional.trc`` is
 the functional trial of ``benchmarks/calibration.py`` on the same model (every third frame: 334
-frames at 20 Hz, no noise, rounded to 0.01 mm like the other).  medpose's skeleton is not that model, so its angles
-differ from OpenSim's by a constant (the two models' zero poses) and by what the geometries
-cannot share; the tests remove the constant, as ``benchmarks/calibration.py`` does."""
+frames at 20 Hz, no noise, rounded to 0.01 mm like the other).  medpose's skeleton is not that
+model, so its angles differ from OpenSim's by a constant (the two models' zero poses) and by
+what the geometries cannot share; the tests remove the constant, as
+``benchmarks/calibration.py`` does."""
 
 from __future__ import annotations
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from medpose.data import KeypointSequence
+from medpose.io.keypoints import read_keypoints
 from medpose.kinematics.calibrate import calibrate
 from medpose.kinematics.fit import fit, prepare
 from medpose.kinematics.fit.run import setup
@@ -118,15 +123,8 @@ def test_cuda_fit_keeps_straight_arms_on_a_calibrated_skeleton():
     functional trial (``tests/kinematics/test_calibrate_opensim.py``) the elbows stay within 1.5
     degrees of OpenSim's coordinate (offset removed) and the forearms off their pronation limit,
     as on the CPU."""
-    import warnings
-    from pathlib import Path
-
-    import pandas as pd
-
-    import medpose as mp
-
     data = Path(__file__).resolve().parents[1] / "data" / "opensim"
-    seq = mp.read_keypoints(data / "pose2sim_functional.trc")
+    seq = read_keypoints(data / "pose2sim_functional.trc")
     truth = pd.read_csv(data / "pose2sim_functional_truth.csv")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -33,12 +33,13 @@ def measure_noise(
     """Keypoint noise (mm per axis) on up to 64 frames spread over the recording, solved from
     their rigid start to the fit's own ``max_iter`` (or from ``start``, (T, D) skeleton axes,
     where it is finite: a previous fit's poses, for at most :data:`WARM_ITER` iterations): the
-    median over frames of sqrt(weighted squared residual / degrees of freedom); NaN when no frame can be fitted.  ``first``: a lengths-only
-    problem on the same keypoints and DoFs (a calibrated fit's, see :func:`solve_frames`) whose
-    solve from the rigid starts precedes this one's; its own noise is the second value returned
-    (NaN without ``first``): it weighs the posture prior of the solves on it.  (Cut short, a solve from
-    the arms-down start leaves arms held overhead far from their keypoints: noise-free keypoints
-    of a deep squat read as 33 mm, a posture prior 300 times too strong.)"""
+    median over frames of sqrt(weighted squared residual / degrees of freedom); NaN when no
+    frame can be fitted.  ``first``: a lengths-only problem on the same keypoints and DoFs (a
+    calibrated fit's, see :func:`solve_frames`) whose solve from the rigid starts precedes this
+    one's; its own noise is the second value returned (NaN without ``first``): it weighs the
+    posture prior of the solves on it.  (Cut short, a solve from the arms-down start leaves arms
+    held overhead far from their keypoints: noise-free keypoints of a deep squat read as 33 mm,
+    a posture prior 300 times too strong.)"""
     T = pos.shape[0]
     sel = np.unique(np.linspace(0, T - 1, min(T, 64)).round().astype(int))
     xp, wp, qp, okp = load(st, pos, conf, sel)

@@ -67,7 +67,7 @@ class LengthsFirst:
 #: large is never needed from a start this close, so the cap costs the other frames nothing.
 _MAX_STEP_DEG = 30.0
 #: The CPU's coarse frames' calibrated solve is also damped at first: faster there (a noise-free
-#: functional trial's fit 0.45 s against 0.6).  On a GPU, where every frame is in that solve,
+#: functional trial's fit 0.5 s against 0.6).  On a GPU, where every frame is in that solve,
 #: this damping cost a quarter of the throughput (one more iteration for most frames).
 _LAM_COARSE = 1e-2
 
