@@ -49,6 +49,20 @@ def _three_point(seq: mp.KeypointSequence, names: tuple[str, str, str]) -> np.nd
     return 180.0 - np.degrees(np.arccos(np.clip(cos, -1, 1)))
 
 
+def _errors(seq, truth: pd.DataFrame, fit) -> dict[str, tuple[float, float]]:
+    """Per coordinate of PAIRS: the fit's RMSE against OpenSim's coordinate and the plain
+    three-point angle's, offset removed (a knee read with the opposite sign is turned)."""
+    out = {}
+    for oc, dof in PAIRS.items():
+        t = truth[oc].to_numpy()
+        sign = -1.0 if oc.startswith("knee") and np.corrcoef(t, fit.angles[dof])[0, 1] < 0 else 1.0
+        out[oc] = (
+            _rmse_offset(sign * fit.angles[dof].to_numpy(), t),
+            _rmse_offset(_three_point(seq, THREE[oc]), sign * t if sign < 0 else t),
+        )
+    return out
+
+
 @pytest.fixture(scope="module")
 def calibrated():
     seq = mp.read_keypoints(DATA / "pose2sim_random.trc")
@@ -88,16 +102,10 @@ def test_calibrated_knee_and_elbow_follow_opensims_coordinates(calibrated):
     """Knee and elbow flexion (offset removed) are no worse than the plain three-point angle on
     the same markers (the issue's floor), and better than the lengths-only fit."""
     seq, truth, plain, _, fitted = calibrated
-    for oc, dof in PAIRS.items():
-        t = truth[oc].to_numpy()
-        sign = (
-            -1.0 if oc.startswith("knee") and np.corrcoef(t, fitted.angles[dof])[0, 1] < 0 else 1.0
-        )
-        got = _rmse_offset(sign * fitted.angles[dof].to_numpy(), t)
-        tp = _rmse_offset(_three_point(seq, THREE[oc]), sign * t if sign < 0 else t)
-        before = _rmse_offset(sign * plain.angles[dof].to_numpy(), t)
+    before = _errors(seq, truth, plain)
+    for oc, (got, tp) in _errors(seq, truth, fitted).items():
         assert got <= tp, (oc, got, tp)
-        assert got < before, (oc, got, before)
+        assert got < before[oc][0], (oc, got, before[oc][0])
 
 
 def test_the_calibration_names_its_keypoint_model(calibrated, tmp_path):
@@ -156,13 +164,7 @@ def test_straight_arms_keep_their_elbow_on_the_calibrated_skeleton(functional):
     0.5 degrees; each below the plain three-point angle's error."""
     seq, truth, fitted = functional
     assert np.nanmedian(fitted.residual) <= 3.0
-    for oc, dof in PAIRS.items():
-        t = truth[oc].to_numpy()
-        sign = (
-            -1.0 if oc.startswith("knee") and np.corrcoef(t, fitted.angles[dof])[0, 1] < 0 else 1.0
-        )
-        err = _rmse_offset(sign * fitted.angles[dof].to_numpy(), t)
-        tp = _rmse_offset(_three_point(seq, THREE[oc]), sign * t if sign < 0 else t)
+    for oc, (err, tp) in _errors(seq, truth, fitted).items():
         assert err <= min(tp, 1.5 if oc.startswith("elbow") else 0.5), (oc, err, tp)
     for side in "rl":
         assert (np.abs(truth[f"pro_sup_{side}"] - 90.0) <= 30.0 + 1e-3).all()
