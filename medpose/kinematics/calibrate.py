@@ -20,8 +20,9 @@ It is solved in rounds: the poses by the batched fit (:func:`medpose.kinematics.
 the subject held, then one Gauss-Newton step of the subject's parameters on the reduced system,
 every frame's pose eliminated (the Schur complement of bundle adjustment; a keypoint moves by
 ``R_seg`` times its own offset and by ``R_parent`` times each joint centre on its chain), with
-the poses' freedom in that step bounded and a round that worsens the residual rejected and
-halved.  Optional hinge axes (``axes=``) enter through the rotations.  With movement this is a
+the poses' freedom in that step bounded, the step minimising the reduced model within the
+plausible range (an active set, not the unconstrained step clipped), and a round that worsens
+the residual rejected and halved.  Optional hinge axes (``axes=``) enter through the rotations.  With movement this is a
 functional joint-centre estimate in the sense of SCoRE (Ehrig et al. 2006, J Biomech
 39:2798-2809: the joint centre is the point fixed in both segments), solved together with the
 keypoints' offsets; a static trial leaves what only movement reveals at its prior.
@@ -47,7 +48,7 @@ from ..data import KeypointSequence
 from ..errors import InputError
 from ..layouts import to_medpose_names
 from .calibrate_report import determined, medians, weighted_rms
-from .fit.context import Context
+from .calibrate_step import box_step, reduced_system
 from .fit.core import fit_sequence
 from .fit.problem import observable_dofs
 from .fit.starts import outliers
@@ -72,9 +73,6 @@ STATIC_WINDOW_S = 0.5
 _MIRROR = np.array([1.0, 1.0, -1.0])
 #: Prior standard deviation (mm) of an offset component held fixed (a keypoint on an axis).
 _HELD = 1e-3
-#: In the reduced system each pose DoF is damped as if its prior were at most this wide
-#: (degrees): a trust region on how far the linearised poses may follow a step.
-_POSE_STEP_DEG = 10.0
 #: A round whose score (:func:`_score`) exceeds the best round's by this factor is rejected.
 _ACCEPT = 1.002
 #: The score leaves out this share of the frames, those with the largest residuals.
@@ -401,16 +399,17 @@ def calibrate(
         sw = np.sqrt(w)[..., None] / sigma
         Bt = (Jm * sw[..., None]).reshape(q.shape[0], -1, P)  # (T, 3K, P) whitened
         rt = ((X - xhat) * sw).reshape(q.shape[0], -1)  # (T, 3K)
-        H_data, g_data = _reduced_system(sk, f, q, kp, Bt, rt, sw)
+        H_data, g_data = reduced_system(sk, f, q, kp, Bt, rt, sw)
         Hp = np.diag(1.0 / prior_sd**2)
         H = H_data + Hp + sym.T @ sym
         g = g_data - Hp @ (x - x0) - sym.T @ (sym @ x)
-        x = x + np.linalg.solve(H, g)
+        # the step minimises the quadratic model within the plausible range (not the
+        # unconstrained step clipped to it: docs/calibration.md)
         half = np.concatenate([np.full(P0, max_change_mm), np.full(A, max_axis_deg)])
         lo, hi = x0 - half, x0 + half
-        far = np.flatnonzero((x < lo) | (x > hi))
+        far = np.flatnonzero(np.abs(x + np.linalg.solve(H, g) - x0) > half)
         pushed.update(labels[i // 3] if i < P0 else labels_a[i - P0] for i in far)
-        x = np.clip(x, lo, hi)
+        x = x + box_step(H, g, x, lo, hi)
     if pushed:  # once, naming every parameter any round's step pushed out
         warnings.warn(
             f"calibrate: the data push {sorted(pushed)} beyond the plausible range (prior +- "
@@ -467,44 +466,6 @@ def _with(
             for j, s in enumerate(segs)
         },
     ).with_axes(ax)
-
-
-def _reduced_system(
-    sk: Skeleton,
-    f,
-    q: np.ndarray,
-    kp: np.ndarray,
-    B: np.ndarray,
-    r: np.ndarray,
-    sw: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The subject parameters' normal equations with every frame's pose eliminated (the Schur
-    complement of bundle adjustment, Triggs et al. 2000, "Bundle adjustment - a modern
-    synthesis", sec. 6.1): a step of the parameters then accounts for how the poses follow it,
-    so the alternation with the fit converges in a few rounds where holding the poses fixed
-    moves parameters that the poses can absorb (a carrying angle against pronation and
-    shoulder rotation) by a fraction of the way per round.  Pose DoFs held on a limit in a frame
-    do not move; the fit's posture prior damps the ones the keypoints barely see.
-    ``B`` (T, 3K, P) and ``r`` (T, 3K) are whitened."""
-    ctx = Context(sk, kp, torch.device("cpu"), torch.float64, free=f.observable)
-    _, _, _, Jq = ctx.evaluate(torch.as_tensor(q), jacobian=True)
-    cols = ctx.var_dofs.numpy()
-    A = (Jq.numpy() * sw[..., None]).reshape(q.shape[0], -1, len(cols))  # (T, 3K, F)
-    held = f.limit_active[f.valid][:, cols] if f.limit_active is not None else None
-    if held is not None:
-        A = A * ~held[:, None, :]
-    psd = f.prior_sd[cols] if f.prior_sd is not None else np.full(len(cols), np.inf)
-    psd = np.minimum(psd, _POSE_STEP_DEG)
-    damp = np.where(np.isfinite(psd) & sk.rotational[cols], 1.0 / np.square(psd), 0.0)
-    At = A.transpose(0, 2, 1)
-    Hqq = At @ A + np.diag(damp + 1e-9)[None]
-    Hqp = At @ B
-    gq = (At @ r[..., None])[..., 0]
-    sol = np.linalg.solve(Hqq, np.concatenate([Hqp, gq[..., None]], axis=2))
-    Bf, Hf = B.reshape(-1, B.shape[-1]), Hqp.reshape(-1, Hqp.shape[-1])
-    H = Bf.T @ Bf - Hf.T @ sol[..., :-1].reshape(Hf.shape[0], -1)
-    g = Bf.T @ r.reshape(-1) - Hf.T @ sol[..., -1].reshape(-1)
-    return 0.5 * (H + H.T), g
 
 
 def _score(res: np.ndarray) -> float:

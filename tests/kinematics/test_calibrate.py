@@ -16,6 +16,7 @@ import yaml
 from medpose.data import KeypointSequence
 from medpose.errors import InputError
 from medpose.kinematics.calibrate import StaticTrialWarning, _score, calibrate
+from medpose.kinematics.calibrate_step import box_step
 from medpose.kinematics.fit import fit
 from medpose.kinematics.fk import forward_kinematics
 from medpose.kinematics.keypoint_models import load_keypoint_model
@@ -442,6 +443,29 @@ def test_an_offset_the_data_push_too_far_is_held_at_the_plausible_range():
         moved = np.subtract(patient.keypoint_offsets[n], prior[n])
         assert np.all(np.abs(moved) <= 60.0 + 1e-6), (n, moved)
         assert moved[0] > 50.0, (n, moved)  # pushed forward, to the edge
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_step_within_the_plausible_range_is_the_bounded_least_squares_step(seed):
+    """The calibration's step minimises its quadratic model inside the plausible range; with
+    ``H = A^T A`` and ``g = A^T b`` that is the box-constrained least-squares problem
+    ``min |A d - b|`` with ``lo - x <= d <= hi - x``, which scipy's ``lsq_linear`` solves on its
+    own.  Strongly coupled parameters, so that clipping the unconstrained step is far from it."""
+    from scipy.optimize import lsq_linear
+
+    rng = np.random.default_rng(seed)
+    n = 12
+    A = rng.normal(size=(40, n)) @ (np.eye(n) + 0.9 * rng.normal(size=(n, n)))
+    b = rng.normal(scale=5.0, size=40)
+    x = rng.uniform(-0.5, 0.5, n)
+    lo, hi = np.full(n, -1.0), np.full(n, 1.0)
+    H, g = A.T @ A, A.T @ b
+    d = box_step(H, g, x, lo, hi)
+    ref = lsq_linear(A, b, bounds=(lo - x, hi - x), tol=1e-12).x
+    assert np.all(x + d >= lo - 1e-12) and np.all(x + d <= hi + 1e-12)
+    np.testing.assert_allclose(d, ref, atol=1e-6)
+    clipped = np.clip(x + np.linalg.solve(H, g), lo, hi) - x
+    assert np.sum((A @ d - b) ** 2) <= np.sum((A @ clipped - b) ** 2)
 
 
 def test_a_round_is_scored_without_its_worst_tenth_of_frames():
