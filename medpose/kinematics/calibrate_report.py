@@ -39,8 +39,14 @@ def determined(
         if (det | hold).all() and det.any():
             status[n] = "determined" + (" (held on a rotation axis)" if hold.any() else "")
         elif det.any():
-            free = ",".join("xyz"[a] for a in range(3) if not (det[a] or hold[a]))
-            status[n] = f"partly determined ({free} at the prior)"
+            loose = ~(det | hold)
+            free = ",".join("xyz"[a] for a in range(3) if loose[a])
+            # the axes the data left undetermined, at their prior or moved (as below)
+            moved = (x[3 * i : 3 * i + 3] - x0[3 * i : 3 * i + 3])[loose]
+            dist = float(np.linalg.norm(moved))
+            gone = dist > MOVED * float(prior_sd[3 * i : 3 * i + 3][loose].max())
+            where = f"undetermined, {dist:.0f} mm from its prior" if gone else "at the prior"
+            status[n] = f"partly determined ({free} {where})"
         else:
             # undetermined, yet moved (by what it trades with, or by the fit's posture prior):
             # say so, a parameter reported at its prior should be there

@@ -116,7 +116,8 @@ class PatientSkeleton:
         keypoints with it before using this skeleton.
     status : Mapping[str, str]
         Per calibrated keypoint or joint centre, what the data determined: ``"determined"``,
-        ``"partly determined (x)"`` (the axes the data left at their prior), ``"prior"`` (not
+        ``"partly determined (x at the prior)"`` (the axes the data left undetermined, at their
+        prior, or ``"(z undetermined, N mm from its prior)"`` where they moved), ``"prior"`` (not
         determined, and at its prior) or ``"undetermined, N mm from its prior"`` (not
         determined, yet moved more than half its prior's standard deviation).
     residual_before_mm, residual_after_mm : Mapping[str, float]
@@ -367,7 +368,8 @@ class PatientSkeleton:
         if self.status:
             det = sum(v.startswith("determined") for v in self.status.values())
             text += f", {det} of {len(self.status)} keypoints and joint centres determined"
-            moved = [k for k, v in self.status.items() if v.startswith("undetermined")]
+            # wholly or on some axes: "undetermined, N mm", "partly determined (z undetermined, N mm"
+            moved = [k for k, v in self.status.items() if "undetermined, " in v]
             if moved:
                 shown = ", ".join(moved[:4]) + (", ..." if len(moved) > 4 else "")
                 text += f", {len(moved)} undetermined but moved from their prior ({shown})"

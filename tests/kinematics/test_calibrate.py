@@ -16,6 +16,7 @@ import yaml
 from medpose.data import KeypointSequence
 from medpose.errors import InputError
 from medpose.kinematics.calibrate import StaticTrialWarning, _score, calibrate
+from medpose.kinematics.calibrate_report import determined
 from medpose.kinematics.calibrate_step import box_step
 from medpose.kinematics.fit import fit
 from medpose.kinematics.fk import forward_kinematics
@@ -222,9 +223,23 @@ def test_an_undetermined_joint_centre_is_reported_where_it_is():
         elif status.startswith("undetermined"):
             said = float(status.split(", ")[1].split(" mm")[0])
             assert moved > 7.5 and abs(said - moved) <= 0.5, (name, status, moved)
-    gone = [n for n, v in patient.status.items() if v.startswith("undetermined")]
+    gone = [n for n, v in patient.status.items() if "undetermined, " in v]
     if gone:  # the summary a person reads says so too
         assert f"{len(gone)} undetermined but moved from their prior ({gone[0]}" in str(patient)
+
+
+def test_axes_left_undetermined_are_reported_at_the_prior_only_where_they_are():
+    """A keypoint whose x and y the data determine and whose z they do not: ``(z at the prior)``
+    only while z is within half its prior's standard deviation of the prior; moved further, the
+    status gives the distance, as for a wholly undetermined offset, and the summary counts it."""
+    sk = Skeleton.default(1750.0)
+    x0 = np.zeros(6)
+    sd = np.full(6, 15.0)
+    post = np.array([2.0, 2.0, 14.0, 2.0, 2.0, 14.0])  # z of both left to the prior
+    x = np.array([3.0, -4.0, 2.0, 3.0, -4.0, 40.0])  # the second's z moved 40 mm
+    status, _ = determined(sk, ["knee_r", "knee_l"], [], x, x0, sd, post, np.zeros(6, bool))
+    assert status["knee_r"] == "partly determined (z at the prior)"
+    assert status["knee_l"] == "partly determined (z undetermined, 40 mm from its prior)"
 
 
 def test_a_still_subject_with_markerless_noise_is_a_static_trial():
