@@ -22,14 +22,15 @@ every frame's pose eliminated (the Schur complement of bundle adjustment; a keyp
 ``R_seg`` times its own offset and by ``R_parent`` times each joint centre on its chain), with
 the poses' freedom in that step bounded, the step minimising the reduced model within the
 plausible range (an active set, not the unconstrained step clipped), and a round that worsens
-the residual rejected and halved.  Optional hinge axes (``axes=``) enter through the rotations.  With movement this is a
-functional joint-centre estimate in the sense of SCoRE (Ehrig et al. 2006, J Biomech
-39:2798-2809: the joint centre is the point fixed in both segments), solved together with the
-keypoints' offsets; a static trial leaves what only movement reveals at its prior.
+the residual rejected and halved.  Optional hinge axes (``axes=``) enter through the
+rotations.  With movement this is a functional joint-centre estimate in the sense of SCoRE
+(Ehrig et al. 2006, J Biomech 39:2798-2809: the joint centre is the point fixed in both
+segments), solved together with the keypoints' offsets; a static trial leaves what only
+movement reveals at its prior.
 
 What the data determined is read off the posterior: a parameter whose posterior standard
-deviation is below half its prior's is ``determined``; otherwise it stays near its prior and the
-report says so (:attr:`PatientSkeleton.status`).  No offset moves more than ``max_change_mm``
+deviation is below half its prior's is ``determined``; otherwise the report says whether it
+stayed at its prior or how far it moved all the same (:attr:`PatientSkeleton.status`).  No offset moves more than ``max_change_mm``
 from its prior (a warning names it and the range when the data push it there).
 """
 

@@ -231,7 +231,7 @@ def test_an_undetermined_joint_centre_is_reported_where_it_is():
 def test_axes_left_undetermined_are_reported_at_the_prior_only_where_they_are():
     """A keypoint whose x and y the data determine and whose z they do not: ``(z at the prior)``
     only while z is within half its prior's standard deviation of the prior; moved further, the
-    status gives the distance, as for a wholly undetermined offset, and the summary counts it."""
+    status gives the distance, as for a wholly undetermined offset."""
     sk = Skeleton.default(1750.0)
     x0 = np.zeros(6)
     sd = np.full(6, 15.0)
