@@ -30,8 +30,9 @@ movement reveals at its prior.
 
 What the data determined is read off the posterior: a parameter whose posterior standard
 deviation is below half its prior's is ``determined``; otherwise the report says whether it
-stayed at its prior or how far it moved all the same (:attr:`PatientSkeleton.status`).  No offset moves more than ``max_change_mm``
-from its prior (a warning names it and the range when the data push it there).
+stayed at its prior or how far it moved all the same (:attr:`PatientSkeleton.status`).  No
+offset moves more than ``max_change_mm`` from its prior (a warning names it and the range when
+the data push it there).
 """
 
 from __future__ import annotations
