@@ -128,6 +128,14 @@ def clean_sequence(
     rows: list[dict[str, Any]] = []
     if settings is None:
         return seq, rows
+    # swaps before outliers: the outlier test takes the first frames of a swap for outliers
+    # and fills them between the two labellings, which hides the swap's start from the repair
+    if settings.swaps is not None:
+        seq, report = repair_swaps_3d(seq, **settings.swaps.model_dump())
+        pairs = report.groupby(["keypoint_l", "keypoint_r"]).size()
+        rows += _rows(
+            trial, "swaps_repaired", [f"{a}/{b}" for a, b in pairs.index], pairs, "frames"
+        )
     if settings.gaps is not None:
         res = clean_gaps(seq, **settings.gaps.model_dump())
         # clean_gaps gives filled samples confidence 0 (not measured); the protocol fills them
@@ -144,12 +152,6 @@ def clean_sequence(
         for check, filled in (("gap_frames_filled", True), ("gap_frames_unfilled", False)):
             n = gaps[gaps["filled"] == filled].groupby("keypoint")["n_frames"].sum()
             rows += _rows(trial, check, seq.names, [n.get(k, 0) for k in seq.names], "frames")
-    if settings.swaps is not None:
-        seq, report = repair_swaps_3d(seq, **settings.swaps.model_dump())
-        pairs = report.groupby(["keypoint_l", "keypoint_r"]).size()
-        rows += _rows(
-            trial, "swaps_repaired", [f"{a}/{b}" for a, b in pairs.index], pairs, "frames"
-        )
     if settings.filter is not None:
         f = settings.filter
         pos = seq.positions
