@@ -82,6 +82,9 @@ _TRIM = 0.1
 #: frame's (:func:`_gross`); 3 cost up to 0.4 degrees of hip flexion on noise-free OpenSim
 #: trials, whose frames of extreme poses are the informative ones early on.
 _FRAME_FACTOR = 5.0
+#: ... and this many mm: a noise-free trial's frames fit within a few mm, and those of its
+#: extreme poses are the informative ones.
+_FRAME_MM = 30.0
 #: Step (degrees) of the numerical derivative of the keypoints with respect to a joint axis.
 _STEP_DEG = 1e-3
 #: The DoFs (without side) checked for a static trial: those the keypoints of every layout
@@ -484,7 +487,7 @@ def _gross(res: np.ndarray) -> np.ndarray:
       frame (its pose, not its keypoints, is then wrong), but a left/right swap of the arms that
       the pose follows is no evidence of the subject's offsets;
     - every keypoint of a frame whose RMS residual exceeds :data:`_FRAME_FACTOR` times the
-      median frame's: a swap of the legs, which the pose follows with the legs crossed, leaves
+      median frame's and :data:`_FRAME_MM`: a swap of the legs, which the pose follows with the legs crossed, leaves
       few keypoints gross.
 
     Left/right swaps in 16 frames of 194 moved calibrated offsets by 35-90 mm when only a
@@ -495,7 +498,7 @@ def _gross(res: np.ndarray) -> np.ndarray:
         frame = np.nan_to_num(np.sqrt(np.nanmean(np.square(res), axis=1)))
     gross = np.nan_to_num(res) > np.maximum(OUTLIER_FACTOR * med, OUTLIER_MM)
     many = gross.sum(axis=1) > OUTLIER_SHARE * np.isfinite(res).sum(axis=1)
-    many |= frame > _FRAME_FACTOR * np.median(frame)
+    many |= frame > max(_FRAME_FACTOR * float(np.median(frame)), _FRAME_MM)
     return gross | many[:, None]
 
 
