@@ -7,10 +7,12 @@ each pair of consecutive observed frames, the displacement with the labels kept
 exchanged (``|l_t - r_s| + |r_t - l_s|``); a clear win for the exchange (below ``ratio``
 times the kept one, and by at least ``min_jump_mm``) marks a label flip between the frames.
 The test is made first for the whole body (displacements summed over all pairs, so pairs
-too close together to decide alone follow the body), then for each pair on its own.
+too close together to decide alone follow the body, and most pairs seen must agree), then for
+each pair on its own; a pair seen again after a gap takes the flips its limb's other pairs
+made meanwhile (a swap that ends while one of the pair is hidden is not seen otherwise).
 The label state of every frame is the parity of the flips before it (a cumulative sum, no
 loop over frames), and the state held by most frames is taken as the true labelling: the
-minority frames are relabelled.  When a bone table is given, a flip is also only accepted
+minority frames are relabelled, a keypoint seen while its twin is hidden included.  When a bone table is given, a flip is also only accepted
 if it lowers the deviation of the pair's bones from their median lengths (a swap makes
 bone lengths jump).
 """
@@ -112,22 +114,33 @@ def repair_swaps_3d(
         )
         return k, e, has_prev & (e < ratio * k) & (k - e > min_jump_mm)
 
+    # a keypoint seen while its twin is hidden takes the pair's labelling too
+    either = np.all(np.isfinite(L), -1) | np.all(np.isfinite(R), -1)
+
     def majority(state: np.ndarray, valid: np.ndarray) -> np.ndarray:
         n1, n0 = np.sum(state & valid, axis=0), np.sum(~state & valid, axis=0)
-        return np.where(n1 > n0, ~state, state) & valid
+        return np.where(n1 > n0, ~state, state)
 
     # whole-body flips first (all pairs together: decides pairs too close to decide alone) ...
     keep, exch, _ = flips(pos)
     kb, eb = keep.sum(axis=1), exch.sum(axis=1)
-    body_flip = (eb < ratio * kb) & (kb - eb > min_jump_mm * len(pairs) ** 0.5)
+    # ... and most of the pairs seen in both frames agree: summed, a swap of the arms held
+    # wide apart (wrists 1.5 m apart) outweighs every other pair kept
+    vote = (exch < keep) & has_prev
+    body_flip = (
+        (eb < ratio * kb)
+        & (kb - eb > min_jump_mm * len(pairs) ** 0.5)
+        & (2 * vote.sum(axis=1) > has_prev.sum(axis=1))
+    )
     body = majority((np.cumsum(body_flip) % 2 == 1)[:, None], np.ones((len(t_idx), 1), bool))[:, 0]
-    relabel = body[:, None] & ok
+    relabel = body[:, None] & either
     staged = pos.copy()
     tb, pb = np.nonzero(relabel)
     staged[tb, li[pb]], staged[tb, ri[pb]] = pos[tb, ri[pb]], pos[tb, li[pb]]
     # ... then each pair on its own
     _, _, flip = flips(staged)
-    relabel ^= majority(np.cumsum(flip, axis=0) % 2 == 1, ok)
+    flip = _across_gaps(flip, ok, prev, has_prev, [a for a, _ in pairs])
+    relabel ^= majority(np.cumsum(flip, axis=0) % 2 == 1, ok) & either
     if bones:
         relabel &= _bones_agree(pos, names, pairs, li, ri, relabel, bones)
     t, p = np.nonzero(relabel)
@@ -152,6 +165,43 @@ def repair_swaps_3d(
         columns=cols,
     )
     return out, report
+
+
+#: Keypoints of one limb swap together (a detector confuses the arms, or the legs): a pair's
+#: label change hidden in a gap is read from its limb's other pairs.
+_LIMBS = (
+    ("shoulder", "elbow", "wrist", "hand", "thumb", "index", "pinky", "finger"),
+    ("hip", "knee", "ankle", "heel", "toe", "foot"),
+    ("eye", "ear", "mouth"),
+)
+
+
+def _across_gaps(
+    flip: np.ndarray, ok: np.ndarray, prev: np.ndarray, has_prev: np.ndarray, left: list[str]
+) -> np.ndarray:
+    """``flip`` (T, P) with the label changes hidden in gaps added: where a pair is seen again
+    after a gap without a flip found there (the displacement over the gap, motion included,
+    rarely passes the test), it flips if most of its limb's pairs seen throughout the gap
+    changed labels an odd number of times over it.  Without this, a swap that ends while one
+    keypoint of the pair is hidden left the pair mislabelled until its next swap."""
+    limb = [
+        next((i for i, words in enumerate(_LIMBS) if any(w in n for w in words)), -1) for n in left
+    ]
+    t_idx = np.arange(flip.shape[0])
+    out = flip.copy()
+    par = np.cumsum(flip, axis=0)
+    seen = np.cumsum(~ok, axis=0)  # frames each pair was not seen, up to t
+    for t, p in zip(*np.nonzero(has_prev & (prev < t_idx[:, None] - 1) & ~flip)):
+        s = prev[t, p]
+        mates = [q for q in range(flip.shape[1]) if q != p and limb[q] == limb[p] >= 0]
+        votes = [
+            (par[t, q] - par[s, q]) % 2 == 1
+            for q in mates
+            if ok[s, q] and seen[t, q] == seen[s, q]  # seen in every frame from s to t
+        ]
+        if votes and sum(votes) * 2 > len(votes):
+            out[t, p] = True
+    return out
 
 
 def _bones_agree(

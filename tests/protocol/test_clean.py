@@ -18,44 +18,53 @@ from medpose.synthetic.observation import markerless
 HALPE = tuple(get_layout("halpe26").medpose)
 
 
-@pytest.fixture(scope="module")
-def squat() -> np.ndarray:
-    q = make_exercise("squat", rate=30.0, repetitions=3).angles.values
-    return np.asarray(forward_kinematics(Skeleton.default(1750.0), q, keypoints=HALPE))
+_TRUTH: dict[str, np.ndarray] = {}
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_the_clean_step_restores_every_swapped_label(squat, seed):
-    """Markerless keypoints of a squat (8 mm noise, a 20-30 mm bias, gaps, outliers) with
-    left/right swaps of the whole body, the arms or the legs for about 10 frames, 0.3 runs a
-    second: after the deep squat protocol's clean step (swaps, gaps, filter), every keypoint of
-    a left/right pair, in every frame where the detector saw both, is nearer its own true
-    position than its twin's (pairs whose swap starts or ends inside a gap of one of them
-    aside: the repair cannot see that change).  The outlier test of ``gaps`` takes the first frames of a swap
-    for outliers; run before the swap repair, it filled them between the two labellings and
-    hid the swap's start, and the repair then relabelled the pair for the rest of the trial."""
-    obs = markerless(squat, names=HALPE, rate=30.0, swap_rate=0.3, seed=seed)
+def _keypoints(exercise: str) -> np.ndarray:
+    if exercise not in _TRUTH:
+        q = make_exercise(exercise, rate=30.0, repetitions=3).angles.values
+        sk = Skeleton.default(1750.0)
+        _TRUTH[exercise] = np.asarray(forward_kinematics(sk, q, keypoints=HALPE))
+    return _TRUTH[exercise]
+
+
+@pytest.mark.parametrize(
+    "exercise, gap_rate, seed",
+    [("squat", 0.02, s) for s in range(6)]
+    + [("squat", 0.2, s) for s in range(6, 12)]
+    + [("shoulder_abduction", 0.2, s) for s in range(12, 15)],
+)
+def test_the_clean_step_restores_the_swapped_labels(exercise, gap_rate, seed):
+    """Markerless keypoints of a squat or of arm raises (8 mm noise, a 20-30 mm bias, outliers, gaps at the
+    synthetic detector's rate or ten times it) with left/right swaps of the whole body, the arms
+    or the legs for about 10 frames, 0.3 runs a second: after the deep squat protocol's clean
+    step (swaps, gaps, filter), wherever the detector saw both keypoints of a pair, at most
+    0.5 % of them end nearer their twin's true position than their own (a swap is seen at the
+    frame it starts and ends; a few frames at its edges may go either way).
+
+    Two faults made whole stretches of the trial wrong: the outlier test of ``gaps``, run first,
+    took the first frames of a swap for outliers and filled them between the two labellings,
+    hiding the swap's start (154-478 wrong samples in 4 of the first 6 seeds); and a swap that
+    ended while one keypoint of the pair was hidden left the pair mislabelled until its next
+    swap (172-257 samples, seeds 9 and 10); and a swap of the arms held wide apart, summed
+    over the pairs, passed for a swap of the whole body where few other pairs were seen
+    (324 samples of the knees, seed 13)."""
+    truth = _keypoints(exercise)
+    obs = markerless(truth, names=HALPE, rate=30.0, swap_rate=0.3, gap_rate=gap_rate, seed=seed)
     raw = obs.to_sequence(HALPE, 30.0, "camera")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        seq, _ = clean_sequence(mp.Protocol.load("deep_squat"), raw, "deep_squat")
-    gaps = [(g["keypoint"], g["start"], g["stop"]) for g in obs.report["gaps"]]
+        seq, _ = clean_sequence(mp.Protocol.load("deep_squat"), raw, exercise)
+    wrong, seen = {}, 0
     for a, b in lr_pairs(HALPE):
-        # a swap that starts or ends while one of the pair is hidden cannot be seen (the
-        # repair compares consecutive frames where both are observed)
-        hidden = [
-            (s["start"], s["stop"])
-            for s in obs.report["swaps"]
-            if [a, b] in s["pairs"] or [b, a] in s["pairs"]
-            for k, g0, g1 in gaps
-            if k in (a, b) and (g0 <= s["start"] <= g1 or g0 <= s["stop"] <= g1)
-        ]
-        if hidden:
-            continue
         for own, twin in ((a, b), (b, a)):
             i, j = HALPE.index(own), HALPE.index(twin)
-            seen = np.isfinite(raw.positions[:, [i, j]]).all(axis=(1, 2))
-            d_own = np.linalg.norm(seq.positions[:, i] - squat[:, i], axis=1)
-            d_twin = np.linalg.norm(seq.positions[:, i] - squat[:, j], axis=1)
-            wrong = np.flatnonzero(seen & (d_own > d_twin))
-            assert wrong.size == 0, (own, wrong[:10].tolist(), wrong.size)
+            both = np.isfinite(raw.positions[:, [i, j]]).all(axis=(1, 2))
+            d_own = np.linalg.norm(seq.positions[:, i] - truth[:, i], axis=1)
+            d_twin = np.linalg.norm(seq.positions[:, i] - truth[:, j], axis=1)
+            n = int((both & (d_own > d_twin)).sum())
+            seen += int(both.sum())
+            if n:
+                wrong[own] = n
+    assert sum(wrong.values()) <= 0.005 * seen, wrong

@@ -121,6 +121,25 @@ def test_repair_swaps_3d_finds_and_undoes_swaps():
     assert (starts["cost_after"] < 0.1 * starts["cost_before"]).all()
 
 
+def test_a_swap_that_ends_in_a_gap_is_read_from_its_limb():
+    """The legs swapped in frames 30-44 while the right ankle is hidden from frame 40 to 59:
+    the ankles' label change at frame 45 is never seen, since the displacement test needs both
+    ankles in consecutive frames; the knees' is, and the ankles follow them.  Before, the ankles
+    stayed exchanged from frame 60 to the end, and the left ankle kept the right one's position
+    in frames 40-44, where only it was seen."""
+    p, names = _legs()
+    q = p.copy()
+    swap = [names.index(n) for n in ("hip_r", "knee_r", "ankle_r", "hip_l", "knee_l", "ankle_l")]
+    q[30:45] = p[30:45][:, swap]
+    q[40:60, names.index("ankle_r")] = np.nan
+    fixed, _ = repair_swaps_3d(KeypointSequence(q, names, FS))
+    seen = np.isfinite(fixed.positions).all(axis=2)
+    assert seen.sum() == np.isfinite(q).all(axis=2).sum()
+    np.testing.assert_allclose(fixed.positions[seen], p[seen])
+    # frames 40-44: the left label held the right ankle, the right one nothing; now the reverse
+    assert np.isnan(fixed.positions[40:45, names.index("ankle_l")]).all()
+
+
 def test_repair_swaps_3d_leaves_clean_data_alone_and_checks_input():
     p, names = _legs()
     fixed, report = repair_swaps_3d(KeypointSequence(p, names, FS))
