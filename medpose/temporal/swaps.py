@@ -12,9 +12,9 @@ each pair on its own; a pair seen again after a gap takes the flips its limb's o
 made meanwhile (a swap that ends while one of the pair is hidden is not seen otherwise).
 The label state of every frame is the parity of the flips before it (a cumulative sum, no
 loop over frames), and the state held by most frames is taken as the true labelling: the
-minority frames are relabelled, a keypoint seen while its twin is hidden included.  When a bone table is given, a flip is also only accepted
-if it lowers the deviation of the pair's bones from their median lengths (a swap makes
-bone lengths jump).
+minority frames are relabelled, a keypoint seen while its twin is hidden included.  When a
+bone table is given, a flip is also only accepted if it lowers the deviation of the pair's
+bones from their median lengths (a swap makes bone lengths jump).
 """
 
 from __future__ import annotations
@@ -169,9 +169,10 @@ def repair_swaps_3d(
 
 #: Keypoints of one limb swap together (a detector confuses the arms, or the legs): a pair's
 #: label change hidden in a gap is read from its limb's other pairs.
+#: The legs come first: a name may hold words of both (``foot_index``).
 _LIMBS = (
-    ("shoulder", "elbow", "wrist", "hand", "thumb", "index", "pinky", "finger"),
     ("hip", "knee", "ankle", "heel", "toe", "foot"),
+    ("shoulder", "elbow", "wrist", "hand", "thumb", "index", "pinky", "finger"),
     ("eye", "ear", "mouth"),
 )
 
