@@ -345,7 +345,7 @@ def evaluate_main(args: argparse.Namespace) -> int:
                 f"{cfg.layers} blocks, window {cfg.window}), trained with "
                 f"`{record.get('command', '?')}` on {record.get('device', '?')} "
                 f"({record.get('steps', '?')} steps, {record.get('train_seconds', '?')} s).  "
-                f"Run: `python benchmarks/learning_refiner.py`.",
+                f"Run: `python benchmarks/learning_refiner.py --sequences {args.sequences}`.",
                 f"**Held-back synthetic sequences** ({len(data)} patients, "
                 "`make_refiner_data(seed=HELD_OUT_SEED)`): keypoint RMSE against truth. "
                 "Filters run after medpose's clean-up (repair_swaps_3d, clean_gaps) with their "
