@@ -44,6 +44,7 @@ from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..data import KeypointSequence
 from ..errors import InputError
@@ -52,7 +53,7 @@ from .calibrate_report import determined, medians, weighted_rms
 from .calibrate_step import box_step, reduced_system
 from .fit.core import fit_sequence
 from .fit.problem import observable_dofs
-from .fit.starts import OUTLIER_FACTOR, OUTLIER_MM, OUTLIER_SHARE
+from .fit.starts import gross
 from .fk import forward_kinematics, segment_poses
 from .keypoint_models import (
     KeypointModel,
@@ -492,14 +493,12 @@ def _gross(res: np.ndarray) -> np.ndarray:
 
     Left/right swaps in 16 frames of 194 moved calibrated offsets by 35-90 mm when only a
     frame's few gross outliers were left out (``tests/kinematics/test_calibrate.py``)."""
+    out, many = (v.numpy() for v in gross(torch.as_tensor(res, dtype=torch.float64)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nan_to_num(np.nanmedian(res, axis=0))
         frame = np.nan_to_num(np.sqrt(np.nanmean(np.square(res), axis=1)))
-    gross = np.nan_to_num(res) > np.maximum(OUTLIER_FACTOR * med, OUTLIER_MM)
-    many = gross.sum(axis=1) > OUTLIER_SHARE * np.isfinite(res).sum(axis=1)
     many |= frame > max(_FRAME_FACTOR * float(np.median(frame)), _FRAME_MM)
-    return gross | many[:, None]
+    return out | many[:, None]
 
 
 def _score(res: np.ndarray) -> float:

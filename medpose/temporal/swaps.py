@@ -188,17 +188,20 @@ def _across_gaps(
     limb = [
         next((i for i, words in enumerate(_LIMBS) if any(w in n for w in words)), -1) for n in left
     ]
+    mates = [
+        [q for q in range(len(left)) if q != p and limb[q] == limb[p] >= 0]
+        for p in range(len(left))
+    ]
     t_idx = np.arange(flip.shape[0])
     out = flip.copy()
     par = np.cumsum(flip, axis=0)
-    seen = np.cumsum(~ok, axis=0)  # frames each pair was not seen, up to t
+    unseen = np.cumsum(~ok, axis=0)  # frames each pair was not seen, up to t
     for t, p in zip(*np.nonzero(has_prev & (prev < t_idx[:, None] - 1) & ~flip)):
         s = prev[t, p]
-        mates = [q for q in range(flip.shape[1]) if q != p and limb[q] == limb[p] >= 0]
         votes = [
             (par[t, q] - par[s, q]) % 2 == 1
-            for q in mates
-            if ok[s, q] and seen[t, q] == seen[s, q]  # seen in every frame from s to t
+            for q in mates[p]
+            if ok[s, q] and unseen[t, q] == unseen[s, q]  # seen in every frame from s to t
         ]
         if votes and sum(votes) * 2 > len(votes):
             out[t, p] = True

@@ -474,16 +474,22 @@ OUTLIER_SHARE = 0.25
 OUTLIER_HOLD = 0.5
 
 
-def outliers(d: torch.Tensor) -> torch.Tensor:
-    """Gross outliers (T, K) among residuals ``d`` (T, K) mm, NaN where a keypoint is not
-    observed: above both :data:`OUTLIER_MM` and :data:`OUTLIER_FACTOR` times the keypoint's
-    median over the frames, in frames where at most :data:`OUTLIER_SHARE` of the observed
-    keypoints are."""
+def gross(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residuals ``d`` (T, K) mm (NaN where a keypoint is not observed) above both
+    :data:`OUTLIER_MM` and :data:`OUTLIER_FACTOR` times the keypoint's median over the frames
+    (T, K), and the frames (T,) where more than :data:`OUTLIER_SHARE` of the observed keypoints
+    are."""
     med = keypoint_median(d)  # (K,)
     out = d > torch.clamp(OUTLIER_FACTOR * med, min=OUTLIER_MM)  # NaN: False
-    n_out = out.sum(dim=1)
-    few = n_out <= OUTLIER_SHARE * torch.isfinite(d).sum(dim=1)
-    return out & few[:, None]
+    many = out.sum(dim=1) > OUTLIER_SHARE * torch.isfinite(d).sum(dim=1)
+    return out, many
+
+
+def outliers(d: torch.Tensor) -> torch.Tensor:
+    """Gross outliers (T, K) among residuals ``d`` (T, K) mm (:func:`gross`), in frames where
+    at most :data:`OUTLIER_SHARE` of the observed keypoints are."""
+    out, many = gross(d)
+    return out & ~many[:, None]
 
 
 def drop_outliers(
