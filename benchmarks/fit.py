@@ -10,7 +10,7 @@ OpenSim 4.6 runs inverse kinematics with Pose2Sim's model, HALPE_26 marker set a
 Usage::
 
     python benchmarks/fit.py                       # CPU (float32), 6000 frames, OpenSim on 300 of them
-    python benchmarks/fit.py --device cuda --frames 1000000 --no-opensim
+    python benchmarks/fit.py --device cuda --frames 1000000 --no-opensim --repeats 5
 
 The results go to ``benchmarks/RESULTS.md`` between ``<!-- fit:start -->`` and ``<!-- fit:end -->``
 (GPU runs: ``<!-- fit-gpu:start -->``).  On the CPU medpose runs once on one torch thread and once on
