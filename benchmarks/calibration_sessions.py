@@ -15,8 +15,10 @@ gaps, left/right swaps and outliers.  The protocol runs twice, its ``steps.fit.c
 - ``miss``: the largest difference between the range the protocol reports per repetition and
   the true one (degrees; ``nan`` where the repetitions found differ in number).
 
-Run: ``.venv/bin/python benchmarks/calibration_sessions.py [--seeds 0 5] [--protocols ...]``;
-writes section ``calibration-sessions`` of benchmarks/RESULTS.md.  About 5 minutes per seed on
+Run: ``.venv/bin/python benchmarks/calibration_sessions.py [--seeds 0 5] [--protocols ...]
+[--smoothness S] [--no-write]`` (``--smoothness``: the fit's temporal term instead of the
+protocol's own, 2 unless it says otherwise); writes section ``calibration-sessions`` of
+benchmarks/RESULTS.md.  About 5 minutes per seed on
 two cores.
 """
 
@@ -53,11 +55,16 @@ ROOT = Path(__file__).resolve().parents[1]
 _SUFFIX = {"left": "_l", "right": "_r"}
 
 
-def _with_calibrate(text: str, how: str) -> str:
-    """The protocol's YAML with ``steps.fit.calibrate: how``."""
-    out = re.sub(r"(\n  fit: \{)", rf"\1calibrate: {how}, ", text, count=1)
+def _with_calibrate(text: str, how: str, smoothness: float | None = None) -> str:
+    """The protocol's YAML with ``steps.fit.calibrate: how`` (and ``smoothness`` where given)."""
+    if smoothness is not None:  # the protocol's own setting goes
+        text = re.sub(r"(\n  fit: \{[^}\n]*?)smoothness: [0-9.]+(, )?", r"\1", text, count=1)
+        text = text.replace("\n  fit: {}\n", "\n  fit:\n", 1)
+    extra = "" if smoothness is None else f"smoothness: {smoothness}, "
+    out = re.sub(r"(\n  fit: \{)", rf"\1calibrate: {how}, {extra}", text, count=1)
     if out == text:
-        out = text.replace("\n  fit:\n", f"\n  fit:\n    calibrate: {how}\n", 1)
+        settings = f"calibrate: {how}, {extra}".rstrip(", ")
+        out = text.replace("\n  fit:\n", f"\n  fit: {{{settings}}}\n", 1)
     if out == text:
         raise SystemExit("protocol without a steps.fit block")
     return out
@@ -70,7 +77,7 @@ def _fit_error(result, session: Path, trial: str, dof: str) -> float:
     return float(np.nanpercentile(np.abs(diff - np.nanmedian(diff)), 95))
 
 
-def run_case(name: str, seed: int, work: Path) -> list[list]:
+def run_case(name: str, seed: int, work: Path, smoothness: float | None = None) -> list[list]:
     session = work / f"{name}_{seed}"
     mp.synthetic.make_session(
         session,
@@ -84,7 +91,7 @@ def run_case(name: str, seed: int, work: Path) -> list[list]:
     found: dict[tuple, dict[str, tuple[float, float]]] = {}
     for how in ("none", "movement"):
         path = work / f"{name}_{seed}_{how}.yaml"
-        path.write_text(_with_calibrate(text, how))
+        path.write_text(_with_calibrate(text, how, smoothness))
         protocol = mp.Protocol.load(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -119,6 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 5])
     ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS))
+    ap.add_argument(
+        "--smoothness",
+        type=float,
+        default=None,
+        help="the fit's smoothness instead of the protocol's (default: the protocol's own)",
+    )
+    ap.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = ap.parse_args(argv)
     from _common import machine, markdown_table, update_results
 
@@ -126,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             for name in args.protocols:
-                for row in run_case(name, seed, Path(tmp)):
+                for row in run_case(name, seed, Path(tmp), args.smoothness):
                     rows.append(row)
                     print(
                         " ".join(str(round(v, 1)) if isinstance(v, float) else str(v) for v in row)
@@ -154,9 +168,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(table)
     print(summary)
+    if args.no_write:
+        return
+    options = f"--seeds {' '.join(map(str, args.seeds))}"
+    if args.protocols != list(PROTOCOLS):
+        options += f" --protocols {' '.join(args.protocols)}"
+    if args.smoothness is not None:
+        options += f" --smoothness {args.smoothness:g}"
     text = (
         f"Machine: {machine()}.  Command: `.venv/bin/python benchmarks/calibration_sessions.py "
-        f"--seeds {' '.join(map(str, args.seeds))}`.\n\n{table}\n\n{summary}\n"
+        f"{options}`.\n\n{table}\n\n{summary}\n"
     )
     update_results("calibration-sessions", text)
 

@@ -140,9 +140,14 @@ class FitSettings(_Strict):
     skeleton from :func:`medpose.calibrate` on each exercise trial itself (``movement``), on the
     protocol's static trial (``static``), lengths only (``none``), or (``auto``, the default)
     on the static trial where the protocol has one with the exercise trial's keypoints, no
-    more and no fewer (the same detector's), else lengths only."""
+    more and no fewer (the same detector's), else lengths only.
 
-    smoothness: float = Field(default=0.0, ge=0)
+    ``smoothness`` defaults to 2 here (``medpose.fit``'s own default is 0): a protocol's trials
+    are short, markerless keypoints are noisy, and the temporal term keeps the angles that the
+    keypoints barely determine (the upper arm's rotation with a straight elbow) continuous
+    with the frames that do; docs/protocols.md gives the measured effect."""
+
+    smoothness: float = Field(default=2.0, ge=0)
     min_confidence: float = Field(default=0.3, ge=0, le=1)
     max_iter: int = Field(default=100, ge=1, le=10_000)
     tol_deg: float = Field(default=1e-3, gt=0)

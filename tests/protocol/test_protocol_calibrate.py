@@ -22,7 +22,7 @@ SQUAT = ROOT / "protocols" / "deep_squat.yaml"
 
 def _variant(tmp_path: Path, fit: str, static: bool = False) -> mp.Protocol:
     """deep_squat with another ``steps.fit`` (and a static trial when asked)."""
-    text = SQUAT.read_text().replace("  fit: {smoothness: 0.0}\n", f"  fit: {fit}\n")
+    text = SQUAT.read_text().replace("  fit: {smoothness: 2.0}\n", f"  fit: {fit}\n")
     if static:
         text = text.replace(
             "\nsteps:\n",

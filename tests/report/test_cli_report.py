@@ -65,7 +65,7 @@ def test_a_run_that_does_not_exist_lists_those_that_do(run_folder, tmp_path, cap
     missing = run_folder.parent / "visit9"
     assert main(["report", str(missing), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
-    assert "visit9" in err and "visit1 (deep_squat 1.1.0, 2026-03-01)" in err
+    assert "visit9" in err and "visit1 (deep_squat 1.2.0, 2026-03-01)" in err
     assert not (tmp_path / "r").exists()
 
 
