@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -57,17 +57,14 @@ _SUFFIX = {"left": "_l", "right": "_r"}
 
 def _with_calibrate(text: str, how: str, smoothness: float | None = None) -> str:
     """The protocol's YAML with ``steps.fit.calibrate: how`` (and ``smoothness`` where given)."""
-    if smoothness is not None:  # the protocol's own setting goes
-        text = re.sub(r"(\n  fit: \{[^}\n]*?)smoothness: [0-9.]+(, )?", r"\1", text, count=1)
-        text = text.replace("\n  fit: {}\n", "\n  fit:\n", 1)
-    extra = "" if smoothness is None else f"smoothness: {smoothness}, "
-    out = re.sub(r"(\n  fit: \{)", rf"\1calibrate: {how}, {extra}", text, count=1)
-    if out == text:
-        settings = f"calibrate: {how}, {extra}".rstrip(", ")
-        out = text.replace("\n  fit:\n", f"\n  fit: {{{settings}}}\n", 1)
-    if out == text:
+    spec = yaml.safe_load(text)
+    if "fit" not in spec["steps"]:
         raise SystemExit("protocol without a steps.fit block")
-    return out
+    fit = dict(spec["steps"]["fit"] or {}, calibrate=how)
+    if smoothness is not None:
+        fit["smoothness"] = smoothness
+    spec["steps"]["fit"] = fit
+    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
 
 
 def _fit_error(result, session: Path, trial: str, dof: str) -> float:
