@@ -228,6 +228,14 @@ def calibrate(
     model = _model(keypoint_model, sequence)
     if model is not None:
         sequence = model.rename(sequence)
+        if not static and not model.auto_calibrate:
+            warnings.warn(
+                f"calibrate: the {model.name} keypoint model's joints move in their segments "
+                "with posture, and a calibration on the movement turns that into offsets that "
+                "distort the joint angles (docs/calibration.md); mp.fit(seq) fits this layout "
+                "with lengths only",
+                stacklevel=2,
+            )
     measured = estimate_skeleton(
         sequence,
         static=static,

@@ -147,6 +147,14 @@ class KeypointModel:
         Posture prior (degrees, as :func:`~medpose.kinematics.fit.fit`'s ``prior``) for the
         rotations this layout barely sees; a fit with a skeleton calibrated on this model uses
         it unless the call gives its own.  Empty for most models.
+    auto_calibrate : bool
+        Whether :func:`~medpose.kinematics.fit.fit`'s default (``calibrate="auto"``) calibrates
+        this layout's keypoint offsets and joint centres on the sequence itself (True for most
+        models).  False where a measurement showed that such a calibration models the detector's
+        posture-dependent errors and distorts the joint angles (``kinect_v2``); the reason is
+        :attr:`auto_calibrate_source`.
+    auto_calibrate_source : str
+        Why (a source, as every value in the file has one); empty when the file says nothing.
     """
 
     name: str
@@ -155,6 +163,8 @@ class KeypointModel:
     keypoints: tuple[KeypointPrior, ...]
     source_file: str
     fit_prior: Mapping[str, float] = field(default_factory=dict)
+    auto_calibrate: bool = True
+    auto_calibrate_source: str = ""
 
     # ------------------------------------------------------------------ look-ups
     @property
@@ -452,7 +462,25 @@ def _parse(text: str, source: str) -> KeypointModel:
         keypoints=tuple(entries),
         source_file=source,
         fit_prior=MappingProxyType(_fit_prior(doc.get("fit_prior"), source)),
+        **_auto_calibrate(doc.get("auto_calibrate"), source),
     )
+
+
+def _auto_calibrate(raw: Any, source: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if (
+        not isinstance(raw, Mapping)
+        or not isinstance(raw.get("use"), bool)
+        or not isinstance(raw.get("source"), str)
+        or not raw["source"].strip()
+        or set(raw) - {"use", "source"}
+    ):
+        raise InputError(
+            f"{source}: 'auto_calibrate' must be {{use: true or false, source: <text>}}, "
+            f"found {raw!r}"
+        )
+    return {"auto_calibrate": raw["use"], "auto_calibrate_source": raw["source"].strip()}
 
 
 def _fit_prior(raw: Any, source: str) -> dict[str, float]:

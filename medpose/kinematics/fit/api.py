@@ -73,7 +73,10 @@ def fit(
         (:attr:`PatientSkeleton.warranted <medpose.kinematics.patient.PatientSkeleton.warranted>`:
         it lowers the RMS keypoint residual by at least 10 % and 1 mm), else with lengths only;
         ``Fit.calibration`` holds the calibration either way, and its warnings are shown only
-        when it is used.  ``True``: fit with the calibration in any case.  ``False``: lengths
+        when it is used.  Layouts whose keypoint model says so
+        (:attr:`KeypointModel.auto_calibrate <medpose.kinematics.keypoint_models.KeypointModel.auto_calibrate>`:
+        ``kinect_v2``, whose joints' errors change with posture) are not calibrated
+        (``Fit.calibration`` is None).  ``True``: fit with the calibration in any case.  ``False``: lengths
         only, no calibration (the fastest; see docs/calibration.md).  A ``skeleton`` given is
         fitted as it is unless ``calibrate=True``.
     device : str or torch.device, optional
@@ -217,9 +220,18 @@ def _auto_calibration(
     sequence: KeypointSequence, min_confidence: float, up: str | None
 ) -> tuple[PatientSkeleton | None, list[warnings.WarningMessage], str]:
     """``calibrate="auto"``: the calibration on the sequence, the warnings it gave (held back:
-    they matter only if it is used) and, where it cannot be calibrated, None and why."""
+    they matter only if it is used) and, where it cannot be calibrated, None and why.  None and
+    no reason where the layout's keypoint model says not to calibrate by default
+    (:attr:`KeypointModel.auto_calibrate <medpose.kinematics.keypoint_models.KeypointModel.auto_calibrate>`)."""
     from ..calibrate import calibrate as calibrate_subject
+    from ..keypoint_models import keypoint_model_for
 
+    try:
+        model = keypoint_model_for(sequence)
+    except InputError:  # names no layout holds: calibrate() says what it can use
+        model = None
+    if model is not None and not model.auto_calibrate:
+        return None, [], ""
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
         try:

@@ -1,0 +1,90 @@
+"""Kinect v2 joints (UI-PRMD): ``mp.fit(seq)`` fits them with lengths only.
+
+The Kinect's joints are its own joint-centre estimates whose places in the limbs change with
+posture: within one deep squat the Kinect's thigh (hip to knee joint) shortens and lengthens by
+tens of millimetres.  A calibration on the movement turns that into keypoint offsets and joint
+centres that distort the knee angle; its keypoint model (``kinect_v2``) says so, and the default
+fit follows it.  The truth here is the data set's own geometry: the angle between the Kinect's
+thigh (hip - knee) and shank (knee - ankle), computed in the test from the positions.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import medpose as mp
+from medpose.kinematics.keypoint_models import load_keypoint_model
+
+# subject, repetition: deep squats whose knee peaks stay below medpose's knee limit (135 deg)
+REPS = (("s01", "e02"), ("s03", "e05"), ("s07", "e08"))
+
+
+def _positions(shared_data, subject: str, rep: str):
+    folder = shared_data / "ui-prmd" / "kinect" / "correct" / "positions"
+    return folder / f"m01_{subject}_{rep}_positions.txt.gz"
+
+
+def _knee_3pt(seq: mp.KeypointSequence, side: str) -> np.ndarray:
+    """180 deg minus the hip-knee-ankle angle of the Kinect's joints."""
+    hip, knee, ankle = (seq[f"{j}_{side}"] for j in ("hip", "knee", "ankle"))
+    a, b = hip - knee, ankle - knee
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    return 180.0 - np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def test_the_kinect_model_says_lengths_only_and_why():
+    kin = load_keypoint_model("kinect_v2")
+    assert kin.auto_calibrate is False
+    assert kin.auto_calibrate_source.startswith("measured")
+    for other in ("halpe26", "pose2sim_halpe26", "coco17", "mediapipe33", "body25", "h36m17"):
+        m = load_keypoint_model(other)
+        assert m.auto_calibrate is True and m.auto_calibrate_source == ""
+
+
+def test_a_malformed_auto_calibrate_is_refused_naming_the_file(tmp_path):
+    from medpose.packaged import resource_text
+
+    text = resource_text("keypoint_models/kinect_v2.yaml")
+    assert "\n  use: false\n" in text
+    for bad_value in ("  use: no_idea\n", "  use: false\n  because: x\n"):
+        bad = tmp_path / "bad_model.yaml"
+        bad.write_text(text.replace("  use: false\n", bad_value))
+        with pytest.raises(mp.InputError, match=r"bad_model\.yaml: 'auto_calibrate' must be"):
+            load_keypoint_model(bad)
+
+
+def test_the_kinect_thigh_changes_length_with_posture(shared_data):
+    """The measurement behind the model's setting: the hip-knee distance of one squat varies by
+    far more than the Kinect's jitter (a few mm) between its 5th and 95th percentiles."""
+    for subject, rep in REPS:
+        seq = mp.read_keypoints(_positions(shared_data, subject, rep))
+        for side in "lr":
+            d = np.linalg.norm(seq[f"hip_{side}"] - seq[f"knee_{side}"], axis=1)
+            p5, p95 = np.percentile(d, [5, 95])
+            assert p95 - p5 > 30.0, (subject, rep, side, p95 - p5)
+
+
+def test_the_default_fit_follows_the_kinect_knee(shared_data):
+    """``mp.fit(seq)`` makes no calibration on Kinect squats, and its knee flexion peaks within
+    5 deg of the Kinect's own thigh-shank angle (a hinge knee against the Kinect's free one)."""
+    for subject, rep in REPS:
+        seq = mp.read_keypoints(_positions(shared_data, subject, rep))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no calibration, so no calibration warning either
+            f = mp.fit(seq, progress=False)
+        assert f.calibration is None
+        for side in "lr":
+            ref = _knee_3pt(seq, side)
+            assert ref.max() < 135.0  # below the fit's limit, so the peak can be compared
+            peak = float(np.nanmax(f.angles[f"knee_flexion_{side}"]))
+            assert abs(peak - ref.max()) < 5.0, (subject, rep, side, peak, ref.max())
+
+
+def test_an_explicit_calibration_of_kinect_joints_warns(shared_data):
+    seq = mp.read_keypoints(_positions(shared_data, *REPS[0]))
+    with pytest.warns(UserWarning, match="kinect_v2 keypoint model's joints move"):
+        patient = mp.calibrate(seq, frames=40, rounds=1)
+    assert patient.keypoint_model == "kinect_v2"
