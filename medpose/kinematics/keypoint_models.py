@@ -149,12 +149,10 @@ class KeypointModel:
         it unless the call gives its own.  Empty for most models.
     auto_calibrate : bool
         Whether :func:`~medpose.kinematics.fit.fit`'s default (``calibrate="auto"``) calibrates
-        this layout's keypoint offsets and joint centres on the sequence itself (True for most
-        models).  False where a measurement showed that such a calibration models the detector's
-        posture-dependent errors and distorts the joint angles (``kinect_v2``); the reason is
-        :attr:`auto_calibrate_source`.
+        this layout on the sequence itself; False for ``kinect_v2``, whose joints' errors change
+        with posture (a calibration distorts the angles: :attr:`auto_calibrate_source`).
     auto_calibrate_source : str
-        Why (a source, as every value in the file has one); empty when the file says nothing.
+        The measurement behind that setting; empty when the file gives none.
     """
 
     name: str
@@ -469,13 +467,9 @@ def _parse(text: str, source: str) -> KeypointModel:
 def _auto_calibrate(raw: Any, source: str) -> dict[str, Any]:
     if raw is None:
         return {}
-    if (
-        not isinstance(raw, Mapping)
-        or not isinstance(raw.get("use"), bool)
-        or not isinstance(raw.get("source"), str)
-        or not raw["source"].strip()
-        or set(raw) - {"use", "source"}
-    ):
+    ok = isinstance(raw, Mapping) and set(raw) == {"use", "source"}
+    ok = ok and isinstance(raw["use"], bool) and isinstance(raw["source"], str)
+    if not (ok and raw["source"].strip()):
         raise InputError(
             f"{source}: 'auto_calibrate' must be {{use: true or false, source: <text>}}, "
             f"found {raw!r}"

@@ -49,9 +49,14 @@ def test_a_malformed_auto_calibrate_is_refused_naming_the_file(tmp_path):
 
     text = resource_text("keypoint_models/kinect_v2.yaml")
     assert "\n  use: false\n" in text
-    for bad_value in ("  use: no_idea\n", "  use: false\n  because: x\n"):
+    for old, new in (
+        ("  use: false\n", "  use: no_idea\n"),  # not a boolean
+        ("  use: false\n", "  use: false\n  because: x\n"),  # another key
+        ('  source: "measured: UI-PRMD', '  sauce: "measured: UI-PRMD'),  # no source
+    ):
+        assert old in text
         bad = tmp_path / "bad_model.yaml"
-        bad.write_text(text.replace("  use: false\n", bad_value))
+        bad.write_text(text.replace(old, new))
         with pytest.raises(mp.InputError, match=r"bad_model\.yaml: 'auto_calibrate' must be"):
             load_keypoint_model(bad)
 
