@@ -560,7 +560,15 @@ def uiprmd_case(movement: str) -> tuple[list[list[str]], dict[str, Any]]:
             by_subject.setdefault(m.group(1), []).append(p)
     squat = movement == "m01"
     stats: dict[str, dict[str, list]] = {
-        k: {"resid": [], "frames": [0], "sec": [0.0], "d_data": [], "d_3pt": [], "dof": []}
+        k: {
+            "resid": [],
+            "frames": [0],
+            "sec": [0.0],
+            "d_data": [],
+            "d_3pt": [],
+            "dof": [],
+            "rom": [],
+        }
         for k in ("fit", "cal")
     }
     ref_agree = []  # the two references' peaks, data set angles - three-point
@@ -596,6 +604,10 @@ def uiprmd_case(movement: str) -> tuple[list[list[str]], dict[str, Any]]:
                 st["resid"].append(f.residual.ravel())
                 a = f.angles
                 for s in sides:
+                    sig = a[f"knee_flexion_{s}"].to_numpy() if squat else fit_elevation(a, s)
+                    ref_sig = ref[f"{what}|data|{s}"]
+                    if not (squat and float(np.max(ref_sig)) > knee_max):  # the fit stops there
+                        st["rom"].append(_range(sig) - _range(ref_sig))
                     if squat:
                         peak = float(np.nanmax(a[f"knee_flexion_{s}"]))
                         st["dof"].append(peak - float(np.max(ref[f"knee|data|{s}"])))
@@ -630,6 +642,7 @@ def uiprmd_case(movement: str) -> tuple[list[list[str]], dict[str, Any]]:
             f"{st['frames'][0] / st['sec'][0]:.0f}",
             dev(st["d_data"]),
             dev(st["d_3pt"]),
+            dev(st["rom"]),
         ]
         if not squat:
             row.append(dev(st["dof"]))
@@ -649,8 +662,15 @@ def uiprmd_case(movement: str) -> tuple[list[list[str]], dict[str, Any]]:
         "ref_median": float(np.median(ref_agree)),
         "ref_maxabs": float(np.max(np.abs(ref_agree))),
         "n_peaks": float(len(ref_agree)),
+        "n_rom": float(len(stats["fit"]["rom"])),
     }
     return rows, info
+
+
+def _range(v) -> float:
+    """Range of motion as a protocol reports it: the 2nd to the 98th percentile (degrees)."""
+    lo, hi = np.nanpercentile(np.asarray(v, dtype=float), [2.0, 98.0])
+    return float(hi - lo)
 
 
 def real_text() -> str:
@@ -737,6 +757,7 @@ def _real_text(load0: float) -> str:
             "frames/s",
             f"peak {what} - data set angles: median / median abs / max abs deg",
             f"peak {what} - three-point: median / median abs / max abs deg",
+            f"{what} range of motion - data set angles: same deg",
         ]
         if not squat:
             hdr.append("peak shoulder_abduction DoF - data set elevation: same deg")
@@ -784,7 +805,15 @@ def _real_text(load0: float) -> str:
             "(the `kinect_v2` keypoint model says not to calibrate on the movement, "
             "docs/calibration.md).  Frames/s: all fits' wall time (plus the "
             "calibrations' for the calibrated row) over the frames fitted (e02-e10), after a "
-            f"warm-up calibrate and fit.  {ref}  Differences are fit minus reference, per repetition"
+            f"warm-up calibrate and fit.  {ref}  Range of motion: the 2nd to the 98th percentile "
+            "over the repetition, of the fit's angle against the same of the data set's"
+            + (
+                f" ({info['n_rom']:.0f} leg-repetitions whose reference peak stays below the "
+                "knee limit)"
+                if squat
+                else ""
+            )
+            + ".  Differences are fit minus reference, per repetition"
             f"{' and side' if squat else ''} ({info['n_peaks']:.0f} peaks).\n\n"
             + markdown_table(rows, hdr)
         )
