@@ -30,6 +30,7 @@ __all__ = [
     "polar",
     "rigid_init",
     "branch_moves",
+    "apply_move",
     "choose_branches",
     "frame_rms",
     "put",
@@ -187,6 +188,22 @@ def _wrap_into(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Ten
     return torch.where(v < lo, v + 360.0, v)
 
 
+def apply_move(q: torch.Tensor, move, lo: torch.Tensor, hi: torch.Tensor):
+    """``q`` (T, D) with a move of :func:`branch_moves` applied (each angle wrapped into its
+    limits where a 360-degree equivalent is inside them), and where it is inside them (T,)."""
+    cols, mult, off = move
+    c = torch.as_tensor(cols, device=q.device)
+    v = _wrap_into(
+        q[:, c] * torch.as_tensor(mult, device=q.device, dtype=q.dtype)
+        + torch.as_tensor(off, device=q.device, dtype=q.dtype),
+        lo[c],
+        hi[c],
+    )
+    moved = q.clone()
+    moved[:, c] = v
+    return moved, ((v >= lo[c]) & (v <= hi[c])).all(dim=1)
+
+
 def choose_branches(
     ctx: Context,
     moves,
@@ -221,21 +238,13 @@ def choose_branches(
     for seg, dofs in enumerate(sk.joint_dof_index):
         dof_seg[dofs[dofs >= 0]] = seg
     J0 = _joint_rotations(ctx, mu[None])[0]  # (S, 3, 3) at neutral, level order
-    for cols, mult, off in moves:
-        segs = ctx.pos[torch.as_tensor(np.unique(dof_seg[cols]), device=q.device)]
-        c = torch.as_tensor(cols, device=q.device)
-        cand = _wrap_into(
-            q[:, c] * torch.as_tensor(mult, device=q.device, dtype=q.dtype)
-            + torch.as_tensor(off, device=q.device, dtype=q.dtype),
-            lo[c],
-            hi[c],
-        )
-        inside = ((cand >= lo[c]) & (cand <= hi[c])).all(dim=1)
+    for move in moves:
+        segs = ctx.pos[torch.as_tensor(np.unique(dof_seg[move[0]]), device=q.device)]
+        moved, inside = apply_move(q, move, lo, hi)
         sel = torch.nonzero(inside)[:, 0]
         if sel.numel() == 0:
             continue
-        qn = q[sel].clone()
-        qn[:, c] = cand[sel]
+        qn = moved[sel]
         nearer = _from_neutral(ctx, qn, J0, segs) < _from_neutral(ctx, q[sel], J0, segs) - 1e-9
         sel, qn = sel[nearer], qn[nearer]
         if sel.numel() == 0:
