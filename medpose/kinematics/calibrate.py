@@ -101,6 +101,18 @@ _STATIC_DOFS = (
 )
 
 
+def _warn_movement(model) -> None:
+    """Warn that a calibration on the movement distorts the angles of a model that says so."""
+    if model is not None and not model.auto_calibrate:
+        warnings.warn(
+            f"calibrate: the {model.name} keypoint model's joints move in their segments "
+            "with posture, and a calibration on the movement turns that into offsets that "
+            "distort the joint angles (docs/calibration.md); mp.fit(seq) fits this layout "
+            "with lengths only",
+            stacklevel=3,
+        )
+
+
 class StaticTrialWarning(UserWarning):
     """The trial given as static moves; it is calibrated on as a movement."""
 
@@ -228,14 +240,8 @@ def calibrate(
     model = _model(keypoint_model, sequence)
     if model is not None:
         sequence = model.rename(sequence)
-        if not static and not model.auto_calibrate:
-            warnings.warn(
-                f"calibrate: the {model.name} keypoint model's joints move in their segments "
-                "with posture, and a calibration on the movement turns that into offsets that "
-                "distort the joint angles (docs/calibration.md); mp.fit(seq) fits this layout "
-                "with lengths only",
-                stacklevel=2,
-            )
+        if not static:
+            _warn_movement(model)
     measured = estimate_skeleton(
         sequence,
         static=static,
@@ -384,6 +390,7 @@ def calibrate(
                         stacklevel=2,
                     )
                     static = False
+                    _warn_movement(model)
         if r == int(rounds):
             break
         ok = f.valid

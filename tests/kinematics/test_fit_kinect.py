@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import medpose as mp
+from medpose.kinematics.calibrate import StaticTrialWarning
 from medpose.kinematics.keypoint_models import load_keypoint_model
 
 # subject, repetition: deep squats whose knee peaks stay below medpose's knee limit (135 deg)
@@ -93,3 +94,15 @@ def test_an_explicit_calibration_of_kinect_joints_warns(shared_data):
     with pytest.warns(UserWarning, match="kinect_v2 keypoint model's joints move"):
         patient = mp.calibrate(seq, frames=40, rounds=1)
     assert patient.keypoint_model == "kinect_v2"
+
+
+def test_a_moving_static_trial_of_kinect_joints_warns_twice(shared_data):
+    # given as static, a squat is calibrated on as a movement: the same warning as above
+    seq = mp.read_keypoints(_positions(shared_data, *REPS[0]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mp.calibrate(seq, static=True, frames=40, rounds=1)
+    kinds = [w.category for w in caught]
+    texts = [str(w.message) for w in caught]
+    assert StaticTrialWarning in kinds, texts
+    assert any("kinect_v2 keypoint model's joints move" in t for t in texts), texts
