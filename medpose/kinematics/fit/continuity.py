@@ -32,6 +32,12 @@ JUMP = 2 * 90.0**2
 #: (no jump either way), the frames keep their readings; a run of frames on the other reading
 #: between two jumps is turned back when shorter than ``2 JUMP / SWITCH`` (3,240) frames.
 SWITCH = 10.0
+#: A move that leaves a DoF outside its limits is a candidate with that DoF at the limit when
+#: the frame's keypoint cost rises by at most this many squared noise SDs (chi-squared; 4:
+#: the limit is within two SDs of the reading).  A nearly straight elbow (5 degrees) reads
+#: -6 on the other branch in a noisy frame, past its -5 limit: without this, that one frame
+#: cannot be moved and holds a run of frames 180 degrees off on the other branch.
+NEAR_CHI2 = 4.0
 
 
 def _change(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -81,13 +87,17 @@ def continuous_branches(
     w: torch.Tensor,
     lo: torch.Tensor,
     hi: torch.Tensor,
+    sigma: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``q`` (T, D) of frames in time order, each ball joint's reading chosen for continuity.
 
     ``moves``: :func:`~medpose.kinematics.fit.starts.branch_moves`, three per joint.  A move is
     a candidate in a frame where it stays inside the hard limits and does not raise the frame's
-    keypoint cost beyond rounding (the test of :func:`~.starts.choose_branches`).  Returns the
-    new q and a mask (T,) of the frames that changed; the keypoints they fit are unchanged.
+    keypoint cost beyond rounding (the test of :func:`~.starts.choose_branches`), or where it
+    leaves some DoF outside them and, with those at their limits, raises the cost by at most
+    :data:`NEAR_CHI2` times ``sigma`` (mm, the keypoints' noise) squared.  Returns the new q
+    and a mask (T,) of the frames that changed; the keypoints they fit are unchanged but for
+    those clamped moves.
     """
     T = q.shape[0]
     changed = torch.zeros(T, dtype=torch.bool, device=q.device)
@@ -103,15 +113,15 @@ def continuous_branches(
         cols = torch.as_tensor(group[0][0][:2], device=q.device)
         if not bool((_change(q[:-1, cols], q[1:, cols]) > 90.0**2).any()):
             continue  # no jump: the readings stay as they are
-        if tol is None:  # the frames' keypoint cost, which no move may raise
+        if tol is None:  # the frames' keypoint cost, which no exact move may raise
             cost = ((sw * (ctx.keypoints_at(q) - x_obs)) ** 2).sum(dim=(1, 2))
             tol = cost * (1.0 + 1e-5) + 1e-6 * x_obs.shape[1]
         cand, ok = [q], [torch.ones(T, dtype=torch.bool, device=q.device)]
         for move in group:
-            qn, inside = apply_move(q, move, lo, hi)
+            qn, inside = apply_move(q, move, lo, hi, clamp=True)
             cn = ((sw * (ctx.keypoints_at(qn) - x_obs)) ** 2).sum(dim=(1, 2))
             cand.append(qn)
-            ok.append(inside & (cn <= tol))
+            ok.append(torch.where(inside, cn <= tol, cn <= cost + NEAR_CHI2 * float(sigma) ** 2))
         if not bool(torch.stack(ok[1:]).any()):
             continue
         V = torch.stack([c[:, cols] for c in cand], dim=1)  # (T, S, C)
@@ -124,4 +134,5 @@ def continuous_branches(
         if bool(pick.any()):
             q = torch.stack(cand, dim=1)[torch.arange(T, device=q.device), state]
             changed |= pick
+            tol = None  # a clamped move changed the cost the next joint's moves are held to
     return q, changed

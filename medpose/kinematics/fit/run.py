@@ -420,7 +420,9 @@ def fit_chunk(
             )
         qv, xv, cvv = out
         # each ball joint's equally good readings on one branch over time
-        qv, moved = continuous_branches(st.ctx, st.moves, qv, x_obs[vidx], w[vidx], st.lo, st.hi)
+        qv, moved = continuous_branches(
+            st.ctx, st.moves, qv, x_obs[vidx], w[vidx], st.lo, st.hi, sigma
+        )
         if bool(moved.any()):
             xv = xv.clone()
             xv[moved] = st.ctx.keypoints_at(qv[moved])
