@@ -19,9 +19,11 @@ from __future__ import annotations
 import torch
 
 from .context import Context
-from .starts import apply_move
+from .device import Setup
+from .solver import Priors
+from .starts import apply_move, despike
 
-__all__ = ["continuous_branches"]
+__all__ = ["continuous_branches", "keep_branches"]
 
 #: The cost of a change of a joint's Euler angles from one frame to the next is its squared size
 #: (degrees squared) up to this: a jump to another reading counts once, whatever its size, so the
@@ -136,3 +138,29 @@ def continuous_branches(
             changed |= pick
             tol = None  # a clamped move changed the cost the next joint's moves are held to
     return q, changed
+
+
+def keep_branches(
+    st: Setup,
+    q: torch.Tensor,
+    x: torch.Tensor,
+    conv: torch.Tensor,
+    x_obs: torch.Tensor,
+    w: torch.Tensor,
+    pri: Priors,
+    sigma: float,
+    xtol: float,
+    max_iter: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A chunk's solved frames (in time order) with :func:`continuous_branches` applied; then a
+    run of frames the choice left on another reading than its neighbours, where none fits
+    exactly alike (the far branch's elbow bent 9 degrees is -9 on the near one, past its
+    limit), is solved again from the nearest frame that is not and kept where it fits as well
+    (:func:`~medpose.kinematics.fit.starts.despike`, with ``pri``: the priors without
+    smoothness).  Returns q, the fitted keypoints and convergence."""
+    q, moved = continuous_branches(st.ctx, st.moves, q, x_obs, w, st.lo, st.hi, sigma)
+    if bool(moved.any()):
+        x = x.clone()
+        x[moved] = st.ctx.keypoints_at(q[moved])
+    args = (x_obs, w, st.lo, st.hi, pri, st.n_var, xtol, max_iter, st.rot)
+    return despike(st.ctx, q, x, conv, *args)
