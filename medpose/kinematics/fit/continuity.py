@@ -19,11 +19,9 @@ from __future__ import annotations
 import torch
 
 from .context import Context
-from .device import Setup
-from .solver import Priors
-from .starts import apply_move, despike
+from .starts import apply_move
 
-__all__ = ["continuous_branches", "keep_branches"]
+__all__ = ["continuous_branches"]
 
 #: The cost of a change of a joint's Euler angles from one frame to the next is its squared size
 #: (degrees squared) up to this: a jump to another reading counts once, whatever its size, so the
@@ -34,12 +32,6 @@ JUMP = 2 * 90.0**2
 #: (no jump either way), the frames keep their readings; a run of frames on the other reading
 #: between two jumps is turned back when shorter than ``2 JUMP / SWITCH`` (3,240) frames.
 SWITCH = 10.0
-#: A move that leaves a DoF outside its limits is a candidate with that DoF at the limit when
-#: the frame's keypoint cost rises by at most this many squared noise SDs (chi-squared; 4:
-#: the limit is within two SDs of the reading).  A nearly straight elbow (5 degrees) reads
-#: -6 on the other branch in a noisy frame, past its -5 limit: without this, that one frame
-#: cannot be moved and holds a run of frames 180 degrees off on the other branch.
-NEAR_CHI2 = 4.0
 
 
 def _change(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -89,17 +81,13 @@ def continuous_branches(
     w: torch.Tensor,
     lo: torch.Tensor,
     hi: torch.Tensor,
-    sigma: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``q`` (T, D) of frames in time order, each ball joint's reading chosen for continuity.
 
     ``moves``: :func:`~medpose.kinematics.fit.starts.branch_moves`, three per joint.  A move is
     a candidate in a frame where it stays inside the hard limits and does not raise the frame's
-    keypoint cost beyond rounding (the test of :func:`~.starts.choose_branches`), or where it
-    leaves some DoF outside them and, with those at their limits, raises the cost by at most
-    :data:`NEAR_CHI2` times ``sigma`` (mm, the keypoints' noise) squared.  Returns the new q
-    and a mask (T,) of the frames that changed; the keypoints they fit are unchanged but for
-    those clamped moves.
+    keypoint cost beyond rounding (the test of :func:`~.starts.choose_branches`).  Returns the
+    new q and a mask (T,) of the frames that changed; the keypoints they fit are unchanged.
     """
     T = q.shape[0]
     changed = torch.zeros(T, dtype=torch.bool, device=q.device)
@@ -115,15 +103,15 @@ def continuous_branches(
         cols = torch.as_tensor(group[0][0][:2], device=q.device)
         if not bool((_change(q[:-1, cols], q[1:, cols]) > 90.0**2).any()):
             continue  # no jump: the readings stay as they are
-        if tol is None:  # the frames' keypoint cost, which no exact move may raise
+        if tol is None:  # the frames' keypoint cost, which no move may raise
             cost = ((sw * (ctx.keypoints_at(q) - x_obs)) ** 2).sum(dim=(1, 2))
             tol = cost * (1.0 + 1e-5) + 1e-6 * x_obs.shape[1]
         cand, ok = [q], [torch.ones(T, dtype=torch.bool, device=q.device)]
         for move in group:
-            qn, inside = apply_move(q, move, lo, hi, clamp=True)
+            qn, inside = apply_move(q, move, lo, hi)
             cn = ((sw * (ctx.keypoints_at(qn) - x_obs)) ** 2).sum(dim=(1, 2))
             cand.append(qn)
-            ok.append(torch.where(inside, cn <= tol, cn <= cost + NEAR_CHI2 * float(sigma) ** 2))
+            ok.append(inside & (cn <= tol))
         if not bool(torch.stack(ok[1:]).any()):
             continue
         V = torch.stack([c[:, cols] for c in cand], dim=1)  # (T, S, C)
@@ -136,31 +124,4 @@ def continuous_branches(
         if bool(pick.any()):
             q = torch.stack(cand, dim=1)[torch.arange(T, device=q.device), state]
             changed |= pick
-            tol = None  # a clamped move changed the cost the next joint's moves are held to
     return q, changed
-
-
-def keep_branches(
-    st: Setup,
-    q: torch.Tensor,
-    x: torch.Tensor,
-    conv: torch.Tensor,
-    x_obs: torch.Tensor,
-    w: torch.Tensor,
-    pri: Priors,
-    sigma: float,
-    xtol: float,
-    max_iter: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A chunk's solved frames (in time order) with :func:`continuous_branches` applied; then a
-    run of frames the choice left on another reading than its neighbours, where none fits
-    exactly alike (the far branch's elbow bent 9 degrees is -9 on the near one, past its
-    limit), is solved again from the nearest frame that is not and kept where it fits as well
-    (:func:`~medpose.kinematics.fit.starts.despike`, with ``pri``: the priors without
-    smoothness).  Returns q, the fitted keypoints and convergence."""
-    q, moved = continuous_branches(st.ctx, st.moves, q, x_obs, w, st.lo, st.hi, sigma)
-    if bool(moved.any()):
-        x = x.clone()
-        x[moved] = st.ctx.keypoints_at(q[moved])
-    args = (x_obs, w, st.lo, st.hi, pri, st.n_var, xtol, max_iter, st.rot)
-    return despike(st.ctx, q, x, conv, *args)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .continuity import keep_branches
+from .continuity import continuous_branches
 from .device import Setup, default_chunk, default_dtype, inward, load, rigid_start, setup, to_device
 from .pilot import measure_noise
 from .problem import NOISE_FLOOR_MM, FitProblem
@@ -420,9 +420,10 @@ def fit_chunk(
             )
         qv, xv, cvv = out
         # each ball joint's equally good readings on one branch over time
-        qv, xv, cvv = keep_branches(
-            st, qv, xv, cvv, x_obs[vidx], w[vidx], pri1, sigma, xtol, max_iter
-        )
+        qv, moved = continuous_branches(st.ctx, st.moves, qv, x_obs[vidx], w[vidx], st.lo, st.hi)
+        if bool(moved.any()):
+            xv = xv.clone()
+            xv[moved] = st.ctx.keypoints_at(qv[moved])
         q[vidx], xf[vidx], cv[vidx] = qv, xv, cvv
         if bool(valid[-1]):
             last = q[-1:].clone()

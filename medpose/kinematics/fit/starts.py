@@ -188,27 +188,20 @@ def _wrap_into(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Ten
     return torch.where(v < lo, v + 360.0, v)
 
 
-def apply_move(q: torch.Tensor, move, lo: torch.Tensor, hi: torch.Tensor, clamp: bool = False):
+def apply_move(q: torch.Tensor, move, lo: torch.Tensor, hi: torch.Tensor):
     """``q`` (T, D) with a move of :func:`branch_moves` applied (each angle wrapped into its
-    limits where a 360-degree equivalent is inside them), and where it is inside them (T,).
-    ``clamp``: an angle with no equivalent inside is set to the limit nearest it on the circle
-    (the move is then not exact: its cost tells how far)."""
+    limits where a 360-degree equivalent is inside them), and where it is inside them (T,)."""
     cols, mult, off = move
     c = torch.as_tensor(cols, device=q.device)
-    lo_c, hi_c = lo[c], hi[c]
     v = _wrap_into(
         q[:, c] * torch.as_tensor(mult, device=q.device, dtype=q.dtype)
         + torch.as_tensor(off, device=q.device, dtype=q.dtype),
-        lo_c,
-        hi_c,
+        lo[c],
+        hi[c],
     )
-    inside = (v >= lo_c) & (v <= hi_c)
-    if clamp:
-        nearer_lo = torch.remainder(lo_c - v, 360.0) < torch.remainder(v - hi_c, 360.0)
-        v = torch.where(inside, v, torch.where(nearer_lo, lo_c, hi_c))
     moved = q.clone()
     moved[:, c] = v
-    return moved, inside.all(dim=1)
+    return moved, ((v >= lo[c]) & (v <= hi[c])).all(dim=1)
 
 
 def choose_branches(
