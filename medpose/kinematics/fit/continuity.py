@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from .context import Context
-from .starts import apply_move
+from .starts import apply_move, fits_as_well
 
 __all__ = ["continuous_branches"]
 
@@ -94,7 +94,7 @@ def continuous_branches(
     if T < 2 or not moves:
         return q, changed
     sw = torch.sqrt(w)[..., None]
-    tol = None
+    cost = None
     for g in range(0, len(moves), 3):  # one ball joint's twin, half turn, and both
         group = moves[g : g + 3]
         # the joint's first two angles (an Euler twin turns them by about 180 degrees); its
@@ -103,15 +103,14 @@ def continuous_branches(
         cols = torch.as_tensor(group[0][0][:2], device=q.device)
         if not bool((_change(q[:-1, cols], q[1:, cols]) > 90.0**2).any()):
             continue  # no jump: the readings stay as they are
-        if tol is None:  # the frames' keypoint cost, which no move may raise
+        if cost is None:  # the frames' keypoint cost, which no move may raise
             cost = ((sw * (ctx.keypoints_at(q) - x_obs)) ** 2).sum(dim=(1, 2))
-            tol = cost * (1.0 + 1e-5) + 1e-6 * x_obs.shape[1]
         cand, ok = [q], [torch.ones(T, dtype=torch.bool, device=q.device)]
         for move in group:
             qn, inside = apply_move(q, move, lo, hi)
             cn = ((sw * (ctx.keypoints_at(qn) - x_obs)) ** 2).sum(dim=(1, 2))
             cand.append(qn)
-            ok.append(inside & (cn <= tol))
+            ok.append(inside & fits_as_well(cn, cost, x_obs.shape[1]))
         if not bool(torch.stack(ok[1:]).any()):
             continue
         V = torch.stack([c[:, cols] for c in cand], dim=1)  # (T, S, C)

@@ -31,6 +31,7 @@ __all__ = [
     "rigid_init",
     "branch_moves",
     "apply_move",
+    "fits_as_well",
     "choose_branches",
     "frame_rms",
     "put",
@@ -204,6 +205,11 @@ def apply_move(q: torch.Tensor, move, lo: torch.Tensor, hi: torch.Tensor):
     return moved, ((v >= lo[c]) & (v <= hi[c])).all(dim=1)
 
 
+def fits_as_well(cost_new: torch.Tensor, cost: torch.Tensor, n_keypoints: int) -> torch.Tensor:
+    """Where a moved pose's keypoint cost is no higher than ``cost`` beyond rounding."""
+    return cost_new <= cost * (1.0 + 1e-5) + 1e-6 * n_keypoints
+
+
 def choose_branches(
     ctx: Context,
     moves,
@@ -249,14 +255,11 @@ def choose_branches(
         sel, qn = sel[nearer], qn[nearer]
         if sel.numel() == 0:
             continue
-        xn = ctx.keypoints_at(qn)
-        cn = ((sw[sel] * (xn - x_obs[sel])) ** 2).sum(dim=(1, 2))
-        ok = cn <= cost[sel] * (1.0 + 1e-5) + 1e-6 * x_obs.shape[1]
+        cn = ((sw[sel] * (ctx.keypoints_at(qn) - x_obs[sel])) ** 2).sum(dim=(1, 2))
+        ok = fits_as_well(cn, cost[sel], x_obs.shape[1])
         take = sel[ok]
-        q = q.clone()
-        q[take] = qn[ok]
-        cost = cost.clone()
-        cost[take] = cn[ok]
+        q = q.index_put((take,), qn[ok])
+        cost = cost.index_put((take,), cn[ok])
         changed[take] = True
     return q, changed
 
