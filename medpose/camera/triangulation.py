@@ -365,7 +365,8 @@ def triangulate(
         X, names, ref.rate, confidence=conf3, frame=cams[0].world, start=ref.start
     )
     if repair_swaps and lr_pairs(names) and not temporal:
-        seq, report3 = repair_swaps_3d(seq)
+        bones = [b for b in DEFAULT_BONES if b[0] in names and b[1] in names]
+        seq, report3 = repair_swaps_3d(seq, bones=bones)
         reports.append(report3)
         flips = _flip_mask(report3, names, seq.n_frames)
         if flips is not None:

@@ -12,9 +12,11 @@ each pair on its own; a pair seen again after a gap takes the flips its limb's o
 made meanwhile (a swap that ends while one of the pair is hidden is not seen otherwise).
 The label state of every frame is the parity of the flips before it (a cumulative sum, no
 loop over frames), and the state held by most frames is taken as the true labelling: the
-minority frames are relabelled, a keypoint seen while its twin is hidden included.  When a
-bone table is given, a flip is also only accepted if it lowers the deviation of the pair's
-bones from their median lengths (a swap makes bone lengths jump).
+minority frames are relabelled, a keypoint seen while its twin is hidden included.  A
+relabelling that turns the pelvis, the shoulders or the face against the rest of the trunk is
+refused (the trunk turns as one: :func:`_twists_trunk`).  When a bone table is given, a
+relabelling is also only kept if it lowers the deviation of the pair's bones from their median
+lengths, judged with the other pairs relabelled (a swap makes bone lengths jump).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def repair_swaps_3d(
     bones : sequence of (a, b) names, optional
         Segments (e.g. ``("hip_l", "knee_l")``); a flip of a pair with a bone in this table is
         kept only if exchanging the pair's labels in the flipped frames brings its bone
-        lengths closer to their medians.
+        lengths closer to their medians, the other pairs relabelled as decided.
 
     Returns
     -------
@@ -143,6 +145,7 @@ def repair_swaps_3d(
     relabel ^= majority(np.cumsum(flip, axis=0) % 2 == 1, ok) & either
     if bones:
         relabel &= _bones_agree(pos, names, pairs, li, ri, relabel, bones)
+    relabel &= ~_twists_trunk(pos, pairs, li, ri, relabel)
     t, p = np.nonzero(relabel)
     new = pos.copy()
     conf = sequence.confidence.copy()
@@ -175,6 +178,42 @@ _LIMBS = (
     ("shoulder", "elbow", "wrist", "hand", "thumb", "index", "pinky", "finger"),
     ("eye", "ear", "mouth"),
 )
+
+
+#: Pairs on the trunk and the head: the pelvis, the shoulders and the face turn left to right
+#: together within 90 degrees in any posture (the trunk's axial rotation reaches about 45 degrees,
+#: the neck's about 80).  The pelvis is checked against the shoulders and the reverse, the face
+#: against both.
+_TRUNK = ("hip", "shoulder")
+_HEAD = ("eye", "ear", "mouth")
+
+
+def _twists_trunk(
+    pos: np.ndarray, pairs, li: np.ndarray, ri: np.ndarray, relabel: np.ndarray
+) -> np.ndarray:
+    """(T, P) True where relabelling a trunk or head pair (:data:`_TRUNK`, :data:`_HEAD`) turns
+    its left-to-right direction against the body's while it agreed before: the hips against the
+    shoulders (as relabelled), the shoulders against the hips, the face against both.  A flip found
+    after a stretch of badly triangulated frames (one hip jumping 150-300 mm from frame to frame)
+    otherwise turned the pelvis backwards for the rest of a recording."""
+    words = [set(a.split("_")) for a, _ in pairs]  # eye_inner_l: eye, not forearm_l: ear
+    kind = [0 if w & set(_TRUNK) else 1 if w & set(_HEAD) else -1 for w in words]
+    d_in = np.nan_to_num(pos[:, li] - pos[:, ri])  # (T, P, 3), left minus right as given
+    n = np.linalg.norm(d_in, axis=-1, keepdims=True)
+    d_in = np.divide(d_in, n, out=np.zeros_like(d_in), where=n > 0)  # unseen: no direction
+    d_out = np.where(relabel[..., None], -d_in, d_in)
+    out = np.zeros(relabel.shape, dtype=bool)
+    for j, kj in enumerate(kind):
+        if kj < 0:
+            continue
+        refs = [q for q, kq in enumerate(kind) if q != j and kq == 0]
+        if not refs:
+            continue
+        r_in, r_out = d_in[:, refs].sum(axis=1), d_out[:, refs].sum(axis=1)
+        before = np.sum(d_in[:, j] * r_in, axis=-1)
+        after = np.sum(d_out[:, j] * r_out, axis=-1)
+        out[:, j] = relabel[:, j] & (after < 0) & (before >= 0)
+    return out
 
 
 def _across_gaps(
@@ -217,7 +256,8 @@ def _bones_agree(
     relabel: np.ndarray,
     bones: Sequence[tuple[str, str]],
 ) -> np.ndarray:
-    """(T, P) True where relabelling brings the pair's bones closer to their median lengths."""
+    """(T, P) True where relabelling brings the pair's bones closer to their median lengths, every
+    other pair's relabelling applied."""
     idx = {n: i for i, n in enumerate(names)}
     for a, b in bones:
         for n in (a, b):
@@ -226,19 +266,22 @@ def _bones_agree(
                     f"repair_swaps_3d: bone keypoint {n!r} not in the sequence's keypoints"
                 )
     agree = np.ones(relabel.shape, dtype=bool)
+    full = pos.copy()  # every pair relabelled: a pair's bones are judged among its neighbours'
+    t, p = np.nonzero(relabel)
+    full[t, li[p]], full[t, ri[p]] = pos[t, ri[p]], pos[t, li[p]]
     for j, (left, right) in enumerate(pairs):
         own = [(a, b) for a, b in bones if left in (a, b) or right in (a, b)]
         if not own:
             continue
         swap = {left: right, right: left}
-        dev_keep = np.zeros(pos.shape[0])
-        dev_swap = np.zeros(pos.shape[0])
+        dev_with = np.zeros(pos.shape[0])
+        dev_without = np.zeros(pos.shape[0])
         for a, b in own:
-            length = np.linalg.norm(pos[:, idx[a]] - pos[:, idx[b]], axis=-1)
+            length = np.linalg.norm(full[:, idx[a]] - full[:, idx[b]], axis=-1)
             med = np.nanmedian(np.where(relabel[:, j], np.nan, length))
             sa, sb = swap.get(a, a), swap.get(b, b)
-            length_sw = np.linalg.norm(pos[:, idx[sa]] - pos[:, idx[sb]], axis=-1)
-            dev_keep += np.abs(length - med)
-            dev_swap += np.abs(length_sw - med)
-        agree[:, j] = ~(dev_swap >= dev_keep)
+            length_back = np.linalg.norm(full[:, idx[sa]] - full[:, idx[sb]], axis=-1)
+            dev_with += np.abs(length - med)
+            dev_without += np.abs(length_back - med)
+        agree[:, j] = ~(dev_with >= dev_without)
     return agree

@@ -144,6 +144,26 @@ def test_temporal_mode_segment_lengths_steady_within_5_percent(temporal):
         assert _cv(d) < 0.05, f"{name} varies by {_cv(d):.1%}"
 
 
+def test_per_frame_mode_keeps_the_pelvis_facing_the_shoulders_way(result, temporal):
+    """After the stretch of badly triangulated frames 60-68 (one hip jumping 150-300 mm from
+    frame to frame), the per-frame mode's 3D repair found one flip of the hips and relabelled
+    them for the rest of the recording: the pelvis faced backwards against the shoulders in
+    frames 69-99, and its hips lay 81 mm (median) from the temporal mode's, which chooses the
+    labels over the whole recording.  The 3D repair may not turn a trunk pair against the
+    body's left-right direction (docs/temporal.md)."""
+    res, _ = result
+    seq, ref = res.sequence, temporal.sequence
+
+    def lr(s, name):
+        return s.positions[:, s.index(f"{name}_l")] - s.positions[:, s.index(f"{name}_r")]
+
+    facing = np.sum(lr(seq, "hip") * lr(seq, "shoulder"), axis=-1)
+    assert (facing[70:] > 0).all(), np.flatnonzero(facing[70:] <= 0) + 70
+    for k in ("hip_l", "hip_r"):
+        d = np.linalg.norm(seq.positions[:, seq.index(k)] - ref.positions[:, ref.index(k)], axis=-1)
+        assert np.nanmedian(d) < 20.0, f"{k}: {np.nanmedian(d):.0f} mm from the temporal mode's"
+
+
 def test_temporal_mode_beats_the_plain_dlt(temporal, plain):
     _check_reprojection(temporal, plain)
     assert set(temporal.swaps["stage"]) == {"temporal"}

@@ -140,6 +140,39 @@ def test_a_swap_that_ends_in_a_gap_is_read_from_its_limb():
     assert np.isnan(fixed.positions[40:45, names.index("ankle_l")]).all()
 
 
+def test_a_false_flip_may_not_turn_the_pelvis_against_the_shoulders():
+    """The hips exchanged in frame 50 (a real swap: undone), then lost for frames 51-55 (both
+    triangulated at one point above the pelvis, where neither labelling moves less): the one flip
+    seen, at frame 50, made frames 50-89 the minority labelling, and the correct hips of frames
+    56-89 were exchanged, the pelvis facing backwards against the shoulders."""
+    p, names = _legs()
+    names = names + ("shoulder_l", "shoulder_r")
+    hips = [names.index("hip_l"), names.index("hip_r")]
+    p = np.concatenate([p, p[:, hips] + [0.0, 0.0, 500.0]], axis=1)  # shoulders above the hips
+    q = p.copy()
+    q[50, hips] = p[50, hips[::-1]]
+    q[51:56, hips] = p[51:56, hips].mean(axis=1, keepdims=True) + [0.0, 0.0, 300.0]
+    fixed, report = repair_swaps_3d(KeypointSequence(q, names, FS))
+    good = np.r_[0:51, 56:90]
+    np.testing.assert_allclose(fixed.positions[good], p[good])
+    assert 50 in set(report["frame"]) and set(report["keypoint_l"]) == {"hip_l"}
+
+
+def test_bones_judge_a_pair_among_its_relabelled_neighbours():
+    """The whole legs exchanged in frames 30-44 with the bone check on: each pair's relabelling
+    is judged with the other pairs relabelled too.  Judged alone, exchanging the knees while the
+    hips and ankles stay exchanged joins each knee to the other leg's hip: the check refused
+    every pair's relabelling and the legs stayed exchanged."""
+    p, names = _legs()
+    q = p.copy()
+    swap = [names.index(n) for n in ("hip_r", "knee_r", "ankle_r", "hip_l", "knee_l", "ankle_l")]
+    q[30:45] = p[30:45][:, swap]
+    bones = [(f"hip_{s}", f"knee_{s}") for s in "lr"] + [(f"knee_{s}", f"ankle_{s}") for s in "lr"]
+    fixed, report = repair_swaps_3d(KeypointSequence(q, names, FS), bones=bones)
+    np.testing.assert_allclose(fixed.positions, p)
+    assert len(report) == 3 * 15
+
+
 def test_repair_swaps_3d_leaves_clean_data_alone_and_checks_input():
     p, names = _legs()
     fixed, report = repair_swaps_3d(KeypointSequence(p, names, FS))
