@@ -195,7 +195,7 @@ def _twists_trunk(
     its left-to-right direction against the body's while it agreed before: the hips against the
     shoulders (as relabelled), the shoulders against the hips, the face against both.  A flip found
     after a stretch of badly triangulated frames (one hip jumping 150-300 mm from frame to frame)
-    otherwise turned the pelvis backwards for the rest of a recording."""
+    otherwise turns the pelvis backwards for the rest of a recording."""
     words = [set(a.split("_")) for a, _ in pairs]  # eye_inner_l: eye, not forearm_l: ear
     kind = [0 if w & set(_TRUNK) else 1 if w & set(_HEAD) else -1 for w in words]
     d_in = np.nan_to_num(pos[:, li] - pos[:, ri])  # (T, P, 3), left minus right as given
