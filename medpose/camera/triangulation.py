@@ -365,8 +365,7 @@ def triangulate(
         X, names, ref.rate, confidence=conf3, frame=cams[0].world, start=ref.start
     )
     if repair_swaps and lr_pairs(names) and not temporal:
-        bones = [b for b in DEFAULT_BONES if b[0] in names and b[1] in names]
-        seq, report3 = repair_swaps_3d(seq, bones=bones)
+        seq, report3 = repair_swaps_3d(seq, bones=_bones(names))
         reports.append(report3)
         flips = _flip_mask(report3, names, seq.n_frames)
         if flips is not None:
@@ -396,6 +395,12 @@ def triangulate(
         keypoints_2d=kp,
         swaps=swaps,
     )
+
+
+def _bones(names) -> list[tuple[str, str]]:
+    """The segments of :data:`~medpose.temporal.gaps.DEFAULT_BONES` whose two keypoints are in
+    ``names``."""
+    return [b for b in DEFAULT_BONES if b[0] in names and b[1] in names]
 
 
 def _flip_mask(report: pd.DataFrame, names: tuple[str, ...], n_frames: int):
@@ -437,7 +442,7 @@ def _temporal(
         swap_penalty_px=swap_penalty_px,
         motion_weight=motion_weight,
         bone_weight=bone_weight,
-        bones=[b for b in DEFAULT_BONES if b[0] in names and b[1] in names],
+        bones=_bones(names),
         pairs=pairs,
     )
     mate = np.arange(len(names))

@@ -136,9 +136,7 @@ def repair_swaps_3d(
     )
     body = majority((np.cumsum(body_flip) % 2 == 1)[:, None], np.ones((len(t_idx), 1), bool))[:, 0]
     relabel = body[:, None] & either
-    staged = pos.copy()
-    tb, pb = np.nonzero(relabel)
-    staged[tb, li[pb]], staged[tb, ri[pb]] = pos[tb, ri[pb]], pos[tb, li[pb]]
+    staged = _exchanged(pos, relabel, li, ri)
     # ... then each pair on its own
     _, _, flip = flips(staged)
     flip = _across_gaps(flip, ok, prev, has_prev, [a for a, _ in pairs])
@@ -147,10 +145,8 @@ def repair_swaps_3d(
         relabel &= _bones_agree(pos, names, pairs, li, ri, relabel, bones)
     relabel &= ~_twists_trunk(pos, pairs, li, ri, relabel)
     t, p = np.nonzero(relabel)
-    new = pos.copy()
-    conf = sequence.confidence.copy()
-    new[t, li[p]], new[t, ri[p]] = pos[t, ri[p]], pos[t, li[p]]
-    conf[t, li[p]], conf[t, ri[p]] = sequence.confidence[t, ri[p]], sequence.confidence[t, li[p]]
+    new = _exchanged(pos, relabel, li, ri)
+    conf = _exchanged(sequence.confidence, relabel, li, ri)
     out = sequence.with_positions(new, conf)
     Lp2, Rp2 = new[np.maximum(prev, 0), li], new[np.maximum(prev, 0), ri]
     after = np.linalg.norm(new[:, li] - Lp2, axis=-1) + np.linalg.norm(new[:, ri] - Rp2, axis=-1)
@@ -168,6 +164,15 @@ def repair_swaps_3d(
         columns=cols,
     )
     return out, report
+
+
+def _exchanged(a: np.ndarray, relabel: np.ndarray, li: np.ndarray, ri: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` (T, K, ...) with each pair's left and right columns exchanged in the
+    frames where ``relabel`` (T, P) holds."""
+    t, p = np.nonzero(relabel)
+    out = a.copy()
+    out[t, li[p]], out[t, ri[p]] = a[t, ri[p]], a[t, li[p]]
+    return out
 
 
 #: Keypoints of one limb swap together (a detector confuses the arms, or the legs): a pair's
@@ -266,9 +271,7 @@ def _bones_agree(
                     f"repair_swaps_3d: bone keypoint {n!r} not in the sequence's keypoints"
                 )
     agree = np.ones(relabel.shape, dtype=bool)
-    full = pos.copy()  # every pair relabelled: a pair's bones are judged among its neighbours'
-    t, p = np.nonzero(relabel)
-    full[t, li[p]], full[t, ri[p]] = pos[t, ri[p]], pos[t, li[p]]
+    full = _exchanged(pos, relabel, li, ri)  # a pair's bones judged among its neighbours'
     for j, (left, right) in enumerate(pairs):
         own = [(a, b) for a, b in bones if left in (a, b) or right in (a, b)]
         if not own:
