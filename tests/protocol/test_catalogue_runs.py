@@ -125,24 +125,7 @@ def _check_rom(protocol: mp.Protocol, result, session: Path) -> int:
     return checked
 
 
-#: Protocols whose fit is too far from the truth for the ROM check (measured on these sessions,
-#: seed 0): the fit's offset-free 95th-percentile error above :data:`MAX_FIT_ERR_DEG`.
-KNOWN_MISSES = {
-    "shoulder_rotation": "internal_rotation trial: the right upper arm's axial rotation is fitted "
-    "with a 95th-percentile error of 15.5 deg (offset removed) against 3.6-4.6 deg on the other "
-    "arm and trial; its ROM reads 68-71 deg against 60",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[n]))
-        if n in KNOWN_MISSES
-        else n
-        for n in catalogue_names()
-    ],
-)
+@pytest.mark.parametrize("name", catalogue_names())
 def test_catalogue_protocol_runs_on_its_synthetic_session(name, sessions, tmp_path_factory):
     protocol = mp.Protocol.load(name)
     session = _session(sessions, tmp_path_factory.mktemp("catalogue"), name)
@@ -160,9 +143,9 @@ def test_catalogue_protocol_runs_on_its_synthetic_session(name, sessions, tmp_pa
 def test_the_protocols_temporal_term_lowers_the_fit_error(sessions, tmp_path_factory):
     """``steps.fit.smoothness`` defaults to 2 in a protocol (``mp.fit``'s own default is 0).  On
     the shoulder_rotation session (markerless-like keypoints), against the same protocol with
-    ``smoothness: 0``: no trial side's fit error (95th percentile, offset removed) rises by more
-    than 0.5 degrees, and the worst, the right arm's internal rotation, falls by a quarter at
-    least."""
+    ``smoothness: 0``: the fit error of shoulder rotation (95th percentile, offset removed) is
+    lower in at least three of the four trial sides, and none rises by more than 0.5 degrees
+    (over the catalogue's sessions it is lower in most trial sides: docs/protocols.md)."""
     name = "shoulder_rotation"
     session = _session(sessions, tmp_path_factory.mktemp("catalogue"), name)
     shipped = mp.Protocol.load(name)
@@ -181,8 +164,8 @@ def test_the_protocols_temporal_term_lowers_the_fit_error(sessions, tmp_path_fac
         }
     for key, err in errors["default"].items():
         assert err <= errors["none"][key] + 0.5, (key, errors)
-    worst = max(errors["none"], key=errors["none"].get)
-    assert errors["default"][worst] <= 0.75 * errors["none"][worst], (worst, errors)
+    lower = [k for k, err in errors["default"].items() if err < errors["none"][k]]
+    assert len(lower) >= 3, errors
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,8 @@ with the recording's length.
 The modules, each readable alone: :mod:`.orientation` (axes, mirror check, Euler angles),
 :mod:`.problem` (:func:`prepare`, :class:`FitProblem`, the posture prior), :mod:`.context`
 (batched forward kinematics and Jacobian), :mod:`.solver` (normal equations, damping, limits),
-:mod:`.starts` (rigid starts, interpolation, Euler branches, repairs), :mod:`.continuity`
+:mod:`.starts` (rigid starts, interpolation, Euler branches, repairs), :mod:`.gaps` (frames
+with keypoints missing, held near the poses across the gap), :mod:`.continuity`
 (each joint's readings on one branch over time), :mod:`.device` (the
 problem's constants on the fit's device), :mod:`.run` (the chunked driver), :mod:`.result` (:class:`Fit`),
 :mod:`.core` (the fit on a given skeleton) and :mod:`.api` (:func:`fit`, calibrating when asked).

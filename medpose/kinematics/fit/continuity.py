@@ -28,10 +28,14 @@ __all__ = ["continuous_branches"]
 #: path has as few jumps as it can (a noisy frame on another minimum, which no exact reading
 #: of its neighbours matches, is not followed by them).
 JUMP = 2 * 90.0**2
-#: The cost of a frame read otherwise than its fit left it: where continuity does not decide
-#: (no jump either way), the frames keep their readings; a run of frames on the other reading
-#: between two jumps is turned back when shorter than ``2 JUMP / SWITCH`` (3,240) frames.
-SWITCH = 10.0
+#: The cost of a frame read otherwise than its fit left it, about one noisy frame's step (5.5
+#: degrees squared): where continuity does not decide (no jump either way), the frames keep
+#: their readings, and a jump that must be somewhere is not moved across a run of frames for a
+#: step that noise alone makes (a third of this let a run stuck on the other reading spread 25
+#: frames into a raised arm's top; ``tests/protocol/test_session_run.py``); a run of frames on the
+#: other reading between two jumps is turned back when shorter than ``2 JUMP / SWITCH`` (1,080)
+#: frames.
+SWITCH = 30.0
 
 
 def _change(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -20,13 +20,13 @@ import torch
 
 from .continuity import continuous_branches
 from .device import Setup, default_chunk, default_dtype, inward, load, rigid_start, setup, to_device
+from .gaps import mend_points
 from .pilot import measure_noise
 from .problem import NOISE_FLOOR_MM, FitProblem
 from .solver import Priors, solve
 from .starts import (
     choose_branches,
     despike,
-    drop_outliers,
     frame_rms,
     interpolate,
     neighbours,
@@ -279,13 +279,9 @@ def solve_frames(
         )
         qv, xv, cvv = put(qv, xv, cvv, m[ok], qm[ok], xm[ok], cm[ok])
     # a run of frames on another equally good solution than its neighbours: from a neighbour
-    qv, xv, cvv = despike(
-        ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, st.n_var, xtol, max_iter, st.rot
-    )
-    qv, xv, cvv = drop_outliers(
-        ctx, qv, xv, cvv, x_obs[vidx], w[vidx], lo, hi, pri1, xtol, max_iter
-    )
-    return qv, xv, cvv
+    obs = (x_obs[vidx], w[vidx], lo, hi, pri1)
+    qv, xv, cvv = despike(ctx, qv, xv, cvv, *obs, st.n_var, xtol, max_iter, st.rot)
+    return mend_points(ctx, qv, xv, cvv, *obs, xtol, max_iter, st.rot)
 
 
 def solve_from(
@@ -324,7 +320,7 @@ def solve_from(
     qv, xv, cvv = repair(
         st.ctx, qv, xv, cvv, *args, st.n_var, sigma, xtol, max_iter, q_rigid=q_rigid[vidx]
     )
-    return drop_outliers(st.ctx, qv, xv, cvv, *args, xtol, max_iter)
+    return mend_points(st.ctx, qv, xv, cvv, *args, xtol, max_iter, st.rot)
 
 
 @dataclass(frozen=True, eq=False)
