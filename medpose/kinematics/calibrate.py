@@ -365,6 +365,8 @@ def calibrate(
                 # compensations), later rounds from the best round's poses: a third to half
                 # the time of fitting every round from scratch, as accurate (docs/calibration.md)
                 init=None if r <= 1 or best is None else best[3],
+                # a gap's hold would only pull the poses its keypoint offsets are read from
+                bridge=False,
             )
         res = f.residual
         score = _score(res)

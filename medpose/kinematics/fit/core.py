@@ -59,11 +59,14 @@ def fit_sequence(
     up: str | None = None,
     init: Fit | None = None,
     noise_mm: float | None = None,
+    bridge: bool = True,
 ) -> Fit:
     """:func:`~medpose.kinematics.fit.api.fit` on the skeleton given (a calibrated one's
     coarse frames solved on the lengths-only problem first, see :func:`_lengths_first`), or on
     the lengths measured from the sequence: never calibrates.  Parameters, result and errors as
-    there."""
+    there; ``bridge=False`` leaves frames with keypoints missing as solved instead of holding
+    them across the gap (:mod:`.gaps`), for the calibration, which reads nothing from what a
+    gap hides."""
     calibration = None
     if isinstance(skeleton, PatientSkeleton):
         if isinstance(sequence, KeypointSequence):
@@ -140,6 +143,7 @@ def fit_sequence(
             start=start,
             remeasure=True,
             first=first,
+            bridge=bridge,
         )
     finally:
         torch.set_num_threads(old_threads)

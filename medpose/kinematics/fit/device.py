@@ -113,6 +113,7 @@ class Setup:
     At: torch.Tensor  # data -> skeleton axes, transposed (row vectors)
     Ad: torch.Tensor  # skeleton -> data axes (row vectors)
     cols: torch.Tensor | None  # the sequence's columns used (None: all, in order)
+    bridge: bool = True  # frames with keypoints missing held across the gap (:mod:`.gaps`)
 
     @property
     def n_var(self) -> int:
@@ -131,8 +132,11 @@ class Setup:
         )
 
 
-def setup(prob: FitProblem, pos_columns: int, dev: torch.device, dt: torch.dtype) -> Setup:
-    """The device constants of ``prob`` for a sequence with ``pos_columns`` keypoint columns."""
+def setup(
+    prob: FitProblem, pos_columns: int, dev: torch.device, dt: torch.dtype, bridge: bool = True
+) -> Setup:
+    """The device constants of ``prob`` for a sequence with ``pos_columns`` keypoint columns
+    (``bridge``: :attr:`Setup.bridge`)."""
     sk = prob.skeleton
     D = len(sk.dof_names)
     ctx = Context(sk, prob.kp_index, dev, dt, prob.observable)
@@ -174,6 +178,7 @@ def setup(prob: FitProblem, pos_columns: int, dev: torch.device, dt: torch.dtype
             if np.array_equal(prob.seq_index, np.arange(pos_columns))
             else tt(prob.seq_index, torch.long)
         ),
+        bridge=bridge,
     )
 
 

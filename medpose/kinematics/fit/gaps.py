@@ -92,9 +92,13 @@ def bridge_gaps(
     return put(q, x, conv, idx, qn, xn, cn)
 
 
-def mend_points(ctx, q, x, conv, x_obs, w, lo, hi, pri: Priors, xtol: float, max_iter: int, rot):
+def mend_points(
+    ctx, q, x, conv, x_obs, w, lo, hi, pri: Priors, xtol: float, max_iter: int, rot, bridge=True
+):
     """A batch's last mending of keypoints: gross outliers dropped
-    (:func:`~medpose.kinematics.fit.starts.drop_outliers`), then gaps bridged
-    (:func:`bridge_gaps`).  Returns q, x, conv."""
+    (:func:`~medpose.kinematics.fit.starts.drop_outliers`), then, where ``bridge``, gaps
+    bridged (:func:`bridge_gaps`).  Returns q, x, conv."""
     q, x, conv = drop_outliers(ctx, q, x, conv, x_obs, w, lo, hi, pri, xtol, max_iter)
+    if not bridge:
+        return q, x, conv
     return bridge_gaps(ctx, q, x, conv, x_obs, w, lo, hi, pri, xtol, max_iter, rot)

@@ -281,7 +281,7 @@ def solve_frames(
     # a run of frames on another equally good solution than its neighbours: from a neighbour
     obs = (x_obs[vidx], w[vidx], lo, hi, pri1)
     qv, xv, cvv = despike(ctx, qv, xv, cvv, *obs, st.n_var, xtol, max_iter, st.rot)
-    return mend_points(ctx, qv, xv, cvv, *obs, xtol, max_iter, st.rot)
+    return mend_points(ctx, qv, xv, cvv, *obs, xtol, max_iter, st.rot, st.bridge)
 
 
 def solve_from(
@@ -320,7 +320,7 @@ def solve_from(
     qv, xv, cvv = repair(
         st.ctx, qv, xv, cvv, *args, st.n_var, sigma, xtol, max_iter, q_rigid=q_rigid[vidx]
     )
-    return mend_points(st.ctx, qv, xv, cvv, *args, xtol, max_iter, st.rot)
+    return mend_points(st.ctx, qv, xv, cvv, *args, xtol, max_iter, st.rot, st.bridge)
 
 
 @dataclass(frozen=True, eq=False)
@@ -467,6 +467,7 @@ def run(
     start: np.ndarray | torch.Tensor | None = None,
     remeasure: bool | None = None,
     first: FitProblem | None = None,
+    bridge: bool = True,
 ) -> RunResult:
     """Fit every frame of ``pos`` (T, K_seq, 3) / ``conf`` (T, K_seq) set up by ``prob``.
 
@@ -479,9 +480,10 @@ def run(
     the rigid starts with a weaker posture prior, frames fell into other minima).  ``start`` (T, D), skeleton axes: each frame's start
     (:func:`solve_from`).  ``first``: a lengths-only problem with the same keypoints, DoFs
     and axes as ``prob`` (a calibrated skeleton's), on which the coarse frames are solved and
-    their branches chosen first (:func:`solve_frames`; unused with ``start``)."""
+    their branches chosen first (:func:`solve_frames`; unused with ``start``).  ``bridge``:
+    frames with keypoints missing are held across the gap (:mod:`.gaps`)."""
     remeasure = noise_mm is None if remeasure is None else remeasure
-    st = setup(prob, pos.shape[1], dev, dt)
+    st = setup(prob, pos.shape[1], dev, dt, bridge)
     st1 = setup(first, pos.shape[1], dev, dt) if first is not None and start is None else None
     T, D, K = pos.shape[0], len(prob.skeleton.dof_names), len(prob.seq_index)
     # the pilot's keypoint noise sets the posture prior's weight, sigma / sd mm per degree
@@ -584,6 +586,7 @@ def run(
                     noise_mm=max(again, NOISE_FLOOR_MM),
                     start=q_all.numpy().astype(float),  # from this pass's poses
                     remeasure=False,
+                    bridge=bridge,
                 )
     return RunResult(
         q=q_all.numpy(),
