@@ -14,12 +14,10 @@ the movement across it, while what the other keypoints see is still fitted to th
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
-from .solver import Priors, solve
-from .starts import OUTLIER_HOLD, drop_outliers, put
+from .solver import Priors
+from .starts import drop_outliers, put, solve_held
 
 __all__ = ["gap_anchors", "bridge_gaps", "mend_points", "BRANCH_JUMP_DEG"]
 
@@ -77,18 +75,7 @@ def bridge_gaps(
     # the ends on two Euler branches of a joint (a rotation half a turn apart): the nearer end
     flip = (((qa - qb).abs() > BRANCH_JUMP_DEG) & rot).any(dim=1, keepdim=True)
     target = torch.where(flip, torch.where(f > 0.5, qa, qb), target)
-    qn, xn, cn = solve(
-        ctx,
-        target,
-        x_obs[idx],
-        w[idx],
-        lo,
-        hi,
-        replace(pri, smooth=OUTLIER_HOLD),
-        max_iter=max_iter,
-        xtol=xtol,
-        hold=target,
-    )
+    qn, xn, cn = solve_held(ctx, target, x_obs[idx], w[idx], lo, hi, pri, xtol, max_iter)
     return put(q, x, conv, idx, qn, xn, cn)
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "repair",
     "despike",
     "drop_outliers",
+    "solve_held",
     "outliers",
     "interpolate",
     "neighbours",
@@ -537,20 +538,17 @@ def drop_outliers(
         # the nearest frame without outliers (not a mean of two: neighbours on two Euler
         # branches of a raised arm would average to neither)
         nb = q[_nearest(good, idx)]
-        qn, xn, cn = solve(
-            ctx,
-            nb,
-            x_obs[idx],
-            w[idx].masked_fill(out[idx], 0.0),
-            lo,
-            hi,
-            replace(pri, smooth=OUTLIER_HOLD),
-            max_iter=max_iter,
-            xtol=xtol,
-            hold=nb,
-        )
+        wo = w[idx].masked_fill(out[idx], 0.0)
+        qn, xn, cn = solve_held(ctx, nb, x_obs[idx], wo, lo, hi, pri, xtol, max_iter)
         q, x, conv = put(q, x, conv, idx, qn, xn, cn)
     return q, x, conv
+
+
+def solve_held(ctx: Context, start, x_obs, w, lo, hi, pri: Priors, xtol: float, max_iter: int):
+    """:func:`~.solver.solve` of frames from ``start`` (n, D), held near it by the weak temporal
+    prior :data:`OUTLIER_HOLD`."""
+    held = replace(pri, smooth=OUTLIER_HOLD)
+    return solve(ctx, start, x_obs, w, lo, hi, held, max_iter=max_iter, xtol=xtol, hold=start)
 
 
 def interpolate(
