@@ -14,7 +14,8 @@ import torch
 
 from medpose.data import KeypointSequence
 from medpose.kinematics.fit import fit
-from medpose.kinematics.fit.gaps import gap_anchors
+from medpose.kinematics.fit.core import fit_sequence
+from medpose.kinematics.fit.gaps import MAX_GAP_S, gap_anchors
 from medpose.kinematics.fk import forward_kinematics
 from medpose.kinematics.skeleton import Skeleton
 from medpose.layouts import get_layout
@@ -92,3 +93,16 @@ def test_a_recording_that_starts_without_a_keypoint(sk):
     bound = float(np.max(np.abs(truth[gap] - truth[gap[-1] + 1]))) + 5.0
     assert truth[0] > 100.0
     assert np.max(np.abs(got[gap] - truth[gap])) <= bound, (got[gap].round(1), bound)
+
+
+def test_a_gap_longer_than_the_cap_is_left_to_the_prior(sk):
+    """The wrist lost for two seconds (longer than MAX_GAP_S): the frames of that gap are fitted
+    as without any bridging (a pose seen a second away says nothing of the movement between)."""
+    _, x = _observed(sk, "elbow_flexion")
+    gap = np.arange(20, 20 + int(2 * RATE))
+    assert gap.size > MAX_GAP_S * RATE
+    x[gap, NAMES.index("wrist_r")] = np.nan
+    seq = KeypointSequence(x, tuple(HALPE.native), RATE)
+    bridged = fit(seq, sk, progress=False).angles["elbow_flexion_r"].to_numpy()
+    plain = fit_sequence(seq, sk, progress=False, bridge=False).angles["elbow_flexion_r"]
+    np.testing.assert_allclose(bridged[gap], plain.to_numpy()[gap], atol=1e-4)

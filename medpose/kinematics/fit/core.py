@@ -32,6 +32,7 @@ from ..keypoint_models import load_keypoint_model
 from ..limits import JointLimits
 from ..patient import PatientSkeleton
 from ..skeleton import Skeleton
+from .gaps import MAX_GAP_S
 from .problem import CHECK_FRAMES, FitProblem, prepare
 from .result import Fit, Observed
 from .run import default_chunk, default_dtype, run
@@ -65,7 +66,7 @@ def fit_sequence(
     coarse frames solved on the lengths-only problem first, see :func:`_lengths_first`), or on
     the lengths measured from the sequence: never calibrates.  Parameters, result and errors as
     there; ``bridge=False`` leaves frames with keypoints missing as solved instead of holding
-    them across the gap (:mod:`.gaps`), for the calibration, which reads nothing from what a
+    them across gaps of up to :data:`~.gaps.MAX_GAP_S` (:mod:`.gaps`), for the calibration, which reads nothing from what a
     gap hides."""
     calibration = None
     if isinstance(skeleton, PatientSkeleton):
@@ -143,7 +144,7 @@ def fit_sequence(
             start=start,
             remeasure=True,
             first=first,
-            bridge=bridge,
+            bridge=round(MAX_GAP_S * sequence.rate) if bridge else 0,
         )
     finally:
         torch.set_num_threads(old_threads)

@@ -113,7 +113,7 @@ class Setup:
     At: torch.Tensor  # data -> skeleton axes, transposed (row vectors)
     Ad: torch.Tensor  # skeleton -> data axes (row vectors)
     cols: torch.Tensor | None  # the sequence's columns used (None: all, in order)
-    bridge: bool = True  # frames with keypoints missing held across the gap (:mod:`.gaps`)
+    bridge: int = 0  # gaps of up to this many frames held across (:mod:`.gaps`; 0: none)
 
     @property
     def n_var(self) -> int:
@@ -133,7 +133,7 @@ class Setup:
 
 
 def setup(
-    prob: FitProblem, pos_columns: int, dev: torch.device, dt: torch.dtype, bridge: bool = True
+    prob: FitProblem, pos_columns: int, dev: torch.device, dt: torch.dtype, bridge: int = 0
 ) -> Setup:
     """The device constants of ``prob`` for a sequence with ``pos_columns`` keypoint columns
     (``bridge``: :attr:`Setup.bridge`)."""

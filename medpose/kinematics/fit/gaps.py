@@ -19,7 +19,13 @@ import torch
 from .solver import Priors
 from .starts import drop_outliers, put, solve_held
 
-__all__ = ["gap_anchors", "bridge_gaps", "mend_points", "BRANCH_JUMP_DEG"]
+__all__ = ["gap_anchors", "bridge_gaps", "mend_points", "BRANCH_JUMP_DEG", "MAX_GAP_S"]
+
+#: The longest gap bridged, seconds: a keypoint lost for longer tells nothing of the movement
+#: in between (a repetition's peak can come and go), and its frames are left to the posture
+#: prior; at a recording's start or end, frames up to half this from the first or last frame
+#: that sees the keypoint.
+MAX_GAP_S = 1.0
 
 #: A rotation that differs by more than this (degrees) between a gap's ends puts them on two
 #: Euler branches (whose angles differ by half a turn), where a linear bridge would pass through
@@ -53,16 +59,33 @@ def gap_anchors(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 
 def bridge_gaps(
-    ctx, q, x, conv, x_obs, w, lo, hi, pri: Priors, xtol: float, max_iter: int, rot: torch.Tensor
+    ctx,
+    q,
+    x,
+    conv,
+    x_obs,
+    w,
+    lo,
+    hi,
+    pri: Priors,
+    xtol: float,
+    max_iter: int,
+    rot: torch.Tensor,
+    max_gap: int,
 ):
     """Frames with missing keypoints (:func:`gap_anchors`) solved again from, and held near
     (:data:`~medpose.kinematics.fit.starts.OUTLIER_HOLD`), the interpolation of the poses at the
-    gap's ends; at a recording's start or end, the pose of the one end there is.  A gap that
-    no frame of the batch brackets (a keypoint never seen) is left as it is.  Frames are in
-    time order; ``rot`` (D,): the rotational DoFs.  Returns q, x, conv."""
+    gap's ends; at a recording's start or end, the pose of the one end there is.  A gap longer
+    than ``max_gap`` frames (at a start or end: frames further than half that from the end
+    there is) and one that no frame of the batch brackets (a keypoint never seen) are left as
+    they are.  Frames are in time order; ``rot`` (D,): the rotational DoFs.  Returns q, x,
+    conv."""
     T = q.shape[0]
     idx, before, after = gap_anchors(w)
-    ok = (before >= 0) | (after < T)
+    two = (before >= 0) & (after < T)
+    near = torch.where(before >= 0, idx - before, after - idx)  # to the one end there is
+    one = (before >= 0) | (after < T)
+    ok = torch.where(two, after - before - 1 <= max_gap, one & (near <= max_gap // 2))
     idx, before, after = idx[ok], before[ok], after[ok]
     if idx.numel() == 0:
         return q, x, conv
@@ -80,12 +103,12 @@ def bridge_gaps(
 
 
 def mend_points(
-    ctx, q, x, conv, x_obs, w, lo, hi, pri: Priors, xtol: float, max_iter: int, rot, bridge=True
+    ctx, q, x, conv, x_obs, w, lo, hi, pri: Priors, xtol: float, max_iter: int, rot, max_gap=0
 ):
     """A batch's last mending of keypoints: gross outliers dropped
-    (:func:`~medpose.kinematics.fit.starts.drop_outliers`), then, where ``bridge``, gaps
-    bridged (:func:`bridge_gaps`).  Returns q, x, conv."""
+    (:func:`~medpose.kinematics.fit.starts.drop_outliers`), then gaps of up to ``max_gap``
+    frames bridged (:func:`bridge_gaps`; 0: none).  Returns q, x, conv."""
     q, x, conv = drop_outliers(ctx, q, x, conv, x_obs, w, lo, hi, pri, xtol, max_iter)
-    if not bridge:
+    if max_gap <= 0:
         return q, x, conv
-    return bridge_gaps(ctx, q, x, conv, x_obs, w, lo, hi, pri, xtol, max_iter, rot)
+    return bridge_gaps(ctx, q, x, conv, x_obs, w, lo, hi, pri, xtol, max_iter, rot, max_gap)

@@ -467,7 +467,7 @@ def run(
     start: np.ndarray | torch.Tensor | None = None,
     remeasure: bool | None = None,
     first: FitProblem | None = None,
-    bridge: bool = True,
+    bridge: int = 0,
 ) -> RunResult:
     """Fit every frame of ``pos`` (T, K_seq, 3) / ``conf`` (T, K_seq) set up by ``prob``.
 
@@ -481,7 +481,7 @@ def run(
     (:func:`solve_from`).  ``first``: a lengths-only problem with the same keypoints, DoFs
     and axes as ``prob`` (a calibrated skeleton's), on which the coarse frames are solved and
     their branches chosen first (:func:`solve_frames`; unused with ``start``).  ``bridge``:
-    frames with keypoints missing are held across the gap (:mod:`.gaps`)."""
+    gaps of keypoints of up to this many frames are held across (:mod:`.gaps`; 0: none)."""
     remeasure = noise_mm is None if remeasure is None else remeasure
     st = setup(prob, pos.shape[1], dev, dt, bridge)
     st1 = setup(first, pos.shape[1], dev, dt) if first is not None and start is None else None
