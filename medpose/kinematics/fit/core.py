@@ -66,8 +66,8 @@ def fit_sequence(
     coarse frames solved on the lengths-only problem first, see :func:`_lengths_first`), or on
     the lengths measured from the sequence: never calibrates.  Parameters, result and errors as
     there; ``bridge=False`` leaves frames with keypoints missing as solved instead of holding
-    them across gaps of up to :data:`~.gaps.MAX_GAP_S` (:mod:`.gaps`), for the calibration, which reads nothing from what a
-    gap hides."""
+    them across gaps of up to :data:`~.gaps.MAX_GAP_S` (:mod:`.gaps`), for the calibration,
+    which reads nothing from what a gap hides."""
     calibration = None
     if isinstance(skeleton, PatientSkeleton):
         if isinstance(sequence, KeypointSequence):
