@@ -141,9 +141,16 @@ def repair_swaps_3d(
     _, _, flip = flips(staged)
     flip = _across_gaps(flip, ok, prev, has_prev, [a for a, _ in pairs])
     relabel ^= majority(np.cumsum(flip, axis=0) % 2 == 1, ok) & either
-    if bones:
-        relabel &= _bones_agree(pos, names, pairs, li, ri, relabel, bones)
-    relabel &= ~_twists_trunk(pos, pairs, li, ri, relabel)
+    # the two checks only take relabellings back, each judged with the other pairs as they
+    # stand: repeated until neither takes one back (a pelvis left unturned by the trunk check
+    # must not leave its knees judged against it turned)
+    while True:
+        before = relabel.copy()
+        relabel &= ~_twists_trunk(pos, pairs, li, ri, relabel)
+        if bones:
+            relabel &= _bones_agree(pos, names, pairs, li, ri, relabel, bones)
+        if np.array_equal(relabel, before):
+            break
     t, p = np.nonzero(relabel)
     new = _exchanged(pos, relabel, li, ri)
     conf = _exchanged(sequence.confidence, relabel, li, ri)
@@ -262,7 +269,8 @@ def _bones_agree(
     bones: Sequence[tuple[str, str]],
 ) -> np.ndarray:
     """(T, P) True where relabelling brings the pair's bones closer to their median lengths, every
-    other pair's relabelling applied."""
+    other pair's relabelling applied; bones not seen in a frame (an end hidden, either way
+    labelled) are left out of its sum, and a frame with none seen keeps the relabelling."""
     idx = {n: i for i, n in enumerate(names)}
     for a, b in bones:
         for n in (a, b):
@@ -279,12 +287,16 @@ def _bones_agree(
         swap = {left: right, right: left}
         dev_with = np.zeros(pos.shape[0])
         dev_without = np.zeros(pos.shape[0])
+        n_seen = np.zeros(pos.shape[0], dtype=int)
         for a, b in own:
             length = np.linalg.norm(full[:, idx[a]] - full[:, idx[b]], axis=-1)
             med = np.nanmedian(np.where(relabel[:, j], np.nan, length))
             sa, sb = swap.get(a, a), swap.get(b, b)
             length_back = np.linalg.norm(full[:, idx[sa]] - full[:, idx[sb]], axis=-1)
-            dev_with += np.abs(length - med)
-            dev_without += np.abs(length_back - med)
-        agree[:, j] = ~(dev_with >= dev_without)
+            d_with, d_without = np.abs(length - med), np.abs(length_back - med)
+            seen = np.isfinite(d_with) & np.isfinite(d_without)  # an unseen bone says nothing
+            dev_with += np.where(seen, d_with, 0.0)
+            dev_without += np.where(seen, d_without, 0.0)
+            n_seen += seen
+        agree[:, j] = (dev_with < dev_without) | (n_seen == 0)
     return agree

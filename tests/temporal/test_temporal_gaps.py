@@ -173,6 +173,31 @@ def test_bones_judge_a_pair_among_its_relabelled_neighbours():
     assert len(report) == 3 * 15
 
 
+def test_a_knee_is_not_judged_against_a_pelvis_the_trunk_check_kept():
+    """As the false pelvis flip above, with the knees exchanged in frame 50 too and lost beside
+    the hips in frames 51-55, the feet out of view from frame 51 (as the legs of Pose2Sim's real
+    recording after a stretch of badly triangulated frames): hips and knees read as exchanged from
+    frame 50 on.  The trunk check keeps the hips of frames 56-89, but the knees' bones had been
+    judged against the hips as exchanged (each thigh then of the right length; the hidden shanks
+    made the sum NaN, which kept the relabelling), and the correct knees of frames 56-89 were
+    crossed, each joined to the other side's hip."""
+    p, names = _legs()
+    names = names + ("shoulder_l", "shoulder_r")
+    hips = [names.index("hip_l"), names.index("hip_r")]
+    legs = [[names.index(f"{j}_l"), names.index(f"{j}_r")] for j in ("hip", "knee")]
+    p = np.concatenate([p, p[:, hips] + [0.0, 0.0, 500.0]], axis=1)  # shoulders above the hips
+    q = p.copy()
+    for pair in legs:
+        q[50, pair] = p[50, pair[::-1]]
+        q[51:56, pair] = p[51:56, pair].mean(axis=1, keepdims=True) + [0.0, 0.0, 300.0]
+    q[51:, [names.index("ankle_l"), names.index("ankle_r")]] = np.nan
+    bones = [(f"hip_{s}", f"knee_{s}") for s in "lr"] + [(f"knee_{s}", f"ankle_{s}") for s in "lr"]
+    fixed, report = repair_swaps_3d(KeypointSequence(q, names, FS), bones=bones)
+    good = np.r_[0:51, 56:90]
+    np.testing.assert_allclose(fixed.positions[good], np.where(np.isnan(q), np.nan, p)[good])
+    assert set(report["frame"]) == {50}
+
+
 def test_repair_swaps_3d_leaves_clean_data_alone_and_checks_input():
     p, names = _legs()
     fixed, report = repair_swaps_3d(KeypointSequence(p, names, FS))
