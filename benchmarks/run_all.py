@@ -3,7 +3,7 @@
     python benchmarks/run_all.py            # full sizes
     python benchmarks/run_all.py --quick    # small sizes (registration/temporal), a smoke run
 
-Peers (scikit-surgerycore, OpenSim) come from the ``bench`` extra: ``pip install -e '.[bench]'``
+Peers (scikit-surgerycore, OpenSim, Pose2Sim) come from the ``bench`` extra: ``pip install -e '.[bench]'``
 (``make bench`` does this).
 """
 

@@ -13,7 +13,7 @@ of ``medpose.triangulate`` (``temporal=False`` and ``True``).  Rows:
   pixels; numpy, batched): the baseline the consensus must beat;
 * Pose2Sim 0.10.49's own ``triangulation_from_best_cameras`` (its per-keypoint loop, with the
   demo's ``Config.toml`` settings: 15 px threshold, likelihood 0.3, at least 2 cameras, no
-  left/right swap handling, no undistortion) when the ``Pose2Sim`` package imports; it runs on
+  left/right swap handling, no undistortion) from the ``bench`` extra, when it imports; it runs on
   the 100 original frames (a per-point loop: its speed does not depend on the length).
 
 Reprojection error: every observation with visibility >= 0.5, reprojected with the lens
