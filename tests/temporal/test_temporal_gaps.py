@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -206,3 +208,15 @@ def test_repair_swaps_3d_leaves_clean_data_alone_and_checks_input():
         repair_swaps_3d(KeypointSequence(p[..., :2], names, FS))
     with pytest.raises(InputError, match="'foo_l'"):
         repair_swaps_3d(KeypointSequence(p, names, FS), pairs=[("foo_l", "foo_r")])
+
+
+def test_bones_never_seen_raise_no_warning():
+    """Knees lost for the whole recording: their bones have no median, which is no reason for a
+    RuntimeWarning from numpy in the user's console."""
+    p, names = _legs()
+    p[:, [names.index("knee_l"), names.index("knee_r")]] = np.nan
+    bones = [(f"hip_{s}", f"knee_{s}") for s in "lr"] + [(f"knee_{s}", f"ankle_{s}") for s in "lr"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fixed, report = repair_swaps_3d(KeypointSequence(p, names, FS), bones=bones)
+    assert report.empty and np.array_equal(fixed.positions, p, equal_nan=True)
