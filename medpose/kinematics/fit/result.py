@@ -9,21 +9,36 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ...data import JointAngles, KeypointSequence
+from ...errors import InputError
 from ...io._util import atomic_path
 from ..fk import forward_kinematics
 from ..limits import JointLimits
 from ..patient import PatientSkeleton
 from ..skeleton import Skeleton
 
-__all__ = ["Fit", "Observed"]
+__all__ = ["PLOT_DOFS", "Fit", "Observed"]
+
+#: The DoFs :meth:`Fit.plot` draws by default, those of them the keypoints constrain.
+PLOT_DOFS = (
+    "hip_flexion_r",
+    "hip_flexion_l",
+    "knee_flexion_r",
+    "knee_flexion_l",
+    "shoulder_flexion_r",
+    "shoulder_flexion_l",
+    "elbow_flexion_r",
+    "elbow_flexion_l",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -277,6 +292,51 @@ class Fit:
         with atomic_path(path) as tmp:
             self._table().to_csv(tmp, index=False)
         return Path(path)
+
+    def plot(self, dofs: Sequence[str] | None = None, ax: Any = None) -> Any:
+        """Joint angles (degrees) over time on a matplotlib axis, one line per DoF, with the
+        frames where a DoF sits on a hard limit marked (x) and frames not fitted left as gaps.
+
+        ``dofs``: rotational DoF names (default: those of :data:`PLOT_DOFS` the keypoints
+        constrain, or the four that move most).  InputError for a name that is not a rotational
+        DoF of the fitted skeleton, or one no keypoint constrains (its angle is NaN)."""
+        import matplotlib.pyplot as plt
+
+        angles = self.angles
+        seen = [c for c in angles.columns if bool(angles[c].notna().any())]
+        if dofs is None:
+            names = [d for d in PLOT_DOFS if d in seen]
+            if not names:
+                span = (angles[seen].max() - angles[seen].min()).sort_values(ascending=False)
+                names = list(span.index[:4])
+        else:
+            names = [dofs] if isinstance(dofs, str) else list(dofs)
+            bad = [d for d in names if d not in angles.columns]
+            if bad:
+                raise InputError(
+                    f"Fit.plot: {bad} not rotational DoFs of the fitted skeleton; expected "
+                    f"names among {list(angles.columns)}"
+                )
+            unseen = [d for d in names if d not in seen]
+            if unseen:
+                raise InputError(
+                    f"Fit.plot: no keypoint constrains {unseen} in this fit (their angles are "
+                    f"NaN); expected DoFs among {seen}"
+                )
+        ax = ax or plt.gca()
+        lim = self.at_limit
+        for i, d in enumerate(names):
+            line = ax.plot(angles.index, angles[d], lw=1, color=f"C{i % 10}", label=d)[0]
+            hit = lim[d].to_numpy() if d in lim.columns else np.zeros(len(angles), bool)
+            if hit.any():
+                ax.plot(
+                    angles.index[hit], angles[d].to_numpy()[hit], "x", ms=4, color=line.get_color()
+                )
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("angle (deg)")
+        ax.legend(fontsize=7, ncol=2)
+        ax.set_title(f"{len(names)} DoFs; x: at a joint limit", fontsize=8)
+        return ax
 
     def __repr__(self) -> str:
         from ...report.display import fit_repr
