@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -103,6 +104,32 @@ class TriangulationResult:
                 "used": self.used[sel],
             }
         )
+
+    def plot(self, min_visibility: float = 0.5, ax: Any = None) -> Any:
+        """Per camera, the median reprojection error (px) over the keypoints it saw with
+        confidence >= ``min_visibility``, frame by frame (used or not, as :meth:`error_table`),
+        on a matplotlib axis; frames where a left/right label was changed (:attr:`swaps`, any
+        stage) ticked along the bottom."""
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.gca()
+        t = self.sequence.start + np.arange(self.sequence.n_frames) / self.sequence.rate
+        for c, name in enumerate(self.camera_names):
+            conf = self.keypoints_2d[name].confidence
+            e = np.where(conf >= min_visibility, self.errors[..., c], np.nan)
+            seen = np.isfinite(e).any(axis=1)
+            med = np.full(len(t), np.nan)
+            med[seen] = np.nanmedian(e[seen], axis=1)
+            ax.plot(t, med, lw=1, label=name)
+        frames = np.unique(self.swaps["frame"].to_numpy(int)) if len(self.swaps) else []
+        if len(frames):
+            ax.plot(t[frames], np.zeros(len(frames)), "|", color="k", ms=8, label="relabelled")
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("median reprojection error (px)")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+        ax.set_title(triangulation_repr(self), fontsize=7, wrap=True)
+        return ax
 
     def __repr__(self) -> str:
         return triangulation_repr(self)

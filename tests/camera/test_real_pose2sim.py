@@ -221,3 +221,30 @@ def test_per_frame_mode_keeps_the_knees_under_their_hips(result, temporal):
         assert np.nanmedian(d[70:]) < 20.0, (
             f"{k}: {np.nanmedian(d[70:]):.0f} mm from the temporal mode's"
         )
+
+
+def test_the_plot_shows_each_cameras_error_and_the_relabelled_frames(result):
+    """TriangulationResult.plot: per camera the median over keypoints of the error table's
+    errors (computed here from :meth:`error_table`, a separate path), frame by frame, and one
+    tick per frame the swap report names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res, _ = result
+    fig, ax = plt.subplots()
+    try:
+        res.plot(ax=ax)
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        assert set(lines) == set(res.camera_names) | {"relabelled"}
+        table = res.error_table()
+        for cam in res.camera_names:
+            want = table[table.camera == cam].groupby("frame")["error_px"].median()
+            got = np.asarray(lines[cam].get_ydata())
+            np.testing.assert_allclose(got[want.index.to_numpy()], want.to_numpy())
+            assert np.isnan(np.delete(got, want.index.to_numpy())).all()
+        ticks = lines["relabelled"].get_xdata()
+        assert len(ticks) == res.swaps["frame"].nunique() > 0
+    finally:
+        plt.close(fig)
