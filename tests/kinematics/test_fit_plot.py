@@ -73,6 +73,8 @@ def test_named_dofs_only_and_bad_names_refused(squat_fit):
             f.plot(["hip_flexion_r", "hip_flex_l"], ax=ax)
         with pytest.raises(InputError, match=r"'pelvis_tx'"):  # a translation, not an angle
             f.plot(["pelvis_tx"], ax=ax)
+        with pytest.raises(InputError, match="dofs is empty"):
+            f.plot([], ax=ax)
         # HALPE_26 has no hand keypoints: nothing sees the forearm's pronation
         with pytest.raises(InputError, match=r"no keypoint constrains \['forearm_pronation_r'\]"):
             f.plot(["forearm_pronation_r"], ax=ax)

@@ -311,6 +311,8 @@ class Fit:
                 names = list(span.index[:4])
         else:
             names = [dofs] if isinstance(dofs, str) else list(dofs)
+            if not names:
+                raise InputError("Fit.plot: dofs is empty; expected at least one DoF name")
             bad = [d for d in names if d not in angles.columns]
             if bad:
                 raise InputError(
