@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -110,8 +111,6 @@ class TriangulationResult:
         confidence >= ``min_visibility``, frame by frame (used or not, as :meth:`error_table`),
         on a matplotlib axis; frames where a left/right label was changed (:attr:`swaps`, any
         stage) ticked along the bottom."""
-        import matplotlib.pyplot as plt
-
         ax = ax or plt.gca()
         t = self.sequence.start + np.arange(self.sequence.n_frames) / self.sequence.rate
         for c, name in enumerate(self.camera_names):
@@ -121,7 +120,7 @@ class TriangulationResult:
             med = np.full(len(t), np.nan)
             med[seen] = np.nanmedian(e[seen], axis=1)
             ax.plot(t, med, lw=1, label=name)
-        frames = np.unique(self.swaps["frame"].to_numpy(int)) if len(self.swaps) else []
+        frames = np.unique(self.swaps["frame"].to_numpy(int))
         if len(frames):
             ax.plot(t[frames], np.zeros(len(frames)), "|", color="k", ms=8, label="relabelled")
         ax.set_xlabel("time (s)")
