@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -75,6 +77,9 @@ def test_named_dofs_only_and_bad_names_refused(squat_fit):
             f.plot(["pelvis_tx"], ax=ax)
         with pytest.raises(InputError, match="dofs is empty"):
             f.plot([], ax=ax)
+        nothing = dataclasses.replace(f, observable=np.zeros_like(f.observable))
+        with pytest.raises(InputError, match="no DoF has a fitted angle"):
+            nothing.plot(ax=ax)
         # HALPE_26 has no hand keypoints: nothing sees the forearm's pronation
         with pytest.raises(InputError, match=r"no keypoint constrains \['forearm_pronation_r'\]"):
             f.plot(["forearm_pronation_r"], ax=ax)

@@ -309,6 +309,8 @@ class Fit:
             if not names:
                 span = (angles[seen].max() - angles[seen].min()).sort_values(ascending=False)
                 names = list(span.index[:4])
+            if not names:
+                raise InputError("Fit.plot: no DoF has a fitted angle in any frame of this fit")
         else:
             names = [dofs] if isinstance(dofs, str) else list(dofs)
             if not names:
