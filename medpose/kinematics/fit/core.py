@@ -33,7 +33,7 @@ from ..limits import JointLimits
 from ..patient import PatientSkeleton
 from ..skeleton import Skeleton
 from .gaps import MAX_GAP_S
-from .problem import CHECK_FRAMES, FitProblem, prepare
+from .problem import FitProblem, prepare
 from .result import Fit, Observed
 from .run import default_chunk, default_dtype, run
 
@@ -202,13 +202,14 @@ def _lengths_first(
     """The lengths-only problem (:func:`fit` without a skeleton) of a sequence fitted with a
     calibrated skeleton, or None where its keypoints, DoFs or axes differ: the coarse frames'
     Euler branches are chosen on it (:func:`.run.solve_frames` says why).  Its lengths are the
-    medians over at most :data:`~.problem.CHECK_FRAMES` evenly spaced frames, those ``prob``'s
-    units check measured (``prob.measured``; over a million frames they took seconds, longer
-    than the fit on a GPU)."""
+    medians over at most :data:`~.problem.CHECK_FRAMES` evenly spaced frames (every frame of a
+    shorter sequence) that ``prob``'s units check measured (``prob.measured``: measured again,
+    they took a seventh of a calibrated 1000-frame fit's time, and over a million frames
+    seconds, longer than the fit on a GPU)."""
     try:
         base = None
-        if sequence.n_frames > CHECK_FRAMES and prob.measured is not None:
-            base = prob.measured.skeleton  # measured by prob's units check, on as many frames
+        if prob.measured is not None:
+            base = prob.measured.skeleton  # measured by prob's units check, on the same frames
         first = prepare(
             sequence,
             base,
