@@ -453,7 +453,7 @@ def test_solver_hand_off_of_stragglers_keeps_every_frame(sk, monkeypatch):
     less than a GPU iteration's kernel launches).  Forced here on the CPU itself: every frame
     gets back to its own row and reaches the minimum the uninterrupted solver reaches."""
     import medpose.kinematics.fit.solver as solver
-    from medpose.kinematics.fit.run import setup
+    from medpose.kinematics.fit.device import setup
 
     g = make_exercise("gait", skeleton=sk, rate=60.0, repetitions=2, seed=0).angles.values
     n = solver.HANDOFF + 90
@@ -492,7 +492,7 @@ def test_solver_batched_iterations_take_the_same_steps(sk, monkeypatch, coupled)
     CPU: the same math as keeping them, so every frame takes the same steps (float64, to 1e-6
     degree), with DoFs frozen at their limits and with the coupled (lumbopelvic) prior row."""
     import medpose.kinematics.fit.solver as solver
-    from medpose.kinematics.fit.run import setup
+    from medpose.kinematics.fit.device import setup
 
     g = make_exercise("squat", skeleton=sk, rate=60.0, repetitions=1, seed=0).angles.values
     seq = _seq(sk, g[:120], HALPE.medpose, noise=5.0, seed=3, rate=60.0)

@@ -14,7 +14,7 @@ from medpose.data import KeypointSequence
 from medpose.io.keypoints import read_keypoints
 from medpose.kinematics.calibrate import calibrate
 from medpose.kinematics.fit import fit, prepare
-from medpose.kinematics.fit.run import setup
+from medpose.kinematics.fit.device import setup
 from medpose.kinematics.fit.solver import HANDOFF, solve
 from medpose.kinematics.fk import forward_kinematics
 from medpose.kinematics.skeleton import Skeleton

@@ -32,10 +32,11 @@ from ..keypoint_models import load_keypoint_model
 from ..limits import JointLimits
 from ..patient import PatientSkeleton
 from ..skeleton import Skeleton
+from .device import default_chunk, default_dtype
 from .gaps import MAX_GAP_S
 from .problem import FitProblem, prepare
 from .result import Fit, Observed
-from .run import default_chunk, default_dtype, run
+from .run import run
 
 __all__ = ["fit_sequence"]
 

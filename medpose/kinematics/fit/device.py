@@ -25,6 +25,7 @@ __all__ = [
     "inward",
     "to_device",
     "STAGE_BYTES",
+    "Chunk",
 ]
 
 
@@ -217,3 +218,15 @@ def rigid_start(
     )  # column D catches fixed root axes
     q0 = torch.where(st.free[None], q0[:, :D], st.neutral[None])
     return q0, rig_ok & ((w > 0).sum(dim=1) >= st.prob.min_keypoints)
+
+
+@dataclass(frozen=True, eq=False)
+class Chunk:
+    """One chunk's results on the device (q in skeleton axes; keypoints in the data frame)."""
+
+    q: torch.Tensor  # (n, D), NaN for frames not fitted
+    fitted: torch.Tensor | None  # (n, K, 3) data frame, mm (None when not asked for)
+    residual: torch.Tensor | None  # (n, K) mm, NaN where not observed (likewise)
+    converged: torch.Tensor  # (n,) bool
+    valid: torch.Tensor  # (n,) bool
+    last: torch.Tensor | None  # (1, D) the last frame, the next chunk's first neighbour

@@ -19,7 +19,15 @@ import numpy as np
 import torch
 
 from .continuity import continuous_branches
-from .device import Setup, default_chunk, default_dtype, inward, load, rigid_start, setup, to_device
+from .device import (
+    Chunk,
+    Setup,
+    inward,
+    load,
+    rigid_start,
+    setup,
+)
+from .distal import Proximal, keep_better, proximal
 from .gaps import mend_points
 from .pilot import measure_noise
 from .problem import NOISE_FLOOR_MM, FitProblem
@@ -34,19 +42,7 @@ from .starts import (
     repair,
 )
 
-__all__ = [
-    "Setup",
-    "setup",
-    "load",
-    "measure_noise",
-    "fit_chunk",
-    "run",
-    "RunResult",
-    "default_chunk",
-    "default_dtype",
-    "inward",
-    "to_device",
-]
+__all__ = ["fit_chunk", "run", "RunResult"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +92,7 @@ def solve_frames(
     max_iter: int,
     xtol: float,
     first: LengthsFirst | None = None,
+    proximal: Proximal | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q, fitted keypoints and convergence of the valid frames ``vidx`` of a chunk of ``n``.
 
@@ -147,6 +144,11 @@ def solve_frames(
         xtol=xtol,
         lam0=1e-3,
     )  # far start: damped
+    if proximal is not None:  # and from a start without the hand keypoints (:mod:`.distal`)
+        solved = (qc, xc, cc)
+        qc, xc, cc = keep_better(
+            proximal, s1, p1, solved, qr, x_obs[coarse], w[coarse], max_iter, xtol
+        )
     qc, moved_c = choose_branches(
         s1.ctx, s1.moves, qc, x_obs[coarse], w[coarse], s1.lo, s1.hi, s1.neutral
     )
@@ -323,18 +325,6 @@ def solve_from(
     return mend_points(st.ctx, qv, xv, cvv, *args, xtol, max_iter, st.rot, st.bridge)
 
 
-@dataclass(frozen=True, eq=False)
-class Chunk:
-    """One chunk's results on the device (q in skeleton axes; keypoints in the data frame)."""
-
-    q: torch.Tensor  # (n, D), NaN for frames not fitted
-    fitted: torch.Tensor | None  # (n, K, 3) data frame, mm (None when not asked for)
-    residual: torch.Tensor | None  # (n, K) mm, NaN where not observed (likewise)
-    converged: torch.Tensor  # (n,) bool
-    valid: torch.Tensor  # (n,) bool
-    last: torch.Tensor | None  # (1, D) the last frame, the next chunk's first neighbour
-
-
 def fit_chunk(
     st: Setup,
     pos: np.ndarray,
@@ -352,6 +342,7 @@ def fit_chunk(
     xtol: float,
     start: np.ndarray | torch.Tensor | None = None,
     first: LengthsFirst | None = None,
+    proximal: Proximal | None = None,
 ) -> Chunk:
     """Fit the frames ``frames`` (a slice) of the recording; ``keypoints``: also return the
     fitted keypoints and residuals (a GPU fit leaves them to be computed when asked).
@@ -393,6 +384,7 @@ def fit_chunk(
                 max_iter=max_iter,
                 xtol=xtol,
                 first=first,
+                proximal=proximal,
             )
         else:  # the given poses (relative to the centre), a NaN row from its rigid start
             qs = torch.as_tensor(start, device=dev, dtype=st.dt).clone()
@@ -500,6 +492,8 @@ def run(
     # calibration would be
     sig1 = max(sigma1, sig) if math.isfinite(sigma1) else sig
     first_pri = None if st1 is None else LengthsFirst(st1, st1.priors(sig1), sig1)
+    # stage 1's problem without its hand keypoints (:mod:`.distal`)
+    px = None if start is not None else proximal(first or prob, pos.shape[1], dev, dt, sig1)
 
     # results are computed on the device and copied once per chunk into these, in the fit's
     # precision (float32 carries no more than that).  On a GPU the fitted keypoints and residuals
@@ -546,6 +540,7 @@ def run(
             xtol=xtol,
             start=None if start is None else start[s0:s1],
             first=first_pri,
+            proximal=px,
         )
         last = c.last
         q = c.q
