@@ -27,7 +27,7 @@ import torch
 
 from .device import Setup, setup
 from .problem import FitProblem, observable_dofs
-from .solver import Priors, prior_terms, solve
+from .solver import Priors, add_prior_cost, solve
 from .starts import choose_branches, fits_as_well, put
 
 __all__ = [
@@ -167,9 +167,5 @@ def objective(
     var = st.ctx.var_dofs
     z = q[:, var]
     cost = ((torch.sqrt(w)[..., None] * (x - x_obs)) ** 2).sum(dim=(1, 2))
-    for r, _ in prior_terms(z, st.lo[var], st.hi[var], pri):
-        cost = cost + (r * r).sum(dim=1)
-    if pri.row is not None:  # the coupled term, about mu (0 without one), as the solver has it
-        mu = pri.mu if pri.mu is not None else torch.zeros_like(z[0])
-        cost = cost + ((z - mu) @ pri.row) ** 2
-    return cost
+    mu = pri.mu if pri.mu is not None else torch.zeros_like(z[0])  # as the solver has it
+    return add_prior_cost(cost, z, st.lo[var], st.hi[var], pri, mu, pri.row)

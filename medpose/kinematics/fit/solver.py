@@ -16,7 +16,7 @@ import torch
 
 from .context import Context
 
-__all__ = ["Priors", "prior_terms", "normal_equations", "solve"]
+__all__ = ["Priors", "prior_terms", "add_prior_cost", "normal_equations", "solve"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,26 @@ def prior_terms(
         ok = nb_ok.to(z.dtype)[:, None]
         terms.append((pri.smooth * (z - mean_nb) * ok, pri.smooth * ok.expand_as(z)))
     return terms
+
+
+def add_prior_cost(
+    cost: torch.Tensor,
+    z: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    pri: Priors,
+    mu: torch.Tensor,
+    row: torch.Tensor | None,
+    mean_nb: torch.Tensor | None = None,
+    nb_ok: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``cost`` (T,) plus the priors' squared residuals at ``z`` (T, F): :func:`prior_terms`'
+    and the coupled term ``((z - mu) @ row)**2`` (``row`` (F,), or None for none)."""
+    for r, _ in prior_terms(z, lo, hi, pri, mean_nb, nb_ok):
+        cost = cost + (r * r).sum(dim=1)
+    if row is not None:
+        cost = cost + ((z - mu) @ row) ** 2
+    return cost
 
 
 #: Up to this many frames on the CPU, :func:`normal_equations` forms the whole weighted Jacobian
@@ -291,11 +311,7 @@ def solve(
         x2 = ctx.keypoints(R2, o2)
         r2 = (sw * (x2 - xo)).flatten(1)
         dc2 = (r2 * r2).sum(dim=1)
-        cost2 = dc2
-        for r, _ in prior_terms(z_new, lo_v, hi_v, pri, mnb, nbok):
-            cost2 = cost2 + (r * r).sum(dim=1)
-        if row is not None:
-            cost2 = cost2 + ((z_new - mu) @ row) ** 2
+        cost2 = add_prior_cost(dc2, z_new, lo_v, hi_v, pri, mu, row, mnb, nbok)
         ok = (cost2 <= cost) & torch.isfinite(cost2) & ~bad
         dz = (z_new - za).abs().amax(dim=1)
         done = ((cost - cost2).abs() <= tol * cost) | (dz <= xtol) | (lam > 1e10) | (cost <= 1e-20)
