@@ -118,6 +118,56 @@ def test_triangulate_writes_what_the_api_triangulates(shared_data, tmp_path, cap
     assert main(["fit", str(out), "--calibrate", "never", "-o", str(tmp_path / "a.csv")]) == 0
 
 
+def test_triangulate_y_up_gives_opensim_an_upright_body(shared_data, tmp_path, capsys):
+    """Pose2Sim's demo recording is in its Qualisys lab's Z-up world.  ``--y-up`` writes it as
+    Pose2Sim's own triangulation does (its ``zup2yup``: X, Y, Z = the world's y, z, x), so the
+    ``.mot`` of the fit has an upright pelvis: its list (obliquity, a few degrees in walking)
+    stays within 30 deg, where from the Z-up file it reads up to about 90 deg (the body on its
+    side) and ``to_mot`` warns."""
+    d = shared_data / "pose2sim"
+    views = [str(f) for f in sorted((d / "keypoints-mediapipe").glob("cam0*_json"))]
+    calib = str(d / "Calib_qualisys.toml")
+    zup, yup = tmp_path / "z.trc", tmp_path / "y.trc"
+    assert main(["triangulate", calib, *views, "--rate", "60", "--out", str(zup)]) == 0
+    assert main(["triangulate", calib, *views, "--rate", "60", "--y-up", "--out", str(yup)]) == 0
+    printed = capsys.readouterr()
+    assert "axes turned Y up: (X, Y, Z) = world (y, z, x)" in printed.out, printed.out
+    z, y = mp.read_keypoints(zup), mp.read_keypoints(yup)
+    np.testing.assert_allclose(y.positions, z.positions[..., [1, 2, 0]], equal_nan=True)
+
+    runs = {"y": (yup, []), "z": (zup, []), "z_turned": (zup, ["--y-up"])}
+    for name, (trc, extra) in runs.items():
+        mot = str(tmp_path / f"{name}.mot")
+        code = main(["fit", str(trc), "--calibrate", "never", "--no-progress", *extra, "-o", mot])
+        assert code == 0
+    printed = capsys.readouterr()
+    assert printed.err.count("up axis is +z, OpenSim's is +y") == 1, printed.err
+    mot = {name: mp.read_mot(tmp_path / f"{name}.mot", translations="keep") for name in runs}
+    pel = {k: m.values[:, m.names.index("pelvis_list")] for k, m in mot.items()}
+    assert np.abs(pel["y"]).max() < 30.0
+    assert np.abs(pel["z"]).max() > 60.0  # on its side: why --y-up exists
+    # fit --y-up on the Z-up file writes what the fit of the turned file writes
+    assert mot["z_turned"].names == mot["y"].names
+    np.testing.assert_allclose(mot["z_turned"].values, mot["y"].values, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--up", "+z"], "--up: applies with --y-up"),
+        (["--y-up", "--up", "sideways"], "up='sideways': expected one of"),
+    ],
+)
+def test_triangulate_refuses_a_bad_up_axis(shared_data, tmp_path, capsys, extra, message):
+    d = shared_data / "pose2sim"
+    views = [str(f) for f in sorted((d / "keypoints-mediapipe").glob("cam0*_json"))[:2]]
+    out = tmp_path / "a.trc"
+    code = main(["triangulate", str(d / "Calib_qualisys.toml"), *views, *extra, "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 1 and message in printed.err, printed.err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "views, out, message",
     [

@@ -112,6 +112,10 @@ def test_readme_commands_run(demo_folder):
     assert (folder / "demo_output" / "study.sqlite").is_file()
     squat = mp.read_mot(folder / "squat.mot")  # medpose fit: Pose2Sim's coordinates
     assert "knee_angle_r" in squat.names and squat.values.shape[0] > 0
+    # the demo's lab is Z-up; --y-up stands the body upright on OpenSim's Y-up ground
+    fit_out = next(out for argv, _, out in runs if argv[1] == "fit")
+    assert "OpenSim's is +y" not in fit_out
+    assert np.abs(squat["pelvis_list"]).max() < 30.0
 
 
 @pytest.mark.slow
@@ -133,6 +137,7 @@ def test_readme_python_runs_as_written(demo_folder):
     # the default model is Pose2Sim's: knee_angle_r carries medpose's knee_flexion_r, same sense
     knee = exported["knee_angle_r"]
     np.testing.assert_allclose(knee, ns["f"].angles["knee_flexion_r"].to_numpy(), atol=1e-3)
+    assert np.abs(exported["pelvis_list"]).max() < 30.0  # upright: y_up=True
     assert {t.name for t in ns["session"].trials} == {"static", "shoulder_abduction", "deep_squat"}
 
 

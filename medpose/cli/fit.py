@@ -73,6 +73,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--rate", type=float, help="frame rate (Hz) of a CSV or Parquet input")
     p.add_argument("--up", metavar="AXIS", help="the data's up axis (+y, +z...), if not estimated")
+    p.add_argument(
+        "--y-up",
+        action="store_true",
+        help="a .mot's pelvis in the data's axes turned Y up, OpenSim's vertical (a Z-up lab's "
+        "body upright on the model; its markers: medpose triangulate --y-up)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -119,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     for out in args.outputs:
         suffix = out.suffix.lower()
         if suffix == ".mot":
-            f.to_mot(out, model=model, osim=args.osim)
+            with printed_warnings():
+                f.to_mot(out, model=model, osim=args.osim, y_up=args.y_up)
         elif suffix == ".csv":
             f.to_csv(out)
         else:

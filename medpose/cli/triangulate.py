@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .common import EXIT_OK, printed_warnings
 
 __all__ = ["register", "ORDER"]
@@ -36,6 +38,13 @@ def register(sub: Any) -> None:
         help="choose each point's cameras and left/right labels over the whole sequence "
         "(steadier limbs on a recording) instead of frame by frame",
     )
+    p.add_argument(
+        "--y-up",
+        action="store_true",
+        help="turn the output so that up is +Y, as OpenSim and Pose2Sim expect (the "
+        "calibration world's up axis, from the body's trunk or --up, permuted onto +Y)",
+    )
+    p.add_argument("--up", metavar="AXIS", help="with --y-up: the world's up axis (+z...)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -72,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"--out: expected a {', '.join(WRITE_SUFFIXES)} file, found {args.output.name!r}"
         )
+    if args.up is not None and not args.y_up:
+        raise InputError("--up: applies with --y-up; --y-up not given")
     cams = read_calibration(args.calibration)
     names = [c.name for c in cams]
     paths: dict[str, Path] = {}
@@ -88,7 +99,16 @@ def run(args: argparse.Namespace) -> int:
         result = triangulate(
             cams, views, temporal=args.temporal, progress=False if args.no_progress else None
         )
-    write_keypoints(result.sequence, args.output)
+    seq = result.sequence
     print(repr(result))
+    if args.y_up:
+        from ..io.opensim import y_up_transform
+
+        T = y_up_transform(seq, args.up)
+        seq = seq.transformed(T)
+        M = np.round(T.rotation.as_matrix())  # a signed permutation
+        axes = ", ".join(("-" if r.sum() < 0 else "") + "xyz"[int(np.argmax(np.abs(r)))] for r in M)
+        print(f"axes turned Y up: (X, Y, Z) = world ({axes})")
+    write_keypoints(seq, args.output)
     print(f"wrote {args.output}")
     return EXIT_OK

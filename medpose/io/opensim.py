@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..data import JointAngles
+from ..data import JointAngles, KeypointSequence
 from ..errors import InputError
+from ..geometry import Transform
 from ..packaged import resource_yaml
 from ._util import display_name
 from .mot import write_mot
@@ -36,6 +37,7 @@ __all__ = [
     "osim_marker",
     "to_opensim",
     "write_opensim_mot",
+    "y_up_transform",
 ]
 
 OPENSIM_MODELS = ("pose2sim",)
@@ -132,6 +134,7 @@ def to_opensim(
     alignment: np.ndarray | None = None,
     osim: str | os.PathLike | None = None,
     pelvis_keypoint_mm: np.ndarray | None = None,
+    y_up: bool = False,
 ) -> JointAngles:
     """medpose's DoFs as the coordinates of an OpenSim model.
 
@@ -154,6 +157,10 @@ def to_opensim(
         pelvis is placed so that this point lands on the model's marker for that keypoint
         (``Hip`` on Pose2Sim's models), the point both were fitted to; a model file without that
         marker falls back to the mid-point of its hip joint centres.
+    y_up : bool
+        Write the pelvis pose in the data's axes turned so that up (``alignment``'s) is +Y,
+        OpenSim's vertical, as :func:`y_up_transform` turns keypoints (the body upright on the
+        model when the data are Z-up; open it with the keypoints turned the same way).
 
     Returns
     -------
@@ -177,6 +184,9 @@ def to_opensim(
     kp = np.zeros(3) if pelvis_keypoint_mm is None or not is_kp else pelvis_keypoint_mm
     shift = np.asarray(kp, dtype=float) - ref_m * 1000.0  # model origin = point - R @ (ref - kp)
     A = np.eye(3) if alignment is None else np.asarray(alignment, dtype=float)
+    if y_up:  # data' = Y @ data, so x_skeleton = A @ Y.T @ data'
+        up = np.round(A[1])
+        A = A @ _y_up(int(np.argmax(np.abs(up))), float(up.sum())).T
 
     # pelvis pose in the skeleton's axes (medpose: ZXY intrinsic, tilt about -Z), then in the data's
     ok = np.all(np.isfinite(np.column_stack([col[d] for d in (*_PELVIS, *_TRANS)])), axis=1)
@@ -204,6 +214,37 @@ def to_opensim(
     return JointAngles(np.column_stack(cols), tuple(names), angles.rate, start=angles.start)
 
 
+def y_up_transform(seq: KeypointSequence, up: str | None = None) -> Transform:
+    """The rotation that turns a 3D keypoint sequence's frame so that up is +Y, OpenSim's
+    vertical: ``seq.transformed(y_up_transform(seq))`` is what OpenSim and Pose2Sim expect in a
+    ``.trc`` (a Z-up lab's markers, e.g. a Qualisys calibration's world, lie on their side in
+    OpenSim, and a model fitted to them has its pelvis angles near gimbal lock).
+
+    The up axis is the data axis closest to the body's median trunk direction (mid-hip to neck
+    or shoulders; :func:`medpose.kinematics.fit.orientation.up_axis`), or ``up`` (``"+z"``...).
+    The axes are permuted cyclically, up onto +Y: for a Z-up frame ``(x, y, z) -> (y, z, x)``,
+    Pose2Sim's own Z-up to Y-up conversion; a Y-up frame gives the identity.  A downward axis
+    (``"-z"``) is turned over: a proper rotation, never a mirror image.  Source: the sequence's
+    frame; target ``"opensim"``.
+    """
+    from ..kinematics.fit.orientation import up_axis
+    from ..layouts import to_medpose_names
+
+    if seq.ndim != 3:
+        raise InputError(f"y_up_transform: found {seq.ndim}D keypoints; expected 3D, in mm")
+    a, s = up_axis(seq.positions, to_medpose_names(seq.names), up)
+    return Transform(Rotation.from_matrix(_y_up(a, s)), source=seq.frame, target="opensim")
+
+
+def _y_up(axis: int, sign: float) -> np.ndarray:
+    """The signed cyclic axis permutation (3, 3) taking ``sign`` x axis ``axis`` onto +Y."""
+    R = np.zeros((3, 3))
+    R[1, axis] = sign
+    R[2, (axis + 1) % 3] = 1.0
+    R[0] = np.cross(R[1], R[2])
+    return R
+
+
 def write_opensim_mot(
     angles: JointAngles,
     path: str | os.PathLike,
@@ -212,6 +253,7 @@ def write_opensim_mot(
     alignment: np.ndarray | None = None,
     osim: str | os.PathLike | None = None,
     pelvis_keypoint_mm: np.ndarray | None = None,
+    y_up: bool = False,
 ) -> Path:
     """Write :func:`to_opensim` of ``angles`` as an OpenSim ``.mot`` file (atomically): degrees,
     pelvis translations in metres, the model's coordinate names.  ``model=None``: medpose's own
@@ -219,6 +261,11 @@ def write_opensim_mot(
     if model is None:
         return write_mot(angles, path)
     o = to_opensim(
-        angles, model, alignment=alignment, osim=osim, pelvis_keypoint_mm=pelvis_keypoint_mm
+        angles,
+        model,
+        alignment=alignment,
+        osim=osim,
+        pelvis_keypoint_mm=pelvis_keypoint_mm,
+        y_up=y_up,
     )
     return write_mot(o, path)

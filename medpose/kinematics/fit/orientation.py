@@ -19,6 +19,7 @@ from ...errors import InputError
 __all__ = [
     "euler_from_matrix",
     "alignment_rotation",
+    "up_axis",
     "check_handedness",
     "MirrorWarning",
     "UP_KEYPOINTS",
@@ -46,47 +47,74 @@ def euler_from_matrix(R: torch.Tensor, seq: str) -> torch.Tensor:
     return torch.stack([a, b, c], dim=-1)
 
 
+_NO_UP = (
+    "cannot tell which way is up: no frame has hip_r, hip_l and neck or shoulders; "
+    "give the up axis (up='+z'...)"
+)
+
+
+def up_axis(
+    sequence_positions: np.ndarray, names: Sequence[str], up: str | None = None
+) -> tuple[int, float]:
+    """The data's up axis ``(index 0-2, sign +-1)``: the axis closest to the median trunk
+    direction (mid-hip to neck, or to the shoulders' mid-point), or ``up`` when given.
+
+    Parameters
+    ----------
+    up : {"+x", "-x", "+y", "-y", "+z", "-z"}, optional
+        Force the data's up axis instead of estimating it.
+
+    Raises
+    ------
+    InputError
+        ``up`` is not an axis, or (not given) no frame has hip_r, hip_l and neck or shoulders.
+    """
+    if up is not None:
+        key = str(up).lower().strip()
+        if key not in ("+x", "-x", "+y", "-y", "+z", "-z", "x", "y", "z"):
+            raise InputError(f"up={up!r}: expected one of '+x', '-x', '+y', '-y', '+z', '-z'")
+        return "xyz".index(key[-1]), (-1.0 if key[0] == "-" else 1.0)
+    P = np.asarray(sequence_positions, dtype=float)
+    idx = {n: i for i, n in reversed(list(enumerate(names)))}
+    top = [P[:, idx[n]] for n in UP_KEYPOINTS if n in idx]
+    if "hip_r" not in idx or "hip_l" not in idx or not top:
+        raise InputError(_NO_UP)
+    mid = 0.5 * (P[:, idx["hip_r"]] + P[:, idx["hip_l"]])
+    sh = [P[:, idx[n]] for n in ("shoulder_r", "shoulder_l") if n in idx]
+    if "neck" in idx and np.isfinite(P[:, idx["neck"]]).all(axis=1).any():
+        upv = P[:, idx["neck"]] - mid
+    else:
+        upv = np.nanmean(np.stack(sh if sh else top), axis=0) - mid
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        u = np.nanmedian(upv, axis=0)
+    if not np.all(np.isfinite(u)):
+        raise InputError(_NO_UP)
+    au = int(np.argmax(np.abs(u)))
+    return au, float(np.sign(u[au])) or 1.0
+
+
 def alignment_rotation(
     sequence_positions: np.ndarray, names: Sequence[str], up: str | None = None
 ) -> np.ndarray:
     """Axis-permutation rotation ``A`` (3, 3) taking the data frame onto the skeleton's ISB axes.
 
-    The data axis closest to the median trunk direction (mid-hip to neck) becomes +Y
-    (superior), the remaining axis closest to the median hip_l -> hip_r direction +Z (right),
-    so the pelvis angles stay meaningful in the lab's axes (a Y-up OpenSim frame with the
-    subject facing +X gives the identity).  ``x_skeleton = A @ x_data``.
+    The data's up axis (:func:`up_axis`: the one closest to the median trunk direction, mid-hip
+    to neck) becomes +Y (superior), the remaining axis closest to the median hip_l -> hip_r
+    direction +Z (right), so the pelvis angles stay meaningful in the lab's axes (a Y-up OpenSim
+    frame with the subject facing +X gives the identity).  ``x_skeleton = A @ x_data``.
 
     Parameters
     ----------
     up : {"+x", "-x", "+y", "-y", "+z", "-z"}, optional
         Force the data's up axis instead of estimating it.
     """
+    au, su = up_axis(sequence_positions, names, up)
     P = np.asarray(sequence_positions, dtype=float)
     idx = {n: i for i, n in reversed(list(enumerate(names)))}
-    mid = 0.5 * (P[:, idx["hip_r"]] + P[:, idx["hip_l"]])
-    top = [P[:, idx[n]] for n in UP_KEYPOINTS if n in idx]
-    sh = [P[:, idx[n]] for n in ("shoulder_r", "shoulder_l") if n in idx]
-    if "neck" in idx and np.isfinite(P[:, idx["neck"]]).all(axis=1).any():
-        upv = P[:, idx["neck"]] - mid
-    else:
-        upv = np.nanmean(np.stack(sh if sh else top), axis=0) - mid
-    rightv = P[:, idx["hip_r"]] - P[:, idx["hip_l"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        u = np.nanmedian(upv, axis=0)
-        r = np.nanmedian(rightv, axis=0)
-    if up is not None:
-        key = str(up).lower().strip()
-        if key not in ("+x", "-x", "+y", "-y", "+z", "-z", "x", "y", "z"):
-            raise InputError(f"fit: up={up!r}; expected one of '+x', '-x', '+y', '-y', '+z', '-z'")
-        au, su = "xyz".index(key[-1]), (-1.0 if key[0] == "-" else 1.0)
-    else:
-        if not np.all(np.isfinite(u)):
-            raise InputError(
-                "fit: cannot tell which way is up: no frame has hip_r, hip_l and neck or shoulders"
-            )
-        au = int(np.argmax(np.abs(u)))
-        su = float(np.sign(u[au])) or 1.0
+        r = np.nanmedian(P[:, idx["hip_r"]] - P[:, idx["hip_l"]], axis=0)
     rest = [a for a in range(3) if a != au]
     r = np.nan_to_num(r)
     ar = rest[int(np.argmax(np.abs(r[rest])))]

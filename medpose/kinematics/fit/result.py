@@ -255,12 +255,31 @@ class Fit:
         path: str | os.PathLike,
         model: str | None = "pose2sim",
         osim: str | os.PathLike | None = None,
+        y_up: bool = False,
     ) -> Path:
         """OpenSim motion file: the coordinates of an OpenSim ``model`` (names, signs, degrees,
         pelvis in metres; :func:`medpose.io.opensim.write_opensim_mot`; ``osim``: the model file,
-        e.g. a scaled one), or medpose's own DoF names with ``model=None``."""
+        e.g. a scaled one), or medpose's own DoF names with ``model=None``.
+
+        The pelvis pose is in the keypoints' axes, the frame OpenSim's ground shares with their
+        ``.trc``; OpenSim's ground is Y-up, so keypoints with another up axis (a Z-up lab) put
+        the body on its side, with a warning.  ``y_up=True`` writes the pelvis in their axes
+        turned Y up instead (:func:`medpose.io.opensim.y_up_transform`, Pose2Sim's Z-up to
+        Y-up permutation for a Z-up lab): the body upright, to open with the keypoints turned
+        the same way (``medpose triangulate --y-up``)."""
         from ...io.opensim import write_opensim_mot
 
+        up = np.round(np.asarray(self.alignment, dtype=float)[1])
+        if model is not None and not y_up and up[1] != 1.0:
+            axis = ("-" if up.sum() < 0 else "+") + "xyz"[int(np.argmax(np.abs(up)))]
+            warnings.warn(
+                f"to_mot: the keypoints' up axis is {axis}, OpenSim's is +y: on the OpenSim model "
+                "the body is not upright (as the keypoints are not) and the pelvis angles are in "
+                "that frame (near gimbal lock when up is x or z); to_mot(..., y_up=True) "
+                "(medpose fit --y-up) writes it upright, for keypoints turned Y up "
+                "(medpose.io.opensim.y_up_transform, medpose triangulate --y-up)",
+                stacklevel=2,
+            )
         z = np.zeros((1, len(self.dof_names)))  # the zero pose: world = pelvis frame
         has = "pelvis" in self.skeleton.keypoint_names
         kp = (
@@ -275,6 +294,7 @@ class Fit:
             alignment=self.alignment,
             osim=osim,
             pelvis_keypoint_mm=kp,
+            y_up=y_up,
         )
 
     def _table(self) -> pd.DataFrame:
