@@ -235,3 +235,33 @@ def test_opensim_reproduces_medpose_motion():
     moved_back = Y[1:] - Y[:1]
     err = np.linalg.norm(moved_back - moved_true, axis=2)
     assert np.median(err) < 15.0, np.median(err, axis=1)
+
+
+def test_y_up_mot_stands_the_model_where_opensim_put_the_markers():
+    """OpenSim's ground is Y-up.  OpenSim's markers, expressed in a Z-up lab's axes (as a
+    Qualisys calibration's world has them) and fitted there: ``to_opensim(..., y_up=True)``
+    gives the coordinates of the fit of the Y-up markers themselves, and places OpenSim's model on
+    its Y-up ground where OpenSim generated the markers, within the two skeletons' keypoint
+    difference (an uncalibrated fit's OpenSim marker error is 40-60 mm in
+    benchmarks/RESULTS.md); without it the model lies on its side, a body length away."""
+    poses = [{"pelvis_ty": 0.94, "pelvis_rotation": r, "knee_angle_r": 10.0} for r in (0, 30, 60)]
+    names, X = _opensim_markers(poses)
+    zup = X[..., [2, 0, 1]]  # Pose2Sim's zup2yup undone: the world's (x, y, z) = Y-up (z, x, y)
+    fits = {}
+    for key, pos in (("y", X), ("z", zup)):
+        fits[key] = mp.fit(mp.KeypointSequence(pos, tuple(names), 60.0), progress=False)
+    upright = to_opensim(fits["z"].joint_angles(), alignment=fits["z"].alignment, y_up=True)
+    direct = to_opensim(fits["y"].joint_angles(), alignment=fits["y"].alignment)
+    lying = to_opensim(fits["z"].joint_angles(), alignment=fits["z"].alignment)
+    assert upright.names == direct.names
+    np.testing.assert_allclose(upright.values, direct.values, atol=1e-6)
+
+    def err(o):
+        back = [
+            {n: v / (1000.0 if n.startswith("pelvis_t") else 1.0) for n, v in zip(o.names, row)}
+            for row in o.values
+        ]
+        return np.median(np.linalg.norm(_opensim_markers(back)[1] - X, axis=2))
+
+    assert err(upright) < 100.0
+    assert err(lying) > 300.0
