@@ -174,7 +174,7 @@ def run_to_folder(
         if study is not None:
             has = study.has_run(
                 patient=ses.patient.id,
-                session=ses.root.name,
+                session=ses.name,
                 protocol=p.name,
                 protocol_hash=p.hash,
                 inputs=inputs,

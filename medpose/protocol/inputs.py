@@ -74,7 +74,7 @@ def trial_map(
     ]
     if missing:
         raise ProtocolError(
-            f"session {session.root.name!r} lacks {len(missing)} trial(s) that protocol "
+            f"session {session.name!r} lacks {len(missing)} trial(s) that protocol "
             f"{protocol.name} needs: {', '.join(missing)}; the session has: "
             f"{', '.join(have) or 'no trials'}"
         )
@@ -112,9 +112,16 @@ def input_hashes_for(
             for folder in trial.cameras.values():
                 files[_rel(session, folder)] = folder
         elif trial.keypoints is None:
+            hint = (
+                " (the trial has 2D camera keypoints: triangulate them into a 3D file with "
+                "'medpose triangulate' and name it there, or run a protocol with a triangulate "
+                "step)"
+                if trial.cameras
+                else ""
+            )
             raise ProtocolError(
                 f"trial {name!r}: protocol {protocol.name} reads 3D keypoints, but the trial "
-                "names no keypoint file; expected trials[].keypoints in session.yaml"
+                f"names no keypoint file; expected trials[].keypoints in session.yaml{hint}"
             )
         else:
             files[_rel(session, trial.keypoints)] = trial.keypoints

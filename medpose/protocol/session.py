@@ -164,6 +164,12 @@ class Session:
     calibration_path: Path | None
     notes: str | None = None
 
+    @property
+    def name(self) -> str:
+        """The session folder's name (also when it was given as ``.`` or as its
+        ``session.yaml``): how runs and the study tell sessions apart."""
+        return Path(os.path.abspath(self.root)).name
+
     @classmethod
     def load(cls, path: str | os.PathLike, *, check_files: bool = True) -> Session:
         """Validate and load a session folder.

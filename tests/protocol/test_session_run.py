@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import medpose as mp
 from medpose.errors import ProtocolError
@@ -186,6 +187,33 @@ def test_missing_trials_are_reported_before_any_work(session, tmp_path):
         execute_session("shoulder_abduction", copy)
     assert "lacks 2 trial(s)" in str(err.value)
     assert "abduction_left, abduction_right" in str(err.value)
+
+
+def test_a_trial_with_cameras_only_is_pointed_to_triangulation(session, tmp_path):
+    """The packaged protocols read 3D keypoints; a trial that has only its 2D camera keypoints
+    is refused before any work, with the way to its 3D file."""
+    copy = tmp_path / "visit1"
+    shutil.copytree(session, copy)
+    doc = yaml.safe_load((copy / "session.yaml").read_text())
+    (trial,) = [t for t in doc["trials"] if t["name"] == "squat"]
+    assert trial["cameras"]
+    del trial["keypoints"]
+    (copy / "session.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(ProtocolError) as err:
+        execute_session("deep_squat", copy, trials=SQUAT)
+    text = str(err.value)
+    assert "trial 'squat': protocol deep_squat reads 3D keypoints" in text
+    assert "'medpose triangulate'" in text and "triangulate step" in text
+
+
+def test_a_session_given_as_dot_or_as_its_yaml_is_named_after_its_folder(session, monkeypatch):
+    """Runs and the study tell sessions apart by the folder's name, also when the user is in
+    the folder (``medpose run gait .``) or names its ``session.yaml``."""
+    monkeypatch.chdir(session)
+    for given in (".", "session.yaml", "./"):
+        assert mp.Session.load(given, check_files=False).name == "visit1"
+    with pytest.raises(ProtocolError, match="session 'visit1' lacks 2 trial"):
+        execute_session("shoulder_abduction", ".")
 
 
 def _move_landmark(session: Path, name: str, mm: float) -> None:
