@@ -258,6 +258,7 @@ class MetricSpec(_Strict):
     aggregate: Literal["median", "mean", "max", "min", "sum"] = "median"
     params: dict[str, _ParamValue] = Field(default_factory=dict)
     norm: str | None = Field(default=None, max_length=120)
+    requires_repetitions: int | None = Field(default=None, ge=1, le=100)
 
     @field_validator("name")
     @classmethod
@@ -566,4 +567,10 @@ def _check_metric(
         yield FieldProblem(
             loc,
             f"{metric.name} over repetitions needs the step 'repetitions' (or over: trial)",
+        )
+    if metric.requires_repetitions is not None and not repetitions:
+        yield FieldProblem(
+            (*loc, "requires_repetitions"),
+            f"found {metric.requires_repetitions}, but the protocol has no 'repetitions' step "
+            "to count them",
         )

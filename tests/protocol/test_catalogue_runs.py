@@ -262,3 +262,23 @@ def test_timed_sit_to_stand_is_scored_from_its_norm_family():
     reps = a.repetitions[a.repetitions["side"] == "left"]
     span = reps["end_s"].max() - reps["start_s"].min()
     assert a.value("completion_time", "left") == pytest.approx(span, abs=1.5 / tr.angles.rate)
+
+
+@pytest.mark.parametrize("repetitions, variant", [(3, "five"), (1, "single")])
+def test_an_incomplete_timed_sit_to_stand_gets_no_time_and_no_score(repetitions, variant):
+    """Bohannon's norms are for five repetitions (``requires_repetitions: 5``): three
+    repetitions, or the single variant's one, give no completion time and no score, where the
+    runner used to score their shorter time against the five-repetition norm (a walk with no
+    sit-to-stand in it read 100/100)."""
+    tr = mp.synthetic.make_exercise("sit_to_stand", repetitions=repetitions, seed=0)
+    a = mp.Protocol.load("sit_to_stand", variant=variant).run(tr.angles, age=65)
+    found = (a.repetitions["side"] == "left").sum()
+    assert found == repetitions
+    rows = a.metrics[a.metrics["metric"] == "completion_time"]
+    assert len(rows) == 2 and rows["value"].isna().all()
+    assert set(rows["reason"]) == {
+        f"{repetitions} of the 5 repetitions the metric is defined on were found"
+    }
+    assert math.isnan(a.score) and "completion_time" in a.score_reason
+    assert math.isfinite(a.value("rom_knee_flexion", "left"))  # the kinematics are still there
+

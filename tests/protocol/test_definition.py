@@ -325,6 +325,11 @@ def test_unknown_names_are_refused_with_the_known_names_and_the_line(
         ("min_repetitions: 2", "min_repetitions: '2'", "found '2'; expected a whole number"),
         ("min_range: 20", "min_range: .inf", "min_range: found inf; expected a finite number"),
         ("smoothness: 0.1", "smoothness: yes", "smoothness: found True; expected a finite number"),
+        (
+            "norm: rom.aaos.knee_flexion",
+            "norm: rom.aaos.knee_flexion\n    requires_repetitions: 0",
+            "requires_repetitions: found 0; expected a number >= 1",
+        ),
     ],
 )
 def test_invalid_values_name_field_found_and_expected(tmp_path, old, new, expected):
@@ -333,6 +338,18 @@ def test_invalid_values_name_field_found_and_expected(tmp_path, old, new, expect
     with pytest.raises(ProtocolError, match=r"mine\.yaml: line [0-9]+: ") as err:
         Protocol.load(_write(tmp_path, text))
     assert expected in str(err.value)
+
+
+def test_required_repetitions_need_the_step_that_counts_them(tmp_path):
+    text = (
+        MINIMAL.replace("  repetitions: {signal: knee_flexion, min_range: 20}\n", "")
+        .replace("norm: rom.aaos.knee_flexion", "norm: rom.aaos.knee_flexion\n    over: trial")
+        .replace("over: trial", "over: trial\n    requires_repetitions: 2")
+    )
+    with pytest.raises(ProtocolError) as err:
+        Protocol.load(_write(tmp_path, text))
+    msg = str(err.value)
+    assert "requires_repetitions: found 2, but the protocol has no 'repetitions' step" in msg, msg
 
 
 def test_every_problem_is_listed_at_once(tmp_path):
