@@ -232,6 +232,20 @@ class Assessment:
 
         return assessment_html(self)
 
+    def plot(self, ax: Any = None) -> Any:
+        """The percent of normal of each scored metric, as bars on a matplotlib axis (the
+        normal average dashed at 100 %); without a scored metric, the score's reason.  The
+        angle curves, repetitions and comparisons are in :mod:`medpose.report.figures`."""
+        import matplotlib.pyplot as plt
+
+        from ..report.display import percent_of_normal
+
+        ax = ax or plt.gca()
+        percent_of_normal(self, ax)
+        score = "n/a" if math.isnan(self.score) else f"{self.score:.1f}/100"
+        ax.set_title(f"{self.protocol}, trial {self.trial}: score {score}", fontsize=8)
+        return ax
+
     def to_report(
         self,
         path: str | os.PathLike[str],

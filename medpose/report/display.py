@@ -261,15 +261,41 @@ def assessment_html(a: Any) -> str:
         + (f" <i>({e(a.score_reason)})</i>" if a.score_reason else "")
     )
     plot = ""
-    sc = a.scores[np.isfinite(a.scores["percent"].to_numpy(float))] if len(a.scores) else None
-    if sc is not None and len(sc):
-        fig, ax = _small(3.4, 0.35 * len(sc) + 0.7)
-        labels = [f"{metric_label(m, j)} ({x})" for m, j, x in zip(sc.metric, sc.joint, sc.side)]
-        ax.barh(labels[::-1], sc["percent"].to_numpy(float)[::-1], color="#4c72b0")
-        ax.axvline(100, color="black", lw=1, ls="--")
-        ax.set_xlabel("% of normal average", fontsize=7)
+    n = len(_scored(a))
+    if n:
+        fig, ax = _small(3.4, 0.35 * n + 0.7)
+        percent_of_normal(a, ax)
         plot = img_tag(fig, alt="percent of normal")
     return _box(head, html_table(_readable_summary(a), max_rows=40), plot)
+
+
+def _scored(a: Any) -> pd.DataFrame:
+    sc = a.scores
+    return sc[np.isfinite(sc["percent"].to_numpy(float))] if len(sc) else sc
+
+
+def percent_of_normal(a: Any, ax: Any) -> Any:
+    """The percent of normal of each scored metric of an Assessment as bars on ``ax``, the
+    normal average (100 %) dashed; without a scored metric, why (the score's reason)."""
+    sc = _scored(a)
+    if not len(sc):
+        ax.text(
+            0.5,
+            0.5,
+            f"no scored metric\n{a.score_reason}",
+            ha="center",
+            va="center",
+            wrap=True,
+            fontsize=8,
+            transform=ax.transAxes,
+        )
+        ax.set_axis_off()
+        return ax
+    labels = [f"{metric_label(m, j)} ({x})" for m, j, x in zip(sc.metric, sc.joint, sc.side)]
+    ax.barh(labels[::-1], sc["percent"].to_numpy(float)[::-1], color="#4c72b0")
+    ax.axvline(100, color="black", lw=1, ls="--")
+    ax.set_xlabel("% of normal average", fontsize=7)
+    return ax
 
 
 # ------------------------------------------------------------------------ Study

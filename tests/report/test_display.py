@@ -68,6 +68,29 @@ def test_assessment_html_reads_in_words(assessed):
     assert "rom_knee_flexion" in text and f"{assessed.score:.1f}" in text
 
 
+def test_assessment_plot_draws_each_scored_percent(assessed):
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    assert assessed.plot(ax=ax) is ax
+    scored = assessed.scores["percent"].to_numpy(float)
+    scored = scored[np.isfinite(scored)]
+    assert len(scored)
+    widths = sorted(p.get_width() for p in ax.patches)
+    np.testing.assert_allclose(widths, sorted(scored))
+    assert f"score {assessed.score:.1f}/100" in ax.get_title()
+
+
+def test_assessment_plot_without_a_score_says_why(squat_fit):
+    from matplotlib.figure import Figure
+
+    a = mp.Protocol.load("sit_to_stand").run(squat_fit)  # a squat: no five sit-to-stands
+    ax = Figure().add_subplot()
+    a.plot(ax=ax)
+    assert not ax.patches and "score n/a" in ax.get_title()
+    assert a.score_reason in " ".join(t.get_text() for t in ax.texts)
+
+
 def test_study_html_has_counts_and_a_plot_without_patient_ids(tmp_path):
     with Study(tmp_path / "s.sqlite") as study:
         for day in ("2026-01-10", "2026-02-10"):
