@@ -307,11 +307,11 @@ def _plan(
 ) -> _Planned | None:
     """Read a session folder and hash its inputs in the client; a failure is listed."""
     redact: Redactor | None = None
-    label = display_name(folder)
+    label = display_name(os.path.abspath(folder))  # "visit2" also for "." or "visit2/"
     try:
         ses = load_session(folder)
         redact = Redactor(ses.root, ses.patient.id)
-        label = redact.text(label)
+        label = redact.patient(label)  # a folder named after the patient: its id hidden
         inputs = input_hashes_for(proto, ses, trial_map(proto, ses, trials))
     except Exception as exc:  # reported, the batch goes on
         reason = _reason(exc, redact)

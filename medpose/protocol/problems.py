@@ -100,9 +100,12 @@ class Redactor:
             text = prefix.sub(lambda m: "" if m.group(0)[-1:] in "/\\" else ".", text)
         if self._cut:
             text = _ABSOLUTE.sub(lambda m: _last_part(m.group(0)), text)
-        if self._pid is not None:
-            text = self._pid.sub(PATIENT_ID_MARK, text)
-        return text
+        return self.patient(text)
+
+    def patient(self, text: str) -> str:
+        """``text`` without the patient id (paths left as they are: for a name, such as the
+        session folder's, that the location rules would turn into ``.``)."""
+        return text if self._pid is None else self._pid.sub(PATIENT_ID_MARK, text)
 
     def field(self, field: str) -> str:
         """A field name redacted, list indices (``trials[1]``) left as they are."""

@@ -240,3 +240,17 @@ def test_cli_batch_exit_codes_and_failed_list(cohort, tmp_path, capsys):
     code = main(["batch", PROTOCOL, *map(str, sessions), *args])
     out = capsys.readouterr().out
     assert code == 0 and "1 skipped" in out
+
+
+def test_sessions_given_relative_are_listed_by_their_folder_names(cohort, tmp_path, monkeypatch):
+    """``medpose batch P visit_a ./visit_b/`` from the sessions' parent: each listed by its
+    folder name (the location redaction used to turn a relative folder into '.'), a folder
+    named after its patient by the id's mark."""
+    copies = _copy(cohort[1:], tmp_path / "data")
+    names = [p.name for p in copies]
+    shown = ["<patient-id>" if p.name == mp.Session.load(p).patient.id else p.name for p in copies]
+    monkeypatch.chdir(tmp_path / "data")
+    given = [names[0], f"./{names[1]}/"]
+    report = _batch([Path(g) for g in given], str(tmp_path / "study.sqlite"), workers=1)
+    assert sorted(report.done["session"]) == sorted(shown), report.done
+    assert "<patient-id>" in shown and len(set(shown)) == 2
