@@ -80,8 +80,14 @@ class Redactor:
             prefixes.add(str(root.resolve()))
         # longest first, so that a resolved path is not cut by a shorter one it contains; a
         # prefix counts only where a path part ends (the root /a is not the start of /about)
+        # a relative root ("visit2") is a path only with a separator after it: alone it is a
+        # word of the message (a trial of the same name), left as it is
         self._roots = [
-            re.compile(r"(?<![\w.~-])" + re.escape(p) + r"(?:[\\/]|(?![\w.~-]))")
+            re.compile(
+                r"(?<![\w.~-])"
+                + re.escape(p)
+                + (r"(?:[\\/]|(?![\w.~-]))" if Path(p).is_absolute() else r"[\\/]")
+            )
             for p in sorted({p.rstrip("/\\") for p in prefixes} - {"", "."}, key=len)[::-1]
         ]
         pid = patient_id.strip() if isinstance(patient_id, str) else ""

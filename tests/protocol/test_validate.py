@@ -336,3 +336,10 @@ def test_redactor_keeps_relative_text():
     r = Redactor(Path("SYN-9/visit"), "7")
     assert r.text("SYN-9/visit/trials/x.trc; revisit/x") == "trials/x.trc; revisit/x"
     assert r.field("trials[7].cameras.7") == "trials[7].cameras.<patient-id>"
+    # a relative root is a path only with a separator after it; alone it is the folder's name
+    # (``medpose run walk_test walk``: the trial 'walk' stays 'walk'), or the session's own word
+    r = Redactor(Path("walk"), None)
+    assert r.text("trial 'walk': walk/trials/x.trc, knee walk") == (
+        "trial 'walk': trials/x.trc, knee walk"
+    )
+    assert r.patient("walk/x") == "walk/x"  # patient(): the id alone
