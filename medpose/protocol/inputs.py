@@ -77,6 +77,12 @@ def trial_map(
             f"session {session.name!r} lacks {len(missing)} trial(s) that protocol "
             f"{protocol.name} needs: {', '.join(missing)}; the session has: "
             f"{', '.join(have) or 'no trials'}"
+            + (
+                f" (a session trial named otherwise is mapped by trials={{{missing[0]!r}: "
+                f"'<session trial>'}}, or on the command line --trial {missing[0]}=<session trial>)"
+                if have and not given
+                else ""
+            )
         )
     return mapping
 

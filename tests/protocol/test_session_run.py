@@ -187,6 +187,7 @@ def test_missing_trials_are_reported_before_any_work(session, tmp_path):
         execute_session("shoulder_abduction", copy)
     assert "lacks 2 trial(s)" in str(err.value)
     assert "abduction_left, abduction_right" in str(err.value)
+    assert "--trial abduction_left=<session trial>" in str(err.value)  # how to map one
 
 
 def test_a_trial_with_cameras_only_is_pointed_to_triangulation(session, tmp_path):
