@@ -45,6 +45,13 @@ def run(args: argparse.Namespace) -> int:
         det = detect_landmarks(
             volume, args.checkpoint, device=args.device, min_confidence=args.min_confidence
         )
+        if len(det.accepted) == 0 and not args.include_flagged:
+            print(det.to_dataframe().round(2).to_string())
+            raise InputError(
+                f"every detection is below --min-confidence {det.min_confidence:g}; nothing "
+                f"written to {args.output.name} (--include-flagged writes them all, or lower "
+                "--min-confidence; an undertrained checkpoint: train longer)"
+            )
         det.write(args.output, include_flagged=args.include_flagged)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

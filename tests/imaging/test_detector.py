@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -270,6 +272,11 @@ def test_cli_train_then_detect(tmp_path):
     out = tmp_path / "found.mrk.json"
     rc = main(["detect-landmarks", str(vol_path), str(ckpt), str(out), "--min-confidence", "0"])
     assert rc == 0 and mp.read_landmarks(out).names == ph.landmarks.names
+    none = tmp_path / "none.mrk.json"  # two training steps: no detection is confident
+    args = ["detect-landmarks", str(vol_path), str(ckpt), str(none), "--min-confidence", "1"]
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main(args) == 1
+    assert "--include-flagged writes them all" in err.getvalue() and not none.exists()
     bad = tmp_path / "nan.nii.gz"
     arr = np.asarray(ph.volume.array, np.float32).copy()
     arr[0, 0, 0] = np.nan
