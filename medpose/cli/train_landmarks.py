@@ -73,8 +73,17 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         common = dict(region=args.region, spacing_mm=args.phantom_spacing, workers=args.workers)
-        train = training_phantoms(args.phantoms, seed=args.seed, **common)
-        test = training_phantoms(args.test_phantoms, seed=args.seed + 1_000_000, **common)
+        shown = not args.quiet
+        train = training_phantoms(
+            args.phantoms, seed=args.seed, progress=shown, desc="training phantoms", **common
+        )
+        test = training_phantoms(
+            args.test_phantoms,
+            seed=args.seed + 1_000_000,
+            progress=shown,
+            desc="held-back phantoms",
+            **common,
+        )
         config = DetectorConfig(
             landmarks=tuple(train[0].landmarks.names),
             spacing_mm=args.spacing,
@@ -99,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             max_seconds=args.max_seconds,
             progress=not args.quiet,
         )
-        ev = evaluate_detector(result.detector, test, amp=not args.no_amp)
+        ev = evaluate_detector(result.detector, test, amp=not args.no_amp, progress=shown)
         base = mean_position_errors(train, test, config.landmarks)
         summary = {
             "mean_radial_error_mm": float(ev.error_mm.mean()),

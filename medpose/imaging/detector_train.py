@@ -127,18 +127,32 @@ def training_phantoms(
     max_voxels: int = 80_000_000,
     variety: bool = True,
     workers: int = 1,
+    progress: bool = False,
+    desc: str = "phantoms",
 ) -> list[Phantom]:
     """``n`` varied phantoms with seeds ``seed .. seed + n - 1`` (see :func:`varied_phantom`).
 
-    ``workers > 1`` builds them in that many processes.
+    ``workers > 1`` builds them in that many processes; ``progress``: a tqdm bar (``desc``).
     """
     if int(n) < 1:
         raise InputError(f"training_phantoms: n must be >= 1, found {n!r}")
     jobs = [(seed + i, region, float(spacing_mm), int(max_voxels), variety) for i in range(n)]
-    if workers <= 1:
-        return [_one(j) for j in jobs]
-    with ProcessPoolExecutor(max_workers=int(workers)) as pool:
-        return list(pool.map(_one, jobs))
+    bar = tqdm(total=len(jobs), disable=not progress, desc=desc, unit="phantom")
+    try:
+        if workers <= 1:
+            out = []
+            for j in jobs:
+                out.append(_one(j))
+                bar.update(1)
+            return out
+        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+            done = []
+            for ph in pool.map(_one, jobs):
+                done.append(ph)
+                bar.update(1)
+            return done
+    finally:
+        bar.close()
 
 
 @dataclass(frozen=True)
@@ -348,7 +362,7 @@ def train_landmarks(
         sp = config.spacing_mm
         terms = loss_fn(coords * sp, t * sp, logits.float(), target_voxels=t)
         loss = terms.total
-        coarse_mm = float(((coords - t).norm(dim=-1) * sp).mean())
+        coarse_mm = float(((coords - t).norm(dim=-1) * sp).mean().detach())
         fine_mm = float("nan")
         if teacher is not None:
             with torch.no_grad(), autocast(dev, amp):
@@ -370,7 +384,7 @@ def train_landmarks(
                     tf = teacher.fine(fx).reshape(batch_size, k, k, p, p, p)[:, sel, sel]
                 floss = (1 - distill_weight) * floss + distill_weight * _distill(own, tf)
             loss = loss + floss
-            fine_mm = float(((fc - ft).norm(dim=-1) * fsp).mean())
+            fine_mm = float(((fc - ft).norm(dim=-1) * fsp).mean().detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -380,7 +394,7 @@ def train_landmarks(
             rows.append(
                 {
                     "step": step,
-                    "loss": float(loss),
+                    "loss": float(loss.detach()),
                     "coarse_mm": coarse_mm,
                     "fine_mm": fine_mm,
                     "lr": opt.param_groups[0]["lr"],
@@ -415,8 +429,10 @@ def evaluate_detector(
     *,
     device: str | torch.device | None = None,
     amp: bool = True,
+    progress: bool = False,
 ) -> pd.DataFrame:
-    """Radial errors (mm) of the detector on phantoms with known landmarks.
+    """Radial errors (mm) of the detector on phantoms with known landmarks (``progress``: a
+    tqdm bar over the phantoms).
 
     Returns
     -------
@@ -429,7 +445,8 @@ def evaluate_detector(
     detector = detector.to(dev).eval()
     c = detector.config
     rows = []
-    for i, it in enumerate(_items(phantoms, c, dev)):
+    items = _items(phantoms, c, dev)
+    for i, it in enumerate(tqdm(items, disable=not progress, desc="evaluate", unit="phantom")):
         out = predict(detector, it.image, it.affine, amp=amp)
         vec = out["landmarks"] - it.points
         err = np.linalg.norm(vec, axis=1)
