@@ -260,6 +260,15 @@ class MetricSpec(_Strict):
     norm: str | None = Field(default=None, max_length=120)
     requires_repetitions: int | None = Field(default=None, ge=1, le=100)
 
+    def repetitions_missing(self, found: int) -> str:
+        """Why the metric has no value with ``found`` repetitions: fewer than its
+        ``requires_repetitions`` (a timed test of N repetitions, such as the five-repetition
+        sit-to-stand); "" when it has them or requires none."""
+        need = self.requires_repetitions
+        if need is None or found >= need:
+            return ""
+        return f"{found} of the {need} repetitions the metric is defined on were found"
+
     @field_validator("name")
     @classmethod
     def _known_metric(cls, v: str) -> str:

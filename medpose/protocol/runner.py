@@ -319,17 +319,6 @@ def _summarise(
     return value
 
 
-def _short_of_repetitions(spec: Any, rep: pd.DataFrame | None) -> str:
-    """Why a metric with ``requires_repetitions: N`` (a timed test of N repetitions, such as
-    the five-repetition sit-to-stand) has no value: fewer than N repetitions found; "" when it
-    has them or requires none."""
-    need = spec.requires_repetitions
-    found = 0 if rep is None else len(rep)
-    if need is None or found >= need:
-        return ""
-    return f"{found} of the {need} repetitions the metric is defined on were found"
-
-
 def _metric_rows(
     protocol: Protocol,
     trial: str,
@@ -394,7 +383,7 @@ def _metric_rows(
                     )
                 )
                 continue
-            short = _short_of_repetitions(spec, rep)
+            short = spec.repetitions_missing(0 if rep is None else len(rep))
             if short:
                 rows.append(_row(trial, spec.key, joint, side, math.nan, math.nan, unit, short))
                 continue
