@@ -438,7 +438,11 @@ def make_exercise(
 
     # ---- keep inside the ranges (tremor and compensations may touch them)
     for d, (lo, hi) in ranges.items():
-        if d in col and not d.startswith("pelvis_t"):
+        if d in col and d not in (
+            "pelvis_tx",
+            "pelvis_ty",
+            "pelvis_tz",
+        ):  # angles (pelvis_tilt too)
             values[:, col[d]] = np.clip(values[:, col[d]], lo, hi)
 
     plant = moving[0] if spec.get("plant") == "moving" else ("l" if moving[0] == "r" else "r")

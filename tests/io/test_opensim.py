@@ -24,6 +24,7 @@ from medpose.kinematics.skeleton import Skeleton
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pose2sim"
 OSIM = DATA / "Model_Pose2Sim_simple.osim"
 MARKERS = DATA / "Markers_Halpe26.xml"
+_TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")  # metres in OpenSim, mm in medpose
 pytestmark = pytest.mark.skipif(not OSIM.is_file(), reason="../shared/data/pose2sim not present")
 
 
@@ -66,7 +67,7 @@ def _random_pose(sk: Skeleton, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     q = rng.uniform(-25, 25, (n, len(sk.dof_names)))
     for i, name in enumerate(sk.dof_names):
-        if name.startswith("pelvis_t"):
+        if name in _TRANSLATIONS:  # not pelvis_tilt
             q[:, i] = rng.uniform(-300, 300, n) + (900 if name == "pelvis_ty" else 0)
         elif name.startswith(("knee", "elbow")):
             q[:, i] = rng.uniform(5, 90, n)
@@ -227,7 +228,7 @@ def test_opensim_reproduces_medpose_motion():
     }
     assert not bad, (bad, MOVES)
     back = [
-        {n: col[n][t] / (1000.0 if n.startswith("pelvis_t") else 1.0) for n in col}
+        {n: col[n][t] / (1000.0 if n in _TRANSLATIONS else 1.0) for n in col}
         for t in range(len(poses))
     ]
     _, Y = _opensim_markers(back)
@@ -258,7 +259,7 @@ def test_y_up_mot_stands_the_model_where_opensim_put_the_markers():
 
     def err(o):
         back = [
-            {n: v / (1000.0 if n.startswith("pelvis_t") else 1.0) for n, v in zip(o.names, row)}
+            {n: v / (1000.0 if n in _TRANSLATIONS else 1.0) for n, v in zip(o.names, row)}
             for row in o.values
         ]
         return np.median(np.linalg.norm(_opensim_markers(back)[1] - X, axis=2))
