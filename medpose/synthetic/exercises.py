@@ -437,12 +437,9 @@ def make_exercise(
         params["tremor_hz"] = freq
 
     # ---- keep inside the ranges (tremor and compensations may touch them)
+    translations = ("pelvis_tx", "pelvis_ty", "pelvis_tz")  # every other DoF is an angle
     for d, (lo, hi) in ranges.items():
-        if d in col and d not in (
-            "pelvis_tx",
-            "pelvis_ty",
-            "pelvis_tz",
-        ):  # angles (pelvis_tilt too)
+        if d in col and d not in translations:
             values[:, col[d]] = np.clip(values[:, col[d]], lo, hi)
 
     plant = moving[0] if spec.get("plant") == "moving" else ("l" if moving[0] == "r" else "r")
