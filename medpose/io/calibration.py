@@ -60,9 +60,19 @@ def _kind(path: Path) -> str:
         return "toml"
     if name.endswith(_YAML_SUFFIXES):
         return "yaml"
+    vendor = {
+        ".qca.txt": "a Qualisys calibration",
+        ".xcp": "a Vicon calibration",
+    }
+    found = next((what for end, what in vendor.items() if name.endswith(end)), "")
+    hint = (
+        f" ({found}: convert it to .toml with Pose2Sim's calibration step, which reads it)"
+        if found
+        else ""
+    )
     raise InputError(
         f"{display_name(path)}: unknown calibration extension '{path.suffix}'; "
-        "expected .toml (Pose2Sim/anipose) or .yml/.yaml (OpenCV FileStorage)"
+        f"expected .toml (Pose2Sim/anipose) or .yml/.yaml (OpenCV FileStorage){hint}"
     )
 
 

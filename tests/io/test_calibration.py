@@ -387,6 +387,9 @@ def test_unknown_extension_and_missing_file(tmp_path):
         read_calibration(_write(tmp_path, "calib.json", "{}"))
     with pytest.raises(InputError, match=r"nothere\.toml: calibration file not found"):
         read_calibration(tmp_path / "nothere.toml")
+    # a lab system's own file (Pose2Sim's demo ships its Qualisys one): how to convert it
+    with pytest.raises(InputError, match=r"a Qualisys calibration: convert it to \.toml"):
+        read_calibration(_write(tmp_path, "Calib.qca.txt", "<calibration/>"))
 
 
 def test_write_refuses_bad_input(tmp_path):
