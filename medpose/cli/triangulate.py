@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     seq = result.sequence
     print(repr(result))
     if args.y_up:
-        from ..io.opensim import y_up_transform
+        from ..kinematics.fit import y_up_transform
 
         T = y_up_transform(seq, args.up)
         seq = seq.transformed(T)

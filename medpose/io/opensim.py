@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..data import JointAngles, KeypointSequence
+from ..data import JointAngles
 from ..errors import InputError
-from ..geometry import Transform
 from ..packaged import resource_yaml
 from ._util import display_name
 from .mot import write_mot
@@ -37,7 +36,7 @@ __all__ = [
     "osim_marker",
     "to_opensim",
     "write_opensim_mot",
-    "y_up_transform",
+    "y_up_rotation",
 ]
 
 OPENSIM_MODELS = ("pose2sim",)
@@ -159,7 +158,7 @@ def to_opensim(
         marker falls back to the mid-point of its hip joint centres.
     y_up : bool
         Write the pelvis pose in the data's axes turned so that up (``alignment``'s) is +Y,
-        OpenSim's vertical, as :func:`y_up_transform` turns keypoints (the body upright on the
+        OpenSim's vertical, as :func:`medpose.kinematics.fit.y_up_transform` turns keypoints (the body upright on the
         model when the data are Z-up; open it with the keypoints turned the same way).
 
     Returns
@@ -186,7 +185,7 @@ def to_opensim(
     A = np.eye(3) if alignment is None else np.asarray(alignment, dtype=float)
     if y_up:  # data' = Y @ data, so x_skeleton = A @ Y.T @ data'
         up = np.round(A[1])
-        A = A @ _y_up(int(np.argmax(np.abs(up))), float(up.sum())).T
+        A = A @ y_up_rotation(int(np.argmax(np.abs(up))), float(up.sum())).T
 
     # pelvis pose in the skeleton's axes (medpose: ZXY intrinsic, tilt about -Z), then in the data's
     ok = np.all(np.isfinite(np.column_stack([col[d] for d in (*_PELVIS, *_TRANS)])), axis=1)
@@ -214,30 +213,11 @@ def to_opensim(
     return JointAngles(np.column_stack(cols), tuple(names), angles.rate, start=angles.start)
 
 
-def y_up_transform(seq: KeypointSequence, up: str | None = None) -> Transform:
-    """The rotation that turns a 3D keypoint sequence's frame so that up is +Y, OpenSim's
-    vertical: ``seq.transformed(y_up_transform(seq))`` is what OpenSim and Pose2Sim expect in a
-    ``.trc`` (a Z-up lab's markers, e.g. a Qualisys calibration's world, lie on their side in
-    OpenSim, and a model fitted to them has its pelvis angles near gimbal lock).
-
-    The up axis is the data axis closest to the body's median trunk direction (mid-hip to neck
-    or shoulders; :func:`medpose.kinematics.fit.orientation.up_axis`), or ``up`` (``"+z"``...).
-    The axes are permuted cyclically, up onto +Y: for a Z-up frame ``(x, y, z) -> (y, z, x)``,
-    Pose2Sim's own Z-up to Y-up conversion; a Y-up frame gives the identity.  A downward axis
-    (``"-z"``) is turned over: a proper rotation, never a mirror image.  Source: the sequence's
-    frame; target ``"opensim"``.
-    """
-    from ..kinematics.fit.orientation import up_axis
-    from ..layouts import to_medpose_names
-
-    if seq.ndim != 3:
-        raise InputError(f"y_up_transform: found {seq.ndim}D keypoints; expected 3D, in mm")
-    a, s = up_axis(seq.positions, to_medpose_names(seq.names), up)
-    return Transform(Rotation.from_matrix(_y_up(a, s)), source=seq.frame, target="opensim")
-
-
-def _y_up(axis: int, sign: float) -> np.ndarray:
-    """The signed cyclic axis permutation (3, 3) taking ``sign`` x axis ``axis`` onto +Y."""
+def y_up_rotation(axis: int, sign: float) -> np.ndarray:
+    """The rotation matrix (3, 3) that turns a frame whose up is ``sign`` x axis ``axis``
+    (0-2) so that up is +Y, OpenSim's vertical: the axes permuted cyclically, up onto +Y (for a
+    Z-up frame ``(x, y, z) -> (y, z, x)``, Pose2Sim's own Z-up to Y-up conversion; Y-up: the
+    identity); a downward axis is turned over, a proper rotation, never a mirror image."""
     R = np.zeros((3, 3))
     R[1, axis] = sign
     R[2, (axis + 1) % 3] = 1.0

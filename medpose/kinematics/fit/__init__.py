@@ -44,7 +44,13 @@ problem's constants on the fit's device), :mod:`.run` (the chunked driver), :mod
 from __future__ import annotations
 
 from .api import fit
-from .orientation import MirrorWarning, alignment_rotation, check_handedness, euler_from_matrix
+from .orientation import (
+    MirrorWarning,
+    alignment_rotation,
+    check_handedness,
+    euler_from_matrix,
+    y_up_transform,
+)
 from .problem import DEFAULT_PRIOR, NOISE_FLOOR_MM, FitProblem, prepare, prior_sd
 from .result import Fit
 
@@ -54,6 +60,7 @@ __all__ = [
     "FitProblem",
     "prepare",
     "alignment_rotation",
+    "y_up_transform",
     "check_handedness",
     "MirrorWarning",
     "euler_from_matrix",

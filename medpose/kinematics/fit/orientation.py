@@ -13,13 +13,19 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
+from ...data import KeypointSequence
 from ...errors import InputError
+from ...geometry import Transform
+from ...io.opensim import y_up_rotation
+from ...layouts import to_medpose_names
 
 __all__ = [
     "euler_from_matrix",
     "alignment_rotation",
     "up_axis",
+    "y_up_transform",
     "check_handedness",
     "MirrorWarning",
     "UP_KEYPOINTS",
@@ -92,6 +98,23 @@ def up_axis(
         raise InputError(_NO_UP)
     au = int(np.argmax(np.abs(u)))
     return au, float(np.sign(u[au])) or 1.0
+
+
+def y_up_transform(seq: KeypointSequence, up: str | None = None) -> Transform:
+    """The rotation that turns a 3D keypoint sequence's frame so that up is +Y, OpenSim's
+    vertical: ``seq.transformed(y_up_transform(seq))`` is what OpenSim and Pose2Sim expect in a
+    ``.trc`` (a Z-up lab's markers, e.g. a Qualisys calibration's world, lie on their side in
+    OpenSim, and a model fitted to them has its pelvis angles near gimbal lock).
+
+    The up axis is :func:`up_axis` of the body (or ``up``, ``"+z"``...); the turn is
+    :func:`medpose.io.opensim.y_up_rotation`: for a Z-up frame ``(x, y, z) -> (y, z, x)``,
+    Pose2Sim's own conversion; a Y-up frame gives the identity.  Source: the sequence's frame;
+    target ``"opensim"``.
+    """
+    if seq.ndim != 3:
+        raise InputError(f"y_up_transform: found {seq.ndim}D keypoints; expected 3D, in mm")
+    a, s = up_axis(seq.positions, to_medpose_names(seq.names), up)
+    return Transform(Rotation.from_matrix(y_up_rotation(a, s)), source=seq.frame, target="opensim")
 
 
 def alignment_rotation(

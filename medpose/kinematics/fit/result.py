@@ -264,7 +264,7 @@ class Fit:
         The pelvis pose is in the keypoints' axes, the frame OpenSim's ground shares with their
         ``.trc``; OpenSim's ground is Y-up, so keypoints with another up axis (a Z-up lab) put
         the body on its side, with a warning.  ``y_up=True`` writes the pelvis in their axes
-        turned Y up instead (:func:`medpose.io.opensim.y_up_transform`, Pose2Sim's Z-up to
+        turned Y up instead (:func:`medpose.kinematics.fit.y_up_transform`, Pose2Sim's Z-up to
         Y-up permutation for a Z-up lab): the body upright, to open with the keypoints turned
         the same way (``medpose triangulate --y-up``)."""
         from ...io.opensim import write_opensim_mot
@@ -277,7 +277,7 @@ class Fit:
                 "the body is not upright (as the keypoints are not) and the pelvis angles are in "
                 "that frame (near gimbal lock when up is x or z); to_mot(..., y_up=True) "
                 "(medpose fit --y-up) writes it upright, for keypoints turned Y up "
-                "(medpose.io.opensim.y_up_transform, medpose triangulate --y-up)",
+                "(medpose.kinematics.fit.y_up_transform, medpose triangulate --y-up)",
                 stacklevel=2,
             )
         z = np.zeros((1, len(self.dof_names)))  # the zero pose: world = pelvis frame

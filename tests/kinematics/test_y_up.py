@@ -1,4 +1,4 @@
-"""``medpose.io.opensim.y_up_transform``: keypoints turned so that up is +Y, OpenSim's vertical."""
+"""``medpose.kinematics.fit.y_up_transform``: keypoints turned so that up is +Y, OpenSim's vertical."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 
 import medpose as mp
 from medpose.errors import InputError
-from medpose.io.opensim import y_up_transform
+from medpose.kinematics.fit import y_up_transform
 from medpose.kinematics.fk import forward_kinematics
 from medpose.kinematics.skeleton import Skeleton
 
