@@ -266,7 +266,8 @@ class Fit:
         the body on its side, with a warning.  ``y_up=True`` writes the pelvis in their axes
         turned Y up instead (:func:`medpose.kinematics.fit.y_up_transform`, Pose2Sim's Z-up to
         Y-up permutation for a Z-up lab): the body upright, to open with the keypoints turned
-        the same way (``medpose triangulate --y-up``)."""
+        the same way (``medpose triangulate --y-up``).  With ``model=None`` the pelvis angles
+        are medpose's own, in the skeleton's upright axes, and ``y_up`` changes nothing."""
         from ...io.opensim import write_opensim_mot
 
         up = np.round(np.asarray(self.alignment, dtype=float)[1])
