@@ -458,6 +458,8 @@ class Protocol:
             on = mt.joint or mt.keypoint
             where = (f" on {on}" if on else "") + (f", trial {mt.trial}" if mt.trial else "")
             norm = f", norm {mt.norm}" if mt.norm else ""
+            if mt.requires_repetitions is not None:
+                norm += f", only with at least {mt.requires_repetitions} repetitions found"
             over = "over the trial" if mt.over == "trial" else f"{mt.aggregate} of the repetitions"
             lines.append(f"metric {mt.key}: {what}{where}, {over}{norm}{planned}")
         if s.composite is not None:

@@ -281,3 +281,5 @@ def test_an_incomplete_timed_sit_to_stand_gets_no_time_and_no_score(repetitions,
     }
     assert math.isnan(a.score) and "completion_time" in a.score_reason
     assert math.isfinite(a.value("rom_knee_flexion", "left"))  # the kinematics are still there
+    described = mp.Protocol.load("sit_to_stand").describe()  # `medpose protocols sit_to_stand`
+    assert "norm ftsts.bohannon2006, only with at least 5 repetitions found" in described
