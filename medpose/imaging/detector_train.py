@@ -13,6 +13,7 @@ between heatmaps) and optionally distillation from a larger teacher detector.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -137,22 +138,15 @@ def training_phantoms(
     if int(n) < 1:
         raise InputError(f"training_phantoms: n must be >= 1, found {n!r}")
     jobs = [(seed + i, region, float(spacing_mm), int(max_voxels), variety) for i in range(n)]
-    bar = tqdm(total=len(jobs), disable=not progress, desc=desc, unit="phantom")
-    try:
-        if workers <= 1:
-            out = []
-            for j in jobs:
-                out.append(_one(j))
-                bar.update(1)
-            return out
-        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
-            done = []
-            for ph in pool.map(_one, jobs):
-                done.append(ph)
-                bar.update(1)
-            return done
-    finally:
-        bar.close()
+    with contextlib.ExitStack() as stack:
+        pool = (
+            stack.enter_context(ProcessPoolExecutor(max_workers=int(workers)))
+            if workers > 1
+            else None
+        )
+        built = map(_one, jobs) if pool is None else pool.map(_one, jobs)
+        shown = tqdm(built, total=len(jobs), disable=not progress, desc=desc, unit="phantom")
+        return list(shown)
 
 
 @dataclass(frozen=True)
