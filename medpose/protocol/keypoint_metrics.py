@@ -10,8 +10,8 @@ runner summarises (:mod:`medpose.protocol.runner`):
   every DoF of the default skeleton are posed the same way; a DataFrame of angles has no
   keypoints (NaN with the reason);
 * a compensation per frame (:mod:`medpose.scoring.compensation`), read per repetition (the
-  runner's segmentation) or over the trial (``over: trial``, or no repetition step) as its
-  peak: the 98th percentile of the value (:data:`PEAK_PERCENTILE`; of its magnitude for the
+  runner's segmentation; none when it found no repetition) or over the trial (``over:
+  trial``, or no repetition step) as its peak: the 98th percentile of the value (:data:`PEAK_PERCENTILE`; of its magnitude for the
   two-sided ones: trunk lean, trunk rotation, head tilt).  Pelvic drop and heel lift are read
   from the patient's own level unless the protocol gives ``reference_deg`` / ``reference_mm``:
   per repetition the median over the 0.3 s of rest before it (standing on both feet), over a
@@ -28,7 +28,8 @@ runner summarises (:mod:`medpose.protocol.runner`):
   (:func:`medpose.scoring.points.noise_interval`, 20 draws, seed 0), and likewise the summary
   of fewer than 3 repetitions; for a joint-angle metric (``rom`` ``over: trial``, or of 1-2
   repetitions), the angle noise that the keypoint noise implies (:func:`angle_sd`, the fit's
-  Gauss-Newton posterior) added to the angle; 3 or more repetitions or steps get the runner's
+  Gauss-Newton posterior) added to the angle (not for a speed or smoothness, see
+  :attr:`~medpose.protocol.vocabulary.MetricInfo.frame_noise_ci`); 3 or more repetitions or steps get the runner's
   bootstrap instead.  A DoF a metric depends on that the keypoints
   do not constrain (``Fit.observable``) makes the metric NaN with that reason.
 """
@@ -237,7 +238,7 @@ def _compensation(
         return np.asarray(res.value, dtype=float)
 
     x = series(pts)
-    over_trial = spec.over == "trial" or reps is None or reps.empty
+    over_trial = spec.over == "trial" or reps is None
     relative = spec.name in _RELATIVE and not ({"reference_mm", "reference_deg"} & set(params))
     if over_trial:
 
@@ -331,6 +332,9 @@ def keypoint_metric(
             out.append(KeypointValue(side, None, reason=why))
             continue
         rep = reps.get(side) if side else next(iter(reps.values()), None)
+        if not gait and spec.over != "trial" and rep is not None and rep.empty:
+            out.append(KeypointValue(side, None, reason="no repetition found"))
+            continue
         try:
             value = (
                 _gait(spec, side, source, rate)

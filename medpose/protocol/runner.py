@@ -394,9 +394,9 @@ def _metric_rows(
                 continue
             done[(spec.key, side)] = _summarise(rows, spec, trial, side, res, over_trial, rep)
             per_rep[(spec.key, side)] = np.asarray(res.value, dtype=float).reshape(-1)
-            if x is not None and spec.joint and not math.isfinite(rows[-1]["ci_low"]):
+            if x is not None and info.frame_noise_ci and not math.isfinite(rows[-1]["ci_low"]):
                 # no bootstrap (one value, or < 3 repetitions): the fit's angle noise
-                dof = _dof(spec.joint, side)
+                dof = _dof(str(spec.joint), side)
                 stat = partial(_summary_value, spec, rep, rate, over_trial)
                 _noise_ci(rows[-1], source.angle_interval(stat, x, dof))
     for spec in pairs:

@@ -114,6 +114,21 @@ class MetricInfo:
     params: tuple[str, ...]
     description: str
 
+    @property
+    def frame_noise_ci(self) -> bool:
+        """Whether a joint-angle value without a bootstrap takes its interval from the fit's
+        angle noise drawn independently in every frame: for a metric of the angle's values (a
+        range, a curve's distance), not of its rate of change (speeds, the time spent moving,
+        smoothness).  The angle errors of neighbouring frames are not independent (the
+        keypoints are low-pass filtered, and much of a markerless fit's residual is a constant
+        offset of a keypoint), and differences of independent draws make a speed's spread many
+        times too large: a Kinect abduction's peak speed of 310 deg/s got -313 to 934 deg/s."""
+        return self.input == "angle" and self.name not in _RATES
+
+
+#: Metrics of an angle's rate of change (see :attr:`MetricInfo.frame_noise_ci`).
+_RATES = frozenset({"peak_angular_velocity", "mean_angular_velocity", "movement_time"})
+
 
 def _params(func: Any) -> tuple[str, ...]:
     """Keyword parameters with a default value, those the runner supplies excepted."""

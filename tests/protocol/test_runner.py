@@ -17,6 +17,7 @@ from medpose.kinematics.skeleton import Skeleton
 from medpose.protocol import Assessment
 from medpose.protocol.runner import NOT_COMPUTED
 from medpose.scoring import composite
+from medpose.scoring.derived_angles import with_derived
 from medpose.synthetic.exercises import make_exercise
 
 RATE = 10.0
@@ -54,10 +55,10 @@ def _frame(truth) -> pd.DataFrame:
 
 def _true_rom(truth, column: str) -> float:
     """Median over the true repetition windows of the 2nd-98th percentile range (the
-    definition of :func:`medpose.scoring.rom`)."""
+    definition of :func:`medpose.scoring.rom`) of a DoF or derived angle (``shoulder_elevation_r``)."""
     a = truth.angles
     t = a.start + np.arange(len(a.values)) / a.rate
-    x = np.asarray(a.values, float)[:, list(a.names).index(column)]
+    x = with_derived(_frame(truth))[column].to_numpy()
     ranges = []
     for t0, t1 in truth.repetitions:
         w = x[(t >= t0) & (t <= t1)]
@@ -163,15 +164,55 @@ def test_auto_side_finds_the_moving_arm(moving):
     assert out.info["auto_side"] == moving
     assert len(out.repetitions) == REPS
     assert out.trial == f"abduction_{moving}"  # the protocol's trial of that side
-    assert out.value("rom_shoulder_abduction", moving) == pytest.approx(
-        _true_rom(truth, "shoulder_abduction" + ("_l" if moving == "left" else "_r")), abs=1e-6
+    # the range of the arm's elevation (in the frontal plane, the abduction)
+    assert out.value("rom_shoulder_elevation", moving) == pytest.approx(
+        _true_rom(truth, "shoulder_elevation" + ("_l" if moving == "left" else "_r")), abs=1e-6
     )
-    assert out.value("peak_angular_velocity_shoulder_abduction", moving) > 0
+    assert out.value("peak_angular_velocity_shoulder_elevation", moving) > 0
     # one side measured: symmetry cannot be computed, and says why
     s = out.summary()
-    sym = s[s["metric"] == "symmetry_index_rom_shoulder_abduction"]
+    sym = s[s["metric"] == "symmetry_index_rom_shoulder_elevation"]
     assert math.isnan(sym["value"].iloc[0]) and "both sides" in sym["reason"].iloc[0]
     assert 0.0 <= out.score <= 100.0
+
+
+@pytest.fixture(scope="module")
+def right_arm_fit(sk):
+    """A fit of one raise of the right arm (30 Hz, 5 mm keypoint noise); the left arm is still."""
+    ex = make_exercise("shoulder_abduction", skeleton=sk, rate=30.0, repetitions=1, side="right")
+    names = list(sk.keypoint_names)
+    x = forward_kinematics(sk, ex.angles.values, keypoints=names)
+    x = x + np.random.default_rng(0).normal(0.0, 5.0, x.shape)
+    return fit(KeypointSequence(x, tuple(names), 30.0, frame="camera"), progress=False)
+
+
+def test_a_trial_without_repetitions_reads_no_compensation(right_arm_fit):
+    """The still arm's trial finds no repetition: every per-repetition metric, compensations
+    (read on the keypoints) included, is NaN with that reason, not read over the trial."""
+    out = mp.Protocol.load("shoulder_abduction").run(right_arm_fit, trial="abduction_left")
+    s = out.summary()
+    assert len(out.repetitions) == 0
+    lean = s[s["metric"] == "trunk_lean"]
+    assert len(lean) == 1 and math.isnan(lean["value"].iloc[0])
+    assert lean["reason"].iloc[0] == "no repetition found"
+    per_rep = s[~s["metric"].str.startswith("symmetry_index")]
+    assert per_rep["value"].isna().all(), per_rep[["metric", "value"]]
+
+
+def test_one_repetition_ci_from_noise_for_ranges_not_for_speeds(right_arm_fit):
+    """One repetition has no bootstrap; the fit's angle noise, independent per frame, bounds a
+    range's error but not a speed's or a smoothness's (differences of independent draws): those
+    have no interval and say so."""
+    out = mp.Protocol.load("shoulder_abduction").run(right_arm_fit, trial="abduction_right")
+    s = out.summary().set_index("metric")
+    assert len(out.repetitions) == 1
+    rom = s.loc["rom_shoulder_elevation"]
+    assert rom["ci_low"] <= rom["value"] <= rom["ci_high"]
+    assert rom["reason"].startswith("CI from the fit's keypoint noise")
+    for m in ("peak_angular_velocity_shoulder_elevation", "sparc_shoulder_elevation"):
+        row = s.loc[m]
+        assert math.isfinite(row["value"]) and math.isnan(row["ci_low"]), m
+        assert row["reason"].startswith("no CI"), (m, row["reason"])
 
 
 def test_no_repetition_gives_nan_metrics_and_score_with_reasons(squat):

@@ -19,6 +19,7 @@ import pytest
 
 import medpose as mp
 from medpose.protocol import execute_session
+from medpose.scoring.derived_angles import with_derived
 
 
 def _run(path: Path, seed: int):
@@ -30,45 +31,35 @@ def _run(path: Path, seed: int):
         return execute_session(mp.Protocol.load("shoulder_abduction"), path)
 
 
-@pytest.mark.parametrize(
-    "seed",
-    [
-        0,
-        pytest.param(
-            2,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the left arm's first raise reads on the flexion branch at its top (21 of "
-                "391 frames, flexion 174-178 with abduction 30-43; 95th-percentile error 116 "
-                "deg): the biased markerless hand keypoints fit both branches about as well, "
-                "and only a hands-free layout's exact twins are chosen over time",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("seed", [0, 2])
 def test_abduction_rom_per_repetition_matches_truth(tmp_path, seed):
-    """Per repetition, the moving arm's ROM is the truth's within 2 e + 1 degrees, e the
-    95th-percentile abduction error over the repetitions (below 15, or the bound means
-    nothing): a range of angles each within e of the truth is within 2 e of the true range."""
+    """Per repetition, the moving arm's range of elevation is the truth's within 2 e + 1
+    degrees, e the 95th-percentile elevation error over the repetitions (below 15, or the bound
+    means nothing): a range of angles each within e of the truth is within 2 e of the true
+    range.  Seed 2's left arm reads on the flexion branch at the top of its first raise
+    (abduction more than 30 degrees from the truth in 21 of the 291 frames of the repetitions,
+    95th percentile 116; the elevation's 4.6): the elevation, the same on both branches, is
+    what the protocol measures."""
     result = _run(tmp_path / "s", seed)
     m = result.assessment.metrics
     params = json.loads((tmp_path / "s" / "truth" / "params.json").read_text())
     for trial, side, col in (
-        ("abduction_left", "left", "shoulder_abduction_l"),
-        ("abduction_right", "right", "shoulder_abduction_r"),
+        ("abduction_left", "left", "shoulder_elevation_l"),
+        ("abduction_right", "right", "shoulder_elevation_r"),
     ):
         truth = pd.read_csv(tmp_path / "s" / "truth" / f"angles_{trial}.csv", index_col=0)
+        truth = with_derived(truth)
         windows = params["repetition_windows_s"][trial]
         t = truth.index.to_numpy()
         inside = np.zeros(t.size, bool)
         for a, b in windows:
             inside |= (t >= a) & (t <= b)
-        fitted = result.angles[trial][col].to_numpy()
+        fitted = with_derived(result.angles[trial])[col].to_numpy()
         err = np.nanpercentile(np.abs(fitted - truth[col].to_numpy())[inside], 95)
         assert err < 15, (trial, float(err))
         true_rom = [float(np.ptp(truth[col][(t >= a) & (t <= b)])) for a, b in windows]
         rows = m[
-            (m["metric"] == "rom_shoulder_abduction")
+            (m["metric"] == "rom_shoulder_elevation")
             & (m["trial"] == trial)
             & (m["side"] == side)
             & m["repetition"].notna()

@@ -28,6 +28,7 @@ from medpose.protocol import (
     run_to_folder,
 )
 from medpose.protocol.session_result import TABLES, read_manifest
+from medpose.scoring.derived_angles import with_derived
 
 SQUAT = {"deep_squat": "squat"}
 ABDUCTION = {"abduction_left": "shoulder_abduction", "abduction_right": "shoulder_abduction"}
@@ -71,7 +72,7 @@ def _check_rom(result: SessionResult, session: Path, trial: str, metric: str, jo
     robust to a few outlier frames, so the worst 5 % of frames do not set it).
     """
     truth, windows = _truth(session, trial)
-    fitted = result.angles[trial]
+    truth, fitted = with_derived(truth), with_derived(result.angles[trial])
     t = truth.index.to_numpy()
     inside = np.zeros(t.size, bool)
     for a, b in windows:
@@ -101,8 +102,9 @@ def test_deep_squat_knee_rom_per_repetition_matches_truth(squat, session):
 
 
 def test_shoulder_abduction_rom_per_trial_side_matches_truth(abduction, session):
+    # the range of the arm's elevation (the abduction of a frontal-plane raise)
     _check_rom(
-        abduction, session, "shoulder_abduction", "rom_shoulder_abduction", "shoulder_abduction"
+        abduction, session, "shoulder_abduction", "rom_shoulder_elevation", "shoulder_elevation"
     )
     a = abduction.assessment
     assert a.trials == ("abduction_left", "abduction_right")
@@ -113,10 +115,10 @@ def test_shoulder_abduction_rom_per_trial_side_matches_truth(abduction, session)
     # one recording of both arms is read and fitted once
     assert list(abduction.angles) == ["shoulder_abduction"]
     # the symmetry of two one-sided trials comes from their two summaries
-    sym = m[m["metric"] == "symmetry_index_rom_shoulder_abduction"]
+    sym = m[m["metric"] == "symmetry_index_rom_shoulder_elevation"]
     assert len(sym) == 1 and math.isfinite(sym["value"].iloc[0])
-    left = a.value("rom_shoulder_abduction", "left")
-    right = a.value("rom_shoulder_abduction", "right")
+    left = a.value("rom_shoulder_elevation", "left")
+    right = a.value("rom_shoulder_elevation", "right")
     expected = mp.metrics.symmetry_index(left, right).value
     assert sym["value"].iloc[0] == pytest.approx(float(expected))
 
