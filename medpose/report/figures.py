@@ -212,6 +212,7 @@ def left_right(
     t = np.asarray(df.index, dtype=float)
     pct = np.linspace(0.0, 100.0, n)
     for ax, joint in zip(axes, joints):
+        drawn = 0
         for side, col in _columns(df, joint, ("left", "right")).items():
             curves = _normalised(df[col].to_numpy(float), t, _windows(repetitions, side), n)
             if not len(curves):
@@ -220,11 +221,16 @@ def left_right(
             colour = SIDE_COLOURS[side]
             ax.plot(pct, m, color=colour, lw=1.6, label=f"{side} (n={len(curves)})")
             ax.fill_between(pct, m - s, m + s, color=colour, alpha=0.2)
+            drawn += 1
         ax.set_title(joint_label(joint), fontsize=9)
         ax.set_xlabel("repetition (%)")
         ax.set_ylabel("angle (°)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if drawn:
+            ax.legend(fontsize=7)
+        else:  # e.g. an angle the keypoints do not determine (NaN in every frame)
+            ax.text(0.5, 0.5, "not measured in the repetitions", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8, color="0.4")  # fmt: skip
     return fig
 
 

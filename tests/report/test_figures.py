@@ -62,6 +62,22 @@ def test_left_right_means_differ_by_the_true_offset():
     assert len(polys) == 2
 
 
+def test_left_right_panel_of_an_unmeasured_angle_says_so():
+    """An angle NaN in every frame (one the keypoints do not determine, a Kinect's ankle) has
+    no curve: its panel says so instead of an empty legend (and matplotlib's warning)."""
+    import warnings
+
+    df, reps = sine_angles()
+    df["hip_flexion_l"] = df["hip_flexion_r"] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = F.left_right(df, ["knee_flexion", "hip_flexion"], reps)
+    knee, hip = fig.axes
+    assert knee.get_legend() is not None and len(knee.get_lines()) == 2
+    assert hip.get_legend() is None and not hip.get_lines()
+    assert [t.get_text() for t in hip.texts] == ["not measured in the repetitions"]
+
+
 def test_repetition_overlay_draws_every_repetition_and_the_template():
     df, reps = sine_angles()
     fig = F.repetition_overlay(df, "knee_flexion", reps, side="right")
