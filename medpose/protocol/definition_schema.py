@@ -96,6 +96,7 @@ class GapSettings(_Strict):
     hampel_window_s: float = Field(default=0.25, gt=0)
     n_sigmas: float = Field(default=4.0, gt=0)
     bone_tolerance: float = Field(default=0.15, gt=0)
+    bone_window_s: float | None = Field(default=1.0, gt=0)
 
 
 class SwapSettings(_Strict):

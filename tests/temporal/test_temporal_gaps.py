@@ -93,6 +93,34 @@ def test_bone_length_outliers_blames_the_odd_keypoint():
         bone_length_outliers(p, names, tolerance=0)
 
 
+def test_bone_length_window_keeps_a_drift_and_catches_a_break():
+    """A shank that shortens smoothly by 20 % and back over 1.5 s (a Kinect's per-frame bone
+    lengths in a deep squat) is no outlier against its running median, though the median alone
+    takes its ankle out of the whole stretch; a 5-frame break of 150 mm is caught either way."""
+    p, names = _legs(t=150)
+    knee, ankle = names.index("knee_l"), names.index("ankle_l")
+    tt = np.arange(150) / FS
+    shrink = 1.0 - 0.2 * np.exp(-0.5 * ((tt - 2.5) / 0.35) ** 2)  # the drift, about t = 2.5 s
+    p[:, ankle] = p[:, knee] + (p[:, ankle] - p[:, knee]) * shrink[:, None]
+    drift = np.flatnonzero(shrink < 0.85)
+    assert drift.size >= 5
+    alone = bone_length_outliers(p, names)
+    assert alone[drift, ankle].all()
+    win = round(1.0 * FS)
+    assert not bone_length_outliers(p, names, window=win)[:, ankle].any()
+    p[100:105, ankle] += [0, 0, 150.0]
+    for flags in (bone_length_outliers(p, names), bone_length_outliers(p, names, window=win)):
+        assert flags[100:105, ankle].all()
+    seq = KeypointSequence(p, names, FS)
+    assert not clean_gaps(seq).outliers[drift, ankle].any()  # a 1 s window by default
+    assert clean_gaps(seq, bone_window_s=None).outliers[drift, ankle].all()
+    for bad in (0, 2, 2.5):
+        with pytest.raises(InputError, match="window"):
+            bone_length_outliers(p, names, window=bad)
+    with pytest.raises(InputError, match="bone_window_s"):
+        clean_gaps(seq, bone_window_s=-1.0)
+
+
 def test_clean_gaps_removes_outliers_and_fills():
     p, names = _legs()
     truth = p.copy()
