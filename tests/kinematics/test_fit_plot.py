@@ -15,7 +15,6 @@ import pytest
 from medpose.data import KeypointSequence
 from medpose.errors import InputError
 from medpose.kinematics.fit import fit
-from medpose.kinematics.fit.result import PLOT_DOFS
 from medpose.kinematics.fk import forward_kinematics
 from medpose.kinematics.limits import JointLimits
 from medpose.kinematics.skeleton import Skeleton
@@ -39,14 +38,23 @@ def squat_fit():
     return f, truth
 
 
-def test_the_default_plot_draws_the_flexions_and_marks_the_limit(squat_fit):
+def test_the_default_plot_draws_what_moves_most_and_the_limit_is_marked(squat_fit):
     f, truth = squat_fit
     assert truth.max() > 70.0  # the limit is reached
     fig, ax = plt.subplots()
     try:
         f.plot(ax=ax)
         labels = [t.get_text() for t in ax.get_legend().get_texts()]
-        assert labels == list(PLOT_DOFS)  # HALPE_26 constrains all eight
+        # the eight joint angles with the widest 2nd-98th percentile range, skeleton order
+        a = f.angles.drop(columns=[c for c in f.angles if c.startswith("pelvis_")])
+        a = a.dropna(axis=1, how="all").astype(float)
+        ranges = {c: np.percentile(a[c], 98) - np.percentile(a[c], 2) for c in a}
+        assert len(labels) == 8 and labels == [c for c in a.columns if c in labels]
+        others = [r for c, r in ranges.items() if c not in labels]
+        assert min(ranges[c] for c in labels) >= max(others) - 1e-3  # (ties either way)
+        assert "hip_flexion_r" in labels and "hip_flexion_l" in labels
+        ax.clear()
+        f.plot(["hip_flexion_r", "knee_flexion_r"], ax=ax)
         lines = {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
         y = lines["knee_flexion_r"].get_ydata()
         np.testing.assert_allclose(y, f.angles["knee_flexion_r"].to_numpy())
@@ -61,6 +69,22 @@ def test_the_default_plot_draws_the_flexions_and_marks_the_limit(squat_fit):
         ]
         assert len(marks) == 1 and len(marks[0].get_xdata()) == at.sum()
         np.testing.assert_allclose(marks[0].get_ydata(), 60.0, atol=1e-3)
+    finally:
+        plt.close(fig)
+
+
+def test_the_default_plot_of_an_arm_raise_shows_the_arm():
+    """A raise of the right arm: the default plot draws that shoulder's angles, which a fixed
+    set of flexions left out (abduction is the movement)."""
+    sk = Skeleton.default(1750.0)
+    ex = make_exercise("shoulder_abduction", skeleton=sk, rate=10.0, repetitions=1, side="right")
+    x = forward_kinematics(sk, ex.angles.values, keypoints=list(HALPE.medpose))
+    f = fit(KeypointSequence(x, tuple(HALPE.native), 10.0, frame="camera"), sk, progress=False)
+    fig, ax = plt.subplots()
+    try:
+        f.plot(ax=ax)
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels[0] != "pelvis_tilt" and "shoulder_abduction_r" in labels
     finally:
         plt.close(fig)
 

@@ -28,17 +28,8 @@ from ..skeleton import Skeleton
 
 __all__ = ["PLOT_DOFS", "Fit", "Observed"]
 
-#: The DoFs :meth:`Fit.plot` draws by default, those of them the keypoints constrain.
-PLOT_DOFS = (
-    "hip_flexion_r",
-    "hip_flexion_l",
-    "knee_flexion_r",
-    "knee_flexion_l",
-    "shoulder_flexion_r",
-    "shoulder_flexion_l",
-    "elbow_flexion_r",
-    "elbow_flexion_l",
-)
+#: How many DoFs :meth:`Fit.plot` draws by default: the joint angles that move most.
+PLOT_DOFS = 8
 
 
 @dataclass(frozen=True, eq=False)
@@ -318,18 +309,20 @@ class Fit:
         """Joint angles (degrees) over time on a matplotlib axis, one line per DoF, with the
         frames where a DoF sits on a hard limit marked (x) and frames not fitted left as gaps.
 
-        ``dofs``: rotational DoF names (default: those of :data:`PLOT_DOFS` the keypoints
-        constrain, or the four that move most).  InputError for a name that is not a rotational
-        DoF of the fitted skeleton, or one no keypoint constrains (its angle is NaN)."""
+        ``dofs``: rotational DoF names (default: the :data:`PLOT_DOFS` joint angles that move
+        most, by the range between their 2nd and 98th percentiles, in the skeleton's order;
+        the pelvis's orientation in the lab is left out unless nothing else moves).  InputError
+        for a name that is not a rotational DoF of the fitted skeleton, or one no keypoint
+        constrains (its angle is NaN)."""
         import matplotlib.pyplot as plt
 
         angles = self.angles
         seen = [c for c in angles.columns if bool(angles[c].notna().any())]
         if dofs is None:
-            names = [d for d in PLOT_DOFS if d in seen]
-            if not names:
-                span = (angles[seen].max() - angles[seen].min()).sort_values(ascending=False)
-                names = list(span.index[:4])
+            joints = [c for c in seen if not c.startswith("pelvis_")] or seen
+            span = angles[joints].quantile(0.98) - angles[joints].quantile(0.02)
+            top = set(span.sort_values(ascending=False, kind="stable").index[:PLOT_DOFS])
+            names = [c for c in joints if c in top]
             if not names:
                 raise InputError("Fit.plot: no DoF has a fitted angle in any frame of this fit")
         else:
