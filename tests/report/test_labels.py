@@ -40,3 +40,25 @@ def test_values_carry_their_units():
     assert format_value(-3.148, "1") == "-3.15"
     assert format_value(49.0, "frames") == "49 frames"
     assert format_value(math.nan, "deg") == "not available"
+
+
+def test_a_criterion_missed_by_less_than_the_measurement_error_is_borderline():
+    """A limit of 0 for the trunk's side bending: 0.2 degrees past it, with an MDC95 of 10
+    (1.96 SEM of one measurement = 10 / sqrt 2 = 7.1), is borderline, not a miss; 20 past it
+    is a miss; inside the limit it is met; without an MDC95 only met or not met."""
+    from types import SimpleNamespace
+
+    from medpose.report.content import _flag_text, _norm_rows
+
+    norms = _norm_rows()
+    key = "criterion.norkin_white_shoulder.trunk_lateral_flexion"
+    assert float(norms.loc[key, "upper"]) == 0.0
+
+    def row(value, flag, mdc95=10.0):
+        return SimpleNamespace(norm=key, flag=flag, value=value, unit="deg", mdc95=mdc95)
+
+    near = _flag_text(row(0.2, "above"), norms)
+    assert near.startswith("borderline") and "0.2°" in near and "7.1°" in near
+    assert _flag_text(row(20.0, "above"), norms) == "criterion NOT met"
+    assert _flag_text(row(-1.0, "within"), norms) == "criterion met"
+    assert _flag_text(row(0.2, "above", math.nan), norms) == "criterion NOT met"
