@@ -4,9 +4,10 @@ The per-frame angles are those of :mod:`medpose.scoring.criteria`; this module n
 protocol metrics (:data:`~medpose.scoring.criteria.CRITERION_METRICS`), reads them per
 repetition and summarises them like the runner's other metrics (``aggregate`` over
 repetitions, 95 % bootstrap interval with at least 3 repetitions).  The keypoints are the
-trial's own (a :class:`~medpose.data.KeypointSequence`), a
-:class:`~medpose.kinematics.fit.Fit`'s fitted ones, or joint angles posed on the default
-skeleton by forward kinematics (:func:`keypoints_of`); the lab's up direction is the superior
+trial's own (a :class:`~medpose.data.KeypointSequence`, cleaned by the protocol; a session
+passes its cleaned keypoints with their fit), a :class:`~medpose.kinematics.fit.Fit`'s fitted
+ones when no keypoints are given, or joint angles posed on the default skeleton by forward
+kinematics (:func:`keypoints_of`); the lab's up direction is the superior
 axis that :func:`medpose.kinematics.fit.alignment_rotation` finds in them.
 
 Each repetition of the runner's segmentation is widened to the frames between its neighbours
@@ -28,6 +29,7 @@ over +-0.1 s around it:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
@@ -128,14 +130,13 @@ def _key_frame(
         s = _S.get(side, "")
         sides = [s] if s else ["l", "r"]
         pelvis = (P["hip_l"] + P["hip_r"]) / 2.0
-        height = np.nanmax(
-            [
-                cr.humeral_elevation(P[f"shoulder_{k}"], P[f"elbow_{k}"], pelvis, P["neck"])
-                for k in sides
-            ],
-            axis=0,
-        )
-        height = -height
+        arms = [
+            cr.humeral_elevation(P[f"shoulder_{k}"], P[f"elbow_{k}"], pelvis, P["neck"])
+            for k in sides
+        ]
+        with warnings.catch_warnings():  # a frame with no arm seen (a gap the clean-up left)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            height = -np.nanmax(arms, axis=0)
     w = height[a : b + 1]
     return a + int(np.nanargmin(w)) if np.isfinite(w).any() else -1
 

@@ -18,6 +18,7 @@ joint, keypoint or trial is refused with the list of known names.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import json
@@ -27,15 +28,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from ..data import KeypointSequence
 from ..errors import InputError, ProtocolError
 from ..io._text import StrictYAMLLoader, load_yaml, read_text
 from ..io._util import display_name
 from ..registration.gate import QualityGate
-from .assessment import Assessment
+from .assessment import QUALITY_COLUMNS, Assessment
+from .clean import clean_sequence, missing_rows
 from .definition_schema import (
     NAME_PATTERN,
     FieldProblem,
@@ -388,8 +392,11 @@ class Protocol:
         (:func:`medpose.protocol.execute_session`; ``trials`` maps protocol trials to
         session trials named otherwise, ``progress`` shows a progress bar) and returns the
         assessment over all trials.  One trial's data is forwarded to
-        :func:`medpose.protocol.runner.run_protocol`: it fits a
-        :class:`~medpose.data.KeypointSequence` with the protocol's fit settings (or takes a
+        :func:`medpose.protocol.runner.run_protocol`, a
+        :class:`~medpose.data.KeypointSequence` through the protocol's ``clean`` step first
+        (:func:`~medpose.protocol.clean.clean_sequence`, as in a session, so that a recording
+        gives the same result either way; its rows in ``Assessment.quality``): it fits the
+        keypoints with the protocol's fit settings (or takes a
         :class:`~medpose.kinematics.fit.Fit`, joint angles), segments the repetitions,
         computes each metric per repetition with its median and bootstrap 95 % CI, scores them
         against their norms and computes the composite.
@@ -416,7 +423,17 @@ class Protocol:
             return run_session(self, data, trials=trials, progress=progress).assessment
         from .runner import run_protocol  # torch (fitting) is loaded only when a protocol runs
 
-        return run_protocol(self, data, trial=trial, side=side, age=age, sex=sex)
+        rows: list[dict[str, Any]] = []
+        if isinstance(data, KeypointSequence) and data.positions.shape[-1] == 3:
+            label = trial or self.trials[0].name
+            rows = missing_rows(label, data)
+            data, more = clean_sequence(self, data, label)
+            rows += more
+        out = run_protocol(self, data, trial=trial, side=side, age=age, sex=sex)
+        if not rows:
+            return out
+        quality = pd.DataFrame(rows, columns=list(QUALITY_COLUMNS)).assign(trial=out.trial)
+        return dataclasses.replace(out, quality=quality)
 
     def to_dict(self) -> dict[str, Any]:
         """The validated protocol as plain data, every default filled in (JSON types)."""

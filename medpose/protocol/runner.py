@@ -370,18 +370,8 @@ def _metric_rows(
                 continue
             rep = reps.get(side) if side else next(iter(reps.values()), None)
             if not over_trial and (rep is None or rep.empty):
-                rows.append(
-                    _row(
-                        trial,
-                        spec.key,
-                        joint,
-                        side,
-                        math.nan,
-                        math.nan,
-                        unit,
-                        "no repetition found",
-                    )
-                )
+                why = "no repetition found"
+                rows.append(_row(trial, spec.key, joint, side, math.nan, math.nan, unit, why))
                 continue
             short = spec.repetitions_missing(0 if rep is None else len(rep))
             if short:
@@ -517,6 +507,7 @@ def run_protocol(
     side: str | None = None,
     age: float | None = None,
     sex: str | None = None,
+    keypoints: KeypointSequence | None = None,
 ) -> Assessment:
     """Assess one trial's data with ``protocol`` (the steps in the module docstring).
 
@@ -534,6 +525,9 @@ def run_protocol(
         larger range of motion (2nd-98th percentile) and records it in ``info``.
     age, sex : optional
         The patient's group for the norms (:func:`~medpose.scoring.norm_for`).
+    keypoints : KeypointSequence, optional
+        The trial's 3D keypoints the criteria are measured on (default: the data's own, or a
+        Fit's fitted ones); a session passes its cleaned keypoints with their fit.
 
     Returns
     -------
@@ -545,7 +539,7 @@ def run_protocol(
         For data of an unknown type, an unknown trial or side, or a DataFrame without a rate.
     """
     spec = _trial(protocol, trial)
-    points = keypoints_of(data)
+    points = keypoints_of(data if keypoints is None else keypoints)
     angles, rate, source = _angles(protocol, data)
     sides, info = _sides(protocol, spec, side, angles)
     if trial is None and len(sides) == 1 and spec.side not in (sides[0], "both", "auto", None):

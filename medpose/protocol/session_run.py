@@ -42,6 +42,7 @@ from .._version import __version__
 from ..data import KeypointSequence
 from ..errors import InputError, MedposeError, ProtocolError
 from .assessment import METRIC_COLUMNS, QUALITY_COLUMNS, SCORE_COLUMNS, Assessment
+from .clean import clean_sequence, missing_rows, quality_rows
 from .inputs import input_hashes_for, trial_map
 from .navigation import check_navigation
 from .session import Session, Trial
@@ -93,78 +94,6 @@ class _Steps:
 
 
 # ------------------------------------------------------------------------------ quality
-def _rows(trial: str, check: str, names: Any, values: Any, unit: str) -> list[dict[str, Any]]:
-    return [
-        {"trial": trial, "check": check, "name": str(n), "value": float(v), "unit": unit}
-        for n, v in zip(names, np.atleast_1d(np.asarray(values, dtype=float)))
-    ]
-
-
-def _missing_rows(trial: str, seq: KeypointSequence) -> list[dict[str, Any]]:
-    missing = ~np.all(np.isfinite(seq.positions), axis=2)
-    return _rows(trial, "missing_fraction", seq.names, missing.mean(axis=0), "1")
-
-
-def clean_sequence(
-    protocol: Protocol, seq: KeypointSequence, trial: str
-) -> tuple[KeypointSequence, list[dict[str, Any]]]:
-    """The protocol's ``clean`` step on one trial's 3D keypoints, and its quality rows.
-
-    Samples filled by ``gaps`` (outliers removed and short gaps) get the confidence
-    ``steps.fit.min_confidence`` (the lowest the fit uses) so that the fit uses them, at the
-    lowest weight; :func:`~medpose.temporal.clean_gaps` alone leaves them at 0.
-
-    Returns
-    -------
-    sequence : KeypointSequence
-    rows : list of dict
-        :data:`~medpose.protocol.assessment.QUALITY_COLUMNS` rows: ``outliers_removed``,
-        ``gap_frames_filled``, ``gap_frames_unfilled`` per keypoint (frames),
-        ``swaps_repaired`` per left/right pair (frames).
-    """
-    from ..temporal import butterworth, clean_gaps, repair_swaps_3d, savgol
-
-    settings = protocol.spec.steps.clean
-    rows: list[dict[str, Any]] = []
-    if settings is None:
-        return seq, rows
-    # swaps before outliers: the outlier test takes the first frames of a swap for outliers
-    # and fills them between the two labellings, which hides the swap's start from the repair
-    if settings.swaps is not None:
-        seq, report = repair_swaps_3d(seq, **settings.swaps.model_dump())
-        pairs = report.groupby(["keypoint_l", "keypoint_r"]).size()
-        rows += _rows(
-            trial, "swaps_repaired", [f"{a}/{b}" for a, b in pairs.index], pairs, "frames"
-        )
-    if settings.gaps is not None:
-        res = clean_gaps(seq, **settings.gaps.model_dump())
-        # clean_gaps gives filled samples confidence 0 (not measured); the protocol fills them
-        # for the fit, which uses them at the lowest confidence it accepts
-        fit = protocol.spec.steps.fit
-        floor = fit.min_confidence if fit is not None else 0.0
-        filled = np.isfinite(res.sequence.positions).all(axis=2) & (
-            res.outliers | ~np.isfinite(seq.positions).all(axis=2)
-        )
-        conf = np.where(filled, np.maximum(res.sequence.confidence, floor), res.sequence.confidence)
-        seq = res.sequence.with_positions(res.sequence.positions, conf)
-        rows += _rows(trial, "outliers_removed", seq.names, res.outliers.sum(axis=0), "frames")
-        gaps = res.gaps
-        for check, filled in (("gap_frames_filled", True), ("gap_frames_unfilled", False)):
-            n = gaps[gaps["filled"] == filled].groupby("keypoint")["n_frames"].sum()
-            rows += _rows(trial, check, seq.names, [n.get(k, 0) for k in seq.names], "frames")
-    if settings.filter is not None:
-        f = settings.filter
-        pos = seq.positions
-        if f.method == "butterworth":
-            assert f.cutoff_hz is not None  # checked by the schema
-            out = butterworth(pos, seq.rate, f.cutoff_hz, order=f.order)
-        else:
-            assert f.window_s is not None
-            out = savgol(pos, seq.rate, f.window_s, polyorder=f.polyorder)
-        seq = seq.with_positions(out, seq.confidence)
-    return seq, rows
-
-
 def _fit_rows(trial: str, result: Fit) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     res = np.asarray(result.residual, dtype=float)
@@ -175,13 +104,15 @@ def _fit_rows(trial: str, result: Fit) -> list[dict[str, Any]]:
     if seen.any():
         med[seen] = np.nanmedian(res[:, seen], axis=0)
         hi[seen] = np.nanpercentile(res[:, seen], _PCT, axis=0)
-    rows += _rows(trial, "fit_residual_median", names, med, "mm")
-    rows += _rows(trial, "fit_residual_p95", names, hi, "mm")
+    rows += quality_rows(trial, "fit_residual_median", names, med, "mm")
+    rows += quality_rows(trial, "fit_residual_p95", names, hi, "mm")
     active = np.asarray(result.limit_active, dtype=bool)
     obs = np.asarray(result.observable, dtype=bool)
     dofs = [d for d, o in zip(result.dof_names, obs) if o]
-    rows += _rows(trial, "frames_at_joint_limit", dofs, active[:, obs].sum(axis=0), "frames")
-    rows += _rows(trial, "frames_not_fitted", ["all"], [int((~result.valid).sum())], "frames")
+    rows += quality_rows(trial, "frames_at_joint_limit", dofs, active[:, obs].sum(axis=0), "frames")
+    rows += quality_rows(
+        trial, "frames_not_fitted", ["all"], [int((~result.valid).sum())], "frames"
+    )
     return rows
 
 
@@ -219,8 +150,8 @@ def _read(
             med = np.full(seq.n_keypoints, math.nan)
             if seen.any():
                 med[seen] = np.nanmedian(err[:, seen], axis=0)
-            rows += _rows(label, "reprojection_error_median", seq.names, med, "px")
-            rows += _rows(label, "swaps_repaired", ["2d+3d"], [len(res.swaps)], "frames")
+            rows += quality_rows(label, "reprojection_error_median", seq.names, med, "px")
+            rows += quality_rows(label, "swaps_repaired", ["2d+3d"], [len(res.swaps)], "frames")
     else:
         with steps.step(f"{label}: read keypoints"):
             seq = trial.read_keypoints()
@@ -264,7 +195,7 @@ def _prepare(
     seq, rows = _read(protocol, session, trial, steps, label)
     if seq.ndim != 3:
         raise InputError(f"trial {trial.name!r}: found 2D keypoints; expected 3D keypoints (mm)")
-    rows = _missing_rows(label, seq) + rows
+    rows = missing_rows(label, seq) + rows
     with steps.step(f"{label}: clean"):
         seq, more = clean_sequence(protocol, seq, label)
     rows += more
@@ -290,7 +221,7 @@ def _prepare(
         if patient is not None:  # how far calibration moved each keypoint from its prior
             table = patient.calibration_table()
             kp = table[table["kind"] == "keypoint"]
-            rows += _rows(label, "calibration_change", kp["name"], kp["change_mm"], "mm")
+            rows += quality_rows(label, "calibration_change", kp["name"], kp["change_mm"], "mm")
     return out
 
 
@@ -488,7 +419,16 @@ def run_session(
                     prepared[name] = got
                     quality += got.quality
                 if want_fit and got.fit is not None:
-                    parts.append(run_protocol(protocol, got.fit, trial=spec.name, age=age, sex=sex))
+                    parts.append(
+                        run_protocol(
+                            protocol,
+                            got.fit,
+                            trial=spec.name,
+                            age=age,
+                            sex=sex,
+                            keypoints=got.sequence,
+                        )
+                    )
             registration, gate = None, None
             if reg is not None:
                 with bar.step("register"):

@@ -117,15 +117,25 @@ def test_repr_and_html_name_the_protocol_and_score(assessed):
     assert "<table" in assessed._repr_html_()
 
 
-def test_keypoints_are_fitted_with_the_protocol_settings(sk, squat):
+def test_keypoints_are_cleaned_and_fitted_with_the_protocol_settings(sk):
+    """At 30 Hz (the protocol's 6 Hz low-pass needs more than 12 Hz): the clean step's rows
+    are reported, the knee range is the truth's."""
+    squat30 = make_exercise("squat", skeleton=sk, rate=30.0, repetitions=REPS, seed=1)
     names = list(sk.keypoint_names)
-    x = forward_kinematics(sk, squat.angles.values, keypoints=names)
-    seq = KeypointSequence(x, tuple(names), RATE, frame="camera")
+    x = forward_kinematics(sk, squat30.angles.values, keypoints=names)
+    seq = KeypointSequence(x, tuple(names), 30.0, frame="camera")
     out = mp.Protocol.load("deep_squat").run(seq)
     assert len(out.repetitions) == 2 * REPS
     assert out.value("rom_knee_flexion", "left") == pytest.approx(
-        _true_rom(squat, "knee_flexion_l"), abs=0.5
+        _true_rom(squat30, "knee_flexion_l"), abs=0.5
     )
+    assert {"missing_fraction", "outliers_removed", "gap_frames_filled"} <= set(
+        out.quality["check"]
+    )
+    # at 10 Hz the filter cannot run: the message names the protocol's step
+    slow = KeypointSequence(x[::3], tuple(names), 10.0, frame="camera")
+    with pytest.raises(InputError, match=r"deep_squat, steps\.clean\.filter: butterworth"):
+        mp.Protocol.load("deep_squat").run(slow)
 
 
 def test_true_angles_give_symmetry_zero_and_ci_bracket(squat):
