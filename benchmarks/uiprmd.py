@@ -7,8 +7,9 @@ when a composite misses its AUC target (0.90 deep squat, 0.96 shoulder abduction
 The data: UI-PRMD (Vakanski et al. 2018, *Data* 3(1):2), Kinect v2, ten healthy subjects, deep
 squat (m01) and standing shoulder abduction (m07), ten correct and ten deliberately incorrect
 repetitions each, one repetition per file (``../shared/data/ui-prmd/kinect``).  Every file is
-read with ``mp.read_keypoints`` and assessed with ``mp.Protocol.load(NAME).run(seq)``; nothing is
-trained or tuned on the data.  The separation is the ROC AUC (Mann-Whitney U / (n1 n2)) of
+read with ``mp.read_keypoints`` and assessed with ``mp.Protocol.load(NAME).run(seq)`` (the
+protocol's clean step, its fit, the criteria on the cleaned keypoints: what a session run does);
+nothing is trained or tuned on the data.  The separation is the ROC AUC (Mann-Whitney U / (n1 n2)) of
 ``Assessment.score`` between correct and incorrect files, and per metric of its summary value
 (both sides: the lower percent for scored metrics, the mean of the sides otherwise), written
 as P(correct > incorrect): below 0.5 when correct repetitions have lower values.
