@@ -432,8 +432,10 @@ class Protocol:
         out = run_protocol(self, data, trial=trial, side=side, age=age, sex=sex)
         if not rows:
             return out
-        quality = pd.DataFrame(rows, columns=list(QUALITY_COLUMNS)).assign(trial=out.trial)
-        return dataclasses.replace(out, quality=quality)
+        cleaned = pd.DataFrame(rows, columns=list(QUALITY_COLUMNS)).assign(trial=out.trial)
+        return dataclasses.replace(
+            out, quality=pd.concat([cleaned, out.quality], ignore_index=True)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The validated protocol as plain data, every default filled in (JSON types)."""

@@ -53,7 +53,8 @@ from ..errors import InputError, MedposeError
 from ..kinematics.fit import Fit, fit
 from ..scoring.derived_angles import with_derived
 from ..temporal.repetitions import REPETITION_COLUMNS, segment_repetitions
-from .assessment import METRIC_COLUMNS, SCORE_COLUMNS, Assessment
+from .assessment import METRIC_COLUMNS, QUALITY_COLUMNS, SCORE_COLUMNS, Assessment
+from .clean import quality_rows
 from .composite import COMPOSITE_FORMULAS, composite_of, published_reliability
 from .criteria import criterion_rows, is_criterion, keypoints_of
 from .definition_schema import MetricSpec, TrialSpec
@@ -568,6 +569,9 @@ def run_protocol(
         if tables
         else pd.DataFrame(columns=[*REPETITION_COLUMNS, "side"])
     )
+    # fewer repetitions than the trial asks for: reported, the values still computed
+    short = [max(0, spec.min_repetitions - len(reps.get(s, ()))) for s in sides]
+    quality = quality_rows(spec.name, "repetitions_missing", sides, short, "count")
     rows, _ = _metric_rows(protocol, spec.name, sides, angles, reps, rate, KeypointSource(source))
     mine = [m for m in protocol.metrics if m.trial in (None, spec.name)]
     noise = float(getattr(source, "noise_mm", math.nan))
@@ -589,4 +593,5 @@ def run_protocol(
         composite=result,
         rate=rate,
         info=info,
+        quality=pd.DataFrame(quality if settings is not None else [], columns=QUALITY_COLUMNS),
     )

@@ -429,6 +429,7 @@ def run_session(
                             keypoints=got.sequence,
                         )
                     )
+                    quality += parts[-1].quality.to_dict("records")
             registration, gate = None, None
             if reg is not None:
                 with bar.step("register"):

@@ -62,6 +62,7 @@ QUALITY_LABELS = {
     "fit_residual_median": "Body-model fit residual, median",
     "fit_residual_p95": "Body-model fit residual, 95th percentile",
     "reprojection_error_median": "Camera reprojection error, median",
+    "repetitions_missing": "Repetitions fewer than the protocol asks for",
 }
 
 

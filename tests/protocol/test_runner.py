@@ -207,6 +207,12 @@ def test_a_trial_without_repetitions_reads_no_compensation(right_arm_fit):
     assert lean["reason"].iloc[0] == "no repetition found"
     per_rep = s[~s["metric"].str.startswith("symmetry_index")]
     assert per_rep["value"].isna().all(), per_rep[["metric", "value"]]
+    # the trial asks for 3 (min_repetitions): the data-quality table says 3 are missing
+    q = out.quality.set_index("check")
+    assert (
+        q.loc["repetitions_missing", "value"] == 3
+        and q.loc["repetitions_missing", "name"] == "left"
+    )
 
 
 def test_one_repetition_ci_from_noise_for_ranges_not_for_speeds(right_arm_fit):
@@ -216,6 +222,8 @@ def test_one_repetition_ci_from_noise_for_ranges_not_for_speeds(right_arm_fit):
     out = mp.Protocol.load("shoulder_abduction").run(right_arm_fit, trial="abduction_right")
     s = out.summary().set_index("metric")
     assert len(out.repetitions) == 1
+    missing = out.quality[out.quality["check"] == "repetitions_missing"]
+    assert missing[["name", "value"]].values.tolist() == [["right", 2.0]]  # 1 of the 3 asked
     rom = s.loc["rom_shoulder_elevation"]
     assert rom["ci_low"] <= rom["value"] <= rom["ci_high"]
     assert rom["reason"].startswith("CI from the fit's keypoint noise")
