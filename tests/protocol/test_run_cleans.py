@@ -1,7 +1,7 @@
 """``Protocol.run`` on a keypoint sequence goes through the protocol's clean step, as a session
 does: one real recording (UI-PRMD, Kinect v2, a deep squat) gives the same assessment from
 ``run(seq)`` and from a session holding it.  The clean step itself keeps the knee's range: the
-Kinect's per-frame shank length is 10-20 % shorter at the bottom of the squat than its median,
+Kinect's per-frame shank length is up to a fifth shorter at the bottom of the squat than its median,
 and a bone-length test against the median alone took the ankle out of 11 frames there, so the
 fitted left knee range read 108.5 deg against the keypoints' own 114.8."""
 
