@@ -223,6 +223,10 @@ class Assessment:
             if len(self.trials) > 1:
                 name = f"{row.trial}: {name}"
             lines.append(f"  {name:<36} {row.side:<6} {val} {row.unit}{ci}{flag}{why}")
+        q = self.quality
+        short = q[(q["check"] == "repetitions_missing") & (q["value"].astype(float) > 0)]
+        for t, n, v in short[["trial", "name", "value"]].values:
+            lines.append(f"  {t} ({n}): {v:.0f} repetition(s) fewer than the protocol asks for")
         if self.gate is not None:
             lines.append(f"  gate: {self.gate}")
         return "\n".join(lines)
