@@ -224,7 +224,8 @@ def test_one_repetition_ci_from_noise_for_ranges_not_for_speeds(right_arm_fit):
     assert len(out.repetitions) == 1
     missing = out.quality[out.quality["check"] == "repetitions_missing"]
     assert missing[["name", "value"]].values.tolist() == [["right", 2.0]]  # 1 of the 3 asked
-    assert "abduction_right (right): 2 repetition(s) fewer than the protocol asks for" in repr(out)
+    said = "abduction_right (right): 2 repetition(s) fewer than the protocol asks for"
+    assert said in repr(out) and said in out._repr_html_()
     rom = s.loc["rom_shoulder_elevation"]
     assert rom["ci_low"] <= rom["value"] <= rom["ci_high"]
     assert rom["reason"].startswith("CI from the fit's keypoint noise")
