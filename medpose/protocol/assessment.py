@@ -223,10 +223,7 @@ class Assessment:
             if len(self.trials) > 1:
                 name = f"{row.trial}: {name}"
             lines.append(f"  {name:<36} {row.side:<6} {val} {row.unit}{ci}{flag}{why}")
-        q = self.quality
-        short = q[(q["check"] == "repetitions_missing") & (q["value"].astype(float) > 0)]
-        for t, n, v in short[["trial", "name", "value"]].values:
-            lines.append(f"  {t} ({n}): {v:.0f} repetition(s) fewer than the protocol asks for")
+        lines += [f"  {line}" for line in self.missing_repetitions()]
         if self.gate is not None:
             lines.append(f"  gate: {self.gate}")
         return "\n".join(lines)
@@ -235,6 +232,17 @@ class Assessment:
         from ..report.display import assessment_html
 
         return assessment_html(self)
+
+    def missing_repetitions(self) -> list[str]:
+        """One sentence per trial side with fewer repetitions than the protocol asks for (its
+        ``repetitions_missing`` quality rows), e.g. ``"abduction_right (right): 2
+        repetition(s) fewer than the protocol asks for"``."""
+        q = self.quality
+        short = q[(q["check"] == "repetitions_missing") & (q["value"].astype(float) > 0)]
+        return [
+            f"{t} ({n}): {v:.0f} repetition(s) fewer than the protocol asks for"
+            for t, n, v in short[["trial", "name", "value"]].values
+        ]
 
     def plot(self, ax: Any = None) -> Any:
         """The percent of normal of each scored metric, as bars on a matplotlib axis (the

@@ -11,8 +11,9 @@ runner summarises (:mod:`medpose.protocol.runner`):
   keypoints (NaN with the reason);
 * a compensation per frame (:mod:`medpose.scoring.compensation`), read per repetition (the
   runner's segmentation; none when it found no repetition) or over the trial (``over:
-  trial``, or no repetition step) as its peak: the 98th percentile of the value (:data:`PEAK_PERCENTILE`; of its magnitude for the
-  two-sided ones: trunk lean, trunk rotation, head tilt).  Pelvic drop and heel lift are read
+  trial``, or no repetition step) as its peak: the 98th percentile of the value
+  (:data:`PEAK_PERCENTILE`; of its magnitude for the two-sided ones: trunk lean, trunk
+  rotation, head tilt).  Pelvic drop and heel lift are read
   from the patient's own level unless the protocol gives ``reference_deg`` / ``reference_mm``:
   per repetition the median over the 0.3 s of rest before it (standing on both feet), over a
   trial the trial's median obliquity (pelvic drop; a walk's mean posture).  Heel lift per
@@ -29,9 +30,9 @@ runner summarises (:mod:`medpose.protocol.runner`):
   of fewer than 3 repetitions; for a joint-angle metric (``rom`` ``over: trial``, or of 1-2
   repetitions), the angle noise that the keypoint noise implies (:func:`angle_sd`, the fit's
   Gauss-Newton posterior) added to the angle (not for a speed or smoothness, see
-  :attr:`~medpose.protocol.vocabulary.MetricInfo.frame_noise_ci`); 3 or more repetitions or steps get the runner's
-  bootstrap instead.  A DoF a metric depends on that the keypoints
-  do not constrain (``Fit.observable``) makes the metric NaN with that reason.
+  :attr:`~medpose.protocol.vocabulary.MetricInfo.frame_noise_ci`); 3 or more repetitions or
+  steps get the runner's bootstrap instead.  A DoF a metric depends on that the keypoints do
+  not constrain (``Fit.observable``) makes the metric NaN with that reason.
 """
 
 from __future__ import annotations

@@ -260,12 +260,7 @@ def assessment_html(a: Any) -> str:
         f"{reps} repetition(s); score <b>{e(score)}</b>/100"
         + (f" <i>({e(a.score_reason)})</i>" if a.score_reason else "")
     )
-    q = a.quality
-    short = q[(q["check"] == "repetitions_missing") & (q["value"].astype(float) > 0)]
-    for t, n, v in short[["trial", "name", "value"]].values:
-        head += (
-            f"<br>{e(str(t))} ({e(str(n))}): {v:.0f} repetition(s) fewer than the protocol asks for"
-        )
+    head += "".join(f"<br>{e(line)}" for line in a.missing_repetitions())
     plot = ""
     n = len(_scored(a))
     if n:

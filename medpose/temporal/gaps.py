@@ -128,9 +128,9 @@ def bone_length_outliers(
     ``tolerance`` (a fraction) is bad in that frame; with ``window``, only where it also
     differs by that much from its running median over ``window`` frames (centred): a length
     that drifts with the pose is kept, a break shorter than about half the window is caught.
-    A Kinect's per-frame bone lengths (UI-PRMD) shorten the shank by up to a fifth at the bottom of
-    a deep squat, and the median alone took the ankle out of 7-11 frames there, where the knee
-    is most flexed.  A keypoint is flagged when all of its bones present in that frame are bad
+    A Kinect's per-frame bone lengths (UI-PRMD) shorten the shank by up to a fifth at the
+    bottom of a deep squat, and the median alone took the ankle out of 7-11 frames there, where
+    the knee is most flexed.  A keypoint is flagged when all of its bones present in that frame are bad
     (it is the odd one out); a bad bone with neither end flagged flags both ends.
 
     Parameters

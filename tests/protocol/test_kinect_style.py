@@ -18,8 +18,7 @@ segment lengths ``L1 = |j - p|`` and ``L2 = |d - j|`` moves by about
 keypoint's error SD per axis, offset and slow error and jitter together), a range is the
 difference of two readings (x sqrt(2)), and 3 such SDs are allowed.  Without noise the fit
 must give the main ROM to 1 deg (the Kinect joints determine every main DoF here), so the
-noisy tolerance is the noise's alone; where it does not, a strict xfail names the measured
-miss and its cause (the fit's choice of branch or local minimum).
+noisy tolerance is the noise's alone.
 """
 
 from __future__ import annotations
@@ -52,7 +51,6 @@ CHAIN = {
 }
 
 
-#: strict xfails of the noise-free recordings: (protocol, trial) -> the measured miss and its cause
 def _cases() -> list[tuple[str, str, str, str | None]]:
     out = []
     for name in PROTOCOLS:
