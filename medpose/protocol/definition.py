@@ -406,10 +406,12 @@ class Protocol:
         data : KeypointSequence, Fit, JointAngles, DataFrame of angles (degrees), Session or path
             One trial's data, or a session (its folder's path).
         trial : str, optional
-            The protocol's trial (default: the first).
+            The protocol's trial (default: the first; for a protocol with one trial per side,
+            such as ``abduction_left`` and ``abduction_right``, the trial of the side that
+            moves: ``side="auto"``).
         side : {"left", "right", "both", "auto"}, optional
             Overrides the trial's side; ``"auto"``: the side with the larger range of motion
-            of the repetition signal.
+            of the repetition signal (recorded in ``info["auto_side"]``).
         age, sex : optional
             The patient's group for the norms.
 
@@ -429,6 +431,8 @@ class Protocol:
             rows = missing_rows(label, data)
             data, more = clean_sequence(self, data, label)
             rows += more
+        if trial is None and side is None and {"left", "right"} <= {t.side for t in self.trials}:
+            side = "auto"  # one trial per side: assess the side that moves
         out = run_protocol(self, data, trial=trial, side=side, age=age, sex=sex)
         if not rows:
             return out

@@ -73,14 +73,16 @@ def trial_map(
         if mapping[n] not in have
     ]
     if missing:
+        unmapped = [n for n in names if mapping[n] not in have and n not in given]
         raise ProtocolError(
             f"session {session.name!r} lacks {len(missing)} trial(s) that protocol "
             f"{protocol.name} needs: {', '.join(missing)}; the session has: "
             f"{', '.join(have) or 'no trials'}"
             + (
-                f" (a session trial named otherwise is mapped by trials={{{missing[0]!r}: "
-                f"'<session trial>'}}, or on the command line --trial {missing[0]}=<session trial>)"
-                if have and not given
+                f" (a session trial named otherwise is mapped by trials={{{unmapped[0]!r}: "
+                f"'<session trial>'}}, or on the command line --trial {unmapped[0]}=<session trial>;"
+                " one recording may serve two trials, e.g. both arms)"
+                if have and unmapped
                 else ""
             )
         )

@@ -271,7 +271,8 @@ def _noise_ci(row: dict[str, Any], ci: tuple[float, float] | None) -> None:
         return
     row["ci_low"], row["ci_high"] = ci
     if row["reason"].startswith("no CI"):
-        row["reason"] = row["reason"].replace("no CI", "CI from the fit's keypoint noise", 1)
+        why = row["reason"].replace(f"at least {_MIN_CI} needed", f"bootstrap needs {_MIN_CI}")
+        row["reason"] = why.replace("no CI", "CI from the fit's keypoint noise", 1)
 
 
 def _per_minute(intervals: np.ndarray, axis: int | None = None) -> np.ndarray:

@@ -22,7 +22,9 @@ from matplotlib.figure import Figure
 from .._version import __version__
 from ..errors import InputError, MedposeError
 from ..packaged import resource_yaml
+from ..scoring.derived_angles import with_derived
 from ..scoring.norms import load_norms
+from ..scoring.scores import CRITERION_SPAN
 from . import figures
 from .labels import (
     flag_label,
@@ -50,6 +52,8 @@ REGISTRATION_METRICS = {"fre", "tre", "fiducial_residual", "n_outliers", "gate_p
 #: Quality checks summarised by their median over keypoints (the others are summed).
 _AVERAGED = {"missing_fraction", "fit_residual_median", "fit_residual_p95",
              "reprojection_error_median"}  # fmt: skip
+#: Quality checks given per side (a bilateral repetition is missing on both sides, once).
+_PER_SIDE = {"repetitions_missing"}
 #: Data-quality checks (``Assessment.quality``) in words.
 QUALITY_LABELS = {
     "missing_fraction": "Missing data",
@@ -175,6 +179,16 @@ def _ci_text(lo: Any, hi: Any, unit: Any) -> str:
     return "–"
 
 
+def _repetition_count(reps: pd.DataFrame) -> str:
+    """'Repetitions found: left 1, right 1.' (a bilateral repetition counts on each side)."""
+    if "side" not in reps.columns:
+        return f"{len(reps)} repetition(s) found."
+    counts = reps["side"].fillna("no side").astype(str).value_counts().sort_index()
+    if counts.empty:
+        return "No repetition found."
+    return "Repetitions found: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "."
+
+
 def _reason(text: Any) -> str:
     return text if isinstance(text, str) else ""
 
@@ -206,7 +220,11 @@ def _summary(a: Any, norms: pd.DataFrame) -> Section:
     )
     criteria = _criteria_note(a, norms)
     if criteria:
-        note += " Test criteria (pass limits): " + criteria
+        span = format_value(CRITERION_SPAN["deg"], "deg")
+        note += (
+            f" A test criterion scores 100 % within its limit, falling linearly to 0 % at {span} "
+            "beyond it. Test criteria (pass limits): " + criteria
+        )
     return Section(
         "Summary of scores",
         ["Measure", "Side", "Value", "Normal", "% of normal", "Compared with normal"],
@@ -231,8 +249,8 @@ def _exercise_tables(a: Any, norms: pd.DataFrame) -> list[Section]:
             value = format_value(r.value, r.unit)
             why = _reason(r.reason)
             ci = _ci_text(r.ci_low, r.ci_high, r.unit)
-            if why and math.isfinite(float(r.value)):  # a value without a CI says why
-                ci, why = f"– ({why.removeprefix('no CI: ')})", ""
+            if why and math.isfinite(float(r.value)):  # where the CI comes from, or why none
+                ci, why = f"{ci} ({why.removeprefix('no CI: ')})", ""
             rows.append(
                 [
                     metric_label(r.metric, r.joint),
@@ -243,16 +261,16 @@ def _exercise_tables(a: Any, norms: pd.DataFrame) -> list[Section]:
                     _norm_text(getattr(sc, "norm", None), norms, r.unit) or "–",
                 ]
             )
-        sides = ", ".join(sorted(set(n_rep["side"]))) if "side" in n_rep.columns else ""
         kind = "Exercise" if len(n_rep) else "Trial"
         out.append(
             Section(
                 f"{kind}: {str(trial).replace('_', ' ')}",
                 ["Measure", "Side", "Value", "95 % confidence interval", "Unit", "Normal"],
                 rows,
-                f"{len(n_rep)} repetition(s) found ({sides or 'no side'}). Values are the "
-                "median over the repetitions; the confidence interval is a bootstrap over "
-                "the repetitions (needs at least 3).",
+                f"{_repetition_count(n_rep)} Values are the median over the repetitions; "
+                "the confidence interval is a bootstrap over the repetitions where there are "
+                "at least 3, else, for a value measured on the fitted skeleton, the spread "
+                "that the fit's keypoint noise gives it.",
             )
         )
     return out
@@ -287,7 +305,7 @@ def _band(a: Any, norms: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 
 def _angle_figures(a: Any, angles: Any, norms: pd.DataFrame) -> list[tuple[str, Figure]]:
-    df = figures.angle_frame(angles)
+    df = with_derived(figures.angle_frame(angles))  # the humerothoracic elevation too
     joints = [j for j in _joints(a) if any(c in df.columns for c in (j, j + "_l", j + "_r"))]
     if not joints:
         return []
@@ -370,18 +388,21 @@ def _quality(a: Any) -> Section | None:
         if str(check).endswith("fraction") and str(unit) in ("1", "", "None", "nan"):
             v, unit = 100.0 * v, "%"
         counted = str(check) not in _AVERAGED
-        overall = float(v.sum()) if counted else float(v.median())
+        overall = format_value(float(v.sum()) if counted else float(v.median()), unit)
         worst = g.loc[v.idxmax()] if v.notna().any() else None
         where = (
             f"{_where(worst['name'])}: {format_value(v.max(), unit)}"
             if worst is not None and len(g) > 1 and float(v.max()) > 0
             else "–"
         )
+        if str(check) in _PER_SIDE:
+            overall = ", ".join(f"{n}: {format_value(x, unit)}" for n, x in zip(g["name"], v))
+            where = "–"
         rows.append(
             [
                 str(trial).replace("_", " "),
                 QUALITY_LABELS.get(str(check), str(check).replace("_", " ")),
-                format_value(overall, unit) + ("" if counted else " (median)"),
+                overall + ("" if counted else " (median)"),
                 where,
             ]
         )

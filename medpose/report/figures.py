@@ -168,10 +168,16 @@ def angle_curves(
             ax.plot(
                 t, df[col].to_numpy(float), color=SIDE_COLOURS[side], lw=1.4, label=side or "angle"
             )
-        first = next(iter(cols))
-        for a, b in _windows(repetitions, first):
+        # every side's repetitions (a one-arm trial has them on one side only), each once
+        spans = sorted({w for side in cols for w in _windows(repetitions, side)})
+        for a, b in spans:
             ax.axvspan(a, b, color="#999999", alpha=0.15, lw=0, label="repetition")
-        _norm_band(ax, (norms or {}).get(joint))
+        if all(np.isnan(df[c].to_numpy(float)).all() for c in cols.values()):
+            ax.text(0.5, 0.5, "not measured (no value in any frame)", ha="center",
+                    va="center", transform=ax.transAxes, fontsize=8, color="0.4")  # fmt: skip
+            ax.set_yticks([])
+        else:
+            _norm_band(ax, (norms or {}).get(joint))
         ax.set_ylabel(f"{joint_label(joint)} (°)")
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("time (s)")

@@ -161,15 +161,16 @@ def test_every_summary_with_three_repetitions_has_a_ci_bracketing_it(assessed):
     assert ((lo <= v + 1e-9) & (v <= hi + 1e-9)).all()
 
 
+@pytest.mark.parametrize("side", ["auto", None])  # None: a protocol with one trial per side
 @pytest.mark.parametrize("moving", ["left", "right"])
-def test_auto_side_finds_the_moving_arm(moving):
+def test_auto_side_finds_the_moving_arm(moving, side):
     truth = make_exercise("shoulder_abduction", rate=RATE, repetitions=REPS, seed=2)
     df = _frame(truth)
     still = "_r" if moving == "left" else "_l"
     for c in df.columns:
         if c.startswith("shoulder_") and c.endswith(still):
             df[c] = df[c].iloc[0]
-    out = mp.Protocol.load("shoulder_abduction").run(df, side="auto")
+    out = mp.Protocol.load("shoulder_abduction").run(df, side=side)
     assert out.sides == (moving,)
     assert out.info["auto_side"] == moving
     assert len(out.repetitions) == REPS

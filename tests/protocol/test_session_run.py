@@ -185,6 +185,7 @@ def test_missing_trials_are_reported_before_any_work(session, tmp_path):
     text = str(err.value)
     assert "lacks 1 trial(s)" in text and "abduction_right" in text
     assert "the session has: static, squat, shoulder_abduction" in text
+    assert "--trial abduction_right=<session trial>" in text  # the one still to map
     with pytest.raises(ProtocolError) as err:
         execute_session("shoulder_abduction", copy)
     assert "lacks 2 trial(s)" in str(err.value)

@@ -8,14 +8,21 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import medpose as mp
+from medpose.data import KeypointSequence
+from medpose.kinematics.fit import fit
+from medpose.kinematics.fk import forward_kinematics
+from medpose.kinematics.skeleton import Skeleton
 from medpose.report import render, write_report
-from medpose.report.labels import format_value, metric_label
+from medpose.report.labels import format_value, metric_label, side_label
 from medpose.report.render import ReportWarning
 from medpose.store.study import Study
+from medpose.synthetic.exercises import make_exercise
 
-from .conftest import PATIENT
+from .conftest import PATIENT, RATE
 
 
 class _Cells(HTMLParser):
@@ -104,6 +111,45 @@ def test_pdf_text_holds_the_values(report, assessed):
     for label, value in _expected_rows(assessed):
         assert "".join(value.split()) in squeezed, (label, value)
     assert "Range of motion, knee" in flat
+
+
+def test_every_interval_is_shown_with_where_it_comes_from(tmp_path):
+    """One squat: no bootstrap (3 repetitions needed), so the fitted skeleton's values carry
+    the interval of the fit's keypoint noise; the report's exercise table shows each one."""
+    sk = Skeleton.default(1750.0)
+    ex = make_exercise("squat", skeleton=sk, rate=RATE, repetitions=1, seed=2)
+    names = list(sk.keypoint_names)
+    x = forward_kinematics(sk, ex.angles.values, keypoints=names)
+    rng = np.random.default_rng(0)
+    seq = KeypointSequence(x + rng.normal(0.0, 5.0, x.shape), tuple(names), RATE, frame="camera")
+    a = mp.Protocol.load("deep_squat").run(fit(seq, progress=False))
+    s = a.summary()
+    noisy = s[s["reason"].fillna("").str.startswith("CI from the fit's keypoint noise")]
+    assert len(noisy) >= 4 and np.isfinite(noisy[["ci_low", "ci_high"]].to_numpy()).all()
+    cells = _parse(write_report(a, tmp_path, pdf=False).html)
+    shown = {(r[0], r[1], r[2]): r[3] for r in cells.rows if len(r) == 6}
+    for r in noisy.itertuples(index=False):
+        ci = shown[
+            (metric_label(r.metric, r.joint), side_label(r.side), format_value(r.value, r.unit))
+        ]
+        lo, hi = format_value(r.ci_low, r.unit), format_value(r.ci_high, r.unit)
+        assert ci.startswith(f"{lo} to {hi} (CI from the fit's keypoint noise"), ci
+    text = " ".join((tmp_path / "report.html").read_text(encoding="utf-8").split())
+    assert "Repetitions found: left 1, right 1." in text
+    # deep_squat asks for 3: two are missing on each side, not four in all
+    short = [r for r in cells.rows if r[1:2] == ["Repetitions fewer than the protocol asks for"]]
+    assert [r[2] for r in short] == ["left: 2, right: 2"], short
+
+
+def test_a_derived_angle_is_drawn_over_time(tmp_path):
+    """shoulder_abduction measures the humerothoracic elevation, which no DoF column holds:
+    the report derives it from the angles it is given to draw it."""
+    truth = make_exercise("shoulder_abduction", rate=RATE, repetitions=3, seed=2)
+    a = mp.Protocol.load("shoulder_abduction").run(truth.angles)
+    assert "shoulder_elevation_r" not in truth.angles.names
+    text = write_report(a, tmp_path, pdf=False, angles=truth.angles).html.read_text("utf-8")
+    assert text.count('src="data:image/png;base64,') == 1  # one arm: no left against right
+    assert "Joint angles over time" in text
 
 
 def test_identifiers_only_with_the_option(report, assessed, tmp_path):
