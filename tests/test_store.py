@@ -207,14 +207,21 @@ def test_progress_is_one_patients_sessions_in_date_order(study: Study) -> None:
 
 
 def test_cohort_has_one_row_per_session_and_a_column_per_metric(study: Study) -> None:
-    add(study, session="a", date="2026-01-01", metrics=metrics_frame(offset=0.0))
+    composite = pd.DataFrame({"metric": ["composite"], "score": [72.5], "mdc95": [6.1]})
+    add(study, session="a", date="2026-01-01", metrics=metrics_frame(offset=0.0),
+        scores=pd.concat([scores_frame(), composite], ignore_index=True))  # fmt: skip
     add(study, patient="PSEUDO-0002", session="b", date="2026-01-02", metrics=metrics_frame(5.0))
     add(study, patient="PSEUDO-0003", session="c", date="2026-01-03", status="failed",
         metrics=None, scores=None, message="fit did not converge")  # fmt: skip
     table = study.cohort("knee")
     assert table["session"].tolist() == ["a", "b", "c"]
     assert table["status"].tolist() == ["ok", "ok", "failed"]
-    assert list(table.columns[:5]) == ["patient", "session", "date", "run_id", "status"]
+    assert list(table.columns[:7]) == [
+        "patient", "session", "date", "run_id", "status", "score", "score_mdc95"
+    ]  # fmt: skip
+    # the composite where the run has one (session b's scores have none)
+    assert table["score"].iloc[0] == 72.5 and table["score_mdc95"].iloc[0] == 6.1
+    assert table[["score", "score_mdc95"]].iloc[1:].isna().all(axis=None)
     # the mean over repetitions, and the per-trial value as is
     m = metrics_frame()
     left = m[(m["metric"] == "rom") & (m["side"] == "left")]["value"].mean()

@@ -509,8 +509,9 @@ class Study:
         Returns
         -------
         DataFrame
-            ``patient, session, date, run_id, status`` and the metric columns (sorted),
-            ordered by date, patient and session.
+            ``patient, session, date, run_id, status``, the 0-100 composite ``score`` and its
+            ``score_mdc95`` (points), and the metric columns (sorted), ordered by date,
+            patient and session.
         """
         if aggregate not in ("mean", "median"):
             raise InputError(f"aggregate: found {aggregate!r}; expected 'mean' or 'median'")
@@ -534,6 +535,9 @@ class Study:
             raise InputError(f"cohort: metric columns {clash} arise from different metrics")
         table.columns = pd.Index(names)
         table = table[sorted(names)]
+        sc = self.scores(protocol=protocol)
+        comp = sc[sc["metric"] == "composite"].set_index("run_id")[["score", "mdc95"]]
+        runs = runs.join(comp.rename(columns={"mdc95": "score_mdc95"}), on="run_id")
         out = runs.merge(table, left_on="run_id", right_index=True, how="left")
         return out.reset_index(drop=True)
 
