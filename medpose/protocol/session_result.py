@@ -171,6 +171,8 @@ class SessionResult:
         Over every trial: metrics, scores, repetitions, quality, provenance, registration.
     angles : dict of str to DataFrame
         The fitted joint angles (degrees, index time in s) per session trial fitted.
+    side_of_interest : str
+        The session's ``side_of_interest`` (``left``, ``right`` or ``both``).
     """
 
     protocol: str
@@ -187,6 +189,7 @@ class SessionResult:
     finished: str
     assessment: Assessment = field(repr=False)
     angles: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    side_of_interest: str = "both"
 
     # ------------------------------------------------------------------------ tables
     def provenance(self) -> pd.DataFrame:
@@ -200,6 +203,7 @@ class SessionResult:
             ("protocol", "hash", self.protocol_hash),
             ("session", "folder", self.session),
             ("session", "date", self.date),
+            ("session", "side_of_interest", self.side_of_interest),
             ("patient", "pseudonym", self.patient),
             ("run", "started", self.started),
             ("run", "finished", self.finished),

@@ -447,6 +447,7 @@ def run_session(
             "variant": protocol.variant,
             "session": ses.name,
             "session_date": ses.date.isoformat(),
+            "side_of_interest": ses.side_of_interest,
             "trials": dict(mapping),
             "inputs": dict(inputs),
         }
@@ -474,6 +475,7 @@ def run_session(
         finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         assessment=assessment,
         angles={k: v.fit.angles for k, v in prepared.items() if v.fit is not None},
+        side_of_interest=ses.side_of_interest,
     )
 
 

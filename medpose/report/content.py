@@ -505,6 +505,8 @@ def build_content(
         ("Protocol", f"{doc.get('title', name)} (version {version})"),
         ("Report made", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
     ]
+    if prov.get("side_of_interest"):  # as the session records it
+        header.insert(3, ("Side of interest", str(prov["side_of_interest"])))
     if show_identifiers:
         ids = dict(identifiers or {})
         header += [(_ID_LABELS[k], str(ids[k])) for k in IDENTIFIERS if ids.get(k) is not None]

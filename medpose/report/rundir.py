@@ -67,6 +67,8 @@ def _provenance(df: pd.DataFrame) -> tuple[dict[str, Any], str | None]:
             prov["session_date"] = value
         elif key == ("session", "folder"):
             prov["session"] = value
+        elif key == ("session", "side_of_interest"):
+            prov["side_of_interest"] = value
         elif key[0] == "protocol":
             prov["protocol" if key[1] == "name" else f"protocol_{key[1]}"] = value
         else:

@@ -44,6 +44,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
         n_cameras=2,
         phantom_region="pelvis_legs",
         phantom_max_voxels=50_000,
+        impairment={"side": "right", "amount": 0.0},  # no impairment; side_of_interest right
     )
     return path
 
@@ -158,6 +159,8 @@ def test_quality_and_provenance(squat, session):
     prov = squat.assessment.provenance
     assert prov["protocol_hash"] == mp.Protocol.load("deep_squat").hash
     assert prov["session_date"] == "2026-01-15"
+    assert mp.Session.load(session).side_of_interest == "right"
+    assert prov["side_of_interest"] == squat.side_of_interest == "right"
     assert squat.inputs == input_hashes("deep_squat", session, trials=SQUAT)
     assert set(squat.inputs) == {"session.yaml", "trials/squat.trc"}
     assert squat.patient not in json.dumps(prov, default=str)  # the id stays in the result

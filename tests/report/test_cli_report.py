@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -30,6 +31,7 @@ def run_folder(assessed, squat_fit, tmp_path_factory):
         trials={"deep_squat": "squat"}, inputs={"trials/squat.trc": "sha256:" + "0" * 64},
         medpose_version="0.1.0", started="2026-03-01T10:00:00+00:00",
         finished="2026-03-01T10:00:09+00:00", assessment=a, angles={"squat": squat_fit.angles},
+        side_of_interest="left",
     )  # fmt: skip
     result.write(root / "visit1")
     return root / "visit1"
@@ -53,6 +55,7 @@ def test_cli_writes_the_report_of_a_run(run_folder, assessed, tmp_path, capsys):
     assert "report.html" in printed and "report.pdf" in printed
     text = (out / "report.html").read_text(encoding="utf-8")
     assert PATIENT in text and "2026-03-01" in text
+    assert re.search(r"Side of interest</td>\s*<td>left</td>", text)  # as session.yaml says
     assert format_value(assessed.value("rom_knee_flexion", "left"), "deg") in text
     assert "trials/squat.trc" not in text  # input file names only with --show-identifiers
     assert text.count('src="data:image/png;base64,') == 2  # angle curves, left against right
