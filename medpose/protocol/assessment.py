@@ -192,12 +192,13 @@ class Assessment:
         return float(rows["value"].iloc[0])
 
     def __repr__(self) -> str:
+        from ..report.labels import repetition_counts
+
         s = self.summary()
-        n_rep = len(self.repetitions)
         score = "nan" if math.isnan(self.score) else f"{self.score:.1f}"
         lines = [
             f"Assessment({self.protocol}, trial {self.trial}, side(s) {', '.join(self.sides)}, "
-            f"{n_rep} repetition(s), score {score}/100"
+            f"repetitions {repetition_counts(self.repetitions)}, score {score}/100"
             + (f" ({self.score_reason})" if self.score_reason else "")
             + ")"
         ]

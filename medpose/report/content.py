@@ -31,6 +31,7 @@ from .labels import (
     format_value,
     joint_label,
     metric_label,
+    repetition_counts,
     side_label,
     unit_label,
 )
@@ -179,16 +180,6 @@ def _ci_text(lo: Any, hi: Any, unit: Any) -> str:
     return "–"
 
 
-def _repetition_count(reps: pd.DataFrame) -> str:
-    """'Repetitions found: left 1, right 1.' (a bilateral repetition counts on each side)."""
-    if "side" not in reps.columns:
-        return f"{len(reps)} repetition(s) found."
-    counts = reps["side"].fillna("no side").astype(str).value_counts().sort_index()
-    if counts.empty:
-        return "No repetition found."
-    return "Repetitions found: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "."
-
-
 def _reason(text: Any) -> str:
     return text if isinstance(text, str) else ""
 
@@ -267,7 +258,7 @@ def _exercise_tables(a: Any, norms: pd.DataFrame) -> list[Section]:
                 f"{kind}: {str(trial).replace('_', ' ')}",
                 ["Measure", "Side", "Value", "95 % confidence interval", "Unit", "Normal"],
                 rows,
-                f"{_repetition_count(n_rep)} Values are the median over the repetitions; "
+                f"Repetitions found: {repetition_counts(n_rep)}. Values are the median over the repetitions; "
                 "the confidence interval is a bootstrap over the repetitions where there are "
                 "at least 3, else, for a value measured on the fitted skeleton, the spread "
                 "that the fit's keypoint noise gives it.",

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .labels import flag_label, format_value, metric_label, side_label
+from .labels import flag_label, format_value, metric_label, repetition_counts, side_label
 
 __all__ = [
     "figure_png",
@@ -254,10 +254,10 @@ def assessment_html(a: Any) -> str:
     normal of each scored metric (plot)."""
     e = html.escape
     score = "n/a" if math.isnan(a.score) else f"{a.score:.1f}"
-    reps = len(a.repetitions)
+    reps = repetition_counts(a.repetitions)
     head = (
         f"<b>{e(a.protocol)}</b>, trial {e(a.trial)}, side(s) {e(', '.join(a.sides))}, "
-        f"{reps} repetition(s); score <b>{e(score)}</b>/100"
+        f"repetitions {e(reps)}; score <b>{e(score)}</b>/100"
         + (f" <i>({e(a.score_reason)})</i>" if a.score_reason else "")
     )
     head += "".join(f"<br>{e(line)}" for line in a.missing_repetitions())

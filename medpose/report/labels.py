@@ -168,3 +168,15 @@ def format_value(value: Any, unit: Any = None, digits: int = 3) -> str:
     if u in ("no unit", "count"):
         return text
     return f"{text}{u}" if u in ("°", "%", "°/s") else f"{text} {u}"
+
+
+def repetition_counts(repetitions: Any) -> str:
+    """The repetitions found per side, ``"left 3, right 3"`` (a bilateral repetition counts
+    on each side), ``"3"`` for a table without sides, ``"none"`` for an empty one."""
+    n = len(repetitions)
+    if not n:
+        return "none"
+    if "side" not in getattr(repetitions, "columns", ()):
+        return str(n)
+    counts = repetitions["side"].fillna("no side").astype(str).value_counts().sort_index()
+    return ", ".join(f"{k} {v}" for k, v in counts.items())

@@ -115,6 +115,9 @@ def test_repr_and_html_name_the_protocol_and_score(assessed):
     assert "deep_squat 1.2.0" in text and "rom_knee_flexion" in text and "trunk_lean" in text
     assert f"{assessed.score:.1f}" in text
     assert "<table" in assessed._repr_html_()
+    # the squats of the bilateral trial counted per side, not summed over the sides
+    said = f"repetitions left {REPS}, right {REPS}"
+    assert said in text and said in assessed._repr_html_()
 
 
 def test_keypoints_are_cleaned_and_fitted_with_the_protocol_settings(sk):

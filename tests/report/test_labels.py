@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 
 from medpose.protocol.vocabulary import METRICS
-from medpose.report.labels import format_value, metric_label, unit_label
+from medpose.report.labels import format_value, metric_label, repetition_counts, unit_label
 
 
 @pytest.mark.parametrize(
@@ -62,3 +63,12 @@ def test_a_criterion_missed_by_less_than_the_measurement_error_is_borderline():
     assert _flag_text(row(20.0, "above"), norms) == "criterion NOT met"
     assert _flag_text(row(-1.0, "within"), norms) == "criterion met"
     assert _flag_text(row(0.2, "above", math.nan), norms) == "criterion NOT met"
+
+
+def test_repetitions_are_counted_per_side():
+    # a bilateral squat: each squat is one repetition of each side, not two repetitions
+    reps = pd.DataFrame({"repetition": [0, 1, 2, 0, 1, 2], "side": ["left"] * 3 + ["right"] * 3})
+    assert repetition_counts(reps) == "left 3, right 3"
+    assert repetition_counts(reps[reps["side"] == "right"]) == "right 3"
+    assert repetition_counts(reps.drop(columns="side")) == "6"
+    assert repetition_counts(reps.iloc[:0]) == "none"
