@@ -54,6 +54,7 @@ from ..kinematics.fit import Fit, fit
 from ..scoring.derived_angles import with_derived
 from ..temporal.repetitions import REPETITION_COLUMNS, segment_repetitions
 from .assessment import METRIC_COLUMNS, QUALITY_COLUMNS, SCORE_COLUMNS, Assessment
+from .capped import note_capped
 from .clean import quality_rows
 from .composite import COMPOSITE_FORMULAS, composite_of, published_reliability
 from .criteria import criterion_rows, is_criterion, keypoints_of
@@ -574,6 +575,7 @@ def run_protocol(
     short = [max(0, spec.min_repetitions - len(reps.get(s, ()))) for s in sides]
     quality = quality_rows(spec.name, "repetitions_missing", sides, short, "count")
     rows, _ = _metric_rows(protocol, spec.name, sides, angles, reps, rate, KeypointSource(source))
+    rows = note_capped(rows, source, reps)  # a range a joint limit cut short says so
     mine = [m for m in protocol.metrics if m.trial in (None, spec.name)]
     noise = float(getattr(source, "noise_mm", math.nan))
     rows += criterion_rows(mine, spec.name, sides, points, reps, rate, noise)

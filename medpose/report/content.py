@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from .._version import __version__
 from ..errors import InputError, MedposeError
 from ..packaged import resource_yaml
+from ..protocol.capped import CAPPED
 from ..scoring.derived_angles import with_derived
 from ..scoring.norms import load_norms
 from ..scoring.scores import CRITERION_SPAN
@@ -238,7 +239,10 @@ def _exercise_tables(a: Any, norms: pd.DataFrame) -> list[Section]:
         for r in grp.itertuples(index=False):
             sc = scored.get((r.metric, str(r.side)))
             value = format_value(r.value, r.unit)
-            why = _reason(r.reason)
+            parts = _reason(r.reason).split("; ")  # a limit's note goes beside the value
+            if any(CAPPED in p for p in parts):
+                value += " (" + "; ".join(p for p in parts if CAPPED in p) + ")"
+            why = "; ".join(p for p in parts if CAPPED not in p)
             ci = _ci_text(r.ci_low, r.ci_high, r.unit)
             if why and math.isfinite(float(r.value)):  # where the CI comes from, or why none
                 ci, why = f"{ci} ({why.removeprefix('no CI: ')})", ""
