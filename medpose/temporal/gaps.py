@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,10 +95,13 @@ def hampel_outliers(
     half = w // 2
     padded = np.pad(v, ((half, half), (0, 0)), constant_values=np.nan)
     win = sliding_window_view(padded, w, axis=0)  # (T-1, K, w)
-    with warnings.catch_warnings():  # all-NaN windows give NaN medians: those never flag
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(win, axis=2)
-        mad = np.nanmedian(np.abs(win - med[..., None]), axis=2)
+    # an all-NaN window has no median (NaN: never flags); it is filled with zeros first, so
+    # numpy does not warn (a warnings filter is not thread-safe: sessions run in threads)
+    empty = ~np.isfinite(win).any(axis=2)
+    win = np.where(empty[..., None], 0.0, win)
+    med = np.nanmedian(win, axis=2)
+    mad = np.nanmedian(np.abs(win - med[..., None]), axis=2)
+    med[empty], mad[empty] = np.nan, np.nan
     scale = np.maximum(1.4826 * mad, 0.1 * med)  # floor: a steady movement has a MAD near 0
     flag = (np.abs(v - med) > n_sigmas * scale) & (v > min_speed) & np.isfinite(v)
     into = np.zeros_like(out)
@@ -170,10 +172,10 @@ def bone_length_outliers(
         return flags
     ia, ib = np.array(use).T
     length = np.linalg.norm(p[:, ia] - p[:, ib], axis=-1)  # (T, B)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(length, axis=0)
     present = np.isfinite(length)
+    seen = present.any(axis=0)  # a bone never seen has no median (and numpy is not asked)
+    med = np.full(length.shape[1], np.nan)
+    med[seen] = np.nanmedian(length[:, seen], axis=0)
     bad = present & (np.abs(length - med) > tolerance * med)
     if window is not None:
         run = pd.DataFrame(length).rolling(int(window), center=True, min_periods=1).median()
