@@ -14,10 +14,15 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 import medpose as mp
 from medpose.kinematics.calibrate import StaticTrialWarning
+from medpose.kinematics.fit.stuck import off_neighbours
 from medpose.kinematics.keypoint_models import load_keypoint_model
+from medpose.protocol.clean import clean_sequence
+from medpose.scoring.criteria import humeral_elevation
+from medpose.scoring.derived_angles import with_derived
 
 # subject, repetition: deep squats whose knee peaks stay below medpose's knee limit (135 deg)
 REPS = (("s01", "e02"), ("s03", "e05"), ("s07", "e08"))
@@ -123,3 +128,34 @@ def test_a_kinect_shoulder_abduction_reads_as_abduction(shared_data):
         elevation = np.degrees(np.arccos(np.clip(np.cos(fl) * np.cos(ab), -1.0, 1.0)))
         assert elevation.max() > 120.0, rep  # the raise is there
         assert np.degrees(ab).max() > elevation.max() - 30.0, (rep, np.degrees(ab).max())
+
+
+def test_no_frame_of_a_kinect_raise_is_left_far_below_the_keypoints(shared_data):
+    # The truth is the keypoints' own humeral elevation (upper arm against the neck-to-waist
+    # line); the fit's humerothoracic elevation differs from it by a near-constant offset (its
+    # thorax axis is not that line).  In these three raises two to six frames near the top had
+    # settled 13-23 deg below it (16-19 deg off the offset) at an RMS 20-50 % above their
+    # neighbours', where a start from the frame before fits them 20-25 % better
+    # (medpose.kinematics.fit.stuck); the other frames stay within about 7 deg.
+    protocol = mp.Protocol.load("shoulder_abduction")
+    folder = shared_data / "ui-prmd" / "kinect" / "correct" / "positions"
+    for rep in ("e01", "e04", "e08"):
+        seq = mp.read_keypoints(folder / f"m07_s01_{rep}_positions.txt.gz")
+        seq, _ = clean_sequence(protocol, seq, "abduction_right")
+        fitted = mp.fit(seq, progress=False, **protocol.spec.steps.fit.fit_kwargs())
+        elevation = with_derived(fitted.angles)["shoulder_elevation_r"].to_numpy()
+        truth = humeral_elevation(seq["shoulder_r"], seq["elbow_r"], seq["waist"], seq["neck"])
+        d = elevation - truth
+        assert np.nanmax(np.abs(d - np.nanmedian(d))) < 10.0, rep
+
+
+def test_off_neighbours_flags_a_frame_or_a_run_above_its_neighbours():
+    rms = torch.full((40,), 15.0) + 0.5 * torch.sin(torch.arange(40.0))  # noise-level spread
+    assert not off_neighbours(rms).any()
+    one = rms.clone()
+    one[10] = 21.0  # 40 % above the frames around it
+    assert off_neighbours(one).nonzero().flatten().tolist() == [10]
+    run = rms.clone()
+    run[20:26] = 21.0  # a run raises its own neighbourhood's median: the trial's is the level
+    assert off_neighbours(run).nonzero().flatten().tolist() == list(range(20, 26))
+    assert not off_neighbours(torch.tensor([30.0, 15.0])).any()  # too short to tell

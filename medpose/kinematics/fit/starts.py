@@ -25,6 +25,7 @@ from ..skeleton import Skeleton
 from .context import Context
 from .orientation import euler_from_matrix
 from .solver import Priors, solve
+from .stuck import frame_rms, put, restart_odd
 
 __all__ = [
     "polar",
@@ -278,20 +279,6 @@ def _from_neutral(ctx: Context, q: torch.Tensor, J0: torch.Tensor, segs: torch.T
     return (torch.arccos(cos.clamp(-1.0, 1.0)) ** 2).sum(dim=1)
 
 
-def put(q, x, conv, idx, qn, xn, cn):
-    """Copies of a batch's q, fitted keypoints and convergence with frames ``idx`` replaced by
-    ``qn``, ``xn``, ``cn`` (the batch given is left as it is)."""
-    q, x, conv = q.clone(), x.clone(), conv.clone()
-    q[idx], x[idx], conv[idx] = qn, xn, cn
-    return q, x, conv
-
-
-def frame_rms(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor, n_var: int) -> torch.Tensor:
-    """Per frame sqrt(weighted squared residual / degrees of freedom), mm per axis."""
-    dof = (3 * (w > 0).sum(dim=1) - n_var).clamp(min=1).to(x.dtype)
-    return torch.sqrt((w * ((x - x_obs) ** 2).sum(dim=2)).sum(dim=1) / dof)
-
-
 #: A restart is kept where it lowers the frame's residual by at least this factor.
 _GAIN = 0.99
 #: A keypoint whose residual exceeds this many times its median over the frames (plus
@@ -372,6 +359,7 @@ def repair(
             better = frame_rms(xn, x_obs[idx], w[idx], n_var) < rms[idx]
             take = idx[better]
             q, x, conv = put(q, x, conv, take, qn[better], xn[better], cn[better])
+    q, x, conv = restart_odd(ctx, q, x, conv, x_obs, w, lo, hi, pri, n_var, xtol, max_iter)
     # a frame that failed from an unchanged neighbour fails again: it is retried only once that
     # neighbour changed (same result as retrying it, at a fraction of the cost: on a noise-free
     # trial most of a pass's frames were such retries)
