@@ -367,6 +367,7 @@ def calibrate(
                 init=None if r <= 1 or best is None else best[3],
                 # a gap's hold would only pull the poses its keypoint offsets are read from
                 bridge=False,
+                odd=False,  # a few stuck frames do not move the skeleton; restarts cost a third
             )
         res = f.residual
         score = _score(res)

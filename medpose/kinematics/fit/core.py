@@ -62,13 +62,16 @@ def fit_sequence(
     init: Fit | None = None,
     noise_mm: float | None = None,
     bridge: bool = True,
+    odd: bool = True,
 ) -> Fit:
     """:func:`~medpose.kinematics.fit.api.fit` on the skeleton given (a calibrated one's
     coarse frames solved on the lengths-only problem first, see :func:`_lengths_first`), or on
     the lengths measured from the sequence: never calibrates.  Parameters, result and errors as
     there; ``bridge=False`` leaves frames with keypoints missing as solved instead of holding
     them across gaps of up to :data:`~.gaps.MAX_GAP_S` (:mod:`.gaps`), for the calibration,
-    which reads nothing from what a gap hides."""
+    which reads nothing from what a gap hides; ``odd=False`` leaves frames that fit clearly
+    worse than their neighbours as solved (:mod:`.stuck`), for the calibration's rounds, which
+    a few such frames do not move and whose time it would add to by a third."""
     calibration = None
     if isinstance(skeleton, PatientSkeleton):
         if isinstance(sequence, KeypointSequence):
@@ -146,6 +149,7 @@ def fit_sequence(
             remeasure=True,
             first=first,
             bridge=round(MAX_GAP_S * sequence.rate) if bridge else 0,
+            odd=odd,
         )
     finally:
         torch.set_num_threads(old_threads)

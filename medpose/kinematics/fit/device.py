@@ -115,6 +115,7 @@ class Setup:
     Ad: torch.Tensor  # skeleton -> data axes (row vectors)
     cols: torch.Tensor | None  # the sequence's columns used (None: all, in order)
     bridge: int = 0  # gaps of up to this many frames held across (:mod:`.gaps`; 0: none)
+    odd: bool = True  # frames clearly worse than their neighbours restarted (:mod:`.stuck`)
 
     @property
     def n_var(self) -> int:
@@ -134,10 +135,15 @@ class Setup:
 
 
 def setup(
-    prob: FitProblem, pos_columns: int, dev: torch.device, dt: torch.dtype, bridge: int = 0
+    prob: FitProblem,
+    pos_columns: int,
+    dev: torch.device,
+    dt: torch.dtype,
+    bridge: int = 0,
+    odd: bool = True,
 ) -> Setup:
     """The device constants of ``prob`` for a sequence with ``pos_columns`` keypoint columns
-    (``bridge``: :attr:`Setup.bridge`)."""
+    (``bridge``, ``odd``: :attr:`Setup.bridge`, :attr:`Setup.odd`)."""
     sk = prob.skeleton
     D = len(sk.dof_names)
     ctx = Context(sk, prob.kp_index, dev, dt, prob.observable)
@@ -180,6 +186,7 @@ def setup(
             else tt(prob.seq_index, torch.long)
         ),
         bridge=bridge,
+        odd=odd,
     )
 
 

@@ -156,7 +156,9 @@ def solve_frames(
         xc = s1.ctx.keypoints_at(qc)
         xo_c, w_c = x_obs[coarse], w[coarse]
         args = (xo_c, w_c, s1.lo, s1.hi, p1, s1.n_var)
-        qc, xc, cc = repair(s1.ctx, qc, xc, cc, *args, first.sigma, xtol, max_iter, q_rigid=qr)
+        qc, xc, cc = repair(
+            s1.ctx, qc, xc, cc, *args, first.sigma, xtol, max_iter, q_rigid=qr, odd=st.odd
+        )
         qc, xc, cc = despike(s1.ctx, qc, xc, cc, *args, xtol, max_iter, s1.rot)
         if not together:
             # from poses on another skeleton: steps capped (and damped at first), see above
@@ -247,6 +249,7 @@ def solve_frames(
         xtol,
         max_iter,
         q_rigid=q0[vidx],
+        odd=st.odd,
     )
     # a frame that started from branch-chosen neighbours and stayed within 30 degrees of its
     # start is on their branch (another branch of a ball joint is >= 180 degrees away in
@@ -319,8 +322,9 @@ def solve_from(
         xtol=xtol,
     )
     args = (x_obs[vidx], w[vidx], st.lo, st.hi, pri1)
+    qr_v, odd = q_rigid[vidx], st.odd
     qv, xv, cvv = repair(
-        st.ctx, qv, xv, cvv, *args, st.n_var, sigma, xtol, max_iter, q_rigid=q_rigid[vidx]
+        st.ctx, qv, xv, cvv, *args, st.n_var, sigma, xtol, max_iter, q_rigid=qr_v, odd=odd
     )
     return mend_points(st.ctx, qv, xv, cvv, *args, xtol, max_iter, st.rot, st.bridge)
 
@@ -460,6 +464,7 @@ def run(
     remeasure: bool | None = None,
     first: FitProblem | None = None,
     bridge: int = 0,
+    odd: bool = True,
 ) -> RunResult:
     """Fit every frame of ``pos`` (T, K_seq, 3) / ``conf`` (T, K_seq) set up by ``prob``.
 
@@ -473,9 +478,10 @@ def run(
     (:func:`solve_from`).  ``first``: a lengths-only problem with the same keypoints, DoFs
     and axes as ``prob`` (a calibrated skeleton's), on which the coarse frames are solved and
     their branches chosen first (:func:`solve_frames`; unused with ``start``).  ``bridge``:
-    gaps of keypoints of up to this many frames are held across (:mod:`.gaps`; 0: none)."""
+    gaps of keypoints of up to this many frames are held across (:mod:`.gaps`; 0: none); ``odd``:
+    frames clearly worse than their neighbours are restarted (:mod:`.stuck`)."""
     remeasure = noise_mm is None if remeasure is None else remeasure
-    st = setup(prob, pos.shape[1], dev, dt, bridge)
+    st = setup(prob, pos.shape[1], dev, dt, bridge, odd)
     st1 = setup(first, pos.shape[1], dev, dt) if first is not None and start is None else None
     T, D, K = pos.shape[0], len(prob.skeleton.dof_names), len(prob.seq_index)
     # the pilot's keypoint noise sets the posture prior's weight, sigma / sd mm per degree

@@ -332,6 +332,7 @@ def repair(
     max_iter: int,
     passes: int | None = None,
     q_rigid: torch.Tensor | None = None,
+    odd: bool = True,
 ):
     """Restart frames stuck in a local minimum (residual above ``3 sigma + 0.5`` mm), keeping
     whichever fits better: first from their own rigid start ``q_rigid`` (a frame interpolated
@@ -359,7 +360,8 @@ def repair(
             better = frame_rms(xn, x_obs[idx], w[idx], n_var) < rms[idx]
             take = idx[better]
             q, x, conv = put(q, x, conv, take, qn[better], xn[better], cn[better])
-    q, x, conv = restart_odd(ctx, q, x, conv, x_obs, w, lo, hi, pri, n_var, xtol, max_iter)
+    if odd:  # frames clearly worse than their neighbours (:mod:`.stuck`)
+        q, x, conv = restart_odd(ctx, q, x, conv, x_obs, w, lo, hi, pri, n_var, xtol, max_iter)
     # a frame that failed from an unchanged neighbour fails again: it is retried only once that
     # neighbour changed (same result as retrying it, at a fraction of the cost: on a noise-free
     # trial most of a pass's frames were such retries)
