@@ -54,8 +54,9 @@ def note_capped(
             continue
         x = angles[dof].to_numpy(float)
         limit = float(np.nanmedian(x[hit]))
-        rest = x[idx[0]]
-        peak = x[idx][np.nanargmax(np.abs(x[idx] - rest))]
+        seen = x[idx][np.isfinite(x[idx])]  # the repetition's angles, first to last
+        rest = seen[0]
+        peak = seen[np.argmax(np.abs(seen - rest))]
         if abs(limit - peak) >= abs(limit - rest):  # the limit held the rest, not the peak
             continue
         note = f"{CAPPED} ({limit:.0f} deg) in {hit.size} frame(s): the range may be larger"

@@ -262,8 +262,8 @@ def _exercise_tables(a: Any, norms: pd.DataFrame) -> list[Section]:
                 f"{kind}: {str(trial).replace('_', ' ')}",
                 ["Measure", "Side", "Value", "95 % confidence interval", "Unit", "Normal"],
                 rows,
-                f"Repetitions found: {repetition_counts(n_rep)}. Values are the median over the repetitions; "
-                "the confidence interval is a bootstrap over the repetitions where there are "
+                f"Repetitions found: {repetition_counts(n_rep)}. Values are the median over "
+                "the repetitions; the confidence interval is a bootstrap over the repetitions where there are "
                 "at least 3, else, for a value measured on the fitted skeleton, the spread "
                 "that the fit's keypoint noise gives it.",
             )
