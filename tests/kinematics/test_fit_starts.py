@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from medpose.kinematics.fit.starts import MEDIAN_FRAMES, jumps, keypoint_median
+from medpose.kinematics.fit.starts import jumps, keypoint_median
+from medpose.kinematics.fit.stuck import MEDIAN_FRAMES
 
 
 def _running_median_rule(q: torch.Tensor, jump: float, half: int) -> torch.Tensor:

@@ -25,7 +25,7 @@ from ..skeleton import Skeleton
 from .context import Context
 from .orientation import euler_from_matrix
 from .solver import Priors, solve
-from .stuck import frame_rms, put, restart_odd
+from .stuck import frame_rms, keypoint_median, put, restart_odd
 
 __all__ = [
     "polar",
@@ -285,19 +285,6 @@ _GAIN = 0.99
 #: :data:`_ALONE_MM`) marks its frame as stuck, even when the frame's RMS looks fine.
 _ALONE = 3.0
 _ALONE_MM = 3.0
-
-
-#: The per-keypoint medians over a batch's frames that set the thresholds of :func:`off_alone`
-#: and :func:`outliers` are taken over at most this many evenly spaced frames (a million-frame
-#: GPU batch's sort took 5 ms a call; the median of 65,536 frames is within a few percent of it).
-MEDIAN_FRAMES = 1 << 16
-
-
-def keypoint_median(d: torch.Tensor) -> torch.Tensor:
-    """Per keypoint median (K,) of residuals ``d`` (T, K) over the frames, NaN ignored (over at
-    most :data:`MEDIAN_FRAMES` evenly spaced ones)."""
-    step = -(-d.shape[0] // MEDIAN_FRAMES)
-    return torch.nanmedian(d[::step], dim=0).values
 
 
 def _residuals(x: torch.Tensor, x_obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
