@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -121,6 +121,25 @@ class Landmarks:
 
     def __repr__(self) -> str:
         return f"Landmarks({len(self)} points in {self.frame}: {list(self.names)[:6]}{'...' if len(self) > 6 else ''})"
+
+    def _repr_html_(self) -> str:
+        from .report.display_data import landmarks_html
+
+        return landmarks_html(self)
+
+    def plot(self, axes: Sequence[str] | None = None, ax: Any = None) -> Any:
+        """The placed points projected on a plane, each named, on a matplotlib axis (equal
+        aspect, mm; points not placed are left out).
+
+        ``axes``: two of ``"x"``, ``"y"``, ``"z"`` of this set's frame, e.g. ``("x", "z")``
+        (seen along y); by default the plane of the points' two principal axes (x and y with
+        fewer than three points placed), each labelled with its direction.  InputError for
+        other ``axes``."""
+        import matplotlib.pyplot as plt
+
+        from .report.display_data import landmarks_plot
+
+        return landmarks_plot(self, ax or plt.gca(), axes)
 
 
 @dataclass(frozen=True, init=False)
@@ -399,6 +418,29 @@ class KeypointSequence:
             f"{self.rate:g} Hz, frame={self.frame!r})"
         )
 
+    def _repr_html_(self) -> str:
+        from .report.display_data import keypoints_html
+
+        return keypoints_html(self)
+
+    def plot(
+        self, keypoints: str | Sequence[str] | None = None, axis: str | None = None, ax: Any = None
+    ) -> Any:
+        """Keypoints over time (s, from ``start``) on a matplotlib axis, one line each, missing
+        frames left as gaps.
+
+        ``keypoints``: names (default: the six whose trajectories span most, in this sequence's
+        order).  ``axis``: the coordinate drawn, ``"x"``, ``"y"`` or ``"z"`` (3D only), in mm
+        or px; or ``"speed"``, the distance between consecutive frames times the rate (mm/s or
+        px/s), drawn at the later frame; by default ``"y"`` for image keypoints (vertical in the
+        image) and, in 3D, the coordinate along which the keypoints drawn vary most.
+        InputError for an unknown name or axis."""
+        import matplotlib.pyplot as plt
+
+        from .report.display_data import keypoints_plot
+
+        return keypoints_plot(self, ax or plt.gca(), keypoints, axis)
+
 
 @dataclass(frozen=True)
 class JointAngles:
@@ -479,3 +521,22 @@ class JointAngles:
         return (
             f"JointAngles({self.values.shape[0]} frames x {len(self.names)} DoF, {self.rate:g} Hz)"
         )
+
+    def _repr_html_(self) -> str:
+        from .report.display_data import angles_html
+
+        return angles_html(self)
+
+    def plot(self, dofs: str | Sequence[str] | None = None, ax: Any = None) -> Any:
+        """Joint angles (degrees) over time (s, from ``start``) on a matplotlib axis, one line per
+        DoF, missing frames left as gaps.
+
+        ``dofs``: names (default: the eight joint angles with the widest range, in this set's
+        order; the pelvis's orientation only when no other angle moves).  The pelvis
+        translations ``pelvis_tx/ty/tz`` (mm) are drawn only when named.  InputError for a
+        name not in :attr:`names`."""
+        import matplotlib.pyplot as plt
+
+        from .report.display_data import angles_plot
+
+        return angles_plot(self, ax or plt.gca(), dofs)

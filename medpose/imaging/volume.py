@@ -241,6 +241,51 @@ class Volume:
             f"origin={np.round(self.origin, 3).tolist()} mm LPS)"
         )
 
+    def _repr_html_(self) -> str:
+        from ..report.display_data import volume_html
+
+        return volume_html(self)
+
+    def plot(
+        self,
+        plane: str = "axial",
+        index: int | None = None,
+        landmarks: Any = None,
+        ax: Any = None,
+        **imshow_kwargs: Any,
+    ) -> Any:
+        """One slice on a matplotlib axis, in LPS millimetres, with the landmarks near it.
+
+        Parameters
+        ----------
+        plane : {"axial", "coronal", "sagittal"}
+            Drawn in the radiological convention: axial as seen from the feet (the patient's
+            left on the screen's right, anterior up); coronal as seen from the front (the
+            patient's left on the right, superior up); sagittal with anterior on the left and
+            superior up.  The slice is the voxel plane across the voxel axis closest to the
+            plane's normal (for an oblique volume, its voxel plane drawn square to LPS).
+        index : int, optional
+            Slice number along that voxel axis, 0 to its size - 1; default the middle one.
+        landmarks : Landmarks, optional
+            Points in LPS; those inside the volume whose nearest slice is this one (within half
+            the slice spacing) are drawn (+) and named at their LPS position.
+        ax : matplotlib axis, optional
+            Default: the current axis.
+        **imshow_kwargs
+            Passed to :meth:`matplotlib.axes.Axes.imshow` (default ``cmap="gray"``,
+            ``interpolation="nearest"``; e.g. ``vmin=-200, vmax=400`` for a CT window).
+
+        The image's extent is the slice's voxel edges in mm (voxel centres from
+        :meth:`index_to_lps`, half a voxel beyond), so one data unit is one mm.  Returns the
+        axis.  Raises InputError for an unknown plane or an index outside the volume,
+        FrameMismatch for landmarks in a frame other than LPS.
+        """
+        import matplotlib.pyplot as plt
+
+        from ..report.display_data import volume_plot
+
+        return volume_plot(self, ax or plt.gca(), plane, index, landmarks, **imshow_kwargs)
+
 
 # ---------------------------------------------------------------------- reading
 def list_dicom_series(folder: str | os.PathLike) -> list[str]:

@@ -161,8 +161,34 @@ class BatchReport:
                 lines.append(f"  ... {len(self.done) - 20} more")
         return "\n".join(lines)
 
+    def plot(self, ax: Any = None) -> Any:
+        """The scores (0-100) of the sessions computed, as a histogram on a matplotlib axis;
+        the title counts the sessions skipped and failed."""
+        import matplotlib.pyplot as plt
+
+        ax = ax if ax is not None else plt.gca()
+        scores = self.done["score"].to_numpy(float) if len(self.done) else []
+        scores = [s for s in scores if math.isfinite(s)]
+        ax.hist(scores, bins=[10.0 * k for k in range(11)], color="#8da0cb", edgecolor="white")
+        ax.set_xlim(0, 100)
+        ax.set_xlabel(f"{self.protocol} score (0-100)")
+        ax.set_ylabel("sessions")
+        ax.set_title(
+            f"{len(scores)} scored, {len(self.skipped)} skipped, {len(self.failed)} failed",
+            fontsize="medium",
+        )
+        return ax
+
     def _repr_html_(self) -> str:
+        from ..report.display import img_tag, small_figure
+
         parts = [f"<p><b>{html.escape(self._head())}</b></p>"]
+        if len(self.done):
+            fig, ax = small_figure()
+            self.plot(ax=ax)
+            ax.title.set_fontsize(7)
+            ax.xaxis.label.set_fontsize(7)
+            parts.append(img_tag(fig, alt="scores"))
         for name in ("failed", "done", "skipped"):
             df = getattr(self, name)
             if len(df):

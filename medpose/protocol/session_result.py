@@ -345,6 +345,10 @@ class SessionResult:
     def _repr_html_(self) -> str:
         return self.assessment._repr_html_()
 
+    def plot(self, ax: Any = None) -> Any:
+        """The assessment's plot (:meth:`Assessment.plot`): percent of normal per metric."""
+        return self.assessment.plot(ax=ax)
+
 
 def add_outputs_to(out_dir: str | os.PathLike, study: Study, patient: str) -> AddedRun:
     """Record the run whose outputs are in ``out_dir`` (an intact manifest) in ``study``,

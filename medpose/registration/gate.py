@@ -9,11 +9,13 @@ returns a :class:`GateResult`; the navigation-check protocol builds one with
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ..data import Landmarks
 from ..errors import InputError
@@ -33,17 +35,78 @@ class GateResult:
         One sentence per failed criterion (empty when passed).
     values : dict
         What was measured: ``fre_mm``, ``n_fiducials``, ``n_outliers``, ``tre_mm`` (target -> mm).
+    limits : dict
+        The thresholds applied to them, under the same keys (``n_fiducials`` a minimum, the
+        others maxima; ``tre_mm`` target -> mm); a criterion the gate did not set is absent.
     """
 
     passed: bool
     reasons: tuple[str, ...] = ()
     values: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return self.passed
 
     def __str__(self) -> str:
         return "PASS" if self.passed else "FAIL: " + "; ".join(self.reasons)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per criterion: ``criterion, target, value, limit, unit, passed`` (the limit
+        NaN, and passed True, for a value the gate only reports)."""
+        rows = []
+
+        def add(criterion: str, target: str, value: float, limit: Any, unit: str, low: bool):
+            ok = limit is None or (value >= limit if low else value <= limit)
+            lim = math.nan if limit is None else float(limit)
+            rows.append((criterion, target, float(value), lim, unit, bool(ok)))
+
+        v, lim = self.values, self.limits
+        if "fre_mm" in v:
+            add("FRE", "", v["fre_mm"], lim.get("fre_mm"), "mm", False)
+        for name, tre in (v.get("tre_mm") or {}).items():
+            add("predicted TRE", str(name), tre, (lim.get("tre_mm") or {}).get(name), "mm", False)
+        if "n_fiducials" in v:
+            add("fiducials in the fit", "", v["n_fiducials"], lim.get("n_fiducials"), "", True)
+        if "n_outliers" in v:
+            add("outliers", "", v["n_outliers"], lim.get("n_outliers"), "", False)
+        return pd.DataFrame(
+            rows, columns=["criterion", "target", "value", "limit", "unit", "passed"]
+        )
+
+    def plot(self, ax: Any = None) -> Any:
+        """FRE and predicted TRE (mm) as bars on a matplotlib axis, green within their limit,
+        red beyond it, grey with none; each limit a black tick across its bar."""
+        import matplotlib.pyplot as plt
+
+        ax = ax if ax is not None else plt.gca()
+        df = self.to_dataframe()
+        df = df[df["unit"] == "mm"]
+        labels = [c if not t else f"TRE {t}" for c, t in zip(df["criterion"], df["target"])]
+        y = np.arange(len(df))
+        colours = [
+            "#999999" if np.isnan(lo) else ("#2ca02c" if ok else "#d62728")
+            for lo, ok in zip(df["limit"], df["passed"])
+        ]
+        ax.barh(y, df["value"], color=colours)
+        ax.scatter(df["limit"], y, marker="|", s=400, color="black", label="limit")
+        if df["limit"].notna().any():
+            ax.legend(fontsize="small", loc="lower right")
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()
+        ax.set_xlabel("mm")
+        ax.set_title(f"quality gate: {'PASS' if self.passed else 'FAIL'}", fontsize="medium")
+        return ax
+
+    def __repr__(self) -> str:
+        from ..report.display import gate_repr
+
+        return gate_repr(self)
+
+    def _repr_html_(self) -> str:
+        from ..report.display import gate_html
+
+        return gate_html(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +211,11 @@ class QualityGate:
         n = registration.n_fiducials
         n_out = len(registration.outliers)
         values: dict[str, Any] = {"fre_mm": registration.fre, "n_fiducials": n, "n_outliers": n_out}
+        applied: dict[str, Any] = {"n_fiducials": self.min_fiducials}
+        if self.max_fre_mm is not None:
+            applied["fre_mm"] = self.max_fre_mm
+        if self.max_outliers is not None:
+            applied["n_outliers"] = self.max_outliers
         if n < self.min_fiducials:
             reasons.append(
                 f"{n} fiducials in the fit, fewer than the {self.min_fiducials} required"
@@ -176,7 +244,8 @@ class QualityGate:
             predicted = registration.predict_tre(targets.subset(list(limits)), fle=fle)
             tre = dict(zip(limits, np.atleast_1d(np.asarray(predicted, dtype=float)).tolist()))
             values["tre_mm"] = tre
+            applied["tre_mm"] = limits
             for name, lim in limits.items():
                 if tre[name] > lim:
                     reasons.append(f"predicted TRE at {name} {tre[name]:.2f} mm exceeds {lim:g} mm")
-        return GateResult(passed=not reasons, reasons=tuple(reasons), values=values)
+        return GateResult(passed=not reasons, reasons=tuple(reasons), values=values, limits=applied)

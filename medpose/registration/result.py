@@ -205,6 +205,25 @@ class Registration:
         )
         return df
 
+    def plot(self, ax: Any = None) -> Any:
+        """The residual of each fiducial (mm) as bars on a matplotlib axis, outliers red, the
+        FRE dashed.  The predicted TRE over the fiducials' plane, with targets, is
+        :func:`medpose.report.figures.tre_map`."""
+        import matplotlib.pyplot as plt
+
+        ax = ax if ax is not None else plt.gca()
+        inl = np.asarray(self.inliers, dtype=bool)
+        x = np.arange(len(self.names))
+        res = self.residuals.to_numpy()
+        ax.bar(x[inl], res[inl], color="#4c72b0", label="fiducial")
+        if (~inl).any():
+            ax.bar(x[~inl], res[~inl], color="#d62728", label="outlier (not in the fit)")
+        ax.axhline(self.fre, color="black", ls="--", lw=1, label=f"FRE {self.fre:.2f} mm")
+        ax.set_xticks(x, [str(n) for n in self.names], rotation=45, ha="right")
+        ax.set_ylabel("residual (mm)")
+        ax.legend(fontsize="small")
+        return ax
+
     def __repr__(self) -> str:
         from ..report.display import registration_repr
 

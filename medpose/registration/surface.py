@@ -82,6 +82,29 @@ class SurfaceFit:
     iterations: int
     converged: bool
 
+    def plot(self, ax: Any = None) -> Any:
+        """The closest-point distances (mm) of the cloud's points at the end, as a histogram on
+        a matplotlib axis: the pairs kept by trimming and those trimmed, the RMS dashed."""
+        import matplotlib.pyplot as plt
+
+        ax = ax if ax is not None else plt.gca()
+        d = np.asarray(self.distances, dtype=float)
+        keep = np.asarray(self.inliers, dtype=bool)
+        finite = d[np.isfinite(d)]
+        bins = np.linspace(0.0, float(finite.max()) if finite.size else 1.0, 41)
+        ax.hist([d[keep], d[~keep]], bins=bins, stacked=True, color=["#4c72b0", "#d62728"],
+                label=[f"kept ({int(keep.sum())})", f"trimmed ({int((~keep).sum())})"])  # fmt: skip
+        ax.axvline(self.rms, color="black", ls="--", lw=1, label=f"RMS {self.rms:.2f} mm")
+        ax.set_xlabel("distance to the surface (mm)")
+        ax.set_ylabel("points")
+        ax.legend(fontsize="small")
+        return ax
+
+    def _repr_html_(self) -> str:
+        from ..report.display import surface_fit_html
+
+        return surface_fit_html(self)
+
     def __repr__(self) -> str:
         return (
             f"SurfaceFit({self.transform.source}->{self.transform.target}, rms={self.rms:.3f} mm, "

@@ -6,6 +6,8 @@
 * :func:`write_report`: a self-contained HTML report and a PDF from the same template
   (:meth:`Assessment.to_report`, ``medpose report``);
 * :mod:`medpose.report.display`: the compact tables and small plots results show in Jupyter;
+* :mod:`medpose.report.display_data`: the same for landmarks, keypoint sequences, joint angles
+  and volumes, and what their ``plot`` methods draw;
 * :mod:`medpose.report.labels`: plain-language names for metric keys, joints and units.
 """
 

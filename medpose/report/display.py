@@ -25,8 +25,14 @@ __all__ = [
     "figure_svg",
     "img_tag",
     "html_table",
+    "small_figure",
+    "box",
     "registration_repr",
     "registration_html",
+    "gate_repr",
+    "gate_html",
+    "surface_fit_html",
+    "metric_result_html",
     "triangulation_repr",
     "triangulation_html",
     "fit_repr",
@@ -67,14 +73,16 @@ def html_table(df: pd.DataFrame, max_rows: int = 20) -> str:
     return body + (f"<div><i>... {more} more rows</i></div>" if more > 0 else "")
 
 
-def _small(width: float = 3.2, height: float = 1.6) -> tuple[Figure, Any]:
+def small_figure(width: float = 3.2, height: float = 1.6) -> tuple[Figure, Any]:
+    """A small figure (inches) and its one axis, small tick labels: the plot of an HTML repr."""
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.add_subplot()
     ax.tick_params(labelsize=6)
     return fig, ax
 
 
-def _box(title: str, table: str, plot: str = "") -> str:
+def box(title: str, table: str, plot: str = "") -> str:
+    """An HTML repr: ``title`` above ``table`` and ``plot`` side by side (HTML given escaped)."""
     return (
         f'<div style="{_STYLE}"><div style="margin-bottom:4px">{title}</div>'
         f'<div style="display:flex;gap:12px;align-items:flex-start">'
@@ -99,12 +107,9 @@ def registration_repr(reg: Any) -> str:
 def registration_html(reg: Any) -> str:
     """Residual per fiducial (table and bar plot), FRE and estimated FLE."""
     df = reg.to_dataframe()
-    fig, ax = _small()
-    colours = ["#4c72b0" if k else "#d62728" for k in df["inlier"]]
-    ax.bar([str(n) for n in df["name"]], df["residual_mm"], color=colours)
-    ax.axhline(reg.fre, color="black", ls="--", lw=1, label=f"FRE {reg.fre:.2f} mm")
-    ax.set_ylabel("residual (mm)", fontsize=7)
-    ax.tick_params(axis="x", rotation=45)
+    fig, ax = small_figure()
+    reg.plot(ax=ax)
+    ax.yaxis.label.set_fontsize(7)
     ax.legend(fontsize=6)
     e = html.escape
     n = reg.n_fiducials
@@ -116,7 +121,82 @@ def registration_html(reg: Any) -> str:
         f"{n} fiducials, FRE <b>{reg.fre:.3f} mm</b>{fle}; outliers: "
         f"{e(', '.join(str(o) for o in reg.outliers) or 'none')}"
     )
-    return _box(title, html_table(df), img_tag(fig, alt="residual per fiducial"))
+    return box(title, html_table(df), img_tag(fig, alt="residual per fiducial"))
+
+
+def _gate_line(row: Any) -> str:
+    what = f"{row.criterion} {row.target}".strip()
+    unit = f" {row.unit}" if row.unit else ""
+    value = f"{row.value:.2f}" if row.unit else f"{row.value:g}"
+    if math.isnan(row.limit):
+        return f"{what} {value}{unit}"
+    low = row.criterion == "fiducials in the fit"  # a minimum; the others are maxima
+    sign = (">=" if low else "<=") if row.passed else ("<" if low else ">")
+    mark = "" if row.passed else " FAILED"
+    return f"{what} {value}{unit} {sign} {row.limit:g}{unit}{mark}"
+
+
+def gate_repr(gate: Any) -> str:
+    """``GateResult(PASS: FRE 0.25 mm <= 2 mm, predicted TRE hip_r 0.61 mm <= 3 mm, ...)``."""
+    lines = [_gate_line(r) for r in gate.to_dataframe().itertuples()]
+    return f"GateResult({'PASS' if gate.passed else 'FAIL'}: {', '.join(lines)})"
+
+
+def gate_html(gate: Any) -> str:
+    """The criteria with their values and limits (table), FRE and TRE against their limits
+    (bars), and the reasons of a failure."""
+    df = gate.to_dataframe()
+    verdict = "PASS" if gate.passed else "FAIL"
+    colour = "#2ca02c" if gate.passed else "#d62728"
+    why = "".join(f"<li>{html.escape(r)}</li>" for r in gate.reasons)
+    title = f'<b>Quality gate</b>: <b style="color:{colour}">{verdict}</b>' + (
+        f"<ul style='margin:2px 0'>{why}</ul>" if why else ""
+    )
+    plot = ""
+    if (df["unit"] == "mm").any():
+        fig, ax = small_figure(3.2, 0.3 * int((df["unit"] == "mm").sum()) + 0.8)
+        gate.plot(ax=ax)
+        ax.title.set_fontsize(7)
+        plot = img_tag(fig, alt="quality gate")
+    return box(title, html_table(df), plot)
+
+
+def surface_fit_html(fit: Any) -> str:
+    """The refinement's outcome (table) and its closest-point distances (histogram)."""
+    d = np.asarray(fit.distances, dtype=float)
+    keep = np.asarray(fit.inliers, dtype=bool)
+    kept = d[keep & np.isfinite(d)]
+    df = pd.DataFrame(
+        {
+            "RMS (mm)": [fit.rms],
+            "pairs kept": [f"{int(keep.sum())} / {len(keep)}"],
+            "95th pct kept (mm)": [float(np.percentile(kept, 95)) if kept.size else math.nan],
+            "iterations": [fit.iterations],
+            "converged": [bool(fit.converged)],
+        }
+    )
+    fig, ax = small_figure()
+    fit.plot(ax=ax)
+    ax.legend(fontsize=6)
+    e = html.escape
+    t = fit.transform
+    title = f"<b>Surface refinement</b> {e(str(t.source))} → {e(str(t.target))}"
+    return box(title, html_table(df), img_tag(fig, alt="closest-point distances"))
+
+
+def metric_result_html(m: Any) -> str:
+    """One metric's values per repetition (table, with the reason for each missing value) and
+    their plot."""
+    df = m.to_frame()
+    title = f"<b>{html.escape(metric_label(m.name))}</b> ({html.escape(str(m.unit))})"
+    plot = ""
+    if m.value.size > 1:
+        fig, ax = small_figure()
+        m.plot(ax=ax)
+        ax.legend(fontsize=6)
+        ax.yaxis.label.set_fontsize(7)
+        plot = img_tag(fig, alt=m.name)
+    return box(title, html_table(df), plot)
 
 
 # ------------------------------------------------------------------------ triangulation
@@ -156,7 +236,7 @@ def triangulation_repr(res: Any) -> str:
 def triangulation_html(res: Any) -> str:
     """Per camera: points used and reprojection error; plot: error over time."""
     rep = np.asarray(res.reprojection_error, dtype=float)
-    fig, ax = _small()
+    fig, ax = small_figure()
     t = float(res.sequence.start) + np.arange(len(rep)) / float(res.sequence.rate)
     with np.errstate(all="ignore"):
         med = np.nanmedian(np.where(np.isfinite(rep), rep, np.nan), axis=1)
@@ -164,7 +244,7 @@ def triangulation_html(res: Any) -> str:
     ax.set_xlabel("time (s)", fontsize=7)
     ax.set_ylabel("median error (px)", fontsize=7)
     title = html.escape(triangulation_repr(res))
-    return _box(title, html_table(_camera_table(res)), img_tag(fig, alt="reprojection error"))
+    return box(title, html_table(_camera_table(res)), img_tag(fig, alt="reprojection error"))
 
 
 # ------------------------------------------------------------------------ Fit
@@ -209,14 +289,14 @@ def fit_html(fit: Any, max_columns: int = 6) -> str:
             "frames at limit": fit.at_limit[rng.index].sum().to_numpy(),
         }
     )
-    fig, ax = _small(3.6, 1.9)
+    fig, ax = small_figure(3.6, 1.9)
     for col in rng.index[:max_columns]:
         ax.plot(moving.index, moving[col], lw=1, label=col)
     ax.set_xlabel("time (s)", fontsize=7)
     ax.set_ylabel("angle (°)", fontsize=7)
     if len(rng):
         ax.legend(fontsize=5, ncols=2)
-    return _box(
+    return box(
         f"<b>{html.escape(fit_repr(fit))}</b>",
         html_table(table, max_rows=12),
         img_tag(fig, alt="joint angles"),
@@ -264,10 +344,10 @@ def assessment_html(a: Any) -> str:
     plot = ""
     n = len(_scored(a))
     if n:
-        fig, ax = _small(3.4, 0.35 * n + 0.7)
+        fig, ax = small_figure(3.4, 0.35 * n + 0.7)
         percent_of_normal(a, ax)
         plot = img_tag(fig, alt="percent of normal")
-    return _box(head, html_table(_readable_summary(a), max_rows=40), plot)
+    return box(head, html_table(_readable_summary(a), max_rows=40), plot)
 
 
 def _scored(a: Any) -> pd.DataFrame:
@@ -308,7 +388,7 @@ def study_html(head: str, summary: pd.DataFrame, runs: pd.DataFrame | None) -> s
     if runs is not None and len(runs):
         month = pd.to_datetime(runs["date"]).dt.to_period("M").astype(str)
         counts = pd.crosstab(month, runs["protocol"])
-        fig, ax = _small()
+        fig, ax = small_figure()
         bottom = np.zeros(len(counts))
         for col in counts.columns:
             ax.bar(counts.index, counts[col], bottom=bottom, label=str(col))
@@ -317,4 +397,4 @@ def study_html(head: str, summary: pd.DataFrame, runs: pd.DataFrame | None) -> s
         ax.tick_params(axis="x", rotation=45)
         ax.legend(fontsize=5)
         plot = img_tag(fig, alt="runs per month")
-    return _box(head, html_table(summary), plot)
+    return box(head, html_table(summary), plot)

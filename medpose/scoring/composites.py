@@ -23,6 +23,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -129,8 +130,37 @@ class CompositeResult:
         df.attrs.update({"formula": self.formula, "weights": dict(self.weights)})
         return df
 
+    def plot(self, ax: Any = None) -> Any:
+        """Each component's percent (mean over its values, weight in the label) as bars on a
+        matplotlib axis, the composite's mean as a dashed line; a component with no value is
+        labelled so."""
+        import matplotlib.pyplot as plt
+
+        ax = ax if ax is not None else plt.gca()
+        names = list(self.components)
+        means = [_finite_mean(self.components[n]) for n in names]
+        y = np.arange(len(names))
+        ax.barh(y, np.nan_to_num(means), color="#8da0cb")
+        for k, m in enumerate(means):
+            if math.isnan(m):
+                ax.annotate("no value", (0, k), xytext=(3, -3), textcoords="offset points",
+                            fontsize="small")  # fmt: skip
+        ax.axvline(_finite_mean(self.value), color="black", ls="--", lw=1,
+                   label=f"composite {_finite_mean(self.value):.0f} / 100")  # fmt: skip
+        ax.set_yticks(y, [f"{n} (w {self.weights.get(n, 1.0):g})" for n in names])
+        ax.invert_yaxis()
+        ax.set_xlabel("% of normal")
+        ax.legend(fontsize="small")
+        return ax
+
     def _repr_html_(self) -> str:
         return str(self.to_frame().to_html(index=False, max_rows=20, float_format="%.3g"))
+
+
+def _finite_mean(a: Any) -> float:
+    v = np.asarray(a, dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
 
 
 def _combine(p: np.ndarray, w: np.ndarray, present: np.ndarray, formula: str) -> np.ndarray:

@@ -99,6 +99,32 @@ class MetricResult:
         tail = f", nan: {'; '.join(why)}" if why else ""
         return f"MetricResult({self.name}: {shown} {self.unit}{tail})"
 
+    def plot(self, ax: Any = None) -> Any:
+        """The value of each repetition on a matplotlib axis (markers joined by a line, the
+        median dashed); a repetition without a value is an ``x`` on the axis's bottom edge."""
+        import matplotlib.pyplot as plt
+
+        ax = ax if ax is not None else plt.gca()
+        v = self.value.ravel()
+        x = np.arange(v.size)
+        ok = np.isfinite(v)
+        ax.plot(x, v, marker="o", color="#4c72b0", label=self.name)
+        if ok.any():
+            ax.axhline(float(np.median(v[ok])), color="black", ls="--", lw=1, label="median")
+        if (~ok).any():
+            ax.plot(x[~ok], np.zeros((~ok).sum()), "x", color="#d62728", label="no value",
+                    transform=ax.get_xaxis_transform(), clip_on=False)  # fmt: skip
+        ax.set_xticks(x)
+        ax.set_xlabel("repetition")
+        ax.set_ylabel(f"{self.name} ({self.unit})" if self.unit not in ("", "1") else self.name)
+        ax.legend(fontsize="small")
+        return ax
+
+    def _repr_html_(self) -> str:
+        from ..report.display import metric_result_html
+
+        return metric_result_html(self)
+
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per value, ``repetition``, ``<name>_<unit>``, ``reason`` and
         the per-repetition details.

@@ -237,6 +237,32 @@ class ScoreResult:
         )
         return df
 
+    def plot(self, ax: Any = None) -> Any:
+        """The percent of the normative mean of each repetition on a matplotlib axis, with its
+        confidence interval where known, 100 % (the normative mean) dashed; markers coloured
+        by flag (within, below, above the normal range)."""
+        import matplotlib.pyplot as plt
+
+        ax = ax if ax is not None else plt.gca()
+        p = self.percent.ravel()
+        x = np.arange(p.size)
+        lo = np.clip(p - self.percent_ci_low.ravel(), 0, None)
+        hi = np.clip(self.percent_ci_high.ravel() - p, 0, None)
+        ax.errorbar(x, p, yerr=np.nan_to_num(np.vstack([lo, hi])), fmt="none", ecolor="grey",
+                    capsize=3)  # fmt: skip
+        colours = {"within": "#2ca02c", "below": "#d62728", "above": "#ff7f0e"}
+        for flag, colour in colours.items():
+            sel = self.flag.ravel() == flag
+            if sel.any():
+                ax.scatter(x[sel], p[sel], color=colour, zorder=3, label=flag)
+        ax.axhline(100.0, color="black", ls="--", lw=1, label=f"normal mean {self.reference:g}")
+        ax.set_xticks(x)
+        ax.set_xlabel("repetition")
+        ax.set_ylabel("% of normal")
+        ax.set_title(self.key, fontsize="medium")
+        ax.legend(fontsize="small")
+        return ax
+
     def _repr_html_(self) -> str:
         cols = ["key", "value", "unit", "reference", "percent", "z", "flag", "mdc95"]
         return str(self.to_frame()[cols].to_html(index=False, max_rows=20, float_format="%.3g"))

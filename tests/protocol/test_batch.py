@@ -28,6 +28,7 @@ import pytest
 import sqlalchemy as sa
 import torch
 import yaml
+from matplotlib.figure import Figure
 
 import medpose as mp
 from medpose.cli import main
@@ -129,6 +130,11 @@ def test_batch_records_all_isolates_a_broken_session_skips_and_reruns_changed_in
     text = repr(first) + first._repr_html_() + caplog.text
     assert SECRET not in text and "SYN-9999" not in text
     assert str(tmp_path) not in text
+    # the plot counts the three scores, the failed session in its title
+    ax = Figure().add_subplot()
+    assert first.plot(ax=ax) is ax
+    assert sum(p.get_height() for p in ax.patches) == 3
+    assert ax.get_title() == "3 scored, 0 skipped, 1 failed"
 
     # again: nothing computed but the failed session
     again = _batch([*sessions, broken], url)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.figure import Figure
 
 import medpose as mp
 from medpose.errors import ProtocolError
@@ -177,6 +178,11 @@ def test_result_pickles_and_the_python_entry_points_agree(squat, session):
     pd.testing.assert_frame_equal(a.registration, nav.run(str(session)).registration)
     assert "deep_squat" in repr(squat.assessment) and "deep_squat" in squat.assessment._repr_html_()
     assert "visit1" in repr(squat) and squat.patient not in repr(squat)
+    ax, own = Figure().add_subplot(), Figure().add_subplot()
+    assert squat.plot(ax=ax) is ax and squat.assessment.plot(ax=own) is own
+    assert ax.patches and [p.get_width() for p in ax.patches] == [
+        p.get_width() for p in own.patches
+    ]
 
 
 def test_missing_trials_are_reported_before_any_work(session, tmp_path):

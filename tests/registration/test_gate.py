@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from medpose import InputError, Landmarks
 from medpose.registration import GateResult, QualityGate, register
@@ -60,3 +61,47 @@ def test_gate_from_dict_and_bad_thresholds(noisy_reg):
         QualityGate(max_tre_mm={"tumour": 2.0}).check(
             noisy_reg, Landmarks(("x",), [[0, 0, 0]], "LPS")
         )
+
+
+def test_gate_shows_each_criterion_with_its_value_and_limit(noisy_reg):
+    targets = Landmarks(("tumour", "far"), [[0, 0, 30.0], [0, 0, 300.0]], "LPS")
+    gate = QualityGate(max_fre_mm=2.0, max_tre_mm={"far": 1.0}, min_fiducials=4, max_outliers=0)
+    res = gate.check(noisy_reg, targets)
+    df = res.to_dataframe().set_index(["criterion", "target"])
+    fre = df.loc[("FRE", "")]
+    assert fre["value"] == pytest.approx(noisy_reg.fre) and fre["limit"] == 2.0 and fre["passed"]
+    far = df.loc[("predicted TRE", "far")]
+    assert far["value"] == pytest.approx(res.values["tre_mm"]["far"]) and far["limit"] == 1.0
+    assert far["passed"] == (far["value"] <= 1.0)
+    assert df.loc[("fiducials in the fit", ""), "value"] == 5  # one of six rejected
+    out = df.loc[("outliers", "")]
+    assert out["value"] == 1 and out["limit"] == 0 and not out["passed"]
+    text = repr(res)
+    assert text.startswith("GateResult(FAIL: ") and "outliers 1 > 0 FAILED" in text
+    assert f"FRE {noisy_reg.fre:.2f} mm <= 2 mm" in text and "fiducials in the fit 5 >= 4" in text
+    page = res._repr_html_()
+    assert "FAIL" in page and "1 outlier fiducials [&#x27;fid4&#x27;]" in page and "<img" in page
+    # the bars: FRE and the TRE in mm, their lengths the values, red where a limit is exceeded
+    ax = Figure().add_subplot()
+    assert res.plot(ax=ax) is ax
+    bars = ax.containers[0]
+    assert [b.get_width() for b in bars] == pytest.approx(
+        [noisy_reg.fre, res.values["tre_mm"]["far"]]
+    )
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["FRE", "TRE far"]
+    # a gate with no thresholds but the default minimum reports values without limits
+    plain = QualityGate().check(noisy_reg)
+    assert plain.passed and np.isnan(
+        plain.to_dataframe().set_index("criterion").loc["FRE", "limit"]
+    )
+
+
+def test_registration_plot_draws_each_residual_and_marks_outliers(noisy_reg):
+    ax = Figure().add_subplot()
+    assert noisy_reg.plot(ax=ax) is ax
+    kept, rejected = ax.containers
+    assert [b.get_height() for b in kept] == pytest.approx(
+        noisy_reg.residuals[noisy_reg.inliers].tolist()
+    )
+    assert [b.get_height() for b in rejected] == pytest.approx([noisy_reg.residuals["fid4"]])
+    assert ax.lines[0].get_ydata()[0] == pytest.approx(noisy_reg.fre)

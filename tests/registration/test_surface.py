@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from scipy.spatial.transform import Rotation
 
 from medpose import DegenerateConfiguration, FrameMismatch, InputError, Landmarks, Transform
@@ -85,6 +86,17 @@ def test_icp_refines_a_rough_start(method):
     assert fit.transform.source == "LPS" and fit.transform.target == "camera"
     assert fit.rms < 1.0 and fit.inliers.sum() == int(np.ceil(0.9 * len(cloud)))
     assert np.median(fit.distances[stray]) > 5  # stray points stay far
+    # the histogram counts every point once, kept and trimmed apart; the RMS line sits at rms
+    ax = Figure().add_subplot()
+    assert fit.plot(ax=ax) is ax
+    heights = [sum(p.get_height() for p in c) for c in ax.containers]
+    assert heights[0] == pytest.approx(fit.inliers.sum())
+    assert heights[1] == pytest.approx((~fit.inliers).sum())
+    assert ax.lines[0].get_xdata()[0] == pytest.approx(fit.rms)
+    page = fit._repr_html_()
+    assert (
+        f"{fit.inliers.sum()} / {len(cloud)}" in page and "<img" in page and "LPS → camera" in page
+    )
 
 
 def test_icp_bad_input():

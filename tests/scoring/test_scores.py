@@ -219,3 +219,33 @@ def test_docs_example_gives_the_numbers_its_comments_state():
     assert namespace["sts"].mdc95 == pytest.approx(1.96 * math.sqrt(2) * 0.9)
     expected = (2 * 0.90 / 1.13 * 100 + 12.6 / 14 * 100) / 3
     assert float(namespace["overall"]) == pytest.approx(expected)
+
+
+def test_plots_show_the_values_scored():
+    from matplotlib.figure import Figure
+
+    from medpose.scoring import MetricResult
+
+    m = MetricResult("rom", [40.0, np.nan, 44.0], "deg", ("", "no repetition", ""))
+    ax = Figure().add_subplot()
+    assert m.plot(ax=ax) is ax
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), m.value)
+    assert ax.lines[1].get_ydata()[0] == 42.0  # the median of the values present
+    assert list(ax.lines[2].get_xdata()) == [1]  # the missing repetition marked
+    assert ax.get_ylabel() == "rom (deg)"
+    page = m._repr_html_()
+    assert "no repetition" in page and "Range of motion" in page and "<img" in page
+    r = score_metric([1.24, 0.62, 2.0], NORM, ci=[[1.1, 1.3], [0.5, 0.7], [1.9, 2.1]])
+    ax = Figure().add_subplot()
+    assert r.plot(ax=ax) is ax
+    by_flag = {c.get_label(): c.get_offsets()[:, 1] for c in ax.collections if c.get_label()}
+    np.testing.assert_allclose(by_flag["within"], [100.0])
+    np.testing.assert_allclose(by_flag["below"], [50.0])
+    assert ax.lines[-1].get_ydata()[0] == 100.0
+    c = composite({"rom": 80.0, "speed": 120.0, "sts": np.nan}, {"rom": 2, "speed": 1, "sts": 1})
+    ax = Figure().add_subplot()
+    assert c.plot(ax=ax) is ax
+    assert [b.get_width() for b in ax.containers[0]] == [80.0, 120.0, 0.0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["rom (w 2)", "speed (w 1)", "sts (w 1)"]
+    assert "no value" in [t.get_text() for t in ax.texts]
+    assert ax.lines[0].get_xdata()[0] == pytest.approx(float(c))
