@@ -32,8 +32,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check medpose tests benchmarks
-	$(BIN)/ruff format --check medpose tests benchmarks
+	$(BIN)/ruff check medpose tests benchmarks docs/figures
+	$(BIN)/ruff format --check medpose tests benchmarks docs/figures
 	$(BIN)/mypy
 
 notebooks: $(STAMP)

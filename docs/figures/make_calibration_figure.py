@@ -17,13 +17,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-import medpose as mp  # noqa: E402
-from medpose.io._util import atomic_path  # noqa: E402
-from medpose.io.openpose import read_openpose  # noqa: E402
+import medpose as mp
+from medpose.io._util import atomic_path
+from medpose.io.openpose import read_openpose
 
 __all__ = ["main"]
 

@@ -10,16 +10,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from medpose.data import KeypointSequence  # noqa: E402
-from medpose.io._util import atomic_path  # noqa: E402
-from medpose.kinematics.fit import fit  # noqa: E402
-from medpose.kinematics.fk import forward_kinematics  # noqa: E402
-from medpose.kinematics.skeleton import Skeleton  # noqa: E402
-from medpose.layouts import get_layout  # noqa: E402
-from medpose.synthetic.exercises import make_exercise  # noqa: E402
+from medpose.data import KeypointSequence
+from medpose.io._util import atomic_path
+from medpose.kinematics.fit import fit
+from medpose.kinematics.fk import forward_kinematics
+from medpose.kinematics.skeleton import Skeleton
+from medpose.layouts import get_layout
+from medpose.synthetic.exercises import make_exercise
 
 __all__ = ["main"]
 

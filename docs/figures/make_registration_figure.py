@@ -11,11 +11,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from medpose.io._util import atomic_path  # noqa: E402
-from medpose.registration import camera_fle, predict_tre, simulate_tre, tre_fitzpatrick  # noqa: E402
+from medpose.io._util import atomic_path
+from medpose.registration import camera_fle, predict_tre, simulate_tre, tre_fitzpatrick
+from medpose.synthetic.fiducials import head_fiducials
 
 OUT = Path(__file__).resolve().parent / "registration_tre.png"
 

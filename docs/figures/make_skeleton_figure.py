@@ -12,11 +12,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
 
-from medpose.io._util import atomic_path  # noqa: E402
-from medpose.kinematics import Skeleton, forward_kinematics, segment_poses  # noqa: E402
+from medpose.io._util import atomic_path
+from medpose.kinematics import Skeleton, forward_kinematics, segment_poses
 
 __all__ = ["main"]
 
@@ -43,7 +42,10 @@ for s in "rl":
     ]
 
 
-def main(out: Path = Path(__file__).with_name("skeleton_zero_pose.png")) -> Path:
+OUT = Path(__file__).with_name("skeleton_zero_pose.png")
+
+
+def main(out: Path = OUT) -> Path:
     sk = Skeleton.default(1700.0)
     q = sk.make_q({"pelvis_ty": 901.0})  # heels on the floor (y = 0)
     x = forward_kinematics(sk, q)[0]

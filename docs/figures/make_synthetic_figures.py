@@ -14,13 +14,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from medpose.kinematics.fk import forward_kinematics  # noqa: E402
-from medpose.kinematics.skeleton import Skeleton  # noqa: E402
-from medpose.synthetic.exercises import EXERCISES, make_exercise  # noqa: E402
-from medpose.synthetic.observation import markerless  # noqa: E402
+from medpose.kinematics.fk import forward_kinematics
+from medpose.kinematics.skeleton import Skeleton
+from medpose.synthetic.exercises import EXERCISES, make_exercise
+from medpose.synthetic.observation import markerless
 
 __all__: list[str] = []
 
@@ -137,7 +137,7 @@ def main() -> None:
         e = make_exercise(name, skeleton=sk, repetitions=1)
         q = np.array(e.angles.values)
         kp = forward_kinematics(sk, q)
-        a0, a1 = (int(round(v * e.angles.rate)) for v in e.repetitions[0])
+        a0, a1 = (round(v * e.angles.rate) for v in e.repetitions[0])
         stop = a1 if name == "gait" else a0 + int(0.45 * (a1 - a0))
         a, b, xl, yl = views[view_of.get(name, "sagittal")]
         for k, fi in enumerate(np.linspace(a0, min(stop, len(q) - 1), 4).astype(int)):

@@ -12,15 +12,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from medpose.camera.refine import refine_calibration  # noqa: E402
-from medpose.camera.triangulation import triangulate  # noqa: E402
-from medpose.io._util import atomic_path  # noqa: E402
-from medpose.io.calibration import read_calibration  # noqa: E402
-from medpose.io.openpose import read_openpose  # noqa: E402
-from medpose.temporal import butterworth, clean_gaps  # noqa: E402
+from medpose.camera.refine import refine_calibration
+from medpose.camera.triangulation import triangulate
+from medpose.io._util import atomic_path
+from medpose.io.calibration import read_calibration
+from medpose.io.openpose import read_openpose
+from medpose.temporal import butterworth, clean_gaps
 
 __all__ = ["main"]
 
