@@ -113,6 +113,9 @@ def _fit_rows(trial: str, result: Fit) -> list[dict[str, Any]]:
     rows += quality_rows(
         trial, "frames_not_fitted", ["all"], [int((~result.valid).sum())], "frames"
     )
+    rows += quality_rows(
+        trial, "frames_fitted_poorly", ["all"], [len(result.poor_frames)], "frames"
+    )
     return rows
 
 

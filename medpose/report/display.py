@@ -262,6 +262,8 @@ def fit_repr(fit: Any) -> str:
         r = np.asarray(fit.residual_, dtype=float)
         if np.isfinite(r).any():
             parts.append(f"median residual {np.nanmedian(r):.2f} mm")
+            if len(fit.poor_frames):
+                parts.append(f"{len(fit.poor_frames)} frames fitted poorly (Fit.poor_frames)")
     parts.append(f"{int(np.asarray(fit.limit_active).any(axis=1).sum())} frames at a joint limit")
     patient = getattr(fit, "patient", None)
     tried = getattr(fit, "calibration", None)

@@ -17,7 +17,7 @@ from ..limits import JointLimits
 from ..patient import PatientSkeleton
 from ..skeleton import Skeleton
 from .core import fit_sequence
-from .result import Fit
+from .result import Fit, poor_frames_note
 
 __all__ = ["fit"]
 
@@ -208,6 +208,10 @@ def fit(
         init=init,
         noise_mm=noise_mm,
     )
+    if result.residual_ is not None:  # a GPU fit's residuals wait until asked for
+        note = poor_frames_note(result)
+        if note:
+            warnings.warn(f"fit: {note}", stacklevel=2)
     if failed:  # said only now: where the fit fails too, its own error says what is wrong
         warnings.warn(
             f"fit: could not calibrate on this sequence ({failed}); fitted with lengths only",

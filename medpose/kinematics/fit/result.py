@@ -26,10 +26,19 @@ from ..limits import JointLimits
 from ..patient import PatientSkeleton
 from ..skeleton import Skeleton
 
-__all__ = ["PLOT_DOFS", "Fit", "Observed"]
+__all__ = ["PLOT_DOFS", "POOR_MARGIN_MM", "POOR_RATIO", "Fit", "Observed", "poor_frames_note"]
 
 #: How many DoFs :meth:`Fit.plot` draws by default: the joint angles that move most.
 PLOT_DOFS = 8
+#: A frame is fitted poorly (:attr:`Fit.poor_frames`) when its RMS residual is more than
+#: ``POOR_RATIO`` times the trial's median and more than ``POOR_MARGIN_MM`` above it.  The UI-PRMD
+#: Kinect v2 shoulder abductions (keypoint noise about 20 mm) stay within 3.3 times their median,
+#: Pose2Sim's four-camera recording triangulated over the whole recording within 2.5; frames
+#: with the left and right labels of a whole body swapped, a lower leg the Kinect folded up at
+#: the bottom of a deep squat, or points triangulated from the wrong detections are 4 to 12
+#: times it (docs/fit.md).
+POOR_RATIO = 4.0
+POOR_MARGIN_MM = 30.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,6 +153,28 @@ class Fit:
         object.__setattr__(self, "fitted_", x)
         object.__setattr__(self, "residual_", r)
         return x, r
+
+    @property
+    def frame_rms(self) -> np.ndarray:
+        """RMS residual of each frame (T,), mm, over the keypoints observed in it (NaN for a
+        frame not fitted)."""
+        r = np.asarray(self.residual, dtype=float)
+        n = np.isfinite(r).sum(axis=1)
+        total = np.nansum(r * r, axis=1)
+        return np.sqrt(np.divide(total, n, out=np.full(len(n), np.nan), where=n > 0))
+
+    @property
+    def poor_frames(self) -> np.ndarray:
+        """Indices of the frames fitted poorly: RMS residual more than :data:`POOR_RATIO` times
+        the trial's median frame RMS and more than :data:`POOR_MARGIN_MM` above it.  No posture
+        of the skeleton matches their keypoints (left and right labels swapped, a wrong
+        detection, a frame triangulated badly), so their angles are not to be trusted."""
+        r = self.frame_rms
+        if not np.isfinite(r).any():
+            return np.zeros(0, dtype=int)
+        med = float(np.nanmedian(r))
+        with np.errstate(invalid="ignore"):
+            return np.flatnonzero((r > POOR_RATIO * med) & (r > med + POOR_MARGIN_MM))
 
     @property
     def times(self) -> np.ndarray:
@@ -350,10 +381,16 @@ class Fit:
                 ax.plot(
                     angles.index[hit], angles[d].to_numpy()[hit], "x", ms=4, color=line.get_color()
                 )
+        title = f"{len(names)} DoFs; x: at a joint limit"
+        if self.residual_ is not None and len(self.poor_frames):  # no GPU work for a plot
+            t = self.times
+            for k in self.poor_frames:
+                ax.axvspan(t[k] - 0.5 / self.rate, t[k] + 0.5 / self.rate, color="0.85", lw=0)
+            title += "; grey: fitted poorly"
         ax.set_xlabel("time (s)")
         ax.set_ylabel("angle (deg)")
         ax.legend(fontsize=7, ncol=2)
-        ax.set_title(f"{len(names)} DoFs; x: at a joint limit", fontsize=8)
+        ax.set_title(title, fontsize=8)
         return ax
 
     def __repr__(self) -> str:
@@ -365,3 +402,27 @@ class Fit:
         from ...report.display import fit_html
 
         return fit_html(self)
+
+
+def _runs(frames: np.ndarray, most: int = 6) -> str:
+    """``"79, 160, 359-370"``: consecutive frame indices joined, at most ``most`` runs."""
+    cuts = np.flatnonzero(np.diff(frames) > 1) + 1
+    runs = [f"{g[0]}" if len(g) == 1 else f"{g[0]}-{g[-1]}" for g in np.split(frames, cuts)]
+    more = f" and {len(runs) - most} more runs" if len(runs) > most else ""
+    return ", ".join(runs[:most]) + more
+
+
+def poor_frames_note(fit: Fit) -> str:
+    """A sentence on the frames :attr:`Fit.poor_frames` lists (empty when there is none)."""
+    bad = fit.poor_frames
+    if not len(bad):
+        return ""
+    r = fit.frame_rms
+    return (
+        f"{len(bad)} of {len(r)} frames fitted poorly (frames {_runs(bad)}; RMS residual "
+        f"{np.nanmin(r[bad]):.0f}-{np.nanmax(r[bad]):.0f} mm, more than {POOR_RATIO:g} times the "
+        f"trial's median of {np.nanmedian(r):.1f} mm): no posture of the skeleton matches their "
+        "keypoints (left and right labels swapped, a wrong detection, a frame triangulated "
+        "badly?) and their angles are not to be trusted; Fit.poor_frames lists them, "
+        "medpose.temporal.repair_swaps_3d relabels swapped keypoints"
+    )
