@@ -167,8 +167,9 @@ class Fit:
     def poor_frames(self) -> np.ndarray:
         """Indices of the frames fitted poorly: RMS residual more than :data:`POOR_RATIO` times
         the trial's median frame RMS and more than :data:`POOR_MARGIN_MM` above it.  No posture
-        of the skeleton matches their keypoints (left and right labels swapped, a wrong
-        detection, a frame triangulated badly), so their angles are not to be trusted."""
+        of the skeleton comes near all their keypoints (a keypoint far off, left and right
+        labels swapped, a frame triangulated badly), so the angles of the segments the far
+        keypoints sit on are uncertain there (:func:`poor_frames_note` names them)."""
         r = self.frame_rms
         if not np.isfinite(r).any():
             return np.zeros(0, dtype=int)
@@ -413,16 +414,24 @@ def _runs(frames: np.ndarray, most: int = 6) -> str:
 
 
 def poor_frames_note(fit: Fit) -> str:
-    """A sentence on the frames :attr:`Fit.poor_frames` lists (empty when there is none)."""
+    """A sentence on the frames :attr:`Fit.poor_frames` lists (empty when there is none): which,
+    how far off, and the keypoints farthest from the skeleton there."""
     bad = fit.poor_frames
     if not len(bad):
         return ""
     r = fit.frame_rms
+    res = np.asarray(fit.residual, dtype=float)[bad]
+    seen = np.isfinite(res).any(axis=0)
+    far = np.full(res.shape[1], -np.inf)
+    far[seen] = np.nanmedian(res[:, seen], axis=0)
+    top = [k for k in np.argsort(-far, kind="stable")[:3] if far[k] > POOR_MARGIN_MM]
+    worst = ", ".join(f"{fit.keypoint_names[k]} {far[k]:.0f} mm" for k in top)
     return (
         f"{len(bad)} of {len(r)} frames fitted poorly (frames {_runs(bad)}; RMS residual "
         f"{np.nanmin(r[bad]):.0f}-{np.nanmax(r[bad]):.0f} mm, more than {POOR_RATIO:g} times the "
-        f"trial's median of {np.nanmedian(r):.1f} mm): no posture of the skeleton matches their "
-        "keypoints (left and right labels swapped, a wrong detection, a frame triangulated "
-        "badly?) and their angles are not to be trusted; Fit.poor_frames lists them, "
+        f"trial's median of {np.nanmedian(r):.1f} mm; farthest there, median: {worst}): no "
+        "posture of the skeleton comes near all their keypoints (a keypoint far off, left and "
+        "right labels swapped, a frame triangulated badly?), so the angles of the segments "
+        "those keypoints sit on are uncertain there; Fit.poor_frames lists the frames, "
         "medpose.temporal.repair_swaps_3d relabels swapped keypoints"
     )
