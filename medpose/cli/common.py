@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -64,8 +64,11 @@ def read_3d_keypoints(path: Path, rate: float | None) -> Any:
 
 
 @contextmanager
-def printed_warnings(stream: TextIO | None = None) -> Iterator[None]:
-    """Print the warnings raised inside as ``warning: <message>`` lines (no source paths)."""
+def printed_warnings(
+    stream: TextIO | None = None, redact: Callable[[str], str] | None = None
+) -> Iterator[None]:
+    """Print the warnings raised inside as ``warning: <message>`` lines (no source paths),
+    each passed through ``redact`` first where given (a session's patient id and folder)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -73,7 +76,7 @@ def printed_warnings(stream: TextIO | None = None) -> Iterator[None]:
         finally:
             seen: set[str] = set()
             for w in caught:
-                text = str(w.message)
+                text = str(w.message) if redact is None else redact(str(w.message))
                 if text not in seen:
                     seen.add(text)
                     print(f"warning: {text}", file=sys.stderr if stream is None else stream)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, MedposeError
-from .common import EXIT_OK
+from .common import EXIT_OK, printed_warnings
 
 __all__ = ["register", "ORDER", "DEFAULT_DB"]
 
@@ -82,15 +82,16 @@ def run(args: argparse.Namespace) -> int:
             if args.db is None:
                 out.absolute().parent.mkdir(parents=True, exist_ok=True)
             study = Study(url)
-        outcome = run_to_folder(
-            protocol,
-            session,
-            out,
-            study=study,
-            trials=dict(args.trial),
-            progress=False if args.no_progress else None,
-            force=args.force,
-        )
+        with printed_warnings(redact=redact.text):
+            outcome = run_to_folder(
+                protocol,
+                session,
+                out,
+                study=study,
+                trials=dict(args.trial),
+                progress=False if args.no_progress else None,
+                force=args.force,
+            )
     except MedposeError as e:
         raise type(e)(redact.text(str(e))) from None
     except (OSError, ValueError, KeyError, RuntimeError) as e:

@@ -3,7 +3,8 @@
 The steps, on the joint angles of one trial:
 
 1. angles: a :class:`~medpose.data.KeypointSequence` is fitted with :func:`medpose.fit` and the
-   protocol's ``steps.fit`` settings; a :class:`~medpose.kinematics.fit.Fit`, a
+   protocol's ``steps.fit`` settings, its frames fitted poorly left out
+   (:mod:`medpose.protocol.trial_inputs`); a :class:`~medpose.kinematics.fit.Fit`, a
    :class:`~medpose.data.JointAngles` or a DataFrame of angles (degrees, index time in s,
    ``attrs["rate_hz"]`` or an evenly spaced index) is used as it is;
 2. sides: the trial's ``side`` (``both``: left and right; ``auto``: the side whose
@@ -39,7 +40,6 @@ The steps, on the joint angles of one trial:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -48,18 +48,17 @@ import numpy as np
 import pandas as pd
 
 from .. import scoring
-from ..data import JointAngles, KeypointSequence
+from ..data import KeypointSequence
 from ..errors import InputError, MedposeError
-from ..kinematics.fit import Fit, fit
-from ..scoring.derived_angles import with_derived
 from ..temporal.repetitions import REPETITION_COLUMNS, segment_repetitions
 from .assessment import METRIC_COLUMNS, QUALITY_COLUMNS, SCORE_COLUMNS, Assessment
 from .capped import note_capped
 from .clean import quality_rows
 from .composite import COMPOSITE_FORMULAS, composite_of, published_reliability
-from .criteria import criterion_rows, is_criterion, keypoints_of
+from .criteria import criterion_rows, is_criterion
 from .definition_schema import MetricSpec, TrialSpec
 from .keypoint_metrics import KEYPOINT_INPUTS, KeypointSource, keypoint_metric
+from .trial_inputs import trial_inputs
 from .vocabulary import METRICS, bilateral_bases
 
 if TYPE_CHECKING:
@@ -78,48 +77,6 @@ _AGGREGATE: dict[str, Callable[..., Any]] = {
     "min": np.min,
     "sum": np.sum,
 }
-
-
-# ------------------------------------------------------------------------------ inputs
-def _angles(protocol: Protocol, data: Any) -> tuple[pd.DataFrame, float, Any]:
-    """Joint angles (T, D) in degrees, the rate, Hz, and the data (a KeypointSequence fitted)."""
-    if isinstance(data, KeypointSequence):
-        settings = protocol.spec.steps.fit
-        kwargs = settings.fit_kwargs() if settings is not None else {}
-        patient = None
-        mode = settings.calibrate if settings is not None else "auto"
-        if mode in ("movement", "static"):
-            from ..kinematics.calibrate import calibrate
-
-            if mode == "static":  # one trial given: no static trial at hand
-                warnings.warn(
-                    f"protocol {protocol.name}: steps.fit.calibrate is 'static', but one trial "
-                    "was given; calibrating on the movement itself",
-                    stacklevel=3,
-                )
-            patient = calibrate(data, min_confidence=kwargs.get("min_confidence", 0.3))
-        data = fit(data, patient, **kwargs, calibrate=False)
-    if isinstance(data, Fit):
-        return with_derived(data.angles), float(data.rate), data
-    if isinstance(data, JointAngles):
-        values = pd.DataFrame(np.asarray(data.values, float), columns=list(data.names))
-        return with_derived(values), float(data.rate), data
-    if isinstance(data, pd.DataFrame):
-        rate = data.attrs.get("rate_hz")
-        if rate is None:
-            t = np.asarray(data.index, dtype=float)
-            step = np.diff(t)
-            if t.size < 2 or not np.all(step > 0) or np.ptp(step) > 1e-6 * step.mean():
-                raise InputError(
-                    f"{protocol.name}.run: a DataFrame of angles needs attrs['rate_hz'] or an "
-                    "evenly spaced, increasing time index in seconds; found neither"
-                )
-            rate = 1.0 / float(step.mean())
-        return with_derived(data), float(rate), data
-    raise InputError(
-        f"{protocol.name}.run: found {type(data).__name__}; expected a KeypointSequence, a Fit, "
-        "JointAngles or a DataFrame of joint angles in degrees"
-    )
 
 
 def _trial(protocol: Protocol, trial: str | None) -> TrialSpec:
@@ -144,9 +101,7 @@ def _dof(joint: str, side: str) -> str:
 
 def _column(angles: pd.DataFrame, joint: str, side: str) -> np.ndarray | None:
     name = _dof(joint, side)
-    if name not in angles.columns:
-        return None
-    return np.asarray(angles[name], dtype=float)
+    return np.asarray(angles[name], dtype=float) if name in angles.columns else None
 
 
 def _range(x: np.ndarray | None) -> float:
@@ -542,8 +497,7 @@ def run_protocol(
         For data of an unknown type, an unknown trial or side, or a DataFrame without a rate.
     """
     spec = _trial(protocol, trial)
-    points = keypoints_of(data if keypoints is None else keypoints)
-    angles, rate, source = _angles(protocol, data)
+    angles, rate, source, points = trial_inputs(protocol, data, keypoints)
     sides, info = _sides(protocol, spec, side, angles)
     if trial is None and len(sides) == 1 and spec.side not in (sides[0], "both", "auto", None):
         # a protocol with one trial per side: the trial of the side measured

@@ -47,6 +47,7 @@ from .inputs import input_hashes_for, trial_map
 from .navigation import check_navigation
 from .session import Session, Trial
 from .session_result import SessionResult
+from .trial_inputs import sequence_without_frames
 
 if TYPE_CHECKING:
     from ..kinematics.fit import Fit
@@ -221,6 +222,10 @@ def _prepare(
                 patient = _static_calibration(static[0], seq, label, static[1])
             out.fit = fit(seq, patient, **kwargs, progress=False, calibrate=False)
         rows += _fit_rows(label, out.fit)
+        poor = out.fit.poor_frames
+        if len(poor):  # their angles are uncertain: every metric reads around them
+            out.fit = out.fit.without_frames(poor)
+            out.sequence = sequence_without_frames(out.sequence, poor)
         if patient is not None:  # how far calibration moved each keypoint from its prior
             table = patient.calibration_table()
             kp = table[table["kind"] == "keypoint"]

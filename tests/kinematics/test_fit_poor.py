@@ -13,6 +13,7 @@ import pytest
 
 from medpose import read_keypoints
 from medpose.data import KeypointSequence
+from medpose.errors import InputError
 from medpose.kinematics.fit import fit
 from medpose.kinematics.fit.result import POOR_MARGIN_MM, POOR_RATIO
 from medpose.kinematics.fk import forward_kinematics
@@ -84,3 +85,17 @@ def test_the_kinects_folded_lower_leg_is_flagged_and_a_clean_raise_is_not(shared
     assert len(f.poor_frames) >= 0.75 * len(folded)
     raise_ = read_keypoints(folder / "m07_s06_e03_positions.txt.gz")
     assert len(fit(raise_, progress=False, threads=1).poor_frames) == 0
+
+
+def test_without_frames_makes_them_frames_not_fitted(squats):
+    sk, clean, _ = squats
+    f = fit(clean, sk, progress=False, threads=1)
+    g = f.without_frames([3, 4])
+    assert np.isnan(g.q[[3, 4]]).all() and np.isfinite(g.q[[2, 5]]).all()
+    assert np.isnan(g.residual[[3, 4]]).all() and np.isnan(g.fitted[[3, 4]]).all()
+    assert not g.valid[[3, 4]].any() and g.valid.sum() == f.valid.sum() - 2
+    assert g.angles["knee_flexion_r"].iloc[[3, 4]].isna().all()
+    np.testing.assert_array_equal(g.q[5:], f.q[5:])
+    np.testing.assert_array_equal(f.without_frames([]).q, f.q)
+    with pytest.raises(InputError, match=r"frame 51 outside the fit's 51 frames"):
+        f.without_frames([51])

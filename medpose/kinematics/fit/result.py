@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,31 @@ class Fit:
         med = float(np.nanmedian(r))
         with np.errstate(invalid="ignore"):
             return np.flatnonzero((r > POOR_RATIO * med) & (r > med + POOR_MARGIN_MM))
+
+    def without_frames(self, frames: Sequence[int] | np.ndarray) -> Fit:
+        """A copy with ``frames`` (indices) as frames not fitted: NaN pose, keypoints and
+        residuals, not valid, not converged.  Protocols drop :attr:`poor_frames` so (their
+        metrics read the frames left, as they read around frames with too few keypoints)."""
+        idx = np.asarray(frames, dtype=int).reshape(-1)
+        if idx.size and (idx.min() < -len(self.q) or idx.max() >= len(self.q)):
+            raise InputError(
+                f"Fit.without_frames: frame {int(idx.max())} outside the fit's {len(self.q)} frames"
+            )
+        fitted, resid = self._lazy()
+        q, x, r = self.q.copy(), fitted.copy(), resid.copy()
+        q[idx], x[idx], r[idx] = np.nan, np.nan, np.nan
+        keep = np.ones(len(q), dtype=bool)
+        keep[idx] = False
+        return replace(
+            self,
+            q=q,
+            fitted_=x,
+            residual_=r,
+            source=None,
+            valid=self.valid & keep,
+            converged_mask=self.converged_mask & keep,
+            limit_active=self.limit_active & keep[:, None],
+        )
 
     @property
     def times(self) -> np.ndarray:

@@ -1,0 +1,41 @@
+"""A protocol reads around the frames its fit fitted poorly: a Kinect v2 lower leg folded up at
+the bottom of a deep squat (the knee's keypoint below the ankle's, seen in UI-PRMD) leaves the
+squat's criteria and knee range as they are without the fault."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import medpose as mp
+from medpose.synthetic.kinect import kinect_recording
+
+CHECKED = ("rom_knee_flexion", "thigh_angle", "torso_tibia_angle", "knee_over_foot")
+
+
+def _values(a: mp.Assessment) -> dict[tuple[str, str], float]:
+    m = a.metrics[a.metrics["repetition"].isna() & a.metrics["metric"].isin(CHECKED)]
+    return {(r.metric, r.side): float(r.value) for r in m.itertuples()}
+
+
+def test_a_folded_lower_leg_is_read_around():
+    rec = kinect_recording("deep_squat", seed=1)
+    seq = rec.sequence
+    knee = np.asarray(rec.truth.angles["knee_flexion_r"])
+    folded = np.arange(int(np.argmax(knee)) - 3, int(np.argmax(knee)) + 3)  # the bottom
+    pos = np.array(seq.positions)
+    a, k = seq.names.index("ankle_r"), seq.names.index("knee_r")
+    pos[folded, a, 1] = 2 * pos[folded, k, 1] - pos[folded, a, 1]  # the shank mirrored upwards
+    assert np.all(pos[folded, a, 1] > pos[folded, k, 1] + 300.0)
+    bad = mp.KeypointSequence(pos, seq.names, seq.rate, confidence=seq.confidence, frame=seq.frame)
+    with pytest.warns(UserWarning, match=r"6 of \d+ frames fitted poorly"):
+        f = mp.fit(bad, progress=False)
+    np.testing.assert_array_equal(f.poor_frames, folded)
+    protocol = mp.Protocol.load("deep_squat")
+    clean, read = _values(protocol.run(seq)), _values(protocol.run(bad))
+    assert set(clean) == set(read) and len(clean) == 8
+    for key, value in clean.items():
+        assert read[key] == pytest.approx(value, abs=2.0), key
+    # the fit as given (its frames fitted poorly kept) reads the right knee's range 30 deg wide
+    kept = _values(protocol.run(f))
+    assert kept[("rom_knee_flexion", "right")] > clean[("rom_knee_flexion", "right")] + 15.0
