@@ -47,7 +47,6 @@ from .inputs import input_hashes_for, trial_map
 from .navigation import check_navigation
 from .session import Session, Trial
 from .session_result import SessionResult
-from .trial_inputs import sequence_without_frames
 
 if TYPE_CHECKING:
     from ..kinematics.fit import Fit
@@ -224,6 +223,8 @@ def _prepare(
         rows += _fit_rows(label, out.fit)
         poor = out.fit.poor_frames
         if len(poor):  # their angles are uncertain: every metric reads around them
+            from .trial_inputs import sequence_without_frames
+
             out.fit = out.fit.without_frames(poor)
             out.sequence = sequence_without_frames(out.sequence, poor)
         if patient is not None:  # how far calibration moved each keypoint from its prior

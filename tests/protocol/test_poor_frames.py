@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import medpose as mp
-from medpose.synthetic.kinect import kinect_recording
+from medpose.protocol import execute_session, write_session_yaml
+from medpose.synthetic.kinect import kinect_recording, write_uiprmd
 
 CHECKED = ("rom_knee_flexion", "thigh_angle", "torso_tibia_angle", "knee_over_foot")
 
@@ -18,7 +19,9 @@ def _values(a: mp.Assessment) -> dict[tuple[str, str], float]:
     return {(r.metric, r.side): float(r.value) for r in m.itertuples()}
 
 
-def test_a_folded_lower_leg_is_read_around():
+def _folded():
+    """A synthetic Kinect deep squat, and the same with the right lower leg folded up for 6
+    frames at the bottom (the shank mirrored upwards about the knee)."""
     rec = kinect_recording("deep_squat", seed=1)
     seq = rec.sequence
     knee = np.asarray(rec.truth.angles["knee_flexion_r"])
@@ -28,6 +31,11 @@ def test_a_folded_lower_leg_is_read_around():
     pos[folded, a, 1] = 2 * pos[folded, k, 1] - pos[folded, a, 1]  # the shank mirrored upwards
     assert np.all(pos[folded, a, 1] > pos[folded, k, 1] + 300.0)
     bad = mp.KeypointSequence(pos, seq.names, seq.rate, confidence=seq.confidence, frame=seq.frame)
+    return seq, bad, folded
+
+
+def test_a_folded_lower_leg_is_read_around():
+    seq, bad, folded = _folded()
     with pytest.warns(UserWarning, match=r"6 of \d+ frames fitted poorly"):
         f = mp.fit(bad, progress=False)
     np.testing.assert_array_equal(f.poor_frames, folded)
@@ -39,3 +47,26 @@ def test_a_folded_lower_leg_is_read_around():
     # the fit as given (its frames fitted poorly kept) reads the right knee's range 30 deg wide
     kept = _values(protocol.run(f))
     assert kept[("rom_knee_flexion", "right")] > clean[("rom_knee_flexion", "right")] + 15.0
+
+
+def test_a_session_run_reads_around_them_and_counts_them(tmp_path):
+    seq, bad, _ = _folded()
+    protocol = mp.Protocol.load("deep_squat")
+    values = {}
+    for name, data in (("clean", seq), ("folded", bad)):
+        folder = tmp_path / name
+        write_uiprmd(data, folder / "trials", "squat")
+        doc = {"medpose_session": 1, "patient": {"id": "P-1"}, "date": "2026-01-15",
+               "trials": [{"name": "deep_squat", "kind": "exercise",
+                           "keypoints": "trials/positions/squat_positions.txt"}]}  # fmt: skip
+        write_session_yaml(doc, folder)
+        result = execute_session(protocol, folder)
+        values[name] = _values(result.assessment)
+        q = result.assessment.quality.set_index("check")
+        values[name, "poor"] = float(q.loc["frames_fitted_poorly", "value"])
+        angles = result.angles["deep_squat"]["knee_flexion_r"]
+        values[name, "gaps"] = int(angles.isna().sum())
+    assert values["clean", "poor"] == 0 and values["clean", "gaps"] == 0
+    assert values["folded", "poor"] >= 6 and values["folded", "gaps"] == values["folded", "poor"]
+    for key, value in values["clean"].items():
+        assert values["folded"][key] == pytest.approx(value, abs=2.0), key
