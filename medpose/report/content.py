@@ -65,7 +65,7 @@ QUALITY_LABELS = {
     "swaps_repaired": "Left/right mix-ups repaired",
     "frames_at_joint_limit": "Frames at the joint's limit",
     "frames_not_fitted": "Frames the body model could not fit",
-    "frames_fitted_poorly": "Frames the body model fitted poorly (residual > 4x the median)",
+    "frames_fitted_poorly": "Frames the body model fitted poorly, left out of the measures",
     "fit_residual_median": "Body-model fit residual, median",
     "fit_residual_p95": "Body-model fit residual, 95th percentile",
     "reprojection_error_median": "Camera reprojection error, median",
