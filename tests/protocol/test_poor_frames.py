@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import medpose as mp
+from medpose.cli import main as cli_main
 from medpose.protocol import execute_session, write_session_yaml
 from medpose.synthetic.kinect import kinect_recording, write_uiprmd
 
@@ -70,3 +71,20 @@ def test_a_session_run_reads_around_them_and_counts_them(tmp_path):
     assert values["folded", "poor"] >= 6 and values["folded", "gaps"] == values["folded", "poor"]
     for key, value in values["clean"].items():
         assert values["folded"][key] == pytest.approx(value, abs=2.0), key
+
+
+def test_medpose_run_prints_the_warning_without_the_patient_id(tmp_path, capsys):
+    _, bad, _ = _folded()
+    folder = tmp_path / "PX-SECRET-42_visit"
+    write_uiprmd(bad, folder / "trials", "squat")
+    doc = {"medpose_session": 1, "patient": {"id": "PX-SECRET-42"}, "date": "2026-01-15",
+           "trials": [{"name": "deep_squat", "kind": "exercise",
+                       "keypoints": "trials/positions/squat_positions.txt"}]}  # fmt: skip
+    write_session_yaml(doc, folder)
+    out = tmp_path / "run"
+    assert cli_main(["run", "deep_squat", str(folder), "--out", str(out), "--no-db",
+                     "--no-progress"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if "fitted poorly" in ln)
+    assert line.startswith("warning: fit: ") and "session_run.py" not in err
+    assert "PX-SECRET-42" not in err and str(tmp_path) not in err
