@@ -6,6 +6,8 @@ no larger than the limit allows.  :func:`note_capped` adds that to the reason of
 range-of-motion value (per repetition, and the summary over the repetitions), with the number
 of frames and the limit, so a reader does not take a limit for the patient's range:
 ``on the body model's limit (120 deg) in 12 frame(s): the range may be larger``.
+:func:`note_left_out` likewise notes the frames of a repetition without a fitted angle (not
+fitted, or fitted poorly and left out), around which the range was read.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["CAPPED", "note_capped"]
+__all__ = ["BESIDE", "CAPPED", "LEFT_OUT", "note_capped", "note_left_out"]
 
-#: Words that mark the note in a reason (the report shows it beside the value).
+#: Words that mark the notes in a reason (the report shows them beside the value).
 CAPPED = "on the body model's limit"
+LEFT_OUT = "frame(s) of the repetition left out"
+BESIDE = (CAPPED, LEFT_OUT)
 _SUFFIX = {"left": "_l", "right": "_r", "": ""}
 
 
@@ -28,6 +32,22 @@ def _frames(reps: pd.DataFrame, repetition: float) -> np.ndarray:
     rows = reps if np.isnan(repetition) else reps[reps["repetition"] == repetition]
     spans = [np.arange(int(a), int(b) + 1) for a, b in zip(rows["start_frame"], rows["end_frame"])]
     return np.concatenate(spans) if spans else np.zeros(0, dtype=int)
+
+
+def _rom_rows(rows: list[dict[str, Any]], columns: Any, reps: Mapping[str, pd.DataFrame]):
+    """The ``rom`` rows with a finite value whose joint angle is among ``columns``, each with its
+    angle's name and its repetition's frames (every repetition's for a summary row)."""
+    for row in rows:
+        dof = f"{row['joint']}{_SUFFIX.get(str(row['side']), '?')}"
+        side_reps = reps.get(str(row["side"]))
+        if not str(row["metric"]).startswith("rom") or dof not in columns or side_reps is None:
+            continue
+        if np.isfinite(row["value"]):
+            yield row, dof, _frames(side_reps, float(row["repetition"]))
+
+
+def _add(row: dict[str, Any], note: str) -> None:
+    row["reason"] = f"{row['reason']}; {note}" if row["reason"] else note
 
 
 def note_capped(
@@ -42,15 +62,10 @@ def note_capped(
         return rows
     flags = at.to_numpy(bool)
     angles = source.angles
-    for row in rows:
-        dof = f"{row['joint']}{_SUFFIX.get(str(row['side']), '?')}"
-        side_reps = reps.get(str(row["side"]))
-        if not str(row["metric"]).startswith("rom") or dof not in at.columns or side_reps is None:
-            continue
-        idx = _frames(side_reps, float(row["repetition"]))
+    for row, dof, idx in _rom_rows(rows, at.columns, reps):
         idx = idx[idx < len(flags)]
         hit = idx[flags[idx, at.columns.get_loc(dof)]]
-        if not hit.size or not np.isfinite(row["value"]):
+        if not hit.size:
             continue
         x = angles[dof].to_numpy(float)
         limit = float(np.nanmedian(x[hit]))
@@ -59,6 +74,23 @@ def note_capped(
         peak = seen[np.argmax(np.abs(seen - rest))]
         if abs(limit - peak) >= abs(limit - rest):  # the limit held the rest, not the peak
             continue
-        note = f"{CAPPED} ({limit:.0f} deg) in {hit.size} frame(s): the range may be larger"
-        row["reason"] = f"{row['reason']}; {note}" if row["reason"] else note
+        _add(row, f"{CAPPED} ({limit:.0f} deg) in {hit.size} frame(s): the range may be larger")
+    return rows
+
+
+def note_left_out(
+    rows: list[dict[str, Any]], source: Any, reps: Mapping[str, pd.DataFrame]
+) -> list[dict[str, Any]]:
+    """``rows`` with a note on each ``rom`` value whose repetition(s) hold frames without a
+    fitted angle (frames not fitted, or fitted poorly and left out,
+    :meth:`~medpose.kinematics.fit.Fit.without_frames`), so a reader knows the range was read
+    around them; unchanged unless ``source`` is a fit."""
+    if not hasattr(source, "poor_frames"):
+        return rows
+    angles = source.angles
+    for row, dof, idx in _rom_rows(rows, angles.columns, reps):
+        x = angles[dof].to_numpy(float)[idx[idx < len(angles)]]
+        gone = int(np.isnan(x).sum())
+        if 0 < gone < len(x):
+            _add(row, f"{gone} {LEFT_OUT} (not fitted, or fitted poorly): the range may be larger")
     return rows

@@ -52,7 +52,7 @@ from ..data import KeypointSequence
 from ..errors import InputError, MedposeError
 from ..temporal.repetitions import REPETITION_COLUMNS, segment_repetitions
 from .assessment import METRIC_COLUMNS, QUALITY_COLUMNS, SCORE_COLUMNS, Assessment
-from .capped import note_capped
+from .capped import note_capped, note_left_out
 from .clean import quality_rows
 from .composite import COMPOSITE_FORMULAS, composite_of, published_reliability
 from .criteria import criterion_rows, is_criterion
@@ -530,6 +530,7 @@ def run_protocol(
     quality = quality_rows(spec.name, "repetitions_missing", sides, short, "count")
     rows, _ = _metric_rows(protocol, spec.name, sides, angles, reps, rate, KeypointSource(source))
     rows = note_capped(rows, source, reps)  # a range a joint limit cut short says so
+    rows = note_left_out(rows, source, reps)  # as does one read around frames left out
     mine = [m for m in protocol.metrics if m.trial in (None, spec.name)]
     noise = float(getattr(source, "noise_mm", math.nan))
     rows += criterion_rows(mine, spec.name, sides, points, reps, rate, noise)

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from .._version import __version__
 from ..errors import InputError, MedposeError
 from ..packaged import resource_yaml
-from ..protocol.capped import CAPPED
+from ..protocol.capped import BESIDE
 from ..scoring.derived_angles import with_derived
 from ..scoring.norms import load_norms
 from ..scoring.scores import CRITERION_SPAN
@@ -241,9 +241,10 @@ def _exercise_tables(a: Any, norms: pd.DataFrame) -> list[Section]:
             sc = scored.get((r.metric, str(r.side)))
             value = format_value(r.value, r.unit)
             parts = _reason(r.reason).split("; ")  # a limit's note goes beside the value
-            if any(CAPPED in p for p in parts):
-                value += " (" + "; ".join(p for p in parts if CAPPED in p) + ")"
-            why = "; ".join(p for p in parts if CAPPED not in p)
+            beside = [p for p in parts if any(w in p for w in BESIDE)]
+            if beside:
+                value += " (" + "; ".join(beside) + ")"
+            why = "; ".join(p for p in parts if p not in beside)
             ci = _ci_text(r.ci_low, r.ci_high, r.unit)
             if why and math.isfinite(float(r.value)):  # where the CI comes from, or why none
                 ci, why = f"{ci} ({why.removeprefix('no CI: ')})", ""

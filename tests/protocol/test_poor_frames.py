@@ -41,7 +41,15 @@ def test_a_folded_lower_leg_is_read_around():
         f = mp.fit(bad, progress=False)
     np.testing.assert_array_equal(f.poor_frames, folded)
     protocol = mp.Protocol.load("deep_squat")
-    clean, read = _values(protocol.run(seq)), _values(protocol.run(bad))
+    done, fine = protocol.run(bad), protocol.run(seq)
+    clean, read = _values(fine), _values(done)
+    # each knee's range says it was read around the frames left out (whole frames go), as
+    # the clean trial's does not (the report prints the note beside the value)
+    for a, left_out in ((done, True), (fine, False)):
+        m = a.metrics[(a.metrics["metric"] == "rom_knee_flexion") & a.metrics["repetition"].isna()]
+        notes = ["frame(s) of the repetition left out (not fitted, or fitted poorly)" in str(w)
+                 for w in m["reason"]]  # fmt: skip
+        assert notes == [left_out, left_out]
     assert set(clean) == set(read) and len(clean) == 8
     for key, value in clean.items():
         assert read[key] == pytest.approx(value, abs=2.0), key
