@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -67,19 +68,27 @@ def _reason(exc: BaseException, redact: Redactor | None) -> str:
 
 def compute_session(
     protocol: Protocol, folder: str, trials: Mapping[str, str] | None
-) -> SessionResult | _Failure:
-    """The task a worker runs: :func:`run_session` on one folder, a failure returned as text.
+) -> tuple[SessionResult | _Failure, tuple[str, ...]]:
+    """The task a worker runs: :func:`run_session` on one folder, a failure returned as text,
+    with the warnings the run gave (redacted text, logged by the batch under the session).
 
-    Exceptions are not raised into Dask, so that neither a worker's log nor a traceback sent
-    back shows the patient id or the session's absolute path.
+    Exceptions are not raised into Dask, nor warnings printed by the worker, so that neither a
+    worker's output nor a traceback sent back shows the patient id or the session's absolute
+    path.
     """
-    redact = None
-    try:
-        ses = load_session(folder)
-        redact = Redactor(ses.root, ses.patient.id)
-        return run_session(protocol, ses, trials=trials, progress=False)
-    except Exception as exc:  # every failure is reported, the batch goes on
-        return _Failure(_reason(exc, redact))
+    redact = Redactor(Path("."), None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ses = load_session(folder)
+            redact = Redactor(ses.root, ses.patient.id)
+            result: SessionResult | _Failure = run_session(
+                protocol, ses, trials=trials, progress=False
+            )
+        except Exception as exc:  # every failure is reported, the batch goes on
+            result = _Failure(_reason(exc, redact))
+    notes = tuple(dict.fromkeys(redact.text(str(w.message)) for w in caught))
+    return result, notes
 
 
 @dataclass(frozen=True)
@@ -376,10 +385,13 @@ def _compute_all(
         }
         for fut in as_completed(futures):
             plan = futures.pop(fut)
+            notes: tuple[str, ...] = ()
             try:
-                result = fut.result()
+                result, notes = fut.result()
             except Exception as exc:  # a worker lost, a result not sent back
                 result = _Failure(_reason(exc, plan.redact))
+            for note in notes:
+                _log.warning("%s: %s", plan.label, note)
             _record(proto, plan, result, db, out, done, failed)
             fut.release()
             bar.update(1)

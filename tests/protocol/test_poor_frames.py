@@ -9,7 +9,8 @@ import pytest
 
 import medpose as mp
 from medpose.cli import main as cli_main
-from medpose.protocol import execute_session, write_session_yaml
+from medpose.protocol import SessionResult, execute_session, write_session_yaml
+from medpose.protocol.batch import compute_session
 from medpose.synthetic.kinect import kinect_recording, write_uiprmd
 
 CHECKED = ("rom_knee_flexion", "thigh_angle", "torso_tibia_angle", "knee_over_foot")
@@ -81,7 +82,7 @@ def test_a_session_run_reads_around_them_and_counts_them(tmp_path):
         assert values["folded"][key] == pytest.approx(value, abs=2.0), key
 
 
-def test_medpose_run_prints_the_warning_without_the_patient_id(tmp_path, capsys):
+def test_medpose_run_and_a_batch_worker_give_the_warning_without_the_patient_id(tmp_path, capsys):
     _, bad, _ = _folded()
     folder = tmp_path / "PX-SECRET-42_visit"
     write_uiprmd(bad, folder / "trials", "squat")
@@ -89,6 +90,10 @@ def test_medpose_run_prints_the_warning_without_the_patient_id(tmp_path, capsys)
            "trials": [{"name": "deep_squat", "kind": "exercise",
                        "keypoints": "trials/positions/squat_positions.txt"}]}  # fmt: skip
     write_session_yaml(doc, folder)
+    # a batch's worker sends the warning back as redacted text, printing nothing itself
+    result, notes = compute_session(mp.Protocol.load("deep_squat"), str(folder), None)
+    assert isinstance(result, SessionResult) and not capsys.readouterr().err
+    assert len(notes) == 1 and "fitted poorly" in notes[0] and str(tmp_path) not in notes[0]
     out = tmp_path / "run"
     assert cli_main(["run", "deep_squat", str(folder), "--out", str(out), "--no-db",
                      "--no-progress"]) == 0  # fmt: skip
