@@ -61,16 +61,14 @@ def trial_inputs(
     keypoints fitted), and the keypoints ``(T, K, 3)`` and names the criteria read (``keypoints``,
     else the data's own: :func:`~medpose.protocol.criteria.keypoints_of`).  Keypoints fitted
     here lose their frames fitted poorly, in the fit and in the criteria's keypoints alike."""
-    points = keypoints_of(data if keypoints is None else keypoints)
     if isinstance(data, KeypointSequence):
-        data = _fitted(protocol, data)
+        seq, data = data, _fitted(protocol, data)
         poor = data.poor_frames
         if len(poor):  # their angles are uncertain: read around them
             data = data.without_frames(poor)
-            if points is not None and keypoints is None:
-                x = np.array(points[0], dtype=float)
-                x[poor] = np.nan
-                points = (x, points[1])
+            seq = sequence_without_frames(seq, poor)
+        keypoints = seq if keypoints is None else keypoints
+    points = keypoints_of(data if keypoints is None else keypoints)
     if isinstance(data, Fit):
         return with_derived(data.angles), float(data.rate), data, points
     if isinstance(data, JointAngles):

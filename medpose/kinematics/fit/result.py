@@ -11,6 +11,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -154,16 +155,16 @@ class Fit:
         object.__setattr__(self, "residual_", r)
         return x, r
 
-    @property
+    @cached_property
     def frame_rms(self) -> np.ndarray:
         """RMS residual of each frame (T,), mm, over the keypoints observed in it (NaN for a
-        frame not fitted)."""
+        frame not fitted); computed once."""
         r = np.asarray(self.residual, dtype=float)
         n = np.isfinite(r).sum(axis=1)
         total = np.nansum(r * r, axis=1)
         return np.sqrt(np.divide(total, n, out=np.full(len(n), np.nan), where=n > 0))
 
-    @property
+    @cached_property
     def poor_frames(self) -> np.ndarray:
         """Indices of the frames fitted poorly: RMS residual more than :data:`POOR_RATIO` times
         the trial's median frame RMS and more than :data:`POOR_MARGIN_MM` above it.  No posture
