@@ -14,12 +14,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .capped import BESIDE
+
 __all__ = [
     "METRIC_COLUMNS",
     "SCORE_COLUMNS",
     "QUALITY_COLUMNS",
     "REGISTRATION_COLUMNS",
     "Assessment",
+    "explain_missing_ci",
 ]
 
 #: Columns of :attr:`Assessment.metrics`.
@@ -62,22 +65,28 @@ def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
 
 
-def _explain_missing_ci(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Every finite value without a CI says why (a single value has no spread to resample)."""
+def explain_missing_ci(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Every finite value without a CI says why (a single value has no spread to resample),
+    before any note its reason holds that the report prints beside the value
+    (:data:`~medpose.protocol.capped.BESIDE`)."""
     need = {"value", "ci_low", "ci_high", "reason", "repetition"}
     if metrics.empty or not need <= set(metrics.columns):
         return metrics
     value = pd.to_numeric(metrics["value"], errors="coerce").to_numpy(float)
     low = pd.to_numeric(metrics["ci_low"], errors="coerce").to_numpy(float)
     high = pd.to_numeric(metrics["ci_high"], errors="coerce").to_numpy(float)
-    empty = (metrics["reason"].fillna("") == "").to_numpy()
-    todo = np.isfinite(value) & ~(np.isfinite(low) & np.isfinite(high)) & empty
+    reason = metrics["reason"].fillna("").astype(str)
+    notes_only = reason.map(lambda r: all(any(w in p for w in BESIDE) for p in r.split("; ")))
+    todo = np.isfinite(value) & ~(np.isfinite(low) & np.isfinite(high))
+    todo &= ((reason == "") | notes_only).to_numpy()
     if not todo.any():
         return metrics
     m = metrics.copy()
     per_rep = m["repetition"].notna().to_numpy()
-    m.loc[todo & per_rep, "reason"] = "no CI: the value of one repetition"
-    m.loc[todo & ~per_rep, "reason"] = "no CI: one value for the whole trial"
+    why = np.where(
+        per_rep, "no CI: the value of one repetition", "no CI: one value for the whole trial"
+    )
+    m.loc[todo, "reason"] = [f"{w}; {r}" if r else w for w, r in zip(why[todo], reason[todo])]
     return m
 
 
@@ -156,7 +165,7 @@ class Assessment:
     gate: Any = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "metrics", _explain_missing_ci(self.metrics))
+        object.__setattr__(self, "metrics", explain_missing_ci(self.metrics))
 
     @property
     def score_mdc95(self) -> float:

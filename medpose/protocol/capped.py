@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["BESIDE", "CAPPED", "LEFT_OUT", "note_capped", "note_left_out"]
+__all__ = ["BESIDE", "CAPPED", "LEFT_OUT", "NEAR", "note_capped", "note_left_out"]
 
 #: Words that mark the notes in a reason (the report shows them beside the value).
 CAPPED = "on the body model's limit"
 LEFT_OUT = "frame(s) of the repetition left out"
-BESIDE = (CAPPED, LEFT_OUT)
+#: A criterion read at a key frame next to frames without keypoints (:mod:`.criteria`).
+NEAR = "frame(s) left out next to the key frame"
+BESIDE = (CAPPED, LEFT_OUT, NEAR)
 _SUFFIX = {"left": "_l", "right": "_r", "": ""}
 
 

@@ -24,6 +24,10 @@ over +-0.1 s around it:
 * compensations (``trunk_lateral_flexion``, ``shoulder_girdle_elevation``): the change from
   the window's first 0.2 s to the top (trunk: its absolute value), so a posture held
   throughout is not counted.
+
+A value read at a key frame next to frames without keypoints (a gap the clean-up left, or frames
+fitted poorly and left out) says how many in its reason (:data:`~.capped.NEAR`): the extreme
+the key frame stands for may lie among them.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from ..kinematics.skeleton import Skeleton
 from ..scoring import criteria as cr
 from ..scoring import points
 from ..scoring.criteria import CRITERION_METRICS
+from .capped import NEAR
 
 __all__ = ["is_criterion", "keypoints_of", "criterion_rows"]
 
@@ -121,23 +126,24 @@ def _series(name: str, P: Mapping[str, np.ndarray], side: str, up: np.ndarray) -
     return cr.shoulder_girdle_elevation(P["neck"], P[f"shoulder_{s}"], up)
 
 
-def _key_frame(
-    name: str, P: Mapping[str, np.ndarray], side: str, up: np.ndarray, a: int, b: int
-) -> int:
+def _key_signal(name: str, P: Mapping[str, np.ndarray], side: str, up: np.ndarray) -> np.ndarray:
+    """The series whose smallest value in a repetition marks criterion ``name``'s key frame:
+    the hips' height for the squat's criteria, else minus the humeral elevation."""
     if name in _SQUAT:
-        height = ((P["hip_l"] + P["hip_r"]) / 2.0) @ up
-    else:
-        s = _S.get(side, "")
-        sides = [s] if s else ["l", "r"]
-        pelvis = (P["hip_l"] + P["hip_r"]) / 2.0
-        arms = [
-            cr.humeral_elevation(P[f"shoulder_{k}"], P[f"elbow_{k}"], pelvis, P["neck"])
-            for k in sides
-        ]
-        with warnings.catch_warnings():  # a frame with no arm seen (a gap the clean-up left)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            height = -np.nanmax(arms, axis=0)
-    w = height[a : b + 1]
+        return ((P["hip_l"] + P["hip_r"]) / 2.0) @ up
+    s = _S.get(side, "")
+    sides = [s] if s else ["l", "r"]
+    pelvis = (P["hip_l"] + P["hip_r"]) / 2.0
+    arms = [
+        cr.humeral_elevation(P[f"shoulder_{k}"], P[f"elbow_{k}"], pelvis, P["neck"]) for k in sides
+    ]
+    with warnings.catch_warnings():  # a frame with no arm seen (a gap the clean-up left)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return -np.nanmax(arms, axis=0)
+
+
+def _key_frame(key: np.ndarray, a: int, b: int) -> int:
+    w = key[a : b + 1]
     return a + int(np.nanargmin(w)) if np.isfinite(w).any() else -1
 
 
@@ -162,32 +168,53 @@ def _per_repetition(
     rate: float,
 ) -> list[tuple[float, str]]:
     x = _series(name, P, side, up)
+    key = _key_signal(name, P, side, up) if name != "elevation_plane" else x
     h = max(1, round(_HALF_WINDOW_S * rate))
-    out: list[tuple[float, str]] = []
+    out: list[tuple[float, str, int]] = []
     for a, b in _windows(reps, len(x)):
         if name == "elevation_plane":  # defined with the arm away from vertical
             e = _series("humeral_elevation", P, side, up)[a : b + 1]
             mid = (e >= _PLANE_RANGE[0]) & (e <= _PLANE_RANGE[1]) & np.isfinite(x[a : b + 1])
             if not mid.any():
-                out.append((math.nan, f"the arm never between {_PLANE_RANGE} degrees"))
+                out.append((math.nan, f"the arm never between {_PLANE_RANGE} degrees", 0))
             else:
-                out.append((float(np.median(x[a : b + 1][mid])), ""))
+                out.append((float(np.median(x[a : b + 1][mid])), "", 0))
             continue
-        k = _key_frame(name, P, side, up, a, b)
+        k = _key_frame(key, a, b)
         win = x[max(a, k - h) : min(b, k + h) + 1] if k >= 0 else x[:0]
         if not np.isfinite(win).any():
-            out.append((math.nan, "keypoints missing at the key frame"))
+            out.append((math.nan, "keypoints missing at the key frame", 0))
             continue
         v = float(np.nanmedian(win))
+        near = _missing_near(key, k, h, a, b)
         if name in _CHANGE:
             start = x[a : min(b, a + 2 * h) + 1]
             if not np.isfinite(start).any():
-                out.append((math.nan, "keypoints missing at the repetition's start"))
+                out.append((math.nan, "keypoints missing at the repetition's start", 0))
                 continue
             v -= float(np.nanmedian(start))
             v = abs(v) if name == "trunk_lateral_flexion" else v
-        out.append((v, ""))
+        out.append((v, _near_note(name, near) if near else "", near))
     return out
+
+
+def _near_note(name: str, n: int, reps: str = "") -> str:
+    where = "deepest point" if name in _SQUAT else "top"
+    return f"{n} {NEAR} {reps}(keypoints missing, or fitted poorly): the {where} may be among them"
+
+
+def _missing_near(key: np.ndarray, k: int, h: int, a: int, b: int) -> int:
+    """Frames without the key-frame signal ``key`` in the runs of missing frames (within the
+    window ``a``..``b``) that reach the key frame ``k``'s +-``h`` frames or the frame next to
+    them: the extreme the key frame stands for may lie among them."""
+    gone = ~np.isfinite(key[a : b + 1])
+    lo, hi = max(0, k - a - h - 1), min(len(gone) - 1, k - a + h + 1)
+    if not gone[lo : hi + 1].any():
+        return 0
+    runs = np.diff(np.concatenate([[0], gone.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(runs == 1), np.flatnonzero(runs == -1) - 1
+    touch = (starts <= hi) & (ends >= lo)
+    return int((ends[touch] - starts[touch] + 1).sum())
 
 
 def _summary(
@@ -200,7 +227,7 @@ def _summary(
     P: Mapping[str, np.ndarray],
 ) -> float:
     """The summary over the repetitions of criterion ``name`` on keypoints ``P``."""
-    v = np.array([x for x, _ in _per_repetition(name, P, side, up, reps, rate)])
+    v = np.array([x for x, _, _ in _per_repetition(name, P, side, up, reps, rate)])
     return float(agg(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
 
 
@@ -217,7 +244,7 @@ def _row(
         "unit": unit,
         "ci_low": math.nan,
         "ci_high": math.nan,
-        "reason": why if not math.isfinite(value) else "",
+        "reason": why,
     }
 
 
@@ -269,12 +296,12 @@ def criterion_rows(
                 rows.append(_row(trial, spec.key, side, math.nan, math.nan, unit, why))
                 continue
             values = _per_repetition(spec.name, P, side, up, rep, rate)
-            for i, (val, w) in enumerate(values):
+            for i, (val, w, _) in enumerate(values):
                 rows.append(_row(trial, spec.key, side, float(i), val, unit, w))
-            arr = np.array([val for val, _ in values])
+            arr = np.array([val for val, _, _ in values])
             finite = arr[np.isfinite(arr)]
             if finite.size == 0:
-                reasons = sorted({w for _, w in values if w}) or ["no repetition"]
+                reasons = sorted({w for _, w, _ in values if w}) or ["no repetition"]
                 rows.append(
                     _row(trial, spec.key, side, math.nan, math.nan, unit, "; ".join(reasons))
                 )
@@ -297,5 +324,10 @@ def criterion_rows(
                     summ["reason"] = (
                         f"no CI: {finite.size} repetition(s), at least {_MIN_CI} needed"
                     )
+            near = [n for v, _, n in values if n and math.isfinite(v)]
+            if near:  # the summary says how many of its repetitions were read so
+                note = _near_note(spec.name, sum(near), f"in {len(near)} of {finite.size} "
+                                  "repetition(s) ")  # fmt: skip
+                summ["reason"] = "; ".join(w for w in (summ["reason"], note) if w)
             rows.append(summ)
     return rows

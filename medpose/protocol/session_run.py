@@ -41,7 +41,13 @@ import pandas as pd
 from .._version import __version__
 from ..data import KeypointSequence
 from ..errors import InputError, MedposeError, ProtocolError
-from .assessment import METRIC_COLUMNS, QUALITY_COLUMNS, SCORE_COLUMNS, Assessment
+from .assessment import (
+    METRIC_COLUMNS,
+    QUALITY_COLUMNS,
+    SCORE_COLUMNS,
+    Assessment,
+    explain_missing_ci,
+)
 from .clean import clean_sequence, missing_rows, quality_rows
 from .inputs import input_hashes_for, trial_map
 from .navigation import check_navigation
@@ -235,19 +241,6 @@ def _prepare(
 
 
 # ------------------------------------------------------------------------------ combine
-def _fill_ci_reasons(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Every finite value without a CI says why (a single value has no spread to resample)."""
-    m = metrics.copy()
-    no_ci = np.isfinite(m["value"].astype(float)) & ~(
-        np.isfinite(m["ci_low"].astype(float)) & np.isfinite(m["ci_high"].astype(float))
-    )
-    empty = m["reason"].fillna("") == ""
-    per_rep = m["repetition"].notna()
-    m.loc[no_ci & empty & per_rep, "reason"] = "no CI: the value of one repetition"
-    m.loc[no_ci & empty & ~per_rep, "reason"] = "no CI: one value for the whole trial"
-    return m
-
-
 def _symmetry_across_trials(protocol: Protocol, metrics: pd.DataFrame) -> pd.DataFrame:
     """A ``symmetry_index`` whose sides were measured in different trials (one trial per
     side) is computed from the two trials' summaries."""
@@ -321,7 +314,7 @@ def _combine(
         if parts
         else pd.DataFrame(columns=list(METRIC_COLUMNS))
     )
-    metrics = _fill_ci_reasons(_symmetry_across_trials(protocol, metrics))
+    metrics = explain_missing_ci(_symmetry_across_trials(protocol, metrics))
     scores = (
         pd.concat([a.scores.assign(trial=a.trial) for a in parts], ignore_index=True)
         if parts

@@ -4,6 +4,9 @@ squat's criteria and knee range as they are without the fault."""
 
 from __future__ import annotations
 
+import html
+import re
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,9 @@ import medpose as mp
 from medpose.cli import main as cli_main
 from medpose.protocol import SessionResult, execute_session, write_session_yaml
 from medpose.protocol.batch import compute_session
+from medpose.protocol.capped import NEAR
+from medpose.report import write_report
+from medpose.report.labels import format_value
 from medpose.synthetic.kinect import kinect_recording, write_uiprmd
 
 CHECKED = ("rom_knee_flexion", "thigh_angle", "torso_tibia_angle", "knee_over_foot")
@@ -36,7 +42,7 @@ def _folded():
     return seq, bad, folded
 
 
-def test_a_folded_lower_leg_is_read_around():
+def test_a_folded_lower_leg_is_read_around(tmp_path):
     seq, bad, folded = _folded()
     with pytest.warns(UserWarning, match=r"6 of \d+ frames fitted poorly"):
         f = mp.fit(bad, progress=False)
@@ -51,6 +57,15 @@ def test_a_folded_lower_leg_is_read_around():
         notes = ["frame(s) of the repetition left out (not fitted, or fitted poorly)" in str(w)
                  for w in m["reason"]]  # fmt: skip
         assert notes == [left_out, left_out]
+    # the criteria, read at the deepest frame kept, say the frames next to it are left out
+    for a, near in ((done, True), (fine, False)):
+        m = a.metrics[a.metrics["metric"].isin(CHECKED[1:])]
+        assert len(m) == 12 and all((NEAR in str(w)) == near for w in m["reason"])
+    # and the report prints that beside the value
+    text = write_report(done, tmp_path, pdf=False).html.read_text(encoding="utf-8")
+    cells = [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", text)]
+    value = format_value(done.value("thigh_angle", "right"), "deg")
+    assert any(c.startswith(f"{value} (") and NEAR in c for c in cells), value
     assert set(clean) == set(read) and len(clean) == 8
     for key, value in clean.items():
         assert read[key] == pytest.approx(value, abs=2.0), key
