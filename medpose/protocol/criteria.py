@@ -166,7 +166,7 @@ def _per_repetition(
     up: np.ndarray,
     reps: pd.DataFrame,
     rate: float,
-) -> list[tuple[float, str]]:
+) -> list[tuple[float, str, int]]:
     x = _series(name, P, side, up)
     key = _key_signal(name, P, side, up) if name != "elevation_plane" else x
     h = max(1, round(_HALF_WINDOW_S * rate))
