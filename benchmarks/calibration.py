@@ -8,7 +8,8 @@ gait-like steps and range-of-motion movements), 1000 frames at 60 Hz.  On the sa
 
 - OpenSim's InverseKinematicsTool with Pose2Sim's HALPE_26 IK set-up (its marker weights);
 - ``mp.read_keypoints`` + ``mp.fit`` (default skeleton, lengths from the data);
-- ``mp.calibrate`` + ``mp.fit(seq, skeleton=patient)``;
+- ``mp.calibrate`` + ``mp.fit(seq, skeleton=patient)``, written plainly and from the model's
+  zero pose as the calibrated skeleton reads it (``opensim_zero``);
 - a three-point angle (hip-knee-ankle, shoulder-elbow-wrist markers).
 
 medpose's result is written with ``Fit.to_mot(path, model="pose2sim")``, loaded on the same
@@ -52,6 +53,7 @@ from _common import machine, markdown_table, update_results
 
 import medpose as mp
 from medpose.io.trc import write_trc
+from medpose.kinematics.fit import opensim_zero
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pose2sim"
 MODEL = DATA / "Model_Pose2Sim_simple.osim"
@@ -329,6 +331,15 @@ def case(
             "marker_mm": marker_error(mot),
             **angles_of(mot_columns(mot)),
         }
+        if calib is not None and not fkw:  # the same fit, written from the model's zero pose
+            zero = opensim_zero(f, osim_path, markers=None if osim else MARKERS)
+            mot = f.to_mot(work / "zero.mot", model="pose2sim", osim=osim, zero=zero)
+            rows[f"{label}, zero from the model"] = {
+                "fps": float("nan"),
+                "resid_mm": res,
+                "marker_mm": marker_error(mot),
+                **angles_of(mot_columns(mot)),
+            }
     t0 = time.perf_counter()
     tp = {oc: three_point(mk, m3) for oc, (_, m3) in ANGLES.items() if m3}
     sec = time.perf_counter() - t0
@@ -371,7 +382,7 @@ def table(rows: dict[str, dict[str, float]]) -> str:
                 pair(r, "knee_angle"),
                 pair(r, "elbow_flex"),
                 pair(r, "hip_flexion"),
-                f"{r['fps']:.0f}",
+                f"{r['fps']:.0f}" if np.isfinite(r["fps"]) else "-",
             ]
         )
     return markdown_table(out, hdr)
@@ -921,7 +932,7 @@ def main() -> None:
         "coordinates with the constant offset removed, right/left, and in brackets as written "
         "(raw).  The three-point angle "
         "is 180 deg minus the hip-knee-ankle / shoulder-elbow-wrist marker angle.  frames/s: "
-        "wall time of IK, of calibrate + fit (or fit; after an untimed warm-up calibrate and fit), on this machine's CPU.  Rows: `mp.fit` alone (`calibrate=False`: lengths only); `mp.calibrate` with the priors of the layout's detector model (`halpe26`, what `mp.calibrate(seq)` picks for these names; `mp.fit(seq)`'s default fits with this calibration, warranted in every case here); with Pose2Sim's marker model (`keypoint_model='pose2sim_halpe26'`: the markers where `Markers_Halpe26.xml` puts them, shoulders on the torso); and the same with the fit's temporal smoothness (`smoothness=2`).\n\n"
+        "wall time of IK, of calibrate + fit (or fit; after an untimed warm-up calibrate and fit), on this machine's CPU.  Rows: `mp.fit` alone (`calibrate=False`: lengths only); `mp.calibrate` with the priors of the layout's detector model (`halpe26`, what `mp.calibrate(seq)` picks for these names; `mp.fit(seq)`'s default fits with this calibration, warranted in every case here); with Pose2Sim's marker model (`keypoint_model='pose2sim_halpe26'`: the markers where `Markers_Halpe26.xml` puts them, shoulders on the torso); and the same with the fit's temporal smoothness (`smoothness=2`).  Rows 'zero from the model': the same fit as the row above it, written with `to_mot(zero=opensim_zero(fit, model))`: the calibrated skeleton fitted to the model's own markers in its zero pose, and what it reads there subtracted from every frame (no other change, so no frames/s).\n\n"
         f"Machine: {machine()}; whole benchmark {total:.0f} s.  Command: "
         f"`.venv/bin/python benchmarks/calibration.py{' --quick' if args.quick else ''}"
         f"{' --all' if args.all else ''}{' --no-real' if args.no_real else ''}`"

@@ -66,6 +66,20 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--osim", type=Path, help="the .osim file a .mot is for (e.g. a scaled one)")
     p.add_argument(
+        "--zero-from-model",
+        action="store_true",
+        help="a .mot's coordinates relative to the --osim model's zero pose as the fitted "
+        "skeleton reads it, from the model's own markers (needs the opensim package; for "
+        "keypoints that are the model's markers)",
+    )
+    p.add_argument(
+        "--markers",
+        type=Path,
+        metavar="XML",
+        help="with --zero-from-model: a marker set file for a model that holds none "
+        "(Pose2Sim's Markers_Halpe26.xml for its unscaled model)",
+    )
+    p.add_argument(
         "--smoothness",
         type=float,
         default=0.0,
@@ -99,6 +113,15 @@ def run(args: argparse.Namespace) -> int:
         opensim_mapping(model)  # an unknown model is refused before the fit, not after
     if args.osim is not None and not args.osim.is_file():
         raise InputError(f"--osim: {args.osim.name}: file not found")
+    if args.zero_from_model and (args.osim is None or model is None):
+        raise InputError(
+            "--zero-from-model: reads the model's markers from --osim; expected --osim FILE "
+            "and an OpenSim --model"
+        )
+    if args.markers is not None and not args.zero_from_model:
+        raise InputError("--markers: applies with --zero-from-model; none given")
+    if args.markers is not None and not args.markers.is_file():
+        raise InputError(f"--markers: {args.markers.name}: file not found")
     if not args.smoothness >= 0:
         raise InputError(f"--smoothness: expected a number >= 0, found {args.smoothness!r}")
     if args.patient_id is not None and args.patient is None:
@@ -122,11 +145,16 @@ def run(args: argparse.Namespace) -> int:
             progress=False if args.no_progress else None,
         )
     print(repr(f))
+    zero = None
+    if args.zero_from_model and any(o.suffix.lower() == ".mot" for o in args.outputs):
+        from ..kinematics.fit import opensim_zero
+
+        zero = opensim_zero(f, args.osim, model or "pose2sim", markers=args.markers)
     for out in args.outputs:
         suffix = out.suffix.lower()
         if suffix == ".mot":
             with printed_warnings():
-                f.to_mot(out, model=model, osim=args.osim, y_up=args.y_up)
+                f.to_mot(out, model=model, osim=args.osim, y_up=args.y_up, zero=zero)
         elif suffix == ".csv":
             f.to_csv(out)
         else:

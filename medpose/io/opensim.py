@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..data import JointAngles
+from ..data import JointAngles, KeypointSequence
 from ..errors import InputError
 from ..packaged import resource_yaml
 from ._util import display_name
@@ -34,6 +35,8 @@ __all__ = [
     "osim_coordinates",
     "osim_hip_centre",
     "osim_marker",
+    "osim_reference_markers",
+    "reference_coordinates",
     "to_opensim",
     "write_opensim_mot",
     "y_up_rotation",
@@ -126,6 +129,74 @@ def _pelvis_point(m: dict[str, Any], osim: str | os.PathLike | None) -> tuple[bo
     return False, osim_hip_centre(osim)
 
 
+def reference_coordinates(model: str = "pose2sim") -> dict[str, float]:
+    """The model's coordinates (degrees) in medpose's zero pose: each coordinate's offset (0 for
+    most; ``pro_sup`` 90) and the fixed ones' values (``mtp_angle``)."""
+    m = opensim_mapping(model)
+    out = {c: float(spec.get("offset_deg", 0.0)) for c, spec in m["coordinates"].items()}
+    out.update({c: float(v) for c, v in m.get("fixed", {}).items()})
+    return out
+
+
+def osim_reference_markers(
+    osim: str | os.PathLike,
+    model: str = "pose2sim",
+    markers: str | os.PathLike | None = None,
+) -> KeypointSequence:
+    """The markers of an OpenSim model file in its pose at medpose's zero pose
+    (:func:`reference_coordinates`: every coordinate 0 except ``pro_sup`` 90; the pelvis at the
+    ground's origin), as a one-frame :class:`~medpose.data.KeypointSequence` in the model's
+    ground (mm, Y up), its markers' names.  ``Fit.to_mot(..., zero="model")`` fits them to
+    write the coordinates relative to that pose.  Needs the ``opensim`` package (PyPI
+    ``opensim``, in medpose's ``bench`` extra).  ``markers``: a marker set file to add to the
+    model (``<MarkerSet>``, e.g. Pose2Sim's ``Markers_Halpe26.xml`` for its unscaled model, which
+    holds none; a model Pose2Sim scaled holds its own).
+
+    Raises
+    ------
+    InputError
+        The package is missing, or the file is not a model OpenSim loads, or has no markers.
+    """
+    path = Path(osim)
+    try:
+        import opensim
+    except ImportError as e:
+        raise InputError(
+            f"{display_name(path)}: the model's markers need the opensim package, which is not "
+            f"importable ({e}); install it (pip install opensim, or medpose's bench extra) or "
+            "pass the model's markers in its reference pose as a KeypointSequence"
+        ) from None
+    _parse_osim(path)  # a clear error for a missing or malformed file
+    if markers is not None and not Path(markers).is_file():
+        raise InputError(f"{display_name(Path(markers))}: no such marker set file")
+    opensim.Logger.setLevelString("error")
+    try:
+        mdl = opensim.Model(str(path))
+        if markers is not None:
+            mdl.updateMarkerSet(opensim.MarkerSet(str(markers)))
+            mdl.finalizeConnections()
+        state = mdl.initSystem()
+    except Exception as e:
+        raise InputError(f"{display_name(path)}: OpenSim could not load the model ({e})") from None
+    ref = reference_coordinates(model)
+    cs = mdl.getCoordinateSet()
+    for i in range(cs.getSize()):
+        c = cs.get(i)
+        value = ref.get(c.getName(), 0.0)
+        c.setValue(state, np.radians(value) if c.getMotionType() == 1 else 0.0, False)
+    mdl.realizePosition(state)
+    ms = mdl.getMarkerSet()
+    if ms.getSize() == 0:
+        raise InputError(
+            f"{display_name(path)}: the model has no markers (<MarkerSet>); expected its "
+            "keypoints' markers (markers=: a marker set file)"
+        )
+    names = tuple(ms.get(i).getName() for i in range(ms.getSize()))
+    x = np.array([[ms.get(i).getLocationInGround(state).get(j) for j in range(3)]
+                  for i in range(len(names))])  # fmt: skip
+    return KeypointSequence(x[None] * 1000.0, names, 1.0, frame="world")
+
+
 def to_opensim(
     angles: JointAngles,
     model: str = "pose2sim",
@@ -134,6 +205,7 @@ def to_opensim(
     osim: str | os.PathLike | None = None,
     pelvis_keypoint_mm: np.ndarray | None = None,
     y_up: bool = False,
+    zero_deg: Mapping[str, float] | None = None,
 ) -> JointAngles:
     """medpose's DoFs as the coordinates of an OpenSim model.
 
@@ -160,6 +232,9 @@ def to_opensim(
         Write the pelvis pose in the data's axes turned so that up (``alignment``'s) is +Y,
         OpenSim's vertical, as :func:`medpose.kinematics.fit.y_up_transform` turns keypoints (the body upright on the
         model when the data are Z-up; open it with the keypoints turned the same way).
+    zero_deg : mapping, optional
+        Coordinate name -> degrees subtracted from it (rotational coordinates only): the
+        model's zero as the fitted skeleton reads it (``Fit.to_mot(..., zero=...)``).
 
     Returns
     -------
@@ -205,6 +280,7 @@ def to_opensim(
             cols.append(out_eul[:, _PELVIS.index(coord)])
         else:
             cols.append(spec["sign"] * col[spec["dof"]] + float(spec.get("offset_deg", 0.0)))
+        cols[-1] = cols[-1] - float((zero_deg or {}).get(coord, 0.0))
     for coord, value in m.get("fixed", {}).items():
         names.append(coord)
         cols.append(np.where(ok, float(value), np.nan))
@@ -234,6 +310,7 @@ def write_opensim_mot(
     osim: str | os.PathLike | None = None,
     pelvis_keypoint_mm: np.ndarray | None = None,
     y_up: bool = False,
+    zero_deg: Mapping[str, float] | None = None,
 ) -> Path:
     """Write :func:`to_opensim` of ``angles`` as an OpenSim ``.mot`` file (atomically): degrees,
     pelvis translations in metres, the model's coordinate names.  ``model=None``: medpose's own
@@ -247,5 +324,6 @@ def write_opensim_mot(
         osim=osim,
         pelvis_keypoint_mm=pelvis_keypoint_mm,
         y_up=y_up,
+        zero_deg=zero_deg,
     )
     return write_mot(o, path)

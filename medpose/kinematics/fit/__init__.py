@@ -38,12 +38,14 @@ The modules, each readable alone: :mod:`.orientation` (axes, mirror check, Euler
 with keypoints missing, held near the poses across the gap), :mod:`.continuity`
 (each joint's readings on one branch over time), :mod:`.device` (the
 problem's constants on the fit's device), :mod:`.run` (the chunked driver), :mod:`.result` (:class:`Fit`),
-:mod:`.core` (the fit on a given skeleton) and :mod:`.api` (:func:`fit`, calibrating when asked).
+:mod:`.core` (the fit on a given skeleton), :mod:`.api` (:func:`fit`, calibrating when asked)
+and :mod:`.opensim_zero` (an OpenSim model's zero pose as a fit reads it, for ``Fit.to_mot``).
 """
 
 from __future__ import annotations
 
 from .api import fit
+from .opensim_zero import opensim_zero
 from .orientation import (
     MirrorWarning,
     alignment_rotation,
@@ -67,4 +69,5 @@ __all__ = [
     "DEFAULT_PRIOR",
     "prior_sd",
     "NOISE_FLOOR_MM",
+    "opensim_zero",
 ]

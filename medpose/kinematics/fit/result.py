@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -305,6 +305,7 @@ class Fit:
         model: str | None = "pose2sim",
         osim: str | os.PathLike | None = None,
         y_up: bool = False,
+        zero: Mapping[str, float] | None = None,
     ) -> Path:
         """OpenSim motion file: the coordinates of an OpenSim ``model`` (names, signs, degrees,
         pelvis in metres; :func:`medpose.io.opensim.write_opensim_mot`; ``osim``: the model file,
@@ -316,8 +317,15 @@ class Fit:
         turned Y up instead (:func:`medpose.kinematics.fit.y_up_transform`, Pose2Sim's Z-up to
         Y-up permutation for a Z-up lab): the body upright, to open with the keypoints turned
         the same way (``medpose triangulate --y-up``).  With ``model=None`` the pelvis angles
-        are medpose's own, in the skeleton's upright axes, and ``y_up`` changes nothing."""
+        are medpose's own, in the skeleton's upright axes, and ``y_up`` changes nothing.
+
+        ``zero``: degrees subtracted per coordinate, the model's zero pose as this fit's
+        skeleton reads it (:func:`~medpose.kinematics.fit.opensim_zero`), so that the model's
+        markers in that pose are written as 0 (for keypoints that are the model's markers)."""
         from ...io.opensim import write_opensim_mot
+
+        if zero is not None and model is None:
+            raise InputError("to_mot: zero is in an OpenSim model's coordinates; expected model")
 
         up = np.round(np.asarray(self.alignment, dtype=float)[1])
         if model is not None and not y_up and up[1] != 1.0:
@@ -345,6 +353,7 @@ class Fit:
             osim=osim,
             pelvis_keypoint_mm=kp,
             y_up=y_up,
+            zero_deg=zero,
         )
 
     def _table(self) -> pd.DataFrame:
