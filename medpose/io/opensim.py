@@ -146,8 +146,8 @@ def osim_reference_markers(
     """The markers of an OpenSim model file in its pose at medpose's zero pose
     (:func:`reference_coordinates`: every coordinate 0 except ``pro_sup`` 90; the pelvis at the
     ground's origin), as a one-frame :class:`~medpose.data.KeypointSequence` in the model's
-    ground (mm, Y up), its markers' names.  ``Fit.to_mot(..., zero="model")`` fits them to
-    write the coordinates relative to that pose.  Needs the ``opensim`` package (PyPI
+    ground (mm, Y up), its markers' names.  :func:`~medpose.kinematics.fit.opensim_zero` fits
+    them to write a fit's coordinates relative to that pose.  Needs the ``opensim`` package (PyPI
     ``opensim``, in medpose's ``bench`` extra).  ``markers``: a marker set file to add to the
     model (``<MarkerSet>``, e.g. Pose2Sim's ``Markers_Halpe26.xml`` for its unscaled model, which
     holds none; a model Pose2Sim scaled holds its own).
@@ -169,7 +169,8 @@ def osim_reference_markers(
     _parse_osim(path)  # a clear error for a missing or malformed file
     if markers is not None and not Path(markers).is_file():
         raise InputError(f"{display_name(Path(markers))}: no such marker set file")
-    opensim.Logger.setLevelString("error")
+    level = opensim.Logger.getLevelString()
+    opensim.Logger.setLevelString("error")  # not the missing geometry files, on every load
     try:
         mdl = opensim.Model(str(path))
         if markers is not None:
@@ -178,6 +179,8 @@ def osim_reference_markers(
         state = mdl.initSystem()
     except Exception as e:
         raise InputError(f"{display_name(path)}: OpenSim could not load the model ({e})") from None
+    finally:
+        opensim.Logger.setLevelString(level)
     ref = reference_coordinates(model)
     cs = mdl.getCoordinateSet()
     for i in range(cs.getSize()):
@@ -251,6 +254,13 @@ def to_opensim(
             f"to_opensim: joint angles lack {missing[:6]}; expected medpose's default skeleton "
             f"DoFs for the OpenSim model {model!r}"
         )
+    zero_deg = dict(zero_deg or {})
+    bad = sorted(k for k, z in zero_deg.items() if k not in m["coordinates"] or not _finite(z))
+    if bad:
+        raise InputError(
+            f"to_opensim: zero_deg: {bad[:6]} are not finite degrees of the rotational "
+            f"coordinates of the OpenSim model {model!r} ({sorted(m['coordinates'])[:4]}...)"
+        )
     v = np.asarray(angles.values, dtype=float).copy()
     v[:, np.all(np.isnan(v), axis=0)] = 0.0
     col = {d: v[:, idx[d]] for d in need}
@@ -280,13 +290,20 @@ def to_opensim(
             cols.append(out_eul[:, _PELVIS.index(coord)])
         else:
             cols.append(spec["sign"] * col[spec["dof"]] + float(spec.get("offset_deg", 0.0)))
-        cols[-1] = cols[-1] - float((zero_deg or {}).get(coord, 0.0))
+        cols[-1] = cols[-1] - float(zero_deg.get(coord, 0.0))
     for coord, value in m.get("fixed", {}).items():
         names.append(coord)
         cols.append(np.where(ok, float(value), np.nan))
     names.extend(_TRANS)
     cols.extend(origin.T)
     return JointAngles(np.column_stack(cols), tuple(names), angles.rate, start=angles.start)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        return False
 
 
 def y_up_rotation(axis: int, sign: float) -> np.ndarray:

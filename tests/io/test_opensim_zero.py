@@ -79,6 +79,13 @@ def test_bad_input(functional, tmp_path):
     coco = mp.KeypointSequence(np.zeros((1, 3, 3)), ("nose", "left_eye", "right_eye"), 1.0)
     with pytest.raises(InputError):  # not the calibration's layout: refused, naming it
         opensim_zero(f, coco)
+    ref = mp.read_keypoints(REFERENCE)
+    other = mp.KeypointSequence(ref.positions * 1.3, ref.names, 1.0, frame=ref.frame)
+    with pytest.warns(UserWarning, match=r"lie \d+ mm \(median\) from the fitted skeleton"):
+        opensim_zero(f, other)  # another body's markers: the zero read there is uncertain
+    for bad in ({"knee_flexion_r": 1.0}, {"knee_angle_r": float("nan")}, {"knee_angle_r": "x"}):
+        with pytest.raises(InputError, match="zero_deg"):  # medpose's name, NaN, not a number
+            f.to_mot(tmp_path / "a.mot", zero=bad)
     with pytest.raises(InputError, match="expected model"):
         f.to_mot(tmp_path / "a.mot", model=None, zero={"knee_angle_r": 1.0})
     assert not (tmp_path / "a.mot").exists()

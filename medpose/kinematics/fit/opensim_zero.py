@@ -32,6 +32,11 @@ from .result import Fit
 __all__ = ["opensim_zero"]
 
 _TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
+#: Median distance (mm) of the reference markers from the fitted skeleton above which the
+#: markers are not those the keypoints are: OpenSim's own markers of Pose2Sim's model, calibrated
+#: with either keypoint model, fit within 0.1-0.4 mm (``tests/data/opensim``); real detector
+#: keypoints leave 10-17 mm on a calibrated skeleton (Pose2Sim's recording, docs/calibration.md).
+FAR_MM = 10.0
 
 
 def opensim_zero(
@@ -63,6 +68,12 @@ def opensim_zero(
     dict
         Rotational coordinate -> degrees, for ``Fit.to_mot(..., zero=...)``.
 
+    Warns
+    -----
+    UserWarning
+        The reference markers lie more than :data:`FAR_MM` (median) from the fitted skeleton:
+        not the markers the keypoints are, so the zero read there is uncertain.
+
     Raises
     ------
     InputError
@@ -88,6 +99,15 @@ def opensim_zero(
             "opensim_zero: the model's markers in its reference pose could not be fitted; "
             f"expected the keypoints of the fit ({len(fit.keypoint_names)}), found "
             f"{len(reference.names)} markers"
+        )
+    far = float(np.nanmedian(ref.residual[ref.valid]))
+    if far > FAR_MM:
+        warnings.warn(
+            f"opensim_zero: the model's markers in its reference pose lie {far:.0f} mm (median) "
+            f"from the fitted skeleton, expected within {FAR_MM:g} mm for the markers the "
+            "keypoints are (the same marker set, on the model scaled to this subject): the zero "
+            "read there is uncertain",
+            stacklevel=2,
         )
     q = np.nanmean(ref.q[ref.valid].astype(float), axis=0)[None]
     angles = JointAngles(q, ref.dof_names, 1.0)
