@@ -158,6 +158,7 @@ def osim_reference_markers(
         The package is missing, or the file is not a model OpenSim loads, or has no markers.
     """
     path = Path(osim)
+    _parse_osim(path)  # a clear error for a missing or malformed file, package or not
     try:
         import opensim
     except ImportError as e:
@@ -166,7 +167,6 @@ def osim_reference_markers(
             f"importable ({e}); install it (pip install opensim, or medpose's bench extra) or "
             "pass the model's markers in its reference pose as a KeypointSequence"
         ) from None
-    _parse_osim(path)  # a clear error for a missing or malformed file
     if markers is not None and not Path(markers).is_file():
         raise InputError(f"{display_name(Path(markers))}: no such marker set file")
     level = opensim.Logger.getLevelString()

@@ -12,6 +12,7 @@ their generating coordinates, and the model's markers in its reference pose
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,7 @@ def test_bad_input(functional, tmp_path):
     with pytest.raises(InputError, match="unknown"):
         opensim_zero(f, REFERENCE, model="rajagopal")
     with pytest.raises(InputError, match=r"no\.osim: no such OpenSim model file"):
-        opensim_zero(f, tmp_path / "no.osim")
+        opensim_zero(f, tmp_path / "no.osim")  # with or without the opensim package
     coco = mp.KeypointSequence(np.zeros((1, 3, 3)), ("nose", "left_eye", "right_eye"), 1.0)
     with pytest.raises(InputError):  # not the calibration's layout: refused, naming it
         opensim_zero(f, coco)
@@ -161,3 +162,11 @@ def test_opensim_puts_the_models_markers_where_they_were(functional, tmp_path):
         ja = mp.read_mot(out, translations="keep")
         read[len(flags)] = error({n: ja.values[:, i] for i, n in enumerate(ja.names)})
     assert read[5] < read[0], read
+
+
+def test_without_the_opensim_package_the_message_says_what_to_do(shared_data, monkeypatch):
+    osim = shared_data / "pose2sim" / "Model_Pose2Sim_simple.osim"
+    monkeypatch.setitem(sys.modules, "opensim", None)  # import opensim raises ImportError
+    with pytest.raises(InputError, match="need the opensim package") as err:
+        osim_reference_markers(osim)
+    assert "Model_Pose2Sim_simple.osim" in str(err.value) and "KeypointSequence" in str(err.value)
