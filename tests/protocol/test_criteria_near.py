@@ -19,16 +19,22 @@ RATE = 30.0
 GONE = 5  # frames removed around a key frame
 
 
-@pytest.fixture(scope="module")
-def squat():
+def _exercise(name: str, signal: str):
+    """Keypoints of three repetitions of a synthetic exercise on the default skeleton, their
+    names, the repetitions of the DoF ``signal`` and that DoF's angle."""
     sk = Skeleton.default(1750.0)
-    truth = make_exercise("deep_squat", skeleton=sk, rate=RATE, repetitions=3, seed=2)
+    truth = make_exercise(name, skeleton=sk, rate=RATE, repetitions=3, seed=2)
     names = list(sk.keypoint_names)
     x = np.asarray(forward_kinematics(sk, truth.angles.values, keypoints=names), float)
-    knee = np.asarray(truth.angles["knee_flexion_r"], float)
-    reps = segment_repetitions(knee, RATE, min_range=30.0, direction="up")
+    angle = np.asarray(truth.angles[signal], float)
+    reps = segment_repetitions(angle, RATE, min_range=30.0, direction="up")
     assert len(reps) == 3
-    return x, tuple(names), reps
+    return x, tuple(names), reps, angle
+
+
+@pytest.fixture(scope="module")
+def squat():
+    return _exercise("deep_squat", "knee_flexion_r")[:3]
 
 
 def _rows(x, names, reps, metric="thigh_angle"):
@@ -72,18 +78,12 @@ def test_frames_missing_away_from_the_bottom_say_nothing(squat):
     assert not any(NEAR in r["reason"] for r in [*per_rep, summary])
 
 
-def test_an_arm_raise_names_its_top(squat):
-    sk = Skeleton.default(1750.0)
-    truth = make_exercise("shoulder_abduction", skeleton=sk, rate=RATE, repetitions=3, seed=2)
-    names = list(sk.keypoint_names)
-    x = np.asarray(forward_kinematics(sk, truth.angles.values, keypoints=names), float)
-    arm = np.asarray(truth.angles["shoulder_abduction_r"], float)
-    reps = segment_repetitions(arm, RATE, min_range=30.0, direction="up")
-    k = int(reps["start_frame"].iloc[0]) + int(
-        np.argmax(arm[int(reps["start_frame"].iloc[0]) : int(reps["end_frame"].iloc[0]) + 1])
-    )
+def test_an_arm_raise_names_its_top():
+    x, names, reps, arm = _exercise("shoulder_abduction", "shoulder_abduction_r")
+    a, b = int(reps["start_frame"].iloc[0]), int(reps["end_frame"].iloc[0])
+    k = a + int(np.argmax(arm[a : b + 1]))  # the first raise's top
     x[k - 2 : k + 3] = np.nan
     rows = criterion_rows([MetricSpec(name="humeral_elevation")], "raise", ("right",),
-                          (x, tuple(names)), {"right": reps}, RATE)  # fmt: skip
+                          (x, names), {"right": reps}, RATE)  # fmt: skip
     first = next(r for r in rows if r["repetition"] == 0.0)
     assert f"{GONE} {NEAR}" in first["reason"] and "the top may be among them" in first["reason"]
