@@ -78,7 +78,7 @@ def test_bad_input(functional, tmp_path):
     with pytest.raises(InputError, match=r"no\.osim: no such OpenSim model file"):
         opensim_zero(f, tmp_path / "no.osim")  # with or without the opensim package
     coco = mp.KeypointSequence(np.zeros((1, 3, 3)), ("nose", "left_eye", "right_eye"), 1.0)
-    with pytest.raises(InputError):  # not the calibration's layout: refused, naming it
+    with pytest.raises(InputError, match=r"the model's markers are not the fit's: .*layout"):
         opensim_zero(f, coco)
     ref = mp.read_keypoints(REFERENCE)
     other = mp.KeypointSequence(ref.positions * 1.3, ref.names, 1.0, frame=ref.frame)

@@ -93,7 +93,10 @@ def opensim_zero(
     skeleton = fit.patient if fit.patient is not None else fit.skeleton
     with warnings.catch_warnings():  # a static pose: no noise to measure, nothing to smooth
         warnings.simplefilter("ignore", UserWarning)
-        ref = fit_sequence(reference, skeleton, fit.limits, progress=False)
+        try:
+            ref = fit_sequence(reference, skeleton, fit.limits, progress=False)
+        except InputError as e:
+            raise InputError(f"opensim_zero: the model's markers are not the fit's: {e}") from None
     if not ref.valid.any():
         raise InputError(
             "opensim_zero: the model's markers in its reference pose could not be fitted; "
