@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..scoring.batch import INSIDE
+
 __all__ = ["BESIDE", "CAPPED", "LEFT_OUT", "NEAR", "note_capped", "note_left_out"]
 
 #: Words that mark the notes in a reason (the report shows them beside the value).
@@ -36,15 +38,18 @@ def _frames(reps: pd.DataFrame, repetition: float) -> np.ndarray:
     return np.concatenate(spans) if spans else np.zeros(0, dtype=int)
 
 
-def _rom_rows(rows: list[dict[str, Any]], columns: Any, reps: Mapping[str, pd.DataFrame]):
+def _rom_rows(
+    rows: list[dict[str, Any]], columns: Any, reps: Mapping[str, pd.DataFrame], rom: bool = True
+):
     """The ``rom`` rows with a finite value whose joint angle is among ``columns``, each with its
-    angle's name and its repetition's frames (every repetition's for a summary row)."""
+    angle's name and its repetition's frames (every repetition's for a summary row); with
+    ``rom=False`` every other row of such an angle instead, finite or not."""
     for row in rows:
         dof = f"{row['joint']}{_SUFFIX.get(str(row['side']), '?')}"
         side_reps = reps.get(str(row["side"]))
-        if not str(row["metric"]).startswith("rom") or dof not in columns or side_reps is None:
+        if str(row["metric"]).startswith("rom") != rom or dof not in columns or side_reps is None:
             continue
-        if np.isfinite(row["value"]):
+        if np.isfinite(row["value"]) or not rom:
             yield row, dof, _frames(side_reps, float(row["repetition"]))
 
 
@@ -95,4 +100,12 @@ def note_left_out(
         gone = int(np.isnan(x).sum())
         if 0 < gone < len(x):
             _add(row, f"{gone} {LEFT_OUT} (not fitted, or fitted poorly): the range may be larger")
+    # a measure that needs every sample (SPARC) names those frames, not a gap to fill
+    for row, dof, idx in _rom_rows(rows, angles.columns, reps, rom=False):
+        x = angles[dof].to_numpy(float)[idx[idx < len(angles)]]
+        if INSIDE in str(row["reason"]) and 0 < int(np.isnan(x).sum()) < len(x):
+            row["reason"] = str(row["reason"]).split(";")[0] + (
+                ": frames not fitted, or fitted poorly and left out; this measure needs every "
+                "sample of the repetition"
+            )
     return rows

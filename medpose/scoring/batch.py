@@ -21,6 +21,7 @@ __all__ = [
     "check_rate",
     "trim_missing",
     "usable",
+    "INSIDE",
 ]
 
 
@@ -99,6 +100,10 @@ def trim_missing(a: np.ndarray) -> tuple[np.ndarray, int]:
     return core, int(np.count_nonzero(~np.isfinite(core)))
 
 
+#: The reason :func:`usable` gives for gaps inside a repetition (after their count).
+INSIDE = "missing samples inside the repetition"
+
+
 def usable(a: np.ndarray, min_samples: int, gaps_allowed: bool = False) -> tuple[np.ndarray, str]:
     """Trim NaN padding; return the samples and ``""``, or an empty array and the reason.
 
@@ -112,7 +117,7 @@ def usable(a: np.ndarray, min_samples: int, gaps_allowed: bool = False) -> tuple
     if n < min_samples:
         return a[:0], f"{n} finite samples; at least {min_samples} needed"
     if gaps and not gaps_allowed:
-        return a[:0], f"{gaps} missing samples inside the repetition; fill gaps first"
+        return a[:0], f"{gaps} {INSIDE}; fill gaps first (medpose.temporal.fill_gaps)"
     return core, ""
 
 

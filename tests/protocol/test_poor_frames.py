@@ -57,6 +57,13 @@ def test_a_folded_lower_leg_is_read_around(tmp_path):
         notes = ["frame(s) of the repetition left out (not fitted, or fitted poorly)" in str(w)
                  for w in m["reason"]]  # fmt: skip
         assert notes == [left_out, left_out]
+    # SPARC, which needs every sample, names the frames left out rather than a gap to fill
+    sparc = done.metrics[done.metrics["metric"] == "sparc_knee_flexion"]
+    assert sparc["value"].isna().any()
+    for row in sparc[sparc["value"].isna()].itertuples():
+        assert "fitted poorly and left out; this measure needs every sample" in row.reason
+        assert "fill gaps" not in row.reason
+    assert fine.metrics[fine.metrics["metric"] == "sparc_knee_flexion"]["value"].notna().all()
     # the criteria, read at the deepest frame kept, say the frames next to it are left out
     for a, near in ((done, True), (fine, False)):
         m = a.metrics[a.metrics["metric"].isin(CHECKED[1:])]
