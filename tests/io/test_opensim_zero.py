@@ -67,6 +67,21 @@ def test_the_models_zero_is_written_as_zero(functional, tmp_path):
     assert min(knees[:2]) > max(knees[2:]) + 2.0
 
 
+def test_a_marker_set_may_hold_fewer_keypoints_than_the_fit(functional):
+    """Pose2Sim's HALPE_26 marker set has no eyes or ears: a fit on more keypoints than the
+    markers still reads its zero from the markers there are (here without the head's two),
+    and the knees' zero does not move."""
+    f, _ = functional
+    ref = mp.read_keypoints(REFERENCE)
+    keep = [i for i, n in enumerate(ref.names) if n not in ("nose", "head_top")]
+    fewer = mp.KeypointSequence(ref.positions[:, keep], tuple(ref.names[i] for i in keep), 1.0,
+                                frame=ref.frame)  # fmt: skip
+    assert len(fewer.names) == 20
+    full, part = opensim_zero(f, ref), opensim_zero(f, fewer)
+    for knee in ("knee_angle_r", "knee_angle_l"):
+        assert part[knee] == pytest.approx(full[knee], abs=0.2)
+
+
 def test_bad_input(functional, tmp_path):
     f, _ = functional
     with pytest.raises(InputError, match="expected a Fit"):
@@ -81,6 +96,10 @@ def test_bad_input(functional, tmp_path):
     with pytest.raises(InputError, match=r"the model's markers are not the fit's: .*layout"):
         opensim_zero(f, coco)
     ref = mp.read_keypoints(REFERENCE)
+    more = mp.KeypointSequence(np.concatenate([ref.positions, ref.positions[:, :1]], axis=1),
+                               (*ref.names, "eye_l"), 1.0, frame=ref.frame)  # fmt: skip
+    with pytest.raises(InputError, match=r"\['eye_l'\] were not calibrated"):
+        opensim_zero(f, more)  # a marker the calibration never saw
     other = mp.KeypointSequence(ref.positions * 1.3, ref.names, 1.0, frame=ref.frame)
     with pytest.warns(UserWarning, match=r"lie \d+ mm \(median\) from the fitted skeleton"):
         opensim_zero(f, other)  # another body's markers: the zero read there is uncertain

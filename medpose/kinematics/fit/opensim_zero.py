@@ -26,6 +26,8 @@ from ...io.opensim import (
     reference_coordinates,
     to_opensim,
 )
+from ..keypoint_models import load_keypoint_model
+from ..skeleton import Skeleton
 from .core import fit_sequence
 from .result import Fit
 
@@ -90,13 +92,13 @@ def opensim_zero(
             f"opensim_zero: reference: expected an .osim file or a 3D KeypointSequence of the "
             f"model's markers, found {reference!r}"
         )
-    skeleton = fit.patient if fit.patient is not None else fit.skeleton
-    with warnings.catch_warnings():  # a static pose: no noise to measure, nothing to smooth
-        warnings.simplefilter("ignore", UserWarning)
-        try:
+    try:
+        reference, skeleton = _on_skeleton(fit, reference)
+        with warnings.catch_warnings():  # a static pose: no noise to measure, nothing to smooth
+            warnings.simplefilter("ignore", UserWarning)
             ref = fit_sequence(reference, skeleton, fit.limits, progress=False)
-        except InputError as e:
-            raise InputError(f"opensim_zero: the model's markers are not the fit's: {e}") from None
+    except InputError as e:
+        raise InputError(f"opensim_zero: the model's markers are not the fit's: {e}") from None
     if not ref.valid.any():
         raise InputError(
             "opensim_zero: the model's markers in its reference pose could not be fitted; "
@@ -122,3 +124,22 @@ def opensim_zero(
         for i, name in enumerate(read.names)
         if name not in _TRANSLATIONS and name not in fixed
     }
+
+
+def _on_skeleton(fit: Fit, reference: KeypointSequence) -> tuple[KeypointSequence, Skeleton]:
+    """The reference markers under the names the fit's calibration gave its keypoints, and the
+    skeleton to fit them with.  A marker set may hold fewer keypoints than the layout the fit
+    was calibrated on (Pose2Sim's HALPE_26 markers have no eyes or ears), never others."""
+    patient = fit.patient
+    if patient is None:
+        return reference, fit.skeleton
+    if patient.keypoint_model:
+        reference = load_keypoint_model(patient.keypoint_model).rename(reference)
+    if patient.keypoints:
+        other = sorted(set(reference.names) - set(patient.keypoints))
+        if other:
+            raise InputError(
+                f"keypoints {other[:6]} were not calibrated (the calibration has "
+                f"{len(patient.keypoints)}: {list(patient.keypoints)[:6]}...)"
+            )
+    return reference, patient.skeleton
