@@ -90,7 +90,8 @@ def opensim_zero(
     if not isinstance(reference, KeypointSequence) or reference.ndim != 3:
         raise InputError(
             f"opensim_zero: reference: expected an .osim file or a 3D KeypointSequence of the "
-            f"model's markers, found {reference!r}"
+            f"model's markers, found {type(reference).__name__} of shape "
+            f"{getattr(reference, 'shape', '?')}"
         )
     try:
         reference, skeleton = _on_skeleton(fit, reference)
