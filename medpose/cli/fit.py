@@ -150,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
         from ..kinematics.fit import opensim_zero
 
         zero = opensim_zero(f, args.osim, model or "pose2sim", markers=args.markers)
+        big = sorted(zero.items(), key=lambda kv: -abs(kv[1]))
+        shown = ", ".join(f"{k} {v:+.1f}" for k, v in big[:8] if abs(v) >= 0.5) or "none"
+        print(f"the model's zero pose reads (degrees, subtracted; largest first): {shown}")
     for out in args.outputs:
         suffix = out.suffix.lower()
         if suffix == ".mot":

@@ -141,7 +141,7 @@ def test_the_reference_markers_are_the_models():
         osim_reference_markers(OSIM)
 
 
-def test_opensim_puts_the_models_markers_where_they_were(functional, tmp_path):
+def test_opensim_puts_the_models_markers_where_they_were(functional, tmp_path, capsys):
     """Loaded on the model in OpenSim, the zeroed ``.mot`` puts the markers within 3 mm
     (median) of the markers it was fitted to, closer than the plain one; ``medpose fit
     --zero-from-model`` closer than without."""
@@ -178,6 +178,8 @@ def test_opensim_puts_the_models_markers_where_they_were(functional, tmp_path):
         out = tmp_path / f"cli{len(flags)}.mot"
         args = ["fit", str(DATA / "pose2sim_functional.trc"), "-o", str(out), "--no-progress"]
         assert cli_main(args + flags) == 0
+        said = capsys.readouterr().out
+        assert ("the model's zero pose reads" in said) == bool(flags)  # what it subtracted
         ja = mp.read_mot(out, translations="keep")
         read[len(flags)] = error({n: ja.values[:, i] for i, n in enumerate(ja.names)})
     assert read[5] < read[0], read
