@@ -38,12 +38,12 @@ def _frames(reps: pd.DataFrame, repetition: float) -> np.ndarray:
     return np.concatenate(spans) if spans else np.zeros(0, dtype=int)
 
 
-def _rom_rows(
+def _angle_rows(
     rows: list[dict[str, Any]], columns: Any, reps: Mapping[str, pd.DataFrame], rom: bool = True
 ):
-    """The ``rom`` rows with a finite value whose joint angle is among ``columns``, each with its
-    angle's name and its repetition's frames (every repetition's for a summary row); with
-    ``rom=False`` every other row of such an angle instead, finite or not."""
+    """The rows of a joint angle among ``columns``, each with the angle's name and its
+    repetition's frames (every repetition's for a summary row): the ``rom`` rows with a finite
+    value, or with ``rom=False`` every other row of such an angle, finite or not."""
     for row in rows:
         dof = f"{row['joint']}{_SUFFIX.get(str(row['side']), '?')}"
         side_reps = reps.get(str(row["side"]))
@@ -69,7 +69,7 @@ def note_capped(
         return rows
     flags = at.to_numpy(bool)
     angles = source.angles
-    for row, dof, idx in _rom_rows(rows, at.columns, reps):
+    for row, dof, idx in _angle_rows(rows, at.columns, reps):
         idx = idx[idx < len(flags)]
         hit = idx[flags[idx, at.columns.get_loc(dof)]]
         if not hit.size:
@@ -95,13 +95,13 @@ def note_left_out(
     if not hasattr(source, "poor_frames"):
         return rows
     angles = source.angles
-    for row, dof, idx in _rom_rows(rows, angles.columns, reps):
+    for row, dof, idx in _angle_rows(rows, angles.columns, reps):
         x = angles[dof].to_numpy(float)[idx[idx < len(angles)]]
         gone = int(np.isnan(x).sum())
         if 0 < gone < len(x):
             _add(row, f"{gone} {LEFT_OUT} (not fitted, or fitted poorly): the range may be larger")
     # a measure that needs every sample (SPARC) names those frames, not a gap to fill
-    for row, dof, idx in _rom_rows(rows, angles.columns, reps, rom=False):
+    for row, dof, idx in _angle_rows(rows, angles.columns, reps, rom=False):
         x = angles[dof].to_numpy(float)[idx[idx < len(angles)]]
         if INSIDE in str(row["reason"]) and 0 < int(np.isnan(x).sum()) < len(x):
             row["reason"] = str(row["reason"]).split(";")[0] + (

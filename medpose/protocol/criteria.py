@@ -50,6 +50,7 @@ from ..kinematics.skeleton import Skeleton
 from ..scoring import criteria as cr
 from ..scoring import points
 from ..scoring.criteria import CRITERION_METRICS
+from ..temporal.filters import finite_runs
 from .capped import NEAR
 
 __all__ = ["is_criterion", "keypoints_of", "criterion_rows"]
@@ -211,10 +212,9 @@ def _missing_near(key: np.ndarray, k: int, h: int, a: int, b: int) -> int:
     lo, hi = max(0, k - a - h - 1), min(len(gone) - 1, k - a + h + 1)
     if not gone[lo : hi + 1].any():
         return 0
-    runs = np.diff(np.concatenate([[0], gone.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(runs == 1), np.flatnonzero(runs == -1) - 1
-    touch = (starts <= hi) & (ends >= lo)
-    return int((ends[touch] - starts[touch] + 1).sum())
+    runs = finite_runs(gone)  # [start, stop) of each run of missing frames
+    touch = (runs[:, 0] <= hi) & (runs[:, 1] > lo)
+    return int((runs[touch, 1] - runs[touch, 0]).sum())
 
 
 def _summary(

@@ -114,8 +114,6 @@ def test_bad_input(functional, tmp_path):
 # ------------------------------------------------------------------- with OpenSim itself
 def _opensim(markers=True):
     osim = pytest.importorskip("opensim")
-    if not OSIM.is_file():
-        pytest.skip("../shared/data/pose2sim not present")
     m = osim.Model(str(OSIM))
     if markers:
         m.updateMarkerSet(osim.MarkerSet(str(MARKERS)))
@@ -123,7 +121,7 @@ def _opensim(markers=True):
     return m
 
 
-def test_the_reference_markers_are_the_models():
+def test_the_reference_markers_are_the_models(shared_data):
     """Read with OpenSim: the pelvis at the ground's origin, so the ``Hip`` marker at its place
     in the pelvis (the mapping's ``pelvis_keypoint``, from the marker file); the unscaled model is
     left/right symmetric; the stored reference file is these markers."""
@@ -141,7 +139,7 @@ def test_the_reference_markers_are_the_models():
         osim_reference_markers(OSIM)
 
 
-def test_opensim_puts_the_models_markers_where_they_were(functional, tmp_path, capsys):
+def test_opensim_puts_the_models_markers_where_they_were(functional, tmp_path, capsys, shared_data):
     """Loaded on the model in OpenSim, the zeroed ``.mot`` puts the markers within 3 mm
     (median) of the markers it was fitted to, closer than the plain one; ``medpose fit
     --zero-from-model`` closer than without."""

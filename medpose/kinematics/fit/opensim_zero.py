@@ -82,7 +82,7 @@ def opensim_zero(
         An unknown model, a reference that is not a 3D sequence or a readable model, markers of
         another layout than the fit's calibration, or a reference pose that cannot be fitted.
     """
-    opensim_mapping(model)  # an unknown model fails first
+    mapping = opensim_mapping(model)  # an unknown model fails first
     if not isinstance(fit, Fit):
         raise InputError(f"opensim_zero: expected a Fit, found {type(fit).__name__}")
     if isinstance(reference, (str, os.PathLike)):
@@ -119,7 +119,7 @@ def opensim_zero(
     angles = JointAngles(q, ref.dof_names, 1.0)
     read = to_opensim(angles, model, alignment=ref.alignment)
     zero = reference_coordinates(model)
-    fixed = opensim_mapping(model).get("fixed", {})
+    fixed = mapping.get("fixed", {})
     return {
         name: float(read.values[0, i]) - zero[name]
         for i, name in enumerate(read.names)
