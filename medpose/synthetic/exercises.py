@@ -25,7 +25,9 @@ Perry & Burnfield 2010, *Gait Analysis*, 2nd ed.).
 
 One-sided movements (``side="left"`` or ``"right"``; the lunges, the hurdle step and the
 straight-leg raise always are) move that side only; the other side holds the start posture
-(or, for the legs of a lunge, follows so that both feet stay planted).  The table of
+(or, for the legs of a lunge, follows so that both feet stay planted).  In the squats and
+sit to stand both feet stay planted too, so an impaired leg bending less makes both legs meet
+half-way (:func:`~medpose.synthetic.legs.planted_legs`).  The table of
 movements is :data:`EXERCISES` (:mod:`medpose.synthetic.movements`).
 
 The root translation is set so the feet stay on the floor (standing exercises and
@@ -45,7 +47,7 @@ from ..data import JointAngles
 from ..errors import InputError, LimitError
 from ..kinematics.skeleton import Skeleton, default_ranges
 from .gait import gait_angles
-from .legs import inline_lunge, leg_geometry, place_root, scaption, side_lunge
+from .legs import inline_lunge, leg_geometry, place_root, planted_legs, scaption, side_lunge
 from .movements import EXERCISES
 
 __all__ = ["ExerciseTruth", "EXERCISES", "make_exercise", "minimum_jerk", "repetition_profile"]
@@ -536,7 +538,7 @@ def _closed_chain(
     params: dict[str, Any],
     side_scale: Any,
 ) -> None:
-    """Angles that follow from the main ones: scapular-plane elevation, legs of a lunge."""
+    """Angles that follow from the main ones: scapular-plane elevation, planted legs, lunges."""
     kind = spec["kind"]
     if kind == "scaption":
         for s in moving:
@@ -546,6 +548,12 @@ def _closed_chain(
                 values[:, col[fl]], values[:, col[ab]] = scaption(values[:, col[fl]])
         params["scapular_plane_deg"] = 30.0
         return
+    if kind == "planted":
+        values[:] = planted_legs(skeleton, col, values)
+        for d, a0 in params.get("start_deg", {}).items():  # the peaks the legs now reach
+            v = values[:, col[d]]
+            params["peak_deg"][d] = float(v.max() if params["peak_deg"][d] >= a0 else v.min())
+        return
     if kind not in ("inline_lunge", "side_lunge"):
         return
     m = moving[0]
@@ -554,7 +562,8 @@ def _closed_chain(
     k0, k1 = float(knee[0]), float(params["peak_deg"][f"knee_flexion_{m}"])
     geo = leg_geometry(skeleton)
     if kind == "inline_lunge":
-        legs = inline_lunge(prof[m], geo, (k0, k1))
+        full = spec["main"][0][2] - spec["main"][0][1]
+        legs = inline_lunge(prof[m], geo, (k0, k1), depth=min(1.0, (k1 - k0) / full))
         pairs = (("front", m), ("rear", o))
     else:
         if k1 - k0 < 1.0:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..kinematics.fk import forward_kinematics
+from ..kinematics.fk import forward_kinematics, segment_poses
 
 __all__ = [
     "LegGeometry",
@@ -31,6 +31,7 @@ __all__ = [
     "inline_lunge",
     "side_lunge",
     "scaption",
+    "planted_legs",
     "place_root",
 ]
 
@@ -146,6 +147,7 @@ def inline_lunge(
     knee_deg: tuple[float, float] = (0.0, 100.0),
     max_dorsiflexion_deg: float = 20.0,
     shin_deg: float = 20.0,
+    depth: float = 1.0,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Leg angles of an in-line lunge over the movement fraction ``p`` (T,).
 
@@ -157,13 +159,17 @@ def inline_lunge(
     ``max_dorsiflexion_deg``: the skeleton has no toe joint) and the rear leg follows by
     inverse kinematics, so both
     feet stay planted.  Pelvis and trunk stay upright; each foot stays under its own hip.
+    A shallower lunge (``depth`` < 1: the front knee bending that fraction of the full
+    lunge) tilts the front shank that fraction of the way, so the rear foot stays in reach.
 
     Returns ``{"front": angles, "rear": angles}`` as from :func:`leg_ik`.
     """
     p = np.asarray(p, dtype=float)
     kf = knee_deg[0] + (knee_deg[1] - knee_deg[0]) * p
     stance = 22.0  # front leg's angle at the start, degrees
-    sigma = -stance + (stance + shin_deg) * p  # shank tilt, knee ahead of the ankle, degrees
+    sigma = (
+        -stance + (stance + shin_deg) * depth * p
+    )  # shank tilt, knee ahead of the ankle, degrees
     hf = kf - sigma  # the shank is -sigma from vertical
     ankle_f = _sagittal(hf, geo.thigh) + _sagittal(hf - kf, geo.shank)  # from the front hip
     front = {
@@ -270,6 +276,62 @@ def scaption(elevation_deg: np.ndarray, plane_deg: float = 30.0) -> tuple[np.nda
     a = np.arcsin(np.sin(e) * np.cos(pl))
     f = np.arctan2(np.sin(e) * np.sin(pl), np.cos(e))
     return f / _DEG, a / _DEG
+
+
+def planted_legs(
+    skeleton: Any,
+    col: dict[str, int],
+    values: np.ndarray,
+    max_list_deg: float = 5.0,
+    max_dorsiflexion_deg: float = 20.0,
+) -> np.ndarray:
+    """Leg angles of a two-footed movement (squat, sit to stand) with both feet planted and flat.
+
+    ``values`` holds the angles each leg would take on its own (an impaired side bending
+    less, or later).  Planting each ankle where the first frame has it, each leg alone would
+    put the pelvis somewhere else; the pelvis goes to the mean of the two places, dropped
+    sideways (``pelvis_list``, at most ``max_list_deg``) on the side whose leg bends more,
+    and each leg reaches its planted ankle with the sole flat by :func:`leg_ik` (where the
+    ankle would pass ``max_dorsiflexion_deg`` the heel rises, the foot pivoting on its big
+    toe).  With a pelvis
+    list the feet turn about the ankles by about as much (hip rotation stays 0).  Returns
+    a copy with the hip, knee, ankle and subtalar angles and ``pelvis_list`` replaced (hip
+    rotation as given: 0 in these movements).  The root translation is left to
+    :func:`place_root`.
+    """
+    names = list(skeleton.keypoint_names)
+    geo = leg_geometry(skeleton)
+    q = values.copy()
+    q[:, [col["pelvis_tx"], col["pelvis_ty"], col["pelvis_tz"]]] = 0.0
+    kp = np.asarray(forward_kinematics(skeleton, q))
+    hip = {s: kp[:, names.index(f"hip_{s}")] for s in "rl"}
+    ankle = {s: kp[0, names.index(f"ankle_{s}")] for s in "rl"}  # planted here
+    # where each leg alone would put the pelvis origin (it is at 0 in q)
+    origin = {s: ankle[s] - kp[:, names.index(f"ankle_{s}")] for s in "rl"}
+    centre = 0.5 * (origin["r"] + origin["l"])
+    rise = (origin["l"] + hip["l"])[:, 1] - (origin["r"] + hip["r"])[:, 1]
+    width = float(np.linalg.norm(hip["l"][0] - hip["r"][0]))
+    most = np.sin(max_list_deg * _DEG)
+    q[:, col["pelvis_list"]] += np.arcsin(np.clip(rise / width, -most, most)) / _DEG
+    rot, _ = segment_poses(skeleton, q)
+    pelvis = rot[:, list(skeleton.segment_names).index("pelvis")]  # pelvis -> world
+    out = values.copy()
+    out[:, col["pelvis_list"]] = q[:, col["pelvis_list"]]
+    toe = np.array([geo.toe[0], -geo.ankle_height, 0.0])  # the floor under the big toe
+    for s, side in (("r", 1.0), ("l", -1.0)):
+        mirror = np.array([1.0, 1.0, side])
+        hip_world = centre + np.einsum("tij,j->ti", pelvis, geo.hip * mirror)
+        pitch = np.zeros(len(q))  # toes up positive: the heel rises where it goes negative
+        for _ in range(8):  # past the dorsiflexion limit the foot pivots on the big toe
+            at = ankle[s] + toe - np.einsum("tij,j->ti", _rz(pitch * _DEG), toe)
+            to_ankle = np.einsum("tji,tj->ti", pelvis, at - hip_world) * mirror
+            up = np.einsum("tji,tj->ti", pelvis, _pitch_up(pitch)) * mirror
+            legs = leg_ik(to_ankle, up, geo)
+            pitch = np.minimum(pitch + max_dorsiflexion_deg - legs["ankle_dorsiflexion"], 0.0)
+        for dof, v in legs.items():
+            if f"{dof}_{s}" in col:
+                out[:, col[f"{dof}_{s}"]] = v
+    return out
 
 
 _FOOT = ("heel_", "big_toe_", "small_toe_", "ankle_", "lateral_malleolus_", "medial_malleolus_")

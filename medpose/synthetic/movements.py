@@ -17,7 +17,9 @@ Per exercise (angles in degrees, DoF names of ``resources/skeleton.yaml``):
     ``"angles"`` (the ``main`` entries are the angles), ``"scaption"`` (the first entry is the
     elevation in the scapular plane, converted to flexion and abduction), ``"inline_lunge"`` /
     ``"side_lunge"`` (both feet planted: the legs follow by inverse kinematics,
-    :mod:`medpose.synthetic.legs`), ``"gait"``.
+    :mod:`medpose.synthetic.legs`), ``"planted"`` (the ``main`` entries are the angles each leg
+    would take alone; both feet planted flat, the legs meet half-way:
+    :func:`medpose.synthetic.legs.planted_legs`), ``"gait"``.
 ``anchor``
     How the body rests on the floor (:func:`medpose.synthetic.legs.place_root`); ``"foot"``
     plants the foot named by ``plant`` (``"moving"`` or ``"other"`` side).
@@ -113,7 +115,7 @@ EXERCISES: dict[str, dict[str, Any]] = {
         tempo_s=4.0,
         anchor="feet",
         compensation="trunk",
-        kind="angles",
+        kind="planted",
         sides="both",
     ),
     # FMS deep squat: the dowel held overhead (shoulders flexed ~170 deg, elbows straight)
@@ -131,7 +133,7 @@ EXERCISES: dict[str, dict[str, Any]] = {
         tempo_s=4.0,
         anchor="feet",
         compensation="trunk",
-        kind="angles",
+        kind="planted",
         sides="both",
     ),
     "sit_to_stand": dict(
@@ -146,7 +148,7 @@ EXERCISES: dict[str, dict[str, Any]] = {
         tempo_s=5.0,
         anchor="feet",
         compensation="trunk",
-        kind="angles",
+        kind="planted",
         sides="both",
     ),
     # FMS hurdle step: the leading leg lifted over a hurdle at tibial-tuberosity height (foot

@@ -151,3 +151,25 @@ def test_same_seed_same_angles(sk):
     c = make_exercise("squat", skeleton=sk, submovements=2, tremor_deg=1.0, seed=4)
     assert np.array_equal(a.angles.values, b.angles.values)
     assert not np.array_equal(a.angles.values, c.angles.values)
+
+
+_PLANTED = [n for n in sorted(EXERCISES) if n.startswith(("shoulder_", "elbow_"))] + [
+    "squat",
+    "deep_squat",
+    "sit_to_stand",
+    "inline_lunge",
+    "side_lunge",
+]
+
+
+@pytest.mark.parametrize("name", _PLANTED)
+@pytest.mark.parametrize("impairment", [0.0, 0.4])
+def test_both_feet_stay_planted(sk, name, impairment):
+    # both feet stand on the floor in every frame: each foot's lowest keypoint (heel or toe
+    # joint, 7 mm above the sole at most) within 20 mm of it, also with a weak left side
+    e = make_exercise(name, skeleton=sk, repetitions=2, impaired_side="left", impairment=impairment)
+    kp = forward_kinematics(sk, np.asarray(e.angles.values))
+    for s in "rl":
+        foot = [sk.keypoint_names.index(f"{n}_{s}") for n in ("heel", "big_toe", "small_toe")]
+        lowest = kp[:, foot, 1].min(axis=1)
+        assert np.abs(lowest).max() < 20.0, (s, float(np.abs(lowest).max()))
