@@ -3,7 +3,8 @@
 ``medpose demo`` (and ``make demo``) call :func:`run_demo`.  The patient (pseudonymous, with a
 known truth) has a weak left side that improves between a baseline and a follow-up session:
 impairment 0.4 at the baseline (the left side reaches 60 % of the range, moving 1.4 times as
-slowly), 0.15 at the follow-up.  Each session holds a CT-like phantom with its landmarks, a
+slowly; in the deep squat, both feet planted, the two legs meet half-way), 0.15 at the
+follow-up.  Each session holds a CT-like phantom with its landmarks, a
 four-camera calibration, a static trial and two exercise trials (deep squat, shoulder abduction
 of both arms) as 2D keypoints per camera.  On each session:
 
