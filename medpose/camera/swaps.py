@@ -8,7 +8,10 @@ capped reprojection error ``sum_c min(e_c, cap)`` over the views that saw it.  T
 assignment with the lowest score summed over all pairs is chosen for the whole body first
 (it must beat keeping the labels by ``penalty`` per relabelled view); a pair then departs
 from it only if its own score gains ``penalty`` per view changed (limb-only swaps, and pairs
-too close together to decide alone follow the body).  Swapping every view at once changes
+too close together to decide alone follow the body).  Either relabels only views that
+contradict the labelling it departs from (an observation of the pair beyond ``threshold_px``
+of its consensus): two opposite cameras relabelled together can give a pair level across the
+body a "ghost" solution that reprojects as well as the truth and is wrong in 3D.  Swapping every view at once changes
 nothing but the names, so only the assignments that relabel at most half of the views are
 tried.  All pairs, frames and assignments are solved in one batched call, each camera
 subset's system once per labelling of its own views (:func:`medpose.camera.dlt.consensus`).  Pose2Sim does the same test point by point inside its
@@ -213,13 +216,27 @@ def view_swap_consensus(
     gl = G.astype(np.int64) @ code  # the left point's mix under each assignment
     gr = (len(mixes) - 1) - gl  # the right point's: the complement
     score = capped[:, :, gl] + capped[:, :, gr]  # (T, P, G)
+    # a view contradicts an assignment when one of its valid observations of the pair is not
+    # within threshold of that assignment's consensus (no solution counts as not within)
+    with np.errstate(invalid="ignore"):
+        off = vmix & ~np.less(E, threshold_px)  # (T, P, M, C)
+    contra = off[:, :, gl] | off[:, :, gr]  # (T, P, G, C)
     # whole-body decision first (detectors swap whole bodies or limbs in a view): the
     # assignment with the lowest summed score over all pairs, then per pair only a different
-    # assignment that pays ``penalty`` per view it changes
-    body = np.argmin(score.sum(axis=1) + penalty_px * G.sum(axis=1), axis=-1)  # (T,)
-    differ = (G[None, :, :] != G[body][:, None, :]).sum(axis=-1)  # (T, G)
-    cost = score + penalty_px * differ[:, None, :]
-    best = np.argmin(cost, axis=-1)  # (T, P)
+    # assignment that pays ``penalty`` per view it changes.  Either may relabel only views
+    # that contradict the labelling it departs from: where that labelling's consensus
+    # explains every view, a lower score is noise (e.g. two opposite cameras relabelled
+    # together, a "ghost" that reprojects as well and is wrong in 3D)
+    free = contra[:, :, 0].any(axis=1)  # (T, C): a view the labels as given leave unexplained
+    body_ok = ~(G[None, :, :] & ~free[:, None, :]).any(axis=-1)  # (T, G)
+    body_cost = score.sum(axis=1) + penalty_px * G.sum(axis=1)
+    body = np.argmin(np.where(body_ok, body_cost, np.inf), axis=-1)  # (T,)
+    changed = G[None, :, :] != G[body][:, None, :]  # (T, G, C)
+    t_i, p_i = np.indices(score.shape[:2])
+    free = contra[t_i, p_i, body[:, None]]  # (T, P, C): views the body's labels leave unexplained
+    ok = ~(changed[:, None] & ~free[:, :, None, :]).any(axis=-1)  # (T, P, G)
+    cost = score + penalty_px * changed.sum(axis=-1)[:, None, :]
+    best = np.argmin(np.where(ok, cost, np.inf), axis=-1)  # (T, P)
     sw = G[best]  # (T, P, C)
     new_px, new_cf = px.copy(), cf.copy()
     new_px[:, li] = np.where(sw[..., None], px[:, ri], px[:, li])
@@ -232,7 +249,6 @@ def view_swap_consensus(
     }
     # the chosen mixes' consensus, for keypoints in exactly one pair
     once = np.bincount(np.concatenate([li, ri]), minlength=n_k) == 1
-    t_i, p_i = np.indices(best.shape)
     for k_i, mix in ((li, gl[best]), (ri, gr[best])):
         keep = once[k_i]
         k_i, m_i = k_i[keep], mix[:, keep]
