@@ -115,7 +115,8 @@ def test_bad_input_is_refused_before_any_work(tmp_path, capsys, args, message):
 def test_triangulate_writes_what_the_api_triangulates(shared_data, tmp_path, capsys):
     """``medpose triangulate`` on the real four-camera recording (MediaPipe keypoints of
     Pose2Sim's demo): the file holds ``mp.triangulate``'s points (cameras named by their folders,
-    or explicitly), and ``medpose fit`` reads it."""
+    or explicitly), those the fit would leave out for their confidence missing (a .trc holds no
+    confidence), and ``medpose fit`` reads it."""
     d = shared_data / "pose2sim"
     folders = sorted((d / "keypoints-mediapipe").glob("cam0*_json"))
     views = [str(f) for f in folders[:-1]] + [f"cam04={folders[-1]}"]
@@ -130,8 +131,35 @@ def test_triangulate_writes_what_the_api_triangulates(shared_data, tmp_path, cap
     ).sequence
     got = mp.read_keypoints(out)
     assert list(got.names) == list(api.names)
-    np.testing.assert_allclose(got.positions, api.positions, atol=0.01, equal_nan=True)
+    low = api.confidence < 0.3  # mp.fit's min_confidence: the API's fit leaves these out
+    assert 0 < low.sum() < low.size
+    kept = np.where(low[..., None], np.nan, api.positions)
+    np.testing.assert_allclose(got.positions, kept, atol=0.01, equal_nan=True)
+    assert f"note: {int((low & np.isfinite(api.positions).all(-1)).sum())} points" in printed.out
     assert main(["fit", str(out), "--calibrate", "never", "-o", str(tmp_path / "a.csv")]) == 0
+
+
+def test_triangulate_to_csv_fits_as_the_api_does(shared_data, tmp_path, capsys):
+    """A .csv keeps the 3D confidence: ``medpose fit`` of ``medpose triangulate``'s .csv gives
+    the angles of ``mp.fit(mp.triangulate(...).sequence)`` (unreliable points left out, the
+    others weighed by their confidence), on the real four-camera recording."""
+    d = shared_data / "pose2sim"
+    folders = sorted((d / "keypoints-mediapipe").glob("cam0*_json"))
+    calib = d / "Calib_qualisys.toml"
+    tri, angles = tmp_path / "tri.csv", tmp_path / "cli.csv"
+    assert main(["triangulate", str(calib), *map(str, folders), "--out", str(tri)]) == 0
+    assert "note:" not in capsys.readouterr().out  # nothing dropped: the confidence is kept
+    code = main(["fit", str(tri), "--rate", "30", "--calibrate", "never", "-o", str(angles)])
+    assert code == 0
+    cams = mp.read_calibration(calib)
+    api = mp.triangulate(
+        cams, {f.name.removesuffix("_json"): mp.read_keypoints(f) for f in folders}
+    ).sequence
+    np.testing.assert_allclose(mp.read_keypoints(tri).confidence, api.confidence, atol=1e-5)
+    mp.fit(api, calibrate=False).to_csv(tmp_path / "api.csv")
+    cli, ref = pd.read_csv(angles), pd.read_csv(tmp_path / "api.csv")
+    assert list(cli.columns) == list(ref.columns)
+    np.testing.assert_allclose(cli.to_numpy(float), ref.to_numpy(float), atol=0.01, equal_nan=True)
 
 
 def test_triangulate_y_up_gives_opensim_an_upright_body(shared_data, tmp_path, capsys):

@@ -109,6 +109,28 @@ def run(args: argparse.Namespace) -> int:
         M = np.round(T.rotation.as_matrix())  # a signed permutation
         axes = ", ".join(("-" if r.sum() < 0 else "") + "xyz"[int(np.argmax(np.abs(r)))] for r in M)
         print(f"axes turned Y up: (X, Y, Z) = world ({axes})")
+    if args.output.suffix.lower() == ".trc":
+        seq = _without_unreliable(seq)
     write_keypoints(seq, args.output)
     print(f"wrote {args.output}")
     return EXIT_OK
+
+
+def _without_unreliable(seq: Any) -> Any:
+    """``seq`` with the points that ``medpose fit`` would leave out for their confidence made
+    missing, for a format that holds no confidence (a .trc reads back as confidence 1);
+    prints how many."""
+    import inspect
+
+    from ..kinematics.fit import fit
+
+    floor = inspect.signature(fit).parameters["min_confidence"].default
+    low = np.isfinite(seq.positions).all(axis=2) & (seq.confidence < floor)
+    if low.any():
+        print(
+            f"note: {int(low.sum())} points ({low.mean():.1%}) with 3D confidence below "
+            f"{floor:g} written as missing (a .trc holds no confidence; 'medpose fit' leaves "
+            "them out); .csv or .parquet keep the confidences the fit weighs the points by"
+        )
+    pos = np.where(low[..., None], np.nan, seq.positions)
+    return seq.with_positions(pos, np.where(low, 0.0, seq.confidence))
