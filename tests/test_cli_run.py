@@ -246,3 +246,33 @@ def test_run_lands_in_postgresql(session, first, tmp_path, capsys, pg_url):
             inputs=mp.protocol.input_hashes("deep_squat", session),
         )
     assert pg_url.split("@")[-1] not in stderr
+
+
+def test_a_run_without_repetitions_says_so_and_keeps_the_good_run(session, first, capsys):
+    """The static trial assessed as the squat: no repetition, no score; the CLI says why,
+    and the study keeps the earlier ok run of the session instead of replacing it."""
+    db = first.out.parent / "study.sqlite"
+    before = mp.Study(db).runs()
+    assert list(before["status"]) == ["ok"]
+    out = first.out.parent / "from_static"
+    code, stdout, stderr = _run(
+        capsys, "deep_squat", str(session), "--out", str(out), "--trial", "deep_squat=static"
+    )
+    assert code == 0, stderr
+    assert "no repetition found" in stderr
+    assert "no score: missing" in stdout and "of the weight" in stdout
+    assert "earlier ok run of this session and protocol is kept" in stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["score"] is None and "no repetition found" in manifest["no_result"]
+    with mp.Study(db) as study:
+        pd.testing.assert_frame_equal(study.runs(), before)
+    # alone in a study, it is recorded as failed, with the reason
+    code, stdout, stderr = _run(
+        capsys, "deep_squat", str(session), "--out", str(out), "--db",
+        str(first.out.parent / "other.sqlite"), "--trial", "deep_squat=static", "--force",
+    )  # fmt: skip
+    assert code == 0, stderr
+    with mp.Study(first.out.parent / "other.sqlite") as study:
+        runs = study.runs()
+    assert list(runs["status"]) == ["failed"]
+    assert "no score" in runs["message"].iloc[0] and SECRET not in runs["message"].iloc[0]

@@ -567,3 +567,20 @@ def test_the_docs_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.Mo
         table = study.cohort("knee")
         assert table["squat.rom.left_deg"].tolist() == [82.0]
         assert table["squat.tempo_1_per_min"].tolist() == [12.5]
+
+
+def test_keep_ok_never_replaces_an_ok_run(study: Study) -> None:
+    first = add(study)
+    kept = add(
+        study, inputs={"trials/squat1.trc": "sha256:other"}, status="failed",
+        message="no score", metrics=None, scores=None, keep_ok=True,
+    )  # fmt: skip
+    assert kept.action == "kept" and kept.run_id == first.run_id
+    assert list(study.runs()["status"]) == ["ok"]
+    # without an ok run the failed one is recorded, and a later ok run replaces it
+    other = dict(patient="PSEUDO-0009", session="x", date="2026-01-09")
+    assert (
+        add(study, **other, status="failed", metrics=None, scores=None, keep_ok=True).action
+        == "added"
+    )
+    assert add(study, **other).action == "replaced"

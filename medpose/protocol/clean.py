@@ -18,7 +18,14 @@ from ..errors import InputError
 if TYPE_CHECKING:
     from .definition import Protocol
 
-__all__ = ["clean_sequence", "missing_rows", "quality_rows"]
+__all__ = ["clean_sequence", "missing_rows", "quality_rows", "REPROJECTION_ERROR_LIMIT_PX"]
+
+#: A trial's median reprojection error (median over keypoints of each keypoint's median, px)
+#: above which a run warns and a report flags it: Pose2Sim's default limit for accepting a
+#: triangulated point (``reproj_error_threshold_triangulation = 15``, Pagnon et al. 2022,
+#: *JOSS* 7:4362).  A well calibrated lab with a good detector stays far below it; cameras
+#: given each other's keypoint folders, or a wrong calibration, go above it.
+REPROJECTION_ERROR_LIMIT_PX = 15.0
 
 
 def quality_rows(

@@ -21,7 +21,10 @@ from ..errors import InputError
 if TYPE_CHECKING:
     from .definition import Protocol
 
-__all__ = ["COMPOSITE_FORMULAS", "composite_of", "published_reliability"]
+__all__ = ["COMPOSITE_FORMULAS", "NO_COMPOSITE", "composite_of", "published_reliability"]
+
+#: The score reason of a protocol without a composite (not a missing score).
+NO_COMPOSITE = "the protocol defines no composite"
 
 #: Protocol composite formula -> :data:`medpose.scoring.FORMULAS` key.
 COMPOSITE_FORMULAS = {
@@ -55,7 +58,7 @@ def composite_of(protocol: Protocol, scores: pd.DataFrame) -> tuple[Any, float, 
     """
     comp = protocol.spec.composite
     if comp is None:
-        return None, math.nan, "the protocol defines no composite"
+        return None, math.nan, NO_COMPOSITE
     parts: dict[str, float] = {}
     sems: dict[str, float] = {}
     for key in comp.weights:

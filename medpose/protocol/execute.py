@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from .._version import __version__
 from ..errors import InputError
+from .composite import NO_COMPOSITE
 from .definition import Protocol
 from .inputs import input_hashes_for, trial_map
 from .session import Session
@@ -102,7 +103,8 @@ class RunOutcome:
     manifest : dict
         The output folder's manifest.
     study_action : str or None
-        What the study did (``added``, ``replaced``, ``skipped``), None without a study.
+        What the study did (``added``, ``replaced``, ``skipped``, ``kept``: the run gave no
+        result and an earlier ``ok`` run was kept), None without a study.
     result : SessionResult or None
         None when nothing was recomputed.
     """
@@ -122,12 +124,21 @@ class RunOutcome:
         score = self.manifest.get("score")
         gate = self.manifest.get("gate")
         text = f"{self.manifest['protocol']['name']} on {self.manifest['session']}: {what}"
+        reason = self.manifest.get("score_reason") or ""
         if score is not None:
             text += f"; score {score:.1f}/100"
+        elif reason and reason != NO_COMPOSITE:
+            text += f"; no score: {reason}"
         if gate is not None:
             text += f"; gate {gate}"
-        if self.study_action is not None:
-            text += f"; study: run {self.study_action}"
+        if self.study_action == "kept":
+            text += (
+                "; study: this run gave no result and is not recorded, the earlier ok run of "
+                "this session and protocol is kept"
+            )
+        elif self.study_action is not None:
+            status = " (status failed: no result)" if self.manifest.get("no_result") else ""
+            text += f"; study: run {self.study_action}{status}"
         return text
 
 

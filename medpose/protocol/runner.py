@@ -167,7 +167,8 @@ def _segments(x: np.ndarray, reps: pd.DataFrame, to_rest: bool = False) -> list[
     ends = reps["end_frame"].to_numpy(int)
     out = []
     for i, (a, b) in enumerate(zip(starts, ends)):
-        if to_rest:
+        # the direction needs a value inside and at an end (else: left as segmented)
+        if to_rest and np.isfinite(x[a : b + 1]).any() and np.isfinite(x[[a, b]]).any():
             up = np.nanmean(x[a : b + 1]) >= np.nanmean(x[[a, b]])
             pick = np.nanargmin if up else np.nanargmax
             lo = int(ends[i - 1]) + 1 if i > 0 else 0

@@ -26,6 +26,7 @@ import pandas as pd
 from ..errors import InputError
 from ..io._util import atomic_dir, display_name
 from .assessment import REGISTRATION_COLUMNS, Assessment
+from .composite import NO_COMPOSITE
 
 if TYPE_CHECKING:
     from ..store.study import AddedRun, Study
@@ -191,6 +192,29 @@ class SessionResult:
     angles: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
     side_of_interest: str = "both"
 
+    # ------------------------------------------------------------------------ outcome
+    def trials_without_repetitions(self) -> list[str]:
+        """The protocol trials segmented into repetitions in which none was found."""
+        a = self.assessment
+        q = a.quality
+        segmented = q.loc[q["check"] == "repetitions_missing", "trial"] if len(q) else []
+        found = set(a.repetitions["trial"]) if len(a.repetitions) else set()
+        return [t for t in dict.fromkeys(segmented) if t not in found]
+
+    def no_result(self) -> str:
+        """Why this run gave no result, or ``""``: no composite score where the protocol
+        defines one (its reason), or no repetition found in any trial segmented into them."""
+        a = self.assessment
+        why = []
+        segmented = self.trials_without_repetitions()
+        q = a.quality
+        n_seg = len(set(q.loc[q["check"] == "repetitions_missing", "trial"])) if len(q) else 0
+        if segmented and len(segmented) == n_seg:
+            why.append(f"no repetition found in trial(s) {', '.join(segmented)}")
+        if math.isnan(a.score) and a.score_reason != NO_COMPOSITE:
+            why.append(f"no score: {a.score_reason}")
+        return "; ".join(why)
+
     # ------------------------------------------------------------------------ tables
     def provenance(self) -> pd.DataFrame:
         """Tidy provenance (:data:`PROVENANCE_COLUMNS`): medpose version, protocol name,
@@ -260,6 +284,7 @@ class SessionResult:
             "score": None if math.isnan(a.score) else a.score,
             "score_reason": a.score_reason,
             "score_mdc95": None if math.isnan(a.score_mdc95) else a.score_mdc95,
+            "no_result": self.no_result() or None,
             "gate": None if a.gate is None else str(a.gate),
             "rows": {k: len(v) for k, v in self.tables().items()},
         }
@@ -314,10 +339,16 @@ class SessionResult:
 
         An ``ok`` run of this protocol with the same protocol hash and inputs already recorded
         for the session is left as it is (``action == "skipped"``); another earlier run of the
-        session and protocol is replaced.
+        session and protocol is replaced.  A run that gave no result (:meth:`no_result`) is
+        recorded as ``failed`` with that message, and never replaces an ``ok`` run: that one is
+        kept (``action == "kept"``).
         """
         a = self.assessment
+        why = self.no_result()
         return study.add_run(
+            status="failed" if why else "ok",
+            message=why or None,
+            keep_ok=bool(why),
             patient=self.patient,
             session=self.session,
             date=self.date,
@@ -367,7 +398,11 @@ def add_outputs_to(out_dir: str | os.PathLike, study: Study, patient: str) -> Ad
     metrics = pd.read_parquet(Path(out_dir) / "metrics.parquet")
     scores = pd.read_parquet(Path(out_dir) / "scores.parquet")
     score, mdc = doc.get("score"), doc.get("score_mdc95")
+    why = doc.get("no_result")
     return study.add_run(
+        status="failed" if why else "ok",
+        message=why or None,
+        keep_ok=bool(why),
         patient=patient,
         session=doc["session"],
         date=doc["date"],

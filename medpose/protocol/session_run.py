@@ -29,6 +29,7 @@ import datetime as _dt
 import math
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from .assessment import (
     Assessment,
     explain_missing_ci,
 )
-from .clean import clean_sequence, missing_rows, quality_rows
+from .clean import REPROJECTION_ERROR_LIMIT_PX, clean_sequence, missing_rows, quality_rows
 from .inputs import input_hashes_for, trial_map
 from .navigation import check_navigation
 from .session import Session, Trial
@@ -160,6 +161,15 @@ def _read(
             if seen.any():
                 med[seen] = np.nanmedian(err[:, seen], axis=0)
             rows += quality_rows(label, "reprojection_error_median", seq.names, med, "px")
+            overall = float(np.nanmedian(med)) if seen.any() else math.nan
+            if overall > REPROJECTION_ERROR_LIMIT_PX:
+                warnings.warn(
+                    f"trial {trial.name!r}: median reprojection error {overall:.1f} px, above "
+                    f"{REPROJECTION_ERROR_LIMIT_PX:g} px: the 3D keypoints disagree with the "
+                    "cameras' 2D keypoints (check the calibration, and that each camera's "
+                    "folder in session.yaml is that camera's)",
+                    stacklevel=2,
+                )
             rows += quality_rows(label, "swaps_repaired", ["2d+3d"], [len(res.swaps)], "frames")
     else:
         with steps.step(f"{label}: read keypoints"):
@@ -228,11 +238,14 @@ def _prepare(
             out.fit = fit(seq, patient, **kwargs, progress=False, calibrate=False)
         rows += _fit_rows(label, out.fit)
         poor = out.fit.poor_frames
-        if len(poor):  # their angles are uncertain: every metric reads around them
+        # frames fitted poorly: their angles are uncertain; frames not fitted (too few
+        # confident keypoints): their keypoints too.  Every metric reads around them.
+        unfit = np.flatnonzero(~np.asarray(out.fit.valid, dtype=bool))
+        if len(poor) or len(unfit):
             from .trial_inputs import sequence_without_frames
 
-            out.fit = out.fit.without_frames(poor)
-            out.sequence = sequence_without_frames(out.sequence, poor)
+            out.fit = out.fit.without_frames(poor) if len(poor) else out.fit
+            out.sequence = sequence_without_frames(out.sequence, np.union1d(poor, unfit))
         if patient is not None:  # how far calibration moved each keypoint from its prior
             table = patient.calibration_table()
             kp = table[table["kind"] == "keypoint"]
@@ -300,6 +313,23 @@ def _composite(protocol: Protocol, scores: pd.DataFrame) -> tuple[Any, float, st
     return composite_of(protocol, scores)  # the worse side or trial, with its SEM
 
 
+def _high_reprojection(quality: pd.DataFrame) -> str:
+    """Why the triangulated keypoints are not trusted (a trial's median reprojection error,
+    median over keypoints, above :data:`REPROJECTION_ERROR_LIMIT_PX`), or ``""``."""
+    q = quality[quality["check"] == "reprojection_error_median"]
+    why = []
+    for trial, g in q.groupby("trial", sort=False):
+        med = float(np.nanmedian(g["value"].astype(float))) if g["value"].notna().any() else 0.0
+        if med > REPROJECTION_ERROR_LIMIT_PX:
+            why.append(f"trial {trial!r} median reprojection error {med:.1f} px")
+    if not why:
+        return ""
+    return (
+        f"{', '.join(why)}, above {REPROJECTION_ERROR_LIMIT_PX:g} px: its 3D keypoints are not "
+        "trusted (check the calibration and each camera's keypoint folder)"
+    )
+
+
 def _combine(
     protocol: Protocol,
     parts: list[Assessment],
@@ -325,6 +355,9 @@ def _combine(
     repetitions = pd.concat(reps, ignore_index=True) if reps else pd.DataFrame(columns=["trial"])
     repetitions = repetitions[["trial", *[c for c in repetitions.columns if c != "trial"]]]
     result, value, why = _composite(protocol, scores)
+    distrusted = _high_reprojection(quality)
+    if distrusted and math.isfinite(value):  # criteria read on keypoints the cameras disown
+        value, why = math.nan, f"not given: {distrusted}"
     sides = tuple(dict.fromkeys(s for a in parts for s in a.sides))
     return Assessment(
         protocol=f"{protocol.name} {protocol.version}",
@@ -432,6 +465,14 @@ def run_session(
                         )
                     )
                     quality += parts[-1].quality.to_dict("records")
+                    reps_step = protocol.spec.steps.repetitions
+                    if reps_step is not None and parts[-1].repetitions.empty:
+                        warnings.warn(
+                            f"trial {spec.name!r} (session trial {name!r}): no repetition "
+                            f"found in {reps_step.signal} (at least {reps_step.min_range:g} "
+                            "deg of range asked); every per-repetition metric is NaN",
+                            stacklevel=2,
+                        )
             registration, gate = None, None
             if reg is not None:
                 with bar.step("register"):

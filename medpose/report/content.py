@@ -23,6 +23,7 @@ from .._version import __version__
 from ..errors import InputError, MedposeError
 from ..packaged import resource_yaml
 from ..protocol.capped import BESIDE
+from ..protocol.clean import REPROJECTION_ERROR_LIMIT_PX
 from ..scoring.derived_angles import with_derived
 from ..scoring.norms import load_norms
 from ..scoring.scores import CRITERION_SPAN
@@ -392,6 +393,14 @@ def _quality(a: Any) -> Section | None:
             if worst is not None and len(g) > 1 and float(v.max()) > 0
             else "–"
         )
+        if str(check) == "reprojection_error_median" and float(v.median()) > (
+            REPROJECTION_ERROR_LIMIT_PX
+        ):
+            overall += (
+                f" (median): HIGH, above {REPROJECTION_ERROR_LIMIT_PX:g} px: check the "
+                "calibration and each camera's keypoint folder"
+            )
+            counted = True  # "(median)" already said
         if str(check) in _PER_SIDE:
             overall = ", ".join(f"{n}: {format_value(x, unit)}" for n, x in zip(g["name"], v))
             where = "–"

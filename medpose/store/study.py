@@ -51,15 +51,17 @@ class AddedRun:
     ----------
     run_id : int
         The run's id in the ``runs`` table (the earlier run's id when skipped).
-    action : {'added', 'replaced', 'skipped'}
+    action : {'added', 'replaced', 'skipped', 'kept'}
         ``skipped``: an ``ok`` run with the same protocol hash and input hashes was already
-        recorded for this session and protocol, and nothing was written.  ``replaced``: an
+        recorded for this session and protocol, and nothing was written.  ``kept``: asked with
+        ``keep_ok=True``, an ``ok`` run of this session and protocol was recorded; it was kept
+        and nothing was written (``run_id`` is its id).  ``replaced``: an
         earlier run of this session and protocol (other inputs or protocol hash, or failed)
         was removed with its metrics and scores, in the same transaction.
     """
 
     run_id: int
-    action: Literal["added", "replaced", "skipped"]
+    action: Literal["added", "replaced", "skipped", "kept"]
 
 
 def _insert(conn: Connection, table: sa.Table, **values: Any) -> int:
@@ -205,6 +207,7 @@ class Study:
         started: datetime | None = None,
         finished: datetime | None = None,
         medpose_version: str | None = None,
+        keep_ok: bool = False,
     ) -> AddedRun:
         """Record one run of a protocol on a session, with its metrics and scores, atomically.
 
@@ -238,6 +241,10 @@ class Study:
             Timezone-aware start and finish times; default now (stored in UTC).
         medpose_version : str, optional
             Default: this medpose's version.
+        keep_ok : bool
+            Never replace an ``ok`` run of this session and protocol: where one is recorded,
+            it is kept and nothing is written (action ``'kept'``).  Session runs that gave no
+            result (no repetition, no score) are recorded so, as ``failed``.
 
         Returns
         -------
@@ -284,7 +291,7 @@ class Study:
                 try:
                     with self._write() as conn:
                         result = self._add(
-                            conn, pseudonym, folder, day, run, metric_list, score_list
+                            conn, pseudonym, folder, day, run, metric_list, score_list, keep_ok
                         )
                     break
                 except sa.exc.IntegrityError:
@@ -309,6 +316,7 @@ class Study:
         run: dict[str, Any],
         metric_rows: list[dict[str, Any]],
         score_rows: list[dict[str, Any]],
+        keep_ok: bool = False,
     ) -> AddedRun:
         pid = conn.execute(
             sa.select(tables.patients.c.id).where(tables.patients.c.pseudonym == pseudonym)
@@ -342,6 +350,8 @@ class Study:
                 and old.inputs == run["inputs"]
             ):
                 return AddedRun(int(old.id), "skipped")
+            if keep_ok and old.status == "ok":
+                return AddedRun(int(old.id), "kept")
             conn.execute(tables.metrics.delete().where(tables.metrics.c.run_id == old.id))
             conn.execute(tables.scores.delete().where(tables.scores.c.run_id == old.id))
             conn.execute(tables.runs.delete().where(tables.runs.c.id == old.id))
