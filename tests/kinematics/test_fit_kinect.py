@@ -149,6 +149,32 @@ def test_no_frame_of_a_kinect_raise_is_left_far_below_the_keypoints(shared_data)
         assert np.nanmax(np.abs(d - np.nanmedian(d))) < 10.0, rep
 
 
+def _elbow_3pt(seq: mp.KeypointSequence, side: str) -> np.ndarray:
+    """180 deg minus the shoulder-elbow-wrist angle of the Kinect's joints."""
+    upper = seq[f"elbow_{side}"] - seq[f"shoulder_{side}"]
+    fore = seq[f"wrist_{side}"] - seq[f"elbow_{side}"]
+    cos = (upper * fore).sum(1) / np.linalg.norm(upper, axis=1) / np.linalg.norm(fore, axis=1)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+@pytest.mark.parametrize("subject", ["s01", "s03", "s09"])
+def test_a_bent_elbow_overhead_is_not_held_on_its_limit(shared_data, subject):
+    # Deep squats with the arms overhead and the elbows bent.  Where the Kinect's
+    # shoulder-elbow-wrist angle reads more than 10 deg, a fitted elbow on its -5 deg limit is
+    # 15 deg or more from the data: the arm solved onto the far side of the humerus's half turn
+    # (medpose.kinematics.fit.onlimit).  In these three trials that was 51 to 70 of 71 to 95
+    # such frames of an elbow, and 40 % of them over the first episode of every UI-PRMD subject.
+    seq = mp.read_keypoints(_positions(shared_data, subject, "e01"))
+    fitted = mp.fit(seq, progress=False)
+    lo = fitted.limits.to_dataframe()["min_deg"]
+    for side in "lr":
+        bent = _elbow_3pt(seq, side) > 10.0
+        elbow = fitted.angles[f"elbow_flexion_{side}"].to_numpy()
+        held = bent & (elbow <= lo[f"elbow_flexion_{side}"] + 0.01)
+        assert bent.sum() > 20, side  # the arms are bent in this trial
+        assert held.sum() <= 0.1 * bent.sum(), (side, int(held.sum()), int(bent.sum()))
+
+
 def test_off_neighbours_flags_a_frame_or_a_run_above_its_neighbours():
     rms = torch.full((40,), 15.0) + 0.5 * torch.sin(torch.arange(40.0))  # noise-level spread
     assert not off_neighbours(rms).any()

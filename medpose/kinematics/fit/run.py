@@ -29,6 +29,7 @@ from .device import (
 )
 from .distal import Proximal, keep_better, proximal
 from .gaps import mend_points
+from .onlimit import leave_limits
 from .pilot import measure_noise
 from .problem import NOISE_FLOOR_MM, FitProblem
 from .solver import Priors, solve
@@ -152,9 +153,10 @@ def solve_frames(
     qc, moved_c = choose_branches(
         s1.ctx, s1.moves, qc, x_obs[coarse], w[coarse], s1.lo, s1.hi, s1.neutral
     )
+    xc = torch.where(moved_c[:, None, None], s1.ctx.keypoints_at(qc), xc)
+    xo_c, w_c = x_obs[coarse], w[coarse]  # frames held on a limit: from the other branches
+    qc, xc, cc = leave_limits(s1, qc, xc, cc, xo_c, w_c, p1, xtol, max_iter)
     if first is not None:  # mended on the lengths-only problem, then the calibrated solve
-        xc = s1.ctx.keypoints_at(qc)
-        xo_c, w_c = x_obs[coarse], w[coarse]
         args = (xo_c, w_c, s1.lo, s1.hi, p1, s1.n_var)
         qc, xc, cc = repair(
             s1.ctx, qc, xc, cc, *args, first.sigma, xtol, max_iter, q_rigid=qr, odd=st.odd
@@ -175,10 +177,6 @@ def solve_frames(
                 lam0=_LAM_COARSE,
                 max_step=_MAX_STEP_DEG,
             )
-    else:
-        mc = torch.nonzero(moved_c)[:, 0]
-        if mc.numel():
-            xc[mc] = ctx.keypoints_at(qc[mc])
     # stage 2: every valid frame from the interpolation of its solved neighbours
     qn = interpolate(qc, coarse, vidx, st.rot) if coarse.numel() < vidx.numel() else qc
     qn = torch.where(free[None], qn, neutral[None])
@@ -283,6 +281,7 @@ def solve_frames(
             <= frame_rms(xv[m], xo_m, w_m, st.n_var) * 1.005 + 0.01
         )
         qv, xv, cvv = put(qv, xv, cvv, m[ok], qm[ok], xm[ok], cm[ok])
+    qv, xv, cvv = leave_limits(st, qv, xv, cvv, x_obs[vidx], w[vidx], pri1, xtol, max_iter)
     # a run of frames on another equally good solution than its neighbours: from a neighbour
     obs = (x_obs[vidx], w[vidx], lo, hi, pri1)
     qv, xv, cvv = despike(ctx, qv, xv, cvv, *obs, st.n_var, xtol, max_iter, st.rot)

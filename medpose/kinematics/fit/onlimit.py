@@ -1,0 +1,76 @@
+"""Frames held on a hard limit in a local minimum, and their restart from another branch.
+
+A raised arm solved from the arms-down start can end on the far side of the humerus's half
+turn: the elbow pressed against its -5 degree limit where the keypoints bend it +20.  On the
+UI-PRMD Kinect v2 recordings (deep squats and shoulder abductions, the first episode of every
+subject, correct and incorrect) the fitted elbow sat on that limit while the
+shoulder-elbow-wrist angle read more than 10 degrees in 1,114 of 2,812 frames.  No move of
+:func:`~medpose.kinematics.fit.starts.choose_branches` fits such a frame as well (it takes
+only readings that fit exactly alike), the frame's residual stays within what the Kinect's
+noise explains, and its neighbours are often stuck alike, so
+:func:`~medpose.kinematics.fit.starts.repair` has no good frame to restart it from.
+:func:`leave_limits` solves each frame on a limit again from the other branches.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .device import Setup
+from .solver import Priors, solve
+from .starts import apply_move
+from .stuck import frame_rms, put
+
+__all__ = ["leave_limits", "LIMIT_GAIN"]
+
+
+#: A frame on a hard limit takes a restart from another branch where that lowers its RMS below
+#: this fraction of its own: the same problem's better minimum, with a margin so that two
+#: minima within noise of each other do not alternate from frame to frame.
+LIMIT_GAIN = 0.99
+
+
+def leave_limits(
+    st: Setup,
+    q: torch.Tensor,
+    x: torch.Tensor,
+    conv: torch.Tensor,
+    x_obs: torch.Tensor,
+    w: torch.Tensor,
+    pri: Priors,
+    xtol: float,
+    max_iter: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each frame of ``q`` with a free DoF on a hard limit solved again from every branch move
+    (:func:`~medpose.kinematics.fit.starts.branch_moves`) that changes one of the DoFs it
+    holds on a limit, the moved pose clamped into the limits; the best restart is kept where
+    its RMS is below :data:`LIMIT_GAIN` times the frame's.  ``st``: the problem on the device
+    (:func:`~medpose.kinematics.fit.device.setup`), ``pri`` its priors."""
+    ctx, lo, hi, n_var = st.ctx, st.lo, st.hi, st.n_var
+    at = ((q - lo).abs() <= 1e-3) | ((q - hi).abs() <= 1e-3)
+    frames, starts = [], []
+    for move in st.moves:
+        idx = torch.nonzero(at[:, torch.as_tensor(move[0], device=q.device)].any(dim=1))[:, 0]
+        if idx.numel():
+            moved, _ = apply_move(q[idx], move, lo, hi)
+            frames.append(idx)
+            starts.append(torch.minimum(torch.maximum(moved, lo), hi))
+    if not frames:
+        return q, x, conv
+    idx = torch.cat(frames)
+    qn, xn, cn = solve(
+        ctx, torch.cat(starts), x_obs[idx], w[idx], lo, hi, pri, max_iter=max_iter, xtol=xtol
+    )
+    rn = frame_rms(xn, x_obs[idx], w[idx], n_var)
+    best = torch.full((q.shape[0],), float("inf"), device=q.device, dtype=rn.dtype)
+    best = best.scatter_reduce(0, idx, rn, "amin")
+    pick = (rn <= best[idx]) & (rn < LIMIT_GAIN * frame_rms(x, x_obs, w, n_var)[idx])
+    sel = torch.nonzero(pick)[:, 0]
+    if sel.numel() == 0:
+        return q, x, conv
+    # one restart per frame: the first of equal bests
+    _, inv = torch.unique(idx[sel], return_inverse=True)
+    order = torch.arange(sel.numel(), device=q.device)
+    head = torch.full((int(inv.max()) + 1,), sel.numel(), device=q.device, dtype=order.dtype)
+    keep = sel[head.scatter_reduce(0, inv, order, "amin")]
+    return put(q, x, conv, idx[keep], qn[keep], xn[keep], cn[keep])
