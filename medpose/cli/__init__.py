@@ -21,7 +21,7 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import MedposeError
 from ..protocol.problems import Redactor
-from .common import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from .common import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, check_text_arguments
 
 __all__ = ["main", "build_parser", "command_modules"]
 
@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # what a message may name: the folder the command works in, relative; nothing above it
     redact = Redactor(Path(getattr(args, "session", None) or getattr(args, "out", None) or "."))
     try:
+        check_text_arguments(args, sys.argv[1:] if argv is None else list(argv))
         return int(args.func(args))
     except MedposeError as e:
         print(f"error: {redact.text(str(e))}", file=sys.stderr)
@@ -81,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # say it to; stdout is pointed at devnull so that the interpreter's flush is silent too
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as e:  # a full disk, a folder made read-only meanwhile: the file and why
+        where = f"{redact.text(str(e.filename))}: " if e.filename is not None else ""
+        print(f"error: {where}{redact.text(e.strerror or str(e))}", file=sys.stderr)
+        return EXIT_INVALID
     except Exception as e:  # the command line never prints a traceback
         print(
             f"error: unexpected {type(e).__name__} in 'medpose {args.command}': "

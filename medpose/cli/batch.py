@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_INVALID, EXIT_OK
+from .common import EXIT_INVALID, EXIT_OK, check_output
 
 __all__ = ["register", "ORDER"]
 
@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers: found {args.workers}; expected a whole number >= 1")
+    if args.out is not None:
+        check_output(args.out, "--out", folder=True)
     trials = {}
     for text in args.trial:
         name, sep, trial = text.partition("=")

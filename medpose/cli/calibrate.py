@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_OK, printed_warnings, read_3d_keypoints
+from .common import EXIT_OK, check_output, printed_warnings, read_3d_keypoints
 
 __all__ = ["register", "ORDER"]
 
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output.suffix.lower() not in (".yaml", ".yml", ".json"):
         raise InputError(f"OUT: expected a .yaml, .yml or .json file, found {args.output.name!r}")
+    check_output(args.output, "OUT")
     seq = read_3d_keypoints(args.keypoints, args.rate)
     with printed_warnings():
         patient = calibrate(

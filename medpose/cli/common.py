@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,6 +21,8 @@ __all__ = [
     "print_problems",
     "read_3d_keypoints",
     "printed_warnings",
+    "check_text_arguments",
+    "check_output",
 ]
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -80,3 +84,60 @@ def printed_warnings(
                 if text not in seen:
                     seen.add(text)
                     print(f"warning: {text}", file=sys.stderr if stream is None else stream)
+
+
+def _option_of(text: str, dest: str, argv: Sequence[str]) -> str:
+    """The option ``text`` was given with on the command line (``--out``), else ``DEST``."""
+    for i, tok in enumerate(argv):
+        name, sep, value = tok.partition("=")
+        if sep and name.startswith("-") and value == text:
+            return name
+        if tok == text and i > 0 and argv[i - 1].startswith("-"):
+            return argv[i - 1]
+    return dest.upper()
+
+
+def check_text_arguments(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """Refuse any argument (a path above all) that is not valid UTF-8 text, naming its option,
+    before a command passes it to a C library (SimpleITK aborts the process on such a path)."""
+    from ..io._util import require_text_path
+
+    for dest, value in vars(args).items():
+        for v in value if isinstance(value, list | tuple) else (value,):
+            for text in v if isinstance(v, tuple) else (v,):
+                if isinstance(text, str | Path):
+                    try:
+                        os.fspath(text).encode("utf-8")
+                    except UnicodeEncodeError:
+                        require_text_path(text, _option_of(os.fspath(text), dest, argv))
+
+
+def check_output(path: Path, option: str, *, folder: bool = False) -> None:
+    """Check before any work that ``path`` can be written: an output file (``folder=False``) or
+    an output folder replaced as a whole.  Raises InputError naming ``option`` and ``path`` when
+    ``path`` is of the other kind, when a part of the folders above it is a file, or when the
+    folder it is written in (where the temporary file or folder goes) is not writable."""
+    from ..errors import InputError
+    from ..io._util import require_text_path
+
+    p = require_text_path(path, option)
+    where = f"{option} {os.fspath(p)!r}"
+    if folder and p.exists() and not p.is_dir():
+        raise InputError(f"{where}: exists and is not a folder; expected a folder to write into")
+    if not folder and p.is_dir():
+        raise InputError(f"{where}: is a folder; expected the name of a file to write")
+    above = p.parent
+    while not above.exists() and not above.is_symlink() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise InputError(
+            f"{where}: {os.fspath(above)!r} is a file, not a folder; expected a folder (or a "
+            "name that does not exist yet) above the output"
+        )
+    for place in (above, p) if folder and p.is_dir() else (above,):
+        if not os.access(place, os.W_OK | os.X_OK):
+            raise InputError(
+                f"{where}: the folder {os.fspath(place)!r} is not writable; expected a folder "
+                "where medpose may create files (choose another location or change its "
+                "permissions)"
+            )

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_INVALID, EXIT_OK
+from .common import EXIT_INVALID, EXIT_OK, check_output
 
 __all__ = ["register", "ORDER"]
 
@@ -55,6 +55,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``medpose demo``."""
+    check_output(args.out, "--out", folder=True)
     for name in SESSION_NAMES:
         target = args.out / "sessions" / name
         if target.exists() and any(target.iterdir()) and not (target / "session.yaml").is_file():

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_INVALID, EXIT_OK
+from .common import EXIT_INVALID, EXIT_OK, check_output
 
 __all__ = ["register", "ORDER"]
 
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..imaging.volume import read_volume
 
     try:
+        check_output(args.output, "OUTPUT")
         volume = read_volume(args.volume)
         det = detect_landmarks(
             volume, args.checkpoint, device=args.device, min_confidence=args.min_confidence

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Literal
 
-from .common import EXIT_OK, printed_warnings, read_3d_keypoints
+from .common import EXIT_OK, check_output, printed_warnings, read_3d_keypoints
 
 __all__ = ["register", "ORDER"]
 
@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     for out in args.outputs:
         if out.suffix.lower() not in _OUT:
             raise InputError(f"--out: expected a {', '.join(_OUT)} file, found {out.name!r}")
+        check_output(out, "--out")
     model = None if args.model == "medpose" else args.model
     if model is not None and any(o.suffix.lower() == ".mot" for o in args.outputs):
         from ..io.opensim import opensim_mapping

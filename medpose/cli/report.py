@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .common import EXIT_OK
+from .common import EXIT_OK, check_output
 
 __all__ = ["register", "ORDER", "DEFAULT_DB"]
 
@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from ..report.rundir import load_run
     from ..store.study import Study
 
+    check_output(args.out, "--out", folder=True)
     src: Path = args.source
     url = args.db
     if url is None and (src.parent / DEFAULT_DB).is_file():

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, MedposeError
-from .common import EXIT_OK, printed_warnings
+from .common import EXIT_OK, check_output, printed_warnings
 
 __all__ = ["register", "ORDER", "DEFAULT_DB"]
 
@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from ..protocol.session_run import load_session
     from ..store.study import Study
 
+    check_output(args.out, "--out", folder=True)
     protocol = as_protocol(args.protocol)
     session = load_session(args.session)
     redact = Redactor(session.root, session.patient.id)
@@ -94,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
             )
     except MedposeError as e:
         raise type(e)(redact.text(str(e))) from None
+    except UnicodeError as e:  # a name the checks above did not see (one inside the session)
+        bad = ascii(e.object[e.start : e.end]) if isinstance(e.object, str) else "a byte"
+        raise InputError(
+            f"a file or folder name holds {bad}, not valid UTF-8 text; expected UTF-8 file "
+            "and folder names (rename it)"
+        ) from None
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise InputError(f"{type(e).__name__}: {redact.text(str(e))}") from None
     finally:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_INVALID, EXIT_OK
+from .common import EXIT_INVALID, EXIT_OK, check_output
 
 __all__ = ["register", "ORDER"]
 
@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     try:
+        check_output(args.output, "OUTPUT")
         common = dict(region=args.region, spacing_mm=args.phantom_spacing, workers=args.workers)
         shown = not args.quiet
         train = training_phantoms(

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import EXIT_OK, printed_warnings
+from .common import EXIT_OK, check_output, printed_warnings
 
 __all__ = ["register", "ORDER"]
 
@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"--out: expected a {', '.join(WRITE_SUFFIXES)} file, found {args.output.name!r}"
         )
+    check_output(args.output, "--out")
     if args.up is not None and not args.y_up:
         raise InputError("--up: applies with --y-up; --y-up not given")
     cams = read_calibration(args.calibration)

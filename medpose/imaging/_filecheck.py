@@ -27,7 +27,7 @@ from nibabel.spatialimages import HeaderDataError
 from nibabel.wrapstruct import WrapStructError
 
 from ..errors import InputError
-from ..io._util import display_name
+from ..io._util import display_name, require_text_path
 
 __all__ = [
     "Payload",
@@ -219,7 +219,7 @@ def _data_file(header: Path, value: str, field: str, root: Path) -> Path:
             f"{name}: {field} is {value.split()[0] if value else 'empty'!r}...; medpose reads one "
             "data file named by its header (file lists and patterns are not supported)"
         )
-    target = Path(value)
+    target = require_text_path(value, f"{name}: {field}")
     target = target if target.is_absolute() else header.parent / target
     if not inside(target, root):
         raise InputError(

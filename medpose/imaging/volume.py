@@ -33,7 +33,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..io._util import atomic_path, display_name
+from ..io._util import atomic_path, display_name, require_text_path
 from ._filecheck import (
     check_payload,
     check_slices,
@@ -290,7 +290,7 @@ class Volume:
 # ---------------------------------------------------------------------- reading
 def list_dicom_series(folder: str | os.PathLike) -> list[str]:
     """SeriesInstanceUIDs of the DICOM series in ``folder`` (not recursive), via GDCM."""
-    folder = Path(folder)
+    folder = require_text_path(folder, "DICOM folder")
     if not folder.is_dir():
         raise InputError(f"{display_name(folder)}: DICOM folder not found")
     return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
@@ -423,7 +423,7 @@ def read_volume(
         For a NIfTI whose qform and sform disagree so that ITK and nibabel would place the
         voxels differently.
     """
-    p = Path(path)
+    p = require_text_path(path, "image path")
     name = display_name(p)
     if not p.exists():
         raise InputError(f"{name}: image file or DICOM folder not found")
@@ -492,7 +492,7 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Fa
     OSError
         A full disk or another file-system error, unchanged (``path`` keeps its old content).
     """
-    p = Path(path)
+    p = require_text_path(path, "image path")
     name = display_name(p)
     ext = _extension(p)
     if ext not in VOLUME_EXTENSIONS:

@@ -49,7 +49,14 @@ try:  # POSIX only; elsewhere leftover temporary files are simply not collected
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["atomic_write", "atomic_path", "atomic_dir", "require_file", "display_name"]
+__all__ = [
+    "atomic_write",
+    "atomic_path",
+    "atomic_dir",
+    "require_file",
+    "require_text_path",
+    "display_name",
+]
 
 #: Longest destination-name part kept in a temporary name (file names are at most 255 bytes).
 _MAX_STEM = 200
@@ -94,6 +101,39 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     p = Path(path)
     if not p.exists():
         raise InputError(f"{display_name(p)}: {what} not found")
+    return p
+
+
+def _undecodable_part(p: Path) -> str | None:
+    """The first part of ``p`` that is not valid UTF-8 text, as its bytes would print; None
+    when every part is text."""
+    for part in p.parts:
+        try:
+            part.encode("utf-8")
+        except UnicodeEncodeError:
+            try:  # a byte the file system gave that is not UTF-8 (Python's surrogateescape)
+                return part.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:  # another lone surrogate
+                return part.encode("utf-8", "backslashreplace").decode("ascii")
+    return None
+
+
+def require_text_path(path: str | os.PathLike, what: str = "path") -> Path:
+    """Return ``path`` as a Path; raise InputError when its name is not valid UTF-8 text.
+
+    A file or folder name with a byte that is not UTF-8 (``sess_\\xff``) reaches Python as a
+    string with a lone surrogate; the C and C++ libraries medpose passes paths to (SimpleITK,
+    ezc3d, SQLite) cannot encode it: SimpleITK aborts the whole process.  Readers and writers
+    call this before any such library sees the path.  The message names ``what`` and the
+    offending part of the path, its bad bytes written as ``\\xff``.
+    """
+    p = Path(path)
+    bad = _undecodable_part(p)
+    if bad is not None:
+        raise InputError(
+            f"{what} '{bad}': the name is not valid UTF-8 text; expected a file or folder name "
+            "in UTF-8 (rename it)"
+        )
     return p
 
 
@@ -222,6 +262,14 @@ def _copy_owner_mode(src_stat: os.stat_result | None, default_mode: int, tmp: Pa
                 os.chown(tmp, -1, src_stat.st_gid)
 
 
+def _name_unnamed(exc: BaseException, path: str | os.PathLike) -> None:
+    """Give an OSError that names no file (a full disk: ``write`` reports ENOSPC alone) the
+    name of the destination being written (:func:`display_name`: no folders above it), so that
+    its message says which output failed."""
+    if isinstance(exc, OSError) and exc.filename is None:
+        exc.filename = display_name(path)
+
+
 # ---------------------------------------------------------------------------- public
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
@@ -246,10 +294,12 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     InputError
         ``path`` is an existing folder, or a symbolic link that cannot be followed.
     OSError
-        Whatever the file system reports (a full disk, no permission), unchanged.
+        Whatever the file system reports (a full disk, no permission); one that names no file
+        (``write`` reports a full disk alone) is given the destination's name as ``filename``.
     """
     if suffix and not re.fullmatch(r"(\.\w+)+", suffix):
         raise InputError(f"atomic_path: suffix must look like '.ext', found {suffix!r}")
+    require_text_path(path, "output file")
     dest = _destination(path)
     if dest.is_dir():
         raise InputError(f"{display_name(path)}: is a folder; expected a file to write")
@@ -269,9 +319,10 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
         _fsync_path(tmp)
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        _name_unnamed(exc, path)
         raise
     finally:
         os.close(fd)  # releases the lock
@@ -352,6 +403,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     OSError
         Whatever the file system reports, unchanged.
     """
+    require_text_path(path, "output folder")
     dest = _destination(path)
     if dest.exists() and not dest.is_dir():
         raise InputError(f"{display_name(path)}: exists and is not a folder; expected a folder")
@@ -388,11 +440,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             os.rename(dest, aside)
             os.rename(tmp, dest)
         _fsync_dir(dest.parent)
-    except BaseException:
+    except BaseException as exc:
         if aside is not None and aside.exists() and not dest.exists():
             with contextlib.suppress(OSError):
                 os.rename(aside, dest)
         shutil.rmtree(tmp, ignore_errors=True)
+        _name_unnamed(exc, path)
         raise
     finally:
         os.close(fd)

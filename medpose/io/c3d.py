@@ -24,7 +24,7 @@ import numpy as np
 from ..data import KeypointSequence
 from ..errors import InputError
 from ._text import canonical_names, unit_scale
-from ._util import atomic_path, display_name, require_file
+from ._util import atomic_path, display_name, require_file, require_text_path
 
 __all__ = ["read_c3d", "check_c3d", "write_c3d", "write_c3d_points", "C3D_READ_TIMEOUT_S"]
 
@@ -140,7 +140,7 @@ def read_c3d(
     POINT group and 3D point data.
     """
     _ezc3d()  # a clear ImportError naming the extra when ezc3d is absent
-    p = require_file(path, "C3D file")
+    p = require_file(require_text_path(path, "C3D file"), "C3D file")
     src = display_name(p)
     check_c3d(p)
     d = _read_in_child(p, src)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..errors import InputError
-from ..io._util import display_name
+from ..io._util import display_name, require_text_path
 
 __all__ = ["BUSY_TIMEOUT_S", "database_url", "sqlite_setup"]
 
@@ -50,6 +50,12 @@ def database_url(url: str | os.PathLike[str]) -> tuple[sa.URL, str]:
         )
     if path.exists() and not path.is_file():
         raise InputError(f"{display_name(path)}: is a folder; expected a database file")
+    require_text_path(path, "database file")
+    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise InputError(
+            f"{display_name(path)}: a new database, but its folder is not writable; expected a "
+            "folder where medpose may create the database file"
+        )
     return sa.URL.create("sqlite", database=str(path.resolve())), display_name(path)
 
 
