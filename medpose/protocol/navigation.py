@@ -136,7 +136,7 @@ def check_navigation(
     targets = Landmarks(tuple(names), np.reshape(points, (-1, 3)), frame=image.frame)
     gate_spec = protocol.quality_gate()
     assert gate_spec is not None
-    gate = gate_spec.check(reg, targets if names else None)
+    gate = gate_spec.check(reg, targets if names else None, landmarks=image)
     tre = gate.values.get("tre_mm") or (
         dict(zip(names, np.atleast_1d(np.asarray(reg.predict_tre(targets), float)).tolist()))
         if names

@@ -28,6 +28,8 @@ __all__ = [
     "pair_sets",
     "mirrored",
     "check_mirror",
+    "left_right_pairs",
+    "wrong_side_pairs",
 ]
 
 #: Default conditioning threshold: RMS spread along the 2nd principal axis / along the 1st.
@@ -264,3 +266,53 @@ def check_mirror(fit: Mapping[str, np.ndarray], what: str = "register") -> None:
         f"than any rotation) in problems {np.flatnonzero(bad)[:10].tolist()}; check left/right "
         "and the LPS/RAS convention"
     )
+
+
+#: Name parts that mark a patient's side: ``asis_l``, ``hip_left``, ``left-acromion``.
+_SIDES = {"l": "l", "left": "l", "r": "r", "right": "r"}
+#: Sign of x toward the patient's left in the image frames medpose reads.
+_LEFT_X = {"LPS": 1.0, "RAS": -1.0}
+
+
+def left_right_pairs(names: Sequence[Any]) -> list[tuple[str, str]]:
+    """The (left, right) name pairs in ``names``: names equal but for one side part (``l`` or
+    ``left`` against ``r`` or ``right``, any case, between ``_``, ``-``, ``.`` or spaces), as
+    ``asis_l``/``asis_r`` or ``left_hip``/``right_hip``."""
+    import re
+
+    keyed: dict[str, dict[str, str]] = {}
+    for name in map(str, names):
+        parts = re.split(r"([_\-.\s]+)", name)
+        sides = [i for i, p in enumerate(parts) if p.lower() in _SIDES]
+        if len(sides) != 1:
+            continue
+        side = _SIDES[parts[sides[0]].lower()]
+        key = "".join("*" if i == sides[0] else p.lower() for i, p in enumerate(parts))
+        keyed.setdefault(key, {}).setdefault(side, name)
+    return [(d["l"], d["r"]) for d in keyed.values() if len(d) == 2]
+
+
+def wrong_side_pairs(landmarks: Landmarks) -> tuple[list[tuple[str, str]], list[str]]:
+    """The left/right pairs of ``landmarks`` (frame LPS or RAS) and those on the wrong side.
+
+    In LPS +x points to the patient's left (in RAS to the right), so the left landmark of a
+    pair must lie further along +x (RAS: -x) than the right one.  Returns the pairs checked
+    (both points finite; none for other frames) and one line per pair on the wrong side
+    (``asis_l is 212.0 mm to the right of asis_r``).
+    """
+    sign = _LEFT_X.get(str(landmarks.frame).upper())
+    if sign is None:
+        return [], []
+    pos = np.asarray(landmarks.positions, dtype=float)
+    index = {str(n): i for i, n in enumerate(landmarks.names)}
+    checked: list[tuple[str, str]] = []
+    wrong: list[str] = []
+    for left, right in left_right_pairs(landmarks.names):
+        a, b = pos[index[left]], pos[index[right]]
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            continue
+        checked.append((left, right))
+        toward_left = sign * (a[0] - b[0])
+        if toward_left < 0:
+            wrong.append(f"{left} is {-toward_left:.1f} mm to the right of {right}")
+    return checked, wrong

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..data import Landmarks
 from ..errors import InputError
+from .checks import wrong_side_pairs
 from .result import Registration
 
 __all__ = ["QualityGate", "GateResult"]
@@ -70,6 +71,15 @@ class GateResult:
             add("fiducials in the fit", "", v["n_fiducials"], lim.get("n_fiducials"), "", True)
         if "n_outliers" in v:
             add("outliers", "", v["n_outliers"], lim.get("n_outliers"), "", False)
+        if v.get("left_right_pairs"):
+            add(
+                "left/right pairs on the wrong side",
+                "",
+                v["wrong_side_pairs"],
+                lim.get("wrong_side_pairs"),
+                "",
+                False,
+            )
         return pd.DataFrame(
             rows, columns=["criterion", "target", "value", "limit", "unit", "passed"]
         )
@@ -189,9 +199,22 @@ class QualityGate:
         }
 
     def check(
-        self, registration: Registration, targets: Landmarks | None = None, fle: Any = None
+        self,
+        registration: Registration,
+        targets: Landmarks | None = None,
+        fle: Any = None,
+        *,
+        landmarks: Landmarks | None = None,
     ) -> GateResult:
-        """Apply the thresholds.
+        """Apply the thresholds, and check the imaging side's left and right.
+
+        Every left/right pair of landmarks in the moving (imaging) frame, LPS or RAS (names
+        that differ only by ``l``/``left`` and ``r``/``right``: ``asis_l``/``asis_r``), is
+        checked: the patient's left one must lie toward the patient's left (+x in LPS).  When
+        most pairs are on the wrong side the gate FAILS: the landmarks file's coordinate
+        system is then almost certainly wrong (RAS coordinates labelled LPS or the reverse, a
+        180 degree turn about z that the rigid fit absorbs with unchanged FRE and TRE), and
+        navigating with it would put the patient's left on the right.
 
         Parameters
         ----------
@@ -201,6 +224,9 @@ class QualityGate:
             mapping, every named target must be present.
         fle : optional
             FLE for the TRE prediction (default: the registration's, else estimated from FRE).
+        landmarks : Landmarks, optional, keyword-only
+            Every imaging landmark (moving frame), for the left/right check; the named
+            fiducials of ``registration`` and ``targets`` are always checked.
 
         Raises
         ------
@@ -248,4 +274,40 @@ class QualityGate:
             for name, lim in limits.items():
                 if tre[name] > lim:
                     reasons.append(f"predicted TRE at {name} {tre[name]:.2f} mm exceeds {lim:g} mm")
+        pairs, wrong = _laterality(registration, targets, landmarks)
+        if pairs:
+            values["left_right_pairs"] = len(pairs)
+            values["wrong_side_pairs"] = len(wrong)
+            applied["wrong_side_pairs"] = len(pairs) // 2  # "most" pairs: more than half
+            if len(wrong) > len(pairs) // 2:
+                frame = registration.transform.source
+                reasons.append(
+                    f"{len(wrong)} of {len(pairs)} left/right landmark pairs lie on the wrong "
+                    f"side ({'; '.join(wrong[:3])}{'; ...' if len(wrong) > 3 else ''}): in "
+                    f"{frame} +x points to the patient's "
+                    f"{'left' if frame == 'LPS' else 'right'}, so the landmarks file's "
+                    "coordinate system is probably wrong (RAS coordinates labelled LPS, or the "
+                    "reverse); fix the file's coordinateSystem and register again"
+                )
         return GateResult(passed=not reasons, reasons=tuple(reasons), values=values, limits=applied)
+
+
+def _laterality(
+    registration: Registration, targets: Landmarks | None, landmarks: Landmarks | None
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The left/right pairs among the imaging-side points the gate sees, and the wrong ones."""
+    frame = str(registration.transform.source)
+    names: list[str] = []
+    points: list[np.ndarray] = []
+    extra = [] if registration.named is False else [(registration.names, registration.moving)]
+    for lm in (targets, landmarks):
+        if lm is not None and str(lm.frame) == frame:
+            extra.append((lm.names, lm.positions))
+    for ns, ps in extra:
+        for n, p in zip(ns, np.asarray(ps, dtype=float)):
+            if str(n) not in names:
+                names.append(str(n))
+                points.append(p)
+    if not names:
+        return [], []
+    return wrong_side_pairs(Landmarks(tuple(names), np.reshape(points, (-1, 3)), frame=frame))

@@ -105,3 +105,65 @@ def test_registration_plot_draws_each_residual_and_marks_outliers(noisy_reg):
     )
     assert [b.get_height() for b in rejected] == pytest.approx([noisy_reg.residuals["fid4"]])
     assert ax.lines[0].get_ydata()[0] == pytest.approx(noisy_reg.fre)
+
+
+# ---------------------------------------------------------------- left and right (laterality)
+PELVIS = {  # LPS mm: the patient's left is +x
+    "asis_l": [120.0, -60.0, 0.0],
+    "asis_r": [-120.0, -60.0, 0.0],
+    "psis_l": [40.0, 90.0, 20.0],
+    "psis_r": [-40.0, 90.0, 20.0],
+    "knee_l": [100.0, 0.0, -450.0],
+    "knee_r": [-100.0, 0.0, -450.0],
+}
+
+
+def _pelvis_through_slicer(tmp_path, coordinate_system: str) -> Landmarks:
+    """The pelvis written as LPS, its file's coordinateSystem then set to ``coordinate_system``
+    without changing the numbers, read back."""
+    import json
+
+    import medpose as mp
+
+    path = tmp_path / "pelvis.mrk.json"
+    mp.write_landmarks(Landmarks(tuple(PELVIS), list(PELVIS.values()), "LPS"), path)
+    doc = json.loads(path.read_text())
+    assert doc["markups"][0]["coordinateSystem"] == "LPS"
+    doc["markups"][0]["coordinateSystem"] = coordinate_system
+    path.write_text(json.dumps(doc))
+    return mp.read_landmarks(path)
+
+
+def test_left_right_pairs_are_found_by_name():
+    from medpose.registration.checks import left_right_pairs
+
+    names = ["asis_l", "ASIS_R", "left-hip", "right-hip", "l_ear", "lateral", "sternum", "knee_l"]
+    assert sorted(left_right_pairs(names)) == [("asis_l", "ASIS_R"), ("left-hip", "right-hip")]
+
+
+def test_a_landmarks_file_with_the_wrong_coordinate_system_fails_the_gate(tmp_path, truth):
+    right = _pelvis_through_slicer(tmp_path, "LPS")
+    wrong = _pelvis_through_slicer(tmp_path, "RAS")  # RAS -> LPS turns x and y over
+    assert np.allclose(wrong.positions[:, 0], -right.positions[:, 0])
+    cam = truth.apply(right)
+    gate = QualityGate(max_fre_mm=1.0)
+    ok = gate.check(register(cam, right), landmarks=right)
+    assert ok.passed and ok.values["left_right_pairs"] == 3 and ok.values["wrong_side_pairs"] == 0
+    reg = register(cam, wrong)  # a 180 degree turn about z: the fit is just as good
+    assert reg.fre < 1e-6
+    bad = gate.check(reg, landmarks=wrong)
+    assert not bad.passed and bad.values["wrong_side_pairs"] == 3
+    (reason,) = bad.reasons
+    assert "3 of 3 left/right landmark pairs lie on the wrong side" in reason
+    assert "asis_l is 240.0 mm to the right of asis_r" in reason
+    assert "coordinate system is probably wrong" in reason and "RAS" in reason
+    row = bad.to_dataframe().set_index("criterion").loc["left/right pairs on the wrong side"]
+    assert row["value"] == 3 and not row["passed"]
+
+
+def test_one_pair_on_the_wrong_side_of_several_does_not_fail_the_gate(truth):
+    pos = np.array(list(PELVIS.values()))
+    pos[[4, 5], 0] = pos[[5, 4], 0]  # the knees' x swapped: a mislabelled pair, not a frame
+    lm = Landmarks(tuple(PELVIS), pos, "LPS")
+    result = QualityGate().check(register(truth.apply(lm), lm))
+    assert result.passed and result.values["wrong_side_pairs"] == 1
