@@ -232,13 +232,14 @@ class PatientSkeleton:
         ------
         InputError
             ``keypoints`` (any layout's names) are not the calibration's (the message lists the
-            differences), or ``patient_id`` is given and is not this calibration's (the ids are
-            not printed).
+            differences), or ``patient_id`` is given and is not this calibration's, or the
+            calibration records no patient id (the ids are not printed).
         """
-        if patient_id is not None and self.patient_id is not None and patient_id != self.patient_id:
+        if patient_id is not None and patient_id != self.patient_id:
+            why = "has no patient id" if self.patient_id is None else "belongs to another patient"
             raise InputError(
-                "patient skeleton: the calibration belongs to another patient; calibrate this "
-                "patient first (mp.calibrate) or load their own file"
+                f"patient skeleton: the calibration {why}; calibrate this patient first "
+                "(mp.calibrate, --patient-id) or load their own file"
             )
         if not self.keypoints:
             return

@@ -10,6 +10,28 @@ from typing import Any
 
 from .skeleton import Skeleton
 
+#: The fields of a patient skeleton file, in the order written; every one is required.
+FIELDS = (
+    "medpose",
+    "version",
+    "patient_id",
+    "source",
+    "height_mm",
+    "n_frames",
+    "keypoints",
+    "lengths_mm",
+    "method",
+    "keypoint_offsets_mm",
+    "joint_centres_mm",
+    "joint_axes_deg",
+    "keypoint_model",
+    "status",
+    "residual_before_mm",
+    "residual_after_mm",
+    "rms_prior_mm",
+    "rms_calibrated_mm",
+)
+
 
 def patient_document(p: Any, version: int) -> dict[str, Any]:
     """The file's content (JSON-able) for the patient skeleton ``p``."""
@@ -39,13 +61,21 @@ def patient_document(p: Any, version: int) -> dict[str, Any]:
 def patient_fields(doc: Mapping[str, Any], base: Skeleton) -> dict[str, Any]:
     """The keyword arguments of ``PatientSkeleton`` from a file's content (``base``: the skeleton
     the file's lengths, offsets and axes apply to).  ValueError naming the field that is missing
-    or malformed, with what was found."""
+    or malformed, with what was found.
 
-    def read(key: str, convert: Any, default: Any = ...) -> Any:
-        if key not in doc and default is not ...:
-            return default
-        if key not in doc:
-            raise ValueError(f"field {key!r} is missing")
+    Every field :func:`patient_document` writes must be there (a file cut short loses its last
+    fields, so a truncated file is refused rather than read with defaults that change the
+    angles), and ``lengths_mm`` must give every segment of ``base``."""
+    missing = [k for k in FIELDS if k not in doc]
+    if missing:
+        raise ValueError(
+            f"field {missing[0]!r} is missing"
+            + (f" (and {', '.join(map(repr, missing[1:]))})" if missing[1:] else "")
+            + "; expected every field a patient skeleton file has (a file cut short? "
+            "calibrate again: medpose calibrate)"
+        )
+
+    def read(key: str, convert: Any) -> Any:
         try:
             return convert(doc[key])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -61,26 +91,32 @@ def patient_fields(doc: Mapping[str, Any], base: Skeleton) -> dict[str, Any]:
 
     floats = lambda v: MappingProxyType({k: float(x) for k, x in v.items()})  # noqa: E731
     lengths = read("lengths_mm", floats)
-    offsets = read("keypoint_offsets_mm", triples, MappingProxyType({}))
-    centres = read("joint_centres_mm", triples, MappingProxyType({}))
-    axes = read("joint_axes_deg", triples, MappingProxyType({}))
+    absent = [s for s in base.length_names if s not in lengths]
+    if absent:
+        raise ValueError(
+            f"field 'lengths_mm': no length for {absent}; expected one for every segment "
+            f"({len(base.length_names)}), found {len(lengths)}"
+        )
+    offsets = read("keypoint_offsets_mm", triples)
+    centres = read("joint_centres_mm", triples)
+    axes = read("joint_axes_deg", triples)
     sk = base.with_lengths(dict(lengths)).with_offsets(offsets, centres).with_axes(dict(axes))
     return dict(
         skeleton=sk,
         lengths=lengths,
-        method=read("method", lambda v: MappingProxyType(dict(v)), MappingProxyType({})),
+        method=read("method", lambda v: MappingProxyType(dict(v))),
         source=read("source", str),
         height_mm=read("height_mm", float),
-        n_frames=read("n_frames", int, 0),
-        keypoints=read("keypoints", lambda v: tuple(str(k) for k in v), ()),
+        n_frames=read("n_frames", int),
+        keypoints=read("keypoints", lambda v: tuple(str(k) for k in v)),
         keypoint_offsets=offsets,
         joint_centres=centres,
         joint_axes=axes,
-        keypoint_model=doc.get("keypoint_model"),
-        status=read("status", lambda v: MappingProxyType(dict(v)), MappingProxyType({})),
-        residual_before_mm=read("residual_before_mm", floats, MappingProxyType({})),
-        residual_after_mm=read("residual_after_mm", floats, MappingProxyType({})),
-        rms_prior_mm=read("rms_prior_mm", float, float("nan")),
-        rms_calibrated_mm=read("rms_calibrated_mm", float, float("nan")),
-        patient_id=doc.get("patient_id"),
+        keypoint_model=read("keypoint_model", lambda v: v if v is None else str(v)),
+        status=read("status", lambda v: MappingProxyType(dict(v))),
+        residual_before_mm=read("residual_before_mm", floats),
+        residual_after_mm=read("residual_after_mm", floats),
+        rms_prior_mm=read("rms_prior_mm", float),
+        rms_calibrated_mm=read("rms_calibrated_mm", float),
+        patient_id=read("patient_id", lambda v: v if v is None else str(v)),
     )

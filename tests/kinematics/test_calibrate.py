@@ -168,6 +168,38 @@ def test_round_trip_and_refusals(subject, tmp_path):
         PatientSkeleton.load(bad)
 
 
+def test_a_patient_file_cut_short_or_without_its_id_is_refused(subject, tmp_path):
+    from medpose.kinematics.patient_file import FIELDS
+
+    _, _, _, patient, _, _ = subject
+    assert tuple(patient.to_dict()) == FIELDS  # the loader requires what the writer writes
+    lines = patient.save(tmp_path / "p.yaml").read_text(encoding="utf-8").splitlines(True)
+    starts = [i for i, ln in enumerate(lines) if not ln.startswith((" ", "-"))]
+    for cut in (*range(1, len(lines) - 1, max(1, len(lines) // 40)), *starts[1:]):
+        short = tmp_path / "cut.yaml"
+        short.write_text("".join(lines[:cut]), encoding="utf-8")
+        with pytest.raises(InputError, match=r"cut\.yaml: field '\w+'"):
+            PatientSkeleton.load(short)
+    doc = patient.to_dict()
+    lengths = dict(doc["lengths_mm"])
+    gone = lengths.popitem()[0]
+    short = tmp_path / "short.yaml"
+    short.write_text(yaml.safe_dump({**doc, "lengths_mm": lengths}), encoding="utf-8")
+    with pytest.raises(
+        InputError, match=rf"short\.yaml: field 'lengths_mm': no length for \['{gone}'\]"
+    ):
+        PatientSkeleton.load(short)
+    anonymous = tmp_path / "anonymous.yaml"
+    anonymous.write_text(yaml.safe_dump({**doc, "patient_id": None}), encoding="utf-8")
+    assert PatientSkeleton.load(anonymous).patient_id is None  # fine when no id is asked for
+    with pytest.raises(InputError, match="the calibration has no patient id"):
+        PatientSkeleton.load(anonymous, patient_id="P-001")
+    del doc["patient_id"]
+    anonymous.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with pytest.raises(InputError, match=r"anonymous\.yaml: field 'patient_id' is missing"):
+        PatientSkeleton.load(anonymous, patient_id="P-001")
+
+
 def test_static_trial_leaves_joint_centres_at_their_prior():
     """Standing still reveals where the keypoints are, not where the joints turn: the elbow's
     centre (the forearm's joint) cannot be told from the keypoints' own offsets."""
