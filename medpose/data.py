@@ -25,7 +25,13 @@ from .errors import FrameMismatch, InputError
 if TYPE_CHECKING:  # geometry imports data at run time; data needs Transform for types only
     from .geometry import Transform
 
-__all__ = ["Landmarks", "KeypointSequence", "JointAngles"]
+__all__ = ["Landmarks", "KeypointSequence", "JointAngles", "MAX_RATE_HZ"]
+
+#: Highest frame rate (Hz) taken as a motion-capture rate (docs/formats-keypoints.md, "Frame
+#: rate"): optical marker systems record at tens to a few thousand Hz, video at 25-240 Hz.  A
+#: larger value is a damaged or mistyped header, and would size buffers from it (1e9 Hz: a
+#: one-second filter window of 1e9 frames).
+MAX_RATE_HZ = 10_000.0
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -196,9 +202,10 @@ class KeypointSequence:
                 f"KeypointSequence: {len(checked)} names but {pos.shape[1]} keypoints in positions"
             )
         hz = float(rate)
-        if not np.isfinite(hz) or hz <= 0:
+        if not np.isfinite(hz) or not 0 < hz <= MAX_RATE_HZ:
             raise InputError(
-                f"KeypointSequence: rate must be a positive number of Hz, found {rate!r}"
+                f"KeypointSequence: rate must be a number of Hz in (0, {MAX_RATE_HZ:g}], "
+                f"found {rate!r}"
             )
         finite = np.all(np.isfinite(pos), axis=2)
         if confidence is None:
@@ -472,9 +479,10 @@ class JointAngles:
                 f"JointAngles: values must have shape (T, {len(names)}), found {v.shape}"
             )
         rate = float(self.rate)
-        if not np.isfinite(rate) or rate <= 0:
+        if not np.isfinite(rate) or not 0 < rate <= MAX_RATE_HZ:
             raise InputError(
-                f"JointAngles: rate must be a positive number of Hz, found {self.rate!r}"
+                f"JointAngles: rate must be a number of Hz in (0, {MAX_RATE_HZ:g}], "
+                f"found {self.rate!r}"
             )
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "values", _readonly(v))

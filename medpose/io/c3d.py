@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import KeypointSequence
+from ..data import MAX_RATE_HZ, KeypointSequence
 from ..errors import InputError
 from ._text import canonical_names, unit_scale
 from ._util import atomic_path, display_name, require_file, require_text_path
@@ -151,8 +151,11 @@ def read_c3d(
     labels = [str(s) for s in d["labels"]]
     rate_v = [float(r) for r in d["rate"]]
     rate = rate_v[0] if rate_v else float("nan")
-    if not np.isfinite(rate) or rate <= 0:
-        raise InputError(f"{src}: POINT:RATE is {rate_v!r}; expected a positive rate in Hz")
+    if not np.isfinite(rate) or not 0 < rate <= MAX_RATE_HZ:
+        raise InputError(
+            f"{src}: POINT:RATE is {rate_v!r}; expected a motion-capture frame rate in Hz in "
+            f"(0, {MAX_RATE_HZ:g}]"
+        )
     units_v = [str(u) for u in d["units"]]
     if units_v and units_v[0]:
         scale = unit_scale(units_v[0], src, "POINT:UNITS")
@@ -168,6 +171,13 @@ def read_c3d(
     if len(labels) < k:
         raise InputError(f"{src}: POINT:LABELS has {len(labels)} labels for {k} points")
     labels = labels[:k]
+    for i, label in enumerate(labels):  # bytes ezc3d could not decode arrive as lone surrogates
+        if not label.isprintable():  # control characters; lone surrogates are not printable
+            raise InputError(
+                f"{src}: POINT:LABELS: label {i + 1} of {k} is not valid text (found "
+                f"{label!a}); expected printable marker names (the parameter section is "
+                "damaged?)"
+            )
     pos = np.transpose(pts[:3], (2, 1, 0)) * scale  # (T, K, 3)
     res = d["residuals"]
     if res.size:

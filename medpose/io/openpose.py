@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..data import KeypointSequence
+from ..data import MAX_RATE_HZ, KeypointSequence
 from ..errors import InputError
 from ..layouts import Layout, detect_layout, get_layout, list_layouts
 from ._structured import load_json
@@ -71,8 +71,10 @@ def _check_rate(rate: float | None, src: str) -> float:
     if rate is None:
         return DEFAULT_RATE
     r = parse_finite(rate, src, "rate", "a positive frame rate in Hz")
-    if r <= 0:
-        raise InputError(f"{src}: rate is {rate!r}; expected a positive frame rate in Hz")
+    if not 0 < r <= MAX_RATE_HZ:
+        raise InputError(
+            f"{src}: rate is {rate!r}; expected a frame rate in Hz in (0, {MAX_RATE_HZ:g}]"
+        )
     return r
 
 

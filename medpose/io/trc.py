@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ..data import KeypointSequence
+from ..data import MAX_RATE_HZ, KeypointSequence
 from ..errors import InputError
 from ._text import (
     MAX_COLUMNS,
@@ -118,13 +118,15 @@ def read_trc(
                 f"{src}: lines 2-3: header field {k!r} missing; expected {list(_HEADER_KEYS)}"
             )
     where = f"{src}: line 3"
-    rate = parse_finite(header["DataRate"], where, "DataRate", "a positive rate in Hz")
+    expected = f"a motion-capture frame rate in Hz in (0, {MAX_RATE_HZ:g}]"
+    rate = parse_finite(header["DataRate"], where, "DataRate", expected)
     n_frames = parse_count(header["NumFrames"], where, "NumFrames", 0, MAX_FRAMES)
     n_markers = parse_count(header["NumMarkers"], where, "NumMarkers", 0, MAX_COLUMNS // 3)
-    if not np.isfinite(rate) or rate <= 0:
-        raise InputError(
-            f"{src}: line 3: DataRate is {header['DataRate']!r}; expected a positive rate in Hz"
-        )
+    for field in ("DataRate", "CameraRate", "OrigDataRate"):  # the last two only where given
+        text = header.get(field, "")
+        value = parse_finite(text, where, field, expected) if text else MAX_RATE_HZ
+        if not np.isfinite(value) or not 0 < value <= MAX_RATE_HZ:
+            raise InputError(f"{src}: line 3: {field} is {text!r}; expected {expected}")
     scale = unit_scale(header["Units"], src, "Units (line 3)")
 
     name_cells = lines[3].split("\t")

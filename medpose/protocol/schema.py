@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from ..data import MAX_RATE_HZ
 from .paths import SESSION_FILE
 from .problems import Problem
 
@@ -78,7 +79,7 @@ class TrialSchema(_Strict):
     exercise: str | None = None
     keypoints: str | None = None
     cameras: dict[str, str] | None = None
-    rate_hz: float | None = Field(default=None, gt=0)
+    rate_hz: float | None = Field(default=None, gt=0, le=MAX_RATE_HZ)
 
     @model_validator(mode="after")
     def _needs_data(self) -> TrialSchema:

@@ -268,3 +268,35 @@ def test_child_crash_and_hang_give_input_error(
     ) as info:
         read_c3d(p)
     assert str(tmp_path) not in str(info.value)
+
+
+def test_labels_that_are_not_text_are_refused(tmp_path: Path, good: bytes) -> None:
+    raw = bytearray(good)
+    # POINT:LABELS: name, offset (2 bytes), type, 2 dimensions (label length, count), the labels
+    start = raw.index(b"LABELS")
+    assert raw[start + 8] == 0xFF and raw[start + 9] == 2 and raw[start + 11] == 3  # char, 3
+    raw[start + 12] = 0xFF  # the first byte of the first label: not UTF-8
+    with pytest.raises(InputError, match=r"damaged\.c3d: POINT:LABELS: label \d of 3 is not valid"):
+        read_c3d(_damaged(tmp_path, raw))
+
+
+def test_random_bytes_over_the_parameters_never_give_labels_that_are_not_text(
+    tmp_path: Path, good: bytes
+) -> None:
+    """The audit's damage: bytes 600-700 overwritten with random bytes.  The file is refused,
+    or read with printable labels that every writer can write."""
+    for seed in range(10):
+        raw = bytearray(good)
+        raw[600:700] = np.random.default_rng(seed).integers(0, 256, 100, dtype=np.uint8).tobytes()
+        try:
+            seq = read_c3d(_damaged(tmp_path, raw))
+        except InputError as exc:
+            assert "damaged.c3d" in str(exc)
+            continue
+        assert all(n.isprintable() and n.encode("utf-8") for n in seq.names)
+
+
+def test_a_rate_beyond_any_motion_capture_is_refused(tmp_path: Path, points: np.ndarray) -> None:
+    p = make_c3d(tmp_path / "fast.c3d", points, ["a", "b", "c"], rate=1e9)
+    with pytest.raises(InputError, match=r"fast\.c3d: POINT:RATE is \[1000000000\.0\].*10000\]"):
+        read_c3d(p)

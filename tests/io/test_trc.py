@@ -274,3 +274,19 @@ def test_unit_scale_helper() -> None:
     assert kpmod.unit_scale(" CM ", "f") == 10.0
     with pytest.raises(InputError, match=r"f: Units is 'ft'"):
         kpmod.unit_scale("ft", "f")
+
+
+@pytest.mark.parametrize("field", ["DataRate", "CameraRate", "OrigDataRate"])
+@pytest.mark.parametrize("value", ["1e9", "10001", "-30", "nan"])
+def test_a_rate_beyond_any_motion_capture_is_refused(tmp_path: Path, field, value) -> None:
+    lines = trc_text().split("\n")
+    keys, vals = lines[1].split("\t"), lines[2].split("\t")
+    vals[keys.index(field)] = value
+    lines[2] = "\t".join(vals)
+    _err(tmp_path, "\n".join(lines), rf"bad\.trc: line 3: {field} is '{value}'.*\(0, 10000\]")
+
+
+def test_the_highest_plausible_rate_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "fast.trc"
+    path.write_text(trc_text(rate="10000"))
+    assert read_trc(path).rate == 10000.0
