@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .norm_keys import norm_key_problem
 from .vocabulary import (
     FORMULAS,
     INPUT_STEPS,
@@ -540,6 +541,9 @@ def _check_metric(
     metric: MetricSpec, loc: tuple[Any, ...], repetitions: bool
 ) -> Iterator[FieldProblem]:
     info = METRICS[metric.name]
+    why = None if metric.norm is None else norm_key_problem(metric.norm, metric.name, metric.joint)
+    if why:
+        yield FieldProblem((*loc, "norm"), why)
     unknown = sorted(set(metric.params) - set(info.params))
     if unknown:
         allowed = ", ".join(info.params) or "none"

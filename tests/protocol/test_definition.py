@@ -142,8 +142,8 @@ def test_gait_declares_its_metrics_as_computable():
 
 
 def test_catalogue_norm_keys_name_rows_of_the_normative_data():
-    """Keys are only syntax-checked on load; the catalogue's own must exist: a row's key, or a
-    family of rows (``gait_speed.bohannon2011`` for ``gait_speed.bohannon2011.f20`` ...)."""
+    """Keys are checked on load (below); the catalogue's own exist: a row's key, or a family of
+    rows (``gait_speed.bohannon2011`` for ``gait_speed.bohannon2011.f20`` ...)."""
     keys = set(load_norms()["key"])
     missing = [
         f"{p.name}: {m.key}: {m.norm}"
@@ -444,3 +444,45 @@ def test_cli_protocols_runs_as_a_command():
         check=True,
     ).stdout
     assert len(out.splitlines()) == len(CATALOGUE)
+
+
+@pytest.mark.parametrize(
+    ("norm", "expected"),
+    [
+        (
+            "rom.aaos.knee_flexon",
+            r"metrics\[0\]\.norm: found 'rom\.aaos\.knee_flexon', not a key of the normative "
+            r"table; close matches: rom\.aaos\.knee_flexion",
+        ),
+        (
+            "rom.aaos.hip_flexion",
+            r"metrics\[0\]\.norm: found 'rom\.aaos\.hip_flexion', a norm of the hip "
+            r"\(hip_flexion\); the metric is the range of motion of knee_flexion_r",
+        ),
+        (
+            "gait_speed.bohannon2011",
+            r"metrics\[0\]\.norm: found 'gait_speed\.bohannon2011', a norm of gait_speed; the "
+            r"metric is rom",
+        ),
+        (
+            "criterion.cook2014.thigh_angle",
+            r"metrics\[0\]\.norm: found 'criterion\.cook2014\.thigh_angle', a criterion for "
+            r"thigh_angle; the metric is rom",
+        ),
+    ],
+)
+def test_a_norm_that_is_unknown_or_of_another_measure_is_refused(tmp_path, capsys, norm, expected):
+    path = _write(tmp_path, MINIMAL.replace("norm: rom.aaos.knee_flexion", f"norm: {norm}"))
+    with pytest.raises(ProtocolError, match=r"mine\.yaml: line \d+: " + expected):
+        Protocol.load(path)
+    assert main(["protocols", str(path)]) == 1
+    assert "error: mine.yaml: line" in capsys.readouterr().err
+
+
+def test_a_norm_of_the_same_joint_in_another_direction_is_accepted(tmp_path):
+    """As side_lunge scores its hip_adduction angle against the hip abduction norm."""
+    text = MINIMAL.replace("joint: knee_flexion_r\n    norm: rom.aaos.knee_flexion",
+                           "joint: hip_adduction_r\n    norm: rom.aaos.hip_abduction")  # fmt: skip
+    text = text.replace("rom_knee_flexion_r: 1", "rom_hip_adduction_r: 1")
+    metric = Protocol.load(_write(tmp_path, text)).metrics[0]
+    assert (metric.joint, metric.norm) == ("hip_adduction_r", "rom.aaos.hip_abduction")
