@@ -481,8 +481,8 @@ def test_a_norm_that_is_unknown_or_of_another_measure_is_refused(tmp_path, capsy
 
 def test_a_norm_of_the_same_joint_in_another_direction_is_accepted(tmp_path):
     """As side_lunge scores its hip_adduction angle against the hip abduction norm."""
-    text = MINIMAL.replace("joint: knee_flexion_r\n    norm: rom.aaos.knee_flexion",
-                           "joint: hip_adduction_r\n    norm: rom.aaos.hip_abduction")  # fmt: skip
+    old = "joint: knee_flexion_r\n    norm: rom.aaos.knee_flexion"
+    text = MINIMAL.replace(old, "joint: hip_adduction_r\n    norm: rom.aaos.hip_abduction")
     text = text.replace("rom_knee_flexion_r: 1", "rom_hip_adduction_r: 1")
     metric = Protocol.load(_write(tmp_path, text)).metrics[0]
     assert (metric.joint, metric.norm) == ("hip_adduction_r", "rom.aaos.hip_abduction")
