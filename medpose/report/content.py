@@ -32,6 +32,7 @@ from .labels import (
     flag_label,
     format_value,
     joint_label,
+    measure_label,
     metric_label,
     repetition_counts,
     side_label,
@@ -195,11 +196,14 @@ def _scores_by_key(a: Any) -> dict[tuple[str, str], Any]:
 # ------------------------------------------------------------------------ summary
 def _summary(a: Any, norms: pd.DataFrame) -> Section:
     rows = []
-    for r in a.scores.itertuples(index=False) if len(a.scores) else []:
+    s = a.scores
+    # a protocol of several trials (left arm, right arm) names each row's trial
+    named = len(s) > 0 and "trial" in s.columns and s["trial"].nunique() > 1
+    for r in s.itertuples(index=False) if len(s) else []:
         pct = float(r.percent)
         rows.append(
             [
-                metric_label(r.metric, r.joint),
+                measure_label(r.metric, r.joint, None, r.trial if named else None),
                 side_label(r.side),
                 format_value(r.value, r.unit),
                 _norm_text(r.norm, norms, r.unit) or "–",

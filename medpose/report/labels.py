@@ -21,6 +21,8 @@ __all__ = [
     "flag_label",
     "format_value",
     "side_label",
+    "trial_label",
+    "measure_label",
 ]
 
 #: Base metric name -> what a clinician calls it.
@@ -146,6 +148,22 @@ def side_label(side: Any) -> str:
     if not isinstance(side, str):
         return ""
     return _SIDES.get(side, side)
+
+
+def trial_label(trial: Any) -> str:
+    """A protocol trial in words: ``abduction_left`` -> ``abduction left``;
+    ``abduction_left+abduction_right`` -> ``abduction left + abduction right``."""
+    if not isinstance(trial, str) or not trial or trial == "nan":
+        return ""
+    return " + ".join(part.replace("_", " ") for part in trial.split("+"))
+
+
+def measure_label(key: str, joint: Any = None, side: Any = None, trial: Any = None) -> str:
+    """A metric with its side and, where given, its trial: ``"Trunk lean (trial abduction
+    left)"``, ``"Range of motion, shoulder elevation (left; trial abduction left)"``."""
+    parts = [side_label(side), f"trial {trial_label(trial)}" if trial_label(trial) else ""]
+    where = "; ".join(p for p in parts if p)
+    return metric_label(key, joint) + (f" ({where})" if where else "")
 
 
 def format_value(value: Any, unit: Any = None, digits: int = 3) -> str:

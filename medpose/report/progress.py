@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..scoring.norms import reliability_for
 from ..scoring.statistics import mdc95 as mdc95_of
 from . import figures
-from .labels import format_value, metric_label, side_label, unit_label
+from .labels import format_value, measure_label, metric_label, trial_label, unit_label
 
 __all__ = ["ProgressPart", "progress_part", "day"]
 
@@ -40,11 +40,17 @@ def _name(a: Any) -> str:
     return str(a.protocol).partition(" ")[0]
 
 
-def _mdc(a: Any, metric: str, joint: Any, study_scores: pd.DataFrame) -> tuple[float, str]:
-    """MDC95 of a metric and where it comes from (NaN, '' when none is known)."""
+def _mdc(
+    a: Any, metric: str, joint: Any, study_scores: pd.DataFrame, trial: Any = None
+) -> tuple[float, str]:
+    """MDC95 of a metric (of ``trial`` where the scores name trials) and where it comes from
+    (NaN, '' when none is known)."""
     for df in (a.scores, study_scores):
         if len(df) and "mdc95" in df.columns:
-            v = df.loc[df["metric"] == metric, "mdc95"].astype(float)
+            sel = df["metric"] == metric
+            if trial is not None and "trial" in df.columns and (sel & (df["trial"] == trial)).any():
+                sel &= df["trial"] == trial
+            v = df.loc[sel, "mdc95"].astype(float)
             v = v[np.isfinite(v)]
             if len(v):
                 return float(v.iloc[-1]), "the assessment's scores"
@@ -76,22 +82,32 @@ def progress_part(a: Any, study: Any, patient: str) -> ProgressPart | None:
     rows: list[list[str]] = []
     words: list[str] = []
     figs: list[tuple[str, Figure]] = []
-    order = {m: k for k, m in enumerate(dict.fromkeys(a.summary()["metric"]))}
-    prog = prog.assign(_o=prog["metric"].map(order).fillna(len(order)))
-    prog = prog.sort_values(["_o", "metric", "side", "date"], kind="stable")
-    for (_, metric, side), g in prog.groupby(["_o", "metric", "side"], sort=False, dropna=False):
+    summary = a.summary()
+    order = {m: k for k, m in enumerate(dict.fromkeys(summary["metric"]))}
+    trials = list(dict.fromkeys([*summary.get("trial", []), *prog["trial"].dropna()]))
+    # values of different trials (a left-arm and a right-arm trial) are never chained: each
+    # row is one trial's, and names its trial where the protocol has several
+    named = len(set(prog["trial"].dropna())) > 1
+    prog = prog.assign(
+        _t=prog["trial"].map({t: k for k, t in enumerate(trials)}).fillna(len(trials)),
+        _o=prog["metric"].map(order).fillna(len(order)),
+    )
+    prog = prog.sort_values(["_t", "_o", "metric", "side", "date"], kind="stable")
+    drawn: set[Any] = set()
+    keys = ["_t", "trial", "_o", "metric", "side"]
+    for (_, trial, _, metric, side), g in prog.groupby(keys, sort=False, dropna=False):
         g = g.sort_values("date")
         g = g[np.isfinite(g["value"].astype(float))]
         if len(g) < 2:
             continue
-        joint = a.summary().set_index("metric")["joint"].get(metric, None)
+        joint = summary.set_index("metric")["joint"].get(metric, None)
         if isinstance(joint, pd.Series):
             joint = joint.iloc[0]
         unit = g["unit"].iloc[-1]
         first, last = float(g["value"].iloc[0]), float(g["value"].iloc[-1])
         change = last - first
-        mdc, src = _mdc(a, metric, joint, study_scores)
-        label = metric_label(metric, joint) + (f" ({side_label(side)})" if side_label(side) else "")
+        mdc, src = _mdc(a, metric, joint, study_scores, trial)
+        label = measure_label(metric, joint, side, trial if named else None)
         if math.isfinite(mdc):
             exceeds = abs(change) > mdc
             verdict = "larger than MDC95: real" if exceeds else "within MDC95"
@@ -118,10 +134,17 @@ def progress_part(a: Any, study: Any, patient: str) -> ProgressPart | None:
                 verdict,
             ]
         )
-        if math.isfinite(mdc) and len(figs) < _MAX_FIGURES and side in ("left", None, ""):
-            sel = prog[prog["metric"] == metric]
+        sel = prog[prog["metric"] == metric]
+        # one figure per metric, its sides as lines, unless a side recurs in several trials:
+        # then one per trial, so that no line joins two trials' values
+        per_trial = sel.groupby("side", dropna=False)["trial"].nunique().max() > 1
+        key = (metric, trial) if per_trial else metric
+        if math.isfinite(mdc) and len(figs) < _MAX_FIGURES and key not in drawn:
+            drawn.add(key)
+            sel = sel[sel["trial"] == trial] if per_trial else sel
             fig = figures.progress(sel, metric=metric, joint=joint, unit=unit, mdc95=mdc)
-            figs.append((f"{metric_label(metric, joint)} across sessions; band: ± MDC95 "
+            what = f" (trial {trial_label(trial)})" if per_trial else ""
+            figs.append((f"{metric_label(metric, joint)}{what} across sessions; band: ± MDC95 "
                          f"({src}).", fig))  # fmt: skip
     dates = ", ".join(day(d) for d in sorted(prog["date"].unique()))
     note = (
