@@ -355,7 +355,8 @@ def _metric_rows(
         if not spec.computable:
             why = NOT_COMPUTED
         elif left is None or right is None:
-            why = f"needs {base} on both sides; measured: {', '.join(sides)}"
+            valued = [s for s, v in (("left", left), ("right", right)) if v is not None]
+            why = f"needs {base} on both sides; measured: {', '.join(valued) or 'neither side'}"
         else:
             res = scoring.symmetry_index(left, right)
             v = float(np.asarray(res.value, dtype=float).reshape(-1)[0])

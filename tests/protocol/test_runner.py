@@ -312,6 +312,16 @@ def test_missing_joint_and_low_rate_give_reasons(squat):
     assert math.isnan(out.score) and "thigh_angle" in out.score_reason
 
 
+def test_symmetry_without_one_side_names_the_side_with_a_value(squat):
+    out = mp.Protocol.load("deep_squat").run(_frame(squat).drop(columns=["knee_flexion_l"]))
+    s = out.summary().set_index(["metric", "side"])
+    assert math.isnan(s.loc[("rom_knee_flexion", "left"), "value"])
+    assert math.isfinite(s.loc[("rom_knee_flexion", "right"), "value"])
+    assert s.loc[("symmetry_index_rom_knee_flexion", "both"), "reason"] == (
+        "needs rom_knee_flexion on both sides; measured: right"
+    )
+
+
 def test_explicit_side_measures_only_that_side(squat):
     out = mp.Protocol.load("deep_squat").run(_frame(squat), side="left")
     assert out.sides == ("left",)
