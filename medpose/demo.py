@@ -130,7 +130,9 @@ def _summary_lines(summary: dict[str, Any]) -> list[str]:
         "  fitted joint angles against the truth (follow-up, RMS): "
         + ", ".join(f"{k} {v:.1f} deg" for rows in err.values() for k, v in rows.items())
     )
-    lines.append(f"  reports: {summary['reports_folder']}/<session>/<protocol>/report.html, .pdf")
+    made = [r for by in summary["reports"].values() for r in by.values()]
+    pdf = ", .pdf" if any(r.get("pdf") for r in made) else ""  # --no-pdf: none made
+    lines.append(f"  reports: {summary['reports_folder']}/<session>/<protocol>/report.html{pdf}")
     for protocol in summary["reports"][names[-1]]:
         lines.append(f"    {summary['reports'][names[-1]][protocol]['html']}")
     lines.append(f"  study database: {summary['study']}; sessions: {summary['sessions_folder']}")

@@ -144,3 +144,33 @@ def test_store_metrics_keeps_one_key_per_target_and_fiducial():
     )
     assert len(study.metrics()) == 4
     study.close()
+
+
+@pytest.mark.parametrize("pdf", [True, False])
+def test_summary_names_the_pdf_only_when_one_was_made(pdf):
+    from medpose.demo import VISITS, _summary_lines
+
+    names = [v.name for v in VISITS]
+    reports = {
+        n: {
+            "deep_squat": {
+                "html": f"r/{n}/report.html",
+                "pdf": f"r/{n}/report.pdf" if pdf else None,
+            }
+        }
+        for n in names
+    }
+    summary = {
+        "patient": "DEMO-0000",
+        "registration": {n: {"fre_mm": 0.2, "fiducials": 8, "tre_max_mm": 0.1, "gate_passed": True}
+                         for n in names},
+        "scores": {},
+        "changes_exceeding_mdc95": [],
+        "angle_rms_error_deg": {n: {} for n in names},
+        "reports_folder": "r",
+        "reports": reports,
+        "study": "s.sqlite",
+        "sessions_folder": "sessions",
+    }  # fmt: skip
+    [line] = [x for x in _summary_lines(summary) if x.startswith("  reports: ")]
+    assert line == "  reports: r/<session>/<protocol>/report.html" + (", .pdf" if pdf else "")
