@@ -97,7 +97,8 @@ class MetricResult:
         shown = np.array2string(self.value, precision=4, threshold=8)
         why = sorted({r for r in self.reasons if r})
         tail = f", nan: {'; '.join(why)}" if why else ""
-        return f"MetricResult({self.name}: {shown} {self.unit}{tail})"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"MetricResult({self.name}: {shown}{unit}{tail})"
 
     def plot(self, ax: Any = None) -> Any:
         """The value of each repetition on a matplotlib axis (markers joined by a line, the

@@ -27,6 +27,7 @@ def bootstrap_ci(
     n: int = 2000,
     seed: int | np.random.Generator | None = None,
     level: float = 0.95,
+    unit: str | None = None,
 ) -> MetricResult:
     """Percentile bootstrap confidence interval of a statistic over repetitions.
 
@@ -50,11 +51,15 @@ def bootstrap_ci(
         Randomness: the same seed gives the same interval.
     level : float
         Confidence level in (0, 1).
+    unit : str, optional
+        The values' unit (``"deg/s"``); by default that of ``values`` when it is a
+        :class:`MetricResult`, else none (``""``).
 
     Returns
     -------
     MetricResult
-        ``value``: ``[low, high]``, shape (2,), in the values' unit (``"unit"``);
+        ``value``: ``[low, high]``, shape (2,), in the values' unit (:attr:`~MetricResult.unit`
+        as above);
         ``params``: ``estimate`` (``stat`` of the values), ``level``, ``n_resamples``,
         ``n_values``.  NaN with a reason for fewer than 2 finite values.
 
@@ -64,6 +69,8 @@ def bootstrap_ci(
         For ``values`` that are not 1-D, ``n`` < 100 or ``level`` outside (0, 1).
     """
     func = "bootstrap_ci"
+    if unit is None:
+        unit = str(values.unit) if isinstance(values, MetricResult) else ""
     x = np.asarray(values, dtype=float)
     if x.ndim != 1:
         raise InputError(f"{func}: values must have shape (R,), found shape {x.shape}")
@@ -77,7 +84,7 @@ def bootstrap_ci(
     if finite.size < 2:
         why = f"{finite.size} finite value(s) of {x.size}; at least 2 needed"
         return MetricResult(
-            func, np.array([np.nan, np.nan]), "unit", (why, why), {**params, "estimate": np.nan}
+            func, np.array([np.nan, np.nan]), unit, (why, why), {**params, "estimate": np.nan}
         )
     samples = finite[rng.integers(0, finite.size, size=(int(n), finite.size))]
     if _accepts_axis(stat):
@@ -87,7 +94,7 @@ def bootstrap_ci(
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
     params["estimate"] = float(stat(finite))  # type: ignore[arg-type]
-    return MetricResult(func, np.array([low, high]), "unit", ("", ""), params)
+    return MetricResult(func, np.array([low, high]), unit, ("", ""), params)
 
 
 def sem_from_icc(sd: float | np.ndarray, icc: float | np.ndarray) -> MetricResult:

@@ -107,3 +107,16 @@ def test_metric_result_needs_one_reason_per_value():
 def test_metric_result_repr_shows_value_unit_and_reasons():
     text = repr(sparc([np.zeros(5), np.exp(-(np.linspace(-2, 2, 50) ** 2))], 100.0))
     assert text.startswith("MetricResult(sparc: [") and "zero everywhere" in text
+
+
+def test_bootstrap_ci_carries_the_real_unit_or_none():
+    x = np.array([10.0, 12.0, 11.0, 13.0])
+    plain = bootstrap_ci(x, seed=0)
+    assert plain.unit == "" and "unit" not in repr(plain)
+    assert repr(plain).endswith("])")
+    assert bootstrap_ci(x, seed=0, unit="deg").unit == "deg"
+    speed = MetricResult("peak_angular_velocity", x, "deg/s", ("",) * 4, {})
+    ci = bootstrap_ci(speed, seed=0)
+    assert ci.unit == "deg/s" and repr(ci).endswith(" deg/s)")
+    np.testing.assert_array_equal(ci.value, plain.value)  # the same numbers
+    assert bootstrap_ci(np.array([1.0]), seed=0, unit="mm").unit == "mm"  # NaN result too
