@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +88,22 @@ def _from_session(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return result.assessment, {**meta, "angles": getattr(result, "angles", None) or None}
 
 
+def _from_cwd(path: Path) -> str:
+    """``path`` as it is reached from the current folder."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return str(path.absolute())
+
+
 def _list_known(args: argparse.Namespace, study: Any) -> str:
     """Run folders near the one asked for, and the runs the study records."""
     from ..report.rundir import find_runs, manifest_summary
 
     parent = args.source.parent
-    runs = [f"{p.name} ({manifest_summary(p)})" for p in find_runs(parent)]
-    text = f"run folders in {parent.name or '.'}: {', '.join(runs) or 'none'}"
+    # paths that work from the current folder (a run may lie a level or two further down)
+    runs = [f"{_from_cwd(p)} ({manifest_summary(p)})" for p in find_runs(parent)]
+    text = f"run folders in {_from_cwd(parent)}: {', '.join(runs) or 'none'}"
     if study is not None:
         df = study.runs()
         rec = [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,7 @@ def run_folder(assessed, squat_fit, tmp_path_factory):
     a = dataclasses.replace(
         assessed,
         scores=assessed.scores.assign(trial=assessed.trial),
+        repetitions=assessed.repetitions.assign(trial=assessed.trial),  # as a session run has
         provenance={"session_date": "2026-03-01"},
     )
     name, version = a.protocol.split(" ")
@@ -70,6 +73,20 @@ def test_a_run_that_does_not_exist_lists_those_that_do(run_folder, tmp_path, cap
     err = capsys.readouterr().err
     assert "visit9" in err and "visit1 (deep_squat 1.2.0, 2026-03-01)" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_listed_run_folders_are_paths_that_work_from_here(
+    run_folder, tmp_path, capsys, monkeypatch
+):
+    (tmp_path / "out").mkdir()  # neither a run nor a session; the runs lie in runs/
+    shutil.copytree(run_folder, tmp_path / "runs" / "visit1")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "out", "--out", str(tmp_path / "r")]) == 1  # not a run folder
+    err = capsys.readouterr().err
+    listed = re.search(r"run folders in \.: (\S+) \(deep_squat", err)
+    assert listed is not None, err
+    assert Path(listed.group(1)) == Path("runs/visit1")
+    assert main(["report", listed.group(1), "--out", str(tmp_path / "r"), "--no-pdf"]) == 0
 
 
 def test_a_session_needs_a_protocol(tmp_path, capsys):
