@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             )
     except MedposeError as e:
         raise type(e)(redact.text(str(e))) from None
-    except UnicodeError as e:  # a name the checks above did not see (one inside the session)
+    except (UnicodeEncodeError, UnicodeDecodeError) as e:  # a name inside the session
         bad = ascii(e.object[e.start : e.end]) if isinstance(e.object, str) else "a byte"
         raise InputError(
             f"a file or folder name holds {bad}, not valid UTF-8 text; expected UTF-8 file "

@@ -198,7 +198,10 @@ class SessionResult:
         a = self.assessment
         q = a.quality
         segmented = q.loc[q["check"] == "repetitions_missing", "trial"] if len(q) else []
-        found = set(a.repetitions["trial"]) if len(a.repetitions) else set()
+        reps = a.repetitions
+        if len(reps) and "trial" not in reps.columns:
+            return []  # an assessment of one trial, whose repetitions these are
+        found = set(reps["trial"]) if len(reps) else set()
         return [t for t in dict.fromkeys(segmented) if t not in found]
 
     def no_result(self) -> str:

@@ -24,7 +24,6 @@ def run_folder(assessed, squat_fit, tmp_path_factory):
     a = dataclasses.replace(
         assessed,
         scores=assessed.scores.assign(trial=assessed.trial),
-        repetitions=assessed.repetitions.assign(trial=assessed.trial),  # as a session run has
         provenance={"session_date": "2026-03-01"},
     )
     name, version = a.protocol.split(" ")
