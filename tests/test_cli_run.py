@@ -186,6 +186,25 @@ def test_unchanged_inputs_recompute_nothing_and_changed_ones_replace(
         assert runs["inputs"].iloc[0] == second["inputs"]
 
 
+def test_a_replacement_says_why_and_a_folder_named_for_the_patient_is_not_printed(
+    session, first, tmp_path, capsys
+):
+    copy = tmp_path / f"{SECRET}_visit"  # a session folder named after the patient
+    shutil.copytree(session, copy)
+    out = tmp_path / "out"
+    shutil.copytree(first.out, out)  # current results of the same inputs ...
+    with (out / "metrics.csv").open("a") as f:
+        f.write("1,2,3\n")  # ... one of them damaged
+    code, stdout, stderr = _run(capsys, "deep_squat", str(copy), "--out", str(out), "--no-db")
+    assert code == 0, stderr
+    assert "deep_squat on <patient-id>_visit: earlier results damaged or incomplete" in stdout
+    code, stdout, stderr = _run(
+        capsys, "deep_squat", str(copy), "--out", str(out), "--no-db", "--force"
+    )
+    assert code == 0 and "recomputed (--force): earlier results replaced" in stdout
+    assert "changed" not in stdout and SECRET not in stdout + stderr
+
+
 def test_a_missing_trial_is_an_error_naming_the_trials(session, tmp_path, capsys):
     code, stdout, stderr = _run(
         capsys, "shoulder_abduction", str(session), "--out", str(tmp_path / "o"), "--no-db"

@@ -117,6 +117,6 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(doc, indent=1))
     else:
-        print(outcome)
+        print(redact.patient(str(outcome)))  # the session folder may be named after the patient
         print(f"results in {outcome.out_dir}", file=sys.stdout)
     return EXIT_OK

@@ -98,7 +98,7 @@ class RunOutcome:
     action : {"computed", "replaced", "unchanged"}
         ``unchanged``: the output folder already held the results of the same inputs,
         protocol and medpose version: nothing was recomputed.  ``replaced``: earlier results
-        in the folder were replaced by new ones.
+        in the folder were replaced by new ones (why: ``replaced_because``).
     out_dir : Path
     manifest : dict
         The output folder's manifest.
@@ -107,6 +107,11 @@ class RunOutcome:
         result and an earlier ``ok`` run was kept), None without a study.
     result : SessionResult or None
         None when nothing was recomputed.
+    replaced_because : str
+        Why earlier results were replaced: ``"forced"`` (``force=True`` on current results),
+        ``"damaged"`` (a file the folder's manifest lists is missing or changed, or the
+        manifest is unreadable) or ``"changed"`` (inputs, protocol or medpose version); ``""``
+        otherwise.
     """
 
     action: Literal["computed", "replaced", "unchanged"]
@@ -114,11 +119,15 @@ class RunOutcome:
     manifest: dict[str, Any]
     study_action: str | None = None
     result: SessionResult | None = None
+    replaced_because: str = ""
 
     def __str__(self) -> str:
         what = {
             "computed": "computed",
-            "replaced": "inputs or protocol changed: earlier results replaced",
+            "replaced": {
+                "forced": "recomputed (--force): earlier results replaced",
+                "damaged": "earlier results damaged or incomplete: replaced",
+            }.get(self.replaced_because, "inputs or protocol changed: earlier results replaced"),
             "unchanged": "inputs and protocol unchanged: nothing recomputed",
         }[self.action]
         score = self.manifest.get("score")
@@ -200,7 +209,16 @@ def run_to_folder(
     action: Literal["computed", "replaced"] = (
         "replaced" if (Path(out_dir) / MANIFEST).exists() else "computed"
     )
+    why = (
+        ""
+        if action == "computed"
+        else "damaged"
+        if old is None
+        else "forced"
+        if current
+        else "changed"
+    )
     path = result.write(out_dir, action=action)
     manifest = read_manifest(path.parent) or {}
     added = result.add_to(study).action if study is not None else None
-    return RunOutcome(action, Path(out_dir), manifest, added, result)
+    return RunOutcome(action, Path(out_dir), manifest, added, result, why)
