@@ -144,6 +144,9 @@ class Assessment:
         TRE per target, each fiducial's residual and outlier flag, the gate's verdict.
     gate : GateResult or None
         The protocol's gate applied to the registration (:class:`medpose.QualityGate`).
+    angles : DataFrame or None
+        The joint angles (degrees, time in s as the index) the trial was assessed on, which
+        the report draws (:meth:`to_report`); None where none were read (a registration).
     """
 
     protocol: str
@@ -163,6 +166,7 @@ class Assessment:
     provenance: dict[str, Any] = field(default_factory=dict, kw_only=True)
     registration: pd.DataFrame | None = field(default=None, kw_only=True)
     gate: Any = field(default=None, kw_only=True)
+    angles: pd.DataFrame | None = field(default=None, kw_only=True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", explain_missing_ci(self.metrics))

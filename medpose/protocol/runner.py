@@ -554,4 +554,5 @@ def run_protocol(
         rate=rate,
         info=info,
         quality=pd.DataFrame(quality if settings is not None else [], columns=QUALITY_COLUMNS),
+        angles=angles,
     )

@@ -328,3 +328,17 @@ def test_registration_part_of_a_navigation_session(assessed, tmp_path):
     assert ["Residual at fiducial: asis (right)", "0.173 mm", "–", "passed"] in rows
     assert ["Accuracy check", "PASS", "–", "passed"] in rows
     assert "Exercise: static" not in files.html.read_text(encoding="utf-8")
+
+
+def test_an_assessment_of_a_fit_draws_its_angles_without_being_given_them(
+    assessed, squat_fit, tmp_path
+):
+    """``Protocol.run(fit).to_report(path)``, as the README writes it, draws the joint-angle
+    curves the assessment was computed on: the same figures as with ``angles=`` the fit."""
+    assert assessed.angles is not None and len(assessed.angles) == len(squat_fit.angles)
+    plain = assessed.to_report(tmp_path / "plain", pdf=False).html.read_text(encoding="utf-8")
+    given = write_report(assessed, tmp_path / "given", angles=squat_fit, pdf=False)
+    given_html = given.html.read_text(encoding="utf-8")
+    assert "Joint-angle curves are not shown" not in plain
+    n = plain.count("data:image")
+    assert n >= 1 and n == given_html.count("data:image")
