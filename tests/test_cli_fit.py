@@ -73,6 +73,7 @@ def _openpose_folder(root: Path) -> Path:
         (["fit", "{trc}", "-o", "{d}/a.txt"], "--out: expected a .mot, .csv, .parquet file"),
         (["fit", "{trc}", "-o", "{d}/a.mot", "--rate", "30"], "has its own frame rate"),
         (["fit", "{trc}", "-o", "{d}/a.mot", "--model", "nosuch"], "OpenSim model 'nosuch'"),
+        (["fit", "{trc}", "-o", "{d}/a.csv", "--model", "nosuch"], "OpenSim model 'nosuch'"),
         (["fit", "{trc}", "-o", "{d}/a.mot", "--osim", "{d}/no.osim"], "--osim: no.osim"),
         (["fit", "{trc}", "-o", "{d}/a.mot", "--zero-from-model"], "expected --osim FILE"),
         (["fit", "{trc}", "-o", "{d}/a.mot", "--markers", "{trc}"], "--markers: applies with"),

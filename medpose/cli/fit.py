@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--out: expected a {', '.join(_OUT)} file, found {out.name!r}")
         check_output(out, "--out")
     model = None if args.model == "medpose" else args.model
-    if model is not None and any(o.suffix.lower() == ".mot" for o in args.outputs):
+    if model is not None:
         from ..io.opensim import opensim_mapping
 
         opensim_mapping(model)  # an unknown model is refused before the fit, not after
@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if args.patient_id is not None and args.patient is None:
         raise InputError("--patient-id: applies to a --patient file; none given")
     seq = read_3d_keypoints(args.keypoints, args.rate)
+    zeroing = args.zero_from_model and any(o.suffix.lower() == ".mot" for o in args.outputs)
+    reference = _reference_markers(args, model or "pose2sim", seq) if zeroing else None
     patient = (
         PatientSkeleton.load(args.patient, patient_id=args.patient_id)
         if args.patient is not None
@@ -147,10 +149,10 @@ def run(args: argparse.Namespace) -> int:
         )
     print(repr(f))
     zero = None
-    if args.zero_from_model and any(o.suffix.lower() == ".mot" for o in args.outputs):
+    if reference is not None:
         from ..kinematics.fit import opensim_zero
 
-        zero = opensim_zero(f, args.osim, model or "pose2sim", markers=args.markers)
+        zero = opensim_zero(f, reference, model or "pose2sim")
         big = sorted(zero.items(), key=lambda kv: -abs(kv[1]))
         shown = ", ".join(f"{k} {v:+.1f}" for k, v in big[:8] if abs(v) >= 0.5) or "none"
         print(f"the model's zero pose reads (degrees, subtracted; largest first): {shown}")
@@ -165,3 +167,22 @@ def run(args: argparse.Namespace) -> int:
             f.to_parquet(out)
         print(f"wrote {out}")
     return EXIT_OK
+
+
+def _reference_markers(args: argparse.Namespace, model: str, seq: Any) -> Any:
+    """``--zero-from-model``: the model's markers in its zero pose, read before the fit, and
+    refused where they are not keypoints of the sequence (another layout's marker set)."""
+    from ..errors import InputError
+    from ..io.opensim import osim_reference_markers
+    from ..layouts import to_medpose_names
+
+    reference = osim_reference_markers(args.osim, model, args.markers)
+    other = sorted(set(to_medpose_names(reference.names)) - set(seq.names))
+    if other:
+        raise InputError(
+            f"--zero-from-model: the model's markers {other[:6]} are not keypoints of "
+            f"{args.keypoints.name} (it has {len(seq.names)}: {list(seq.names)[:6]}...); "
+            "expected the marker set of the keypoints' own layout (Pose2Sim's "
+            "Markers_Halpe26.xml for HALPE_26 keypoints)"
+        )
+    return reference

@@ -183,6 +183,23 @@ def test_opensim_puts_the_models_markers_where_they_were(functional, tmp_path, c
     assert read[5] < read[0], read
 
 
+def test_markers_of_another_layout_are_refused_before_the_fit(shared_data, tmp_path, capsys):
+    """Keypoints that do not hold the marker set's (here the HALPE_26 markers without the head
+    top and neck, as a MediaPipe recording has none) are refused before any fit, naming the
+    markers missing, and nothing is written."""
+    _opensim()
+    seq = mp.read_keypoints(DATA / "pose2sim_functional.trc")
+    keep = [n for n in seq.names if n not in ("head_top", "neck")]
+    trc = tmp_path / "no_neck.trc"
+    mp.write_keypoints(seq.select(keep), trc)
+    out = tmp_path / "z.mot"
+    args = ["fit", str(trc), "-o", str(out), "--osim", str(OSIM), "--markers", str(MARKERS)]
+    assert cli_main([*args, "--zero-from-model", "--no-progress"]) == 1
+    said = capsys.readouterr()
+    assert "--zero-from-model: the model's markers ['head_top', 'neck']" in said.err, said.err
+    assert "Fit(" not in said.out and not out.exists()
+
+
 def test_without_the_opensim_package_the_message_says_what_to_do(shared_data, monkeypatch):
     osim = shared_data / "pose2sim" / "Model_Pose2Sim_simple.osim"
     monkeypatch.setitem(sys.modules, "opensim", None)  # import opensim raises ImportError
