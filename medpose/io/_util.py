@@ -266,7 +266,7 @@ def _name_unnamed(exc: BaseException, path: str | os.PathLike) -> None:
     """Give an OSError that names no file (a full disk: ``write`` reports ENOSPC alone) the
     name of the destination being written (:func:`display_name`: no folders above it), so that
     its message says which output failed."""
-    if isinstance(exc, OSError) and exc.filename is None:
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
         exc.filename = display_name(path)
 
 

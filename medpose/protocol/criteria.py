@@ -25,9 +25,7 @@ over +-0.1 s around it:
   the window's first 0.2 s to the top (trunk: its absolute value), so a posture held
   throughout is not counted.
 
-A repetition with more than half of its frames without the criterion's keypoints
-(:data:`MAX_MISSING`) gives no value, its reason saying how many were missing.  A value read at
-a key frame next to frames without keypoints (a gap the clean-up left, or frames
+A value read at a key frame next to frames without keypoints (a gap the clean-up left, or frames
 fitted poorly and left out) says how many in its reason (:data:`~.capped.NEAR`): the extreme
 the key frame stands for may lie among them.
 """
@@ -55,12 +53,7 @@ from ..scoring.criteria import CRITERION_METRICS
 from ..temporal.filters import finite_runs
 from .capped import NEAR
 
-__all__ = ["is_criterion", "keypoints_of", "criterion_rows", "MAX_MISSING"]
-
-#: A repetition with more than this fraction of its frames (start to end of the segmentation)
-#: without the criterion's keypoints gives no value: the same limit as a range of motion's
-#: missing samples (:func:`medpose.scoring.rom`, ``max_missing=0.5``).
-MAX_MISSING = 0.5
+__all__ = ["is_criterion", "keypoints_of", "criterion_rows"]
 
 _SQUAT = ("thigh_angle", "torso_tibia_angle", "knee_over_foot", "arm_trunk_angle")
 _BILATERAL = (*_SQUAT, "humeral_elevation", "elevation_plane", "shoulder_girdle_elevation")
@@ -179,13 +172,7 @@ def _per_repetition(
     key = _key_signal(name, P, side, up) if name != "elevation_plane" else x
     h = max(1, round(_HALF_WINDOW_S * rate))
     out: list[tuple[float, str, int]] = []
-    spans = zip(reps["start_frame"].to_numpy(int), reps["end_frame"].to_numpy(int))
-    for (a, b), (r0, r1) in zip(_windows(reps, len(x)), spans):
-        gone = float(np.mean(~np.isfinite(x[r0 : r1 + 1]))) if r1 >= r0 else 1.0
-        if gone > MAX_MISSING:  # the key frame would stand for too little of the movement
-            why = f"{gone:.0%} of the repetition's frames without keypoints; at most "
-            out.append((math.nan, why + f"{MAX_MISSING:.0%} allowed", 0))
-            continue
+    for a, b in _windows(reps, len(x)):
         if name == "elevation_plane":  # defined with the arm away from vertical
             e = _series("humeral_elevation", P, side, up)[a : b + 1]
             mid = (e >= _PLANE_RANGE[0]) & (e <= _PLANE_RANGE[1]) & np.isfinite(x[a : b + 1])

@@ -238,14 +238,11 @@ def _prepare(
             out.fit = fit(seq, patient, **kwargs, progress=False, calibrate=False)
         rows += _fit_rows(label, out.fit)
         poor = out.fit.poor_frames
-        # frames fitted poorly: their angles are uncertain; frames not fitted (too few
-        # confident keypoints): their keypoints too.  Every metric reads around them.
-        unfit = np.flatnonzero(~np.asarray(out.fit.valid, dtype=bool))
-        if len(poor) or len(unfit):
+        if len(poor):  # their angles are uncertain: every metric reads around them
             from .trial_inputs import sequence_without_frames
 
-            out.fit = out.fit.without_frames(poor) if len(poor) else out.fit
-            out.sequence = sequence_without_frames(out.sequence, np.union1d(poor, unfit))
+            out.fit = out.fit.without_frames(poor)
+            out.sequence = sequence_without_frames(out.sequence, poor)
         if patient is not None:  # how far calibration moved each keypoint from its prior
             table = patient.calibration_table()
             kp = table[table["kind"] == "keypoint"]

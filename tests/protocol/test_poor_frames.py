@@ -76,9 +76,6 @@ def test_a_folded_lower_leg_is_read_around(tmp_path):
     assert set(clean) == set(read) and len(clean) == 8
     for key, value in clean.items():
         assert read[key] == pytest.approx(value, abs=2.0), key
-    # the fit as given (its frames fitted poorly kept) reads the right knee's range 30 deg wide
-    kept = _values(protocol.run(f))
-    assert kept[("rom_knee_flexion", "right")] > clean[("rom_knee_flexion", "right")] + 15.0
 
 
 def test_a_session_run_reads_around_them_and_counts_them(tmp_path):

@@ -4,7 +4,8 @@ A raised arm solved from the arms-down start can end on the far side of the hume
 turn: the elbow pressed against its -5 degree limit where the keypoints bend it +20.  On the
 UI-PRMD Kinect v2 recordings (deep squats and shoulder abductions, the first episode of every
 subject, correct and incorrect) the fitted elbow sat on that limit while the
-shoulder-elbow-wrist angle read more than 10 degrees in 1,114 of 2,812 frames.  No move of
+shoulder-elbow-wrist angle read more than 10 degrees in 1,114 of 2,812 frames (435 with
+:func:`leave_limits`).  No move of
 :func:`~medpose.kinematics.fit.starts.choose_branches` fits such a frame as well (it takes
 only readings that fit exactly alike), the frame's residual stays within what the Kinect's
 noise explains, and its neighbours are often stuck alike, so
@@ -21,13 +22,15 @@ from .solver import Priors, solve
 from .starts import apply_move
 from .stuck import frame_rms, put
 
-__all__ = ["leave_limits", "LIMIT_GAIN"]
+__all__ = ["leave_limits", "LIMIT_GAIN", "MIDDLE_MAX_DEG"]
 
 
 #: A frame on a hard limit takes a restart from another branch where that lowers its RMS below
 #: this fraction of its own: the same problem's better minimum, with a margin so that two
 #: minima within noise of each other do not alternate from frame to frame.
 LIMIT_GAIN = 0.99
+#: A restart is not kept where it reads the joint's middle Euler angle beyond this (degrees).
+MIDDLE_MAX_DEG = 150.0
 
 
 def leave_limits(
@@ -41,20 +44,32 @@ def leave_limits(
     xtol: float,
     max_iter: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Each frame of ``q`` with a free DoF on a hard limit solved again from every branch move
-    (:func:`~medpose.kinematics.fit.starts.branch_moves`) that changes one of the DoFs it
-    holds on a limit, the moved pose clamped into the limits; the best restart is kept where
-    its RMS is below :data:`LIMIT_GAIN` times the frame's.  ``st``: the problem on the device
+    """Each frame of ``q`` with a free DoF on a hard limit solved again from each half turn
+    of a segment about its own axis, its child re-expressed
+    (:func:`~medpose.kinematics.fit.starts.branch_moves`), that changes a DoF it holds on a
+    limit, the moved pose clamped into the limits; the best restart that holds none of the
+    move's DoFs on a limit and reads the joint's middle angle within :data:`MIDDLE_MAX_DEG`
+    is kept where its RMS is below :data:`LIMIT_GAIN` times the
+    frame's.  ``st``: the problem on the device
     (:func:`~medpose.kinematics.fit.device.setup`), ``pri`` its priors."""
     ctx, lo, hi, n_var = st.ctx, st.lo, st.hi, st.n_var
     at = ((q - lo).abs() <= 1e-3) | ((q - hi).abs() <= 1e-3)
-    frames, starts = [], []
-    for move in st.moves:
-        idx = torch.nonzero(at[:, torch.as_tensor(move[0], device=q.device)].any(dim=1))[:, 0]
+    # per ball joint its twin, half turn and both (branch_moves' order): not the twin alone, the
+    # same rotation re-expressed, whose only gain can be the other reading's box of limits
+    frames, starts, cols, middle = [], [], [], []
+    for i, move in enumerate(st.moves):
+        if i % 3 == 0:
+            continue
+        c = torch.as_tensor(move[0], device=q.device)
+        idx = torch.nonzero(at[:, c].any(dim=1))[:, 0]
         if idx.numel():
             moved, _ = apply_move(q[idx], move, lo, hi)
             frames.append(idx)
             starts.append(torch.minimum(torch.maximum(moved, lo), hi))
+            mask = torch.zeros(q.shape[1], dtype=torch.bool, device=q.device)
+            mask[c] = True
+            cols.append(mask.expand(idx.numel(), -1))
+            middle.append(torch.full_like(idx, int(st.moves[i - i % 3][0][1])))
     if not frames:
         return q, x, conv
     idx = torch.cat(frames)
@@ -62,6 +77,14 @@ def leave_limits(
         ctx, torch.cat(starts), x_obs[idx], w[idx], lo, hi, pri, max_iter=max_iter, xtol=xtol
     )
     rn = frame_rms(xn, x_obs[idx], w[idx], n_var)
+    # a restart that holds one of the move's DoFs on a limit again has not left the limits: a
+    # synthetic Kinect arm extended 45 deg, its elbow on the limit, was read as flexion 137 with
+    # abduction on its 180 limit and the humerus turned past its rotation limit
+    again = (((qn - lo).abs() <= 1e-3) | ((qn - hi).abs() <= 1e-3)) & torch.cat(cols)
+    # nor one that reads the joint's middle angle within 30 deg of a half turn: the twin of a
+    # reading near 0 (that arm read as flexion 136 with abduction 179.6)
+    twin = qn.gather(1, torch.cat(middle)[:, None])[:, 0].abs() > MIDDLE_MAX_DEG
+    rn = torch.where(again.any(dim=1) | twin, float("inf"), rn)
     best = torch.full((q.shape[0],), float("inf"), device=q.device, dtype=rn.dtype)
     best = best.scatter_reduce(0, idx, rn, "amin")
     pick = (rn <= best[idx]) & (rn < LIMIT_GAIN * frame_rms(x, x_obs, w, n_var)[idx])
