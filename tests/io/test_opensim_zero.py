@@ -183,11 +183,18 @@ def test_opensim_puts_the_models_markers_where_they_were(functional, tmp_path, c
     assert read[5] < read[0], read
 
 
-def test_markers_of_another_layout_are_refused_before_the_fit(shared_data, tmp_path, capsys):
+def test_markers_of_another_layout_are_refused_before_the_fit(
+    shared_data, tmp_path, capsys, monkeypatch
+):
     """Keypoints that do not hold the marker set's (here the HALPE_26 markers without the head
     top and neck, as a MediaPipe recording has none) are refused before any fit, naming the
-    markers missing, and nothing is written."""
-    _opensim()
+    markers missing, and nothing is written.  The model's markers are the stored reference
+    pose (OpenSim's own, :func:`test_the_reference_markers_are_the_models`), so that this runs
+    without the ``opensim`` package."""
+    stored = mp.read_keypoints(DATA / "pose2sim_reference_pose.trc")
+    monkeypatch.setattr(
+        "medpose.io.opensim.osim_reference_markers", lambda osim, model, markers=None: stored
+    )
     seq = mp.read_keypoints(DATA / "pose2sim_functional.trc")
     keep = [n for n in seq.names if n not in ("head_top", "neck")]
     trc = tmp_path / "no_neck.trc"

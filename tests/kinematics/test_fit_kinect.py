@@ -163,7 +163,7 @@ def test_a_bent_elbow_overhead_is_not_held_on_its_limit(shared_data, subject):
     # shoulder-elbow-wrist angle reads more than 10 deg, a fitted elbow on its -5 deg limit is
     # 15 deg or more from the data: the arm solved onto the far side of the humerus's half turn
     # (medpose.kinematics.fit.onlimit).  In these three trials that was 51 to 70 of 71 to 95
-    # such frames of an elbow (over the first episode of every UI-PRMD subject: 1,114, 435 now).
+    # such frames of an elbow.
     seq = mp.read_keypoints(_positions(shared_data, subject, "e01"))
     fitted = mp.fit(seq, progress=False)
     lo = fitted.limits.to_dataframe()["min_deg"]
