@@ -301,10 +301,30 @@ def test_too_few_keypoints_gives_nan_and_warning(sk, squat):
     seq = _seq(sk, squat)
     x = seq.positions.copy()
     x[[2, 4], 5:] = np.nan
-    with pytest.warns(UserWarning, match=r"2 of \d+ frames have fewer than"):
+    with pytest.warns(UserWarning, match=r"2 of \d+ frames not fitted: 2 have fewer than \d+ k"):
         f = fit(seq.with_positions(x), sk)
     assert f.angles.iloc[[2, 4]].isna().all().all() and not f.converged.iloc[2]
     assert np.isfinite(f.angles.iloc[3]).all()
+
+
+def test_a_frame_without_its_pelvis_says_so(sk, squat):
+    # enough keypoints, but the pelvis's and trunk's gone: the pose has nothing to start from
+    seq = _seq(sk, squat)
+    x = seq.positions.copy()
+    torso = {"pelvis", "trunk"}
+    seg = [sk.segment_names[s] for s in sk.keypoint_segment]
+    gone = [
+        seq.names.index(n)
+        for n, s in zip(sk.keypoint_names, seg)
+        if n in seq.names and (s in torso or n.startswith("shoulder_"))
+    ]
+    assert len(seq.names) - len(gone) >= len(seq.names) // 2  # enough keypoints otherwise
+    x[3, gone] = np.nan
+    with pytest.warns(
+        UserWarning, match=r"1 of \d+ frames not fitted: 1 have fewer than 3 on the pelvis, trunk"
+    ):
+        f = fit(seq.with_positions(x), sk)
+    assert f.angles.iloc[3].isna().all()
 
 
 def test_unusable_layout(sk):

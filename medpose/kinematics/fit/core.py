@@ -165,10 +165,17 @@ def fit_sequence(
             np.dtype(np.float64 if dt == torch.float64 else np.float32),
         )
     n_bad = int((~out.valid).sum())
-    if n_bad:
+    if n_bad:  # which of the two conditions each frame failed
+        pos = np.asarray(sequence.positions)[:, prob.seq_index]
+        conf = np.asarray(sequence.confidence)[:, prob.seq_index]
+        seen = ((conf >= prob.min_confidence) & np.isfinite(pos).all(axis=2)).sum(axis=1)
+        few = int((~out.valid & (seen < prob.min_keypoints)).sum())
+        why = [f"{few} have fewer than {prob.min_keypoints} keypoints"] if few else []
+        if n_bad > few:  # enough keypoints, but not where the pose starts from
+            why.append(f"{n_bad - few} have fewer than 3 on the pelvis, trunk and shoulders")
         warnings.warn(
-            f"fit: {n_bad} of {T} frames have fewer than {prob.min_keypoints} keypoints with confidence "
-            f">= {prob.min_confidence:g} (or fewer than 3 on the trunk and pelvis); their angles are NaN",
+            f"fit: {n_bad} of {T} frames not fitted: {' and '.join(why)} with confidence >= "
+            f"{prob.min_confidence:g}; their angles are NaN",
             stacklevel=2,
         )
     sk = prob.skeleton
