@@ -209,11 +209,11 @@ class SessionResult:
         defines one (its reason), or no repetition found in any trial segmented into them."""
         a = self.assessment
         why = []
-        segmented = self.trials_without_repetitions()
+        lacking = self.trials_without_repetitions()
         q = a.quality
-        n_seg = len(set(q.loc[q["check"] == "repetitions_missing", "trial"])) if len(q) else 0
-        if segmented and len(segmented) == n_seg:
-            why.append(f"no repetition found in trial(s) {', '.join(segmented)}")
+        segmented = set(q.loc[q["check"] == "repetitions_missing", "trial"]) if len(q) else set()
+        if lacking and set(lacking) == segmented:
+            why.append(f"no repetition found in trial(s) {', '.join(lacking)}")
         if math.isnan(a.score) and a.score_reason != NO_COMPOSITE:
             why.append(f"no score: {a.score_reason}")
         return "; ".join(why)

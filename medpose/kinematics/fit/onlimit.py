@@ -52,27 +52,28 @@ def leave_limits(
     is kept where its RMS is below :data:`LIMIT_GAIN` times the
     frame's.  ``st``: the problem on the device
     (:func:`~medpose.kinematics.fit.device.setup`), ``pri`` its priors."""
-    ctx, lo, hi, n_var = st.ctx, st.lo, st.hi, st.n_var
-    at = ((q - lo).abs() <= 1e-3) | ((q - hi).abs() <= 1e-3)
+    ctx, lo, hi, n_var, dev = st.ctx, st.lo, st.hi, st.n_var, q.device
     # per ball joint its twin, half turn and both (branch_moves' order): not the twin alone, the
     # same rotation re-expressed, whose only gain can be the other reading's box of limits
-    frames, starts, cols, middle = [], [], [], []
-    for i, move in enumerate(st.moves):
-        if i % 3 == 0:
-            continue
-        c = torch.as_tensor(move[0], device=q.device)
-        idx = torch.nonzero(at[:, c].any(dim=1))[:, 0]
+    half = [(m, int(st.moves[i - i % 3][0][1])) for i, m in enumerate(st.moves) if i % 3]
+    if not half:
+        return q, x, conv
+    cols = torch.zeros(len(half), q.shape[1], dtype=torch.bool, device=dev)  # each move's DoFs
+    for k, (move, _) in enumerate(half):
+        cols[k, torch.as_tensor(move[0], device=dev)] = True
+    middle = torch.tensor([m for _, m in half], device=dev)  # each joint's middle angle
+    at = _on_limit(q, lo, hi)
+    frames, starts, which = [], [], []
+    for k, (move, _) in enumerate(half):
+        idx = torch.nonzero((at & cols[k]).any(dim=1))[:, 0]
         if idx.numel():
             moved, _ = apply_move(q[idx], move, lo, hi)
             frames.append(idx)
             starts.append(torch.minimum(torch.maximum(moved, lo), hi))
-            mask = torch.zeros(q.shape[1], dtype=torch.bool, device=q.device)
-            mask[c] = True
-            cols.append(mask.expand(idx.numel(), -1))
-            middle.append(torch.full_like(idx, int(st.moves[i - i % 3][0][1])))
+            which.append(torch.full_like(idx, k))
     if not frames:
         return q, x, conv
-    idx = torch.cat(frames)
+    idx, move_of = torch.cat(frames), torch.cat(which)
     qn, xn, cn = solve(
         ctx, torch.cat(starts), x_obs[idx], w[idx], lo, hi, pri, max_iter=max_iter, xtol=xtol
     )
@@ -80,20 +81,23 @@ def leave_limits(
     # a restart that holds one of the move's DoFs on a limit again has not left the limits: a
     # synthetic Kinect arm extended 45 deg, its elbow on the limit, was read as flexion 137 with
     # abduction on its 180 limit and the humerus turned past its rotation limit
-    again = (((qn - lo).abs() <= 1e-3) | ((qn - hi).abs() <= 1e-3)) & torch.cat(cols)
+    again = (_on_limit(qn, lo, hi) & cols[move_of]).any(dim=1)
     # nor one that reads the joint's middle angle within 30 deg of a half turn: the twin of a
     # reading near 0 (that arm read as flexion 136 with abduction 179.6)
-    twin = qn.gather(1, torch.cat(middle)[:, None])[:, 0].abs() > MIDDLE_MAX_DEG
-    rn = torch.where(again.any(dim=1) | twin, float("inf"), rn)
-    best = torch.full((q.shape[0],), float("inf"), device=q.device, dtype=rn.dtype)
+    twin = qn.gather(1, middle[move_of][:, None])[:, 0].abs() > MIDDLE_MAX_DEG
+    rn = torch.where(again | twin, float("inf"), rn)
+    # each frame's best restart (the first of equal bests), kept where it gains enough
+    best = torch.full((q.shape[0],), float("inf"), device=dev, dtype=rn.dtype)
     best = best.scatter_reduce(0, idx, rn, "amin")
-    pick = (rn <= best[idx]) & (rn < LIMIT_GAIN * frame_rms(x, x_obs, w, n_var)[idx])
-    sel = torch.nonzero(pick)[:, 0]
-    if sel.numel() == 0:
-        return q, x, conv
-    # one restart per frame: the first of equal bests
-    _, inv = torch.unique(idx[sel], return_inverse=True)
-    order = torch.arange(sel.numel(), device=q.device)
-    head = torch.full((int(inv.max()) + 1,), sel.numel(), device=q.device, dtype=order.dtype)
-    keep = sel[head.scatter_reduce(0, inv, order, "amin")]
-    return put(q, x, conv, idx[keep], qn[keep], xn[keep], cn[keep])
+    at_best = torch.nonzero(rn == best[idx])[:, 0]
+    none = idx.numel()
+    pick = torch.full((q.shape[0],), none, device=dev, dtype=at_best.dtype)
+    pick = pick.scatter_reduce(0, idx[at_best], at_best, "amin")
+    pick = pick[pick < none]
+    pick = pick[rn[pick] < LIMIT_GAIN * frame_rms(x, x_obs, w, n_var)[idx[pick]]]
+    return put(q, x, conv, idx[pick], qn[pick], xn[pick], cn[pick])
+
+
+def _on_limit(q: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Where each DoF of ``q`` (T, D) sits on its lower or upper limit (within 1e-3 deg)."""
+    return ((q - lo).abs() <= 1e-3) | ((q - hi).abs() <= 1e-3)
