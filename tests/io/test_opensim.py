@@ -25,7 +25,12 @@ DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pose2si
 OSIM = DATA / "Model_Pose2Sim_simple.osim"
 MARKERS = DATA / "Markers_Halpe26.xml"
 _TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")  # metres in OpenSim, mm in medpose
-pytestmark = pytest.mark.skipif(not OSIM.is_file(), reason="../shared/data/pose2sim not present")
+
+
+@pytest.fixture(autouse=True)
+def _pose2sim_data(shared_data):
+    """Pose2Sim's model from the real data folder (absent: skipped, but never in CI)."""
+    assert OSIM.is_file(), f"{OSIM} is missing from the real data folder"
 
 
 def _joints() -> dict[str, list[tuple[str, np.ndarray, float]]]:
