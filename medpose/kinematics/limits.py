@@ -10,10 +10,13 @@ against its end of range unless the keypoints insist.
 Sources
 -------
 * Defaults: ``medpose/resources/joint_ranges.yaml`` through
-  :func:`~medpose.kinematics.skeleton.default_ranges` (adult active ROM: AAOS 1965 / Greene &
-  Heckman 1994, Soucie et al. 2011).
+  :func:`~medpose.kinematics.skeleton.default_ranges`: the range healthy adults reach, per side
+  the wider of the AAOS 1965 / Greene & Heckman 1994 average and a published adult group's
+  mean + 2 SD (hip and knee flexion, ankle: Jung & Yamasaki 2016), never the average alone
+  where a mean and SD were found.
 * Age-group / sex variants: ``medpose/resources/joint_limits_variants.yaml`` (Soucie JM et al.,
-  Haemophilia 2011;17:500-507, by age group 2-8, 9-19, 20-44, 45-69 years and sex).
+  Haemophilia 2011;17:500-507, by age group 2-8, 9-19, 20-44, 45-69 years and sex): group
+  means, which only widen a default limit.
 * Per-patient overrides: a YAML file (a clinician's measured passive range, a post-operative
   restriction), see :meth:`JointLimits.from_yaml`.
 """
@@ -154,7 +157,13 @@ class JointLimits:
         age_group: str | None = None,
         sex: str | None = None,
     ) -> JointLimits:
-        """Adult normative ranges, optionally replaced by an age-group/sex variant.
+        """Hard limits healthy adults reach, optionally widened for an age-group/sex variant.
+
+        The defaults (``joint_ranges.yaml``) are the range healthy adults reach, not the average:
+        per side the wider of the AAOS average and a published adult group's mean + 2 SD.  A
+        variant row holds its group's published mean (Soucie et al. 2011), which about half of
+        the group exceeds, so it only widens a side where it lies outside the default; the
+        ``sources`` of such a DoF name the variant first, then the default.
 
         Parameters
         ----------
@@ -196,11 +205,17 @@ class JointLimits:
             for name, row in variant.items():
                 for col in _targets(str(name), sk.dof_names):
                     i = sk.dof_names.index(col)
-                    if "min" in row:
+                    # a group's mean only widens a hard limit (the default: what adults reach)
+                    wider = []
+                    if "min" in row and float(row["min"]) < lo[i]:
                         lo[i] = float(row["min"])
-                    if "max" in row:
+                        wider.append("min")
+                    if "max" in row and float(row["max"]) > hi[i]:
                         hi[i] = float(row["max"])
-                    sources[col] = str(row.get("source", "joint_limits_variants.yaml"))
+                        wider.append("max")
+                    if wider:
+                        src = str(row.get("source", "joint_limits_variants.yaml"))
+                        sources[col] = f"{' and '.join(wider)}: {src}; {sources[col]}"
         return cls(sk.dof_names, lo, hi, sources=sources)
 
     @classmethod

@@ -392,9 +392,10 @@ def _index(known: tuple[str, ...], names: str | Sequence[str], what: str) -> np.
 def default_ranges(skeleton: Skeleton | None = None) -> dict[str, tuple[float, float]]:
     """Default joint ranges from ``resources/joint_ranges.yaml``: DoF name -> (min, max).
 
-    Degrees for rotations (adult normative active ROM: AAOS 1965 / Greene & Heckman 1994,
-    Soucie et al. 2011; see the file for the source of each row), ``(-inf, inf)`` mm for the
-    pelvis translations.  Rows without a side apply to ``_r`` and ``_l``.
+    Degrees for rotations: the range healthy adults reach (per side the wider of the AAOS
+    1965 / Greene & Heckman 1994 average and a published adult group's mean + 2 SD; see the
+    file for the rule and the source of each row), ``(-inf, inf)`` mm for the pelvis
+    translations.  Rows without a side apply to ``_r`` and ``_l``.
 
     Parameters
     ----------

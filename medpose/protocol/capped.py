@@ -5,7 +5,7 @@ push an angle past it, the angle stays on the limit and the range of motion read
 no larger than the limit allows.  :func:`note_capped` adds that to the reason of each such
 range-of-motion value (per repetition, and the summary over the repetitions), with the number
 of frames and the limit, so a reader does not take a limit for the patient's range:
-``on the body model's limit (120 deg) in 12 frame(s): the range may be larger``.
+``on the body model's limit (144 deg) in 12 frame(s): the range may be larger``.
 :func:`note_left_out` likewise notes the frames of a repetition without a fitted angle (not
 fitted, or fitted poorly and left out), around which the range was read.
 """
