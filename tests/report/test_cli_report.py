@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from medpose.cli import main
+from medpose.protocol import Protocol
 from medpose.protocol.session_result import SessionResult
 from medpose.report.labels import format_value
 from medpose.report.rundir import load_run
@@ -70,7 +71,8 @@ def test_a_run_that_does_not_exist_lists_those_that_do(run_folder, tmp_path, cap
     missing = run_folder.parent / "visit9"
     assert main(["report", str(missing), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
-    assert "visit9" in err and "visit1 (deep_squat 1.2.0, 2026-03-01)" in err
+    version = Protocol.load("deep_squat").version
+    assert "visit9" in err and f"visit1 (deep_squat {version}, 2026-03-01)" in err
     assert not (tmp_path / "r").exists()
 
 
