@@ -76,7 +76,7 @@ FILE_VERSION = 1
 #: confidence-weighted RMS keypoint residual of its frames by at least this fraction of the
 #: prior skeleton's.  Measured (docs/calibration.md): 0.7-2.5 % where the keypoints sit at the
 #: default skeleton's joint centres (nothing to find: fitting noise and the posture prior), 41-59 %
-#: with a 20 mm detector bias, 46-93 % on OpenSim's markers, 21-64 % on the real recordings.
+#: with a 20 mm detector bias, 46-93 % on OpenSim's markers, 38-66 % on the real recordings.
 WARRANTED_GAIN = 0.10
 #: ... and by at least this many mm: on exact keypoints (no noise, nothing to find) a few hundredths
 #: of a mm fall to thousandths, a large fraction that moves the poorly seen offsets for nothing.
