@@ -21,7 +21,8 @@ runner summarises (:mod:`medpose.protocol.runner`):
   repetition's peak, where the FMS deep squat is judged) above that level: medians, so the
   frame-to-frame keypoint noise that lifts a peak by about 2 SD does not read as a lift, and
   references, so the constant per-keypoint bias of markerless keypoints (20-30 mm, which tilts
-  the short hip line by up to 10 degrees) cancels;
+  the short hip line by up to 10 degrees) cancels; a heel further below that level than the
+  noise allows is no reading (NaN with the reason, :data:`_SINK_MM`);
 * gait metrics over the walk (:mod:`medpose.scoring.gait`): speed and cadence one value, step
   length one value per step of the side (summarised over the steps);
 * a 95 % interval for a single (whole-trial) value: the fit's keypoint noise
@@ -92,6 +93,13 @@ _RELATIVE = ("heel_lift", "pelvic_drop")
 #: Heel lift per repetition is read at the deepest point: the median over this half-width (s)
 #: around the repetition's peak, where the FMS deep squat is judged (Cook et al. 2014).
 _BOTTOM_S = 0.2
+#: A heel cannot go below the floor it stands on: a heel lift below -max(:data:`_SINK_MM`,
+#: :data:`_SINK_NOISE` x the fit's keypoint noise) is no reading but keypoints of the lower leg
+#: that sink with the posture, and is NaN with that reason.  20 mm is 3 SD of the heel-lift value
+#: under 8 mm of markerless keypoint noise (tests/protocol/test_compensations_markerless.py:
+#: about 6.7 mm); 2 x the noise per axis is about 2.4 SD of it for noisier keypoints.
+_SINK_MM = 20.0
+_SINK_NOISE = 2.0
 #: Frames (evenly spaced among the fitted ones) at which :func:`angle_sd` linearises the fit.
 _SD_FRAMES = 8
 
@@ -261,8 +269,10 @@ def _compensation(
     half = max(1, round(_BOTTOM_S * rate))
     peaks = reps["peak_frame"].to_numpy(int) if "peak_frame" in reps else None
     bottom = spec.name == "heel_lift" and peaks is not None
+    noise = source.noise_mm if math.isfinite(source.noise_mm) else 0.0
+    sink = max(_SINK_MM, _SINK_NOISE * noise) if bottom else math.inf
 
-    def per_rep(v: np.ndarray) -> np.ndarray:
+    def per_rep(v: np.ndarray, keep_sunk: bool = False) -> np.ndarray:
         out = []
         for i, ((a, b), r) in enumerate(zip(bounds, rests)):
             seg = v[a : b + 1]
@@ -273,13 +283,24 @@ def _compensation(
                 assert peaks is not None
                 lo = int(np.clip(peaks[i] - half - a, 0, len(seg) - 1))
                 mid = seg[lo : peaks[i] + half + 1 - a]
-                out.append(float(np.nanmedian(mid)) if np.isfinite(mid).any() else math.nan)
+                h = float(np.nanmedian(mid)) if np.isfinite(mid).any() else math.nan
+                out.append(h if keep_sunk or not h < -sink else math.nan)
             else:
                 out.append(_peak(seg, magnitude))
         return np.asarray(out, dtype=float)
 
     values = per_rep(x).tolist()
-    reasons = ["" if math.isfinite(v) else "keypoints missing in the repetition" for v in values]
+    raw = per_rep(x, keep_sunk=True)
+    reasons = [
+        ""
+        if math.isfinite(v)
+        else f"the heel reads {-h:.0f} mm below its standing level at the deepest point, beyond "
+        f"the keypoint noise ({sink:.0f} mm): below the floor, so the keypoints of the lower leg "
+        "sink with the posture and no heel lift can be read"
+        if h < -sink
+        else "keypoints missing in the repetition"
+        for v, h in zip(values, raw)
+    ]
     res = scoring.MetricResult(
         spec.name, np.asarray(values), METRICS[spec.name].unit, tuple(reasons)
     )

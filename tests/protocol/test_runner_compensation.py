@@ -82,6 +82,40 @@ def test_deep_squat_heel_lift_and_knee_valgus_match_the_truth(squat, assessed):
         assert _summary(assessed, "knee_valgus", side)["value"] == pytest.approx(0.0, abs=2.0)
 
 
+def test_a_heel_below_its_standing_level_is_no_heel_lift(squat):
+    """A heel cannot go below the floor it stood on: keypoints whose heel reads lower at the
+    deepest point than in the rest before (by more than 20 mm, or twice the fit's noise) give
+    no heel lift, and say why; a heel 10 mm low, within that, is read as it is."""
+    sk, truth, _ = squat
+    names = list(sk.keypoint_names)
+    x = np.array(forward_kinematics(sk, truth.angles.values, keypoints=names))
+    t = np.arange(len(x)) / RATE
+    spans = np.asarray(truth.repetitions, float)
+    peak = spans.mean(axis=1)
+    low = np.zeros(len(t))  # 1 over the middle third of each repetition
+    for (a, b), p in zip(spans, peak):
+        low[np.abs(t - p) <= (b - a) / 6.0] = 1.0
+    x[:, names.index("heel_r"), 1] -= 50.0 * low
+    x[:, names.index("heel_l"), 1] -= 10.0 * low
+    reps = pd.DataFrame(
+        {
+            "start_frame": np.round(spans[:, 0] * RATE).astype(int),
+            "peak_frame": np.round(peak * RATE).astype(int),
+            "end_frame": np.round(spans[:, 1] * RATE).astype(int),
+        }
+    )
+    source = KeypointSource(KeypointSequence(x, tuple(names), RATE, frame="skeleton"))
+    out = keypoint_metric(
+        MetricSpec(name="heel_lift"), ("left", "right"), source, {"left": reps, "right": reps}, RATE
+    )
+    got = {kv.side: kv.result for kv in out}
+    np.testing.assert_allclose(got["left"].value, -10.0, atol=3.0)
+    assert set(got["left"].reasons) == {""}
+    assert np.isnan(got["right"].value).all()
+    for why in got["right"].reasons:
+        assert why.startswith("the heel reads 5") and "below its standing level" in why, why
+
+
 def test_gait_protocol_on_the_true_angles():
     truth = make_exercise("gait", rate=60.0, repetitions=6, impaired_side="left", impairment=0.3)
     out = mp.Protocol.load("gait").run(truth.angles, age=45, sex="female")
