@@ -52,9 +52,7 @@ and compositions were compared on every 8th file, 50 files):
   arms in line with the trunk.  In shoulder abduction (trunk upright) the two agree.
 * Feet.  The ankle-to-toe segment points forward (median 1 and -5 degrees from +z, left and
   right, in the first frame) and 17-19 degrees below the horizontal, the Kinect *Foot* joint
-  lying on the forefoot below the ankle (that median mixes the movements: 35-36 degrees in the
-  deep squats' first frames, 15 in the shoulder abductions'; the Kinect's foot is its noisiest
-  joint, Otte et al. 2016).
+  lying on the forefoot below the ankle.
 * Bone lengths do **not** test the convention: a rotation keeps lengths, so every bone of the
   reconstruction has the length of its offset in that frame, whatever the convention.  The
   offsets are the Kinect's per-frame estimates, not a fixed skeleton: across the 400 files the
@@ -74,13 +72,10 @@ Names.  Joints with a medpose counterpart take its name (:mod:`medpose.layouts`,
 shoulders, is ``neck`` (Kinect *SpineShoulder*); the upper arm, forearm and hand joints are
 ``shoulder``, ``elbow`` and ``wrist`` (the "hand" sits one forearm length beyond the elbow,
 24 cm in the median file: the Kinect *Wrist*); the upper leg, lower leg and foot joints are
-``hip``, ``knee`` and ``ankle``; the leg toes joint is ``midfoot`` (Kinect *Foot*, on the
-forefoot about 12 cm in front of the ankle: ``resources/skeleton.yaml`` gives where); the spine
-joint (mid-trunk) is ``spine``.  The others keep the data set's joints: ``waist`` (Kinect
-*SpineBase*, 1.4-4 cm behind the line of the hips, so not ``pelvis``), ``kinect_neck``,
-``kinect_head``, ``kinect_head_tip`` and ``collar_l/r``.  Before medpose had a ``midfoot``
-keypoint the leg toes joint was named ``toes_l/r``; the ``kinect_v2`` keypoint model still
-accepts that name (:data:`UIPRMD_ALIASES`).
+``hip``, ``knee`` and ``ankle``; the spine joint (mid-trunk) is ``spine``.  The others keep
+the data set's joints: ``waist`` (Kinect *SpineBase*, 1.4-4 cm behind the line of the hips,
+so not ``pelvis``), ``kinect_neck``, ``kinect_head``, ``kinect_head_tip``, ``collar_l/r`` and
+``toes_l/r``.
 """
 
 from __future__ import annotations
@@ -103,7 +98,6 @@ __all__ = [
     "UIPRMD_JOINTS",
     "UIPRMD_NAMES",
     "UIPRMD_MEDPOSE_NAMES",
-    "UIPRMD_ALIASES",
     "UIPRMD_PARENTS",
     "KINECT_FRAME",
     "read_uiprmd",
@@ -126,21 +120,15 @@ UIPRMD_NAMES: tuple[str, ...] = (
     "waist", "spine", "neck", "kinect_neck", "kinect_head", "kinect_head_tip",
     "collar_l", "shoulder_l", "elbow_l", "wrist_l",
     "collar_r", "shoulder_r", "elbow_r", "wrist_r",
-    "hip_l", "knee_l", "ankle_l", "midfoot_l",
-    "hip_r", "knee_r", "ankle_r", "midfoot_r",
+    "hip_l", "knee_l", "ankle_l", "toes_l",
+    "hip_r", "knee_r", "ankle_r", "toes_r",
 )  # fmt: skip
-
-#: Former names of joints of :data:`UIPRMD_NAMES` (same order), which the ``kinect_v2``
-#: keypoint model accepts: sequences saved before ``midfoot`` was a medpose keypoint.
-UIPRMD_ALIASES: tuple[tuple[str, ...], ...] = tuple(
-    (f"toes_{n[-1]}",) if n.startswith("midfoot_") else () for n in UIPRMD_NAMES
-)
 
 #: The names among :data:`UIPRMD_NAMES` that are medpose keypoints (what :func:`medpose.fit`
 #: uses).
 UIPRMD_MEDPOSE_NAMES: tuple[str, ...] = tuple(
     n for n in UIPRMD_NAMES if n not in {"waist", "kinect_neck", "kinect_head", "kinect_head_tip",
-                                          "collar_l", "collar_r"}
+                                          "collar_l", "collar_r", "toes_l", "toes_r"}
 )  # fmt: skip
 
 #: Parent of each joint (-1 for the waist, the root).

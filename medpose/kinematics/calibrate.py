@@ -51,7 +51,6 @@ from ..errors import InputError
 from ..layouts import to_medpose_names
 from .calibrate_report import determined, medians, weighted_rms
 from .calibrate_step import box_step, reduced_system
-from .fit.aim import find_aimed
 from .fit.core import fit_sequence
 from .fit.problem import observable_dofs
 from .fit.starts import gross
@@ -258,10 +257,6 @@ def calibrate(
         if n in sk0.keypoint_names and n not in used:
             cols.append(i)
             used.append(n)
-    # a keypoint the fit reads as a direction (fit/aim.py: a Kinect's foot) has no place to find
-    aim = find_aimed(sk0, np.array(cols), np.array([sk0.keypoint_index(n) for n in used]), ())[0]
-    aimed, used = [n for n, a in zip(used, aim) if a], [n for n, a in zip(used, aim) if not a]
-    cols = [c for c, a in zip(cols, aim) if not a]
     sel = _frames(sequence, cols, int(frames), min_confidence)
     sub = KeypointSequence(
         sequence.positions[sel][:, cols],
@@ -471,7 +466,7 @@ def calibrate(
         height_mm=measured.height_mm,
         n_frames=int(sel.size),
         spread_mm=measured.spread_mm,
-        keypoints=(*used, *aimed),
+        keypoints=tuple(used),
         keypoint_offsets=MappingProxyType(kp_off),
         joint_centres=MappingProxyType(jt_off),
         joint_axes=MappingProxyType(jt_axes),

@@ -369,13 +369,12 @@ def _length_name(term: str, medpose: str, lengths: Iterable[str]) -> str | None:
 # ---------------------------------------------------------------------------------- loading
 def _layout(name: str, source: str) -> Layout:
     if name == "kinect_v2":
-        from ..io.uiprmd import UIPRMD_ALIASES, UIPRMD_NAMES
+        from ..io.uiprmd import UIPRMD_NAMES
 
         return Layout(
             name="kinect_v2",
             native=UIPRMD_NAMES,
             medpose=UIPRMD_NAMES,
-            aliases=UIPRMD_ALIASES,
             description="Kinect v2 joints as UI-PRMD gives them (medpose.io.read_uiprmd)",
             source="medpose/io/uiprmd.py",
         )

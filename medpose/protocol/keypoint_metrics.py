@@ -95,11 +95,9 @@ _RELATIVE = ("heel_lift", "pelvic_drop")
 _BOTTOM_S = 0.2
 #: A heel cannot go below the floor it stands on: a heel lift below -max(:data:`_SINK_MM`,
 #: :data:`_SINK_NOISE` x the fit's keypoint noise) is no reading but keypoints of the lower leg
-#: that sink with the posture (the Kinect v2's, UI-PRMD: the fitted heel ends 6-122 mm below its
-#: standing level at the bottom of the deep squats, never above; docs/metrics.md), and is NaN
-#: with that reason.  20 mm is 3 SD of the heel-lift value under 8 mm of markerless keypoint
-#: noise (tests/protocol/test_compensations_markerless.py: about 6.7 mm); 2 x the noise per axis
-#: is about 2.4 SD of it for noisier keypoints.
+#: that sink with the posture, and is NaN with that reason.  20 mm is 3 SD of the heel-lift value
+#: under 8 mm of markerless keypoint noise (tests/protocol/test_compensations_markerless.py:
+#: about 6.7 mm); 2 x the noise per axis is about 2.4 SD of it for noisier keypoints.
 _SINK_MM = 20.0
 _SINK_NOISE = 2.0
 #: Frames (evenly spaced among the fitted ones) at which :func:`angle_sd` linearises the fit.

@@ -11,16 +11,15 @@ angles file pair that :func:`medpose.read_keypoints` reads back.
 
 Joints
 ------
-The joints that are medpose keypoints (``spine``, ``neck``, ``shoulder``, ``elbow``, ``wrist``,
-``hip``, ``knee``, ``ankle``, ``midfoot``) are the skeleton's forward kinematics of the true
-angles (``midfoot``, Kinect *Foot*, where ``resources/skeleton.yaml`` puts it from the UI-PRMD
-recordings: about halfway from the ankle to the toes, 26 degrees below the horizontal in the
-standing skeleton).  The Kinect-only joints are placed where the UI-PRMD recordings put them
-relative to those, measured on every 10th correct file of the project's copy (median over files
-of the per-file mean distance): ``waist`` (Kinect *SpineBase*) 36 mm behind the hip midpoint
-(the ``psis`` side of the pelvis); ``kinect_neck``, ``kinect_head`` and ``kinect_head_tip`` 7,
-72 and 228 mm from ``neck`` along the neck-to-vertex line; ``collar_l/r`` 16 mm from ``neck``
-towards the shoulder.
+The joints that are medpose keypoints (``spine``, ``neck``, ``shoulder``, ``elbow``,
+``wrist``, ``hip``, ``knee``, ``ankle``) are the skeleton's forward kinematics of the true
+angles.  The Kinect-only joints are placed where the UI-PRMD recordings put them relative to
+those, measured on every 10th correct file of the project's copy (median over files of the
+per-file mean distance): ``waist`` (Kinect *SpineBase*) 36 mm behind the hip midpoint (the
+``psis`` side of the pelvis); ``kinect_neck``, ``kinect_head`` and ``kinect_head_tip`` 7, 72
+and 228 mm from ``neck`` along the neck-to-vertex line; ``collar_l/r`` 16 mm from ``neck``
+towards the shoulder; ``toes_l/r`` (Kinect *Foot*) 112 mm from the ankle towards the middle of
+the toes (17-18 degrees below the horizontal in the standing skeleton, as in the data set).
 
 Noise model
 -----------
@@ -30,7 +29,7 @@ Kinect v2 joints sit centimetres from motion-capture joint centres, Wang et al. 
 Kinect", IEEE ICHI, and Otte et al. 2016, PLoS One 11:e0166532; the value itself is our
 assumption), (2) a slowly varying error, Gaussian white noise low-passed at ``cutoff_hz``
 (1.5 Hz, 2nd-order Butterworth, forward and backward) and scaled to SD ``sigma_mm`` (default
-7 mm), and (3) white jitter of SD ``white_mm`` (default 1.5 mm).  Wrists, ankles and feet get
+7 mm), and (3) white jitter of SD ``white_mm`` (default 1.5 mm).  Wrists, ankles and toes get
 1.5 times (2) and (3): Otte et al. 2016 found the feet and ankles the noisiest Kinect v2
 landmarks, and in UI-PRMD the forearm is the limb whose length varies most.  (2) and (3) are
 set from UI-PRMD itself, on the same files: within a file a bone's length has a median SD of
@@ -72,7 +71,8 @@ _DEPTH_MM = 2500.0  # the subject's distance from the sensor (UI-PRMD waist: 2.2
 _WAIST_BEHIND_MM = 36.0
 _HEAD_MM = {"kinect_neck": 7.0, "kinect_head": 72.0, "kinect_head_tip": 228.0}
 _COLLAR_MM = 16.0
-_DISTAL = ("wrist_l", "wrist_r", "ankle_l", "ankle_r", "midfoot_l", "midfoot_r")
+_FOOT_MM = 112.0
+_DISTAL = ("wrist_l", "wrist_r", "ankle_l", "ankle_r", "toes_l", "toes_r")
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,8 @@ def _kinect_joints(skeleton: Skeleton, values: np.ndarray) -> np.ndarray:
         out[name] = at["neck"] + d * head
     for s in ("l", "r"):
         out[f"collar_{s}"] = at["neck"] + _COLLAR_MM * _unit(at[f"shoulder_{s}"] - at["neck"])
+        toes = 0.5 * (at[f"big_toe_{s}"] + at[f"small_toe_{s}"])
+        out[f"toes_{s}"] = at[f"ankle_{s}"] + _FOOT_MM * _unit(toes - at[f"ankle_{s}"])
     return np.stack([out[n] for n in UIPRMD_NAMES], axis=1)
 
 

@@ -37,7 +37,7 @@ BONES = {
     "upper_arm": ("shoulder", "elbow"),
     "forearm": ("elbow", "wrist"),
 }
-FEET = ("ankle_l", "ankle_r", "midfoot_l", "midfoot_r")
+FEET = ("ankle_l", "ankle_r", "toes_l", "toes_r")
 
 
 @pytest.fixture(scope="module")

@@ -41,54 +41,6 @@ def _knee_3pt(seq: mp.KeypointSequence, side: str) -> np.ndarray:
     return 180.0 - np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
-def _ankle_3pt(seq: mp.KeypointSequence, side: str) -> np.ndarray:
-    """90 deg minus the knee-ankle-midfoot angle of the Kinect's joints (midfoot: its Foot)."""
-    knee, ankle, foot = (seq[f"{j}_{side}"] for j in ("knee", "ankle", "midfoot"))
-    a, b = knee - ankle, foot - ankle
-    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    return 90.0 - np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
-def test_the_default_fit_follows_the_kinect_ankle(shared_data):
-    """The Kinect's Foot joint (``midfoot``) gives the ankle's dorsiflexion: every frame of these
-    squats has one, and it follows the Kinect's own knee-ankle-foot angle (offset removed: the
-    fitted angle is the foot's turn in the shank's sagittal plane from the skeleton's standing
-    foot, the Kinect's a 3D angle) over the frames off the ankle's limits.  On all 200
-    leg-repetitions of UI-PRMD's correct deep squats the correlation is 0.987 (median; 0.74 at
-    worst) and the RMS difference 2.3 deg (median; 8.4 at worst), so 0.9 and 8 deg hold for any
-    of them.  The foot fitted on its position (the ankle up to 60 mm from the Kinect's) read
-    -0.32 to 0.93 and 7-17 deg on these six legs (all frames)."""
-    for subject, rep in REPS:
-        seq = mp.read_keypoints(_positions(shared_data, subject, rep))
-        f = mp.fit(seq, progress=False)
-        lo, hi = f.limits.to_dataframe().loc["ankle_dorsiflexion_l", ["min_deg", "max_deg"]]
-        for side in "lr":
-            got = f.angles[f"ankle_dorsiflexion_{side}"].to_numpy()
-            assert np.isfinite(got).all(), (subject, rep, side)
-            off = (got > lo + 0.01) & (got < hi - 0.01)
-            assert off.sum() > 0.4 * got.size, (subject, rep, side)
-            d = got[off] - _ankle_3pt(seq, side)[off]
-            rms = float(np.sqrt(np.mean((d - d.mean()) ** 2)))
-            r = float(np.corrcoef(got[off], _ankle_3pt(seq, side)[off])[0, 1])
-            assert r > 0.9 and rms < 8.0, (subject, rep, side, r, rms)
-        assert np.isnan(f.angles["subtalar_inversion_r"]).all()  # one point: not observed
-
-
-def test_the_deep_squat_reads_the_kinect_ankle_and_no_heel_below_the_floor(shared_data):
-    """The deep squat's ankle range is measured on Kinect joints; its heel lift is not: the
-    Kinect's ankle sinks at the bottom of the squat (the fitted heel 66 and 92 mm below its
-    standing level here), which no heel does, so the value is NaN and says so."""
-    seq = mp.read_keypoints(_positions(shared_data, "s01", "e01"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = mp.Protocol.load("deep_squat").run(seq).metrics
-    m = m[m["repetition"].isna()].set_index(["metric", "side"])
-    for side in ("left", "right"):
-        assert 20.0 < m.loc[("rom_ankle_dorsiflexion", side), "value"] < 70.0
-        heel = m.loc[("heel_lift", side)]
-        assert np.isnan(heel["value"]) and "below its standing level" in heel["reason"]
-
-
 def test_the_kinect_model_says_lengths_only_and_why():
     kin = load_keypoint_model("kinect_v2")
     assert kin.auto_calibrate is False

@@ -375,36 +375,6 @@ def test_kinect_waist_offset_is_the_measured_one(shared_data):
     np.testing.assert_allclose(np.median(rel, 0), offsets["pelvis"], atol=3.0)
 
 
-def test_kinect_foot_offset_is_the_measured_one(shared_data):
-    """The Foot joint (midfoot) minus the ankle in the hips' frame, standing, over the foot
-    length, measured again on the 200 correct UI-PRMD files (every one: from file to file its
-    angle below the horizontal spreads over tens of degrees, and every 10th file alone reads
-    y = -0.16): the model's offset and the skeleton's default (which the lengths-only fit
-    uses) both hold it."""
-    from medpose.kinematics.patient import estimate_skeleton
-
-    files = sorted((shared_data / "ui-prmd" / "kinect" / "correct" / "positions").glob("*.txt.gz"))
-    rel = []
-    assert len(files) == 200
-    for f in files:
-        seq = mp.read_keypoints(f)
-        foot = estimate_skeleton(seq, min_confidence=0.3).lengths
-        hr, hl = seq["hip_r"][:10], seq["hip_l"][:10]
-        z = (hr - hl) / np.linalg.norm(hr - hl, axis=1, keepdims=True)
-        y = np.array([0.0, 1.0, 0.0]) - z[:, 1:2] * z
-        y /= np.linalg.norm(y, axis=1, keepdims=True)
-        x = np.cross(y, z)
-        for s, lateral in (("l", -1.0), ("r", 1.0)):
-            d = seq[f"midfoot_{s}"][:10] - seq[f"ankle_{s}"][:10]
-            v = np.stack([(d * x).sum(1), (d * y).sum(1), lateral * (d * z).sum(1)], 1)
-            rel.append(np.median(v, 0) / foot[f"foot_{s}"])
-    sk = Skeleton.default()
-    model = load_keypoint_model("kinect_v2").prior(sk)[0]["midfoot_r"] / sk.lengths["foot_r"]
-    default = sk.keypoint_offsets[sk.keypoint_index("midfoot_r")] / sk.lengths["foot_r"]
-    np.testing.assert_allclose(model, default, atol=1e-9)
-    np.testing.assert_allclose(np.median(rel, 0), model, atol=0.005)  # about 1 mm
-
-
 def test_public_names():
     assert mp.keypoint_model_for is keypoint_model_for
     assert isinstance(load_keypoint_model("h36m17"), KeypointModel)

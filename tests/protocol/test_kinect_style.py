@@ -7,9 +7,9 @@ slow error (7 mm) and jitter (1.5 mm), 1.5x on wrists, ankles and feet (its modu
 gives the sources).  The protocol runs on it as on a real UI-PRMD file (``run(seq, trial=...)``,
 the trial's own side).  The navigation protocols need imaging and are not run.  Gait is one
 stride (1.1 s) walking towards the sensor, what a Kinect's 0.5-4.5 m depth range holds with
-room to spare, not the protocol's three walks: its event metrics are NaN with their reason
-(one stride holds fewer than 2 heel strikes of a foot), its knee range over the stride is
-measured.
+room to spare, not the protocol's three walks: its event metrics are NaN with the fit's
+reason (the Kinect joints do not fix the ankles' dorsiflexion, so the fitted heels and toes
+are not used), its knee range over the stride is measured.
 
 The truth of the main ROM is the same protocol run on the true joint angles.  Its tolerance
 comes from the noise model: a joint angle read from keypoints ``p``, ``j``, ``d`` with
@@ -68,7 +68,7 @@ AUTO = {c[:2] for c in CASES if c[3] in ("left", "right") and EXERCISES[c[2]]["s
 def _sd(rec, name: str) -> float:
     """The error SD per axis of one joint under the recording's noise model."""
     n = rec.noise
-    k = 1.5 if name.startswith(("wrist", "ankle", "midfoot")) else 1.0
+    k = 1.5 if name.startswith(("wrist", "ankle", "toes")) else 1.0
     return math.sqrt(n["bias_mm"] ** 2 + (k * n["sigma_mm"]) ** 2 + (k * n["white_mm"]) ** 2)
 
 

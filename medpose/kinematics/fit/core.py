@@ -32,7 +32,6 @@ from ..keypoint_models import load_keypoint_model
 from ..limits import JointLimits
 from ..patient import PatientSkeleton
 from ..skeleton import Skeleton
-from .aim import aim
 from .device import default_chunk, default_dtype
 from .gaps import MAX_GAP_S
 from .problem import FitProblem, prepare
@@ -154,35 +153,17 @@ def fit_sequence(
         )
     finally:
         torch.set_num_threads(old_threads)
-    q, at_limit, observable = out.q, out.at_limit, prob.observable
-    seq_index, kp_index, kp_names = prob.seq_index, prob.kp_index, prob.kp_names
-    fitted, residual = out.fitted, out.residual
-    if prob.aimed is not None:  # leaf segments seen through one keypoint (.aim)
-        a = prob.aimed
-        q, held = aim(
-            prob.skeleton, a, q, sequence.positions, sequence.confidence, prob.alignment,
-            prob.lower, prob.upper, prob.min_confidence,
-            round(MAX_GAP_S * sequence.rate) if bridge else 0,
-        )  # fmt: skip
-        at_limit = at_limit | held
-        observable = observable.copy()
-        observable[a.dof] = True
-        seq_index = np.concatenate([seq_index, a.seq_index])
-        kp_index = np.concatenate([kp_index, a.kp_index])
-        kp_names = (*kp_names, *a.names)
-    source = Observed(
-        sequence.positions,
-        sequence.confidence,
-        seq_index,
-        kp_index,
-        prob.min_confidence,
-        str(dev),
-        np.dtype(np.float64 if dt == torch.float64 else np.float32),
-    )
-    if out.fitted is not None and prob.aimed is not None:  # a CPU fit's, with the aimed
-        fitted, residual = source.compute(prob.skeleton, q, prob.alignment)
-    if fitted is not None:  # on a GPU computed when asked
-        source = None
+    source = None
+    if out.fitted is None:  # GPU: computed when asked
+        source = Observed(
+            sequence.positions,
+            sequence.confidence,
+            prob.seq_index,
+            prob.kp_index,
+            prob.min_confidence,
+            str(dev),
+            np.dtype(np.float64 if dt == torch.float64 else np.float32),
+        )
     n_bad = int((~out.valid).sum())
     if n_bad:  # which of the two conditions each frame failed
         pos = np.asarray(sequence.positions)[:, prob.seq_index]
@@ -199,7 +180,7 @@ def fit_sequence(
         )
     sk = prob.skeleton
     return Fit(
-        q=q,
+        q=out.q,
         dof_names=sk.dof_names,
         rate=sequence.rate,
         start=sequence.start,
@@ -207,18 +188,17 @@ def fit_sequence(
         skeleton=sk,
         limits=prob.limits,
         patient=calibration if calibration is not None else prob.patient,
-        observable=observable,
+        observable=prob.observable,
         alignment=prob.alignment,
-        keypoint_names=kp_names,
-        fitted_=fitted,
-        residual_=residual,
-        limit_active=at_limit,
+        keypoint_names=prob.kp_names,
+        fitted_=out.fitted,
+        residual_=out.residual,
+        limit_active=out.at_limit,
         converged_mask=out.converged,
         valid=out.valid,
         noise_mm=out.noise_mm,
         prior_sd=prob.prior_sd,
         source=source,
-        aimed=() if prob.aimed is None else prob.aimed.names,
     )
 
 

@@ -25,7 +25,6 @@ from ...layouts import to_medpose_names
 from ..limits import JointLimits
 from ..patient import PatientSkeleton, estimate_skeleton
 from ..skeleton import Skeleton
-from .aim import Aimed, find_aimed
 from .context import Context
 from .orientation import UP_KEYPOINTS, alignment_rotation, check_handedness
 
@@ -87,8 +86,6 @@ class FitProblem:
     #: a given skeleton's units check: the lengths measured on up to :data:`CHECK_FRAMES`
     #: evenly spaced frames, on the default skeleton's proportions (None without a skeleton)
     measured: PatientSkeleton | None = None
-    #: keypoints alone on a leaf segment, left out of the fit and read after it (:mod:`.aim`)
-    aimed: Aimed | None = None
 
     @property
     def inv_sd(self) -> np.ndarray:
@@ -307,13 +304,10 @@ def prepare(
     if not isinstance(lim, JointLimits):
         raise InputError(f"fit: limits must be a JointLimits, found {type(lim).__name__}")
     lo, hi = lim.for_skeleton(skeleton)
+    obs = observable_dofs(skeleton, kp_idx, lo, hi)
     sampled = renamed.positions if isinstance(sub, np.ndarray) else renamed.positions[few]
     A = alignment_rotation(sampled, used, up)
     check_handedness(sampled, used)
-    aim, aimed = find_aimed(skeleton, seq_idx, kp_idx, used)  # read after the fit (.aim)
-    seq_idx, kp_idx = seq_idx[~aim], kp_idx[~aim]
-    used = tuple(n for n, a in zip(used, aim) if not a)
-    obs = observable_dofs(skeleton, kp_idx, lo, hi)
     k = len(used)
     mk = int(min_keypoints) if min_keypoints is not None else max(4, math.ceil(0.5 * k))
     if mk < 3:
@@ -337,5 +331,4 @@ def prepare(
         prior_mean=np.clip(0.0, lo, hi),
         rhythm=lumbar_rhythm(skeleton, psd) * obs,
         measured=measured,
-        aimed=aimed,
     )

@@ -109,9 +109,6 @@ class Fit:
         not: with ``"auto"`` it is used (and is :attr:`patient`) only where
         :attr:`PatientSkeleton.warranted <medpose.kinematics.patient.PatientSkeleton.warranted>`;
         None when none was made.
-    aimed : tuple of str
-        Keypoints read as a direction after the fit (:mod:`~medpose.kinematics.fit.aim`): in
-        :attr:`keypoint_names` and :attr:`residual`, not in :attr:`frame_rms`.
     """
 
     q: np.ndarray
@@ -134,7 +131,6 @@ class Fit:
     prior_sd: np.ndarray | None = None  # (D,) posture prior standard deviation, degrees
     source: Observed | None = None  # what the lazy keypoints and residuals are computed from
     calibration: PatientSkeleton | None = None
-    aimed: tuple[str, ...] = ()
 
     @property
     def fitted(self) -> np.ndarray:
@@ -161,10 +157,9 @@ class Fit:
 
     @cached_property
     def frame_rms(self) -> np.ndarray:
-        """RMS residual of each frame (T,), mm, over the keypoints observed in it that the fit
-        was solved on (not :attr:`aimed`; NaN for a frame not fitted); computed once."""
+        """RMS residual of each frame (T,), mm, over the keypoints observed in it (NaN for a
+        frame not fitted); computed once."""
         r = np.asarray(self.residual, dtype=float)
-        r = r[:, [i for i, k in enumerate(self.keypoint_names) if k not in self.aimed]]
         n = np.isfinite(r).sum(axis=1)
         total = np.nansum(r * r, axis=1)
         return np.sqrt(np.divide(total, n, out=np.full(len(n), np.nan), where=n > 0))
