@@ -272,7 +272,7 @@ def _compensation(
     noise = source.noise_mm if math.isfinite(source.noise_mm) else 0.0
     sink = max(_SINK_MM, _SINK_NOISE * noise) if bottom else math.inf
 
-    def per_rep(v: np.ndarray, keep_sunk: bool = False) -> np.ndarray:
+    def per_rep(v: np.ndarray) -> np.ndarray:
         out = []
         for i, ((a, b), r) in enumerate(zip(bounds, rests)):
             seg = v[a : b + 1]
@@ -283,14 +283,16 @@ def _compensation(
                 assert peaks is not None
                 lo = int(np.clip(peaks[i] - half - a, 0, len(seg) - 1))
                 mid = seg[lo : peaks[i] + half + 1 - a]
-                h = float(np.nanmedian(mid)) if np.isfinite(mid).any() else math.nan
-                out.append(h if keep_sunk or not h < -sink else math.nan)
+                out.append(float(np.nanmedian(mid)) if np.isfinite(mid).any() else math.nan)
             else:
                 out.append(_peak(seg, magnitude))
         return np.asarray(out, dtype=float)
 
-    values = per_rep(x).tolist()
-    raw = per_rep(x, keep_sunk=True)
+    def read(v: np.ndarray) -> np.ndarray:  # a heel below the floor is no reading
+        return np.where(v < -sink, math.nan, v)
+
+    raw = per_rep(x)
+    values = read(raw).tolist()
     reasons = [
         ""
         if math.isfinite(v)
@@ -309,7 +311,7 @@ def _compensation(
     agg = getattr(np, spec.aggregate)  # median, mean, max, min, sum
 
     def summary(p: Points) -> float:
-        v = per_rep(series(p))
+        v = read(per_rep(series(p)))
         v = v[np.isfinite(v)]
         return float(agg(v)) if v.size else math.nan
 
