@@ -166,6 +166,11 @@ class KeypointSequence:
         Coordinate frame name.
     start : float, keyword-only
         Time of the first frame in seconds.
+    copy : bool, keyword-only
+        ``False`` lets the sequence take over ``positions`` instead of copying it, when it is
+        a writeable C-contiguous float64 array (readers of large files use it): the array is
+        then marked read-only (a keypoint with a missing coordinate set wholly NaN in it) and
+        the caller must not write it.
 
     Raises
     ------
@@ -190,6 +195,7 @@ class KeypointSequence:
         confidence: npt.ArrayLike | None = None,
         frame: str = "camera",
         start: float = 0.0,
+        copy: bool = True,
     ) -> None:
         checked = _check_names(names, "KeypointSequence")
         pos = np.asarray(positions, dtype=float)
@@ -222,9 +228,13 @@ class KeypointSequence:
                     "KeypointSequence: confidence must lie in [0, 1], found "
                     f"values from {conf.min():.3g} to {conf.max():.3g}"
                 )
-        pos = np.where(finite[..., None], pos, np.nan)
+        owned = pos is positions and pos.flags.c_contiguous and pos.flags.writeable
+        if copy or not owned:
+            pos = np.array(pos, dtype=float, order="C", copy=True)
+        pos[~finite] = np.nan
+        pos.setflags(write=False)
         object.__setattr__(self, "names", checked)
-        object.__setattr__(self, "positions", _readonly(pos))
+        object.__setattr__(self, "positions", pos)
         object.__setattr__(self, "confidence", _readonly(conf))
         object.__setattr__(self, "rate", hz)
         object.__setattr__(self, "frame", str(frame))

@@ -167,3 +167,20 @@ def test_sequence_replace_and_copies_keep_every_field():
         assert np.all(other.confidence == 0.5)
     assert dataclasses.replace(seq, rate=25.0).rate == 25.0
     assert seq.slice(1).start == pytest.approx(2.02)  # one frame at 50 Hz later
+
+
+def test_sequence_copies_positions_unless_told_to_take_them_over():
+    pos = np.arange(24.0).reshape(2, 4, 3)
+    pos[1, 2, 0] = np.nan  # one coordinate missing: the whole keypoint is missing
+    seq = mp.KeypointSequence(pos, list("abcd"), 30.0)
+    assert not np.shares_memory(seq.positions, pos) and pos.flags.writeable
+    assert np.isnan(seq.positions[1, 2]).all() and not np.isnan(pos[1, 2, 1])
+    taken = mp.KeypointSequence(pos, list("abcd"), 30.0, copy=False)
+    assert taken.positions is pos and not pos.flags.writeable  # taken over, frozen
+    np.testing.assert_array_equal(taken.positions, seq.positions)
+    np.testing.assert_array_equal(taken.confidence, seq.confidence)
+    # not a writeable C-contiguous float64 array: copied even with copy=False
+    for other in (np.arange(24).reshape(2, 4, 3), np.asfortranarray(seq.positions), seq.positions):
+        again = mp.KeypointSequence(other, list("abcd"), 30.0, copy=False)
+        assert not np.shares_memory(again.positions, other)
+        assert again.positions.flags.c_contiguous and not again.positions.flags.writeable

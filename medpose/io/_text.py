@@ -76,6 +76,7 @@ __all__ = [
     "rate_from_times",
     "numeric_columns",
     "check_times",
+    "increasing",
     "read_table_lines",
     "write_csv_table",
 ]
@@ -416,6 +417,12 @@ def check_times(
         )
 
 
+def increasing(times: np.ndarray) -> bool:
+    """Whether every time stamp is finite and larger than the one before: what
+    :func:`check_times` demands, without the message."""
+    return bool(np.all(np.isfinite(times)) and np.all(np.diff(times) > 0))
+
+
 def read_table_lines(
     lines: list[tuple[int, str]], ncol: int, src: str, sep: str = "\t"
 ) -> pd.DataFrame:
@@ -447,8 +454,8 @@ def read_table_lines(
         else {"sep": r"\s+", "engine": "python"}
     )
     try:
-        df = pd.read_csv(
-            io.StringIO("\n".join(fixed)),
+        df = pd.read_csv(  # bytes, not StringIO: that would hold 4 bytes per character
+            io.BytesIO("\n".join(fixed).encode("utf-8")),
             header=None,
             names=list(range(ncol)),
             skip_blank_lines=False,

@@ -29,11 +29,13 @@ import numpy as np
 
 from ..data import JointAngles
 from ..errors import InputError
+from ._bulk import read_float_body, read_head, scan_text
 from ._text import (
     MAX_COLUMNS,
     MAX_FRAMES,
     check_file,
     check_times,
+    increasing,
     numeric_columns,
     parse_count,
     rate_from_times,
@@ -92,16 +94,27 @@ def read_mot(
     src = display_name(p)
     if translations not in ("drop", "keep"):
         raise InputError(f"{src}: translations={translations!r}; expected 'drop' or 'keep'")
-    lines, complete = text_lines(read_text(p, "motion file"))
-    try:
-        end = next(i for i, ln in enumerate(lines) if ln.strip().lower() == "endheader")
-    except StopIteration:
-        raise InputError(
-            f"{src}: no 'endheader' line; expected an OpenSim .mot/.sto header "
-            "(name, version=1, nRows=, nColumns=, inDegrees=, endheader)"
-        ) from None
+    out = _read_lean(p, src, translations, in_degrees, rtol)
+    return out if out is not None else _read_careful(p, src, translations, in_degrees, rtol)
+
+
+def _endheader(lines: list[str]) -> int | None:
+    return next((i for i, ln in enumerate(lines) if ln.strip().lower() == "endheader"), None)
+
+
+def _head_lines(lines: list[str]) -> int | None:
+    """How many lines make the header, through the column names (for :func:`read_head`)."""
+    end = _endheader(lines)
+    if end is None:
+        return None
+    names = next((i for i in range(end + 1, len(lines)) if lines[i].strip()), None)
+    return None if names is None else names + 1
+
+
+def _header_fields(lines: list[str], src: str, in_degrees: bool | None) -> tuple[dict, bool]:
+    """``key=value`` fields of the lines before ``endheader``, and whether angles are degrees."""
     header = {}
-    for ln in lines[:end]:
+    for ln in lines:
         if "=" in ln:
             k, v = ln.split("=", 1)
             header[k.strip().lower()] = v.strip()
@@ -109,31 +122,29 @@ def read_mot(
         flag = header["indegrees"].lower()
         if flag not in ("yes", "no"):
             raise InputError(f"{src}: inDegrees is {header['indegrees']!r}; expected 'yes' or 'no'")
-        degrees = flag == "yes"
-    elif in_degrees is not None:
-        degrees = bool(in_degrees)
-    else:
-        raise InputError(f"{src}: header has no 'inDegrees' line; pass in_degrees=True/False")
+        return header, flag == "yes"
+    if in_degrees is not None:
+        return header, bool(in_degrees)
+    raise InputError(f"{src}: header has no 'inDegrees' line; pass in_degrees=True/False")
 
-    body = [(i + 1, ln) for i, ln in enumerate(lines[end + 1 :], start=end + 1) if ln.strip()]
-    if not body:
-        raise InputError(f"{src}: truncated file: no column names after 'endheader'")
-    sep = "\t" if "\t" in body[0][1] else " "
-    head = body[0][1].rstrip("\t")
+
+def _column_row(
+    text: str, lineno: int, header: dict, src: str
+) -> tuple[list[str], str, dict[str, int]]:
+    """Column names of line ``lineno``, the separator, and the header's checked row/column
+    counts (``nrows``, ``ncolumns`` where given)."""
+    sep = "\t" if "\t" in text else " "
+    head = text.rstrip("\t")
     columns = [c.strip() for c in (head.split("\t") if sep == "\t" else head.split())]
     if not columns or columns[0].lower() != "time":
-        raise InputError(
-            f"{src}: line {body[0][0]}: first column is {columns[0]!r}; expected 'time'"
-        )
+        raise InputError(f"{src}: line {lineno}: first column is {columns[0]!r}; expected 'time'")
     ncol = len(columns)
     if ncol > MAX_COLUMNS:
-        raise InputError(
-            f"{src}: line {body[0][0]}: {ncol} columns; expected at most {MAX_COLUMNS}"
-        )
+        raise InputError(f"{src}: line {lineno}: {ncol} columns; expected at most {MAX_COLUMNS}")
     dup = sorted(c for c, n in Counter(columns).items() if n > 1)
     if dup:
         raise InputError(
-            f"{src}: line {body[0][0]}: duplicate column names {dup[:5]}; every coordinate "
+            f"{src}: line {lineno}: duplicate column names {dup[:5]}; every coordinate "
             "needs its own column"
         )
     counts = {
@@ -143,8 +154,96 @@ def read_mot(
     }
     if "ncolumns" in counts and counts["ncolumns"] != ncol:
         raise InputError(
-            f"{src}: nColumns is {counts['ncolumns']} but line {body[0][0]} names {ncol} columns"
+            f"{src}: nColumns is {counts['ncolumns']} but line {lineno} names {ncol} columns"
         )
+    return columns, sep, counts
+
+
+def _uneven_step(t: np.ndarray, rtol: float) -> int | None:
+    """Index of the first time step off the mean step by more than ``rtol``, if any."""
+    if len(t) < 2:
+        return None
+    step = (t[-1] - t[0]) / (len(t) - 1)
+    off = np.abs(np.diff(t) - step) > rtol * step
+    return int(np.flatnonzero(off)[0]) + 1 if np.any(off) else None
+
+
+def _kept(columns: list[str], translations: str) -> tuple[list[int], np.ndarray]:
+    """Indices (in ``columns``) of the columns returned, and which of them are translations."""
+    keep = list(range(1, len(columns)))
+    if translations == "drop":
+        keep = [j for j in keep if not _TRANSLATION.search(columns[j])]
+    return keep, np.array([bool(_TRANSLATION.search(columns[j])) for j in keep], dtype=bool)
+
+
+def _finish(
+    t: np.ndarray, values: np.ndarray, names: list[str], is_tr: np.ndarray, degrees: bool
+) -> JointAngles:
+    """Angles to degrees and translations to mm, in place in ``values`` (a fresh array)."""
+    for j, tr in enumerate(is_tr):
+        if tr:
+            values[:, j] *= 1000.0
+        elif not degrees:
+            np.degrees(values[:, j], out=values[:, j])
+    rate = rate_from_times(t) if len(t) > 1 else 1.0  # one row: documented placeholder
+    return JointAngles(values, tuple(names), rate, start=float(t[0]))
+
+
+def _read_lean(
+    p: Path, src: str, translations: str, in_degrees: bool | None, rtol: float
+) -> JointAngles | None:
+    """The file read without holding its text (see :mod:`medpose.io._bulk`); ``None`` where
+    the careful path must decide.  Header errors are raised as the careful path does."""
+    scan = scan_text(p)
+    head = read_head(p, _head_lines) if scan else None
+    if scan is None or head is None:
+        return None
+    lines, offset = head
+    end = _endheader(lines)
+    assert end is not None  # found by _head_lines
+    header, degrees = _header_fields(lines[:end], src, in_degrees)
+    columns, sep, counts = _column_row(lines[-1], len(lines), header, src)
+    if sep != "\t" or counts.get("nrows") == 0 or not scan.complete:
+        return None
+    ncol = len(columns)
+    size = p.stat().st_size - offset
+    # a row of ncol cells takes at least ncol bytes: no allocation beyond what the file can fill
+    cap = min(scan.line_breaks + 1, size // ncol + 1, MAX_FRAMES)
+    if counts.get("nrows", 0) > cap:
+        return None
+    cap = counts.get("nrows", cap)
+    keep, is_tr = _kept(columns, translations)
+    t = np.empty(cap)
+    values = np.empty((cap, len(keep)))
+    dest: list[np.ndarray | None] = [t] + [None] * (ncol - 1)
+    for i, j in enumerate(keep):
+        dest[j] = values[:, i]
+    rows = read_float_body(p, offset, dest, cap)
+    if not rows or rows != counts.get("nrows", rows):
+        return None
+    t, values = t[:rows], values[:rows]
+    if not increasing(t) or _uneven_step(t, rtol) is not None:
+        return None
+    return _finish(t, values, [columns[j] for j in keep], is_tr, degrees)
+
+
+def _read_careful(
+    p: Path, src: str, translations: str, in_degrees: bool | None, rtol: float
+) -> JointAngles:
+    """The whole text read and checked line by line; every error names its line."""
+    lines, complete = text_lines(read_text(p, "motion file"))
+    end = _endheader(lines)
+    if end is None:
+        raise InputError(
+            f"{src}: no 'endheader' line; expected an OpenSim .mot/.sto header "
+            "(name, version=1, nRows=, nColumns=, inDegrees=, endheader)"
+        )
+    header, degrees = _header_fields(lines[:end], src, in_degrees)
+    body = [(i + 1, ln) for i, ln in enumerate(lines[end + 1 :], start=end + 1) if ln.strip()]
+    if not body:
+        raise InputError(f"{src}: truncated file: no column names after 'endheader'")
+    columns, sep, counts = _column_row(body[0][1], body[0][0], header, src)
+    ncol = len(columns)
     rows = body[1:]
     if "nrows" in counts and counts["nrows"] != len(rows):
         n = counts["nrows"]
@@ -160,35 +259,22 @@ def read_mot(
             "truncated file? Expected complete rows (end the file with a line break if the "
             "row is whole)"
         )
+    del lines
     df = read_table_lines(rows, ncol, src, sep)
     table = numeric_columns(df, src, rows[0][0], [f"column {c!r}" for c in columns])
-    t = table[:, 0]
-    check_times(t, [ln for ln, _ in body[1:]], src)
-    dt = np.diff(t)
-    if len(t) > 1:
+    del df
+    t = table[:, 0].copy()
+    check_times(t, [ln for ln, _ in rows], src)
+    r = _uneven_step(t, rtol)
+    if r is not None:
         step = (t[-1] - t[0]) / (len(t) - 1)
-        off = np.abs(dt - step) > rtol * step
-        if np.any(off):
-            r = int(np.flatnonzero(off)[0]) + 1
-            raise InputError(
-                f"{src}: line {body[1 + r][0]}: time step {dt[r - 1]:g} s differs from the "
-                f"mean step {step:g} s by more than {rtol:.0%}; expected uniform sampling"
-            )
-        rate = rate_from_times(t)
-    else:
-        rate = 1.0  # one row: no rate in the file; documented placeholder
-    names = columns[1:]
-    values = table[:, 1:]
-    is_tr = np.array([bool(_TRANSLATION.search(n)) for n in names], dtype=bool)
-    if not degrees:
-        values = np.where(is_tr, values, np.degrees(values))
-    if translations == "drop":
-        keep = ~is_tr
-        names = [n for n, k in zip(names, keep) if k]
-        values = values[:, keep]
-    else:
-        values = np.where(is_tr, values * 1000.0, values)
-    return JointAngles(values, tuple(names), rate, start=float(t[0]))
+        raise InputError(
+            f"{src}: line {rows[r][0]}: time step {t[r] - t[r - 1]:g} s differs from the "
+            f"mean step {step:g} s by more than {rtol:.0%}; expected uniform sampling"
+        )
+    keep, is_tr = _kept(columns, translations)
+    values = table[:, keep]
+    return _finish(t, values, [columns[j] for j in keep], is_tr, degrees)
 
 
 def write_mot(

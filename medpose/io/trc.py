@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ..data import MAX_RATE_HZ, KeypointSequence
 from ..errors import InputError
+from ._bulk import read_float_body, read_head, scan_text
 from ._text import (
     MAX_COLUMNS,
     MAX_FRAMES,
     canonical_names,
     check_file,
     check_times,
+    increasing,
     numeric_columns,
     parse_count,
     parse_finite,
@@ -99,12 +101,20 @@ def read_trc(
     src = display_name(p)
     if axes != "as_is":
         raise InputError(f"{src}: axes={axes!r} is not supported; only 'as_is'")
-    lines, complete = text_lines(read_text(p, "marker file"))
-    if len(lines) < 5:
-        raise InputError(
-            f"{src}: truncated file: {len(lines)} lines; a .trc needs 5 header lines "
-            "(PathFileType, keys, values, marker names, X1/Y1/Z1)"
-        )
+    seq = _read_lean(p, src, rename, frame)
+    return seq if seq is not None else _read_careful(p, src, rename, frame)
+
+
+class _Header(NamedTuple):
+    rate: float
+    n_frames: int
+    scale: float
+    names: list[str]
+    names_out: tuple[str, ...]
+
+
+def _parse_header(lines: list[str], src: str, rename: bool) -> _Header:
+    """The five header lines, checked (both paths raise the same errors from here)."""
     if not lines[0].startswith("PathFileType"):
         raise InputError(
             f"{src}: line 1 does not start with 'PathFileType'; expected an OpenSim .trc header"
@@ -137,8 +147,47 @@ def read_trc(
     names = [c.strip() for c in name_cells[2:] if c.strip()]
     if len(names) != n_markers:
         raise InputError(f"{src}: line 4 names {len(names)} markers but NumMarkers is {n_markers}")
-    names_out = canonical_names(names, src, rename)
+    return _Header(rate, n_frames, scale, names, canonical_names(names, src, rename))
 
+
+def _read_lean(p: Path, src: str, rename: bool, frame: str) -> KeypointSequence | None:
+    """The file read without holding its text: the header from its first lines, the body
+    streamed into the result (:mod:`medpose.io._bulk`).  ``None`` where the careful path must
+    decide (a body that is not a clean table, times not increasing, a file that is not UTF-8
+    or does not end with a line break); header errors are raised as the careful path does."""
+    scan = scan_text(p)
+    head = read_head(p, lambda lines: 5 if len(lines) >= 5 else None) if scan else None
+    if scan is None or head is None:
+        return None
+    lines, offset = head
+    h = _parse_header(lines, src, rename)
+    n, k = h.n_frames, len(h.names)
+    # a row of 2 + 3k cells takes at least 2 + 3k bytes: no allocation beyond what the file can fill
+    if n == 0 or not scan.complete or n * (2 + 3 * k) > p.stat().st_size - offset:
+        return None
+    pos = np.empty((n, k, 3))
+    times = np.empty(n)
+    flat = pos.reshape(n, 3 * k)
+    dest = [None, times, *(flat[:, j] for j in range(3 * k))]
+    if read_float_body(p, offset, dest, n) != n or not increasing(times):
+        return None
+    if h.scale != 1.0:
+        pos *= h.scale
+    return KeypointSequence(
+        pos, h.names_out, h.rate, frame=frame, start=float(times[0]), copy=False
+    )
+
+
+def _read_careful(p: Path, src: str, rename: bool, frame: str) -> KeypointSequence:
+    """The whole text read and checked line by line; every error names its line."""
+    lines, complete = text_lines(read_text(p, "marker file"))
+    if len(lines) < 5:
+        raise InputError(
+            f"{src}: truncated file: {len(lines)} lines; a .trc needs 5 header lines "
+            "(PathFileType, keys, values, marker names, X1/Y1/Z1)"
+        )
+    h = _parse_header(lines, src, rename)
+    n_frames, n_markers = h.n_frames, len(h.names)
     ncol = 2 + 3 * n_markers
     if not complete and lines[-1].strip() and len(lines) > 5:
         raise InputError(
@@ -147,6 +196,7 @@ def read_trc(
             "row is whole)"
         )
     body = [(i + 1, ln) for i, ln in enumerate(lines[5:], start=5) if ln.strip()]
+    del lines
     if len(body) != n_frames:
         raise InputError(
             f"{src}: NumFrames is {n_frames} but {len(body)} data rows were found"
@@ -155,12 +205,15 @@ def read_trc(
     if n_frames == 0:
         raise InputError(f"{src}: no data rows; expected NumFrames >= 1")
     df = read_table_lines(body, ncol, src)
-    columns = ["column Frame#", "column Time"] + [f"column {n}/{a}" for n in names for a in "XYZ"]
+    columns = ["column Frame#", "column Time"] + [f"column {n}/{a}" for n in h.names for a in "XYZ"]
     table = numeric_columns(df, src, body[0][0], columns)
+    del df
     times = table[:, 1]
     check_times(times, [ln for ln, _ in body], src, "Time")
-    pos = table[:, 2:].reshape(n_frames, n_markers, 3) * scale
-    return KeypointSequence(pos, names_out, rate, frame=frame, start=float(times[0]))
+    pos = table[:, 2:].reshape(n_frames, n_markers, 3) * h.scale
+    return KeypointSequence(
+        pos, h.names_out, h.rate, frame=frame, start=float(times[0]), copy=False
+    )
 
 
 def write_trc(
