@@ -85,6 +85,13 @@ def read_mot(
         of cells, non-numeric or infinite cells, duplicate column names, a last row without a
         line break (truncated file), a file that is not UTF-8 text, time not increasing or not uniformly sampled (line named).
 
+    Notes
+    -----
+    Memory: the rows are streamed into the angles returned, without holding the file's text
+    (:mod:`medpose.io._bulk`); a file that is not a clean tab-separated table is read again
+    line by line, at several times its size, for the message naming its line and column
+    (docs/formats-keypoints.md, "Large files").
+
     References
     ----------
     OpenSim documentation, "Storage (.sto) Files",

@@ -92,6 +92,13 @@ def read_trc(
         ``NumFrames`` disagreeing with the data rows, rows with the wrong number of cells,
         non-numeric or infinite cells (line and column named), time stamps not increasing (line named).
 
+    Notes
+    -----
+    Memory: the rows are streamed into the positions returned, without holding the file's text
+    (:mod:`medpose.io._bulk`); a file that is not a clean tab-separated table is read again
+    line by line, at several times its size, for the message naming its line and column
+    (docs/formats-keypoints.md, "Large files").
+
     References
     ----------
     OpenSim documentation, "Marker (.trc) Files",
