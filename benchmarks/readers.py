@@ -8,9 +8,7 @@ Files (written once into a temporary folder, removed afterwards):
 
 * a ``.trc`` of ``--frames`` frames of the 26 HALPE_26 markers (Pose2Sim's layout), written by
   ``medpose.io.trc.write_trc`` in mm with 6 decimals; random positions, 2 % of the markers
-  missing (empty cells), never the last one: OpenSim 4.6's ``TRCFileAdapter`` refuses a row
-  whose last marker is missing as ``write_trc`` writes it ("Unexpected number of columns ...
-  Expected = 80. Received = 79": it drops the trailing empty cells);
+  missing (written ``nan``, as ``write_trc`` writes a missing coordinate);
 * a ``.mot`` of as many rows and 63 columns (time and 62 coordinates, as OpenSim's full-body
   models have), values printed with 8 decimals as OpenSim prints them, 1 % ``NaN``.
 
@@ -81,7 +79,6 @@ def write_files(folder: Path, frames: int) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     pos = rng.normal(0, 500, (frames, len(names), 3))
     missing = rng.random((frames, len(names))) < 0.02
-    missing[:, -1] = False  # OpenSim 4.6 refuses a row ending in empty cells (see the doc)
     pos[missing] = np.nan
     trc = write_trc(KeypointSequence(pos, names, 60.0, copy=False), folder / "halpe26.trc")
     del pos
@@ -201,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             "maximum resident memory (imports included: medpose with pandas and pyarrow takes "
             "about 0.34 GB before reading); 'peak above imports' subtracts the resident memory "
             "measured just before the read. The .trc holds the 26 HALPE_26 markers in mm "
-            "(write_trc, 6 decimals, 2 % of the markers missing but never the last: OpenSim 4.6 "
-            "refuses a row that ends in empty cells); the .mot 63 columns with 8 "
+            "(write_trc, 6 decimals, 2 % of the markers missing, written nan); the .mot 63 columns with 8 "
             "decimals (1 % NaN). medpose returns float64 arrays: the .trc's positions are "
             f"{args.frames * 26 * 3 * 8 / 1e9:.2f} GB (and the confidence "
             f"{args.frames * 26 * 8 / 1e9:.2f} GB), the .mot's angles "

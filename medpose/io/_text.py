@@ -473,11 +473,22 @@ def read_table_lines(
 
 
 def write_csv_table(
-    df: pd.DataFrame, fh: Any, *, delimiter: str = ",", header: bool = True
+    df: pd.DataFrame,
+    fh: Any,
+    *,
+    delimiter: str = ",",
+    header: bool = True,
+    nan_as_empty: bool = True,
 ) -> None:
     """Write a DataFrame as CSV to a binary file with pyarrow (fast; floats at full precision,
-    NaN as empty cells, strings quoted)."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    NaN as empty cells, or as ``nan`` with ``nan_as_empty=False``; strings quoted)."""
+    if nan_as_empty:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+    else:
+        table = pa.table(
+            [pa.array(df[c].to_numpy(), from_pandas=False) for c in df.columns],
+            names=[str(c) for c in df.columns],
+        )
     pacsv.write_csv(
         table,
         fh,

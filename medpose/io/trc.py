@@ -241,7 +241,9 @@ def write_trc(
     Returns
     -------
     Path
-        The written file (written atomically).
+        The written file (written atomically).  A missing coordinate (NaN) is written as
+        ``nan``, which OpenSim and medpose read as missing (OpenSim refuses a row whose last
+        cells are empty).
     """
     p = Path(path)
     if seq.ndim != 3:
@@ -276,5 +278,7 @@ def write_trc(
     ]
     with atomic_write(p, "wb") as fh:
         fh.write(("\n".join(out) + "\n").encode("utf-8"))
-        write_csv_table(table, fh, delimiter="\t", header=False)
+        # a missing coordinate as "nan", not an empty cell: OpenSim's .trc reader refuses a row
+        # whose last cells are empty (it counts one column too few)
+        write_csv_table(table, fh, delimiter="\t", header=False, nan_as_empty=False)
     return p

@@ -150,6 +150,35 @@ def test_round_trip(tmp_path: Path, units: str) -> None:
     assert header[2:5] == ["40", "4", units]
 
 
+def _missing_last_marker(tmp_path: Path) -> tuple[KeypointSequence, Path]:
+    pos = np.random.default_rng(4).normal(0, 400, (6, 3, 3))
+    pos[2, -1] = np.nan  # the row's last marker missing: its trailing cells
+    pos[3, 0] = np.nan
+    seq = KeypointSequence(pos, ("hip_r", "knee_r", "ankle_r"), 60.0)
+    return seq, write_trc(seq, tmp_path / "gap.trc", units="m")
+
+
+def test_missing_coordinates_are_written_as_nan_cells(tmp_path: Path) -> None:
+    """Every data row has all its cells: OpenSim 4.6 refuses a row whose last cells are empty."""
+    seq, p = _missing_last_marker(tmp_path)
+    rows = [r.split("\t") for r in p.read_text().splitlines()[5:]]
+    assert all(len(r) == 2 + 3 * 3 and all(c != "" for c in r) for r in rows)
+    assert rows[2][-3:] == ["nan"] * 3 and rows[3][2:5] == ["nan"] * 3
+    back = read_trc(p)
+    assert np.array_equal(np.isnan(back.positions), np.isnan(seq.positions))
+
+
+def test_opensim_reads_a_written_file_with_a_missing_last_marker(tmp_path: Path) -> None:
+    osim = pytest.importorskip("opensim")  # the bench extra's peer
+    seq, p = _missing_last_marker(tmp_path)
+    table = osim.TimeSeriesTableVec3(str(p))
+    assert table.getNumRows() == 6
+    row = table.getRowAtIndex(2)
+    assert np.isnan(row[2][0]) and row[1][0] == pytest.approx(
+        seq.positions[2, 1, 0] / 1000, abs=1e-6
+    )
+
+
 def test_writer_rejects_2d_and_bad_units(tmp_path: Path) -> None:
     seq2d = KeypointSequence(np.zeros((2, 1, 2)), ("a",), 30.0)
     with pytest.raises(InputError, match=r"out\.trc.*3D.*2D"):
