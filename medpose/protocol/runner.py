@@ -323,6 +323,13 @@ def _metric_rows(
                     why = f"{NOT_COMPUTED} on a keypoint ({spec.keypoint})"
                 elif x is None:
                     why = f"joint angle {_dof(joint, side)} missing from the data"
+                elif source.unconstrained((_dof(joint, side),)):
+                    # no keypoint the fit used lies beyond this joint (a Kinect's legs end at
+                    # the ankle for the fit: its Foot joint is not used)
+                    why = (
+                        f"joint angle {_dof(joint, side)} not constrained by the keypoints "
+                        "(none on the segment it moves)"
+                    )
                 else:
                     why = f"joint angle {_dof(joint, side)} is NaN in every frame"
                 rows.append(_row(trial, spec.key, joint, side, math.nan, math.nan, unit, why))

@@ -178,3 +178,16 @@ def test_without_noise_the_main_rom_is_exact(runs, name, trial):
     _, pairs = _rom_pairs(runs, name, trial, 3)
     for side, got, want in pairs:
         assert abs(got - want) <= 1.0, (side, got, want)
+
+
+def test_an_ankle_no_keypoint_constrains_says_so(runs):
+    """The Kinect's legs end at the ankle for the fit (its Foot joint is not used): the deep
+    squat's ankle range is no reading, and the reason names the unconstrained angle rather than
+    a bare NaN."""
+    trial = next(c[1] for c in CASES if c[0] == "deep_squat")
+    rows = _summary(runs["deep_squat", trial][1])
+    rows = rows[rows["metric"].str.startswith("rom_ankle_dorsiflexion")]
+    assert len(rows) == 2 and rows["value"].isna().all()
+    for side, why in zip(rows["side"], rows["reason"]):
+        dof = f"ankle_dorsiflexion_{'l' if side == 'left' else 'r'}"
+        assert why.startswith(f"joint angle {dof} not constrained by the keypoints"), why
