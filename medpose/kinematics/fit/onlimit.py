@@ -43,6 +43,7 @@ def leave_limits(
     pri: Priors,
     xtol: float,
     max_iter: int,
+    skip: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each frame of ``q`` with a free DoF on a hard limit solved again from each half turn
     of a segment about its own axis, its child re-expressed
@@ -51,7 +52,8 @@ def leave_limits(
     move's DoFs on a limit and reads the joint's middle angle within :data:`MIDDLE_MAX_DEG`
     is kept where its RMS is below :data:`LIMIT_GAIN` times the
     frame's.  ``st``: the problem on the device
-    (:func:`~medpose.kinematics.fit.device.setup`), ``pri`` its priors."""
+    (:func:`~medpose.kinematics.fit.device.setup`), ``pri`` its priors; ``skip`` (T,) bool:
+    frames left as they are (through this on the same problem at their present pose)."""
     ctx, lo, hi, n_var, dev = st.ctx, st.lo, st.hi, st.n_var, q.device
     # per ball joint its twin, half turn and both (branch_moves' order): not the twin alone, the
     # same rotation re-expressed, whose only gain can be the other reading's box of limits
@@ -63,6 +65,8 @@ def leave_limits(
         cols[k, torch.as_tensor(move[0], device=dev)] = True
     middle = torch.tensor([m for _, m in half], device=dev)  # each joint's middle angle
     at = _on_limit(q, lo, hi)
+    if skip is not None:
+        at = at & ~skip[:, None]
     frames, starts, which = [], [], []
     for k, (move, _) in enumerate(half):
         idx = torch.nonzero((at & cols[k]).any(dim=1))[:, 0]

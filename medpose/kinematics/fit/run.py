@@ -32,14 +32,13 @@ from .gaps import mend_points
 from .onlimit import leave_limits
 from .pilot import measure_noise
 from .problem import NOISE_FLOOR_MM, FitProblem
+from .rebranch import rebranch
 from .solver import Priors, solve
 from .starts import (
     choose_branches,
     despike,
-    frame_rms,
     interpolate,
     neighbours,
-    put,
     repair,
 )
 
@@ -156,6 +155,7 @@ def solve_frames(
     xc = torch.where(moved_c[:, None, None], s1.ctx.keypoints_at(qc), xc)
     xo_c, w_c = x_obs[coarse], w[coarse]  # frames held on a limit: from the other branches
     qc, xc, cc = leave_limits(s1, qc, xc, cc, xo_c, w_c, p1, xtol, max_iter)
+    q_left = qc  # through leave_limits on the problem of stage 2 where first is None
     if first is not None:  # mended on the lengths-only problem, then the calibrated solve
         args = (xo_c, w_c, s1.lo, s1.hi, p1, s1.n_var)
         qc, xc, cc = repair(
@@ -249,39 +249,16 @@ def solve_frames(
         q_rigid=q0[vidx],
         odd=st.odd,
     )
-    # a frame that started from branch-chosen neighbours and stayed within 30 degrees of its
-    # start is on their branch (another branch of a ball joint is >= 180 degrees away in
-    # some DoF): the branch choice is repeated only for frames that moved further
-    far = torch.nonzero(((qv - qn).abs() > 30.0).any(dim=1))[:, 0]
-    moved = torch.zeros(vidx.numel(), dtype=torch.bool, device=dev)
-    qb = qv
-    if far.numel():
-        qf, mf = choose_branches(
-            ctx, st.moves, qv[far], x_obs[vidx[far]], w[vidx[far]], lo, hi, neutral
-        )
-        qb = qv.clone()
-        qb[far], moved[far] = qf, mf
-    m = torch.nonzero(moved)[:, 0]
-    if m.numel():  # polish the frames that moved
-        qm, xm, cm = solve(
-            ctx,
-            qb[m],
-            x_obs[vidx][m],
-            w[vidx][m],
-            lo,
-            hi,
-            pri1,
-            max_iter=max_iter,
-            xtol=xtol,
-        )
-        # kept where the other branch fits as well (a polish can slide into a worse minimum)
-        xo_m, w_m = x_obs[vidx][m], w[vidx][m]
-        ok = (
-            frame_rms(xm, xo_m, w_m, st.n_var)
-            <= frame_rms(xv[m], xo_m, w_m, st.n_var) * 1.005 + 0.01
-        )
-        qv, xv, cvv = put(qv, xv, cvv, m[ok], qm[ok], xm[ok], cm[ok])
-    qv, xv, cvv = leave_limits(st, qv, xv, cvv, x_obs[vidx], w[vidx], pri1, xtol, max_iter)
+    # the branch choice again for frames that moved far from their start
+    qv, xv, cvv = rebranch(st, qv, xv, cvv, qn, x_obs[vidx], w[vidx], pri1, xtol, max_iter)
+    # frames on a limit restarted from other branches, but for the coarse frames that are as
+    # stage 1 left them on this problem (they were through it there)
+    skip = torch.zeros(vidx.numel(), dtype=torch.bool, device=dev)
+    if first is None:
+        probes = torch.arange(0, vidx.numel(), warm_stride, device=dev)
+        skip[probes] = (qv[probes] - q_left).abs().amax(dim=1) <= 1e-2
+    xo_v, w_v = x_obs[vidx], w[vidx]
+    qv, xv, cvv = leave_limits(st, qv, xv, cvv, xo_v, w_v, pri1, xtol, max_iter, skip=skip)
     # a run of frames on another equally good solution than its neighbours: from a neighbour
     obs = (x_obs[vidx], w[vidx], lo, hi, pri1)
     qv, xv, cvv = despike(ctx, qv, xv, cvv, *obs, st.n_var, xtol, max_iter, st.rot)
